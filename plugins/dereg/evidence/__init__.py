@@ -1,0 +1,1 @@
+"""Evidence: the compliance store, its hash-chained ledger, and signed certificates."""

@@ -1,0 +1,113 @@
+"""Plain data shared between stages: what inventory finds and what classification concludes.
+
+These travel between Airflow tasks as JSON (through files in the output folder, referenced from
+XCom), so each has `to_dict` / `from_dict`. None of them holds a personal value: masked samples only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class ColumnInfo:
+    name: str
+    type: str  # SQLAlchemy type rendered as text, e.g. "VARCHAR(18)"
+    nullable: bool = True
+    primary_key: bool = False
+    max_length: int | None = None
+
+
+@dataclass
+class ForeignKey:
+    columns: list[str]
+    ref_table: str
+    ref_columns: list[str]
+
+
+@dataclass
+class TableInfo:
+    name: str
+    schema: str | None
+    columns: list[ColumnInfo]
+    primary_key: list[str]
+    foreign_keys: list[ForeignKey] = field(default_factory=list)
+    row_count: int = 0
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.schema}.{self.name}" if self.schema else self.name
+
+
+@dataclass
+class SourceInventory:
+    source_id: str
+    dialect: str
+    tables: list[TableInfo]
+
+    def table(self, name: str) -> TableInfo:
+        for t in self.tables:
+            if t.name == name:
+                return t
+        raise KeyError(f"source {self.source_id} has no table {name}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SourceInventory:
+        tables = []
+        for t in data["tables"]:
+            tables.append(
+                TableInfo(
+                    name=t["name"],
+                    schema=t.get("schema"),
+                    columns=[ColumnInfo(**c) for c in t["columns"]],
+                    primary_key=list(t["primary_key"]),
+                    foreign_keys=[ForeignKey(**fk) for fk in t.get("foreign_keys", [])],
+                    row_count=t.get("row_count", 0),
+                )
+            )
+        return cls(source_id=data["source_id"], dialect=data["dialect"], tables=tables)
+
+
+@dataclass
+class ColumnFinding:
+    """What classification concluded about one column."""
+
+    table: str
+    column: str
+    categories: list[str]  # taxonomy ids, e.g. ["cn_resident_id"]; [] when not personal
+    level: str | None  # "sensitive" | "general" | None
+    values_checked: int = 0
+    matches: int = 0
+    masked_examples: list[str] = field(default_factory=list)
+    reason: str = ""
+
+    @property
+    def personal(self) -> bool:
+        return bool(self.categories)
+
+
+@dataclass
+class ClassificationResult:
+    source_id: str
+    columns: list[ColumnFinding]
+    minors: int = 0
+    subjects: int = 0
+
+    def personal_columns(self, table: str) -> list[ColumnFinding]:
+        return [c for c in self.columns if c.table == table and c.personal]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ClassificationResult:
+        return cls(
+            source_id=data["source_id"],
+            columns=[ColumnFinding(**c) for c in data["columns"]],
+            minors=data.get("minors", 0),
+            subjects=data.get("subjects", 0),
+        )
