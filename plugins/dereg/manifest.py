@@ -1,0 +1,295 @@
+"""Company manifests: what Dereg cannot infer about a company (connections, retention, approvers).
+
+A manifest is YAML in `include/companies/<id>.yaml`; its schema is documented in docs/manifest.md.
+`load_manifest` checks the whole document and reports every problem at once, each with its path
+(`sources[1].conn_id: ...`), so an operator fixes a manifest in one pass. Checks that need Airflow
+(does a connection exist?) are in `connection_problems`, run by the preflight task.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dereg import config
+from dereg.errors import ManifestError
+
+COMPANY_ID = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
+SOURCE_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
+RETAIN_ACTIONS = ("pseudonymize",)
+
+
+@dataclass
+class NotifySpec:
+    table: str
+    email_column: str
+    name_column: str
+    link_column: str
+
+
+@dataclass
+class RetainSpec:
+    table: str
+    law: str
+    years: int
+    action: str = "pseudonymize"
+
+
+@dataclass
+class SourceSpec:
+    id: str
+    conn_id: str
+    subject_table: str
+    notify: NotifySpec | None
+    retain: list[RetainSpec] = field(default_factory=list)
+
+
+@dataclass
+class BackupSpec:
+    conn_id: str
+    bucket: str
+    prefix: str
+    region: str
+    retention_days: int
+    object_lock: bool = True
+    cross_border_assessment: str | None = None
+
+
+@dataclass
+class Manifest:
+    company_id: str
+    name_zh: str
+    name_en: str
+    legal_basis: str
+    closure_date: dt.date
+    operations_email: str
+    sender: str
+    reply_to: str
+    complaint: str
+    approvers: list[str]
+    sources: list[SourceSpec]
+    backup: BackupSpec
+    smtp_conn_id: str
+    path: str = ""
+
+    @property
+    def dag_id(self) -> str:
+        return f"closure__{self.company_id}"
+
+    def source(self, source_id: str) -> SourceSpec:
+        for s in self.sources:
+            if s.id == source_id:
+                return s
+        raise KeyError(source_id)
+
+    def connection_ids(self) -> list[tuple[str, str]]:
+        """(path, conn_id) of every Airflow connection the manifest names."""
+        pairs = [(f"sources[{i}].conn_id", s.conn_id) for i, s in enumerate(self.sources)]
+        pairs.append(("backup.conn_id", self.backup.conn_id))
+        pairs.append(("notify.smtp_conn_id", self.smtp_conn_id))
+        return pairs
+
+
+def allowed_regions() -> list[str]:
+    """Backup regions that need no cross-border assessment (include/policy/regions.yaml)."""
+    data = yaml.safe_load((config.policy_dir() / "regions.yaml").read_text(encoding="utf-8"))
+    return list(data["allowed_regions"])
+
+
+class _Checker:
+    """Collects problems with their paths instead of stopping at the first."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(f"{path}: {message}")
+
+    def mapping(self, value: Any, path: str) -> dict:
+        if value is None:
+            self.problem(path, "is required")
+            return {}
+        if not isinstance(value, dict):
+            self.problem(path, f"must be a mapping, got {type(value).__name__}")
+            return {}
+        return value
+
+    def text(self, parent: dict, key: str, path: str, *, pattern: re.Pattern | None = None,
+             hint: str = "", required: bool = True) -> str:
+        full = f"{path}.{key}" if path else key
+        value = parent.get(key)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if required:
+                self.problem(full, "is required")
+            return ""
+        if not isinstance(value, str):
+            self.problem(full, f"must be text, got {type(value).__name__}")
+            return ""
+        if pattern is not None and not pattern.match(value):
+            self.problem(full, f"{value!r} is not valid{': ' + hint if hint else ''}")
+        return value
+
+    def integer(self, parent: dict, key: str, path: str, *, minimum: int = 1) -> int:
+        full = f"{path}.{key}" if path else key
+        value = parent.get(key)
+        if value is None:
+            self.problem(full, "is required")
+            return 0
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.problem(full, f"must be a whole number, got {value!r}")
+            return 0
+        if value < minimum:
+            self.problem(full, f"must be at least {minimum}, got {value}")
+        return value
+
+    def unknown_keys(self, value: dict, allowed: set[str], path: str) -> None:
+        for key in sorted(set(value) - allowed):
+            self.problem(f"{path}.{key}" if path else key, "is not a known field (see docs/manifest.md)")
+
+
+def parse_manifest(data: Any, source: str = "<manifest>") -> Manifest:
+    """Validate a parsed YAML document; raise ManifestError listing every problem."""
+    c = _Checker()
+    root = c.mapping(data, "(document)")
+    c.unknown_keys(root, {"company_id", "name", "legal_basis", "closure_date", "contacts", "approval",
+                          "sources", "backup", "notify"}, "")
+    company_id = c.text(root, "company_id", "", pattern=COMPANY_ID,
+                        hint="lower-case letters, digits and _ , starting with a letter")
+    name = c.mapping(root.get("name"), "name")
+    name_zh = c.text(name, "zh", "name") if name else ""
+    name_en = c.text(name, "en", "name") if name else ""
+    legal_basis = c.text(root, "legal_basis", "")
+    closure_raw = root.get("closure_date")
+    closure_date = dt.date(1970, 1, 1)
+    if closure_raw is None:
+        c.problem("closure_date", "is required (YYYY-MM-DD)")
+    else:
+        try:
+            closure_date = closure_raw if isinstance(closure_raw, dt.date) else dt.date.fromisoformat(str(closure_raw))
+        except ValueError:
+            c.problem("closure_date", f"{closure_raw!r} is not a date (YYYY-MM-DD)")
+
+    contacts = c.mapping(root.get("contacts"), "contacts")
+    operations_email = c.text(contacts, "operations_email", "contacts", pattern=EMAIL, hint="an e-mail address")
+    sender = c.text(contacts, "sender", "contacts")
+    reply_to = c.text(contacts, "reply_to", "contacts", pattern=EMAIL, hint="an e-mail address", required=False)
+    complaint = c.text(contacts, "complaint", "contacts")
+
+    approval = c.mapping(root.get("approval"), "approval")
+    approvers = approval.get("approvers") if approval else None
+    if not approvers or not isinstance(approvers, list) or not all(isinstance(a, str) and a for a in approvers):
+        c.problem("approval.approvers", "must be a non-empty list of Airflow user names")
+        approvers = []
+
+    sources: list[SourceSpec] = []
+    raw_sources = root.get("sources")
+    if not isinstance(raw_sources, list) or not raw_sources:
+        c.problem("sources", "must be a non-empty list of data sources")
+        raw_sources = []
+    seen_ids: set[str] = set()
+    for i, raw in enumerate(raw_sources):
+        path = f"sources[{i}]"
+        s = c.mapping(raw, path)
+        if not isinstance(raw, dict):
+            continue
+        c.unknown_keys(s, {"id", "conn_id", "subject_table", "notify", "retain"}, path)
+        sid = c.text(s, "id", path, pattern=SOURCE_ID, hint="lower-case letters, digits and _")
+        if sid in seen_ids:
+            c.problem(f"{path}.id", f"{sid!r} is used by an earlier source")
+        seen_ids.add(sid)
+        notify = None
+        if s.get("notify") is not None:
+            n = c.mapping(s.get("notify"), f"{path}.notify")
+            notify = NotifySpec(*(c.text(n, k, f"{path}.notify", pattern=IDENTIFIER, hint="a table or column name")
+                                  for k in ("table", "email_column", "name_column", "link_column")))
+        retain = []
+        raw_retain = s.get("retain") or []
+        if not isinstance(raw_retain, list):
+            c.problem(f"{path}.retain", "must be a list")
+            raw_retain = []
+        for j, rr in enumerate(raw_retain):
+            rpath = f"{path}.retain[{j}]"
+            r = c.mapping(rr, rpath)
+            if not isinstance(rr, dict):
+                continue
+            action = r.get("action", "pseudonymize")
+            if action not in RETAIN_ACTIONS:
+                c.problem(f"{rpath}.action", f"{action!r} is not one of {', '.join(RETAIN_ACTIONS)}")
+            retain.append(RetainSpec(table=c.text(r, "table", rpath, pattern=IDENTIFIER, hint="a table name"),
+                                     law=c.text(r, "law", rpath), years=c.integer(r, "years", rpath),
+                                     action=action))
+        sources.append(SourceSpec(
+            id=sid, conn_id=c.text(s, "conn_id", path),
+            subject_table=c.text(s, "subject_table", path, pattern=IDENTIFIER, hint="a table name"),
+            notify=notify, retain=retain,
+        ))
+
+    b = c.mapping(root.get("backup"), "backup")
+    region = c.text(b, "region", "backup")
+    assessment = c.text(b, "cross_border_assessment", "backup", required=False) or None
+    object_lock = b.get("object_lock", True)
+    if not isinstance(object_lock, bool):
+        c.problem("backup.object_lock", f"must be true or false, got {object_lock!r}")
+    backup = BackupSpec(
+        conn_id=c.text(b, "conn_id", "backup"),
+        bucket=c.text(b, "bucket", "backup", pattern=BUCKET, hint="3-63 lower-case letters, digits, '.' or '-'"),
+        prefix=c.text(b, "prefix", "backup").strip("/"),
+        region=region, retention_days=c.integer(b, "retention_days", "backup"),
+        object_lock=bool(object_lock), cross_border_assessment=assessment,
+    )
+    if region and region not in allowed_regions() and not assessment:
+        c.problem("backup.region", f"{region!r} is outside the allowed regions {allowed_regions()} "
+                  "(include/policy/regions.yaml); a cross-border transfer needs backup.cross_border_assessment "
+                  "with the reference of its security assessment")
+
+    n = c.mapping(root.get("notify"), "notify")
+    smtp_conn_id = c.text(n, "smtp_conn_id", "notify")
+
+    if c.problems:
+        raise ManifestError(source, c.problems)
+    return Manifest(
+        company_id=company_id, name_zh=name_zh, name_en=name_en, legal_basis=legal_basis,
+        closure_date=closure_date, operations_email=operations_email, sender=sender,
+        reply_to=reply_to or operations_email, complaint=complaint, approvers=list(approvers),
+        sources=sources, backup=backup, smtp_conn_id=smtp_conn_id, path=source,
+    )
+
+
+def load_manifest(path: Path | str) -> Manifest:
+    """Read and validate one manifest file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        raise ManifestError(str(path), [f"(document): not valid YAML at {where}: {getattr(exc, 'problem', exc)}"]) from None
+    except OSError as exc:
+        raise ManifestError(str(path), [f"(document): cannot be read: {exc.strerror}"]) from None
+    return parse_manifest(data, str(path))
+
+
+def manifest_paths(directory: Path | None = None) -> list[Path]:
+    directory = directory or config.companies_dir()
+    return sorted(p for p in directory.glob("*.y*ml") if p.suffix in (".yaml", ".yml"))
+
+
+def company_id_from_path(path: Path) -> str:
+    """A DAG-safe id from a manifest file name, used when the manifest itself is unreadable."""
+    return re.sub(r"[^a-z0-9_]", "_", path.stem.lower()) or "unnamed"
+
+
+def connection_problems(manifest: Manifest, exists: Callable[[str], bool]) -> list[str]:
+    """Problems with the Airflow connections the manifest names, each with its path."""
+    return [f"{path}: no such connection {conn_id!r} (create it in Airflow: Admin > Connections, "
+            f"or an AIRFLOW_CONN_{conn_id.upper()} environment variable)"
+            for path, conn_id in manifest.connection_ids() if not exists(conn_id)]

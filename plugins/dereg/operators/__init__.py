@@ -1,0 +1,1 @@
+"""Airflow operators: `ComplianceOperator` and one thin operator per closure stage."""

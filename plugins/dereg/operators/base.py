@@ -1,0 +1,160 @@
+"""`ComplianceOperator`: the base of every closure stage.
+
+A stage proves its preconditions from the ledger, not only from DAG edges: before acting it looks
+up, for this company and this run, the ledger entries of the stages it requires. It writes a
+ledger entry when it starts, succeeds, fails or refuses. In a dry run, destructive stages record
+what they would do and do nothing. What a stage returns goes to XCom, so it is counts and
+references only; `redact` masks anything a third-party error message might carry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, ClassVar
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import TaskDeferred
+
+from dereg import config
+from dereg.errors import DeregError, GateError
+from dereg.redact import redact
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunContext:
+    """What a stage knows about the closure run it belongs to."""
+
+    manifest: Any  # dereg.manifest.Manifest
+    run_id: str
+    triggered_by: str
+    dry_run: bool
+    reason: str
+    notice_window_days: int
+    store: Any  # sqlalchemy Engine of the compliance store
+    ledger: Any  # dereg.evidence.ledger.Ledger
+
+    @property
+    def company_id(self) -> str:
+        return self.manifest.company_id
+
+    def record(self, stage: str, event: str, actor: str | None = None, **details: Any):
+        return self.ledger.append(company_id=self.company_id, run_id=self.run_id, stage=stage, event=event,
+                                  actor=actor or self.triggered_by, details=details)
+
+    def succeeded(self, stage: str):
+        return self.ledger.latest(company_id=self.company_id, run_id=self.run_id, stage=stage, event="succeeded")
+
+    def output_dir(self) -> Path:
+        safe_run = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in self.run_id)
+        path = config.output_dir() / self.company_id / safe_run
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def manifest_digest(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+class ComplianceMixin:
+    """Ledger and gate handling shared by `ComplianceOperator` and the approval gate."""
+
+    stage: ClassVar[str] = ""
+    #: stages that must have a `succeeded` ledger entry for this run before this one acts
+    requires: ClassVar[tuple[str, ...]] = ()
+    #: destructive stages only record what they would do in a dry run
+    destructive: ClassVar[bool] = False
+
+    manifest_path: str
+
+    def run_context(self, context) -> RunContext:
+        from dereg.evidence.ledger import Ledger
+        from dereg.evidence.store import open_store
+        from dereg.manifest import load_manifest
+
+        params = context["params"]
+        dag_run = context["dag_run"]
+        store = open_store(config.store_url())
+        return RunContext(
+            manifest=load_manifest(self.manifest_path),
+            run_id=dag_run.run_id,
+            triggered_by=getattr(dag_run, "triggering_user_name", None) or "unknown",
+            dry_run=bool(params.get("dry_run", True)),
+            reason=str(params.get("reason") or ""),
+            notice_window_days=int(params.get("notice_window_days", 30) or 0),
+            store=store,
+            ledger=Ledger(store),
+        )
+
+    def check_gates(self, run: RunContext) -> None:
+        missing = [stage for stage in self.requires if run.succeeded(stage) is None]
+        if missing:
+            message = (
+                f"{self.stage} refuses to act for company {run.company_id}, run {run.run_id}: the ledger has no "
+                f"successful {', '.join(missing)} for this run. Run the missing stage(s) first; the ledger, not "
+                "the task state, is what counts."
+            )
+            run.record(self.stage, "refused", reason=message)
+            raise GateError(message)
+
+    def record_failure(self, run: RunContext, exc: BaseException) -> None:
+        message = str(exc) if isinstance(exc, DeregError) else f"{type(exc).__name__}: {exc}"
+        try:
+            run.record(self.stage, "failed", error_type=type(exc).__name__, error=redact(message))
+        except Exception:  # noqa: BLE001 - never hide the original error behind a ledger problem
+            log.exception("could not record the failure of %s in the ledger", self.stage)
+
+
+class ComplianceOperator(ComplianceMixin, BaseOperator):
+    """Base of the closure stages: gates, ledger entries, dry-run handling.
+
+    Subclasses set `stage`, `requires`, `destructive` and implement `act(run, context) -> dict`,
+    returning counts and references (it becomes the ledger details and the XCom value).
+
+    :param manifest_path: path of the company manifest (YAML).
+    """
+
+    template_fields = ("manifest_path",)
+    ui_color = "#e8f1fb"
+
+    def __init__(self, *, manifest_path: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.manifest_path = manifest_path
+
+    def execute(self, context) -> dict:
+        run = self.run_context(context)
+        self.check_gates(run)
+        ti = context.get("ti")
+        run.record(self.stage, "started", try_number=getattr(ti, "try_number", None), dry_run=run.dry_run)
+        try:
+            if self.destructive and run.dry_run:
+                result = self.dry_run_summary(run, context)
+                result["dry_run"] = True
+                self.log.info("Dry run: %s did nothing. It would have: %s", self.stage, result)
+            else:
+                result = self.act(run, context)
+        except TaskDeferred:
+            run.record(self.stage, "deferred")
+            raise
+        except BaseException as exc:
+            self.record_failure(run, exc)
+            raise
+        entry = run.record(self.stage, "succeeded", **result)
+        result["ledger_entry"] = entry.entry_id
+        return result
+
+    def act(self, run: RunContext, context) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def dry_run_summary(self, run: RunContext, context) -> dict:
+        """What a destructive stage would do; it must not change anything."""
+        return {}
+
+    @cached_property
+    def _progress(self):
+        return lambda line: self.log.info("%s", line)

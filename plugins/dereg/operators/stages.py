@@ -1,0 +1,506 @@
+"""The closure stages, one thin operator each. The work is in plain functions of `dereg`.
+
+Each operator loops over the manifest's sources (a later issue maps them per source and table),
+logs one line per step, and returns counts and references only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import smtplib
+import socket
+from typing import Any
+
+from dereg.errors import DeregError, GateError, RestoreMismatch
+from dereg.evidence.artifacts import get_artifact, put_artifact
+from dereg.operators.base import ComplianceOperator, RunContext, manifest_digest
+from dereg.operators.connections import (
+    connection_exists,
+    get_connection,
+    s3_location,
+    smtp_settings,
+    source_engine,
+)
+
+CLASSIFY_SAMPLE_SIZE = 2000
+
+
+def combined_plan_hash(plan_hashes: dict[str, str]) -> str:
+    """One hash over every source's erasure plan: what the approver approves."""
+    text = "\n".join(f"{sid}:{h}" for sid, h in sorted(plan_hashes.items()))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _load_plans(run: RunContext) -> dict:
+    from dereg.erase.plan import ErasurePlan
+
+    return {s.id: ErasurePlan.from_dict(get_artifact(run.store, run.company_id, run.run_id, f"plan.{s.id}"))
+            for s in run.manifest.sources}
+
+
+class PreflightOperator(ComplianceOperator):
+    """Check everything a closure needs before it touches anything; report every problem at once."""
+
+    stage = "preflight"
+
+    def act(self, run: RunContext, context) -> dict:
+        from dereg.keys import Keyring
+        from dereg.manifest import connection_problems
+
+        m = run.manifest
+        problems = connection_problems(m, connection_exists)
+        if len(run.reason.strip()) < 5:
+            problems.append("params.reason: say why this closure runs (at least 5 characters); it goes in the ledger")
+        try:
+            Keyring.load()
+        except DeregError as exc:
+            problems.append(f"keyring: {exc}")
+        missing = {conn_id for _, conn_id in m.connection_ids() if not connection_exists(conn_id)}
+        for i, source in enumerate(m.sources):
+            if source.conn_id in missing:
+                continue
+            problems.extend(self._check_source(i, source))
+        if m.backup.conn_id not in missing:
+            problems.extend(self._check_s3(m))
+        if m.smtp_conn_id not in missing:
+            problems.extend(self._check_smtp(m.smtp_conn_id))
+        if problems:
+            raise DeregError(
+                f"preflight of company {m.company_id} found {len(problems)} problem(s); nothing was done:\n"
+                + "\n".join(f"  - {p}" for p in problems)
+            )
+        self.log.info("Preflight passed for %s (%d source(s), dry_run=%s)", m.company_id, len(m.sources), run.dry_run)
+        return {
+            "reason": run.reason,
+            "dry_run": run.dry_run,
+            "triggered_by": run.triggered_by,
+            "notice_window_days": run.notice_window_days,
+            "manifest_sha256": manifest_digest(self.manifest_path),
+            "legal_basis": m.legal_basis,
+            "approvers": m.approvers,
+            "sources": [s.id for s in m.sources],
+        }
+
+    @staticmethod
+    def _check_source(i: int, source) -> list[str]:
+        import sqlalchemy as sa
+
+        try:
+            engine = source_engine(source.conn_id)
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+                tables = set(sa.inspect(conn).get_table_names())
+            engine.dispose()
+        except Exception as exc:  # noqa: BLE001
+            return [f"sources[{i}] ({source.id}): database of connection {source.conn_id!r} is unreachable "
+                    f"({type(exc).__name__}); check host, port and credentials of the connection"]
+        problems = []
+        if source.subject_table not in tables:
+            problems.append(f"sources[{i}].subject_table: table {source.subject_table!r} does not exist in {source.id}")
+        if source.notify and source.notify.table not in tables:
+            problems.append(f"sources[{i}].notify.table: table {source.notify.table!r} does not exist in {source.id}")
+        for j, rule in enumerate(source.retain):
+            if rule.table not in tables:
+                problems.append(f"sources[{i}].retain[{j}].table: table {rule.table!r} does not exist in {source.id}")
+        return problems
+
+    @staticmethod
+    def _check_s3(m) -> list[str]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        location = s3_location(m.backup.conn_id, m.backup)
+        try:
+            location.client().list_buckets()
+        except (BotoCoreError, ClientError) as exc:
+            return [f"backup.conn_id: the S3 store {location.endpoint_url or 'AWS'} of connection "
+                    f"{m.backup.conn_id!r} is unreachable or refuses the credentials ({type(exc).__name__})"]
+        return []
+
+    @staticmethod
+    def _check_smtp(conn_id: str) -> list[str]:
+        settings = smtp_settings(conn_id)
+        try:
+            cls = smtplib.SMTP_SSL if settings.ssl else smtplib.SMTP
+            with cls(settings.host, settings.port, timeout=min(settings.timeout, 10)) as smtp:
+                smtp.noop()
+        except (OSError, smtplib.SMTPException, socket.timeout) as exc:
+            return [f"notify.smtp_conn_id: SMTP server {settings.host}:{settings.port} of connection {conn_id!r} "
+                    f"is unreachable ({type(exc).__name__}); check the connection or the mail relay"]
+        return []
+
+
+class InventoryOperator(ComplianceOperator):
+    """Reflect every table, column, key and row count of each SQL source."""
+
+    stage = "inventory"
+    requires = ("preflight",)
+
+    def act(self, run: RunContext, context) -> dict:
+        from dereg.inventory.sql import inventory_source
+
+        summary = {}
+        for source in run.manifest.sources:
+            engine = source_engine(source.conn_id)
+            inventory = inventory_source(engine, source.id)
+            engine.dispose()
+            digest = put_artifact(run.store, run.company_id, run.run_id, f"inventory.{source.id}", inventory.to_dict())
+            rows = sum(t.row_count for t in inventory.tables)
+            self.log.info("Inventory of %s: %d tables, %d rows", source.id, len(inventory.tables), rows)
+            summary[source.id] = {"tables": len(inventory.tables), "rows": rows, "artifact_sha256": digest}
+        return {"sources": summary}
+
+
+class ClassifyOperator(ComplianceOperator):
+    """Classify every column: general or sensitive personal information, and count minors."""
+
+    stage = "classify"
+    requires = ("inventory",)
+
+    def act(self, run: RunContext, context) -> dict:
+        from dereg.classify.engine import classify_source
+        from dereg.model import SourceInventory
+
+        summary = {}
+        for source in run.manifest.sources:
+            inventory = SourceInventory.from_dict(
+                get_artifact(run.store, run.company_id, run.run_id, f"inventory.{source.id}"))
+            engine = source_engine(source.conn_id)
+            result = classify_source(engine, inventory, sample_size=CLASSIFY_SAMPLE_SIZE,
+                                     closure_date=run.manifest.closure_date, subject_table=source.subject_table)
+            engine.dispose()
+            digest = put_artifact(run.store, run.company_id, run.run_id, f"classification.{source.id}",
+                                  result.to_dict())
+            personal = [c for c in result.columns if c.personal]
+            sensitive = [c for c in personal if c.level == "sensitive"]
+            for c in personal:
+                self.log.info("  %s.%s: %s (%s) %s", c.table, c.column, ",".join(c.categories), c.level, c.reason)
+            self.log.info("Classified %s: %d personal columns (%d sensitive), %d of %d subjects are minors",
+                          source.id, len(personal), len(sensitive), result.minors, result.subjects)
+            summary[source.id] = {"columns": len(result.columns), "personal_columns": len(personal),
+                                  "sensitive_columns": len(sensitive), "subjects": result.subjects,
+                                  "minors": result.minors, "artifact_sha256": digest}
+        return {"sources": summary}
+
+
+class PlanOperator(ComplianceOperator):
+    """Compute the erasure plan of each source and the hash the approver approves."""
+
+    stage = "plan"
+    requires = ("classify",)
+
+    def act(self, run: RunContext, context) -> dict:
+        from dereg.erase.plan import RetainRule, build_plan
+        from dereg.model import ClassificationResult, SourceInventory
+
+        hashes, summaries = {}, {}
+        for source in run.manifest.sources:
+            inventory = SourceInventory.from_dict(
+                get_artifact(run.store, run.company_id, run.run_id, f"inventory.{source.id}"))
+            classification = ClassificationResult.from_dict(
+                get_artifact(run.store, run.company_id, run.run_id, f"classification.{source.id}"))
+            plan = build_plan(
+                company_id=run.company_id, inventory=inventory, classification=classification,
+                subject_table=source.subject_table,
+                retain=[RetainRule(table=r.table, action=r.action, law=r.law, years=r.years) for r in source.retain],
+            )
+            put_artifact(run.store, run.company_id, run.run_id, f"plan.{source.id}", plan.to_dict())
+            for action in plan.tables:
+                self.log.info("  %s.%s: %s %d rows %s", source.id, action.table, action.action, action.rows,
+                              ",".join(action.columns))
+            hashes[source.id] = plan.plan_hash
+            summaries[source.id] = plan.summary()
+        plan_hash = combined_plan_hash(hashes)
+        self.log.info("Erasure plan hash %s", plan_hash)
+        return {"plan_hash": plan_hash, "source_plan_hashes": hashes, "sources": summaries}
+
+
+class NotifyCustomersOperator(ComplianceOperator):
+    """Send one notice per reachable customer (the guardian, for a child), never twice."""
+
+    stage = "notify_customers"
+    requires = ("plan",)
+
+    def act(self, run: RunContext, context) -> dict:
+        from dereg.classify.taxonomy import load_taxonomy
+        from dereg.keys import Keyring
+        from dereg.model import ClassificationResult
+        from dereg.notify.deliver import send_notices
+        from dereg.notify.recipients import collect_recipients
+        from dereg.notify.render import NoticeContext
+
+        m = run.manifest
+        keyring = Keyring.load()
+        taxonomy = load_taxonomy()
+        today = dt.date.today()
+        erase_date = today + dt.timedelta(days=run.notice_window_days)
+        reports = {}
+        for source in m.sources:
+            if source.notify is None:
+                self.log.info("Source %s names no notice recipients; skipped", source.id)
+                continue
+            classification = ClassificationResult.from_dict(
+                get_artifact(run.store, run.company_id, run.run_id, f"classification.{source.id}"))
+            categories = sorted({cat for c in classification.columns for cat in c.categories if cat in taxonomy})
+            ctx = NoticeContext(
+                company_name_zh=m.name_zh, company_name_en=m.name_en, sender=m.sender, reply_to=m.reply_to,
+                categories=[(taxonomy[c].zh, taxonomy[c].en) for c in categories],
+                kept=[f"{r.table}: {r.law}, {r.years} 年 / years" for r in source.retain],
+                erase_date=erase_date, response_deadline=erase_date, complaint=m.complaint,
+            )
+            engine = source_engine(source.conn_id)
+            recipients = collect_recipients(
+                engine, subject_table=source.subject_table, notify_table=source.notify.table,
+                email_column=source.notify.email_column, name_column=source.notify.name_column,
+                link_column=source.notify.link_column,
+            )
+            engine.dispose()
+            report = send_notices(
+                recipients, smtp=smtp_settings(m.smtp_conn_id), ctx=ctx, store=run.store,
+                pseudonym_key=keyring.pseudonym_key, company_id=run.company_id, run_id=run.run_id,
+                dry_run=run.dry_run, progress=self._progress,
+            )
+            reports[source.id] = report.to_dict()
+            self.log.info("Notices for %s: %s", source.id, report.to_dict())
+        return {"sources": reports, "erase_after": erase_date.isoformat()}
+
+
+class WaitForResponsesOperator(ComplianceOperator):
+    """Wait, without holding a worker slot, until the notice window has passed."""
+
+    stage = "wait_for_responses"
+    requires = ("notify_customers",)
+
+    def act(self, run: RunContext, context) -> dict:
+        from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+
+        notified = run.succeeded("notify_customers")
+        sent_at = dt.datetime.fromisoformat(notified.ts)
+        window_end = sent_at + dt.timedelta(days=run.notice_window_days)
+        if run.dry_run or dt.datetime.now(dt.UTC) >= window_end:
+            self.log.info("Notice window ended at %s (dry_run=%s); continuing", window_end.isoformat(), run.dry_run)
+            return {"window_end": window_end.isoformat(), "waited": False}
+        self.log.info("Waiting for customer answers until %s", window_end.isoformat())
+        self.defer(trigger=DateTimeTrigger(moment=window_end), method_name="resume")
+        return {}  # not reached
+
+    def resume(self, context, event=None) -> dict:
+        run = self.run_context(context)
+        entry = run.record(self.stage, "succeeded", waited=True)
+        return {"waited": True, "ledger_entry": entry.entry_id}
+
+
+class BackupOperator(ComplianceOperator):
+    """Take the AES-256-GCM envelope-encrypted off-site backup of every source."""
+
+    stage = "backup"
+    requires = ("classify",)
+
+    def act(self, run: RunContext, context) -> dict:
+        from dereg.backup.archive import create_backup
+        from dereg.keys import Keyring
+        from dereg.model import ClassificationResult
+
+        m = run.manifest
+        keyring = Keyring.load()
+        location = s3_location(m.backup.conn_id, m.backup)
+        backups = {}
+        for source in m.sources:
+            classification = ClassificationResult.from_dict(
+                get_artifact(run.store, run.company_id, run.run_id, f"classification.{source.id}"))
+            summary = {
+                "personal_columns": sum(1 for c in classification.columns if c.personal),
+                "sensitive_columns": sum(1 for c in classification.columns if c.level == "sensitive"),
+                "minors": classification.minors, "subjects": classification.subjects,
+            }
+            engine = source_engine(source.conn_id)
+            record = create_backup(
+                engine, company_id=run.company_id, run_id=run.run_id, source_id=source.id, location=location,
+                keyring=keyring, store=run.store, retention_days=m.backup.retention_days,
+                object_lock=m.backup.object_lock, classification_summary=summary, progress=self._progress,
+            )
+            engine.dispose()
+            self.log.info("Backup %s of %s: %d rows in %d tables (reused=%s), retained until %s",
+                          record.backup_id, source.id, record.total_rows, len(record.tables), record.reused,
+                          record.retain_until)
+            backups[source.id] = {"backup_id": record.backup_id, "rows": record.total_rows,
+                                  "tables": len(record.tables), "retain_until": record.retain_until,
+                                  "object_lock": record.object_lock, "manifest_key": record.manifest_key,
+                                  "bucket": location.bucket}
+        put_artifact(run.store, run.company_id, run.run_id, "backups", backups)
+        return {"backups": backups}
+
+
+class RestoreVerifyOperator(ComplianceOperator):
+    """Restore each backup into a scratch database and compare it with its manifest."""
+
+    stage = "restore_verify"
+    requires = ("backup",)
+
+    def act(self, run: RunContext, context) -> dict:
+        from dereg.backup.restore import restore_and_verify
+        from dereg.keys import Keyring
+
+        m = run.manifest
+        keyring = Keyring.load()
+        location = s3_location(m.backup.conn_id, m.backup)
+        backups = get_artifact(run.store, run.company_id, run.run_id, "backups")
+        results = {}
+        for source_id, info in backups.items():
+            report = restore_and_verify(info["backup_id"], location=location, keyring=keyring, store=run.store,
+                                        progress=self._progress)
+            if not report.ok:
+                raise RestoreMismatch(
+                    f"backup {info['backup_id']} of {run.company_id}/{source_id} does not restore to what was "
+                    "backed up:\n" + "\n".join(f"  - {p}" for p in report.problems)
+                    + "\nNothing will be erased. Take a new backup (clear the backup task) and investigate.")
+            self.log.info("Backup %s restored and verified: %d tables in %.1f s", info["backup_id"],
+                          len(report.tables), report.seconds)
+            results[source_id] = {"backup_id": info["backup_id"], "tables": len(report.tables),
+                                  "rows": sum(t["restored_rows"] for t in report.tables.values()),
+                                  "seconds": round(report.seconds, 2), "ok": True}
+        return {"restores": results}
+
+
+class EraseOperator(ComplianceOperator):
+    """Run exactly the approved erasure plan: delete customers' rows, pseudonymize kept records."""
+
+    stage = "erase"
+    requires = ("restore_verify", "approve")
+    destructive = True
+
+    def check_gates(self, run: RunContext) -> None:
+        super().check_gates(run)
+        if run.dry_run:
+            return  # a dry run erases nothing, so it needs no approval
+        approval = run.succeeded("approve")
+        plans = _load_plans(run)
+        current = combined_plan_hash({sid: p.compute_hash() for sid, p in plans.items()})
+        problems = []
+        if approval.details.get("decision") != "approved":
+            problems.append("the plan was not approved")
+        if approval.details.get("plan_hash") != current:
+            problems.append(f"the approved plan hash {approval.details.get('plan_hash')} differs from the plan "
+                            f"about to run ({current}); the plan changed after approval")
+        if approval.actor == run.triggered_by:
+            problems.append(f"the approver {approval.actor!r} is the person who triggered the run")
+        if problems:
+            message = (f"erase refuses for company {run.company_id}, run {run.run_id}: " + "; ".join(problems)
+                       + ". Nothing was erased. Re-plan and ask a second person to approve.")
+            run.record(self.stage, "refused", reason=message)
+            raise GateError(message)
+
+    def dry_run_summary(self, run: RunContext, context) -> dict:
+        return {"would": {sid: p.summary() for sid, p in _load_plans(run).items()}}
+
+    def act(self, run: RunContext, context) -> dict:
+        from dereg.erase.execute import execute_plan
+        from dereg.keys import Keyring
+
+        keyring = Keyring.load()
+        done = {}
+        for source in run.manifest.sources:
+            plan = _load_plans(run)[source.id]
+            engine = source_engine(source.conn_id)
+            done[source.id] = execute_plan(engine, plan, pseudonym_key=keyring.pseudonym_key,
+                                           progress=self._progress)
+            engine.dispose()
+        return {"rows": done}
+
+
+class PurgeOperator(ComplianceOperator):
+    """Rewrite touched tables so that deleted rows do not linger in the database files."""
+
+    stage = "purge"
+    requires = ("erase",)
+    destructive = True
+
+    def act(self, run: RunContext, context) -> dict:
+        from dereg.erase.purge import purge
+
+        results = {}
+        for source in run.manifest.sources:
+            plan = _load_plans(run)[source.id]
+            touched = [t.table for t in plan.tables if t.action != "keep"]
+            engine = source_engine(source.conn_id)
+            results[source.id] = purge(engine, touched)
+            engine.dispose()
+            self.log.info("Purged %s: %s", source.id, results[source.id])
+        return {"purge": results}
+
+
+class VerifyErasureOperator(ComplianceOperator):
+    """Scan every value of every table again: nothing personal of the erased customers may remain."""
+
+    stage = "verify_erasure"
+    requires = ("erase", "purge")
+    destructive = True  # in a dry run nothing was erased, so there is nothing to verify
+
+    def act(self, run: RunContext, context) -> dict:
+        from dereg.classify.engine import full_scan_hits
+        from dereg.erase.verify import verify_erasure
+        from dereg.errors import ErasureError
+        from dereg.inventory.sql import inventory_source
+
+        results, problems = {}, []
+        for source in run.manifest.sources:
+            plan = _load_plans(run)[source.id]
+            engine = source_engine(source.conn_id)
+            after = inventory_source(engine, source.id)
+            hits = full_scan_hits(engine, after)
+            verification = verify_erasure(engine, plan, after, hits)
+            engine.dispose()
+            results[source.id] = {"ok": verification.ok, "tables": verification.tables,
+                                  "values_scanned_columns": len(hits), "personal_values_found": sum(hits.values())}
+            problems += [f"{source.id}: {p}" for p in verification.problems]
+        if problems:
+            raise ErasureError(f"erasure of {run.company_id} is not complete:\n"
+                               + "\n".join(f"  - {p}" for p in problems))
+        return {"verification": results}
+
+
+class CertificateOperator(ComplianceOperator):
+    """Issue the signed certificate of erasure (or, in a dry run, a signed dry-run report)."""
+
+    stage = "certificate"
+    requires = ("verify_erasure",)
+
+    def act(self, run: RunContext, context) -> dict:
+        from dereg.certify import build_certificate_body
+        from dereg.evidence.certificate import sign_certificate, write_certificate
+        from dereg.keys import Keyring
+
+        body = build_certificate_body(run, source_urls={s.id: _describe_store(s.conn_id) for s in run.manifest.sources})
+        cert = sign_certificate(body, Keyring.load())
+        stem = "dry-run-report" if run.dry_run else "certificate"
+        json_path, html_path = write_certificate(cert, run.output_dir(), stem)
+        put_artifact(run.store, run.company_id, run.run_id, "certificate", cert)
+        self.log.info("Signed %s written to %s (and %s)", stem, json_path, html_path.name)
+        return {"certificate_path": str(json_path), "html_path": str(html_path),
+                "sha256": hashlib.sha256(json_path.read_bytes()).hexdigest(), "dry_run": run.dry_run}
+
+
+def _describe_store(conn_id: str) -> dict[str, Any]:
+    """Where a source lives, without credentials."""
+    conn = get_connection(conn_id)
+    return {"conn_id": conn_id, "type": conn.conn_type,
+            "location": conn.host if conn.conn_type == "sqlite" else f"{conn.host}:{conn.port or ''}/{conn.schema or ''}"}
+
+
+class ManifestProblemsOperator(ComplianceOperator):
+    """Stands in for a company whose manifest is broken: fails with every problem listed."""
+
+    stage = "preflight"
+
+    def __init__(self, *, problems: list[str], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.problems = problems
+
+    def execute(self, context) -> Any:
+        from dereg.errors import ManifestError
+
+        raise ManifestError(self.manifest_path, self.problems)
+
+
+__all__ = [name for name in dir() if name.endswith("Operator") and name != "ComplianceOperator"] + [
+    "combined_plan_hash", "GateError"]

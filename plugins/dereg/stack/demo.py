@@ -1,0 +1,92 @@
+"""`make demo`: start the embedded stack, seed the demo school, trigger its closure as `ops` and follow it.
+
+`python -m dereg.stack.demo run` (the whole demo) or `approve` (answer the approval as `approver`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from dereg.errors import DeregError
+from dereg.stack import embedded
+from dereg.stack.rest import AirflowClient
+
+DAG_ID = "closure__demo_academy"
+DEMO_CONF = {"dry_run": False, "reason": "Demo: Little Star Academy is deregistering (make demo)",
+             "notice_window_days": 0}
+
+
+def _base_url() -> str:
+    return f"http://127.0.0.1:{embedded.ports()['airflow']}"
+
+
+def run(students: int, follow_timeout: float) -> int:
+    from dereg.demo.seed import seed
+
+    t0 = time.monotonic()
+    print("Starting the embedded stack under .state/ ...")
+    embedded.up()
+    print(f"Seeding the demo school's database ({students} students) ...")
+    counts = seed(f"sqlite:///{embedded.demo_source_path()}", students=students)
+    print("  " + ", ".join(f"{t}: {n}" for t, n in counts.items()))
+    pw = embedded.passwords()
+    ops = AirflowClient(_base_url(), "ops", pw["ops"])
+    ops.wait_for_dag(DAG_ID)
+    run_id = ops.trigger(DAG_ID, DEMO_CONF)
+    print(f"Triggered {DAG_ID} as ops: run {run_id}")
+
+    def on_change(task_id: str, state: str | None) -> None:
+        print(f"  [{time.strftime('%H:%M:%S')}] {task_id:20} {state}", flush=True)
+
+    def on_waiting(task_id: str) -> None:
+        print(
+            f"\n  The run waits at '{task_id}' for a second person's approval.\n"
+            f"  Approve in the UI: {_base_url()}/dags/{DAG_ID}/runs/{run_id}  "
+            f"(log in as approver / {pw['approver']}, then Required Actions)\n"
+            f"  or run `make demo-approve` in another terminal.\n", flush=True)
+
+    state = ops.follow(DAG_ID, run_id, on_change=on_change, on_waiting=on_waiting, timeout=follow_timeout)
+    if state != "success":
+        print(f"\nThe run ended {state}. Task logs: {_base_url()}/dags/{DAG_ID}/runs/{run_id}", file=sys.stderr)
+        return 1
+    cert = ops.xcom(DAG_ID, run_id, "certificate")
+    print(f"\nClosure finished in {time.monotonic() - t0:.0f} s.")
+    print(f"Signed certificate: {cert['certificate_path']}")
+    print(f"Readable copy:      {cert['html_path']}")
+    print(f"Verify it:          .venv/bin/dereg verify-certificate {cert['certificate_path']}")
+    return 0
+
+
+def approve() -> int:
+    pw = embedded.passwords()
+    client = AirflowClient(_base_url(), "approver", pw["approver"])
+    run_id = client.latest_run(DAG_ID)
+    if run_id is None:
+        raise DeregError(f"no run of {DAG_ID} to approve; start one with `make demo`")
+    states = client.task_states(DAG_ID, run_id)
+    if states.get("approve") != "awaiting_input":
+        raise DeregError(f"run {run_id} is not waiting for approval (approve is {states.get('approve')!r})")
+    client.answer_approval(DAG_ID, run_id)
+    print(f"Approved run {run_id} of {DAG_ID} as approver.")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--students", type=int, default=500)
+    r.add_argument("--timeout", type=float, default=3600)
+    sub.add_parser("approve")
+    args = parser.parse_args(argv)
+    try:
+        return run(args.students, args.timeout) if args.command == "run" else approve()
+    except DeregError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,40 @@
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def dagbag(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "airflow"))
+    monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
+    monkeypatch.setenv("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(ROOT / "dags"))
+
+
+def test_one_closure_dag_per_manifest(dagbag):
+    assert dagbag.import_errors == {}
+    manifests = list((ROOT / "include" / "companies").glob("*.yaml"))
+    closure = [d for d in dagbag.dags if d.startswith("closure__")]
+    assert len(closure) == len(manifests)
+    dag = dagbag.dags["closure__demo_academy"]
+    assert {"preflight", "backup", "restore_verify", "approve", "erase", "certificate"} <= set(dag.task_ids)
+    assert dag.params["dry_run"] is True or dag.params.get_param("dry_run").value is True
+
+
+def test_broken_manifest_gets_a_visible_dag(tmp_path, monkeypatch):
+    companies = tmp_path / "companies"
+    companies.mkdir()
+    (companies / "good.yaml").write_text((ROOT / "include/companies/demo-academy.yaml").read_text())
+    (companies / "bad-shop.yaml").write_text("company_id: bad_shop\nsources: []\n")
+    monkeypatch.setenv("DEREG_COMPANIES_DIR", str(companies))
+    from dereg.dagfactory import build_all
+
+    dags = build_all()
+    assert set(dags) == {"closure__demo_academy", "closure__bad_shop"}
+    assert "broken-manifest" in dags["closure__bad_shop"].tags
+    assert os.environ["DEREG_COMPANIES_DIR"] == str(companies)

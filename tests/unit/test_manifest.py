@@ -1,0 +1,29 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dereg.errors import ManifestError
+from dereg.manifest import load_manifest, parse_manifest
+
+DEMO = Path(__file__).resolve().parents[2] / "include" / "companies" / "demo-academy.yaml"
+
+
+def test_demo_manifest_is_valid():
+    m = load_manifest(DEMO)
+    assert m.dag_id == "closure__demo_academy"
+    assert m.sources[0].retain[0].table == "accounting_records"
+
+
+def test_every_problem_is_reported_with_its_path():
+    data = yaml.safe_load(DEMO.read_text())
+    data["sources"].append({"id": "crm", "subject_table": "customers"})
+    data["backup"]["region"] = "us-east-1"
+    data["backup"]["bucket"] = "A"
+    with pytest.raises(ManifestError) as err:
+        parse_manifest(data, "x.yaml")
+    problems = err.value.problems
+    assert "sources[1].conn_id: is required" in problems
+    assert any(p.startswith("backup.bucket:") for p in problems)
+    assert any(p.startswith("backup.region:") for p in problems)
+    assert len(problems) == 3
