@@ -29,6 +29,8 @@ def ports() -> dict[str, int]:
         "airflow": int(os.environ.get("DEREG_AIRFLOW_PORT", 8080)),
         "s3": int(os.environ.get("DEREG_S3_PORT", 8333)),
         "smtp": int(os.environ.get("DEREG_SMTP_PORT", 8025)),
+        "worker_logs": int(os.environ.get("DEREG_WORKER_LOG_PORT", 8793)),
+        "trigger_logs": int(os.environ.get("DEREG_TRIGGER_LOG_PORT", 8794)),
     }
 
 
@@ -77,6 +79,8 @@ def stack_env() -> dict[str, str]:
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{p['airflow']}/execution/",
         "AIRFLOW__API__PORT": str(p["airflow"]),
         "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(p["worker_logs"]),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(p["trigger_logs"]),
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{p['airflow']}",
         "AIRFLOW__API_AUTH__JWT_SECRET": secret,
         "AIRFLOW__API__SECRET_KEY": secret,
@@ -98,6 +102,8 @@ def stack_env() -> dict[str, str]:
         "DEREG_KEYRING": str(config.keyring_path()),
         "DEREG_OUTPUT_DIR": str(config.output_dir()),
         "NO_PROXY": "*",
+        # `airflow standalone` starts its components as `airflow ...` found on PATH
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
 
 
@@ -135,18 +141,27 @@ def up(timeout: float = 240) -> None:
     p = ports()
     env = stack_env()
     state = config.state_dir()
+    # Check every port first, so that a taken one stops us before anything starts.
+    if not _running("airflow"):
+        for key, what, var in (("airflow", "Airflow", "DEREG_AIRFLOW_PORT"),
+                               ("worker_logs", "Airflow's task log server", "DEREG_WORKER_LOG_PORT"),
+                               ("trigger_logs", "Airflow's triggerer log server", "DEREG_TRIGGER_LOG_PORT")):
+            require_free(p[key], what, var)
+    if not _running("smtp"):
+        require_free(p["smtp"], "the SMTP sink", "DEREG_SMTP_PORT")
     Keyring.load_or_create(config.keyring_path())
     if not _running("seaweedfs"):
         require_free(p["s3"], "the S3 store (SeaweedFS)", "DEREG_S3_PORT")
         for offset in (1, 2, 3):
             require_free(p["s3"] + offset, "SeaweedFS internals", "DEREG_S3_PORT")
             require_free(p["s3"] + offset + 10000, "SeaweedFS gRPC", "DEREG_S3_PORT")
-        code = (f"from pathlib import Path; from dereg.stack.seaweed import start_seaweedfs; import signal, time; "
-                f"s = start_seaweedfs(Path({str(state / 'seaweedfs')!r}), {p['s3']}); "
-                "signal.signal(signal.SIGTERM, lambda *a: (s.stop(), exit(0))); print('SeaweedFS ready', flush=True); "
-                "time.sleep(10**9)")
-        proc = _spawn("seaweedfs", [sys.executable, "-c", code], env)
-        wait_for_port(p["s3"], 90, "SeaweedFS S3", proc=proc)
+        from dereg.stack.seaweed import start_seaweedfs
+
+        logs = state / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        server = start_seaweedfs(state / "seaweedfs", p["s3"], log_path=logs / "seaweedfs.log", timeout=90)
+        _pid_file("seaweedfs").parent.mkdir(parents=True, exist_ok=True)
+        _pid_file("seaweedfs").write_text(str(server.process.pid))  # its own session: killpg stops it
         print(f"  SeaweedFS S3    http://127.0.0.1:{p['s3']}")
     if not _running("smtp"):
         require_free(p["smtp"], "the SMTP sink", "DEREG_SMTP_PORT")
@@ -156,6 +171,8 @@ def up(timeout: float = 240) -> None:
         print(f"  SMTP sink       127.0.0.1:{p['smtp']} -> {state / 'mail'}")
     if not _running("airflow"):
         require_free(p["airflow"], "Airflow", "DEREG_AIRFLOW_PORT")
+        require_free(p["worker_logs"], "Airflow's task log server", "DEREG_WORKER_LOG_PORT")
+        require_free(p["trigger_logs"], "Airflow's triggerer log server", "DEREG_TRIGGER_LOG_PORT")
         airflow = str(Path(sys.executable).parent / "airflow")
         migrate = subprocess.run([airflow, "db", "migrate"], env={**os.environ, **env}, capture_output=True,
                                  text=True)
@@ -192,7 +209,7 @@ def down() -> None:
             os.killpg(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-        for _ in range(50):
+        for _ in range(100):
             try:
                 os.kill(pid, 0)
             except ProcessLookupError:
