@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import smtplib
-import socket
 from typing import Any
 
 from dereg.errors import DeregError, GateError, RestoreMismatch
@@ -124,7 +123,7 @@ class PreflightOperator(ComplianceOperator):
             cls = smtplib.SMTP_SSL if settings.ssl else smtplib.SMTP
             with cls(settings.host, settings.port, timeout=min(settings.timeout, 10)) as smtp:
                 smtp.noop()
-        except (OSError, smtplib.SMTPException, socket.timeout) as exc:
+        except (TimeoutError, OSError, smtplib.SMTPException) as exc:
             return [f"notify.smtp_conn_id: SMTP server {settings.host}:{settings.port} of connection {conn_id!r} "
                     f"is unreachable ({type(exc).__name__}); check the connection or the mail relay"]
         return []

@@ -228,7 +228,7 @@ def status() -> int:
     code = 0
     for name in ("seaweedfs", "smtp", "airflow"):
         pid = _running(name)
-        print(f"  {name:10} {'running (pid %d)' % pid if pid else 'stopped'}")
+        print(f"  {name:10} {f'running (pid {pid})' if pid else 'stopped'}")
         code |= pid is None
     return code
 
