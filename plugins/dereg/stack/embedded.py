@@ -152,6 +152,7 @@ def up(timeout: float = 240) -> None:
     Keyring.load_or_create(config.keyring_path())
     if not _running("seaweedfs"):
         require_free(p["s3"], "the S3 store (SeaweedFS)", "DEREG_S3_PORT")
+        require_free(p["s3"] + 10000, "SeaweedFS S3 gRPC", "DEREG_S3_PORT")
         for offset in (1, 2, 3):
             require_free(p["s3"] + offset, "SeaweedFS internals", "DEREG_S3_PORT")
             require_free(p["s3"] + offset + 10000, "SeaweedFS gRPC", "DEREG_S3_PORT")

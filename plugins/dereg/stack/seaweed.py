@@ -54,6 +54,7 @@ def start_seaweedfs(data_dir: Path, s3_port: int, *, base_port: int | None = Non
     base = base_port or s3_port + 1
     ports = {"master": base, "volume": base + 1, "filer": base + 2}
     require_free(s3_port, "SeaweedFS S3", "DEREG_S3_PORT")
+    require_free(s3_port + 10000, "SeaweedFS S3 gRPC", "DEREG_S3_PORT")
     for name, port in ports.items():
         require_free(port, f"SeaweedFS {name}", "DEREG_S3_PORT")
         require_free(port + 10000, f"SeaweedFS {name} gRPC", "DEREG_S3_PORT")
@@ -69,7 +70,7 @@ def start_seaweedfs(data_dir: Path, s3_port: int, *, base_port: int | None = Non
         weed_binary(), "server", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
         f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",
         f"-filer.port={ports['filer']}", "-s3", f"-s3.port={s3_port}", f"-s3.config={s3_config}",
-        "-volume.max=0", "-master.volumeSizeLimitMB=64", "-metricsPort=0",
+        "-volume.max=0", "-master.volumeSizeLimitMB=64", "-metricsPort=0", "-s3.port.iceberg=0", "-s3.port.lance=0",
     ]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     endpoint = f"http://127.0.0.1:{s3_port}"

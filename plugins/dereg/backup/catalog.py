@@ -1,0 +1,104 @@
+"""The backup catalog in the compliance store: each backup, its status, and its wrapped data key.
+
+A backup is `complete` only once every object is uploaded and its lock read back. The wrapped
+data key lives here (and in an escrow object), never beside the ciphertext: destroying both
+copies makes the backup unreadable even while Object Lock keeps the ciphertext (crypto-shredding).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from dereg.evidence.store import metadata
+
+backups = sa.Table(
+    "backups",
+    metadata,
+    sa.Column("backup_id", sa.String(64), primary_key=True),
+    sa.Column("company_id", sa.String(64), nullable=False),
+    sa.Column("run_id", sa.String(250), nullable=False),
+    sa.Column("source_id", sa.String(64), nullable=False),
+    sa.Column("bucket", sa.String(255), nullable=False),
+    sa.Column("prefix", sa.String(500), nullable=False),
+    sa.Column("manifest_key", sa.String(800), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # started | complete | failed
+    sa.Column("tables_json", sa.Text, nullable=False, default="{}"),
+    sa.Column("total_rows", sa.BigInteger, nullable=False, default=0),
+    sa.Column("retain_until", sa.String(40)),
+    sa.Column("object_lock", sa.Boolean, nullable=False, default=False),
+    sa.Column("error", sa.Text),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("completed_at", sa.String(40)),
+)
+
+backup_keys = sa.Table(
+    "backup_keys",
+    metadata,
+    sa.Column("backup_id", sa.String(64), primary_key=True),
+    sa.Column("kek_id", sa.String(64), nullable=False),
+    sa.Column("wrapped_key", sa.String(200), nullable=False),  # base64 of the AES-KW wrapped data key
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("destroyed_at", sa.String(40)),
+)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()
+
+
+def start(store: Engine, *, backup_id: str, company_id: str, run_id: str, source_id: str, bucket: str, prefix: str,
+          manifest_key: str, object_lock: bool, kek_id: str, wrapped_key: str) -> None:
+    with store.begin() as conn:
+        conn.execute(backups.insert().values(backup_id=backup_id, company_id=company_id, run_id=run_id,
+                                             source_id=source_id, bucket=bucket, prefix=prefix,
+                                             manifest_key=manifest_key, status="started", tables_json="{}",
+                                             total_rows=0, object_lock=object_lock, created_at=_now()))
+        conn.execute(backup_keys.insert().values(backup_id=backup_id, kek_id=kek_id, wrapped_key=wrapped_key,
+                                                 created_at=_now()))
+
+
+def complete(store: Engine, backup_id: str, *, tables: dict[str, Any], total_rows: int, retain_until: str) -> None:
+    with store.begin() as conn:
+        conn.execute(backups.update().where(backups.c.backup_id == backup_id).values(
+            status="complete", tables_json=json.dumps(tables, sort_keys=True), total_rows=total_rows,
+            retain_until=retain_until, completed_at=_now()))
+
+
+def fail(store: Engine, backup_id: str, error: str) -> None:
+    with store.begin() as conn:
+        conn.execute(backups.update().where(backups.c.backup_id == backup_id).values(status="failed", error=error))
+
+
+def get(store: Engine, backup_id: str) -> dict[str, Any] | None:
+    with store.connect() as conn:
+        row = conn.execute(sa.select(backups).where(backups.c.backup_id == backup_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def find_complete(store: Engine, company_id: str, run_id: str, source_id: str) -> dict[str, Any] | None:
+    query = (sa.select(backups).where(backups.c.company_id == company_id, backups.c.run_id == run_id,
+                                      backups.c.source_id == source_id, backups.c.status == "complete")
+             .order_by(backups.c.created_at.desc()).limit(1))
+    with store.connect() as conn:
+        row = conn.execute(query).mappings().first()
+    return dict(row) if row else None
+
+
+def wrapped_key(store: Engine, backup_id: str) -> tuple[str, str] | None:
+    with store.connect() as conn:
+        row = conn.execute(sa.select(backup_keys.c.kek_id, backup_keys.c.wrapped_key)
+                           .where(backup_keys.c.backup_id == backup_id, backup_keys.c.destroyed_at.is_(None))).first()
+    return (row.kek_id, row.wrapped_key) if row else None
+
+
+def list_backups(store: Engine, *, status: str | None = "complete") -> list[dict[str, Any]]:
+    query = sa.select(backups).order_by(backups.c.created_at)
+    if status:
+        query = query.where(backups.c.status == status)
+    with store.connect() as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]

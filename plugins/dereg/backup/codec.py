@@ -1,0 +1,111 @@
+"""Row serialisation and chunk encryption shared by the archive writer and the restore.
+
+Rows are JSON arrays, one per line, each value encoded according to its column's *kind* (so that a
+value read back from a different database encodes to the same bytes). Chunks of lines are
+compressed with zstd, then sealed with AES-256-GCM under the backup's data key; the associated
+data binds the backup id, table, chunk index and whether it is the last chunk. Layout: see
+docs/backup-format.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import json
+import os
+from typing import Any
+
+import sqlalchemy as sa
+import zstandard
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+FORMAT_VERSION = 1
+CHUNK_BYTES = 4 * 1024 * 1024
+NONCE_BYTES = 12
+KINDS = ("int", "float", "decimal", "bool", "date", "datetime", "bytes", "str", "other")
+
+
+def kind_of(type_: sa.types.TypeEngine) -> str:
+    """The value kind of a reflected column type."""
+    try:
+        python_type = type_.python_type
+    except NotImplementedError:
+        return "other"
+    if python_type is bool:
+        return "bool"
+    if python_type is int:
+        return "int"
+    if python_type is float:
+        return "float"
+    if python_type is decimal.Decimal:
+        return "decimal"
+    if python_type is dt.datetime:
+        return "datetime"
+    if python_type is dt.date:
+        return "date"
+    if python_type is bytes:
+        return "bytes"
+    if python_type is str:
+        return "str"
+    return "other"
+
+
+def encode_value(value: Any, kind: str) -> Any:
+    """A JSON-ready form of `value`; identical for equal values whichever database they came from."""
+    if value is None:
+        return None
+    if kind == "int":
+        return int(value)
+    if kind == "float":
+        return float(value)
+    if kind == "bool":
+        return bool(value)
+    if kind == "decimal":
+        return {"d": str(value)}
+    if kind == "date":
+        return {"date": value if isinstance(value, str) else value.isoformat()}
+    if kind == "datetime":
+        return {"dt": value if isinstance(value, str) else value.isoformat()}
+    if kind == "bytes":
+        return {"b64": base64.b64encode(bytes(value)).decode("ascii")}
+    if kind == "str":
+        return str(value)
+    if isinstance(value, dict | list):
+        return {"s": json.dumps(value, sort_keys=True, ensure_ascii=False)}
+    return {"s": str(value)}
+
+
+def decode_for_scratch(value: Any, kind: str) -> Any:
+    """The Python value to insert into a scratch table column of `scratch_type(kind)`."""
+    if value is None or not isinstance(value, dict):
+        return value
+    if "b64" in value:
+        return base64.b64decode(value["b64"])
+    return next(iter(value.values()))  # d / date / dt / s: kept as exact text in the scratch copy
+
+
+def scratch_type(kind: str) -> sa.types.TypeEngine:
+    return {"int": sa.BigInteger(), "float": sa.Float(), "bool": sa.Boolean(), "bytes": sa.LargeBinary()}.get(
+        kind, sa.Text())
+
+
+def encode_row(row, kinds: list[str]) -> bytes:
+    values = [encode_value(v, k) for v, k in zip(row, kinds, strict=True)]
+    return (json.dumps(values, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+def associated_data(backup_id: str, table: str, index: int, last: bool) -> bytes:
+    return f"dereg-backup/{FORMAT_VERSION}|{backup_id}|{table}|{index}|{1 if last else 0}".encode()
+
+
+def seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
+    nonce = os.urandom(NONCE_BYTES)
+    compressed = zstandard.ZstdCompressor(level=3).compress(plaintext)
+    return nonce + AESGCM(key).encrypt(nonce, compressed, aad)
+
+
+def open_sealed(key: bytes, blob: bytes, aad: bytes) -> bytes:
+    """Decrypt and decompress a chunk; raises cryptography's InvalidTag if anything was altered."""
+    nonce, ciphertext = blob[:NONCE_BYTES], blob[NONCE_BYTES:]
+    return zstandard.ZstdDecompressor().decompress(AESGCM(key).decrypt(nonce, ciphertext, aad))

@@ -1,0 +1,132 @@
+"""`dereg`: the command line, usable without Airflow.
+
+    dereg keyring init [--path P] [--force]
+    dereg keyring public-key [--path P] [--out FILE]
+    dereg verify-ledger [--store URL]
+    dereg verify-certificate PATH [--public-key PEM] [--store URL]
+
+Exit codes: 0 success / valid, 1 invalid, 2 an error (the message says what and how to fix it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from dereg.errors import DeregError
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def command(name: str):
+    def register(fn):
+        COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+@command("keyring init")
+def _keyring_init(args) -> int:
+    from dereg.keys import Keyring, public_key_fingerprint
+
+    ring = Keyring.create(Path(args.path) if args.path else None, overwrite=args.force)
+    print(f"keyring written to {ring.path} (mode 600)")
+    print(f"signing key {ring.signing_key_id}, fingerprint {public_key_fingerprint(ring.public_key())}")
+    print("Keep a copy off this machine: without it, backups cannot be restored.")
+    return 0
+
+
+@command("keyring public-key")
+def _keyring_public_key(args) -> int:
+    from dereg.keys import Keyring, public_key_fingerprint, public_key_pem
+
+    ring = Keyring.load(Path(args.path) if args.path else None)
+    pem = public_key_pem(ring.public_key())
+    if args.out:
+        Path(args.out).write_text(pem)
+        print(f"public key written to {args.out}")
+    else:
+        print(pem, end="")
+    print(f"fingerprint {public_key_fingerprint(ring.public_key())}", file=sys.stderr if not args.out else sys.stdout)
+    return 0
+
+
+@command("verify-ledger")
+def _verify_ledger(args) -> int:
+    from dereg import config
+    from dereg.evidence.ledger import Ledger
+    from dereg.evidence.store import open_store
+
+    result = Ledger(open_store(args.store or config.store_url())).verify()
+    if result.ok:
+        print(f"ledger OK: {result.entries_checked} entries checked; {result.reason}")
+        return 0
+    print(f"ledger BROKEN after {result.entries_checked} good entries: {result.reason}")
+    return 1
+
+
+@command("verify-certificate")
+def _verify_certificate(args) -> int:
+    from dereg.evidence.certificate import load_certificate, verify_certificate
+
+    cert = load_certificate(Path(args.path))
+    public_key = None
+    if args.public_key:
+        try:
+            public_key = Path(args.public_key).read_text()
+        except OSError as exc:
+            raise DeregError(f"cannot read the public key {args.public_key} ({exc.strerror})") from None
+    store = None
+    if args.store:
+        from dereg.evidence.store import open_store
+
+        store = open_store(args.store)
+    result = verify_certificate(cert, public_key=public_key, store=store)
+    for check in result.checks:
+        print(f"  ok   {check}")
+    for problem in result.problems:
+        print(f"  FAIL {problem}")
+    if not args.store:
+        print("  (ledger evidence not checked: pass --store URL to check it against the compliance store)")
+    print(f"{args.path}: {'VALID' if result.ok else 'INVALID'}")
+    return 0 if result.ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dereg", description="Dereg: personal-data side of a company closure.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    keyring = sub.add_parser("keyring", help="create or inspect the keyring")
+    ksub = keyring.add_subparsers(dest="keyring_command", required=True)
+    init = ksub.add_parser("init", help="create a keyring with fresh keys")
+    init.add_argument("--path", help="keyring file (default: $DEREG_KEYRING or .state/keyring.json)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing keyring (its keys are lost)")
+    pub = ksub.add_parser("public-key", help="print the certificate-signing public key (PEM)")
+    pub.add_argument("--path")
+    pub.add_argument("--out", help="write the PEM to this file")
+
+    ledger = sub.add_parser("verify-ledger", help="recompute the ledger's hash chain")
+    ledger.add_argument("--store", help="compliance store URL (default: $DEREG_STORE_URL)")
+
+    cert = sub.add_parser("verify-certificate", help="verify a certificate of erasure offline")
+    cert.add_argument("path")
+    cert.add_argument("--public-key", help="PEM file of the expected signing key")
+    cert.add_argument("--store", help="compliance store URL: also check the cited ledger entries")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    name = args.command + (f" {args.keyring_command}" if args.command == "keyring" else "")
+    try:
+        return COMMANDS[name](args)
+    except DeregError as exc:
+        print(f"dereg: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The demo company: a children's training school whose database Dereg closes down."""

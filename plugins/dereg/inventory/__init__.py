@@ -1,0 +1,1 @@
+"""Inventory: what tables, columns, keys and row counts a source system holds."""
