@@ -1,0 +1,1 @@
+"""Erasure: the plan, its execution, the physical purge and the verification."""

@@ -1,0 +1,201 @@
+"""Run an erasure plan: delete and pseudonymize in batches by primary key, children first.
+
+Each batch is its own transaction, so a crash loses at most the batch in flight, and running the
+plan again picks up where it stopped: deleted rows are gone, and pseudonymized values (tokens
+starting with `tok_`) are skipped. Tokens are keyed hashes (HMAC-SHA256 with the company's
+pseudonym key), so the same person gets the same token across the kept records without the
+value being recoverable from the data alone. Statements are built from reflected tables, so
+identifiers are quoted by SQLAlchemy and values always travel as bound parameters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from dereg.erase.plan import ErasurePlan, TableAction
+from dereg.errors import ErasureError
+from dereg.redact import redact
+
+log = logging.getLogger(__name__)
+
+TOKEN_PREFIX = "tok_"
+TOKEN_HEX = 16
+TOKEN_LENGTH = len(TOKEN_PREFIX) + TOKEN_HEX  # 20
+MIN_TOKEN_LENGTH = 8
+
+Progress = Callable[[str], None]
+
+
+def token(key: bytes, table: str, column: str, value, length: int | None = None) -> str | None:
+    """The pseudonym of `value` in `table.column`; None when the column is too short for a token.
+
+    `length` is the column's maximum length: the token is cut to fit, but never below
+    MIN_TOKEN_LENGTH characters (a shorter hash would make collisions likely).
+    """
+    length = min(TOKEN_LENGTH, length or TOKEN_LENGTH)
+    if length < MIN_TOKEN_LENGTH:
+        return None
+    digest = hmac.new(key, f"{table}.{column}\0{value}".encode(), hashlib.sha256).hexdigest()
+    return TOKEN_PREFIX + digest[: length - len(TOKEN_PREFIX)]
+
+
+def is_token(value) -> bool:
+    return isinstance(value, str) and value.startswith(TOKEN_PREFIX)
+
+
+@dataclass
+class _Cursor:
+    """Where the run of one table is, so that an error can say which batch failed."""
+
+    table: str
+    batch: int = 0
+    done: int = 0
+
+
+def _is_text(column: sa.Column) -> bool:
+    return isinstance(column.type, sa.String) and not isinstance(column.type, sa.Enum)
+
+
+def _secure_delete(conn: Connection) -> None:
+    # SQLite: zero the freed cells at DELETE time already, not only at the purge's VACUUM
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("PRAGMA secure_delete=ON")
+
+
+def _delete(engine: Engine, table: sa.Table, action: TableAction, batch_size: int, report: Progress,
+            cursor: _Cursor) -> int:
+    key_cols = [table.c[k] for k in action.key]
+    while True:
+        cursor.batch += 1
+        with engine.begin() as conn:
+            _secure_delete(conn)
+            keys = [tuple(r) for r in conn.execute(sa.select(*key_cols).order_by(*key_cols).limit(batch_size))]
+            if not keys:
+                cursor.batch -= 1
+                break
+            if len(key_cols) == 1:
+                # the first batch_size keys in key order are exactly the keys in [lo, hi]
+                where = key_cols[0].between(keys[0][0], keys[-1][0])
+            else:
+                where = sa.tuple_(*key_cols).in_(keys)
+            cursor.done += conn.execute(table.delete().where(where)).rowcount
+        report(f"{table.name}: {cursor.done}/{action.rows} rows deleted (batch {cursor.batch})")
+    return cursor.done
+
+
+def _pending(table: sa.Table, columns: list[str]):
+    """Rows whose planned columns still hold a value that is not a token (or, for non-text, any value)."""
+    conditions = []
+    for c in columns:
+        col = table.c[c]
+        if _is_text(col):
+            # autoescape: "_" in the prefix must not act as LIKE's one-character wildcard
+            conditions.append(sa.and_(col.is_not(None), sa.not_(col.startswith(TOKEN_PREFIX, autoescape=True))))
+        else:
+            conditions.append(col.is_not(None))
+    return sa.or_(*conditions)
+
+
+def _check_columns(table: sa.Table, action: TableAction) -> None:
+    missing = [c for c in [*action.key, *action.columns] if c not in table.c]
+    if missing:
+        raise ErasureError(f"table {table.name} has no column(s) {missing} named in the plan; the schema changed "
+                           "after planning. Re-run inventory, classification and plan, and approve again.")
+    for c in action.columns:
+        col = table.c[c]
+        length = getattr(col.type, "length", None) if _is_text(col) else None
+        holds_token = _is_text(col) and (length is None or length >= MIN_TOKEN_LENGTH)
+        if not holds_token and not col.nullable:
+            raise ErasureError(
+                f"column {table.name}.{c} ({col.type}) can hold neither a token nor NULL, so it cannot be "
+                "pseudonymized; make it nullable or a text column of 8+ characters, then run again")
+
+
+def _pseudonymize(engine: Engine, table: sa.Table, action: TableAction, key: bytes, batch_size: int,
+                  report: Progress, cursor: _Cursor) -> int:
+    _check_columns(table, action)
+    key_cols = [table.c[k] for k in action.key]
+    text = {c: _is_text(table.c[c]) for c in action.columns}
+    lengths = {c: getattr(table.c[c].type, "length", None) or action.column_lengths.get(c) for c in action.columns}
+    bind_keys = {k: f"k_{i}" for i, k in enumerate(action.key)}
+    bind_cols = {c: f"v_{i}" for i, c in enumerate(action.columns)}
+    update = (table.update()
+              .where(sa.and_(*[table.c[k] == sa.bindparam(b) for k, b in bind_keys.items()]))
+              .values({c: sa.bindparam(b) for c, b in bind_cols.items()}))
+    nkeys = len(key_cols)
+    last: tuple | None = None
+    while True:
+        cursor.batch += 1
+        query = sa.select(*key_cols, *[table.c[c] for c in action.columns]).where(_pending(table, action.columns))
+        if last is not None:  # keyset paging: every batch moves forward, even if a row stayed pending
+            if nkeys == 1:
+                query = query.where(key_cols[0] > last[0])
+            else:
+                query = query.where(sa.tuple_(*key_cols) > sa.tuple_(*[sa.literal(v) for v in last]))
+        with engine.begin() as conn:
+            rows = conn.execute(query.order_by(*key_cols).limit(batch_size)).all()
+            if not rows:
+                cursor.batch -= 1
+                break
+            params = []
+            for row in rows:
+                item = {bind_keys[k]: row[i] for i, k in enumerate(action.key)}
+                for j, c in enumerate(action.columns):
+                    value = row[nkeys + j]
+                    if value is None or (text[c] and is_token(value)):
+                        item[bind_cols[c]] = value
+                    elif text[c]:
+                        item[bind_cols[c]] = token(key, table.name, c, value, lengths[c])
+                    else:
+                        item[bind_cols[c]] = None  # a date or number cannot hold a token
+                params.append(item)
+            conn.execute(update, params)
+            cursor.done += len(rows)
+            last = tuple(rows[-1][:nkeys])
+        report(f"{table.name}: {cursor.done}/{action.rows} rows pseudonymized (batch {cursor.batch})")
+    return cursor.done
+
+
+def execute_plan(engine: Engine, plan: ErasurePlan, *, pseudonym_key: bytes, batch_size: int = 1000,
+                 progress: Progress | None = None) -> dict[str, int]:
+    """Delete and pseudonymize as planned, children first; returns rows changed per table by this call.
+
+    Calling it again after a complete run changes nothing (every count 0); after an interrupted run
+    it finishes the work, reaching the same end state as an uninterrupted run.
+    """
+    if batch_size < 1:
+        raise ErasureError(f"batch_size must be at least 1, not {batch_size}")
+    if plan.plan_hash and plan.plan_hash != plan.compute_hash():
+        raise ErasureError(f"the erasure plan of {plan.company_id}/{plan.source_id} does not match its hash "
+                           f"{plan.plan_hash}: it was changed after it was computed. Re-plan and approve again.")
+    report = progress or log.info
+    metadata = sa.MetaData()
+    changed: dict[str, int] = {}
+    for action in plan.tables:
+        if action.action == "keep":
+            continue
+        if action.action not in ("delete", "pseudonymize"):
+            raise ErasureError(f"plan of {plan.source_id}: unknown action {action.action!r} for table "
+                               f"{action.table}; expected delete, pseudonymize or keep")
+        cursor = _Cursor(action.table)
+        try:
+            table = sa.Table(action.table, metadata, autoload_with=engine)
+            if action.action == "delete":
+                changed[action.table] = _delete(engine, table, action, batch_size, report, cursor)
+            else:
+                changed[action.table] = _pseudonymize(engine, table, action, pseudonym_key, batch_size, report,
+                                                      cursor)
+        except sa.exc.SQLAlchemyError as exc:
+            raise ErasureError(
+                f"{action.action} of {plan.source_id}.{action.table} failed in batch {cursor.batch} "
+                f"({cursor.done} rows done before it): {type(exc).__name__}: "
+                f"{redact(str(getattr(exc, 'orig', None) or exc), 300)}. Batches already committed stay done; "
+                "fix the cause and run the task again to resume.") from None
+    return changed

@@ -1,0 +1,124 @@
+"""Run Airflow DAGs for real in tests: `dag.test()` in a child process with its own AIRFLOW_HOME, and
+a second process that answers the approval through Airflow's REST API as another user.
+
+Airflow reads its configuration once per process, so every run gets a fresh process and home.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PASSWORDS = {"ops": "ops-pw", "approver": "approver-pw", "auditor": "auditor-pw", "dag_test": "dag-test-pw"}
+
+_RUN_DAG = textwrap.dedent("""
+    import json, os, sys
+    from airflow.dag_processing.dagbag import DagBag
+    dag_id, conf = sys.argv[1], json.loads(sys.argv[2])
+    bag = DagBag(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    if bag.import_errors:
+        print("IMPORT_ERRORS", json.dumps({k: v[-500:] for k, v in bag.import_errors.items()}))
+    dag = bag.get_dag(dag_id)
+    run = dag.test(run_conf=conf)
+    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    print("DAG_TEST_RESULT " + json.dumps({"state": str(run.state), "run_id": run.run_id, "tasks": states}))
+""")
+
+_ANSWER = textwrap.dedent("""
+    import json, sys, time
+    from fastapi.testclient import TestClient
+    from airflow.api_fastapi.app import create_app
+    dag_id, task_id, user, password, option, timeout = sys.argv[1:7]
+    client = TestClient(create_app())
+    token = client.post("/auth/token", json={"username": user, "password": password}).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    deadline = time.monotonic() + float(timeout)
+    while time.monotonic() < deadline:
+        runs = client.get(f"/api/v2/dags/{dag_id}/dagRuns", headers=headers).json().get("dag_runs", [])
+        for run in runs:
+            rid = run["dag_run_id"]
+            tis = client.get(f"/api/v2/dags/{dag_id}/dagRuns/{rid}/taskInstances", headers=headers).json()
+            states = {t["task_id"]: t["state"] for t in tis.get("task_instances", [])}
+            if states.get(task_id) == "awaiting_input":
+                r = client.patch(f"/api/v2/dags/{dag_id}/dagRuns/{rid}/taskInstances/{task_id}/-1/hitlDetails",
+                                 headers=headers, json={"chosen_options": [option], "params_input": {}})
+                print("ANSWER_RESULT " + json.dumps({"status": r.status_code, "body": r.text[:300]}))
+                sys.exit(0)
+            if run["state"] in ("success", "failed"):
+                print("ANSWER_RESULT " + json.dumps({"status": 0, "body": "run ended " + run["state"]}))
+                sys.exit(0)
+        time.sleep(1)
+    print("ANSWER_RESULT " + json.dumps({"status": -1, "body": "timed out"}))
+""")
+
+
+class AirflowSandbox:
+    """An AIRFLOW_HOME with a migrated SQLite metadata DB, and the environment to run DAGs in it."""
+
+    def __init__(self, home: Path, *, dags_folder: Path = ROOT / "dags", env: dict[str, str] | None = None):
+        self.home = home
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "passwords.json").write_text(json.dumps(PASSWORDS))
+        self.env = {
+            **os.environ,
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:user" for u in PASSWORDS),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+            "AIRFLOW__API_AUTH__JWT_SECRET": "dereg-test-jwt-secret-" + "x" * 48,
+            "AIRFLOW__API__SECRET_KEY": "dereg-test-secret-key",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            "NO_PROXY": "*",
+            **(env or {}),
+        }
+        self._migrate()
+
+    def _migrate(self) -> None:
+        airflow = str(Path(sys.executable).parent / "airflow")
+        result = subprocess.run([airflow, "db", "migrate"], env=self.env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+    def start_dag_test(self, dag_id: str, conf: dict) -> subprocess.Popen:
+        log = open(self.home / f"dag_test_{dag_id}_{time.monotonic_ns()}.log", "w+")
+        proc = subprocess.Popen([sys.executable, "-c", _RUN_DAG, dag_id, json.dumps(conf)], env=self.env,
+                                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, text=True)
+        proc.log_file = log  # type: ignore[attr-defined]
+        return proc
+
+    @staticmethod
+    def finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[dict, str]:
+        """Wait for a `start_dag_test` process; return (result, full log)."""
+        try:
+            proc.wait(timeout=timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        log = proc.log_file  # type: ignore[attr-defined]
+        log.seek(0)
+        output = log.read()
+        for line in output.splitlines():
+            if line.startswith("DAG_TEST_RESULT "):
+                return json.loads(line.removeprefix("DAG_TEST_RESULT ")), output
+        raise AssertionError(f"dag.test did not report a result (exit {proc.returncode}):\n{output[-5000:]}")
+
+    def run_dag(self, dag_id: str, conf: dict, timeout: float = 600) -> tuple[dict, str]:
+        return self.finish(self.start_dag_test(dag_id, conf), timeout)
+
+    def answer(self, dag_id: str, *, user: str = "approver", option: str = "Approve", task_id: str = "approve",
+               timeout: float = 400) -> dict:
+        """Answer the approval as `user` through the REST API (a separate process, sharing the metadata DB)."""
+        result = subprocess.run(
+            [sys.executable, "-c", _ANSWER, dag_id, task_id, user, PASSWORDS[user], option, str(timeout)],
+            env=self.env, capture_output=True, text=True, timeout=timeout + 60, cwd=ROOT)
+        for line in result.stdout.splitlines():
+            if line.startswith("ANSWER_RESULT "):
+                return json.loads(line.removeprefix("ANSWER_RESULT "))
+        raise AssertionError(f"approver process failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")

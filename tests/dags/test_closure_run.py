@@ -1,0 +1,198 @@
+"""The demo closure DAG, run for real with `dag.test()` against SeaweedFS, an SMTP server and SQLite.
+
+The approval is answered from another process through Airflow's REST API, as a second user.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from dereg.keys import Keyring
+from dereg.stack.ports import free_port
+from tests.dags.harness import ROOT, AirflowSandbox
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+DAG_ID = "closure__demo_academy"
+PERSON_TABLES = ("students", "guardians", "contracts", "attendance", "notes")
+STUDENTS = 60
+
+
+def _conf(**overrides) -> dict:
+    return {"dry_run": False, "reason": "test: demo academy deregisters", "notice_window_days": 0, **overrides}
+
+
+@pytest.fixture
+def closure(tmp_path, seaweed, smtp_sink):
+    """A seeded demo school, a keyring, a compliance store and an Airflow home wired to real servers."""
+    from dereg.demo.seed import seed
+
+    source = tmp_path / "demo_academy.db"
+    counts = seed(f"sqlite:///{source}", students=STUDENTS)
+    companies = tmp_path / "companies"
+    companies.mkdir()
+    shutil.copy(ROOT / "include/companies/demo-academy.yaml", companies / "demo-academy.yaml")
+    keyring_path = tmp_path / "keyring.json"
+    Keyring.create(keyring_path)
+    store_url = f"sqlite:///{tmp_path / 'compliance.db'}"
+    env = {
+        "DEREG_STATE_DIR": str(tmp_path / "state"),
+        "DEREG_STORE_URL": store_url,
+        "DEREG_KEYRING": str(keyring_path),
+        "DEREG_OUTPUT_DIR": str(tmp_path / "output"),
+        "DEREG_COMPANIES_DIR": str(companies),
+        "AIRFLOW_CONN_DEMO_ACADEMY_DB": json.dumps({"conn_type": "sqlite", "host": str(source)}),
+        "AIRFLOW_CONN_DEREG_OFFSITE": json.dumps({
+            "conn_type": "aws", "login": seaweed.access_key, "password": seaweed.secret_key,
+            "extra": {"endpoint_url": seaweed.endpoint_url, "region_name": "cn-north-1"}}),
+        "AIRFLOW_CONN_DEREG_SMTP": json.dumps({
+            "conn_type": "smtp", "host": "127.0.0.1", "port": smtp_sink.port,
+            "extra": {"disable_ssl": True, "disable_tls": True}}),
+    }
+
+    class Closure:
+        pass
+
+    c = Closure()
+    c.tmp, c.source, c.counts, c.companies, c.store_url = tmp_path, source, counts, companies, store_url
+    c.keyring_path, c.env, c.smtp, c.seaweed = keyring_path, env, smtp_sink, seaweed
+    c.engine = sa.create_engine(f"sqlite:///{source}")
+    c.sandbox = lambda: AirflowSandbox(tmp_path / "airflow", env=env)
+    yield c
+    c.engine.dispose()
+
+
+def _counts(engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {t: conn.execute(sa.text(f"SELECT COUNT(*) FROM {t}")).scalar_one()
+                for t in (*PERSON_TABLES, "accounting_records", "courses")}
+
+
+def _ledger(store_url: str):
+    from dereg.evidence.ledger import Ledger
+    from dereg.evidence.store import open_store
+
+    return Ledger(open_store(store_url))
+
+
+def test_demo_closure_runs_end_to_end_with_a_second_person_approving(closure):
+    from dereg.backup.restore import restore_and_verify
+    from dereg.backup.s3 import S3Location
+    from dereg.cli import main as dereg_cli
+    from dereg.demo.seed import planted_values
+
+    with closure.engine.connect() as conn:
+        addresses = {r[0].strip().lower() for r in conn.execute(sa.text("SELECT email FROM guardians"))
+                     if r[0] and r[0].strip()}
+    planted = planted_values(f"sqlite:///{closure.source}")
+    before = _counts(closure.engine)
+    assert before["students"] == STUDENTS and before["accounting_records"] > 0
+
+    sandbox = closure.sandbox()
+    proc = sandbox.start_dag_test(DAG_ID, _conf())
+    answer = sandbox.answer(DAG_ID, user="approver")
+    result, log = sandbox.finish(proc)
+    assert answer["status"] == 200, answer
+    assert result["state"] == "success", (result, log[-6000:])
+    assert set(result["tasks"].values()) == {"success"}, result
+
+    # The customers are gone; the accounting records are kept, pseudonymised.
+    after = _counts(closure.engine)
+    assert {t: after[t] for t in PERSON_TABLES} == dict.fromkeys(PERSON_TABLES, 0)
+    assert after["accounting_records"] == before["accounting_records"]
+    assert after["courses"] == before["courses"]
+    with closure.engine.connect() as conn:
+        names = [r[0] for r in conn.execute(sa.text("SELECT payer_name FROM accounting_records"))]
+        cards = [r[0] for r in conn.execute(sa.text("SELECT payer_bank_card FROM accounting_records"))]
+    assert all(n is None or n.startswith("tok_") for n in names) and any(names)
+    assert all(c is None or c.startswith("tok_") for c in cards)
+    raw = closure.source.read_bytes()
+    leftovers = [kind for kind, values in planted.items() for v in values if v.encode() in raw]
+    assert leftovers == [], f"{len(leftovers)} planted values still in the database file: {set(leftovers)}"
+
+    # Exactly one notice per reachable address.
+    messages = closure.smtp.messages()
+    assert len(messages) == len(addresses)
+    assert {m["To"].addresses[0].addr_spec.lower() for m in messages} == addresses
+
+    # The certificate verifies, against the key and the ledger.
+    certs = list((closure.tmp / "output").rglob("certificate.json"))
+    assert len(certs) == 1
+    cert = json.loads(certs[0].read_text())
+    assert cert["body"]["approver"] == "approver" and cert["body"]["dry_run"] is False
+    assert dereg_cli(["verify-certificate", str(certs[0]), "--store", closure.store_url]) == 0
+    assert _ledger(closure.store_url).verify().ok
+
+    # The backup taken before the erasure still restores.
+    backup = cert["body"]["backup_kept"][0]
+    location = S3Location(endpoint_url=closure.seaweed.endpoint_url, access_key=closure.seaweed.access_key,
+                          secret_key=closure.seaweed.secret_key, region="cn-north-1",
+                          bucket=backup["bucket"], prefix="closures/demo_academy")
+    from dereg.evidence.store import open_store
+
+    report = restore_and_verify(backup["backup_id"], location=location, keyring=Keyring.load(closure.keyring_path),
+                                store=open_store(closure.store_url))
+    assert report.ok, report.problems
+    assert report.tables["students"]["restored_rows"] == STUDENTS
+    # Nothing personal in the task logs.
+    assert not [v for values in planted.values() for v in values if v in log]
+
+
+def test_dry_run_changes_nothing_and_needs_no_approval(closure):
+    before = _counts(closure.engine)
+    result, log = closure.sandbox().run_dag(DAG_ID, _conf(dry_run=True))
+    assert result["state"] == "success", (result, log[-6000:])
+    assert _counts(closure.engine) == before
+    assert closure.smtp.messages() == []
+    reports = list((closure.tmp / "output").rglob("dry-run-report.json"))
+    assert len(reports) == 1
+    body = json.loads(reports[0].read_text())["body"]
+    assert body["dry_run"] is True and "NOT a certificate" in body["title"]
+
+
+def test_the_person_who_triggered_cannot_approve(closure):
+    manifest_path = closure.companies / "demo-academy.yaml"
+    manifest = yaml.safe_load(manifest_path.read_text())
+    manifest["approval"]["approvers"] = ["dag_test"]  # dag.test() triggers as "dag_test"
+    manifest_path.write_text(yaml.safe_dump(manifest, allow_unicode=True))
+    before = _counts(closure.engine)
+
+    sandbox = closure.sandbox()
+    proc = sandbox.start_dag_test(DAG_ID, _conf())
+    answer = sandbox.answer(DAG_ID, user="dag_test")
+    result, log = sandbox.finish(proc)
+    assert answer["status"] == 200
+    assert result["state"] == "failed"
+    assert result["tasks"]["approve"] == "failed" and result["tasks"]["erase"] != "success"
+    assert _counts(closure.engine) == before
+    refusals = [e for e in _ledger(closure.store_url).entries() if e.stage == "approve" and e.event == "refused"]
+    assert len(refusals) == 1 and refusals[0].actor == "dag_test"
+
+
+def test_unreachable_smtp_fails_preflight_and_touches_nothing(closure):
+    closure.env["AIRFLOW_CONN_DEREG_SMTP"] = json.dumps({
+        "conn_type": "smtp", "host": "127.0.0.1", "port": free_port(),
+        "extra": {"disable_ssl": True, "disable_tls": True}})
+    before = _counts(closure.engine)
+    result, log = closure.sandbox().run_dag(DAG_ID, _conf())
+    assert result["state"] == "failed"
+    assert result["tasks"]["preflight"] == "failed"
+    assert "SMTP server 127.0.0.1" in log and "unreachable" in log
+    assert _counts(closure.engine) == before
+    failures = [e for e in _ledger(closure.store_url).entries() if e.stage == "preflight" and e.event == "failed"]
+    assert failures and "SMTP" in failures[-1].details["error"]
+
+
+def test_broken_manifest_fails_its_own_dag_only(closure):
+    (closure.companies / "bad-shop.yaml").write_text(
+        "company_id: bad_shop\nsources:\n  - id: shop\n    conn_id: no_such_conn\n")
+    sandbox = closure.sandbox()
+    result, log = sandbox.run_dag("closure__bad_shop", {})
+    assert result["state"] == "failed"
+    assert "manifest" in log and "problem(s)" in log
+    assert "IMPORT_ERRORS" not in log
