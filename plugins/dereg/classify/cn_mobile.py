@@ -1,5 +1,5 @@
-"""Mainland China mobile number (手机号): 11 digits starting 13-19, optionally +86 / 0086, with
-spaces or dashes as people write them (138 1234 5678, 138-1234-5678).
+"""Mainland China mobile numbers (手机号码): 11 digits starting 13-19, optionally written with
++86 or 0086 in front and spaces or dashes between the groups (138 1234 5678, 138-1234-5678).
 
 >>> is_valid("+86 138-1234-5678")
 True
@@ -10,25 +10,44 @@ True
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 CATEGORY = "cn_mobile"
 LEVEL = "general"
-PATTERN = re.compile(r"(?<![0-9A-Za-z])((?:\+86|0086)?[ -]?1[3-9]\d[ -]?\d{4}[ -]?\d{4})(?![0-9A-Za-z])")
+
+PATTERN = re.compile(
+    r"(?<![0-9A-Za-z_+])(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?![0-9A-Za-z_])"
+)
+_NUMBER = re.compile(r"1[3-9]\d{9}")
 
 
 def compact(text: str) -> str:
-    number = re.sub(r"[\s-]", "", str(text))
-    for prefix in ("+86", "0086"):
-        if number.startswith(prefix):
-            number = number[len(prefix):]
+    """The 11 digits, without country code or separators."""
+    number = re.sub(r"[\s()-]", "", str(text))
+    if number.startswith("+86"):
+        number = number[3:]
+    elif number.startswith("0086"):
+        number = number[4:]
+    elif len(number) == 13 and number.startswith("86"):
+        number = number[2:]
     return number
 
 
 def is_valid(text: str) -> bool:
-    number = compact(text)
-    return len(number) == 11 and number.isdigit() and number[0] == "1" and number[1] in "3456789"
+    return bool(_NUMBER.fullmatch(compact(text)))
 
 
 def mask(text: str) -> str:
     number = compact(text)
-    return number[:3] + "****" + number[-4:]
+    return number[:3] + "*" * max(len(number) - 7, 0) + number[-4:]
+
+
+def finditer(text: str) -> Iterator[tuple[int, int, str]]:
+    """(start, end, number) of every valid number in `text`."""
+    for m in PATTERN.finditer(text):
+        if is_valid(m.group(0)):
+            yield m.start(), m.end(), compact(m.group(0))
+
+
+def find(text: str) -> list[str]:
+    return [value for _, _, value in finditer(text)]

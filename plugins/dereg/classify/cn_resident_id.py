@@ -1,10 +1,9 @@
-"""Resident identity card number of the PRC (居民身份证号码, GB 11643-1999).
+"""Chinese resident identity card numbers (居民身份证号码, GB 11643-1999).
 
-18 characters: a 6-digit region code, the birth date YYYYMMDD, a 3-digit sequence whose last digit
-is odd for men and even for women, and an ISO 7064 MOD 11-2 check character (0-9 or X). The legacy
-15-digit form has a 2-digit year and no check character. Validation uses python-stdnum for the
-check character and birth date, and also requires a plausible region code, so that an 18-digit
-order number rarely passes.
+An 18-character number is a 6-digit region code (province, city, county), the birth date as
+YYYYMMDD, a 3-digit sequence (odd for men, even for women) and a check digit 0-9 or X computed
+with ISO 7064 MOD 11-2. The older 15-digit form has the birth date as YYMMDD (1900s) and no
+check digit.
 
 >>> is_valid("11010519491231002X")
 True
@@ -14,48 +13,78 @@ True
 
 from __future__ import annotations
 
-import datetime as dt
 import re
-
-from stdnum.cn import ric
+from collections.abc import Iterator
+from datetime import date
 
 CATEGORY = "cn_resident_id"
 LEVEL = "sensitive"
-PATTERN = re.compile(r"(?<![0-9A-Za-z])(\d{17}[\dXx]|\d{15})(?![0-9A-Za-z])")
 
-# First two digits of the provinces, autonomous regions and municipalities (and 71/81/82).
-_PROVINCES = {11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46, 50, 51, 52, 53,
-              54, 61, 62, 63, 64, 65, 71, 81, 82}
+# ASCII letters, digits and underscores next to the number make it part of a longer token (an
+# order number, a pseudonymisation token such as tok_3f9a...), so neither side may have one.
+PATTERN = re.compile(r"(?<![0-9A-Za-z_])(?:\d{17}[0-9Xx]|\d{15})(?![0-9A-Za-z_])")
+
+_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_CHECK = "10X98765432"
+# First two digits of the region code: provinces, autonomous regions, municipalities, HK/MO/TW.
+PROVINCES = frozenset({
+    "11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36", "37",
+    "41", "42", "43", "44", "45", "46", "50", "51", "52", "53", "54", "61", "62", "63", "64", "65",
+    "71", "81", "82", "83",
+})
 
 
 def compact(text: str) -> str:
     return re.sub(r"[\s-]", "", str(text)).upper()
 
 
-def birth_date(text: str) -> dt.date | None:
+def calc_check_digit(number: str) -> str:
+    """Check digit of the first 17 digits of `number`."""
+    total = sum(int(d) * w for d, w in zip(number[:17], _WEIGHTS, strict=True))
+    return _CHECK[total % 11]
+
+
+def birth_date(text: str) -> date | None:
+    """Birth date encoded in the number, or None when it is not a real date."""
     number = compact(text)
     try:
         if len(number) == 18:
-            return ric.get_birth_date(number)
-        if len(number) == 15 and number.isdigit():
-            return dt.date(1900 + int(number[6:8]), int(number[8:10]), int(number[10:12]))
-    except (ValueError, ric.ValidationError):
+            return date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
+        if len(number) == 15:
+            return date(1900 + int(number[6:8]), int(number[8:10]), int(number[10:12]))
+    except ValueError:
         return None
     return None
 
 
 def is_valid(text: str) -> bool:
+    """18 digits (last may be X) with the right check digit, or the old 15-digit form; the birth
+    date must be a real date between 1900 and today and the region a real province code."""
     number = compact(text)
-    if len(number) not in (15, 18) or not number[:17].isdigit() or int(number[:2]) not in _PROVINCES:
+    if len(number) == 18:
+        if not number[:17].isdigit() or number[17] != calc_check_digit(number):
+            return False
+    elif len(number) != 15 or not number.isdigit():
         return False
-    if len(number) == 18 and not ric.is_valid(number):
-        return False
-    if len(number) == 15 and not number.isdigit():
+    if number[:2] not in PROVINCES or number[2:6] == "0000":
         return False
     born = birth_date(number)
-    return born is not None and dt.date(1900, 1, 1) <= born <= dt.date.today()
+    return born is not None and date(1900, 1, 1) <= born <= date.today()
 
 
 def mask(text: str) -> str:
+    """Keep the first four and the last four characters: 1101**********123X."""
     number = compact(text)
-    return number[:4] + "*" * (len(number) - 8) + number[-4:]
+    return number[:4] + "*" * max(len(number) - 8, 0) + number[-4:]
+
+
+def finditer(text: str) -> Iterator[tuple[int, int, str]]:
+    """(start, end, number) of every valid number in `text`."""
+    for m in PATTERN.finditer(text):
+        if is_valid(m.group(0)):
+            yield m.start(), m.end(), compact(m.group(0))
+
+
+def find(text: str) -> list[str]:
+    """Every valid number in `text`, compacted."""
+    return [value for _, _, value in finditer(text)]

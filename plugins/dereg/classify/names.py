@@ -1,51 +1,94 @@
-"""Hints from column names, in English, pinyin (words and initials) and Chinese.
+"""Column-name hints: what a column's name suggests it holds.
 
-A hint is a guess: for categories that values can prove (ID, mobile, card, e-mail) the engine
-only follows a hint that the values confirm; for categories values cannot prove (a name, an
-address, a gender) a hint on a column that holds values is enough.
+Names are matched whole (lower-cased) and by their parts (split on `_`, `-`, spaces and camelCase),
+in English, in pinyin (including the initials Chinese schemas often use, such as sfzh for 身份证号)
+and in Chinese. A hint is evidence, not a verdict: the engine lets values that contradict a hint
+win, and uses a hint alone only for what values cannot prove (a name, an address, a health note).
 """
 
 from __future__ import annotations
 
 import re
 
-# token (a whole word of the column name) -> category
-_TOKENS = {
-    "name": "name", "xm": "name", "xingming": "name", "fullname": "name", "jhr": "name", "jhrxm": "name",
-    "gender": "gender", "sex": "gender", "xb": "gender", "xingbie": "gender",
-    "birthday": "birth_date", "birth": "birth_date", "dob": "birth_date", "csrq": "birth_date",
-    "chushengriqi": "birth_date",
-    "idcard": "cn_resident_id", "sfz": "cn_resident_id", "sfzh": "cn_resident_id", "sfzjhm": "cn_resident_id",
-    "zjhm": "cn_resident_id", "shenfenzheng": "cn_resident_id", "ssn": "cn_resident_id",
-    "mobile": "cn_mobile", "cellphone": "cn_mobile", "sjh": "cn_mobile", "sjhm": "cn_mobile", "shouji": "cn_mobile",
-    "phone": "phone", "tel": "phone", "telephone": "phone", "lxdh": "phone", "dh": "phone",
-    "email": "email", "mail": "email", "yx": "email", "youxiang": "email", "dzyx": "email",
-    "address": "address", "addr": "address", "jtzz": "address", "zz": "address", "dizhi": "address",
-    "card": "bank_card", "yhkh": "bank_card", "bankcard": "bank_card", "yhk": "bank_card",
-    "health": "health", "allergy": "health", "medical": "health", "jkzk": "health", "diagnosis": "health",
-    "wechat": "im_account", "weixin": "im_account", "wx": "im_account", "qq": "im_account",
-    "ip": "ip_address", "passport": "passport", "hzh": "passport",
+# category -> names that mean it when they are the whole column name
+_WHOLE: dict[str, set[str]] = {
+    "name": {"name", "full_name", "fullname", "real_name", "realname", "first_name", "last_name",
+             "given_name", "family_name", "surname", "xm", "xingming", "姓名", "名字", "jhr", "jhrxm",
+             "监护人", "监护人姓名", "guardian", "guardian_name", "payer_name", "student_name",
+             "parent_name", "contact_name", "customer_name", "xsxm", "学生姓名", "家长姓名", "联系人"},
+    "gender": {"gender", "sex", "xb", "xingbie", "性别"},
+    "birth_date": {"birth_date", "birthdate", "birthday", "dob", "date_of_birth", "born_on", "csrq",
+                   "chusheng_riqi", "出生日期", "生日"},
+    "cn_resident_id": {"id_number", "id_no", "idno", "id_card", "idcard", "id_card_no", "idcard_no",
+                       "national_id", "resident_id", "sfz", "sfzh", "sfzhm", "sfzjhm", "zjhm", "shenfenzheng",
+                       "身份证", "身份证号", "身份证号码", "证件号码"},
+    "cn_mobile": {"mobile", "mobile_no", "mobile_phone", "cellphone", "cell_phone", "sjh", "sjhm",
+                  "shouji", "手机", "手机号", "手机号码"},
+    "phone": {"phone", "phone_no", "telephone", "tel", "contact_phone", "lxdh", "dh", "联系电话", "电话"},
+    "email": {"email", "e_mail", "mail", "email_address", "dzyx", "yx", "youxiang", "邮箱", "电子邮箱",
+              "电子邮件"},
+    "address": {"address", "addr", "home_address", "street", "jtzz", "zz", "dz", "dizhi", "家庭住址",
+                "住址", "地址", "通讯地址"},
+    "bank_card": {"bank_card", "bank_card_no", "card_no", "cardno", "bank_account", "account_no", "yhkh",
+                  "yhk", "yhzh", "银行卡号", "银行卡", "银行账号"},
+    "health": {"health", "health_notes", "medical", "medical_notes", "allergy", "allergies", "jk",
+               "jkzk", "健康", "健康状况", "过敏", "过敏史", "病史"},
+    "passport": {"passport", "passport_no", "hzh", "护照", "护照号"},
+    "im_account": {"wechat", "weixin", "wx", "qq", "微信", "微信号"},
 }
-# multi-word English names joined by underscores
-_PHRASES = {"id_number": "cn_resident_id", "id_no": "cn_resident_id", "id_card": "cn_resident_id",
-            "bank_card": "bank_card", "card_no": "bank_card", "birth_date": "birth_date", "date_of_birth":
-            "birth_date", "health_notes": "health"}
-_CHINESE = [("身份证", "cn_resident_id"), ("证件号", "cn_resident_id"), ("银行卡", "bank_card"), ("卡号", "bank_card"),
-            ("手机", "cn_mobile"), ("电话", "phone"), ("邮箱", "email"), ("住址", "address"), ("地址", "address"),
-            ("出生", "birth_date"), ("生日", "birth_date"), ("性别", "gender"), ("姓名", "name"), ("监护人", "name"),
-            ("健康", "health"), ("过敏", "health"), ("病", "health"), ("微信", "im_account"), ("护照", "passport")]
+
+# category -> parts that mean it anywhere in a longer name (payer_mobile, student_birthday, ...)
+_PART: dict[str, set[str]] = {
+    "name": {"xm", "姓名"},
+    "gender": {"gender", "sex", "性别"},
+    "birth_date": {"birthday", "birthdate", "dob", "csrq", "出生日期", "生日"},
+    "cn_resident_id": {"idcard", "sfzh", "sfz", "身份证"},
+    "cn_mobile": {"mobile", "cellphone", "sjh", "手机"},
+    "phone": {"phone", "telephone", "tel", "lxdh", "电话"},
+    "email": {"email", "邮箱"},
+    "address": {"address", "addr", "jtzz", "住址", "地址"},
+    "bank_card": {"yhkh", "bankcard", "银行卡"},
+    "health": {"health", "medical", "allergy", "allergies", "健康", "过敏"},
+    "passport": {"passport", "护照"},
+    "im_account": {"wechat", "weixin", "qq", "微信"},
+}
+
+# two consecutive parts inside longer names: payer_bank_card, guardian_id_number, student_birth_date
+_PAIRS: dict[tuple[str, str], str] = {
+    ("bank", "card"): "bank_card", ("card", "no"): "bank_card", ("id", "number"): "cn_resident_id",
+    ("id", "card"): "cn_resident_id", ("id", "no"): "cn_resident_id", ("birth", "date"): "birth_date",
+    ("date", "of"): "birth_date", ("full", "name"): "name", ("real", "name"): "name",
+    ("payer", "name"): "name", ("guardian", "name"): "name", ("parent", "name"): "name",
+    ("student", "name"): "name", ("contact", "name"): "name", ("home", "address"): "address",
+    ("e", "mail"): "email",
+}
+
+
+def split_name(column: str) -> list[str]:
+    """Parts of a column name: PayerMobile, payer_mobile and payer-mobile give [payer, mobile]."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", column.strip())
+    return [p for p in re.split(r"[_\-\s.]+", spaced.lower()) if p]
+
+
+def hints(column: str) -> list[str]:
+    """Categories the column name suggests, most specific first; [] when the name says nothing."""
+    found = [cat for cat, whole in _WHOLE.items() if column.strip().lower() in whole]
+    parts = split_name(column)
+    for pair in zip(parts, parts[1:], strict=False):
+        cat = _PAIRS.get(pair)
+        if cat and cat not in found:
+            found.append(cat)
+    for part in parts:
+        for cat, words in _PART.items():
+            if cat in found:
+                continue
+            # Chinese words also count inside a part (学生身份证号), pinyin and English only whole
+            if part in words or any(not w.isascii() and w in part for w in words):
+                found.append(cat)
+    return found
 
 
 def hint(column: str) -> str | None:
-    """The category a column's name suggests, or None."""
-    lowered = column.lower()
-    for phrase, category in _PHRASES.items():
-        if phrase in lowered:
-            return category
-    for word, category in _CHINESE:
-        if word in column:
-            return category
-    for token in re.split(r"[^a-z0-9]+", lowered):
-        if token in _TOKENS:
-            return _TOKENS[token]
-    return None
+    """The most specific category the name suggests, or None."""
+    found = hints(column)
+    return found[0] if found else None

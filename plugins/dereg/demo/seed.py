@@ -154,6 +154,13 @@ def mobile(rng: random.Random) -> str:
     return rng.choice(MOBILE_PREFIXES) + f"{rng.randrange(10**8):08d}"
 
 
+def _years_before(day: date, years: int) -> date:
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year - years, day=28)
+
+
 def _random_day(rng: random.Random, start: date, end: date) -> date:
     return start + timedelta(days=rng.randrange(max((end - start).days, 1)))
 
@@ -202,9 +209,10 @@ def _student(rng: random.Random, fake: Faker, data: dict[str, list[dict]], sid: 
              surname: str, closure_date: date) -> None:
     male = rng.random() < 0.5
     age = rng.randint(4, 13) if rng.random() < 0.85 else rng.randint(14, 17)
-    born = _random_day(rng, date(closure_date.year - age - 1, closure_date.month, closure_date.day) + timedelta(1),
-                       date(closure_date.year - age, closure_date.month, closure_date.day))
-    enrolled = _random_day(rng, date(closure_date.year - 4, 1, 1), closure_date - timedelta(days=60))
+    # exactly `age` years old on the closure date
+    born = _random_day(rng, _years_before(closure_date, age + 1) + timedelta(1), _years_before(closure_date, age))
+    first_possible = max(date(closure_date.year - 4, 1, 1), born + timedelta(days=3 * 365 + 1))
+    enrolled = _random_day(rng, first_possible, closure_date - timedelta(days=60))
     grade_index = min(max(age - 6, 0), len(GRADES) - 1)
     data["students"].append({
         "id": sid, "name": surname + (fake.first_name_male() if male else fake.first_name_female()),

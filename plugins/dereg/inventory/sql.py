@@ -7,6 +7,7 @@ keys and exact row counts. Nothing but names and counts leaves this module.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -41,6 +42,12 @@ def _type_text(column_type) -> str:
 def inventory_source(engine: sa.Engine, source_id: str, schema: str | None = None) -> SourceInventory:
     """Reflect every table of `schema` (the default schema when None) and count its rows."""
     tables: list[TableInfo] = []
+    database = engine.url.database
+    if engine.dialect.name == "sqlite" and database and database != ":memory:" and not database.startswith("file:"):
+        if not Path(database).is_file():
+            # SQLite would quietly create an empty file and report a source without tables
+            raise SourceError(f"source {source_id}: SQLite file {database} does not exist; check the "
+                              "connection's host/path")
     try:
         with engine.connect() as conn:
             inspector = sa.inspect(conn)

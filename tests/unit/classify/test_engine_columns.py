@@ -1,0 +1,126 @@
+"""Column conclusions of the engine on a small SQLite table built for each case."""
+
+from __future__ import annotations
+
+import random
+from datetime import date
+
+import pytest
+import sqlalchemy as sa
+
+from dereg.classify import cn_resident_id
+from dereg.classify.engine import classify_source, full_scan_hits
+from dereg.inventory.sql import inventory_source
+
+CLOSURE = date(2026, 12, 31)
+
+
+def _id(rng: random.Random, born: date) -> str:
+    body = f"310104{born:%Y%m%d}{rng.randrange(1000):03d}"
+    return body + cn_resident_id.calc_check_digit(body + "0")
+
+
+def _mobile(rng: random.Random) -> str:
+    return f"139{rng.randrange(10**8):08d}"
+
+
+@pytest.fixture
+def engine(tmp_path):
+    rng = random.Random(7)
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'case.db'}")
+    md = sa.MetaData()
+    people = sa.Table(
+        "people", md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("mobile", sa.String(20)),  # the name says mobile, the values say otherwise
+        sa.Column("contact", sa.String(20)),  # the name says nothing, the values are mobiles
+        sa.Column("order_no", sa.String(18)),  # 18 digits, not IDs
+        sa.Column("sfzh", sa.String(18)),
+        sa.Column("xm", sa.String(20)),
+        sa.Column("xb", sa.String(4)),
+        sa.Column("csrq", sa.Date),
+        sa.Column("remark", sa.Text),
+        sa.Column("empty_email", sa.String(100)),
+    )
+    orders = sa.Table("orders", md, sa.Column("id", sa.Integer, primary_key=True),
+                      sa.Column("person_id", sa.Integer, sa.ForeignKey("people.id")),
+                      sa.Column("note", sa.String(200)))
+    md.create_all(engine)
+    rows = []
+    for i in range(1, 301):
+        born = date(2014 + i % 8, 1 + i % 12, 1 + i % 28)  # ages 4-12 on the closure date
+        rows.append({
+            "id": i, "mobile": f"A-{i:05d}", "contact": _mobile(rng),
+            "order_no": f"20250315{i:010d}", "sfzh": _id(rng, born), "xm": "张" + "伟芳明"[i % 3],
+            "xb": "男" if i % 2 else "女", "csrq": born,
+            "remark": f"联系家长 {_mobile(rng)}" if i > 270 else "表现良好，按时完成作业。", "empty_email": None,
+        })
+    with engine.begin() as conn:
+        conn.execute(people.insert(), rows)
+        conn.execute(orders.insert(), [{"id": i, "person_id": i, "note": "已付款"} for i in range(1, 301)])
+    yield engine
+    engine.dispose()
+
+
+def _by_column(result):
+    return {(f.table, f.column): f for f in result.columns}
+
+
+def test_one_finding_per_column_and_values_decide(engine):
+    inventory = inventory_source(engine, "case")
+    result = classify_source(engine, inventory, sample_size=100, closure_date=CLOSURE, subject_table="people")
+    found = _by_column(result)
+    assert len(result.columns) == sum(len(t.columns) for t in inventory.tables)
+
+    assert found[("people", "mobile")].categories == []  # name hint contradicted by the values
+    assert "contradicted" in found[("people", "mobile")].reason
+    assert found[("people", "contact")].categories == ["cn_mobile"]
+    assert found[("people", "order_no")].categories == []
+    sfzh = found[("people", "sfzh")]
+    assert sfzh.categories == ["cn_resident_id"] and sfzh.level == "sensitive"
+    assert "valid resident ID numbers" in sfzh.reason and "name hint sfzh" in sfzh.reason
+    assert 0 < len(sfzh.masked_examples) <= 3
+    assert all("*" * 10 in m for m in sfzh.masked_examples)
+    assert found[("people", "xm")].categories == ["name"]
+    assert found[("people", "xb")].categories == ["gender"]
+    assert "birth_date" in found[("people", "csrq")].categories
+    assert found[("people", "remark")].categories == ["cn_mobile"]  # free text with an embedded number
+    assert found[("people", "id")].categories == [] and found[("people", "id")].level is None
+    assert found[("orders", "note")].categories == []
+
+
+def test_sample_is_spread_over_the_table(engine):
+    inventory = inventory_source(engine, "case")
+    result = classify_source(engine, inventory, sample_size=100, closure_date=CLOSURE, subject_table="people")
+    remark = _by_column(result)[("people", "remark")]
+    # only rows 271-300 hold a number: the first 100 rows would find none, every third key finds 10
+    assert remark.values_checked == 100 and remark.matches == 10
+
+
+def test_minors_raise_subject_and_linked_tables_to_sensitive(engine):
+    inventory = inventory_source(engine, "case")
+    result = classify_source(engine, inventory, sample_size=500, closure_date=CLOSURE, subject_table="people")
+    assert result.subjects == 300 and result.minors == 300
+    found = _by_column(result)
+    for column in ("xm", "xb", "contact", "remark"):
+        assert found[("people", column)].level == "sensitive"
+        assert "PIPL Art. 28" in found[("people", column)].reason
+    assert "minor" in found[("people", "csrq")].categories
+
+
+def test_no_minors_when_everyone_is_grown_up(engine):
+    inventory = inventory_source(engine, "case")
+    result = classify_source(engine, inventory, sample_size=500, closure_date=date(2050, 1, 1),
+                             subject_table="people")
+    assert result.minors == 0 and result.subjects == 300
+    assert _by_column(result)[("people", "xm")].level == "general"
+
+
+def test_full_scan_counts_every_value(engine):
+    inventory = inventory_source(engine, "case")
+    hits = full_scan_hits(engine, inventory)
+    assert hits == {("people", "contact"): 300, ("people", "sfzh"): 300, ("people", "remark"): 30}
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE people SET contact = 'tok_' || substr(hex(randomblob(8)), 1, 16), "
+                             "sfzh = NULL, remark = '已删除'"))
+    assert full_scan_hits(engine, inventory) == {}
