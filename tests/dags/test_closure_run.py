@@ -174,18 +174,28 @@ def test_the_person_who_triggered_cannot_approve(closure):
     assert len(refusals) == 1 and refusals[0].actor == "dag_test"
 
 
-def test_unreachable_smtp_fails_preflight_and_touches_nothing(closure):
-    closure.env["AIRFLOW_CONN_DEREG_SMTP"] = json.dumps({
-        "conn_type": "smtp", "host": "127.0.0.1", "port": free_port(),
-        "extra": {"disable_ssl": True, "disable_tls": True}})
+@pytest.mark.parametrize("server", ["smtp", "s3"])
+def test_unreachable_server_fails_preflight_and_touches_nothing(closure, server):
+    port = free_port()
+    if server == "smtp":
+        closure.env["AIRFLOW_CONN_DEREG_SMTP"] = json.dumps({
+            "conn_type": "smtp", "host": "127.0.0.1", "port": port, "extra": {"disable_ssl": True, "disable_tls": True}})
+        expected = f"SMTP server 127.0.0.1:{port}"
+    else:
+        closure.env["AIRFLOW_CONN_DEREG_OFFSITE"] = json.dumps({
+            "conn_type": "aws", "login": "x", "password": "y",
+            "extra": {"endpoint_url": f"http://127.0.0.1:{port}", "region_name": "cn-north-1"}})
+        expected = f"S3 store http://127.0.0.1:{port}"
     before = _counts(closure.engine)
     result, log = closure.sandbox().run_dag(DAG_ID, _conf())
     assert result["state"] == "failed"
     assert result["tasks"]["preflight"] == "failed"
-    assert "SMTP server 127.0.0.1" in log and "unreachable" in log
+    assert result["tasks"]["erase"] != "success"
+    assert expected in log and "unreachable" in log
     assert _counts(closure.engine) == before
+    assert closure.smtp.messages() == []
     failures = [e for e in _ledger(closure.store_url).entries() if e.stage == "preflight" and e.event == "failed"]
-    assert failures and "SMTP" in failures[-1].details["error"]
+    assert failures and expected in failures[-1].details["error"]
 
 
 def test_broken_manifest_fails_its_own_dag_only(closure):
