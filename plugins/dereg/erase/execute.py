@@ -69,14 +69,17 @@ def _secure_delete(conn: Connection) -> None:
         conn.exec_driver_sql("PRAGMA secure_delete=ON")
 
 
-def _delete(engine: Engine, table: sa.Table, action: TableAction, batch_size: int, report: Progress,
-            cursor: _Cursor) -> int:
+def _delete(
+    engine: Engine, table: sa.Table, action: TableAction, batch_size: int, report: Progress, cursor: _Cursor
+) -> int:
     key_cols = [table.c[k] for k in action.key]
     while True:
         cursor.batch += 1
         with engine.begin() as conn:
             _secure_delete(conn)
-            keys = [tuple(r) for r in conn.execute(sa.select(*key_cols).order_by(*key_cols).limit(batch_size))]
+            keys = [
+                tuple(r) for r in conn.execute(sa.select(*key_cols).order_by(*key_cols).limit(batch_size))
+            ]
             if not keys:
                 cursor.batch -= 1
                 break
@@ -97,7 +100,9 @@ def _pending(table: sa.Table, columns: list[str]):
         col = table.c[c]
         if _is_text(col):
             # autoescape: "_" in the prefix must not act as LIKE's one-character wildcard
-            conditions.append(sa.and_(col.is_not(None), sa.not_(col.startswith(TOKEN_PREFIX, autoescape=True))))
+            conditions.append(
+                sa.and_(col.is_not(None), sa.not_(col.startswith(TOKEN_PREFIX, autoescape=True)))
+            )
         else:
             conditions.append(col.is_not(None))
     return sa.or_(*conditions)
@@ -106,8 +111,10 @@ def _pending(table: sa.Table, columns: list[str]):
 def _check_columns(table: sa.Table, action: TableAction) -> None:
     missing = [c for c in [*action.key, *action.columns] if c not in table.c]
     if missing:
-        raise ErasureError(f"table {table.name} has no column(s) {missing} named in the plan; the schema changed "
-                           "after planning. Re-run inventory, classification and plan, and approve again.")
+        raise ErasureError(
+            f"table {table.name} has no column(s) {missing} named in the plan; the schema changed "
+            "after planning. Re-run inventory, classification and plan, and approve again."
+        )
     for c in action.columns:
         col = table.c[c]
         length = getattr(col.type, "length", None) if _is_text(col) else None
@@ -115,25 +122,39 @@ def _check_columns(table: sa.Table, action: TableAction) -> None:
         if not holds_token and not col.nullable:
             raise ErasureError(
                 f"column {table.name}.{c} ({col.type}) can hold neither a token nor NULL, so it cannot be "
-                "pseudonymized; make it nullable or a text column of 8+ characters, then run again")
+                "pseudonymized; make it nullable or a text column of 8+ characters, then run again"
+            )
 
 
-def _pseudonymize(engine: Engine, table: sa.Table, action: TableAction, key: bytes, batch_size: int,
-                  report: Progress, cursor: _Cursor) -> int:
+def _pseudonymize(
+    engine: Engine,
+    table: sa.Table,
+    action: TableAction,
+    key: bytes,
+    batch_size: int,
+    report: Progress,
+    cursor: _Cursor,
+) -> int:
     _check_columns(table, action)
     key_cols = [table.c[k] for k in action.key]
     text = {c: _is_text(table.c[c]) for c in action.columns}
-    lengths = {c: getattr(table.c[c].type, "length", None) or action.column_lengths.get(c) for c in action.columns}
+    lengths = {
+        c: getattr(table.c[c].type, "length", None) or action.column_lengths.get(c) for c in action.columns
+    }
     bind_keys = {k: f"k_{i}" for i, k in enumerate(action.key)}
     bind_cols = {c: f"v_{i}" for i, c in enumerate(action.columns)}
-    update = (table.update()
-              .where(sa.and_(*[table.c[k] == sa.bindparam(b) for k, b in bind_keys.items()]))
-              .values({c: sa.bindparam(b) for c, b in bind_cols.items()}))
+    update = (
+        table.update()
+        .where(sa.and_(*[table.c[k] == sa.bindparam(b) for k, b in bind_keys.items()]))
+        .values({c: sa.bindparam(b) for c, b in bind_cols.items()})
+    )
     nkeys = len(key_cols)
     last: tuple | None = None
     while True:
         cursor.batch += 1
-        query = sa.select(*key_cols, *[table.c[c] for c in action.columns]).where(_pending(table, action.columns))
+        query = sa.select(*key_cols, *[table.c[c] for c in action.columns]).where(
+            _pending(table, action.columns)
+        )
         if last is not None:  # keyset paging: every batch moves forward, even if a row stayed pending
             if nkeys == 1:
                 query = query.where(key_cols[0] > last[0])
@@ -163,8 +184,14 @@ def _pseudonymize(engine: Engine, table: sa.Table, action: TableAction, key: byt
     return cursor.done
 
 
-def execute_plan(engine: Engine, plan: ErasurePlan, *, pseudonym_key: bytes, batch_size: int = 1000,
-                 progress: Progress | None = None) -> dict[str, int]:
+def execute_plan(
+    engine: Engine,
+    plan: ErasurePlan,
+    *,
+    pseudonym_key: bytes,
+    batch_size: int = 1000,
+    progress: Progress | None = None,
+) -> dict[str, int]:
     """Delete and pseudonymize as planned, children first; returns rows changed per table by this call.
 
     Calling it again after a complete run changes nothing (every count 0); after an interrupted run
@@ -173,8 +200,10 @@ def execute_plan(engine: Engine, plan: ErasurePlan, *, pseudonym_key: bytes, bat
     if batch_size < 1:
         raise ErasureError(f"batch_size must be at least 1, not {batch_size}")
     if plan.plan_hash and plan.plan_hash != plan.compute_hash():
-        raise ErasureError(f"the erasure plan of {plan.company_id}/{plan.source_id} does not match its hash "
-                           f"{plan.plan_hash}: it was changed after it was computed. Re-plan and approve again.")
+        raise ErasureError(
+            f"the erasure plan of {plan.company_id}/{plan.source_id} does not match its hash "
+            f"{plan.plan_hash}: it was changed after it was computed. Re-plan and approve again."
+        )
     report = progress or log.info
     metadata = sa.MetaData()
     changed: dict[str, int] = {}
@@ -182,20 +211,30 @@ def execute_plan(engine: Engine, plan: ErasurePlan, *, pseudonym_key: bytes, bat
         if action.action == "keep":
             continue
         if action.action not in ("delete", "pseudonymize"):
-            raise ErasureError(f"plan of {plan.source_id}: unknown action {action.action!r} for table "
-                               f"{action.table}; expected delete, pseudonymize or keep")
+            raise ErasureError(
+                f"plan of {plan.source_id}: unknown action {action.action!r} for table "
+                f"{action.table}; expected delete, pseudonymize or keep"
+            )
         cursor = _Cursor(action.table)
         try:
             table = sa.Table(action.table, metadata, autoload_with=engine)
             if action.action == "delete":
                 changed[action.table] = _delete(engine, table, action, batch_size, report, cursor)
             else:
-                changed[action.table] = _pseudonymize(engine, table, action, pseudonym_key, batch_size, report,
-                                                      cursor)
+                changed[action.table] = _pseudonymize(
+                    engine, table, action, pseudonym_key, batch_size, report, cursor
+                )
+        except sa.exc.NoSuchTableError:
+            raise ErasureError(
+                f"{action.action} of {plan.source_id}.{action.table}: the table does not exist; the "
+                "schema changed after planning. Re-run inventory, classification and plan, and "
+                "approve again."
+            ) from None
         except sa.exc.SQLAlchemyError as exc:
             raise ErasureError(
                 f"{action.action} of {plan.source_id}.{action.table} failed in batch {cursor.batch} "
                 f"({cursor.done} rows done before it): {type(exc).__name__}: "
                 f"{redact(str(getattr(exc, 'orig', None) or exc), 300)}. Batches already committed stay done; "
-                "fix the cause and run the task again to resume.") from None
+                "fix the cause and run the task again to resume."
+            ) from None
     return changed

@@ -54,9 +54,14 @@ class ErasurePlan:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ErasurePlan:
-        return cls(company_id=data["company_id"], source_id=data["source_id"], dialect=data["dialect"],
-                   subject_table=data["subject_table"], tables=[TableAction(**t) for t in data["tables"]],
-                   plan_hash=data.get("plan_hash", ""))
+        return cls(
+            company_id=data["company_id"],
+            source_id=data["source_id"],
+            dialect=data["dialect"],
+            subject_table=data["subject_table"],
+            tables=[TableAction(**t) for t in data["tables"]],
+            plan_hash=data.get("plan_hash", ""),
+        )
 
     def compute_hash(self) -> str:
         body = self.to_dict()
@@ -87,7 +92,9 @@ def _children_first(tables: list[str], parents: dict[str, set[str]]) -> list[str
     ordered: list[str] = []
     while remaining:
         # a table can go once nothing still remaining references it
-        ready = sorted(t for t in remaining if not any(t in parents.get(o, set()) for o in remaining if o != t))
+        ready = sorted(
+            t for t in remaining if not any(t in parents.get(o, set()) for o in remaining if o != t)
+        )
         if not ready:  # a cycle: break it deterministically
             ready = [sorted(remaining)[0]]
         for t in ready:
@@ -96,32 +103,49 @@ def _children_first(tables: list[str], parents: dict[str, set[str]]) -> list[str
     return ordered
 
 
-def build_plan(*, company_id: str, inventory: SourceInventory, classification: ClassificationResult,
-               subject_table: str, retain: list[RetainRule]) -> ErasurePlan:
+def build_plan(
+    *,
+    company_id: str,
+    inventory: SourceInventory,
+    classification: ClassificationResult,
+    subject_table: str,
+    retain: list[RetainRule],
+) -> ErasurePlan:
     """The plan for one source; see the module docstring for the rules. Deterministic for equal inputs."""
     names = {t.name for t in inventory.tables}
     if classification.source_id != inventory.source_id:
-        raise ErasureError(f"classification is of source {classification.source_id} but the inventory is of "
-                           f"{inventory.source_id}; re-run classification for {inventory.source_id}")
+        raise ErasureError(
+            f"classification is of source {classification.source_id} but the inventory is of "
+            f"{inventory.source_id}; re-run classification for {inventory.source_id}"
+        )
     bad = [f"{r.table}: {r.action!r}" for r in retain if r.action not in RETAIN_ACTIONS]
     if bad:
-        raise ErasureError(f"retention rules of source {inventory.source_id} have unknown actions {bad}; "
-                           f"use one of {list(RETAIN_ACTIONS)} in the manifest's retain list")
+        raise ErasureError(
+            f"retention rules of source {inventory.source_id} have unknown actions {bad}; "
+            f"use one of {list(RETAIN_ACTIONS)} in the manifest's retain list"
+        )
     unknown = [r.table for r in retain if r.table not in names]
     if unknown:
-        raise ErasureError(f"retention rules name tables that do not exist in source {inventory.source_id}: "
-                           f"{unknown}; fix the manifest's retain list")
+        raise ErasureError(
+            f"retention rules name tables that do not exist in source {inventory.source_id}: "
+            f"{unknown}; fix the manifest's retain list"
+        )
     if subject_table not in names:
         raise ErasureError(f"subject table {subject_table!r} does not exist in source {inventory.source_id}")
     retained = {r.table: r for r in retain}
     if subject_table in retained:
-        raise ErasureError(f"source {inventory.source_id}: the subject table {subject_table} is also in the retain "
-                           "list; the customers' own rows cannot be both erased and kept. Fix the manifest.")
+        raise ErasureError(
+            f"source {inventory.source_id}: the subject table {subject_table} is also in the retain "
+            "list; the customers' own rows cannot be both erased and kept. Fix the manifest."
+        )
     tables = sorted(inventory.tables, key=lambda t: t.name)
     # personal columns in the table's own column order, so the plan does not depend on classification order
-    personal = {t.name: [c.name for c in t.columns
-                         if c.name in {f.column for f in classification.personal_columns(t.name)}]
-                for t in tables}
+    personal = {
+        t.name: [
+            c.name for c in t.columns if c.name in {f.column for f in classification.personal_columns(t.name)}
+        ]
+        for t in tables
+    }
     parents = {t.name: {fk.ref_table for fk in t.foreign_keys} - {t.name} for t in tables}
 
     reasons: dict[str, str] = {subject_table: "the customers (subject table)"}
@@ -137,24 +161,34 @@ def build_plan(*, company_id: str, inventory: SourceInventory, classification: C
                 reasons[t.name] = ""
                 changed = True
     for name in set(reasons) - seeds:
-        reasons[name] = "rows refer to " + ", ".join(sorted(parents[name] & set(reasons))) + ", which are deleted"
+        reasons[name] = (
+            "rows refer to " + ", ".join(sorted(parents[name] & set(reasons))) + ", which are deleted"
+        )
     for name in retained:
         blocking = sorted(parents[name] & set(reasons))
         if blocking:
-            raise ErasureError(f"table {name} is kept by law but has foreign keys to {blocking}, which are to be "
-                               "deleted; the database would refuse. Drop or relax those foreign keys first.")
+            raise ErasureError(
+                f"table {name} is kept by law but has foreign keys to {blocking}, which are to be "
+                "deleted; the database would refuse. Drop or relax those foreign keys first."
+            )
     actions: dict[str, TableAction] = {}
     for t in tables:
         lengths = {c.name: c.max_length for c in t.columns}
         if t.name in reasons:
-            actions[t.name] = TableAction(t.name, "delete", t.row_count, personal[t.name], list(t.primary_key),
-                                          reasons[t.name])
+            actions[t.name] = TableAction(
+                t.name, "delete", t.row_count, personal[t.name], list(t.primary_key), reasons[t.name]
+            )
         elif t.name in retained and personal[t.name] and retained[t.name].action == "pseudonymize":
             rule = retained[t.name]
             actions[t.name] = TableAction(
-                t.name, "pseudonymize", t.row_count, personal[t.name], list(t.primary_key),
+                t.name,
+                "pseudonymize",
+                t.row_count,
+                personal[t.name],
+                list(t.primary_key),
                 f"kept {rule.years} years by {rule.law}; personal columns replaced by keyed-hash tokens",
-                {c: lengths.get(c) for c in personal[t.name]})
+                {c: lengths.get(c) for c in personal[t.name]},
+            )
         else:
             if t.name in retained:
                 why = f"kept {retained[t.name].years} years by {retained[t.name].law}"
@@ -165,10 +199,17 @@ def build_plan(*, company_id: str, inventory: SourceInventory, classification: C
             actions[t.name] = TableAction(t.name, "keep", t.row_count, [], list(t.primary_key), why)
     for a in actions.values():
         if a.action != "keep" and not a.key:
-            raise ErasureError(f"table {a.table} has no primary key, so it cannot be erased in resumable batches; "
-                               "add a primary key or handle the table by hand")
+            raise ErasureError(
+                f"table {a.table} has no primary key, so it cannot be erased in resumable batches; "
+                "add a primary key or handle the table by hand"
+            )
     order = _children_first(sorted(actions), parents)
-    plan = ErasurePlan(company_id=company_id, source_id=inventory.source_id, dialect=inventory.dialect,
-                       subject_table=subject_table, tables=[actions[n] for n in order])
+    plan = ErasurePlan(
+        company_id=company_id,
+        source_id=inventory.source_id,
+        dialect=inventory.dialect,
+        subject_table=subject_table,
+        tables=[actions[n] for n in order],
+    )
     plan.plan_hash = plan.compute_hash()
     return plan

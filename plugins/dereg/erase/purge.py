@@ -41,8 +41,10 @@ def _postgresql(engine: Engine, tables: list[str], notes: list[str]) -> str:
             checkpoint = "then CHECKPOINT"
         except sa.exc.DBAPIError as exc:
             checkpoint = "CHECKPOINT refused"
-            notes.append(f"CHECKPOINT refused ({type(exc.orig).__name__}; needs superuser or pg_checkpoint): the "
-                         "old pages stay in the write-ahead log until the server's next checkpoint")
+            notes.append(
+                f"CHECKPOINT refused ({type(exc.orig).__name__}; needs superuser or pg_checkpoint): the "
+                "old pages stay in the write-ahead log until the server's next checkpoint"
+            )
     notes.append("old row images may remain in WAL archives and replicas; those follow their own retention")
     return f"VACUUM (FULL, ANALYZE) of each touched table (rewritten into new files), {checkpoint}"
 
@@ -54,10 +56,14 @@ def _mysql(engine: Engine, tables: list[str], notes: list[str]) -> str:
         for t in tables:
             conn.exec_driver_sql(f"ALTER TABLE {quote(t)} FORCE")
     if not per_table:
-        notes.append("innodb_file_per_table is off: tables live in the shared system tablespace, whose freed "
-                     "pages are reused but not returned or overwritten at once")
-    notes.append("InnoDB undo and redo logs, and the binary log if enabled, may hold old row images until "
-                 "they are purged or overwritten")
+        notes.append(
+            "innodb_file_per_table is off: tables live in the shared system tablespace, whose freed "
+            "pages are reused but not returned or overwritten at once"
+        )
+    notes.append(
+        "InnoDB undo and redo logs, and the binary log if enabled, may hold old row images until "
+        "they are purged or overwritten"
+    )
     return "ALTER TABLE ... FORCE of each touched table (InnoDB rebuild into a new tablespace)"
 
 
@@ -74,10 +80,13 @@ def purge(engine: Engine, tables: list[str]) -> dict:
             method = _mysql(engine, tables, notes)
         else:
             method = "none"
-            notes.append(f"no purge known for dialect {dialect}: deleted rows may remain in the database files")
+            notes.append(
+                f"no purge known for dialect {dialect}: deleted rows may remain in the database files"
+            )
     except sa.exc.SQLAlchemyError as exc:
         raise ErasureError(
             f"purge on {dialect} ({len(tables)} tables) failed: {type(exc).__name__}: "
             f"{redact(str(getattr(exc, 'orig', None) or exc), 300)}; the erased rows may still be in the "
-            "database files. Fix the cause (the user must own the tables) and run the purge task again.") from None
+            "database files. Fix the cause (the user must own the tables) and run the purge task again."
+        ) from None
     return {"dialect": dialect, "method": method, "tables": sorted(tables), "notes": notes}

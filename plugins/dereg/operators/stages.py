@@ -450,6 +450,7 @@ class VerifyErasureOperator(ComplianceOperator):
             verification = verify_erasure(engine, plan, after, hits)
             engine.dispose()
             results[source.id] = {"ok": verification.ok, "tables": verification.tables,
+                                  "notes": getattr(verification, "notes", []),
                                   "values_scanned_columns": len(hits), "personal_values_found": sum(hits.values())}
             problems += [f"{source.id}: {p}" for p in verification.problems]
         if problems:

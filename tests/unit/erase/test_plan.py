@@ -1,0 +1,202 @@
+"""The erasure plan from hand-made inventories: which tables go, in which order, and its hash."""
+
+from __future__ import annotations
+
+import pytest
+
+from dereg.erase.plan import ErasurePlan, RetainRule, build_plan
+from dereg.errors import ErasureError
+from dereg.model import (
+    ClassificationResult,
+    ColumnFinding,
+    ColumnInfo,
+    ForeignKey,
+    SourceInventory,
+    TableInfo,
+)
+
+ACCOUNTING = RetainRule("accounting_records", "pseudonymize", "会计档案管理办法 第十四条", 30)
+
+
+def _table(name, columns, fks=(), rows=10, pk=("id",)):
+    cols = [ColumnInfo("id", "INTEGER", False, True)] if "id" in pk else []
+    cols += [ColumnInfo(c, "VARCHAR(20)", True, c in pk, 20) for c in columns]
+    return TableInfo(name, None, cols, list(pk), [ForeignKey([c], t, ["id"]) for c, t in fks], rows)
+
+
+def school(extra=()):
+    tables = [
+        _table("guardians", ["name", "mobile"], rows=30),
+        _table("students", ["name", "id_number", "guardian_id"], [("guardian_id", "guardians")], rows=50),
+        _table("courses", ["title"], rows=4),
+        _table(
+            "contracts",
+            ["student_id", "course_id", "payer_bank_card"],
+            [("student_id", "students"), ("course_id", "courses")],
+            rows=60,
+        ),
+        _table(
+            "attendance",
+            ["student_id", "course_id"],
+            [("student_id", "students"), ("course_id", "courses")],
+            rows=120,
+        ),
+        _table("notes", ["student_id", "body"], [("student_id", "students")], rows=25),
+        _table("accounting_records", ["voucher_no", "payer_name", "payer_mobile"], rows=40),
+        _table("leads", ["name", "mobile"], rows=15),
+        *extra,
+    ]
+    personal = {
+        "guardians": {"name", "mobile"},
+        "students": {"name", "id_number"},
+        "contracts": {"payer_bank_card"},
+        "notes": {"body"},
+        "accounting_records": {"payer_mobile", "payer_name"},
+        "leads": {"name", "mobile"},
+    }
+    findings = [
+        ColumnFinding(t.name, c.name, ["x"] if c.name in personal.get(t.name, ()) else [], None)
+        for t in tables
+        for c in t.columns
+    ]
+    return SourceInventory("school_db", "sqlite", tables), ClassificationResult("school_db", findings)
+
+
+def plan_of(inventory, classification, retain=(ACCOUNTING,)):
+    return build_plan(
+        company_id="demo_academy",
+        inventory=inventory,
+        classification=classification,
+        subject_table="students",
+        retain=list(retain),
+    )
+
+
+def test_actions_reasons_and_order():
+    plan = plan_of(*school())
+    assert [(t.table, t.action) for t in plan.tables] == [
+        ("accounting_records", "pseudonymize"),
+        ("attendance", "delete"),
+        ("contracts", "delete"),
+        ("leads", "delete"),
+        ("notes", "delete"),
+        ("courses", "keep"),
+        ("students", "delete"),
+        ("guardians", "delete"),
+    ]
+    att = plan.action("attendance")
+    assert att.columns == [] and att.rows == 120 and att.key == ["id"]
+    assert att.reason == "rows refer to students, which are deleted"
+    acc = plan.action("accounting_records")
+    # in the table's column order, whatever order classification listed them in
+    assert acc.columns == ["payer_name", "payer_mobile"] and acc.column_lengths == {
+        "payer_name": 20,
+        "payer_mobile": 20,
+    }
+    assert "30 years" in acc.reason
+    assert plan.action("students").reason == "the customers (subject table)"
+    assert plan.action("courses").reason.startswith("no personal columns")
+
+
+def test_transitive_children_go_too():
+    grand = _table("attendance_photos", ["attendance_id"], [("attendance_id", "attendance")], rows=3)
+    plan = plan_of(*school([grand]))
+    assert plan.action("attendance_photos").action == "delete"
+    order = [t.table for t in plan.tables]
+    assert order.index("attendance_photos") < order.index("attendance") < order.index("students")
+
+
+def test_summary():
+    summary = plan_of(*school()).summary()
+    assert summary["counts"] == {"delete": 6, "pseudonymize": 1, "keep": 1}
+    assert summary["rows_to_delete"] == 30 + 50 + 60 + 120 + 25 + 15
+    assert summary["rows_to_pseudonymize"] == 40
+    assert summary["tables"]["keep"] == ["courses"]
+    assert summary["pseudonymize"] == {
+        "accounting_records": {"rows": 40, "columns": ["payer_name", "payer_mobile"]}
+    }
+
+
+def test_hash_is_deterministic_and_survives_json():
+    inventory, classification = school()
+    plan = plan_of(inventory, classification)
+    shuffled = SourceInventory("school_db", "sqlite", list(reversed(inventory.tables)))
+    again = plan_of(shuffled, ClassificationResult("school_db", list(reversed(classification.columns))))
+    assert plan.plan_hash == again.plan_hash == plan.compute_hash()
+    assert len(plan.plan_hash) == 64
+    copy = ErasurePlan.from_dict(plan.to_dict())
+    assert copy == plan and copy.compute_hash() == plan.plan_hash
+
+
+def test_hash_changes_with_an_action():
+    inventory, classification = school()
+    plan = plan_of(inventory, classification)
+    kept_leads = plan_of(inventory, classification, [ACCOUNTING, RetainRule("leads", "keep", "合同法", 3)])
+    assert kept_leads.action("leads").action == "keep"
+    assert kept_leads.plan_hash != plan.plan_hash
+    plan.action("courses").action = "delete"  # tampering after the hash was taken
+    assert plan.compute_hash() != plan.plan_hash
+
+
+def test_retain_keep_keeps_personal_columns_as_they_are():
+    plan = plan_of(*school(), [RetainRule("accounting_records", "keep", "税收征收管理法", 10)])
+    acc = plan.action("accounting_records")
+    assert acc.action == "keep" and "as they are" in acc.reason
+
+
+@pytest.mark.parametrize(
+    ("retain", "message"),
+    [
+        ([RetainRule("ledger", "pseudonymize", "law", 30)], "do not exist in source school_db: ['ledger']"),
+        ([RetainRule("accounting_records", "shred", "law", 30)], "unknown actions"),
+        ([RetainRule("students", "keep", "law", 3)], "subject table students is also in the retain list"),
+    ],
+)
+def test_bad_retain_rules(retain, message):
+    with pytest.raises(ErasureError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        plan_of(*school(), retain)
+
+
+def test_retained_table_pointing_at_deleted_rows_is_refused():
+    linked = _table("invoices", ["student_id", "payer_name"], [("student_id", "students")])
+    inventory, classification = school([linked])
+    with pytest.raises(ErasureError, match=r"invoices is kept by law but has foreign keys to \['students'\]"):
+        plan_of(inventory, classification, [ACCOUNTING, RetainRule("invoices", "pseudonymize", "law", 30)])
+
+
+def test_a_retained_parent_is_not_deleted():
+    # contracts (deleted) point at a retained price list: the price list must stay
+    price_list = _table("price_list", ["title", "owner_mobile"])
+    inventory, classification = school([price_list])
+    inventory.table("contracts").foreign_keys.append(ForeignKey(["course_id"], "price_list", ["id"]))
+    classification.columns.append(ColumnFinding("price_list", "owner_mobile", ["cn_mobile"], "general"))
+    plan = plan_of(
+        inventory, classification, [ACCOUNTING, RetainRule("price_list", "pseudonymize", "law", 5)]
+    )
+    assert plan.action("price_list").action == "pseudonymize"
+    order = [t.table for t in plan.tables]
+    assert order.index("contracts") < order.index("price_list")
+
+
+def test_missing_subject_table_and_primary_key():
+    inventory, classification = school()
+    with pytest.raises(ErasureError, match="subject table 'pupils' does not exist"):
+        build_plan(
+            company_id="c",
+            inventory=inventory,
+            classification=classification,
+            subject_table="pupils",
+            retain=[],
+        )
+    no_pk = _table("sms_log", ["mobile"], pk=())
+    inventory, classification = school([no_pk])
+    classification.columns.append(ColumnFinding("sms_log", "mobile", ["cn_mobile"], "general"))
+    with pytest.raises(ErasureError, match="sms_log has no primary key"):
+        plan_of(inventory, classification)
+
+
+def test_classification_of_another_source_is_refused():
+    inventory, classification = school()
+    classification.source_id = "crm"
+    with pytest.raises(ErasureError, match="classification is of source crm"):
+        plan_of(inventory, classification)
