@@ -65,7 +65,19 @@ class AirflowClient:
         data = self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}")
         return data.get("value")
 
-    def answer_approval(self, dag_id: str, run_id: str, task_id: str = "approve", option: str = "Approve") -> dict:
+    def answer_approval(self, dag_id: str, run_id: str, task_id: str = "approve", option: str = "Approve",
+                        settle_seconds: float = 6) -> dict:
+        # Airflow 3.3 race: an answer that lands before the scheduler has processed the executor event of
+        # the pause ("finished with state success, but the task instance's state attribute is queued")
+        # gets the resumed task marked failed. A human never answers that fast; a script waits a moment.
+        ti = self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")
+        started = ti.get("start_date")
+        if started:
+            import datetime as dt
+
+            age = (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(started.replace("Z", "+00:00"))).total_seconds()
+            if age < settle_seconds:
+                time.sleep(settle_seconds - age)
         return self._call("PATCH", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails",
                           json={"chosen_options": [option], "params_input": {}})
 
