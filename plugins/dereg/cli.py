@@ -3,7 +3,7 @@
     dereg keyring init [--path P] [--force]
     dereg keyring public-key [--path P] [--out FILE]
     dereg verify-ledger [--store URL]
-    dereg verify-certificate PATH [--public-key PEM] [--store URL]
+    dereg verify-certificate PATH [--public-key PEM] [--store URL | --no-ledger]
 
 Exit codes: 0 success / valid, 1 invalid, 2 an error (the message says what and how to fix it).
 """
@@ -79,18 +79,28 @@ def _verify_certificate(args) -> int:
             public_key = Path(args.public_key).read_text()
         except OSError as exc:
             raise DeregError(f"cannot read the public key {args.public_key} ({exc.strerror})") from None
-    store = None
-    if args.store:
+    store, store_note = None, None
+    if not args.no_ledger:
+        from dereg import config
         from dereg.evidence.store import open_store
 
-        store = open_store(args.store)
+        url = args.store or config.store_url()
+        if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+            if args.store:
+                raise DeregError(f"compliance store {url} does not exist")
+            store_note = (f"ledger evidence not checked: no compliance store at {url} "
+                          "(pass --store URL, or --no-ledger to check the signature only)")
+        else:
+            store = open_store(url)
+    else:
+        store_note = "ledger evidence not checked (--no-ledger)"
     result = verify_certificate(cert, public_key=public_key, store=store)
     for check in result.checks:
         print(f"  ok   {check}")
     for problem in result.problems:
         print(f"  FAIL {problem}")
-    if not args.store:
-        print("  (ledger evidence not checked: pass --store URL to check it against the compliance store)")
+    if store_note:
+        print(f"  note {store_note}")
     print(f"{args.path}: {'VALID' if result.ok else 'INVALID'}")
     return 0 if result.ok else 1
 
@@ -114,7 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     cert = sub.add_parser("verify-certificate", help="verify a certificate of erasure offline")
     cert.add_argument("path")
     cert.add_argument("--public-key", help="PEM file of the expected signing key")
-    cert.add_argument("--store", help="compliance store URL: also check the cited ledger entries")
+    cert.add_argument("--store", help="compliance store URL whose ledger the certificate cites "
+                      "(default: $DEREG_STORE_URL or .state/compliance.db)")
+    cert.add_argument("--no-ledger", action="store_true", help="check the signature only (offline, no store)")
     return parser
 
 

@@ -174,10 +174,13 @@ def test_the_person_who_triggered_cannot_approve(closure):
     assert len(refusals) == 1 and refusals[0].actor == "dag_test"
 
 
-@pytest.mark.parametrize("server", ["smtp", "s3"])
-def test_unreachable_server_fails_preflight_and_touches_nothing(closure, server):
+@pytest.mark.parametrize("server", ["smtp", "s3", "keyring"])
+def test_unreachable_server_or_bad_keyring_fails_preflight_and_touches_nothing(closure, server):
     port = free_port()
-    if server == "smtp":
+    if server == "keyring":
+        closure.keyring_path.write_text('{"version": 1, "keks": "not a key"}')
+        expected = f"keyring {closure.keyring_path} is malformed"
+    elif server == "smtp":
         closure.env["AIRFLOW_CONN_DEREG_SMTP"] = json.dumps({
             "conn_type": "smtp", "host": "127.0.0.1", "port": port, "extra": {"disable_ssl": True, "disable_tls": True}})
         expected = f"SMTP server 127.0.0.1:{port}"
@@ -191,7 +194,8 @@ def test_unreachable_server_fails_preflight_and_touches_nothing(closure, server)
     assert result["state"] == "failed"
     assert result["tasks"]["preflight"] == "failed"
     assert result["tasks"]["erase"] != "success"
-    assert expected in log and "unreachable" in log
+    assert expected in log
+    assert server == "keyring" or "unreachable" in log
     assert _counts(closure.engine) == before
     assert closure.smtp.messages() == []
     failures = [e for e in _ledger(closure.store_url).entries() if e.stage == "preflight" and e.event == "failed"]

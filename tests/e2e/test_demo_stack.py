@@ -102,7 +102,7 @@ def test_make_demo_flow_to_a_verified_certificate(stack_env):
     verify = subprocess.run([str(Path(sys.executable).parent / "dereg"), "verify-certificate", str(cert_path)],
                             env=stack_env, capture_output=True, text=True, timeout=60)
     assert verify.returncode == 0, verify.stdout + verify.stderr
-    assert "VALID" in verify.stdout
+    assert "VALID" in verify.stdout and "cited ledger entries are in the ledger" in verify.stdout
     cert = json.loads(cert_path.read_text())
     assert cert["body"]["operator"] == "ops" and cert["body"]["approver"] == "approver"
     mail = list((Path(stack_env["DEREG_STATE_DIR"]) / "mail").glob("*.eml"))
