@@ -210,3 +210,6 @@ def test_broken_manifest_fails_its_own_dag_only(closure):
     assert result["state"] == "failed"
     assert "manifest" in log and "problem(s)" in log
     assert "IMPORT_ERRORS" not in log
+    failures = [e for e in _ledger(closure.store_url).entries() if e.company_id == "bad_shop"]
+    assert [(e.stage, e.event) for e in failures] == [("preflight", "failed")]
+    assert any("conn_id" in p for p in failures[0].details["problems"])

@@ -497,9 +497,24 @@ class ManifestProblemsOperator(ComplianceOperator):
         self.problems = problems
 
     def execute(self, context) -> Any:
-        from dereg.errors import ManifestError
+        from pathlib import Path
 
-        raise ManifestError(self.manifest_path, self.problems)
+        from dereg import config
+        from dereg.errors import ManifestError
+        from dereg.evidence.ledger import Ledger
+        from dereg.evidence.store import open_store
+        from dereg.manifest import company_id_from_path
+
+        error = ManifestError(self.manifest_path, self.problems)
+        dag_run = context["dag_run"]
+        try:
+            Ledger(open_store(config.store_url())).append(
+                company_id=company_id_from_path(Path(self.manifest_path)), run_id=dag_run.run_id, stage=self.stage,
+                event="failed", actor=getattr(dag_run, "triggering_user_name", None) or "unknown",
+                details={"error_type": "ManifestError", "problems": self.problems})
+        except Exception:  # noqa: BLE001 - the manifest error is what the operator must see
+            self.log.exception("could not record the manifest problems in the ledger")
+        raise error
 
 
 __all__ = [name for name in dir() if name.endswith("Operator") and name != "ComplianceOperator"] + [
