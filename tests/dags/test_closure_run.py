@@ -174,10 +174,13 @@ def test_the_person_who_triggered_cannot_approve(closure):
     assert len(refusals) == 1 and refusals[0].actor == "dag_test"
 
 
-@pytest.mark.parametrize("server", ["smtp", "s3", "keyring"])
+@pytest.mark.parametrize("server", ["smtp", "s3", "keyring", "connection"])
 def test_unreachable_server_or_bad_keyring_fails_preflight_and_touches_nothing(closure, server):
     port = free_port()
-    if server == "keyring":
+    if server == "connection":
+        del closure.env["AIRFLOW_CONN_DEMO_ACADEMY_DB"]
+        expected = "sources[0].conn_id: no such connection 'demo_academy_db'"
+    elif server == "keyring":
         closure.keyring_path.write_text('{"version": 1, "keks": "not a key"}')
         expected = f"keyring {closure.keyring_path} is malformed"
     elif server == "smtp":
@@ -195,7 +198,7 @@ def test_unreachable_server_or_bad_keyring_fails_preflight_and_touches_nothing(c
     assert result["tasks"]["preflight"] == "failed"
     assert result["tasks"]["erase"] != "success"
     assert expected in log
-    assert server == "keyring" or "unreachable" in log
+    assert server in ("keyring", "connection") or "unreachable" in log
     assert _counts(closure.engine) == before
     assert closure.smtp.messages() == []
     failures = [e for e in _ledger(closure.store_url).entries() if e.stage == "preflight" and e.event == "failed"]

@@ -27,3 +27,13 @@ def test_every_problem_is_reported_with_its_path():
     assert any(p.startswith("backup.bucket:") for p in problems)
     assert any(p.startswith("backup.region:") for p in problems)
     assert len(problems) == 3
+
+
+def test_unknown_connections_are_named_with_their_paths():
+    from dereg.manifest import connection_problems
+
+    m = load_manifest(DEMO)
+    problems = connection_problems(m, lambda conn_id: conn_id != "dereg_smtp")
+    assert len(problems) == 1
+    assert problems[0].startswith("notify.smtp_conn_id: no such connection 'dereg_smtp'")
+    assert "AIRFLOW_CONN_DEREG_SMTP" in problems[0]
