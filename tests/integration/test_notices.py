@@ -85,17 +85,24 @@ def test_a_retry_sends_nothing_twice(school, smtp_sink, store_url):
     assert len(smtp_sink.messages()) == 9
 
 
-def test_a_crash_halfway_then_a_retry_gives_exactly_one_each(school, smtp_sink, store_url):
+def test_a_crash_halfway_then_a_retry_gives_exactly_one_each(school, smtp_sink, store_url, monkeypatch):
+    from dereg.notify import deliver
+
     store = open_store(store_url)
     recipients = _recipients(school)
-    sent_so_far = []
+    real_mark, sent = records.mark, []
 
-    def crash_after_four(line):
-        sent_so_far.append(line)
+    def mark_then_die(*args, **kwargs):
+        real_mark(*args, **kwargs)
+        if kwargs.get("status") == "sent":
+            sent.append(1)
+            if len(sent) == 4:
+                raise SystemExit("worker killed")  # the task dies right after its 4th notice
 
-    # crash: the worker dies after the 4th notice (simulated by stopping mid-list)
-    first_half = type(recipients)(reachable=recipients.reachable[:4], unreachable=[])
-    _send(first_half, smtp_sink, store, progress=crash_after_four)
+    monkeypatch.setattr(deliver.records, "mark", mark_then_die)
+    with pytest.raises(SystemExit):
+        _send(recipients, smtp_sink, store)
+    monkeypatch.setattr(deliver.records, "mark", real_mark)
     assert len(smtp_sink.messages()) == 4
     report = _send(recipients, smtp_sink, store)
     assert report.sent == 5 and report.already_sent == 4
