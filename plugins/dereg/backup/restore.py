@@ -25,7 +25,14 @@ from cryptography.exceptions import InvalidTag
 from sqlalchemy.engine import Engine
 
 from dereg.backup import catalog
-from dereg.backup.codec import associated_data, decode_for_scratch, encode_row, open_sealed, scratch_type
+from dereg.backup.codec import (
+    FORMAT_VERSION,
+    associated_data,
+    decode_for_scratch,
+    encode_row,
+    open_sealed,
+    scratch_type,
+)
 from dereg.backup.s3 import S3Location
 from dereg.errors import BackupError, KeyringError
 
@@ -112,6 +119,9 @@ def restore_and_verify(backup_id: str, *, location: S3Location, keyring, store: 
         raise BackupError(f"S3 store {location.describe()} is unreachable ({type(exc).__name__})") from None
     except ValueError:
         raise BackupError(f"the manifest {manifest_key} of backup {backup_id} is not valid JSON") from None
+    if manifest.get("format") != "dereg-backup" or manifest.get("version") != FORMAT_VERSION:
+        raise BackupError(f"{manifest_key} is not a version {FORMAT_VERSION} Dereg backup manifest (format "
+                          f"{manifest.get('format')!r}, version {manifest.get('version')!r}); use a matching Dereg")
     if manifest.get("backup_id") != backup_id:
         raise BackupError(f"{manifest_key} is the manifest of {manifest.get('backup_id')}, not of {backup_id}")
     kek_id, wrapped = _wrapped_key(backup_id, store, client, location)
