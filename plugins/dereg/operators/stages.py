@@ -31,6 +31,19 @@ def combined_plan_hash(plan_hashes: dict[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _inventory(run: RunContext, source_id: str):
+    from dereg.model import SourceInventory
+
+    return SourceInventory.from_dict(get_artifact(run.store, run.company_id, run.run_id, f"inventory.{source_id}"))
+
+
+def _classification(run: RunContext, source_id: str):
+    from dereg.model import ClassificationResult
+
+    return ClassificationResult.from_dict(
+        get_artifact(run.store, run.company_id, run.run_id, f"classification.{source_id}"))
+
+
 def _load_plans(run: RunContext) -> dict:
     from dereg.erase.plan import ErasurePlan
 
@@ -158,12 +171,10 @@ class ClassifyOperator(ComplianceOperator):
 
     def act(self, run: RunContext, context) -> dict:
         from dereg.classify.engine import classify_source
-        from dereg.model import SourceInventory
 
         summary = {}
         for source in run.manifest.sources:
-            inventory = SourceInventory.from_dict(
-                get_artifact(run.store, run.company_id, run.run_id, f"inventory.{source.id}"))
+            inventory = _inventory(run, source.id)
             engine = source_engine(source.conn_id)
             result = classify_source(engine, inventory, sample_size=CLASSIFY_SAMPLE_SIZE,
                                      closure_date=run.manifest.closure_date, subject_table=source.subject_table)
@@ -190,14 +201,11 @@ class PlanOperator(ComplianceOperator):
 
     def act(self, run: RunContext, context) -> dict:
         from dereg.erase.plan import RetainRule, build_plan
-        from dereg.model import ClassificationResult, SourceInventory
 
         hashes, summaries = {}, {}
         for source in run.manifest.sources:
-            inventory = SourceInventory.from_dict(
-                get_artifact(run.store, run.company_id, run.run_id, f"inventory.{source.id}"))
-            classification = ClassificationResult.from_dict(
-                get_artifact(run.store, run.company_id, run.run_id, f"classification.{source.id}"))
+            inventory = _inventory(run, source.id)
+            classification = _classification(run, source.id)
             plan = build_plan(
                 company_id=run.company_id, inventory=inventory, classification=classification,
                 subject_table=source.subject_table,
@@ -223,7 +231,6 @@ class NotifyCustomersOperator(ComplianceOperator):
     def act(self, run: RunContext, context) -> dict:
         from dereg.classify.taxonomy import load_taxonomy
         from dereg.keys import Keyring
-        from dereg.model import ClassificationResult
         from dereg.notify.deliver import send_notices
         from dereg.notify.recipients import collect_recipients
         from dereg.notify.render import NoticeContext
@@ -238,8 +245,7 @@ class NotifyCustomersOperator(ComplianceOperator):
             if source.notify is None:
                 self.log.info("Source %s names no notice recipients; skipped", source.id)
                 continue
-            classification = ClassificationResult.from_dict(
-                get_artifact(run.store, run.company_id, run.run_id, f"classification.{source.id}"))
+            classification = _classification(run, source.id)
             categories = sorted({cat for c in classification.columns for cat in c.categories if cat in taxonomy})
             ctx = NoticeContext(
                 company_name_zh=m.name_zh, company_name_en=m.name_en, sender=m.sender, reply_to=m.reply_to,
@@ -298,15 +304,13 @@ class BackupOperator(ComplianceOperator):
     def act(self, run: RunContext, context) -> dict:
         from dereg.backup.archive import create_backup
         from dereg.keys import Keyring
-        from dereg.model import ClassificationResult
 
         m = run.manifest
         keyring = Keyring.load()
         location = s3_location(m.backup.conn_id, m.backup)
         backups = {}
         for source in m.sources:
-            classification = ClassificationResult.from_dict(
-                get_artifact(run.store, run.company_id, run.run_id, f"classification.{source.id}"))
+            classification = _classification(run, source.id)
             summary = {
                 "personal_columns": sum(1 for c in classification.columns if c.personal),
                 "sensitive_columns": sum(1 for c in classification.columns if c.level == "sensitive"),
