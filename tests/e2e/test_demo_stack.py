@@ -66,12 +66,24 @@ def _reader(proc, lines: queue.Queue):
     lines.put(None)
 
 
+def _ops_tries_to_approve(env) -> str | None:
+    """The user who triggered the run answers the approval: Airflow must refuse (not an assigned user)."""
+    code = ("import sys; from dereg.stack import demo, embedded; from dereg.stack.rest import AirflowClient\n"
+            "c = AirflowClient(demo._base_url(), 'ops', embedded.passwords()['ops'])\n"
+            "run = c.latest_run(demo.DAG_ID)\n"
+            "try:\n    c.answer_approval(demo.DAG_ID, run)\n    print('ANSWERED')\n"
+            "except Exception as exc:\n    print('REFUSED', exc)\n")
+    result = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    return result.stdout + result.stderr
+
+
 def test_make_demo_flow_to_a_verified_certificate(stack_env):
     proc = subprocess.Popen([sys.executable, "-m", "dereg.stack.demo", "run", "--students", "40", "--timeout", "600"],
                             env=stack_env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=_reader, args=(proc, lines), daemon=True).start()
-    output, approved = [], None
+    output, approved, refused_self = [], None, None
     deadline = time.monotonic() + 900
     try:
         while time.monotonic() < deadline:
@@ -83,7 +95,7 @@ def test_make_demo_flow_to_a_verified_certificate(stack_env):
                 break
             output.append(line)
             if "waits at 'approve'" in line and approved is None:
-                # the triggering user may not approve: assigned_users leaves ops out
+                refused_self = _ops_tries_to_approve(stack_env)
                 approved = subprocess.run([sys.executable, "-m", "dereg.stack.demo", "approve"], env=stack_env,
                                           cwd=ROOT, capture_output=True, text=True, timeout=120)
         proc.wait(timeout=60)
@@ -92,6 +104,7 @@ def test_make_demo_flow_to_a_verified_certificate(stack_env):
             proc.kill()
     text = "".join(output)
     assert approved is not None, text[-4000:]
+    assert refused_self is not None and "HTTP 403" in refused_self, refused_self
     assert approved.returncode == 0, approved.stdout + approved.stderr
     assert proc.returncode == 0, text[-4000:]
     assert "approver /" in text  # the second user's login is printed at the gate
