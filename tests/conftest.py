@@ -118,8 +118,11 @@ def s3_client(seaweed):
     import boto3
 
     return boto3.client(
-        "s3", endpoint_url=seaweed.endpoint_url, aws_access_key_id=seaweed.access_key,
-        aws_secret_access_key=seaweed.secret_key, region_name="cn-north-1",
+        "s3",
+        endpoint_url=seaweed.endpoint_url,
+        aws_access_key_id=seaweed.access_key,
+        aws_secret_access_key=seaweed.secret_key,
+        region_name="cn-north-1",
     )
 
 

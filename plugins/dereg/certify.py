@@ -13,23 +13,42 @@ from typing import Any
 
 import dereg
 
-CITED_STAGES = ("preflight", "inventory", "classify", "plan", "notify_customers", "backup", "restore_verify",
-                "approve", "erase", "purge", "verify_erasure")
+CITED_STAGES = (
+    "preflight",
+    "inventory",
+    "classify",
+    "plan",
+    "notify_customers",
+    "backup",
+    "restore_verify",
+    "approve",
+    "erase",
+    "purge",
+    "verify_erasure",
+)
 
 RESIDUAL_RISKS = {
     "sqlite": ["copies of the database file made outside Dereg (file backups, synced folders)"],
-    "postgres": ["WAL segments and archived WAL still holding the old row versions until recycled",
-                 "streaming or logical replicas and their WAL",
-                 "the database's own base backups and snapshots"],
-    "mysql": ["binary logs and relay logs until they are purged (PURGE BINARY LOGS / binlog_expire_logs_seconds)",
-              "the InnoDB undo and redo logs until overwritten", "replicas", "mysqldump or snapshot backups"],
+    "postgres": [
+        "WAL segments and archived WAL still holding the old row versions until recycled",
+        "streaming or logical replicas and their WAL",
+        "the database's own base backups and snapshots",
+    ],
+    "mysql": [
+        "binary logs and relay logs until they are purged (PURGE BINARY LOGS / binlog_expire_logs_seconds)",
+        "the InnoDB undo and redo logs until overwritten",
+        "replicas",
+        "mysqldump or snapshot backups",
+    ],
 }
 
 
 def _method(action: str) -> str:
-    return {"delete": "clear (logical delete, then table rewrite)",
-            "pseudonymize": "clear (keyed-hash pseudonymisation of personal columns; records kept by law)",
-            "keep": "none (no personal data)"}.get(action, action)
+    return {
+        "delete": "clear (logical delete, then table rewrite)",
+        "pseudonymize": "clear (keyed-hash pseudonymisation of personal columns; records kept by law)",
+        "keep": "none (no personal data)",
+    }.get(action, action)
 
 
 def build_certificate_body(run, source_urls: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -39,8 +58,10 @@ def build_certificate_body(run, source_urls: dict[str, dict[str, Any]]) -> dict[
     if missing:
         from dereg.errors import GateError
 
-        raise GateError(f"cannot certify {run.company_id} run {run.run_id}: no successful {', '.join(missing)} in "
-                        "the ledger")
+        raise GateError(
+            f"cannot certify {run.company_id} run {run.run_id}: no successful {', '.join(missing)} in "
+            "the ledger"
+        )
     plan = entries["plan"].details
     backups = entries["backup"].details.get("backups", {})
     erase = entries["erase"].details
@@ -50,23 +71,30 @@ def build_certificate_body(run, source_urls: dict[str, dict[str, Any]]) -> dict[
     stores = []
     for source in run.manifest.sources:
         described = source_urls.get(source.id, {})
-        kind = {"postgresql": "postgres", "mariadb": "mysql"}.get(described.get("type"), described.get("type", ""))
+        kind = {"postgresql": "postgres", "mariadb": "mysql"}.get(
+            described.get("type"), described.get("type", "")
+        )
         src_plan = plan.get("sources", {}).get(source.id, {})
-        stores.append({
-            "source_id": source.id,
-            "store": described,
-            "plan": src_plan,
-            "rows_affected": (erase.get("rows") or {}).get(source.id, {}),
-            "method": {"delete": _method("delete"), "pseudonymize": _method("pseudonymize")},
-            "purge": purge.get(source.id, {}),
-            "verification": (verification.get("verification") or {}).get(source.id, {}),
-            "residual_risks": RESIDUAL_RISKS.get(kind, ["copies outside Dereg's reach"]),
-        })
+        stores.append(
+            {
+                "source_id": source.id,
+                "store": described,
+                "plan": src_plan,
+                "rows_affected": (erase.get("rows") or {}).get(source.id, {}),
+                "method": {"delete": _method("delete"), "pseudonymize": _method("pseudonymize")},
+                "purge": purge.get(source.id, {}),
+                "verification": (verification.get("verification") or {}).get(source.id, {}),
+                "residual_risks": RESIDUAL_RISKS.get(kind, ["copies outside Dereg's reach"]),
+            }
+        )
     now = dt.datetime.now(dt.UTC).isoformat()
     head = run.ledger.head()
     return {
-        "title": ("Dry-run report — NOT a certificate of erasure / 演练报告（非删除证明）" if run.dry_run
-                  else "Certificate of personal-data erasure / 个人信息删除证明"),
+        "title": (
+            "Dry-run report — NOT a certificate of erasure / 演练报告（非删除证明）"
+            if run.dry_run
+            else "Certificate of personal-data erasure / 个人信息删除证明"
+        ),
         "dry_run": run.dry_run,
         "company": {"id": run.company_id, "name_zh": run.manifest.name_zh, "name_en": run.manifest.name_en},
         "legal_basis": run.manifest.legal_basis,
@@ -81,13 +109,18 @@ def build_certificate_body(run, source_urls: dict[str, dict[str, Any]]) -> dict[
         "stores": stores,
         "notices": entries["notify_customers"].details.get("sources", {}),
         "backup_kept": [
-            {"source_id": sid, "backup_id": b.get("backup_id"), "bucket": b.get("bucket"),
-             "retain_until": b.get("retain_until"), "object_lock": b.get("object_lock"),
-             "crypto_shred": "destroy the wrapped data key after retain_until to make the backup unreadable"}
+            {
+                "source_id": sid,
+                "backup_id": b.get("backup_id"),
+                "bucket": b.get("bucket"),
+                "retain_until": b.get("retain_until"),
+                "object_lock": b.get("object_lock"),
+                "crypto_shred": "destroy the wrapped data key after retain_until to make the backup unreadable",
+            }
             for sid, b in backups.items()
         ],
         "verification_method": "full scan of every value of every table with checksum-validated detectors; "
-                               "row counts against the approved plan",
+        "row counts against the approved plan",
         "verification_result": "passed" if not run.dry_run else "not run (dry run)",
         "ledger": {
             "head_hash": head.hash if head else None,

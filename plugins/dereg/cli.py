@@ -50,7 +50,10 @@ def _keyring_public_key(args) -> int:
         print(f"public key written to {args.out}")
     else:
         print(pem, end="")
-    print(f"fingerprint {public_key_fingerprint(ring.public_key())}", file=sys.stderr if not args.out else sys.stdout)
+    print(
+        f"fingerprint {public_key_fingerprint(ring.public_key())}",
+        file=sys.stderr if not args.out else sys.stdout,
+    )
     return 0
 
 
@@ -88,8 +91,10 @@ def _verify_certificate(args) -> int:
         if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
             if args.store:
                 raise DeregError(f"compliance store {url} does not exist")
-            store_note = (f"ledger evidence not checked: no compliance store at {url} "
-                          "(pass --store URL, or --no-ledger to check the signature only)")
+            store_note = (
+                f"ledger evidence not checked: no compliance store at {url} "
+                "(pass --store URL, or --no-ledger to check the signature only)"
+            )
         else:
             store = open_store(url)
     else:
@@ -106,14 +111,18 @@ def _verify_certificate(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dereg", description="Dereg: personal-data side of a company closure.")
+    parser = argparse.ArgumentParser(
+        prog="dereg", description="Dereg: personal-data side of a company closure."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     keyring = sub.add_parser("keyring", help="create or inspect the keyring")
     ksub = keyring.add_subparsers(dest="keyring_command", required=True)
     init = ksub.add_parser("init", help="create a keyring with fresh keys")
     init.add_argument("--path", help="keyring file (default: $DEREG_KEYRING or .state/keyring.json)")
-    init.add_argument("--force", action="store_true", help="overwrite an existing keyring (its keys are lost)")
+    init.add_argument(
+        "--force", action="store_true", help="overwrite an existing keyring (its keys are lost)"
+    )
     pub = ksub.add_parser("public-key", help="print the certificate-signing public key (PEM)")
     pub.add_argument("--path")
     pub.add_argument("--out", help="write the PEM to this file")
@@ -124,8 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     cert = sub.add_parser("verify-certificate", help="verify a certificate of erasure offline")
     cert.add_argument("path")
     cert.add_argument("--public-key", help="PEM file of the expected signing key")
-    cert.add_argument("--store", help="compliance store URL whose ledger the certificate cites "
-                      "(default: $DEREG_STORE_URL or .state/compliance.db)")
+    cert.add_argument(
+        "--store",
+        help="compliance store URL whose ledger the certificate cites "
+        "(default: $DEREG_STORE_URL or .state/compliance.db)",
+    )
     cert.add_argument("--no-ledger", action="store_true", help="check the signature only (offline, no store)")
     return parser
 

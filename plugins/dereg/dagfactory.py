@@ -21,22 +21,27 @@ DEFAULT_ARGS = {"owner": "dereg", "retries": 1, "retry_delay": dt.timedelta(seco
 def closure_params() -> dict[str, Param]:
     return {
         "dry_run": Param(
-            True, type="boolean",
+            True,
+            type="boolean",
             title="演练模式 / Dry run",
             description="默认开启：执行全部检查、备份与恢复验证，但不发送通知、不删除数据。"
-                        " / On by default: runs every check, the backup and its restore, but sends no notice "
-                        "and erases nothing.",
+            " / On by default: runs every check, the backup and its restore, but sends no notice "
+            "and erases nothing.",
         ),
         "reason": Param(
-            type="string", minLength=5,
+            type="string",
+            minLength=5,
             title="原因 / Reason",
             description="为何执行此次注销清理（写入审计账本）。 / Why this closure runs (written to the ledger).",
         ),
         "notice_window_days": Param(
-            30, type="integer", minimum=0, maximum=365,
+            30,
+            type="integer",
+            minimum=0,
+            maximum=365,
             title="通知期（天） / Notice window (days)",
             description="通知客户后等待答复的天数，期满后方可删除。 / Days to wait for customers' answers after "
-                        "the notices before anything is erased.",
+            "the notices before anything is erased.",
         ),
     }
 
@@ -73,7 +78,7 @@ def build_closure_dag(manifest_path: Path) -> DAG:
         default_args=DEFAULT_ARGS,
         tags=["dereg", "closure"],
         doc_md=f"Closure of **{manifest.name_zh}** / {manifest.name_en}. Manifest: `{manifest_path.name}`. "
-               "Stages and gates: docs/operations.md.",
+        "Stages and gates: docs/operations.md.",
     ) as dag:
         kw = {"manifest_path": path}
         preflight = PreflightOperator(task_id="preflight", retries=0, **kw)
@@ -107,10 +112,12 @@ def build_broken_dag(manifest_path: Path, error: ManifestError) -> DAG:
         start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
         catchup=False,
         tags=["dereg", "closure", "broken-manifest"],
-        doc_md="This company's manifest does not validate:\n\n" + "\n".join(f"- `{p}`" for p in error.problems),
+        doc_md="This company's manifest does not validate:\n\n"
+        + "\n".join(f"- `{p}`" for p in error.problems),
     ) as dag:
-        ManifestProblemsOperator(task_id="preflight", manifest_path=str(manifest_path), problems=error.problems,
-                                 retries=0)
+        ManifestProblemsOperator(
+            task_id="preflight", manifest_path=str(manifest_path), problems=error.problems, retries=0
+        )
     return dag
 
 

@@ -123,8 +123,16 @@ class _Checker:
             return {}
         return value
 
-    def text(self, parent: dict, key: str, path: str, *, pattern: re.Pattern | None = None,
-             hint: str = "", required: bool = True) -> str:
+    def text(
+        self,
+        parent: dict,
+        key: str,
+        path: str,
+        *,
+        pattern: re.Pattern | None = None,
+        hint: str = "",
+        required: bool = True,
+    ) -> str:
         full = f"{path}.{key}" if path else key
         value = parent.get(key)
         if value is None or (isinstance(value, str) and not value.strip()):
@@ -160,10 +168,28 @@ def parse_manifest(data: Any, source: str = "<manifest>") -> Manifest:
     """Validate a parsed YAML document; raise ManifestError listing every problem."""
     c = _Checker()
     root = c.mapping(data, "(document)")
-    c.unknown_keys(root, {"company_id", "name", "legal_basis", "closure_date", "contacts", "approval",
-                          "sources", "backup", "notify"}, "")
-    company_id = c.text(root, "company_id", "", pattern=COMPANY_ID,
-                        hint="lower-case letters, digits and _ , starting with a letter")
+    c.unknown_keys(
+        root,
+        {
+            "company_id",
+            "name",
+            "legal_basis",
+            "closure_date",
+            "contacts",
+            "approval",
+            "sources",
+            "backup",
+            "notify",
+        },
+        "",
+    )
+    company_id = c.text(
+        root,
+        "company_id",
+        "",
+        pattern=COMPANY_ID,
+        hint="lower-case letters, digits and _ , starting with a letter",
+    )
     name = c.mapping(root.get("name"), "name")
     name_zh = c.text(name, "zh", "name") if name else ""
     name_en = c.text(name, "en", "name") if name else ""
@@ -174,19 +200,29 @@ def parse_manifest(data: Any, source: str = "<manifest>") -> Manifest:
         c.problem("closure_date", "is required (YYYY-MM-DD)")
     else:
         try:
-            closure_date = closure_raw if isinstance(closure_raw, dt.date) else dt.date.fromisoformat(str(closure_raw))
+            closure_date = (
+                closure_raw if isinstance(closure_raw, dt.date) else dt.date.fromisoformat(str(closure_raw))
+            )
         except ValueError:
             c.problem("closure_date", f"{closure_raw!r} is not a date (YYYY-MM-DD)")
 
     contacts = c.mapping(root.get("contacts"), "contacts")
-    operations_email = c.text(contacts, "operations_email", "contacts", pattern=EMAIL, hint="an e-mail address")
+    operations_email = c.text(
+        contacts, "operations_email", "contacts", pattern=EMAIL, hint="an e-mail address"
+    )
     sender = c.text(contacts, "sender", "contacts")
-    reply_to = c.text(contacts, "reply_to", "contacts", pattern=EMAIL, hint="an e-mail address", required=False)
+    reply_to = c.text(
+        contacts, "reply_to", "contacts", pattern=EMAIL, hint="an e-mail address", required=False
+    )
     complaint = c.text(contacts, "complaint", "contacts")
 
     approval = c.mapping(root.get("approval"), "approval")
     approvers = approval.get("approvers") if approval else None
-    if not approvers or not isinstance(approvers, list) or not all(isinstance(a, str) and a for a in approvers):
+    if (
+        not approvers
+        or not isinstance(approvers, list)
+        or not all(isinstance(a, str) and a for a in approvers)
+    ):
         c.problem("approval.approvers", "must be a non-empty list of Airflow user names")
         approvers = []
 
@@ -209,8 +245,12 @@ def parse_manifest(data: Any, source: str = "<manifest>") -> Manifest:
         notify = None
         if s.get("notify") is not None:
             n = c.mapping(s.get("notify"), f"{path}.notify")
-            notify = NotifySpec(*(c.text(n, k, f"{path}.notify", pattern=IDENTIFIER, hint="a table or column name")
-                                  for k in ("table", "email_column", "name_column", "link_column")))
+            notify = NotifySpec(
+                *(
+                    c.text(n, k, f"{path}.notify", pattern=IDENTIFIER, hint="a table or column name")
+                    for k in ("table", "email_column", "name_column", "link_column")
+                )
+            )
         retain = []
         raw_retain = s.get("retain") or []
         if not isinstance(raw_retain, list):
@@ -224,14 +264,23 @@ def parse_manifest(data: Any, source: str = "<manifest>") -> Manifest:
             action = r.get("action", "pseudonymize")
             if action not in RETAIN_ACTIONS:
                 c.problem(f"{rpath}.action", f"{action!r} is not one of {', '.join(RETAIN_ACTIONS)}")
-            retain.append(RetainSpec(table=c.text(r, "table", rpath, pattern=IDENTIFIER, hint="a table name"),
-                                     law=c.text(r, "law", rpath), years=c.integer(r, "years", rpath),
-                                     action=action))
-        sources.append(SourceSpec(
-            id=sid, conn_id=c.text(s, "conn_id", path),
-            subject_table=c.text(s, "subject_table", path, pattern=IDENTIFIER, hint="a table name"),
-            notify=notify, retain=retain,
-        ))
+            retain.append(
+                RetainSpec(
+                    table=c.text(r, "table", rpath, pattern=IDENTIFIER, hint="a table name"),
+                    law=c.text(r, "law", rpath),
+                    years=c.integer(r, "years", rpath),
+                    action=action,
+                )
+            )
+        sources.append(
+            SourceSpec(
+                id=sid,
+                conn_id=c.text(s, "conn_id", path),
+                subject_table=c.text(s, "subject_table", path, pattern=IDENTIFIER, hint="a table name"),
+                notify=notify,
+                retain=retain,
+            )
+        )
 
     b = c.mapping(root.get("backup"), "backup")
     region = c.text(b, "region", "backup")
@@ -241,15 +290,22 @@ def parse_manifest(data: Any, source: str = "<manifest>") -> Manifest:
         c.problem("backup.object_lock", f"must be true or false, got {object_lock!r}")
     backup = BackupSpec(
         conn_id=c.text(b, "conn_id", "backup"),
-        bucket=c.text(b, "bucket", "backup", pattern=BUCKET, hint="3-63 lower-case letters, digits, '.' or '-'"),
+        bucket=c.text(
+            b, "bucket", "backup", pattern=BUCKET, hint="3-63 lower-case letters, digits, '.' or '-'"
+        ),
         prefix=c.text(b, "prefix", "backup").strip("/"),
-        region=region, retention_days=c.integer(b, "retention_days", "backup"),
-        object_lock=bool(object_lock), cross_border_assessment=assessment,
+        region=region,
+        retention_days=c.integer(b, "retention_days", "backup"),
+        object_lock=bool(object_lock),
+        cross_border_assessment=assessment,
     )
     if region and region not in allowed_regions() and not assessment:
-        c.problem("backup.region", f"{region!r} is outside the allowed regions {allowed_regions()} "
-                  "(include/policy/regions.yaml); a cross-border transfer needs backup.cross_border_assessment "
-                  "with the reference of its security assessment")
+        c.problem(
+            "backup.region",
+            f"{region!r} is outside the allowed regions {allowed_regions()} "
+            "(include/policy/regions.yaml); a cross-border transfer needs backup.cross_border_assessment "
+            "with the reference of its security assessment",
+        )
 
     n = c.mapping(root.get("notify"), "notify")
     smtp_conn_id = c.text(n, "smtp_conn_id", "notify")
@@ -257,10 +313,20 @@ def parse_manifest(data: Any, source: str = "<manifest>") -> Manifest:
     if c.problems:
         raise ManifestError(source, c.problems)
     return Manifest(
-        company_id=company_id, name_zh=name_zh, name_en=name_en, legal_basis=legal_basis,
-        closure_date=closure_date, operations_email=operations_email, sender=sender,
-        reply_to=reply_to or operations_email, complaint=complaint, approvers=list(approvers),
-        sources=sources, backup=backup, smtp_conn_id=smtp_conn_id, path=source,
+        company_id=company_id,
+        name_zh=name_zh,
+        name_en=name_en,
+        legal_basis=legal_basis,
+        closure_date=closure_date,
+        operations_email=operations_email,
+        sender=sender,
+        reply_to=reply_to or operations_email,
+        complaint=complaint,
+        approvers=list(approvers),
+        sources=sources,
+        backup=backup,
+        smtp_conn_id=smtp_conn_id,
+        path=source,
     )
 
 
@@ -272,7 +338,9 @@ def load_manifest(path: Path | str) -> Manifest:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        raise ManifestError(str(path), [f"(document): not valid YAML at {where}: {getattr(exc, 'problem', exc)}"]) from None
+        raise ManifestError(
+            str(path), [f"(document): not valid YAML at {where}: {getattr(exc, 'problem', exc)}"]
+        ) from None
     except OSError as exc:
         raise ManifestError(str(path), [f"(document): cannot be read: {exc.strerror}"]) from None
     return parse_manifest(data, str(path))
@@ -290,6 +358,9 @@ def company_id_from_path(path: Path) -> str:
 
 def connection_problems(manifest: Manifest, exists: Callable[[str], bool]) -> list[str]:
     """Problems with the Airflow connections the manifest names, each with its path."""
-    return [f"{path}: no such connection {conn_id!r} (create it in Airflow: Admin > Connections, "
-            f"or an AIRFLOW_CONN_{conn_id.upper()} environment variable)"
-            for path, conn_id in manifest.connection_ids() if not exists(conn_id)]
+    return [
+        f"{path}: no such connection {conn_id!r} (create it in Airflow: Admin > Connections, "
+        f"or an AIRFLOW_CONN_{conn_id.upper()} environment variable)"
+        for path, conn_id in manifest.connection_ids()
+        if not exists(conn_id)
+    ]

@@ -83,13 +83,21 @@ class AirflowSandbox:
 
     def _migrate(self) -> None:
         airflow = str(Path(sys.executable).parent / "airflow")
-        result = subprocess.run([airflow, "db", "migrate"], env=self.env, capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            [airflow, "db", "migrate"], env=self.env, capture_output=True, text=True, timeout=300
+        )
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
 
     def start_dag_test(self, dag_id: str, conf: dict) -> subprocess.Popen:
         log = open(self.home / f"dag_test_{dag_id}_{time.monotonic_ns()}.log", "w+")
-        proc = subprocess.Popen([sys.executable, "-c", _RUN_DAG, dag_id, json.dumps(conf)], env=self.env,
-                                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _RUN_DAG, dag_id, json.dumps(conf)],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            text=True,
+        )
         proc.log_file = log  # type: ignore[attr-defined]
         return proc
 
@@ -112,12 +120,24 @@ class AirflowSandbox:
     def run_dag(self, dag_id: str, conf: dict, timeout: float = 600) -> tuple[dict, str]:
         return self.finish(self.start_dag_test(dag_id, conf), timeout)
 
-    def answer(self, dag_id: str, *, user: str = "approver", option: str = "Approve", task_id: str = "approve",
-               timeout: float = 400) -> dict:
+    def answer(
+        self,
+        dag_id: str,
+        *,
+        user: str = "approver",
+        option: str = "Approve",
+        task_id: str = "approve",
+        timeout: float = 400,
+    ) -> dict:
         """Answer the approval as `user` through the REST API (a separate process, sharing the metadata DB)."""
         result = subprocess.run(
             [sys.executable, "-c", _ANSWER, dag_id, task_id, user, PASSWORDS[user], option, str(timeout)],
-            env=self.env, capture_output=True, text=True, timeout=timeout + 60, cwd=ROOT)
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout + 60,
+            cwd=ROOT,
+        )
         for line in result.stdout.splitlines():
             if line.startswith("ANSWER_RESULT "):
                 return json.loads(line.removeprefix("ANSWER_RESULT "))

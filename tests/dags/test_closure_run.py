@@ -24,7 +24,12 @@ STUDENTS = 60
 
 
 def _conf(**overrides) -> dict:
-    return {"dry_run": False, "reason": "test: demo academy deregisters", "notice_window_days": 0, **overrides}
+    return {
+        "dry_run": False,
+        "reason": "test: demo academy deregisters",
+        "notice_window_days": 0,
+        **overrides,
+    }
 
 
 @pytest.fixture
@@ -47,12 +52,22 @@ def closure(tmp_path, seaweed, smtp_sink):
         "DEREG_OUTPUT_DIR": str(tmp_path / "output"),
         "DEREG_COMPANIES_DIR": str(companies),
         "AIRFLOW_CONN_DEMO_ACADEMY_DB": json.dumps({"conn_type": "sqlite", "host": str(source)}),
-        "AIRFLOW_CONN_DEREG_OFFSITE": json.dumps({
-            "conn_type": "aws", "login": seaweed.access_key, "password": seaweed.secret_key,
-            "extra": {"endpoint_url": seaweed.endpoint_url, "region_name": "cn-north-1"}}),
-        "AIRFLOW_CONN_DEREG_SMTP": json.dumps({
-            "conn_type": "smtp", "host": "127.0.0.1", "port": smtp_sink.port,
-            "extra": {"disable_ssl": True, "disable_tls": True}}),
+        "AIRFLOW_CONN_DEREG_OFFSITE": json.dumps(
+            {
+                "conn_type": "aws",
+                "login": seaweed.access_key,
+                "password": seaweed.secret_key,
+                "extra": {"endpoint_url": seaweed.endpoint_url, "region_name": "cn-north-1"},
+            }
+        ),
+        "AIRFLOW_CONN_DEREG_SMTP": json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": smtp_sink.port,
+                "extra": {"disable_ssl": True, "disable_tls": True},
+            }
+        ),
     }
 
     class Closure:
@@ -69,8 +84,10 @@ def closure(tmp_path, seaweed, smtp_sink):
 
 def _counts(engine) -> dict[str, int]:
     with engine.connect() as conn:
-        return {t: conn.execute(sa.text(f"SELECT COUNT(*) FROM {t}")).scalar_one()
-                for t in (*PERSON_TABLES, "accounting_records", "courses")}
+        return {
+            t: conn.execute(sa.text(f"SELECT COUNT(*) FROM {t}")).scalar_one()
+            for t in (*PERSON_TABLES, "accounting_records", "courses")
+        }
 
 
 def _ledger(store_url: str):
@@ -87,8 +104,11 @@ def test_demo_closure_runs_end_to_end_with_a_second_person_approving(closure):
     from dereg.demo.seed import planted_values
 
     with closure.engine.connect() as conn:
-        addresses = {r[0].strip().lower() for r in conn.execute(sa.text("SELECT email FROM guardians"))
-                     if r[0] and r[0].strip()}
+        addresses = {
+            r[0].strip().lower()
+            for r in conn.execute(sa.text("SELECT email FROM guardians"))
+            if r[0] and r[0].strip()
+        }
     planted = planted_values(f"sqlite:///{closure.source}")
     before = _counts(closure.engine)
     assert before["students"] == STUDENTS and before["accounting_records"] > 0
@@ -130,13 +150,22 @@ def test_demo_closure_runs_end_to_end_with_a_second_person_approving(closure):
 
     # The backup taken before the erasure still restores.
     backup = cert["body"]["backup_kept"][0]
-    location = S3Location(endpoint_url=closure.seaweed.endpoint_url, access_key=closure.seaweed.access_key,
-                          secret_key=closure.seaweed.secret_key, region="cn-north-1",
-                          bucket=backup["bucket"], prefix="closures/demo_academy")
+    location = S3Location(
+        endpoint_url=closure.seaweed.endpoint_url,
+        access_key=closure.seaweed.access_key,
+        secret_key=closure.seaweed.secret_key,
+        region="cn-north-1",
+        bucket=backup["bucket"],
+        prefix="closures/demo_academy",
+    )
     from dereg.evidence.store import open_store
 
-    report = restore_and_verify(backup["backup_id"], location=location, keyring=Keyring.load(closure.keyring_path),
-                                store=open_store(closure.store_url))
+    report = restore_and_verify(
+        backup["backup_id"],
+        location=location,
+        keyring=Keyring.load(closure.keyring_path),
+        store=open_store(closure.store_url),
+    )
     assert report.ok, report.problems
     assert report.tables["students"]["restored_rows"] == STUDENTS
     # Nothing personal in the task logs.
@@ -170,7 +199,9 @@ def test_the_person_who_triggered_cannot_approve(closure):
     assert result["state"] == "failed"
     assert result["tasks"]["approve"] == "failed" and result["tasks"]["erase"] != "success"
     assert _counts(closure.engine) == before
-    refusals = [e for e in _ledger(closure.store_url).entries() if e.stage == "approve" and e.event == "refused"]
+    refusals = [
+        e for e in _ledger(closure.store_url).entries() if e.stage == "approve" and e.event == "refused"
+    ]
     assert len(refusals) == 1 and refusals[0].actor == "dag_test"
 
 
@@ -184,13 +215,24 @@ def test_unreachable_server_or_bad_keyring_fails_preflight_and_touches_nothing(c
         closure.keyring_path.write_text('{"version": 1, "keks": "not a key"}')
         expected = f"keyring {closure.keyring_path} is malformed"
     elif server == "smtp":
-        closure.env["AIRFLOW_CONN_DEREG_SMTP"] = json.dumps({
-            "conn_type": "smtp", "host": "127.0.0.1", "port": port, "extra": {"disable_ssl": True, "disable_tls": True}})
+        closure.env["AIRFLOW_CONN_DEREG_SMTP"] = json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": port,
+                "extra": {"disable_ssl": True, "disable_tls": True},
+            }
+        )
         expected = f"SMTP server 127.0.0.1:{port}"
     else:
-        closure.env["AIRFLOW_CONN_DEREG_OFFSITE"] = json.dumps({
-            "conn_type": "aws", "login": "x", "password": "y",
-            "extra": {"endpoint_url": f"http://127.0.0.1:{port}", "region_name": "cn-north-1"}})
+        closure.env["AIRFLOW_CONN_DEREG_OFFSITE"] = json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "x",
+                "password": "y",
+                "extra": {"endpoint_url": f"http://127.0.0.1:{port}", "region_name": "cn-north-1"},
+            }
+        )
         expected = f"S3 store http://127.0.0.1:{port}"
     before = _counts(closure.engine)
     result, log = closure.sandbox().run_dag(DAG_ID, _conf())
@@ -201,13 +243,16 @@ def test_unreachable_server_or_bad_keyring_fails_preflight_and_touches_nothing(c
     assert server in ("keyring", "connection") or "unreachable" in log
     assert _counts(closure.engine) == before
     assert closure.smtp.messages() == []
-    failures = [e for e in _ledger(closure.store_url).entries() if e.stage == "preflight" and e.event == "failed"]
+    failures = [
+        e for e in _ledger(closure.store_url).entries() if e.stage == "preflight" and e.event == "failed"
+    ]
     assert failures and expected in failures[-1].details["error"]
 
 
 def test_broken_manifest_fails_its_own_dag_only(closure):
     (closure.companies / "bad-shop.yaml").write_text(
-        "company_id: bad_shop\nsources:\n  - id: shop\n    conn_id: no_such_conn\n")
+        "company_id: bad_shop\nsources:\n  - id: shop\n    conn_id: no_such_conn\n"
+    )
     sandbox = closure.sandbox()
     result, log = sandbox.run_dag("closure__bad_shop", {})
     assert result["state"] == "failed"

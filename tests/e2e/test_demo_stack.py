@@ -47,13 +47,15 @@ def _free_block() -> int:
 
 @pytest.fixture
 def stack_env(tmp_path):
-    env = {**os.environ,
-           "DEREG_STATE_DIR": str(tmp_path / "state"),
-           "DEREG_AIRFLOW_PORT": str(free_port()),
-           "DEREG_S3_PORT": str(_free_block()),
-           "DEREG_SMTP_PORT": str(free_port()),
-           "DEREG_WORKER_LOG_PORT": str(free_port()),
-           "DEREG_TRIGGER_LOG_PORT": str(free_port())}
+    env = {
+        **os.environ,
+        "DEREG_STATE_DIR": str(tmp_path / "state"),
+        "DEREG_AIRFLOW_PORT": str(free_port()),
+        "DEREG_S3_PORT": str(_free_block()),
+        "DEREG_SMTP_PORT": str(free_port()),
+        "DEREG_WORKER_LOG_PORT": str(free_port()),
+        "DEREG_TRIGGER_LOG_PORT": str(free_port()),
+    }
     for k in ("DEREG_STORE_URL", "DEREG_KEYRING", "DEREG_OUTPUT_DIR", "AIRFLOW_HOME"):
         env.pop(k, None)
     yield env
@@ -68,19 +70,28 @@ def _reader(proc, lines: queue.Queue):
 
 def _ops_tries_to_approve(env) -> str | None:
     """The user who triggered the run answers the approval: Airflow must refuse (not an assigned user)."""
-    code = ("import sys; from dereg.stack import demo, embedded; from dereg.stack.rest import AirflowClient\n"
-            "c = AirflowClient(demo._base_url(), 'ops', embedded.passwords()['ops'])\n"
-            "run = c.latest_run(demo.DAG_ID)\n"
-            "try:\n    c.answer_approval(demo.DAG_ID, run)\n    print('ANSWERED')\n"
-            "except Exception as exc:\n    print('REFUSED', exc)\n")
-    result = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
-                            timeout=120)
+    code = (
+        "import sys; from dereg.stack import demo, embedded; from dereg.stack.rest import AirflowClient\n"
+        "c = AirflowClient(demo._base_url(), 'ops', embedded.passwords()['ops'])\n"
+        "run = c.latest_run(demo.DAG_ID)\n"
+        "try:\n    c.answer_approval(demo.DAG_ID, run)\n    print('ANSWERED')\n"
+        "except Exception as exc:\n    print('REFUSED', exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     return result.stdout + result.stderr
 
 
 def test_make_demo_flow_to_a_verified_certificate(stack_env):
-    proc = subprocess.Popen([sys.executable, "-m", "dereg.stack.demo", "run", "--students", "40", "--timeout", "600"],
-                            env=stack_env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dereg.stack.demo", "run", "--students", "40", "--timeout", "600"],
+        env=stack_env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=_reader, args=(proc, lines), daemon=True).start()
     output, approved, refused_self = [], None, None
@@ -96,8 +107,14 @@ def test_make_demo_flow_to_a_verified_certificate(stack_env):
             output.append(line)
             if "waits at 'approve'" in line and approved is None:
                 refused_self = _ops_tries_to_approve(stack_env)
-                approved = subprocess.run([sys.executable, "-m", "dereg.stack.demo", "approve"], env=stack_env,
-                                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+                approved = subprocess.run(
+                    [sys.executable, "-m", "dereg.stack.demo", "approve"],
+                    env=stack_env,
+                    cwd=ROOT,
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                )
         proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
@@ -112,8 +129,13 @@ def test_make_demo_flow_to_a_verified_certificate(stack_env):
     assert match, text[-3000:]
     cert_path = Path(match.group(1))
     assert cert_path.is_file()
-    verify = subprocess.run([str(Path(sys.executable).parent / "dereg"), "verify-certificate", str(cert_path)],
-                            env=stack_env, capture_output=True, text=True, timeout=60)
+    verify = subprocess.run(
+        [str(Path(sys.executable).parent / "dereg"), "verify-certificate", str(cert_path)],
+        env=stack_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "VALID" in verify.stdout and "cited ledger entries are in the ledger" in verify.stdout
     cert = json.loads(cert_path.read_text())
@@ -127,8 +149,14 @@ def test_a_taken_port_is_a_clear_error_not_a_hang(stack_env):
         taken.bind(("127.0.0.1", int(stack_env["DEREG_S3_PORT"])))
         taken.listen()
         t0 = time.monotonic()
-        result = subprocess.run([sys.executable, "-m", "dereg.stack.embedded", "up"], env=stack_env, cwd=ROOT,
-                                capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [sys.executable, "-m", "dereg.stack.embedded", "up"],
+            env=stack_env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert result.returncode == 2
     assert stack_env["DEREG_S3_PORT"] in result.stderr and "DEREG_S3_PORT" in result.stderr
     assert time.monotonic() - t0 < 30

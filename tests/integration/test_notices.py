@@ -24,16 +24,30 @@ def school(sqlite_url):
     """12 guardians: one with two children, two sharing an address, two without an address."""
     engine = sa.create_engine(sqlite_url)
     md = sa.MetaData()
-    guardians = sa.Table("guardians", md, sa.Column("id", sa.Integer, primary_key=True), sa.Column("name", sa.String),
-                         sa.Column("email", sa.String))
-    students = sa.Table("students", md, sa.Column("id", sa.Integer, primary_key=True), sa.Column("name", sa.String),
-                        sa.Column("guardian_id", sa.Integer, sa.ForeignKey("guardians.id")))
+    guardians = sa.Table(
+        "guardians",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("name", sa.String),
+        sa.Column("email", sa.String),
+    )
+    students = sa.Table(
+        "students",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("name", sa.String),
+        sa.Column("guardian_id", sa.Integer, sa.ForeignKey("guardians.id")),
+    )
     md.create_all(engine)
     rows = [{"id": i, "name": f"家长{i}", "email": f"parent{i}@example.cn"} for i in range(1, 11)]
     rows[9]["email"] = "PARENT9@example.cn"  # the same person registered twice
-    rows += [{"id": 11, "name": "家长11", "email": None}, {"id": 12, "name": "家长12", "email": "not-an-address"}]
+    rows += [
+        {"id": 11, "name": "家长11", "email": None},
+        {"id": 12, "name": "家长12", "email": "not-an-address"},
+    ]
     kids = [{"id": i, "name": f"孩子{i}", "guardian_id": i} for i in range(1, 13)] + [
-        {"id": 13, "name": "孩子13", "guardian_id": 1}]
+        {"id": 13, "name": "孩子13", "guardian_id": 1}
+    ]
     with engine.begin() as conn:
         conn.execute(guardians.insert(), rows)
         conn.execute(students.insert(), kids)
@@ -42,21 +56,43 @@ def school(sqlite_url):
 
 
 def _recipients(engine):
-    return collect_recipients(engine, subject_table="students", notify_table="guardians", email_column="email",
-                              name_column="name", link_column="guardian_id")
+    return collect_recipients(
+        engine,
+        subject_table="students",
+        notify_table="guardians",
+        email_column="email",
+        name_column="name",
+        link_column="guardian_id",
+    )
 
 
 def _ctx() -> NoticeContext:
-    return NoticeContext(company_name_zh="小星星学校", company_name_en="Little Star", sender="小星星 <privacy@star.example>",
-                         reply_to="privacy@star.example", categories=[("姓名", "Name"), ("银行卡号", "Bank card number")],
-                         kept=["accounting_records: 会计档案管理办法, 30 年 / years"], erase_date=dt.date(2027, 1, 31),
-                         response_deadline=dt.date(2027, 1, 31), complaint="12377")
+    return NoticeContext(
+        company_name_zh="小星星学校",
+        company_name_en="Little Star",
+        sender="小星星 <privacy@star.example>",
+        reply_to="privacy@star.example",
+        categories=[("姓名", "Name"), ("银行卡号", "Bank card number")],
+        kept=["accounting_records: 会计档案管理办法, 30 年 / years"],
+        erase_date=dt.date(2027, 1, 31),
+        response_deadline=dt.date(2027, 1, 31),
+        complaint="12377",
+    )
 
 
 def _send(recipients, sink, store, **kw):
     smtp = SmtpSettings("127.0.0.1", sink.port if sink else free_port(), timeout=5)
-    return send_notices(recipients, smtp=smtp, ctx=_ctx(), store=store, pseudonym_key=KEY, company_id="c1",
-                        run_id="r1", dry_run=kw.pop("dry_run", False), **kw)
+    return send_notices(
+        recipients,
+        smtp=smtp,
+        ctx=_ctx(),
+        store=store,
+        pseudonym_key=KEY,
+        company_id="c1",
+        run_id="r1",
+        dry_run=kw.pop("dry_run", False),
+        **kw,
+    )
 
 
 def test_one_notice_per_address_naming_every_child(school, smtp_sink, store_url):

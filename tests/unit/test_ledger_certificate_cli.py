@@ -16,8 +16,17 @@ from dereg.keys import Keyring, public_key_pem
 
 
 def _fill(ledger: Ledger, n: int = 5, run_id: str = "r1"):
-    return [ledger.append(company_id="c1", run_id=run_id, stage=f"s{i}", event="succeeded", actor="ops",
-                          details={"i": i, "note": "计数"}) for i in range(n)]
+    return [
+        ledger.append(
+            company_id="c1",
+            run_id=run_id,
+            stage=f"s{i}",
+            event="succeeded",
+            actor="ops",
+            details={"i": i, "note": "计数"},
+        )
+        for i in range(n)
+    ]
 
 
 def test_ledger_chains_and_looks_up_entries(store_url):
@@ -82,9 +91,15 @@ def test_concurrent_appends_keep_one_chain(store_url):
 def _certificate(store_url, keyring):
     ledger = Ledger(open_store(store_url))
     cited = _fill(ledger, 3)
-    body = {"title": "Certificate", "company": {"id": "c1", "name_zh": "小星星"}, "dry_run": False,
-            "ledger": {"head_hash": cited[-1].hash,
-                       "entries": [{"stage": e.stage, "entry_id": e.entry_id, "hash": e.hash} for e in cited]}}
+    body = {
+        "title": "Certificate",
+        "company": {"id": "c1", "name_zh": "小星星"},
+        "dry_run": False,
+        "ledger": {
+            "head_hash": cited[-1].hash,
+            "entries": [{"stage": e.stage, "entry_id": e.entry_id, "hash": e.hash} for e in cited],
+        },
+    }
     return sign_certificate(body, keyring), ledger
 
 
@@ -112,7 +127,9 @@ def test_an_altered_body_a_foreign_key_or_a_missing_entry_is_invalid(store_url, 
     assert any("is not in the ledger" in p for p in result.problems)
 
     assert not verify_certificate({"format": "something else"}).ok
-    assert not verify_certificate({"format": "dereg-certificate/1", "body": {}, "signature": {"value": "%%"}}).ok
+    assert not verify_certificate(
+        {"format": "dereg-certificate/1", "body": {}, "signature": {"value": "%%"}}
+    ).ok
 
 
 def test_cli_verifies_a_written_certificate(store_url, keyring, tmp_path, capsys, monkeypatch):

@@ -46,11 +46,15 @@ class BackupRecord:
 def _s3_error(location: S3Location, exc: Exception, doing: str) -> BackupError:
     if isinstance(exc, ClientError):
         code = exc.response.get("Error", {}).get("Code", "?")
-        return BackupError(f"S3 store {location.describe()} refused to {doing} ({code}). Check the bucket, the "
-                           "credentials of the backup connection and their permissions.")
-    return BackupError(f"S3 store {location.describe()} is unreachable while trying to {doing} "
-                       f"({type(exc).__name__}). Check that the endpoint is up and the backup connection's "
-                       "endpoint_url is right.")
+        return BackupError(
+            f"S3 store {location.describe()} refused to {doing} ({code}). Check the bucket, the "
+            "credentials of the backup connection and their permissions."
+        )
+    return BackupError(
+        f"S3 store {location.describe()} is unreachable while trying to {doing} "
+        f"({type(exc).__name__}). Check that the endpoint is up and the backup connection's "
+        "endpoint_url is right."
+    )
 
 
 def ensure_bucket(client, location: S3Location, object_lock: bool) -> None:
@@ -82,7 +86,8 @@ def ensure_bucket(client, location: S3Location, object_lock: bool) -> None:
             raise BackupError(
                 f"bucket {location.bucket} has no Object Lock, but the manifest asks for object_lock: true. "
                 "Nothing was uploaded. Use a bucket created with Object Lock enabled (it cannot be turned on "
-                "later on most stores), or set backup.object_lock: false if the law allows.")
+                "later on most stores), or set backup.object_lock: false if the law allows."
+            )
 
 
 def _ordered_tables(engine: Engine, only: list[str] | None) -> list[sa.Table]:
@@ -101,17 +106,28 @@ class _Uploader:
     def __init__(self, client, location: S3Location, lock: dict[str, Any]):
         self.client, self.location, self.lock = client, location, lock
 
-    def put(self, key: str, body: bytes, *, locked: bool = True, content_type: str = "application/octet-stream"):
+    def put(
+        self, key: str, body: bytes, *, locked: bool = True, content_type: str = "application/octet-stream"
+    ):
         kwargs = dict(self.lock) if locked else {}
         try:
-            self.client.put_object(Bucket=self.location.bucket, Key=key, Body=body, ContentType=content_type,
-                                   **kwargs)
+            self.client.put_object(
+                Bucket=self.location.bucket, Key=key, Body=body, ContentType=content_type, **kwargs
+            )
         except (BotoCoreError, ClientError) as exc:
             raise _s3_error(self.location, exc, f"store {key}") from None
 
 
-def _dump_table(engine: Engine, table: sa.Table, *, backup_id: str, data_key: bytes, uploader: _Uploader,
-                location: S3Location, progress) -> dict[str, Any]:
+def _dump_table(
+    engine: Engine,
+    table: sa.Table,
+    *,
+    backup_id: str,
+    data_key: bytes,
+    uploader: _Uploader,
+    location: S3Location,
+    progress,
+) -> dict[str, Any]:
     columns = list(table.columns)
     kinds = [kind_of(c.type) for c in columns]
     order = list(table.primary_key.columns) or columns
@@ -152,11 +168,25 @@ def _dump_table(engine: Engine, table: sa.Table, *, backup_id: str, data_key: by
         "rows": rows,
         "sha256": digest.hexdigest(),
         "chunks": chunks,
-        "columns": [{"name": c.name, "kind": k, "type": _type_text(c.type), "nullable": bool(c.nullable),
-                     "primary_key": bool(c.primary_key)} for c, k in zip(columns, kinds, strict=True)],
+        "columns": [
+            {
+                "name": c.name,
+                "kind": k,
+                "type": _type_text(c.type),
+                "nullable": bool(c.nullable),
+                "primary_key": bool(c.primary_key),
+            }
+            for c, k in zip(columns, kinds, strict=True)
+        ],
         "primary_key": [c.name for c in table.primary_key.columns],
-        "foreign_keys": [{"columns": [e.parent.name for e in fk.elements], "ref_table": fk.referred_table.name,
-                          "ref_columns": [e.column.name for e in fk.elements]} for fk in table.foreign_key_constraints],
+        "foreign_keys": [
+            {
+                "columns": [e.parent.name for e in fk.elements],
+                "ref_table": fk.referred_table.name,
+                "ref_columns": [e.column.name for e in fk.elements],
+            }
+            for fk in table.foreign_key_constraints
+        ],
     }
 
 
@@ -173,22 +203,46 @@ def _check_lock(client, location: S3Location, key: str, retain_until: dt.datetim
     except (BotoCoreError, ClientError) as exc:
         raise _s3_error(location, exc, f"read back the retention of {key}") from None
     until = retention.get("RetainUntilDate")
-    if retention.get("Mode") != "COMPLIANCE" or until is None or until < retain_until - dt.timedelta(seconds=5):
-        raise BackupError(f"object {key} in {location.describe()} is not locked as required (mode "
-                          f"{retention.get('Mode')}, until {until}); the backup is not recorded as complete")
+    if (
+        retention.get("Mode") != "COMPLIANCE"
+        or until is None
+        or until < retain_until - dt.timedelta(seconds=5)
+    ):
+        raise BackupError(
+            f"object {key} in {location.describe()} is not locked as required (mode "
+            f"{retention.get('Mode')}, until {until}); the backup is not recorded as complete"
+        )
 
 
-def create_backup(engine: Engine, *, company_id: str, run_id: str, source_id: str, location: S3Location, keyring,
-                  store: Engine, retention_days: int, object_lock: bool, tables: list[str] | None = None,
-                  classification_summary: dict[str, Any] | None = None,
-                  progress: Callable[[str], None] | None = None) -> BackupRecord:
+def create_backup(
+    engine: Engine,
+    *,
+    company_id: str,
+    run_id: str,
+    source_id: str,
+    location: S3Location,
+    keyring,
+    store: Engine,
+    retention_days: int,
+    object_lock: bool,
+    tables: list[str] | None = None,
+    classification_summary: dict[str, Any] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> BackupRecord:
     """Back up every table of `engine` (or `tables`); a complete backup of the same run is reused."""
     existing = catalog.find_complete(store, company_id, run_id, source_id)
     if existing is not None:
         if progress:
             progress(f"backup {existing['backup_id']} of this run is already complete; reusing it")
-        return BackupRecord(existing["backup_id"], existing["manifest_key"], json.loads(existing["tables_json"]),
-                            existing["total_rows"], existing["retain_until"], existing["object_lock"], reused=True)
+        return BackupRecord(
+            existing["backup_id"],
+            existing["manifest_key"],
+            json.loads(existing["tables_json"]),
+            existing["total_rows"],
+            existing["retain_until"],
+            existing["object_lock"],
+            reused=True,
+        )
     client = location.client()
     try:
         ensure_bucket(client, location, object_lock)
@@ -201,51 +255,102 @@ def create_backup(engine: Engine, *, company_id: str, run_id: str, source_id: st
     data_key = new_data_key()
     kek_id, wrapped = keyring.wrap_data_key(data_key)
     wrapped_b64 = base64.b64encode(wrapped).decode("ascii")
-    catalog.start(store, backup_id=backup_id, company_id=company_id, run_id=run_id, source_id=source_id,
-                  bucket=location.bucket, prefix=location.prefix, manifest_key=manifest_key, object_lock=object_lock,
-                  kek_id=kek_id, wrapped_key=wrapped_b64)
+    catalog.start(
+        store,
+        backup_id=backup_id,
+        company_id=company_id,
+        run_id=run_id,
+        source_id=source_id,
+        bucket=location.bucket,
+        prefix=location.prefix,
+        manifest_key=manifest_key,
+        object_lock=object_lock,
+        kek_id=kek_id,
+        wrapped_key=wrapped_b64,
+    )
     lock = {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": retain_until} if object_lock else {}
     uploader = _Uploader(client, location, lock)
     try:
         # the escrow copy of the wrapped key: a separate prefix, never locked, so it can be destroyed
-        escrow = {"backup_id": backup_id, "kek_id": kek_id, "wrapped_key": wrapped_b64, "wrap": "AES-KW (RFC 3394)"}
-        uploader.put(location.key("_escrow", f"{backup_id}.json"), json.dumps(escrow).encode(), locked=False,
-                     content_type="application/json")
+        escrow = {
+            "backup_id": backup_id,
+            "kek_id": kek_id,
+            "wrapped_key": wrapped_b64,
+            "wrap": "AES-KW (RFC 3394)",
+        }
+        uploader.put(
+            location.key("_escrow", f"{backup_id}.json"),
+            json.dumps(escrow).encode(),
+            locked=False,
+            content_type="application/json",
+        )
         described: dict[str, dict[str, Any]] = {}
         for table in _ordered_tables(engine, tables):
-            described[table.name] = _dump_table(engine, table, backup_id=backup_id, data_key=data_key,
-                                                uploader=uploader, location=location, progress=progress)
+            described[table.name] = _dump_table(
+                engine,
+                table,
+                backup_id=backup_id,
+                data_key=data_key,
+                uploader=uploader,
+                location=location,
+                progress=progress,
+            )
         total = sum(t["rows"] for t in described.values())
         manifest = {
-            "format": "dereg-backup", "version": FORMAT_VERSION, "backup_id": backup_id, "company_id": company_id,
-            "run_id": run_id, "source_id": source_id, "dialect": engine.dialect.name, "created_at": now.isoformat(),
-            "tables": described, "table_order": list(described), "total_rows": total,
+            "format": "dereg-backup",
+            "version": FORMAT_VERSION,
+            "backup_id": backup_id,
+            "company_id": company_id,
+            "run_id": run_id,
+            "source_id": source_id,
+            "dialect": engine.dialect.name,
+            "created_at": now.isoformat(),
+            "tables": described,
+            "table_order": list(described),
+            "total_rows": total,
             "serialisation": "JSON array per row, UTF-8, newline-terminated; values encoded by column kind",
-            "compression": "zstd", "cipher": "AES-256-GCM", "nonce_bytes": 12, "chunk_plaintext_bytes": CHUNK_BYTES,
-            "kek_id": kek_id, "escrow_key": location.key("_escrow", f"{backup_id}.json"),
-            "retention_days": retention_days, "retain_until": retain_until.isoformat(), "object_lock": object_lock,
+            "compression": "zstd",
+            "cipher": "AES-256-GCM",
+            "nonce_bytes": 12,
+            "chunk_plaintext_bytes": CHUNK_BYTES,
+            "kek_id": kek_id,
+            "escrow_key": location.key("_escrow", f"{backup_id}.json"),
+            "retention_days": retention_days,
+            "retain_until": retain_until.isoformat(),
+            "object_lock": object_lock,
             "classification_summary": classification_summary or {},
         }
-        uploader.put(manifest_key, json.dumps(manifest, indent=1, sort_keys=True).encode(),
-                     content_type="application/json")
+        uploader.put(
+            manifest_key,
+            json.dumps(manifest, indent=1, sort_keys=True).encode(),
+            content_type="application/json",
+        )
         if object_lock:
             _check_lock(client, location, manifest_key, retain_until)
             first_chunk = next((t["chunks"][0] for t in described.values() if t["chunks"]), None)
             if first_chunk:
                 _check_lock(client, location, first_chunk, retain_until)
-        summary = {name: {"rows": t["rows"], "sha256": t["sha256"], "chunks": len(t["chunks"])}
-                   for name, t in described.items()}
-        catalog.complete(store, backup_id, tables=summary, total_rows=total, retain_until=retain_until.isoformat())
+        summary = {
+            name: {"rows": t["rows"], "sha256": t["sha256"], "chunks": len(t["chunks"])}
+            for name, t in described.items()
+        }
+        catalog.complete(
+            store, backup_id, tables=summary, total_rows=total, retain_until=retain_until.isoformat()
+        )
     except DeregError as exc:
         catalog.fail(store, backup_id, str(exc))
         raise
     except sa.exc.SQLAlchemyError as exc:
         catalog.fail(store, backup_id, redact(str(exc.orig or exc)))
-        raise BackupError(f"reading source {source_id!r} failed during backup {backup_id}: "
-                          f"{redact(str(exc.orig or exc))[:300]}. The backup is marked failed; re-run the task.") from None
+        raise BackupError(
+            f"reading source {source_id!r} failed during backup {backup_id}: "
+            f"{redact(str(exc.orig or exc))[:300]}. The backup is marked failed; re-run the task."
+        ) from None
     except BaseException as exc:
         catalog.fail(store, backup_id, f"{type(exc).__name__}")
         raise
     if progress:
-        progress(f"backup {backup_id}: {total} rows in {len(summary)} tables, retained until {retain_until:%Y-%m-%d}")
+        progress(
+            f"backup {backup_id}: {total} rows in {len(summary)} tables, retained until {retain_until:%Y-%m-%d}"
+        )
     return BackupRecord(backup_id, manifest_key, summary, total, retain_until.isoformat(), object_lock)

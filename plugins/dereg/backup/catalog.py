@@ -51,27 +51,66 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat()
 
 
-def start(store: Engine, *, backup_id: str, company_id: str, run_id: str, source_id: str, bucket: str, prefix: str,
-          manifest_key: str, object_lock: bool, kek_id: str, wrapped_key: str) -> None:
+def start(
+    store: Engine,
+    *,
+    backup_id: str,
+    company_id: str,
+    run_id: str,
+    source_id: str,
+    bucket: str,
+    prefix: str,
+    manifest_key: str,
+    object_lock: bool,
+    kek_id: str,
+    wrapped_key: str,
+) -> None:
     with store.begin() as conn:
-        conn.execute(backups.insert().values(backup_id=backup_id, company_id=company_id, run_id=run_id,
-                                             source_id=source_id, bucket=bucket, prefix=prefix,
-                                             manifest_key=manifest_key, status="started", tables_json="{}",
-                                             total_rows=0, object_lock=object_lock, created_at=_now()))
-        conn.execute(backup_keys.insert().values(backup_id=backup_id, kek_id=kek_id, wrapped_key=wrapped_key,
-                                                 created_at=_now()))
+        conn.execute(
+            backups.insert().values(
+                backup_id=backup_id,
+                company_id=company_id,
+                run_id=run_id,
+                source_id=source_id,
+                bucket=bucket,
+                prefix=prefix,
+                manifest_key=manifest_key,
+                status="started",
+                tables_json="{}",
+                total_rows=0,
+                object_lock=object_lock,
+                created_at=_now(),
+            )
+        )
+        conn.execute(
+            backup_keys.insert().values(
+                backup_id=backup_id, kek_id=kek_id, wrapped_key=wrapped_key, created_at=_now()
+            )
+        )
 
 
-def complete(store: Engine, backup_id: str, *, tables: dict[str, Any], total_rows: int, retain_until: str) -> None:
+def complete(
+    store: Engine, backup_id: str, *, tables: dict[str, Any], total_rows: int, retain_until: str
+) -> None:
     with store.begin() as conn:
-        conn.execute(backups.update().where(backups.c.backup_id == backup_id).values(
-            status="complete", tables_json=json.dumps(tables, sort_keys=True), total_rows=total_rows,
-            retain_until=retain_until, completed_at=_now()))
+        conn.execute(
+            backups.update()
+            .where(backups.c.backup_id == backup_id)
+            .values(
+                status="complete",
+                tables_json=json.dumps(tables, sort_keys=True),
+                total_rows=total_rows,
+                retain_until=retain_until,
+                completed_at=_now(),
+            )
+        )
 
 
 def fail(store: Engine, backup_id: str, error: str) -> None:
     with store.begin() as conn:
-        conn.execute(backups.update().where(backups.c.backup_id == backup_id).values(status="failed", error=error))
+        conn.execute(
+            backups.update().where(backups.c.backup_id == backup_id).values(status="failed", error=error)
+        )
 
 
 def get(store: Engine, backup_id: str) -> dict[str, Any] | None:
@@ -81,9 +120,17 @@ def get(store: Engine, backup_id: str) -> dict[str, Any] | None:
 
 
 def find_complete(store: Engine, company_id: str, run_id: str, source_id: str) -> dict[str, Any] | None:
-    query = (sa.select(backups).where(backups.c.company_id == company_id, backups.c.run_id == run_id,
-                                      backups.c.source_id == source_id, backups.c.status == "complete")
-             .order_by(backups.c.created_at.desc()).limit(1))
+    query = (
+        sa.select(backups)
+        .where(
+            backups.c.company_id == company_id,
+            backups.c.run_id == run_id,
+            backups.c.source_id == source_id,
+            backups.c.status == "complete",
+        )
+        .order_by(backups.c.created_at.desc())
+        .limit(1)
+    )
     with store.connect() as conn:
         row = conn.execute(query).mappings().first()
     return dict(row) if row else None
@@ -91,8 +138,11 @@ def find_complete(store: Engine, company_id: str, run_id: str, source_id: str) -
 
 def wrapped_key(store: Engine, backup_id: str) -> tuple[str, str] | None:
     with store.connect() as conn:
-        row = conn.execute(sa.select(backup_keys.c.kek_id, backup_keys.c.wrapped_key)
-                           .where(backup_keys.c.backup_id == backup_id, backup_keys.c.destroyed_at.is_(None))).first()
+        row = conn.execute(
+            sa.select(backup_keys.c.kek_id, backup_keys.c.wrapped_key).where(
+                backup_keys.c.backup_id == backup_id, backup_keys.c.destroyed_at.is_(None)
+            )
+        ).first()
     return (row.kek_id, row.wrapped_key) if row else None
 
 

@@ -87,7 +87,8 @@ def decode_for_scratch(value: Any, kind: str) -> Any:
 
 def scratch_type(kind: str) -> sa.types.TypeEngine:
     return {"int": sa.BigInteger(), "float": sa.Float(), "bool": sa.Boolean(), "bytes": sa.LargeBinary()}.get(
-        kind, sa.Text())
+        kind, sa.Text()
+    )
 
 
 def encode_row(row, kinds: list[str]) -> bytes:

@@ -60,35 +60,62 @@ def _wrapped_key(backup_id: str, store: Engine, client, location: S3Location) ->
         escrow = json.loads(_get(client, location, location.key("_escrow", f"{backup_id}.json")))
         return escrow["kek_id"], base64.b64decode(escrow["wrapped_key"])
     except (ClientError, BotoCoreError, ValueError, KeyError):
-        raise KeyringError(f"no wrapped data key for backup {backup_id} in the compliance store or in "
-                           f"{location.describe()}/_escrow: the backup cannot be decrypted (it may have been "
-                           "crypto-shredded)") from None
+        raise KeyringError(
+            f"no wrapped data key for backup {backup_id} in the compliance store or in "
+            f"{location.describe()}/_escrow: the backup cannot be decrypted (it may have been "
+            "crypto-shredded)"
+        ) from None
 
 
-def _restore_table(scratch: Engine, name: str, spec: dict, *, backup_id: str, data_key: bytes, client,
-                   location: S3Location, problems: list[str]) -> dict[str, Any]:
+def _restore_table(
+    scratch: Engine,
+    name: str,
+    spec: dict,
+    *,
+    backup_id: str,
+    data_key: bytes,
+    client,
+    location: S3Location,
+    problems: list[str],
+) -> dict[str, Any]:
     kinds = [c["kind"] for c in spec["columns"]]
-    table = sa.Table(name, sa.MetaData(), *[sa.Column(c["name"], scratch_type(c["kind"])) for c in spec["columns"]])
+    table = sa.Table(
+        name, sa.MetaData(), *[sa.Column(c["name"], scratch_type(c["kind"])) for c in spec["columns"]]
+    )
     table.create(scratch)
     chunks = spec["chunks"]
     for index, key in enumerate(chunks):
         try:
             blob = _get(client, location, key)
         except ClientError as exc:
-            problems.append(f"{name}: chunk {index} ({key}) cannot be read ({exc.response['Error'].get('Code')})")
+            problems.append(
+                f"{name}: chunk {index} ({key}) cannot be read ({exc.response['Error'].get('Code')})"
+            )
             break
         try:
-            plaintext = open_sealed(data_key, blob, associated_data(backup_id, name, index, index == len(chunks) - 1))
+            plaintext = open_sealed(
+                data_key, blob, associated_data(backup_id, name, index, index == len(chunks) - 1)
+            )
         except InvalidTag:
-            problems.append(f"{name}: chunk {index} ({key}) fails authentication: it was altered, truncated or "
-                            "belongs to another backup")
+            problems.append(
+                f"{name}: chunk {index} ({key}) fails authentication: it was altered, truncated or "
+                "belongs to another backup"
+            )
             break
         rows = [json.loads(line) for line in plaintext.decode("utf-8").splitlines()]
         with scratch.begin() as conn:
             for start in range(0, len(rows), INSERT_BATCH):
-                batch = rows[start:start + INSERT_BATCH]
-                conn.execute(table.insert(), [{c.name: decode_for_scratch(v, k) for c, v, k in
-                                               zip(table.columns, row, kinds, strict=True)} for row in batch])
+                batch = rows[start : start + INSERT_BATCH]
+                conn.execute(
+                    table.insert(),
+                    [
+                        {
+                            c.name: decode_for_scratch(v, k)
+                            for c, v, k in zip(table.columns, row, kinds, strict=True)
+                        }
+                        for row in batch
+                    ],
+                )
     digest, count = hashlib.sha256(), 0
     with scratch.connect() as conn:
         for row in conn.execute(sa.select(*table.columns).order_by(sa.literal_column("rowid"))):
@@ -99,12 +126,24 @@ def _restore_table(scratch: Engine, name: str, spec: dict, *, backup_id: str, da
         problems.append(f"{name}: {count} rows restored, the manifest says {spec['rows']}")
     elif digest.hexdigest() != spec["sha256"]:
         problems.append(f"{name}: content hash of the restored rows differs from the manifest")
-    return {"expected_rows": spec["rows"], "restored_rows": count, "expected_sha256": spec["sha256"],
-            "restored_sha256": digest.hexdigest(), "ok": ok}
+    return {
+        "expected_rows": spec["rows"],
+        "restored_rows": count,
+        "expected_sha256": spec["sha256"],
+        "restored_sha256": digest.hexdigest(),
+        "ok": ok,
+    }
 
 
-def restore_and_verify(backup_id: str, *, location: S3Location, keyring, store: Engine, into_url: str | None = None,
-                       progress: Callable[[str], None] | None = None) -> RestoreReport:
+def restore_and_verify(
+    backup_id: str,
+    *,
+    location: S3Location,
+    keyring,
+    store: Engine,
+    into_url: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> RestoreReport:
     t0 = time.monotonic()
     report = RestoreReport(backup_id=backup_id, ok=False)
     client = location.client()
@@ -113,17 +152,23 @@ def restore_and_verify(backup_id: str, *, location: S3Location, keyring, store: 
     try:
         manifest = json.loads(_get(client, location, manifest_key))
     except ClientError as exc:
-        raise BackupError(f"the manifest {manifest_key} of backup {backup_id} cannot be read from "
-                          f"{location.describe()} ({exc.response['Error'].get('Code')})") from None
+        raise BackupError(
+            f"the manifest {manifest_key} of backup {backup_id} cannot be read from "
+            f"{location.describe()} ({exc.response['Error'].get('Code')})"
+        ) from None
     except BotoCoreError as exc:
         raise BackupError(f"S3 store {location.describe()} is unreachable ({type(exc).__name__})") from None
     except ValueError:
         raise BackupError(f"the manifest {manifest_key} of backup {backup_id} is not valid JSON") from None
     if manifest.get("format") != "dereg-backup" or manifest.get("version") != FORMAT_VERSION:
-        raise BackupError(f"{manifest_key} is not a version {FORMAT_VERSION} Dereg backup manifest (format "
-                          f"{manifest.get('format')!r}, version {manifest.get('version')!r}); use a matching Dereg")
+        raise BackupError(
+            f"{manifest_key} is not a version {FORMAT_VERSION} Dereg backup manifest (format "
+            f"{manifest.get('format')!r}, version {manifest.get('version')!r}); use a matching Dereg"
+        )
     if manifest.get("backup_id") != backup_id:
-        raise BackupError(f"{manifest_key} is the manifest of {manifest.get('backup_id')}, not of {backup_id}")
+        raise BackupError(
+            f"{manifest_key} is the manifest of {manifest.get('backup_id')}, not of {backup_id}"
+        )
     kek_id, wrapped = _wrapped_key(backup_id, store, client, location)
     data_key = keyring.unwrap_data_key(kek_id, wrapped, what=f"the data key of backup {backup_id}")
     workdir = None
@@ -133,13 +178,22 @@ def restore_and_verify(backup_id: str, *, location: S3Location, keyring, store: 
     scratch = sa.create_engine(into_url)
     try:
         for name in manifest["table_order"]:
-            report.tables[name] = _restore_table(scratch, name, manifest["tables"][name], backup_id=backup_id,
-                                                 data_key=data_key, client=client, location=location,
-                                                 problems=report.problems)
+            report.tables[name] = _restore_table(
+                scratch,
+                name,
+                manifest["tables"][name],
+                backup_id=backup_id,
+                data_key=data_key,
+                client=client,
+                location=location,
+                problems=report.problems,
+            )
             if progress:
                 t = report.tables[name]
-                progress(f"restore {name}: {t['restored_rows']}/{t['expected_rows']} rows, "
-                         f"{'ok' if t['ok'] else 'MISMATCH'}")
+                progress(
+                    f"restore {name}: {t['restored_rows']}/{t['expected_rows']} rows, "
+                    f"{'ok' if t['ok'] else 'MISMATCH'}"
+                )
     finally:
         scratch.dispose()
         if workdir is not None:

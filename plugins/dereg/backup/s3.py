@@ -22,10 +22,18 @@ class S3Location:
         from botocore.config import Config
 
         return boto3.client(
-            "s3", endpoint_url=self.endpoint_url, aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key, region_name=self.region,
-            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}, connect_timeout=5,
-                          read_timeout=60, retries={"max_attempts": 3, "mode": "standard"}),
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=self.region,
+            config=Config(
+                signature_version="s3v4",
+                s3={"addressing_style": "path"},
+                connect_timeout=5,
+                read_timeout=60,
+                retries={"max_attempts": 3, "mode": "standard"},
+            ),
         )
 
     def key(self, *parts: str) -> str:
@@ -35,8 +43,15 @@ class S3Location:
         return f"s3://{self.bucket}/{self.prefix} at {self.endpoint_url or 'AWS'}"
 
     @classmethod
-    def from_url(cls, url: str, *, endpoint_url: str | None = None, access_key: str | None = None,
-                 secret_key: str | None = None, region: str = "cn-north-1") -> S3Location:
+    def from_url(
+        cls,
+        url: str,
+        *,
+        endpoint_url: str | None = None,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        region: str = "cn-north-1",
+    ) -> S3Location:
         parsed = urlparse(url)
         if parsed.scheme != "s3" or not parsed.netloc:
             raise BackupError(f"{url!r} is not an s3://BUCKET/PREFIX address")

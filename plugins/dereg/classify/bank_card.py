@@ -16,9 +16,7 @@ from collections.abc import Iterator
 CATEGORY = "bank_card"
 LEVEL = "sensitive"
 
-PATTERN = re.compile(
-    r"(?<![0-9A-Za-z_])(?:\d{16,19}|\d{4}(?:[ -]\d{4}){3}(?:[ -]?\d{1,3})?)(?![0-9A-Za-z_])"
-)
+PATTERN = re.compile(r"(?<![0-9A-Za-z_])(?:\d{16,19}|\d{4}(?:[ -]\d{4}){3}(?:[ -]?\d{1,3})?)(?![0-9A-Za-z_])")
 PREFIXES = ("62", "60", "65", "4", "51", "52", "53", "54", "55", "35", "37", "94", "95", "98", "99")
 
 
@@ -42,8 +40,13 @@ def _known_prefix(number: str) -> bool:
 
 def is_valid(text: str) -> bool:
     number = compact(text)
-    return (16 <= len(number) <= 19 and number.isdigit() and len(set(number)) > 2
-            and _known_prefix(number) and luhn_ok(number))
+    return (
+        16 <= len(number) <= 19
+        and number.isdigit()
+        and len(set(number)) > 2
+        and _known_prefix(number)
+        and luhn_ok(number)
+    )
 
 
 def mask(text: str) -> str:

@@ -48,6 +48,7 @@ _SEPARATORS = re.compile(r"[\s:：,，;；()（）]")
 
 # --- single strings ------------------------------------------------------------------------------
 
+
 def _spans(text: str) -> list[tuple[str, int, int, str]]:
     """(category, start, end, value) of valid hits; earlier detectors win overlapping spans."""
     if not _CANDIDATE.search(text):
@@ -78,6 +79,7 @@ def has_identifier(text: str) -> bool:
 
 
 # --- one column's sampled values ----------------------------------------------------------------
+
 
 @dataclass
 class _ColumnStats:
@@ -156,8 +158,9 @@ def _conclude(table: str, column: str, column_type: str, stats: _ColumnStats) ->
     n = stats.nonempty
     if n == 0:
         if hinted:
-            return _finding(table, column, list(hinted), 0, 0, [],
-                            [f"no non-empty values sampled; {hint_text}"])
+            return _finding(
+                table, column, list(hinted), 0, 0, [], [f"no non-empty values sampled; {hint_text}"]
+            )
         return _finding(table, column, [], 0, 0, [], ["no non-empty values sampled; name says nothing"])
 
     free_text = bool(_FREE_TEXT_TYPE.search(column_type or "")) or stats.mean_length > FREE_TEXT_LENGTH
@@ -174,8 +177,10 @@ def _conclude(table: str, column: str, column_type: str, stats: _ColumnStats) ->
             reasons.append(f"free text: {containing} of {n} sampled values contain valid {description}")
         elif containing / n >= (HINTED_SHARE if cat in hinted else STRUCTURED_SHARE):
             categories.append(cat)
-            reasons.append(f"{_pct(containing, n)} of {n} sampled values are valid {description}"
-                           + (f"; {hint_text}" if cat in hinted else ""))
+            reasons.append(
+                f"{_pct(containing, n)} of {n} sampled values are valid {description}"
+                + (f"; {hint_text}" if cat in hinted else "")
+            )
     matches = stats.any_hit if categories else 0
 
     # Then name hints, for what values cannot prove, unless the values contradict them.
@@ -185,8 +190,10 @@ def _conclude(table: str, column: str, column_type: str, stats: _ColumnStats) ->
             continue
         if cat in DESCRIPTIONS:
             if not categories:
-                reasons.append(f"{hint_text} contradicted: {_pct(stats.containing.get(cat, 0), n)} of {n} "
-                               f"sampled values are valid {DESCRIPTIONS[cat]}")
+                reasons.append(
+                    f"{hint_text} contradicted: {_pct(stats.containing.get(cat, 0), n)} of {n} "
+                    f"sampled values are valid {DESCRIPTIONS[cat]}"
+                )
             continue
         if cat == "phone" and "cn_mobile" in categories:
             continue  # a mobile number is the more precise answer
@@ -216,14 +223,29 @@ def _conclude(table: str, column: str, column_type: str, stats: _ColumnStats) ->
     return _finding(table, column, categories, n, matches, examples[:3], reasons)
 
 
-def _finding(table: str, column: str, categories: list[str], checked: int, matches: int,
-             examples: list[str], reasons: list[str]) -> ColumnFinding:
-    return ColumnFinding(table=table, column=column, categories=categories, level=level_of(categories),
-                         values_checked=checked, matches=matches, masked_examples=examples,
-                         reason="; ".join(reasons))
+def _finding(
+    table: str,
+    column: str,
+    categories: list[str],
+    checked: int,
+    matches: int,
+    examples: list[str],
+    reasons: list[str],
+) -> ColumnFinding:
+    return ColumnFinding(
+        table=table,
+        column=column,
+        categories=categories,
+        level=level_of(categories),
+        values_checked=checked,
+        matches=matches,
+        masked_examples=examples,
+        reason="; ".join(reasons),
+    )
 
 
 # --- reading tables ------------------------------------------------------------------------------
+
 
 def _table_clause(info: TableInfo, columns: Iterable[str]) -> sa.TableClause:
     return sa.table(info.name, *[sa.column(c) for c in columns], schema=info.schema)
@@ -248,13 +270,16 @@ def sample_query(engine: sa.Engine, info: TableInfo, sample_size: int) -> sa.Sel
 def _source_error(source_id: str, engine: sa.Engine, what: str, exc: Exception) -> SourceError:
     url = engine.url
     where = f"host {url.host}" if url.host else f"file {url.database}" if url.database else "memory"
-    return SourceError(f"source {source_id} at {where}: {what} failed ({type(exc).__name__}: "
-                       f"{redact(str(getattr(exc, 'orig', None) or exc))}); check that the database is "
-                       "reachable and that the connection's user may read every table")
+    return SourceError(
+        f"source {source_id} at {where}: {what} failed ({type(exc).__name__}: "
+        f"{redact(str(getattr(exc, 'orig', None) or exc))}); check that the database is "
+        "reachable and that the connection's user may read every table"
+    )
 
 
-def classify_source(engine: sa.Engine, inventory: SourceInventory, *, sample_size: int, closure_date: date,
-                    subject_table: str) -> ClassificationResult:
+def classify_source(
+    engine: sa.Engine, inventory: SourceInventory, *, sample_size: int, closure_date: date, subject_table: str
+) -> ClassificationResult:
     """One finding per column of every table; minors counted among the rows of `subject_table`."""
     findings: list[ColumnFinding] = []
     try:
@@ -270,8 +295,14 @@ def classify_source(engine: sa.Engine, inventory: SourceInventory, *, sample_siz
             _count_minors(conn, inventory, result, subject_table, closure_date)
     except sa.exc.SQLAlchemyError as exc:
         raise _source_error(inventory.source_id, engine, "classification", exc) from exc
-    log.info("classified %s: %d columns, %d personal; %d of %d subjects are minors", inventory.source_id,
-             len(findings), sum(1 for f in findings if f.personal), result.minors, result.subjects)
+    log.info(
+        "classified %s: %d columns, %d personal; %d of %d subjects are minors",
+        inventory.source_id,
+        len(findings),
+        sum(1 for f in findings if f.personal),
+        result.minors,
+        result.subjects,
+    )
     return result
 
 
@@ -284,13 +315,19 @@ def is_under(age: int, born: date, on: date) -> bool:
     return on < birthday
 
 
-def _count_minors(conn: sa.Connection, inventory: SourceInventory, result: ClassificationResult,
-                  subject_table: str, closure_date: date) -> None:
+def _count_minors(
+    conn: sa.Connection,
+    inventory: SourceInventory,
+    result: ClassificationResult,
+    subject_table: str,
+    closure_date: date,
+) -> None:
     try:
         subject = inventory.table(subject_table)
     except KeyError:
-        log.warning("subject table %s is not in source %s; minors not counted", subject_table,
-                    inventory.source_id)
+        log.warning(
+            "subject table %s is not in source %s; minors not counted", subject_table, inventory.source_id
+        )
         return
     mine = [f for f in result.columns if f.table == subject_table]
     birth_col = next((f for f in mine if "birth_date" in f.categories), None)
@@ -318,10 +355,13 @@ def _count_minors(conn: sa.Connection, inventory: SourceInventory, result: Class
     used = birth_col or id_col
     if "minor" not in used.categories:
         used.categories.append("minor")
-    linked = {subject_table} | {t.name for t in inventory.tables
-                                if any(fk.ref_table == subject_table for fk in t.foreign_keys)}
-    note = (f"sensitive: {minors} of {subjects} subjects in {subject_table} are under {MINOR_AGE} on "
-            f"{closure_date.isoformat()} (PIPL Art. 28)")
+    linked = {subject_table} | {
+        t.name for t in inventory.tables if any(fk.ref_table == subject_table for fk in t.foreign_keys)
+    }
+    note = (
+        f"sensitive: {minors} of {subjects} subjects in {subject_table} are under {MINOR_AGE} on "
+        f"{closure_date.isoformat()} (PIPL Art. 28)"
+    )
     for f in result.columns:
         if f.personal and f.table in linked:
             f.level = "sensitive"
@@ -329,6 +369,7 @@ def _count_minors(conn: sa.Connection, inventory: SourceInventory, result: Class
 
 
 # --- post-erasure scan ---------------------------------------------------------------------------
+
 
 def text_columns(info: TableInfo) -> list[str]:
     return [c.name for c in info.columns if _TEXT_TYPE.search(c.type or "")]
@@ -346,7 +387,9 @@ def full_scan_hits(engine: sa.Engine, inventory: SourceInventory) -> dict[tuple[
                     continue
                 t = _table_clause(info, cols)
                 counts = [0] * len(cols)
-                rows = conn.execution_options(yield_per=SCAN_BATCH).execute(sa.select(*[t.c[c] for c in cols]))
+                rows = conn.execution_options(yield_per=SCAN_BATCH).execute(
+                    sa.select(*[t.c[c] for c in cols])
+                )
                 for row in rows:
                     for i, value in enumerate(row):
                         if value is not None and _spans(str(value)):
@@ -354,6 +397,10 @@ def full_scan_hits(engine: sa.Engine, inventory: SourceInventory) -> dict[tuple[
                 hits.update({(info.name, c): n for c, n in zip(cols, counts, strict=True) if n})
     except sa.exc.SQLAlchemyError as exc:
         raise _source_error(inventory.source_id, engine, "full scan", exc) from exc
-    log.info("full scan of %s: %d columns hold identifiers (%d values)", inventory.source_id, len(hits),
-             sum(hits.values()))
+    log.info(
+        "full scan of %s: %d columns hold identifiers (%d values)",
+        inventory.source_id,
+        len(hits),
+        sum(hits.values()),
+    )
     return hits

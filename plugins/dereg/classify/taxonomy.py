@@ -42,8 +42,10 @@ def _load(path: str) -> tuple[tuple[str, Category], ...]:
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
-        raise TaxonomyError(f"taxonomy {path} cannot be read ({type(exc).__name__}); restore "
-                            "include/policy/taxonomy.yaml or point DEREG_INCLUDE_DIR at a folder with it") from exc
+        raise TaxonomyError(
+            f"taxonomy {path} cannot be read ({type(exc).__name__}); restore "
+            "include/policy/taxonomy.yaml or point DEREG_INCLUDE_DIR at a folder with it"
+        ) from exc
     items, problems = [], []
     for i, entry in enumerate(data.get("categories") or [] if isinstance(data, dict) else []):
         if not isinstance(entry, dict) or not all(entry.get(k) for k in ("id", "level", "zh", "en")):
@@ -53,8 +55,10 @@ def _load(path: str) -> tuple[tuple[str, Category], ...]:
         else:
             items.append((entry["id"], Category(entry["id"], entry["level"], entry["zh"], entry["en"])))
     if problems or not items:
-        raise TaxonomyError(f"taxonomy {path} is invalid: {'; '.join(problems) or 'no categories'}; "
-                            "fix the file (each entry: id, level general|sensitive, zh, en)")
+        raise TaxonomyError(
+            f"taxonomy {path} is invalid: {'; '.join(problems) or 'no categories'}; "
+            "fix the file (each entry: id, level general|sensitive, zh, en)"
+        )
     return tuple(items)
 
 

@@ -43,8 +43,11 @@ def put_artifact(store: Engine, company_id: str, run_id: str, name: str, body: A
     key = (artifacts.c.company_id == company_id) & (artifacts.c.run_id == run_id) & (artifacts.c.name == name)
     with store.begin() as conn:
         conn.execute(artifacts.delete().where(key))
-        conn.execute(artifacts.insert().values(company_id=company_id, run_id=run_id, name=name,
-                                               sha256=digest, body=text, created_at=now))
+        conn.execute(
+            artifacts.insert().values(
+                company_id=company_id, run_id=run_id, name=name, sha256=digest, body=text, created_at=now
+            )
+        )
     return digest
 
 
@@ -55,6 +58,8 @@ def get_artifact(store: Engine, company_id: str, run_id: str, name: str) -> Any:
     if row is None:
         from dereg.errors import GateError
 
-        raise GateError(f"artifact {name!r} of company {company_id} run {run_id} is missing from the "
-                        "compliance store: the stage that produces it has not run (clear it and re-run)")
+        raise GateError(
+            f"artifact {name!r} of company {company_id} run {run_id} is missing from the "
+            "compliance store: the stage that produces it has not run (clear it and re-run)"
+        )
     return json.loads(row[0])

@@ -48,8 +48,9 @@ def sign_certificate(body: dict[str, Any], keyring) -> dict[str, Any]:
     }
 
 
-def verify_certificate(cert: Any, *, public_key: Ed25519PublicKey | str | None = None,
-                       store=None) -> CertificateVerification:
+def verify_certificate(
+    cert: Any, *, public_key: Ed25519PublicKey | str | None = None, store=None
+) -> CertificateVerification:
     """Check the signature (against `public_key` when given) and, with `store`, the ledger evidence."""
     result = CertificateVerification(ok=False)
     problems, checks = result.problems, result.checks
@@ -66,13 +67,17 @@ def verify_certificate(cert: Any, *, public_key: Ed25519PublicKey | str | None =
     if public_key is not None:
         pinned = load_public_key_pem(public_key) if isinstance(public_key, str) else public_key
         if public_key_fingerprint(pinned) != public_key_fingerprint(embedded):
-            problems.append(f"signed by a different key (fingerprint {public_key_fingerprint(embedded)}), not the "
-                            f"pinned key {public_key_fingerprint(pinned)}")
+            problems.append(
+                f"signed by a different key (fingerprint {public_key_fingerprint(embedded)}), not the "
+                f"pinned key {public_key_fingerprint(pinned)}"
+            )
             return result
         checks.append(f"signing key matches the pinned public key {public_key_fingerprint(pinned)}")
     else:
-        checks.append(f"signing key {public_key_fingerprint(embedded)} taken from the certificate itself "
-                      "(pin it with --public-key to check who signed)")
+        checks.append(
+            f"signing key {public_key_fingerprint(embedded)} taken from the certificate itself "
+            "(pin it with --public-key to check who signed)"
+        )
     if sig.get("fingerprint") != public_key_fingerprint(embedded):
         problems.append("the fingerprint in the signature block does not match its public key")
     try:
@@ -95,7 +100,9 @@ def _check_ledger(body: dict, store, problems: list[str], checks: list[str]) -> 
     for item in cited:
         entry = ledger.get(item.get("entry_id", ""))
         if entry is None:
-            problems.append(f"cited ledger entry {item.get('entry_id')} ({item.get('stage')}) is not in the ledger")
+            problems.append(
+                f"cited ledger entry {item.get('entry_id')} ({item.get('stage')}) is not in the ledger"
+            )
             missing += 1
         elif entry.hash != item.get("hash"):
             problems.append(f"cited ledger entry {item.get('entry_id')} has a different hash in the ledger")
@@ -129,7 +136,9 @@ def _render(value: Any) -> str:
     if isinstance(value, dict):
         if not value:
             return "<em>—</em>"
-        rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{_render(v)}</td></tr>" for k, v in value.items())
+        rows = "".join(
+            f"<tr><th>{html.escape(str(k))}</th><td>{_render(v)}</td></tr>" for k, v in value.items()
+        )
         return f"<table>{rows}</table>"
     if isinstance(value, list):
         if not value:
@@ -146,25 +155,53 @@ def render_html(cert: dict[str, Any], json_name: str) -> str:
     sections = [
         ("Company / 公司", body.get("company")),
         ("Legal basis / 法律依据", body.get("legal_basis")),
-        ("Run / 运行", {k: body.get(k) for k in ("run_id", "reason", "operator", "approver", "approved_plan_hash",
-                                               "started_at", "finished_at", "tool")}),
+        (
+            "Run / 运行",
+            {
+                k: body.get(k)
+                for k in (
+                    "run_id",
+                    "reason",
+                    "operator",
+                    "approver",
+                    "approved_plan_hash",
+                    "started_at",
+                    "finished_at",
+                    "tool",
+                )
+            },
+        ),
         ("Data stores / 数据存储", body.get("stores")),
         ("Notices / 通知", body.get("notices")),
         ("Backup kept / 保留的备份", body.get("backup_kept")),
-        ("Verification / 验证", {"method": body.get("verification_method"), "result": body.get("verification_result")}),
+        (
+            "Verification / 验证",
+            {"method": body.get("verification_method"), "result": body.get("verification_result")},
+        ),
         ("Ledger evidence / 账本证据", body.get("ledger")),
-        ("Signature / 签名", {"algorithm": sig.get("alg"), "key id": sig.get("key_id"),
-                            "public key fingerprint": sig.get("fingerprint")}),
+        (
+            "Signature / 签名",
+            {
+                "algorithm": sig.get("alg"),
+                "key id": sig.get("key_id"),
+                "public key fingerprint": sig.get("fingerprint"),
+            },
+        ),
     ]
-    parts = [f"<!doctype html><html lang='zh-CN'><head><meta charset='utf-8'><title>{html.escape(body.get('title', ''))}"
-             f"</title><style>{_CSS}</style></head><body>", f"<h1>{html.escape(body.get('title', ''))}</h1>"]
+    parts = [
+        f"<!doctype html><html lang='zh-CN'><head><meta charset='utf-8'><title>{html.escape(body.get('title', ''))}"
+        f"</title><style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(body.get('title', ''))}</h1>",
+    ]
     if body.get("dry_run"):
         parts.append("<p class='dry'>This is a dry run: nothing was erased. 演练：未删除任何数据。</p>")
     for title, value in sections:
         parts.append(f"<h2>{html.escape(title)}</h2>{_render(value)}")
-    parts.append(f"<h2>How to verify / 如何验证</h2><p><code>dereg verify-certificate {html.escape(json_name)} "
-                 "--public-key signing-key.pem</code> checks the signature offline; add <code>--store URL</code> to "
-                 "check the cited ledger entries. This page is a readable copy; the JSON file is what is signed.</p>")
+    parts.append(
+        f"<h2>How to verify / 如何验证</h2><p><code>dereg verify-certificate {html.escape(json_name)} "
+        "--public-key signing-key.pem</code> checks the signature offline; add <code>--store URL</code> to "
+        "check the cited ledger entries. This page is a readable copy; the JSON file is what is signed.</p>"
+    )
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -174,7 +211,9 @@ def write_certificate(cert: dict[str, Any], out_dir: Path, stem: str) -> tuple[P
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / f"{stem}.json"
     html_path = out_dir / f"{stem}.html"
-    json_path.write_text(json.dumps(cert, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
+    json_path.write_text(
+        json.dumps(cert, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8"
+    )
     html_path.write_text(render_html(cert, json_path.name), encoding="utf-8")
     return json_path, html_path
 

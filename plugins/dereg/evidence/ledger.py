@@ -74,18 +74,46 @@ class LedgerVerification:
     reason: str = ""
 
 
-def entry_hash(prev_hash: str, *, seq: int, ts: str, company_id: str, run_id: str, stage: str, event: str,
-               actor: str, details_json: str) -> str:
+def entry_hash(
+    prev_hash: str,
+    *,
+    seq: int,
+    ts: str,
+    company_id: str,
+    run_id: str,
+    stage: str,
+    event: str,
+    actor: str,
+    details_json: str,
+) -> str:
     """sha256 of the previous hash followed by the canonical JSON of the entry's fields."""
-    fields = {"seq": seq, "ts": ts, "company_id": company_id, "run_id": run_id, "stage": stage, "event": event,
-              "actor": actor, "details": json.loads(details_json)}
+    fields = {
+        "seq": seq,
+        "ts": ts,
+        "company_id": company_id,
+        "run_id": run_id,
+        "stage": stage,
+        "event": event,
+        "actor": actor,
+        "details": json.loads(details_json),
+    }
     return hashlib.sha256((prev_hash + canonical_json(fields)).encode()).hexdigest()
 
 
 def _entry(row) -> LedgerEntry:
-    return LedgerEntry(seq=row.seq, entry_id=row.entry_id, ts=row.ts, company_id=row.company_id, run_id=row.run_id,
-                       stage=row.stage, event=row.event, actor=row.actor, details=json.loads(row.details),
-                       prev_hash=row.prev_hash, hash=row.hash)
+    return LedgerEntry(
+        seq=row.seq,
+        entry_id=row.entry_id,
+        ts=row.ts,
+        company_id=row.company_id,
+        run_id=row.run_id,
+        stage=row.stage,
+        event=row.event,
+        actor=row.actor,
+        details=json.loads(row.details),
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
 
 
 class Ledger:
@@ -94,8 +122,16 @@ class Ledger:
     def __init__(self, store: Engine):
         self.store = store
 
-    def append(self, *, company_id: str, run_id: str, stage: str, event: str, actor: str,
-               details: dict[str, Any] | None = None) -> LedgerEntry:
+    def append(
+        self,
+        *,
+        company_id: str,
+        run_id: str,
+        stage: str,
+        event: str,
+        actor: str,
+        details: dict[str, Any] | None = None,
+    ) -> LedgerEntry:
         details_json = canonical_json(details or {})
         ts = dt.datetime.now(dt.UTC).isoformat()
         with self.store.begin() as conn:  # SQLite: BEGIN IMMEDIATE (see store.py), so appends serialise
@@ -107,18 +143,50 @@ class Ledger:
                 query = query.with_for_update()  # InnoDB locks the (possibly absent) key range
             head = conn.execute(query).first()
             seq, prev = (head.seq + 1, head.hash) if head else (1, GENESIS)
-            digest = entry_hash(prev, seq=seq, ts=ts, company_id=company_id, run_id=run_id, stage=stage,
-                                event=event, actor=actor, details_json=details_json)
+            digest = entry_hash(
+                prev,
+                seq=seq,
+                ts=ts,
+                company_id=company_id,
+                run_id=run_id,
+                stage=stage,
+                event=event,
+                actor=actor,
+                details_json=details_json,
+            )
             entry_id = f"L{seq:06d}-{digest[:8]}"
-            conn.execute(ledger.insert().values(seq=seq, entry_id=entry_id, ts=ts, company_id=company_id,
-                                                run_id=run_id, stage=stage, event=event, actor=actor,
-                                                details=details_json, prev_hash=prev, hash=digest))
+            conn.execute(
+                ledger.insert().values(
+                    seq=seq,
+                    entry_id=entry_id,
+                    ts=ts,
+                    company_id=company_id,
+                    run_id=run_id,
+                    stage=stage,
+                    event=event,
+                    actor=actor,
+                    details=details_json,
+                    prev_hash=prev,
+                    hash=digest,
+                )
+            )
             if head is None:
                 conn.execute(ledger_head.insert().values(id=1, seq=seq, hash=digest))
             else:
                 conn.execute(ledger_head.update().where(ledger_head.c.id == 1).values(seq=seq, hash=digest))
-        return LedgerEntry(seq=seq, entry_id=entry_id, ts=ts, company_id=company_id, run_id=run_id, stage=stage,
-                           event=event, actor=actor, details=json.loads(details_json), prev_hash=prev, hash=digest)
+        return LedgerEntry(
+            seq=seq,
+            entry_id=entry_id,
+            ts=ts,
+            company_id=company_id,
+            run_id=run_id,
+            stage=stage,
+            event=event,
+            actor=actor,
+            details=json.loads(details_json),
+            prev_hash=prev,
+            hash=digest,
+        )
 
     def entries(self, *, company_id: str | None = None, run_id: str | None = None) -> list[LedgerEntry]:
         query = sa.select(ledger).order_by(ledger.c.seq)
@@ -130,9 +198,17 @@ class Ledger:
             return [_entry(r) for r in conn.execute(query)]
 
     def latest(self, *, company_id: str, run_id: str, stage: str, event: str) -> LedgerEntry | None:
-        query = (sa.select(ledger).where(ledger.c.company_id == company_id, ledger.c.run_id == run_id,
-                                         ledger.c.stage == stage, ledger.c.event == event)
-                 .order_by(ledger.c.seq.desc()).limit(1))
+        query = (
+            sa.select(ledger)
+            .where(
+                ledger.c.company_id == company_id,
+                ledger.c.run_id == run_id,
+                ledger.c.stage == stage,
+                ledger.c.event == event,
+            )
+            .order_by(ledger.c.seq.desc())
+            .limit(1)
+        )
         with self.store.connect() as conn:
             row = conn.execute(query).first()
         return _entry(row) if row else None
@@ -159,20 +235,34 @@ class Ledger:
                 elif row.prev_hash != prev:
                     problem = "its prev_hash does not match the hash of the entry before it"
                 else:
-                    recomputed = entry_hash(prev, seq=row.seq, ts=row.ts, company_id=row.company_id,
-                                            run_id=row.run_id, stage=row.stage, event=row.event, actor=row.actor,
-                                            details_json=row.details)
+                    recomputed = entry_hash(
+                        prev,
+                        seq=row.seq,
+                        ts=row.ts,
+                        company_id=row.company_id,
+                        run_id=row.run_id,
+                        stage=row.stage,
+                        event=row.event,
+                        actor=row.actor,
+                        details_json=row.details,
+                    )
                     if recomputed != row.hash:
                         problem = "its content does not match its hash (the entry was altered)"
                 if problem:
-                    return LedgerVerification(False, checked, row.seq, row.entry_id, f"entry {row.entry_id}: {problem}")
+                    return LedgerVerification(
+                        False, checked, row.seq, row.entry_id, f"entry {row.entry_id}: {problem}"
+                    )
                 checked += 1
                 prev, expected_seq, last = row.hash, row.seq + 1, row
         if last is None and head is None:
             return LedgerVerification(True, 0, reason="the ledger is empty")
         if head is None or last is None or head.seq != last.seq or head.hash != last.hash:
             return LedgerVerification(
-                False, checked, (last.seq + 1) if last else 1, None,
+                False,
+                checked,
+                (last.seq + 1) if last else 1,
+                None,
                 f"the ledger head records entry {head.seq if head else 'none'} but the last entry present is "
-                f"{last.seq if last else 'none'}: entries were removed from the end")
+                f"{last.seq if last else 'none'}: entries were removed from the end",
+            )
         return LedgerVerification(True, checked, reason=f"{checked} entries, head {last.hash}")

@@ -18,7 +18,12 @@ from dereg import config
 metadata = sa.MetaData()
 
 # Modules that declare tables on `metadata`; imported before create_all.
-_TABLE_MODULES = ("dereg.evidence.ledger", "dereg.evidence.artifacts", "dereg.backup.catalog", "dereg.notify.records")
+_TABLE_MODULES = (
+    "dereg.evidence.ledger",
+    "dereg.evidence.artifacts",
+    "dereg.backup.catalog",
+    "dereg.notify.records",
+)
 
 
 def _make_engine(url: str) -> Engine:

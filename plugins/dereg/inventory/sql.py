@@ -21,7 +21,7 @@ _DIALECTS = {"sqlite": "sqlite", "postgresql": "postgresql", "mysql": "mysql", "
 
 
 def dialect_name(engine: sa.Engine) -> str:
-    """"sqlite", "postgresql" or "mysql" (MariaDB counts as mysql); other names as SQLAlchemy has them."""
+    """ "sqlite", "postgresql" or "mysql" (MariaDB counts as mysql); other names as SQLAlchemy has them."""
     return _DIALECTS.get(engine.dialect.name, engine.dialect.name)
 
 
@@ -43,11 +43,17 @@ def inventory_source(engine: sa.Engine, source_id: str, schema: str | None = Non
     """Reflect every table of `schema` (the default schema when None) and count its rows."""
     tables: list[TableInfo] = []
     database = engine.url.database
-    if engine.dialect.name == "sqlite" and database and database != ":memory:" and not database.startswith("file:"):
+    if (
+        engine.dialect.name == "sqlite"
+        and database
+        and database != ":memory:"
+        and not database.startswith("file:")
+    ):
         if not Path(database).is_file():
             # SQLite would quietly create an empty file and report a source without tables
-            raise SourceError(f"source {source_id}: SQLite file {database} does not exist; check the "
-                              "connection's host/path")
+            raise SourceError(
+                f"source {source_id}: SQLite file {database} does not exist; check the connection's host/path"
+            )
     try:
         with engine.connect() as conn:
             inspector = sa.inspect(conn)
@@ -65,15 +71,26 @@ def inventory_source(engine: sa.Engine, source_id: str, schema: str | None = Non
                     for c in inspector.get_columns(name, schema=schema)
                 ]
                 fks = [
-                    ForeignKey(columns=list(fk["constrained_columns"]), ref_table=fk["referred_table"],
-                               ref_columns=list(fk["referred_columns"]))
+                    ForeignKey(
+                        columns=list(fk["constrained_columns"]),
+                        ref_table=fk["referred_table"],
+                        ref_columns=list(fk["referred_columns"]),
+                    )
                     for fk in inspector.get_foreign_keys(name, schema=schema)
                     if fk.get("referred_table")
                 ]
                 table = sa.table(name, schema=schema)
                 count = conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
-                tables.append(TableInfo(name=name, schema=schema, columns=columns, primary_key=pk_cols,
-                                        foreign_keys=fks, row_count=int(count)))
+                tables.append(
+                    TableInfo(
+                        name=name,
+                        schema=schema,
+                        columns=columns,
+                        primary_key=pk_cols,
+                        foreign_keys=fks,
+                        row_count=int(count),
+                    )
+                )
     except sa.exc.SQLAlchemyError as exc:
         message = redact(str(getattr(exc, "orig", None) or exc))
         if engine.url.password:

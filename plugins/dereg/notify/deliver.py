@@ -39,7 +39,9 @@ class SmtpSettings:
 
     def connect(self) -> smtplib.SMTP:
         try:
-            smtp = (smtplib.SMTP_SSL if self.ssl else smtplib.SMTP)(self.host, self.port, timeout=self.timeout)
+            smtp = (smtplib.SMTP_SSL if self.ssl else smtplib.SMTP)(
+                self.host, self.port, timeout=self.timeout
+            )
             if self.starttls:
                 smtp.starttls()
             if self.user:
@@ -72,17 +74,29 @@ def message_id(company_id: str, run_id: str, ref: str, sender: str) -> str:
     return f"<dereg.{digest}@{domain}>"
 
 
-def send_notices(recipients: RecipientList, *, smtp: SmtpSettings, ctx: NoticeContext, store: Engine,
-                 pseudonym_key: bytes, company_id: str, run_id: str, dry_run: bool,
-                 progress: Callable[[str], None] | None = None) -> NoticeReport:
-    report = NoticeReport(reachable=len(recipients.reachable), unreachable=len(recipients.unreachable),
-                          dry_run=dry_run)
+def send_notices(
+    recipients: RecipientList,
+    *,
+    smtp: SmtpSettings,
+    ctx: NoticeContext,
+    store: Engine,
+    pseudonym_key: bytes,
+    company_id: str,
+    run_id: str,
+    dry_run: bool,
+    progress: Callable[[str], None] | None = None,
+) -> NoticeReport:
+    report = NoticeReport(
+        reachable=len(recipients.reachable), unreachable=len(recipients.unreachable), dry_run=dry_run
+    )
     if dry_run:
         for r in recipients.reachable:  # prove every message renders; send nothing
             render_notice(ctx, r, message_id=message_id(company_id, run_id, "dry-run", ctx.sender))
         if progress:
-            progress(f"dry run: {report.reachable} notices rendered, none sent; {report.unreachable} contacts "
-                     "without an address")
+            progress(
+                f"dry run: {report.reachable} notices rendered, none sent; {report.unreachable} contacts "
+                "without an address"
+            )
         return report
     done = records.statuses(store, company_id, run_id)
     todo = []
@@ -100,8 +114,16 @@ def send_notices(recipients: RecipientList, *, smtp: SmtpSettings, ctx: NoticeCo
         for i, (ref, r) in enumerate(todo, 1):
             mid = message_id(company_id, run_id, ref, ctx.sender)
             message = render_notice(ctx, r, message_id=mid)
-            records.mark(store, company_id=company_id, run_id=run_id, ref=ref, status="sending", message_id=mid,
-                         children=len(r.children), attempt=True)
+            records.mark(
+                store,
+                company_id=company_id,
+                run_id=run_id,
+                ref=ref,
+                status="sending",
+                message_id=mid,
+                children=len(r.children),
+                attempt=True,
+            )
             status, error = "failed", None
             for attempt in range(RETRIES):
                 try:
@@ -119,7 +141,7 @@ def send_notices(recipients: RecipientList, *, smtp: SmtpSettings, ctx: NoticeCo
                     error = f"temporary SMTP error {exc.smtp_code}"
                 except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as exc:
                     error = f"connection lost ({type(exc).__name__})"
-                time.sleep(BACKOFF_SECONDS * (2 ** attempt))
+                time.sleep(BACKOFF_SECONDS * (2**attempt))
                 try:
                     connection.close()
                 except Exception:  # noqa: BLE001 - the connection is being replaced anyway
@@ -128,19 +150,31 @@ def send_notices(recipients: RecipientList, *, smtp: SmtpSettings, ctx: NoticeCo
                     connection = smtp.connect()
                 except NotifyError:
                     continue
-            records.mark(store, company_id=company_id, run_id=run_id, ref=ref, status=status, message_id=mid,
-                         children=len(r.children), error=error)
+            records.mark(
+                store,
+                company_id=company_id,
+                run_id=run_id,
+                ref=ref,
+                status=status,
+                message_id=mid,
+                children=len(r.children),
+                error=error,
+            )
             setattr(report, status, getattr(report, status) + 1)
             if progress and (i % 50 == 0 or i == len(todo)):
-                progress(f"notices: {i}/{len(todo)} processed ({report.sent} sent, {report.refused} refused, "
-                         f"{report.failed} failed)")
+                progress(
+                    f"notices: {i}/{len(todo)} processed ({report.sent} sent, {report.refused} refused, "
+                    f"{report.failed} failed)"
+                )
     finally:
         try:
             connection.quit()
         except Exception:  # noqa: BLE001
             pass
     if report.failed:
-        raise NotifyError(f"{report.failed} notice(s) of {company_id} could not be delivered after {RETRIES} attempts "
-                          f"({report.sent} sent, {report.refused} refused). Run the task again: notices already "
-                          "sent are not sent twice.")
+        raise NotifyError(
+            f"{report.failed} notice(s) of {company_id} could not be delivered after {RETRIES} attempts "
+            f"({report.sent} sent, {report.refused} refused). Run the task again: notices already "
+            "sent are not sent twice."
+        )
     return report

@@ -45,22 +45,47 @@ def _now() -> str:
 def statuses(store: Engine, company_id: str, run_id: str) -> dict[str, str]:
     """recipient_ref -> status for one run."""
     with store.connect() as conn:
-        rows = conn.execute(sa.select(notices.c.recipient_ref, notices.c.status)
-                            .where(notices.c.company_id == company_id, notices.c.run_id == run_id))
+        rows = conn.execute(
+            sa.select(notices.c.recipient_ref, notices.c.status).where(
+                notices.c.company_id == company_id, notices.c.run_id == run_id
+            )
+        )
         return {r.recipient_ref: r.status for r in rows}
 
 
-def mark(store: Engine, *, company_id: str, run_id: str, ref: str, status: str, message_id: str, children: int,
-         error: str | None = None, attempt: bool = False) -> None:
-    key = (notices.c.company_id == company_id) & (notices.c.run_id == run_id) & (notices.c.recipient_ref == ref)
+def mark(
+    store: Engine,
+    *,
+    company_id: str,
+    run_id: str,
+    ref: str,
+    status: str,
+    message_id: str,
+    children: int,
+    error: str | None = None,
+    attempt: bool = False,
+) -> None:
+    key = (
+        (notices.c.company_id == company_id) & (notices.c.run_id == run_id) & (notices.c.recipient_ref == ref)
+    )
     now = _now()
     with store.begin() as conn:
         exists = conn.execute(sa.select(notices.c.id).where(key)).first()
         if exists is None:
-            conn.execute(notices.insert().values(company_id=company_id, run_id=run_id, recipient_ref=ref,
-                                                 status=status, message_id=message_id, children=children,
-                                                 attempts=1 if attempt else 0, error=error, created_at=now,
-                                                 updated_at=now))
+            conn.execute(
+                notices.insert().values(
+                    company_id=company_id,
+                    run_id=run_id,
+                    recipient_ref=ref,
+                    status=status,
+                    message_id=message_id,
+                    children=children,
+                    attempts=1 if attempt else 0,
+                    error=error,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
         else:
             values = {"status": status, "error": error, "updated_at": now}
             if attempt:
@@ -70,6 +95,9 @@ def mark(store: Engine, *, company_id: str, run_id: str, ref: str, status: str, 
 
 def counts(store: Engine, company_id: str, run_id: str) -> dict[str, int]:
     with store.connect() as conn:
-        rows = conn.execute(sa.select(notices.c.status, sa.func.count()).where(
-            notices.c.company_id == company_id, notices.c.run_id == run_id).group_by(notices.c.status))
+        rows = conn.execute(
+            sa.select(notices.c.status, sa.func.count())
+            .where(notices.c.company_id == company_id, notices.c.run_id == run_id)
+            .group_by(notices.c.status)
+        )
         return {status: n for status, n in rows}

@@ -30,8 +30,12 @@ class NoticeContext:
 
 @lru_cache(maxsize=4)
 def _environment(directory: str) -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(directory), undefined=jinja2.StrictUndefined,
-                              autoescape=jinja2.select_autoescape(["html.j2"]), keep_trailing_newline=True)
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(directory),
+        undefined=jinja2.StrictUndefined,
+        autoescape=jinja2.select_autoescape(["html.j2"]),
+        keep_trailing_newline=True,
+    )
 
 
 def render_notice(ctx: NoticeContext, recipient, *, message_id: str) -> EmailMessage:
@@ -47,6 +51,7 @@ def render_notice(ctx: NoticeContext, recipient, *, message_id: str) -> EmailMes
     message["Message-ID"] = message_id
     message["Content-Language"] = "zh-CN, en"
     message.set_content(env.get_template("notice.txt.j2").render(**values), charset="utf-8")
-    message.add_alternative(env.get_template("notice.html.j2").render(subject=subject, **values), subtype="html",
-                            charset="utf-8")
+    message.add_alternative(
+        env.get_template("notice.html.j2").render(subject=subject, **values), subtype="html", charset="utf-8"
+    )
     return message

@@ -72,21 +72,33 @@ class ErasureApprovalOperator(ComplianceMixin, ApprovalOperator):
 
     def execute_complete(self, context, event: dict[str, Any]) -> Any:
         run = self.run_context(context)
-        responder = (event.get("responded_by_user") or {}).get("name") or (
-            event.get("responded_by_user") or {}).get("id") or "unknown"
+        responder = (
+            (event.get("responded_by_user") or {}).get("name")
+            or (event.get("responded_by_user") or {}).get("id")
+            or "unknown"
+        )
         chosen = list(event.get("chosen_options") or [])
         plans = _load_plans(run)
         plan_hash = combined_plan_hash({sid: p.plan_hash for sid, p in plans.items()})
         if responder == run.triggered_by:
-            message = (f"approval of {run.company_id} run {run.run_id} refused: {responder!r} triggered this run "
-                       "and cannot also approve it. Ask a second person; nothing was erased.")
+            message = (
+                f"approval of {run.company_id} run {run.run_id} refused: {responder!r} triggered this run "
+                "and cannot also approve it. Ask a second person; nothing was erased."
+            )
             run.record(self.stage, "refused", actor=responder, reason=message, plan_hash=plan_hash)
             raise GateError(message)
         if chosen != [self.APPROVE]:
             run.record(self.stage, "rejected", actor=responder, plan_hash=plan_hash, chosen=chosen)
-            raise GateError(f"{responder!r} rejected the erasure plan of {run.company_id}; nothing was erased. "
-                            "Review the plan, then trigger a new run.")
+            raise GateError(
+                f"{responder!r} rejected the erasure plan of {run.company_id}; nothing was erased. "
+                "Review the plan, then trigger a new run."
+            )
         entry = run.record(self.stage, "succeeded", actor=responder, decision="approved", plan_hash=plan_hash)
         self.log.info("Plan %s approved by %s", plan_hash, responder)
         super().execute_complete(context, event)
-        return {"decision": "approved", "approver": responder, "plan_hash": plan_hash, "ledger_entry": entry.entry_id}
+        return {
+            "decision": "approved",
+            "approver": responder,
+            "plan_hash": plan_hash,
+            "ledger_entry": entry.entry_id,
+        }

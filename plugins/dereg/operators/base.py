@@ -44,11 +44,19 @@ class RunContext:
         return self.manifest.company_id
 
     def record(self, stage: str, event: str, actor: str | None = None, **details: Any):
-        return self.ledger.append(company_id=self.company_id, run_id=self.run_id, stage=stage, event=event,
-                                  actor=actor or self.triggered_by, details=details)
+        return self.ledger.append(
+            company_id=self.company_id,
+            run_id=self.run_id,
+            stage=stage,
+            event=event,
+            actor=actor or self.triggered_by,
+            details=details,
+        )
 
     def succeeded(self, stage: str):
-        return self.ledger.latest(company_id=self.company_id, run_id=self.run_id, stage=stage, event="succeeded")
+        return self.ledger.latest(
+            company_id=self.company_id, run_id=self.run_id, stage=stage, event="succeeded"
+        )
 
     def output_dir(self) -> Path:
         safe_run = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in self.run_id)

@@ -64,7 +64,9 @@ def s3_location(conn_id: str, backup_spec):
 
     conn = get_connection(conn_id)
     extra = conn.extra_dejson or {}
-    endpoint = extra.get("endpoint_url") or (extra.get("service_config", {}).get("s3", {}) or {}).get("endpoint_url")
+    endpoint = extra.get("endpoint_url") or (extra.get("service_config", {}).get("s3", {}) or {}).get(
+        "endpoint_url"
+    )
     return S3Location(
         endpoint_url=endpoint,
         access_key=conn.login or extra.get("aws_access_key_id"),

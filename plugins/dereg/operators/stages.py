@@ -34,21 +34,26 @@ def combined_plan_hash(plan_hashes: dict[str, str]) -> str:
 def _inventory(run: RunContext, source_id: str):
     from dereg.model import SourceInventory
 
-    return SourceInventory.from_dict(get_artifact(run.store, run.company_id, run.run_id, f"inventory.{source_id}"))
+    return SourceInventory.from_dict(
+        get_artifact(run.store, run.company_id, run.run_id, f"inventory.{source_id}")
+    )
 
 
 def _classification(run: RunContext, source_id: str):
     from dereg.model import ClassificationResult
 
     return ClassificationResult.from_dict(
-        get_artifact(run.store, run.company_id, run.run_id, f"classification.{source_id}"))
+        get_artifact(run.store, run.company_id, run.run_id, f"classification.{source_id}")
+    )
 
 
 def _load_plans(run: RunContext) -> dict:
     from dereg.erase.plan import ErasurePlan
 
-    return {s.id: ErasurePlan.from_dict(get_artifact(run.store, run.company_id, run.run_id, f"plan.{s.id}"))
-            for s in run.manifest.sources}
+    return {
+        s.id: ErasurePlan.from_dict(get_artifact(run.store, run.company_id, run.run_id, f"plan.{s.id}"))
+        for s in run.manifest.sources
+    }
 
 
 class PreflightOperator(ComplianceOperator):
@@ -63,7 +68,9 @@ class PreflightOperator(ComplianceOperator):
         m = run.manifest
         problems = connection_problems(m, connection_exists)
         if len(run.reason.strip()) < 5:
-            problems.append("params.reason: say why this closure runs (at least 5 characters); it goes in the ledger")
+            problems.append(
+                "params.reason: say why this closure runs (at least 5 characters); it goes in the ledger"
+            )
         try:
             Keyring.load()
         except DeregError as exc:
@@ -82,7 +89,9 @@ class PreflightOperator(ComplianceOperator):
                 f"preflight of company {m.company_id} found {len(problems)} problem(s); nothing was done:\n"
                 + "\n".join(f"  - {p}" for p in problems)
             )
-        self.log.info("Preflight passed for %s (%d source(s), dry_run=%s)", m.company_id, len(m.sources), run.dry_run)
+        self.log.info(
+            "Preflight passed for %s (%d source(s), dry_run=%s)", m.company_id, len(m.sources), run.dry_run
+        )
         return {
             "reason": run.reason,
             "dry_run": run.dry_run,
@@ -105,16 +114,24 @@ class PreflightOperator(ComplianceOperator):
                 tables = set(sa.inspect(conn).get_table_names())
             engine.dispose()
         except Exception as exc:  # noqa: BLE001
-            return [f"sources[{i}] ({source.id}): database of connection {source.conn_id!r} is unreachable "
-                    f"({type(exc).__name__}); check host, port and credentials of the connection"]
+            return [
+                f"sources[{i}] ({source.id}): database of connection {source.conn_id!r} is unreachable "
+                f"({type(exc).__name__}); check host, port and credentials of the connection"
+            ]
         problems = []
         if source.subject_table not in tables:
-            problems.append(f"sources[{i}].subject_table: table {source.subject_table!r} does not exist in {source.id}")
+            problems.append(
+                f"sources[{i}].subject_table: table {source.subject_table!r} does not exist in {source.id}"
+            )
         if source.notify and source.notify.table not in tables:
-            problems.append(f"sources[{i}].notify.table: table {source.notify.table!r} does not exist in {source.id}")
+            problems.append(
+                f"sources[{i}].notify.table: table {source.notify.table!r} does not exist in {source.id}"
+            )
         for j, rule in enumerate(source.retain):
             if rule.table not in tables:
-                problems.append(f"sources[{i}].retain[{j}].table: table {rule.table!r} does not exist in {source.id}")
+                problems.append(
+                    f"sources[{i}].retain[{j}].table: table {rule.table!r} does not exist in {source.id}"
+                )
         return problems
 
     @staticmethod
@@ -125,8 +142,10 @@ class PreflightOperator(ComplianceOperator):
         try:
             location.client().list_buckets()
         except (BotoCoreError, ClientError) as exc:
-            return [f"backup.conn_id: the S3 store {location.endpoint_url or 'AWS'} of connection "
-                    f"{m.backup.conn_id!r} is unreachable or refuses the credentials ({type(exc).__name__})"]
+            return [
+                f"backup.conn_id: the S3 store {location.endpoint_url or 'AWS'} of connection "
+                f"{m.backup.conn_id!r} is unreachable or refuses the credentials ({type(exc).__name__})"
+            ]
         return []
 
     @staticmethod
@@ -137,8 +156,10 @@ class PreflightOperator(ComplianceOperator):
             with cls(settings.host, settings.port, timeout=min(settings.timeout, 10)) as smtp:
                 smtp.noop()
         except (TimeoutError, OSError, smtplib.SMTPException) as exc:
-            return [f"notify.smtp_conn_id: SMTP server {settings.host}:{settings.port} of connection {conn_id!r} "
-                    f"is unreachable ({type(exc).__name__}); check the connection or the mail relay"]
+            return [
+                f"notify.smtp_conn_id: SMTP server {settings.host}:{settings.port} of connection {conn_id!r} "
+                f"is unreachable ({type(exc).__name__}); check the connection or the mail relay"
+            ]
         return []
 
 
@@ -156,7 +177,9 @@ class InventoryOperator(ComplianceOperator):
             engine = source_engine(source.conn_id)
             inventory = inventory_source(engine, source.id)
             engine.dispose()
-            digest = put_artifact(run.store, run.company_id, run.run_id, f"inventory.{source.id}", inventory.to_dict())
+            digest = put_artifact(
+                run.store, run.company_id, run.run_id, f"inventory.{source.id}", inventory.to_dict()
+            )
             rows = sum(t.row_count for t in inventory.tables)
             self.log.info("Inventory of %s: %d tables, %d rows", source.id, len(inventory.tables), rows)
             summary[source.id] = {"tables": len(inventory.tables), "rows": rows, "artifact_sha256": digest}
@@ -176,20 +199,39 @@ class ClassifyOperator(ComplianceOperator):
         for source in run.manifest.sources:
             inventory = _inventory(run, source.id)
             engine = source_engine(source.conn_id)
-            result = classify_source(engine, inventory, sample_size=CLASSIFY_SAMPLE_SIZE,
-                                     closure_date=run.manifest.closure_date, subject_table=source.subject_table)
+            result = classify_source(
+                engine,
+                inventory,
+                sample_size=CLASSIFY_SAMPLE_SIZE,
+                closure_date=run.manifest.closure_date,
+                subject_table=source.subject_table,
+            )
             engine.dispose()
-            digest = put_artifact(run.store, run.company_id, run.run_id, f"classification.{source.id}",
-                                  result.to_dict())
+            digest = put_artifact(
+                run.store, run.company_id, run.run_id, f"classification.{source.id}", result.to_dict()
+            )
             personal = [c for c in result.columns if c.personal]
             sensitive = [c for c in personal if c.level == "sensitive"]
             for c in personal:
-                self.log.info("  %s.%s: %s (%s) %s", c.table, c.column, ",".join(c.categories), c.level, c.reason)
-            self.log.info("Classified %s: %d personal columns (%d sensitive), %d of %d subjects are minors",
-                          source.id, len(personal), len(sensitive), result.minors, result.subjects)
-            summary[source.id] = {"columns": len(result.columns), "personal_columns": len(personal),
-                                  "sensitive_columns": len(sensitive), "subjects": result.subjects,
-                                  "minors": result.minors, "artifact_sha256": digest}
+                self.log.info(
+                    "  %s.%s: %s (%s) %s", c.table, c.column, ",".join(c.categories), c.level, c.reason
+                )
+            self.log.info(
+                "Classified %s: %d personal columns (%d sensitive), %d of %d subjects are minors",
+                source.id,
+                len(personal),
+                len(sensitive),
+                result.minors,
+                result.subjects,
+            )
+            summary[source.id] = {
+                "columns": len(result.columns),
+                "personal_columns": len(personal),
+                "sensitive_columns": len(sensitive),
+                "subjects": result.subjects,
+                "minors": result.minors,
+                "artifact_sha256": digest,
+            }
         return {"sources": summary}
 
 
@@ -207,14 +249,25 @@ class PlanOperator(ComplianceOperator):
             inventory = _inventory(run, source.id)
             classification = _classification(run, source.id)
             plan = build_plan(
-                company_id=run.company_id, inventory=inventory, classification=classification,
+                company_id=run.company_id,
+                inventory=inventory,
+                classification=classification,
                 subject_table=source.subject_table,
-                retain=[RetainRule(table=r.table, action=r.action, law=r.law, years=r.years) for r in source.retain],
+                retain=[
+                    RetainRule(table=r.table, action=r.action, law=r.law, years=r.years)
+                    for r in source.retain
+                ],
             )
             put_artifact(run.store, run.company_id, run.run_id, f"plan.{source.id}", plan.to_dict())
             for action in plan.tables:
-                self.log.info("  %s.%s: %s %d rows %s", source.id, action.table, action.action, action.rows,
-                              ",".join(action.columns))
+                self.log.info(
+                    "  %s.%s: %s %d rows %s",
+                    source.id,
+                    action.table,
+                    action.action,
+                    action.rows,
+                    ",".join(action.columns),
+                )
             hashes[source.id] = plan.plan_hash
             summaries[source.id] = plan.summary()
         plan_hash = combined_plan_hash(hashes)
@@ -246,24 +299,40 @@ class NotifyCustomersOperator(ComplianceOperator):
                 self.log.info("Source %s names no notice recipients; skipped", source.id)
                 continue
             classification = _classification(run, source.id)
-            categories = sorted({cat for c in classification.columns for cat in c.categories if cat in taxonomy})
+            categories = sorted(
+                {cat for c in classification.columns for cat in c.categories if cat in taxonomy}
+            )
             ctx = NoticeContext(
-                company_name_zh=m.name_zh, company_name_en=m.name_en, sender=m.sender, reply_to=m.reply_to,
+                company_name_zh=m.name_zh,
+                company_name_en=m.name_en,
+                sender=m.sender,
+                reply_to=m.reply_to,
                 categories=[(taxonomy[c].zh, taxonomy[c].en) for c in categories],
                 kept=[f"{r.table}: {r.law}, {r.years} 年 / years" for r in source.retain],
-                erase_date=erase_date, response_deadline=erase_date, complaint=m.complaint,
+                erase_date=erase_date,
+                response_deadline=erase_date,
+                complaint=m.complaint,
             )
             engine = source_engine(source.conn_id)
             recipients = collect_recipients(
-                engine, subject_table=source.subject_table, notify_table=source.notify.table,
-                email_column=source.notify.email_column, name_column=source.notify.name_column,
+                engine,
+                subject_table=source.subject_table,
+                notify_table=source.notify.table,
+                email_column=source.notify.email_column,
+                name_column=source.notify.name_column,
                 link_column=source.notify.link_column,
             )
             engine.dispose()
             report = send_notices(
-                recipients, smtp=smtp_settings(m.smtp_conn_id), ctx=ctx, store=run.store,
-                pseudonym_key=keyring.pseudonym_key, company_id=run.company_id, run_id=run.run_id,
-                dry_run=run.dry_run, progress=self._progress,
+                recipients,
+                smtp=smtp_settings(m.smtp_conn_id),
+                ctx=ctx,
+                store=run.store,
+                pseudonym_key=keyring.pseudonym_key,
+                company_id=run.company_id,
+                run_id=run.run_id,
+                dry_run=run.dry_run,
+                progress=self._progress,
             )
             reports[source.id] = report.to_dict()
             self.log.info("Notices for %s: %s", source.id, report.to_dict())
@@ -283,7 +352,9 @@ class WaitForResponsesOperator(ComplianceOperator):
         sent_at = dt.datetime.fromisoformat(notified.ts)
         window_end = sent_at + dt.timedelta(days=run.notice_window_days)
         if run.dry_run or dt.datetime.now(dt.UTC) >= window_end:
-            self.log.info("Notice window ended at %s (dry_run=%s); continuing", window_end.isoformat(), run.dry_run)
+            self.log.info(
+                "Notice window ended at %s (dry_run=%s); continuing", window_end.isoformat(), run.dry_run
+            )
             return {"window_end": window_end.isoformat(), "waited": False}
         self.log.info("Waiting for customer answers until %s", window_end.isoformat())
         self.defer(trigger=DateTimeTrigger(moment=window_end), method_name="resume")
@@ -314,22 +385,42 @@ class BackupOperator(ComplianceOperator):
             summary = {
                 "personal_columns": sum(1 for c in classification.columns if c.personal),
                 "sensitive_columns": sum(1 for c in classification.columns if c.level == "sensitive"),
-                "minors": classification.minors, "subjects": classification.subjects,
+                "minors": classification.minors,
+                "subjects": classification.subjects,
             }
             engine = source_engine(source.conn_id)
             record = create_backup(
-                engine, company_id=run.company_id, run_id=run.run_id, source_id=source.id, location=location,
-                keyring=keyring, store=run.store, retention_days=m.backup.retention_days,
-                object_lock=m.backup.object_lock, classification_summary=summary, progress=self._progress,
+                engine,
+                company_id=run.company_id,
+                run_id=run.run_id,
+                source_id=source.id,
+                location=location,
+                keyring=keyring,
+                store=run.store,
+                retention_days=m.backup.retention_days,
+                object_lock=m.backup.object_lock,
+                classification_summary=summary,
+                progress=self._progress,
             )
             engine.dispose()
-            self.log.info("Backup %s of %s: %d rows in %d tables (reused=%s), retained until %s",
-                          record.backup_id, source.id, record.total_rows, len(record.tables), record.reused,
-                          record.retain_until)
-            backups[source.id] = {"backup_id": record.backup_id, "rows": record.total_rows,
-                                  "tables": len(record.tables), "retain_until": record.retain_until,
-                                  "object_lock": record.object_lock, "manifest_key": record.manifest_key,
-                                  "bucket": location.bucket}
+            self.log.info(
+                "Backup %s of %s: %d rows in %d tables (reused=%s), retained until %s",
+                record.backup_id,
+                source.id,
+                record.total_rows,
+                len(record.tables),
+                record.reused,
+                record.retain_until,
+            )
+            backups[source.id] = {
+                "backup_id": record.backup_id,
+                "rows": record.total_rows,
+                "tables": len(record.tables),
+                "retain_until": record.retain_until,
+                "object_lock": record.object_lock,
+                "manifest_key": record.manifest_key,
+                "bucket": location.bucket,
+            }
         put_artifact(run.store, run.company_id, run.run_id, "backups", backups)
         return {"backups": backups}
 
@@ -350,18 +441,33 @@ class RestoreVerifyOperator(ComplianceOperator):
         backups = get_artifact(run.store, run.company_id, run.run_id, "backups")
         results = {}
         for source_id, info in backups.items():
-            report = restore_and_verify(info["backup_id"], location=location, keyring=keyring, store=run.store,
-                                        progress=self._progress)
+            report = restore_and_verify(
+                info["backup_id"],
+                location=location,
+                keyring=keyring,
+                store=run.store,
+                progress=self._progress,
+            )
             if not report.ok:
                 raise RestoreMismatch(
                     f"backup {info['backup_id']} of {run.company_id}/{source_id} does not restore to what was "
-                    "backed up:\n" + "\n".join(f"  - {p}" for p in report.problems)
-                    + "\nNothing will be erased. Take a new backup (clear the backup task) and investigate.")
-            self.log.info("Backup %s restored and verified: %d tables in %.1f s", info["backup_id"],
-                          len(report.tables), report.seconds)
-            results[source_id] = {"backup_id": info["backup_id"], "tables": len(report.tables),
-                                  "rows": sum(t["restored_rows"] for t in report.tables.values()),
-                                  "seconds": round(report.seconds, 2), "ok": True}
+                    "backed up:\n"
+                    + "\n".join(f"  - {p}" for p in report.problems)
+                    + "\nNothing will be erased. Take a new backup (clear the backup task) and investigate."
+                )
+            self.log.info(
+                "Backup %s restored and verified: %d tables in %.1f s",
+                info["backup_id"],
+                len(report.tables),
+                report.seconds,
+            )
+            results[source_id] = {
+                "backup_id": info["backup_id"],
+                "tables": len(report.tables),
+                "rows": sum(t["restored_rows"] for t in report.tables.values()),
+                "seconds": round(report.seconds, 2),
+                "ok": True,
+            }
         return {"restores": results}
 
 
@@ -383,13 +489,18 @@ class EraseOperator(ComplianceOperator):
         if approval.details.get("decision") != "approved":
             problems.append("the plan was not approved")
         if approval.details.get("plan_hash") != current:
-            problems.append(f"the approved plan hash {approval.details.get('plan_hash')} differs from the plan "
-                            f"about to run ({current}); the plan changed after approval")
+            problems.append(
+                f"the approved plan hash {approval.details.get('plan_hash')} differs from the plan "
+                f"about to run ({current}); the plan changed after approval"
+            )
         if approval.actor == run.triggered_by:
             problems.append(f"the approver {approval.actor!r} is the person who triggered the run")
         if problems:
-            message = (f"erase refuses for company {run.company_id}, run {run.run_id}: " + "; ".join(problems)
-                       + ". Nothing was erased. Re-plan and ask a second person to approve.")
+            message = (
+                f"erase refuses for company {run.company_id}, run {run.run_id}: "
+                + "; ".join(problems)
+                + ". Nothing was erased. Re-plan and ask a second person to approve."
+            )
             run.record(self.stage, "refused", reason=message)
             raise GateError(message)
 
@@ -405,8 +516,9 @@ class EraseOperator(ComplianceOperator):
         for source in run.manifest.sources:
             plan = _load_plans(run)[source.id]
             engine = source_engine(source.conn_id)
-            done[source.id] = execute_plan(engine, plan, pseudonym_key=keyring.pseudonym_key,
-                                           progress=self._progress)
+            done[source.id] = execute_plan(
+                engine, plan, pseudonym_key=keyring.pseudonym_key, progress=self._progress
+            )
             engine.dispose()
         return {"rows": done}
 
@@ -453,13 +565,18 @@ class VerifyErasureOperator(ComplianceOperator):
             hits = full_scan_hits(engine, after)
             verification = verify_erasure(engine, plan, after, hits)
             engine.dispose()
-            results[source.id] = {"ok": verification.ok, "tables": verification.tables,
-                                  "notes": getattr(verification, "notes", []),
-                                  "values_scanned_columns": len(hits), "personal_values_found": sum(hits.values())}
+            results[source.id] = {
+                "ok": verification.ok,
+                "tables": verification.tables,
+                "notes": getattr(verification, "notes", []),
+                "values_scanned_columns": len(hits),
+                "personal_values_found": sum(hits.values()),
+            }
             problems += [f"{source.id}: {p}" for p in verification.problems]
         if problems:
-            raise ErasureError(f"erasure of {run.company_id} is not complete:\n"
-                               + "\n".join(f"  - {p}" for p in problems))
+            raise ErasureError(
+                f"erasure of {run.company_id} is not complete:\n" + "\n".join(f"  - {p}" for p in problems)
+            )
         return {"verification": results}
 
 
@@ -474,21 +591,32 @@ class CertificateOperator(ComplianceOperator):
         from dereg.evidence.certificate import sign_certificate, write_certificate
         from dereg.keys import Keyring
 
-        body = build_certificate_body(run, source_urls={s.id: _describe_store(s.conn_id) for s in run.manifest.sources})
+        body = build_certificate_body(
+            run, source_urls={s.id: _describe_store(s.conn_id) for s in run.manifest.sources}
+        )
         cert = sign_certificate(body, Keyring.load())
         stem = "dry-run-report" if run.dry_run else "certificate"
         json_path, html_path = write_certificate(cert, run.output_dir(), stem)
         put_artifact(run.store, run.company_id, run.run_id, "certificate", cert)
         self.log.info("Signed %s written to %s (and %s)", stem, json_path, html_path.name)
-        return {"certificate_path": str(json_path), "html_path": str(html_path),
-                "sha256": hashlib.sha256(json_path.read_bytes()).hexdigest(), "dry_run": run.dry_run}
+        return {
+            "certificate_path": str(json_path),
+            "html_path": str(html_path),
+            "sha256": hashlib.sha256(json_path.read_bytes()).hexdigest(),
+            "dry_run": run.dry_run,
+        }
 
 
 def _describe_store(conn_id: str) -> dict[str, Any]:
     """Where a source lives, without credentials."""
     conn = get_connection(conn_id)
-    return {"conn_id": conn_id, "type": conn.conn_type,
-            "location": conn.host if conn.conn_type == "sqlite" else f"{conn.host}:{conn.port or ''}/{conn.schema or ''}"}
+    return {
+        "conn_id": conn_id,
+        "type": conn.conn_type,
+        "location": conn.host
+        if conn.conn_type == "sqlite"
+        else f"{conn.host}:{conn.port or ''}/{conn.schema or ''}",
+    }
 
 
 class ManifestProblemsOperator(ComplianceOperator):
@@ -513,13 +641,19 @@ class ManifestProblemsOperator(ComplianceOperator):
         dag_run = context["dag_run"]
         try:
             Ledger(open_store(config.store_url())).append(
-                company_id=company_id_from_path(Path(self.manifest_path)), run_id=dag_run.run_id, stage=self.stage,
-                event="failed", actor=getattr(dag_run, "triggering_user_name", None) or "unknown",
-                details={"error_type": "ManifestError", "problems": self.problems})
+                company_id=company_id_from_path(Path(self.manifest_path)),
+                run_id=dag_run.run_id,
+                stage=self.stage,
+                event="failed",
+                actor=getattr(dag_run, "triggering_user_name", None) or "unknown",
+                details={"error_type": "ManifestError", "problems": self.problems},
+            )
         except Exception:  # noqa: BLE001 - the manifest error is what the operator must see
             self.log.exception("could not record the manifest problems in the ledger")
         raise error
 
 
 __all__ = [name for name in dir() if name.endswith("Operator") and name != "ComplianceOperator"] + [
-    "combined_plan_hash", "GateError"]
+    "combined_plan_hash",
+    "GateError",
+]

@@ -14,8 +14,11 @@ from dereg.stack import embedded
 from dereg.stack.rest import AirflowClient
 
 DAG_ID = "closure__demo_academy"
-DEMO_CONF = {"dry_run": False, "reason": "Demo: Little Star Academy is deregistering (make demo)",
-             "notice_window_days": 0}
+DEMO_CONF = {
+    "dry_run": False,
+    "reason": "Demo: Little Star Academy is deregistering (make demo)",
+    "notice_window_days": 0,
+}
 
 
 def _base_url() -> str:
@@ -45,11 +48,15 @@ def run(students: int, follow_timeout: float) -> int:
             f"\n  The run waits at '{task_id}' for a second person's approval.\n"
             f"  Approve in the UI: {_base_url()}/dags/{DAG_ID}/runs/{run_id}  "
             f"(log in as approver / {pw['approver']}, then Required Actions)\n"
-            f"  or run `make demo-approve` in another terminal.\n", flush=True)
+            f"  or run `make demo-approve` in another terminal.\n",
+            flush=True,
+        )
 
     state = ops.follow(DAG_ID, run_id, on_change=on_change, on_waiting=on_waiting, timeout=follow_timeout)
     if state != "success":
-        print(f"\nThe run ended {state}. Task logs: {_base_url()}/dags/{DAG_ID}/runs/{run_id}", file=sys.stderr)
+        print(
+            f"\nThe run ended {state}. Task logs: {_base_url()}/dags/{DAG_ID}/runs/{run_id}", file=sys.stderr
+        )
         return 1
     cert = ops.xcom(DAG_ID, run_id, "certificate")
     print(f"\nClosure finished in {time.monotonic() - t0:.0f} s.")

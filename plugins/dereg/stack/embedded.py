@@ -89,14 +89,22 @@ def stack_env() -> dict[str, str]:
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         "AIRFLOW_CONN_DEMO_ACADEMY_DB": json.dumps({"conn_type": "sqlite", "host": str(demo_source_path())}),
-        "AIRFLOW_CONN_DEREG_OFFSITE": json.dumps({
-            "conn_type": "aws", "login": ACCESS_KEY, "password": SECRET_KEY,
-            "extra": {"endpoint_url": f"http://127.0.0.1:{p['s3']}", "region_name": "cn-north-1"},
-        }),
-        "AIRFLOW_CONN_DEREG_SMTP": json.dumps({
-            "conn_type": "smtp", "host": "127.0.0.1", "port": p["smtp"],
-            "extra": {"disable_ssl": True, "disable_tls": True},
-        }),
+        "AIRFLOW_CONN_DEREG_OFFSITE": json.dumps(
+            {
+                "conn_type": "aws",
+                "login": ACCESS_KEY,
+                "password": SECRET_KEY,
+                "extra": {"endpoint_url": f"http://127.0.0.1:{p['s3']}", "region_name": "cn-north-1"},
+            }
+        ),
+        "AIRFLOW_CONN_DEREG_SMTP": json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": p["smtp"],
+                "extra": {"disable_ssl": True, "disable_tls": True},
+            }
+        ),
         "DEREG_STATE_DIR": str(state),
         "DEREG_STORE_URL": config.store_url(),
         "DEREG_KEYRING": str(config.keyring_path()),
@@ -128,8 +136,14 @@ def _spawn(name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
     logs = config.state_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log = open(logs / f"{name}.log", "ab")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env},
-                            start_new_session=True, cwd=config.REPO_ROOT)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **env},
+        start_new_session=True,
+        cwd=config.REPO_ROOT,
+    )
     _pid_file(name).parent.mkdir(parents=True, exist_ok=True)
     _pid_file(name).write_text(str(proc.pid))
     return proc
@@ -143,9 +157,11 @@ def up(timeout: float = 240) -> None:
     state = config.state_dir()
     # Check every port first, so that a taken one stops us before anything starts.
     if not _running("airflow"):
-        for key, what, var in (("airflow", "Airflow", "DEREG_AIRFLOW_PORT"),
-                               ("worker_logs", "Airflow's task log server", "DEREG_WORKER_LOG_PORT"),
-                               ("trigger_logs", "Airflow's triggerer log server", "DEREG_TRIGGER_LOG_PORT")):
+        for key, what, var in (
+            ("airflow", "Airflow", "DEREG_AIRFLOW_PORT"),
+            ("worker_logs", "Airflow's task log server", "DEREG_WORKER_LOG_PORT"),
+            ("trigger_logs", "Airflow's triggerer log server", "DEREG_TRIGGER_LOG_PORT"),
+        ):
             require_free(p[key], what, var)
     if not _running("smtp"):
         require_free(p["smtp"], "the SMTP sink", "DEREG_SMTP_PORT")
@@ -166,8 +182,19 @@ def up(timeout: float = 240) -> None:
         print(f"  SeaweedFS S3    http://127.0.0.1:{p['s3']}")
     if not _running("smtp"):
         require_free(p["smtp"], "the SMTP sink", "DEREG_SMTP_PORT")
-        proc = _spawn("smtp", [sys.executable, "-m", "dereg.stack.smtp_sink", "--port", str(p["smtp"]),
-                               "--dir", str(state / "mail")], env)
+        proc = _spawn(
+            "smtp",
+            [
+                sys.executable,
+                "-m",
+                "dereg.stack.smtp_sink",
+                "--port",
+                str(p["smtp"]),
+                "--dir",
+                str(state / "mail"),
+            ],
+            env,
+        )
         wait_for_port(p["smtp"], 30, "SMTP sink", proc=proc)
         print(f"  SMTP sink       127.0.0.1:{p['smtp']} -> {state / 'mail'}")
     if not _running("airflow"):
@@ -175,10 +202,13 @@ def up(timeout: float = 240) -> None:
         require_free(p["worker_logs"], "Airflow's task log server", "DEREG_WORKER_LOG_PORT")
         require_free(p["trigger_logs"], "Airflow's triggerer log server", "DEREG_TRIGGER_LOG_PORT")
         airflow = str(Path(sys.executable).parent / "airflow")
-        migrate = subprocess.run([airflow, "db", "migrate"], env={**os.environ, **env}, capture_output=True,
-                                 text=True)
+        migrate = subprocess.run(
+            [airflow, "db", "migrate"], env={**os.environ, **env}, capture_output=True, text=True
+        )
         if migrate.returncode != 0:
-            raise DeregError(f"`airflow db migrate` failed:\n{migrate.stdout[-2000:]}\n{migrate.stderr[-2000:]}")
+            raise DeregError(
+                f"`airflow db migrate` failed:\n{migrate.stdout[-2000:]}\n{migrate.stderr[-2000:]}"
+            )
         proc = _spawn("airflow", [airflow, "standalone"], env)
         wait_for_port(p["airflow"], timeout, "Airflow standalone", proc=proc)
         _wait_healthy(p["airflow"], timeout)
@@ -197,8 +227,10 @@ def _wait_healthy(port: int, timeout: float) -> None:
         except requests.RequestException:
             pass
         time.sleep(1)
-    raise DeregError(f"Airflow on port {port} did not become healthy within {timeout:.0f} s; "
-                     f"see {config.state_dir() / 'logs' / 'airflow.log'}")
+    raise DeregError(
+        f"Airflow on port {port} did not become healthy within {timeout:.0f} s; "
+        f"see {config.state_dir() / 'logs' / 'airflow.log'}"
+    )
 
 
 def down() -> None:

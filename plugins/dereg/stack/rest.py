@@ -16,18 +16,23 @@ class AirflowClient:
         self.username = username
         self.session = requests.Session()
         self.session.trust_env = False
-        r = self.session.post(f"{self.base_url}/auth/token", json={"username": username, "password": password},
-                              timeout=30)
+        r = self.session.post(
+            f"{self.base_url}/auth/token", json={"username": username, "password": password}, timeout=30
+        )
         if r.status_code not in (200, 201):
-            raise DeregError(f"Airflow at {self.base_url} refused the login of {username!r} "
-                             f"(HTTP {r.status_code}); check the password in .state/airflow/passwords.json")
+            raise DeregError(
+                f"Airflow at {self.base_url} refused the login of {username!r} "
+                f"(HTTP {r.status_code}); check the password in .state/airflow/passwords.json"
+            )
         self.session.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
 
     def _call(self, method: str, path: str, **kwargs):
         r = self.session.request(method, f"{self.base_url}/api/v2{path}", timeout=30, **kwargs)
         if r.status_code >= 400:
-            raise DeregError(f"Airflow REST {method} {path} as {self.username!r} failed: HTTP {r.status_code} "
-                             f"{r.text[:500]}")
+            raise DeregError(
+                f"Airflow REST {method} {path} as {self.username!r} failed: HTTP {r.status_code} "
+                f"{r.text[:500]}"
+            )
         return r.json() if r.content else None
 
     def wait_for_dag(self, dag_id: str, timeout: float = 180) -> dict:
@@ -37,8 +42,10 @@ class AirflowClient:
             if r.ok:
                 return r.json()
             if time.monotonic() > deadline:
-                raise DeregError(f"DAG {dag_id} did not appear in Airflow within {timeout:.0f} s; "
-                                 "check the dag-processor log and `airflow dags list-import-errors`")
+                raise DeregError(
+                    f"DAG {dag_id} did not appear in Airflow within {timeout:.0f} s; "
+                    "check the dag-processor log and `airflow dags list-import-errors`"
+                )
             time.sleep(2)
 
     def import_errors(self) -> list[dict]:
@@ -65,8 +72,14 @@ class AirflowClient:
         data = self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}")
         return data.get("value")
 
-    def answer_approval(self, dag_id: str, run_id: str, task_id: str = "approve", option: str = "Approve",
-                        settle_seconds: float = 6) -> dict:
+    def answer_approval(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_id: str = "approve",
+        option: str = "Approve",
+        settle_seconds: float = 6,
+    ) -> dict:
         # Airflow 3.3 race: an answer that lands before the scheduler has processed the executor event of
         # the pause ("finished with state success, but the task instance's state attribute is queued")
         # gets the resumed task marked failed. A human never answers that fast; a script waits a moment.
@@ -75,14 +88,27 @@ class AirflowClient:
         if started:
             import datetime as dt
 
-            age = (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(started.replace("Z", "+00:00"))).total_seconds()
+            age = (
+                dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(started.replace("Z", "+00:00"))
+            ).total_seconds()
             if age < settle_seconds:
                 time.sleep(settle_seconds - age)
-        return self._call("PATCH", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails",
-                          json={"chosen_options": [option], "params_input": {}})
+        return self._call(
+            "PATCH",
+            f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails",
+            json={"chosen_options": [option], "params_input": {}},
+        )
 
-    def follow(self, dag_id: str, run_id: str, *, on_change: Callable[[str, str | None], None],
-               on_waiting: Callable[[str], None] | None = None, timeout: float = 3600, poll: float = 2) -> str:
+    def follow(
+        self,
+        dag_id: str,
+        run_id: str,
+        *,
+        on_change: Callable[[str, str | None], None],
+        on_waiting: Callable[[str], None] | None = None,
+        timeout: float = 3600,
+        poll: float = 2,
+    ) -> str:
         """Poll the run, reporting each task state change, until the run ends; return its state."""
         seen: dict[str, str | None] = {}
         announced = False

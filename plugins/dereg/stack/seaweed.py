@@ -44,8 +44,14 @@ def weed_binary() -> str:
     return found
 
 
-def start_seaweedfs(data_dir: Path, s3_port: int, *, base_port: int | None = None, log_path: Path | None = None,
-                    timeout: float = 60) -> SeaweedS3:
+def start_seaweedfs(
+    data_dir: Path,
+    s3_port: int,
+    *,
+    base_port: int | None = None,
+    log_path: Path | None = None,
+    timeout: float = 60,
+) -> SeaweedS3:
     """Start master, volume, filer and S3 gateway in one process; wait until S3 answers.
 
     The internal ports are derived from `base_port` (default s3_port + 1 .. + 3); gRPC ports are
@@ -60,17 +66,37 @@ def start_seaweedfs(data_dir: Path, s3_port: int, *, base_port: int | None = Non
         require_free(port + 10000, f"SeaweedFS {name} gRPC", "DEREG_S3_PORT")
     data_dir.mkdir(parents=True, exist_ok=True)
     s3_config = data_dir / "s3-identities.json"
-    s3_config.write_text(json.dumps({"identities": [{
-        "name": "dereg",
-        "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-    }]}))
+    s3_config.write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "dereg",
+                        "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    }
+                ]
+            }
+        )
+    )
     log = open(log_path or data_dir / "weed.log", "ab")
     cmd = [
-        weed_binary(), "server", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",
-        f"-filer.port={ports['filer']}", "-s3", f"-s3.port={s3_port}", f"-s3.config={s3_config}",
-        "-volume.max=0", "-master.volumeSizeLimitMB=64", "-metricsPort=0", "-s3.port.iceberg=0", "-s3.port.lance=0",
+        weed_binary(),
+        "server",
+        f"-dir={data_dir}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-master.port={ports['master']}",
+        f"-volume.port={ports['volume']}",
+        f"-filer.port={ports['filer']}",
+        "-s3",
+        f"-s3.port={s3_port}",
+        f"-s3.config={s3_config}",
+        "-volume.max=0",
+        "-master.volumeSizeLimitMB=64",
+        "-metricsPort=0",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
     ]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     endpoint = f"http://127.0.0.1:{s3_port}"

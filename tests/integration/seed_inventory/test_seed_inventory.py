@@ -18,8 +18,12 @@ from dereg.inventory.sql import inventory_source
 
 CLOSURE = date(2026, 12, 31)
 EXPECTED_FKS = {
-    ("students", "guardians"), ("contracts", "students"), ("contracts", "courses"),
-    ("attendance", "students"), ("attendance", "courses"), ("notes", "students"),
+    ("students", "guardians"),
+    ("contracts", "students"),
+    ("contracts", "courses"),
+    ("attendance", "students"),
+    ("attendance", "courses"),
+    ("notes", "students"),
 }
 
 
@@ -37,7 +41,9 @@ def school(tmp_path_factory):
 def classified(school):
     url, engine, _ = school
     inventory = inventory_source(engine, "school_db")
-    result = classify_source(engine, inventory, sample_size=2000, closure_date=CLOSURE, subject_table="students")
+    result = classify_source(
+        engine, inventory, sample_size=2000, closure_date=CLOSURE, subject_table="students"
+    )
     return inventory, result, {(f.table, f.column): f for f in result.columns}
 
 
@@ -62,8 +68,9 @@ def _check_inventory(engine, counts, dialect):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("backend, dialect", [("sqlite_url", "sqlite"), ("pg_url", "postgresql"),
-                                              ("mariadb_url", "mysql")])
+@pytest.mark.parametrize(
+    "backend, dialect", [("sqlite_url", "sqlite"), ("pg_url", "postgresql"), ("mariadb_url", "mysql")]
+)
 def test_seed_and_inventory_on_each_database(request, backend, dialect):
     url = request.getfixturevalue(backend)
     counts = seed(url, students=60)
@@ -74,9 +81,15 @@ def test_seed_and_inventory_on_each_database(request, backend, dialect):
     try:
         inventory = _check_inventory(engine, counts, dialect)
         # the sampling and streaming SQL of classification runs on every dialect (sample < rows)
-        result = classify_source(engine, inventory, sample_size=25, closure_date=CLOSURE, subject_table="students")
+        result = classify_source(
+            engine, inventory, sample_size=25, closure_date=CLOSURE, subject_table="students"
+        )
         personal = {(f.table, f.column) for f in result.columns if f.personal}
-        assert {("students", "id_number"), ("guardians", "mobile"), ("contracts", "payer_bank_card")} <= personal
+        assert {
+            ("students", "id_number"),
+            ("guardians", "mobile"),
+            ("contracts", "payer_bank_card"),
+        } <= personal
         assert result.subjects == 60 and result.minors > 0
         hits = full_scan_hits(engine, inventory)
         assert hits[("students", "id_number")] == 60
@@ -90,8 +103,12 @@ def test_seed_and_inventory_on_each_database(request, backend, dialect):
 def test_seeded_values_are_valid_and_shaped_like_the_brief(school):
     url, engine, counts = school
     with engine.connect() as conn:
-        students = conn.execute(sa.text("SELECT birth_date, id_number, guardian_id, gender FROM students")).all()
-        guardians = conn.execute(sa.text("SELECT id, mobile, email, id_number, relation FROM guardians")).all()
+        students = conn.execute(
+            sa.text("SELECT birth_date, id_number, guardian_id, gender FROM students")
+        ).all()
+        guardians = conn.execute(
+            sa.text("SELECT id, mobile, email, id_number, relation FROM guardians")
+        ).all()
         cards = [r[0] for r in conn.execute(sa.text("SELECT payer_bank_card FROM contracts"))]
         vouchers = [r[0] for r in conn.execute(sa.text("SELECT voucher_no FROM accounting_records"))]
         bodies = [r[0] for r in conn.execute(sa.text("SELECT body FROM notes"))]
@@ -151,10 +168,17 @@ def test_classification_of_the_seeded_school(classified):
     assert "gender" in cats("students", "gender") and "birth_date" in cats("students", "birth_date")
     assert cats("students", "health_notes") == ["health"]
     assert cats("guardians", "address") == ["address"]
-    for table, column in (("courses", "title"), ("courses", "price"), ("accounting_records", "voucher_no"),
-                          ("accounting_records", "amount"), ("accounting_records", "booked_on"),
-                          ("accounting_records", "contract_ref"), ("accounting_records", "summary"),
-                          ("attendance", "present"), ("students", "guardian_id")):
+    for table, column in (
+        ("courses", "title"),
+        ("courses", "price"),
+        ("accounting_records", "voucher_no"),
+        ("accounting_records", "amount"),
+        ("accounting_records", "booked_on"),
+        ("accounting_records", "contract_ref"),
+        ("accounting_records", "summary"),
+        ("attendance", "present"),
+        ("students", "guardian_id"),
+    ):
         assert cats(table, column) == [] and found[(table, column)].level is None, (table, column)
     assert not any(f.personal for f in result.columns if f.table == "courses")
 
@@ -194,10 +218,13 @@ def test_full_scan_finds_identifiers_and_nothing_after_erasure(tmp_path):
         with engine.begin() as conn:
             for table in ("attendance", "notes", "contracts", "students", "guardians"):
                 conn.execute(sa.text(f"DELETE FROM {table}"))
-            conn.execute(sa.text(
-                "UPDATE accounting_records SET payer_name = 'tok_' || lower(hex(randomblob(8))), "
-                "payer_bank_card = 'tok_' || lower(hex(randomblob(8))), "
-                "payer_mobile = 'tok_' || lower(hex(randomblob(8)))"))
+            conn.execute(
+                sa.text(
+                    "UPDATE accounting_records SET payer_name = 'tok_' || lower(hex(randomblob(8))), "
+                    "payer_bank_card = 'tok_' || lower(hex(randomblob(8))), "
+                    "payer_mobile = 'tok_' || lower(hex(randomblob(8)))"
+                )
+            )
         after = inventory_source(engine, "school_db")
         assert after.table("accounting_records").row_count == counts["accounting_records"]
         assert full_scan_hits(engine, after) == {}
@@ -206,8 +233,9 @@ def test_full_scan_finds_identifiers_and_nothing_after_erasure(tmp_path):
 
 
 def test_unreachable_database_names_source_and_host_without_password():
-    engine = sa.create_engine("postgresql+psycopg2://dereg:S3cretPassw0rd@127.0.0.1:9/school",
-                              connect_args={"connect_timeout": 2})
+    engine = sa.create_engine(
+        "postgresql+psycopg2://dereg:S3cretPassw0rd@127.0.0.1:9/school", connect_args={"connect_timeout": 2}
+    )
     with pytest.raises(SourceError) as caught:
         inventory_source(engine, "school_db")
     message = str(caught.value)

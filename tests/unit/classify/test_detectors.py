@@ -38,7 +38,12 @@ class TestResidentId:
         assert not cn_resident_id.is_valid(make_id("990105", "20150301", "123"))  # no province 99
 
     def test_order_numbers_of_18_digits_are_not_ids(self):
-        for number in ("202503150000012345", "100000000000000001", "123456789012345678", "202611220001000042"):
+        for number in (
+            "202503150000012345",
+            "100000000000000001",
+            "123456789012345678",
+            "202611220001000042",
+        ):
             assert not cn_resident_id.is_valid(number), number
             assert cn_resident_id.find(f"订单号 {number} 已支付") == []
 
@@ -64,13 +69,24 @@ class TestResidentId:
 
 
 class TestMobile:
-    @pytest.mark.parametrize("text", ["13812345678", "+86 138-1234-5678", "0086 13812345678", "138 1234 5678",
-                                      "+8619912345678", "16612345678"])
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "13812345678",
+            "+86 138-1234-5678",
+            "0086 13812345678",
+            "138 1234 5678",
+            "+8619912345678",
+            "16612345678",
+        ],
+    )
     def test_valid(self, text):
         assert cn_mobile.is_valid(text)
         assert cn_mobile.find(f"家长电话：{text}。") == [cn_mobile.compact(text)]
 
-    @pytest.mark.parametrize("text", ["12345678901", "23812345678", "1381234567", "138123456789", "010-12345678"])
+    @pytest.mark.parametrize(
+        "text", ["12345678901", "23812345678", "1381234567", "138123456789", "010-12345678"]
+    )
     def test_invalid(self, text):
         assert not cn_mobile.is_valid(text)
 

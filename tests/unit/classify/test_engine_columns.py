@@ -30,7 +30,8 @@ def engine(tmp_path):
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'case.db'}")
     md = sa.MetaData()
     people = sa.Table(
-        "people", md,
+        "people",
+        md,
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("mobile", sa.String(20)),  # the name says mobile, the values say otherwise
         sa.Column("contact", sa.String(20)),  # the name says nothing, the values are mobiles
@@ -42,19 +43,31 @@ def engine(tmp_path):
         sa.Column("remark", sa.Text),
         sa.Column("empty_email", sa.String(100)),
     )
-    orders = sa.Table("orders", md, sa.Column("id", sa.Integer, primary_key=True),
-                      sa.Column("person_id", sa.Integer, sa.ForeignKey("people.id")),
-                      sa.Column("note", sa.String(200)))
+    orders = sa.Table(
+        "orders",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("person_id", sa.Integer, sa.ForeignKey("people.id")),
+        sa.Column("note", sa.String(200)),
+    )
     md.create_all(engine)
     rows = []
     for i in range(1, 301):
         born = date(2014 + i % 8, 1 + i % 12, 1 + i % 28)  # ages 4-12 on the closure date
-        rows.append({
-            "id": i, "mobile": f"A-{i:05d}", "contact": _mobile(rng),
-            "order_no": f"20250315{i:010d}", "sfzh": _id(rng, born), "xm": "张" + "伟芳明"[i % 3],
-            "xb": "男" if i % 2 else "女", "csrq": born,
-            "remark": f"联系家长 {_mobile(rng)}" if i > 270 else "表现良好，按时完成作业。", "empty_email": None,
-        })
+        rows.append(
+            {
+                "id": i,
+                "mobile": f"A-{i:05d}",
+                "contact": _mobile(rng),
+                "order_no": f"20250315{i:010d}",
+                "sfzh": _id(rng, born),
+                "xm": "张" + "伟芳明"[i % 3],
+                "xb": "男" if i % 2 else "女",
+                "csrq": born,
+                "remark": f"联系家长 {_mobile(rng)}" if i > 270 else "表现良好，按时完成作业。",
+                "empty_email": None,
+            }
+        )
     with engine.begin() as conn:
         conn.execute(people.insert(), rows)
         conn.execute(orders.insert(), [{"id": i, "person_id": i, "note": "已付款"} for i in range(1, 301)])
@@ -110,8 +123,9 @@ def test_minors_raise_subject_and_linked_tables_to_sensitive(engine):
 
 def test_no_minors_when_everyone_is_grown_up(engine):
     inventory = inventory_source(engine, "case")
-    result = classify_source(engine, inventory, sample_size=500, closure_date=date(2050, 1, 1),
-                             subject_table="people")
+    result = classify_source(
+        engine, inventory, sample_size=500, closure_date=date(2050, 1, 1), subject_table="people"
+    )
     assert result.minors == 0 and result.subjects == 300
     assert _by_column(result)[("people", "xm")].level == "general"
 
@@ -121,6 +135,10 @@ def test_full_scan_counts_every_value(engine):
     hits = full_scan_hits(engine, inventory)
     assert hits == {("people", "contact"): 300, ("people", "sfzh"): 300, ("people", "remark"): 30}
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE people SET contact = 'tok_' || substr(hex(randomblob(8)), 1, 16), "
-                             "sfzh = NULL, remark = '已删除'"))
+        conn.execute(
+            sa.text(
+                "UPDATE people SET contact = 'tok_' || substr(hex(randomblob(8)), 1, 16), "
+                "sfzh = NULL, remark = '已删除'"
+            )
+        )
     assert full_scan_hits(engine, inventory) == {}

@@ -11,29 +11,81 @@ from dereg.classify.taxonomy import level_of, load_taxonomy
 ID = "11010519491231002X"
 
 
-@pytest.mark.parametrize("column, category", [
-    ("xm", "name"), ("姓名", "name"), ("payer_name", "name"), ("jhr", "name"), ("监护人", "name"),
-    ("xb", "gender"), ("性别", "gender"), ("csrq", "birth_date"), ("出生日期", "birth_date"),
-    ("birth_date", "birth_date"), ("sfzh", "cn_resident_id"), ("id_number", "cn_resident_id"),
-    ("身份证号", "cn_resident_id"), ("sjh", "cn_mobile"), ("手机", "cn_mobile"), ("payer_mobile", "cn_mobile"),
-    ("lxdh", "phone"), ("联系电话", "phone"), ("jtzz", "address"), ("家庭住址", "address"),
-    ("yhkh", "bank_card"), ("银行卡号", "bank_card"), ("payer_bank_card", "bank_card"), ("健康", "health"),
-    ("过敏", "health"), ("health_notes", "health"), ("email", "email"), ("GuardianEmail", "email"),
-])
+@pytest.mark.parametrize(
+    "column, category",
+    [
+        ("xm", "name"),
+        ("姓名", "name"),
+        ("payer_name", "name"),
+        ("jhr", "name"),
+        ("监护人", "name"),
+        ("xb", "gender"),
+        ("性别", "gender"),
+        ("csrq", "birth_date"),
+        ("出生日期", "birth_date"),
+        ("birth_date", "birth_date"),
+        ("sfzh", "cn_resident_id"),
+        ("id_number", "cn_resident_id"),
+        ("身份证号", "cn_resident_id"),
+        ("sjh", "cn_mobile"),
+        ("手机", "cn_mobile"),
+        ("payer_mobile", "cn_mobile"),
+        ("lxdh", "phone"),
+        ("联系电话", "phone"),
+        ("jtzz", "address"),
+        ("家庭住址", "address"),
+        ("yhkh", "bank_card"),
+        ("银行卡号", "bank_card"),
+        ("payer_bank_card", "bank_card"),
+        ("健康", "health"),
+        ("过敏", "health"),
+        ("health_notes", "health"),
+        ("email", "email"),
+        ("GuardianEmail", "email"),
+    ],
+)
 def test_name_hints(column, category):
     assert category in hints(column)
 
 
-@pytest.mark.parametrize("column", ["id", "guardian_id", "voucher_no", "title", "course_name", "amount",
-                                    "contract_ref", "summary", "status", "booked_on"])
+@pytest.mark.parametrize(
+    "column",
+    [
+        "id",
+        "guardian_id",
+        "voucher_no",
+        "title",
+        "course_name",
+        "amount",
+        "contract_ref",
+        "summary",
+        "status",
+        "booked_on",
+    ],
+)
 def test_names_that_say_nothing(column):
     assert hints(column) == []
 
 
 def test_taxonomy_lists_every_category_with_its_level():
     taxonomy = load_taxonomy()
-    expected = {"name", "gender", "birth_date", "minor", "cn_resident_id", "passport", "cn_mobile", "phone",
-                "email", "address", "bank_card", "im_account", "ip_address", "health", "biometric_face"}
+    expected = {
+        "name",
+        "gender",
+        "birth_date",
+        "minor",
+        "cn_resident_id",
+        "passport",
+        "cn_mobile",
+        "phone",
+        "email",
+        "address",
+        "bank_card",
+        "im_account",
+        "ip_address",
+        "health",
+        "biometric_face",
+    }
     assert expected <= set(taxonomy)
     sensitive = {c.id for c in taxonomy.values() if c.level == "sensitive"}
     assert {"cn_resident_id", "passport", "bank_card", "health", "biometric_face", "minor"} <= sensitive
@@ -47,8 +99,12 @@ def test_taxonomy_lists_every_category_with_its_level():
 def test_find_in_text_returns_masked_hits_only():
     text = f"家长手机：13812345678，身份证号{ID}，邮箱 wang.fang@example.com，卡号 6222 0212 3456 7894。"
     found = find_in_text(text)
-    assert found == [("cn_mobile", "138****5678"), ("cn_resident_id", "1101**********002X"),
-                     ("email", "w***@example.com"), ("bank_card", "6222 **** **** 7894")]
+    assert found == [
+        ("cn_mobile", "138****5678"),
+        ("cn_resident_id", "1101**********002X"),
+        ("email", "w***@example.com"),
+        ("bank_card", "6222 **** **** 7894"),
+    ]
     assert not any(raw in str(found) for raw in ("13812345678", ID, "wang.fang", "6222021234567894"))
 
 
@@ -66,10 +122,20 @@ def test_an_id_that_also_passes_luhn_is_reported_once_as_an_id():
     assert [c for c, _ in find_in_text(number)] == ["cn_resident_id"]
 
 
-@pytest.mark.parametrize("text", [
-    "记-202503-0042", "2025-03-04", "12345.00", "tok_3f9a1c0d2b7e4a55", "tok_13812345678abcd",
-    "订单 202503150000012345", "第3次课，得分95分", "", "邮编 100020",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "记-202503-0042",
+        "2025-03-04",
+        "12345.00",
+        "tok_3f9a1c0d2b7e4a55",
+        "tok_13812345678abcd",
+        "订单 202503150000012345",
+        "第3次课，得分95分",
+        "",
+        "邮编 100020",
+    ],
+)
 def test_things_that_are_not_identifiers(text):
     assert find_in_text(text) == []
     assert not has_identifier(text)
