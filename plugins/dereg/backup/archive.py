@@ -270,6 +270,7 @@ def create_backup(
     )
     lock = {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": retain_until} if object_lock else {}
     uploader = _Uploader(client, location, lock)
+    current = "(none yet)"
     try:
         # the escrow copy of the wrapped key: a separate prefix, never locked, so it can be destroyed
         escrow = {
@@ -286,6 +287,7 @@ def create_backup(
         )
         described: dict[str, dict[str, Any]] = {}
         for table in _ordered_tables(engine, tables):
+            current = table.name
             described[table.name] = _dump_table(
                 engine,
                 table,
@@ -341,10 +343,20 @@ def create_backup(
         catalog.fail(store, backup_id, str(exc))
         raise
     except sa.exc.SQLAlchemyError as exc:
-        catalog.fail(store, backup_id, redact(str(exc.orig or exc)))
+        reason = redact(str(getattr(exc, "orig", None) or exc))
+        catalog.fail(store, backup_id, reason)
         raise BackupError(
             f"reading source {source_id!r} failed during backup {backup_id}: "
-            f"{redact(str(exc.orig or exc))[:300]}. The backup is marked failed; re-run the task."
+            f"{reason[:300]}. The backup is marked failed; re-run the task."
+        ) from None
+    except Exception as exc:
+        # e.g. a driver or type processor that cannot parse a stored value: its message may quote the
+        # value, so only its type is reported
+        catalog.fail(store, backup_id, f"{type(exc).__name__} in table {current}")
+        raise BackupError(
+            f"backup {backup_id} of source {source_id!r} failed in table {current} ({type(exc).__name__}; "
+            "the message is withheld because it may quote a stored value). Check that table's column "
+            "types against its contents. The backup is marked failed; re-run the task."
         ) from None
     except BaseException as exc:
         catalog.fail(store, backup_id, f"{type(exc).__name__}")

@@ -56,9 +56,10 @@ def encode_value(value: Any, kind: str) -> Any:
     if value is None:
         return None
     if kind == "int":
-        return int(value)
+        # SQLite's loose typing lets an INTEGER column hold 1.5 or text: keep it as text, never truncate
+        return int(value) if isinstance(value, int) else {"s": str(value)}
     if kind == "float":
-        return float(value)
+        return float(value) if isinstance(value, int | float) else {"s": str(value)}
     if kind == "bool":
         return bool(value)
     if kind == "decimal":
@@ -72,7 +73,7 @@ def encode_value(value: Any, kind: str) -> Any:
     if kind == "str":
         return str(value)
     if isinstance(value, dict | list):
-        return {"s": json.dumps(value, sort_keys=True, ensure_ascii=False)}
+        return {"s": json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)}
     return {"s": str(value)}
 
 
@@ -85,10 +86,23 @@ def decode_for_scratch(value: Any, kind: str) -> Any:
     return next(iter(value.values()))  # d / date / dt / s: kept as exact text in the scratch copy
 
 
+class _ScratchDouble(sa.types.UserDefinedType):
+    """A double-precision column without SQLAlchemy's float coercion, so a value kept as text (see
+    encode_value) is stored as it came (SQLite keeps it as text) instead of failing the restore."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw) -> str:
+        return "DOUBLE PRECISION"
+
+
 def scratch_type(kind: str) -> sa.types.TypeEngine:
-    return {"int": sa.BigInteger(), "float": sa.Float(), "bool": sa.Boolean(), "bytes": sa.LargeBinary()}.get(
-        kind, sa.Text()
-    )
+    return {
+        "int": sa.BigInteger(),
+        "float": _ScratchDouble(),
+        "bool": sa.Boolean(),
+        "bytes": sa.LargeBinary(),
+    }.get(kind, sa.Text())
 
 
 def encode_row(row, kinds: list[str]) -> bytes:

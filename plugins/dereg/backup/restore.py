@@ -67,6 +67,13 @@ def _wrapped_key(backup_id: str, store: Engine, client, location: S3Location) ->
         ) from None
 
 
+def _restored_order(scratch: Engine, table: sa.Table, spec: dict) -> list:
+    """Insertion order on SQLite (rowid: immune to collation differences); else the primary key."""
+    if scratch.dialect.name == "sqlite":
+        return [sa.literal_column("rowid")]
+    return [table.c[name] for name in spec.get("primary_key") or []] or list(table.columns)
+
+
 def _restore_table(
     scratch: Engine,
     name: str,
@@ -102,23 +109,32 @@ def _restore_table(
                 "belongs to another backup"
             )
             break
-        rows = [json.loads(line) for line in plaintext.decode("utf-8").splitlines()]
-        with scratch.begin() as conn:
-            for start in range(0, len(rows), INSERT_BATCH):
-                batch = rows[start : start + INSERT_BATCH]
-                conn.execute(
-                    table.insert(),
-                    [
-                        {
-                            c.name: decode_for_scratch(v, k)
-                            for c, v, k in zip(table.columns, row, kinds, strict=True)
-                        }
-                        for row in batch
-                    ],
-                )
+        # split on b"\n" only: str.splitlines() would also cut at U+2028, U+0085... inside values
+        rows = [json.loads(line) for line in plaintext.split(b"\n") if line]
+        try:
+            with scratch.begin() as conn:
+                for start in range(0, len(rows), INSERT_BATCH):
+                    batch = rows[start : start + INSERT_BATCH]
+                    conn.execute(
+                        table.insert(),
+                        [
+                            {
+                                c.name: decode_for_scratch(v, k)
+                                for c, v, k in zip(table.columns, row, kinds, strict=True)
+                            }
+                            for row in batch
+                        ],
+                    )
+        except sa.exc.SQLAlchemyError as exc:
+            # the driver's message quotes the rows: report the error class only
+            problems.append(
+                f"{name}: rows of chunk {index} ({key}) cannot be loaded into the scratch database "
+                f"({type(getattr(exc, 'orig', None) or exc).__name__})"
+            )
+            break
     digest, count = hashlib.sha256(), 0
     with scratch.connect() as conn:
-        for row in conn.execute(sa.select(*table.columns).order_by(sa.literal_column("rowid"))):
+        for row in conn.execute(sa.select(*table.columns).order_by(*_restored_order(scratch, table, spec))):
             digest.update(encode_row(row, kinds))
             count += 1
     ok = count == spec["rows"] and digest.hexdigest() == spec["sha256"]
