@@ -34,6 +34,8 @@ class TableInfo:
     primary_key: list[str]
     foreign_keys: list[ForeignKey] = field(default_factory=list)
     row_count: int = 0
+    #: why the table could not be read or counted (permissions, a dropped connection), else None
+    problem: str | None = None
 
     @property
     def qualified_name(self) -> str:
@@ -48,7 +50,7 @@ class SourceInventory:
 
     def table(self, name: str) -> TableInfo:
         for t in self.tables:
-            if t.name == name:
+            if name in (t.name, t.qualified_name):
                 return t
         raise KeyError(f"source {self.source_id} has no table {name}")
 
@@ -67,6 +69,7 @@ class SourceInventory:
                     primary_key=list(t["primary_key"]),
                     foreign_keys=[ForeignKey(**fk) for fk in t.get("foreign_keys", [])],
                     row_count=t.get("row_count", 0),
+                    problem=t.get("problem"),
                 )
             )
         return cls(source_id=data["source_id"], dialect=data["dialect"], tables=tables)
@@ -84,10 +87,17 @@ class ColumnFinding:
     matches: int = 0
     masked_examples: list[str] = field(default_factory=list)
     reason: str = ""
+    #: the manifest's reason when an override pinned this column, else None
+    override: str | None = None
+    type: str = ""
 
     @property
     def personal(self) -> bool:
         return bool(self.categories)
+
+    @property
+    def match_ratio(self) -> float:
+        return round(self.matches / self.values_checked, 4) if self.values_checked else 0.0
 
 
 @dataclass
@@ -96,6 +106,11 @@ class ClassificationResult:
     columns: list[ColumnFinding]
     minors: int = 0
     subjects: int = 0
+    #: "sample" (values spread over each table) or "full" (every value read)
+    mode: str = "sample"
+    sample_size: int = 0
+    #: tables that could not be classified: [{"table": ..., "reason": ...}]
+    problems: list[dict[str, str]] = field(default_factory=list)
 
     def personal_columns(self, table: str) -> list[ColumnFinding]:
         return [c for c in self.columns if c.table == table and c.personal]
@@ -110,4 +125,7 @@ class ClassificationResult:
             columns=[ColumnFinding(**c) for c in data["columns"]],
             minors=data.get("minors", 0),
             subjects=data.get("subjects", 0),
+            mode=data.get("mode", "sample"),
+            sample_size=data.get("sample_size", 0),
+            problems=list(data.get("problems", [])),
         )

@@ -12,5 +12,7 @@ from dereg.classify import bank_card, cn_mobile, cn_resident_id, email
 # Order matters: a span claimed by an earlier detector is not offered to later ones (an 18-digit
 # resident ID can also pass Luhn with a card-like prefix).
 DETECTORS = (cn_resident_id, bank_card, cn_mobile, email)
+#: every detector, including those that only recognise a whole value (names, addresses)
+ALL_DETECTORS = DETECTORS
 
-__all__ = ["DETECTORS", "bank_card", "cn_mobile", "cn_resident_id", "email"]
+__all__ = ["ALL_DETECTORS", "DETECTORS", "bank_card", "cn_mobile", "cn_resident_id", "email"]

@@ -1,25 +1,29 @@
-"""The classification engine: sample each table, run the detectors and name hints, conclude per column.
+"""The classification engine: read each table, run the detectors and the name hints, conclude per column.
 
-`classify_source` reads a sample spread over each table and yields one ColumnFinding for every
-column, then counts the minors among the data subjects; `full_scan_hits` reads every text value of
-every table and counts values that still hold a checksum-valid identifier (the post-erasure check);
-`find_in_text` finds identifiers in one string. Raw values stay inside this module: findings carry
-counts, reasons and masked examples only.
+`classify_source` reads a sample spread over each table (or, with `full=True`, every value) and
+yields one ColumnFinding for every column, then counts the minors among the data subjects and
+raises their data to sensitive; a table that cannot be read is reported with its reason and the
+rest is still classified. `full_scan_hits` reads every value of every table and counts values that
+still hold a valid identifier (the post-erasure check). Raw values stay inside this module and the
+scanner: findings carry counts, reasons and masked examples only.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
 import sqlalchemy as sa
 
-from dereg.classify import DETECTORS, cn_resident_id, names
+from dereg.classify import cn_resident_id, names
+from dereg.classify.scanner import NOT_PERSONAL, personal_spans, scan_block, spans
 from dereg.classify.taxonomy import level_of
 from dereg.errors import SourceError
 from dereg.model import ClassificationResult, ColumnFinding, SourceInventory, TableInfo
@@ -28,57 +32,74 @@ from dereg.redact import redact
 log = logging.getLogger(__name__)
 
 MINOR_AGE = 14  # PIPL Art. 28: personal information of a child under 14 is sensitive
+DEFAULT_SAMPLE_SIZE = 2000
 STRUCTURED_SHARE = 0.30  # share of non-empty sampled values that must be valid hits
 HINTED_SHARE = 0.10  # the same when the column's name agrees with the values
 FREE_TEXT_LENGTH = 40  # mean length above which a column counts as free text
+SHAPE_SHARE = {"name": 0.9, "address": 0.8, "gender": 0.95}  # values alone, no name hint
+HINTED_SHAPE_SHARE = 0.5  # a hinted shape category needs this share of fitting values
+MAX_SAMPLE_CHARS = 200_000  # in a sample, a longer cell is scanned in its first characters only
 SCAN_BATCH = 2000
+BLOCK_CHARS = 4 << 20  # full scans run the scanner over blocks of about this many characters
 
 DESCRIPTIONS = {
     "cn_resident_id": "resident ID numbers",
     "cn_mobile": "mobile numbers",
+    "phone": "telephone numbers",
     "email": "e-mail addresses",
     "bank_card": "bank card numbers",
+    "passport": "passport or travel permit numbers",
+    "ip_address": "IP addresses",
+    "im_account": "WeChat or QQ accounts",
+    "health": "health terms",
+    "organisation_id": "unified social credit codes",
 }
-_TEXT_TYPE = re.compile(r"CHAR|TEXT|CLOB|STRING|JSON", re.I)
-_FREE_TEXT_TYPE = re.compile(r"TEXT|CLOB", re.I)
-_CANDIDATE = re.compile(r"\d{6}|@")  # every detector needs one of these: skips most values cheaply
+# kinds whose values prove or disprove them: a name hint alone never outweighs values that contradict it
+_PROVABLE = frozenset({"cn_resident_id", "cn_mobile", "phone", "email", "bank_card", "passport", "ip_address"})
+_TEXT_TYPE = re.compile(r"CHAR|TEXT|CLOB|STRING|JSON|ENUM|NULL|UUID", re.I)
+_FREE_TEXT_TYPE = re.compile(r"TEXT|CLOB|JSON", re.I)
+_SKIP_IN_FULL_SCAN = re.compile(
+    r"^(BOOL|DATE|TIME|FLOAT|REAL|DOUBLE|NUMERIC\(\d+, *[1-9]|DECIMAL\(\d+, *[1-9])", re.I
+)
+_BINARY_TYPE = re.compile(r"BLOB|BYTEA|BINARY|IMAGE", re.I)
 _GENDER_WORDS = frozenset({"男", "女", "男性", "女性", "male", "female"})
-_SEPARATORS = re.compile(r"[\s:：,，;；()（）]")
+_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"RIFF")
+
+
+def _detector(category: str):
+    from dereg.classify import ALL_DETECTORS
+
+    return next((d for d in ALL_DETECTORS if d.CATEGORY == category), None)
+
+
+def _whole_value_detectors() -> tuple:
+    """Detectors for kinds known by a whole value's shape (names, addresses), not found in free text."""
+    from dereg.classify import ALL_DETECTORS
+
+    return tuple(d for d in ALL_DETECTORS if not getattr(d, "EMBEDDED", True))
+
+
+def mask(category: str, value: str) -> str:
+    detector = _detector(category)
+    if detector is None:
+        return value[:1] + "*" * max(len(value) - 1, 0)
+    return detector.mask(value)
 
 
 # --- single strings ------------------------------------------------------------------------------
 
 
-def _spans(text: str) -> list[tuple[str, int, int, str]]:
-    """(category, start, end, value) of valid hits; earlier detectors win overlapping spans."""
-    if not _CANDIDATE.search(text):
-        return []
-    taken: list[tuple[int, int]] = []
-    found = []
-    for detector in DETECTORS:
-        for start, end, value in detector.finditer(text):
-            if any(start < e and s < end for s, e in taken):
-                continue  # an ID number that also passes Luhn is not a card number as well
-            taken.append((start, end))
-            found.append((detector.CATEGORY, start, end, value))
-    return sorted(found, key=lambda f: f[1])
-
-
-def _detector(category: str):
-    return next(d for d in DETECTORS if d.CATEGORY == category)
-
-
 def find_in_text(text: str) -> list[tuple[str, str]]:
-    """(category, masked value) of every checksum-valid identifier in `text`, in order of position."""
-    return [(cat, _detector(cat).mask(value)) for cat, _, _, value in _spans(str(text))]
+    """(category, masked value) of every valid personal identifier in `text`, by position."""
+    return [(cat, mask(cat, value)) for cat, _, _, value in personal_spans(str(text))]
 
 
 def has_identifier(text: str) -> bool:
-    """True when `text` holds at least one checksum-valid identifier."""
-    return bool(_spans(str(text)))
+    """True when `text` holds at least one valid personal identifier."""
+    return bool(personal_spans(str(text)))
 
 
-# --- one column's sampled values ----------------------------------------------------------------
+# --- one column's values ------------------------------------------------------------------------
 
 
 @dataclass
@@ -86,15 +107,29 @@ class _ColumnStats:
     nonempty: int = 0
     text_values: int = 0
     total_length: int = 0
+    truncated: int = 0
+    binary_values: int = 0
+    image_values: int = 0
+    undecodable: int = 0
+    json_values: int = 0
     date_like: int = 0
     gender_like: int = 0
-    containing: dict[str, int] = field(default_factory=dict)  # category -> values holding a hit
+    containing: Counter = field(default_factory=Counter)  # category -> values holding a hit
+    whole: Counter = field(default_factory=Counter)  # category -> values wholly of that shape
+    json_found: Counter = field(default_factory=Counter)  # category -> documents with it under a key
     any_hit: int = 0
     examples: dict[str, list[str]] = field(default_factory=dict)
-    name_examples: list[str] = field(default_factory=list)
+
+    def example(self, category: str, masked: str) -> None:
+        examples = self.examples.setdefault(category, [])
+        if len(examples) < 3 and masked not in examples:
+            examples.append(masked)
 
     def add(self, value) -> None:
-        if value is None or isinstance(value, bytes | bytearray | memoryview):
+        if value is None:
+            return
+        if isinstance(value, bytes | bytearray | memoryview):
+            self._add_binary(bytes(value))
             return
         if isinstance(value, date):  # date and datetime
             self.nonempty += 1
@@ -103,10 +138,20 @@ class _ColumnStats:
         if isinstance(value, bool | float | Decimal):
             self.nonempty += 1
             return
+        if isinstance(value, dict | list):  # a JSON column the driver already decoded
+            self.nonempty += 1
+            self.json_values += 1
+            text = json.dumps(value, ensure_ascii=False)
+            self._add_json(value)
+            self._add_spans(text)
+            return
         text = str(value).strip()
         if not text:
             return
         self.nonempty += 1
+        if len(text) > MAX_SAMPLE_CHARS:
+            self.truncated += 1
+            text = text[:MAX_SAMPLE_CHARS]
         if isinstance(value, str):
             self.text_values += 1
             self.total_length += len(text)
@@ -114,25 +159,91 @@ class _ColumnStats:
                 self.date_like += 1
             if text.lower() in _GENDER_WORDS:
                 self.gender_like += 1
-            if len(self.name_examples) < 3 and len(text) <= 20:
-                masked = text[0] + "*" * (len(text) - 1)
-                if masked not in self.name_examples:
-                    self.name_examples.append(masked)
-        spans = _spans(text)
-        if not spans:
+            if text[0] in "{[":
+                try:
+                    document = json.loads(text)
+                except ValueError:
+                    document = None
+                if isinstance(document, dict | list):
+                    self.json_values += 1
+                    self._add_json(document)
+            if len(text) <= 200:
+                for detector in _whole_value_detectors():
+                    if _safe_valid(detector, text):
+                        self.whole[detector.CATEGORY] += 1
+                        self.example(detector.CATEGORY, detector.mask(text))
+        elif isinstance(value, int) and 10**9 <= abs(value) < 10**19:
+            text = str(value)  # a mobile, card or QQ number stored as an integer
+        self._add_spans(text)
+
+    def _add_spans(self, text: str) -> None:
+        found = spans(text)
+        if not found:
             return
-        self.any_hit += 1
-        for cat in {s[0] for s in spans}:
-            self.containing[cat] = self.containing.get(cat, 0) + 1
-        for cat, _, _, raw in spans:
-            examples = self.examples.setdefault(cat, [])
-            masked = _detector(cat).mask(raw)
-            if len(examples) < 3 and masked not in examples:
-                examples.append(masked)
+        if any(s[0] not in NOT_PERSONAL for s in found):
+            self.any_hit += 1
+        for cat in {s[0] for s in found}:
+            self.containing[cat] += 1
+        for cat, _, _, raw in found:
+            self.example(cat, mask(cat, raw))
+
+    def _add_binary(self, blob: bytes) -> None:
+        if not blob:
+            return
+        self.nonempty += 1
+        self.binary_values += 1
+        if blob.startswith(_IMAGE_MAGIC) or _safe_valid(_detector("biometric_face"), blob):
+            self.image_values += 1
+            return
+        try:
+            text = blob[:MAX_SAMPLE_CHARS].decode("utf-8")
+        except UnicodeDecodeError:
+            self.undecodable += 1  # binary junk: nothing a text detector can read
+            return
+        self._add_spans(text)
+
+    def _add_json(self, document) -> None:
+        found: set[str] = set()
+        for key, leaf in _json_leaves(document):
+            if not isinstance(leaf, str | int) or isinstance(leaf, bool):
+                continue
+            text = str(leaf).strip()
+            for cat in names.hints(key):
+                detector = _detector(cat)
+                if cat in _PROVABLE:
+                    continue  # identifiers are found by their values anywhere in the document
+                if detector is None or _safe_valid(detector, text):
+                    found.add(cat)
+                    if detector is not None:
+                        self.example(cat, detector.mask(text))
+        for cat in found:
+            self.json_found[cat] += 1
 
     @property
     def mean_length(self) -> float:
         return self.total_length / self.text_values if self.text_values else 0.0
+
+
+def _safe_valid(detector, value) -> bool:
+    if detector is None:
+        return False
+    try:
+        return bool(detector.is_valid(value))
+    except Exception:  # noqa: BLE001 - a detector never stops a scan; odd input is simply not a match
+        return False
+
+
+def _json_leaves(document, key: str = "", depth: int = 0) -> Iterator[tuple[str, object]]:
+    if depth > 20:
+        return
+    if isinstance(document, dict):
+        for k, v in document.items():
+            yield from _json_leaves(v, str(k), depth + 1)
+    elif isinstance(document, list):
+        for v in document[:1000]:
+            yield from _json_leaves(v, key, depth + 1)
+    else:
+        yield key, document
 
 
 def _as_date(value) -> date | None:
@@ -158,69 +269,108 @@ def _conclude(table: str, column: str, column_type: str, stats: _ColumnStats) ->
     n = stats.nonempty
     if n == 0:
         if hinted:
-            return _finding(
-                table, column, list(hinted), 0, 0, [], [f"no non-empty values sampled; {hint_text}"]
-            )
-        return _finding(table, column, [], 0, 0, [], ["no non-empty values sampled; name says nothing"])
+            return _finding(table, column, list(hinted), 0, 0, [], [f"no non-empty values read; {hint_text}"])
+        return _finding(table, column, [], 0, 0, [], ["no non-empty values read; name says nothing"])
 
-    free_text = bool(_FREE_TEXT_TYPE.search(column_type or "")) or stats.mean_length > FREE_TEXT_LENGTH
+    free_text = (
+        bool(_FREE_TEXT_TYPE.search(column_type or ""))
+        or stats.mean_length > FREE_TEXT_LENGTH
+        or stats.json_values >= 0.5 * n
+    )
     categories: list[str] = []
     reasons: list[str] = []
+    organisation = stats.containing.get("organisation_id", 0)
+    if organisation and organisation >= 0.5 * n:
+        reasons.append(
+            f"{_pct(organisation, n)} of {n} values are unified social credit codes (organisations)"
+        )
 
-    # Values first: checksum-valid identifiers decide, whatever the column is called.
-    for cat, description in DESCRIPTIONS.items():
-        containing = stats.containing.get(cat, 0)
-        if not containing:
+    # Values first: validated identifiers decide, whatever the column is called.
+    for cat, containing in sorted(stats.containing.items(), key=lambda kv: -kv[1]):
+        if cat in NOT_PERSONAL:
             continue
+        description = DESCRIPTIONS.get(cat, cat)
         if free_text:
             categories.append(cat)
-            reasons.append(f"free text: {containing} of {n} sampled values contain valid {description}")
+            reasons.append(f"free text: {containing} of {n} values contain valid {description}")
         elif containing / n >= (HINTED_SHARE if cat in hinted else STRUCTURED_SHARE):
             categories.append(cat)
             reasons.append(
-                f"{_pct(containing, n)} of {n} sampled values are valid {description}"
+                f"{_pct(containing, n)} of {n} values are valid {description}"
                 + (f"; {hint_text}" if cat in hinted else "")
             )
+    for cat, documents in stats.json_found.items():
+        if cat not in categories:
+            categories.append(cat)
+            reasons.append(f"JSON: {documents} of {n} documents hold {cat} under a key that names it")
     matches = stats.any_hit if categories else 0
 
+    # Shapes: values that are wholly a name, an address, a gender.
+    for cat, fitting in stats.whole.items():
+        if cat in categories or cat in NOT_PERSONAL:
+            continue
+        share = fitting / n
+        if cat in hinted and share >= HINTED_SHAPE_SHARE:
+            categories.append(cat)
+            reasons.append(f"{hint_text}; {_pct(fitting, n)} of {n} values have the shape of {cat}")
+            matches = max(matches, fitting)
+        elif cat in SHAPE_SHARE and share >= SHAPE_SHARE[cat] and stats.text_values >= 0.9 * n:
+            categories.append(cat)
+            reasons.append(f"{_pct(fitting, n)} of {n} values have the shape of {cat}; name says nothing")
+            matches = max(matches, fitting)
+
     # Then name hints, for what values cannot prove, unless the values contradict them.
-    mostly_identifiers = stats.any_hit >= 0.5 * n
+    mostly_identifiers = stats.any_hit >= 0.5 * n or organisation >= 0.5 * n
     for cat in hinted:
         if cat in categories:
             continue
-        if cat in DESCRIPTIONS:
+        if cat in _PROVABLE and _detector(cat) is not None:
             if not categories:
                 reasons.append(
                     f"{hint_text} contradicted: {_pct(stats.containing.get(cat, 0), n)} of {n} "
-                    f"sampled values are valid {DESCRIPTIONS[cat]}"
+                    f"values are valid {DESCRIPTIONS[cat]}"
                 )
             continue
         if cat == "phone" and "cn_mobile" in categories:
             continue  # a mobile number is the more precise answer
         if mostly_identifiers:
             continue  # the values are identifiers of another kind
+        if cat in stats.whole or (_detector(cat) is not None and cat != "biometric_face"):
+            # a detector for this shape exists and too few values fit it
+            reasons.append(
+                f"{hint_text} contradicted: only {_pct(stats.whole.get(cat, 0), n)} of {n} values "
+                f"have the shape of {cat}"
+            )
+            continue
         textual = stats.text_values >= 0.5 * n
         fits = {
             "birth_date": stats.date_like >= 0.5 * n,
             "gender": stats.text_values == 0 or stats.mean_length <= 8,
             "name": textual and stats.mean_length <= 40,
+            "biometric_face": stats.image_values >= 0.5 * n,
         }.get(cat, textual)
         if fits:
             categories.append(cat)
-            reasons.append(f"{hint_text}; {n} sampled values fit {cat}")
+            reasons.append(f"{hint_text}; {n} values fit {cat}")
         else:
-            reasons.append(f"{hint_text} suggests {cat} but the {n} sampled values do not fit")
+            reasons.append(f"{hint_text} suggests {cat} but the {n} values do not fit")
 
     if "gender" not in categories and stats.text_values and stats.gender_like >= 0.9 * n:
         categories.append("gender")
-        reasons.append(f"{_pct(stats.gender_like, n)} of {n} sampled values are gender words")
+        reasons.append(f"{_pct(stats.gender_like, n)} of {n} values are gender words")
+    if stats.undecodable:
+        reasons.append(f"{stats.undecodable} binary values are not text and were not scanned")
+    if stats.truncated:
+        reasons.append(
+            f"{stats.truncated} values longer than {MAX_SAMPLE_CHARS:,} characters scanned in part"
+        )
     if not reasons:
-        reasons.append(f"no valid identifiers in {n} sampled values; name says nothing")
+        reasons.append(f"no valid identifiers in {n} values; name says nothing")
 
     examples = [m for cat in categories for m in stats.examples.get(cat, [])]
-    if not examples and "name" in categories:
-        examples = list(stats.name_examples)
-    return _finding(table, column, categories, n, matches, examples[:3], reasons)
+    finding = _finding(table, column, categories, n, matches, examples[:3], reasons)
+    finding.type = column_type or ""
+    return finding
 
 
 def _finding(
@@ -242,6 +392,23 @@ def _finding(
         masked_examples=examples,
         reason="; ".join(reasons),
     )
+
+
+def _person_table_images(findings: list[ColumnFinding], stats: dict[str, _ColumnStats]) -> None:
+    """Images in a table that also holds a person's name or identifiers are biometrics."""
+    personal = any(f.personal and "biometric_face" not in f.categories for f in findings)
+    for f in findings:
+        s = stats.get(f.column)
+        if not personal or s is None or f.personal or not s.binary_values:
+            continue
+        if s.image_values >= 0.5 * s.binary_values:
+            f.categories = ["biometric_face"]
+            f.level = level_of(f.categories)
+            f.matches = s.image_values
+            f.reason = (
+                f"{s.image_values} of {s.nonempty} values are images, in a table that holds people's "
+                "personal information (face photos count as biometrics)"
+            )
 
 
 # --- reading tables ------------------------------------------------------------------------------
@@ -267,41 +434,273 @@ def sample_query(engine: sa.Engine, info: TableInfo, sample_size: int) -> sa.Sel
     return query.order_by(rand).limit(sample_size)
 
 
-def _source_error(source_id: str, engine: sa.Engine, what: str, exc: Exception) -> SourceError:
+def _where(engine: sa.Engine) -> str:
     url = engine.url
-    where = f"host {url.host}" if url.host else f"file {url.database}" if url.database else "memory"
+    return f"host {url.host}" if url.host else f"file {url.database}" if url.database else "memory"
+
+
+def _reason(exc: Exception) -> str:
+    text = redact(str(getattr(exc, "orig", None) or exc)).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(exc).__name__}: {first[:300]}"
+
+
+def _source_error(source_id: str, engine: sa.Engine, what: str, exc: Exception) -> SourceError:
     return SourceError(
-        f"source {source_id} at {where}: {what} failed ({type(exc).__name__}: "
-        f"{redact(str(getattr(exc, 'orig', None) or exc))}); check that the database is "
-        "reachable and that the connection's user may read every table"
+        f"source {source_id} at {_where(engine)}: {what} failed ({_reason(exc)}); check that the "
+        "database is reachable and that the connection's user may read every table"
     )
 
 
-def classify_source(
-    engine: sa.Engine, inventory: SourceInventory, *, sample_size: int, closure_date: date, subject_table: str
-) -> ClassificationResult:
-    """One finding per column of every table; minors counted among the rows of `subject_table`."""
-    findings: list[ColumnFinding] = []
-    try:
+def _stream(conn: sa.Connection, query) -> sa.CursorResult:
+    return conn.execution_options(stream_results=True, yield_per=SCAN_BATCH).execute(query)
+
+
+def _classify_table_sample(engine: sa.Engine, info: TableInfo, sample_size: int) -> dict[str, _ColumnStats]:
+    stats = {c.name: _ColumnStats() for c in info.columns}
+    if info.columns:
         with engine.connect() as conn:
-            for info in inventory.tables:
-                stats = {c.name: _ColumnStats() for c in info.columns}
-                if info.columns:
-                    for row in conn.execute(sample_query(engine, info, sample_size)):
-                        for col, value in zip(info.columns, row, strict=True):
-                            stats[col.name].add(value)
-                findings += [_conclude(info.name, c.name, c.type, stats[c.name]) for c in info.columns]
-            result = ClassificationResult(source_id=inventory.source_id, columns=findings)
-            _count_minors(conn, inventory, result, subject_table, closure_date)
-    except sa.exc.SQLAlchemyError as exc:
-        raise _source_error(inventory.source_id, engine, "classification", exc) from exc
+            for row in _stream(conn, sample_query(engine, info, sample_size)):
+                for col, value in zip(info.columns, row, strict=True):
+                    stats[col.name].add(value)
+    return stats
+
+
+def full_scan_columns(info: TableInfo) -> list[str]:
+    """Columns a full scan reads: all but booleans, dates, times and fractional numbers."""
+    return [c.name for c in info.columns if not _SKIP_IN_FULL_SCAN.match(c.type or "")]
+
+
+def _copy_blocks(engine: sa.Engine, info: TableInfo, cols: list[str]) -> Iterator[str]:
+    """PostgreSQL: the columns as COPY text, in blocks of whole lines (escaped tabs/newlines inside
+    values are blanked to two spaces so offsets and word boundaries stay right)."""
+    preparer = engine.dialect.identifier_preparer
+    table = preparer.format_table(_table_clause(info, cols))
+    select = ", ".join(preparer.quote(c) for c in cols)
+    raw = engine.raw_connection()
+    try:
+        pending = b""
+        reader = _CopyReader(raw.driver_connection, f"COPY (SELECT {select} FROM {table}) TO STDOUT")
+        for chunk in reader:
+            data = pending + chunk
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                pending = data
+                continue
+            pending = data[cut + 1 :]
+            yield _unescape(data[: cut + 1].decode("utf-8", errors="replace"))
+        if pending:
+            yield _unescape(pending.decode("utf-8", errors="replace"))
+    finally:
+        raw.close()
+
+
+def _unescape(block: str) -> str:
+    return block.replace("\\\\", "  ").replace("\\t", "  ").replace("\\n", "  ").replace("\\r", "  ")
+
+
+class _CopyReader:
+    """Iterate over a COPY TO STDOUT in chunks with psycopg2, without holding the table in memory."""
+
+    def __init__(self, connection, sql: str) -> None:
+        self.connection, self.sql = connection, sql
+
+    def __iter__(self) -> Iterator[bytes]:
+        import queue
+        import threading
+
+        chunks: queue.Queue = queue.Queue(maxsize=8)
+        failure: list[BaseException] = []
+
+        class _Sink:
+            def write(self, data) -> int:
+                chunks.put(bytes(data))
+                return len(data)
+
+        def pump() -> None:
+            try:
+                with self.connection.cursor() as cur:
+                    cur.copy_expert(self.sql, _Sink(), size=1 << 20)
+            except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
+                failure.append(exc)
+            finally:
+                chunks.put(None)
+
+        thread = threading.Thread(target=pump, daemon=True)
+        thread.start()
+        buffered: list[bytes] = []
+        size = 0
+        while (chunk := chunks.get()) is not None:
+            buffered.append(chunk)
+            size += len(chunk)
+            if size >= BLOCK_CHARS:
+                yield b"".join(buffered)
+                buffered, size = [], 0
+        thread.join()
+        if failure:
+            raise failure[0]
+        if buffered:
+            yield b"".join(buffered)
+
+
+def _row_blocks(engine: sa.Engine, info: TableInfo, cols: list[str]) -> Iterator[str]:
+    """Any dialect: rows from a server-side cursor as tab-separated lines, in blocks."""
+    t = _table_clause(info, cols)
+    with engine.connect() as conn:
+        lines: list[str] = []
+        size = 0
+        for row in _stream(conn, sa.select(*[t.c[c] for c in cols])):
+            fields = []
+            for value in row:
+                if value is None:
+                    fields.append("")
+                    continue
+                if isinstance(value, bytes | bytearray | memoryview):
+                    value = bytes(value).decode("utf-8", errors="replace")
+                text = value if isinstance(value, str) else str(value)
+                fields.append(text.replace("\t", " ").replace("\n", " ").replace("\r", " "))
+            line = "\t".join(fields)
+            lines.append(line)
+            size += len(line) + 1
+            if size >= BLOCK_CHARS:
+                yield "\n".join(lines) + "\n"
+                lines, size = [], 0
+        if lines:
+            yield "\n".join(lines) + "\n"
+
+
+def _full_hits(engine: sa.Engine, info: TableInfo, cols: list[str]) -> tuple[dict[str, Counter], dict]:
+    """Per column: category -> values holding it, over every row; and masked examples."""
+    hits: dict[str, Counter] = {c: Counter() for c in cols}  # key "_any": values with any hit
+    examples: dict[str, dict[str, list[str]]] = {c: {} for c in cols}
+    if not cols:
+        return hits, examples
+    blocks = (
+        _copy_blocks(engine, info, cols)
+        if engine.dialect.name == "postgresql"
+        else _row_blocks(engine, info, cols)
+    )
+    for block in blocks:
+        seen: set[tuple[int, int, str]] = set()
+        for line_start, index, category, value in scan_block(block):
+            if index >= len(cols):
+                continue
+            for key, counted in (
+                ((line_start, index, category), category),
+                ((line_start, index, ""), "_any"),
+            ):
+                if key not in seen:
+                    seen.add(key)
+                    hits[cols[index]][counted] += 1
+            found = examples[cols[index]].setdefault(category, [])
+            if len(found) < 3:
+                masked = mask(category, value)
+                if masked not in found:
+                    found.append(masked)
+    return hits, examples
+
+
+def _non_null_counts(engine: sa.Engine, info: TableInfo, cols: list[str]) -> dict[str, int]:
+    t = _table_clause(info, cols)
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(*[sa.func.count(t.c[c]) for c in cols])).one()
+    return dict(zip(cols, (int(v) for v in row), strict=True))
+
+
+def classify_table(
+    engine: sa.Engine, info: TableInfo, *, sample_size: int = DEFAULT_SAMPLE_SIZE, full: bool = False
+) -> list[ColumnFinding]:
+    """One finding per column of one table. A sample decides the shapes (names, dates, genders);
+    with `full`, every value of every text and integer column is also scanned for identifiers and
+    the counts cover the whole table."""
+    stats = _classify_table_sample(engine, info, sample_size)
+    table = info.qualified_name
+    findings = [_conclude(table, c.name, c.type, stats[c.name]) for c in info.columns]
+    _person_table_images(findings, stats)
+    if not full:
+        return findings
+    cols = full_scan_columns(info)
+    hits, examples = _full_hits(engine, info, cols)
+    counts = _non_null_counts(engine, info, cols) if cols else {}
+    by_column = {f.column: f for f in findings}
+    for col in cols:
+        f = by_column[col]
+        n = counts.get(col, 0)
+        found = {cat: k for cat, k in hits[col].items() if cat not in NOT_PERSONAL and cat != "_any"}
+        f.values_checked = n
+        if not found:
+            f.matches = f.matches if not f.personal or n == 0 else min(f.matches, n)
+            continue
+        column_type = next(c.type for c in info.columns if c.name == col)
+        free_text = (
+            bool(_FREE_TEXT_TYPE.search(column_type or "")) or stats[col].mean_length > FREE_TEXT_LENGTH
+        )
+        hinted = names.hints(col)
+        new = []
+        for cat, k in sorted(found.items(), key=lambda kv: -kv[1]):
+            if cat in f.categories:
+                continue
+            if free_text or k / max(n, 1) >= (HINTED_SHARE if cat in hinted else STRUCTURED_SHARE):
+                new.append(cat)
+                f.reason += f"; full scan: {k} of {n} values contain valid {DESCRIPTIONS.get(cat, cat)}"
+        f.categories += new
+        f.level = level_of(f.categories)
+        f.matches = hits[col]["_any"] if f.categories else 0
+        extra = [m for cat in f.categories for m in examples[col].get(cat, [])]
+        f.masked_examples = (f.masked_examples + [m for m in extra if m not in f.masked_examples])[:3]
+    return findings
+
+
+def classify_source(
+    engine: sa.Engine,
+    inventory: SourceInventory,
+    *,
+    sample_size: int = DEFAULT_SAMPLE_SIZE,
+    closure_date: date,
+    subject_table: str | None,
+    full: bool = False,
+    tables: Iterable[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ClassificationResult:
+    """One finding per column of every table (or of `tables`); minors counted among the rows of
+    `subject_table` when it is among them. A table that cannot be read is listed in `problems`."""
+    wanted = set(tables) if tables is not None else None
+    result = ClassificationResult(
+        source_id=inventory.source_id, columns=[], mode="full" if full else "sample", sample_size=sample_size
+    )
+    selected = [
+        t for t in inventory.tables if wanted is None or t.qualified_name in wanted or t.name in wanted
+    ]
+    for i, info in enumerate(selected, start=1):
+        if info.problem:
+            result.problems.append({"table": info.qualified_name, "reason": info.problem})
+            continue
+        try:
+            result.columns += classify_table(engine, info, sample_size=sample_size, full=full)
+        except (sa.exc.SQLAlchemyError, OSError) as exc:
+            reason = f"cannot be read ({_reason(exc)})"
+            result.problems.append({"table": info.qualified_name, "reason": reason})
+            log.warning("source %s, table %s: %s", inventory.source_id, info.qualified_name, reason)
+            continue
+        if progress:
+            progress(
+                f"classified {info.qualified_name} ({i} of {len(selected)} tables, {info.row_count:,} rows)"
+            )
+    if subject_table and (wanted is None or subject_table in wanted):
+        try:
+            count_minors(engine, inventory, result, subject_table, closure_date)
+        except sa.exc.SQLAlchemyError as exc:
+            result.problems.append(
+                {"table": subject_table, "reason": f"minors could not be counted ({_reason(exc)})"}
+            )
     log.info(
-        "classified %s: %d columns, %d personal; %d of %d subjects are minors",
+        "classified %s: %d columns, %d personal; %d of %d subjects are minors; %d table problem(s)",
         inventory.source_id,
-        len(findings),
-        sum(1 for f in findings if f.personal),
+        len(result.columns),
+        sum(1 for f in result.columns if f.personal),
         result.minors,
         result.subjects,
+        len(result.problems),
     )
     return result
 
@@ -315,13 +714,16 @@ def is_under(age: int, born: date, on: date) -> bool:
     return on < birthday
 
 
-def _count_minors(
-    conn: sa.Connection,
+def count_minors(
+    engine: sa.Engine,
     inventory: SourceInventory,
     result: ClassificationResult,
     subject_table: str,
     closure_date: date,
 ) -> None:
+    """Count the subjects under 14 on the closure date (birth date column, else the birth date in
+    the resident ID) and raise every personal column of the subject table and of the tables that
+    refer to it to sensitive."""
     try:
         subject = inventory.table(subject_table)
     except KeyError:
@@ -329,7 +731,7 @@ def _count_minors(
             "subject table %s is not in source %s; minors not counted", subject_table, inventory.source_id
         )
         return
-    mine = [f for f in result.columns if f.table == subject_table]
+    mine = [f for f in result.columns if f.table == subject.qualified_name]
     birth_col = next((f for f in mine if "birth_date" in f.categories), None)
     id_col = next((f for f in mine if "cn_resident_id" in f.categories), None)
     if birth_col is None and id_col is None:
@@ -339,24 +741,26 @@ def _count_minors(
     cols = [f.column for f in (birth_col, id_col) if f is not None]
     t = _table_clause(subject, cols)
     subjects = minors = 0
-    rows = conn.execution_options(yield_per=SCAN_BATCH).execute(sa.select(*[t.c[c] for c in cols]))
-    for row in rows:
-        subjects += 1
-        values = dict(zip(cols, row, strict=True))
-        born = _as_date(values.get(birth_col.column)) if birth_col else None
-        if born is None and id_col is not None and values.get(id_col.column):
-            raw = str(values[id_col.column])
-            born = cn_resident_id.birth_date(raw) if cn_resident_id.is_valid(raw) else None
-        if born is not None and is_under(MINOR_AGE, born, closure_date):
-            minors += 1
+    with engine.connect() as conn:
+        for row in _stream(conn, sa.select(*[t.c[c] for c in cols])):
+            subjects += 1
+            values = dict(zip(cols, row, strict=True))
+            born = _as_date(values.get(birth_col.column)) if birth_col else None
+            if born is None and id_col is not None and values.get(id_col.column):
+                raw = str(values[id_col.column])
+                born = cn_resident_id.birth_date(raw) if cn_resident_id.is_valid(raw) else None
+            if born is not None and is_under(MINOR_AGE, born, closure_date):
+                minors += 1
     result.subjects, result.minors = subjects, minors
     if not minors:
         return
     used = birth_col or id_col
     if "minor" not in used.categories:
         used.categories.append("minor")
-    linked = {subject_table} | {
-        t.name for t in inventory.tables if any(fk.ref_table == subject_table for fk in t.foreign_keys)
+    linked = {subject.qualified_name} | {
+        t.qualified_name
+        for t in inventory.tables
+        if any(fk.ref_table == subject.name for fk in t.foreign_keys)
     }
     note = (
         f"sensitive: {minors} of {subjects} subjects in {subject_table} are under {MINOR_AGE} on "
@@ -368,6 +772,24 @@ def _count_minors(
             f.reason = f"{f.reason}; {note}" if f.reason else note
 
 
+def apply_overrides(result: ClassificationResult, overrides: Iterable) -> list[str]:
+    """Pin the categories of columns the manifest names (or mark them not personal); returns the
+    overrides that matched no column, so a typo is reported, never silently ignored."""
+    unmatched = []
+    for o in overrides:
+        finding = next((f for f in result.columns if f.table == o.table and f.column == o.column), None)
+        if finding is None:
+            unmatched.append(f"{o.table}.{o.column}")
+            continue
+        finding.categories = list(o.categories)
+        finding.level = level_of(finding.categories)
+        finding.override = o.reason
+        was = finding.reason
+        pinned = ", ".join(o.categories) if o.categories else "not personal"
+        finding.reason = f"manifest override ({pinned}): {o.reason}; detectors said: {was}"
+    return unmatched
+
+
 # --- post-erasure scan ---------------------------------------------------------------------------
 
 
@@ -376,25 +798,17 @@ def text_columns(info: TableInfo) -> list[str]:
 
 
 def full_scan_hits(engine: sa.Engine, inventory: SourceInventory) -> dict[tuple[str, str], int]:
-    """(table, column) -> number of values holding a checksum-valid resident ID, mobile, e-mail or
-    bank card, over EVERY value of every text column. Only columns with hits; {} = nothing found."""
+    """(table, column) -> number of values holding a valid personal identifier, over EVERY value
+    of every column a full scan reads. Only columns with hits; {} = nothing found."""
     hits: dict[tuple[str, str], int] = {}
     try:
-        with engine.connect() as conn:
-            for info in inventory.tables:
-                cols = text_columns(info)
-                if not cols:
-                    continue
-                t = _table_clause(info, cols)
-                counts = [0] * len(cols)
-                rows = conn.execution_options(yield_per=SCAN_BATCH).execute(
-                    sa.select(*[t.c[c] for c in cols])
-                )
-                for row in rows:
-                    for i, value in enumerate(row):
-                        if value is not None and _spans(str(value)):
-                            counts[i] += 1
-                hits.update({(info.name, c): n for c, n in zip(cols, counts, strict=True) if n})
+        for info in inventory.tables:
+            cols = full_scan_columns(info)
+            found, _ = _full_hits(engine, info, cols)
+            for col, counter in found.items():
+                n = counter["_any"]
+                if n:
+                    hits[(info.qualified_name, col)] = n
     except sa.exc.SQLAlchemyError as exc:
         raise _source_error(inventory.source_id, engine, "full scan", exc) from exc
     log.info(

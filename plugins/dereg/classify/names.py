@@ -146,9 +146,63 @@ _WHOLE: dict[str, set[str]] = {
         "过敏史",
         "病史",
     },
-    "passport": {"passport", "passport_no", "hzh", "护照", "护照号"},
-    "im_account": {"wechat", "weixin", "wx", "qq", "微信", "微信号"},
+    "passport": {
+        "passport",
+        "passport_no",
+        "hzh",
+        "hzhm",
+        "txz",
+        "txzh",
+        "gatxz",
+        "护照",
+        "护照号",
+        "护照号码",
+        "通行证",
+        "通行证号",
+        "港澳通行证",
+        "台胞证",
+    },
+    "im_account": {
+        "wechat",
+        "weixin",
+        "wx",
+        "wxh",
+        "wechat_id",
+        "qq",
+        "qq_no",
+        "qqh",
+        "微信",
+        "微信号",
+        "qq号",
+    },
+    "ip_address": {"ip", "ip_address", "ipaddr", "ip_addr", "login_ip", "last_ip", "client_ip", "ip地址"},
+    "biometric_face": {
+        "photo",
+        "avatar",
+        "face",
+        "face_image",
+        "portrait",
+        "fingerprint",
+        "zhaopian",
+        "zp",
+        "tx",
+        "rlzp",
+        "zw",
+        "照片",
+        "头像",
+        "人脸",
+        "人脸照片",
+        "指纹",
+    },
 }
+
+# Initials of compound Chinese names: 监护人手机号 jhrsjh, 家长身份证号 jzsfzh, 联系人电话 lxrdh, ...
+for _who in ("jhr", "jz", "lxr", "xs", "fq", "mq"):
+    _WHOLE["cn_mobile"] |= {_who + "sjh", _who + "sjhm"}
+    _WHOLE["cn_resident_id"] |= {_who + "sfzh", _who + "sfzhm", _who + "zjhm"}
+    _WHOLE["phone"] |= {_who + "dh", _who + "lxdh"}
+    _WHOLE["name"] |= {_who + "xm"}
+    _WHOLE["address"] |= {_who + "zz", _who + "jtzz", _who + "dz"}
 
 # category -> parts that mean it anywhere in a longer name (payer_mobile, student_birthday, ...)
 _PART: dict[str, set[str]] = {
@@ -162,8 +216,10 @@ _PART: dict[str, set[str]] = {
     "address": {"address", "addr", "jtzz", "住址", "地址"},
     "bank_card": {"yhkh", "bankcard", "银行卡"},
     "health": {"health", "medical", "allergy", "allergies", "健康", "过敏"},
-    "passport": {"passport", "护照"},
+    "passport": {"passport", "护照", "通行证"},
     "im_account": {"wechat", "weixin", "qq", "微信"},
+    "ip_address": {"ip", "ipaddr", "ip地址"},
+    "biometric_face": {"photo", "avatar", "face", "fingerprint", "portrait", "照片", "头像", "人脸", "指纹"},
 }
 
 # two consecutive parts inside longer names: payer_bank_card, guardian_id_number, student_birth_date
