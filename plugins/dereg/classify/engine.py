@@ -55,7 +55,9 @@ DESCRIPTIONS = {
     "organisation_id": "unified social credit codes",
 }
 # kinds whose values prove or disprove them: a name hint alone never outweighs values that contradict it
-_PROVABLE = frozenset({"cn_resident_id", "cn_mobile", "phone", "email", "bank_card", "passport", "ip_address"})
+_PROVABLE = frozenset(
+    {"cn_resident_id", "cn_mobile", "phone", "email", "bank_card", "passport", "ip_address"}
+)
 _TEXT_TYPE = re.compile(r"CHAR|TEXT|CLOB|STRING|JSON|ENUM|NULL|UUID", re.I)
 _FREE_TEXT_TYPE = re.compile(r"TEXT|CLOB|JSON", re.I)
 _SKIP_IN_FULL_SCAN = re.compile(
@@ -352,6 +354,7 @@ def _conclude(table: str, column: str, column_type: str, stats: _ColumnStats) ->
         if fits:
             categories.append(cat)
             reasons.append(f"{hint_text}; {n} values fit {cat}")
+            matches = max(matches, n)
         else:
             reasons.append(f"{hint_text} suggests {cat} but the {n} values do not fit")
 
@@ -627,9 +630,10 @@ def classify_table(
         f = by_column[col]
         n = counts.get(col, 0)
         found = {cat: k for cat, k in hits[col].items() if cat not in NOT_PERSONAL and cat != "_any"}
-        f.values_checked = n
+        sampled, f.values_checked = f.values_checked, n
         if not found:
-            f.matches = f.matches if not f.personal or n == 0 else min(f.matches, n)
+            # shapes (names, genders) are judged on the sample; scale its share to the whole column
+            f.matches = round(f.matches / sampled * n) if f.personal and sampled else 0
             continue
         column_type = next(c.type for c in info.columns if c.name == col)
         free_text = (
