@@ -20,18 +20,19 @@ PATTERN = re.compile(r"(?<![0-9A-Za-z_])(?:\d{16,19}|\d{4}(?:[ -]\d{4}){3}(?:[ -
 PREFIXES = ("62", "60", "65", "4", "51", "52", "53", "54", "55", "35", "37", "94", "95", "98", "99")
 
 
+_SEPARATORS = re.compile(r"[\s-]")
+# a doubled digit's digit sum is again one digit: 0->0, 1->2, ..., 5->1 (10), ..., 9->9 (18)
+_DOUBLED = str.maketrans("0123456789", "0246813579")
+
+
 def compact(text: str) -> str:
-    return re.sub(r"[\s-]", "", str(text))
+    text = str(text)
+    return text if text.isdigit() else _SEPARATORS.sub("", text)
 
 
 def luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
+    reverse = digits[::-1]
+    return (sum(map(int, reverse[::2])) + sum(map(int, reverse[1::2].translate(_DOUBLED)))) % 10 == 0
 
 
 def _known_prefix(number: str) -> bool:

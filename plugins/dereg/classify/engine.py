@@ -65,6 +65,11 @@ _FREE_TEXT_TYPE = re.compile(r"TEXT|CLOB|JSON", re.I)
 _SKIP_IN_FULL_SCAN = re.compile(
     r"^(BOOL|DATE|TIME|FLOAT|REAL|DOUBLE|NUMERIC\(\d+, *[1-9]|DECIMAL\(\d+, *[1-9])", re.I
 )
+# 1- to 4-byte integers hold at most 10 digits: never a resident ID, mobile or card number, so a
+# full scan counts their values but does not read them (an attendance log of ids is not read at all)
+_TOO_SHORT_FOR_IDS = re.compile(
+    r"^(TINYINT|SMALLINT|MEDIUMINT|INTEGER|INT|INT2|INT4|SERIAL|SMALLSERIAL)\b", re.I
+)
 _BINARY_TYPE = re.compile(r"BLOB|BYTEA|BINARY|IMAGE", re.I)
 _GENDER_WORDS = frozenset({"男", "女", "男性", "女性", "male", "female"})
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"RIFF")
@@ -527,14 +532,28 @@ class _CopyReader:
         failure: list[BaseException] = []
 
         class _Sink:
+            # psycopg2 writes one row at a time: hand over ~1 MiB at once, not one row per
+            # queue round trip (the lock traffic cost more than reading the rows)
+            def __init__(self) -> None:
+                self.pending = bytearray()
+
             def write(self, data) -> int:
-                chunks.put(bytes(data))
+                self.pending += data
+                if len(self.pending) >= 1 << 20:
+                    self.flush()
                 return len(data)
+
+            def flush(self) -> None:
+                if self.pending:
+                    chunks.put(bytes(self.pending))
+                    self.pending = bytearray()
 
         def pump() -> None:
             try:
+                sink = _Sink()
                 with self.connection.cursor() as cur:
-                    cur.copy_expert(self.sql, _Sink(), size=1 << 20)
+                    cur.copy_expert(self.sql, sink, size=1 << 20)
+                sink.flush()
             except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
                 failure.append(exc)
             finally:
@@ -587,6 +606,9 @@ def _full_hits(engine: sa.Engine, info: TableInfo, cols: list[str]) -> tuple[dic
     """Per column: category -> values holding it, over every row; and masked examples."""
     hits: dict[str, Counter] = {c: Counter() for c in cols}  # key "_any": values with any hit
     examples: dict[str, dict[str, list[str]]] = {c: {} for c in cols}
+    types = {c.name: c.type or "" for c in info.columns}
+    if engine.dialect.name != "sqlite":  # SQLite's INTEGER holds 8 bytes: a mobile fits
+        cols = [c for c in cols if not _TOO_SHORT_FOR_IDS.match(types.get(c, ""))]
     if not cols:
         return hits, examples
     blocks = (
@@ -594,19 +616,24 @@ def _full_hits(engine: sa.Engine, info: TableInfo, cols: list[str]) -> tuple[dic
         if engine.dialect.name == "postgresql"
         else _row_blocks(engine, info, cols)
     )
+    counters = [hits[c] for c in cols]
+    col_examples = [examples[c] for c in cols]
     for block in blocks:
-        seen: set[tuple[int, int, str]] = set()
+        # scan_block yields the hits of one value next to each other: count a value once per
+        # category by remembering only the current one (no set over the whole block)
+        current: tuple[int, int] | None = None
+        categories: set[str] = set()
         for line_start, index, category, value in scan_block(block):
             if index >= len(cols):
                 continue
-            for key, counted in (
-                ((line_start, index, category), category),
-                ((line_start, index, ""), "_any"),
-            ):
-                if key not in seen:
-                    seen.add(key)
-                    hits[cols[index]][counted] += 1
-            found = examples[cols[index]].setdefault(category, [])
+            counter = counters[index]
+            if (line_start, index) != current:
+                current, categories = (line_start, index), set()
+                counter["_any"] += 1
+            if category not in categories:
+                categories.add(category)
+                counter[category] += 1
+            found = col_examples[index].setdefault(category, [])
             if len(found) < 3:
                 masked = mask(category, value)
                 if masked not in found:
