@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 CATEGORY = "cn_mobile"
 LEVEL = "general"
+EMBEDDED = True
 
 PATTERN = re.compile(r"(?<![0-9A-Za-z_+])(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?![0-9A-Za-z_])")
 _NUMBER = re.compile(r"1[3-9]\d{9}")

@@ -20,6 +20,7 @@ from operator import mul
 
 CATEGORY = "cn_resident_id"
 LEVEL = "sensitive"
+EMBEDDED = True
 
 # ASCII letters, digits and underscores next to the number make it part of a longer token (an
 # order number, a pseudonymisation token such as tok_3f9a...), so neither side may have one.

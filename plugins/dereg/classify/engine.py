@@ -57,9 +57,7 @@ DESCRIPTIONS = {
     "organisation_id": "unified social credit codes",
 }
 # kinds whose values prove or disprove them: a name hint alone never outweighs values that contradict it
-_PROVABLE = frozenset(
-    {"cn_resident_id", "cn_mobile", "phone", "email", "bank_card", "passport", "ip_address"}
-)
+_PROVABLE = frozenset({"cn_resident_id", "cn_mobile", "phone", "email", "bank_card", "ip_address"})
 _TEXT_TYPE = re.compile(r"CHAR|TEXT|CLOB|STRING|JSON|ENUM|NULL|UUID", re.I)
 _FREE_TEXT_TYPE = re.compile(r"TEXT|CLOB|JSON", re.I)
 _SKIP_IN_FULL_SCAN = re.compile(
@@ -81,11 +79,19 @@ def _detector(category: str):
     return next((d for d in ALL_DETECTORS if d.CATEGORY == category), None)
 
 
-def _whole_value_detectors() -> tuple:
-    """Detectors for kinds known by a whole value's shape (names, addresses), not found in free text."""
-    from dereg.classify import ALL_DETECTORS
+def _whole_value_detectors(hinted: Iterable[str] = ()) -> tuple:
+    """Detectors run on whole values: those for kinds known only by a whole value's shape (names,
+    addresses, dates), plus the detectors of the categories the column's name suggests (a bare QQ
+    number is believed under a column called qq)."""
+    from dereg.classify import ALL_DETECTORS, BY_CATEGORY
 
-    return tuple(d for d in ALL_DETECTORS if not getattr(d, "EMBEDDED", True))
+    found = [d for d in ALL_DETECTORS if not getattr(d, "EMBEDDED", True)]
+    for cat in hinted:
+        if cat == "phone":
+            found += [BY_CATEGORY["phone"], BY_CATEGORY["cn_mobile"]]
+        elif cat in BY_CATEGORY and BY_CATEGORY[cat] not in found:
+            found.append(BY_CATEGORY[cat])
+    return tuple(dict.fromkeys(found))
 
 
 def mask(category: str, value: str) -> str:
@@ -126,8 +132,14 @@ class _ColumnStats:
     containing: Counter = field(default_factory=Counter)  # category -> values holding a hit
     whole: Counter = field(default_factory=Counter)  # category -> values wholly of that shape
     json_found: Counter = field(default_factory=Counter)  # category -> documents with it under a key
+    certain: Counter = field(default_factory=Counter)  # category -> values of it beyond doubt
     any_hit: int = 0
     examples: dict[str, list[str]] = field(default_factory=dict)
+    hinted: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self._whole_detectors = _whole_value_detectors(self.hinted)
+        self._date_detectors = tuple(d for d in self._whole_detectors if d.CATEGORY == "birth_date")
 
     def example(self, category: str, masked: str) -> None:
         examples = self.examples.setdefault(category, [])
@@ -143,6 +155,7 @@ class _ColumnStats:
         if isinstance(value, date):  # date and datetime
             self.nonempty += 1
             self.date_like += 1
+            self._add_whole(value, self._date_detectors)
             return
         if isinstance(value, bool | float | Decimal):
             self.nonempty += 1
@@ -177,13 +190,25 @@ class _ColumnStats:
                     self.json_values += 1
                     self._add_json(document)
             if len(text) <= 200:
-                for detector in _whole_value_detectors():
-                    if _safe_valid(detector, text):
-                        self.whole[detector.CATEGORY] += 1
-                        self.example(detector.CATEGORY, detector.mask(text))
-        elif isinstance(value, int) and 10**9 <= abs(value) < 10**19:
-            text = str(value)  # a mobile, card or QQ number stored as an integer
+                self._add_whole(text, self._whole_detectors)
+            elif text.startswith(("data:image/", "/9j/", "iVBOR")):
+                self._add_whole(text, [d for d in self._whole_detectors if d.CATEGORY == "biometric_face"])
+        elif isinstance(value, int):
+            self._add_whole(text, self._whole_detectors)  # a gender code, a QQ number under its name
         self._add_spans(text)
+
+    def _add_whole(self, value, detectors) -> None:
+        for detector in detectors:
+            if not _safe_valid(detector, value):
+                continue
+            cat = detector.CATEGORY
+            self.whole[cat] += 1
+            certain = getattr(detector, "is_certain", None)
+            if certain is None or certain(value):
+                self.certain[cat] += 1
+            if cat == "biometric_face":
+                self.image_values += 1
+            self.example(cat, detector.mask(value))
 
     def _add_spans(self, text: str) -> None:
         found = spans(text)
@@ -332,7 +357,11 @@ def _conclude(table: str, column: str, column_type: str, stats: _ColumnStats) ->
             categories.append(cat)
             reasons.append(f"{hint_text}; {_pct(fitting, n)} of {n} values have the shape of {cat}")
             matches = max(matches, fitting)
-        elif cat in SHAPE_SHARE and share >= SHAPE_SHARE[cat] and stats.text_values >= 0.9 * n:
+        elif (
+            cat in SHAPE_SHARE
+            and stats.certain.get(cat, 0) / n >= SHAPE_SHARE[cat]
+            and stats.text_values >= 0.9 * n
+        ):
             categories.append(cat)
             reasons.append(f"{_pct(fitting, n)} of {n} values have the shape of {cat}; name says nothing")
             matches = max(matches, fitting)
@@ -418,9 +447,9 @@ def _person_table_images(findings: list[ColumnFinding], stats: dict[str, _Column
     personal = any(f.personal and "biometric_face" not in f.categories for f in findings)
     for f in findings:
         s = stats.get(f.column)
-        if not personal or s is None or f.personal or not s.binary_values:
+        if not personal or s is None or f.personal or not s.image_values:
             continue
-        if s.image_values >= 0.5 * s.binary_values:
+        if s.image_values >= 0.5 * s.nonempty:
             f.categories = ["biometric_face"]
             f.level = level_of(f.categories)
             f.matches = s.image_values
@@ -476,7 +505,7 @@ def _stream(conn: sa.Connection, query) -> sa.CursorResult:
 
 
 def _classify_table_sample(engine: sa.Engine, info: TableInfo, sample_size: int) -> dict[str, _ColumnStats]:
-    stats = {c.name: _ColumnStats() for c in info.columns}
+    stats = {c.name: _ColumnStats(hinted=tuple(names.hints(c.name))) for c in info.columns}
     if info.columns:
         with engine.connect() as conn:
             for row in _stream(conn, sample_query(engine, info, sample_size)):
