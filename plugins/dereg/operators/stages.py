@@ -446,6 +446,14 @@ class PlanOperator(ComplianceOperator):
         from dereg.erase.plan import RetainRule, build_plan
 
         hashes, summaries = {}, {}
+        unerased = self._object_sources_with_personal_data(run)
+        if unerased and not run.dry_run:
+            # fail closed: a certificate must never be issued while customer files stay in place
+            raise DeregError(
+                f"company {run.company_id}: object source(s) {', '.join(unerased)} hold personal data; this "
+                "version inventories and classifies object stores but does not back them up or erase them. "
+                "Remove them from object_sources (and handle the files by hand), then re-run"
+            )
         for source in run.manifest.sources:
             inventory = _inventory(run, source.id)
             classification = _classification(run, source.id)
@@ -487,7 +495,22 @@ class PlanOperator(ComplianceOperator):
             summaries[source.id] = plan.summary()
         plan_hash = combined_plan_hash(hashes)
         self.log.info("Erasure plan hash %s", plan_hash)
-        return {"plan_hash": plan_hash, "source_plan_hashes": hashes, "sources": summaries}
+        result = {"plan_hash": plan_hash, "source_plan_hashes": hashes, "sources": summaries}
+        if unerased:
+            self.log.warning(
+                "Dry run: object source(s) %s hold personal data and would stop a real run here",
+                ", ".join(unerased),
+            )
+            result["object_sources_not_erased"] = unerased
+        return result
+
+    @staticmethod
+    def _object_sources_with_personal_data(run: RunContext) -> list[str]:
+        return [
+            o.id
+            for o in run.manifest.object_sources
+            if any(c.personal for c in _classification(run, o.id).columns)
+        ]
 
 
 class NotifyCustomersOperator(ComplianceOperator):
