@@ -22,6 +22,8 @@ from dereg.operators.connections import (
     source_engine,
 )
 
+ERASE_BATCH = 5000  # rows per transaction when deleting or pseudonymizing in batches
+
 
 def combined_plan_hash(plan_hashes: dict[str, str]) -> str:
     """One hash over every source's erasure plan: what the approver approves."""
@@ -755,7 +757,12 @@ class EraseOperator(ComplianceOperator):
             plan = _load_plans(run)[source.id]
             engine = source_engine(source.conn_id)
             done[source.id] = execute_plan(
-                engine, plan, pseudonym_key=keyring.pseudonym_key, progress=self._progress
+                engine,
+                plan,
+                pseudonym_key=keyring.pseudonym_key,
+                batch_size=ERASE_BATCH,
+                progress=self._progress,
+                truncate_whole_tables=True,
             )
             engine.dispose()
         return {"rows": done}
