@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-approve down status test lint format lock venv clean-state
+.PHONY: demo demo-approve down status test lint format lock venv clean-state bench-erase
 
 venv: $(STAMP)
 
@@ -33,6 +33,10 @@ status: venv
 ## make test: the whole suite (unit, integration against real servers, DAG runs, e2e)
 test: venv
 	$(BIN)/pytest -q
+
+## make bench-erase: our erase+purge+verify against a hand-written SQL script (PostgreSQL, 200,000 students)
+bench-erase: venv
+	$(BIN)/python -m benchmarks.erase $(ARGS)
 
 lint: venv
 	$(BIN)/ruff check .
