@@ -140,6 +140,29 @@ def _values_update(table: sa.Table, bind_keys: dict, bind_cols: dict, params: li
     )
 
 
+def _execute_values_update(
+    conn: Connection, table: sa.Table, bind_keys: dict, bind_cols: dict, params: list[dict]
+):
+    """psycopg2: the same UPDATE ... FROM (VALUES ...) with the rows rendered by execute_values
+    (SQLAlchemy compiling thousands of bind parameters per batch cost more than the update)."""
+    from psycopg2.extras import execute_values
+
+    quote = conn.dialect.identifier_preparer.quote
+    compile_type = conn.dialect.type_compiler_instance.process
+    names = [*bind_keys.values(), *bind_cols.values()]
+    sets = ", ".join(f"{quote(c)} = v.{b}::{compile_type(table.c[c].type)}" for c, b in bind_cols.items())
+    where = " AND ".join(
+        f"t.{quote(k)} = v.{b}::{compile_type(table.c[k].type)}" for k, b in bind_keys.items()
+    )
+    target = conn.dialect.identifier_preparer.format_table(table)
+    sql = f"UPDATE {target} AS t SET {sets} FROM (VALUES %s) AS v({', '.join(names)}) WHERE {where}"
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        execute_values(cursor, sql, [tuple(p[n] for n in names) for p in params], page_size=len(params))
+    finally:
+        cursor.close()
+
+
 def _pseudonymize(
     engine: Engine,
     table: sa.Table,
@@ -191,7 +214,9 @@ def _pseudonymize(
                     else:
                         item[bind_cols[c]] = None  # a date or number cannot hold a token
                 params.append(item)
-            if conn.dialect.name == "postgresql":
+            if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg2":
+                _execute_values_update(conn, table, bind_keys, bind_cols, params)
+            elif conn.dialect.name == "postgresql":
                 conn.execute(_values_update(table, bind_keys, bind_cols, params))
             else:
                 conn.execute(update, params)
