@@ -4,6 +4,8 @@
     dereg keyring public-key [--path P] [--out FILE]
     dereg verify-ledger [--store URL]
     dereg verify-certificate PATH [--public-key PEM] [--store URL | --no-ledger]
+    dereg scan SOURCE_URL [--full] [--json PATH] [--html PATH] [--sample-size N]
+               [--subject-table T] [--closure-date YYYY-MM-DD]
 
 Exit codes: 0 success / valid, 1 invalid, 2 an error (the message says what and how to fix it).
 """
@@ -110,6 +112,28 @@ def _verify_certificate(args) -> int:
     return 0 if result.ok else 1
 
 
+@command("scan")
+def _scan(args) -> int:
+    from dereg.classify.report import write_report
+    from dereg.classify.scan import print_summary, scan_url
+
+    report = scan_url(
+        args.source_url,
+        full=args.full,
+        sample_size=args.sample_size,
+        subject_table=args.subject_table,
+        closure_date=args.closure_date,
+        progress=lambda line: print(line, file=sys.stderr),
+    )
+    write_report(report, Path(args.json) if args.json else None, Path(args.html) if args.html else None)
+    print_summary(report)
+    if args.json:
+        print(f"JSON report: {args.json}")
+    if args.html:
+        print(f"HTML report: {args.html}")
+    return 1 if report["problems"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dereg", description="Dereg: personal-data side of a company closure."
@@ -139,7 +163,43 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: $DEREG_STORE_URL or .state/compliance.db)",
     )
     cert.add_argument("--no-ledger", action="store_true", help="check the signature only (offline, no store)")
+
+    scan = sub.add_parser(
+        "scan",
+        help="inventory and classify one source (exit 1 when some tables could not be read)",
+        description="Inventory and classify a database (SQLAlchemy URL) or an S3 prefix (s3://BUCKET/PREFIX; "
+        "endpoint and keys from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY). Prints the personal "
+        "columns; the reports list every column. No personal value is printed or written: masked examples only.",
+    )
+    scan.add_argument("source_url", metavar="SOURCE_URL")
+    scan.add_argument(
+        "--full", action="store_true", help="read every value, not a sample (slower; for verification)"
+    )
+    scan.add_argument("--json", metavar="PATH", help="write the JSON report here")
+    scan.add_argument("--html", metavar="PATH", help="write the HTML report here")
+    scan.add_argument(
+        "--sample-size", type=int, default=2000, help="rows read per table in sample mode (2000)"
+    )
+    scan.add_argument(
+        "--subject-table",
+        help="the customers' table, whose rows are counted for minors (default: every table with birth dates "
+        "or resident ID numbers)",
+    )
+    scan.add_argument(
+        "--closure-date",
+        type=_iso_date,
+        help="date on which ages are computed (default: today)",
+    )
     return parser
+
+
+def _iso_date(text: str):
+    import datetime as dt
+
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
 def main(argv: list[str] | None = None) -> int:

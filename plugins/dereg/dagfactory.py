@@ -46,13 +46,22 @@ def closure_params() -> dict[str, Param]:
     }
 
 
+def _classification_units(units: list[dict]) -> list[dict]:
+    """The inventory's split of the classification (a unit per source, one per large table), as the
+    list the mapped `classify` task expands over. Names only: no personal data."""
+    return units
+
+
 def build_closure_dag(manifest_path: Path) -> DAG:
-    from airflow.sdk import chain
+    from airflow.sdk import XComArg, chain, task
+
+    classification_units = task(task_id="classification_units", retries=0)(_classification_units)
 
     from dereg.operators.approval import ErasureApprovalOperator
     from dereg.operators.stages import (
         BackupOperator,
         CertificateOperator,
+        ClassificationReportOperator,
         ClassifyOperator,
         EraseOperator,
         InventoryOperator,
@@ -83,7 +92,11 @@ def build_closure_dag(manifest_path: Path) -> DAG:
         kw = {"manifest_path": path}
         preflight = PreflightOperator(task_id="preflight", retries=0, **kw)
         inventory = InventoryOperator(task_id="inventory", **kw)
-        classify = ClassifyOperator(task_id="classify", **kw)
+        units = classification_units(XComArg(inventory, key="units"))
+        classify = ClassifyOperator.partial(
+            task_id="classify", map_index_template="{{ task.unit['label'] }}", **kw
+        ).expand(unit=units)
+        report = ClassificationReportOperator(task_id="classification_report", **kw)
         plan = PlanOperator(task_id="plan", **kw)
         notify = NotifyCustomersOperator(task_id="notify_customers", **kw)
         wait = WaitForResponsesOperator(task_id="wait_for_responses", **kw)
@@ -94,7 +107,7 @@ def build_closure_dag(manifest_path: Path) -> DAG:
         purge = PurgeOperator(task_id="purge", **kw)
         verify = VerifyErasureOperator(task_id="verify_erasure", **kw)
         certificate = CertificateOperator(task_id="certificate", **kw)
-        chain(preflight, inventory, classify, plan)
+        chain(preflight, inventory, units, classify, report, plan)
         plan >> notify >> wait >> approve
         plan >> backup >> restore >> approve
         chain(approve, erase, purge, verify, certificate)

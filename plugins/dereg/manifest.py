@@ -45,12 +45,49 @@ class RetainSpec:
 
 
 @dataclass
+class ColumnOverride:
+    """Pin a column's categories ([] = not personal), with the reason that goes to the ledger."""
+
+    table: str
+    column: str
+    categories: list[str]
+    reason: str
+
+
+@dataclass
+class ClassifySpec:
+    sample_size: int = 2000
+    #: tables above this many rows get their own classification task
+    large_table_rows: int = 500_000
+    #: tables that must be classified; if one cannot be read the stage fails (else it is reported)
+    required_tables: list[str] = field(default_factory=list)
+    overrides: list[ColumnOverride] = field(default_factory=list)
+
+
+@dataclass
 class SourceSpec:
     id: str
     conn_id: str
     subject_table: str
     notify: NotifySpec | None
     retain: list[RetainSpec] = field(default_factory=list)
+    classify: ClassifySpec = field(default_factory=ClassifySpec)
+
+    @property
+    def required_tables(self) -> list[str]:
+        """The manifest's required tables plus the subject and notice tables, which always are."""
+        names = [self.subject_table] + ([self.notify.table] if self.notify else [])
+        return list(dict.fromkeys(names + self.classify.required_tables))
+
+
+@dataclass
+class ObjectSourceSpec:
+    """An S3 prefix holding customer files (uploads, exports), inventoried and scanned."""
+
+    id: str
+    conn_id: str
+    bucket: str
+    prefix: str
 
 
 @dataclass
@@ -80,6 +117,7 @@ class Manifest:
     backup: BackupSpec
     smtp_conn_id: str
     path: str = ""
+    object_sources: list[ObjectSourceSpec] = field(default_factory=list)
 
     @property
     def dag_id(self) -> str:
@@ -94,6 +132,7 @@ class Manifest:
     def connection_ids(self) -> list[tuple[str, str]]:
         """(path, conn_id) of every Airflow connection the manifest names."""
         pairs = [(f"sources[{i}].conn_id", s.conn_id) for i, s in enumerate(self.sources)]
+        pairs += [(f"object_sources[{i}].conn_id", s.conn_id) for i, s in enumerate(self.object_sources)]
         pairs.append(("backup.conn_id", self.backup.conn_id))
         pairs.append(("notify.smtp_conn_id", self.smtp_conn_id))
         return pairs
@@ -180,6 +219,7 @@ def parse_manifest(data: Any, source: str = "<manifest>") -> Manifest:
             "sources",
             "backup",
             "notify",
+            "object_sources",
         },
         "",
     )
@@ -237,7 +277,7 @@ def parse_manifest(data: Any, source: str = "<manifest>") -> Manifest:
         s = c.mapping(raw, path)
         if not isinstance(raw, dict):
             continue
-        c.unknown_keys(s, {"id", "conn_id", "subject_table", "notify", "retain"}, path)
+        c.unknown_keys(s, {"id", "conn_id", "subject_table", "notify", "retain", "classify"}, path)
         sid = c.text(s, "id", path, pattern=SOURCE_ID, hint="lower-case letters, digits and _")
         if sid in seen_ids:
             c.problem(f"{path}.id", f"{sid!r} is used by an earlier source")
@@ -279,6 +319,31 @@ def parse_manifest(data: Any, source: str = "<manifest>") -> Manifest:
                 subject_table=c.text(s, "subject_table", path, pattern=IDENTIFIER, hint="a table name"),
                 notify=notify,
                 retain=retain,
+                classify=_classify_spec(c, s.get("classify"), f"{path}.classify"),
+            )
+        )
+
+    object_sources: list[ObjectSourceSpec] = []
+    raw_objects = root.get("object_sources") or []
+    if not isinstance(raw_objects, list):
+        c.problem("object_sources", "must be a list")
+        raw_objects = []
+    for i, raw in enumerate(raw_objects):
+        path = f"object_sources[{i}]"
+        o = c.mapping(raw, path)
+        if not isinstance(raw, dict):
+            continue
+        c.unknown_keys(o, {"id", "conn_id", "bucket", "prefix"}, path)
+        oid = c.text(o, "id", path, pattern=SOURCE_ID, hint="lower-case letters, digits and _")
+        if oid in seen_ids:
+            c.problem(f"{path}.id", f"{oid!r} is used by an earlier source")
+        seen_ids.add(oid)
+        object_sources.append(
+            ObjectSourceSpec(
+                id=oid,
+                conn_id=c.text(o, "conn_id", path),
+                bucket=c.text(o, "bucket", path, pattern=BUCKET, hint="an S3 bucket name"),
+                prefix=(c.text(o, "prefix", path, required=False) or "").strip("/"),
             )
         )
 
@@ -327,7 +392,83 @@ def parse_manifest(data: Any, source: str = "<manifest>") -> Manifest:
         backup=backup,
         smtp_conn_id=smtp_conn_id,
         path=source,
+        object_sources=object_sources,
     )
+
+
+def _classify_spec(c: _Checker, raw: Any, path: str) -> ClassifySpec:
+    if raw is None:
+        return ClassifySpec()
+    spec = ClassifySpec()
+    d = c.mapping(raw, path)
+    c.unknown_keys(d, {"sample_size", "large_table_rows", "required_tables", "overrides"}, path)
+    if "sample_size" in d:
+        spec.sample_size = c.integer(d, "sample_size", path, minimum=10)
+    if "large_table_rows" in d:
+        spec.large_table_rows = c.integer(d, "large_table_rows", path, minimum=1)
+    required = d.get("required_tables") or []
+    if not isinstance(required, list) or not all(
+        isinstance(t, str) and IDENTIFIER.match(t) for t in required
+    ):
+        c.problem(f"{path}.required_tables", "must be a list of table names")
+        required = []
+    spec.required_tables = list(required)
+    overrides = d.get("overrides") or []
+    if not isinstance(overrides, list):
+        c.problem(f"{path}.overrides", "must be a list")
+        overrides = []
+    for j, raw_o in enumerate(overrides):
+        opath = f"{path}.overrides[{j}]"
+        o = c.mapping(raw_o, opath)
+        if not isinstance(raw_o, dict):
+            continue
+        c.unknown_keys(o, {"table", "column", "categories", "personal", "reason"}, opath)
+        categories = o.get("categories")
+        personal = o.get("personal", True)
+        if personal is False:
+            if categories:
+                c.problem(opath, "give either categories or personal: false, not both")
+            categories = []
+        elif (
+            not isinstance(categories, list)
+            or not categories
+            or not all(isinstance(x, str) for x in categories)
+        ):
+            c.problem(
+                f"{opath}.categories", "must be a non-empty list of taxonomy ids (or set personal: false)"
+            )
+            categories = []
+        else:
+            known = _taxonomy_ids()
+            for cat in categories:
+                if cat not in known:
+                    c.problem(f"{opath}.categories", f"{cat!r} is not in include/policy/taxonomy.yaml")
+        reason = c.text(o, "reason", opath)
+        if reason and len(reason.strip()) < 5:
+            c.problem(
+                f"{opath}.reason", "say why (at least 5 characters); it goes in the ledger and the report"
+            )
+        spec.overrides.append(
+            ColumnOverride(
+                table=c.text(
+                    o,
+                    "table",
+                    opath,
+                    pattern=re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,127}$"),
+                    hint="a table name",
+                ),
+                column=c.text(o, "column", opath),
+                categories=list(categories),
+                reason=reason,
+            )
+        )
+    return spec
+
+
+def _taxonomy_ids() -> set[str]:
+    from dereg.classify.taxonomy import load_taxonomy
+
+    return set(load_taxonomy())
 
 
 def load_manifest(path: Path | str) -> Manifest:

@@ -35,6 +35,8 @@ MINOR_AGE = 14  # PIPL Art. 28: personal information of a child under 14 is sens
 DEFAULT_SAMPLE_SIZE = 2000
 STRUCTURED_SHARE = 0.30  # share of non-empty sampled values that must be valid hits
 HINTED_SHARE = 0.10  # the same when the column's name agrees with the values
+STRONG_SHARE = 0.02  # the same for kinds that random numbers almost never pass (STRONG_CHECKS)
+STRONG_CHECKS = frozenset({"cn_resident_id", "email"})
 FREE_TEXT_LENGTH = 40  # mean length above which a column counts as free text
 SHAPE_SHARE = {"name": 0.9, "address": 0.8, "gender": 0.95}  # values alone, no name hint
 HINTED_SHAPE_SHARE = 0.5  # a hinted shape category needs this share of fitting values
@@ -55,7 +57,9 @@ DESCRIPTIONS = {
     "organisation_id": "unified social credit codes",
 }
 # kinds whose values prove or disprove them: a name hint alone never outweighs values that contradict it
-_PROVABLE = frozenset({"cn_resident_id", "cn_mobile", "phone", "email", "bank_card", "passport", "ip_address"})
+_PROVABLE = frozenset(
+    {"cn_resident_id", "cn_mobile", "phone", "email", "bank_card", "passport", "ip_address"}
+)
 _TEXT_TYPE = re.compile(r"CHAR|TEXT|CLOB|STRING|JSON|ENUM|NULL|UUID", re.I)
 _FREE_TEXT_TYPE = re.compile(r"TEXT|CLOB|JSON", re.I)
 _SKIP_IN_FULL_SCAN = re.compile(
@@ -263,6 +267,15 @@ def _pct(part: int, whole: int) -> str:
     return f"{round(100 * part / whole)}%" if whole else "0%"
 
 
+def _threshold(category: str, hinted: list[str]) -> float:
+    """Share of values that must hold `category` for a structured column to be personal. Checks
+    that chance passes rarely (a resident ID's date, region and check digit; an e-mail's shape) need
+    only a few values; a Luhn digit or a mobile's shape is passed by many order numbers."""
+    if category in STRONG_CHECKS:
+        return STRONG_SHARE
+    return HINTED_SHARE if category in hinted else STRUCTURED_SHARE
+
+
 def _conclude(table: str, column: str, column_type: str, stats: _ColumnStats) -> ColumnFinding:
     hinted = names.hints(column)
     hint_text = f"name hint {column}"
@@ -293,7 +306,7 @@ def _conclude(table: str, column: str, column_type: str, stats: _ColumnStats) ->
         if free_text:
             categories.append(cat)
             reasons.append(f"free text: {containing} of {n} values contain valid {description}")
-        elif containing / n >= (HINTED_SHARE if cat in hinted else STRUCTURED_SHARE):
+        elif containing / n >= _threshold(cat, hinted) and containing >= min(3, n):
             categories.append(cat)
             reasons.append(
                 f"{_pct(containing, n)} of {n} values are valid {description}"
@@ -352,6 +365,7 @@ def _conclude(table: str, column: str, column_type: str, stats: _ColumnStats) ->
         if fits:
             categories.append(cat)
             reasons.append(f"{hint_text}; {n} values fit {cat}")
+            matches = max(matches, n)
         else:
             reasons.append(f"{hint_text} suggests {cat} but the {n} values do not fit")
 
@@ -627,9 +641,10 @@ def classify_table(
         f = by_column[col]
         n = counts.get(col, 0)
         found = {cat: k for cat, k in hits[col].items() if cat not in NOT_PERSONAL and cat != "_any"}
-        f.values_checked = n
+        sampled, f.values_checked = f.values_checked, n
         if not found:
-            f.matches = f.matches if not f.personal or n == 0 else min(f.matches, n)
+            # shapes (names, genders) are judged on the sample; scale its share to the whole column
+            f.matches = round(f.matches / sampled * n) if f.personal and sampled else 0
             continue
         column_type = next(c.type for c in info.columns if c.name == col)
         free_text = (
@@ -640,7 +655,7 @@ def classify_table(
         for cat, k in sorted(found.items(), key=lambda kv: -kv[1]):
             if cat in f.categories:
                 continue
-            if free_text or k / max(n, 1) >= (HINTED_SHARE if cat in hinted else STRUCTURED_SHARE):
+            if free_text or (k / max(n, 1) >= _threshold(cat, hinted) and k >= min(3, n)):
                 new.append(cat)
                 f.reason += f"; full scan: {k} of {n} values contain valid {DESCRIPTIONS.get(cat, cat)}"
         f.categories += new

@@ -22,8 +22,6 @@ from dereg.operators.connections import (
     source_engine,
 )
 
-CLASSIFY_SAMPLE_SIZE = 2000
-
 
 def combined_plan_hash(plan_hashes: dict[str, str]) -> str:
     """One hash over every source's erasure plan: what the approver approves."""
@@ -164,75 +162,278 @@ class PreflightOperator(ComplianceOperator):
 
 
 class InventoryOperator(ComplianceOperator):
-    """Reflect every table, column, key and row count of each SQL source."""
+    """Reflect every schema, table, column, key and row count of each SQL source, and list the
+    objects of each S3 prefix; split the classification into units (one per source, one per large
+    table) for the mapped `classify` task."""
 
     stage = "inventory"
     requires = ("preflight",)
 
     def act(self, run: RunContext, context) -> dict:
+        from dereg.classify.objects import inventory_objects
         from dereg.inventory.sql import inventory_source
 
-        summary = {}
+        summary: dict[str, dict] = {}
+        units: list[dict] = []
         for source in run.manifest.sources:
             engine = source_engine(source.conn_id)
-            inventory = inventory_source(engine, source.id)
-            engine.dispose()
+            try:
+                inventory = inventory_source(engine, source.id)
+            finally:
+                engine.dispose()
             digest = put_artifact(
                 run.store, run.company_id, run.run_id, f"inventory.{source.id}", inventory.to_dict()
             )
             rows = sum(t.row_count for t in inventory.tables)
-            self.log.info("Inventory of %s: %d tables, %d rows", source.id, len(inventory.tables), rows)
-            summary[source.id] = {"tables": len(inventory.tables), "rows": rows, "artifact_sha256": digest}
-        return {"sources": summary}
+            problems = [t for t in inventory.tables if t.problem]
+            self.log.info(
+                "Inventory of %s: %d tables, %d rows%s",
+                source.id,
+                len(inventory.tables),
+                rows,
+                f"; {len(problems)} table(s) could not be counted" if problems else "",
+            )
+            for t in problems:
+                self.log.warning("  %s: %s", t.qualified_name, t.problem)
+            units += classification_units(source.id, inventory, source.classify.large_table_rows)
+            summary[source.id] = {
+                "tables": len(inventory.tables),
+                "rows": rows,
+                "table_problems": len(problems),
+                "artifact_sha256": digest,
+            }
+        for source in run.manifest.object_sources:
+            location = s3_location(source.conn_id, run.manifest.backup)
+            inventory = inventory_objects(location.client(), source.id, source.bucket, source.prefix)
+            digest = put_artifact(
+                run.store, run.company_id, run.run_id, f"inventory.{source.id}", inventory.to_dict()
+            )
+            self.log.info(
+                "Inventory of %s (s3://%s/%s): %d objects, %d bytes in %d folder/type groups",
+                source.id,
+                source.bucket,
+                source.prefix,
+                inventory.objects,
+                inventory.bytes,
+                len(inventory.groups),
+            )
+            units.append(
+                {"source": source.id, "kind": "objects", "tables": [], "label": f"{source.id} (objects)"}
+            )
+            summary[source.id] = {
+                "objects": inventory.objects,
+                "bytes": inventory.bytes,
+                "artifact_sha256": digest,
+            }
+        put_artifact(run.store, run.company_id, run.run_id, "classification.units", units)
+        context["ti"].xcom_push(key="units", value=units)
+        self.log.info(
+            "Classification split into %d unit(s): %s", len(units), ", ".join(u["label"] for u in units)
+        )
+        return {"sources": summary, "classification_units": len(units)}
+
+
+def classification_units(source_id: str, inventory, large_table_rows: int) -> list[dict]:
+    """One unit per table above `large_table_rows` rows, one for the rest of the source."""
+    large = [t.qualified_name for t in inventory.tables if t.row_count > large_table_rows]
+    rest = [t.qualified_name for t in inventory.tables if t.qualified_name not in large]
+    units = [
+        {"source": source_id, "kind": "sql", "tables": [name], "label": f"{source_id}.{name}"}
+        for name in large
+    ]
+    if rest or not large:
+        label = source_id if not large else f"{source_id} (other {len(rest)} tables)"
+        units.append({"source": source_id, "kind": "sql", "tables": rest, "label": label})
+    for i, unit in enumerate(units):
+        unit["index"] = i
+    return units
 
 
 class ClassifyOperator(ComplianceOperator):
-    """Classify every column: general or sensitive personal information, and count minors."""
+    """Classify the columns of one unit (a source, or one large table): general or sensitive
+    personal information. Mapped over the units the inventory found; `classification_report`
+    puts the parts together.
+
+    :param unit: {"source", "kind", "tables", "label", "index"} from the inventory's `units` XCom.
+    """
+
+    stage = "classify_tables"
+    requires = ("inventory",)
+    template_fields = ("manifest_path", "unit")
+
+    def __init__(self, *, unit: dict | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.unit = unit or {}
+
+    def act(self, run: RunContext, context) -> dict:
+        from dereg.classify.engine import classify_source
+        from dereg.classify.objects import ObjectInventory, classify_objects
+
+        unit = self.unit
+        sid = unit["source"]
+        self.log.info("Classifying %s", unit["label"])
+        if unit["kind"] == "objects":
+            spec = next(o for o in run.manifest.object_sources if o.id == sid)
+            inventory = ObjectInventory.from_dict(
+                get_artifact(run.store, run.company_id, run.run_id, f"inventory.{sid}")
+            )
+            client = s3_location(spec.conn_id, run.manifest.backup).client()
+            result = classify_objects(client, inventory, progress=self._progress)
+        else:
+            source = run.manifest.source(sid)
+            engine = source_engine(source.conn_id)
+            try:
+                result = classify_source(
+                    engine,
+                    _inventory(run, sid),
+                    sample_size=source.classify.sample_size,
+                    closure_date=run.manifest.closure_date,
+                    subject_table=None,  # minors are counted once the whole source is classified
+                    tables=unit["tables"],
+                    progress=self._progress,
+                )
+            finally:
+                engine.dispose()
+        name = f"classification.part.{sid}.{unit['index']}"
+        digest = put_artifact(run.store, run.company_id, run.run_id, name, result.to_dict())
+        personal = [c for c in result.columns if c.personal]
+        for c in personal:
+            self.log.info("  %s.%s: %s (%s) %s", c.table, c.column, ",".join(c.categories), c.level, c.reason)
+        for p in result.problems:
+            self.log.warning("  %s could not be classified: %s", p["table"], p["reason"])
+        self.log.info(
+            "Classified %s: %d columns, %d personal, %d table problem(s)",
+            unit["label"],
+            len(result.columns),
+            len(personal),
+            len(result.problems),
+        )
+        return {
+            "unit": unit["label"],
+            "columns": len(result.columns),
+            "personal_columns": len(personal),
+            "table_problems": len(result.problems),
+            "artifact": name,
+            "artifact_sha256": digest,
+        }
+
+
+class ClassificationReportOperator(ComplianceOperator):
+    """Put the classified units together per source, count minors (and raise their data to
+    sensitive), apply the manifest's overrides, and publish the report (JSON and HTML). Fails when a
+    table the manifest requires could not be classified."""
 
     stage = "classify"
     requires = ("inventory",)
 
     def act(self, run: RunContext, context) -> dict:
-        from dereg.classify.engine import classify_source
+        from dereg.classify.engine import apply_overrides, count_minors
+        from dereg.classify.objects import ObjectInventory
+        from dereg.classify.report import company_report, source_report, write_report
+        from dereg.model import ClassificationResult
 
-        summary = {}
-        for source in run.manifest.sources:
-            inventory = _inventory(run, source.id)
-            engine = source_engine(source.conn_id)
-            result = classify_source(
-                engine,
-                inventory,
-                sample_size=CLASSIFY_SAMPLE_SIZE,
-                closure_date=run.manifest.closure_date,
-                subject_table=source.subject_table,
+        units = get_artifact(run.store, run.company_id, run.run_id, "classification.units")
+        reports, summary, failures, overrides = [], {}, [], []
+        for sid in dict.fromkeys(u["source"] for u in units):
+            parts = []
+            for unit in (u for u in units if u["source"] == sid):
+                name = f"classification.part.{sid}.{unit['index']}"
+                try:
+                    parts.append(
+                        ClassificationResult.from_dict(
+                            get_artifact(run.store, run.company_id, run.run_id, name)
+                        )
+                    )
+                except DeregError:
+                    raise DeregError(
+                        f"classification of {unit['label']} is missing for run {run.run_id}; clear and re-run "
+                        f"its classify task (map index {unit['index']})"
+                    ) from None
+            result = ClassificationResult(
+                source_id=sid,
+                columns=[c for p in parts for c in p.columns],
+                mode=parts[0].mode,
+                sample_size=parts[0].sample_size,
+                problems=[x for p in parts for x in p.problems],
             )
-            engine.dispose()
-            digest = put_artifact(
-                run.store, run.company_id, run.run_id, f"classification.{source.id}", result.to_dict()
-            )
-            personal = [c for c in result.columns if c.personal]
-            sensitive = [c for c in personal if c.level == "sensitive"]
-            for c in personal:
-                self.log.info(
-                    "  %s.%s: %s (%s) %s", c.table, c.column, ",".join(c.categories), c.level, c.reason
+            if any(u["kind"] == "objects" for u in units if u["source"] == sid):
+                inventory = ObjectInventory.from_dict(
+                    get_artifact(run.store, run.company_id, run.run_id, f"inventory.{sid}")
                 )
+            else:
+                source = run.manifest.source(sid)
+                inventory = _inventory(run, sid)
+                engine = source_engine(source.conn_id)
+                try:
+                    count_minors(engine, inventory, result, source.subject_table, run.manifest.closure_date)
+                finally:
+                    engine.dispose()
+                unmatched = apply_overrides(result, source.classify.overrides)
+                if unmatched:
+                    raise DeregError(
+                        f"sources[{sid}].classify.overrides name column(s) that do not exist: "
+                        f"{', '.join(unmatched)}; fix the manifest (table and column as in the report)"
+                    )
+                overrides += [
+                    {
+                        "source": sid,
+                        "table": o.table,
+                        "column": o.column,
+                        "categories": o.categories,
+                        "reason": o.reason,
+                    }
+                    for o in source.classify.overrides
+                ]
+                required = set(source.required_tables)
+                failures += [
+                    f"{sid}.{p['table']}: {p['reason']}"
+                    for p in result.problems
+                    if p["table"] in required or p["table"].split(".")[-1] in required
+                ]
+            digest = put_artifact(
+                run.store, run.company_id, run.run_id, f"classification.{sid}", result.to_dict()
+            )
+            report = source_report(result, inventory)
+            reports.append(report)
+            s = report["summary"]
             self.log.info(
-                "Classified %s: %d personal columns (%d sensitive), %d of %d subjects are minors",
-                source.id,
-                len(personal),
-                len(sensitive),
+                "Classified %s: %d personal columns (%d sensitive), %d of %d subjects are minors, %d problem(s)",
+                sid,
+                s["personal_columns"],
+                s["sensitive_columns"],
                 result.minors,
                 result.subjects,
+                len(result.problems),
             )
-            summary[source.id] = {
-                "columns": len(result.columns),
-                "personal_columns": len(personal),
-                "sensitive_columns": len(sensitive),
+            summary[sid] = {
+                "columns": s["columns"],
+                "personal_columns": s["personal_columns"],
+                "sensitive_columns": s["sensitive_columns"],
                 "subjects": result.subjects,
                 "minors": result.minors,
+                "table_problems": len(result.problems),
                 "artifact_sha256": digest,
             }
-        return {"sources": summary}
+        m = run.manifest
+        full = company_report(m.company_id, f"{m.name_zh} / {m.name_en}", run.run_id, reports)
+        out = run.output_dir()
+        write_report(full, out / "classification.json", out / "classification.html")
+        report_digest = hashlib.sha256((out / "classification.json").read_bytes()).hexdigest()
+        self.log.info("Classification report: %s (and .html)", out / "classification.json")
+        if failures:
+            raise DeregError(
+                f"classification of company {m.company_id} could not read {len(failures)} required table(s):\n"
+                + "\n".join(f"  - {f}" for f in failures)
+                + "\nGrant the connection's user read access (or fix the connection) and clear this run's "
+                "classify tasks; the manifest's required tables are sources[].subject_table, notify.table "
+                "and classify.required_tables"
+            )
+        return {
+            "sources": summary,
+            "overrides": overrides,
+            "report": str(out / "classification.json"),
+            "report_sha256": report_digest,
+        }
 
 
 class PlanOperator(ComplianceOperator):

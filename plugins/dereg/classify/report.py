@@ -1,0 +1,160 @@
+"""The classification report, as JSON and as a readable HTML page.
+
+Per column (or, for object stores, per folder and file type): categories with their display names,
+level, how many values were read, how many matched and the ratio, masked examples and the reason;
+per table its row count and any problem; per source the minors. Never a raw value: everything here
+comes from findings, which hold masked examples only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from dereg.classify.taxonomy import load_taxonomy
+from dereg.model import ClassificationResult
+
+
+def source_report(result: ClassificationResult, inventory: Any = None, *, source: str | None = None) -> dict:
+    """The report of one source: every column, personal or not, and the tables' row counts."""
+    taxonomy = load_taxonomy()
+    columns = []
+    for f in result.columns:
+        columns.append(
+            {
+                "table": f.table,
+                "column": f.column,
+                "type": f.type,
+                "categories": list(f.categories),
+                "category_names": [
+                    {"id": c, "zh": taxonomy[c].zh, "en": taxonomy[c].en} if c in taxonomy else {"id": c}
+                    for c in f.categories
+                ],
+                "level": f.level,
+                "values_checked": f.values_checked,
+                "matches": f.matches,
+                "match_ratio": f.match_ratio,
+                "masked_examples": list(f.masked_examples),
+                "reason": f.reason,
+                "override": f.override,
+            }
+        )
+    tables = []
+    for t in getattr(inventory, "tables", None) or []:
+        tables.append(
+            {"table": t.qualified_name, "rows": t.row_count, "columns": len(t.columns), "problem": t.problem}
+        )
+    for g in getattr(inventory, "groups", None) or []:
+        tables.append(
+            {"table": f"{g.folder or '(prefix root)'}/*{g.kind}", "objects": g.objects, "bytes": g.bytes}
+        )
+    personal = [c for c in columns if c["categories"]]
+    return {
+        "source_id": result.source_id,
+        "source": source,
+        "mode": result.mode,
+        "sample_size": result.sample_size,
+        "columns": columns,
+        "tables": tables,
+        "problems": list(result.problems),
+        "minors": result.minors,
+        "subjects": result.subjects,
+        "summary": {
+            "columns": len(columns),
+            "personal_columns": len(personal),
+            "sensitive_columns": sum(1 for c in personal if c["level"] == "sensitive"),
+            "categories": sorted({cat for c in personal for cat in c["categories"]}),
+            "overrides": sum(1 for c in columns if c["override"]),
+        },
+    }
+
+
+def company_report(company_id: str, name: str, run_id: str, sources: list[dict]) -> dict:
+    return {
+        "company_id": company_id,
+        "company": name,
+        "run_id": run_id,
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "sources": sources,
+        "minors": sum(s["minors"] for s in sources),
+        "subjects": sum(s["subjects"] for s in sources),
+    }
+
+
+_CSS = """
+body{font-family:system-ui,"PingFang SC","Noto Sans CJK SC",sans-serif;margin:2em;color:#222}
+table{border-collapse:collapse;width:100%;margin-bottom:2em;font-size:14px}
+th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f0f3f7} tr.sensitive td{background:#fff1f0} tr.general td{background:#fffbe6}
+tr.none td{color:#777} .reason{font-size:12px;color:#555} code{font-size:12px}
+.problem{color:#a8071a}
+"""
+
+
+def render_html(report: dict) -> str:
+    """A readable page of a source report or of a company report (several sources)."""
+    sources = report.get("sources") or [report]
+    title = f"Classification report / 分类报告 — {report.get('company') or sources[0].get('source_id')}"
+    out = [
+        "<!doctype html><html lang='zh-CN'><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
+    if report.get("run_id"):
+        out.append(
+            f"<p>Run <code>{html.escape(report['run_id'])}</code>, generated {html.escape(report['generated_at'])}</p>"
+        )
+    for s in sources:
+        summary = s["summary"]
+        out.append(f"<h2>{html.escape(s['source_id'])}</h2>")
+        out.append(
+            "<p>"
+            + html.escape(
+                f"{summary['personal_columns']} of {summary['columns']} columns hold personal information "
+                f"({summary['sensitive_columns']} sensitive); {s['minors']} of {s['subjects']} subjects are "
+                f"under 14; mode {s['mode']}"
+                + (f", sample of up to {s['sample_size']:,} rows per table" if s["mode"] == "sample" else "")
+                + (f"; {summary['overrides']} manifest override(s)" if summary["overrides"] else "")
+            )
+            + "</p>"
+        )
+        if s["problems"]:
+            out.append("<h3>Problems / 问题</h3><ul>")
+            out += [
+                f"<li class='problem'>{html.escape(p['table'])}: {html.escape(p['reason'])}</li>"
+                for p in s["problems"]
+            ]
+            out.append("</ul>")
+        out.append(
+            "<table><tr><th>Table / 表</th><th>Column / 列</th><th>Categories / 类别</th><th>Level / 级别</th>"
+            "<th>Matched / 命中</th><th>Examples (masked) / 示例（已脱敏）</th><th>Why / 依据</th></tr>"
+        )
+        for c in s["columns"]:
+            names = (
+                ", ".join(f"{n.get('zh', n['id'])} / {n.get('en', n['id'])}" for n in c["category_names"])
+                or "—"
+            )
+            level = c["level"] or "none"
+            ratio = f"{c['matches']:,} / {c['values_checked']:,} ({c['match_ratio']:.0%})"
+            why = c["reason"] + (f" [override: {c['override']}]" if c["override"] else "")
+            out.append(
+                f"<tr class='{level}'><td>{html.escape(c['table'])}</td><td>{html.escape(c['column'])}</td>"
+                f"<td>{html.escape(names)}</td><td>{html.escape(level)}</td><td>{ratio}</td>"
+                f"<td><code>{html.escape(', '.join(c['masked_examples']))}</code></td>"
+                f"<td class='reason'>{html.escape(why)}</td></tr>"
+            )
+        out.append("</table>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def write_report(report: dict, json_path: Path | None = None, html_path: Path | None = None) -> None:
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
+    if html_path is not None:
+        html_path.parent.mkdir(parents=True, exist_ok=True)
+        html_path.write_text(render_html(report), encoding="utf-8")

@@ -1,0 +1,141 @@
+"""One-shot scan of a source by URL, without Airflow: what `dereg scan` runs.
+
+A SQLAlchemy URL is inventoried (every user schema) and classified; an `s3://BUCKET/PREFIX` URL is
+listed and its text objects read, with the endpoint and keys from the standard AWS environment
+variables. The result is a source report (`dereg.classify.report.source_report`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+from dereg.classify.engine import DEFAULT_SAMPLE_SIZE, classify_source, count_minors
+from dereg.classify.report import source_report
+from dereg.errors import DeregError, SourceError
+from dereg.model import ClassificationResult
+
+
+def display_url(url: str) -> str:
+    """The URL without its password."""
+    if url.startswith("s3://"):
+        return url
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "(unparseable URL)"
+
+
+def _count_minors_everywhere(engine, inventory, result: ClassificationResult, closure_date: dt.date) -> None:
+    """Without a subject table: count minors in every table with birth dates or resident IDs."""
+    person_tables = sorted(
+        {
+            f.table
+            for f in result.columns
+            if {"birth_date", "cn_resident_id"} & set(f.categories) and not f.reason.startswith("free text")
+        }
+    )
+    subjects = minors = 0
+    for table in person_tables:
+        count_minors(engine, inventory, result, table, closure_date)
+        subjects += result.subjects
+        minors += result.minors
+    result.subjects, result.minors = subjects, minors
+
+
+def scan_url(
+    url: str,
+    *,
+    full: bool = False,
+    sample_size: int = DEFAULT_SAMPLE_SIZE,
+    subject_table: str | None = None,
+    closure_date: dt.date | None = None,
+    source_id: str = "scan",
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    closure_date = closure_date or dt.date.today()
+    if url.startswith("s3://"):
+        return _scan_s3(url, full=full, source_id=source_id, progress=progress)
+    try:
+        engine = sa.create_engine(url, hide_parameters=True)
+    except (sa.exc.ArgumentError, ImportError) as exc:
+        raise DeregError(
+            f"{display_url(url)} is not a usable database URL ({type(exc).__name__}); use a SQLAlchemy URL such "
+            "as postgresql+psycopg2://user@host/db, mysql+pymysql://root@host/db or sqlite:///file.db, "
+            "or s3://BUCKET/PREFIX"
+        ) from None
+    try:
+        from dereg.inventory.sql import inventory_source
+
+        inventory = inventory_source(engine, source_id)
+        if progress:
+            progress(
+                f"inventory: {len(inventory.tables)} tables, {sum(t.row_count for t in inventory.tables):,} rows"
+            )
+        if subject_table is not None and not any(
+            subject_table in (t.name, t.qualified_name) for t in inventory.tables
+        ):
+            raise SourceError(
+                f"--subject-table {subject_table}: no such table in {display_url(url)}; tables: "
+                + ", ".join(t.qualified_name for t in inventory.tables[:20])
+            )
+        result = classify_source(
+            engine,
+            inventory,
+            sample_size=sample_size,
+            closure_date=closure_date,
+            subject_table=subject_table,
+            full=full,
+            progress=progress,
+        )
+        if subject_table is None:
+            _count_minors_everywhere(engine, inventory, result, closure_date)
+    finally:
+        engine.dispose()
+    return source_report(result, inventory, source=display_url(url))
+
+
+def _scan_s3(url: str, *, full: bool, source_id: str, progress) -> dict:
+    import boto3
+    from botocore.config import Config
+
+    from dereg.classify.objects import classify_objects, inventory_objects
+
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    if not bucket:
+        raise DeregError(f"{url!r} names no bucket; use s3://BUCKET/PREFIX")
+    client = boto3.client(
+        "s3",
+        endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
+        region_name=os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1",
+        config=Config(s3={"addressing_style": "path"}, connect_timeout=5, retries={"max_attempts": 2}),
+    )
+    inventory = inventory_objects(client, source_id, bucket, prefix.strip("/"))
+    if progress:
+        progress(
+            f"inventory: {inventory.objects:,} objects, {inventory.bytes:,} bytes in {len(inventory.groups)} groups"
+        )
+    result = classify_objects(client, inventory, full=full, progress=progress)
+    return source_report(result, inventory, source=url)
+
+
+def print_summary(report: dict) -> None:
+    """The personal columns, minors and problems, one line each (masked examples only)."""
+    for c in report["columns"]:
+        if not c["categories"]:
+            continue
+        examples = ", ".join(c["masked_examples"])
+        print(
+            f"{c['table']}.{c['column']}: {','.join(c['categories'])} ({c['level']}) "
+            f"{c['matches']}/{c['values_checked']} {examples}"
+        )
+    s = report["summary"]
+    print(
+        f"{s['personal_columns']} of {s['columns']} columns personal ({s['sensitive_columns']} sensitive); "
+        f"{report['minors']} of {report['subjects']} subjects are minors; mode {report['mode']}"
+    )
+    for p in report["problems"]:
+        print(f"PROBLEM {p['table']}: {p['reason']}")
