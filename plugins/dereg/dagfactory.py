@@ -96,7 +96,7 @@ def build_closure_dag(manifest_path: Path) -> DAG:
         classify = ClassifyOperator.partial(
             task_id="classify", map_index_template="{{ task.unit['label'] }}", **kw
         ).expand(unit=units)
-        report = ClassificationReportOperator(task_id="classification_report", **kw)
+        report = ClassificationReportOperator(task_id="classification_report", retries=0, **kw)
         plan = PlanOperator(task_id="plan", **kw)
         notify = NotifyCustomersOperator(task_id="notify_customers", **kw)
         wait = WaitForResponsesOperator(task_id="wait_for_responses", **kw)

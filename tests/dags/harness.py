@@ -26,8 +26,19 @@ _RUN_DAG = textwrap.dedent("""
         print("IMPORT_ERRORS", json.dumps({k: v[-500:] for k, v in bag.import_errors.items()}))
     dag = bag.get_dag(dag_id)
     run = dag.test(run_conf=conf)
-    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
-    print("DAG_TEST_RESULT " + json.dumps({"state": str(run.state), "run_id": run.run_id, "tasks": states}))
+    tis = run.get_task_instances()
+    states = {}
+    for ti in tis:  # a mapped task shows its worst instance
+        if states.get(ti.task_id, "success") == "success":
+            states[ti.task_id] = str(ti.state)
+    mapped = {}
+    for ti in tis:
+        if ti.map_index >= 0:
+            mapped.setdefault(ti.task_id, []).append(
+                [ti.map_index, getattr(ti, "rendered_map_index", None), str(ti.state)]
+            )
+    result = {"state": str(run.state), "run_id": run.run_id, "tasks": states, "mapped": mapped}
+    print("DAG_TEST_RESULT " + json.dumps(result))
 """)
 
 _ANSWER = textwrap.dedent("""

@@ -225,6 +225,8 @@ class InventoryOperator(ComplianceOperator):
                 "bytes": inventory.bytes,
                 "artifact_sha256": digest,
             }
+        for i, unit in enumerate(units):
+            unit["index"] = i
         put_artifact(run.store, run.company_id, run.run_id, "classification.units", units)
         context["ti"].xcom_push(key="units", value=units)
         self.log.info(
@@ -244,8 +246,6 @@ def classification_units(source_id: str, inventory, large_table_rows: int) -> li
     if rest or not large:
         label = source_id if not large else f"{source_id} (other {len(rest)} tables)"
         units.append({"source": source_id, "kind": "sql", "tables": rest, "label": label})
-    for i, unit in enumerate(units):
-        unit["index"] = i
     return units
 
 
@@ -449,6 +449,20 @@ class PlanOperator(ComplianceOperator):
         for source in run.manifest.sources:
             inventory = _inventory(run, source.id)
             classification = _classification(run, source.id)
+            elsewhere = sorted(
+                {
+                    t.qualified_name
+                    for t in inventory.tables
+                    if t.schema and classification.personal_columns(t.qualified_name)
+                }
+            )
+            if elsewhere:
+                # fail closed: a plan that silently skipped them would certify an erasure that did not happen
+                raise DeregError(
+                    f"source {source.id}: personal data in tables outside the default schema "
+                    f"({', '.join(elsewhere[:10])}); this version erases the default schema only. Move them, "
+                    "or connect a second source whose default schema is theirs"
+                )
             plan = build_plan(
                 company_id=run.company_id,
                 inventory=inventory,
