@@ -14,14 +14,18 @@ from collections.abc import Iterator
 
 CATEGORY = "cn_mobile"
 LEVEL = "general"
+EMBEDDED = True
 
 PATTERN = re.compile(r"(?<![0-9A-Za-z_+])(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?![0-9A-Za-z_])")
 _NUMBER = re.compile(r"1[3-9]\d{9}")
+_SEPARATORS = re.compile(r"[\s()-]")
 
 
 def compact(text: str) -> str:
     """The 11 digits, without country code or separators."""
-    number = re.sub(r"[\s()-]", "", str(text))
+    number = str(text)
+    if not number.isdigit():  # the common case, 11 plain digits, needs no regex
+        number = _SEPARATORS.sub("", number)
     if number.startswith("+86"):
         number = number[3:]
     elif number.startswith("0086"):

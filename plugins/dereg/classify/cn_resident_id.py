@@ -16,9 +16,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import date
+from operator import mul
 
 CATEGORY = "cn_resident_id"
 LEVEL = "sensitive"
+EMBEDDED = True
 
 # ASCII letters, digits and underscores next to the number make it part of a longer token (an
 # order number, a pseudonymisation token such as tok_3f9a...), so neither side may have one.
@@ -68,14 +70,19 @@ PROVINCES = frozenset(
 )
 
 
+_SEPARATORS = re.compile(r"[\s-]")
+
+
 def compact(text: str) -> str:
-    return re.sub(r"[\s-]", "", str(text)).upper()
+    text = str(text)
+    if text.isalnum() and text.isascii():  # the common case: no separators, skip the regex
+        return text.upper()
+    return _SEPARATORS.sub("", text).upper()
 
 
 def calc_check_digit(number: str) -> str:
     """Check digit of the first 17 digits of `number`."""
-    total = sum(int(d) * w for d, w in zip(number[:17], _WEIGHTS, strict=True))
-    return _CHECK[total % 11]
+    return _CHECK[sum(map(mul, map(int, number[:17]), _WEIGHTS)) % 11]
 
 
 def birth_date(text: str) -> date | None:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 CATEGORY = "email"
 LEVEL = "general"
+EMBEDDED = True
 
 PATTERN = re.compile(
     r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"

@@ -57,13 +57,16 @@ DESCRIPTIONS = {
     "organisation_id": "unified social credit codes",
 }
 # kinds whose values prove or disprove them: a name hint alone never outweighs values that contradict it
-_PROVABLE = frozenset(
-    {"cn_resident_id", "cn_mobile", "phone", "email", "bank_card", "passport", "ip_address"}
-)
+_PROVABLE = frozenset({"cn_resident_id", "cn_mobile", "phone", "email", "bank_card", "ip_address"})
 _TEXT_TYPE = re.compile(r"CHAR|TEXT|CLOB|STRING|JSON|ENUM|NULL|UUID", re.I)
 _FREE_TEXT_TYPE = re.compile(r"TEXT|CLOB|JSON", re.I)
 _SKIP_IN_FULL_SCAN = re.compile(
     r"^(BOOL|DATE|TIME|FLOAT|REAL|DOUBLE|NUMERIC\(\d+, *[1-9]|DECIMAL\(\d+, *[1-9])", re.I
+)
+# 1- to 4-byte integers hold at most 10 digits: never a resident ID, mobile or card number, so a
+# full scan counts their values but does not read them (an attendance log of ids is not read at all)
+_TOO_SHORT_FOR_IDS = re.compile(
+    r"^(TINYINT|SMALLINT|MEDIUMINT|INTEGER|INT|INT2|INT4|SERIAL|SMALLSERIAL)\b", re.I
 )
 _BINARY_TYPE = re.compile(r"BLOB|BYTEA|BINARY|IMAGE", re.I)
 _GENDER_WORDS = frozenset({"男", "女", "男性", "女性", "male", "female"})
@@ -76,11 +79,19 @@ def _detector(category: str):
     return next((d for d in ALL_DETECTORS if d.CATEGORY == category), None)
 
 
-def _whole_value_detectors() -> tuple:
-    """Detectors for kinds known by a whole value's shape (names, addresses), not found in free text."""
-    from dereg.classify import ALL_DETECTORS
+def _whole_value_detectors(hinted: Iterable[str] = ()) -> tuple:
+    """Detectors run on whole values: those for kinds known only by a whole value's shape (names,
+    addresses, dates), plus the detectors of the categories the column's name suggests (a bare QQ
+    number is believed under a column called qq)."""
+    from dereg.classify import ALL_DETECTORS, BY_CATEGORY
 
-    return tuple(d for d in ALL_DETECTORS if not getattr(d, "EMBEDDED", True))
+    found = [d for d in ALL_DETECTORS if not getattr(d, "EMBEDDED", True)]
+    for cat in hinted:
+        if cat == "phone":
+            found += [BY_CATEGORY["phone"], BY_CATEGORY["cn_mobile"]]
+        elif cat in BY_CATEGORY and BY_CATEGORY[cat] not in found:
+            found.append(BY_CATEGORY[cat])
+    return tuple(dict.fromkeys(found))
 
 
 def mask(category: str, value: str) -> str:
@@ -121,8 +132,14 @@ class _ColumnStats:
     containing: Counter = field(default_factory=Counter)  # category -> values holding a hit
     whole: Counter = field(default_factory=Counter)  # category -> values wholly of that shape
     json_found: Counter = field(default_factory=Counter)  # category -> documents with it under a key
+    certain: Counter = field(default_factory=Counter)  # category -> values of it beyond doubt
     any_hit: int = 0
     examples: dict[str, list[str]] = field(default_factory=dict)
+    hinted: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self._whole_detectors = _whole_value_detectors(self.hinted)
+        self._date_detectors = tuple(d for d in self._whole_detectors if d.CATEGORY == "birth_date")
 
     def example(self, category: str, masked: str) -> None:
         examples = self.examples.setdefault(category, [])
@@ -138,6 +155,7 @@ class _ColumnStats:
         if isinstance(value, date):  # date and datetime
             self.nonempty += 1
             self.date_like += 1
+            self._add_whole(value, self._date_detectors)
             return
         if isinstance(value, bool | float | Decimal):
             self.nonempty += 1
@@ -172,13 +190,25 @@ class _ColumnStats:
                     self.json_values += 1
                     self._add_json(document)
             if len(text) <= 200:
-                for detector in _whole_value_detectors():
-                    if _safe_valid(detector, text):
-                        self.whole[detector.CATEGORY] += 1
-                        self.example(detector.CATEGORY, detector.mask(text))
-        elif isinstance(value, int) and 10**9 <= abs(value) < 10**19:
-            text = str(value)  # a mobile, card or QQ number stored as an integer
+                self._add_whole(text, self._whole_detectors)
+            elif text.startswith(("data:image/", "/9j/", "iVBOR")):
+                self._add_whole(text, [d for d in self._whole_detectors if d.CATEGORY == "biometric_face"])
+        elif isinstance(value, int):
+            self._add_whole(text, self._whole_detectors)  # a gender code, a QQ number under its name
         self._add_spans(text)
+
+    def _add_whole(self, value, detectors) -> None:
+        for detector in detectors:
+            if not _safe_valid(detector, value):
+                continue
+            cat = detector.CATEGORY
+            self.whole[cat] += 1
+            certain = getattr(detector, "is_certain", None)
+            if certain is None or certain(value):
+                self.certain[cat] += 1
+            if cat == "biometric_face":
+                self.image_values += 1
+            self.example(cat, detector.mask(value))
 
     def _add_spans(self, text: str) -> None:
         found = spans(text)
@@ -327,7 +357,11 @@ def _conclude(table: str, column: str, column_type: str, stats: _ColumnStats) ->
             categories.append(cat)
             reasons.append(f"{hint_text}; {_pct(fitting, n)} of {n} values have the shape of {cat}")
             matches = max(matches, fitting)
-        elif cat in SHAPE_SHARE and share >= SHAPE_SHARE[cat] and stats.text_values >= 0.9 * n:
+        elif (
+            cat in SHAPE_SHARE
+            and stats.certain.get(cat, 0) / n >= SHAPE_SHARE[cat]
+            and stats.text_values >= 0.9 * n
+        ):
             categories.append(cat)
             reasons.append(f"{_pct(fitting, n)} of {n} values have the shape of {cat}; name says nothing")
             matches = max(matches, fitting)
@@ -413,9 +447,9 @@ def _person_table_images(findings: list[ColumnFinding], stats: dict[str, _Column
     personal = any(f.personal and "biometric_face" not in f.categories for f in findings)
     for f in findings:
         s = stats.get(f.column)
-        if not personal or s is None or f.personal or not s.binary_values:
+        if not personal or s is None or f.personal or not s.image_values:
             continue
-        if s.image_values >= 0.5 * s.binary_values:
+        if s.image_values >= 0.5 * s.nonempty:
             f.categories = ["biometric_face"]
             f.level = level_of(f.categories)
             f.matches = s.image_values
@@ -471,7 +505,7 @@ def _stream(conn: sa.Connection, query) -> sa.CursorResult:
 
 
 def _classify_table_sample(engine: sa.Engine, info: TableInfo, sample_size: int) -> dict[str, _ColumnStats]:
-    stats = {c.name: _ColumnStats() for c in info.columns}
+    stats = {c.name: _ColumnStats(hinted=tuple(names.hints(c.name))) for c in info.columns}
     if info.columns:
         with engine.connect() as conn:
             for row in _stream(conn, sample_query(engine, info, sample_size)):
@@ -527,14 +561,28 @@ class _CopyReader:
         failure: list[BaseException] = []
 
         class _Sink:
+            # psycopg2 writes one row at a time: hand over ~1 MiB at once, not one row per
+            # queue round trip (the lock traffic cost more than reading the rows)
+            def __init__(self) -> None:
+                self.pending = bytearray()
+
             def write(self, data) -> int:
-                chunks.put(bytes(data))
+                self.pending += data
+                if len(self.pending) >= 1 << 20:
+                    self.flush()
                 return len(data)
+
+            def flush(self) -> None:
+                if self.pending:
+                    chunks.put(bytes(self.pending))
+                    self.pending = bytearray()
 
         def pump() -> None:
             try:
+                sink = _Sink()
                 with self.connection.cursor() as cur:
-                    cur.copy_expert(self.sql, _Sink(), size=1 << 20)
+                    cur.copy_expert(self.sql, sink, size=1 << 20)
+                sink.flush()
             except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
                 failure.append(exc)
             finally:
@@ -587,6 +635,9 @@ def _full_hits(engine: sa.Engine, info: TableInfo, cols: list[str]) -> tuple[dic
     """Per column: category -> values holding it, over every row; and masked examples."""
     hits: dict[str, Counter] = {c: Counter() for c in cols}  # key "_any": values with any hit
     examples: dict[str, dict[str, list[str]]] = {c: {} for c in cols}
+    types = {c.name: c.type or "" for c in info.columns}
+    if engine.dialect.name != "sqlite":  # SQLite's INTEGER holds 8 bytes: a mobile fits
+        cols = [c for c in cols if not _TOO_SHORT_FOR_IDS.match(types.get(c, ""))]
     if not cols:
         return hits, examples
     blocks = (
@@ -594,19 +645,24 @@ def _full_hits(engine: sa.Engine, info: TableInfo, cols: list[str]) -> tuple[dic
         if engine.dialect.name == "postgresql"
         else _row_blocks(engine, info, cols)
     )
+    counters = [hits[c] for c in cols]
+    col_examples = [examples[c] for c in cols]
     for block in blocks:
-        seen: set[tuple[int, int, str]] = set()
+        # scan_block yields the hits of one value next to each other: count a value once per
+        # category by remembering only the current one (no set over the whole block)
+        current: tuple[int, int] | None = None
+        categories: set[str] = set()
         for line_start, index, category, value in scan_block(block):
             if index >= len(cols):
                 continue
-            for key, counted in (
-                ((line_start, index, category), category),
-                ((line_start, index, ""), "_any"),
-            ):
-                if key not in seen:
-                    seen.add(key)
-                    hits[cols[index]][counted] += 1
-            found = examples[cols[index]].setdefault(category, [])
+            counter = counters[index]
+            if (line_start, index) != current:
+                current, categories = (line_start, index), set()
+                counter["_any"] += 1
+            if category not in categories:
+                categories.add(category)
+                counter[category] += 1
+            found = col_examples[index].setdefault(category, [])
             if len(found) < 3:
                 masked = mask(category, value)
                 if masked not in found:

@@ -188,7 +188,7 @@ def _scan_csv(lines: Iterator[str], delimiter: str, scan: _GroupScan) -> bool:
     header = next(reader, None)
     if not header:
         return False
-    stats = [_ColumnStats() for _ in header]
+    stats = [_ColumnStats(hinted=tuple(names.hints(h.strip()))) for h in header]
     hit = False
     for n, row in enumerate(reader):
         hit = scan.add_line(delimiter.join(row)) or hit

@@ -27,6 +27,7 @@ from dereg.classify import DETECTORS
 NOT_PERSONAL = frozenset({"organisation_id"})
 
 
+@lru_cache(maxsize=1)
 def embedded_detectors() -> tuple:
     """The detectors searched inside free text, in priority order."""
     return tuple(d for d in DETECTORS if getattr(d, "EMBEDDED", True))
@@ -51,11 +52,13 @@ def candidate_pattern() -> re.Pattern | None:
         return None
 
 
-def spans(text: str) -> list[tuple[str, int, int, str]]:
-    """(category, start, end, value) of every valid hit in `text`, by position; value is compacted."""
-    quick = candidate_pattern()
-    if quick is not None and quick.search(text) is None:
-        return []
+def spans(text: str, *, searched: bool = False) -> list[tuple[str, int, int, str]]:
+    """(category, start, end, value) of every valid hit in `text`, by position; value is compacted.
+    `searched`: the caller already found a candidate in `text`."""
+    if not searched:
+        quick = candidate_pattern()
+        if quick is not None and quick.search(text) is None:
+            return []
     taken: list[tuple[int, int]] = []
     found = []
     for detector in embedded_detectors():
@@ -78,6 +81,7 @@ def scan_values(values: Iterable[object]) -> Counter:
     counts: Counter = Counter()
     quick = candidate_pattern()
     search = quick.search if quick is not None else None
+    tagged = _tagged_pattern()
     seen = 0
     for value in values:
         if value is None:
@@ -88,16 +92,103 @@ def scan_values(values: Iterable[object]) -> Counter:
         seen += 1
         if search is not None and search(text) is None:
             continue
-        for category in {s[0] for s in personal_spans(text)}:
-            counts[category] += 1
+        for category in _categories(text) if tagged is not None else {s[0] for s in spans(text)}:
+            if category not in NOT_PERSONAL:
+                counts[category] += 1
     counts["_values"] = seen
     return counts
+
+
+@lru_cache(maxsize=1)
+def _tagged_pattern() -> re.Pattern | None:
+    """The candidate pattern with one named group per embedded detector (`_d0`, `_d1`, ...), so a
+    single pass over a block says which detector each candidate belongs to."""
+    detectors = embedded_detectors()
+    if not detectors or any(getattr(d, "PATTERN", None) is None for d in detectors):
+        return None
+    parts = [f"(?P<_d{i}>{_scoped(d.PATTERN)})" for i, d in enumerate(detectors)]
+    try:
+        return re.compile("|".join(parts))
+    except re.error:
+        return None
+
+
+def _claim(block: str, m: re.Match, first: int) -> tuple[object, int, str] | None:
+    """(detector, end, raw) of the valid hit starting where `m` starts: the matched detector's,
+    else the next detector in priority order whose own pattern matches there and validates."""
+    detectors = embedded_detectors()
+    start = m.start()
+    for i in range(first, len(detectors)):
+        detector = detectors[i]
+        if i == first:
+            raw, end = m.group(), m.end()
+        else:
+            other = detector.PATTERN.match(block, start)
+            if other is None:
+                continue
+            raw, end = other.group(), other.end()
+        if detector.is_valid(raw):
+            return detector, end, raw
+    return None
+
+
+def _categories(text: str) -> set[str]:
+    """Categories of the valid hits in `text` (as `spans` finds them), in one tagged pass."""
+    search = _tagged_pattern().search
+    found: set[str] = set()
+    pos = 0
+    while (m := search(text, pos)) is not None:
+        claimed = _claim(text, m, int(m.lastgroup[2:]))
+        if claimed is None:
+            pos = m.start() + 1
+            continue
+        found.add(claimed[0].CATEGORY)
+        pos = claimed[1]
+    return found
 
 
 def scan_block(block: str) -> Iterator[tuple[int, int, str, str]]:
     """Hits in a block of tab-separated rows, one row per line: (line start offset, field index,
     category, compacted value). The block must hold whole lines; fields must hold no raw tab or
-    newline (COPY's text format escapes them)."""
+    newline (COPY's text format escapes them). Hits come in block order, so those of one value
+    are next to each other.
+
+    One pass of the tagged candidate pattern over the whole block; each candidate is validated
+    where it stands and its field found by counting tabs, so a row is never split or searched
+    again. A candidate that fails validation lets the search go on from its next character, so a
+    shorter identifier inside it is still found."""
+    tagged = _tagged_pattern()
+    if tagged is None:
+        yield from _scan_block_by_field(block)
+        return
+    search = tagged.search
+    pos = 0
+    while (m := search(block, pos)) is not None:
+        start = m.start()
+        claimed = _claim(block, m, int(m.lastgroup[2:]))
+        if claimed is None:
+            pos = start + 1
+            continue
+        detector, end, raw = claimed
+        line_start = block.rfind("\n", 0, start) + 1
+        if "\t" in raw or "\n" in raw:
+            # a pattern that ran across fields: the rest of this line field by field (hits already
+            # yielded from this field come again, next to each other; callers count per value)
+            field_start = block.rfind("\t", line_start, start) + 1 or line_start
+            line_end = block.find("\n", start)
+            line_end = len(block) if line_end < 0 else line_end
+            first = block.count("\t", line_start, field_start)
+            for _, index, category, value in _scan_block_by_field(block[field_start:line_end] + "\n"):
+                yield line_start, first + index, category, value
+            pos = line_end
+            continue
+        pos = end
+        if detector.CATEGORY not in NOT_PERSONAL:
+            yield line_start, block.count("\t", line_start, start), detector.CATEGORY, detector.compact(raw)
+
+
+def _scan_block_by_field(block: str) -> Iterator[tuple[int, int, str, str]]:
+    """scan_block the slow way: every line with a candidate split into fields, each field scanned."""
     quick = candidate_pattern()
     if quick is not None:
         matches = list(quick.finditer(block))

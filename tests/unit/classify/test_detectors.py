@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from dereg.classify import DETECTORS, bank_card, cn_mobile, cn_resident_id, email
+from dereg.classify import ALL_DETECTORS, bank_card, cn_mobile, cn_resident_id, email
+from dereg.classify.scanner import NOT_PERSONAL
+from dereg.classify.taxonomy import load_taxonomy
 
 VALID_ID = "11010519491231002X"  # GB 11643 example: Beijing Chaoyang, born 1949-12-31
 
@@ -14,10 +16,15 @@ def make_id(region: str, born: str, seq: str) -> str:
     return body + cn_resident_id.calc_check_digit(body + "0")
 
 
-@pytest.mark.parametrize("module", DETECTORS)
+@pytest.mark.parametrize("module", ALL_DETECTORS)
 def test_every_detector_has_the_same_surface(module):
-    assert isinstance(module.CATEGORY, str) and module.LEVEL in {"general", "sensitive"}
+    personal = module.CATEGORY not in NOT_PERSONAL
+    assert isinstance(module.CATEGORY, str)
+    assert module.LEVEL in ({"general", "sensitive"} if personal else {None})
+    assert isinstance(module.EMBEDDED, bool)
     assert hasattr(module.PATTERN, "finditer")
+    if personal:
+        assert module.CATEGORY in load_taxonomy()
     for verb in ("compact", "is_valid", "mask", "finditer", "find"):
         assert callable(getattr(module, verb))
 

@@ -142,3 +142,19 @@ def test_a_table_that_cannot_be_read_is_reported_and_the_rest_classified(db):
     assert [p["table"] for p in result.problems] == ["products"]
     assert "cannot be read" in result.problems[0]["reason"]
     assert {f.table for f in result.columns} == {"members"}
+
+
+def test_mobile_numbers_stored_as_integers_are_found(tmp_path):
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'ints.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE contacts (id INTEGER PRIMARY KEY, tel INTEGER)")
+        conn.execute(
+            sa.text("INSERT INTO contacts VALUES (:i, :t)"),
+            [{"i": i, "t": 13800000000 + i * 7} for i in range(50)],
+        )
+    inventory = inventory_source(engine, "ints")
+    for full in (False, True):
+        result = classify_source(engine, inventory, full=full, closure_date=CLOSURE, subject_table=None)
+        assert _by_column(result)[("contacts", "tel")].categories == ["cn_mobile"]
+    assert full_scan_hits(engine, inventory) == {("contacts", "tel"): 50}
+    engine.dispose()

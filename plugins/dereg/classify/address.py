@@ -1,0 +1,69 @@
+"""Postal addresses (住址): Chinese addresses are written from the province down to the room, with
+markers after each part (省, 市, 区, 县, 镇, 街道, 路, 号, 单元, 室, 小区, ...). A value with at least
+two such markers in a plausible length is address-shaped (`is_valid`), with three it is an address
+beyond doubt (`is_certain`). English addresses need a number and a street word (Road, Street).
+
+>>> is_valid("北京市朝阳区建国路88号"), is_valid("北京市第一中学")
+(True, False)
+>>> mask("北京市朝阳区建国路88号")
+'北京市***'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+CATEGORY = "address"
+LEVEL = "general"
+EMBEDDED = False
+
+_MARKERS = re.compile(
+    r"省|自治区|特别行政区|市|自治州|地区|盟|区|县|旗|镇|乡|街道|村|社区|路|街|大道|巷|胡同|弄|里|号院|号楼|号|栋|幢|座|单元|楼|层|室|小区|花园|公寓|大厦"
+)
+_FIRST_LEVEL = re.compile(r"^.{1,8}?(?:省|自治区|特别行政区|市)")
+_ENGLISH = re.compile(
+    r"\d+[A-Za-z]?,? [A-Za-z .'-]+ (?:Road|Rd|Street|St|Avenue|Ave|Lane|Ln|Drive|Dr)\b", re.I
+)
+PATTERN = re.compile(r"[\u4e00-\u9fff0-9A-Za-z\-]{4,60}")
+
+
+def compact(text: str) -> str:
+    return re.sub(r"\s+", "", str(text))
+
+
+def _markers(text: str) -> int:
+    return len(_MARKERS.findall(text))
+
+
+def is_valid(text: str) -> bool:
+    raw = str(text).strip()
+    address = compact(raw)
+    if 6 <= len(address) <= 120 and re.search(r"[\u4e00-\u9fff]", address):
+        return _markers(address) >= 2
+    return bool(_ENGLISH.search(raw))
+
+
+def is_certain(text: str) -> bool:
+    address = compact(text)
+    return (
+        8 <= len(address) <= 120
+        and _markers(address) >= 3
+        and bool(re.search(r"\d", address) or _markers(address) >= 4)
+    )
+
+
+def mask(text: str) -> str:
+    address = compact(text)
+    m = _FIRST_LEVEL.match(address)
+    return (m.group(0) if m else address[:2]) + "***"
+
+
+def finditer(text: str) -> Iterator[tuple[int, int, str]]:
+    """Whole values only: an address inside a remark is not located."""
+    if is_valid(text):
+        yield 0, len(str(text)), compact(text)
+
+
+def find(text: str) -> list[str]:
+    return [value for _, _, value in finditer(text)]

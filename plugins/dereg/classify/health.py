@@ -1,0 +1,122 @@
+"""Health information (健康信息, sensitive under PIPL Art. 28): illnesses, allergies, medication,
+diagnoses, disabilities, written in Chinese or English in a note or a dedicated column.
+
+The words are specific enough that one of them in a remark makes the remark health information
+(孩子对花生过敏, has asthma); generic words that also describe a course or a product (健康, 医生,
+care) are not in the list. `mask` never shows the remark, only the fact.
+
+>>> find("孩子对花生过敏，有哮喘")
+['过敏', '哮喘']
+>>> mask("过敏")
+'[health term]'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+CATEGORY = "health"
+LEVEL = "sensitive"
+EMBEDDED = True
+
+TERMS_ZH = (
+    "过敏",
+    "哮喘",
+    "糖尿病",
+    "癫痫",
+    "心脏病",
+    "先天性",
+    "高血压",
+    "抑郁症",
+    "焦虑症",
+    "自闭症",
+    "孤独症",
+    "多动症",
+    "注意缺陷",
+    "病史",
+    "病历",
+    "确诊",
+    "诊断为",
+    "住院",
+    "手术",
+    "服药",
+    "用药",
+    "残疾",
+    "传染病",
+    "乙肝",
+    "结核",
+    "过敏史",
+    "发烧",
+    "发热",
+    "感冒",
+    "肺炎",
+    "骨折",
+    "近视",
+    "弱视",
+    "听力障碍",
+    "发育迟缓",
+    "心理咨询",
+    "心理治疗",
+    "体检",
+    "疫苗",
+    "血型",
+    "癌症",
+    "白血病",
+    "贫血",
+    "湿疹",
+    "鼻炎",
+)
+TERMS_EN = (
+    "allergy",
+    "allergies",
+    "allergic",
+    "asthma",
+    "diabetes",
+    "diabetic",
+    "epilepsy",
+    "seizure",
+    "adhd",
+    "autism",
+    "autistic",
+    "diagnosed",
+    "diagnosis",
+    "medication",
+    "hospitalized",
+    "hospitalised",
+    "disability",
+    "disabled",
+    "depression",
+    "anxiety disorder",
+    "blood type",
+    "inhaler",
+    "eczema",
+)
+PATTERN = re.compile(
+    "|".join(re.escape(t) for t in sorted(TERMS_ZH, key=len, reverse=True))
+    + r"|(?i:\b(?:"
+    + "|".join(re.escape(t) for t in sorted(TERMS_EN, key=len, reverse=True))
+    + r")\b)"
+)
+
+
+def compact(text: str) -> str:
+    return str(text).strip()
+
+
+def is_valid(text: str) -> bool:
+    """True when `text` mentions at least one health term."""
+    return PATTERN.search(str(text)) is not None
+
+
+def mask(text: str) -> str:
+    return "[health term]"
+
+
+def finditer(text: str) -> Iterator[tuple[int, int, str]]:
+    for m in PATTERN.finditer(text):
+        yield m.start(), m.end(), m.group(0)
+
+
+def find(text: str) -> list[str]:
+    return [value for _, _, value in finditer(text)]

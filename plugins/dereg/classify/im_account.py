@@ -1,0 +1,61 @@
+"""Instant-messaging accounts (微信号、QQ号): how a school or shop reaches its customers.
+
+Recognised by their own shape only where that shape is unmistakable: a WeChat internal id
+(wxid_ + 14 or more letters and digits), or an account after its label (微信: zhangwei_88,
+WeChat ID zhangwei_88, QQ: 12345678, QQ号 12345678). A bare WeChat id (6-20 letters, digits, _ and
+-, starting with a letter) or QQ number (5-11 digits) is anything; `is_valid` accepts those
+shapes for whole values, which the engine believes only under a column name that says so.
+
+>>> is_valid("微信: zhangwei_88")
+True
+>>> mask("QQ: 12345678")
+'12****78'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+CATEGORY = "im_account"
+LEVEL = "general"
+EMBEDDED = True
+
+_LABELLED = (
+    r"(?:(?:微信号?|WeChat(?:\s?ID)?|weixin|vx|VX)[:：\s]*(?P<wx>[A-Za-z][-_A-Za-z0-9]{5,19})"
+    r"|(?:QQ号?(?:码)?|qq号?)[:：\s]*(?P<qq>[1-9]\d{4,10}))(?![0-9A-Za-z_-])"
+)
+PATTERN = re.compile(rf"(?<![0-9A-Za-z_])wxid_[a-z0-9]{{14,22}}(?![0-9A-Za-z_])|{_LABELLED}")
+_LABELLED_RE = re.compile(_LABELLED)
+_WXID = re.compile(r"wxid_[a-z0-9]{14,22}")
+_BARE = re.compile(r"[A-Za-z][-_A-Za-z0-9]{5,19}|[1-9]\d{4,10}")
+
+
+def compact(text: str) -> str:
+    """The account alone, without its label."""
+    text = str(text).strip()
+    m = _LABELLED_RE.fullmatch(text)
+    if m:
+        return m.group("wx") or m.group("qq")
+    return text
+
+
+def is_valid(text: str) -> bool:
+    """A wxid_, a labelled account, or (whole value under a name hint) a bare WeChat id or QQ number."""
+    text = str(text).strip()
+    return bool(_WXID.fullmatch(text) or _LABELLED_RE.fullmatch(text) or _BARE.fullmatch(text))
+
+
+def mask(text: str) -> str:
+    account = compact(text)
+    return account[:2] + "*" * max(len(account) - 4, 1) + account[-2:]
+
+
+def finditer(text: str) -> Iterator[tuple[int, int, str]]:
+    """Only the unmistakable forms: wxid_ ids and labelled accounts."""
+    for m in PATTERN.finditer(text):
+        yield m.start(), m.end(), compact(m.group(0))
+
+
+def find(text: str) -> list[str]:
+    return [value for _, _, value in finditer(text)]

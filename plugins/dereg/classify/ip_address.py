@@ -1,0 +1,64 @@
+"""IP addresses (IP地址), version 4 and 6: a device's network address, personal when it is a
+customer's (login logs, order records). Loopback, unspecified, multicast and reserved addresses
+identify nobody and are not matched; neither are version numbers (1.2.3) or dotted prices.
+
+>>> is_valid("203.0.113.45")
+True
+>>> is_valid("127.0.0.1")
+False
+>>> mask("203.0.113.45")
+'203.0.*.*'
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterator
+
+CATEGORY = "ip_address"
+LEVEL = "general"
+EMBEDDED = True
+
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+PATTERN = re.compile(
+    rf"(?<![0-9A-Za-z_.]){_OCTET}(?:\.{_OCTET}){{3}}(?![0-9A-Za-z_]|\.\d)"
+    r"|(?<![0-9A-Za-z_:])(?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f]{1,4}(?![0-9A-Za-z_:])"
+    r"|(?<![0-9A-Za-z_:])(?:[0-9A-Fa-f]{1,4}:){1,6}:(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,5})?(?![0-9A-Za-z_:])"
+)
+
+
+def compact(text: str) -> str:
+    return str(text).strip().strip("[]")
+
+
+def is_valid(text: str) -> bool:
+    try:
+        address = ipaddress.ip_address(compact(text))
+    except ValueError:
+        return False
+    return not (
+        address.is_loopback
+        or address.is_unspecified
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_link_local
+    )
+
+
+def mask(text: str) -> str:
+    address = compact(text)
+    if ":" in address:
+        return address.split(":")[0] + ":****"
+    parts = address.split(".")
+    return ".".join(parts[:2] + ["*", "*"])
+
+
+def finditer(text: str) -> Iterator[tuple[int, int, str]]:
+    for m in PATTERN.finditer(text):
+        if is_valid(m.group(0)):
+            yield m.start(), m.end(), compact(m.group(0))
+
+
+def find(text: str) -> list[str]:
+    return [value for _, _, value in finditer(text)]

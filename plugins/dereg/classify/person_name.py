@@ -1,0 +1,87 @@
+"""Personal names (姓名): a Chinese name of 2 to 4 characters starting with a common surname
+(single or compound: 王, 李, 欧阳, 司马), optionally with the middle dot of transliterated names;
+or a romanised name of 2 or 3 capitalised words (Zhang Wei, Wang Xiaoming).
+
+A name has no checksum: `is_valid` says a value has the shape of a name, which the engine believes
+under a column name that says so (姓名, xm, name) or when nearly every value of a text column is a
+Chinese name (`is_certain`). Names are not searched inside free text.
+
+>>> is_valid("欧阳娜娜"), is_valid("数学提高班")
+(True, False)
+>>> mask("张伟")
+'张*'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+CATEGORY = "name"
+LEVEL = "general"
+EMBEDDED = False
+
+# The most common surnames (about 90 % of the population) and the compound ones still in use.
+SURNAMES = frozenset(
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪"
+    "范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤常温康施文牛樊葛邢安齐易乔伍庞"
+    "颜倪庄聂章鲁岳翟殷詹申欧耿关兰焦俞左柳甘祝包宁尚符舒阮柯纪梅童凌毕单季裴霍涂成苗谷盛曲翁冉骆蓝路游辛靳管柴蒙鲍华喻"
+    "祁蒲房滕屈饶解牟艾尤阳时穆农司卓古吉缪简车项连芦麦褚娄窦戚岑景党宫费卜冷晏席卫米柏宗瞿桂全佟应臧闵苟邬边卞姬师和仇"
+    "栾隋商刁沙荣巫寇桑郎甄丛仲虞敖巩明佘池查麻苑迟邝"
+)
+COMPOUND_SURNAMES = (
+    "欧阳",
+    "司马",
+    "诸葛",
+    "上官",
+    "东方",
+    "皇甫",
+    "令狐",
+    "慕容",
+    "尉迟",
+    "公孙",
+    "长孙",
+    "夏侯",
+    "司徒",
+    "端木",
+)
+PATTERN = re.compile(r"[\u4e00-\u9fff]{2,4}|[A-Z][a-z]+(?: [A-Z][a-z]+){1,2}")
+_CJK_NAME = re.compile(r"[\u4e00-\u9fff]{1,3}(?:·[\u4e00-\u9fff]{1,5})?|[\u4e00-\u9fff]{2,4}")
+_LATIN_NAME = re.compile(r"[A-Z][a-z]{1,11}(?: [A-Z][a-z]{1,11}){1,2}")
+# Common words that start with a surname character but are not names.
+_NOT_NAMES = ("老师", "同学", "家长", "先生", "女士", "小朋友", "学校", "公司", "中心", "课程", "班", "组")
+
+
+def compact(text: str) -> str:
+    return str(text).strip()
+
+
+def is_certain(text: str) -> bool:
+    """A Chinese name beyond reasonable doubt: 2-4 CJK characters after a known surname."""
+    name = compact(text)
+    if not 2 <= len(name) <= 4 or not _CJK_NAME.fullmatch(name) or name.endswith(_NOT_NAMES):
+        return False
+    if name.startswith(COMPOUND_SURNAMES):
+        return len(name) >= 3
+    return name[0] in SURNAMES
+
+
+def is_valid(text: str) -> bool:
+    """The shape of a name: a Chinese name, or 2-3 capitalised words."""
+    name = compact(text)
+    return is_certain(name) or bool(_LATIN_NAME.fullmatch(name))
+
+
+def mask(text: str) -> str:
+    name = compact(text)
+    return name[:1] + "*" * max(len(name) - 1, 1)
+
+
+def finditer(text: str) -> Iterator[tuple[int, int, str]]:
+    """Whole values only: names are not searched inside free text."""
+    if is_valid(text):
+        yield 0, len(text), compact(text)
+
+
+def find(text: str) -> list[str]:
+    return [value for _, _, value in finditer(text)]
