@@ -14,7 +14,15 @@ import pytest
 from stdnum import luhn
 from stdnum.cn import ric
 
-from benchmarks.classify import CATEGORIES, ENTITY_CATEGORY, Score, labelled_values, presidio_recognizers
+from benchmarks.classify import (
+    CATEGORIES,
+    ENTITY_CATEGORY,
+    Score,
+    labelled_values,
+    presidio_recognizers,
+    project_corpus_values,
+    resident_id_ok,
+)
 
 _REMARK = re.compile(r"[\u4e00-\u9fff{]")  # Chinese text or JSON around the identifier
 _DIGIT_RUN = re.compile(r"(?<![0-9A-Za-z])\d{15,19}(?![0-9A-Za-z])")
@@ -76,3 +84,27 @@ def test_presidio_recognizers_find_the_labelled_kinds_and_skip_decoys():
     assert not found("CN_MOBILE", "学号12345678901")
     assert found("IP_ADDRESS", "登录IP 192.168.1.20，")
     assert not found("IP_ADDRESS", "版本 300.1.2.3")
+
+
+def test_project_corpus_values_carry_only_the_compared_kinds_and_decoys_carry_none():
+    values = project_corpus_values(2000)
+    assert len(values) >= 2000
+    labels = {c for _, truth in values for c in truth}
+    assert labels == set(CATEGORIES)  # every compared kind occurs, and nothing else (no names)
+    decoys = [text for text, truth in values if not truth]
+    assert any(_DIGIT_RUN.search(text) for text in decoys)  # order numbers, bad IDs among them
+    for text in decoys:
+        for run in _DIGIT_RUN.findall(text):
+            assert not resident_id_ok(run)
+
+
+def test_presidio_side_resident_id_check_agrees_with_stdnum_where_stdnum_can_answer():
+    for text, _ in labelled_values(2000, seed=21):
+        for run in _DIGIT_RUN.findall(text):
+            if len(run) != 18:
+                continue
+            try:
+                expected = ric.is_valid(run)
+            except KeyError:  # stdnum's region table lacks some entries
+                continue
+            assert resident_id_ok(run) == expected
