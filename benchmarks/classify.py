@@ -119,7 +119,8 @@ def _positive(rng: random.Random, category: str) -> str:
     if category == "ip_address":
         if rng.random() < 0.5:
             return f"192.168.{rng.randrange(256)}.{rng.randrange(1, 255)}"
-        return ".".join(str(rng.randint(1, 223)) for _ in range(4))
+        first = rng.choice([n for n in range(1, 224) if n != 127])  # loopback identifies no one
+        return ".".join([str(first)] + [str(rng.randint(1, 223)) for _ in range(3)])
     raise ValueError(f"no generator for category {category}")
 
 
@@ -402,6 +403,24 @@ def presidio_recognizers(language: str) -> list:
     ]
 
 
+def _resolve_overlaps(results: list) -> list:
+    """Drop a result lying inside another entity's result of at least its score, as Presidio's
+    anonymizer resolves conflicts (the analyzer leaves overlaps of different types): a landline
+    read inside a grouped 19-digit card number is no landline."""
+    return [
+        r
+        for r in results
+        if not any(
+            o is not r
+            and o.entity_type != r.entity_type
+            and o.start <= r.start
+            and r.end <= o.end
+            and o.score >= r.score
+            for o in results
+        )
+    ]
+
+
 def blank_pipeline(language: str) -> Path:
     """A blank spaCy pipeline (tokenizer only) saved under .state/bench/, built once."""
     import spacy
@@ -485,7 +504,7 @@ def bench_throughput(n_values: int, languages: Sequence[str], corpus: str = "pro
             started = time.perf_counter()
             results = run()
             rates[f"{api}, blank '{language}'"] = len(texts) / (time.perf_counter() - started)
-            found = [{ENTITY_CATEGORY[r.entity_type] for r in one} for one in results]
+            found = [{ENTITY_CATEGORY[r.entity_type] for r in _resolve_overlaps(one)} for one in results]
             if presidio_found is not None and found != presidio_found:
                 raise AssertionError("Presidio's configurations disagree on the same values")
             presidio_found = found
