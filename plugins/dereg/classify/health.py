@@ -92,11 +92,21 @@ TERMS_EN = (
     "inhaler",
     "eczema",
 )
+
+
+def _english(term: str) -> str:
+    # The first letter is matched before the word-boundary check, and case variants are spelt out
+    # instead of (?i): both keep Python's fast literal-prefix search, which (?i) or a leading
+    # assertion would switch off (the scanner pays for this pattern at every character).
+    first, rest = re.escape(term[0]), re.escape(term[1:])
+    return f"{first}(?<![A-Za-z]{first}){rest}(?![A-Za-z])"
+
+
+_VARIANTS = sorted({v for t in TERMS_EN for v in (t, t.capitalize(), t.upper())}, key=len, reverse=True)
 PATTERN = re.compile(
-    "|".join(re.escape(t) for t in sorted(TERMS_ZH, key=len, reverse=True))
-    + r"|(?i:\b(?:"
-    + "|".join(re.escape(t) for t in sorted(TERMS_EN, key=len, reverse=True))
-    + r")\b)"
+    "|".join(
+        [re.escape(t) for t in sorted(TERMS_ZH, key=len, reverse=True)] + [_english(t) for t in _VARIANTS]
+    )
 )
 
 

@@ -79,9 +79,27 @@ def scan_values(values: Iterable[object]) -> Counter:
     """category -> number of values holding at least one valid hit of it; key "_values" counts the
     non-empty values seen. Personal categories only."""
     counts: Counter = Counter()
-    quick = candidate_pattern()
-    search = quick.search if quick is not None else None
     tagged = _tagged_pattern()
+    if tagged is None:
+        quick = candidate_pattern()
+        categories = lambda text: {s[0] for s in spans(text)} if quick is None or quick.search(text) else ()  # noqa: E731
+    else:
+        search = tagged.search
+        detectors = embedded_detectors()
+
+        def categories(text: str) -> set[str]:
+            # one tagged search per candidate; most values have none and cost one search
+            found: set[str] = set()
+            pos = 0
+            while (m := search(text, pos)) is not None:
+                claimed = _claim(text, m, int(m.lastgroup[2:]), detectors)
+                if claimed is None:
+                    pos = m.start() + 1
+                    continue
+                found.add(claimed[0].CATEGORY)
+                pos = claimed[1]
+            return found
+
     seen = 0
     for value in values:
         if value is None:
@@ -90,9 +108,7 @@ def scan_values(values: Iterable[object]) -> Counter:
         if not text:
             continue
         seen += 1
-        if search is not None and search(text) is None:
-            continue
-        for category in _categories(text) if tagged is not None else {s[0] for s in spans(text)}:
+        for category in categories(text):
             if category not in NOT_PERSONAL:
                 counts[category] += 1
     counts["_values"] = seen
@@ -113,10 +129,10 @@ def _tagged_pattern() -> re.Pattern | None:
         return None
 
 
-def _claim(block: str, m: re.Match, first: int) -> tuple[object, int, str] | None:
+def _claim(block: str, m: re.Match, first: int, detectors: tuple = ()) -> tuple[object, int, str] | None:
     """(detector, end, raw) of the valid hit starting where `m` starts: the matched detector's,
     else the next detector in priority order whose own pattern matches there and validates."""
-    detectors = embedded_detectors()
+    detectors = detectors or embedded_detectors()
     start = m.start()
     for i in range(first, len(detectors)):
         detector = detectors[i]
