@@ -322,6 +322,14 @@ def resident_id_ok(text: str) -> bool:
     return number[:2] in _PROVINCES and date(1900, 1, 1) <= born <= date.today()
 
 
+def _with_check_digit(number: str) -> str:
+    """`number` with its 18th character replaced by the right GB 11643 check digit."""
+    if not number[:17].isdigit():
+        return number
+    total = sum(int(d) * (2 ** (17 - i) % 11) for i, d in enumerate(number[:17]))
+    return number[:17] + "10X98765432"[total % 11]
+
+
 def _compact(text: str) -> str:
     return "".join(ch for ch in text if ch not in " -()")
 
@@ -338,11 +346,19 @@ def presidio_recognizers(language: str) -> list:
     class BankCard(PatternRecognizer):
         def validate_result(self, pattern_text: str) -> bool:
             number = _compact(pattern_text)
-            known = number.startswith(CARD_PREFIXES) or 2221 <= int(number[:4]) <= 2720
-            return known and luhn.is_valid(number)
+            mastercard = number.startswith(("51", "52", "53", "54", "55")) or 2221 <= int(number[:4]) <= 2720
+            if mastercard:
+                length_ok = len(number) == 16
+            else:
+                length_ok = len(number) in (16, 19) if number.startswith("4") else True
+            known = number.startswith(CARD_PREFIXES) or mastercard
+            return known and length_ok and luhn.is_valid(number)
 
         def invalidate_result(self, pattern_text: str) -> bool:
-            return resident_id_ok(_compact(pattern_text))  # an ID number may pass Luhn too
+            # an ID number may pass Luhn too, and so may one with a mistyped check digit: 18 digits
+            # with a province and a real birth date where an ID has them are taken for an ID
+            number = _compact(pattern_text)
+            return resident_id_ok(number) or (len(number) == 18 and resident_id_ok(_with_check_digit(number)))
 
     class IPAddress(PatternRecognizer):
         def validate_result(self, pattern_text: str) -> bool:
