@@ -44,9 +44,14 @@ RESIDUAL_RISKS = {
 
 
 def _method(action: str) -> str:
+    # NIST SP 800-88 terms: "clear" makes data unrecoverable through the store's own interface;
+    # "purge" also against reading the storage below it (here: the table files are rewritten, so
+    # the deleted rows' bytes leave the disk pages); "crypto-erase" destroys the key of encrypted data.
     return {
-        "delete": "clear (logical delete, then table rewrite)",
-        "pseudonymize": "clear (keyed-hash pseudonymisation of personal columns; records kept by law)",
+        "delete": "purge: rows deleted (PostgreSQL: TRUNCATE where nothing kept refers to the table), then "
+        "every touched table rewritten (VACUUM FULL / table rebuild / SQLite secure_delete + VACUUM)",
+        "pseudonymize": "clear: personal columns of records kept by law replaced by keyed-hash tokens "
+        "(or NULL), then the table rewritten so the old values leave its files",
         "keep": "none (no personal data)",
     }.get(action, action)
 
@@ -115,7 +120,9 @@ def build_certificate_body(run, source_urls: dict[str, dict[str, Any]]) -> dict[
                 "bucket": b.get("bucket"),
                 "retain_until": b.get("retain_until"),
                 "object_lock": b.get("object_lock"),
-                "crypto_shred": "destroy the wrapped data key after retain_until to make the backup unreadable",
+                "shred_after": b.get("retain_until"),
+                "crypto_shred": "crypto-erase: destroy the wrapped data key (store and escrow copy) after "
+                "retain_until; the locked ciphertext then cannot be read by anyone",
             }
             for sid, b in backups.items()
         ],

@@ -22,6 +22,8 @@ from dereg.operators.connections import (
     source_engine,
 )
 
+ERASE_BATCH = 5000  # rows per transaction when deleting or pseudonymizing in batches
+
 
 def combined_plan_hash(plan_hashes: dict[str, str]) -> str:
     """One hash over every source's erasure plan: what the approver approves."""
@@ -446,6 +448,14 @@ class PlanOperator(ComplianceOperator):
         from dereg.erase.plan import RetainRule, build_plan
 
         hashes, summaries = {}, {}
+        unerased = self._object_sources_with_personal_data(run)
+        if unerased and not run.dry_run:
+            # fail closed: a certificate must never be issued while customer files stay in place
+            raise DeregError(
+                f"company {run.company_id}: object source(s) {', '.join(unerased)} hold personal data; this "
+                "version inventories and classifies object stores but does not back them up or erase them. "
+                "Remove them from object_sources (and handle the files by hand), then re-run"
+            )
         for source in run.manifest.sources:
             inventory = _inventory(run, source.id)
             classification = _classification(run, source.id)
@@ -487,7 +497,22 @@ class PlanOperator(ComplianceOperator):
             summaries[source.id] = plan.summary()
         plan_hash = combined_plan_hash(hashes)
         self.log.info("Erasure plan hash %s", plan_hash)
-        return {"plan_hash": plan_hash, "source_plan_hashes": hashes, "sources": summaries}
+        result = {"plan_hash": plan_hash, "source_plan_hashes": hashes, "sources": summaries}
+        if unerased:
+            self.log.warning(
+                "Dry run: object source(s) %s hold personal data and would stop a real run here",
+                ", ".join(unerased),
+            )
+            result["object_sources_not_erased"] = unerased
+        return result
+
+    @staticmethod
+    def _object_sources_with_personal_data(run: RunContext) -> list[str]:
+        return [
+            o.id
+            for o in run.manifest.object_sources
+            if any(c.personal for c in _classification(run, o.id).columns)
+        ]
 
 
 class NotifyCustomersOperator(ComplianceOperator):
@@ -732,7 +757,12 @@ class EraseOperator(ComplianceOperator):
             plan = _load_plans(run)[source.id]
             engine = source_engine(source.conn_id)
             done[source.id] = execute_plan(
-                engine, plan, pseudonym_key=keyring.pseudonym_key, progress=self._progress
+                engine,
+                plan,
+                pseudonym_key=keyring.pseudonym_key,
+                batch_size=ERASE_BATCH,
+                progress=self._progress,
+                truncate_whole_tables=True,
             )
             engine.dispose()
         return {"rows": done}

@@ -172,3 +172,48 @@ def test_postgresql_dead_tuples_counted_exactly_with_pgstattuple(pg_url):
         assert after.tables["students"]["dead_tuples"] == 0
     finally:
         engine.dispose()
+
+
+@pytest.mark.integration
+def test_postgresql_truncate_path_reaches_the_batched_end_state(pg_url):
+    """The erase task's PostgreSQL path: the emptied tables in one TRUNCATE transaction; same rows,
+    tokens and counts as the batched path, nothing left for VACUUM, and a rerun changes nothing."""
+    from tests.integration.erase.school import School
+
+    engine = sa.create_engine(pg_url)
+    school = School(engine, pg_url)
+    school.create()
+    plan = school.plan()
+    execute_plan(engine, plan, pseudonym_key=KEY, batch_size=BATCH)
+    expected = school.dump()
+
+    school.create()
+    lines: list[str] = []
+    done = execute_plan(
+        engine, plan, pseudonym_key=KEY, batch_size=BATCH, progress=lines.append, truncate_whole_tables=True
+    )
+    assert school.dump() == expected
+    assert done == {t: school.sizes[t] for t in [*DELETED, "accounting_records"]}
+    assert f"students: 50 rows deleted (TRUNCATE of {len(DELETED)} tables in one transaction)" in lines
+    with engine.connect() as conn:
+        dead = conn.execute(
+            sa.text("SELECT coalesce(sum(n_dead_tup), 0) FROM pg_stat_user_tables WHERE relname = 'students'")
+        ).scalar_one()
+    assert dead == 0
+    again = execute_plan(engine, plan, pseudonym_key=KEY, batch_size=BATCH, truncate_whole_tables=True)
+    assert set(again.values()) == {0}
+
+    # a kept table pointing at a customers' table keeps that table (and its parents) out of the TRUNCATE
+    school.create()
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("CREATE TABLE audit (id int primary key, guardian_id int REFERENCES guardians(id))")
+        )
+    lines.clear()
+    execute_plan(
+        engine, plan, pseudonym_key=KEY, batch_size=BATCH, progress=lines.append, truncate_whole_tables=True
+    )
+    assert any(line.startswith("guardians:") and "batch" in line for line in lines)
+    assert any(line.startswith("students:") and "TRUNCATE" in line for line in lines)
+    assert {t: rows for t, rows in school.dump().items() if t != "audit"} == expected
+    engine.dispose()
