@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-approve down status test lint format lock venv clean-state bench-erase
+.PHONY: demo demo-approve down status test lint format lock venv clean-state bench-classify bench-erase
 
 venv: $(STAMP)
 
@@ -33,6 +33,14 @@ status: venv
 ## make test: the whole suite (unit, integration against real servers, DAG runs, e2e)
 test: venv
 	$(BIN)/pytest -q
+
+## make bench-classify: scanner vs Presidio, full scan vs pg_dump, peak RSS (ARGS=--quick for a smoke run)
+bench-classify: venv $(VENV)/.bench-installed
+	$(BIN)/python -m benchmarks.classify $(ARGS)
+
+$(VENV)/.bench-installed: benchmarks/requirements-bench.txt $(STAMP)
+	$(BIN)/pip install --quiet -r benchmarks/requirements-bench.txt -c requirements.lock
+	touch $@
 
 ## make bench-erase: our erase+purge+verify against a hand-written SQL script (PostgreSQL, 200,000 students)
 bench-erase: venv
