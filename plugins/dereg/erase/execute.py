@@ -155,10 +155,23 @@ def _execute_values_update(
         f"t.{quote(k)} = v.{b}::{compile_type(table.c[k].type)}" for k, b in bind_keys.items()
     )
     target = conn.dialect.identifier_preparer.format_table(table)
+    if len(bind_keys) == 1:
+        # the batch is a key range (keyset paging): saying so lets the planner read that range by
+        # the primary key index instead of joining the VALUES list against the whole table
+        ((key, bind),) = bind_keys.items()
+        keys = [p[bind] for p in params]
+        where += f" AND t.{quote(key)} BETWEEN %(lo)s AND %(hi)s"
+        bounds = {"lo": min(keys), "hi": max(keys)}
+    else:
+        bounds = {}
     sql = f"UPDATE {target} AS t SET {sets} FROM (VALUES %s) AS v({', '.join(names)}) WHERE {where}"
     cursor = conn.connection.driver_connection.cursor()
     try:
-        execute_values(cursor, sql, [tuple(p[n] for n in names) for p in params], page_size=len(params))
+        rows = [tuple(p[n] for n in names) for p in params]
+        if bounds:
+            # execute_values fills %s with the rows; the bounds are bound first, escaping its %s
+            sql = cursor.mogrify(sql.replace("%s", "%%s"), bounds).decode()
+        execute_values(cursor, sql, rows, page_size=len(params))
     finally:
         cursor.close()
 
