@@ -14,8 +14,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from stdnum.cn import uscc as _stdnum_uscc
-
 CATEGORY = "organisation_id"
 LEVEL = None  # not personal information
 EMBEDDED = True
@@ -27,9 +25,22 @@ def compact(text: str) -> str:
     return str(text).strip().upper()
 
 
+_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+_VALUE = {c: i for i, c in enumerate(_ALPHABET)}
+_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+
+
 def is_valid(text: str) -> bool:
     number = compact(text)
-    return len(number) == 18 and _stdnum_uscc.is_valid(number)
+    if len(number) != 18 or not number[2:8].isdigit():  # the region code is digits
+        return False
+    # python-stdnum's cn.uscc check, without its per-character clean-up (which cost more than the rest of a
+    # scan of 18-digit order numbers): every 18-digit number that is no resident ID comes here
+    try:
+        total = sum(_VALUE[c] * w for c, w in zip(number[:17], _WEIGHTS, strict=True))
+    except KeyError:
+        return False
+    return number[17] in _VALUE and number[17] == _ALPHABET[(31 - total) % 31]
 
 
 def mask(text: str) -> str:
