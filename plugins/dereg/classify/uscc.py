@@ -32,7 +32,7 @@ _WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 
 def is_valid(text: str) -> bool:
     number = compact(text)
-    if len(number) != 18 or not number[2:8].isdigit():  # the region code is digits
+    if len(number) != 18 or not number[:8].isdigit():  # as python-stdnum: the first eight are digits
         return False
     # python-stdnum's cn.uscc check, without its per-character clean-up (which cost more than the rest of a
     # scan of 18-digit order numbers): every 18-digit number that is no resident ID comes here
