@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from dereg.classify import cn_resident_id
+
 CATEGORY = "bank_card"
 LEVEL = "sensitive"
 EMBEDDED = True
@@ -53,8 +55,6 @@ def _resident_id_shaped(number: str) -> bool:
     """18 digits with a province prefix and a real birth date where a resident ID has them: a
     resident ID with a wrong check digit (a typo), not a card. Few real cards have 18 digits,
     and of those about one in 2,000 has this shape."""
-    from dereg.classify import cn_resident_id
-
     if len(number) != 18 or number[:2] not in cn_resident_id.PROVINCES:
         return False
     return cn_resident_id.birth_date(number) is not None
@@ -62,14 +62,15 @@ def _resident_id_shaped(number: str) -> bool:
 
 def is_valid(text: str) -> bool:
     number = compact(text)
+    # cheapest tests first: most candidates are order numbers that fail on prefix or Luhn
     return (
-        not _resident_id_shaped(number)
-        and 16 <= len(number) <= 19
+        16 <= len(number) <= 19
         and number.isdigit()
-        and len(set(number)) > 2
         and _known_prefix(number)
         and _scheme_length_ok(number)
         and luhn_ok(number)
+        and len(set(number)) > 2
+        and not _resident_id_shaped(number)
     )
 
 

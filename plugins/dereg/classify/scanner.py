@@ -92,19 +92,29 @@ def scan_values(values: Iterable[object]) -> Counter:
         categories = lambda text: {s[0] for s in spans(text)} if quick is None or quick.search(text) else ()  # noqa: E731
     else:
         search = tagged.search
-        detectors = embedded_detectors()
+        detector_of = _group_detectors()
+        chains = _fallback_chains()
 
         def categories(text: str) -> set[str]:
             # one tagged search per candidate; most values have none and cost one search
             found: set[str] = set()
             pos = 0
             while (m := search(text, pos)) is not None:
-                claimed = _claim(text, m, int(m.lastgroup[2:]), detectors)
-                if claimed is None:
-                    pos = m.start() + 1
+                first = detector_of[m.lastindex]
+                raw = m.group()
+                if first.is_valid(raw):
+                    found.add(first.CATEGORY)
+                    pos = m.end()
                     continue
-                found.add(claimed[0].CATEGORY)
-                pos = claimed[1]
+                start = m.start()
+                for match, is_valid, category in chains[first]:
+                    other = match(text, start)
+                    if other is not None and is_valid(other.group()):
+                        found.add(category)
+                        pos = other.end()
+                        break
+                else:
+                    pos = start + 1
             return found
 
     seen = 0
@@ -134,6 +144,29 @@ def _tagged_pattern() -> re.Pattern | None:
         return re.compile(_TOKEN_START + "(?:" + "|".join(parts) + ")")
     except re.error:
         return None
+
+
+@lru_cache(maxsize=1)
+def _group_detectors() -> dict[int, object]:
+    """Index of each detector's group in the tagged pattern -> the detector (`Match.lastindex`
+    names the outermost group that matched)."""
+    detectors = embedded_detectors()
+    return {
+        index: detectors[int(name[2:])]
+        for name, index in _tagged_pattern().groupindex.items()
+        if name.startswith("_d")
+    }
+
+
+@lru_cache(maxsize=1)
+def _fallback_chains() -> dict[object, tuple]:
+    """For each detector, the later ones in priority order as (pattern.match, is_valid, category):
+    who may claim a candidate the first one rejects."""
+    detectors = embedded_detectors()
+    return {
+        d: tuple((later.PATTERN.match, later.is_valid, later.CATEGORY) for later in detectors[i + 1 :])
+        for i, d in enumerate(detectors)
+    }
 
 
 def _claim(block: str, m: re.Match, first: int, detectors: tuple = ()) -> tuple[object, int, str] | None:
