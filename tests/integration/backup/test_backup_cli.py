@@ -1,0 +1,77 @@
+"""`dereg backup` and `dereg restore` without Airflow, as an administrator runs them: real
+PostgreSQL and MariaDB sources, SeaweedFS from the standard AWS environment variables."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from dereg.keys import Keyring
+from tests.integration.backup.conftest import make_small_source
+
+pytestmark = pytest.mark.integration
+
+
+def _dereg(*args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "dereg.cli", *args], capture_output=True, text=True, timeout=300, env=env
+    )
+
+
+@pytest.fixture
+def cli_env(seaweed, s3_client, bucket_name, tmp_path):
+    s3_client.create_bucket(Bucket=bucket_name, ObjectLockEnabledForBucket=True)
+    Keyring.create(tmp_path / "keyring.json")
+    return {
+        **os.environ,
+        "AWS_ENDPOINT_URL": seaweed.endpoint_url,
+        "AWS_ACCESS_KEY_ID": seaweed.access_key,
+        "AWS_SECRET_ACCESS_KEY": seaweed.secret_key,
+        "DEREG_KEYRING": str(tmp_path / "keyring.json"),
+        "DEREG_STORE_URL": f"sqlite:///{tmp_path / 'compliance.db'}",
+    }
+
+
+@pytest.mark.parametrize("server", ["pg_url", "mariadb_url"])
+def test_backup_then_restore_and_verify(server, request, cli_env, bucket_name, s3_client, tmp_path):
+    url = request.getfixturevalue(server)
+    planted = make_small_source(url)
+    to = f"s3://{bucket_name}/cli"
+    done = _dereg("backup", url, "--to", to, "--retention-days", "1", env=cli_env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    backup_id = done.stdout.strip()
+    assert backup_id and "\n" not in backup_id
+    assert not [v for v in planted if v in done.stdout + done.stderr]
+
+    # from the off-site store alone: a fresh compliance store knows nothing of the backup
+    elsewhere = {**cli_env, "DEREG_STORE_URL": f"sqlite:///{tmp_path / 'other.db'}"}
+    target = f"sqlite:///{tmp_path / 'restored.db'}"
+    restored = _dereg("restore", backup_id, "--from", to, "--into", target, "--verify", env=elsewhere)
+    assert restored.returncode == 0, restored.stdout[-2000:] + restored.stderr[-2000:]
+    assert "restored and verified" in restored.stdout
+    assert (tmp_path / "restored.db").exists()
+
+    # a flipped byte in a chunk: exit 1, naming the object and the chunk
+    key = f"cli/{backup_id}/data/students/000000.chunk"
+    blob = bytearray(s3_client.get_object(Bucket=bucket_name, Key=key)["Body"].read())
+    blob[len(blob) // 2] ^= 0x01
+    s3_client.put_object(Bucket=bucket_name, Key=key, Body=bytes(blob))
+    broken = _dereg("restore", backup_id, "--from", to, "--verify", env=cli_env)
+    assert broken.returncode == 1
+    assert "MISMATCH" in broken.stdout and key in broken.stdout and "chunk 0" in broken.stdout
+
+    # another keyring cannot open it: a clear error, exit 2
+    Keyring.create(tmp_path / "other-keyring.json")
+    wrong = _dereg(
+        "restore",
+        backup_id,
+        "--from",
+        to,
+        "--verify",
+        env={**cli_env, "DEREG_KEYRING": str(tmp_path / "other-keyring.json")},
+    )
+    assert wrong.returncode == 2 and "dereg: error:" in wrong.stderr and "key" in wrong.stderr.lower()
+    assert not [v for v in planted if v in broken.stdout + wrong.stderr + restored.stdout]
