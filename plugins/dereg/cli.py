@@ -8,6 +8,7 @@
                [--subject-table T] [--closure-date YYYY-MM-DD]
     dereg backup SOURCE_URL --to s3://BUCKET/PREFIX [--company ID] [--retention-days N] [--no-object-lock]
     dereg restore BACKUP_ID --from s3://BUCKET/PREFIX [--into TARGET_URL] --verify
+    dereg catalog rebuild --from s3://BUCKET/PREFIX
 
 Exit codes: 0 success / valid, 1 invalid, 2 an error (the message says what and how to fix it).
 """
@@ -154,6 +155,7 @@ def _s3_location(url: str):
 @command("backup")
 def _backup(args) -> int:
     import datetime as dt
+    import uuid
 
     import sqlalchemy as sa
 
@@ -167,7 +169,8 @@ def _backup(args) -> int:
     engine = sa.create_engine(args.source_url, hide_parameters=True)
     source_id = (engine.url.database or "source").rsplit("/", 1)[-1].split(".")[0] or "source"
     source_id = "".join(ch if ch.isalnum() else "_" for ch in source_id.lower())
-    run_id = "cli-" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    # a fresh run id per command: a backup of the same run would be reused, not taken again
+    run_id = "cli-" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
     try:
         record = create_backup(
             engine,
@@ -214,6 +217,20 @@ def _restore(args) -> int:
         print(f"  MISMATCH {problem}")
     print(f"backup {args.backup_id}: {'restored and verified' if report.ok else 'VERIFICATION FAILED'}")
     return 0 if report.ok else 1
+
+
+@command("catalog rebuild")
+def _catalog_rebuild(args) -> int:
+    from dereg.backup.catalog import rebuild
+    from dereg.evidence.store import open_store
+
+    location = _s3_location(getattr(args, "from"))
+    counts = rebuild(open_store(), location, progress=lambda line: print(line, file=sys.stderr))
+    print(
+        f"{location.describe()}: {counts['found']} backups found, {counts['added']} added to the catalog "
+        f"({counts['shredded']} crypto-shredded), {counts['known']} already known"
+    )
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -280,6 +297,16 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_argument("--company", default="cli", help="company id recorded with the backup (cli)")
     backup.add_argument("--retention-days", type=int, default=3650, help="Object Lock retention (3650)")
     backup.add_argument("--no-object-lock", action="store_true", help="accept a bucket without Object Lock")
+    catalog = sub.add_parser("catalog", help="the backup catalog")
+    csub = catalog.add_subparsers(dest="catalog_command", required=True)
+    rebuild = csub.add_parser(
+        "rebuild",
+        help="rebuild the catalog from the off-site store alone",
+        description="Read every backup manifest under s3://BUCKET/PREFIX (and each escrowed key) into the "
+        "compliance store's catalog (DEREG_STORE_URL): after losing the store, backups are listed and "
+        "restorable again. Backups without an escrowed key were crypto-shredded and are listed as such.",
+    )
+    rebuild.add_argument("--from", required=True, metavar="s3://BUCKET/PREFIX")
     restore = sub.add_parser(
         "restore",
         help="restore a backup and verify it (exit 1 on any mismatch)",
@@ -315,7 +342,8 @@ def _iso_date(text: str):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    name = args.command + (f" {args.keyring_command}" if args.command == "keyring" else "")
+    sub = {"keyring": "keyring_command", "catalog": "catalog_command"}.get(args.command)
+    name = args.command + (f" {getattr(args, sub)}" if sub else "")
     try:
         return COMMANDS[name](args)
     except DeregError as exc:

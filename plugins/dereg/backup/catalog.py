@@ -152,3 +152,71 @@ def list_backups(store: Engine, *, status: str | None = "complete") -> list[dict
         query = query.where(backups.c.status == status)
     with store.connect() as conn:
         return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def rebuild(store: Engine, location, *, progress=None) -> dict[str, int]:
+    """Rebuild the catalog from the off-site store alone: every `<prefix>/<backup id>/manifest.json`
+    is a complete backup (the manifest is written last, so an interrupted backup has none). Its
+    wrapped data key comes from the escrow copy; a backup whose escrow copy is gone was
+    crypto-shredded and is recorded as `shredded`. Backups the catalog already has are left as they are.
+    Returns counts: found, added, known, shredded."""
+    client = location.client()
+    counts = {"found": 0, "added": 0, "known": 0, "shredded": 0}
+    paginator = client.get_paginator("list_objects_v2")
+    prefix = f"{location.prefix}/" if location.prefix else ""
+    for page in paginator.paginate(Bucket=location.bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            key = obj["Key"]
+            if not key.endswith("/manifest.json") or key.count("/") != prefix.count("/") + 1:
+                continue
+            counts["found"] += 1
+            manifest = json.loads(client.get_object(Bucket=location.bucket, Key=key)["Body"].read())
+            backup_id = manifest["backup_id"]
+            if get(store, backup_id) is not None:
+                counts["known"] += 1
+                continue
+            escrow = None
+            try:
+                escrow = json.loads(
+                    client.get_object(Bucket=location.bucket, Key=manifest["escrow_key"])["Body"].read()
+                )
+            except client.exceptions.NoSuchKey:
+                counts["shredded"] += 1
+            with store.begin() as conn:
+                conn.execute(
+                    backups.insert().values(
+                        backup_id=backup_id,
+                        company_id=manifest["company_id"],
+                        run_id=manifest["run_id"],
+                        source_id=manifest["source_id"],
+                        bucket=location.bucket,
+                        prefix=location.prefix,
+                        manifest_key=key,
+                        status="complete" if escrow else "shredded",
+                        tables_json=json.dumps(
+                            {
+                                name: {"rows": t["rows"], "sha256": t["sha256"], "chunks": len(t["chunks"])}
+                                for name, t in manifest["tables"].items()
+                            },
+                            sort_keys=True,
+                        ),
+                        total_rows=manifest["total_rows"],
+                        retain_until=manifest["retain_until"],
+                        object_lock=bool(manifest.get("object_lock")),
+                        created_at=manifest["created_at"],
+                        completed_at=manifest["created_at"],
+                    )
+                )
+                if escrow:
+                    conn.execute(
+                        backup_keys.insert().values(
+                            backup_id=backup_id,
+                            kek_id=escrow["kek_id"],
+                            wrapped_key=escrow["wrapped_key"],
+                            created_at=_now(),
+                        )
+                    )
+            counts["added"] += 1
+            if progress:
+                progress(f"catalogued backup {backup_id} of {manifest['company_id']}/{manifest['source_id']}")
+    return counts

@@ -75,3 +75,33 @@ def test_backup_then_restore_and_verify(server, request, cli_env, bucket_name, s
     )
     assert wrong.returncode == 2 and "dereg: error:" in wrong.stderr and "key" in wrong.stderr.lower()
     assert not [v for v in planted if v in broken.stdout + wrong.stderr + restored.stdout]
+
+
+def test_catalog_rebuild_from_the_off_site_store_alone(sqlite_url, cli_env, bucket_name, s3_client, tmp_path):
+    make_small_source(sqlite_url)
+    to = f"s3://{bucket_name}/rebuild"
+    ids = []
+    for _ in range(2):
+        done = _dereg("backup", sqlite_url, "--to", to, "--retention-days", "1", env=cli_env)
+        assert done.returncode == 0, done.stderr[-2000:]
+        ids.append(done.stdout.strip())
+    # the second backup is crypto-shredded: its escrowed key is destroyed
+    s3_client.delete_object(Bucket=bucket_name, Key=f"rebuild/_escrow/{ids[1]}.json")
+
+    lost = {**cli_env, "DEREG_STORE_URL": f"sqlite:///{tmp_path / 'new-store.db'}"}
+    done = _dereg("catalog", "rebuild", "--from", to, env=lost)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "2 backups found, 2 added to the catalog (1 crypto-shredded), 0 already known" in done.stdout
+
+    from dereg.backup import catalog
+    from dereg.evidence.store import open_store
+
+    store = open_store(lost["DEREG_STORE_URL"])
+    assert [b["backup_id"] for b in catalog.list_backups(store)] == [ids[0]]
+    assert catalog.get(store, ids[1])["status"] == "shredded"
+    assert catalog.get(store, ids[0])["total_rows"] > 0
+    store.dispose()
+    again = _dereg("catalog", "rebuild", "--from", to, env=lost)
+    assert "0 added to the catalog (0 crypto-shredded), 2 already known" in again.stdout
+    restored = _dereg("restore", ids[0], "--from", to, "--verify", env=lost)
+    assert restored.returncode == 0, restored.stdout[-2000:]
