@@ -38,3 +38,20 @@ def test_broken_manifest_gets_a_visible_dag(tmp_path, monkeypatch):
     assert set(dags) == {"closure__demo_academy", "closure__bad_shop"}
     assert "broken-manifest" in dags["closure__bad_shop"].tags
     assert os.environ["DEREG_COMPANIES_DIR"] == str(companies)
+
+
+def test_recovery_drill_runs_quarterly(dagbag):
+    import datetime as dt
+
+    from airflow.timetables.trigger import CronTriggerTimetable
+
+    dag = dagbag.dags["recovery_drill"]
+    assert set(dag.task_ids) == {"retained_backups", "drill", "drill_report"}
+    assert dag.timetable.expression == "0 3 1 1,4,7,10 *"
+    core = CronTriggerTimetable(dag.timetable.expression, timezone="UTC")
+    runs = []
+    after = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
+    for _ in range(4):
+        after = core._get_next(after)
+        runs.append(after.strftime("%Y-%m-%d %H:%M"))
+    assert runs == ["2027-01-01 03:00", "2027-04-01 03:00", "2027-07-01 03:00", "2027-10-01 03:00"]

@@ -1,0 +1,156 @@
+"""Quarterly recovery drills: restore every retained backup and check what comes back.
+
+A backup that was never restored is a hope. The `recovery_drill` DAG runs on the first day of
+January, April, July and October: `retained_backups` lists the complete backups of the catalog
+still under retention, one mapped `drill` task restores each into a scratch SQLite file (removed
+afterwards) and compares row counts and content hashes with the backup's manifest, and
+`drill_report` publishes the results and e-mails the operations address of each company whose
+drill failed. Every drill writes its time to restore and its result to the ledger (stage
+`recovery_drill`, the company's id, the drill run's id), so an auditor sees the drills beside the
+closures. Only ids, counts and times leave this module.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from dereg import config
+
+log = logging.getLogger(__name__)
+
+DAG_ID = "recovery_drill"
+SCHEDULE = "0 3 1 1,4,7,10 *"  # 03:00 UTC on 1 January, April, July and October
+STAGE = "recovery_drill"
+
+
+def retained_backups(store, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """Complete backups whose retention has not ended: what a drill must be able to restore."""
+    from dereg.backup import catalog
+
+    now = now or dt.datetime.now(dt.UTC)
+    found = []
+    for b in catalog.list_backups(store):
+        until = b.get("retain_until")
+        if until and dt.datetime.fromisoformat(until) <= now:
+            continue
+        found.append(
+            {
+                "backup_id": b["backup_id"],
+                "company_id": b["company_id"],
+                "source_id": b["source_id"],
+                "bucket": b["bucket"],
+                "prefix": b["prefix"],
+                "retain_until": until,
+                "label": f"{b['company_id']}.{b['source_id']} {b['backup_id']}",
+            }
+        )
+    return found
+
+
+def drill_one(backup: dict[str, Any], *, location, keyring, store, drill_run_id: str, progress=None) -> dict:
+    """Restore one backup into a scratch database and verify it; the result goes to the ledger."""
+    from dereg.backup.restore import restore_and_verify
+    from dereg.errors import DeregError
+    from dereg.evidence.ledger import Ledger
+    from dereg.redact import redact
+
+    started = dt.datetime.now(dt.UTC)
+    result: dict[str, Any] = {"backup_id": backup["backup_id"], "company_id": backup["company_id"]}
+    try:
+        report = restore_and_verify(
+            backup["backup_id"], location=location, keyring=keyring, store=store, progress=progress
+        )
+        result.update(
+            ok=report.ok,
+            seconds=round(report.seconds, 2),
+            tables=len(report.tables),
+            rows=sum(int(t.get("restored_rows") or 0) for t in report.tables.values()),
+            problems=[redact(p) for p in report.problems],
+        )
+    except DeregError as exc:
+        result.update(ok=False, seconds=round((dt.datetime.now(dt.UTC) - started).total_seconds(), 2))
+        result["problems"] = [redact(str(exc))]
+    Ledger(store).append(
+        company_id=backup["company_id"],
+        run_id=drill_run_id,
+        stage=STAGE,
+        event="succeeded" if result["ok"] else "failed",
+        actor="recovery_drill",
+        details=result,
+    )
+    return result
+
+
+def write_report(results: list[dict], drill_run_id: str, directory: Path | None = None) -> Path:
+    directory = directory or config.output_dir() / "drills"
+    directory.mkdir(parents=True, exist_ok=True)
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in drill_run_id)
+    path = directory / f"{safe}.json"
+    body = {
+        "drill_run_id": drill_run_id,
+        "written_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "backups": len(results),
+        "passed": sum(1 for r in results if r.get("ok")),
+        "failed": [r for r in results if not r.get("ok")],
+        "results": results,
+    }
+    path.write_text(json.dumps(body, indent=2, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def operations_addresses() -> dict[str, str]:
+    """company id -> operations e-mail, from the manifests that validate."""
+    from dereg.errors import ManifestError
+    from dereg.manifest import load_manifest, manifest_paths
+
+    found = {}
+    for path in manifest_paths():
+        try:
+            m = load_manifest(path)
+        except ManifestError:
+            continue
+        found[m.company_id] = m.operations_email
+    return found
+
+
+def alert_failures(results: list[dict], smtp, *, drill_run_id: str, sender: str = "dereg@localhost") -> int:
+    """One e-mail per company with a failed drill, to its operations address; returns messages sent."""
+    addresses = operations_addresses()
+    failed: dict[str, list[dict]] = {}
+    for r in results:
+        if not r.get("ok"):
+            failed.setdefault(r["company_id"], []).append(r)
+    sent = 0
+    if not failed:
+        return 0
+    connection = smtp.connect()
+    try:
+        for company, rows in sorted(failed.items()):
+            to = addresses.get(company)
+            if not to:
+                log.warning(
+                    "no manifest with an operations address for company %s; drill alert not sent", company
+                )
+                continue
+            message = EmailMessage()
+            message["Subject"] = f"[Dereg] recovery drill FAILED for {company}: {len(rows)} backup(s)"
+            message["From"] = sender
+            message["To"] = to
+            lines = [
+                f"Recovery drill {drill_run_id}: these backups of {company} did not restore as recorded.",
+                "",
+            ]
+            for r in rows:
+                lines.append(f"- {r['backup_id']}: " + "; ".join(r.get("problems") or ["failed"]))
+            lines += ["", "Check the drill task's log in Airflow and the ledger (stage recovery_drill)."]
+            message.set_content("\n".join(lines))
+            connection.send_message(message)
+            sent += 1
+    finally:
+        connection.quit()
+    return sent

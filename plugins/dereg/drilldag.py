@@ -1,0 +1,121 @@
+"""The `recovery_drill` DAG: quarterly restores of every retained backup (see dereg.drill)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import DAG, Param, task
+
+from dereg.drill import DAG_ID, SCHEDULE
+
+
+def build_drill_dag() -> DAG:
+    with DAG(
+        dag_id=DAG_ID,
+        description="Quarterly recovery drill: restore and verify every retained backup",
+        schedule=SCHEDULE,
+        start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        catchup=False,
+        max_active_runs=1,
+        tags=["dereg", "backup", "drill"],
+        params={
+            "s3_conn_id": Param(
+                "dereg_offsite",
+                type="string",
+                title="S3 connection / 备份存储连接",
+                description="Airflow connection of the off-site store the backups are in.",
+            ),
+            "smtp_conn_id": Param(
+                "dereg_smtp",
+                type="string",
+                title="SMTP connection / 邮件连接",
+                description="Where failure alerts to each company's operations address are sent through.",
+            ),
+        },
+        doc_md="Restores every complete backup still under retention into a scratch database and checks row "
+        "counts and content hashes; results in the ledger (stage `recovery_drill`) and in "
+        "`DEREG_OUTPUT_DIR/drills/<run>.json`; failures e-mailed to the company's operations address.",
+    ) as dag:
+
+        @task(task_id="retained_backups", retries=1)
+        def list_retained() -> list[dict]:
+            from dereg.drill import retained_backups
+            from dereg.evidence.store import open_store
+
+            found = retained_backups(open_store())
+            print(f"{len(found)} retained backup(s) to drill")
+            return found
+
+        @task(task_id="drill", retries=0, map_index_template="{{ task.op_kwargs['backup']['label'] }}")
+        def drill(backup: dict, **context) -> dict:
+            from dereg.backup.s3 import S3Location
+            from dereg.drill import drill_one
+            from dereg.errors import RestoreMismatch
+            from dereg.evidence.store import open_store
+            from dereg.keys import Keyring
+            from dereg.operators.connections import get_connection
+
+            conn = get_connection(context["params"]["s3_conn_id"])
+            extra = conn.extra_dejson or {}
+            location = S3Location(
+                endpoint_url=extra.get("endpoint_url"),
+                access_key=conn.login or None,
+                secret_key=conn.password or None,
+                region=extra.get("region_name") or "cn-north-1",
+                bucket=backup["bucket"],
+                prefix=backup["prefix"],
+            )
+            result = drill_one(
+                backup,
+                location=location,
+                keyring=Keyring.load(),
+                store=open_store(),
+                drill_run_id=context["run_id"],
+                progress=print,
+            )
+            print(f"drill of {backup['backup_id']}: ok={result['ok']} in {result['seconds']} s")
+            if not result["ok"]:
+                raise RestoreMismatch(
+                    f"recovery drill of backup {backup['backup_id']} ({backup['company_id']}) failed: "
+                    + "; ".join(result["problems"])
+                )
+            return result
+
+        @task(task_id="drill_report", trigger_rule="all_done", retries=0)
+        def report(backups: list[dict], **context) -> dict:
+            from dereg.drill import STAGE, alert_failures, write_report
+            from dereg.evidence.ledger import Ledger
+            from dereg.evidence.store import open_store
+            from dereg.operators.connections import smtp_settings
+
+            # results from the ledger, not XCom: a failed drill task leaves no XCom but always its entry
+            entries = [
+                e
+                for e in Ledger(open_store()).entries()
+                if e.stage == STAGE and e.run_id == context["run_id"]
+            ]
+            results = [e.details for e in entries]
+            drilled = {r["backup_id"] for r in results}
+            for b in backups:
+                if b["backup_id"] not in drilled:
+                    results.append(
+                        {
+                            "backup_id": b["backup_id"],
+                            "company_id": b["company_id"],
+                            "ok": False,
+                            "problems": ["the drill task did not record a result (see its log)"],
+                        }
+                    )
+            path = write_report(results, context["run_id"])
+            sent = alert_failures(
+                results, smtp_settings(context["params"]["smtp_conn_id"]), drill_run_id=context["run_id"]
+            )
+            passed = sum(1 for r in results if r.get("ok"))
+            print(
+                f"drill report {path}: {passed} of {len(results)} backups restored and verified; {sent} alert(s) sent"
+            )
+            return {"report": str(path), "backups": len(results), "passed": passed, "alerts": sent}
+
+        backups = list_retained()
+        report(backups).set_upstream(drill.expand(backup=backups))
+    return dag

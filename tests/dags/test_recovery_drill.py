@@ -1,0 +1,118 @@
+"""The quarterly recovery drill, run with `dag.test()`: two retained backups in SeaweedFS, one of
+them corrupted; the good one passes, the bad one fails with its chunk named, both land in the
+ledger, the report is written and the company's operations address gets one alert."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from dereg.backup.archive import create_backup
+from dereg.backup.s3 import S3Location
+from dereg.evidence.ledger import Ledger
+from dereg.evidence.store import open_store
+from dereg.keys import Keyring
+from tests.dags.harness import ROOT, AirflowSandbox
+from tests.integration.backup.conftest import make_small_source
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_drill_restores_every_retained_backup_and_reports_failures(
+    tmp_path, seaweed, s3_client, bucket_name, smtp_sink
+):
+    import sqlalchemy as sa
+
+    source = f"sqlite:///{tmp_path / 'source.db'}"
+    planted = make_small_source(source)
+    keyring = Keyring.create(tmp_path / "keyring.json")
+    store_url = f"sqlite:///{tmp_path / 'compliance.db'}"
+    store = open_store(store_url)
+    location = S3Location(
+        seaweed.endpoint_url,
+        seaweed.access_key,
+        seaweed.secret_key,
+        "cn-north-1",
+        bucket_name,
+        "closures/demo_academy",
+    )
+    engine = sa.create_engine(source)
+    records = [
+        create_backup(
+            engine,
+            company_id="demo_academy",
+            run_id=f"run-{i}",
+            source_id="school_db",
+            location=location,
+            keyring=keyring,
+            store=store,
+            retention_days=1,
+            object_lock=True,
+        )
+        for i in range(2)
+    ]
+    engine.dispose()
+    bad = records[1]
+    key = location.key(bad.backup_id, "data", "students", "000000.chunk")
+    blob = bytearray(s3_client.get_object(Bucket=bucket_name, Key=key)["Body"].read())
+    blob[len(blob) // 2] ^= 0x01
+    s3_client.put_object(Bucket=bucket_name, Key=key, Body=bytes(blob))
+
+    companies = tmp_path / "companies"
+    companies.mkdir()
+    shutil.copy(ROOT / "include/companies/demo-academy.yaml", companies / "demo-academy.yaml")
+    env = {
+        "DEREG_STORE_URL": store_url,
+        "DEREG_KEYRING": str(tmp_path / "keyring.json"),
+        "DEREG_OUTPUT_DIR": str(tmp_path / "output"),
+        "DEREG_COMPANIES_DIR": str(companies),
+        "AIRFLOW_CONN_DEREG_OFFSITE": json.dumps(
+            {
+                "conn_type": "aws",
+                "login": seaweed.access_key,
+                "password": seaweed.secret_key,
+                "extra": {"endpoint_url": seaweed.endpoint_url, "region_name": "cn-north-1"},
+            }
+        ),
+        "AIRFLOW_CONN_DEREG_SMTP": json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": smtp_sink.port,
+                "extra": {"disable_ssl": True, "disable_tls": True},
+            }
+        ),
+    }
+    result, log = AirflowSandbox(tmp_path / "airflow", env=env).run_dag("recovery_drill", {})
+    states = {label: state for _, label, state in result["mapped"]["drill"]}
+    assert states == {
+        f"demo_academy.school_db {records[0].backup_id}": "success",
+        f"demo_academy.school_db {bad.backup_id}": "failed",
+    }, (result, log[-4000:])
+    assert result["tasks"]["drill_report"] == "success"
+
+    entries = [e for e in Ledger(store).entries() if e.stage == "recovery_drill"]
+    assert {(e.details["backup_id"], e.event) for e in entries} == {
+        (records[0].backup_id, "succeeded"),
+        (bad.backup_id, "failed"),
+    }
+    good = next(e for e in entries if e.event == "succeeded").details
+    assert good["seconds"] >= 0 and good["rows"] > 0
+    failed = next(e for e in entries if e.event == "failed").details
+    assert any(key in p and "chunk 0" in p for p in failed["problems"])
+
+    reports = list((tmp_path / "output" / "drills").glob("*.json"))
+    assert len(reports) == 1
+    report = json.loads(reports[0].read_text())
+    assert (
+        report["backups"] == 2 and report["passed"] == 1 and report["failed"][0]["backup_id"] == bad.backup_id
+    )
+
+    messages = smtp_sink.messages()
+    assert len(messages) == 1
+    assert messages[0]["To"] == "ops@demo-academy.example" and "FAILED" in messages[0]["Subject"]
+    assert bad.backup_id in messages[0].get_content()
+    assert not [v for v in planted if v in log]
+    store.dispose()
