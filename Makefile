@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-approve down status test lint format lock venv clean-state bench-classify bench-erase
+.PHONY: demo demo-approve down status test lint format lock venv clean-state bench-classify bench-erase bench-backup
 
 venv: $(STAMP)
 
@@ -41,6 +41,10 @@ bench-classify: venv $(VENV)/.bench-installed
 $(VENV)/.bench-installed: benchmarks/requirements-bench.txt $(STAMP)
 	$(BIN)/pip install --quiet -r benchmarks/requirements-bench.txt -c requirements.lock
 	touch $@
+
+## make bench-backup: our backup and restore+verify against pg_dump | restic (needs restic: apt-get install restic)
+bench-backup: venv
+	$(BIN)/python -m benchmarks.backup $(ARGS)
 
 ## make bench-erase: our erase+purge+verify against a hand-written SQL script (PostgreSQL, 200,000 students)
 bench-erase: venv
