@@ -122,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         results = {}
         for students in sorted({max(args.students // 10, 1000), args.students}):
             url = (
-                args.url
-                if students == args.students
+                args.url  # the default database holds 200,000 students; other sizes get their own
+                if students == 200_000
                 else args.url.rsplit("/", 1)[0] + f"/dereg_bench_{students}"
             )
             counts = ensure(url, students)
