@@ -103,8 +103,19 @@ def _ordered_tables(engine: Engine, only: list[str] | None) -> list[sa.Table]:
 
 
 class _Uploader:
+    """Puts objects into the backup's location; chunks go up in parallel (a bounded number in
+    flight, so memory stays flat), and `drain` waits for them before the manifest is written."""
+
+    PARALLEL = 4
+
     def __init__(self, client, location: S3Location, lock: dict[str, Any]):
+        from concurrent.futures import ThreadPoolExecutor
+        from threading import BoundedSemaphore
+
         self.client, self.location, self.lock = client, location, lock
+        self._pool = ThreadPoolExecutor(max_workers=self.PARALLEL, thread_name_prefix="dereg-upload")
+        self._slots = BoundedSemaphore(self.PARALLEL * 2)
+        self._futures: list = []
 
     def put(
         self, key: str, body: bytes, *, locked: bool = True, content_type: str = "application/octet-stream"
@@ -116,6 +127,34 @@ class _Uploader:
             )
         except (BotoCoreError, ClientError) as exc:
             raise _s3_error(self.location, exc, f"store {key}") from None
+
+    def put_later(self, key: str, body: bytes) -> None:
+        """Upload a locked chunk in the background; an error surfaces at the next call or at `drain`."""
+        self._raise_failed()
+        self._slots.acquire()
+
+        def run() -> None:
+            try:
+                self.put(key, body)
+            finally:
+                self._slots.release()
+
+        self._futures.append(self._pool.submit(run))
+
+    def _raise_failed(self) -> None:
+        done = [f for f in self._futures if f.done()]
+        for f in done:
+            f.result()  # re-raises the upload's error
+        self._futures = [f for f in self._futures if not f.done()]
+
+    def drain(self) -> None:
+        """Wait until every chunk is stored; raise the first error."""
+        for f in self._futures:
+            f.result()
+        self._futures = []
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _dump_table(
@@ -140,7 +179,9 @@ def _dump_table(
     def emit(plaintext: bytes, last: bool) -> None:
         index = len(chunks)
         key = location.key(backup_id, "data", table.name, f"{index:06d}.chunk")
-        uploader.put(key, seal(data_key, plaintext, associated_data(backup_id, table.name, index, last)))
+        uploader.put_later(
+            key, seal(data_key, plaintext, associated_data(backup_id, table.name, index, last))
+        )
         chunks.append(key)
 
     with engine.connect() as conn:
@@ -297,6 +338,7 @@ def create_backup(
                 location=location,
                 progress=progress,
             )
+        uploader.drain()  # every chunk stored before the manifest says the backup is complete
         total = sum(t["rows"] for t in described.values())
         manifest = {
             "format": "dereg-backup",
@@ -361,6 +403,8 @@ def create_backup(
     except BaseException as exc:
         catalog.fail(store, backup_id, f"{type(exc).__name__}")
         raise
+    finally:
+        uploader.close()
     if progress:
         progress(
             f"backup {backup_id}: {total} rows in {len(summary)} tables, retained until {retain_until:%Y-%m-%d}"
