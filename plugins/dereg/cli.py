@@ -9,6 +9,7 @@
     dereg backup SOURCE_URL --to s3://BUCKET/PREFIX [--company ID] [--retention-days N] [--no-object-lock]
     dereg restore BACKUP_ID --from s3://BUCKET/PREFIX [--into TARGET_URL] --verify
     dereg catalog rebuild --from s3://BUCKET/PREFIX
+    dereg shred BACKUP_ID --from s3://BUCKET/PREFIX --yes
 
 Exit codes: 0 success / valid, 1 invalid, 2 an error (the message says what and how to fix it).
 """
@@ -233,6 +234,24 @@ def _catalog_rebuild(args) -> int:
     return 0
 
 
+@command("shred")
+def _shred(args) -> int:
+    from dereg.backup.catalog import crypto_shred
+    from dereg.evidence.store import open_store
+
+    if not args.yes:
+        raise DeregError(
+            f"crypto-shredding {args.backup_id} cannot be undone: nobody will ever decrypt it again. "
+            "Pass --yes to confirm."
+        )
+    result = crypto_shred(open_store(), _s3_location(getattr(args, "from")), args.backup_id)
+    print(
+        f"backup {args.backup_id} crypto-shredded: the key in the compliance store destroyed and "
+        f"{result['escrow_versions_deleted']} escrow version(s) deleted"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dereg", description="Dereg: personal-data side of a company closure."
@@ -307,6 +326,16 @@ def build_parser() -> argparse.ArgumentParser:
         "restorable again. Backups without an escrowed key were crypto-shredded and are listed as such.",
     )
     rebuild.add_argument("--from", required=True, metavar="s3://BUCKET/PREFIX")
+    shred = sub.add_parser(
+        "shred",
+        help="crypto-shred a backup whose retention has ended (destroy every copy of its key)",
+        description="Destroy the wrapped data key of BACKUP_ID in the compliance store and every version of its "
+        "escrow copy in s3://BUCKET/PREFIX/_escrow: the locked ciphertext can then never be decrypted. Refused "
+        "while the backup's retention runs.",
+    )
+    shred.add_argument("backup_id", metavar="BACKUP_ID")
+    shred.add_argument("--from", required=True, metavar="s3://BUCKET/PREFIX")
+    shred.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
     restore = sub.add_parser(
         "restore",
         help="restore a backup and verify it (exit 1 on any mismatch)",

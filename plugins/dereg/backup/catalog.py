@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from dereg.errors import BackupError
 from dereg.evidence.store import metadata
 
 backups = sa.Table(
@@ -140,7 +141,9 @@ def wrapped_key(store: Engine, backup_id: str) -> tuple[str, str] | None:
     with store.connect() as conn:
         row = conn.execute(
             sa.select(backup_keys.c.kek_id, backup_keys.c.wrapped_key).where(
-                backup_keys.c.backup_id == backup_id, backup_keys.c.destroyed_at.is_(None)
+                backup_keys.c.backup_id == backup_id,
+                backup_keys.c.destroyed_at.is_(None),
+                backup_keys.c.wrapped_key != "",
             )
         ).first()
     return (row.kek_id, row.wrapped_key) if row else None
@@ -220,3 +223,50 @@ def rebuild(store: Engine, location, *, progress=None) -> dict[str, int]:
             if progress:
                 progress(f"catalogued backup {backup_id} of {manifest['company_id']}/{manifest['source_id']}")
     return counts
+
+
+def crypto_shred(
+    store: Engine, location, backup_id: str, *, now: dt.datetime | None = None
+) -> dict[str, Any]:
+    """Make a backup unreadable for good by destroying every copy of its wrapped data key: the row in
+    the compliance store (overwritten, then marked destroyed) and EVERY version of the escrow object
+    (an Object Lock bucket keeps versions, so a plain delete would only add a delete marker). The
+    locked ciphertext stays until its retention ends, but nobody can decrypt it.
+
+    Refused while the backup's retention runs: the law that asked for the backup still needs it."""
+    now = now or dt.datetime.now(dt.UTC)
+    record = get(store, backup_id)
+    if record is None:
+        raise BackupError(f"backup {backup_id} is not in the catalog; run `dereg catalog rebuild` first")
+    until = record.get("retain_until")
+    if until and dt.datetime.fromisoformat(until) > now:
+        raise BackupError(
+            f"backup {backup_id} of {record['company_id']} is retained until {until}; crypto-shredding it "
+            "earlier would destroy records the law requires. Nothing was destroyed."
+        )
+    client = location.client()
+    escrow_key = location.key("_escrow", f"{backup_id}.json")
+    deleted = 0
+    paginator = client.get_paginator("list_object_versions")
+    for page in paginator.paginate(Bucket=location.bucket, Prefix=escrow_key):
+        for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
+            if item["Key"] != escrow_key:
+                continue
+            try:
+                client.delete_object(Bucket=location.bucket, Key=escrow_key, VersionId=item["VersionId"])
+            except client.exceptions.ClientError as exc:
+                raise BackupError(
+                    f"escrow copy {escrow_key} (version {item['VersionId']}) of backup {backup_id} cannot be "
+                    f"deleted ({exc.response['Error'].get('Code')}): a bucket default retention may lock it. "
+                    "The key is NOT destroyed yet; remove the default retention from the _escrow prefix's "
+                    "bucket and run again."
+                ) from None
+            deleted += 1
+    with store.begin() as conn:
+        conn.execute(
+            backup_keys.update()
+            .where(backup_keys.c.backup_id == backup_id)
+            .values(wrapped_key="", destroyed_at=_now())
+        )
+        conn.execute(backups.update().where(backups.c.backup_id == backup_id).values(status="shredded"))
+    return {"backup_id": backup_id, "escrow_versions_deleted": deleted, "shredded_at": _now()}

@@ -105,3 +105,40 @@ def test_catalog_rebuild_from_the_off_site_store_alone(sqlite_url, cli_env, buck
     assert "0 added to the catalog (0 crypto-shredded), 2 already known" in again.stdout
     restored = _dereg("restore", ids[0], "--from", to, "--verify", env=lost)
     assert restored.returncode == 0, restored.stdout[-2000:]
+
+
+def test_crypto_shred_destroys_every_copy_of_the_key_once_retention_ends(
+    sqlite_url, cli_env, bucket_name, s3_client, tmp_path, monkeypatch
+):
+    import datetime as dt
+
+    from dereg.backup.catalog import crypto_shred
+    from dereg.cli import _s3_location
+    from dereg.evidence.store import open_store
+
+    make_small_source(sqlite_url)
+    to = f"s3://{bucket_name}/shred"
+    backup_id = _dereg("backup", sqlite_url, "--to", to, "--retention-days", "1", env=cli_env).stdout.strip()
+    escrow = f"shred/_escrow/{backup_id}.json"
+    body = s3_client.get_object(Bucket=bucket_name, Key=escrow)["Body"].read()
+    s3_client.put_object(Bucket=bucket_name, Key=escrow, Body=body)  # a second version of the escrow copy
+
+    early = _dereg("shred", backup_id, "--from", to, "--yes", env=cli_env)
+    assert (
+        early.returncode == 2 and "retained until" in early.stderr and "Nothing was destroyed" in early.stderr
+    )
+    assert _dereg("restore", backup_id, "--from", to, "--verify", env=cli_env).returncode == 0
+    assert _dereg("shred", backup_id, "--from", to, env=cli_env).returncode == 2  # no --yes
+
+    store = open_store(cli_env["DEREG_STORE_URL"])
+    os.environ.update(
+        {k: cli_env[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    )
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
+    result = crypto_shred(store, _s3_location(to), backup_id, now=later)
+    store.dispose()
+    assert result["escrow_versions_deleted"] == 2
+    versions = s3_client.list_object_versions(Bucket=bucket_name, Prefix=escrow)
+    assert not versions.get("Versions") and not versions.get("DeleteMarkers")
+    gone = _dereg("restore", backup_id, "--from", to, "--verify", env=cli_env)
+    assert gone.returncode == 2 and "crypto-shredded" in gone.stderr
