@@ -289,6 +289,14 @@ def create_backup(
         ensure_bucket(client, location, object_lock)
     except (BotoCoreError, ClientError) as exc:
         raise _s3_error(location, exc, f"open bucket {location.bucket}") from None
+    try:
+        stale = catalog.abandon_stale(store, location, company_id, run_id, source_id)
+    except (BotoCoreError, ClientError) as exc:
+        raise _s3_error(location, exc, "clean up an earlier, interrupted backup") from None
+    if stale and progress:
+        progress(
+            f"an earlier attempt of this run died during backup {', '.join(stale)}: marked abandoned, key destroyed"
+        )
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     retain_until = now + dt.timedelta(days=retention_days)
     backup_id = f"bk-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"

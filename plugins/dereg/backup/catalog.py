@@ -270,3 +270,46 @@ def crypto_shred(
         )
         conn.execute(backups.update().where(backups.c.backup_id == backup_id).values(status="shredded"))
     return {"backup_id": backup_id, "escrow_versions_deleted": deleted, "shredded_at": _now()}
+
+
+def abandon_stale(store: Engine, location, company_id: str, run_id: str, source_id: str) -> list[str]:
+    """Backups of this run still `started` belong to an attempt that died (a killed worker never
+    records its failure). Their chunks may sit under Object Lock, undeletable; destroying their key
+    (store row and every escrow version) makes them unreadable garbage, and `abandoned` keeps them
+    out of every list of usable backups. Returns their ids."""
+    with store.connect() as conn:
+        stale = [
+            r.backup_id
+            for r in conn.execute(
+                sa.select(backups.c.backup_id).where(
+                    backups.c.company_id == company_id,
+                    backups.c.run_id == run_id,
+                    backups.c.source_id == source_id,
+                    backups.c.status == "started",
+                )
+            )
+        ]
+    if not stale:
+        return []
+    client = location.client()
+    for backup_id in stale:
+        escrow_key = location.key("_escrow", f"{backup_id}.json")
+        versions = client.list_object_versions(Bucket=location.bucket, Prefix=escrow_key)
+        for item in versions.get("Versions", []) + versions.get("DeleteMarkers", []):
+            if item["Key"] == escrow_key:
+                client.delete_object(Bucket=location.bucket, Key=escrow_key, VersionId=item["VersionId"])
+        with store.begin() as conn:
+            conn.execute(
+                backup_keys.update()
+                .where(backup_keys.c.backup_id == backup_id)
+                .values(wrapped_key="", destroyed_at=_now())
+            )
+            conn.execute(
+                backups.update()
+                .where(backups.c.backup_id == backup_id)
+                .values(
+                    status="abandoned",
+                    error="an earlier attempt died before finishing; its key was destroyed",
+                )
+            )
+    return stale

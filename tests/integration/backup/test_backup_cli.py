@@ -142,3 +142,63 @@ def test_crypto_shred_destroys_every_copy_of_the_key_once_retention_ends(
     assert not versions.get("Versions") and not versions.get("DeleteMarkers")
     gone = _dereg("restore", backup_id, "--from", to, "--verify", env=cli_env)
     assert gone.returncode == 2 and "crypto-shredded" in gone.stderr
+
+
+def test_a_backup_killed_midway_is_abandoned_and_the_retry_completes_once(
+    tmp_path, cli_env, bucket_name, s3_client
+):
+    """A worker killed during a backup leaves it `started` with locked chunks; the retry of the same
+    run destroys that attempt's key and finishes one complete backup."""
+    import signal
+    import time
+
+    import sqlalchemy as sa
+
+    from dereg.backup import catalog
+    from dereg.evidence.store import open_store
+
+    source = tmp_path / "big.db"
+    engine = sa.create_engine(f"sqlite:///{source}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+        conn.execute(
+            sa.text("INSERT INTO notes VALUES (:i, :b)"),
+            [{"i": i, "b": f"{i:08d}" * 40} for i in range(200_000)],
+        )
+    engine.dispose()
+    code = (
+        "import sys, sqlalchemy as sa; from dereg.backup.archive import create_backup; from dereg.cli import _s3_location;"
+        "from dereg.evidence.store import open_store; from dereg.keys import Keyring;"
+        f"create_backup(sa.create_engine('sqlite:///{source}'), company_id='c', run_id='r1', source_id='s',"
+        f" location=_s3_location('s3://{bucket_name}/kill'), keyring=Keyring.load(), store=open_store(),"
+        " retention_days=1, object_lock=True, progress=print)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], env=cli_env, stdout=subprocess.PIPE, text=True)
+    store = open_store(cli_env["DEREG_STORE_URL"])
+    deadline = time.time() + 60
+    while time.time() < deadline:  # kill it once it has stored some chunks
+        listed = s3_client.list_objects_v2(Bucket=bucket_name, Prefix="kill/bk-").get("KeyCount", 0)
+        if listed >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    started = catalog.list_backups(store, status="started")
+    assert len(started) == 1 and catalog.list_backups(store) == []
+
+    retry = subprocess.run(
+        [sys.executable, "-c", code], env=cli_env, capture_output=True, text=True, timeout=300
+    )
+    assert retry.returncode == 0, retry.stderr[-2000:]
+    assert "marked abandoned, key destroyed" in retry.stdout
+    complete = catalog.list_backups(store)
+    assert len(complete) == 1 and complete[0]["backup_id"] != started[0]["backup_id"]
+    assert catalog.get(store, started[0]["backup_id"])["status"] == "abandoned"
+    assert catalog.wrapped_key(store, started[0]["backup_id"]) is None
+    escrow = f"kill/_escrow/{started[0]['backup_id']}.json"
+    assert not s3_client.list_object_versions(Bucket=bucket_name, Prefix=escrow).get("Versions")
+    again = subprocess.run(
+        [sys.executable, "-c", code], env=cli_env, capture_output=True, text=True, timeout=300
+    )
+    assert "already complete; reusing it" in again.stdout and len(catalog.list_backups(store)) == 1
+    store.dispose()
