@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -149,13 +150,19 @@ def _values_update(table: sa.Table, bind_keys: dict, bind_cols: dict, params: li
     )
 
 
-def _execute_values_update(
-    conn: Connection, table: sa.Table, bind_keys: dict, bind_cols: dict, params: list[dict]
-):
-    """psycopg2: the same UPDATE ... FROM (VALUES ...) with the rows rendered by execute_values
-    (SQLAlchemy compiling thousands of bind parameters per batch cost more than the update)."""
-    from psycopg2.extras import execute_values
+def _copy_text(value) -> str:
+    """A value in COPY's text format: NULL as \\N, backslash, tab and line breaks escaped."""
+    if value is None:
+        return "\\N"
+    text = value if isinstance(value, str) else str(value)
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return text
 
+
+def _copy_update(conn: Connection, table: sa.Table, bind_keys: dict, bind_cols: dict, params: list[dict]):
+    """psycopg2: the batch's new values COPYed into a temporary table, then one UPDATE ... FROM it
+    (SQLAlchemy compiling thousands of bind parameters per batch cost more than the update)."""
     quote = conn.dialect.identifier_preparer.quote
     compile_type = conn.dialect.type_compiler_instance.process
     names = [*bind_keys.values(), *bind_cols.values()]
@@ -173,14 +180,26 @@ def _execute_values_update(
         bounds = {"lo": min(keys), "hi": max(keys)}
     else:
         bounds = {}
-    sql = f"UPDATE {target} AS t SET {sets} FROM (VALUES %s) AS v({', '.join(names)}) WHERE {where}"
+    # the batch goes in by COPY into a temporary table dropped at commit, then one UPDATE joins it
+    # (rendering every row as SQL text cost more than the update itself)
+    columns = [(b, table.c[k].type) for k, b in bind_keys.items()] + [
+        (b, table.c[c].type) for c, b in bind_cols.items()
+    ]
+    sql = f"UPDATE {target} AS t SET {sets} FROM dereg_batch AS v WHERE {where}"
     cursor = conn.connection.driver_connection.cursor()
     try:
-        rows = [tuple(p[n] for n in names) for p in params]
-        if bounds:
-            # execute_values fills %s with the rows; the bounds are bound first, escaping its %s
-            sql = cursor.mogrify(sql.replace("%s", "%%s"), bounds).decode()
-        execute_values(cursor, sql, rows, page_size=len(params))
+        cursor.execute(
+            "CREATE TEMP TABLE dereg_batch ("
+            + ", ".join(f"{n} {compile_type(t)}" for n, t in columns)
+            + ") ON COMMIT DROP"
+        )
+        buffer = io.StringIO()
+        for p in params:
+            buffer.write("\t".join(_copy_text(p[n]) for n in names))
+            buffer.write("\n")
+        buffer.seek(0)
+        cursor.copy_expert(f"COPY dereg_batch ({', '.join(names)}) FROM STDIN", buffer)
+        cursor.execute(sql, bounds or None)
     finally:
         cursor.close()
 
@@ -237,7 +256,7 @@ def _pseudonymize(
                         item[bind_cols[c]] = None  # a date or number cannot hold a token
                 params.append(item)
             if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg2":
-                _execute_values_update(conn, table, bind_keys, bind_cols, params)
+                _copy_update(conn, table, bind_keys, bind_cols, params)
             elif conn.dialect.name == "postgresql":
                 conn.execute(_values_update(table, bind_keys, bind_cols, params))
             else:

@@ -114,3 +114,12 @@ def test_composite_key_pseudonymize_in_batches():
     assert names[(1, 4)] == token(KEY, "pay", "name", "n4", 12) and len(names[(1, 4)]) == 12
     assert names[(9, 9)] is None and names[(9, 10)] == "tok_already"
     assert execute_plan(engine, plan, pseudonym_key=KEY, batch_size=4) == {"pay": 0}
+
+
+def test_copy_text_escapes_what_copy_would_misread():
+    from dereg.erase.execute import _copy_text
+
+    assert _copy_text(None) == "\\N"
+    assert _copy_text(42) == "42"
+    assert _copy_text("a\tb\nc\\d\re") == "a\\tb\\nc\\\\d\\re"
+    assert _copy_text("tok_0123456789abcdef") == "tok_0123456789abcdef"
