@@ -117,6 +117,8 @@ class Manifest:
     backup: BackupSpec
     smtp_conn_id: str
     path: str = ""
+    #: at most this many notices a minute (relays throttle or blacklist bursts)
+    rate_per_minute: int = 3000
     object_sources: list[ObjectSourceSpec] = field(default_factory=list)
 
     @property
@@ -373,7 +375,9 @@ def parse_manifest(data: Any, source: str = "<manifest>") -> Manifest:
         )
 
     n = c.mapping(root.get("notify"), "notify")
+    c.unknown_keys(n, {"smtp_conn_id", "rate_per_minute"}, "notify")
     smtp_conn_id = c.text(n, "smtp_conn_id", "notify")
+    rate_per_minute = c.integer(n, "rate_per_minute", "notify") if "rate_per_minute" in n else 3000
 
     if c.problems:
         raise ManifestError(source, c.problems)
@@ -391,6 +395,7 @@ def parse_manifest(data: Any, source: str = "<manifest>") -> Manifest:
         sources=sources,
         backup=backup,
         smtp_conn_id=smtp_conn_id,
+        rate_per_minute=rate_per_minute,
         path=source,
         object_sources=object_sources,
     )

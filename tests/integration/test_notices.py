@@ -175,3 +175,13 @@ def test_the_store_holds_no_address(school, smtp_sink, store_url):
     with store.connect() as conn:
         dump = " ".join(str(v) for row in conn.execute(sa.text("SELECT * FROM notices")) for v in row)
     assert "example.cn" not in dump and "parent" not in dump.lower()  # only keyed hashes of the addresses
+
+
+def test_the_rate_limit_paces_real_sends(school, smtp_sink, store_url):
+    import time
+
+    started = time.monotonic()
+    report = _send(_recipients(school), smtp_sink, open_store(store_url), rate_per_minute=240)
+    elapsed = time.monotonic() - started
+    assert report.sent == 9 and len(smtp_sink.messages()) == 9
+    assert elapsed >= 8 * 0.25  # nine sends at 4 a second: at least eight quarter-second gaps

@@ -54,6 +54,25 @@ class SmtpSettings:
             ) from None
 
 
+class RateLimiter:
+    """At most `per_minute` sends a minute, evenly spaced: `wait()` before each send sleeps until the
+    next slot. Mail relays throttle, defer or blacklist senders that burst."""
+
+    def __init__(self, per_minute: int, *, clock=time.monotonic, sleep=time.sleep) -> None:
+        if per_minute < 1:
+            raise NotifyError(f"notify.rate_per_minute must be at least 1, not {per_minute}")
+        self.interval = 60.0 / per_minute
+        self.clock, self.sleep = clock, sleep
+        self.next_slot: float | None = None
+
+    def wait(self) -> None:
+        now = self.clock()
+        if self.next_slot is not None and now < self.next_slot:
+            self.sleep(self.next_slot - now)
+            now = self.next_slot
+        self.next_slot = now + self.interval
+
+
 @dataclass
 class NoticeReport:
     reachable: int = 0
@@ -85,6 +104,7 @@ def send_notices(
     run_id: str,
     dry_run: bool,
     progress: Callable[[str], None] | None = None,
+    rate_per_minute: int = 3000,
 ) -> NoticeReport:
     report = NoticeReport(
         reachable=len(recipients.reachable), unreachable=len(recipients.unreachable), dry_run=dry_run
@@ -109,9 +129,11 @@ def send_notices(
         todo.append((ref, r))
     if not todo:
         return report
+    limiter = RateLimiter(rate_per_minute)
     connection = smtp.connect()
     try:
         for i, (ref, r) in enumerate(todo, 1):
+            limiter.wait()
             mid = message_id(company_id, run_id, ref, ctx.sender)
             message = render_notice(ctx, r, message_id=mid)
             records.mark(

@@ -573,6 +573,7 @@ class NotifyCustomersOperator(ComplianceOperator):
                 run_id=run.run_id,
                 dry_run=run.dry_run,
                 progress=self._progress,
+                rate_per_minute=m.rate_per_minute,
             )
             reports[source.id] = report.to_dict()
             self.log.info("Notices for %s: %s", source.id, report.to_dict())
