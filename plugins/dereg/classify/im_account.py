@@ -2,12 +2,15 @@
 
 Recognised by their own shape only where that shape is unmistakable: a WeChat internal id
 (wxid_ + 14 or more letters and digits), or an account after its label (微信: zhangwei_88,
-WeChat ID zhangwei_88, QQ: 12345678, QQ号 12345678). A bare WeChat id (6-20 letters, digits, _ and
+WeChat ID zhangwei_88, wx：zhangwei_88, QQ: 12345678, QQ号 12345678; an English label needs a
+colon or "ID", so "WeChat official account" is no account). A bare WeChat id (6-20 letters, digits, _ and
 -, starting with a letter) or QQ number (5-11 digits) is anything; `is_valid` accepts those
 shapes for whole values, which the engine believes only under a column name that says so.
 
 >>> is_valid("微信: zhangwei_88")
 True
+>>> find("Follow our WeChat official account; WeChat: zhangwei_88")
+['zhangwei_88']
 >>> mask("QQ: 12345678")
 '12****78'
 """
@@ -21,9 +24,16 @@ CATEGORY = "im_account"
 LEVEL = "general"
 EMBEDDED = True
 
+# An English label needs a colon or "ID" before the account: after "WeChat " an English word is
+# more often the sentence going on (WeChat official account) than an account.
+_WX_LABEL = (
+    r"(?:微信号?[:：\s]*"
+    r"|(?<![A-Za-z])(?:WeChat|Wechat|wechat|WECHAT|weixin|Weixin|vx|VX|wx|WX)"
+    r"(?:\s?(?:ID|Id|id|号)\s?[:：]?|\s?[:：])\s*)"
+)
 _LABELLED = (
-    r"(?:(?:微信号?|WeChat(?:\s?ID)?|weixin|vx|VX)[:：\s]*(?P<wx>[A-Za-z][-_A-Za-z0-9]{5,19})"
-    r"|(?:QQ号?(?:码)?|qq号?)[:：\s]*(?P<qq>[1-9]\d{4,10}))(?![0-9A-Za-z_-])"
+    rf"(?:{_WX_LABEL}(?P<wx>[A-Za-z][-_A-Za-z0-9]{{5,19}})"
+    r"|(?<![A-Za-z])(?:QQ号?(?:码)?|qq号?)[:：\s]*(?P<qq>[1-9]\d{4,10}))(?![0-9A-Za-z_-])"
 )
 PATTERN = re.compile(rf"(?<![0-9A-Za-z_])wxid_[a-z0-9]{{14,22}}(?![0-9A-Za-z_])|{_LABELLED}")
 _LABELLED_RE = re.compile(_LABELLED)

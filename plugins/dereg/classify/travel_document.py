@@ -5,15 +5,26 @@
   C + a letter + 7 digits.
 - Mainland Travel Permits for Hong Kong and Macau residents (回乡证): H or M + 8 digits (10 on the
   older cards).
-- Mainland Travel Permits for Taiwan residents (台胞证): 8 digits. Eight digits alone are anything,
-  so they count only after a label (台胞证, 台湾居民来往大陆通行证); the whole value is then the label
-  and the number.
+- Mainland Travel Permits for Taiwan residents (台胞证): 8 digits.
 
-Foreign passports have no common shape; a column of them is found by its name (passport, 护照)
-and the value shape checked by `is_valid` (6-9 letters and digits with at least one digit).
+A letter and eight digits is also the shape of many business codes (course C20240315, member
+M20240101, invoice E20240315), so inside free text only these count:
 
->>> is_valid("E12345678")
-True
+- any of the shapes above after a label (护照, 通行证, 回乡证, 台胞证, passport, permit), e.g.
+  护照号：C12345678, passport no. G12345678; the Taiwan 8 digits ONLY so;
+- without a label, the ordinary passport (E + 8 digits, E + letter + 7 digits) unless its digits
+  start with a year 19xx/20xx, the way dated business codes do (about 2 % of real passports,
+  which are still found under a label or a column name).
+
+`is_valid` accepts a whole value of any PRC shape (with or without its label), which the engine
+believes in a column whose name says passport or permit (护照, 通行证, passport, hzh, txz).
+Foreign passports have no common shape; `is_foreign_shape` (6-9 letters and digits with at least
+one digit) is believed only under such a column name and never searched in text.
+
+>>> is_valid("E12345678"), is_valid("C20240315"), find("课程C20240315，护照号：C20240315")
+(True, True, ['C20240315'])
+>>> find("passport E20240315; E12345678")
+['E20240315', 'E12345678']
 >>> mask("E12345678")
 'E1*****78'
 """
@@ -28,29 +39,40 @@ LEVEL = "sensitive"
 EMBEDDED = True
 
 _LETTER = "A-HJ-NP-Z"
-PATTERN = re.compile(
-    rf"(?<![0-9A-Za-z_])(?:[EG]\d{{8}}|E[{_LETTER}]\d{{7}}|C\d{{8}}|C[{_LETTER}]\d{{7}}|[HM]\d{{8}}(?:\d{{2}})?)"
-    r"(?![0-9A-Za-z_])"
-    r"|(?:台胞证|台湾居民来往大陆通行证)(?:号码?)?[:：\s]*\d{8}(?![0-9A-Za-z_])"
+_SHAPES = rf"[EG]\d{{8}}|E[{_LETTER}]\d{{7}}|C\d{{8}}|C[{_LETTER}]\d{{7}}|[HM]\d{{8}}(?:\d{{2}})?"
+# A label, its "number" word and separators: 护照号码：, 港澳通行证号 , Passport No.: , permit #
+_LABEL = (
+    r"(?:护照|通行证|回乡证|台胞证|[Pp]assport|PASSPORT|[Pp]ermit|PERMIT)"
+    r"(?:号码?|编号|(?:\s?(?:No|NO|no|Number|number|#))\.?)?(?:是|为)?[:：#\s]{0,3}"
 )
-_PRC = re.compile(rf"[EG]\d{{8}}|E[{_LETTER}]\d{{7}}|C\d{{8}}|C[{_LETTER}]\d{{7}}|[HM]\d{{8}}(?:\d{{2}})?")
-_TAIWAN = re.compile(r"(?:台胞证|台湾居民来往大陆通行证)(?:号码?)?[:：\s]*(\d{8})")
+# Without a label: ordinary passports only, not when the digits open with a year (dated codes).
+_BARE = rf"E(?!(?:19|20)\d\d)\d{{8}}|E[{_LETTER}]\d{{7}}"
+PATTERN = re.compile(
+    rf"(?<![0-9A-Za-z_])(?:{_BARE})(?![0-9A-Za-z_])"
+    rf"|(?<![0-9A-Za-z_]){_LABEL}(?:{_SHAPES}|\d{{8}})(?![0-9A-Za-z_])"
+)
+_PRC = re.compile(_SHAPES)
+_LABELLED = re.compile(rf"{_LABEL}(?P<number>{_SHAPES}|\d{{8}})")
 _FOREIGN = re.compile(r"(?=[A-Z0-9]*\d)[A-Z0-9]{6,9}")
+_SEPARATORS = re.compile(r"[\s-]")
 
 
 def compact(text: str) -> str:
+    """The number alone, without its label."""
     text = str(text).strip()
-    m = _TAIWAN.fullmatch(text)
+    m = _LABELLED.fullmatch(text)
     if m:
-        return m.group(1)
-    return re.sub(r"[\s-]", "", text).upper()
+        return m.group("number")
+    return _SEPARATORS.sub("", text).upper()
 
 
 def is_valid(text: str) -> bool:
-    """A PRC passport or permit number, or a labelled Taiwan residents' permit number."""
+    """A PRC passport or permit number (with or without its label), or a labelled Taiwan
+    residents' permit number. A bare 8-digit number is not one."""
     raw = str(text).strip()
-    if _TAIWAN.fullmatch(raw):
-        return True
+    m = _LABELLED.fullmatch(raw)
+    if m and m.group("number").isdigit():
+        return len(set(m.group("number"))) > 2  # a labelled Taiwan permit
     number = compact(raw)
     return bool(_PRC.fullmatch(number)) and len(set(number[1:])) > 2
 
