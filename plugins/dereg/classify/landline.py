@@ -2,11 +2,14 @@
 digits (010 and 02x for the largest cities, 0xxx elsewhere) and a 7- or 8-digit subscriber number
 starting 2-8, written with or without +86/0086, parentheses, spaces or dashes, and an optional
 extension (转 123, ext. 123). Service numbers (400/800) belong to companies and are not matched.
+Written in groups, the first group must be the whole area code (077-48987217 is not 0774-8987217).
 
 >>> is_valid("(010) 6552-9988")
 True
 >>> is_valid("0571-8765432")
 True
+>>> is_valid("077-48987217"), find("id c298d177-b84f-0e84-38ad-062135480262")
+(False, [])
 >>> mask("01065529988")
 '010****9988'
 """
@@ -20,8 +23,9 @@ CATEGORY = "phone"
 LEVEL = "general"
 EMBEDDED = True
 
+# Not the inside of a dashed token either (a UUID's last group, 0621-3548... in ab12-062135480262).
 PATTERN = re.compile(
-    r"(?<![0-9A-Za-z_+])(?:(?:\+|00)86[ -]?)?(?:\(0?\d{2,3}\)|0?\d{2,3})[ -]?[2-8]\d{2,3}[ -]?\d{4}"
+    r"(?<![0-9A-Za-z_+])(?<![0-9A-Za-z]-)(?:(?:\+|00)86[ -]?)?(?:\(0?\d{2,3}\)|0?\d{2,3})[ -]?[2-8]\d{2,3}[ -]?\d{4}"
     r"(?:[ -]?(?:转|ext\.?|x)[ ]?\d{1,5})?(?![0-9A-Za-z_])"
 )
 _EXTENSION = re.compile(r"(?:转|ext\.?|x)\s?\d{1,5}$")
@@ -45,6 +49,21 @@ def _area_length(number: str) -> int:
     return 3 if number.startswith(("010", "02")) else 4
 
 
+_FIRST_GROUP = re.compile(r"\(?(\d+)[)\s-]")
+
+
+def _grouped_as_area(text: str, area: int) -> bool:
+    """Written in groups, the first group is the area code (with or without its trunk 0): 077-4898...
+    is no number of area 0774."""
+    rest = _EXTENSION.sub("", str(text).strip())
+    rest = re.sub(r"^(?:\+|00)86[ -]?", "", rest)
+    m = _FIRST_GROUP.match(rest)
+    if m is None:
+        return True  # one run of digits
+    group = m.group(1)
+    return len(group if group.startswith("0") else "0" + group) == area
+
+
 def is_valid(text: str) -> bool:
     number = compact(text)
     if (
@@ -56,7 +75,7 @@ def is_valid(text: str) -> bool:
         return False
     area = _area_length(number)
     subscriber = number[area:]
-    if not subscriber or subscriber[0] not in "2345678":
+    if not subscriber or subscriber[0] not in "2345678" or not _grouped_as_area(text, area):
         return False
     if area == 3:
         return len(subscriber) == 8

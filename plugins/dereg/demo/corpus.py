@@ -5,7 +5,8 @@ Three tables name their columns in pinyin initials (`xs_jbxx`), Chinese (`客户
 knows the identifiers embedded in it. Decoys are the values that fool naive scanners: 18-digit
 order numbers, resident IDs with a wrong check digit, 11-digit numbers starting 10 or 12, card-like
 numbers failing Luhn, unified social credit codes (an organisation's, not a person's), 400 service
-numbers, course codes, prices, version strings. Truth is checked with python-stdnum where it can
+numbers, course codes (also dated ones with a permit's letter, C20240315), QQ group numbers,
+prices, version strings (three and four parts). Truth is checked with python-stdnum where it can
 be (independently of our detectors), so a decoy that happens to be valid is replaced.
 
     corpus = build_corpus(rows=300, seed=1)
@@ -131,6 +132,21 @@ class _Make:
         )
         return body + uscc.calc_check_digit(body)
 
+    def wechat(self) -> str:
+        return f"wx_{self.fake.user_name()[:12]}{self.rng.randrange(100)}"
+
+    def course_code(self) -> str:
+        """A dated code with a permit's or passport's letter: C20240315, E20230001."""
+        year = self.rng.randrange(2018, 2027)
+        if self.rng.random() < 0.5:
+            tail = f"{self.rng.randrange(1, 13):02d}{self.rng.randrange(1, 29):02d}"
+        else:
+            tail = f"{self.rng.randrange(10000):04d}"
+        return f"{self.rng.choice('CEHMG')}{year}{tail}"
+
+    def version4(self) -> str:
+        return ".".join(str(self.rng.randrange(n)) for n in (10, 20, 50, 300))
+
     def eleven_digits(self) -> str:
         return self.rng.choice(("10", "12")) + "".join(str(self.rng.randrange(10)) for _ in range(9))
 
@@ -160,6 +176,18 @@ def _embedded(make: _Make, kinds: list[str]) -> tuple[str, set[tuple[str, str]]]
             number = make.landline()
             parts.append(f"座机 {number}")
             truth.add(("phone", number))
+        elif kind == "passport":
+            number = make.passport()
+            parts.append(f"{make.rng.choice(('护照号：', '港澳通行证 ', 'passport no. '))}{number}")
+            truth.add(("passport", number))
+        elif kind == "im_account":
+            if make.rng.random() < 0.5:
+                account = make.wechat()
+                parts.append(f"{make.rng.choice(('微信: ', '家长微信 ', 'WeChat ID '))}{account}")
+            else:
+                account = str(make.rng.randrange(10**5, 10**10))
+                parts.append(f"{make.rng.choice(('QQ: ', 'QQ号', 'QQ号码：'))}{account}")
+            truth.add(("im_account", account))
         elif kind == "health":
             note = make.rng.choice(HEALTH_NOTES)
             parts.append(note)
@@ -174,6 +202,10 @@ def _embedded(make: _Make, kinds: list[str]) -> tuple[str, set[tuple[str, str]]]
                         f"客服热线400-{make.rng.randrange(100, 999)}-{make.rng.randrange(1000, 9999)}",
                         f"学费{make.rng.randrange(1000, 9999)}.00元",
                         f"版本 {make.rng.randrange(1, 9)}.{make.rng.randrange(10)}.{make.rng.randrange(10)}",
+                        f"固件版本 {make.version4()}",
+                        f"课程编号{make.course_code()}",
+                        f"加入班级群 QQ群{make.rng.randrange(10**5, 10**9)}",
+                        "关注我们的WeChat official account",
                     )
                 )
             )
@@ -257,9 +289,9 @@ def build_corpus(rows: int = 300, seed: int = 1) -> Corpus:
             col("passport_no", {"passport"}, make.passport),
             col("login_ip", {"ip_address"}, make.ip),
             col("phone", {"phone"}, make.landline),
-            col("wechat", {"im_account"}, lambda: f"wx_{make.fake.user_name()}{make.rng.randrange(100)}"),
+            col("wechat", {"im_account"}, make.wechat),
             col("qq", {"im_account"}, lambda: make.rng.randrange(10**5, 10**10), "int"),
-            remark("remark", ("email", "bank_card", "phone")),
+            remark("remark", ("email", "bank_card", "phone", "passport", "im_account")),
             col("order_no", set(), make.order_no),
             col(
                 "app_version",
@@ -273,6 +305,7 @@ def build_corpus(rows: int = 300, seed: int = 1) -> Corpus:
             ),
             col("ref_no", set(), make.eleven_digits),
             col("bad_id", set(), make.bad_id),
+            col("course_code", set(), make.course_code),
             col("region_code", set(), lambda: make.rng.choice(REGIONS)),
         ],
     )

@@ -135,3 +135,17 @@ def test_masks_of_labelled_values_hide_the_number():
     assert travel_document.mask("护照号：E12345678") == "E1*****78"
     assert im_account.mask("wx：zhangwei88") == "zh******88"
     assert ip_address.mask("58.215.12.1") == "58.215.*.*"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("座机 0571-87654321", [("phone", "057187654321")]),
+        ("电话 +86 10 6552 9988", [("phone", "01065529988")]),
+        ("编号 077-48987217", []),  # 077 is no area code; 0774 would be written 0774-...
+        ("id c298d177-b84f-0e84-38ad-062135480262", []),  # a UUID's last group
+        ("热线 400-820-8820", []),
+    ],
+)
+def test_landlines_grouped_as_written(text, expected):
+    assert _found(text) == expected

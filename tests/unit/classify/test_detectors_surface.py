@@ -1,0 +1,43 @@
+"""Every detector module has the same surface, its docstring examples hold, and its mask never shows
+a whole value of the labelled corpus."""
+
+from __future__ import annotations
+
+import doctest
+
+import pytest
+
+from dereg.classify import ALL_DETECTORS, BY_CATEGORY, DETECTORS
+from dereg.demo.corpus import build_corpus
+
+SURFACE = ("CATEGORY", "LEVEL", "EMBEDDED", "PATTERN", "compact", "is_valid", "mask", "finditer", "find")
+
+
+@pytest.mark.parametrize("module", ALL_DETECTORS, ids=lambda m: m.__name__.rsplit(".", 1)[1])
+def test_surface_and_docstring_examples(module):
+    missing = [name for name in SURFACE if not hasattr(module, name)]
+    assert missing == []
+    assert module.LEVEL in ("general", "sensitive") or module.CATEGORY == "organisation_id"
+    assert module.EMBEDDED == (module in DETECTORS)
+    assert BY_CATEGORY[module.CATEGORY] is module
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0, module.__name__
+
+
+def test_masks_never_show_a_whole_corpus_value():
+    corpus = build_corpus(rows=100, seed=3)
+    shown, checked = [], set()
+    for table in corpus.tables:
+        for column in table.columns:
+            truths = column.embedded or [{(cat, v)} for cat in column.categories for v in column.values]
+            for truth in truths:
+                for category, value in truth:
+                    module = BY_CATEGORY[category]
+                    text = str(value)
+                    if not module.is_valid(value) or len(text) < 2:
+                        continue
+                    checked.add(category)
+                    if module.compact(text) in module.mask(text):
+                        shown.append((table.name, column.name, category))
+    assert shown == []
+    assert len(checked) >= 12, checked
