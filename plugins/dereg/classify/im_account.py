@@ -28,12 +28,12 @@ EMBEDDED = True
 # more often the sentence going on (WeChat official account) than an account.
 _WX_LABEL = (
     r"(?:微信号?[:：\s]*"
-    r"|(?<![A-Za-z])(?:WeChat|Wechat|wechat|WECHAT|weixin|Weixin|vx|VX|wx|WX)"
+    r"|(?=[WwVv])(?<![A-Za-z])(?:WeChat|Wechat|wechat|WECHAT|weixin|Weixin|vx|VX|wx|WX)"
     r"(?:\s?(?:ID|Id|id|号)\s?[:：]?|\s?[:：])\s*)"
 )
 _LABELLED = (
     rf"(?:{_WX_LABEL}(?P<wx>[A-Za-z][-_A-Za-z0-9]{{5,19}})"
-    r"|(?<![A-Za-z])(?:QQ号?(?:码)?|qq号?)[:：\s]*(?P<qq>[1-9]\d{4,10}))(?![0-9A-Za-z_-])"
+    r"|(?=[Qq])(?<![A-Za-z])(?:QQ号?(?:码)?|qq号?)[:：\s]*(?P<qq>[1-9]\d{4,10}))(?![0-9A-Za-z_-])"
 )
 PATTERN = re.compile(rf"(?<![0-9A-Za-z_])wxid_[a-z0-9]{{14,22}}(?![0-9A-Za-z_])|{_LABELLED}")
 _LABELLED_RE = re.compile(_LABELLED)

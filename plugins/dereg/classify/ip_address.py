@@ -28,15 +28,15 @@ _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _VERSION_LABELS = ("版本", "版本号", "固件", "version", "Version", "VERSION", "ver", "Ver", "build", "Build")
 _SEPARATORS = (" ", ":", "：", ": ", "： ", "")
 # Not right after a version label: one cheap test of the preceding character (a label's last
-# character or a separator), the full list only where that test fails; after (?=\d) so the scan
+# character or a separator), the full list only where that test fails; after (?=\d), so the scan
 # pays for it only at digits.
 _NOT_A_VERSION = (
-    r"(?=\d)(?:(?<![本号件nrdNRD:： ])|"
+    r"(?:(?<![本号件nrdNRD:： ])|"
     + "".join(f"(?<!{re.escape(label + sep)})" for label in _VERSION_LABELS for sep in _SEPARATORS)
     + ")"
 )
 PATTERN = re.compile(
-    rf"(?<![0-9A-Za-z_.]){_NOT_A_VERSION}{_OCTET}(?:\.{_OCTET}){{3}}(?![0-9A-Za-z_]|\.\d)"
+    rf"(?=\d)(?<![0-9A-Za-z_.]){_NOT_A_VERSION}{_OCTET}(?:\.{_OCTET}){{3}}(?![0-9A-Za-z_]|\.\d)"
     r"|(?<![0-9A-Za-z_:])(?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f]{1,4}(?![0-9A-Za-z_:])"
     r"|(?<![0-9A-Za-z_:])(?:[0-9A-Fa-f]{1,4}:){1,6}:(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,5})?(?![0-9A-Za-z_:])"
 )

@@ -47,9 +47,11 @@ _LABEL = (
 )
 # Without a label: ordinary passports only, not when the digits open with a year (dated codes).
 _BARE = rf"E(?!(?:19|20)\d\d)\d{{8}}|E[{_LETTER}]\d{{7}}"
+# Each branch tests its first character before anything else: the scanner's combined pattern
+# tries every branch at every token start, and a failed one-character test is the cheapest.
 PATTERN = re.compile(
-    rf"(?<![0-9A-Za-z_])(?:{_BARE})(?![0-9A-Za-z_])"
-    rf"|(?<![0-9A-Za-z_]){_LABEL}(?:{_SHAPES}|\d{{8}})(?![0-9A-Za-z_])"
+    rf"(?=E)(?<![0-9A-Za-z_])(?:{_BARE})(?![0-9A-Za-z_])"
+    rf"|(?=[护通回台Pp])(?<![0-9A-Za-z_]){_LABEL}(?:{_SHAPES}|\d{{8}})(?![0-9A-Za-z_])"
 )
 _PRC = re.compile(_SHAPES)
 _LABELLED = re.compile(rf"{_LABEL}(?P<number>{_SHAPES}|\d{{8}})")
