@@ -7,14 +7,14 @@
   older cards).
 - Mainland Travel Permits for Taiwan residents (台胞证): 8 digits.
 
-A letter and eight digits is also the shape of many business codes (course C20240315, member
-M20240101, invoice E20240315), so inside free text only these count:
+A letter and eight digits is also the shape of many business codes, most often dated ones
+(course C20240315, member M20230001, invoice E20240315). So inside free text:
 
-- any of the shapes above after a label (护照, 通行证, 回乡证, 台胞证, passport, permit), e.g.
-  护照号：C12345678, passport no. G12345678; the Taiwan 8 digits ONLY so;
-- without a label, the ordinary passport (E + 8 digits, E + letter + 7 digits) unless its digits
-  start with a year 19xx/20xx, the way dated business codes do (about 2 % of real passports,
-  which are still found under a label or a column name).
+- after a label (护照, 通行证, 回乡证, 台胞证, passport, permit) every shape counts, e.g.
+  护照号：C20240315, passport no. G12345678; the Taiwan 8 digits count ONLY so;
+- without a label every PRC shape counts unless its digits open like a dated code: a year
+  1990-2039 followed by a month and day (C20240315) or by a serial starting 0 (H20230001). About
+  one real number in 1,800 opens so; those are still found after a label or under a column name.
 
 `is_valid` accepts a whole value of any PRC shape (with or without its label), which the engine
 believes in a column whose name says passport or permit (护照, 通行证, passport, hzh, txz).
@@ -23,8 +23,8 @@ one digit) is believed only under such a column name and never searched in text.
 
 >>> is_valid("E12345678"), is_valid("C20240315"), find("课程C20240315，护照号：C20240315")
 (True, True, ['C20240315'])
->>> find("passport E20240315; E12345678")
-['E20240315', 'E12345678']
+>>> find("passport E20240315; G12345678, 会员号M20230001")
+['E20240315', 'G12345678']
 >>> mask("E12345678")
 'E1*****78'
 """
@@ -45,12 +45,14 @@ _LABEL = (
     r"(?:护照|通行证|回乡证|台胞证|[Pp]assport|PASSPORT|[Pp]ermit|PERMIT)"
     r"(?:号码?|编号|(?:\s?(?:No|NO|no|Number|number|#))\.?)?(?:是|为)?[:：#\s]{0,3}"
 )
-# Without a label: ordinary passports only, not when the digits open with a year (dated codes).
-_BARE = rf"E(?!(?:19|20)\d\d)\d{{8}}|E[{_LETTER}]\d{{7}}"
+# Without a label: not when the digits open like a dated code, a year then a month and day or a
+# serial starting 0 (C20240315, H20230001).
+_DATED = r"(?:199\d|20[0-3]\d)(?:0\d{3}|1[0-2](?:0[1-9]|[12]\d|3[01]))"
+_BARE = rf"[EGC](?!{_DATED})\d{{8}}|[HM](?!{_DATED})\d{{8}}(?:\d{{2}})?|[EC][{_LETTER}]\d{{7}}"
 # Each branch tests its first character before anything else: the scanner's combined pattern
 # tries every branch at every token start, and a failed one-character test is the cheapest.
 PATTERN = re.compile(
-    rf"(?=E)(?<![0-9A-Za-z_])(?:{_BARE})(?![0-9A-Za-z_])"
+    rf"(?=[EGCHM])(?<![0-9A-Za-z_])(?:{_BARE})(?![0-9A-Za-z_])"
     rf"|(?=[护通回台Pp])(?<![0-9A-Za-z_]){_LABEL}(?:{_SHAPES}|\d{{8}})(?![0-9A-Za-z_])"
 )
 _PRC = re.compile(_SHAPES)

@@ -141,7 +141,7 @@ class _Make:
         if self.rng.random() < 0.5:
             tail = f"{self.rng.randrange(1, 13):02d}{self.rng.randrange(1, 29):02d}"
         else:
-            tail = f"{self.rng.randrange(10000):04d}"
+            tail = f"{self.rng.randrange(1, 1000):04d}"  # the year's serial
         return f"{self.rng.choice('CEHMG')}{year}{tail}"
 
     def version4(self) -> str:

@@ -15,8 +15,9 @@ from dereg.demo.corpus import build_corpus, load_corpus
 from dereg.inventory.sql import inventory_source
 
 CHECKSUM_KINDS = {"cn_resident_id", "bank_card", "cn_mobile", "email", "phone", "ip_address"}
-# Kinds whose bare whole values are believed only under a column name that says so (a passport's
-# letter and eight digits is also a course or member code): recall is measured with is_valid.
+# Kinds with no check digit whose bare values are not always believed by their shape alone (a
+# bare QQ number; a passport whose digits open like a dated course code, C20240315): the engine
+# believes them under a column name that says so, so recall is measured with is_valid.
 HINTED_KINDS = {"passport", "im_account"}
 
 

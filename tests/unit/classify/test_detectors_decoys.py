@@ -21,8 +21,9 @@ def _found(text: str) -> list[tuple[str, str]]:
         # dated business codes with a permit's letter: not passports without a label
         ("课程代码 C20240315，学号 H20230001，会员号M20240101", []),
         ("发票号码 E20240315", []),
-        ("G12345678 and C12345678 alone", []),
-        # ordinary passports are believed bare; every shape after a label
+        # undated shapes are believed bare; every shape after a label
+        ("G12345678 and C12345678 alone", [("passport", "G12345678"), ("passport", "C12345678")]),
+        ("H1234567890", [("passport", "H1234567890")]),
         ("护照E12345678", [("passport", "E12345678")]),
         ("passport EA1234567 checked", [("passport", "EA1234567")]),
         ("港澳通行证号码：C12345678", [("passport", "C12345678")]),
