@@ -3,10 +3,15 @@
 An 18-character number is a 6-digit region code (province, city, county), the birth date as
 YYYYMMDD, a 3-digit sequence (odd for men, even for women) and a check digit 0-9 or X computed
 with ISO 7064 MOD 11-2. The older 15-digit form has the birth date as YYMMDD (1900s) and no
-check digit.
+check digit; with nothing to check but a date, a 15-digit number is believed only when its first
+six digits are a region code that has existed (python-stdnum's table of GB/T 2260 codes, past ones
+included): about one random 15-digit number in 3,000 passes, against one in 80 with the province
+alone.
 
 >>> is_valid("11010519491231002X")
 True
+>>> is_valid("110105491231002"), is_valid("119905491231002")
+(True, False)
 >>> mask("11010519491231002X")
 '1101**********002X'
 """
@@ -16,6 +21,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import date
+from functools import lru_cache
+from importlib.resources import files
 from operator import mul
 
 CATEGORY = "cn_resident_id"
@@ -73,6 +80,22 @@ PROVINCES = frozenset(
 _SEPARATORS = re.compile(r"[\s-]")
 
 
+@lru_cache(maxsize=1)
+def regions() -> frozenset[str]:
+    """Every 6-digit region code in python-stdnum's table (cn/loc.dat), current and past."""
+    codes: set[str] = set()
+    province = ""
+    for line in files("stdnum.cn").joinpath("loc.dat").read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        code = line.split()[0]
+        if not line[0].isspace():
+            province = code  # "11 province=..." then indented "  0105 county=..." under it
+        elif len(province) == 2 and len(code) == 4 and code.isdigit():
+            codes.add(province + code)
+    return frozenset(codes)
+
+
 def compact(text: str) -> str:
     text = str(text)
     if text.isalnum() and text.isascii():  # the common case: no separators, skip the regex
@@ -100,12 +123,13 @@ def birth_date(text: str) -> date | None:
 
 def is_valid(text: str) -> bool:
     """18 digits (last may be X) with the right check digit, or the old 15-digit form; the birth
-    date must be a real date between 1900 and today and the region a real province code."""
+    date must be a real date between 1900 and today and the region a real province code (for
+    the 15-digit form, a real region code)."""
     number = compact(text)
     if len(number) == 18:
         if not number[:17].isdigit() or number[17] != calc_check_digit(number):
             return False
-    elif len(number) != 15 or not number.isdigit():
+    elif len(number) != 15 or not number.isdigit() or number[:6] not in regions():
         return False
     if number[:2] not in PROVINCES or number[2:6] == "0000":
         return False

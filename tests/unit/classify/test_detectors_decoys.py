@@ -150,3 +150,13 @@ def test_masks_of_labelled_values_hide_the_number():
 )
 def test_landlines_grouped_as_written(text, expected):
     assert _found(text) == expected
+
+
+def test_legacy_resident_ids_need_a_real_region():
+    from dereg.classify import cn_resident_id
+
+    assert cn_resident_id.is_valid("110105491231002")  # Beijing Chaoyang, 1949-12-31
+    assert cn_resident_id.find("流水号 110105491231002") == ["110105491231002"]
+    assert not cn_resident_id.is_valid("119905491231002")  # province 11, but no region 1199xx
+    assert not cn_resident_id.is_valid("151702480127964")  # an express number: no region 151702
+    assert cn_resident_id.birth_date("110105491231002").isoformat() == "1949-12-31"
