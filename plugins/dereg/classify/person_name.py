@@ -6,8 +6,8 @@ A name has no checksum: `is_valid` says a value has the shape of a name, which t
 under a column name that says so (姓名, xm, name) or when nearly every value of a text column is a
 Chinese name (`is_certain`). Names are not searched inside free text.
 
->>> is_valid("欧阳娜娜"), is_valid("数学提高班")
-(True, False)
+>>> is_valid("欧阳娜娜"), is_valid("数学提高班"), is_valid("苏州"), is_valid("黄金会员")
+(True, False, False, False)
 >>> mask("张伟")
 '张*'
 """
@@ -27,7 +27,7 @@ SURNAMES = frozenset(
     "范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤常温康施文牛樊葛邢安齐易乔伍庞"
     "颜倪庄聂章鲁岳翟殷詹申欧耿关兰焦俞左柳甘祝包宁尚符舒阮柯纪梅童凌毕单季裴霍涂成苗谷盛曲翁冉骆蓝路游辛靳管柴蒙鲍华喻"
     "祁蒲房滕屈饶解牟艾尤阳时穆农司卓古吉缪简车项连芦麦褚娄窦戚岑景党宫费卜冷晏席卫米柏宗瞿桂全佟应臧闵苟邬边卞姬师和仇"
-    "栾隋商刁沙荣巫寇桑郎甄丛仲虞敖巩明佘池查麻苑迟邝"
+    "栾隋商刁沙荣巫寇桑郎甄丛仲虞敖巩明佘池查麻苑迟邝萧傅阎鞠赖洪匡荆储谈鄢胥祖楼封郜奚冀蔺雍漆"
 )
 COMPOUND_SURNAMES = (
     "欧阳",
@@ -48,8 +48,52 @@ COMPOUND_SURNAMES = (
 PATTERN = re.compile(r"[\u4e00-\u9fff]{2,4}|[A-Z][a-z]+(?: [A-Z][a-z]+){1,2}")
 _CJK_NAME = re.compile(r"[\u4e00-\u9fff]{1,3}(?:·[\u4e00-\u9fff]{1,5})?|[\u4e00-\u9fff]{2,4}")
 _LATIN_NAME = re.compile(r"[A-Z][a-z]{1,11}(?: [A-Z][a-z]{1,11}){1,2}")
-# Common words that start with a surname character but are not names.
-_NOT_NAMES = ("老师", "同学", "家长", "先生", "女士", "小朋友", "学校", "公司", "中心", "课程", "班", "组")
+# Endings of words that start with a surname character but are no names: titles, places (苏州,
+# 江苏省), organisations, grades, colours, money (余额).
+_NOT_NAMES = (
+    "老师",
+    "同学",
+    "家长",
+    "先生",
+    "女士",
+    "小朋友",
+    "学校",
+    "公司",
+    "中心",
+    "课程",
+    "会员",
+    "班",
+    "组",
+    "州",
+    "省",
+    "市",
+    "县",
+    "区",
+    "镇",
+    "村",
+    "路",
+    "街",
+    "部",
+    "店",
+    "馆",
+    "院",
+    "校",
+    "局",
+    "厂",
+    "室",
+    "队",
+    "课",
+    "卡",
+    "级",
+    "色",
+    "额",
+)
+# Whole words of business data that start with a surname character and end like a given name.
+_COMMON_WORDS = frozenset(
+    "成功 安全 方法 文化 明天 高中 全部 和平 时间 马上 周末 钱包 牛奶 米饭 黄金 白金 游泳 武术 古筝 吉他 "
+    "尤克里里 王者荣耀 东方明珠 江苏 江西 安徽 吉林 甘肃 宁夏 武汉 成都 沈阳 宁波 石家庄 桂林 "
+    "常规 常用 关于 时尚 龙舟 安装 于是 和谐 高考 高清 万能 华为 小米 明星 文明 文学 文艺 史学".split()
+)
 
 
 def compact(text: str) -> str:
@@ -59,7 +103,12 @@ def compact(text: str) -> str:
 def is_certain(text: str) -> bool:
     """A Chinese name beyond reasonable doubt: 2-4 CJK characters after a known surname."""
     name = compact(text)
-    if not 2 <= len(name) <= 4 or not _CJK_NAME.fullmatch(name) or name.endswith(_NOT_NAMES):
+    if (
+        not 2 <= len(name) <= 4
+        or not _CJK_NAME.fullmatch(name)
+        or name.endswith(_NOT_NAMES)
+        or name in _COMMON_WORDS
+    ):
         return False
     if name.startswith(COMPOUND_SURNAMES):
         return len(name) >= 3

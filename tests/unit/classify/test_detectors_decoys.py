@@ -160,3 +160,19 @@ def test_legacy_resident_ids_need_a_real_region():
     assert not cn_resident_id.is_valid("119905491231002")  # province 11, but no region 1199xx
     assert not cn_resident_id.is_valid("151702480127964")  # an express number: no region 151702
     assert cn_resident_id.birth_date("110105491231002").isoformat() == "1949-12-31"
+
+
+def test_names_beyond_doubt_and_words_that_start_with_a_surname():
+    from faker import Faker
+
+    from dereg.classify import person_name
+
+    fake = Faker("zh_CN")
+    fake.seed_instance(3)
+    names = [fake.name() for _ in range(5000)]
+    assert sum(map(person_name.is_certain, names)) >= 0.98 * len(names)
+    for name in ("傅军", "萧婷婷", "洪建", "赖小明", "欧阳娜娜", "王建业", "李群"):
+        assert person_name.is_certain(name), name
+    # a column of cities, membership tiers or subjects is not a column of names
+    for word in ("苏州", "常州", "温州", "成都", "武汉", "江苏", "黄金会员", "高级", "余额", "游泳", "时间"):
+        assert not person_name.is_certain(word), word
