@@ -43,6 +43,17 @@ RESIDUAL_RISKS = {
 }
 
 
+OBJECT_METHOD = (
+    "clear: every object version and delete marker under the prefix deleted through the S3 API "
+    "(DeleteObjects with version ids); versions under a lock are counted and listed as residual risks"
+)
+OBJECT_STORE_RISKS = [
+    "the storage provider's own replicas, cross-region replication targets and backups",
+    "disk space of deleted objects is reclaimed by the store itself (e.g. SeaweedFS volume vacuum), not "
+    "by Dereg",
+]
+
+
 def _method(action: str) -> str:
     # NIST SP 800-88 terms: "clear" makes data unrecoverable through the store's own interface;
     # "purge" also against reading the storage below it (here: the table files are rewritten, so
@@ -92,6 +103,36 @@ def build_certificate_body(run, source_urls: dict[str, dict[str, Any]]) -> dict[
                 "residual_risks": RESIDUAL_RISKS.get(kind, ["copies outside Dereg's reach"]),
             }
         )
+    objects_erased = erase.get("objects") or {}
+    for source in run.manifest.object_sources:
+        src_plan = plan.get("sources", {}).get(source.id, {})
+        erased = objects_erased.get(source.id, {})
+        risks = list(OBJECT_STORE_RISKS)
+        if erased.get("locked"):
+            risks.insert(
+                0,
+                f"{erased['locked']} object version(s) under Object Lock or legal hold could not be deleted "
+                f"(retention ends {erased.get('locked_until') or 'when the legal hold is lifted'}); delete them "
+                "then",
+            )
+        stores.append(
+            {
+                "source_id": source.id,
+                "store": {
+                    "type": "s3",
+                    "conn_id": source.conn_id,
+                    "location": f"s3://{source.bucket}/{source.prefix}",
+                },
+                "plan": src_plan,
+                "objects_affected": erased,
+                "method": {"delete": OBJECT_METHOD}
+                if src_plan.get("action") == "delete"
+                else {"keep": _method("keep")},
+                "purge": purge.get(source.id, {}),
+                "verification": (verification.get("verification") or {}).get(source.id, {}),
+                "residual_risks": risks,
+            }
+        )
     now = dt.datetime.now(dt.UTC).isoformat()
     head = run.ledger.head()
     return {
@@ -127,6 +168,7 @@ def build_certificate_body(run, source_urls: dict[str, dict[str, Any]]) -> dict[
             for sid, b in backups.items()
         ],
         "verification_method": "full scan of every value of every table with checksum-validated detectors; "
+        "object stores: every version and delete marker listed again, only locked versions may remain; "
         "row counts against the approved plan",
         "verification_result": "passed" if not run.dry_run else "not run (dry run)",
         "ledger": {

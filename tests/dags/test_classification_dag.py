@@ -89,9 +89,10 @@ def test_classification_is_mapped_reported_and_fails_only_on_required_tables(pg_
         -1
     ]
     assert entry.details["overrides"][0]["reason"] == "学校名称可定位学生住址"
-    # a dry run warns that the object source would stop a real run (its files are not erased yet)
+    # the object source is in the plan the approver would approve: its whole prefix is erased
     plan = [e for e in _ledger(c.store_url).entries() if e.stage == "plan" and e.event == "succeeded"][-1]
-    assert plan.details["object_sources_not_erased"] == ["uploads"]
+    assert plan.details["sources"]["uploads"]["action"] == "delete"
+    assert "uploads" in plan.details["source_plan_hashes"]
 
     # The same closure with notes required: the report task fails and says what to do.
     c.manifest["sources"][0]["classify"]["required_tables"] = ["notes"]

@@ -90,6 +90,18 @@ def _counts(engine) -> dict[str, int]:
         }
 
 
+def _s3(seaweed):
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=seaweed.endpoint_url,
+        aws_access_key_id=seaweed.access_key,
+        aws_secret_access_key=seaweed.secret_key,
+        region_name="cn-north-1",
+    )
+
+
 def _ledger(store_url: str):
     from dereg.evidence.ledger import Ledger
     from dereg.evidence.store import open_store
@@ -111,6 +123,25 @@ def test_demo_closure_runs_end_to_end_with_a_second_person_approving(closure):
         }
     planted = planted_values(f"sqlite:///{closure.source}")
     before = _counts(closure.engine)
+    # customer files in a versioned bucket: an enrolment form (overwritten once) and a photo
+    files = _s3(closure.seaweed)
+    files.create_bucket(Bucket="crm-uploads")
+    files.put_bucket_versioning(Bucket="crm-uploads", VersioningConfiguration={"Status": "Enabled"})
+    mobile = next(iter(planted["cn_mobile"]))
+    for version in range(2):
+        files.put_object(
+            Bucket="crm-uploads",
+            Key="uploads/forms/f1.csv",
+            Body=f"姓名,手机\n张伟,{mobile}\n{version}\n".encode(),
+        )
+    files.put_object(Bucket="crm-uploads", Key="uploads/photos/1.jpg", Body=b"\xff\xd8\xff" + bytes(5000))
+    files.put_object(Bucket="crm-uploads", Key="brochures/a.txt", Body=b"open day")
+    path = closure.companies / "demo-academy.yaml"
+    manifest = yaml.safe_load(path.read_text())
+    manifest["object_sources"] = [
+        {"id": "uploads", "conn_id": "dereg_offsite", "bucket": "crm-uploads", "prefix": "uploads"}
+    ]
+    path.write_text(yaml.safe_dump(manifest, allow_unicode=True))
     assert before["students"] == STUDENTS and before["accounting_records"] > 0
 
     sandbox = closure.sandbox()
@@ -134,6 +165,11 @@ def test_demo_closure_runs_end_to_end_with_a_second_person_approving(closure):
     raw = closure.source.read_bytes()
     leftovers = [kind for kind, values in planted.items() for v in values if v.encode() in raw]
     assert leftovers == [], f"{len(leftovers)} planted values still in the database file: {set(leftovers)}"
+
+    # Every version of the customer files is gone; the rest of the bucket is not touched.
+    left = files.list_object_versions(Bucket="crm-uploads")
+    assert {v["Key"] for v in left.get("Versions", [])} == {"brochures/a.txt"}
+    assert not left.get("DeleteMarkers")
 
     # Exactly one notice per reachable address.
     messages = closure.smtp.messages()
@@ -168,6 +204,17 @@ def test_demo_closure_runs_end_to_end_with_a_second_person_approving(closure):
     )
     assert report.ok, report.problems
     assert report.tables["students"]["restored_rows"] == STUDENTS
+    # ... and so does the backup of the customer files, which the certificate lists as a store
+    uploads = next(b for b in cert["body"]["backup_kept"] if b["source_id"] == "uploads")
+    report = restore_and_verify(
+        uploads["backup_id"],
+        location=location,
+        keyring=Keyring.load(closure.keyring_path),
+        store=open_store(closure.store_url),
+    )
+    assert report.ok and report.tables["objects"]["restored_rows"] == 2, report.problems
+    store = next(s for s in cert["body"]["stores"] if s["source_id"] == "uploads")
+    assert store["objects_affected"]["versions_deleted"] == 3 and store["verification"]["ok"]
     # Nothing personal in the task logs.
     assert not [v for values in planted.values() for v in values if v in log]
 

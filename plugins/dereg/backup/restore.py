@@ -187,6 +187,15 @@ def restore_and_verify(
         )
     kek_id, wrapped = _wrapped_key(backup_id, store, client, location)
     data_key = keyring.unwrap_data_key(kek_id, wrapped, what=f"the data key of backup {backup_id}")
+    if manifest.get("kind") == "objects":  # an object source: restored into a scratch directory
+        from dereg.backup.objects import restore_objects
+
+        restore_objects(
+            manifest, data_key=data_key, client=client, location=location, report=report, progress=progress
+        )
+        report.ok = not report.problems and all(t["ok"] for t in report.tables.values())
+        report.seconds = time.monotonic() - t0
+        return report
     workdir = None
     if into_url is None:
         workdir = Path(tempfile.mkdtemp(prefix="dereg-restore-"))
