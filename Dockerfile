@@ -1,0 +1,21 @@
+# Image of the production stack in docker-compose.yaml (docs/deployment.md).
+#
+# Airflow 3.3.2 on Python 3.11 with Dereg's pinned dependencies: requirements.txt installed with
+# requirements.lock as constraints, exactly as `make venv` does. dags/, plugins/ and include/ are not
+# copied in: docker-compose.yaml mounts them, so a manifest or DAG change needs no rebuild.
+FROM apache/airflow:3.3.2-python3.11
+
+USER airflow
+COPY --chown=airflow:0 requirements.txt requirements.lock /opt/dereg-build/
+RUN pip install --no-cache-dir -r /opt/dereg-build/requirements.txt -c /opt/dereg-build/requirements.lock \
+    # CeleryExecutor, the Redis broker and the PostgreSQL backend come with the image's bundled
+    # providers (not in requirements.txt): fail the build here rather than at the first task.
+    && python -c "import airflow.providers.celery, airflow.providers.postgres, airflow.providers.redis"
+
+# Mount points of the named volumes, created here so that Docker copies their owner (airflow, group 0)
+# into a fresh volume. Group-writable because the containers may run as any AIRFLOW_UID in group 0.
+RUN mkdir -p /opt/airflow/dereg/state /opt/airflow/dereg/keyring /opt/airflow/dereg/output /opt/airflow/auth \
+    && chmod -R g=u /opt/airflow/dereg /opt/airflow/auth
+
+# `import dereg` from the mounted plugins folder in every process, and `python -m dereg.cli ...`.
+ENV PYTHONPATH=/opt/airflow/plugins
