@@ -10,6 +10,11 @@
     dereg restore BACKUP_ID --from s3://BUCKET/PREFIX [--into TARGET_URL] --verify
     dereg catalog rebuild --from s3://BUCKET/PREFIX
     dereg shred BACKUP_ID --from s3://BUCKET/PREFIX --yes
+    dereg answers import FILE.csv --company ID --run RUN_ID
+    dereg answers replies PATH... --company ID --run RUN_ID
+    dereg answers waive --company ID --run RUN_ID (--email ADDRESS | --ref REF) --reason TEXT --by NAME
+    dereg answers status --company ID --run RUN_ID
+    dereg copies purge
 
 Exit codes: 0 success / valid, 1 invalid, 2 an error (the message says what and how to fix it).
 """
@@ -252,6 +257,115 @@ def _shred(args) -> int:
     return 0
 
 
+def _print_import(result, what: str) -> int:
+    for problem in result.problems:
+        print(f"  - {problem}", file=sys.stderr)
+    if result.problems and not result.total:
+        print(
+            f"{what}: nothing recorded ({len(result.problems)} problem(s) above; fix them and import again)"
+        )
+        return 1
+    recorded = ", ".join(f"{n} {c}" for c, n in result.recorded.items())
+    print(f"{what}: {result.total} answer(s) recorded ({recorded}); {result.skipped} skipped")
+    return 1 if result.problems else 0
+
+
+@command("answers import")
+def _answers_import(args) -> int:
+    from dereg.evidence.store import open_store
+    from dereg.keys import Keyring
+    from dereg.notify.answers import import_csv
+
+    path = Path(args.file)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DeregError(f"{path}: cannot be read as UTF-8 text ({type(exc).__name__})") from None
+    result = import_csv(
+        open_store(),
+        text,
+        company_id=args.company,
+        run_id=args.run,
+        pseudonym_key=Keyring.load().pseudonym_key,
+        name=path.name,
+    )
+    return _print_import(result, path.name)
+
+
+@command("answers replies")
+def _answers_replies(args) -> int:
+    from dereg.evidence.store import open_store
+    from dereg.notify.answers import import_replies
+
+    result = import_replies(
+        open_store(), [Path(p) for p in args.paths], company_id=args.company, run_id=args.run
+    )
+    return _print_import(result, "replies")
+
+
+@command("answers waive")
+def _answers_waive(args) -> int:
+    from dereg.evidence.ledger import Ledger
+    from dereg.evidence.store import open_store
+    from dereg.keys import Keyring
+    from dereg.notify.answers import current_answers, mark_fulfilled
+    from dereg.notify.records import recipient_ref
+
+    if len(args.reason.strip()) < 5:
+        raise DeregError(
+            "--reason: say why the request is waived (at least 5 characters); it goes in the ledger"
+        )
+    store = open_store()
+    ref = args.ref or recipient_ref(Keyring.load().pseudonym_key, args.email)
+    answer = current_answers(store, args.company, args.run).get(ref)
+    if answer is None or answer["choice"] not in ("copy", "transfer"):
+        raise DeregError(f"recipient {ref[:12]}… has no copy or transfer request in run {args.run}")
+    mark_fulfilled(
+        store,
+        company_id=args.company,
+        run_id=args.run,
+        ref=ref,
+        choice=answer["choice"],
+        status="waived",
+        detail=args.reason,
+        actor=args.by,
+    )
+    Ledger(store).append(
+        company_id=args.company,
+        run_id=args.run,
+        stage="fulfil_requests",
+        event="waived",
+        actor=args.by,
+        details={"recipient_ref": ref, "choice": answer["choice"], "reason": args.reason},
+    )
+    print(f"{answer['choice']} request of {ref[:12]}… waived by {args.by}; recorded in the ledger")
+    return 0
+
+
+@command("answers status")
+def _answers_status(args) -> int:
+    from dereg.evidence.store import open_store
+    from dereg.notify.answers import answer_counts, open_requests
+
+    store = open_store()
+    counts = answer_counts(store, args.company, args.run)
+    pending = open_requests(store, args.company, args.run)
+    print(f"answers: {counts}")
+    print(f"open requests (neither fulfilled nor waived): {len(pending)}")
+    for ref, choice in sorted(pending.items()):
+        print(f"  {ref}  {choice}")
+    return 0
+
+
+@command("copies purge")
+def _copies_purge(args) -> int:
+    from dereg.evidence.store import open_store
+    from dereg.notify.fulfil import purge_expired_copies
+
+    print(f"{purge_expired_copies(open_store())} expired customer copies deleted")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dereg", description="Dereg: personal-data side of a company closure."
@@ -336,6 +450,36 @@ def build_parser() -> argparse.ArgumentParser:
     shred.add_argument("backup_id", metavar="BACKUP_ID")
     shred.add_argument("--from", required=True, metavar="s3://BUCKET/PREFIX")
     shred.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
+    ans = sub.add_parser("answers", help="customers' answers to the closure notice")
+    asub = ans.add_subparsers(dest="answers_command", required=True)
+    imp = asub.add_parser(
+        "import",
+        help="import answers from a CSV file (columns email, choice)",
+        description="Record customers' answers from a UTF-8 CSV whose header names email and choice (copy, "
+        "transfer, delete, 1/2/3 or 副本/转移/删除). The whole file is checked first: with any bad line nothing "
+        "is recorded and every problem is listed by line number.",
+    )
+    imp.add_argument("file", metavar="FILE.csv")
+    rep = asub.add_parser(
+        "replies",
+        help="record the choices in replies to the notices (.eml files, folders, mbox)",
+        description="Match each reply to its notice by In-Reply-To/References and read the customer's own "
+        "lines for one choice; replies without a single clear choice are listed for a person to read.",
+    )
+    rep.add_argument("paths", nargs="+", metavar="PATH")
+    waive = asub.add_parser("waive", help="waive a copy or transfer request, with a reason (ledger)")
+    who = waive.add_mutually_exclusive_group(required=True)
+    who.add_argument("--email", help="the customer's address (hashed, never stored)")
+    who.add_argument("--ref", help="the recipient reference from `dereg answers status`")
+    waive.add_argument("--reason", required=True)
+    waive.add_argument("--by", required=True, help="who waives it (goes in the ledger)")
+    status = asub.add_parser("status", help="answer counts and open requests of a run")
+    for p in (imp, rep, waive, status):
+        p.add_argument("--company", required=True, help="company id")
+        p.add_argument("--run", required=True, help="closure run id (Airflow dag run id)")
+    copies = sub.add_parser("copies", help="customers' downloadable copies")
+    csub2 = copies.add_subparsers(dest="copies_command", required=True)
+    csub2.add_parser("purge", help="delete every copy whose link has expired")
     restore = sub.add_parser(
         "restore",
         help="restore a backup and verify it (exit 1 on any mismatch)",
@@ -371,7 +515,12 @@ def _iso_date(text: str):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    sub = {"keyring": "keyring_command", "catalog": "catalog_command"}.get(args.command)
+    sub = {
+        "keyring": "keyring_command",
+        "catalog": "catalog_command",
+        "answers": "answers_command",
+        "copies": "copies_command",
+    }.get(args.command)
     name = args.command + (f" {getattr(args, sub)}" if sub else "")
     try:
         return COMMANDS[name](args)

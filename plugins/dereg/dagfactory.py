@@ -64,6 +64,7 @@ def build_closure_dag(manifest_path: Path) -> DAG:
         ClassificationReportOperator,
         ClassifyOperator,
         EraseOperator,
+        FulfilRequestsOperator,
         InventoryOperator,
         NotifyCustomersOperator,
         PlanOperator,
@@ -100,6 +101,7 @@ def build_closure_dag(manifest_path: Path) -> DAG:
         plan = PlanOperator(task_id="plan", **kw)
         notify = NotifyCustomersOperator(task_id="notify_customers", **kw)
         wait = WaitForResponsesOperator(task_id="wait_for_responses", **kw)
+        fulfil = FulfilRequestsOperator(task_id="fulfil_requests", **kw)
         backup = BackupOperator(task_id="backup", **kw)
         restore = RestoreVerifyOperator(task_id="restore_verify", **kw)
         approve = ErasureApprovalOperator(task_id="approve", approvers=manifest.approvers, retries=0, **kw)
@@ -108,7 +110,7 @@ def build_closure_dag(manifest_path: Path) -> DAG:
         verify = VerifyErasureOperator(task_id="verify_erasure", **kw)
         certificate = CertificateOperator(task_id="certificate", **kw)
         chain(preflight, inventory, units, classify, report, plan)
-        plan >> notify >> wait >> approve
+        plan >> notify >> wait >> fulfil >> approve
         plan >> backup >> restore >> approve
         chain(approve, erase, purge, verify, certificate)
     return dag

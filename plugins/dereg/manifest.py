@@ -120,6 +120,13 @@ class Manifest:
     #: at most this many notices a minute (relays throttle or blacklist bursts)
     rate_per_minute: int = 3000
     object_sources: list[ObjectSourceSpec] = field(default_factory=list)
+    #: public address of the Airflow API server, for the customers' answer links
+    answer_base_url: str | None = None
+    #: days a customer's copy stays downloadable
+    copy_link_days: int = 14
+    #: the organisation customers may ask their data to be transferred to
+    successor_name: str | None = None
+    successor_conn_id: str | None = None
 
     @property
     def dag_id(self) -> str:
@@ -137,6 +144,8 @@ class Manifest:
         pairs += [(f"object_sources[{i}].conn_id", s.conn_id) for i, s in enumerate(self.object_sources)]
         pairs.append(("backup.conn_id", self.backup.conn_id))
         pairs.append(("notify.smtp_conn_id", self.smtp_conn_id))
+        if self.successor_conn_id:
+            pairs.append(("successor.conn_id", self.successor_conn_id))
         return pairs
 
 
@@ -222,6 +231,7 @@ def parse_manifest(data: Any, source: str = "<manifest>") -> Manifest:
             "backup",
             "notify",
             "object_sources",
+            "successor",
         },
         "",
     )
@@ -375,9 +385,24 @@ def parse_manifest(data: Any, source: str = "<manifest>") -> Manifest:
         )
 
     n = c.mapping(root.get("notify"), "notify")
-    c.unknown_keys(n, {"smtp_conn_id", "rate_per_minute"}, "notify")
+    c.unknown_keys(n, {"smtp_conn_id", "rate_per_minute", "answer_base_url", "copy_link_days"}, "notify")
     smtp_conn_id = c.text(n, "smtp_conn_id", "notify")
     rate_per_minute = c.integer(n, "rate_per_minute", "notify") if "rate_per_minute" in n else 3000
+    answer_base_url = c.text(
+        n,
+        "answer_base_url",
+        "notify",
+        pattern=re.compile(r"^https?://\S+$"),
+        hint="an http(s) URL",
+        required=False,
+    )
+    copy_link_days = c.integer(n, "copy_link_days", "notify") if "copy_link_days" in n else 14
+    successor_name = successor_conn_id = None
+    if root.get("successor") is not None:
+        succ = c.mapping(root.get("successor"), "successor")
+        c.unknown_keys(succ, {"name", "conn_id"}, "successor")
+        successor_name = c.text(succ, "name", "successor")
+        successor_conn_id = c.text(succ, "conn_id", "successor")
 
     if c.problems:
         raise ManifestError(source, c.problems)
@@ -398,6 +423,10 @@ def parse_manifest(data: Any, source: str = "<manifest>") -> Manifest:
         rate_per_minute=rate_per_minute,
         path=source,
         object_sources=object_sources,
+        answer_base_url=(answer_base_url or "").rstrip("/") or None,
+        copy_link_days=copy_link_days,
+        successor_name=successor_name,
+        successor_conn_id=successor_conn_id,
     )
 
 

@@ -6,6 +6,7 @@ The approval is answered from another process through Airflow's REST API, as a s
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -308,3 +309,43 @@ def test_broken_manifest_fails_its_own_dag_only(closure):
     failures = [e for e in _ledger(closure.store_url).entries() if e.company_id == "bad_shop"]
     assert [(e.stage, e.event) for e in failures] == [("preflight", "failed")]
     assert any("conn_id" in p for p in failures[0].details["problems"])
+
+
+def test_answers_through_the_page_and_csv_stop_the_erase_until_fulfilled(closure, monkeypatch):
+    """Answers recorded after fulfil_requests ran (while the approval waits) change what erase does:
+    it refuses, says why, and records the refusal; nothing is erased."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from dereg.cli import main as dereg_cli
+    from dereg.web.answers_app import create_app
+
+    for key in ("DEREG_STORE_URL", "DEREG_KEYRING", "DEREG_COMPANIES_DIR"):
+        monkeypatch.setenv(key, closure.env[key])
+    before = _counts(closure.engine)
+    sandbox = closure.sandbox()
+    proc = sandbox.start_dag_test(DAG_ID, _conf())
+    ledger = _ledger(closure.store_url)
+    deadline = time.monotonic() + 300
+    while not [e for e in ledger.entries() if e.stage == "fulfil_requests" and e.event == "succeeded"]:
+        assert time.monotonic() < deadline and proc.poll() is None, "fulfil_requests never succeeded"
+        time.sleep(1)
+    run_id = next(e.run_id for e in ledger.entries() if e.stage == "fulfil_requests")
+    notices = closure.smtp.messages()
+    text = notices[0].get_body(preferencelist=("plain",)).get_content()
+    path = re.search(r"https?://[^/\s]+/dereg(/answer/\S+)", text).group(1)
+    client = TestClient(create_app())
+    assert client.post(path, data={"choice": "copy"}).status_code == 200
+    csv_path = closure.tmp / "answers.csv"
+    csv_path.write_text(f"email,choice\n{notices[1]['To'].addresses[0].addr_spec},2\n", encoding="utf-8")
+    assert dereg_cli(["answers", "import", str(csv_path), "--company", "demo_academy", "--run", run_id]) == 0
+
+    answer = sandbox.answer(DAG_ID, user="approver")
+    result, log = sandbox.finish(proc)
+    assert answer["status"] == 200, answer
+    assert result["tasks"]["erase"] == "failed", result
+    assert "2 customer request(s) (copy or transfer) are neither fulfilled nor waived" in log
+    refused = [e for e in _ledger(closure.store_url).entries() if e.stage == "erase" and e.event == "refused"]
+    assert refused and "2 customer request(s)" in refused[-1].details["reason"]
+    assert _counts(closure.engine) == before

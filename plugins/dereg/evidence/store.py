@@ -23,6 +23,8 @@ _TABLE_MODULES = (
     "dereg.evidence.artifacts",
     "dereg.backup.catalog",
     "dereg.notify.records",
+    "dereg.notify.answers",
+    "dereg.notify.fulfil",
 )
 
 
@@ -46,10 +48,14 @@ def _make_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
-@lru_cache(maxsize=16)
 def open_store(url: str | None = None) -> Engine:
-    """Engine of the compliance store at `url` (default `config.store_url()`), tables created."""
-    url = url or config.store_url()
+    """Engine of the compliance store at `url` (default `config.store_url()`, read at each call),
+    tables created; one engine per URL."""
+    return _open_store(url or config.store_url())
+
+
+@lru_cache(maxsize=16)
+def _open_store(url: str) -> Engine:
     if url.startswith("sqlite:///"):
         from pathlib import Path
 

@@ -4,6 +4,7 @@ as a multipart/alternative e-mail (plain text and HTML, UTF-8) with Message-ID a
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -26,6 +27,8 @@ class NoticeContext:
     response_deadline: dt.date
     complaint: str
     extra: dict = field(default_factory=dict)
+    #: address -> the recipient's signed answer-page URL (None: the notice asks for a reply only)
+    answer_link: Callable[[str], str] | None = None
 
 
 @lru_cache(maxsize=4)
@@ -40,7 +43,8 @@ def _environment(directory: str) -> jinja2.Environment:
 
 def render_notice(ctx: NoticeContext, recipient, *, message_id: str) -> EmailMessage:
     env = _environment(str(config.templates_dir()))
-    values = {"ctx": ctx, "recipient": recipient}
+    link = ctx.answer_link(recipient.email) if ctx.answer_link else None
+    values = {"ctx": ctx, "recipient": recipient, "answer_url": link}
     subject = env.get_template("notice_subject.txt.j2").render(**values).strip()
     message = EmailMessage()
     message["Subject"] = subject

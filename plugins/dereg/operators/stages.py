@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import smtplib
 from typing import Any
 
@@ -550,6 +551,7 @@ class NotifyCustomersOperator(ComplianceOperator):
                 {cat for c in classification.columns for cat in c.categories if cat in taxonomy}
             )
             ctx = NoticeContext(
+                answer_link=answer_links(run, keyring.pseudonym_key, erase_date),
                 company_name_zh=m.name_zh,
                 company_name_en=m.name_en,
                 sender=m.sender,
@@ -587,6 +589,31 @@ class NotifyCustomersOperator(ComplianceOperator):
         return {"sources": reports, "erase_after": erase_date.isoformat()}
 
 
+def public_base_url(manifest) -> str:
+    """Where customers reach the Dereg pages: notify.answer_base_url, else DEREG_PUBLIC_URL, else
+    the local API server."""
+    import os
+
+    return (manifest.answer_base_url or os.environ.get("DEREG_PUBLIC_URL") or "http://localhost:8080").rstrip(
+        "/"
+    )
+
+
+def answer_links(run: RunContext, pseudonym_key: bytes, deadline: dt.date):
+    """address -> signed answer-page URL, valid until the end of the response deadline (UTC)."""
+    from dereg.notify.answers import make_token
+    from dereg.notify.records import recipient_ref
+
+    base = public_base_url(run.manifest)
+    expires = dt.datetime.combine(deadline + dt.timedelta(days=1), dt.time(), dt.UTC)
+
+    def link(address: str) -> str:
+        ref = recipient_ref(pseudonym_key, address)
+        return f"{base}/dereg/answer/{make_token(pseudonym_key, 'answer', run.company_id, run.run_id, ref, expires)}"
+
+    return link
+
+
 class WaitForResponsesOperator(ComplianceOperator):
     """Wait, without holding a worker slot, until the notice window has passed."""
 
@@ -612,6 +639,163 @@ class WaitForResponsesOperator(ComplianceOperator):
         run = self.run_context(context)
         entry = run.record(self.stage, "succeeded", waited=True)
         return {"waited": True, "ledger_entry": entry.entry_id}
+
+
+class FulfilRequestsOperator(ComplianceOperator):
+    """Honour the customers' answers before anything is erased: a copy (encrypted, served by an
+    expiring link that is e-mailed to them) or a transfer of their rows to the successor."""
+
+    stage = "fulfil_requests"
+    requires = ("wait_for_responses",)
+    destructive = True  # sends mail and writes to the successor: nothing in a dry run
+
+    def dry_run_summary(self, run: RunContext, context) -> dict:
+        from dereg.notify.answers import answer_counts, open_requests
+
+        pending = open_requests(run.store, run.company_id, run.run_id)
+        return {
+            "answers": answer_counts(run.store, run.company_id, run.run_id),
+            "would_fulfil": {c: sum(1 for v in pending.values() if v == c) for c in ("copy", "transfer")},
+        }
+
+    def act(self, run: RunContext, context) -> dict:
+        from dereg.keys import Keyring
+        from dereg.notify.answers import answer_counts, open_requests
+
+        m = run.manifest
+        keyring = Keyring.load()
+        pending = open_requests(run.store, run.company_id, run.run_id)
+        counts = answer_counts(run.store, run.company_id, run.run_id)
+        self.log.info(
+            "Answers: %s; open requests: %d copy, %d transfer",
+            counts,
+            sum(1 for c in pending.values() if c == "copy"),
+            sum(1 for c in pending.values() if c == "transfer"),
+        )
+        if any(c == "transfer" for c in pending.values()) and not m.successor_conn_id:
+            raise DeregError(
+                f"{sum(1 for c in pending.values() if c == 'transfer')} customer(s) of {run.company_id} asked for a "
+                "transfer, but the manifest names no successor. Add successor: {name, conn_id} to the manifest, "
+                "or waive each request with a reason (dereg answers waive), then clear this task"
+            )
+        done = {"copy": 0, "transfer": 0, "rows_transferred": 0, "not_found": 0}
+        if pending:
+            done = self._fulfil(run, keyring, pending, done)
+        still = open_requests(run.store, run.company_id, run.run_id)
+        if still:
+            raise DeregError(
+                f"{len(still)} request(s) of {run.company_id} could not be fulfilled (their address is no "
+                "longer in the source). Waive each with a reason (dereg answers waive) and clear this task"
+            )
+        return {"answers": counts, "fulfilled": done}
+
+    def _fulfil(self, run: RunContext, keyring, pending: dict[str, str], done: dict) -> dict:
+        from dereg.notify.answers import make_token, mark_fulfilled
+        from dereg.notify.fulfil import bundle, customer_rows, refs_to_addresses, store_copy, transfer
+        from dereg.notify.recipients import collect_recipients
+
+        m = run.manifest
+        expires = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=m.copy_link_days)
+        successor = source_engine(m.successor_conn_id) if m.successor_conn_id else None
+        smtp = None
+        try:
+            for source in m.sources:
+                if source.notify is None:
+                    continue
+                engine = source_engine(source.conn_id)
+                recipients = collect_recipients(
+                    engine,
+                    subject_table=source.subject_table,
+                    notify_table=source.notify.table,
+                    email_column=source.notify.email_column,
+                    name_column=source.notify.name_column,
+                    link_column=source.notify.link_column,
+                )
+                by_ref = refs_to_addresses(recipients.reachable, keyring.pseudonym_key)
+                for ref, choice in sorted(pending.items()):
+                    recipient = by_ref.get(ref)
+                    if recipient is None:
+                        continue
+                    rows = customer_rows(
+                        engine,
+                        subject_table=source.subject_table,
+                        notify=source.notify,
+                        address=recipient.email,
+                    )
+                    counts = {t: len(r) for t, r in rows.items()}
+                    if choice == "copy":
+                        store_copy(
+                            run.store,
+                            keyring,
+                            company_id=run.company_id,
+                            run_id=run.run_id,
+                            ref=ref,
+                            data=bundle(rows, company=f"{m.name_zh} / {m.name_en}"),
+                            expires=expires,
+                        )
+                        token = make_token(
+                            keyring.pseudonym_key, "copy", run.company_id, run.run_id, ref, expires
+                        )
+                        if smtp is None:
+                            smtp = smtp_settings(m.smtp_conn_id).connect()
+                        smtp.send_message(
+                            _copy_message(m, recipient, f"{public_base_url(m)}/dereg/copy/{token}", expires)
+                        )
+                        detail = {"rows": counts, "link_expires": expires.isoformat(), "delivery": "link"}
+                    else:
+                        inserted = transfer(engine, successor, rows)
+                        done["rows_transferred"] += sum(inserted.values())
+                        detail = {"rows": counts, "inserted": inserted, "successor": m.successor_name}
+                    mark_fulfilled(
+                        run.store,
+                        company_id=run.company_id,
+                        run_id=run.run_id,
+                        ref=ref,
+                        choice=choice,
+                        status="done",
+                        detail=json.dumps(detail, ensure_ascii=False),
+                        actor="dereg",
+                    )
+                    run.record(self.stage, "fulfilled", recipient_ref=ref, choice=choice, **detail)
+                    done[choice] += 1
+                    if done["copy"] + done["transfer"] and (done["copy"] + done["transfer"]) % 50 == 0:
+                        self.log.info(
+                            "Fulfilled %d copy and %d transfer request(s)", done["copy"], done["transfer"]
+                        )
+                engine.dispose()
+        finally:
+            if smtp is not None:
+                try:
+                    smtp.quit()
+                except Exception:  # noqa: BLE001
+                    pass
+            if successor is not None:
+                successor.dispose()
+        self.log.info("Fulfilled %d copy and %d transfer request(s)", done["copy"], done["transfer"])
+        return done
+
+
+def _copy_message(m, recipient, url: str, expires: dt.datetime):
+    from email.message import EmailMessage
+    from email.utils import format_datetime, make_msgid
+
+    message = EmailMessage()
+    message["Subject"] = f"{m.name_zh}：您的个人信息副本 / {m.name_en}: a copy of your personal data"
+    message["From"] = m.sender
+    message["To"] = recipient.email
+    message["Reply-To"] = m.reply_to
+    message["Date"] = format_datetime(dt.datetime.now(dt.UTC))
+    message["Message-ID"] = make_msgid(
+        domain=m.sender.rsplit("@", 1)[-1].strip("> ") if "@" in m.sender else None
+    )
+    message.set_content(
+        f"{recipient.name}，您好：\n\n按您的要求，您的个人信息副本（JSON 与 CSV，ZIP 压缩包）可在 "
+        f"{expires:%Y-%m-%d} 前从以下链接下载（仅限本人使用）：\n{url}\n\n{m.name_zh}\n\n"
+        f"Dear {recipient.name},\n\nAs you asked, a copy of your personal data (JSON and CSV in a ZIP file) "
+        f"can be downloaded until {expires:%Y-%m-%d} from this link, which is yours alone:\n{url}\n\n{m.name_en}\n",
+        charset="utf-8",
+    )
+    return message
 
 
 class BackupOperator(ComplianceOperator):
@@ -792,6 +976,14 @@ class EraseOperator(ComplianceOperator):
             )
         if approval.actor == run.triggered_by:
             problems.append(f"the approver {approval.actor!r} is the person who triggered the run")
+        from dereg.notify.answers import open_requests
+
+        pending = open_requests(run.store, run.company_id, run.run_id)
+        if pending:
+            problems.append(
+                f"{len(pending)} customer request(s) (copy or transfer) are neither fulfilled nor waived; clear "
+                "fulfil_requests, or waive each with a reason (dereg answers waive)"
+            )
         if problems:
             message = (
                 f"erase refuses for company {run.company_id}, run {run.run_id}: "

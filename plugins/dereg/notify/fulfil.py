@@ -1,0 +1,287 @@
+"""Fulfilment of customers' requests before erasure: a copy of their data, or a transfer to the
+successor organisation named in the manifest.
+
+A customer's data are the rows of the contact (the notice's recipient), of the subjects linked to
+it (their children) and of every table that refers to those rows, directly or through other
+collected rows, by single-column foreign keys. A **copy** is a ZIP of `data.json` plus one CSV per
+table, encrypted with AES-256-GCM under a fresh data key wrapped by the keyring, and kept in the
+compliance store's `copies` table until its link expires; the customer receives an expiring
+signed link to the Dereg page that decrypts and serves it. A **transfer** inserts the same rows
+into the successor's database (tables created when missing, rows already there left alone, so a
+retry does no double work).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import datetime as dt
+import decimal
+import io
+import json
+import os
+import zipfile
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy.engine import Engine
+
+from dereg.errors import DeregError
+from dereg.evidence.store import metadata
+from dereg.keys import new_data_key
+
+copies = sa.Table(
+    "copies",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("company_id", sa.String(64), nullable=False),
+    sa.Column("run_id", sa.String(250), nullable=False),
+    sa.Column("recipient_ref", sa.String(64), nullable=False),
+    sa.Column("kek_id", sa.String(80), nullable=False),
+    sa.Column("wrapped_key", sa.Text, nullable=False),
+    sa.Column("sealed", sa.LargeBinary, nullable=False),  # nonce + AES-GCM(zip)
+    sa.Column("expires_at", sa.String(40), nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.UniqueConstraint("company_id", "run_id", "recipient_ref", name="uq_copy"),
+)
+
+
+class FulfilmentError(DeregError):
+    """A request that cannot be fulfilled as asked."""
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"base64": base64.b64encode(bytes(value)).decode("ascii")}
+    return value
+
+
+def customer_rows(engine: Engine, *, subject_table: str, notify, address: str) -> dict[str, list[dict]]:
+    """Every row of the customer with contact address `address` (see the module docstring)."""
+    md = sa.MetaData()
+    md.reflect(engine)
+    contacts, subjects = md.tables[notify.table], md.tables[subject_table]
+    collected: dict[str, list[dict]] = {}
+    with engine.connect() as conn:
+        email_col = contacts.c[notify.email_column]
+        rows = conn.execute(
+            sa.select(contacts).where(sa.func.lower(sa.func.trim(email_col)) == address.strip().lower())
+        ).mappings()
+        collected[contacts.name] = [dict(r) for r in rows]
+        pk = list(contacts.primary_key.columns)[0]
+        ids = [r[pk.name] for r in collected[contacts.name]]
+        collected[subjects.name] = (
+            [
+                dict(r)
+                for r in conn.execute(
+                    sa.select(subjects).where(subjects.c[notify.link_column].in_(ids))
+                ).mappings()
+            ]
+            if ids
+            else []
+        )
+        changed = True
+        while changed:
+            changed = False
+            for table in md.sorted_tables:
+                if table.name in collected:
+                    continue
+                conditions = []
+                for fk in table.foreign_keys:
+                    parent = fk.column.table.name
+                    if parent not in collected or len(fk.constraint.elements) != 1:
+                        continue
+                    values = {r[fk.column.name] for r in collected[parent]} - {None}
+                    if values:
+                        conditions.append(fk.parent.in_(sorted(values, key=str)))
+                if conditions:
+                    found = [
+                        dict(r) for r in conn.execute(sa.select(table).where(sa.or_(*conditions))).mappings()
+                    ]
+                    if found:
+                        collected[table.name] = found
+                        changed = True
+        # the rows they point at in tables not collected (a course, a class): needed for the foreign
+        # keys of a transfer, and they tell the customer what their rows refer to
+        for name in list(collected):
+            for fk in md.tables[name].foreign_keys:
+                parent = fk.column.table
+                if parent.name in collected or len(fk.constraint.elements) != 1:
+                    continue
+                values = {r[fk.parent.name] for r in collected[name]} - {None}
+                if values:
+                    found = conn.execute(
+                        sa.select(parent).where(fk.column.in_(sorted(values, key=str)))
+                    ).mappings()
+                    collected.setdefault(f"\0{parent.name}", []).extend(dict(r) for r in found)
+    merged: dict[str, list[dict]] = {}
+    for name, rows in collected.items():
+        target = merged.setdefault(name.lstrip("\0"), [])
+        seen = {json.dumps(r, sort_keys=True, default=str) for r in target}
+        for row in rows:
+            text = json.dumps(row, sort_keys=True, default=str)
+            if text not in seen:
+                seen.add(text)
+                target.append(row)
+    return {
+        name: [{k: _json_value(v) for k, v in row.items()} for row in rows]
+        for name, rows in merged.items()
+        if rows
+    }
+
+
+def bundle(rows: dict[str, list[dict]], *, company: str) -> bytes:
+    """A ZIP with data.json (every table) and one CSV per table (UTF-8 with BOM, for spreadsheets)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr(
+            "data.json",
+            json.dumps({"company": company, "tables": rows}, ensure_ascii=False, indent=1, default=str),
+        )
+        for table, items in rows.items():
+            text = io.StringIO()
+            writer = csv.DictWriter(text, fieldnames=list(items[0]))
+            writer.writeheader()
+            for item in items:
+                writer.writerow(
+                    {
+                        k: json.dumps(v, ensure_ascii=False) if isinstance(v, dict) else v
+                        for k, v in item.items()
+                    }
+                )
+            z.writestr(f"{table}.csv", "\ufeff" + text.getvalue())
+    return out.getvalue()
+
+
+def store_copy(
+    store: Engine, keyring, *, company_id: str, run_id: str, ref: str, data: bytes, expires: dt.datetime
+) -> None:
+    key = new_data_key()
+    kek_id, wrapped = keyring.wrap_data_key(key)
+    nonce = os.urandom(12)
+    aad = f"dereg-copy|{company_id}|{run_id}|{ref}".encode()
+    sealed = nonce + AESGCM(key).encrypt(nonce, data, aad)
+    with store.begin() as conn:
+        conn.execute(
+            copies.delete().where(
+                copies.c.company_id == company_id, copies.c.run_id == run_id, copies.c.recipient_ref == ref
+            )
+        )
+        conn.execute(
+            copies.insert().values(
+                company_id=company_id,
+                run_id=run_id,
+                recipient_ref=ref,
+                kek_id=kek_id,
+                wrapped_key=base64.b64encode(wrapped).decode("ascii"),
+                sealed=sealed,
+                expires_at=expires.astimezone(dt.UTC).isoformat(),
+                created_at=dt.datetime.now(dt.UTC).isoformat(),
+            )
+        )
+
+
+def load_copy(store: Engine, keyring, *, company_id: str, run_id: str, ref: str) -> bytes:
+    """The decrypted ZIP of a customer's copy; FulfilmentError when it is gone or has expired."""
+    with store.connect() as conn:
+        row = conn.execute(
+            sa.select(copies).where(
+                copies.c.company_id == company_id, copies.c.run_id == run_id, copies.c.recipient_ref == ref
+            )
+        ).first()
+    if row is None or dt.datetime.fromisoformat(row.expires_at) <= dt.datetime.now(dt.UTC):
+        raise FulfilmentError("this copy is no longer available; please contact the company")
+    key = keyring.unwrap_data_key(
+        row.kek_id, base64.b64decode(row.wrapped_key), what="the key of a customer copy"
+    )
+    aad = f"dereg-copy|{company_id}|{run_id}|{ref}".encode()
+    return AESGCM(key).decrypt(row.sealed[:12], row.sealed[12:], aad)
+
+
+def purge_expired_copies(store: Engine, *, now: dt.datetime | None = None) -> int:
+    """Delete copies whose link has expired; returns how many."""
+    moment = (now or dt.datetime.now(dt.UTC)).isoformat()
+    with store.begin() as conn:
+        return conn.execute(copies.delete().where(copies.c.expires_at <= moment)).rowcount or 0
+
+
+def pending_copies(store: Engine, company_id: str, run_id: str) -> dict[str, Any]:
+    with store.connect() as conn:
+        rows = conn.execute(
+            sa.select(copies.c.expires_at).where(copies.c.company_id == company_id, copies.c.run_id == run_id)
+        ).all()
+    return {"copies": len(rows), "last_expires_at": max((r.expires_at for r in rows), default=None)}
+
+
+def transfer(source: Engine, successor: Engine, rows: dict[str, list[dict]]) -> dict[str, int]:
+    """Insert `rows` (from customer_rows) into the successor: parents first, tables created when
+    missing (same columns, types and keys), rows whose primary key is already there skipped.
+    Returns rows inserted per table."""
+    md = sa.MetaData()
+    md.reflect(source, only=list(rows))
+    target_md = sa.MetaData()
+    target_md.reflect(successor)
+    inserted: dict[str, int] = {}
+    missing = [t for t in md.sorted_tables if t.name not in target_md.tables]
+    if missing:
+        md.create_all(successor, tables=missing)
+        target_md = sa.MetaData()
+        target_md.reflect(successor)
+    with successor.begin() as conn:
+        for table in md.sorted_tables:
+            if table.name not in rows:
+                continue
+            target = target_md.tables[table.name]
+            pk = [c.name for c in target.primary_key.columns]
+            items = [_from_json(row, table) for row in rows[table.name]]
+            if pk:
+                existing = {
+                    tuple(r)
+                    for r in conn.execute(
+                        sa.select(*[target.c[k] for k in pk]).where(
+                            sa.tuple_(*[target.c[k] for k in pk]).in_(
+                                [tuple(i[k] for k in pk) for i in items]
+                            )
+                            if len(pk) > 1
+                            else target.c[pk[0]].in_([i[pk[0]] for i in items])
+                        )
+                    )
+                }
+                items = [i for i in items if tuple(i[k] for k in pk) not in existing]
+            if items:
+                conn.execute(target.insert(), items)
+            inserted[table.name] = len(items)
+    return inserted
+
+
+def _from_json(row: dict, table: sa.Table) -> dict:
+    out = {}
+    for name, value in row.items():
+        column = table.c[name]
+        if isinstance(value, dict) and "base64" in value:
+            value = base64.b64decode(value["base64"])
+        elif isinstance(value, str):
+            try:
+                python_type = column.type.python_type
+            except NotImplementedError:
+                python_type = str
+            if python_type is dt.datetime:
+                value = dt.datetime.fromisoformat(value)
+            elif python_type is dt.date:
+                value = dt.date.fromisoformat(value)
+            elif python_type is decimal.Decimal:
+                value = decimal.Decimal(value)
+        out[name] = value
+    return out
+
+
+def refs_to_addresses(recipients: Iterable, pseudonym_key: bytes) -> dict[str, Any]:
+    from dereg.notify.records import recipient_ref
+
+    return {recipient_ref(pseudonym_key, r.email): r for r in recipients}

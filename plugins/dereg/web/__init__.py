@@ -1,0 +1,1 @@
+"""Pages served by the Dereg Airflow plugin (plugins/dereg_plugin.py)."""

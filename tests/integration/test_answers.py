@@ -1,0 +1,225 @@
+"""Customers' answers through the signed page, a CSV import and a reply, then their fulfilment:
+a copy served by an expiring link, a transfer into the successor's database. Real SQLite source and
+successor, a real aiosmtpd server, the plugin's FastAPI app driven over HTTP by Starlette's client."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import re
+import shutil
+import zipfile
+from email.message import EmailMessage
+
+import pytest
+import sqlalchemy as sa
+import yaml
+from fastapi.testclient import TestClient
+
+from dereg.cli import main as dereg_cli
+from dereg.evidence.ledger import Ledger
+from dereg.evidence.store import open_store
+from dereg.keys import Keyring
+from dereg.manifest import load_manifest
+from dereg.notify import answers
+from dereg.notify.deliver import SmtpSettings, send_notices
+from dereg.notify.recipients import collect_recipients
+from dereg.notify.render import NoticeContext
+from dereg.operators.base import RunContext
+from dereg.operators.stages import FulfilRequestsOperator, answer_links
+from tests.dags.harness import ROOT
+
+pytestmark = pytest.mark.integration
+RUN = "manual__2026-11-23T10:00:00+00:00"
+LINK = re.compile(r"http://dereg\.test/dereg/(answer|copy)/([A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+)")
+
+
+@pytest.fixture
+def closure(tmp_path, monkeypatch, smtp_sink):
+    from dereg.demo.seed import seed
+
+    source, successor = tmp_path / "school.db", tmp_path / "successor.db"
+    seed(f"sqlite:///{source}", students=12)
+    companies = tmp_path / "companies"
+    companies.mkdir()
+    data = yaml.safe_load((ROOT / "include/companies/demo-academy.yaml").read_text())
+    data["successor"] = {"name": "明日之星学校", "conn_id": "successor_db"}
+    data["notify"]["answer_base_url"] = "http://dereg.test/"
+    (companies / "demo-academy.yaml").write_text(yaml.safe_dump(data, allow_unicode=True))
+    keyring = Keyring.create(tmp_path / "keyring.json")
+    env = {
+        "DEREG_STORE_URL": f"sqlite:///{tmp_path / 'store.db'}",
+        "DEREG_KEYRING": str(tmp_path / "keyring.json"),
+        "DEREG_COMPANIES_DIR": str(companies),
+        "DEREG_OUTPUT_DIR": str(tmp_path / "out"),
+        "AIRFLOW_CONN_DEMO_ACADEMY_DB": json.dumps({"conn_type": "sqlite", "host": str(source)}),
+        "AIRFLOW_CONN_SUCCESSOR_DB": json.dumps({"conn_type": "sqlite", "host": str(successor)}),
+        "AIRFLOW_CONN_DEREG_SMTP": json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": smtp_sink.port,
+                "extra": {"disable_ssl": True, "disable_tls": True},
+            }
+        ),
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    store = open_store(env["DEREG_STORE_URL"])
+    run = RunContext(
+        manifest=load_manifest(companies / "demo-academy.yaml"),
+        run_id=RUN,
+        triggered_by="ops",
+        dry_run=False,
+        reason="test: answers",
+        notice_window_days=0,
+        store=store,
+        ledger=Ledger(store),
+    )
+    engine = sa.create_engine(f"sqlite:///{source}")
+    recipients = collect_recipients(
+        engine,
+        subject_table="students",
+        notify_table="guardians",
+        email_column="email",
+        name_column="name",
+        link_column="guardian_id",
+    )
+    today = dt.date.today()
+    ctx = NoticeContext(
+        company_name_zh=run.manifest.name_zh,
+        company_name_en=run.manifest.name_en,
+        sender=run.manifest.sender,
+        reply_to=run.manifest.reply_to,
+        categories=[("手机号码", "mobile number")],
+        kept=[],
+        erase_date=today,
+        response_deadline=today,
+        complaint="12377",
+        answer_link=answer_links(run, keyring.pseudonym_key, today),
+    )
+    report = send_notices(
+        recipients,
+        smtp=SmtpSettings("127.0.0.1", smtp_sink.port),
+        ctx=ctx,
+        store=store,
+        pseudonym_key=keyring.pseudonym_key,
+        company_id=run.company_id,
+        run_id=RUN,
+        dry_run=False,
+    )
+    assert report.sent == len(recipients.reachable) >= 3
+
+    class C:
+        pass
+
+    c = C()
+    c.run, c.store, c.keyring, c.engine, c.smtp, c.tmp = run, store, keyring, engine, smtp_sink, tmp_path
+    c.successor_url = f"sqlite:///{successor}"
+    c.notices = smtp_sink.messages()
+    c.client = TestClient(__import__("dereg.web.answers_app", fromlist=["create_app"]).create_app())
+    yield c
+    engine.dispose()
+    shutil.rmtree(tmp_path / "out", ignore_errors=True)
+
+
+def _link(message, kind="answer") -> str:
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    found = [m for m in LINK.finditer(text) if m.group(1) == kind]
+    assert found, "no link of that kind in the message"
+    return f"/{kind}/{found[0].group(2)}"
+
+
+def test_page_csv_and_reply_answers_are_recorded_then_fulfilled(closure, capsys):
+    c = closure
+    first, second, third = c.notices[:3]
+    addr = [m["To"].addresses[0].addr_spec for m in (first, second, third)]
+
+    # the page: shown without login, answered once; no personal data on it
+    page = c.client.get(_link(first))
+    assert page.status_code == 200 and "小星星" in page.text and 'value="copy"' in page.text
+    assert addr[0] not in page.text
+    assert c.client.post(_link(first), data={"choice": "copy"}).status_code == 200
+    bad = _link(first)[:-3] + ("AAA" if not _link(first).endswith("AAA") else "BBB")
+    assert c.client.get(bad).status_code == 403
+    assert c.client.post(_link(first), data={"choice": "nonsense"}).status_code == 400
+
+    # the CSV: checked as a whole; a bad line records nothing
+    csv_path = c.tmp / "answers.csv"
+    csv_path.write_text(f"email,choice\n{addr[1]},转移\nnobody@example.invalid,copy\n", encoding="utf-8")
+    args = ["answers", "import", str(csv_path), "--company", "demo_academy", "--run", RUN]
+    assert dereg_cli(args) == 1
+    assert "line 3: the address was not sent a notice" in capsys.readouterr().err
+    csv_path.write_text(f"email,choice\n{addr[1].upper()},转移\n", encoding="utf-8")
+    assert dereg_cli(args) == 0
+
+    # the reply: matched by In-Reply-To, the customer's own line read, the quoted notice ignored
+    reply = EmailMessage()
+    reply["From"], reply["To"] = addr[2], "privacy@demo-academy.example"
+    reply["Subject"] = "Re: notice"
+    reply["In-Reply-To"] = third["Message-ID"]
+    reply.set_content("删除\n\n> 1. 获取副本\n> 2. 转移\n")
+    (c.tmp / "replies").mkdir()
+    (c.tmp / "replies" / "r1.eml").write_bytes(bytes(reply))
+    assert (
+        dereg_cli(["answers", "replies", str(c.tmp / "replies"), "--company", "demo_academy", "--run", RUN])
+        == 0
+    )
+
+    current = answers.current_answers(c.store, "demo_academy", RUN)
+    assert sorted((a["choice"], a["channel"]) for a in current.values()) == [
+        ("copy", "page"),
+        ("delete", "reply"),
+        ("transfer", "csv"),
+    ]
+    assert sorted(answers.open_requests(c.store, "demo_academy", RUN).values()) == ["copy", "transfer"]
+
+    # fulfilment: the copy is e-mailed as a link, the transfer lands in the successor
+    result = FulfilRequestsOperator(task_id="fulfil_requests", manifest_path=c.run.manifest.path).act(
+        c.run, {}
+    )
+    assert result["fulfilled"]["copy"] == 1 and result["fulfilled"]["transfer"] == 1
+    assert answers.open_requests(c.store, "demo_academy", RUN) == {}
+    mails = [
+        m for m in c.smtp.messages() if "/dereg/copy/" in m.get_body(preferencelist=("plain",)).get_content()
+    ]
+    assert [m["To"].addresses[0].addr_spec for m in mails] == [addr[0]]
+    download = c.client.get(_link(mails[0], "copy"))
+    assert download.status_code == 200 and download.headers["content-type"] == "application/zip"
+    bundle = zipfile.ZipFile(io.BytesIO(download.content))
+    data = json.loads(bundle.read("data.json"))
+    assert [g["email"] for g in data["tables"]["guardians"]] == [addr[0]]
+    assert data["tables"]["students"] and {"guardians.csv", "students.csv"} <= set(bundle.namelist())
+    with sa.create_engine(c.successor_url).connect() as conn:
+        moved = conn.execute(sa.text("SELECT email FROM guardians")).scalars().all()
+        children = conn.execute(sa.text("SELECT COUNT(*) FROM students")).scalar_one()
+    assert [m.lower() for m in moved] == [addr[1].lower()] and children >= 1
+    # a retry does no double work
+    again = FulfilRequestsOperator(task_id="fulfil_requests", manifest_path=c.run.manifest.path).act(
+        c.run, {}
+    )
+    assert again["fulfilled"] == {"copy": 0, "transfer": 0, "rows_transferred": 0, "not_found": 0}
+
+    # the ledger holds references and counts, never an address
+    ledger = json.dumps([e.details for e in c.run.ledger.entries()], ensure_ascii=False)
+    assert "fulfilled" in json.dumps([e.event for e in c.run.ledger.entries()])
+    assert not [a for a in addr if a.lower() in ledger.lower()]
+    # the copy link expires; an expired copy is purged
+    from dereg.notify.fulfil import purge_expired_copies
+
+    assert purge_expired_copies(c.store, now=dt.datetime.now(dt.UTC) + dt.timedelta(days=15)) == 1
+    assert c.client.get(_link(mails[0], "copy")).status_code == 403
+
+
+def test_waiving_a_request_closes_it_with_a_reason_in_the_ledger(closure, capsys):
+    c = closure
+    address = c.notices[0]["To"].addresses[0].addr_spec
+    assert c.client.post(_link(c.notices[0]), data={"choice": "transfer"}).status_code == 200
+    base = ["answers", "waive", "--company", "demo_academy", "--run", RUN, "--email", address, "--by", "ops2"]
+    assert dereg_cli([*base, "--reason", "no"]) == 2
+    assert dereg_cli([*base, "--reason", "客户电话确认放弃转移"]) == 0
+    assert answers.open_requests(c.store, "demo_academy", RUN) == {}
+    waived = [e for e in c.run.ledger.entries() if e.event == "waived"]
+    assert waived[0].actor == "ops2" and waived[0].details["reason"] == "客户电话确认放弃转移"
+    assert address not in capsys.readouterr().out
