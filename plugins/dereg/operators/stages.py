@@ -68,6 +68,20 @@ def _object_client(run: RunContext, source):
     return s3_location(source.conn_id, run.manifest.backup).client()
 
 
+def _recipients(engine, source):
+    """The notice recipients of a source (its manifest's notify table and columns)."""
+    from dereg.notify.recipients import collect_recipients
+
+    return collect_recipients(
+        engine,
+        subject_table=source.subject_table,
+        notify_table=source.notify.table,
+        email_column=source.notify.email_column,
+        name_column=source.notify.name_column,
+        link_column=source.notify.link_column,
+    )
+
+
 class PreflightOperator(ComplianceOperator):
     """Check everything a closure needs before it touches anything; report every problem at once."""
 
@@ -533,7 +547,6 @@ class NotifyCustomersOperator(ComplianceOperator):
         from dereg.classify.taxonomy import load_taxonomy
         from dereg.keys import Keyring
         from dereg.notify.deliver import send_notices
-        from dereg.notify.recipients import collect_recipients
         from dereg.notify.render import NoticeContext
 
         m = run.manifest
@@ -563,14 +576,7 @@ class NotifyCustomersOperator(ComplianceOperator):
                 complaint=m.complaint,
             )
             engine = source_engine(source.conn_id)
-            recipients = collect_recipients(
-                engine,
-                subject_table=source.subject_table,
-                notify_table=source.notify.table,
-                email_column=source.notify.email_column,
-                name_column=source.notify.name_column,
-                link_column=source.notify.link_column,
-            )
+            recipients = _recipients(engine, source)
             engine.dispose()
             report = send_notices(
                 recipients,
@@ -692,7 +698,6 @@ class FulfilRequestsOperator(ComplianceOperator):
     def _fulfil(self, run: RunContext, keyring, pending: dict[str, str], done: dict) -> dict:
         from dereg.notify.answers import make_token, mark_fulfilled
         from dereg.notify.fulfil import bundle, customer_rows, refs_to_addresses, store_copy, transfer
-        from dereg.notify.recipients import collect_recipients
 
         m = run.manifest
         expires = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=m.copy_link_days)
@@ -703,14 +708,7 @@ class FulfilRequestsOperator(ComplianceOperator):
                 if source.notify is None:
                     continue
                 engine = source_engine(source.conn_id)
-                recipients = collect_recipients(
-                    engine,
-                    subject_table=source.subject_table,
-                    notify_table=source.notify.table,
-                    email_column=source.notify.email_column,
-                    name_column=source.notify.name_column,
-                    link_column=source.notify.link_column,
-                )
+                recipients = _recipients(engine, source)
                 by_ref = refs_to_addresses(recipients.reachable, keyring.pseudonym_key)
                 for ref, choice in sorted(pending.items()):
                     recipient = by_ref.get(ref)
