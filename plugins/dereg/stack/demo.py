@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 
 from dereg.errors import DeregError
 from dereg.stack import embedded
@@ -25,12 +26,20 @@ def _base_url() -> str:
     return f"http://127.0.0.1:{embedded.ports()['airflow']}"
 
 
-def run(students: int, follow_timeout: float) -> int:
+def run(
+    students: int,
+    follow_timeout: float,
+    *,
+    start: Callable[[], object] = embedded.up,
+    label: str = "the embedded stack under .state/",
+    approve_hint: str = "make demo-approve",
+    verify_prefix: str = "",
+) -> int:
     from dereg.demo.seed import seed
 
     t0 = time.monotonic()
-    print("Starting the embedded stack under .state/ ...")
-    embedded.up()
+    print(f"Starting {label} ...")
+    start()
     print(f"Seeding the demo school's database ({students} students) ...")
     counts = seed(f"sqlite:///{embedded.demo_source_path()}", students=students)
     print("  " + ", ".join(f"{t}: {n}" for t, n in counts.items()))
@@ -48,7 +57,7 @@ def run(students: int, follow_timeout: float) -> int:
             f"\n  The run waits at '{task_id}' for a second person's approval.\n"
             f"  Approve in the UI: {_base_url()}/dags/{DAG_ID}/runs/{run_id}  "
             f"(log in as approver / {pw['approver']}, then Required Actions)\n"
-            f"  or run `make demo-approve` in another terminal.\n",
+            f"  or run `{approve_hint}` in another terminal.\n",
             flush=True,
         )
 
@@ -62,7 +71,7 @@ def run(students: int, follow_timeout: float) -> int:
     print(f"\nClosure finished in {time.monotonic() - t0:.0f} s.")
     print(f"Signed certificate: {cert['certificate_path']}")
     print(f"Readable copy:      {cert['html_path']}")
-    print(f"Verify it:          .venv/bin/dereg verify-certificate {cert['certificate_path']}")
+    print(f"Verify it:          {verify_prefix}.venv/bin/dereg verify-certificate {cert['certificate_path']}")
     return 0
 
 

@@ -149,23 +149,9 @@ def _spawn(name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
     return proc
 
 
-def up(timeout: float = 240) -> None:
-    from dereg.keys import Keyring
-
-    p = ports()
-    env = stack_env()
+def start_store_and_mail(p: dict[str, int], env: dict[str, str]) -> None:
+    """SeaweedFS (the off-site S3 store, Object Lock) and the SMTP sink, unless they already run."""
     state = config.state_dir()
-    # Check every port first, so that a taken one stops us before anything starts.
-    if not _running("airflow"):
-        for key, what, var in (
-            ("airflow", "Airflow", "DEREG_AIRFLOW_PORT"),
-            ("worker_logs", "Airflow's task log server", "DEREG_WORKER_LOG_PORT"),
-            ("trigger_logs", "Airflow's triggerer log server", "DEREG_TRIGGER_LOG_PORT"),
-        ):
-            require_free(p[key], what, var)
-    if not _running("smtp"):
-        require_free(p["smtp"], "the SMTP sink", "DEREG_SMTP_PORT")
-    Keyring.load_or_create(config.keyring_path())
     if not _running("seaweedfs"):
         require_free(p["s3"], "the S3 store (SeaweedFS)", "DEREG_S3_PORT")
         require_free(p["s3"] + 10000, "SeaweedFS S3 gRPC", "DEREG_S3_PORT")
@@ -197,6 +183,26 @@ def up(timeout: float = 240) -> None:
         )
         wait_for_port(p["smtp"], 30, "SMTP sink", proc=proc)
         print(f"  SMTP sink       127.0.0.1:{p['smtp']} -> {state / 'mail'}")
+
+
+def up(timeout: float = 240) -> None:
+    from dereg.keys import Keyring
+
+    p = ports()
+    env = stack_env()
+    state = config.state_dir()
+    # Check every port first, so that a taken one stops us before anything starts.
+    if not _running("airflow"):
+        for key, what, var in (
+            ("airflow", "Airflow", "DEREG_AIRFLOW_PORT"),
+            ("worker_logs", "Airflow's task log server", "DEREG_WORKER_LOG_PORT"),
+            ("trigger_logs", "Airflow's triggerer log server", "DEREG_TRIGGER_LOG_PORT"),
+        ):
+            require_free(p[key], what, var)
+    if not _running("smtp"):
+        require_free(p["smtp"], "the SMTP sink", "DEREG_SMTP_PORT")
+    Keyring.load_or_create(config.keyring_path())
+    start_store_and_mail(p, env)
     if not _running("airflow"):
         require_free(p["airflow"], "Airflow", "DEREG_AIRFLOW_PORT")
         require_free(p["worker_logs"], "Airflow's task log server", "DEREG_WORKER_LOG_PORT")
@@ -233,8 +239,10 @@ def _wait_healthy(port: int, timeout: float) -> None:
     )
 
 
-def down() -> None:
-    for name in ("airflow", "smtp", "seaweedfs"):
+def stop(names: tuple[str, ...] | list[str], grace: float = 20) -> None:
+    """Stop the named processes of the state folder: SIGTERM to each process group, SIGKILL after `grace` s."""
+    pids = {}
+    for name in names:
         pid = _running(name)
         if pid is None:
             continue
@@ -242,19 +250,25 @@ def down() -> None:
             os.killpg(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-        for _ in range(100):
+        pids[name] = pid
+    deadline = time.monotonic() + grace
+    for name, pid in pids.items():
+        while time.monotonic() < deadline:
             try:
                 os.kill(pid, 0)
             except ProcessLookupError:
                 break
             time.sleep(0.2)
-        else:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        try:
+            os.killpg(pid, signal.SIGKILL)  # the leader's children too, even if the leader has exited
+        except ProcessLookupError:
+            pass
         _pid_file(name).unlink(missing_ok=True)
         print(f"  stopped {name}")
+
+
+def down() -> None:
+    stop(("airflow", "smtp", "seaweedfs"))
 
 
 def status() -> int:
