@@ -42,6 +42,7 @@ COMPONENTS = (*SERVICES, *WORKERS)
 CELERY_TABLES = ("celery_taskmeta", "celery_tasksetmeta")
 CELERY_SEQUENCES = ("task_id_sequence", "taskset_id_sequence")
 REDIS_CLAIM_KEY = "dereg:distributed:owner"
+SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 
 
 def root() -> Path:
@@ -230,6 +231,8 @@ def release_redis_db(info: dict) -> None:
 
 def airflow_env(info: dict) -> dict[str, str]:
     """The embedded stack's environment with the production settings of docker-compose.yaml."""
+    from dereg.stack.seaweed import ACCESS_KEY, SECRET_KEY
+
     p = ports()
     env = embedded.stack_env()
     fernet = config.state_dir() / "airflow" / "fernet_key"
@@ -250,7 +253,15 @@ def airflow_env(info: dict) -> dict[str, str]:
             "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(p["scheduler_health"]),
             "AIRFLOW__EMAIL__EMAIL_CONN_ID": "dereg_smtp",
             "AIRFLOW__EMAIL__FROM_EMAIL": "Dereg <dereg@localhost>",
+            "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
             "DEREG_STORE_URL": info["store_url"],
+            "DEREG_INCLUDE_DIR": str(config.include_dir()),
+            "DEREG_COMPANIES_DIR": str(config.companies_dir()),
+            # `dereg backup/restore/shred` run with `eval "$(... env)"` reach the same store
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{p['s3']}",
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_DEFAULT_REGION": "cn-north-1",
         }
     )
     return env
