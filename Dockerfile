@@ -8,8 +8,9 @@ FROM apache/airflow:3.3.2-python3.11
 USER airflow
 COPY --chown=airflow:0 requirements.txt requirements.lock /opt/dereg-build/
 RUN pip install --no-cache-dir -r /opt/dereg-build/requirements.txt -c /opt/dereg-build/requirements.lock \
-    # CeleryExecutor, the Redis broker and the PostgreSQL backend come with the image's bundled
-    # providers (not in requirements.txt): fail the build here rather than at the first task.
+    # The Celery provider (and celery, kombu, redis, asyncpg) are pinned in requirements.txt, as
+    # `make distributed-demo` runs them; the PostgreSQL and Redis providers come with the image.
+    # Fail the build here rather than at the first task if one is missing.
     && python -c "import airflow.providers.celery, airflow.providers.postgres, airflow.providers.redis"
 
 # Mount points of the named volumes, created here so that Docker copies their owner (airflow, group 0)

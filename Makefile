@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-approve down status test lint format lock venv clean-state bench-classify bench-erase bench-backup
+.PHONY: demo demo-approve down status distributed-demo distributed-approve distributed-down distributed-status test lint format lock venv clean-state bench-classify bench-erase bench-backup
 
 venv: $(STAMP)
 
@@ -29,6 +29,22 @@ down: venv
 
 status: venv
 	$(BIN)/python -m dereg.stack.embedded status
+
+## make distributed-demo: the Compose topology natively (api-server, scheduler, dag-processor, triggerer, two Celery workers on local PostgreSQL and Redis), then the demo closure on it
+distributed-demo: venv
+	$(BIN)/python -m dereg.stack.distributed demo
+
+## make distributed-approve: approve the waiting demo run of the distributed stack as approver (REST API)
+distributed-approve: venv
+	$(BIN)/python -m dereg.stack.distributed approve
+
+## make distributed-down: stop the distributed stack and drop its databases and Redis database
+distributed-down: venv
+	$(BIN)/python -m dereg.stack.distributed down
+
+## make distributed-status: each component of the distributed stack, running and healthy or not
+distributed-status: venv
+	$(BIN)/python -m dereg.stack.distributed status
 
 ## make test: the whole suite (unit, integration against real servers, DAG runs, e2e)
 test: venv

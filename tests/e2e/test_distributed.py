@@ -100,7 +100,8 @@ def dist_env(tmp_path):
         "DEREG_AIRFLOW_PORT": str(free_port()),
         "DEREG_S3_PORT": str(_s3_block()),
         "DEREG_SMTP_PORT": str(free_port()),
-        "DEREG_WORKER_LOG_PORT": str(_free_run(len(WORKERS))),
+        "DEREG_WORKER_LOG_PORT": str(free_port()),
+        "DEREG_WORKER2_LOG_PORT": str(free_port()),
         "DEREG_TRIGGER_LOG_PORT": str(free_port()),
         "DEREG_SCHEDULER_HEALTH_PORT": str(free_port()),
     }

@@ -312,7 +312,9 @@ def test_airflow_configuration(compose):
     env = envs["airflow-worker"]
     assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert re.match(r"^redis://:[^@]+@redis:6379/\d+$", env["AIRFLOW__CELERY__BROKER_URL"])
-    assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://")
+    # SQLAlchemy 2.1 resolves a bare postgresql:// to psycopg 3, which is not installed: name psycopg2
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql+psycopg2://")
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://")
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
     assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
 

@@ -73,3 +73,24 @@ def test_a_component_that_exits_is_named_with_its_log(tmp_path):
     message = str(err.value)
     assert "scheduler exited with code 3" in message
     assert str(distributed.log_path("scheduler")) in message
+
+
+def test_default_ports_do_not_collide(monkeypatch):
+    for var in (
+        "DEREG_AIRFLOW_PORT",
+        "DEREG_TRIGGER_LOG_PORT",
+        "DEREG_WORKER_LOG_PORT",
+        "DEREG_WORKER2_LOG_PORT",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    p = distributed.ports()
+    used = [p["airflow"], p["scheduler_health"], p["trigger_logs"], p["smtp"], p["s3"]]
+    used += [distributed.worker_log_port(i) for i in range(len(distributed.WORKERS))]
+    assert len(set(used)) == len(used), used
+
+
+def test_two_components_on_one_port_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("DEREG_WORKER2_LOG_PORT", "18794")
+    monkeypatch.setenv("DEREG_TRIGGER_LOG_PORT", "18794")
+    with pytest.raises(DeregError, match="port 18794 is configured for both"):
+        distributed._check_ports()

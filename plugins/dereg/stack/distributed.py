@@ -16,7 +16,7 @@ What `up` starts, under `<DEREG_STATE_DIR or .state>/distributed/`:
 PostgreSQL is reached as DEREG_PG_ADMIN_URL (default postgres@127.0.0.1:5432, which must be allowed to
 create roles and databases), Redis at DEREG_REDIS_URL (default redis://127.0.0.1:6379). Ports are
 those of the embedded stack (DEREG_AIRFLOW_PORT, ...) plus DEREG_SCHEDULER_HEALTH_PORT (8974); the
-workers serve their logs on DEREG_WORKER_LOG_PORT and the port after it.
+workers serve their logs on DEREG_WORKER_LOG_PORT (8793) and DEREG_WORKER2_LOG_PORT (8795).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from dereg import config
@@ -76,7 +77,10 @@ def ports() -> dict[str, int]:
 
 
 def worker_log_port(index: int) -> int:
-    return ports()["worker_logs"] + index
+    """Each worker's task log server: DEREG_WORKER_LOG_PORT (8793), DEREG_WORKER2_LOG_PORT (8795)."""
+    if index == 0:
+        return ports()["worker_logs"]
+    return int(os.environ.get(f"DEREG_WORKER{index + 1}_LOG_PORT", 8793 + 2 * index))
 
 
 def _info_path() -> Path:
@@ -291,6 +295,19 @@ def _airflow() -> str:
 
 def _check_ports() -> None:
     p = ports()
+    wanted = {
+        **{k: p[k] for k in ("airflow", "scheduler_health", "trigger_logs", "smtp", "s3")},
+        **{name: worker_log_port(i) for i, name in enumerate(WORKERS)},
+    }
+    seen: dict[int, str] = {}
+    for what, port in wanted.items():
+        if port in seen:
+            raise DeregError(
+                f"port {port} is configured for both {seen[port]} and {what}; give each its own "
+                "(DEREG_AIRFLOW_PORT, DEREG_SCHEDULER_HEALTH_PORT, DEREG_TRIGGER_LOG_PORT, DEREG_SMTP_PORT, "
+                "DEREG_S3_PORT, DEREG_WORKER_LOG_PORT, DEREG_WORKER2_LOG_PORT)"
+            )
+        seen[port] = what
     for key, what, var in (
         ("airflow", "the Airflow api-server", "DEREG_AIRFLOW_PORT"),
         ("scheduler_health", "the scheduler's health check", "DEREG_SCHEDULER_HEALTH_PORT"),
@@ -300,7 +317,8 @@ def _check_ports() -> None:
     ):
         require_free(p[key], what, var)
     for index, name in enumerate(WORKERS):
-        require_free(worker_log_port(index), f"{name}'s log server", "DEREG_WORKER_LOG_PORT")
+        var = "DEREG_WORKER_LOG_PORT" if index == 0 else f"DEREG_WORKER{index + 1}_LOG_PORT"
+        require_free(worker_log_port(index), f"{name}'s log server", var)
 
 
 def up(timeout: float = 300) -> dict:
@@ -333,19 +351,25 @@ def _start(info: dict, timeout: float) -> None:
     Keyring.load_or_create(config.keyring_path())
     print(f"  PostgreSQL      {info['metadata_db']} (Airflow), {info['store_db']} (compliance store)")
     print(f"  Redis           {_redis_base()}/{info['redis_db']}")
-    embedded.start_store_and_mail(p, env)
-    t0 = time.monotonic()
-    migrate = subprocess.run(
-        [_airflow(), "db", "migrate"], env={**os.environ, **env}, capture_output=True, text=True
-    )
-    if migrate.returncode != 0:
-        raise DeregError(f"`airflow db migrate` failed:\n{migrate.stdout[-2000:]}\n{migrate.stderr[-2000:]}")
-    grant_celery_tables(info)
-    print(f"  migrated        Airflow's metadata database in {time.monotonic() - t0:.0f} s")
-    procs = {name: embedded._spawn(name, [_airflow(), name], env) for name in SERVICES}
-    for index, name in enumerate(WORKERS):
-        cmd = [_airflow(), "celery", "worker", "--celery-hostname", name, "--concurrency", "1"]
-        procs[name] = embedded._spawn(name, cmd, worker_env(info, index))
+    # SeaweedFS takes a while to elect its master and register its volume, mostly waiting: start it
+    # and the SMTP sink beside the migration and Airflow's start-up.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        store_and_mail = pool.submit(embedded.start_store_and_mail, p, env)
+        t0 = time.monotonic()
+        migrate = subprocess.run(
+            [_airflow(), "db", "migrate"], env={**os.environ, **env}, capture_output=True, text=True
+        )
+        if migrate.returncode != 0:
+            raise DeregError(
+                f"`airflow db migrate` failed:\n{migrate.stdout[-2000:]}\n{migrate.stderr[-2000:]}"
+            )
+        grant_celery_tables(info)
+        print(f"  migrated        Airflow's metadata database in {time.monotonic() - t0:.0f} s")
+        procs = {name: embedded._spawn(name, [_airflow(), name], env) for name in SERVICES}
+        for index, name in enumerate(WORKERS):
+            cmd = [_airflow(), "celery", "worker", "--celery-hostname", name, "--concurrency", "1"]
+            procs[name] = embedded._spawn(name, cmd, worker_env(info, index))
+        store_and_mail.result()
     wait_healthy(info, procs, timeout)
     print(f"  Airflow         http://127.0.0.1:{p['airflow']}  (logs: {config.state_dir() / 'logs'})")
 
@@ -411,7 +435,8 @@ def wait_healthy(info: dict, procs: dict[str, subprocess.Popen], timeout: float)
 
 
 def down() -> None:
-    embedded.stop([*reversed(COMPONENTS), "smtp", "seaweedfs"])
+    embedded.stop([*reversed(COMPONENTS), "smtp"])
+    embedded.stop(["seaweedfs"], grace=5)  # it rarely stops on SIGTERM alone
     info = load_info()
     if info is None:
         return
