@@ -259,6 +259,7 @@ def airflow_env(info: dict) -> dict[str, str]:
             "AIRFLOW__EMAIL__FROM_EMAIL": "Dereg <dereg@localhost>",
             "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
             "DEREG_STORE_URL": info["store_url"],
+            "DEREG_DISTRIBUTED_ROOT": str(config.state_dir()),  # see use_own_state_dir()
             "DEREG_INCLUDE_DIR": str(config.include_dir()),
             "DEREG_COMPANIES_DIR": str(config.companies_dir()),
             # `dereg backup/restore/shred` run with `eval "$(... env)"` reach the same store
@@ -434,6 +435,22 @@ def wait_healthy(info: dict, procs: dict[str, subprocess.Popen], timeout: float)
     )
 
 
+def ensure_up() -> None:
+    """Start the stack, or check that the one already started is whole."""
+    info = load_info()
+    if info is None:
+        up()
+        return
+    unhealthy = [name for name, ok in _component_health(info).items() if not ok]
+    if unhealthy:
+        raise DeregError(
+            "the distributed stack under "
+            f"{config.state_dir()} is not healthy ({', '.join(unhealthy)}; logs in {log_path('*').parent}); "
+            "restart it with `make distributed-down` first"
+        )
+    print(f"  already running: Airflow at http://127.0.0.1:{ports()['airflow']}")
+
+
 def down() -> None:
     embedded.stop([*reversed(COMPONENTS), "smtp"])
     embedded.stop(["seaweedfs"], grace=5)  # it rarely stops on SIGTERM alone
@@ -507,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
             return demo.run(
                 args.students,
                 args.timeout,
-                start=lambda: None if load_info() else up(),
+                start=ensure_up,
                 label="the distributed stack (Celery workers) under " + str(config.state_dir()),
                 approve_hint="make distributed-approve",
                 verify_prefix='eval "$(.venv/bin/python -m dereg.stack.distributed env)" && ',
