@@ -15,7 +15,20 @@ from airflow.sdk import DAG, Param
 from dereg.errors import ManifestError
 from dereg.manifest import company_id_from_path, load_manifest, manifest_paths
 
-DEFAULT_ARGS = {"owner": "dereg", "retries": 1, "retry_delay": dt.timedelta(seconds=30)}
+
+def _on_failure(context) -> None:
+    from dereg.alerts import on_task_failure
+
+    on_task_failure(context)
+
+
+DEFAULT_ARGS = {
+    "owner": "dereg",
+    "retries": 1,
+    "retry_delay": dt.timedelta(seconds=30),
+    # e-mails contacts.operations_email with company, task and a link to the log (dereg.alerts)
+    "on_failure_callback": _on_failure,
+}
 
 
 def closure_params() -> dict[str, Param]:
