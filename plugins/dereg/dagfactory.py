@@ -117,7 +117,13 @@ def build_closure_dag(manifest_path: Path) -> DAG:
         fulfil = FulfilRequestsOperator(task_id="fulfil_requests", **kw)
         backup = BackupOperator(task_id="backup", **kw)
         restore = RestoreVerifyOperator(task_id="restore_verify", **kw)
-        approve = ErasureApprovalOperator(task_id="approve", approvers=manifest.approvers, retries=0, **kw)
+        approve = ErasureApprovalOperator(
+            task_id="approve",
+            approvers=manifest.approvers,
+            approver_ids=manifest.approver_ids,
+            retries=0,
+            **kw,
+        )
         erase = EraseOperator(task_id="erase", retries=0, **kw)
         purge = PurgeOperator(task_id="purge", **kw)
         verify = VerifyErasureOperator(task_id="verify_erasure", **kw)
