@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: demo demo-approve down status test lint format lock venv clean-state bench-classify bench-erase bench-backup
 
@@ -30,9 +31,14 @@ down: venv
 status: venv
 	$(BIN)/python -m dereg.stack.embedded status
 
-## make test: the whole suite (unit, integration against real servers, DAG runs, e2e)
-test: venv
+## make test: the whole suite (unit, integration against real servers, DAG runs, e2e in headless Chromium)
+test: venv $(CHROMIUM)
 	$(BIN)/pytest -q
+
+# Debian's Chromium for the browser test (Playwright drives it; it never downloads a browser), and a
+# CJK font so the screenshots show the Chinese text. Installed only when missing; needs root.
+$(CHROMIUM):
+	apt-get install -y chromium fonts-wqy-microhei || (apt-get update && apt-get install -y chromium fonts-wqy-microhei)
 
 ## make bench-classify: scanner vs Presidio, full scan vs pg_dump, peak RSS (ARGS=--quick for a smoke run)
 bench-classify: venv $(VENV)/.bench-installed

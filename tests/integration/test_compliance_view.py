@@ -240,7 +240,7 @@ def test_figures_and_verification_then_tampering(server):
     assert "<td class='notices-failed'>1</td>" in section
     assert "<td class='notices-answered'>2</td>" in section  # two customers answered (one twice)
     assert evidence["backup_id"] in section
-    assert f"<td class='retain'>{evidence['retain'][:19].replace('T', ' ')}</td>" in section
+    assert f"<td class='retain when'>{evidence['retain'][:19].replace('T', ' ')}</td>" in section
     assert "<td class='drill ok'>passed (" in section
     assert "<td class='verdict ok'>VALID</td>" in section
     assert "Ledger hash chain: intact" in page

@@ -214,7 +214,8 @@ h1{font-size:1.4em;margin:.2em 0}h2{font-size:1.15em;margin:1.4em 0 .3em;border-
 table{border-collapse:collapse;margin:.3em 0 .8em}td,th{border:1px solid #d9e2ec;padding:3px 8px;text-align:left;
 vertical-align:top}th{background:#f0f4f8}.ok{color:#0b6b2e;font-weight:600}.bad{color:#b42318;font-weight:600}
 .muted{color:#627d98}.banner{padding:.5em .8em;border-radius:4px;margin:.5em 0}
-.banner.ok{background:#e3f9e5}.banner.bad{background:#fde8e8}code{font-size:.92em}"""
+.banner.ok{background:#e3f9e5}.banner.bad{background:#fde8e8}code{font-size:.92em}
+td code,td.when{white-space:nowrap}"""
 
 
 def _e(value: Any) -> str:
@@ -263,7 +264,7 @@ def render(report: ComplianceReport, user_name: str, base: str) -> str:
         if c.backups:
             rows = "".join(
                 f"<tr class='backup'><td><code>{_e(b.backup_id)}</code></td><td>{_e(b.source_id)}</td>"
-                f"<td>{_e(b.status)}</td><td class='retain'>{_day(b.retain_until)}</td>"
+                f"<td>{_e(b.status)}</td><td class='retain when'>{_day(b.retain_until)}</td>"
                 f"<td>{'yes' if b.object_lock else 'no'}</td>"
                 f"<td>{'yes' if b.restore_checked else 'no'}</td>"
                 f"<td class='drill {'ok' if b.last_drill == 'passed' else 'bad' if b.last_drill == 'failed' else 'muted'}'>"
@@ -284,7 +285,7 @@ def render(report: ComplianceReport, user_name: str, base: str) -> str:
                 kind = "dry-run report" if cert.dry_run else "certificate"
                 rows.append(
                     f"<tr class='certificate'><td><code>{_e(cert.run_id)}</code></td><td>{kind}</td>"
-                    f"<td>{_day(cert.issued_at)}</td>"
+                    f"<td class='when'>{_day(cert.issued_at)}</td>"
                     f"<td class='verdict {'ok' if cert.valid else 'bad'}'>{verdict}</td>"
                     f"<td class='muted'>{_e(detail)}</td>"
                     f"<td><a href='{_e(base)}/certificates/{cert.artifact_id}.json' download>download JSON</a></td></tr>"
