@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo demo-approve down status test lint format lock venv clean-state bench-classify bench-erase bench-backup
+.PHONY: demo demo-ui screenshots demo-approve down status test lint format lock venv clean-state bench-classify bench-erase bench-backup
 
 venv: $(STAMP)
 
@@ -19,6 +19,14 @@ $(STAMP): requirements.txt requirements.lock pyproject.toml
 ## make demo: start the embedded stack, seed the demo school, run its closure and follow it
 demo: venv
 	$(BIN)/python -m dereg.stack.demo run
+
+## make demo-ui: start the embedded stack and seed the demo school only; trigger, approve and audit in the UI
+demo-ui: venv
+	$(BIN)/python -m dereg.stack.demo prepare
+
+## make screenshots: rerun the browser test and rewrite docs/screenshots/*.png (shown in the README)
+screenshots: venv $(CHROMIUM)
+	DEREG_SCREENSHOTS=1 $(BIN)/pytest -q tests/e2e/test_demo_stack.py -k browser
 
 ## make demo-approve: approve the waiting demo run as the second user (REST API)
 demo-approve: venv

@@ -127,12 +127,16 @@ def test_browser_closure_to_a_verified_certificate(stack_env, tmp_path):
 
     shots = _screenshot_dir(tmp_path)
     state = Path(stack_env["DEREG_STATE_DIR"])
-    for cmd in (
-        ["-m", "dereg.stack.embedded", "up"],
-        ["-m", "dereg.demo.seed", "--url", f"sqlite:///{state / 'demo_academy.db'}", "--students", "40"],
-    ):
-        done = subprocess.run([sys.executable, *cmd], env=stack_env, cwd=ROOT, capture_output=True, text=True)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    prepared = subprocess.run(  # what `make demo-ui` runs: start the stack, seed the demo school
+        [sys.executable, "-m", "dereg.stack.demo", "prepare", "--students", "40"],
+        env=stack_env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert prepared.returncode == 0, prepared.stdout[-3000:] + prepared.stderr[-3000:]
+    assert "sign in as approver / " in prepared.stdout
     base = f"http://127.0.0.1:{stack_env['DEREG_AIRFLOW_PORT']}"
     passwords = json.loads((state / "airflow" / "passwords.json").read_text())
     ops = AirflowClient(base, "ops", passwords["ops"])

@@ -184,7 +184,7 @@ def collect(store) -> ComplianceReport:
                 cert = json.loads(row.body)
             except ValueError:
                 cert = None
-            result = verify_certificate(cert, public_key=public_key, store=store)
+            result = verify_certificate(cert, public_key=public_key, store=store, chain=chain)
             body = cert.get("body", {}) if isinstance(cert, dict) else {}
             status.certificates.append(
                 CertificateStatus(
