@@ -131,6 +131,14 @@ def server(tmp_path_factory):
     (home / "passwords.json").write_text(json.dumps({u: pw for u, (_, pw) in USERS.items()}))
     store_url = f"sqlite:///{home / 'compliance.db'}"
     keyring = Keyring.create(home / "keyring.json")
+    companies = home / "companies"
+    companies.mkdir()
+    demo = (ROOT / "include/companies/demo-academy.yaml").read_text(encoding="utf-8")
+    (companies / "demo-academy.yaml").write_text(demo, encoding="utf-8")
+    quiet = demo.replace("company_id: demo_academy", "company_id: quiet_shop").replace(
+        "Little Star Children's Academy (demo)", "Quiet Shop (test)"
+    )
+    (companies / "quiet-shop.yaml").write_text(quiet, encoding="utf-8")
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(home),
@@ -142,7 +150,7 @@ def server(tmp_path_factory):
         "AIRFLOW__API_AUTH__JWT_SECRET": "compliance-view-test-" + "y" * 48,
         "DEREG_STORE_URL": store_url,
         "DEREG_KEYRING": str(home / "keyring.json"),
-        "DEREG_COMPANIES_DIR": str(ROOT / "include/companies"),
+        "DEREG_COMPANIES_DIR": str(companies),
         "NO_PROXY": "*",
     }
     migrate = subprocess.run(
@@ -287,3 +295,45 @@ def test_figures_and_verification_then_tampering(server):
     section = _section(_page(server).text, company)
     assert "<td class='verdict bad'>INVALID</td>" in section
     assert "the certificate was altered after signing" in section
+
+
+def test_a_failed_drill_a_dry_run_and_a_company_not_yet_closed(server):
+    store, lg = server.store, Ledger(server.store)
+    retain = (dt.datetime.now(dt.UTC) + dt.timedelta(days=30)).replace(microsecond=0).isoformat()
+    catalog.start(
+        store,
+        backup_id="bk-other-0001",
+        company_id="other_co",
+        run_id="manual__other",
+        source_id="crm",
+        bucket="dereg-backups",
+        prefix="other_co/",
+        manifest_key="other_co/bk-other-0001/manifest.json",
+        object_lock=False,
+        kek_id=server.keyring.active_kek_id(),
+        wrapped_key="d3JhcHBlZA==",
+    )
+    catalog.complete(store, "bk-other-0001", tables={}, total_rows=0, retain_until=retain)
+    lg.append(company_id="other_co", run_id="manual__other", stage="approve", event="requested", actor="ops")
+    for event in ("succeeded", "failed"):  # the latest drill counts
+        lg.append(
+            company_id="other_co",
+            run_id=f"scheduled__drill_{event}",
+            stage="recovery_drill",
+            event=event,
+            actor="recovery_drill",
+            details={"backup_id": "bk-other-0001", "ok": event == "succeeded"},
+        )
+    body = {"title": "Dry-run report", "dry_run": True, "company": {"id": "other_co"}, "finished_at": retain}
+    put_artifact(store, "other_co", "manual__dry", "certificate", sign_certificate(body, server.keyring))
+    page = _page(server).text
+    other = _section(page, "other_co")
+    assert "approve: <b>requested</b>" in other  # waiting for the approval
+    assert "<td class='notices-sent'>0</td>" in other
+    assert "<td class='drill bad'>failed (" in other
+    assert "<td>no</td>" in other  # no Object Lock, and never restored by a closure
+    assert "dry-run report" in other and "<td class='verdict ok'>VALID</td>" in other
+    # a company with a manifest and nothing else yet
+    quiet = _section(page, "quiet_shop")
+    assert "Quiet Shop" in quiet and "No closure has run." in quiet
+    assert "No backup." in quiet and "No certificate yet." in quiet
