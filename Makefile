@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo demo-approve down status distributed-demo distributed-approve distributed-down distributed-status test lint format lock venv clean-state bench-classify bench-erase bench-backup
+.PHONY: demo demo-ui screenshots demo-approve down status distributed-demo distributed-approve distributed-down distributed-status test lint format lock venv clean-state bench-classify bench-erase bench-backup
 
 venv: $(STAMP)
 
@@ -18,6 +19,14 @@ $(STAMP): requirements.txt requirements.lock pyproject.toml
 ## make demo: start the embedded stack, seed the demo school, run its closure and follow it
 demo: venv
 	$(BIN)/python -m dereg.stack.demo run
+
+## make demo-ui: start the embedded stack and seed the demo school only; trigger, approve and audit in the UI
+demo-ui: venv
+	$(BIN)/python -m dereg.stack.demo prepare
+
+## make screenshots: rerun the browser test and rewrite docs/screenshots/*.png (shown in the README)
+screenshots: venv $(CHROMIUM)
+	DEREG_SCREENSHOTS=1 $(BIN)/pytest -q tests/e2e/test_demo_stack.py -k browser
 
 ## make demo-approve: approve the waiting demo run as the second user (REST API)
 demo-approve: venv
@@ -46,9 +55,14 @@ distributed-down: venv
 distributed-status: venv
 	$(BIN)/python -m dereg.stack.distributed status
 
-## make test: the whole suite (unit, integration against real servers, DAG runs, e2e)
-test: venv
+## make test: the whole suite (unit, integration against real servers, DAG runs, e2e in headless Chromium)
+test: venv $(CHROMIUM)
 	$(BIN)/pytest -q
+
+# Debian's Chromium for the browser test (Playwright drives it; it never downloads a browser), and a
+# CJK font so the screenshots show the Chinese text. Installed only when missing; needs root.
+$(CHROMIUM):
+	apt-get install -y chromium fonts-wqy-microhei || (apt-get update && apt-get install -y chromium fonts-wqy-microhei)
 
 ## make bench-classify: scanner vs Presidio, full scan vs pg_dump, peak RSS (ARGS=--quick for a smoke run)
 bench-classify: venv $(VENV)/.bench-installed

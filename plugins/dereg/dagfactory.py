@@ -15,7 +15,20 @@ from airflow.sdk import DAG, Param
 from dereg.errors import ManifestError
 from dereg.manifest import company_id_from_path, load_manifest, manifest_paths
 
-DEFAULT_ARGS = {"owner": "dereg", "retries": 1, "retry_delay": dt.timedelta(seconds=30)}
+
+def _on_failure(context) -> None:
+    from dereg.alerts import on_task_failure
+
+    on_task_failure(context)
+
+
+DEFAULT_ARGS = {
+    "owner": "dereg",
+    "retries": 1,
+    "retry_delay": dt.timedelta(seconds=30),
+    # e-mails contacts.operations_email with company, task and a link to the log (dereg.alerts)
+    "on_failure_callback": _on_failure,
+}
 
 
 def closure_params() -> dict[str, Param]:
@@ -104,7 +117,13 @@ def build_closure_dag(manifest_path: Path) -> DAG:
         fulfil = FulfilRequestsOperator(task_id="fulfil_requests", **kw)
         backup = BackupOperator(task_id="backup", **kw)
         restore = RestoreVerifyOperator(task_id="restore_verify", **kw)
-        approve = ErasureApprovalOperator(task_id="approve", approvers=manifest.approvers, retries=0, **kw)
+        approve = ErasureApprovalOperator(
+            task_id="approve",
+            approvers=manifest.approvers,
+            approver_ids=manifest.approver_ids,
+            retries=0,
+            **kw,
+        )
         erase = EraseOperator(task_id="erase", retries=0, **kw)
         purge = PurgeOperator(task_id="purge", **kw)
         verify = VerifyErasureOperator(task_id="verify_erasure", **kw)

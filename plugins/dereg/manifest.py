@@ -127,6 +127,8 @@ class Manifest:
     #: the organisation customers may ask their data to be transferred to
     successor_name: str | None = None
     successor_conn_id: str | None = None
+    #: approver name -> the auth manager's user id, where it is not the name (FAB's numeric ids)
+    approver_ids: dict[str, str] = field(default_factory=dict)
 
     @property
     def dag_id(self) -> str:
@@ -269,14 +271,35 @@ def parse_manifest(data: Any, source: str = "<manifest>") -> Manifest:
     complaint = c.text(contacts, "complaint", "contacts")
 
     approval = c.mapping(root.get("approval"), "approval")
-    approvers = approval.get("approvers") if approval else None
-    if (
-        not approvers
-        or not isinstance(approvers, list)
-        or not all(isinstance(a, str) and a for a in approvers)
-    ):
-        c.problem("approval.approvers", "must be a non-empty list of Airflow user names")
-        approvers = []
+    raw_approvers = approval.get("approvers") if approval else None
+    approvers: list[str] = []
+    approver_ids: dict[str, str] = {}
+    if not raw_approvers or not isinstance(raw_approvers, list):
+        c.problem(
+            "approval.approvers",
+            "must be a non-empty list of Airflow user names (or {name, id} pairs where the auth manager's "
+            "user id is not the name, as with FAB)",
+        )
+    else:
+        for i, a in enumerate(raw_approvers):
+            if isinstance(a, str) and a:
+                approvers.append(a)
+            elif (
+                isinstance(a, dict)
+                and set(a) == {"name", "id"}
+                and isinstance(a["name"], str)
+                and a["name"]
+                and isinstance(a["id"], (str, int))
+                and str(a["id"])
+            ):
+                approvers.append(a["name"])
+                approver_ids[a["name"]] = str(a["id"])
+            else:
+                c.problem(
+                    f"approval.approvers[{i}]",
+                    "must be a user name, or a mapping with exactly `name` (the user name) and `id` (the "
+                    "auth manager's user id, e.g. FAB's numeric id from `airflow users list`)",
+                )
 
     sources: list[SourceSpec] = []
     raw_sources = root.get("sources")
@@ -417,6 +440,7 @@ def parse_manifest(data: Any, source: str = "<manifest>") -> Manifest:
         reply_to=reply_to or operations_email,
         complaint=complaint,
         approvers=list(approvers),
+        approver_ids=approver_ids,
         sources=sources,
         backup=backup,
         smtp_conn_id=smtp_conn_id,

@@ -290,7 +290,21 @@ def test_unreachable_server_or_bad_keyring_fails_preflight_and_touches_nothing(c
     assert expected in log
     assert server in ("keyring", "connection") or "unreachable" in log
     assert _counts(closure.engine) == before
-    assert closure.smtp.messages() == []
+    # no notice went out; the operations address got one alert, unless the SMTP server is the problem
+    alerts = closure.smtp.messages()
+    if server == "smtp":
+        assert alerts == []
+        assert "Failure alert for preflight could not be sent" in log
+    else:
+        assert len(alerts) == 1, [m["Subject"] for m in alerts]
+        alert = alerts[0]
+        assert alert["To"] == "ops@demo-academy.example"
+        assert alert["Subject"].startswith("[Dereg] demo_academy: task preflight FAILED (run ")
+        body = alert.get_content()
+        assert f"DAG:              {DAG_ID}" in body
+        assert re.search(rf"Log / 日志: http\S+/dags/{DAG_ID}/runs/\S+/tasks/preflight", body), body
+        assert expected.split(":")[0] in body
+        assert "@" not in body.replace("ops@demo-academy.example", "")
     failures = [
         e for e in _ledger(closure.store_url).entries() if e.stage == "preflight" and e.event == "failed"
     ]

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from dereg.cli import main as dereg
 from dereg.evidence.certificate import sign_certificate, verify_certificate, write_certificate
-from dereg.evidence.ledger import Ledger
+from dereg.evidence.ledger import Ledger, LedgerVerification
 from dereg.evidence.store import open_store
 from dereg.keys import Keyring, public_key_pem
 
@@ -108,6 +108,22 @@ def test_a_signed_certificate_verifies_with_its_ledger(store_url, keyring):
     result = verify_certificate(cert, public_key=keyring.public_key(), store=open_store(store_url))
     assert result.ok, result.problems
     assert any("cited ledger entries" in c for c in result.checks)
+    assert "the ledger head cited by the certificate is in the chain" in result.checks
+
+
+def test_a_precomputed_chain_result_is_used_and_a_foreign_head_is_reported(store_url, keyring):
+    cert, ledger = _certificate(store_url, keyring)
+    store = open_store(store_url)
+    broken = LedgerVerification(False, 1, 2, "L000002-x", "entry L000002-x: altered")
+    result = verify_certificate(cert, store=store, chain=broken)
+    assert not result.ok and "the ledger's hash chain is broken: entry L000002-x: altered" in result.problems
+    assert verify_certificate(cert, store=store, chain=ledger.verify()).ok
+
+    foreign = json.loads(json.dumps(cert))
+    foreign["body"]["ledger"]["head_hash"] = "f" * 64
+    foreign = sign_certificate(foreign["body"], keyring)
+    problems = verify_certificate(foreign, store=store).problems
+    assert problems == ["the ledger head hash cited by the certificate is not in the ledger"]
 
 
 def test_an_altered_body_a_foreign_key_or_a_missing_entry_is_invalid(store_url, keyring, tmp_path):

@@ -37,3 +37,27 @@ def test_unknown_connections_are_named_with_their_paths():
     assert len(problems) == 1
     assert problems[0].startswith("notify.smtp_conn_id: no such connection 'dereg_smtp'")
     assert "AIRFLOW_CONN_DEREG_SMTP" in problems[0]
+
+
+def test_approvers_may_carry_the_auth_managers_user_id():
+    """FAB's user ids are numeric: `{name, id}` assigns the approval by id and keeps the name."""
+    from dereg.operators.approval import ErasureApprovalOperator
+
+    data = yaml.safe_load(DEMO.read_text())
+    data["approval"]["approvers"] = ["approver", {"name": "li.wei", "id": 7}]
+    m = parse_manifest(data, "x.yaml")
+    assert m.approvers == ["approver", "li.wei"]
+    assert m.approver_ids == {"li.wei": "7"}
+    op = ErasureApprovalOperator(
+        task_id="approve", manifest_path="x.yaml", approvers=m.approvers, approver_ids=m.approver_ids
+    )
+    assert op.assigned_users == [{"id": "approver", "name": "approver"}, {"id": "7", "name": "li.wei"}]
+
+    data["approval"]["approvers"] = ["ok", {"name": "x"}, {"name": "y", "id": 3, "role": "boss"}, 5]
+    with pytest.raises(ManifestError) as err:
+        parse_manifest(data, "x.yaml")
+    assert [p.split(":")[0] for p in err.value.problems] == [
+        "approval.approvers[1]",
+        "approval.approvers[2]",
+        "approval.approvers[3]",
+    ]

@@ -49,9 +49,12 @@ def sign_certificate(body: dict[str, Any], keyring) -> dict[str, Any]:
 
 
 def verify_certificate(
-    cert: Any, *, public_key: Ed25519PublicKey | str | None = None, store=None
+    cert: Any, *, public_key: Ed25519PublicKey | str | None = None, store=None, chain=None
 ) -> CertificateVerification:
-    """Check the signature (against `public_key` when given) and, with `store`, the ledger evidence."""
+    """Check the signature (against `public_key` when given) and, with `store`, the ledger evidence.
+
+    `chain`: the store's `Ledger.verify()` result when the caller already has it (checking many
+    certificates against one ledger recomputes the chain once, not once per certificate)."""
     result = CertificateVerification(ok=False)
     problems, checks = result.problems, result.checks
     if not isinstance(cert, dict) or cert.get("format") != FORMAT or not isinstance(cert.get("body"), dict):
@@ -86,13 +89,16 @@ def verify_certificate(
     except InvalidSignature:
         problems.append("the signature does not match the body: the certificate was altered after signing")
     if store is not None:
-        _check_ledger(cert["body"], store, problems, checks)
+        _check_ledger(cert["body"], store, problems, checks, chain)
     result.ok = not problems
     return result
 
 
-def _check_ledger(body: dict, store, problems: list[str], checks: list[str]) -> None:
+def _check_ledger(body: dict, store, problems: list[str], checks: list[str], chain=None) -> None:
+    import sqlalchemy as sa
+
     from dereg.evidence.ledger import Ledger
+    from dereg.evidence.ledger import ledger as ledger_table
 
     ledger = Ledger(store)
     cited = (body.get("ledger") or {}).get("entries") or []
@@ -109,14 +115,18 @@ def _check_ledger(body: dict, store, problems: list[str], checks: list[str]) -> 
             missing += 1
     if cited and not missing:
         checks.append(f"all {len(cited)} cited ledger entries are in the ledger with the same hashes")
-    verification = ledger.verify()
+    verification = chain if chain is not None else ledger.verify()
     if verification.ok:
         checks.append(f"ledger hash chain intact ({verification.entries_checked} entries)")
     else:
         problems.append(f"the ledger's hash chain is broken: {verification.reason}")
     head_hash = (body.get("ledger") or {}).get("head_hash")
     if head_hash:
-        if any(e.hash == head_hash for e in ledger.entries()):
+        with store.connect() as conn:
+            in_chain = conn.execute(
+                sa.select(ledger_table.c.seq).where(ledger_table.c.hash == head_hash).limit(1)
+            ).first()
+        if in_chain is not None:
             checks.append("the ledger head cited by the certificate is in the chain")
         else:
             problems.append("the ledger head hash cited by the certificate is not in the ledger")

@@ -22,17 +22,27 @@ class ErasureApprovalOperator(ComplianceMixin, ApprovalOperator):
 
     :param manifest_path: path of the company manifest (YAML).
     :param approvers: Airflow user names allowed to answer.
+    :param approver_ids: user name -> the auth manager's user id, for auth managers whose ids are not
+        the names (FAB's are numeric); Airflow matches the responder by id.
     """
 
     stage = "approve"
     requires = ("plan", "restore_verify", "wait_for_responses")
     template_fields = ("subject", "body", "manifest_path")
 
-    def __init__(self, *, manifest_path: str, approvers: list[str], **kwargs) -> None:
+    def __init__(
+        self,
+        *,
+        manifest_path: str,
+        approvers: list[str],
+        approver_ids: dict[str, str] | None = None,
+        **kwargs,
+    ) -> None:
+        ids = approver_ids or {}
         super().__init__(
             subject="Approve erasure / 批准删除",
             body="(filled in when the task runs)",
-            assigned_users=[{"id": a, "name": a} for a in approvers],
+            assigned_users=[{"id": ids.get(a, a), "name": a} for a in approvers],
             **kwargs,
         )
         self.manifest_path = manifest_path

@@ -1,6 +1,7 @@
 """`make demo`: start the embedded stack, seed the demo school, trigger its closure as `ops` and follow it.
 
-`python -m dereg.stack.demo run` (the whole demo) or `approve` (answer the approval as `approver`).
+`python -m dereg.stack.demo run` (the whole demo), `approve` (answer the approval as `approver`), or
+`prepare` (start and seed only, to trigger and approve in the UI: `make demo-ui`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,33 @@ def _base_url() -> str:
     return f"http://127.0.0.1:{embedded.ports()['airflow']}"
 
 
+def prepare(
+    students: int,
+    start: Callable[[], object] = embedded.up,
+    label: str = "the embedded stack under .state/",
+) -> None:
+    """Start the stack (the embedded one by default) and (re)seed the demo school's database."""
+    from dereg.demo.seed import seed
+
+    print(f"Starting {label} ...")
+    start()
+    print(f"Seeding the demo school's database ({students} students) ...")
+    counts = seed(f"sqlite:///{embedded.demo_source_path()}", students=students)
+    print("  " + ", ".join(f"{t}: {n}" for t, n in counts.items()))
+
+
+def prepare_for_ui(students: int) -> int:
+    prepare(students)
+    pw = embedded.passwords()
+    print(
+        f"\nOpen {_base_url()}/dags/{DAG_ID} and sign in as ops / {pw['ops']}; Trigger, switch off the dry run,\n"
+        f"give a reason. At the approval, sign in as approver / {pw['approver']} and open Required Actions.\n"
+        f"The Compliance page (left bar) shows the certificate; auditor / {pw['auditor']} may only view.\n"
+        "`make down` stops the stack."
+    )
+    return 0
+
+
 def run(
     students: int,
     follow_timeout: float,
@@ -35,14 +63,8 @@ def run(
     approve_hint: str = "make demo-approve",
     verify_prefix: str = "",
 ) -> int:
-    from dereg.demo.seed import seed
-
     t0 = time.monotonic()
-    print(f"Starting {label} ...")
-    start()
-    print(f"Seeding the demo school's database ({students} students) ...")
-    counts = seed(f"sqlite:///{embedded.demo_source_path()}", students=students)
-    print("  " + ", ".join(f"{t}: {n}" for t, n in counts.items()))
+    prepare(students, start, label)
     pw = embedded.passwords()
     ops = AirflowClient(_base_url(), "ops", pw["ops"])
     ops.wait_for_dag(DAG_ID)
@@ -96,8 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--students", type=int, default=500)
     r.add_argument("--timeout", type=float, default=3600)
     sub.add_parser("approve")
+    p = sub.add_parser("prepare")
+    p.add_argument("--students", type=int, default=500)
     args = parser.parse_args(argv)
     try:
+        if args.command == "prepare":
+            return prepare_for_ui(args.students)
         return run(args.students, args.timeout) if args.command == "run" else approve()
     except DeregError as exc:
         print(f"error: {exc}", file=sys.stderr)
