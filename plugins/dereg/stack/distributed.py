@@ -87,6 +87,14 @@ def _info_path() -> Path:
     return config.state_dir() / "distributed.json"
 
 
+def _save_info(info: dict) -> None:
+    """The stack's description (names, URLs with the roles' passwords): readable by its owner only."""
+    path = _info_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600, exist_ok=True)
+    path.write_text(json.dumps(info, indent=2))
+
+
 def load_info() -> dict | None:
     path = _info_path()
     return json.loads(path.read_text()) if path.exists() else None
@@ -146,7 +154,11 @@ def provision_databases() -> dict:
                 conn.exec_driver_sql(f'CREATE DATABASE "{db}" OWNER "{owner}"')
                 conn.exec_driver_sql(f'REVOKE ALL ON DATABASE "{db}" FROM PUBLIC')
             conn.exec_driver_sql(f'GRANT CONNECT ON DATABASE "{info["metadata_db"]}" TO "{roles["worker"]}"')
-    except sa.exc.OperationalError as exc:
+    except sa.exc.SQLAlchemyError as exc:
+        try:
+            drop_databases(info)  # whatever part was created
+        except sa.exc.SQLAlchemyError:
+            pass
         raise DeregError(
             f"cannot prepare PostgreSQL at {sa.make_url(_pg_admin_url()).render_as_string()}: "
             f"{str(exc).splitlines()[0]}. Start PostgreSQL, or set DEREG_PG_ADMIN_URL to a role that may "
@@ -332,11 +344,10 @@ def up(timeout: float = 300) -> dict:
     _check_ports()
     info = provision_databases()
     info["redis_db"] = None
-    _info_path().parent.mkdir(parents=True, exist_ok=True)
-    _info_path().write_text(json.dumps(info, indent=2))  # from here on, `down` can clean up
+    _save_info(info)  # from here on, `down` can clean up
     try:
         info["redis_db"] = claim_redis_db(info["id"])
-        _info_path().write_text(json.dumps(info, indent=2))
+        _save_info(info)
         _start(info, timeout)
     except BaseException:
         down()
