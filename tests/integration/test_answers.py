@@ -23,7 +23,7 @@ from dereg.evidence.store import open_store
 from dereg.keys import Keyring
 from dereg.manifest import load_manifest
 from dereg.notify import answers
-from dereg.notify.deliver import SmtpSettings, send_notices
+from dereg.notify.deliver import send_notices
 from dereg.notify.recipients import collect_recipients
 from dereg.notify.render import NoticeContext
 from dereg.operators.base import RunContext
@@ -101,7 +101,7 @@ def closure(tmp_path, monkeypatch, smtp_sink):
     )
     report = send_notices(
         recipients,
-        smtp=SmtpSettings("127.0.0.1", smtp_sink.port),
+        smtp_conn_id="dereg_smtp",
         ctx=ctx,
         store=store,
         pseudonym_key=keyring.pseudonym_key,
