@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-approve down status test lint format lock venv clean-state bench-classify bench-erase bench-backup
+.PHONY: demo demo-approve down status test lint format lock venv clean-state bench-classify bench-erase bench-backup bench-notify
 
 venv: $(STAMP)
 
@@ -49,6 +49,10 @@ bench-backup: venv
 ## make bench-erase: our erase+purge+verify against a hand-written SQL script (PostgreSQL, 200,000 students)
 bench-erase: venv
 	$(BIN)/python -m benchmarks.erase $(ARGS)
+
+## make bench-notify: notices per second to a local aiosmtpd, our notify path against a plain smtplib loop (ARGS=--profile)
+bench-notify: venv
+	$(BIN)/python -m benchmarks.notify $(ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

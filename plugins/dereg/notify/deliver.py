@@ -6,13 +6,16 @@ the server's certificate verified (against `ssl_ca_file` from the connection's e
 login when the connection has a login and password. A dropped connection is reopened.
 
 Each notice is recorded in the compliance store as `sending` before it goes out and as `sent`,
-`refused` or `failed` after. The marks are written in batches, one transaction each: before the
-next `record_batch` notices go out, one transaction writes the outcomes known so far and marks
-those notices `sending`; outcomes are also written when `RECORD_INTERVAL` seconds have passed, and
-in a `finally` whenever the task stops (an exception, SIGTERM, a timeout), where the notices marked
-but never attempted go back to `pending`. A retried task sends every `pending` or `failed` notice
-and skips `sent` and `refused` ones. Only a kill that runs no Python (SIGKILL, the machine
-failing) can leave notices `sending` after the server accepted them: at most one batch. Those are
+`refused` or `failed` after. The marks are written in batches, one transaction each (a commit
+costs milliseconds; a notice to a near relay about one): before the next batch goes out, one
+transaction writes the outcomes known so far and marks the batch `sending`. A batch is about
+`RECORD_SECONDS` (1 s) of sending at the rate measured on the previous batch, at most
+`record_batch` (500) notices. Outcomes are also written when `RECORD_INTERVAL` seconds have
+passed, and in a `finally` whenever the task stops (an exception, SIGTERM, a timeout), where the
+notices marked but never attempted go back to `pending`. A retried task sends every `pending` or
+`failed` notice and skips `sent` and `refused` ones. Only a kill that runs no Python (SIGKILL, the
+machine failing) can leave notices `sending` whether or not the server accepted them: at most one
+batch. Those are
 *unconfirmed*: a retry never resends them, sends everyone else, and then fails naming how many;
 operations look their Message-IDs up in the relay's log (`dereg notices unconfirmed`) and record
 the verdict (`dereg notices resolve --delivered|--not-delivered`), and the next run sends the ones
@@ -44,8 +47,10 @@ from dereg.redact import redact
 
 RETRIES = 4  # attempts per notice
 BACKOFF_SECONDS = 1.0  # waits 1, 2, 4 s between attempts
-RECORD_BATCH = 50  # notices marked `sending` per transaction; at most this many unconfirmed after a kill
-RECORD_INTERVAL = 2.0  # seconds: outcomes are written at least this often
+RECORD_SECONDS = 1.0  # each batch holds about this long's worth of sends at the rate measured so far
+RECORD_BATCH = 500  # ... but never more notices than this (nor fewer than one)
+FIRST_BATCH = 20  # before any rate is known
+RECORD_INTERVAL = 2.0  # seconds: outcomes are written at least this often (slow relays, backoff)
 DEFAULT_SMTP_CONN_ID = SmtpHook.default_conn_name  # "smtp_default"
 
 
@@ -341,6 +346,8 @@ def _deliver(
     started = 0  # todo[:started] have been attempted (or are being)
     inflight: str | None = None
     last_write = time.monotonic()
+    batch_started: float | None = None
+    chunk: list = []
 
     def item(ref, r, status, error=None, attempt=False):
         return {
@@ -355,7 +362,15 @@ def _deliver(
     try:
         for i, (ref, r) in enumerate(todo):
             if i == marked:
-                chunk = todo[i : i + record_batch]
+                now = time.monotonic()
+                if batch_started is not None and now > batch_started:
+                    # size the batch to about RECORD_SECONDS of sending at the rate just measured
+                    size = int(len(chunk) / (now - batch_started) * RECORD_SECONDS)
+                else:
+                    size = FIRST_BATCH
+                size = max(1, min(size, record_batch))
+                batch_started = now
+                chunk = todo[i : i + size]
                 records.mark_many(
                     store,
                     company_id=company_id,

@@ -15,9 +15,11 @@ rendering, so the fast path never changes what a customer reads.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import datetime as dt
+import re
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.header import Header
@@ -90,6 +92,24 @@ def _mark(i: int) -> str:
     return f"\ue000{i}\ue001"
 
 
+_MARK = re.compile("\ue000(\\d+)\ue001")
+
+
+def _segments(text: str, keys: list[str]) -> list[str]:
+    """`text` split at its placeholders: literal text at even positions, value keys at odd ones."""
+    parts = _MARK.split(text)
+    for i in range(1, len(parts), 2):
+        parts[i] = keys[int(parts[i])]
+    return parts
+
+
+def _fill(segments: list[str], values: dict[str, str]) -> str:
+    filled = segments[:]
+    for i in range(1, len(filled), 2):
+        filled[i] = values[filled[i]]
+    return "".join(filled)
+
+
 def _address_header(value: str, name: str) -> str:
     display, address = parseaddr(value)
     if not display:
@@ -106,16 +126,27 @@ def _header(value: str, name: str) -> str:
 
 
 def _b64(text: str) -> str:
-    return base64.encodebytes(text.encode("utf-8")).decode("ascii").replace("\n", "\r\n")
+    """Base64 of the UTF-8 text in lines of 76 characters, each ending in CRLF (RFC 2045)."""
+    encoded = binascii.b2a_base64(text.encode("utf-8"), newline=False).decode("ascii")
+    return "".join([encoded[i : i + 76] + "\r\n" for i in range(0, len(encoded), 76)])
+
+
+_date_cache: list = [None, ""]
+
+
+def _date_header() -> str:
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache[:] = [now, formatdate(now, usegmt=True)]
+    return _date_cache[1]
 
 
 @dataclass
 class _Shape:
-    subject: str
-    text: str
-    html: str
-    #: (placeholder, which value) pairs present in the rendered parts
-    fields: list[tuple[str, str]]
+    #: each part split at its placeholders (see _segments)
+    subject: list[str]
+    text: list[str]
+    html: list[str]
     subject_fixed: str | None  # the encoded Subject when it holds no per-recipient value
     checked: bool = False
     exact: bool = True
@@ -143,7 +174,8 @@ class NoticeRenderer:
         key = (len(recipient.children), bool(recipient.name), link is not None)
         shape = self.shapes.get(key)
         if shape is None:
-            marks = {k: _mark(i) for i, k in enumerate(values)}
+            keys = list(values)
+            marks = {k: _mark(i) for i, k in enumerate(keys)}
             fake = SimpleNamespace(
                 name=marks["name"],
                 email=marks["email"],
@@ -151,9 +183,10 @@ class NoticeRenderer:
                 children=[marks[f"child{i}"] for i in range(len(recipient.children))],
             )
             subject, text, html = _render_parts(self.env, self.ctx, fake, marks.get("link"))
-            fields = [(m, k) for k, m in marks.items() if m in subject or m in text or m in html]
-            fixed = None if any(m in subject for m, _ in fields) else _header(subject, "Subject")
-            shape = self.shapes[key] = _Shape(subject, text, html, fields, fixed)
+            fixed = None if _MARK.search(subject) else _header(subject, "Subject")
+            shape = self.shapes[key] = _Shape(
+                _segments(subject, keys), _segments(text, keys), _segments(html, keys), fixed
+            )
         return shape, values
 
     def parts(self, recipient) -> tuple[str, str, str]:
@@ -165,12 +198,9 @@ class NoticeRenderer:
         shape, values = self._shape(recipient, link)
         if not shape.exact:
             return (*_render_parts(self.env, self.ctx, recipient, link), shape)
-        subject, text, html = shape.subject, shape.text, shape.html
-        for mark, key in shape.fields:
-            value = values[key]
-            subject = subject.replace(mark, value)
-            text = text.replace(mark, value)
-            html = html.replace(mark, str(escape(value)))
+        subject = _fill(shape.subject, values) if len(shape.subject) > 1 else shape.subject[0]
+        text = _fill(shape.text, values)
+        html = _fill(shape.html, {k: str(escape(v)) for k, v in values.items()})
         if not shape.checked:
             shape.checked = True
             reference = _render_parts(self.env, self.ctx, recipient, link)
@@ -195,7 +225,7 @@ class NoticeRenderer:
             f"From: {self.from_header}\r\n"
             f"To: {recipient.email}\r\n"
             f"Reply-To: {self.reply_to_header}\r\n"
-            f"Date: {formatdate(usegmt=True)}\r\n"
+            f"Date: {_date_header()}\r\n"
             f"Message-ID: {message_id}\r\n"
             "Content-Language: zh-CN, en\r\n"
             "MIME-Version: 1.0\r\n"

@@ -52,7 +52,9 @@ class StoringHandler:
 
 def start_sink(directory: Path, port: int, refuse: set[str] | None = None, **smtp_options) -> Controller:
     """`smtp_options` go to aiosmtpd's SMTP (tls_context, require_starttls, authenticator, ...)."""
-    controller = Controller(StoringHandler(directory, refuse), hostname="127.0.0.1", port=port, **smtp_options)
+    controller = Controller(
+        StoringHandler(directory, refuse), hostname="127.0.0.1", port=port, **smtp_options
+    )
     controller.start()
     return controller
 
