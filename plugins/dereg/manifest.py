@@ -131,7 +131,7 @@ class Manifest:
     #: how a customer's copy reaches them: "link" (expiring download link) or "attachment"
     copy_delivery: str = "link"
     #: copies larger than this are sent as a link even when copy_delivery is "attachment"
-    copy_attachment_max_mb: int = 10
+    copy_attachment_max_kb: int = 10240
     #: the organisation customers may ask their data to be transferred to
     successor_name: str | None = None
     successor_conn_id: str | None = None
@@ -401,7 +401,7 @@ def parse_manifest(data: Any, source: str = "<manifest>") -> Manifest:
             "answer_base_url",
             "copy_link_days",
             "copy_delivery",
-            "copy_attachment_max_mb",
+            "copy_attachment_max_kb",
         },
         "notify",
     )
@@ -415,8 +415,8 @@ def parse_manifest(data: Any, source: str = "<manifest>") -> Manifest:
             f"must be one of {', '.join(COPY_DELIVERIES)}, got {copy_delivery!r} (link: an expiring download "
             "link is e-mailed; attachment: the ZIP is attached, with the link as fallback for large copies)",
         )
-    copy_attachment_max_mb = (
-        c.integer(n, "copy_attachment_max_mb", "notify") if "copy_attachment_max_mb" in n else 10
+    copy_attachment_max_kb = (
+        c.integer(n, "copy_attachment_max_kb", "notify") if "copy_attachment_max_kb" in n else 10240
     )
     rate_per_minute = c.integer(n, "rate_per_minute", "notify") if "rate_per_minute" in n else 3000
     answer_base_url = c.text(
@@ -457,7 +457,7 @@ def parse_manifest(data: Any, source: str = "<manifest>") -> Manifest:
         answer_base_url=(answer_base_url or "").rstrip("/") or None,
         copy_link_days=copy_link_days,
         copy_delivery=copy_delivery if copy_delivery in COPY_DELIVERIES else "link",
-        copy_attachment_max_mb=copy_attachment_max_mb,
+        copy_attachment_max_kb=copy_attachment_max_kb,
         successor_name=successor_name,
         successor_conn_id=successor_conn_id,
     )

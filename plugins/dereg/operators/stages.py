@@ -750,7 +750,7 @@ class FulfilRequestsOperator(ComplianceOperator):
                             attachment = load_copy(
                                 run.store, keyring, company_id=run.company_id, run_id=run.run_id, ref=ref
                             )
-                            if len(attachment) > m.copy_attachment_max_mb * 1024 * 1024:
+                            if len(attachment) > m.copy_attachment_max_kb * 1024:
                                 attachment, too_large = None, too_large + 1
                                 delivery = "link (too large to attach)"
                             else:
@@ -802,9 +802,9 @@ class FulfilRequestsOperator(ComplianceOperator):
                 successor.dispose()
         if too_large:
             self.log.info(
-                "%d cop(ies) exceeded notify.copy_attachment_max_mb (%d MB) and were sent as a link instead",
+                "%d cop(ies) exceeded notify.copy_attachment_max_kb (%d KiB) and were sent as a link instead",
                 too_large,
-                m.copy_attachment_max_mb,
+                m.copy_attachment_max_kb,
             )
         self.log.info("Fulfilled %d copy and %d transfer request(s)", done["copy"], done["transfer"])
         return done
