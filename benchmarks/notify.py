@@ -18,7 +18,7 @@ Rounds alternate plain and ours; every round's rates and ratio are printed, then
 the rounds' ratios and the best of each side with their ratio, the RATIO (goal: ours at least 0.8
 times plain; best against best, as the machine may be shared). `--profile` prints ours' cProfile.
 
-    python -m benchmarks.notify [--notices 2000] [--rounds 5] [--store-url URL] [--profile]
+    python -m benchmarks.notify [--notices 2000] [--rounds 7] [--store-url URL] [--profile]
 
 Nothing printed holds an address or a name: only counts, rates and ratios.
 """
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--notices", type=int, default=2000, help="recipients (default 2000)")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of each side, alternating (default 5)")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds of each side, alternating (default 7)")
     parser.add_argument("--store-url", help="compliance store (default: a fresh SQLite file)")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of one extra round of ours")
     args = parser.parse_args(argv)
