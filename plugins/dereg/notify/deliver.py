@@ -366,8 +366,8 @@ def _deliver(
                 if batch_started is not None and now > batch_started:
                     # size the batch to about RECORD_SECONDS of sending at the rate just measured
                     size = int(len(chunk) / (now - batch_started) * RECORD_SECONDS)
-                else:
-                    size = FIRST_BATCH
+                else:  # no rate measured yet: the rate limit's second, at most FIRST_BATCH
+                    size = min(FIRST_BATCH, int(rate_per_minute / 60 * RECORD_SECONDS))
                 size = max(1, min(size, record_batch))
                 batch_started = now
                 chunk = todo[i : i + size]

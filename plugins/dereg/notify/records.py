@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+from functools import lru_cache
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -37,6 +38,7 @@ notices = sa.Table(
 )
 
 
+@lru_cache(maxsize=65536)  # delivery and the answer link both need it, per notice
 def recipient_ref(pseudonym_key: bytes, address: str) -> str:
     return hmac.new(pseudonym_key, b"notice\0" + address.strip().lower().encode(), hashlib.sha256).hexdigest()
 

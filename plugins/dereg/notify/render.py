@@ -92,6 +92,7 @@ def _mark(i: int) -> str:
     return f"\ue000{i}\ue001"
 
 
+_LINE = re.compile(".{1,76}")
 _MARK = re.compile("\ue000(\\d+)\ue001")
 
 
@@ -128,7 +129,7 @@ def _header(value: str, name: str) -> str:
 def _b64(text: str) -> str:
     """Base64 of the UTF-8 text in lines of 76 characters, each ending in CRLF (RFC 2045)."""
     encoded = binascii.b2a_base64(text.encode("utf-8"), newline=False).decode("ascii")
-    return "".join([encoded[i : i + 76] + "\r\n" for i in range(0, len(encoded), 76)])
+    return "\r\n".join(_LINE.findall(encoded)) + "\r\n"
 
 
 _date_cache: list = [None, ""]
@@ -148,6 +149,7 @@ class _Shape:
     text: list[str]
     html: list[str]
     subject_fixed: str | None  # the encoded Subject when it holds no per-recipient value
+    html_keys: set[str] = field(default_factory=set)  # the values the HTML part prints
     checked: bool = False
     exact: bool = True
 
@@ -184,8 +186,13 @@ class NoticeRenderer:
             )
             subject, text, html = _render_parts(self.env, self.ctx, fake, marks.get("link"))
             fixed = None if _MARK.search(subject) else _header(subject, "Subject")
+            html_segments = _segments(html, keys)
             shape = self.shapes[key] = _Shape(
-                _segments(subject, keys), _segments(text, keys), _segments(html, keys), fixed
+                _segments(subject, keys),
+                _segments(text, keys),
+                html_segments,
+                fixed,
+                set(html_segments[1::2]),
             )
         return shape, values
 
@@ -200,7 +207,7 @@ class NoticeRenderer:
             return (*_render_parts(self.env, self.ctx, recipient, link), shape)
         subject = _fill(shape.subject, values) if len(shape.subject) > 1 else shape.subject[0]
         text = _fill(shape.text, values)
-        html = _fill(shape.html, {k: str(escape(v)) for k, v in values.items()})
+        html = _fill(shape.html, {k: str(escape(values[k])) for k in shape.html_keys})
         if not shape.checked:
             shape.checked = True
             reference = _render_parts(self.env, self.ctx, recipient, link)
