@@ -168,6 +168,7 @@ def test_a_retry_sends_nothing_twice(school, smtp, store_url):
 
 
 def test_a_crash_halfway_then_a_retry_gives_exactly_one_each(school, smtp, store_url, monkeypatch):
+    monkeypatch.setattr(deliver, "RECORD_SECONDS", 3600)  # batches of exactly record_batch, however slow
     store = open_store(store_url)
     recipients = _recipients(school)
     real_wait, waits = deliver.RateLimiter.wait, []
@@ -194,6 +195,7 @@ def test_a_crash_halfway_then_a_retry_gives_exactly_one_each(school, smtp, store
 
 def test_a_killed_worker_never_causes_a_second_notice(school, smtp, store_url, monkeypatch):
     """SIGKILL-like death (no Python runs) right after the relay accepted the 6th notice."""
+    monkeypatch.setattr(deliver, "RECORD_SECONDS", 3600)  # batches of exactly record_batch, however slow
     recipients = _recipients(school)
 
     def worker():

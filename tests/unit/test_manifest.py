@@ -51,5 +51,7 @@ def test_notify_defaults_and_copy_delivery_is_checked():
     data["notify"] = {"copy_delivery": "fax", "copy_attachment_max_kb": 0}
     with pytest.raises(ManifestError) as err:
         parse_manifest(data, "x.yaml")
-    assert err.value.problems[0].startswith("notify.copy_delivery: must be one of link, attachment, got 'fax'")
+    assert err.value.problems[0].startswith(
+        "notify.copy_delivery: must be one of link, attachment, got 'fax'"
+    )
     assert err.value.problems[1] == "notify.copy_attachment_max_kb: must be at least 1, got 0"

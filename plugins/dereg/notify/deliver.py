@@ -30,6 +30,7 @@ and the rest are sent; a 5xx refusal of the sender stops the run (nothing else c
 from __future__ import annotations
 
 import hashlib
+import re
 import smtplib
 import ssl
 import time
@@ -45,6 +46,7 @@ from dereg.notify.recipients import RecipientList
 from dereg.notify.render import NoticeContext, NoticeRenderer
 from dereg.redact import redact
 
+_PLAIN_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+$")
 RETRIES = 4  # attempts per notice
 BACKOFF_SECONDS = 1.0  # waits 1, 2, 4 s between attempts
 RECORD_SECONDS = 1.0  # each batch holds about this long's worth of sends at the rate measured so far
@@ -107,10 +109,39 @@ class NoticeSmtpHook(SmtpHook):
         self.open()
 
     def send_raw(self, sender: str, recipient: str, data: bytes) -> None:
-        """One message, as wire bytes, to one recipient over the open session."""
+        """One message, as wire bytes (CRLF line ends), to one recipient over the open session.
+
+        The same exchange and exceptions as `smtplib.SMTP.sendmail` (MAIL, RCPT, DATA; RSET after a
+        refusal, the session closed after a 421), without re-parsing two plain addresses per
+        message, which is a good part of sendmail's own CPU time. Anything else goes through
+        sendmail."""
         if not self.alive():
             self.reopen()
-        self._smtp_client.sendmail(sender, [recipient], data)
+        client = self._smtp_client
+        if not (_PLAIN_ADDRESS.match(sender) and _PLAIN_ADDRESS.match(recipient)):
+            client.sendmail(sender, [recipient], data)
+            return
+        client.ehlo_or_helo_if_needed()
+        size = f" SIZE={len(data)}" if client.has_extn("size") else ""
+        code, reply = client.docmd("mail", f"FROM:<{sender}>{size}")
+        if code != 250:
+            self._abandon(client, code)
+            raise smtplib.SMTPSenderRefused(code, reply, sender)
+        code, reply = client.docmd("rcpt", f"TO:<{recipient}>")
+        if code not in (250, 251):
+            self._abandon(client, code)
+            raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
+        code, reply = client.data(data)
+        if code != 250:
+            self._abandon(client, code)
+            raise smtplib.SMTPDataError(code, reply)
+
+    @staticmethod
+    def _abandon(client, code: int) -> None:
+        if code == 421:
+            client.close()
+        else:
+            client._rset()
 
     def close(self) -> None:
         client, self._smtp_client = self._smtp_client, None
