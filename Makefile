@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo demo-ui screenshots demo-approve down status distributed-demo distributed-approve distributed-down distributed-status test lint format lock venv clean-state bench-classify bench-erase bench-backup
+.PHONY: demo demo-ui screenshots demo-approve down status distributed-demo distributed-approve distributed-down distributed-status test lint format lock venv clean-state bench-classify bench-erase bench-backup bench-notify
 
 venv: $(STAMP)
 
@@ -79,6 +79,10 @@ bench-backup: venv
 ## make bench-erase: our erase+purge+verify against a hand-written SQL script (PostgreSQL, 200,000 students)
 bench-erase: venv
 	$(BIN)/python -m benchmarks.erase $(ARGS)
+
+## make bench-notify: notices per second to a local aiosmtpd, our notify path against a plain smtplib loop (ARGS=--profile)
+bench-notify: venv
+	$(BIN)/python -m benchmarks.notify $(ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

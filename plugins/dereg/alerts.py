@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
 from email.utils import make_msgid
 
 from dereg.redact import redact
@@ -89,7 +90,7 @@ def on_task_failure(context) -> None:
     task = context.get("task")
     try:
         from dereg.manifest import load_manifest
-        from dereg.operators.connections import smtp_settings
+        from dereg.notify.deliver import NoticeSmtpHook
 
         manifest = load_manifest(_manifest_path(task, ti.dag_id))
         message = failure_message(
@@ -103,11 +104,11 @@ def on_task_failure(context) -> None:
             error=context.get("exception"),
             log_url=ti.log_url,
         )
-        connection = smtp_settings(manifest.smtp_conn_id).connect()
+        hook = NoticeSmtpHook(smtp_conn_id=manifest.smtp_conn_id).open()
         try:
-            connection.send_message(message)
+            hook.send_raw(message["From"], message["To"], message.as_bytes(policy=SMTP_POLICY))
         finally:
-            connection.quit()
+            hook.close()
         log.info(
             "Failure alert for %s sent to the operations address of %s", _task_label(ti), manifest.company_id
         )

@@ -357,6 +357,45 @@ def _answers_status(args) -> int:
     return 0
 
 
+@command("notices unconfirmed")
+def _notices_unconfirmed(args) -> int:
+    from dereg.evidence.store import open_store
+    from dereg.notify.records import unconfirmed
+
+    ids = unconfirmed(open_store(), args.company, args.run)
+    print(
+        f"{len(ids)} notice(s) marked sending with no recorded outcome; look these Message-IDs up in the relay's log:"
+    )
+    for mid in ids:
+        print(f"  {mid}")
+    return 0
+
+
+@command("notices resolve")
+def _notices_resolve(args) -> int:
+    from dereg.evidence.store import open_store
+    from dereg.notify.records import resolve, unconfirmed
+
+    store = open_store()
+    known = set(unconfirmed(store, args.company, args.run))
+    unknown = [m for m in args.message_ids if m not in known]
+    if unknown:
+        print(
+            f"dereg: error: {len(unknown)} Message-ID(s) are not unconfirmed notices of this run "
+            f"(first: {unknown[0]}); list them with: dereg notices unconfirmed --company {args.company} --run ...",
+            file=sys.stderr,
+        )
+        return 2
+    changed = resolve(store, args.company, args.run, args.message_ids, delivered=args.delivered)
+    verdict = (
+        "delivered (recorded as sent)"
+        if args.delivered
+        else "not delivered (sent by the next run of notify_customers)"
+    )
+    print(f"{changed} notice(s) marked {verdict}; {len(known) - changed} still unconfirmed")
+    return 0
+
+
 @command("copies purge")
 def _copies_purge(args) -> int:
     from dereg.evidence.store import open_store
@@ -477,6 +516,22 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (imp, rep, waive, status):
         p.add_argument("--company", required=True, help="company id")
         p.add_argument("--run", required=True, help="closure run id (Airflow dag run id)")
+    notices = sub.add_parser("notices", help="closure notices whose outcome a killed task did not record")
+    nsub = notices.add_subparsers(dest="notices_command", required=True)
+    unc = nsub.add_parser("unconfirmed", help="Message-IDs of notices marked sending with no outcome")
+    res = nsub.add_parser(
+        "resolve",
+        help="record what the relay's log says about unconfirmed notices",
+        description="Mark unconfirmed notices (see `dereg notices unconfirmed`) as delivered, or as not "
+        "delivered so that the next run of notify_customers sends them.",
+    )
+    verdict = res.add_mutually_exclusive_group(required=True)
+    verdict.add_argument("--delivered", action="store_true", help="the relay accepted them: record as sent")
+    verdict.add_argument("--not-delivered", action="store_true", help="the relay never got them: send again")
+    res.add_argument("message_ids", nargs="+", metavar="MESSAGE_ID")
+    for p in (unc, res):
+        p.add_argument("--company", required=True, help="company id")
+        p.add_argument("--run", required=True, help="closure run id (Airflow dag run id)")
     copies = sub.add_parser("copies", help="customers' downloadable copies")
     csub2 = copies.add_subparsers(dest="copies_command", required=True)
     csub2.add_parser("purge", help="delete every copy whose link has expired")
@@ -520,6 +575,7 @@ def main(argv: list[str] | None = None) -> int:
         "catalog": "catalog_command",
         "answers": "answers_command",
         "copies": "copies_command",
+        "notices": "notices_command",
     }.get(args.command)
     name = args.command + (f" {getattr(args, sub)}" if sub else "")
     try:

@@ -26,6 +26,9 @@ IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 RETAIN_ACTIONS = ("pseudonymize",)
+#: the SMTP provider's default connection id, used when notify.smtp_conn_id is not given
+DEFAULT_SMTP_CONN_ID = "smtp_default"
+COPY_DELIVERIES = ("link", "attachment")
 
 
 @dataclass
@@ -115,7 +118,8 @@ class Manifest:
     approvers: list[str]
     sources: list[SourceSpec]
     backup: BackupSpec
-    smtp_conn_id: str
+    #: the Airflow SMTP connection notices and copies are sent through
+    smtp_conn_id: str = "smtp_default"
     path: str = ""
     #: at most this many notices a minute (relays throttle or blacklist bursts)
     rate_per_minute: int = 3000
@@ -124,6 +128,10 @@ class Manifest:
     answer_base_url: str | None = None
     #: days a customer's copy stays downloadable
     copy_link_days: int = 14
+    #: how a customer's copy reaches them: "link" (expiring download link) or "attachment"
+    copy_delivery: str = "link"
+    #: copies larger than this are sent as a link even when copy_delivery is "attachment"
+    copy_attachment_max_kb: int = 10240
     #: the organisation customers may ask their data to be transferred to
     successor_name: str | None = None
     successor_conn_id: str | None = None
@@ -407,9 +415,32 @@ def parse_manifest(data: Any, source: str = "<manifest>") -> Manifest:
             "with the reference of its security assessment",
         )
 
-    n = c.mapping(root.get("notify"), "notify")
-    c.unknown_keys(n, {"smtp_conn_id", "rate_per_minute", "answer_base_url", "copy_link_days"}, "notify")
-    smtp_conn_id = c.text(n, "smtp_conn_id", "notify")
+    n = c.mapping(root.get("notify"), "notify") if root.get("notify") is not None else {}
+    c.unknown_keys(
+        n,
+        {
+            "smtp_conn_id",
+            "rate_per_minute",
+            "answer_base_url",
+            "copy_link_days",
+            "copy_delivery",
+            "copy_attachment_max_kb",
+        },
+        "notify",
+    )
+    smtp_conn_id = (
+        c.text(n, "smtp_conn_id", "notify") if n.get("smtp_conn_id") is not None else DEFAULT_SMTP_CONN_ID
+    )
+    copy_delivery = n.get("copy_delivery", "link")
+    if copy_delivery not in COPY_DELIVERIES:
+        c.problem(
+            "notify.copy_delivery",
+            f"must be one of {', '.join(COPY_DELIVERIES)}, got {copy_delivery!r} (link: an expiring download "
+            "link is e-mailed; attachment: the ZIP is attached, with the link as fallback for large copies)",
+        )
+    copy_attachment_max_kb = (
+        c.integer(n, "copy_attachment_max_kb", "notify") if "copy_attachment_max_kb" in n else 10240
+    )
     rate_per_minute = c.integer(n, "rate_per_minute", "notify") if "rate_per_minute" in n else 3000
     answer_base_url = c.text(
         n,
@@ -449,6 +480,8 @@ def parse_manifest(data: Any, source: str = "<manifest>") -> Manifest:
         object_sources=object_sources,
         answer_base_url=(answer_base_url or "").rstrip("/") or None,
         copy_link_days=copy_link_days,
+        copy_delivery=copy_delivery if copy_delivery in COPY_DELIVERIES else "link",
+        copy_attachment_max_kb=copy_attachment_max_kb,
         successor_name=successor_name,
         successor_conn_id=successor_conn_id,
     )

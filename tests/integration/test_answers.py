@@ -23,7 +23,7 @@ from dereg.evidence.store import open_store
 from dereg.keys import Keyring
 from dereg.manifest import load_manifest
 from dereg.notify import answers
-from dereg.notify.deliver import SmtpSettings, send_notices
+from dereg.notify.deliver import send_notices
 from dereg.notify.recipients import collect_recipients
 from dereg.notify.render import NoticeContext
 from dereg.operators.base import RunContext
@@ -101,7 +101,7 @@ def closure(tmp_path, monkeypatch, smtp_sink):
     )
     report = send_notices(
         recipients,
-        smtp=SmtpSettings("127.0.0.1", smtp_sink.port),
+        smtp_conn_id="dereg_smtp",
         ctx=ctx,
         store=store,
         pseudonym_key=keyring.pseudonym_key,
@@ -223,3 +223,67 @@ def test_waiving_a_request_closes_it_with_a_reason_in_the_ledger(closure, capsys
     waived = [e for e in c.run.ledger.entries() if e.event == "waived"]
     assert waived[0].actor == "ops2" and waived[0].details["reason"] == "客户电话确认放弃转移"
     assert address not in capsys.readouterr().out
+
+
+def _with_manifest(c, **notify) -> RunContext:
+    """The closure's run with notify fields of the manifest changed."""
+    import dataclasses
+    from pathlib import Path
+
+    path = Path(c.run.manifest.path)
+    data = yaml.safe_load(path.read_text())
+    data["notify"].update(notify)
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    return dataclasses.replace(c.run, manifest=load_manifest(path))
+
+
+def test_a_copy_delivered_as_an_attachment_holds_exactly_that_customers_rows(closure, capfd):
+    from dereg.notify.fulfil import customer_rows
+
+    c = closure
+    run = _with_manifest(c, copy_delivery="attachment")
+    first, second = c.notices[:2]
+    addr = [m["To"].addresses[0].addr_spec for m in (first, second)]
+    assert c.client.post(_link(first), data={"choice": "copy"}).status_code == 200
+    result = FulfilRequestsOperator(task_id="fulfil_requests", manifest_path=run.manifest.path).act(run, {})
+    assert result["fulfilled"]["copy"] == 1
+    mails = [m for m in c.smtp.messages() if "个人信息副本" in m["Subject"]]
+    assert [m["To"].addresses[0].addr_spec for m in mails] == [addr[0]]
+    attachments = list(mails[0].iter_attachments())
+    assert len(attachments) == 1
+    part = attachments[0]
+    assert part.get_content_type() == "application/zip" and part.get_filename() == "personal-data.zip"
+    assert "/dereg/copy/" not in mails[0].get_body(preferencelist=("plain",)).get_content()
+    bundle = zipfile.ZipFile(io.BytesIO(part.get_content()))
+    data = json.loads(bundle.read("data.json"))
+    expected = customer_rows(
+        c.engine, subject_table="students", notify=run.manifest.sources[0].notify, address=addr[0]
+    )
+    assert data["tables"] == expected  # exactly that customer's rows, all of them
+    assert [g["email"] for g in data["tables"]["guardians"]] == [addr[0]]
+    guardian_id = data["tables"]["guardians"][0]["id"]
+    assert data["tables"]["students"] and {s["guardian_id"] for s in data["tables"]["students"]} == {
+        guardian_id
+    }
+    assert addr[1].lower() not in json.dumps(data).lower()
+    fulfilled = [e for e in run.ledger.entries() if e.event == "fulfilled"]
+    assert fulfilled[-1].details["delivery"] == "attachment"
+
+    # a copy above notify.copy_attachment_max_kb goes as a link instead, logged by count only
+    run = _with_manifest(c, copy_delivery="attachment", copy_attachment_max_kb=1)
+    assert c.client.post(_link(second), data={"choice": "copy"}).status_code == 200
+    capfd.readouterr()
+    FulfilRequestsOperator(task_id="fulfil_requests", manifest_path=run.manifest.path).act(run, {})
+    logged = "".join(capfd.readouterr())
+    mails = [
+        m for m in c.smtp.messages() if m["To"].addresses[0].addr_spec == addr[1] and "副本" in m["Subject"]
+    ]
+    assert len(mails) == 1 and not list(mails[0].iter_attachments())
+    download = c.client.get(_link(mails[0], "copy"))
+    assert download.status_code == 200
+    moved = json.loads(zipfile.ZipFile(io.BytesIO(download.content)).read("data.json"))
+    assert [g["email"] for g in moved["tables"]["guardians"]] == [addr[1]]
+    line = next(x for x in logged.splitlines() if "exceeded notify.copy_attachment_max_kb" in x)
+    assert "1 cop(ies) exceeded notify.copy_attachment_max_kb (1 KiB)" in line and "@" not in line
+    details = [e.details for e in run.ledger.entries() if e.event == "fulfilled"]
+    assert details[-1]["delivery"] == "link (too large to attach)"

@@ -61,3 +61,21 @@ def test_approvers_may_carry_the_auth_managers_user_id():
         "approval.approvers[2]",
         "approval.approvers[3]",
     ]
+
+
+def test_notify_defaults_and_copy_delivery_is_checked():
+    data = yaml.safe_load(DEMO.read_text())
+    del data["notify"]
+    m = parse_manifest(data, "x.yaml")
+    assert m.smtp_conn_id == "smtp_default"  # the SMTP provider's default connection
+    assert (m.copy_delivery, m.copy_attachment_max_kb, m.rate_per_minute) == ("link", 10240, 3000)
+    data["notify"] = {"copy_delivery": "attachment", "copy_attachment_max_kb": 512}
+    m = parse_manifest(data, "x.yaml")
+    assert (m.copy_delivery, m.copy_attachment_max_kb) == ("attachment", 512)
+    data["notify"] = {"copy_delivery": "fax", "copy_attachment_max_kb": 0}
+    with pytest.raises(ManifestError) as err:
+        parse_manifest(data, "x.yaml")
+    assert err.value.problems[0].startswith(
+        "notify.copy_delivery: must be one of link, attachment, got 'fax'"
+    )
+    assert err.value.problems[1] == "notify.copy_attachment_max_kb: must be at least 1, got 0"

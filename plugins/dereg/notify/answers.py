@@ -30,6 +30,7 @@ import mailbox
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -97,6 +98,7 @@ def parse_choice(text: str) -> str | None:
 # ---- signed links -----------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=8)
 def _link_key(pseudonym_key: bytes) -> bytes:
     return hmac.new(pseudonym_key, b"dereg answer link v1", hashlib.sha256).digest()
 

@@ -1,30 +1,211 @@
-"""Deliver notices over SMTP, exactly once per recipient and run.
+"""Deliver notices over the Airflow SMTP connection, exactly once per recipient and run.
 
-Each notice is recorded as `sending` before it goes out and `sent` once the server accepted it;
-a retried task skips everyone already `sent`. The Message-ID is derived from the run and the
-recipient, so the rare resend after a crash between the server's acceptance and our record carries
-the same id and mail clients show one message. Refusals are recorded per recipient and do not stop
-the others; a dropped connection is reopened with backoff.
+Delivery goes through the SMTP provider's hook (`NoticeSmtpHook`, a subclass of `SmtpHook`): one
+session for the whole run, SSL or STARTTLS as the connection says (`disable_ssl`, `disable_tls`),
+the server's certificate verified (against `ssl_ca_file` from the connection's extra when given),
+login when the connection has a login and password. A dropped connection is reopened.
+
+Each notice is recorded in the compliance store as `sending` before it goes out and as `sent`,
+`refused` or `failed` after. The marks are written in batches, one transaction each (a commit
+costs milliseconds; a notice to a near relay about one): before the next batch goes out, one
+transaction writes the outcomes known so far and marks the batch `sending`. A batch is about
+`RECORD_SECONDS` (1 s) of sending at the rate measured on the previous batch, at most
+`record_batch` (500) notices. Outcomes are also written when `RECORD_INTERVAL` seconds have
+passed, and in a `finally` whenever the task stops (an exception, SIGTERM, a timeout), where the
+notices marked but never attempted go back to `pending`. A retried task sends every `pending` or
+`failed` notice and skips `sent` and `refused` ones. Only a kill that runs no Python (SIGKILL, the
+machine failing) can leave notices `sending` whether or not the server accepted them: at most one
+batch. Those are
+*unconfirmed*: a retry never resends them, sends everyone else, and then fails naming how many;
+operations look their Message-IDs up in the relay's log (`dereg notices unconfirmed`) and record
+the verdict (`dereg notices resolve --delivered|--not-delivered`), and the next run sends the ones
+not delivered. So no one gets a notice twice and no one is silently skipped. The Message-ID is
+derived from the run and the recipient, so it is the same on every attempt.
+
+A 4xx reply (the recipient or the message deferred) and a dropped connection are retried with
+exponential backoff; a 5xx refusal of the recipient or the message is recorded for that recipient
+and the rest are sent; a 5xx refusal of the sender stops the run (nothing else could be sent).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import smtplib
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from airflow.providers.smtp.hooks.smtp import SmtpHook
 from sqlalchemy.engine import Engine
 
 from dereg.errors import NotifyError
 from dereg.notify import records
 from dereg.notify.recipients import RecipientList
-from dereg.notify.render import NoticeContext, render_notice
+from dereg.notify.render import NoticeContext, NoticeRenderer
 from dereg.redact import redact
 
-RETRIES = 3
-BACKOFF_SECONDS = 1.0
+_PLAIN_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+$")
+RETRIES = 4  # attempts per notice
+BACKOFF_SECONDS = 1.0  # waits 1, 2, 4 s between attempts
+RECORD_SECONDS = 1.0  # each batch holds about this long's worth of sends at the rate measured so far
+RECORD_BATCH = 500  # ... but never more notices than this (nor fewer than one)
+FIRST_BATCH = 20  # before any rate is known
+RECORD_INTERVAL = 2.0  # seconds: outcomes are written at least this often (slow relays, backoff)
+DEFAULT_SMTP_CONN_ID = SmtpHook.default_conn_name  # "smtp_default"
+
+
+class NoticeSmtpHook(SmtpHook):
+    """The SMTP provider's hook holding one session open for many messages.
+
+    Differences from `SmtpHook`: STARTTLS is used only on a plain connection (the provider would
+    also try it inside SSL); the connection extra `ssl_ca_file` names the CA bundle the server's
+    certificate is verified against (default: the system's); errors become a `NotifyError` that
+    names the server and what to check, never a password or an address.
+    """
+
+    @property
+    def smtp_starttls(self) -> bool:
+        return super().smtp_starttls and not self.use_ssl
+
+    def _build_ssl_context(self) -> ssl.SSLContext | None:
+        context = super()._build_ssl_context()
+        ca_file = self.conn.extra_dejson.get("ssl_ca_file")
+        if context is not None and ca_file:
+            context = ssl.create_default_context(cafile=ca_file)
+        return context
+
+    def where(self) -> str:
+        try:
+            return f"SMTP server {self.host or '?'}:{self.port or (465 if self.use_ssl else 25)}"
+        except Exception:  # noqa: BLE001 - the connection itself could not be loaded
+            return f"the SMTP server of connection {self.smtp_conn_id!r}"
+
+    def open(self) -> NoticeSmtpHook:
+        try:
+            return self.get_conn()
+        except Exception as exc:  # noqa: BLE001 - any failure to open is reported the same way
+            self._smtp_client = None
+            hint = "Check the SMTP connection's host, port, TLS settings and credentials"
+            if isinstance(exc, ssl.SSLCertVerificationError):
+                hint = (
+                    "The server's certificate could not be verified: set the connection extra "
+                    "ssl_ca_file to the CA bundle that signed it (or fix the host name)"
+                )
+            elif isinstance(exc, smtplib.SMTPAuthenticationError):
+                hint = "The server refused the connection's login and password"
+            raise NotifyError(
+                f"{self.where()} of connection {self.smtp_conn_id!r} cannot be used: unreachable, or it "
+                f"refused TLS or the login ({type(exc).__name__}: {redact(str(exc))[:200]}). {hint}; "
+                "nothing was recorded as sent."
+            ) from None
+
+    def alive(self) -> bool:
+        return self._smtp_client is not None and getattr(self._smtp_client, "sock", None) is not None
+
+    def reopen(self) -> None:
+        self.close()
+        self.open()
+
+    def send_raw(self, sender: str, recipient: str, data: bytes) -> None:
+        """One message, as wire bytes (CRLF line ends), to one recipient over the open session.
+
+        The same exchange and exceptions as `smtplib.SMTP.sendmail` (MAIL, RCPT, DATA; RSET after a
+        refusal, the session closed after a 421), without re-parsing two plain addresses per
+        message, which is a good part of sendmail's own CPU time. Anything else goes through
+        sendmail."""
+        if not self.alive():
+            self.reopen()
+        client = self._smtp_client
+        if not (_PLAIN_ADDRESS.match(sender) and _PLAIN_ADDRESS.match(recipient)):
+            client.sendmail(sender, [recipient], data)
+            return
+        client.ehlo_or_helo_if_needed()
+        size = f" SIZE={len(data)}" if client.has_extn("size") else ""
+        code, reply = client.docmd("mail", f"FROM:<{sender}>{size}")
+        if code != 250:
+            self._abandon(client, code)
+            raise smtplib.SMTPSenderRefused(code, reply, sender)
+        code, reply = client.docmd("rcpt", f"TO:<{recipient}>")
+        if code not in (250, 251):
+            self._abandon(client, code)
+            raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
+        code, reply = client.data(data)
+        if code != 250:
+            self._abandon(client, code)
+            raise smtplib.SMTPDataError(code, reply)
+
+    @staticmethod
+    def _abandon(client, code: int) -> None:
+        if code == 421:
+            client.close()
+        else:
+            client._rset()
+
+    def close(self) -> None:
+        client, self._smtp_client = self._smtp_client, None
+        if client is not None:
+            try:
+                client.quit()
+            except Exception:  # noqa: BLE001 - closing a session that may already be gone
+                try:
+                    client.close()
+                except Exception:  # noqa: BLE001
+                    pass
+
+
+def deliver_one(
+    hook: NoticeSmtpHook,
+    sender: str,
+    recipient: str,
+    data: bytes,
+    *,
+    retries: int = RETRIES,
+    backoff: float = BACKOFF_SECONDS,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[str, str | None]:
+    """Send one message with retries; returns (status, error): sent, refused or failed."""
+    error = None
+    for attempt in range(retries):
+        reconnect = False
+        try:
+            hook.send_raw(sender, recipient, data)
+            return "sent", None
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = sorted({code for code, _ in exc.recipients.values()})
+            if not all(400 <= c < 500 for c in codes):
+                return "refused", f"recipient refused by the server (SMTP {codes})"
+            error = f"recipient deferred by the server (SMTP {codes})"
+        except smtplib.SMTPSenderRefused as exc:
+            if 500 <= exc.smtp_code < 600:
+                raise NotifyError(
+                    f"{hook.where()} refuses the sender address (SMTP {exc.smtp_code}); check the manifest's "
+                    "sender and that the relay lets the connection's login send as it"
+                ) from None
+            error = f"sender deferred by the server (SMTP {exc.smtp_code})"
+            reconnect = exc.smtp_code == 421
+        except smtplib.SMTPServerDisconnected as exc:
+            error, reconnect = f"connection lost ({type(exc).__name__})", True
+        except smtplib.SMTPResponseException as exc:
+            if 500 <= exc.smtp_code < 600:
+                return "refused", f"message refused by the server (SMTP {exc.smtp_code})"
+            error = f"temporary SMTP error {exc.smtp_code}"
+            reconnect = exc.smtp_code == 421
+        except NotifyError as exc:  # reopening inside send_raw failed
+            error = str(exc).split(" (", 1)[0]
+            reconnect = True
+        except OSError as exc:  # timeouts, resets, TLS errors on a live session
+            error, reconnect = f"connection lost ({type(exc).__name__})", True
+        if attempt == retries - 1:
+            break
+        sleep(backoff * (2**attempt))
+        if reconnect or not hook.alive():
+            try:
+                hook.reopen()
+            except NotifyError:
+                continue
+    return "failed", error
 
 
 @dataclass
@@ -81,6 +262,7 @@ class NoticeReport:
     already_sent: int = 0
     refused: int = 0
     failed: int = 0
+    unconfirmed: int = 0
     dry_run: bool = False
 
     def to_dict(self) -> dict:
@@ -96,7 +278,7 @@ def message_id(company_id: str, run_id: str, ref: str, sender: str) -> str:
 def send_notices(
     recipients: RecipientList,
     *,
-    smtp: SmtpSettings,
+    smtp_conn_id: str,
     ctx: NoticeContext,
     store: Engine,
     pseudonym_key: bytes,
@@ -105,13 +287,17 @@ def send_notices(
     dry_run: bool,
     progress: Callable[[str], None] | None = None,
     rate_per_minute: int = 3000,
+    record_batch: int = RECORD_BATCH,
+    backoff: float = BACKOFF_SECONDS,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> NoticeReport:
     report = NoticeReport(
         reachable=len(recipients.reachable), unreachable=len(recipients.unreachable), dry_run=dry_run
     )
+    renderer = NoticeRenderer(ctx)
     if dry_run:
         for r in recipients.reachable:  # prove every message renders; send nothing
-            render_notice(ctx, r, message_id=message_id(company_id, run_id, "dry-run", ctx.sender))
+            renderer.render(r, message_id=message_id(company_id, run_id, "dry-run", ctx.sender))
         if progress:
             progress(
                 f"dry run: {report.reachable} notices rendered, none sent; {report.unreachable} contacts "
@@ -122,81 +308,131 @@ def send_notices(
     todo = []
     for r in recipients.reachable:
         ref = records.recipient_ref(pseudonym_key, r.email)
-        if done.get(ref) in ("sent", "refused"):
-            report.already_sent += done[ref] == "sent"
-            report.refused += done[ref] == "refused"
-            continue
-        todo.append((ref, r))
-    if not todo:
-        return report
+        status = done.get(ref)
+        if status == "sent":
+            report.already_sent += 1
+        elif status == "refused":
+            report.refused += 1
+        elif status == "sending":
+            report.unconfirmed += 1  # a killed attempt may have sent it: never resent blindly
+        else:
+            todo.append((ref, r))
+    if todo:
+        _deliver(
+            todo,
+            report,
+            renderer,
+            smtp_conn_id,
+            store,
+            company_id,
+            run_id,
+            progress,
+            rate_per_minute,
+            max(1, record_batch),
+            backoff,
+            sleep,
+        )
+    if report.failed or report.unconfirmed:
+        problems = []
+        if report.failed:
+            problems.append(
+                f"{report.failed} notice(s) could not be delivered after {RETRIES} attempts; run the task "
+                "again (notices already sent are not sent twice)"
+            )
+        if report.unconfirmed:
+            problems.append(
+                f"{report.unconfirmed} notice(s) were being sent when an earlier attempt was killed and may "
+                "or may not have reached the relay; they are not resent blindly. Look their Message-IDs up "
+                f"in the relay's log (dereg notices unconfirmed --company {company_id} --run <run id>), "
+                "record the verdict (dereg notices resolve --delivered|--not-delivered ...) and run the "
+                "task again"
+            )
+        raise NotifyError(
+            f"notices of {company_id}: {report.sent} sent in this attempt, {report.already_sent} before, "
+            f"{report.refused} refused. " + "; ".join(problems) + "."
+        )
+    return report
+
+
+def _deliver(
+    todo,
+    report,
+    renderer,
+    smtp_conn_id,
+    store,
+    company_id,
+    run_id,
+    progress,
+    rate_per_minute,
+    record_batch,
+    backoff,
+    sleep,
+) -> None:
     limiter = RateLimiter(rate_per_minute)
-    connection = smtp.connect()
+    hook = NoticeSmtpHook(smtp_conn_id).open()  # before anything is marked: a bad relay marks nothing
+    sender = renderer.envelope_sender
+    ids = {ref: message_id(company_id, run_id, ref, renderer.ctx.sender) for ref, _ in todo}
+    outcomes: list[dict] = []  # known outcomes not yet written
+    marked = 0  # todo[:marked] are marked `sending`
+    started = 0  # todo[:started] have been attempted (or are being)
+    inflight: str | None = None
+    last_write = time.monotonic()
+    batch_started: float | None = None
+    chunk: list = []
+
+    def item(ref, r, status, error=None, attempt=False):
+        return {
+            "ref": ref,
+            "status": status,
+            "message_id": ids[ref],
+            "children": len(r.children),
+            "error": error,
+            "attempt": attempt,
+        }
+
     try:
-        for i, (ref, r) in enumerate(todo, 1):
+        for i, (ref, r) in enumerate(todo):
+            if i == marked:
+                now = time.monotonic()
+                if batch_started is not None and now > batch_started:
+                    # size the batch to about RECORD_SECONDS of sending at the rate just measured
+                    size = int(len(chunk) / (now - batch_started) * RECORD_SECONDS)
+                else:  # no rate measured yet: the rate limit's second, at most FIRST_BATCH
+                    size = min(FIRST_BATCH, int(rate_per_minute / 60 * RECORD_SECONDS))
+                size = max(1, min(size, record_batch))
+                batch_started = now
+                chunk = todo[i : i + size]
+                records.mark_many(
+                    store,
+                    company_id=company_id,
+                    run_id=run_id,
+                    items=outcomes + [item(c_ref, c_r, "sending", attempt=True) for c_ref, c_r in chunk],
+                )
+                outcomes, marked, last_write = [], i + len(chunk), time.monotonic()
+            elif outcomes and time.monotonic() - last_write >= RECORD_INTERVAL:
+                records.mark_many(store, company_id=company_id, run_id=run_id, items=outcomes)
+                outcomes, last_write = [], time.monotonic()
+            data = renderer.render(r, message_id=ids[ref])
             limiter.wait()
-            mid = message_id(company_id, run_id, ref, ctx.sender)
-            message = render_notice(ctx, r, message_id=mid)
-            records.mark(
-                store,
-                company_id=company_id,
-                run_id=run_id,
-                ref=ref,
-                status="sending",
-                message_id=mid,
-                children=len(r.children),
-                attempt=True,
-            )
-            status, error = "failed", None
-            for attempt in range(RETRIES):
-                try:
-                    connection.send_message(message)
-                    status = "sent"
-                    break
-                except smtplib.SMTPRecipientsRefused as exc:
-                    codes = sorted({code for code, _ in exc.recipients.values()})
-                    status, error = "refused", f"recipient refused by the server (SMTP {codes})"
-                    break
-                except smtplib.SMTPResponseException as exc:
-                    if 500 <= exc.smtp_code < 600:
-                        status, error = "refused", f"message refused by the server (SMTP {exc.smtp_code})"
-                        break
-                    error = f"temporary SMTP error {exc.smtp_code}"
-                except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as exc:
-                    error = f"connection lost ({type(exc).__name__})"
-                time.sleep(BACKOFF_SECONDS * (2**attempt))
-                try:
-                    connection.close()
-                except Exception:  # noqa: BLE001 - the connection is being replaced anyway
-                    pass
-                try:
-                    connection = smtp.connect()
-                except NotifyError:
-                    continue
-            records.mark(
-                store,
-                company_id=company_id,
-                run_id=run_id,
-                ref=ref,
-                status=status,
-                message_id=mid,
-                children=len(r.children),
-                error=error,
-            )
+            started, inflight = i + 1, ref
+            try:
+                status, error = deliver_one(hook, sender, r.email, data, backoff=backoff, sleep=sleep)
+            except NotifyError:  # the relay refused the sender: this message was not accepted
+                started, inflight = i, None
+                raise
+            inflight = None
+            outcomes.append(item(ref, r, status, error))
             setattr(report, status, getattr(report, status) + 1)
-            if progress and (i % 50 == 0 or i == len(todo)):
+            if progress and ((i + 1) % 500 == 0 or i + 1 == len(todo)):
                 progress(
-                    f"notices: {i}/{len(todo)} processed ({report.sent} sent, {report.refused} refused, "
+                    f"notices: {i + 1}/{len(todo)} processed ({report.sent} sent, {report.refused} refused, "
                     f"{report.failed} failed)"
                 )
     finally:
+        # Whatever stops us, write what we know: outcomes, and the notices marked but never
+        # attempted back to `pending`. The one in flight (if any) stays `sending`: unconfirmed.
+        back = [item(ref, r, "pending") for ref, r in todo[started:marked] if ref != inflight]
         try:
-            connection.quit()
-        except Exception:  # noqa: BLE001
-            pass
-    if report.failed:
-        raise NotifyError(
-            f"{report.failed} notice(s) of {company_id} could not be delivered after {RETRIES} attempts "
-            f"({report.sent} sent, {report.refused} refused). Run the task again: notices already "
-            "sent are not sent twice."
-        )
-    return report
+            records.mark_many(store, company_id=company_id, run_id=run_id, items=outcomes + back)
+        finally:
+            hook.close()

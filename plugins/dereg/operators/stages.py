@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import smtplib
 from typing import Any
 
 from dereg.errors import DeregError, GateError, RestoreMismatch
@@ -19,7 +18,6 @@ from dereg.operators.connections import (
     connection_exists,
     get_connection,
     s3_location,
-    smtp_settings,
     source_engine,
 )
 
@@ -176,16 +174,16 @@ class PreflightOperator(ComplianceOperator):
 
     @staticmethod
     def _check_smtp(conn_id: str) -> list[str]:
-        settings = smtp_settings(conn_id)
+        """Open the session the notices will use (TLS, certificate, login), then close it."""
+        from dereg.errors import NotifyError
+        from dereg.notify.deliver import NoticeSmtpHook
+
+        hook = NoticeSmtpHook(conn_id)
         try:
-            cls = smtplib.SMTP_SSL if settings.ssl else smtplib.SMTP
-            with cls(settings.host, settings.port, timeout=min(settings.timeout, 10)) as smtp:
-                smtp.noop()
-        except (TimeoutError, OSError, smtplib.SMTPException) as exc:
-            return [
-                f"notify.smtp_conn_id: SMTP server {settings.host}:{settings.port} of connection {conn_id!r} "
-                f"is unreachable ({type(exc).__name__}); check the connection or the mail relay"
-            ]
+            hook.open()
+        except NotifyError as exc:
+            return [f"notify.smtp_conn_id: {exc}"]
+        hook.close()
         return []
 
 
@@ -580,7 +578,7 @@ class NotifyCustomersOperator(ComplianceOperator):
             engine.dispose()
             report = send_notices(
                 recipients,
-                smtp=smtp_settings(m.smtp_conn_id),
+                smtp_conn_id=m.smtp_conn_id,
                 ctx=ctx,
                 store=run.store,
                 pseudonym_key=keyring.pseudonym_key,
@@ -696,13 +694,25 @@ class FulfilRequestsOperator(ComplianceOperator):
         return {"answers": counts, "fulfilled": done}
 
     def _fulfil(self, run: RunContext, keyring, pending: dict[str, str], done: dict) -> dict:
+        from email.policy import SMTP
+        from email.utils import parseaddr
+
         from dereg.notify.answers import make_token, mark_fulfilled
-        from dereg.notify.fulfil import bundle, customer_rows, refs_to_addresses, store_copy, transfer
+        from dereg.notify.deliver import NoticeSmtpHook, deliver_one
+        from dereg.notify.fulfil import (
+            bundle,
+            customer_rows,
+            load_copy,
+            refs_to_addresses,
+            store_copy,
+            transfer,
+        )
 
         m = run.manifest
         expires = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=m.copy_link_days)
         successor = source_engine(m.successor_conn_id) if m.successor_conn_id else None
         smtp = None
+        too_large = 0
         try:
             for source in m.sources:
                 if source.notify is None:
@@ -734,12 +744,36 @@ class FulfilRequestsOperator(ComplianceOperator):
                         token = make_token(
                             keyring.pseudonym_key, "copy", run.company_id, run.run_id, ref, expires
                         )
+                        attachment, delivery = None, "link"
+                        if m.copy_delivery == "attachment":
+                            # what is attached is the stored (encrypted at rest) copy, decrypted
+                            attachment = load_copy(
+                                run.store, keyring, company_id=run.company_id, run_id=run.run_id, ref=ref
+                            )
+                            if len(attachment) > m.copy_attachment_max_kb * 1024:
+                                attachment, too_large = None, too_large + 1
+                                delivery = "link (too large to attach)"
+                            else:
+                                delivery = "attachment"
                         if smtp is None:
-                            smtp = smtp_settings(m.smtp_conn_id).connect()
-                        smtp.send_message(
-                            _copy_message(m, recipient, f"{public_base_url(m)}/dereg/copy/{token}", expires)
+                            smtp = NoticeSmtpHook(m.smtp_conn_id).open()
+                        message = _copy_message(
+                            m,
+                            recipient,
+                            url=f"{public_base_url(m)}/dereg/copy/{token}",
+                            expires=expires,
+                            attachment=attachment,
                         )
-                        detail = {"rows": counts, "link_expires": expires.isoformat(), "delivery": "link"}
+                        status, error = deliver_one(
+                            smtp, parseaddr(m.sender)[1], recipient.email, message.as_bytes(policy=SMTP)
+                        )
+                        if status != "sent":
+                            raise DeregError(
+                                f"the copy for customer {ref[:12]} of {run.company_id} could not be e-mailed "
+                                f"({error}); {done['copy']} cop(ies) sent so far. Fix the relay or the "
+                                "address, or waive the request with a reason, then clear this task"
+                            )
+                        detail = {"rows": counts, "link_expires": expires.isoformat(), "delivery": delivery}
                     else:
                         inserted = transfer(engine, successor, rows)
                         done["rows_transferred"] += sum(inserted.values())
@@ -763,21 +797,45 @@ class FulfilRequestsOperator(ComplianceOperator):
                 engine.dispose()
         finally:
             if smtp is not None:
-                try:
-                    smtp.quit()
-                except Exception:  # noqa: BLE001
-                    pass
+                smtp.close()
             if successor is not None:
                 successor.dispose()
+        if too_large:
+            self.log.info(
+                "%d cop(ies) exceeded notify.copy_attachment_max_kb (%d KiB) and were sent as a link instead",
+                too_large,
+                m.copy_attachment_max_kb,
+            )
         self.log.info("Fulfilled %d copy and %d transfer request(s)", done["copy"], done["transfer"])
         return done
 
 
-def _copy_message(m, recipient, url: str, expires: dt.datetime):
+def _copy_message(m, recipient, *, url: str, expires: dt.datetime, attachment: bytes | None = None):
+    """The e-mail that brings a customer their copy: the ZIP attached, or an expiring link."""
     from email.message import EmailMessage
     from email.utils import format_datetime, make_msgid
 
-    message = EmailMessage()
+    if attachment is not None:
+        message = EmailMessage()
+        message.set_content(
+            f"{recipient.name}，您好：\n\n按您的要求，附件是您的个人信息副本（JSON 与 CSV，ZIP 压缩包）。\n\n"
+            f"{m.name_zh}\n\nDear {recipient.name},\n\nAs you asked, the attached ZIP file holds a copy of "
+            f"your personal data (JSON and CSV).\n\n{m.name_en}\n",
+            charset="utf-8",
+        )
+        message.add_attachment(
+            attachment, maintype="application", subtype="zip", filename="personal-data.zip"
+        )
+    else:
+        message = EmailMessage()
+        message.set_content(
+            f"{recipient.name}，您好：\n\n按您的要求，您的个人信息副本（JSON 与 CSV，ZIP 压缩包）可在 "
+            f"{expires:%Y-%m-%d} 前从以下链接下载（仅限本人使用）：\n{url}\n\n{m.name_zh}\n\n"
+            f"Dear {recipient.name},\n\nAs you asked, a copy of your personal data (JSON and CSV in a ZIP file) "
+            f"can be downloaded until {expires:%Y-%m-%d} from this link, which is yours alone:\n{url}\n\n"
+            f"{m.name_en}\n",
+            charset="utf-8",
+        )
     message["Subject"] = f"{m.name_zh}：您的个人信息副本 / {m.name_en}: a copy of your personal data"
     message["From"] = m.sender
     message["To"] = recipient.email
@@ -785,13 +843,6 @@ def _copy_message(m, recipient, url: str, expires: dt.datetime):
     message["Date"] = format_datetime(dt.datetime.now(dt.UTC))
     message["Message-ID"] = make_msgid(
         domain=m.sender.rsplit("@", 1)[-1].strip("> ") if "@" in m.sender else None
-    )
-    message.set_content(
-        f"{recipient.name}，您好：\n\n按您的要求，您的个人信息副本（JSON 与 CSV，ZIP 压缩包）可在 "
-        f"{expires:%Y-%m-%d} 前从以下链接下载（仅限本人使用）：\n{url}\n\n{m.name_zh}\n\n"
-        f"Dear {recipient.name},\n\nAs you asked, a copy of your personal data (JSON and CSV in a ZIP file) "
-        f"can be downloaded until {expires:%Y-%m-%d} from this link, which is yours alone:\n{url}\n\n{m.name_en}\n",
-        charset="utf-8",
     )
     return message
 
