@@ -57,13 +57,6 @@ def _timed(cmd: list[str] | str, env: dict, shell: bool = False) -> tuple[float,
     return seconds, peak, done.stdout
 
 
-def _ours_backup_child(url: str, to: str) -> int:
-    """In a child process: one backup with the keyring and store of the environment; prints its id."""
-    from dereg.cli import main
-
-    return main(["backup", url, "--to", to, "--company", "bench", "--retention-days", "1"])
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Dereg backup/restore against pg_dump | restic")
     parser.add_argument("--url", default=DEFAULT_URL)
@@ -122,9 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         results = {}
         for students in sorted({max(args.students // 10, 1000), args.students}):
             url = (
-                args.url  # the default database holds 200,000 students; other sizes get their own
+                args.url  # the given database holds 200,000 students; other sizes get their own
                 if students == 200_000
-                else args.url.rsplit("/", 1)[0] + f"/dereg_bench_{students}"
+                else args.url.rsplit("/", 1)[0] + f"/{sa.make_url(args.url).database}_{students}"
             )
             counts = ensure(url, students)
             database = sa.make_url(url).database
@@ -134,10 +127,15 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.rounds):
                 seconds, peak, out = _timed(
                     [
-                        sys.executable,
-                        "-c",
-                        f"import sys; from benchmarks.backup import _ours_backup_child; "
-                        f"sys.exit(_ours_backup_child({url!r}, 's3://bench-dereg/{database}'))",
+                        str(Path(sys.executable).with_name("dereg")),
+                        "backup",
+                        url,
+                        "--to",
+                        f"s3://bench-dereg/{database}",
+                        "--company",
+                        "bench",
+                        "--retention-days",
+                        "1",
                     ],
                     env,
                 )
@@ -151,13 +149,13 @@ def main(argv: list[str] | None = None) -> int:
                 best["restic backup"] = min(best.get("restic backup", (1e9, 0)), (seconds, peak))
                 seconds, peak, out = _timed(
                     [
-                        sys.executable,
-                        "-m",
-                        "dereg.cli",
+                        str(Path(sys.executable).with_name("dereg")),  # the console entry, as a user runs it
                         "restore",
                         backup_id,
                         "--from",
                         f"s3://bench-dereg/{database}",
+                        "--scratch-url",  # the default of the restore_verify stage: the source's server
+                        url,
                         "--verify",
                     ],
                     env,

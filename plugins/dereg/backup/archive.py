@@ -121,12 +121,13 @@ class _Uploader:
 
     def __init__(self, client, location: S3Location, lock: dict[str, Any]):
         from concurrent.futures import ThreadPoolExecutor
-        from threading import BoundedSemaphore
+        from threading import BoundedSemaphore, Lock
 
         self.client, self.location, self.lock = client, location, lock
         self._pool = ThreadPoolExecutor(max_workers=self.PARALLEL, thread_name_prefix="dereg-upload")
-        self._slots = BoundedSemaphore(self.PARALLEL * 2)
+        self._slots = BoundedSemaphore(self.PARALLEL + 2)
         self._futures: list = []
+        self._mutex = Lock()  # several table readers may submit at once
 
     def put(
         self, key: str, body: bytes, *, locked: bool = True, content_type: str = "application/octet-stream"
@@ -158,19 +159,22 @@ class _Uploader:
             finally:
                 self._slots.release()
 
-        self._futures.append(self._pool.submit(run))
+        with self._mutex:
+            self._futures.append(self._pool.submit(run))
 
     def _raise_failed(self) -> None:
-        done = [f for f in self._futures if f.done()]
+        with self._mutex:
+            done = [f for f in self._futures if f.done()]
+            self._futures = [f for f in self._futures if not f.done()]
         for f in done:
             f.result()  # re-raises the upload's error
-        self._futures = [f for f in self._futures if not f.done()]
 
     def drain(self) -> None:
         """Wait until every chunk is stored; raise the first error."""
-        for f in self._futures:
+        with self._mutex:
+            futures, self._futures = self._futures, []
+        for f in futures:
             f.result()
-        self._futures = []
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

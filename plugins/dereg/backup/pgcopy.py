@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 import secrets
 import sqlite3
@@ -45,6 +46,9 @@ SETTINGS = {
     "synchronize_seqscans": "off",
 }
 _INT_TYPES = {"smallint", "integer", "bigint"}
+JOBS = int(
+    os.environ.get("DEREG_PG_JOBS", "2")
+)  # connections reading (backup) or loading (restore) tables at once
 
 
 class ScratchUnavailable(Exception):
@@ -60,9 +64,9 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _columns(cur, qualified: str) -> tuple[str, list[dict[str, Any]]]:
-    cur.execute("SELECT relkind FROM pg_class WHERE oid = %s::regclass", (qualified,))
-    relkind = cur.fetchone()[0]
+def _columns(cur, qualified: str) -> tuple[str, int, list[dict[str, Any]]]:
+    cur.execute("SELECT relkind, relpages FROM pg_class WHERE oid = %s::regclass", (qualified,))
+    relkind, pages = cur.fetchone()
     cur.execute(
         "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
         "t.typnamespace = 'pg_catalog'::regnamespace, a.attnotnull, a.attgenerated <> '' "
@@ -70,21 +74,86 @@ def _columns(cur, qualified: str) -> tuple[str, list[dict[str, Any]]]:
         "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
         (qualified,),
     )
-    return relkind, [
-        {"name": n, "pg_type": typ, "pg_builtin": bool(builtin), "not_null": bool(nn), "generated": bool(gen)}
-        for n, typ, builtin, nn, gen in cur.fetchall()
-    ]
+    return (
+        relkind,
+        pages,
+        [
+            {
+                "name": n,
+                "pg_type": typ,
+                "pg_builtin": bool(builtin),
+                "not_null": bool(nn),
+                "generated": bool(gen),
+            }
+            for n, typ, builtin, nn, gen in cur.fetchall()
+        ],
+    )
+
+
+def _run_parallel(jobs: list, workers: list, work: Callable) -> None:
+    """Run `work(worker, job)` for every job, each worker (a connection) taking the next job when
+    free; the first error is raised once all workers have stopped."""
+    import queue
+    import threading
+
+    todo: queue.SimpleQueue = queue.SimpleQueue()
+    for job in jobs:
+        todo.put(job)
+    errors: list[BaseException] = []
+
+    def loop(worker) -> None:
+        while not errors:
+            try:
+                job = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                work(worker, job)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+                errors.append(exc)
+                return
+
+    threads = [threading.Thread(target=loop, args=(w,), name="dereg-pg") for w in workers[1:]]
+    for t in threads:
+        t.start()
+    try:
+        loop(workers[0])
+    finally:
+        for t in threads:
+            t.join()
+    if errors:
+        raise errors[0]
+
+
+def _open_extra(engine: Engine, count: int, setup: Callable) -> list:
+    """Up to `count` more raw connections, each prepared by `setup(cursor)`; fewer if refused."""
+    extra = []
+    for _ in range(count):
+        try:
+            raw = engine.raw_connection()
+        except Exception:  # noqa: BLE001 - the server refuses more connections: fewer workers
+            break
+        try:
+            raw.driver_connection.rollback()
+            setup(raw.driver_connection.cursor())
+        except Exception:  # noqa: BLE001 - e.g. a server that cannot share snapshots: fewer workers
+            raw.close()
+            break
+        extra.append(raw)
+    return extra
 
 
 def dump_tables(
     engine: Engine, tables: list[sa.Table], session, *, current: list[str], progress=None
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """COPY every table of `tables` (reflected, parents first) into the session's chunk streams.
-    Returns the manifest's `tables` entries and the extra manifest fields."""
+    """COPY every table of `tables` (reflected, parents first) into the session's chunk streams, on
+    up to JOBS connections that share one snapshot (largest tables first). Returns the manifest's
+    `tables` entries and the extra manifest fields."""
     from dereg.backup.archive import _describe_keys, _type_text
 
     described: dict[str, dict[str, Any]] = {}
     raw = engine.raw_connection()
+    extra: list = []
     try:
         conn = raw.driver_connection
         conn.rollback()  # a clean transaction: the snapshot is taken at its first statement
@@ -92,10 +161,26 @@ def dump_tables(
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         _apply_settings(cur)
         server_version = conn.server_version
+        plans = []
         for table in tables:
             current[0] = table.name
             qualified = (_quote(table.schema) + "." if table.schema else "") + _quote(table.name)
-            relkind, columns = _columns(cur, qualified)
+            relkind, pages, columns = _columns(cur, qualified)
+            plans.append((table, qualified, relkind, pages, columns))
+        if JOBS > 1 and len(plans) > 1:
+            cur.execute("SELECT pg_export_snapshot()")
+            snapshot = cur.fetchone()[0]
+
+            def join_snapshot(c) -> None:
+                c.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                c.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+                _apply_settings(c)
+
+            extra = _open_extra(engine, min(JOBS, len(plans)) - 1, join_snapshot)
+
+        def dump(worker, plan) -> None:
+            table, qualified, relkind, _pages, columns = plan
+            wcur = worker.driver_connection.cursor()
             names = ", ".join(_quote(c["name"]) for c in columns)
             if relkind == "r":
                 sql = f"COPY {qualified} ({names}) TO STDOUT"
@@ -103,13 +188,18 @@ def dump_tables(
                 sql = f"COPY (SELECT {names} FROM {qualified}) TO STDOUT"
             stream = session.stream(table.name)
             buffered = io.BufferedWriter(stream, buffer_size=READ_BLOCK)
-            cur.copy_expert(sql, buffered)
-            buffered.flush()
+            try:
+                wcur.copy_expert(sql, buffered)
+                buffered.flush()
+            except BaseException:
+                current[0] = table.name
+                raise
             stream.finish()
             rows = stream.newlines
-            if cur.rowcount not in (-1, rows):  # psycopg2 reports COPY's own count
+            if wcur.rowcount not in (-1, rows):  # psycopg2 reports COPY's own count
+                current[0] = table.name
                 raise RuntimeError(
-                    f"COPY of {table.name} counted {cur.rowcount} rows, the stream holds {rows}"
+                    f"COPY of {table.name} counted {wcur.rowcount} rows, the stream holds {rows}"
                 )
             for c in columns:
                 reflected = table.c.get(c["name"])
@@ -128,10 +218,16 @@ def dump_tables(
             }
             if progress:
                 progress(f"backup {table.name}: {rows} rows in {len(stream.chunks)} chunk(s)")
-        conn.rollback()
+
+        _run_parallel(sorted(plans, key=lambda p: -p[3]), [raw, *extra], dump)
     finally:
-        raw.close()
-    return described, {"pg": {"server_version_num": server_version, "copy_settings": SETTINGS}}
+        for r in (raw, *extra):
+            try:
+                r.driver_connection.rollback()
+            finally:
+                r.close()
+    ordered = {t.name: described[t.name] for t in tables}
+    return ordered, {"pg": {"server_version_num": server_version, "copy_settings": SETTINGS}}
 
 
 class _Feed:
@@ -140,14 +236,19 @@ class _Feed:
     def __init__(self, pieces: Iterable[bytes]):
         self._pieces = iter(pieces)
         self.chunk = -1
+        self.error: BaseException | None = None
 
     def read(self, size: int = -1) -> bytes:
-        for piece in self._pieces:
-            self.chunk += 1
-            if piece:
-                return piece
+        # an error here would reach psycopg2, which turns it into a failed COPY: kept and re-raised
+        # by the caller instead, so the real cause (e.g. the store unreachable) is what is reported
+        try:
+            for piece in self._pieces:
+                self.chunk += 1
+                if piece:
+                    return piece
+        except Exception as exc:  # noqa: BLE001
+            self.error = exc
         return b""
-
 
 
 class _Hasher(io.RawIOBase):
@@ -180,37 +281,45 @@ def restore_into_postgresql(
     problems: list[str],
     progress=None,
 ) -> dict[str, dict[str, Any]]:
-    """Load the named pg-copy-text tables into `url` and verify them. `keep`: create them in the
-    target's default schema and commit; else in a scratch schema that never outlives the call."""
+    """Load the named pg-copy-text tables into `url` and verify them, on up to JOBS connections
+    (largest tables first). `keep`: create them in the target's default schema and commit; else
+    each connection loads into its own scratch schema inside a transaction that is never committed
+    (and the schema is dropped besides), so no scratch data outlives the call, whatever happens."""
     import psycopg2
 
     engine = sa.create_engine(url, hide_parameters=True)
-    schema = None
+    schemas: dict[int, str] = {}
+    results: dict[str, dict[str, Any]] = {}
+
+    def prepare(cur) -> None:
+        _apply_settings(cur)
+        if not keep:
+            schema = f"dereg_scratch_{secrets.token_hex(6)}"
+            cur.execute(f"CREATE SCHEMA {_quote(schema)}")
+            schemas[id(cur.connection)] = schema
+
     try:
         try:
-            raw = engine.raw_connection()
-        except sa.exc.SQLAlchemyError as exc:
+            first = engine.raw_connection()
+        except (sa.exc.SQLAlchemyError, psycopg2.Error) as exc:
             raise ScratchUnavailable(type(getattr(exc, "orig", None) or exc).__name__) from None
-        conn = raw.driver_connection
-        results: dict[str, dict[str, Any]] = {}
+        workers = [first]
         try:
-            conn.rollback()
-            cur = conn.cursor()
-            _apply_settings(cur)
-            prefix = ""
-            if not keep:
-                schema = f"dereg_scratch_{secrets.token_hex(6)}"
-                try:
-                    cur.execute(f"CREATE SCHEMA {_quote(schema)}")
-                except psycopg2.Error as exc:
-                    conn.rollback()
-                    raise ScratchUnavailable(
-                        f"{type(exc).__name__}: cannot create a scratch schema"
-                    ) from None
-                prefix = _quote(schema) + "."
-            for name in names:
+            first.driver_connection.rollback()
+            try:
+                prepare(first.driver_connection.cursor())
+            except psycopg2.Error as exc:
+                first.driver_connection.rollback()
+                raise ScratchUnavailable(f"{type(exc).__name__}: cannot create a scratch schema") from None
+            by_size = sorted(names, key=lambda n: -int(manifest["tables"][n].get("bytes") or 0))
+            workers += _open_extra(engine, min(JOBS, len(names)) - 1, prepare)
+
+            def load(worker, name: str) -> None:
+                conn = worker.driver_connection
+                cur = conn.cursor()
                 spec = manifest["tables"][name]
-                qualified = prefix + _quote(name)
+                schema = schemas.get(id(conn))
+                qualified = (_quote(schema) + "." if schema else "") + _quote(name)
                 cols = ", ".join(_quote(c["name"]) for c in spec["columns"])
                 feed = _Feed(chunks_of(name, spec))
                 cur.execute("SAVEPOINT dereg_table")
@@ -220,7 +329,11 @@ def restore_into_postgresql(
                         + ", ".join(f"{_quote(c['name'])} {_scratch_type(c)}" for c in spec["columns"])
                         + ")"
                     )
-                    cur.copy_expert(f"COPY {qualified} ({cols}) FROM STDIN", feed, size=READ_BLOCK)
+                    cur.copy_expert(
+                        f"COPY {qualified} ({cols}) FROM STDIN WITH (FREEZE)", feed, size=READ_BLOCK
+                    )
+                    if feed.error is not None:
+                        raise feed.error
                     hasher = _Hasher()
                     out = io.BufferedWriter(hasher, buffer_size=READ_BLOCK)
                     cur.copy_expert(f"COPY {qualified} ({cols}) TO STDOUT", out)
@@ -240,20 +353,25 @@ def restore_into_postgresql(
                 results[name] = _result(name, spec, count, digest, problems)
                 if progress:
                     progress(_line(name, results[name]))
+
+            _run_parallel(by_size, workers, load)
             if keep:
-                conn.commit()
-            else:
-                conn.rollback()
+                for w in workers:
+                    w.driver_connection.commit()
         finally:
-            try:
-                conn.rollback()
-                if schema is not None:  # never committed; dropped anyway, whatever happened above
-                    cur = conn.cursor()
-                    cur.execute(f"DROP SCHEMA IF EXISTS {_quote(schema)} CASCADE")
-                    conn.commit()
-            finally:
-                raw.close()
-        return results
+            for w in workers:
+                conn = w.driver_connection
+                try:
+                    conn.rollback()
+                    schema = schemas.get(id(conn))
+                    if schema is not None and not conn.closed:  # never committed; dropped anyway
+                        conn.cursor().execute(f"DROP SCHEMA IF EXISTS {_quote(schema)} CASCADE")
+                        conn.commit()
+                except psycopg2.Error:
+                    pass
+                finally:
+                    w.close()
+        return {n: results[n] for n in names if n in results}
     finally:
         engine.dispose()
 
