@@ -65,8 +65,11 @@ def build_drill_dag() -> DAG:
                 bucket=backup["bucket"],
                 prefix=backup["prefix"],
             )
+            from dereg.drill import scratch_url_for
+
             result = drill_one(
                 backup,
+                scratch_url=scratch_url_for(backup),
                 location=location,
                 keyring=Keyring.load(),
                 store=open_store(),

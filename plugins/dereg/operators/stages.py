@@ -19,6 +19,7 @@ from dereg.operators.connections import (
     connection_exists,
     get_connection,
     s3_location,
+    scratch_url,
     smtp_settings,
     source_engine,
 )
@@ -918,6 +919,7 @@ class RestoreVerifyOperator(ComplianceOperator):
         keyring = Keyring.load()
         location = s3_location(m.backup.conn_id, m.backup)
         backups = get_artifact(run.store, run.company_id, run.run_id, "backups")
+        conn_of = {source.id: source.conn_id for source in m.sources}
         results = {}
         for source_id, info in backups.items():
             report = restore_and_verify(
@@ -925,6 +927,7 @@ class RestoreVerifyOperator(ComplianceOperator):
                 location=location,
                 keyring=keyring,
                 store=run.store,
+                scratch_url=scratch_url(conn_of.get(source_id)),
                 progress=self._progress,
             )
             if not report.ok:
