@@ -125,7 +125,7 @@ class _Uploader:
 
         self.client, self.location, self.lock = client, location, lock
         self._pool = ThreadPoolExecutor(max_workers=self.PARALLEL, thread_name_prefix="dereg-upload")
-        self._slots = BoundedSemaphore(self.PARALLEL + 2)
+        self._slots = BoundedSemaphore(self.PARALLEL + 1)
         self._futures: list = []
         self._mutex = Lock()  # several table readers may submit at once
 
@@ -227,7 +227,8 @@ class ChunkStream(io.RawIOBase):
                     break  # a line longer than the chunk so far: wait for its end
             if self._pending is not None:
                 self._emit(self._pending, last=False)
-            self._pending = bytes(self._buffer[:cut])
+            with memoryview(self._buffer) as view:
+                self._pending = bytes(view[:cut])  # one copy, not a slice and then a copy
             del self._buffer[:cut]
         return n
 

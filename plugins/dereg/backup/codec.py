@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
-CHUNK_BYTES = 4 * 1024 * 1024
+CHUNK_BYTES = 2 * 1024 * 1024
 ZSTD_LEVEL = 1
 NONCE_BYTES = 12
 KINDS = ("int", "float", "decimal", "bool", "date", "datetime", "bytes", "str", "other")
