@@ -121,13 +121,28 @@ class _Uploader:
 
     def __init__(self, client, location: S3Location, lock: dict[str, Any]):
         from concurrent.futures import ThreadPoolExecutor
-        from threading import BoundedSemaphore, Lock
+        from threading import BoundedSemaphore, Event, Lock
 
         self.client, self.location, self.lock = client, location, lock
         self._pool = ThreadPoolExecutor(max_workers=self.PARALLEL, thread_name_prefix="dereg-upload")
         self._slots = BoundedSemaphore(self.PARALLEL + 1)
         self._futures: list = []
         self._mutex = Lock()  # several table readers may submit at once
+        self._open = Event()  # chunks wait for it: nothing is uploaded before the store is checked
+        self._open.set()
+        self._refused: BaseException | None = None
+
+    def hold(self) -> None:
+        """Queue chunks (sealing them) but upload none until `release` or `refuse`."""
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    def refuse(self, error: BaseException) -> None:
+        """The store must not be written to: queued chunks are dropped, the next submit raises."""
+        self._refused = error
+        self._open.set()
 
     def put(
         self, key: str, body: bytes, *, locked: bool = True, content_type: str = "application/octet-stream"
@@ -147,11 +162,21 @@ class _Uploader:
     def seal_later(self, key: str, data_key: bytes, plaintext: bytes, aad: bytes) -> None:
         """Compress, encrypt and upload a chunk in the background (zstd and AES-GCM release the GIL,
         so sealing overlaps the reading of the next chunk and the other uploads)."""
-        self._submit(lambda: self.put(key, seal(data_key, plaintext, aad)))
+
+        def job() -> None:
+            body = seal(data_key, plaintext, aad)
+            self._open.wait()
+            if self._refused is None:
+                self.put(key, body)
+
+        self._submit(job)
 
     def _submit(self, job) -> None:
         self._raise_failed()
         self._slots.acquire()
+        if self._refused is not None:
+            self._slots.release()
+            raise self._refused
 
         def run() -> None:
             try:
@@ -364,6 +389,7 @@ class Session:
     retention_days: int
     object_lock: bool
     uploader: _Uploader
+    context: dict[str, Any] = field(default_factory=dict)
 
     def stream(self, name: str, *, lines: bool = True) -> ChunkStream:
         return ChunkStream(
@@ -457,43 +483,18 @@ def open_session(
     retention_days: int,
     object_lock: bool,
     progress=None,
+    early: bool = False,
 ) -> Session:
-    client = location.client()
-    try:
-        ensure_bucket(client, location, object_lock)
-    except (BotoCoreError, ClientError) as exc:
-        raise _s3_error(location, exc, f"open bucket {location.bucket}") from None
-    try:
-        stale = catalog.abandon_stale(store, location, company_id, run_id, source_id)
-    except (BotoCoreError, ClientError) as exc:
-        raise _s3_error(location, exc, "clean up an earlier, interrupted backup") from None
-    if stale and progress:
-        progress(
-            f"an earlier attempt of this run died during backup {', '.join(stale)}: marked abandoned, key destroyed"
-        )
+    """A new backup session. Unless `early`, it is started at once (see `start_session`); with
+    `early`, the caller may begin reading the source into its streams first (chunks are sealed and
+    queued, none uploaded) and must call `start_session` (e.g. in a thread) before `finish`."""
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     retain_until = now + dt.timedelta(days=retention_days)
     backup_id = f"bk-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
-    manifest_key = location.key(backup_id, "manifest.json")
-    escrow_key = location.key("_escrow", f"{backup_id}.json")
-    data_key = new_data_key()
-    kek_id, wrapped = keyring.wrap_data_key(data_key)
-    wrapped_b64 = base64.b64encode(wrapped).decode("ascii")
-    catalog.start(
-        store,
-        backup_id=backup_id,
-        company_id=company_id,
-        run_id=run_id,
-        source_id=source_id,
-        bucket=location.bucket,
-        prefix=location.prefix,
-        manifest_key=manifest_key,
-        object_lock=object_lock,
-        kek_id=kek_id,
-        wrapped_key=wrapped_b64,
-    )
+    client = location.client()
     lock = {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": retain_until} if object_lock else {}
     uploader = _Uploader(client, location, lock)
+    uploader.hold()
     session = Session(
         client=client,
         location=location,
@@ -501,28 +502,78 @@ def open_session(
         backup_id=backup_id,
         created_at=now,
         retain_until=retain_until,
-        manifest_key=manifest_key,
-        escrow_key=escrow_key,
-        data_key=data_key,
-        kek_id=kek_id,
+        manifest_key=location.key(backup_id, "manifest.json"),
+        escrow_key=location.key("_escrow", f"{backup_id}.json"),
+        data_key=new_data_key(),
+        kek_id="",
         retention_days=retention_days,
         object_lock=object_lock,
         uploader=uploader,
+        context=dict(company_id=company_id, run_id=run_id, source_id=source_id, keyring=keyring),
     )
+    if not early:
+        try:
+            start_session(session, progress=progress)
+        except BaseException:
+            uploader.close()
+            raise
+    return session
+
+
+def start_session(session: Session, *, progress=None) -> None:
+    """Check the bucket (refusing one without Object Lock when asked), abandon a stale attempt of
+    the same run, record the backup as started with its wrapped key, write the escrow copy; then
+    let the queued chunks go. On failure nothing of this backup is uploaded."""
+    ctx, location, store, uploader = session.context, session.location, session.store, session.uploader
+    started = False
     try:
+        try:
+            ensure_bucket(session.client, location, session.object_lock)
+        except (BotoCoreError, ClientError) as exc:
+            raise _s3_error(location, exc, f"open bucket {location.bucket}") from None
+        try:
+            stale = catalog.abandon_stale(store, location, ctx["company_id"], ctx["run_id"], ctx["source_id"])
+        except (BotoCoreError, ClientError) as exc:
+            raise _s3_error(location, exc, "clean up an earlier, interrupted backup") from None
+        if stale and progress:
+            progress(
+                f"an earlier attempt of this run died during backup {', '.join(stale)}: marked abandoned, "
+                "key destroyed"
+            )
+        session.kek_id, wrapped = ctx["keyring"].wrap_data_key(session.data_key)
+        wrapped_b64 = base64.b64encode(wrapped).decode("ascii")
+        catalog.start(
+            store,
+            backup_id=session.backup_id,
+            company_id=ctx["company_id"],
+            run_id=ctx["run_id"],
+            source_id=ctx["source_id"],
+            bucket=location.bucket,
+            prefix=location.prefix,
+            manifest_key=session.manifest_key,
+            object_lock=session.object_lock,
+            kek_id=session.kek_id,
+            wrapped_key=wrapped_b64,
+        )
+        started = True
         # the escrow copy of the wrapped key: a separate prefix, never locked, so it can be destroyed
         escrow = {
-            "backup_id": backup_id,
-            "kek_id": kek_id,
+            "backup_id": session.backup_id,
+            "kek_id": session.kek_id,
             "wrapped_key": wrapped_b64,
             "wrap": "AES-KW (RFC 3394)",
         }
-        uploader.put(escrow_key, json.dumps(escrow).encode(), locked=False, content_type="application/json")
+        uploader.put(
+            session.escrow_key, json.dumps(escrow).encode(), locked=False, content_type="application/json"
+        )
     except BaseException as exc:
-        catalog.fail(store, backup_id, str(exc) if isinstance(exc, DeregError) else type(exc).__name__)
-        uploader.close()
+        uploader.refuse(exc)
+        if started:
+            catalog.fail(
+                store, session.backup_id, str(exc) if isinstance(exc, DeregError) else type(exc).__name__
+            )
         raise
-    return session
+    uploader.release()
 
 
 def create_backup(
@@ -547,6 +598,7 @@ def create_backup(
     reused = reuse_complete(store, company_id, run_id, source_id, progress)
     if reused is not None:
         return reused
+    early = engine.dialect.name == "postgresql"
     session = open_session(
         company_id=company_id,
         run_id=run_id,
@@ -557,19 +609,34 @@ def create_backup(
         retention_days=retention_days,
         object_lock=object_lock,
         progress=progress,
+        early=early,
     )
     backup_id = session.backup_id
     current = ["(none yet)"]
     try:
-        ordered = _ordered_tables(engine, tables)
         extra: dict[str, Any] = {}
-        if engine.dialect.name == "postgresql":
+        if early:
+            # the store is checked and the backup recorded while the source is already being read
+            # (its chunks are sealed and queued, none uploaded before that check passed)
+            from concurrent.futures import ThreadPoolExecutor
+
             from dereg.backup import pgcopy
 
-            described, extra = pgcopy.dump_tables(
-                engine, ordered, session, current=current, progress=progress
-            )
+            starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dereg-start")
+            starting = starter.submit(start_session, session, progress=progress)
+            starter.shutdown(wait=False)
+            try:
+                ordered = _ordered_tables(engine, tables)
+                described, extra = pgcopy.dump_tables(
+                    engine, ordered, session, current=current, progress=progress
+                )
+            except BaseException:
+                if starting.exception() is not None:
+                    raise starting.exception() from None  # the store's refusal explains the rest
+                raise
+            starting.result()
         else:
+            ordered = _ordered_tables(engine, tables)
             described = {}
             for table in ordered:
                 current[0] = table.name

@@ -279,3 +279,15 @@ def test_a_version_1_backup_still_restores(location, keyring, store, s3_client):
     report = restore_and_verify(backup_id, location=location, keyring=keyring, store=store)
     assert not report.ok and "fails authentication" in report.problems[0]
     assert catalog.get(store, backup_id) is None  # from the off-site store alone
+
+
+def test_reading_starts_before_the_store_is_checked_but_a_refused_bucket_gets_nothing(
+    pg_url, awkward_pg, take_backup, store, s3_client, bucket_name
+):
+    from dereg.errors import BackupError
+
+    s3_client.create_bucket(Bucket=bucket_name)  # no Object Lock
+    with pytest.raises(BackupError, match="has no Object Lock"):
+        take_backup(pg_url, object_lock=True)
+    assert s3_client.list_objects_v2(Bucket=bucket_name).get("KeyCount", 0) == 0
+    assert catalog.list_backups(store, status=None) == []
