@@ -65,7 +65,9 @@ def _quote(name: str) -> str:
 
 
 def _columns(cur, qualified: str) -> tuple[str, int, list[dict[str, Any]]]:
-    cur.execute("SELECT relkind, relpages FROM pg_class WHERE oid = %s::regclass", (qualified,))
+    cur.execute(
+        "SELECT relkind, pg_total_relation_size(oid) FROM pg_class WHERE oid = %s::regclass", (qualified,)
+    )
     relkind, pages = cur.fetchone()
     cur.execute(
         "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
