@@ -4,11 +4,13 @@ The database is the demo school at scale (`benchmarks/pgdata.py`, 200,000 studen
 attendance rows by default); both sides write to one local SeaweedFS S3 gateway started for the
 run. Timed side by side:
 
-- backup: `create_backup` (streamed rows, zstd, AES-256-GCM chunks, Object Lock, catalog) against
+- backup: `dereg backup` (PostgreSQL COPY text streamed on two connections sharing one snapshot,
+  zstd, AES-256-GCM chunks sealed and uploaded by four threads, Object Lock, catalog) against
   `pg_dump --format=plain | restic backup --stdin` into a restic repository in the same store;
-- restore: `restore_and_verify` (every chunk decrypted, rows written into a scratch SQLite file and
-  read back, row counts and content hashes compared with the manifest) against
-  `restic dump latest | psql` into an empty database plus a row count of every table.
+- restore: `dereg restore --verify --scratch-url <the source's server>` (every chunk decrypted,
+  loaded with COPY FROM into a scratch schema, read back with COPY TO, row counts and content
+  hashes compared with the manifest, schema dropped) against `restic dump latest | psql` into an
+  empty database plus a row count of every table.
 
 Each backup runs in its own process under GNU time, so peak memory (RSS) is measured too, at a
 tenth and at all of the students: flat means it does not grow with the database.

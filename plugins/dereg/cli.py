@@ -168,9 +168,9 @@ def _backup(args) -> int:
     from dereg.backup.archive import create_backup
     from dereg.classify.scan import display_url
     from dereg.evidence.store import open_store
-    from dereg.keys import Keyring
+    from dereg.keys_kms import backup_key_provider
 
-    keyring = Keyring.load()
+    keyring = backup_key_provider()
     location = _s3_location(args.to)
     engine = sa.create_engine(args.source_url, hide_parameters=True)
     source_id = (engine.url.database or "source").rsplit("/", 1)[-1].split(".")[0] or "source"
@@ -207,14 +207,14 @@ def _restore(args) -> int:
 
     from dereg.backup.restore import restore_and_verify
     from dereg.evidence.store import open_store
-    from dereg.keys import Keyring
+    from dereg.keys_kms import backup_key_provider
 
     if not args.verify:
         raise DeregError("restore always verifies what it restores; pass --verify to say you expect that")
     report = restore_and_verify(
         args.backup_id,
         location=_s3_location(getattr(args, "from")),
-        keyring=Keyring.load(),
+        keyring=backup_key_provider(),
         store=open_store(),
         into_url=args.into,
         scratch_url=None if args.into else (args.scratch_url or os.environ.get("DEREG_SCRATCH_PG_URL")),

@@ -561,7 +561,7 @@ def start_session(session: Session, *, progress=None) -> None:
             "backup_id": session.backup_id,
             "kek_id": session.kek_id,
             "wrapped_key": wrapped_b64,
-            "wrap": "AES-KW (RFC 3394)",
+            "wrap": getattr(ctx["keyring"], "wrap_name", "AES-KW (RFC 3394)"),
         }
         uploader.put(
             session.escrow_key, json.dumps(escrow).encode(), locked=False, content_type="application/json"

@@ -1,18 +1,19 @@
 """The PostgreSQL fast path (format version 2, table encoding `pg-copy-text`).
 
-Backup: every table is read by the server itself with `COPY ... TO STDOUT` (text format), all in one
-REPEATABLE READ, READ ONLY transaction (one snapshot, like pg_dump), with the session settings that
-fix how values are written out (`SETTINGS`). The stream goes through a C-level buffer into the
-chunk stream (hashed, cut at line ends, sealed and uploaded in the background), so Python sees a
-few large writes instead of one call per row, and memory stays flat.
+Backup: every table is read by the server itself with `COPY ... TO STDOUT` (text format), in one
+REPEATABLE READ, READ ONLY snapshot (like pg_dump; with JOBS connections, the others import it via
+`pg_export_snapshot`), under the session settings that fix how values are written out
+(`SETTINGS`). The stream goes through a C-level buffer into the chunk stream (hashed, cut at line
+ends, sealed and uploaded in the background), so Python sees a few large writes instead of one
+call per row, and memory stays flat.
 
 Restore: the chunks are fetched and opened ahead by a pool of threads and fed to
 `COPY ... FROM STDIN` into a scratch schema (or a kept target), then the restored table is read back
 with `COPY ... TO STDOUT` under the same settings and hashed: the hash and the line count must equal
-the manifest's. The scratch schema lives inside one transaction that is rolled back (and the schema
-dropped besides), so it disappears also when the restore fails or the process dies. Without a
-PostgreSQL server the rows go into scratch SQLite: each field is unescaped, stored, read back and
-written out again in the same text format, so the same hash is checked.
+the manifest's. Each connection's scratch schema lives inside a transaction that is rolled back
+(and the schema dropped besides), so it disappears also when the restore fails or the process
+dies. Without a usable PostgreSQL server the rows go into scratch SQLite: each field is unescaped,
+stored, read back and written out again in the same text format, so the same hash is checked.
 """
 
 from __future__ import annotations

@@ -805,10 +805,10 @@ class BackupOperator(ComplianceOperator):
 
     def act(self, run: RunContext, context) -> dict:
         from dereg.backup.archive import create_backup
-        from dereg.keys import Keyring
+        from dereg.keys_kms import backup_key_provider
 
         m = run.manifest
-        keyring = Keyring.load()
+        keyring = backup_key_provider()
         location = s3_location(m.backup.conn_id, m.backup)
         backups = {}
         for source in m.sources:
@@ -913,10 +913,10 @@ class RestoreVerifyOperator(ComplianceOperator):
 
     def act(self, run: RunContext, context) -> dict:
         from dereg.backup.restore import restore_and_verify
-        from dereg.keys import Keyring
+        from dereg.keys_kms import backup_key_provider
 
         m = run.manifest
-        keyring = Keyring.load()
+        keyring = backup_key_provider()
         location = s3_location(m.backup.conn_id, m.backup)
         backups = get_artifact(run.store, run.company_id, run.run_id, "backups")
         conn_of = {source.id: source.conn_id for source in m.sources}
