@@ -291,3 +291,12 @@ def test_reading_starts_before_the_store_is_checked_but_a_refused_bucket_gets_no
         take_backup(pg_url, object_lock=True)
     assert s3_client.list_objects_v2(Bucket=bucket_name).get("KeyCount", 0) == 0
     assert catalog.list_backups(store, status=None) == []
+
+
+def test_the_scratch_server_comes_from_the_environment_first(monkeypatch, pg_url):
+    from dereg.operators.connections import scratch_url
+
+    monkeypatch.setenv("DEREG_SCRATCH_PG_URL", pg_url)
+    assert scratch_url("any_source_conn") == pg_url and scratch_url(None) == pg_url
+    monkeypatch.delenv("DEREG_SCRATCH_PG_URL")
+    assert scratch_url(None) is None  # no source connection known: scratch SQLite
