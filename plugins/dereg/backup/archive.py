@@ -491,7 +491,7 @@ def open_session(
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     retain_until = now + dt.timedelta(days=retention_days)
     backup_id = f"bk-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
-    client = location.client()
+    client = None if early else location.client()  # early: made by start_session, off the reading thread
     lock = {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": retain_until} if object_lock else {}
     uploader = _Uploader(client, location, lock)
     uploader.hold()
@@ -527,6 +527,8 @@ def start_session(session: Session, *, progress=None) -> None:
     ctx, location, store, uploader = session.context, session.location, session.store, session.uploader
     started = False
     try:
+        if session.client is None:
+            session.client = uploader.client = location.client()
         try:
             ensure_bucket(session.client, location, session.object_lock)
         except (BotoCoreError, ClientError) as exc:
