@@ -1,8 +1,11 @@
 """Write an encrypted backup of one SQL source to an S3-compatible store, under Object Lock.
 
-Rows are streamed table by table (memory does not grow with table size), serialised, compressed,
-encrypted in chunks under a fresh data key, and uploaded; the manifest (row counts, plaintext
-hashes, schema, key id) goes last. The backup is recorded as complete in the catalog only after
+Rows are streamed table by table (memory does not grow with table size): PostgreSQL tables as the
+server's COPY text (pgcopy.py, format version 2), other sources as JSON lines through SQLAlchemy.
+The plaintext is hashed, cut into chunks, compressed and encrypted under a fresh data key and
+uploaded by a pool of threads while reading goes on; the manifest (row counts, plaintext hashes,
+schema, key id) goes last. `open_session`/`start_session`/`Session.finish` are shared with object
+backups (objects.py). The backup is recorded as complete in the catalog only after
 every object is uploaded and its lock has been read back. Format: docs/backup-format.md.
 """
 
