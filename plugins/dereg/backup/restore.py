@@ -244,6 +244,13 @@ def restore_and_verify(
         if copy_tables and pg_target is not None:
             from dereg.backup import pgcopy
 
+            if progress:
+                where = sa.make_url(pg_target)
+                progress(
+                    f"restore {backup_id}: into {'a scratch schema on ' if into_url is None else ''}PostgreSQL "
+                    f"{where.host or 'localhost'}:{where.port or 5432}/{where.database or ''}"
+                )
+
             try:
                 report.tables.update(
                     pgcopy.restore_into_postgresql(
