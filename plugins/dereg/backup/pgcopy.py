@@ -170,9 +170,18 @@ def dump_tables(
             qualified = (_quote(table.schema) + "." if table.schema else "") + _quote(table.name)
             relkind, pages, columns = _columns(cur, qualified)
             plans.append((table, qualified, relkind, pages, columns))
+        snapshot = None
         if JOBS > 1 and len(plans) > 1:
-            cur.execute("SELECT pg_export_snapshot()")
-            snapshot = cur.fetchone()[0]
+            import psycopg2
+
+            try:
+                cur.execute("SELECT pg_export_snapshot()")
+                snapshot = cur.fetchone()[0]
+            except psycopg2.Error:  # a server that cannot share snapshots: one connection, a fresh one
+                conn.rollback()
+                cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                _apply_settings(cur)
+        if snapshot is not None:
 
             def join_snapshot(c) -> None:
                 c.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
