@@ -40,7 +40,7 @@ def kms_endpoint():
                 time.sleep(0.2)
         yield endpoint
     finally:
-        proc.terminate()
+        proc.kill()  # our own moto_server; it ignores SIGTERM for seconds
         proc.wait(timeout=10)
 
 
@@ -59,7 +59,7 @@ def kms_key(kms_endpoint) -> str:
     return _kms(kms_endpoint).create_key(Description="dereg test")["KeyMetadata"]["Arn"]
 
 
-def test_a_backup_wrapped_by_kms_restores_and_a_disabled_key_is_refused(
+def test_a_backup_wrapped_by_kms_restores_and_other_keys_or_altered_wraps_are_refused(
     sqlite_url, planted, take_backup, location, store, s3_client, bucket_name, kms_endpoint, kms_key, keyring
 ):
     provider = KmsKeyProvider(kms_key, client=_kms(kms_endpoint))
