@@ -4,11 +4,13 @@ The database is the demo school at scale (`benchmarks/pgdata.py`, 200,000 studen
 attendance rows by default); both sides write to one local SeaweedFS S3 gateway started for the
 run. Timed side by side:
 
-- backup: `create_backup` (streamed rows, zstd, AES-256-GCM chunks, Object Lock, catalog) against
+- backup: `dereg backup` (PostgreSQL COPY text streamed on two connections sharing one snapshot,
+  zstd, AES-256-GCM chunks sealed and uploaded by four threads, Object Lock, catalog) against
   `pg_dump --format=plain | restic backup --stdin` into a restic repository in the same store;
-- restore: `restore_and_verify` (every chunk decrypted, rows written into a scratch SQLite file and
-  read back, row counts and content hashes compared with the manifest) against
-  `restic dump latest | psql` into an empty database plus a row count of every table.
+- restore: `dereg restore --verify --scratch-url <the source's server>` (every chunk decrypted,
+  loaded with COPY FROM into a scratch schema, read back with COPY TO, row counts and content
+  hashes compared with the manifest, schema dropped) against `restic dump latest | psql` into an
+  empty database plus a row count of every table.
 
 Each backup runs in its own process under GNU time, so peak memory (RSS) is measured too, at a
 tenth and at all of the students: flat means it does not grow with the database.
@@ -55,13 +57,6 @@ def _timed(cmd: list[str] | str, env: dict, shell: bool = False) -> tuple[float,
             )
         peak = int(Path(report.name).read_text().strip().splitlines()[-1])
     return seconds, peak, done.stdout
-
-
-def _ours_backup_child(url: str, to: str) -> int:
-    """In a child process: one backup with the keyring and store of the environment; prints its id."""
-    from dereg.cli import main
-
-    return main(["backup", url, "--to", to, "--company", "bench", "--retention-days", "1"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,9 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         results = {}
         for students in sorted({max(args.students // 10, 1000), args.students}):
             url = (
-                args.url  # the default database holds 200,000 students; other sizes get their own
+                args.url  # the given database holds 200,000 students; other sizes get their own
                 if students == 200_000
-                else args.url.rsplit("/", 1)[0] + f"/dereg_bench_{students}"
+                else args.url.rsplit("/", 1)[0] + f"/{sa.make_url(args.url).database}_{students}"
             )
             counts = ensure(url, students)
             database = sa.make_url(url).database
@@ -134,10 +129,15 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.rounds):
                 seconds, peak, out = _timed(
                     [
-                        sys.executable,
-                        "-c",
-                        f"import sys; from benchmarks.backup import _ours_backup_child; "
-                        f"sys.exit(_ours_backup_child({url!r}, 's3://bench-dereg/{database}'))",
+                        str(Path(sys.executable).with_name("dereg")),
+                        "backup",
+                        url,
+                        "--to",
+                        f"s3://bench-dereg/{database}",
+                        "--company",
+                        "bench",
+                        "--retention-days",
+                        "1",
                     ],
                     env,
                 )
@@ -151,13 +151,13 @@ def main(argv: list[str] | None = None) -> int:
                 best["restic backup"] = min(best.get("restic backup", (1e9, 0)), (seconds, peak))
                 seconds, peak, out = _timed(
                     [
-                        sys.executable,
-                        "-m",
-                        "dereg.cli",
+                        str(Path(sys.executable).with_name("dereg")),  # the console entry, as a user runs it
                         "restore",
                         backup_id,
                         "--from",
                         f"s3://bench-dereg/{database}",
+                        "--scratch-url",  # the default of the restore_verify stage: the source's server
+                        url,
                         "--verify",
                     ],
                     env,

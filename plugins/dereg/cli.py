@@ -7,7 +7,7 @@
     dereg scan SOURCE_URL [--full] [--json PATH] [--html PATH] [--sample-size N]
                [--subject-table T] [--closure-date YYYY-MM-DD]
     dereg backup SOURCE_URL --to s3://BUCKET/PREFIX [--company ID] [--retention-days N] [--no-object-lock]
-    dereg restore BACKUP_ID --from s3://BUCKET/PREFIX [--into TARGET_URL] --verify
+    dereg restore BACKUP_ID --from s3://BUCKET/PREFIX [--into TARGET_URL | --scratch-url PG_URL] --verify
     dereg catalog rebuild --from s3://BUCKET/PREFIX
     dereg shred BACKUP_ID --from s3://BUCKET/PREFIX --yes
     dereg answers import FILE.csv --company ID --run RUN_ID
@@ -168,9 +168,9 @@ def _backup(args) -> int:
     from dereg.backup.archive import create_backup
     from dereg.classify.scan import display_url
     from dereg.evidence.store import open_store
-    from dereg.keys import Keyring
+    from dereg.keys_kms import backup_key_provider
 
-    keyring = Keyring.load()
+    keyring = backup_key_provider()
     location = _s3_location(args.to)
     engine = sa.create_engine(args.source_url, hide_parameters=True)
     source_id = (engine.url.database or "source").rsplit("/", 1)[-1].split(".")[0] or "source"
@@ -203,18 +203,21 @@ def _backup(args) -> int:
 
 @command("restore")
 def _restore(args) -> int:
+    import os
+
     from dereg.backup.restore import restore_and_verify
     from dereg.evidence.store import open_store
-    from dereg.keys import Keyring
+    from dereg.keys_kms import backup_key_provider
 
     if not args.verify:
         raise DeregError("restore always verifies what it restores; pass --verify to say you expect that")
     report = restore_and_verify(
         args.backup_id,
         location=_s3_location(getattr(args, "from")),
-        keyring=Keyring.load(),
+        keyring=backup_key_provider(),
         store=open_store(),
         into_url=args.into,
+        scratch_url=None if args.into else (args.scratch_url or os.environ.get("DEREG_SCRATCH_PG_URL")),
         progress=lambda line: print(line, file=sys.stderr),
     )
     for table, result in sorted(report.tables.items()):
@@ -538,14 +541,20 @@ def build_parser() -> argparse.ArgumentParser:
     restore = sub.add_parser(
         "restore",
         help="restore a backup and verify it (exit 1 on any mismatch)",
-        description="Restore BACKUP_ID from s3://BUCKET/PREFIX into TARGET_URL (default: a scratch SQLite file, "
-        "removed afterwards) and compare every table's row count and content hash with the backup's manifest. "
+        description="Restore BACKUP_ID from s3://BUCKET/PREFIX into TARGET_URL (default: a scratch copy, removed "
+        "afterwards: a scratch schema on --scratch-url for a PostgreSQL backup, else a SQLite file) and compare every table's row count and content hash with the backup's manifest. "
         "Works from the off-site store alone when the compliance store does not know the backup.",
     )
     restore.add_argument("backup_id", metavar="BACKUP_ID")
     restore.add_argument("--from", required=True, metavar="s3://BUCKET/PREFIX")
     restore.add_argument(
-        "--into", metavar="TARGET_URL", help="database to restore into (default: scratch SQLite)"
+        "--into", metavar="TARGET_URL", help="database to restore into and keep (default: a scratch copy)"
+    )
+    restore.add_argument(
+        "--scratch-url",
+        metavar="PG_URL",
+        help="PostgreSQL server for the scratch copy of a PostgreSQL backup: a new schema, dropped afterwards "
+        "(default: $DEREG_SCRATCH_PG_URL; without either, or when that server cannot be used, scratch SQLite)",
     )
     restore.add_argument(
         "--verify", action="store_true", help="compare counts and content hashes (always done)"

@@ -47,3 +47,9 @@ def keyring_path() -> Path:
 def output_dir() -> Path:
     """Where reports and certificates are written (`DEREG_OUTPUT_DIR`, default `.state/output`)."""
     return Path(os.environ.get("DEREG_OUTPUT_DIR", state_dir() / "output")).resolve()
+
+
+def scratch_pg_url() -> str | None:
+    """A PostgreSQL server for restore scratch schemas (DEREG_SCRATCH_PG_URL); None: each
+    PostgreSQL backup is restored on its source's own server, else into scratch SQLite."""
+    return os.environ.get("DEREG_SCRATCH_PG_URL") or None

@@ -2,8 +2,9 @@
 
 A backup that was never restored is a hope. The `recovery_drill` DAG runs on the first day of
 January, April, July and October: `retained_backups` lists the complete backups of the catalog
-still under retention, one mapped `drill` task restores each into a scratch SQLite file (removed
-afterwards) and compares row counts and content hashes with the backup's manifest, and
+still under retention, one mapped `drill` task restores each into a scratch copy (a PostgreSQL
+backup into a scratch schema on DEREG_SCRATCH_PG_URL or its source's own server, anything else, or
+when that server cannot be used, into a scratch SQLite file; removed afterwards) and compares row counts and content hashes with the backup's manifest, and
 `drill_report` publishes the results and e-mails the operations address of each company whose
 drill failed. Every drill writes its time to restore and its result to the ledger (stage
 `recovery_drill`, the company's id, the drill run's id), so an auditor sees the drills beside the
@@ -52,8 +53,41 @@ def retained_backups(store, now: dt.datetime | None = None) -> list[dict[str, An
     return found
 
 
-def drill_one(backup: dict[str, Any], *, location, keyring, store, drill_run_id: str, progress=None) -> dict:
-    """Restore one backup into a scratch database and verify it; the result goes to the ledger."""
+def scratch_url_for(backup: dict[str, Any]) -> str | None:
+    """The PostgreSQL server a drill restores a PostgreSQL backup on: DEREG_SCRATCH_PG_URL, else
+    the source's own server (from the company manifest's connection), else None (scratch SQLite)."""
+    from dereg.errors import ManifestError
+    from dereg.manifest import load_manifest, manifest_paths
+
+    if config.scratch_pg_url():
+        return config.scratch_pg_url()
+    for path in manifest_paths():
+        try:
+            m = load_manifest(path)
+        except ManifestError:
+            continue
+        if m.company_id != backup["company_id"]:
+            continue
+        for source in m.sources:
+            if source.id == backup["source_id"]:
+                from dereg.operators.connections import scratch_url
+
+                return scratch_url(source.conn_id)
+    return None
+
+
+def drill_one(
+    backup: dict[str, Any],
+    *,
+    location,
+    keyring,
+    store,
+    drill_run_id: str,
+    progress=None,
+    scratch_url: str | None = None,
+) -> dict:
+    """Restore one backup into a scratch database and verify it; the result goes to the ledger.
+    `scratch_url`: a PostgreSQL server for a PostgreSQL backup's scratch schema (else scratch SQLite)."""
     from dereg.backup.restore import restore_and_verify
     from dereg.errors import DeregError
     from dereg.evidence.ledger import Ledger
@@ -63,7 +97,12 @@ def drill_one(backup: dict[str, Any], *, location, keyring, store, drill_run_id:
     result: dict[str, Any] = {"backup_id": backup["backup_id"], "company_id": backup["company_id"]}
     try:
         report = restore_and_verify(
-            backup["backup_id"], location=location, keyring=keyring, store=store, progress=progress
+            backup["backup_id"],
+            location=location,
+            keyring=keyring,
+            store=store,
+            scratch_url=scratch_url,
+            progress=progress,
         )
         result.update(
             ok=report.ok,

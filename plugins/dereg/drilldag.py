@@ -52,7 +52,7 @@ def build_drill_dag() -> DAG:
             from dereg.drill import drill_one
             from dereg.errors import RestoreMismatch
             from dereg.evidence.store import open_store
-            from dereg.keys import Keyring
+            from dereg.keys_kms import backup_key_provider
             from dereg.operators.connections import get_connection
 
             conn = get_connection(context["params"]["s3_conn_id"])
@@ -65,10 +65,13 @@ def build_drill_dag() -> DAG:
                 bucket=backup["bucket"],
                 prefix=backup["prefix"],
             )
+            from dereg.drill import scratch_url_for
+
             result = drill_one(
                 backup,
+                scratch_url=scratch_url_for(backup),
                 location=location,
-                keyring=Keyring.load(),
+                keyring=backup_key_provider(),
                 store=open_store(),
                 drill_run_id=context["run_id"],
                 progress=print,

@@ -2,8 +2,9 @@
 and the pseudonymisation key.
 
 Data keys are generated fresh per backup and only ever stored wrapped (AES key wrap, RFC 3394) by
-a key-encryption key (KEK) from here. A KMS-backed provider implements the same three methods
-(`wrap_data_key`, `unwrap_data_key`, `active_kek_id`).
+a key-encryption key (KEK) from here. The KMS-backed provider (`dereg.keys_kms`, chosen by
+`DEREG_KMS_KEY_ID`) implements the same three methods (`wrap_data_key`, `unwrap_data_key`,
+`active_kek_id`).
 
 File layout (JSON, mode 0600)::
 

@@ -21,11 +21,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_drill_restores_every_retained_backup_and_reports_failures(
-    tmp_path, seaweed, s3_client, bucket_name, smtp_sink
+    tmp_path, seaweed, s3_client, bucket_name, smtp_sink, pg_url
 ):
+    """The source is PostgreSQL and its connection is known: each drill restores into a scratch
+    schema on the source's own server, which is gone afterwards, also for the corrupted backup."""
     import sqlalchemy as sa
 
-    source = f"sqlite:///{tmp_path / 'source.db'}"
+    source = pg_url
     planted = make_small_source(source)
     keyring = Keyring.create(tmp_path / "keyring.json")
     store_url = f"sqlite:///{tmp_path / 'compliance.db'}"
@@ -68,6 +70,15 @@ def test_drill_restores_every_retained_backup_and_reports_failures(
         "DEREG_KEYRING": str(tmp_path / "keyring.json"),
         "DEREG_OUTPUT_DIR": str(tmp_path / "output"),
         "DEREG_COMPANIES_DIR": str(companies),
+        "AIRFLOW_CONN_DEMO_ACADEMY_DB": json.dumps(
+            {
+                "conn_type": "postgres",
+                "host": "127.0.0.1",
+                "port": 5432,
+                "login": "postgres",
+                "schema": sa.make_url(pg_url).database,
+            }
+        ),
         "AIRFLOW_CONN_DEREG_OFFSITE": json.dumps(
             {
                 "conn_type": "aws",
@@ -115,4 +126,14 @@ def test_drill_restores_every_retained_backup_and_reports_failures(
     assert messages[0]["To"] == "ops@demo-academy.example" and "FAILED" in messages[0]["Subject"]
     assert bad.backup_id in messages[0].get_content()
     assert not [v for v in planted if v in log]
+    # the scratch schema on the source's own server was used, and is gone
+    assert f"into a scratch schema on PostgreSQL 127.0.0.1:5432/{sa.make_url(pg_url).database}" in log
+    assert "scratch SQLite instead" not in log
+    check = sa.create_engine(pg_url)
+    with check.connect() as conn:
+        leftovers = conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_namespace WHERE starts_with(nspname, 'dereg_scratch_')"
+        ).scalar()
+    check.dispose()
+    assert leftovers == 0
     store.dispose()

@@ -1,8 +1,11 @@
 """Write an encrypted backup of one SQL source to an S3-compatible store, under Object Lock.
 
-Rows are streamed table by table (memory does not grow with table size), serialised, compressed,
-encrypted in chunks under a fresh data key, and uploaded; the manifest (row counts, plaintext
-hashes, schema, key id) goes last. The backup is recorded as complete in the catalog only after
+Rows are streamed table by table (memory does not grow with table size): PostgreSQL tables as the
+server's COPY text (pgcopy.py, format version 2), other sources as JSON lines through SQLAlchemy.
+The plaintext is hashed, cut into chunks, compressed and encrypted under a fresh data key and
+uploaded by a pool of threads while reading goes on; the manifest (row counts, plaintext hashes,
+schema, key id) goes last. `open_session`/`start_session`/`Session.finish` are shared with object
+backups (objects.py). The backup is recorded as complete in the catalog only after
 every object is uploaded and its lock has been read back. Format: docs/backup-format.md.
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import io
 import json
 import secrets
 from collections.abc import Callable
@@ -22,13 +26,22 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy.engine import Engine
 
 from dereg.backup import catalog
-from dereg.backup.codec import CHUNK_BYTES, FORMAT_VERSION, associated_data, encode_row, kind_of, seal
+from dereg.backup.codec import (
+    CHUNK_BYTES,
+    FORMAT_VERSION,
+    NONCE_BYTES,
+    associated_data,
+    encode_row,
+    kind_of,
+    seal,
+)
 from dereg.backup.s3 import S3Location
 from dereg.errors import BackupError, DeregError
 from dereg.keys import new_data_key
 from dereg.redact import redact
 
 STREAM_BATCH = 2000
+JSON_ROWS = "json-rows"
 
 
 @dataclass
@@ -103,19 +116,36 @@ def _ordered_tables(engine: Engine, only: list[str] | None) -> list[sa.Table]:
 
 
 class _Uploader:
-    """Puts objects into the backup's location; chunks go up in parallel (a bounded number in
-    flight, so memory stays flat), and `drain` waits for them before the manifest is written."""
+    """Puts objects into the backup's location; chunks are sealed (zstd, AES-256-GCM) and uploaded by
+    a pool of threads (a bounded number in flight, so memory stays flat) while the reader goes on,
+    and `drain` waits for them before the manifest is written."""
 
     PARALLEL = 4
 
     def __init__(self, client, location: S3Location, lock: dict[str, Any]):
         from concurrent.futures import ThreadPoolExecutor
-        from threading import BoundedSemaphore
+        from threading import BoundedSemaphore, Event, Lock
 
         self.client, self.location, self.lock = client, location, lock
         self._pool = ThreadPoolExecutor(max_workers=self.PARALLEL, thread_name_prefix="dereg-upload")
-        self._slots = BoundedSemaphore(self.PARALLEL * 2)
+        self._slots = BoundedSemaphore(self.PARALLEL + 1)
         self._futures: list = []
+        self._mutex = Lock()  # several table readers may submit at once
+        self._open = Event()  # chunks wait for it: nothing is uploaded before the store is checked
+        self._open.set()
+        self._refused: BaseException | None = None
+
+    def hold(self) -> None:
+        """Queue chunks (sealing them) but upload none until `release` or `refuse`."""
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    def refuse(self, error: BaseException) -> None:
+        """The store must not be written to: queued chunks are dropped, the next submit raises."""
+        self._refused = error
+        self._open.set()
 
     def put(
         self, key: str, body: bytes, *, locked: bool = True, content_type: str = "application/octet-stream"
@@ -130,31 +160,151 @@ class _Uploader:
 
     def put_later(self, key: str, body: bytes) -> None:
         """Upload a locked chunk in the background; an error surfaces at the next call or at `drain`."""
+        self._submit(lambda: self.put(key, body))
+
+    def seal_later(self, key: str, data_key: bytes, plaintext: bytes, aad: bytes) -> None:
+        """Compress, encrypt and upload a chunk in the background (zstd and AES-GCM release the GIL,
+        so sealing overlaps the reading of the next chunk and the other uploads)."""
+
+        def job() -> None:
+            body = seal(data_key, plaintext, aad)
+            self._open.wait()
+            if self._refused is None:
+                self.put(key, body)
+
+        self._submit(job)
+
+    def _submit(self, job) -> None:
         self._raise_failed()
         self._slots.acquire()
+        if self._refused is not None:
+            self._slots.release()
+            raise self._refused
 
         def run() -> None:
             try:
-                self.put(key, body)
+                job()
             finally:
                 self._slots.release()
 
-        self._futures.append(self._pool.submit(run))
+        with self._mutex:
+            self._futures.append(self._pool.submit(run))
 
     def _raise_failed(self) -> None:
-        done = [f for f in self._futures if f.done()]
+        with self._mutex:
+            done = [f for f in self._futures if f.done()]
+            self._futures = [f for f in self._futures if not f.done()]
         for f in done:
             f.result()  # re-raises the upload's error
-        self._futures = [f for f in self._futures if not f.done()]
 
     def drain(self) -> None:
         """Wait until every chunk is stored; raise the first error."""
-        for f in self._futures:
+        with self._mutex:
+            futures, self._futures = self._futures, []
+        for f in futures:
             f.result()
-        self._futures = []
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class ChunkStream(io.RawIOBase):
+    """One table's (or stream's) plaintext: bytes in, hashed and counted, cut into chunks of about
+    `chunk_bytes` that end at a line end when `lines` (the table encodings are line-based), each
+    sealed and uploaded in the background. The last chunk is flagged, so one chunk is held back
+    until the next one (or the end) is known. Memory: one chunk being filled, one held back, and
+    the uploader's bounded queue."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        backup_id: str,
+        data_key: bytes,
+        uploader: _Uploader,
+        location: S3Location,
+        chunk_bytes: int,
+        lines: bool = True,
+    ):
+        super().__init__()
+        self.name, self.backup_id, self.data_key = name, backup_id, data_key
+        self.uploader, self.location, self.chunk_bytes, self.lines = uploader, location, chunk_bytes, lines
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self.newlines = 0
+        self.chunks: list[str] = []
+        self._buffer = bytearray()
+        self._pending: bytes | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        n = len(data)
+        self.digest.update(data)
+        self.size += n
+        start = len(self._buffer)
+        self._buffer += data  # `data` may be a memoryview (from io.BufferedWriter): copied here
+        if self.lines:
+            self.newlines += self._buffer.count(b"\n", start)
+        while len(self._buffer) >= self.chunk_bytes:
+            cut = self.chunk_bytes
+            if self.lines:
+                cut = self._buffer.find(b"\n", self.chunk_bytes - 1) + 1
+                if cut == 0:
+                    break  # a line longer than the chunk so far: wait for its end
+            if self._pending is not None:
+                self._emit(self._pending, last=False)
+            with memoryview(self._buffer) as view:
+                self._pending = bytes(view[:cut])  # one copy, not a slice and then a copy
+            del self._buffer[:cut]
+        return n
+
+    def _emit(self, plaintext: bytes, last: bool) -> None:
+        index = len(self.chunks)
+        key = self.location.key(self.backup_id, "data", self.name, f"{index:06d}.chunk")
+        self.uploader.seal_later(
+            key, self.data_key, plaintext, associated_data(self.backup_id, self.name, index, last)
+        )
+        self.chunks.append(key)
+
+    def finish(self) -> None:
+        """Emit what is left; the last chunk carries the last flag (an empty stream: one empty chunk)."""
+        if self._pending is not None and self._buffer:
+            self._emit(self._pending, last=False)
+            self._emit(bytes(self._buffer), last=True)
+        elif self._pending is not None:
+            self._emit(self._pending, last=True)
+        else:
+            self._emit(bytes(self._buffer), last=True)
+        self._pending, self._buffer = None, bytearray()
+
+
+def _describe_columns(table: sa.Table, kinds: list[str]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": c.name,
+            "kind": k,
+            "type": _type_text(c.type),
+            "nullable": bool(c.nullable),
+            "primary_key": bool(c.primary_key),
+        }
+        for c, k in zip(table.columns, kinds, strict=True)
+    ]
+
+
+def _describe_keys(table: sa.Table) -> dict[str, Any]:
+    return {
+        "primary_key": [c.name for c in table.primary_key.columns],
+        "foreign_keys": [
+            {
+                "columns": [e.parent.name for e in fk.elements],
+                "ref_table": fk.referred_table.name,
+                "ref_columns": [e.column.name for e in fk.elements],
+            }
+            for fk in table.foreign_key_constraints
+        ],
+    }
 
 
 def _dump_table(
@@ -167,67 +317,35 @@ def _dump_table(
     location: S3Location,
     progress,
 ) -> dict[str, Any]:
+    """The generic path (SQLite, MariaDB/MySQL, others): rows through SQLAlchemy as JSON lines."""
     columns = list(table.columns)
     kinds = [kind_of(c.type) for c in columns]
     order = list(table.primary_key.columns) or columns
-    digest = hashlib.sha256()
+    stream = ChunkStream(
+        table.name,
+        backup_id=backup_id,
+        data_key=data_key,
+        uploader=uploader,
+        location=location,
+        chunk_bytes=CHUNK_BYTES,
+    )
     rows = 0
-    chunks: list[str] = []
-    buffer = bytearray()
-    pending: bytes | None = None
-
-    def emit(plaintext: bytes, last: bool) -> None:
-        index = len(chunks)
-        key = location.key(backup_id, "data", table.name, f"{index:06d}.chunk")
-        uploader.put_later(
-            key, seal(data_key, plaintext, associated_data(backup_id, table.name, index, last))
-        )
-        chunks.append(key)
-
     with engine.connect() as conn:
         result = conn.execution_options(yield_per=STREAM_BATCH).execute(sa.select(*columns).order_by(*order))
-        for row in result:
-            line = encode_row(row, kinds)
-            digest.update(line)
-            buffer += line
-            rows += 1
-            if len(buffer) >= CHUNK_BYTES:
-                if pending is not None:
-                    emit(pending, last=False)
-                pending, buffer = bytes(buffer), bytearray()
-    if pending is not None:
-        if buffer:
-            emit(pending, last=False)
-            emit(bytes(buffer), last=True)
-        else:
-            emit(pending, last=True)
-    else:
-        emit(bytes(buffer), last=True)  # a small or empty table: one chunk
+        for partition in result.partitions():
+            stream.write(b"".join(encode_row(row, kinds) for row in partition))
+            rows += len(partition)
+    stream.finish()
     if progress:
-        progress(f"backup {table.name}: {rows} rows in {len(chunks)} chunk(s)")
+        progress(f"backup {table.name}: {rows} rows in {len(stream.chunks)} chunk(s)")
     return {
+        "encoding": JSON_ROWS,
         "rows": rows,
-        "sha256": digest.hexdigest(),
-        "chunks": chunks,
-        "columns": [
-            {
-                "name": c.name,
-                "kind": k,
-                "type": _type_text(c.type),
-                "nullable": bool(c.nullable),
-                "primary_key": bool(c.primary_key),
-            }
-            for c, k in zip(columns, kinds, strict=True)
-        ],
-        "primary_key": [c.name for c in table.primary_key.columns],
-        "foreign_keys": [
-            {
-                "columns": [e.parent.name for e in fk.elements],
-                "ref_table": fk.referred_table.name,
-                "ref_columns": [e.column.name for e in fk.elements],
-            }
-            for fk in table.foreign_key_constraints
-        ],
+        "sha256": stream.digest.hexdigest(),
+        "bytes": stream.size,
+        "chunks": stream.chunks,
+        "columns": _describe_columns(table, kinds),
+        **_describe_keys(table),
     }
 
 
@@ -255,6 +373,214 @@ def _check_lock(client, location: S3Location, key: str, retain_until: dt.datetim
         )
 
 
+@dataclass
+class Session:
+    """A backup being written: its ids, keys, lock, uploader. `open_session` starts it (bucket
+    checked, stale attempts abandoned, catalog row and escrow copy written); `finish` writes the
+    manifest last, reads the locks back and marks it complete."""
+
+    client: Any
+    location: S3Location
+    store: Engine
+    backup_id: str
+    created_at: dt.datetime
+    retain_until: dt.datetime
+    manifest_key: str
+    escrow_key: str
+    data_key: bytes
+    kek_id: str
+    retention_days: int
+    object_lock: bool
+    uploader: _Uploader
+    context: dict[str, Any] = field(default_factory=dict)
+
+    def stream(self, name: str, *, lines: bool = True) -> ChunkStream:
+        return ChunkStream(
+            name,
+            backup_id=self.backup_id,
+            data_key=self.data_key,
+            uploader=self.uploader,
+            location=self.location,
+            chunk_bytes=CHUNK_BYTES,
+            lines=lines,
+        )
+
+    def common_manifest(self, *, company_id: str, run_id: str, source_id: str) -> dict[str, Any]:
+        return {
+            "format": "dereg-backup",
+            "version": FORMAT_VERSION,
+            "backup_id": self.backup_id,
+            "company_id": company_id,
+            "run_id": run_id,
+            "source_id": source_id,
+            "created_at": self.created_at.isoformat(),
+            "compression": "zstd",
+            "cipher": "AES-256-GCM",
+            "nonce_bytes": NONCE_BYTES,
+            "chunk_plaintext_bytes": CHUNK_BYTES,
+            "kek_id": self.kek_id,
+            "escrow_key": self.escrow_key,
+            "retention_days": self.retention_days,
+            "retain_until": self.retain_until.isoformat(),
+            "object_lock": self.object_lock,
+        }
+
+    def finish(self, manifest: dict[str, Any], described: dict[str, dict[str, Any]]) -> BackupRecord:
+        """Every chunk stored, then the manifest, then the locks read back, then `complete`."""
+        self.uploader.drain()
+        self.uploader.put(
+            self.manifest_key,
+            json.dumps(manifest, indent=1, sort_keys=True).encode(),
+            content_type="application/json",
+        )
+        if self.object_lock:
+            _check_lock(self.client, self.location, self.manifest_key, self.retain_until)
+            first_chunk = next((t["chunks"][0] for t in described.values() if t["chunks"]), None)
+            if first_chunk:
+                _check_lock(self.client, self.location, first_chunk, self.retain_until)
+        summary = {
+            name: {"rows": t["rows"], "sha256": t["sha256"], "chunks": len(t["chunks"])}
+            for name, t in described.items()
+        }
+        total = manifest["total_rows"]
+        catalog.complete(
+            self.store,
+            self.backup_id,
+            tables=summary,
+            total_rows=total,
+            retain_until=self.retain_until.isoformat(),
+        )
+        return BackupRecord(
+            self.backup_id, self.manifest_key, summary, total, self.retain_until.isoformat(), self.object_lock
+        )
+
+
+def reuse_complete(
+    store: Engine, company_id: str, run_id: str, source_id: str, progress
+) -> BackupRecord | None:
+    """The complete backup of this run and source, if one was already taken."""
+    existing = catalog.find_complete(store, company_id, run_id, source_id)
+    if existing is None:
+        return None
+    if progress:
+        progress(f"backup {existing['backup_id']} of this run is already complete; reusing it")
+    return BackupRecord(
+        existing["backup_id"],
+        existing["manifest_key"],
+        json.loads(existing["tables_json"]),
+        existing["total_rows"],
+        existing["retain_until"],
+        existing["object_lock"],
+        reused=True,
+    )
+
+
+def open_session(
+    *,
+    company_id: str,
+    run_id: str,
+    source_id: str,
+    location: S3Location,
+    keyring,
+    store: Engine,
+    retention_days: int,
+    object_lock: bool,
+    progress=None,
+    early: bool = False,
+) -> Session:
+    """A new backup session. Unless `early`, it is started at once (see `start_session`); with
+    `early`, the caller may begin reading the source into its streams first (chunks are sealed and
+    queued, none uploaded) and must call `start_session` (e.g. in a thread) before `finish`."""
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    retain_until = now + dt.timedelta(days=retention_days)
+    backup_id = f"bk-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+    client = None if early else location.client()  # early: made by start_session, off the reading thread
+    lock = {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": retain_until} if object_lock else {}
+    uploader = _Uploader(client, location, lock)
+    uploader.hold()
+    session = Session(
+        client=client,
+        location=location,
+        store=store,
+        backup_id=backup_id,
+        created_at=now,
+        retain_until=retain_until,
+        manifest_key=location.key(backup_id, "manifest.json"),
+        escrow_key=location.key("_escrow", f"{backup_id}.json"),
+        data_key=new_data_key(),
+        kek_id="",
+        retention_days=retention_days,
+        object_lock=object_lock,
+        uploader=uploader,
+        context=dict(company_id=company_id, run_id=run_id, source_id=source_id, keyring=keyring),
+    )
+    if not early:
+        try:
+            start_session(session, progress=progress)
+        except BaseException:
+            uploader.close()
+            raise
+    return session
+
+
+def start_session(session: Session, *, progress=None) -> None:
+    """Check the bucket (refusing one without Object Lock when asked), abandon a stale attempt of
+    the same run, record the backup as started with its wrapped key, write the escrow copy; then
+    let the queued chunks go. On failure nothing of this backup is uploaded."""
+    ctx, location, store, uploader = session.context, session.location, session.store, session.uploader
+    started = False
+    try:
+        if session.client is None:
+            session.client = uploader.client = location.client()
+        try:
+            ensure_bucket(session.client, location, session.object_lock)
+        except (BotoCoreError, ClientError) as exc:
+            raise _s3_error(location, exc, f"open bucket {location.bucket}") from None
+        try:
+            stale = catalog.abandon_stale(store, location, ctx["company_id"], ctx["run_id"], ctx["source_id"])
+        except (BotoCoreError, ClientError) as exc:
+            raise _s3_error(location, exc, "clean up an earlier, interrupted backup") from None
+        if stale and progress:
+            progress(
+                f"an earlier attempt of this run died during backup {', '.join(stale)}: marked abandoned, "
+                "key destroyed"
+            )
+        session.kek_id, wrapped = ctx["keyring"].wrap_data_key(session.data_key)
+        wrapped_b64 = base64.b64encode(wrapped).decode("ascii")
+        catalog.start(
+            store,
+            backup_id=session.backup_id,
+            company_id=ctx["company_id"],
+            run_id=ctx["run_id"],
+            source_id=ctx["source_id"],
+            bucket=location.bucket,
+            prefix=location.prefix,
+            manifest_key=session.manifest_key,
+            object_lock=session.object_lock,
+            kek_id=session.kek_id,
+            wrapped_key=wrapped_b64,
+        )
+        started = True
+        # the escrow copy of the wrapped key: a separate prefix, never locked, so it can be destroyed
+        escrow = {
+            "backup_id": session.backup_id,
+            "kek_id": session.kek_id,
+            "wrapped_key": wrapped_b64,
+            "wrap": getattr(ctx["keyring"], "wrap_name", "AES-KW (RFC 3394)"),
+        }
+        uploader.put(
+            session.escrow_key, json.dumps(escrow).encode(), locked=False, content_type="application/json"
+        )
+    except BaseException as exc:
+        uploader.refuse(exc)
+        if started:
+            catalog.fail(
+                store, session.backup_id, str(exc) if isinstance(exc, DeregError) else type(exc).__name__
+            )
+        raise
+    uploader.release()
+
+
 def create_backup(
     engine: Engine,
     *,
@@ -270,125 +596,77 @@ def create_backup(
     classification_summary: dict[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> BackupRecord:
-    """Back up every table of `engine` (or `tables`); a complete backup of the same run is reused."""
-    existing = catalog.find_complete(store, company_id, run_id, source_id)
-    if existing is not None:
-        if progress:
-            progress(f"backup {existing['backup_id']} of this run is already complete; reusing it")
-        return BackupRecord(
-            existing["backup_id"],
-            existing["manifest_key"],
-            json.loads(existing["tables_json"]),
-            existing["total_rows"],
-            existing["retain_until"],
-            existing["object_lock"],
-            reused=True,
-        )
-    client = location.client()
-    try:
-        ensure_bucket(client, location, object_lock)
-    except (BotoCoreError, ClientError) as exc:
-        raise _s3_error(location, exc, f"open bucket {location.bucket}") from None
-    try:
-        stale = catalog.abandon_stale(store, location, company_id, run_id, source_id)
-    except (BotoCoreError, ClientError) as exc:
-        raise _s3_error(location, exc, "clean up an earlier, interrupted backup") from None
-    if stale and progress:
-        progress(
-            f"an earlier attempt of this run died during backup {', '.join(stale)}: marked abandoned, key destroyed"
-        )
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    retain_until = now + dt.timedelta(days=retention_days)
-    backup_id = f"bk-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
-    manifest_key = location.key(backup_id, "manifest.json")
-    data_key = new_data_key()
-    kek_id, wrapped = keyring.wrap_data_key(data_key)
-    wrapped_b64 = base64.b64encode(wrapped).decode("ascii")
-    catalog.start(
-        store,
-        backup_id=backup_id,
+    """Back up every table of `engine` (or `tables`); a complete backup of the same run is reused.
+
+    PostgreSQL tables go through the server's COPY (one snapshot for the whole backup); other
+    databases through SQLAlchemy, as JSON lines."""
+    reused = reuse_complete(store, company_id, run_id, source_id, progress)
+    if reused is not None:
+        return reused
+    early = engine.dialect.name == "postgresql"
+    session = open_session(
         company_id=company_id,
         run_id=run_id,
         source_id=source_id,
-        bucket=location.bucket,
-        prefix=location.prefix,
-        manifest_key=manifest_key,
+        location=location,
+        keyring=keyring,
+        store=store,
+        retention_days=retention_days,
         object_lock=object_lock,
-        kek_id=kek_id,
-        wrapped_key=wrapped_b64,
+        progress=progress,
+        early=early,
     )
-    lock = {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": retain_until} if object_lock else {}
-    uploader = _Uploader(client, location, lock)
-    current = "(none yet)"
+    backup_id = session.backup_id
+    current = ["(none yet)"]
     try:
-        # the escrow copy of the wrapped key: a separate prefix, never locked, so it can be destroyed
-        escrow = {
-            "backup_id": backup_id,
-            "kek_id": kek_id,
-            "wrapped_key": wrapped_b64,
-            "wrap": "AES-KW (RFC 3394)",
-        }
-        uploader.put(
-            location.key("_escrow", f"{backup_id}.json"),
-            json.dumps(escrow).encode(),
-            locked=False,
-            content_type="application/json",
-        )
-        described: dict[str, dict[str, Any]] = {}
-        for table in _ordered_tables(engine, tables):
-            current = table.name
-            described[table.name] = _dump_table(
-                engine,
-                table,
-                backup_id=backup_id,
-                data_key=data_key,
-                uploader=uploader,
-                location=location,
-                progress=progress,
-            )
-        uploader.drain()  # every chunk stored before the manifest says the backup is complete
+        extra: dict[str, Any] = {}
+        if early:
+            # the store is checked and the backup recorded while the source is already being read
+            # (its chunks are sealed and queued, none uploaded before that check passed)
+            from concurrent.futures import ThreadPoolExecutor
+
+            from dereg.backup import pgcopy
+
+            starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dereg-start")
+            starting = starter.submit(start_session, session, progress=progress)
+            starter.shutdown(wait=False)
+            try:
+                ordered = _ordered_tables(engine, tables)
+                described, extra = pgcopy.dump_tables(
+                    engine, ordered, session, current=current, progress=progress
+                )
+            except BaseException:
+                if starting.exception() is not None:
+                    raise starting.exception() from None  # the store's refusal explains the rest
+                raise
+            starting.result()
+        else:
+            ordered = _ordered_tables(engine, tables)
+            described = {}
+            for table in ordered:
+                current[0] = table.name
+                described[table.name] = _dump_table(
+                    engine,
+                    table,
+                    backup_id=backup_id,
+                    data_key=session.data_key,
+                    uploader=session.uploader,
+                    location=location,
+                    progress=progress,
+                )
         total = sum(t["rows"] for t in described.values())
         manifest = {
-            "format": "dereg-backup",
-            "version": FORMAT_VERSION,
-            "backup_id": backup_id,
-            "company_id": company_id,
-            "run_id": run_id,
-            "source_id": source_id,
+            **session.common_manifest(company_id=company_id, run_id=run_id, source_id=source_id),
             "dialect": engine.dialect.name,
-            "created_at": now.isoformat(),
             "tables": described,
             "table_order": list(described),
             "total_rows": total,
-            "serialisation": "JSON array per row, UTF-8, newline-terminated; values encoded by column kind",
-            "compression": "zstd",
-            "cipher": "AES-256-GCM",
-            "nonce_bytes": 12,
-            "chunk_plaintext_bytes": CHUNK_BYTES,
-            "kek_id": kek_id,
-            "escrow_key": location.key("_escrow", f"{backup_id}.json"),
-            "retention_days": retention_days,
-            "retain_until": retain_until.isoformat(),
-            "object_lock": object_lock,
+            "serialisation": "per table, see tables.<name>.encoding: pg-copy-text (PostgreSQL COPY text "
+            "format) or json-rows (JSON array per row, UTF-8, newline-terminated, values encoded by kind)",
+            **extra,
             "classification_summary": classification_summary or {},
         }
-        uploader.put(
-            manifest_key,
-            json.dumps(manifest, indent=1, sort_keys=True).encode(),
-            content_type="application/json",
-        )
-        if object_lock:
-            _check_lock(client, location, manifest_key, retain_until)
-            first_chunk = next((t["chunks"][0] for t in described.values() if t["chunks"]), None)
-            if first_chunk:
-                _check_lock(client, location, first_chunk, retain_until)
-        summary = {
-            name: {"rows": t["rows"], "sha256": t["sha256"], "chunks": len(t["chunks"])}
-            for name, t in described.items()
-        }
-        catalog.complete(
-            store, backup_id, tables=summary, total_rows=total, retain_until=retain_until.isoformat()
-        )
+        record = session.finish(manifest, described)
     except DeregError as exc:
         catalog.fail(store, backup_id, str(exc))
         raise
@@ -400,11 +678,18 @@ def create_backup(
             f"{reason[:300]}. The backup is marked failed; re-run the task."
         ) from None
     except Exception as exc:
+        if getattr(exc, "pgcode", None) is not None:  # psycopg2, from the COPY path
+            reason = redact(str(getattr(exc, "pgerror", None) or type(exc).__name__))
+            catalog.fail(store, backup_id, reason)
+            raise BackupError(
+                f"reading source {source_id!r} failed during backup {backup_id} in table {current[0]}: "
+                f"{reason[:300]}. The backup is marked failed; re-run the task."
+            ) from None
         # e.g. a driver or type processor that cannot parse a stored value: its message may quote the
         # value, so only its type is reported
-        catalog.fail(store, backup_id, f"{type(exc).__name__} in table {current}")
+        catalog.fail(store, backup_id, f"{type(exc).__name__} in table {current[0]}")
         raise BackupError(
-            f"backup {backup_id} of source {source_id!r} failed in table {current} ({type(exc).__name__}; "
+            f"backup {backup_id} of source {source_id!r} failed in table {current[0]} ({type(exc).__name__}; "
             "the message is withheld because it may quote a stored value). Check that table's column "
             "types against its contents. The backup is marked failed; re-run the task."
         ) from None
@@ -412,9 +697,10 @@ def create_backup(
         catalog.fail(store, backup_id, f"{type(exc).__name__}")
         raise
     finally:
-        uploader.close()
+        session.uploader.close()
     if progress:
         progress(
-            f"backup {backup_id}: {total} rows in {len(summary)} tables, retained until {retain_until:%Y-%m-%d}"
+            f"backup {backup_id}: {record.total_rows} rows in {len(record.tables)} tables, "
+            f"retained until {session.retain_until:%Y-%m-%d}"
         )
-    return BackupRecord(backup_id, manifest_key, summary, total, retain_until.isoformat(), object_lock)
+    return record

@@ -1,6 +1,8 @@
 """Row serialisation and chunk encryption shared by the archive writer and the restore.
 
-Rows are JSON arrays, one per line, each value encoded according to its column's *kind* (so that a
+Version 2 stores PostgreSQL tables as the server's own `COPY ... TO STDOUT` text stream (see
+pgcopy.py); other sources, and every version 1 backup, use the JSON rows below. Rows are JSON
+arrays, one per line, each value encoded according to its column's *kind* (so that a
 value read back from a different database encodes to the same bytes). Chunks of lines are
 compressed with zstd, then sealed with AES-256-GCM under the backup's data key; the associated
 data binds the backup id, table, chunk index and whether it is the last chunk. Layout: see
@@ -14,14 +16,17 @@ import datetime as dt
 import decimal
 import json
 import os
+import threading
 from typing import Any
 
 import sqlalchemy as sa
 import zstandard
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-FORMAT_VERSION = 1
-CHUNK_BYTES = 4 * 1024 * 1024
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+CHUNK_BYTES = 2 * 1024 * 1024
+ZSTD_LEVEL = 1
 NONCE_BYTES = 12
 KINDS = ("int", "float", "decimal", "bool", "date", "datetime", "bytes", "str", "other")
 
@@ -110,13 +115,27 @@ def encode_row(row, kinds: list[str]) -> bytes:
     return (json.dumps(values, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
 
 
-def associated_data(backup_id: str, table: str, index: int, last: bool) -> bytes:
-    return f"dereg-backup/{FORMAT_VERSION}|{backup_id}|{table}|{index}|{1 if last else 0}".encode()
+def associated_data(
+    backup_id: str, table: str, index: int, last: bool, version: int = FORMAT_VERSION
+) -> bytes:
+    """What a chunk's GCM tag binds: format version, backup, table (or stream), position, last flag."""
+    return f"dereg-backup/{version}|{backup_id}|{table}|{index}|{1 if last else 0}".encode()
+
+
+_local = threading.local()
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    # a ZstdCompressor must not be shared between threads; one per upload thread is reused
+    comp = getattr(_local, "compressor", None)
+    if comp is None:
+        comp = _local.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    return comp
 
 
 def seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
     nonce = os.urandom(NONCE_BYTES)
-    compressed = zstandard.ZstdCompressor(level=3).compress(plaintext)
+    compressed = _compressor().compress(plaintext)
     return nonce + AESGCM(key).encrypt(nonce, compressed, aad)
 
 

@@ -16,11 +16,8 @@ and written in pieces, never whole.
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
 import hashlib
 import json
-import secrets
 import shutil
 import tempfile
 import time
@@ -32,11 +29,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from cryptography.exceptions import InvalidTag
 
 from dereg.backup import catalog
-from dereg.backup.archive import BackupRecord, _check_lock, _s3_error, _Uploader, ensure_bucket
-from dereg.backup.codec import CHUNK_BYTES, FORMAT_VERSION, associated_data, open_sealed, seal
+from dereg.backup.archive import BackupRecord, open_session, reuse_complete
+from dereg.backup.codec import associated_data, open_sealed
 from dereg.backup.s3 import S3Location
 from dereg.errors import BackupError, DeregError
-from dereg.keys import new_data_key
 
 READ_PIECE = 1 << 20
 INDEX, CONTENT = "_index", "_content"
@@ -47,45 +43,6 @@ def list_current(client, bucket: str, prefix: str) -> Iterator[dict]:
     paginator = client.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket, Prefix=f"{prefix}/" if prefix else ""):
         yield from page.get("Contents", [])
-
-
-class _Stream:
-    """One sealed stream of the backup: bytes in, chunks of CHUNK_BYTES out (the last one flagged)."""
-
-    def __init__(self, name: str, backup_id: str, data_key: bytes, uploader: _Uploader, location: S3Location):
-        self.name, self.backup_id, self.data_key = name, backup_id, data_key
-        self.uploader, self.location = uploader, location
-        self.digest = hashlib.sha256()
-        self.size = 0
-        self.chunks: list[str] = []
-        self._buffer = bytearray()
-        self._pending: bytes | None = None
-
-    def write(self, data: bytes) -> None:
-        self.digest.update(data)
-        self.size += len(data)
-        self._buffer += data
-        while len(self._buffer) >= CHUNK_BYTES:
-            if self._pending is not None:
-                self._emit(self._pending, last=False)
-            self._pending = bytes(self._buffer[:CHUNK_BYTES])
-            del self._buffer[:CHUNK_BYTES]
-
-    def _emit(self, plaintext: bytes, last: bool) -> None:
-        index = len(self.chunks)
-        key = self.location.key(self.backup_id, "data", self.name, f"{index:06d}.chunk")
-        aad = associated_data(self.backup_id, self.name, index, last)
-        self.uploader.put_later(key, seal(self.data_key, plaintext, aad))
-        self.chunks.append(key)
-
-    def close(self) -> None:
-        if self._pending is not None and self._buffer:
-            self._emit(self._pending, last=False)
-            self._emit(bytes(self._buffer), last=True)
-        elif self._pending is not None:
-            self._emit(self._pending, last=True)
-        else:
-            self._emit(bytes(self._buffer), last=True)  # small or empty: one chunk
 
 
 def backup_objects(
@@ -105,67 +62,25 @@ def backup_objects(
     progress: Callable[[str], None] | None = None,
 ) -> BackupRecord:
     """Back up every current object under `s3://bucket/prefix/`; a complete backup of this run is reused."""
-    existing = catalog.find_complete(store, company_id, run_id, source_id)
-    if existing is not None:
-        if progress:
-            progress(f"backup {existing['backup_id']} of this run is already complete; reusing it")
-        return BackupRecord(
-            existing["backup_id"],
-            existing["manifest_key"],
-            json.loads(existing["tables_json"]),
-            existing["total_rows"],
-            existing["retain_until"],
-            existing["object_lock"],
-            reused=True,
-        )
-    client = location.client()
-    try:
-        ensure_bucket(client, location, object_lock)
-        stale = catalog.abandon_stale(store, location, company_id, run_id, source_id)
-    except (BotoCoreError, ClientError) as exc:
-        raise _s3_error(location, exc, f"open bucket {location.bucket}") from None
-    if stale and progress:
-        progress(f"an earlier attempt died during backup {', '.join(stale)}: marked abandoned, key destroyed")
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    retain_until = now + dt.timedelta(days=retention_days)
-    backup_id = f"bk-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
-    manifest_key = location.key(backup_id, "manifest.json")
-    data_key = new_data_key()
-    kek_id, wrapped = keyring.wrap_data_key(data_key)
-    wrapped_b64 = base64.b64encode(wrapped).decode("ascii")
-    catalog.start(
-        store,
-        backup_id=backup_id,
+    reused = reuse_complete(store, company_id, run_id, source_id, progress)
+    if reused is not None:
+        return reused
+    session = open_session(
         company_id=company_id,
         run_id=run_id,
         source_id=source_id,
-        bucket=location.bucket,
-        prefix=location.prefix,
-        manifest_key=manifest_key,
+        location=location,
+        keyring=keyring,
+        store=store,
+        retention_days=retention_days,
         object_lock=object_lock,
-        kek_id=kek_id,
-        wrapped_key=wrapped_b64,
+        progress=progress,
     )
-    lock = {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": retain_until} if object_lock else {}
-    uploader = _Uploader(client, location, lock)
-    escrow_key = location.key("_escrow", f"{backup_id}.json")
-    index = _Stream(INDEX, backup_id, data_key, uploader, location)
-    content = _Stream(CONTENT, backup_id, data_key, uploader, location)
+    backup_id = session.backup_id
+    index = session.stream(INDEX)
+    content = session.stream(CONTENT, lines=False)
     count = 0
     try:
-        uploader.put(
-            escrow_key,
-            json.dumps(
-                {
-                    "backup_id": backup_id,
-                    "kek_id": kek_id,
-                    "wrapped_key": wrapped_b64,
-                    "wrap": "AES-KW (RFC 3394)",
-                }
-            ).encode(),
-            locked=False,
-            content_type="application/json",
-        )
         base = f"{prefix}/" if prefix else ""
         try:
             for obj in list_current(source_client, bucket, prefix):
@@ -188,9 +103,8 @@ def backup_objects(
                 f"{backup_id} ({code}) after {count} objects; the backup is marked failed. Check the "
                 "connection and re-run the task."
             ) from None
-        index.close()
-        content.close()
-        uploader.drain()
+        index.finish()
+        content.finish()
         described = {
             INDEX: {
                 "rows": count,
@@ -206,48 +120,19 @@ def backup_objects(
             },
         }
         manifest = {
-            "format": "dereg-backup",
-            "version": FORMAT_VERSION,
+            **session.common_manifest(company_id=company_id, run_id=run_id, source_id=source_id),
             "kind": "objects",
-            "backup_id": backup_id,
-            "company_id": company_id,
-            "run_id": run_id,
-            "source_id": source_id,
             "dialect": "s3",
             "source": {"bucket_sha256": hashlib.sha256(bucket.encode()).hexdigest()[:16], "objects": count},
-            "created_at": now.isoformat(),
             "tables": described,
             "table_order": [INDEX, CONTENT],
             "total_rows": count,
             "total_bytes": content.size,
             "serialisation": "_index: JSON array [relative key, size, sha256] per line, UTF-8, key order; "
             "_content: the objects' bytes concatenated in index order",
-            "compression": "zstd",
-            "cipher": "AES-256-GCM",
-            "nonce_bytes": 12,
-            "chunk_plaintext_bytes": CHUNK_BYTES,
-            "kek_id": kek_id,
-            "escrow_key": escrow_key,
-            "retention_days": retention_days,
-            "retain_until": retain_until.isoformat(),
-            "object_lock": object_lock,
             "classification_summary": classification_summary or {},
         }
-        uploader.put(
-            manifest_key,
-            json.dumps(manifest, indent=1, sort_keys=True).encode(),
-            content_type="application/json",
-        )
-        if object_lock:
-            _check_lock(client, location, manifest_key, retain_until)
-            _check_lock(client, location, content.chunks[0], retain_until)
-        summary = {
-            name: {"rows": t["rows"], "sha256": t["sha256"], "chunks": len(t["chunks"])}
-            for name, t in described.items()
-        }
-        catalog.complete(
-            store, backup_id, tables=summary, total_rows=count, retain_until=retain_until.isoformat()
-        )
+        record = session.finish(manifest, described)
     except DeregError as exc:
         catalog.fail(store, backup_id, str(exc))
         raise
@@ -255,15 +140,17 @@ def backup_objects(
         catalog.fail(store, backup_id, type(exc).__name__)
         raise
     finally:
-        uploader.close()
+        session.uploader.close()
     if progress:
         progress(
-            f"backup {backup_id}: {count} objects, {content.size} bytes, retained until {retain_until:%Y-%m-%d}"
+            f"backup {backup_id}: {count} objects, {content.size} bytes, retained until {session.retain_until:%Y-%m-%d}"
         )
-    return BackupRecord(backup_id, manifest_key, summary, count, retain_until.isoformat(), object_lock)
+    return record
 
 
-def _plaintext(client, location: S3Location, backup_id: str, data_key: bytes, name: str, spec: dict):
+def _plaintext(
+    client, location: S3Location, backup_id: str, data_key: bytes, name: str, spec: dict, version: int
+):
     """Yield (index, plaintext) of each chunk of stream `name`; raise BackupError naming a bad chunk."""
     chunks = spec["chunks"]
     for i, key in enumerate(chunks):
@@ -274,7 +161,9 @@ def _plaintext(client, location: S3Location, backup_id: str, data_key: bytes, na
                 f"{name}: chunk {i} ({key}) cannot be read ({exc.response['Error'].get('Code')})"
             ) from None
         try:
-            yield open_sealed(data_key, blob, associated_data(backup_id, name, i, i == len(chunks) - 1))
+            yield open_sealed(
+                data_key, blob, associated_data(backup_id, name, i, i == len(chunks) - 1, version)
+            )
         except InvalidTag:
             raise BackupError(
                 f"{name}: chunk {i} ({key}) fails authentication: it was altered, truncated or belongs "
@@ -302,7 +191,9 @@ def restore_objects(
     try:
         # the index first: it is small (one line per object), so it is held while the content streams
         index_digest, entries = hashlib.sha256(), []
-        for plain in _plaintext(client, location, backup_id, data_key, INDEX, spec_index):
+        for plain in _plaintext(
+            client, location, backup_id, data_key, INDEX, spec_index, manifest["version"]
+        ):
             index_digest.update(plain)
             entries.extend(json.loads(line) for line in plain.split(b"\n") if line)
         if index_digest.hexdigest() != spec_index["sha256"] or len(entries) != spec_index["rows"]:
@@ -310,7 +201,7 @@ def restore_objects(
                 f"{INDEX}: {len(entries)} entries restored, the manifest says {spec_index['rows']}, or its "
                 "hash differs from the manifest"
             )
-        pieces = _plaintext(client, location, backup_id, data_key, CONTENT, spec_content)
+        pieces = _plaintext(client, location, backup_id, data_key, CONTENT, spec_content, manifest["version"])
         buffer = memoryview(b"")
         for number, (_rel, size, sha) in enumerate(entries):
             path = workdir / f"{number:08d}.obj"  # numbered: keys may name people, paths stay neutral

@@ -30,6 +30,20 @@ def connection_exists(conn_id: str) -> bool:
     return True
 
 
+def scratch_url(conn_id: str | None) -> str | None:
+    """Where a PostgreSQL backup is restored for verification: DEREG_SCRATCH_PG_URL, else a scratch
+    schema on the source's own server (connection `conn_id`, when it is PostgreSQL and exists);
+    None: scratch SQLite. Restore falls back to scratch SQLite when that server cannot be used."""
+    from dereg import config
+
+    if config.scratch_pg_url():
+        return config.scratch_pg_url()
+    if conn_id is None or not connection_exists(conn_id):
+        return None
+    url = sqlalchemy_url(get_connection(conn_id))
+    return url if sa.make_url(url).get_backend_name() == "postgresql" else None
+
+
 def sqlalchemy_url(conn) -> str:
     """SQLAlchemy URL of a database connection (extra `sqlalchemy_url` wins)."""
     extra = conn.extra_dejson or {}

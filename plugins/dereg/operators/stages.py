@@ -18,6 +18,7 @@ from dereg.operators.connections import (
     connection_exists,
     get_connection,
     s3_location,
+    scratch_url,
     source_engine,
 )
 
@@ -855,10 +856,10 @@ class BackupOperator(ComplianceOperator):
 
     def act(self, run: RunContext, context) -> dict:
         from dereg.backup.archive import create_backup
-        from dereg.keys import Keyring
+        from dereg.keys_kms import backup_key_provider
 
         m = run.manifest
-        keyring = Keyring.load()
+        keyring = backup_key_provider()
         location = s3_location(m.backup.conn_id, m.backup)
         backups = {}
         for source in m.sources:
@@ -963,12 +964,13 @@ class RestoreVerifyOperator(ComplianceOperator):
 
     def act(self, run: RunContext, context) -> dict:
         from dereg.backup.restore import restore_and_verify
-        from dereg.keys import Keyring
+        from dereg.keys_kms import backup_key_provider
 
         m = run.manifest
-        keyring = Keyring.load()
+        keyring = backup_key_provider()
         location = s3_location(m.backup.conn_id, m.backup)
         backups = get_artifact(run.store, run.company_id, run.run_id, "backups")
+        conn_of = {source.id: source.conn_id for source in m.sources}
         results = {}
         for source_id, info in backups.items():
             report = restore_and_verify(
@@ -976,6 +978,7 @@ class RestoreVerifyOperator(ComplianceOperator):
                 location=location,
                 keyring=keyring,
                 store=run.store,
+                scratch_url=scratch_url(conn_of.get(source_id)),
                 progress=self._progress,
             )
             if not report.ok:

@@ -144,11 +144,13 @@ def test_crypto_shred_destroys_every_copy_of_the_key_once_retention_ends(
     assert gone.returncode == 2 and "crypto-shredded" in gone.stderr
 
 
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
 def test_a_backup_killed_midway_is_abandoned_and_the_retry_completes_once(
-    tmp_path, cli_env, bucket_name, s3_client
+    dialect, request, tmp_path, cli_env, bucket_name, s3_client
 ):
     """A worker killed during a backup leaves it `started` with locked chunks; the retry of the same
-    run destroys that attempt's key and finishes one complete backup."""
+    run destroys that attempt's key and finishes one complete backup. PostgreSQL: the COPY path,
+    which starts reading before the store is checked."""
     import signal
     import time
 
@@ -157,19 +159,26 @@ def test_a_backup_killed_midway_is_abandoned_and_the_retry_completes_once(
     from dereg.backup import catalog
     from dereg.evidence.store import open_store
 
-    source = tmp_path / "big.db"
-    engine = sa.create_engine(f"sqlite:///{source}")
+    source_url = (
+        f"sqlite:///{tmp_path / 'big.db'}" if dialect == "sqlite" else request.getfixturevalue("pg_url")
+    )
+    engine = sa.create_engine(source_url)
     with engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
-        conn.execute(
-            sa.text("INSERT INTO notes VALUES (:i, :b)"),
-            [{"i": i, "b": f"{i:08d}" * 40} for i in range(200_000)],
-        )
+        if dialect == "postgresql":  # the same rows, made by the server
+            conn.exec_driver_sql(
+                "INSERT INTO notes SELECT g, repeat(lpad(g::text, 8, '0'), 40) FROM generate_series(0, 199999) g"
+            )
+        else:
+            conn.execute(
+                sa.text("INSERT INTO notes VALUES (:i, :b)"),
+                [{"i": i, "b": f"{i:08d}" * 40} for i in range(200_000)],
+            )
     engine.dispose()
     code = (
         "import sys, sqlalchemy as sa; from dereg.backup.archive import create_backup; from dereg.cli import _s3_location;"
         "from dereg.evidence.store import open_store; from dereg.keys import Keyring;"
-        f"create_backup(sa.create_engine('sqlite:///{source}'), company_id='c', run_id='r1', source_id='s',"
+        f"create_backup(sa.create_engine({source_url!r}), company_id='c', run_id='r1', source_id='s',"
         f" location=_s3_location('s3://{bucket_name}/kill'), keyring=Keyring.load(), store=open_store(),"
         " retention_days=1, object_lock=True, progress=print)"
     )

@@ -32,10 +32,31 @@ def _decode(value, kind: str):
     return value["s"]
 
 
+_COPY_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+
+
+def _copy_field(field: bytes):
+    """One field of a pg-copy-text line, as the spec says: \\N is NULL, seven escapes undone."""
+    if field == b"\\N":
+        return None
+    text, out, i = field.decode("utf-8"), [], 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            nxt = text[i + 1]
+            out.append(_COPY_ESCAPES.get(nxt, nxt))
+            i += 2
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
+
 def read_backup(s3, bucket: str, manifest_key: str, kek: bytes) -> dict[str, list[list]]:
     """A restore tool written from docs/backup-format.md."""
     manifest = json.loads(s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read())
-    assert manifest["format"] == "dereg-backup" and manifest["version"] == 1
+    version = manifest["version"]
+    assert manifest["format"] == "dereg-backup" and version in (1, 2)
     escrow = json.loads(s3.get_object(Bucket=bucket, Key=manifest["escrow_key"])["Body"].read())
     assert escrow["kek_id"] == manifest["kek_id"]
     data_key = aes_key_unwrap(kek, base64.b64decode(escrow["wrapped_key"]))
@@ -48,12 +69,15 @@ def read_backup(s3, bucket: str, manifest_key: str, kek: bytes) -> dict[str, lis
         for index, key in enumerate(spec["chunks"]):
             blob = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
             last = 1 if index == len(spec["chunks"]) - 1 else 0
-            aad = f"dereg-backup/1|{manifest['backup_id']}|{name}|{index}|{last}".encode("ascii")
+            aad = f"dereg-backup/{version}|{manifest['backup_id']}|{name}|{index}|{last}".encode("ascii")
             compressed = AESGCM(data_key).decrypt(blob[:nonce_bytes], blob[nonce_bytes:], aad)
             plaintext = zstandard.ZstdDecompressor().decompress(compressed)
             for line in plaintext.split(b"\n")[:-1]:
                 digest.update(line + b"\n")
-                rows.append([_decode(v, k) for v, k in zip(json.loads(line), kinds, strict=True)])
+                if spec.get("encoding", "json-rows") == "pg-copy-text":
+                    rows.append([_copy_field(f) for f in line.split(b"\t")])
+                else:
+                    rows.append([_decode(v, k) for v, k in zip(json.loads(line), kinds, strict=True)])
         assert len(rows) == spec["rows"], name
         assert digest.hexdigest() == spec["sha256"], name
         tables[name] = rows
@@ -102,6 +126,36 @@ def test_a_reader_written_from_the_spec_reads_the_backup(
             ]
         ),
     )
-    wrong = f"dereg-backup/1|{record.backup_id}|payments|{len(chunks) - 1}|0".encode()
+    wrong = f"dereg-backup/2|{record.backup_id}|payments|{len(chunks) - 1}|0".encode()
     with pytest.raises(InvalidTag):
         AESGCM(data_key).decrypt(blob[:12], blob[12:], wrong)
+
+
+def test_a_reader_written_from_the_spec_reads_a_postgresql_backup(
+    pg_url, make_source, take_backup, keyring, s3_client, bucket_name, monkeypatch
+):
+    import sqlalchemy as sa
+
+    from dereg.backup import archive
+
+    planted = make_source(pg_url)
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE odd (id int PRIMARY KEY, t text, b bytea, at timestamptz, tags text[]);"
+            "INSERT INTO odd VALUES (1, E'a\\tb\\nc\\\\d', '\\x00ff', '2026-01-02 03:04:05+08', '{x,\"y z\"}'),"
+            "(2, '', NULL, NULL, NULL), (3, NULL, '\\x', NULL, '{}')"
+        )
+    engine.dispose()
+    monkeypatch.setattr(archive, "CHUNK_BYTES", 4096)
+    record = take_backup(pg_url)
+    manifest = json.loads(s3_client.get_object(Bucket=bucket_name, Key=record.manifest_key)["Body"].read())
+    assert manifest["version"] == 2 and manifest["tables"]["odd"]["encoding"] == "pg-copy-text"
+    assert len(manifest["tables"]["payments"]["chunks"]) > 1
+    tables = read_backup(s3_client, bucket_name, record.manifest_key, keyring.keks[manifest["kek_id"]])
+    odd = {row[0]: row for row in tables["odd"]}
+    assert odd["1"] == ["1", "a\tb\nc\\d", "\\x00ff", "2026-01-01 19:04:05+00", '{x,"y z"}']
+    assert odd["2"][1] == "" and odd["2"][2] is None and odd["3"][1] is None and odd["3"][2] == "\\x"
+    guardians = {row[0]: row for row in tables["guardians"]}
+    assert guardians["1"][1] == planted[0] and guardians["1"][2] == planted[1]
+    assert sorted(int(p[0]) for p in tables["payments"]) == [*range(1, 201), 999]

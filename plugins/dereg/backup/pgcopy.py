@@ -1,0 +1,521 @@
+"""The PostgreSQL fast path (format version 2, table encoding `pg-copy-text`).
+
+Backup: every table is read by the server itself with `COPY ... TO STDOUT` (text format), in one
+REPEATABLE READ, READ ONLY snapshot (like pg_dump; with JOBS connections, the others import it via
+`pg_export_snapshot`), under the session settings that fix how values are written out
+(`SETTINGS`). The stream goes through a C-level buffer into the chunk stream (hashed, cut at line
+ends, sealed and uploaded in the background), so Python sees a few large writes instead of one
+call per row, and memory stays flat.
+
+Restore: the chunks are fetched and opened ahead by a pool of threads and fed to
+`COPY ... FROM STDIN` into a scratch schema (or a kept target), then the restored table is read back
+with `COPY ... TO STDOUT` under the same settings and hashed: the hash and the line count must equal
+the manifest's. Each connection's scratch schema lives inside a transaction that is rolled back
+(and the schema dropped besides), so it disappears also when the restore fails or the process
+dies. Without a usable PostgreSQL server the rows go into scratch SQLite: each field is unescaped,
+stored, read back and written out again in the same text format, so the same hash is checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import secrets
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from dereg.backup.codec import kind_of
+
+PG_COPY_TEXT = "pg-copy-text"
+READ_BLOCK = 1 << 20
+# How values are written by COPY TO; the same at backup and at verification, so equal values give
+# equal bytes whatever the server's or the role's defaults are.
+SETTINGS = {
+    "DateStyle": "ISO, MDY",
+    "TimeZone": "UTC",
+    "IntervalStyle": "postgres",
+    "extra_float_digits": "1",
+    "bytea_output": "hex",
+    "client_encoding": "UTF8",
+    "max_parallel_workers_per_gather": "0",
+    "synchronize_seqscans": "off",
+}
+_INT_TYPES = {"smallint", "integer", "bigint"}
+JOBS = int(
+    os.environ.get("DEREG_PG_JOBS", "2")
+)  # connections reading (backup) or loading (restore) tables at once
+
+
+class ScratchUnavailable(Exception):
+    """The PostgreSQL scratch server cannot be used (unreachable, or no right to create a schema)."""
+
+
+def _apply_settings(cur) -> None:
+    for name, value in SETTINGS.items():
+        cur.execute(f"SET LOCAL {name} TO %s", (value,))
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _columns(cur, qualified: str) -> tuple[str, int, list[dict[str, Any]]]:
+    cur.execute(
+        "SELECT relkind, pg_total_relation_size(oid) FROM pg_class WHERE oid = %s::regclass", (qualified,)
+    )
+    relkind, pages = cur.fetchone()
+    cur.execute(
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
+        "t.typnamespace = 'pg_catalog'::regnamespace, a.attnotnull, a.attgenerated <> '' "
+        "FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+        "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+        (qualified,),
+    )
+    return (
+        relkind,
+        pages,
+        [
+            {
+                "name": n,
+                "pg_type": typ,
+                "pg_builtin": bool(builtin),
+                "not_null": bool(nn),
+                "generated": bool(gen),
+            }
+            for n, typ, builtin, nn, gen in cur.fetchall()
+        ],
+    )
+
+
+def _run_parallel(jobs: list, workers: list, work: Callable) -> None:
+    """Run `work(worker, job)` for every job, each worker (a connection) taking the next job when
+    free; the first error is raised once all workers have stopped."""
+    import queue
+    import threading
+
+    todo: queue.SimpleQueue = queue.SimpleQueue()
+    for job in jobs:
+        todo.put(job)
+    errors: list[BaseException] = []
+
+    def loop(worker) -> None:
+        while not errors:
+            try:
+                job = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                work(worker, job)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+                errors.append(exc)
+                return
+
+    threads = [threading.Thread(target=loop, args=(w,), name="dereg-pg") for w in workers[1:]]
+    for t in threads:
+        t.start()
+    try:
+        loop(workers[0])
+    finally:
+        for t in threads:
+            t.join()
+    if errors:
+        raise errors[0]
+
+
+def _open_extra(engine: Engine, count: int, setup: Callable) -> list:
+    """Up to `count` more raw connections, each prepared by `setup(cursor)`; fewer if refused."""
+    extra = []
+    for _ in range(count):
+        try:
+            raw = engine.raw_connection()
+        except Exception:  # noqa: BLE001 - the server refuses more connections: fewer workers
+            break
+        try:
+            raw.driver_connection.rollback()
+            setup(raw.driver_connection.cursor())
+        except Exception:  # noqa: BLE001 - e.g. a server that cannot share snapshots: fewer workers
+            raw.close()
+            break
+        extra.append(raw)
+    return extra
+
+
+def dump_tables(
+    engine: Engine, tables: list[sa.Table], session, *, current: list[str], progress=None
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """COPY every table of `tables` (reflected, parents first) into the session's chunk streams, on
+    up to JOBS connections that share one snapshot (largest tables first). Returns the manifest's
+    `tables` entries and the extra manifest fields."""
+    from dereg.backup.archive import _describe_keys, _type_text
+
+    described: dict[str, dict[str, Any]] = {}
+    raw = engine.raw_connection()
+    extra: list = []
+    try:
+        conn = raw.driver_connection
+        conn.rollback()  # a clean transaction: the snapshot is taken at its first statement
+        cur = conn.cursor()
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        _apply_settings(cur)
+        server_version = conn.server_version
+        plans = []
+        for table in tables:
+            current[0] = table.name
+            qualified = (_quote(table.schema) + "." if table.schema else "") + _quote(table.name)
+            relkind, pages, columns = _columns(cur, qualified)
+            plans.append((table, qualified, relkind, pages, columns))
+        snapshot = None
+        if JOBS > 1 and len(plans) > 1:
+            import psycopg2
+
+            try:
+                cur.execute("SELECT pg_export_snapshot()")
+                snapshot = cur.fetchone()[0]
+            except psycopg2.Error:  # a server that cannot share snapshots: one connection, a fresh one
+                conn.rollback()
+                cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                _apply_settings(cur)
+        if snapshot is not None:
+
+            def join_snapshot(c) -> None:
+                c.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                c.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+                _apply_settings(c)
+
+            extra = _open_extra(engine, min(JOBS, len(plans)) - 1, join_snapshot)
+
+        def dump(worker, plan) -> None:
+            table, qualified, relkind, _pages, columns = plan
+            wcur = worker.driver_connection.cursor()
+            names = ", ".join(_quote(c["name"]) for c in columns)
+            if relkind == "r":
+                sql = f"COPY {qualified} ({names}) TO STDOUT"
+            else:  # a partitioned table, a foreign table, a view: through a query
+                sql = f"COPY (SELECT {names} FROM {qualified}) TO STDOUT"
+            stream = session.stream(table.name)
+            buffered = io.BufferedWriter(stream, buffer_size=READ_BLOCK)
+            try:
+                wcur.copy_expert(sql, buffered)
+                buffered.flush()
+            except BaseException:
+                current[0] = table.name
+                raise
+            stream.finish()
+            rows = stream.newlines
+            if wcur.rowcount not in (-1, rows):  # psycopg2 reports COPY's own count
+                current[0] = table.name
+                raise RuntimeError(
+                    f"COPY of {table.name} counted {wcur.rowcount} rows, the stream holds {rows}"
+                )
+            for c in columns:
+                reflected = table.c.get(c["name"])
+                c["kind"] = kind_of(reflected.type) if reflected is not None else "other"
+                c["type"] = _type_text(reflected.type) if reflected is not None else c["pg_type"]
+                c["nullable"] = not c["not_null"]
+                c["primary_key"] = bool(reflected is not None and reflected.primary_key)
+            described[table.name] = {
+                "encoding": PG_COPY_TEXT,
+                "rows": rows,
+                "sha256": stream.digest.hexdigest(),
+                "bytes": stream.size,
+                "chunks": stream.chunks,
+                "columns": columns,
+                **_describe_keys(table),
+            }
+            if progress:
+                progress(f"backup {table.name}: {rows} rows in {len(stream.chunks)} chunk(s)")
+
+        _run_parallel(sorted(plans, key=lambda p: -p[3]), [raw, *extra], dump)
+    finally:
+        for r in (raw, *extra):
+            try:
+                r.driver_connection.rollback()
+            finally:
+                r.close()
+    ordered = {t.name: described[t.name] for t in tables}
+    return ordered, {"pg": {"server_version_num": server_version, "copy_settings": SETTINGS}}
+
+
+class _Feed:
+    """What COPY FROM STDIN reads: the plaintext chunks one after the other."""
+
+    def __init__(self, pieces: Iterable[bytes]):
+        self._pieces = iter(pieces)
+        self.chunk = -1
+        self.error: BaseException | None = None
+
+    def read(self, size: int = -1) -> bytes:
+        # an error here would reach psycopg2, which turns it into a failed COPY: kept and re-raised
+        # by the caller instead, so the real cause (e.g. the store unreachable) is what is reported
+        try:
+            for piece in self._pieces:
+                self.chunk += 1
+                if piece:
+                    return piece
+        except Exception as exc:  # noqa: BLE001
+            self.error = exc
+        return b""
+
+
+class _Hasher(io.RawIOBase):
+    def __init__(self):
+        super().__init__()
+        self.digest, self.lines = hashlib.sha256(), 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        self.lines += bytes(data).count(b"\n")
+        return len(data)
+
+
+def _scratch_type(column: dict) -> str:
+    # a type of the source's own schema (enum, domain, composite) may not exist on the scratch
+    # server: text keeps its exact text form
+    return column["pg_type"] if column.get("pg_builtin") else "text"
+
+
+def restore_into_postgresql(
+    url: str,
+    manifest: dict,
+    names: list[str],
+    chunks_of: Callable[[str, dict], Iterator[bytes]],
+    *,
+    keep: bool,
+    problems: list[str],
+    progress=None,
+) -> dict[str, dict[str, Any]]:
+    """Load the named pg-copy-text tables into `url` and verify them, on up to JOBS connections
+    (largest tables first). `keep`: create them in the target's default schema and commit; else
+    each connection loads into its own scratch schema inside a transaction that is never committed
+    (and the schema is dropped besides), so no scratch data outlives the call, whatever happens."""
+    import psycopg2
+
+    engine = sa.create_engine(url, hide_parameters=True)
+    schemas: dict[int, str] = {}
+    results: dict[str, dict[str, Any]] = {}
+
+    def prepare(cur) -> None:
+        _apply_settings(cur)
+        if not keep:
+            schema = f"dereg_scratch_{secrets.token_hex(6)}"
+            cur.execute(f"CREATE SCHEMA {_quote(schema)}")
+            schemas[id(cur.connection)] = schema
+
+    try:
+        try:
+            first = engine.raw_connection()
+        except (sa.exc.SQLAlchemyError, psycopg2.Error) as exc:
+            raise ScratchUnavailable(type(getattr(exc, "orig", None) or exc).__name__) from None
+        workers = [first]
+        try:
+            first.driver_connection.rollback()
+            try:
+                prepare(first.driver_connection.cursor())
+            except psycopg2.Error as exc:
+                first.driver_connection.rollback()
+                raise ScratchUnavailable(f"{type(exc).__name__}: cannot create a scratch schema") from None
+            by_size = sorted(names, key=lambda n: -int(manifest["tables"][n].get("bytes") or 0))
+            workers += _open_extra(engine, min(JOBS, len(names)) - 1, prepare)
+
+            def load(worker, name: str) -> None:
+                conn = worker.driver_connection
+                cur = conn.cursor()
+                spec = manifest["tables"][name]
+                schema = schemas.get(id(conn))
+                qualified = (_quote(schema) + "." if schema else "") + _quote(name)
+                cols = ", ".join(_quote(c["name"]) for c in spec["columns"])
+                feed = _Feed(chunks_of(name, spec))
+                cur.execute("SAVEPOINT dereg_table")
+                try:
+                    cur.execute(
+                        f"CREATE {'' if keep else 'UNLOGGED '}TABLE {qualified} ("
+                        + ", ".join(f"{_quote(c['name'])} {_scratch_type(c)}" for c in spec["columns"])
+                        + ")"
+                    )
+                    cur.copy_expert(
+                        f"COPY {qualified} ({cols}) FROM STDIN WITH (FREEZE)", feed, size=READ_BLOCK
+                    )
+                    if feed.error is not None:
+                        raise feed.error
+                    hasher = _Hasher()
+                    out = io.BufferedWriter(hasher, buffer_size=READ_BLOCK)
+                    cur.copy_expert(f"COPY {qualified} ({cols}) TO STDOUT", out)
+                    out.flush()
+                    cur.execute("RELEASE SAVEPOINT dereg_table")
+                    count, digest = hasher.lines, hasher.digest.hexdigest()
+                except psycopg2.Error as exc:
+                    cur.execute("ROLLBACK TO SAVEPOINT dereg_table")
+                    # the server's message may quote a row: the error class only
+                    index = max(feed.chunk, 0)
+                    key = spec["chunks"][index] if index < len(spec["chunks"]) else "?"
+                    problems.append(
+                        f"{name}: rows of chunk {index} ({key}) cannot be loaded into the scratch database "
+                        f"({type(exc).__name__})"
+                    )
+                    count, digest = 0, hashlib.sha256().hexdigest()
+                results[name] = _result(name, spec, count, digest, problems)
+                if progress:
+                    progress(_line(name, results[name]))
+
+            _run_parallel(by_size, workers, load)
+            if keep:
+                for w in workers:
+                    w.driver_connection.commit()
+        finally:
+            for w in workers:
+                conn = w.driver_connection
+                try:
+                    conn.rollback()
+                    schema = schemas.get(id(conn))
+                    if schema is not None and not conn.closed:  # never committed; dropped anyway
+                        conn.cursor().execute(f"DROP SCHEMA IF EXISTS {_quote(schema)} CASCADE")
+                        conn.commit()
+                except psycopg2.Error:
+                    pass
+                finally:
+                    w.close()
+        return {n: results[n] for n in names if n in results}
+    finally:
+        engine.dispose()
+
+
+def _result(name: str, spec: dict, count: int, digest: str, problems: list[str]) -> dict[str, Any]:
+    ok = count == spec["rows"] and digest == spec["sha256"]
+    if count != spec["rows"]:
+        problems.append(f"{name}: {count} rows restored, the manifest says {spec['rows']}")
+    elif digest != spec["sha256"]:
+        problems.append(f"{name}: content hash of the restored rows differs from the manifest")
+    return {
+        "expected_rows": spec["rows"],
+        "restored_rows": count,
+        "expected_sha256": spec["sha256"],
+        "restored_sha256": digest,
+        "ok": ok,
+    }
+
+
+def _line(name: str, t: dict) -> str:
+    return (
+        f"restore {name}: {t['restored_rows']}/{t['expected_rows']} rows, {'ok' if t['ok'] else 'MISMATCH'}"
+    )
+
+
+# --- the SQLite fallback: COPY text <-> values ------------------------------------------------
+_ESCAPES = {b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"v": b"\v"}
+_ESCAPE_RE = re.compile(rb"\\(x[0-9a-fA-F]{1,2}|[0-7]{1,3}|.)", re.DOTALL)
+_OUT = str.maketrans(
+    {"\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
+)
+
+
+def _unescape_match(m: re.Match) -> bytes:
+    s = m.group(1)
+    if s in _ESCAPES:
+        return _ESCAPES[s]
+    if s[:1] == b"x" and len(s) > 1:
+        return bytes([int(s[1:], 16)])
+    if s[:1].isdigit():
+        return bytes([int(s, 8) & 0xFF])
+    return s
+
+
+def unescape_field(field: bytes) -> str | None:
+    """One field of a COPY text line as text (None for SQL NULL)."""
+    if field == b"\\N":
+        return None
+    if b"\\" in field:
+        field = _ESCAPE_RE.sub(_unescape_match, field)
+    return field.decode("utf-8")
+
+
+def escape_field(value: str | None) -> str:
+    """The inverse, as COPY TO writes it (only these seven characters are escaped)."""
+    return "\\N" if value is None else value.translate(_OUT)
+
+
+def _sqlite_kind(column: dict) -> str:
+    typ = column.get("pg_type", "")
+    if typ in _INT_TYPES:
+        return "INTEGER"
+    if typ == "bytea":
+        return "BLOB"
+    return "TEXT"
+
+
+def restore_into_sqlite(
+    scratch: Engine,
+    name: str,
+    spec: dict,
+    pieces: Iterable[bytes],
+    *,
+    problems: list[str],
+) -> dict[str, Any]:
+    """Load one pg-copy-text table into SQLite (integers as INTEGER, bytea as BLOB, the rest as the
+    exact text), read it back in insertion order, write it out as COPY text again and hash that."""
+    kinds = [_sqlite_kind(c) for c in spec["columns"]]
+    table = _quote(name)
+    cols = ", ".join(_quote(c["name"]) for c in spec["columns"])
+
+    def to_value(text: str | None, kind: str):
+        if text is None or kind == "TEXT":
+            return text
+        if kind == "INTEGER":
+            return int(text)
+        return bytes.fromhex(text[2:])  # bytea, hex output: \x...
+
+    def to_text(value, kind: str) -> str:
+        if value is None:
+            return "\\N"
+        if kind == "INTEGER":
+            return str(value)
+        if kind == "BLOB":
+            return "\\\\x" + bytes(value).hex()
+        return escape_field(value)
+
+    raw = scratch.raw_connection()
+    try:
+        db: sqlite3.Connection = raw.driver_connection
+        db.execute(
+            f"CREATE TABLE {table} ("
+            + ", ".join(f"{_quote(c['name'])} {k}" for c, k in zip(spec["columns"], kinds, strict=True))
+            + ")"
+        )
+        insert = f"INSERT INTO {table} ({cols}) VALUES ({', '.join('?' * len(kinds))})"
+        carry = b""
+        for piece in pieces:
+            data = carry + piece
+            lines = data.split(b"\n")
+            carry = lines.pop()
+            try:
+                db.executemany(
+                    insert,
+                    (
+                        [
+                            to_value(unescape_field(f), k)
+                            for f, k in zip(line.split(b"\t"), kinds, strict=True)
+                        ]
+                        for line in lines
+                    ),
+                )
+            except (ValueError, sqlite3.Error) as exc:
+                problems.append(
+                    f"{name}: rows cannot be loaded into the scratch database ({type(exc).__name__})"
+                )
+                break
+        db.commit()
+        digest, count = hashlib.sha256(), 0
+        for row in db.execute(f"SELECT {cols} FROM {table} ORDER BY rowid"):
+            digest.update(("\t".join(to_text(v, k) for v, k in zip(row, kinds, strict=True)) + "\n").encode())
+            count += 1
+    finally:
+        raw.close()
+    return _result(name, spec, count, digest.hexdigest(), problems)
