@@ -47,7 +47,8 @@ def prepare_for_ui(students: int) -> int:
     pw = embedded.passwords()
     print(
         f"\nOpen {_base_url()}/dags/{DAG_ID} and sign in as ops / {pw['ops']}; Trigger, switch off the dry run,\n"
-        f"give a reason. At the approval, sign in as approver / {pw['approver']} and open Required Actions.\n"
+        "give a reason and set the notice window to 0 days (with the default 30 the run waits 30 days for the\n"
+        f"customers' answers). At the approval, sign in as approver / {pw['approver']} and open Required Actions.\n"
         f"The Compliance page (left bar) shows the certificate; auditor / {pw['auditor']} may only view.\n"
         "`make down` stops the stack."
     )
@@ -105,7 +106,10 @@ def approve() -> int:
         raise DeregError(f"no run of {DAG_ID} to approve; start one with `make demo`")
     states = client.task_states(DAG_ID, run_id)
     if states.get("approve") != "awaiting_input":
-        raise DeregError(f"run {run_id} is not waiting for approval (approve is {states.get('approve')!r})")
+        raise DeregError(
+            f"run {run_id} is not waiting for approval (approve is {states.get('approve')!r}); "
+            "approve once the demo prints that the run waits at 'approve'"
+        )
     client.answer_approval(DAG_ID, run_id)
     print(f"Approved run {run_id} of {DAG_ID} as approver.")
     return 0
