@@ -77,6 +77,13 @@ class AirflowClient:
         runs = data.get("dag_runs", [])
         return runs[0]["dag_run_id"] if runs else None
 
+    def active_runs(self, dag_id: str) -> list[str]:
+        """Ids of the DAG's runs that are queued or running (a run waiting for approval is running)."""
+        data = self._call(
+            "GET", f"/dags/{dag_id}/dagRuns", params={"state": ["queued", "running"], "limit": 20}
+        )
+        return [r["dag_run_id"] for r in data.get("dag_runs", [])]
+
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value"):
         data = self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}")
         return data.get("value")
