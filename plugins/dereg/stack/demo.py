@@ -31,19 +31,21 @@ def prepare(
     students: int,
     start: Callable[[], object] = embedded.up,
     label: str = "the embedded stack under .state/",
+    approve_hint: str = "make demo-approve",
+    fresh_hint: str = "make clean-state",
 ) -> None:
     """Start the stack (the embedded one by default) and (re)seed the demo school's database."""
     from dereg.demo.seed import seed
 
     print(f"Starting {label} ...")
     start()
-    _refuse_if_a_run_is_active()
+    _refuse_if_a_run_is_active(approve_hint, fresh_hint)
     print(f"Seeding the demo school's database ({students} students) ...")
     counts = seed(f"sqlite:///{embedded.demo_source_path()}", students=students)
     print("  " + ", ".join(f"{t}: {n}" for t, n in counts.items()))
 
 
-def _refuse_if_a_run_is_active() -> None:
+def _refuse_if_a_run_is_active(approve_hint: str, fresh_hint: str) -> None:
     """Reseeding under a run that is still going would change the data its plan was made from, and a
     new run would only queue behind it (one run at a time), so the demo would wait without a word."""
     pw = embedded.passwords()
@@ -53,8 +55,8 @@ def _refuse_if_a_run_is_active() -> None:
     if active:
         raise DeregError(
             f"{DAG_ID} still has a run in progress ({', '.join(active)}), perhaps waiting for approval. "
-            "Finish it first: approve it (`make demo-approve` or the UI) and let it end, or mark it failed in "
-            f"the UI ({_base_url()}/dags/{DAG_ID}); or start afresh with `make clean-state`"
+            f"Finish it first: approve it (`{approve_hint}` or the UI) and let it end, or mark it failed in "
+            f"the UI ({_base_url()}/dags/{DAG_ID}); or start afresh with `{fresh_hint}`"
         )
 
 
@@ -78,10 +80,11 @@ def run(
     start: Callable[[], object] = embedded.up,
     label: str = "the embedded stack under .state/",
     approve_hint: str = "make demo-approve",
+    fresh_hint: str = "make clean-state",
     verify_prefix: str = "",
 ) -> int:
     t0 = time.monotonic()
-    prepare(students, start, label)
+    prepare(students, start, label, approve_hint, fresh_hint)
     pw = embedded.passwords()
     ops = AirflowClient(_base_url(), "ops", pw["ops"])
     ops.wait_for_dag(DAG_ID)

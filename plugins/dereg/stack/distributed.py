@@ -538,6 +538,7 @@ def main(argv: list[str] | None = None) -> int:
                 start=ensure_up,
                 label="the distributed stack (Celery workers) under " + str(config.state_dir()),
                 approve_hint="make distributed-approve",
+                fresh_hint="make distributed-down",
                 verify_prefix='eval "$(.venv/bin/python -m dereg.stack.distributed env)" && ',
             )
         else:
