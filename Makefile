@@ -7,6 +7,7 @@ CHROMIUM := /usr/bin/chromium
 
 .PHONY: demo demo-ui screenshots demo-approve down status distributed-demo distributed-approve distributed-down distributed-status test lint format lock venv clean-state bench-classify bench-erase bench-backup bench-notify
 
+## make venv: create .venv and install requirements.txt under requirements.lock (other targets do it when needed)
 venv: $(STAMP)
 
 $(STAMP): requirements.txt requirements.lock pyproject.toml
@@ -36,6 +37,7 @@ demo-approve: venv
 down: venv
 	$(BIN)/python -m dereg.stack.embedded down
 
+## make status: each part of the embedded stack, running or stopped (exit 1 when one is stopped)
 status: venv
 	$(BIN)/python -m dereg.stack.embedded status
 
@@ -84,10 +86,12 @@ bench-erase: venv
 bench-notify: venv
 	$(BIN)/python -m benchmarks.notify $(ARGS)
 
+## make lint: ruff check and ruff format --check
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+## make format: ruff format, then ruff check --fix
 format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
@@ -99,5 +103,6 @@ lock:
 	.venv-lock/bin/pip freeze > requirements.lock
 	rm -rf .venv-lock
 
+## make clean-state: make down, then delete .state/ (ledger, keyring, certificates, mail)
 clean-state: down
 	rm -rf .state

@@ -117,6 +117,14 @@ def _verify_certificate(args) -> int:
         print(f"  FAIL {problem}")
     if store_note:
         print(f"  note {store_note}")
+    elif store is not None and not result.ok:
+        import sqlalchemy as sa
+
+        shown = sa.engine.make_url(url).render_as_string(hide_password=True)
+        print(
+            f"  note the ledger was read from {shown}; a certificate issued by another deployment (e.g. "
+            "the distributed stack) is checked against its own store: pass --store URL"
+        )
     print(f"{args.path}: {'VALID' if result.ok else 'INVALID'}")
     return 0 if result.ok else 1
 
@@ -587,10 +595,22 @@ def main(argv: list[str] | None = None) -> int:
         "notices": "notices_command",
     }.get(args.command)
     name = args.command + (f" {getattr(args, sub)}" if sub else "")
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
     try:
         return COMMANDS[name](args)
     except DeregError as exc:
         print(f"dereg: error: {exc}", file=sys.stderr)
+        return 2
+    except (OperationalError, ArgumentError) as exc:
+        from dereg.redact import redact
+
+        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        print(
+            f"dereg: error: cannot use the database: {redact(cause)}. Check the URL given (--store, "
+            "DEREG_STORE_URL, or the source URL), that the server runs and that the role may connect",
+            file=sys.stderr,
+        )
         return 2
 
 

@@ -55,3 +55,30 @@ def test_recovery_drill_runs_quarterly(dagbag):
         after = core._get_next(after)
         runs.append(after.strftime("%Y-%m-%d %H:%M"))
     assert runs == ["2027-01-01 03:00", "2027-04-01 03:00", "2027-07-01 03:00", "2027-10-01 03:00"]
+
+
+def test_operations_stage_table_matches_the_closure_dag():
+    """docs/operations.md's stage table names every task of the closure DAG, in order, and its
+    "refuses unless the ledger shows" column lists exactly the stages each task's gate checks."""
+    import re
+
+    from dereg.dagfactory import build_closure_dag
+
+    text = (ROOT / "docs" / "operations.md").read_text()
+    section = text.split("## The stages", 1)[1].split("\n## ", 1)[0]
+    documented: dict[str, set[str]] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or not cells[0].startswith("`"):
+            continue
+        task_id = re.match(r"`([a-z_]+)`", cells[0]).group(1)
+        documented[task_id] = set(re.findall(r"`([a-z_]+)`", cells[2].split("(")[0]))
+
+    dag = build_closure_dag(ROOT / "include" / "companies" / "demo-academy.yaml")
+    assert set(documented) == set(dag.task_ids)
+    for task in dag.tasks:
+        # the ledger stages the task's gate checks (classification_units is a plain task: none)
+        required = set(getattr(getattr(task, "operator_class", type(task)), "requires", ()))
+        assert documented[task.task_id] == required, (
+            f"{task.task_id}: the docs say {sorted(documented[task.task_id])}, the gate checks {sorted(required)}"
+        )

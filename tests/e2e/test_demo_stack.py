@@ -164,6 +164,17 @@ def test_browser_closure_to_a_verified_certificate(stack_env, tmp_path):
             page.screenshot(path=shots / "grid.png")
             refused_self = _ops_tries_to_approve(stack_env)
             assert "HTTP 403" in refused_self, refused_self
+            # `make demo-ui` (or `make demo`) again while the run waits: refused, nothing reseeded
+            again = subprocess.run(
+                [sys.executable, "-m", "dereg.stack.demo", "prepare", "--students", "40"],
+                env=stack_env,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            assert again.returncode == 2 and "still has a run in progress" in again.stderr, again.stderr
+            assert run_id in again.stderr and "Seeding" not in again.stdout
 
             # approver: Required Actions, read the plan, Approve
             page = _sign_in(browser, base, "approver", passwords["approver"], f"/dags/{DAG_ID}")

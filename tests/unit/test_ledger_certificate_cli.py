@@ -180,6 +180,27 @@ def test_cli_verify_ledger_names_the_first_broken_entry(store_url, capsys):
     assert entries[1].entry_id in capsys.readouterr().out
 
 
+def test_cli_names_the_store_it_checked_and_reports_an_unusable_one(store_url, keyring, tmp_path, capsys):
+    """A certificate checked against another deployment's store says which store it read, and a store
+    that cannot be used is a one-line error, not a traceback."""
+    from dereg.stack.ports import free_port
+
+    cert, _ = _certificate(store_url, keyring)
+    json_path, _ = write_certificate(cert, tmp_path / "out", "certificate")
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    open_store(other)
+    assert dereg(["verify-certificate", str(json_path), "--store", other]) == 1
+    out = capsys.readouterr().out
+    assert f"the ledger was read from {other}" in out and "--store URL" in out
+
+    closed = f"postgresql+psycopg2://auditor:s3cret@127.0.0.1:{free_port()}/nowhere"
+    for argv in (["verify-ledger", "--store", closed], ["verify-ledger", "--store", "not a url"]):
+        assert dereg(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("dereg: error: cannot use the database:") and "s3cret" not in err
+        assert "Traceback" not in err
+
+
 def test_cli_keyring_init_refuses_to_overwrite(tmp_path, capsys):
     path = tmp_path / "k.json"
     assert dereg(["keyring", "init", "--path", str(path)]) == 0

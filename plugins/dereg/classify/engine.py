@@ -757,7 +757,8 @@ def classify_source(
             progress(
                 f"classified {info.qualified_name} ({i} of {len(selected)} tables, {info.row_count:,} rows)"
             )
-    if subject_table and (wanted is None or subject_table in wanted):
+    counted = bool(subject_table and (wanted is None or subject_table in wanted))
+    if counted:
         try:
             count_minors(engine, inventory, result, subject_table, closure_date)
         except sa.exc.SQLAlchemyError as exc:
@@ -765,12 +766,11 @@ def classify_source(
                 {"table": subject_table, "reason": f"minors could not be counted ({_reason(exc)})"}
             )
     log.info(
-        "classified %s: %d columns, %d personal; %d of %d subjects are minors; %d table problem(s)",
+        "classified %s: %d columns, %d personal; %s; %d table problem(s)",
         inventory.source_id,
         len(result.columns),
         sum(1 for f in result.columns if f.personal),
-        result.minors,
-        result.subjects,
+        f"{result.minors} of {result.subjects} subjects are minors" if counted else "minors not counted here",
         len(result.problems),
     )
     return result

@@ -27,7 +27,7 @@ class ErasureApprovalOperator(ComplianceMixin, ApprovalOperator):
     """
 
     stage = "approve"
-    requires = ("plan", "restore_verify", "wait_for_responses")
+    requires = ("plan", "restore_verify", "fulfil_requests")
     template_fields = ("subject", "body", "manifest_path")
 
     def __init__(

@@ -31,15 +31,33 @@ def prepare(
     students: int,
     start: Callable[[], object] = embedded.up,
     label: str = "the embedded stack under .state/",
+    approve_hint: str = "make demo-approve",
+    fresh_hint: str = "make clean-state",
 ) -> None:
     """Start the stack (the embedded one by default) and (re)seed the demo school's database."""
     from dereg.demo.seed import seed
 
     print(f"Starting {label} ...")
     start()
+    _refuse_if_a_run_is_active(approve_hint, fresh_hint)
     print(f"Seeding the demo school's database ({students} students) ...")
     counts = seed(f"sqlite:///{embedded.demo_source_path()}", students=students)
     print("  " + ", ".join(f"{t}: {n}" for t, n in counts.items()))
+
+
+def _refuse_if_a_run_is_active(approve_hint: str, fresh_hint: str) -> None:
+    """Reseeding under a run that is still going would change the data its plan was made from, and a
+    new run would only queue behind it (one run at a time), so the demo would wait without a word."""
+    pw = embedded.passwords()
+    ops = AirflowClient(_base_url(), "ops", pw["ops"])
+    ops.wait_for_dag(DAG_ID)
+    active = ops.active_runs(DAG_ID)
+    if active:
+        raise DeregError(
+            f"{DAG_ID} still has a run in progress ({', '.join(active)}), perhaps waiting for approval. "
+            f"Finish it first: approve it (`{approve_hint}` or the UI) and let it end, or mark it failed in "
+            f"the UI ({_base_url()}/dags/{DAG_ID}); or start afresh with `{fresh_hint}`"
+        )
 
 
 def prepare_for_ui(students: int) -> int:
@@ -47,7 +65,8 @@ def prepare_for_ui(students: int) -> int:
     pw = embedded.passwords()
     print(
         f"\nOpen {_base_url()}/dags/{DAG_ID} and sign in as ops / {pw['ops']}; Trigger, switch off the dry run,\n"
-        f"give a reason. At the approval, sign in as approver / {pw['approver']} and open Required Actions.\n"
+        "give a reason and set the notice window to 0 days (with the default 30 the run waits 30 days for the\n"
+        f"customers' answers). At the approval, sign in as approver / {pw['approver']} and open Required Actions.\n"
         f"The Compliance page (left bar) shows the certificate; auditor / {pw['auditor']} may only view.\n"
         "`make down` stops the stack."
     )
@@ -61,10 +80,11 @@ def run(
     start: Callable[[], object] = embedded.up,
     label: str = "the embedded stack under .state/",
     approve_hint: str = "make demo-approve",
+    fresh_hint: str = "make clean-state",
     verify_prefix: str = "",
 ) -> int:
     t0 = time.monotonic()
-    prepare(students, start, label)
+    prepare(students, start, label, approve_hint, fresh_hint)
     pw = embedded.passwords()
     ops = AirflowClient(_base_url(), "ops", pw["ops"])
     ops.wait_for_dag(DAG_ID)
@@ -85,8 +105,12 @@ def run(
 
     state = ops.follow(DAG_ID, run_id, on_change=on_change, on_waiting=on_waiting, timeout=follow_timeout)
     if state != "success":
+        failed = sorted(t for t, s in ops.task_states(DAG_ID, run_id).items() if s == "failed")
         print(
-            f"\nThe run ended {state}. Task logs: {_base_url()}/dags/{DAG_ID}/runs/{run_id}", file=sys.stderr
+            f"\nThe run ended {state}; failed: {', '.join(failed) or 'no task (the run was stopped)'}. "
+            f"Each task's log says why: {_base_url()}/dags/{DAG_ID}/runs/{run_id} (sign in as ops), and "
+            "docs/operations.md#when-something-fails says what to do.",
+            file=sys.stderr,
         )
         return 1
     cert = ops.xcom(DAG_ID, run_id, "certificate")
@@ -94,21 +118,31 @@ def run(
     print(f"Signed certificate: {cert['certificate_path']}")
     print(f"Readable copy:      {cert['html_path']}")
     print(f"Verify it:          {verify_prefix}.venv/bin/dereg verify-certificate {cert['certificate_path']}")
+    print(
+        f"Compliance view:    {_base_url()}/dereg/compliance/ (Compliance in the UI's left bar; "
+        f"auditor / {pw['auditor']} may view)"
+    )
     return 0
 
 
 def approve() -> int:
     pw = embedded.passwords()
     client = AirflowClient(_base_url(), "approver", pw["approver"])
-    run_id = client.latest_run(DAG_ID)
-    if run_id is None:
+    latest = client.latest_run(DAG_ID)
+    if latest is None:
         raise DeregError(f"no run of {DAG_ID} to approve; start one with `make demo`")
-    states = client.task_states(DAG_ID, run_id)
-    if states.get("approve") != "awaiting_input":
-        raise DeregError(f"run {run_id} is not waiting for approval (approve is {states.get('approve')!r})")
-    client.answer_approval(DAG_ID, run_id)
-    print(f"Approved run {run_id} of {DAG_ID} as approver.")
-    return 0
+    # the run at the gate, even when a later one is queued behind it (one run at a time)
+    candidates = [*client.active_runs(DAG_ID), latest]
+    for run_id in dict.fromkeys(candidates):
+        if client.task_states(DAG_ID, run_id).get("approve") == "awaiting_input":
+            client.answer_approval(DAG_ID, run_id)
+            print(f"Approved run {run_id} of {DAG_ID} as approver.")
+            return 0
+    state = client.task_states(DAG_ID, latest).get("approve")
+    raise DeregError(
+        f"no run of {DAG_ID} waits for approval (the latest, {latest}, has approve {state!r}); "
+        "approve once the demo prints that the run waits at 'approve'"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -479,7 +479,7 @@ def down() -> None:
 def status() -> int:
     info = load_info()
     if info is None:
-        print("  no distributed stack (start one with `python -m dereg.stack.distributed up`)")
+        print("  no distributed stack (start one with `make distributed-demo`)")
         return 1
     ready = _component_health(info)
     code = 0
@@ -498,7 +498,7 @@ def status() -> int:
 def _print_env() -> None:
     info = load_info()
     if info is None:
-        raise DeregError("no distributed stack runs; start it with `python -m dereg.stack.distributed up`")
+        raise DeregError("no distributed stack runs; start it with `make distributed-demo`")
     for k, v in airflow_env(info).items():
         print(f"export {k}={json.dumps(v) if not v.startswith('{') else repr(v)}")
 
@@ -538,6 +538,7 @@ def main(argv: list[str] | None = None) -> int:
                 start=ensure_up,
                 label="the distributed stack (Celery workers) under " + str(config.state_dir()),
                 approve_hint="make distributed-approve",
+                fresh_hint="make distributed-down",
                 verify_prefix='eval "$(.venv/bin/python -m dereg.stack.distributed env)" && ',
             )
         else:

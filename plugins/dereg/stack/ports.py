@@ -22,7 +22,7 @@ def require_free(port: int, what: str, env_var: str) -> None:
     if not port_is_free(port):
         raise DeregError(
             f"port {port} for {what} is already taken on 127.0.0.1. Stop whatever listens there "
-            f"(`make down` if it is an earlier demo) or choose another port with {env_var}=<port>."
+            f"(`make down` or `make distributed-down` if it is an earlier demo) or choose another port with {env_var}=<port>."
         )
 
 

@@ -16,13 +16,22 @@ class AirflowClient:
         self.username = username
         self.session = requests.Session()
         self.session.trust_env = False
-        r = self.session.post(
-            f"{self.base_url}/auth/token", json={"username": username, "password": password}, timeout=30
-        )
+        from dereg.stack.embedded import airflow_home
+
+        try:
+            r = self.session.post(
+                f"{self.base_url}/auth/token", json={"username": username, "password": password}, timeout=30
+            )
+        except requests.ConnectionError as exc:
+            raise DeregError(
+                f"nothing answers at {self.base_url}: the stack is not running, or it was started on "
+                "another port. Start it (`make demo`, `make demo-ui` or `make distributed-demo`), or set "
+                "DEREG_AIRFLOW_PORT to the port it was started with"
+            ) from exc
         if r.status_code not in (200, 201):
             raise DeregError(
                 f"Airflow at {self.base_url} refused the login of {username!r} "
-                f"(HTTP {r.status_code}); check the password in .state/airflow/passwords.json"
+                f"(HTTP {r.status_code}); check the password in {airflow_home() / 'passwords.json'}"
             )
         self.session.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
 
@@ -67,6 +76,13 @@ class AirflowClient:
         data = self._call("GET", f"/dags/{dag_id}/dagRuns", params={"order_by": "-run_after", "limit": 1})
         runs = data.get("dag_runs", [])
         return runs[0]["dag_run_id"] if runs else None
+
+    def active_runs(self, dag_id: str) -> list[str]:
+        """Ids of the DAG's runs that are queued or running (a run waiting for approval is running)."""
+        data = self._call(
+            "GET", f"/dags/{dag_id}/dagRuns", params={"state": ["queued", "running"], "limit": 20}
+        )
+        return [r["dag_run_id"] for r in data.get("dag_runs", [])]
 
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value"):
         data = self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}")
