@@ -274,6 +274,9 @@ def airflow_env(info: dict) -> dict[str, str]:
             "DEREG_DISTRIBUTED_ROOT": str(config.state_dir()),  # see use_own_state_dir()
             "DEREG_INCLUDE_DIR": str(config.include_dir()),
             "DEREG_COMPANIES_DIR": str(config.companies_dir()),
+            # as in Compose: empty means the source's own server / the keyring
+            "DEREG_SCRATCH_PG_URL": os.environ.get("DEREG_SCRATCH_PG_URL", ""),
+            "DEREG_KMS_KEY_ID": os.environ.get("DEREG_KMS_KEY_ID", ""),
             # `dereg backup/restore/shred` run with `eval "$(... env)"` reach the same store
             "AWS_ENDPOINT_URL": f"http://127.0.0.1:{p['s3']}",
             "AWS_ACCESS_KEY_ID": ACCESS_KEY,
