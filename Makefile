@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo demo-ui screenshots demo-approve down status distributed-demo distributed-approve distributed-down distributed-status test lint format lock venv clean-state bench-classify bench-erase bench-backup bench-notify
+.PHONY: demo demo-ui screenshots demo-approve down status distributed-demo distributed-approve distributed-down distributed-status test lint format lock venv clean-state bench-classify bench-erase bench-backup bench-backup-fast bench-notify
 
 ## make venv: create .venv and install requirements.txt under requirements.lock (other targets do it when needed)
 venv: $(STAMP)
@@ -77,6 +77,10 @@ $(VENV)/.bench-installed: benchmarks/requirements-bench.txt $(STAMP)
 ## make bench-backup: our backup and restore+verify against pg_dump | restic (needs restic: apt-get install restic)
 bench-backup: venv
 	$(BIN)/python -m benchmarks.backup $(ARGS)
+
+## make bench-backup-fast: backup fast readers against the generic SQLAlchemy path on 1,000,000-row MariaDB and SQLite tables
+bench-backup-fast: venv
+	$(BIN)/python -m benchmarks.backup_fast $(ARGS)
 
 ## make bench-erase: our erase+purge+verify against a hand-written SQL script (PostgreSQL, 200,000 students)
 bench-erase: venv
