@@ -96,10 +96,11 @@ def _verify_certificate(args) -> int:
     store, store_note = None, None
     if not args.no_ledger:
         from dereg import config
+        from dereg.dialects import dialect_for
         from dereg.evidence.store import open_store
 
         url = args.store or config.store_url()
-        if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        if dialect_for(url).missing_file(url) is not None:
             if args.store:
                 raise DeregError(f"compliance store {url} does not exist")
             store_note = (
@@ -175,12 +176,13 @@ def _backup(args) -> int:
 
     from dereg.backup.archive import create_backup
     from dereg.classify.scan import display_url
+    from dereg.dialects import normalize_url
     from dereg.evidence.store import open_store
     from dereg.keys_kms import backup_key_provider
 
     keyring = backup_key_provider()
     location = _s3_location(args.to)
-    engine = sa.create_engine(args.source_url, hide_parameters=True)
+    engine = sa.create_engine(normalize_url(args.source_url), hide_parameters=True)
     source_id = (engine.url.database or "source").rsplit("/", 1)[-1].split(".")[0] or "source"
     source_id = "".join(ch if ch.isalnum() else "_" for ch in source_id.lower())
     # a fresh run id per command: a backup of the same run would be reused, not taken again

@@ -1,107 +1,31 @@
-"""Write an encrypted backup of one SQL source to an S3-compatible store, under Object Lock.
+"""Back up one SQL source: which tables, in which order, read how; the writing is writer.py's.
 
-Rows are streamed table by table (memory does not grow with table size): PostgreSQL tables as the
-server's COPY text (pgcopy.py, format version 2), other sources as JSON lines (MariaDB/MySQL and
-SQLite through a raw-cursor fast reader, rowfast.py; the rest through SQLAlchemy).
-The plaintext is hashed, cut into chunks, compressed and encrypted under a fresh data key and
-uploaded by a pool of threads while reading goes on; the manifest (row counts, plaintext hashes,
-schema, key id) goes last. `open_session`/`start_session`/`Session.finish` are shared with object
-backups (objects.py). The backup is recorded as complete in the catalog only after
-every object is uploaded and its lock has been read back. Format: docs/backup-format.md.
+Rows are streamed table by table (memory does not grow with table size): tables of a server that
+speaks PostgreSQL's COPY text as that text (pgcopy.py, format version 2, one snapshot for the
+whole backup), other sources as JSON lines (through a dialect's raw-cursor fast reader, rowfast.py,
+where it has one; the rest through SQLAlchemy). The session (writer.py) hashes, chunks, seals and
+uploads the streams; the backup is recorded as complete in the catalog only after every object is
+uploaded and its lock has been read back. Format: docs/backup-format.md.
 """
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import hashlib
-import io
-import json
-import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy.engine import Engine
 
-from dereg.backup import catalog, rowfast
-from dereg.backup.codec import (
-    CHUNK_BYTES,
-    FORMAT_VERSION,
-    NONCE_BYTES,
-    associated_data,
-    encode_row,
-    kind_of,
-    seal,
-)
+from dereg.backup import catalog, pgcopy, rowfast
+from dereg.backup.codec import describe_columns, describe_keys, encode_row, kind_of
 from dereg.backup.s3 import S3Location
+from dereg.backup.writer import BackupRecord, Session, open_session, reuse_complete, start_session
+from dereg.dialects import dialect_for, sqlalchemy_name
 from dereg.errors import BackupError, DeregError
-from dereg.keys import new_data_key
 from dereg.redact import redact
 
 STREAM_BATCH = 2000
 JSON_ROWS = "json-rows"
-
-
-@dataclass
-class BackupRecord:
-    backup_id: str
-    manifest_key: str
-    tables: dict[str, dict[str, Any]]
-    total_rows: int
-    retain_until: str
-    object_lock: bool
-    reused: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _s3_error(location: S3Location, exc: Exception, doing: str) -> BackupError:
-    if isinstance(exc, ClientError):
-        code = exc.response.get("Error", {}).get("Code", "?")
-        return BackupError(
-            f"S3 store {location.describe()} refused to {doing} ({code}). Check the bucket, the "
-            "credentials of the backup connection and their permissions."
-        )
-    return BackupError(
-        f"S3 store {location.describe()} is unreachable while trying to {doing} "
-        f"({type(exc).__name__}). Check that the endpoint is up and the backup connection's "
-        "endpoint_url is right."
-    )
-
-
-def ensure_bucket(client, location: S3Location, object_lock: bool) -> None:
-    """Create the bucket if missing; refuse one without Object Lock when the manifest asks for it."""
-    try:
-        client.head_bucket(Bucket=location.bucket)
-        exists = True
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
-            raise
-        exists = False
-    if not exists:
-        kwargs: dict[str, Any] = {"Bucket": location.bucket}
-        if object_lock:
-            kwargs["ObjectLockEnabledForBucket"] = True
-        if location.region and location.region != "us-east-1":
-            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": location.region}
-        client.create_bucket(**kwargs)
-        return
-    if object_lock:
-        try:
-            config = client.get_object_lock_configuration(Bucket=location.bucket)
-            enabled = config.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ObjectLockConfigurationNotFoundError":
-                raise
-            enabled = False
-        if not enabled:
-            raise BackupError(
-                f"bucket {location.bucket} has no Object Lock, but the manifest asks for object_lock: true. "
-                "Nothing was uploaded. Use a bucket created with Object Lock enabled (it cannot be turned on "
-                "later on most stores), or set backup.object_lock: false if the law allows."
-            )
 
 
 def _ordered_tables(engine: Engine, only: list[str] | None) -> list[sa.Table]:
@@ -116,206 +40,11 @@ def _ordered_tables(engine: Engine, only: list[str] | None) -> list[sa.Table]:
     return tables
 
 
-class _Uploader:
-    """Puts objects into the backup's location; chunks are sealed (zstd, AES-256-GCM) and uploaded by
-    a pool of threads (a bounded number in flight, so memory stays flat) while the reader goes on,
-    and `drain` waits for them before the manifest is written."""
-
-    PARALLEL = 4
-
-    def __init__(self, client, location: S3Location, lock: dict[str, Any]):
-        from concurrent.futures import ThreadPoolExecutor
-        from threading import BoundedSemaphore, Event, Lock
-
-        self.client, self.location, self.lock = client, location, lock
-        self._pool = ThreadPoolExecutor(max_workers=self.PARALLEL, thread_name_prefix="dereg-upload")
-        self._slots = BoundedSemaphore(self.PARALLEL + 1)
-        self._futures: list = []
-        self._mutex = Lock()  # several table readers may submit at once
-        self._open = Event()  # chunks wait for it: nothing is uploaded before the store is checked
-        self._open.set()
-        self._refused: BaseException | None = None
-
-    def hold(self) -> None:
-        """Queue chunks (sealing them) but upload none until `release` or `refuse`."""
-        self._open.clear()
-
-    def release(self) -> None:
-        self._open.set()
-
-    def refuse(self, error: BaseException) -> None:
-        """The store must not be written to: queued chunks are dropped, the next submit raises."""
-        self._refused = error
-        self._open.set()
-
-    def put(
-        self, key: str, body: bytes, *, locked: bool = True, content_type: str = "application/octet-stream"
-    ):
-        kwargs = dict(self.lock) if locked else {}
-        try:
-            self.client.put_object(
-                Bucket=self.location.bucket, Key=key, Body=body, ContentType=content_type, **kwargs
-            )
-        except (BotoCoreError, ClientError) as exc:
-            raise _s3_error(self.location, exc, f"store {key}") from None
-
-    def put_later(self, key: str, body: bytes) -> None:
-        """Upload a locked chunk in the background; an error surfaces at the next call or at `drain`."""
-        self._submit(lambda: self.put(key, body))
-
-    def seal_later(self, key: str, data_key: bytes, plaintext: bytes, aad: bytes) -> None:
-        """Compress, encrypt and upload a chunk in the background (zstd and AES-GCM release the GIL,
-        so sealing overlaps the reading of the next chunk and the other uploads)."""
-
-        def job() -> None:
-            body = seal(data_key, plaintext, aad)
-            self._open.wait()
-            if self._refused is None:
-                self.put(key, body)
-
-        self._submit(job)
-
-    def _submit(self, job) -> None:
-        self._raise_failed()
-        self._slots.acquire()
-        if self._refused is not None:
-            self._slots.release()
-            raise self._refused
-
-        def run() -> None:
-            try:
-                job()
-            finally:
-                self._slots.release()
-
-        with self._mutex:
-            self._futures.append(self._pool.submit(run))
-
-    def _raise_failed(self) -> None:
-        with self._mutex:
-            done = [f for f in self._futures if f.done()]
-            self._futures = [f for f in self._futures if not f.done()]
-        for f in done:
-            f.result()  # re-raises the upload's error
-
-    def drain(self) -> None:
-        """Wait until every chunk is stored; raise the first error."""
-        with self._mutex:
-            futures, self._futures = self._futures, []
-        for f in futures:
-            f.result()
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-class ChunkStream(io.RawIOBase):
-    """One table's (or stream's) plaintext: bytes in, hashed and counted, cut into chunks of about
-    `chunk_bytes` that end at a line end when `lines` (the table encodings are line-based), each
-    sealed and uploaded in the background. The last chunk is flagged, so one chunk is held back
-    until the next one (or the end) is known. Memory: one chunk being filled, one held back, and
-    the uploader's bounded queue."""
-
-    def __init__(
-        self,
-        name: str,
-        *,
-        backup_id: str,
-        data_key: bytes,
-        uploader: _Uploader,
-        location: S3Location,
-        chunk_bytes: int,
-        lines: bool = True,
-    ):
-        super().__init__()
-        self.name, self.backup_id, self.data_key = name, backup_id, data_key
-        self.uploader, self.location, self.chunk_bytes, self.lines = uploader, location, chunk_bytes, lines
-        self.digest = hashlib.sha256()
-        self.size = 0
-        self.newlines = 0
-        self.chunks: list[str] = []
-        self._buffer = bytearray()
-        self._pending: bytes | None = None
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:
-        n = len(data)
-        self.digest.update(data)
-        self.size += n
-        start = len(self._buffer)
-        self._buffer += data  # `data` may be a memoryview (from io.BufferedWriter): copied here
-        if self.lines:
-            self.newlines += self._buffer.count(b"\n", start)
-        while len(self._buffer) >= self.chunk_bytes:
-            cut = self.chunk_bytes
-            if self.lines:
-                cut = self._buffer.find(b"\n", self.chunk_bytes - 1) + 1
-                if cut == 0:
-                    break  # a line longer than the chunk so far: wait for its end
-            if self._pending is not None:
-                self._emit(self._pending, last=False)
-            with memoryview(self._buffer) as view:
-                self._pending = bytes(view[:cut])  # one copy, not a slice and then a copy
-            del self._buffer[:cut]
-        return n
-
-    def _emit(self, plaintext: bytes, last: bool) -> None:
-        index = len(self.chunks)
-        key = self.location.key(self.backup_id, "data", self.name, f"{index:06d}.chunk")
-        self.uploader.seal_later(
-            key, self.data_key, plaintext, associated_data(self.backup_id, self.name, index, last)
-        )
-        self.chunks.append(key)
-
-    def finish(self) -> None:
-        """Emit what is left; the last chunk carries the last flag (an empty stream: one empty chunk)."""
-        if self._pending is not None and self._buffer:
-            self._emit(self._pending, last=False)
-            self._emit(bytes(self._buffer), last=True)
-        elif self._pending is not None:
-            self._emit(self._pending, last=True)
-        else:
-            self._emit(bytes(self._buffer), last=True)
-        self._pending, self._buffer = None, bytearray()
-
-
-def _describe_columns(table: sa.Table, kinds: list[str]) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": c.name,
-            "kind": k,
-            "type": _type_text(c.type),
-            "nullable": bool(c.nullable),
-            "primary_key": bool(c.primary_key),
-        }
-        for c, k in zip(table.columns, kinds, strict=True)
-    ]
-
-
-def _describe_keys(table: sa.Table) -> dict[str, Any]:
-    return {
-        "primary_key": [c.name for c in table.primary_key.columns],
-        "foreign_keys": [
-            {
-                "columns": [e.parent.name for e in fk.elements],
-                "ref_table": fk.referred_table.name,
-                "ref_columns": [e.column.name for e in fk.elements],
-            }
-            for fk in table.foreign_key_constraints
-        ],
-    }
-
-
 def _dump_table(
     engine: Engine,
     table: sa.Table,
     *,
-    backup_id: str,
-    data_key: bytes,
-    uploader: _Uploader,
-    location: S3Location,
+    session: Session,
     progress,
     fast: bool = True,
 ) -> dict[str, Any]:
@@ -325,14 +54,7 @@ def _dump_table(
     columns = list(table.columns)
     kinds = [kind_of(c.type) for c in columns]
     order = list(table.primary_key.columns) or columns
-    stream = ChunkStream(
-        table.name,
-        backup_id=backup_id,
-        data_key=data_key,
-        uploader=uploader,
-        location=location,
-        chunk_bytes=CHUNK_BYTES,
-    )
+    stream = session.stream(table.name)
     rows = 0
     if fast and rowfast.supports(engine):
         rows = rowfast.stream_rows(engine, table, stream.write)
@@ -353,241 +75,9 @@ def _dump_table(
         "sha256": stream.digest.hexdigest(),
         "bytes": stream.size,
         "chunks": stream.chunks,
-        "columns": _describe_columns(table, kinds),
-        **_describe_keys(table),
+        "columns": describe_columns(table, kinds),
+        **describe_keys(table),
     }
-
-
-def _type_text(type_) -> str:
-    try:
-        return str(type_)
-    except Exception:  # noqa: BLE001
-        return type(type_).__name__
-
-
-def _check_lock(client, location: S3Location, key: str, retain_until: dt.datetime) -> None:
-    try:
-        retention = client.get_object_retention(Bucket=location.bucket, Key=key).get("Retention", {})
-    except (BotoCoreError, ClientError) as exc:
-        raise _s3_error(location, exc, f"read back the retention of {key}") from None
-    until = retention.get("RetainUntilDate")
-    if (
-        retention.get("Mode") != "COMPLIANCE"
-        or until is None
-        or until < retain_until - dt.timedelta(seconds=5)
-    ):
-        raise BackupError(
-            f"object {key} in {location.describe()} is not locked as required (mode "
-            f"{retention.get('Mode')}, until {until}); the backup is not recorded as complete"
-        )
-
-
-@dataclass
-class Session:
-    """A backup being written: its ids, keys, lock, uploader. `open_session` starts it (bucket
-    checked, stale attempts abandoned, catalog row and escrow copy written); `finish` writes the
-    manifest last, reads the locks back and marks it complete."""
-
-    client: Any
-    location: S3Location
-    store: Engine
-    backup_id: str
-    created_at: dt.datetime
-    retain_until: dt.datetime
-    manifest_key: str
-    escrow_key: str
-    data_key: bytes
-    kek_id: str
-    retention_days: int
-    object_lock: bool
-    uploader: _Uploader
-    context: dict[str, Any] = field(default_factory=dict)
-
-    def stream(self, name: str, *, lines: bool = True) -> ChunkStream:
-        return ChunkStream(
-            name,
-            backup_id=self.backup_id,
-            data_key=self.data_key,
-            uploader=self.uploader,
-            location=self.location,
-            chunk_bytes=CHUNK_BYTES,
-            lines=lines,
-        )
-
-    def common_manifest(self, *, company_id: str, run_id: str, source_id: str) -> dict[str, Any]:
-        return {
-            "format": "dereg-backup",
-            "version": FORMAT_VERSION,
-            "backup_id": self.backup_id,
-            "company_id": company_id,
-            "run_id": run_id,
-            "source_id": source_id,
-            "created_at": self.created_at.isoformat(),
-            "compression": "zstd",
-            "cipher": "AES-256-GCM",
-            "nonce_bytes": NONCE_BYTES,
-            "chunk_plaintext_bytes": CHUNK_BYTES,
-            "kek_id": self.kek_id,
-            "escrow_key": self.escrow_key,
-            "retention_days": self.retention_days,
-            "retain_until": self.retain_until.isoformat(),
-            "object_lock": self.object_lock,
-        }
-
-    def finish(self, manifest: dict[str, Any], described: dict[str, dict[str, Any]]) -> BackupRecord:
-        """Every chunk stored, then the manifest, then the locks read back, then `complete`."""
-        self.uploader.drain()
-        self.uploader.put(
-            self.manifest_key,
-            json.dumps(manifest, indent=1, sort_keys=True).encode(),
-            content_type="application/json",
-        )
-        if self.object_lock:
-            _check_lock(self.client, self.location, self.manifest_key, self.retain_until)
-            first_chunk = next((t["chunks"][0] for t in described.values() if t["chunks"]), None)
-            if first_chunk:
-                _check_lock(self.client, self.location, first_chunk, self.retain_until)
-        summary = {
-            name: {"rows": t["rows"], "sha256": t["sha256"], "chunks": len(t["chunks"])}
-            for name, t in described.items()
-        }
-        total = manifest["total_rows"]
-        catalog.complete(
-            self.store,
-            self.backup_id,
-            tables=summary,
-            total_rows=total,
-            retain_until=self.retain_until.isoformat(),
-        )
-        return BackupRecord(
-            self.backup_id, self.manifest_key, summary, total, self.retain_until.isoformat(), self.object_lock
-        )
-
-
-def reuse_complete(
-    store: Engine, company_id: str, run_id: str, source_id: str, progress
-) -> BackupRecord | None:
-    """The complete backup of this run and source, if one was already taken."""
-    existing = catalog.find_complete(store, company_id, run_id, source_id)
-    if existing is None:
-        return None
-    if progress:
-        progress(f"backup {existing['backup_id']} of this run is already complete; reusing it")
-    return BackupRecord(
-        existing["backup_id"],
-        existing["manifest_key"],
-        json.loads(existing["tables_json"]),
-        existing["total_rows"],
-        existing["retain_until"],
-        existing["object_lock"],
-        reused=True,
-    )
-
-
-def open_session(
-    *,
-    company_id: str,
-    run_id: str,
-    source_id: str,
-    location: S3Location,
-    keyring,
-    store: Engine,
-    retention_days: int,
-    object_lock: bool,
-    progress=None,
-    early: bool = False,
-) -> Session:
-    """A new backup session. Unless `early`, it is started at once (see `start_session`); with
-    `early`, the caller may begin reading the source into its streams first (chunks are sealed and
-    queued, none uploaded) and must call `start_session` (e.g. in a thread) before `finish`."""
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    retain_until = now + dt.timedelta(days=retention_days)
-    backup_id = f"bk-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
-    client = None if early else location.client()  # early: made by start_session, off the reading thread
-    lock = {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": retain_until} if object_lock else {}
-    uploader = _Uploader(client, location, lock)
-    uploader.hold()
-    session = Session(
-        client=client,
-        location=location,
-        store=store,
-        backup_id=backup_id,
-        created_at=now,
-        retain_until=retain_until,
-        manifest_key=location.key(backup_id, "manifest.json"),
-        escrow_key=location.key("_escrow", f"{backup_id}.json"),
-        data_key=new_data_key(),
-        kek_id="",
-        retention_days=retention_days,
-        object_lock=object_lock,
-        uploader=uploader,
-        context=dict(company_id=company_id, run_id=run_id, source_id=source_id, keyring=keyring),
-    )
-    if not early:
-        try:
-            start_session(session, progress=progress)
-        except BaseException:
-            uploader.close()
-            raise
-    return session
-
-
-def start_session(session: Session, *, progress=None) -> None:
-    """Check the bucket (refusing one without Object Lock when asked), abandon a stale attempt of
-    the same run, record the backup as started with its wrapped key, write the escrow copy; then
-    let the queued chunks go. On failure nothing of this backup is uploaded."""
-    ctx, location, store, uploader = session.context, session.location, session.store, session.uploader
-    started = False
-    try:
-        if session.client is None:
-            session.client = uploader.client = location.client()
-        try:
-            ensure_bucket(session.client, location, session.object_lock)
-        except (BotoCoreError, ClientError) as exc:
-            raise _s3_error(location, exc, f"open bucket {location.bucket}") from None
-        try:
-            stale = catalog.abandon_stale(store, location, ctx["company_id"], ctx["run_id"], ctx["source_id"])
-        except (BotoCoreError, ClientError) as exc:
-            raise _s3_error(location, exc, "clean up an earlier, interrupted backup") from None
-        if stale and progress:
-            progress(
-                f"an earlier attempt of this run died during backup {', '.join(stale)}: marked abandoned, "
-                "key destroyed"
-            )
-        session.kek_id, wrapped = ctx["keyring"].wrap_data_key(session.data_key)
-        wrapped_b64 = base64.b64encode(wrapped).decode("ascii")
-        catalog.start(
-            store,
-            backup_id=session.backup_id,
-            company_id=ctx["company_id"],
-            run_id=ctx["run_id"],
-            source_id=ctx["source_id"],
-            bucket=location.bucket,
-            prefix=location.prefix,
-            manifest_key=session.manifest_key,
-            object_lock=session.object_lock,
-            kek_id=session.kek_id,
-            wrapped_key=wrapped_b64,
-        )
-        started = True
-        # the escrow copy of the wrapped key: a separate prefix, never locked, so it can be destroyed
-        escrow = {
-            "backup_id": session.backup_id,
-            "kek_id": session.kek_id,
-            "wrapped_key": wrapped_b64,
-            "wrap": getattr(ctx["keyring"], "wrap_name", "AES-KW (RFC 3394)"),
-        }
-        uploader.put(
-            session.escrow_key, json.dumps(escrow).encode(), locked=False, content_type="application/json"
-        )
-    except BaseException as exc:
-        uploader.refuse(exc)
-        if started:
-            catalog.fail(
-                store, session.backup_id, str(exc) if isinstance(exc, DeregError) else type(exc).__name__
-            )
-        raise
-    uploader.release()
 
 
 def create_backup(
@@ -614,7 +104,7 @@ def create_backup(
     reused = reuse_complete(store, company_id, run_id, source_id, progress)
     if reused is not None:
         return reused
-    early = engine.dialect.name == "postgresql"
+    early = dialect_for(engine).copy_text  # read by the server's COPY, see pgcopy.py
     session = open_session(
         company_id=company_id,
         run_id=run_id,
@@ -636,8 +126,6 @@ def create_backup(
             # (its chunks are sealed and queued, none uploaded before that check passed)
             from concurrent.futures import ThreadPoolExecutor
 
-            from dereg.backup import pgcopy
-
             starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dereg-start")
             starting = starter.submit(start_session, session, progress=progress)
             starter.shutdown(wait=False)
@@ -657,19 +145,12 @@ def create_backup(
             for table in ordered:
                 current[0] = table.name
                 described[table.name] = _dump_table(
-                    engine,
-                    table,
-                    backup_id=backup_id,
-                    data_key=session.data_key,
-                    uploader=session.uploader,
-                    location=location,
-                    progress=progress,
-                    fast=fast,
+                    engine, table, session=session, progress=progress, fast=fast
                 )
         total = sum(t["rows"] for t in described.values())
         manifest = {
             **session.common_manifest(company_id=company_id, run_id=run_id, source_id=source_id),
-            "dialect": engine.dialect.name,
+            "dialect": sqlalchemy_name(engine),
             "tables": described,
             "table_order": list(described),
             "total_rows": total,

@@ -1,4 +1,4 @@
-"""Row serialisation and chunk encryption shared by the archive writer and the restore.
+"""Row serialisation, table descriptions and chunk encryption shared by the backup writers and the restore.
 
 Version 2 stores PostgreSQL tables as the server's own `COPY ... TO STDOUT` text stream (see
 pgcopy.py); other sources, and every version 1 backup, use the JSON rows below. Rows are JSON
@@ -22,6 +22,8 @@ from typing import Any
 import sqlalchemy as sa
 import zstandard
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from dereg.dialects import type_text
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -143,3 +145,49 @@ def open_sealed(key: bytes, blob: bytes, aad: bytes) -> bytes:
     """Decrypt and decompress a chunk; raises cryptography's InvalidTag if anything was altered."""
     nonce, ciphertext = blob[:NONCE_BYTES], blob[NONCE_BYTES:]
     return zstandard.ZstdDecompressor().decompress(AESGCM(key).decrypt(nonce, ciphertext, aad))
+
+
+def describe_columns(table: sa.Table, kinds: list[str]) -> list[dict[str, Any]]:
+    """The manifest's `columns` of a json-rows table: name, kind, type, nullable, primary key."""
+    return [
+        {
+            "name": c.name,
+            "kind": k,
+            "type": type_text(c.type),
+            "nullable": bool(c.nullable),
+            "primary_key": bool(c.primary_key),
+        }
+        for c, k in zip(table.columns, kinds, strict=True)
+    ]
+
+
+def describe_keys(table: sa.Table) -> dict[str, Any]:
+    """The manifest's primary and foreign keys of a table."""
+    return {
+        "primary_key": [c.name for c in table.primary_key.columns],
+        "foreign_keys": [
+            {
+                "columns": [e.parent.name for e in fk.elements],
+                "ref_table": fk.referred_table.name,
+                "ref_columns": [e.column.name for e in fk.elements],
+            }
+            for fk in table.foreign_key_constraints
+        ],
+    }
+
+
+def restored_result(name: str, spec: dict, count: int, digest: str, problems: list[str]) -> dict[str, Any]:
+    """A restored table's verdict: its row count and content hash against the manifest's `spec`
+    (a mismatch is added to `problems`)."""
+    ok = count == spec["rows"] and digest == spec["sha256"]
+    if count != spec["rows"]:
+        problems.append(f"{name}: {count} rows restored, the manifest says {spec['rows']}")
+    elif digest != spec["sha256"]:
+        problems.append(f"{name}: content hash of the restored rows differs from the manifest")
+    return {
+        "expected_rows": spec["rows"],
+        "restored_rows": count,
+        "expected_sha256": spec["sha256"],
+        "restored_sha256": digest,
+        "ok": ok,
+    }

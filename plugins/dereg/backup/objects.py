@@ -29,9 +29,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from cryptography.exceptions import InvalidTag
 
 from dereg.backup import catalog
-from dereg.backup.archive import BackupRecord, open_session, reuse_complete
 from dereg.backup.codec import associated_data, open_sealed
 from dereg.backup.s3 import S3Location
+from dereg.backup.writer import BackupRecord, open_session, reuse_complete
 from dereg.errors import BackupError, DeregError
 
 READ_PIECE = 1 << 20

@@ -30,7 +30,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from dereg.backup.codec import kind_of
+from dereg.backup.codec import describe_keys, kind_of, restored_result
+from dereg.dialects import normalize_url, type_text
 
 PG_COPY_TEXT = "pg-copy-text"
 READ_BLOCK = 1 << 20
@@ -152,8 +153,6 @@ def dump_tables(
     """COPY every table of `tables` (reflected, parents first) into the session's chunk streams, on
     up to JOBS connections that share one snapshot (largest tables first). Returns the manifest's
     `tables` entries and the extra manifest fields."""
-    from dereg.backup.archive import _describe_keys, _type_text
-
     described: dict[str, dict[str, Any]] = {}
     raw = engine.raw_connection()
     extra: list = []
@@ -216,7 +215,7 @@ def dump_tables(
             for c in columns:
                 reflected = table.c.get(c["name"])
                 c["kind"] = kind_of(reflected.type) if reflected is not None else "other"
-                c["type"] = _type_text(reflected.type) if reflected is not None else c["pg_type"]
+                c["type"] = type_text(reflected.type) if reflected is not None else c["pg_type"]
                 c["nullable"] = not c["not_null"]
                 c["primary_key"] = bool(reflected is not None and reflected.primary_key)
             described[table.name] = {
@@ -226,7 +225,7 @@ def dump_tables(
                 "bytes": stream.size,
                 "chunks": stream.chunks,
                 "columns": columns,
-                **_describe_keys(table),
+                **describe_keys(table),
             }
             if progress:
                 progress(f"backup {table.name}: {rows} rows in {len(stream.chunks)} chunk(s)")
@@ -299,7 +298,7 @@ def restore_into_postgresql(
     (and the schema is dropped besides), so no scratch data outlives the call, whatever happens."""
     import psycopg2
 
-    engine = sa.create_engine(url, hide_parameters=True)
+    engine = sa.create_engine(normalize_url(url), hide_parameters=True)
     schemas: dict[int, str] = {}
     results: dict[str, dict[str, Any]] = {}
 
@@ -362,7 +361,7 @@ def restore_into_postgresql(
                         f"({type(exc).__name__})"
                     )
                     count, digest = 0, hashlib.sha256().hexdigest()
-                results[name] = _result(name, spec, count, digest, problems)
+                results[name] = restored_result(name, spec, count, digest, problems)
                 if progress:
                     progress(_line(name, results[name]))
 
@@ -386,21 +385,6 @@ def restore_into_postgresql(
         return {n: results[n] for n in names if n in results}
     finally:
         engine.dispose()
-
-
-def _result(name: str, spec: dict, count: int, digest: str, problems: list[str]) -> dict[str, Any]:
-    ok = count == spec["rows"] and digest == spec["sha256"]
-    if count != spec["rows"]:
-        problems.append(f"{name}: {count} rows restored, the manifest says {spec['rows']}")
-    elif digest != spec["sha256"]:
-        problems.append(f"{name}: content hash of the restored rows differs from the manifest")
-    return {
-        "expected_rows": spec["rows"],
-        "restored_rows": count,
-        "expected_sha256": spec["sha256"],
-        "restored_sha256": digest,
-        "ok": ok,
-    }
 
 
 def _line(name: str, t: dict) -> str:
@@ -518,4 +502,4 @@ def restore_into_sqlite(
             count += 1
     finally:
         raw.close()
-    return _result(name, spec, count, digest.hexdigest(), problems)
+    return restored_result(name, spec, count, digest.hexdigest(), problems)

@@ -24,17 +24,19 @@ from botocore.exceptions import BotoCoreError, ClientError
 from cryptography.exceptions import InvalidTag
 from sqlalchemy.engine import Engine
 
-from dereg.backup import catalog
+from dereg.backup import catalog, pgcopy
 from dereg.backup.codec import (
     READABLE_VERSIONS,
     associated_data,
     decode_for_scratch,
     encode_row,
     open_sealed,
+    restored_result,
     scratch_type,
 )
-from dereg.backup.pgcopy import PG_COPY_TEXT, _result
+from dereg.backup.pgcopy import PG_COPY_TEXT
 from dereg.backup.s3 import S3Location
+from dereg.dialects import dialect_for, normalize_url, sqlalchemy_name
 from dereg.errors import BackupError, KeyringError
 
 INSERT_BATCH = 2000
@@ -69,9 +71,11 @@ def _wrapped_key(backup_id: str, store: Engine, client, location: S3Location) ->
 
 
 def _restored_order(scratch: Engine, table: sa.Table, spec: dict) -> list:
-    """Insertion order on SQLite (rowid: immune to collation differences); else the primary key."""
-    if scratch.dialect.name == "sqlite":
-        return [sa.literal_column("rowid")]
+    """Insertion order where the database has it (SQLite's rowid: immune to collation
+    differences); else the primary key."""
+    insertion = dialect_for(scratch).insertion_order
+    if insertion is not None:
+        return [sa.literal_column(insertion)]
     return [table.c[name] for name in spec.get("primary_key") or []] or list(table.columns)
 
 
@@ -170,11 +174,12 @@ def _restore_table(
         for row in conn.execute(sa.select(*table.columns).order_by(*_restored_order(scratch, table, spec))):
             digest.update(encode_row(row, kinds))
             count += 1
-    return _result(name, spec, count, digest.hexdigest(), problems)
+    return restored_result(name, spec, count, digest.hexdigest(), problems)
 
 
-def _is_postgresql(url: str | None) -> bool:
-    return bool(url) and sa.make_url(url).get_backend_name() == "postgresql"
+def _copies_text(url: str | None) -> bool:
+    """Whether `url` is a server that loads pg-copy-text tables by COPY (PostgreSQL)."""
+    return bool(url) and dialect_for(url).copy_text
 
 
 def restore_and_verify(
@@ -238,12 +243,10 @@ def restore_and_verify(
     workdir = None
     scratch = None
     try:
-        pg_target = into_url if _is_postgresql(into_url) else None
-        if pg_target is None and into_url is None and copy_tables and _is_postgresql(scratch_url):
+        pg_target = into_url if _copies_text(into_url) else None
+        if pg_target is None and into_url is None and copy_tables and _copies_text(scratch_url):
             pg_target = scratch_url
         if copy_tables and pg_target is not None:
-            from dereg.backup import pgcopy
-
             if progress:
                 where = sa.make_url(pg_target)
                 progress(
@@ -275,16 +278,14 @@ def restore_and_verify(
             else:
                 workdir = Path(tempfile.mkdtemp(prefix="dereg-restore-"))
                 target = f"sqlite:///{workdir / 'scratch.db'}"
-            scratch = sa.create_engine(target)
+            scratch = sa.create_engine(normalize_url(target))
             for name in rest:
                 spec = manifest["tables"][name]
                 pieces = chunks.of(name, spec, report.problems)
                 if spec.get("encoding") == PG_COPY_TEXT:
-                    from dereg.backup import pgcopy
-
-                    if scratch.dialect.name != "sqlite":
+                    if not dialect_for(scratch).loads_copy_text_rows:
                         raise BackupError(
-                            f"a PostgreSQL backup restores into PostgreSQL or SQLite, not {scratch.dialect.name}"
+                            f"a PostgreSQL backup restores into PostgreSQL or SQLite, not {sqlalchemy_name(scratch)}"
                         )
                     result = pgcopy.restore_into_sqlite(scratch, name, spec, pieces, problems=report.problems)
                 else:

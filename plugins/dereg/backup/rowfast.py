@@ -1,5 +1,6 @@
-"""Fast readers for MariaDB/MySQL (PyMySQL) and SQLite (sqlite3): the same `json-rows` bytes as the
-generic SQLAlchemy path, without its per-row result machinery.
+"""The fast row reader: the same `json-rows` bytes as the generic SQLAlchemy path, without its per-row
+result machinery, for every dialect that gives a raw batch cursor (MariaDB/MySQL with PyMySQL,
+SQLite with sqlite3; see `fast_cursor` in dereg/dialects/).
 
 Rows are read from the raw DBAPI connection in `FAST_BATCH` batches (`fetchmany`, never `fetchall`):
 PyMySQL through an unbuffered server-side cursor (`SSCursor`), sqlite3 through its own cursor, so
@@ -27,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from dereg.backup.codec import encode_value, kind_of
+from dereg.dialects import dialect_for
 from dereg.errors import BackupError
 
 FAST_BATCH = 5000
@@ -41,11 +43,9 @@ class _Never:
 
 
 def supports(engine: Engine) -> bool:
-    """Whether `engine` has a fast reader (PyMySQL on MariaDB/MySQL, sqlite3 on SQLite)."""
-    dialect = engine.dialect
-    return (dialect.name in ("mysql", "mariadb") and dialect.driver == "pymysql") or (
-        dialect.name == "sqlite" and dialect.driver == "pysqlite"
-    )
+    """Whether `engine` has a fast reader: its dialect gives a raw batch cursor for its driver
+    (PyMySQL on MariaDB/MySQL, sqlite3 on SQLite; see dereg/dialects/)."""
+    return dialect_for(engine).has_fast_reader(engine)
 
 
 def _b64(value: Any) -> dict[str, str]:
@@ -144,13 +144,7 @@ def stream_rows(engine: Engine, table: sa.Table, write: Callable[[bytes], Any]) 
     ok = False
     cursor = None
     try:
-        driver = raw.driver_connection
-        if engine.dialect.name == "sqlite":
-            cursor = driver.cursor()
-        else:
-            import pymysql.cursors
-
-            cursor = driver.cursor(pymysql.cursors.SSCursor)
+        cursor = dialect_for(engine).fast_cursor(raw.driver_connection)
         cursor.execute(sql)
         plain, processed = _plan(columns, kinds, cursor.description, engine.dialect)
         encode = _ENCODER.encode

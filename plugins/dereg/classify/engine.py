@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from dereg.classify import cn_resident_id, names
 from dereg.classify.scanner import NOT_PERSONAL, personal_spans, scan_block, spans
 from dereg.classify.taxonomy import level_of
+from dereg.dialects import dialect_for
 from dereg.errors import SourceError
 from dereg.model import ClassificationResult, ColumnFinding, SourceInventory, TableInfo
 from dereg.redact import redact
@@ -478,8 +479,7 @@ def sample_query(engine: sa.Engine, info: TableInfo, sample_size: int) -> sa.Sel
         k = math.ceil(info.row_count / sample_size)
         pk = t.c[info.primary_key[0]]
         return query.where(pk % k == 0).order_by(pk).limit(sample_size)
-    rand = sa.func.rand() if engine.dialect.name in {"mysql", "mariadb"} else sa.func.random()
-    return query.order_by(rand).limit(sample_size)
+    return query.order_by(dialect_for(engine).random_order()).limit(sample_size)
 
 
 def _where(engine: sa.Engine) -> str:
@@ -519,131 +519,18 @@ def full_scan_columns(info: TableInfo) -> list[str]:
     return [c.name for c in info.columns if not _SKIP_IN_FULL_SCAN.match(c.type or "")]
 
 
-def _copy_blocks(engine: sa.Engine, info: TableInfo, cols: list[str]) -> Iterator[str]:
-    """PostgreSQL: the columns as COPY text, in blocks of whole lines (escaped tabs/newlines inside
-    values are blanked to two spaces so offsets and word boundaries stay right)."""
-    preparer = engine.dialect.identifier_preparer
-    table = preparer.format_table(_table_clause(info, cols))
-    select = ", ".join(preparer.quote(c) for c in cols)
-    raw = engine.raw_connection()
-    try:
-        pending = b""
-        reader = _CopyReader(raw.driver_connection, f"COPY (SELECT {select} FROM {table}) TO STDOUT")
-        for chunk in reader:
-            data = pending + chunk
-            cut = data.rfind(b"\n")
-            if cut < 0:
-                pending = data
-                continue
-            pending = data[cut + 1 :]
-            yield _unescape(data[: cut + 1].decode("utf-8", errors="replace"))
-        if pending:
-            yield _unescape(pending.decode("utf-8", errors="replace"))
-    finally:
-        raw.close()
-
-
-def _unescape(block: str) -> str:
-    return block.replace("\\\\", "  ").replace("\\t", "  ").replace("\\n", "  ").replace("\\r", "  ")
-
-
-class _CopyReader:
-    """Iterate over a COPY TO STDOUT in chunks with psycopg2, without holding the table in memory."""
-
-    def __init__(self, connection, sql: str) -> None:
-        self.connection, self.sql = connection, sql
-
-    def __iter__(self) -> Iterator[bytes]:
-        import queue
-        import threading
-
-        chunks: queue.Queue = queue.Queue(maxsize=8)
-        failure: list[BaseException] = []
-
-        class _Sink:
-            # psycopg2 writes one row at a time: hand over ~1 MiB at once, not one row per
-            # queue round trip (the lock traffic cost more than reading the rows)
-            def __init__(self) -> None:
-                self.pending = bytearray()
-
-            def write(self, data) -> int:
-                self.pending += data
-                if len(self.pending) >= 1 << 20:
-                    self.flush()
-                return len(data)
-
-            def flush(self) -> None:
-                if self.pending:
-                    chunks.put(bytes(self.pending))
-                    self.pending = bytearray()
-
-        def pump() -> None:
-            try:
-                sink = _Sink()
-                with self.connection.cursor() as cur:
-                    cur.copy_expert(self.sql, sink, size=1 << 20)
-                sink.flush()
-            except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
-                failure.append(exc)
-            finally:
-                chunks.put(None)
-
-        thread = threading.Thread(target=pump, daemon=True)
-        thread.start()
-        buffered: list[bytes] = []
-        size = 0
-        while (chunk := chunks.get()) is not None:
-            buffered.append(chunk)
-            size += len(chunk)
-            if size >= BLOCK_CHARS:
-                yield b"".join(buffered)
-                buffered, size = [], 0
-        thread.join()
-        if failure:
-            raise failure[0]
-        if buffered:
-            yield b"".join(buffered)
-
-
-def _row_blocks(engine: sa.Engine, info: TableInfo, cols: list[str]) -> Iterator[str]:
-    """Any dialect: rows from a server-side cursor as tab-separated lines, in blocks."""
-    t = _table_clause(info, cols)
-    with engine.connect() as conn:
-        lines: list[str] = []
-        size = 0
-        for row in _stream(conn, sa.select(*[t.c[c] for c in cols])):
-            fields = []
-            for value in row:
-                if value is None:
-                    fields.append("")
-                    continue
-                if isinstance(value, bytes | bytearray | memoryview):
-                    value = bytes(value).decode("utf-8", errors="replace")
-                text = value if isinstance(value, str) else str(value)
-                fields.append(text.replace("\t", " ").replace("\n", " ").replace("\r", " "))
-            line = "\t".join(fields)
-            lines.append(line)
-            size += len(line) + 1
-            if size >= BLOCK_CHARS:
-                yield "\n".join(lines) + "\n"
-                lines, size = [], 0
-        if lines:
-            yield "\n".join(lines) + "\n"
-
-
 def _full_hits(engine: sa.Engine, info: TableInfo, cols: list[str]) -> tuple[dict[str, Counter], dict]:
     """Per column: category -> values holding it, over every row; and masked examples."""
     hits: dict[str, Counter] = {c: Counter() for c in cols}  # key "_any": values with any hit
     examples: dict[str, dict[str, list[str]]] = {c: {} for c in cols}
     types = {c.name: c.type or "" for c in info.columns}
-    if engine.dialect.name != "sqlite":  # SQLite's INTEGER holds 8 bytes: a mobile fits
+    dialect = dialect_for(engine)
+    if dialect.narrow_integers:  # SQLite's INTEGER holds 8 bytes: a mobile fits
         cols = [c for c in cols if not _TOO_SHORT_FOR_IDS.match(types.get(c, ""))]
     if not cols:
         return hits, examples
-    blocks = (
-        _copy_blocks(engine, info, cols)
-        if engine.dialect.name == "postgresql"
-        else _row_blocks(engine, info, cols)
+    blocks = dialect.text_blocks(
+        engine, _table_clause(info, cols), cols, block_chars=BLOCK_CHARS, batch=SCAN_BATCH
     )
     counters = [hits[c] for c in cols]
     col_examples = [examples[c] for c in cols]

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from dereg.classify.engine import DEFAULT_SAMPLE_SIZE, classify_source, count_minors
 from dereg.classify.report import source_report
+from dereg.dialects import normalize_url
 from dereg.errors import DeregError, SourceError
 from dereg.model import ClassificationResult
 
@@ -60,7 +61,7 @@ def scan_url(
     if url.startswith("s3://"):
         return _scan_s3(url, full=full, source_id=source_id, progress=progress)
     try:
-        engine = sa.create_engine(url, hide_parameters=True)
+        engine = sa.create_engine(normalize_url(url), hide_parameters=True)
     except (sa.exc.ArgumentError, ImportError) as exc:
         raise DeregError(
             f"{display_url(url)} is not a usable database URL ({type(exc).__name__}); use a SQLAlchemy URL such "

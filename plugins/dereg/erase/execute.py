@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
+from dereg.dialects import dialect_for
 from dereg.erase.plan import ErasurePlan, TableAction
 from dereg.errors import ErasureError
 from dereg.redact import redact
@@ -73,12 +73,6 @@ def _is_text(column: sa.Column) -> bool:
     return isinstance(column.type, sa.String) and not isinstance(column.type, sa.Enum)
 
 
-def _secure_delete(conn: Connection) -> None:
-    # SQLite: zero the freed cells at DELETE time already, not only at the purge's VACUUM
-    if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql("PRAGMA secure_delete=ON")
-
-
 def _delete(
     engine: Engine, table: sa.Table, action: TableAction, batch_size: int, report: Progress, cursor: _Cursor
 ) -> int:
@@ -86,7 +80,7 @@ def _delete(
     while True:
         cursor.batch += 1
         with engine.begin() as conn:
-            _secure_delete(conn)
+            dialect_for(conn).secure_delete(conn)  # e.g. SQLite zeroes freed cells at once
             keys = [
                 tuple(r) for r in conn.execute(sa.select(*key_cols).order_by(*key_cols).limit(batch_size))
             ]
@@ -134,74 +128,6 @@ def _check_columns(table: sa.Table, action: TableAction) -> None:
                 f"column {table.name}.{c} ({col.type}) can hold neither a token nor NULL, so it cannot be "
                 "pseudonymized; make it nullable or a text column of 8+ characters, then run again"
             )
-
-
-def _values_update(table: sa.Table, bind_keys: dict, bind_cols: dict, params: list[dict]):
-    """PostgreSQL: one UPDATE ... FROM (VALUES ...) for the whole batch instead of one statement
-    per row (executemany over psycopg2 is a round trip per row)."""
-    names = [*bind_keys.values(), *bind_cols.values()]
-    v = sa.values(*[sa.column(n) for n in names], name="batch").data(
-        [tuple(p[n] for n in names) for p in params]
-    )
-    return (
-        table.update()
-        .where(sa.and_(*[table.c[k] == sa.cast(v.c[b], table.c[k].type) for k, b in bind_keys.items()]))
-        .values({c: sa.cast(v.c[b], table.c[c].type) for c, b in bind_cols.items()})
-    )
-
-
-def _copy_text(value) -> str:
-    """A value in COPY's text format: NULL as \\N, backslash, tab and line breaks escaped."""
-    if value is None:
-        return "\\N"
-    text = value if isinstance(value, str) else str(value)
-    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
-        text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    return text
-
-
-def _copy_update(conn: Connection, table: sa.Table, bind_keys: dict, bind_cols: dict, params: list[dict]):
-    """psycopg2: the batch's new values COPYed into a temporary table, then one UPDATE ... FROM it
-    (SQLAlchemy compiling thousands of bind parameters per batch cost more than the update)."""
-    quote = conn.dialect.identifier_preparer.quote
-    compile_type = conn.dialect.type_compiler_instance.process
-    names = [*bind_keys.values(), *bind_cols.values()]
-    sets = ", ".join(f"{quote(c)} = v.{b}::{compile_type(table.c[c].type)}" for c, b in bind_cols.items())
-    where = " AND ".join(
-        f"t.{quote(k)} = v.{b}::{compile_type(table.c[k].type)}" for k, b in bind_keys.items()
-    )
-    target = conn.dialect.identifier_preparer.format_table(table)
-    if len(bind_keys) == 1:
-        # the batch is a key range (keyset paging): saying so lets the planner read that range by
-        # the primary key index instead of joining the VALUES list against the whole table
-        ((key, bind),) = bind_keys.items()
-        keys = [p[bind] for p in params]
-        where += f" AND t.{quote(key)} BETWEEN %(lo)s AND %(hi)s"
-        bounds = {"lo": min(keys), "hi": max(keys)}
-    else:
-        bounds = {}
-    # the batch goes in by COPY into a temporary table dropped at commit, then one UPDATE joins it
-    # (rendering every row as SQL text cost more than the update itself)
-    columns = [(b, table.c[k].type) for k, b in bind_keys.items()] + [
-        (b, table.c[c].type) for c, b in bind_cols.items()
-    ]
-    sql = f"UPDATE {target} AS t SET {sets} FROM dereg_batch AS v WHERE {where}"
-    cursor = conn.connection.driver_connection.cursor()
-    try:
-        cursor.execute(
-            "CREATE TEMP TABLE dereg_batch ("
-            + ", ".join(f"{n} {compile_type(t)}" for n, t in columns)
-            + ") ON COMMIT DROP"
-        )
-        buffer = io.StringIO()
-        for p in params:
-            buffer.write("\t".join(_copy_text(p[n]) for n in names))
-            buffer.write("\n")
-        buffer.seek(0)
-        cursor.copy_expert(f"COPY dereg_batch ({', '.join(names)}) FROM STDIN", buffer)
-        cursor.execute(sql, bounds or None)
-    finally:
-        cursor.close()
 
 
 def _pseudonymize(
@@ -255,41 +181,24 @@ def _pseudonymize(
                     else:
                         item[bind_cols[c]] = None  # a date or number cannot hold a token
                 params.append(item)
-            if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg2":
-                _copy_update(conn, table, bind_keys, bind_cols, params)
-            elif conn.dialect.name == "postgresql":
-                conn.execute(_values_update(table, bind_keys, bind_cols, params))
-            else:
-                conn.execute(update, params)
+            # one statement per row by default; PostgreSQL joins the whole batch in one UPDATE
+            dialect_for(conn).batch_update(conn, table, update, bind_keys, bind_cols, params)
             cursor.done += len(rows)
             last = tuple(rows[-1][:nkeys])
         report(f"{table.name}: {cursor.done}/{action.rows} rows pseudonymized (batch {cursor.batch})")
     return cursor.done
 
 
-def _referrers(conn: Connection) -> dict[str, set[str]]:
-    """PostgreSQL: table -> the tables whose foreign keys point at it (default schema)."""
-    rows = conn.execute(
-        sa.text(
-            "SELECT c.relname AS child, p.relname AS parent FROM pg_constraint k "
-            "JOIN pg_class c ON c.oid = k.conrelid JOIN pg_class p ON p.oid = k.confrelid "
-            "WHERE k.contype = 'f' AND p.relnamespace = to_regnamespace(current_schema())::oid"
-        )
-    )
-    found: dict[str, set[str]] = {}
-    for child, parent in rows:
-        found.setdefault(parent, set()).add(child)
-    return found
-
-
 def _truncate_whole_tables(engine: Engine, plan: ErasurePlan, report: Progress) -> dict[str, int]:
-    """PostgreSQL: the plan deletes every row of its delete tables, so those whose referrers are all
-    deleted too go in one TRUNCATE, one transaction: all or nothing, no foreign-key check per row,
-    and the old data files are dropped at once (nothing left for VACUUM). Returns rows per table
-    truncated; tables referred to by a kept table are left to the batched path."""
+    """Where the dialect `truncates` (PostgreSQL): the plan deletes every row of its delete tables,
+    so those whose referrers are all deleted too go in one TRUNCATE, one transaction: all or
+    nothing, no foreign-key check per row, and the old data files are dropped at once (nothing left
+    for VACUUM). Returns rows per table truncated; tables referred to by a kept table are left to
+    the batched path."""
     deleting = {t.table for t in plan.tables if t.action == "delete"}
+    dialect = dialect_for(engine)
     with engine.begin() as conn:
-        referrers = _referrers(conn)
+        referrers = dialect.referrers(conn)
         closed = set(deleting)
         changed = True
         while changed:  # drop any table that something outside the set still points at
@@ -300,13 +209,8 @@ def _truncate_whole_tables(engine: Engine, plan: ErasurePlan, report: Progress) 
                     changed = True
         if not closed:
             return {}
-        quote = engine.dialect.identifier_preparer.quote
         names = sorted(closed)
-        conn.exec_driver_sql(f"LOCK TABLE {', '.join(quote(t) for t in names)} IN ACCESS EXCLUSIVE MODE")
-        counts = {
-            t: int(conn.exec_driver_sql(f"SELECT count(*) FROM {quote(t)}").scalar_one()) for t in names
-        }
-        conn.exec_driver_sql(f"TRUNCATE TABLE {', '.join(quote(t) for t in names)}")
+        counts = dialect.truncate(conn, names)
     for t in names:
         report(f"{t}: {counts[t]} rows deleted (TRUNCATE of {len(names)} tables in one transaction)")
     return counts
@@ -338,7 +242,7 @@ def execute_plan(
     report = progress or log.info
     metadata = sa.MetaData()
     changed: dict[str, int] = {}
-    if truncate_whole_tables and engine.dialect.name == "postgresql":
+    if truncate_whole_tables and dialect_for(engine).truncates:
         try:
             changed.update(_truncate_whole_tables(engine, plan, report))
         except sa.exc.ProgrammingError as exc:  # no TRUNCATE privilege: the batched path still works

@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from dereg.dialects import dialect_for
 from dereg.erase.execute import TOKEN_PREFIX
 from dereg.erase.plan import ErasurePlan
 from dereg.model import SourceInventory
@@ -43,62 +44,6 @@ def _count(conn: Connection, table: sa.Table, where=None) -> int:
     if where is not None:
         query = query.where(where)
     return int(conn.execute(query).scalar_one())
-
-
-def _dead_tuples(conn: Connection, tables: list[str], result: Verification) -> None:
-    """PostgreSQL: dead tuples per touched table; exact with pgstattuple, else from (lagging) statistics."""
-    quote = conn.dialect.identifier_preparer.quote
-    exact = (
-        conn.execute(sa.text("SELECT 1 FROM pg_extension WHERE extname = 'pgstattuple'")).first() is not None
-    )
-    if exact:
-        try:
-            with conn.begin_nested():
-                dead = {
-                    t: int(
-                        conn.execute(
-                            sa.text("SELECT dead_tuple_count FROM pgstattuple(CAST(:t AS regclass))"),
-                            {"t": quote(t)},
-                        ).scalar_one()
-                    )
-                    for t in tables
-                }
-        except sa.exc.DBAPIError as exc:
-            exact = False
-            result.notes.append(
-                f"pgstattuple refused ({type(exc.orig).__name__}; needs pg_stat_scan_tables); "
-                "dead tuples read from statistics instead"
-            )
-    if exact:
-        for t in tables:
-            result.tables[t]["dead_tuples"] = dead[t]
-            if dead[t]:
-                result.problems.append(
-                    f"{t}: {dead[t]} dead tuples (deleted rows' bytes) still in the table's "
-                    "pages; run the purge task again"
-                )
-        return
-    conn.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
-    stats = dict(
-        conn.execute(
-            sa.text(
-                "SELECT relname, n_dead_tup FROM pg_stat_user_tables "
-                "WHERE schemaname = current_schema() AND relname = ANY(:t)"
-            ),
-            {"t": tables},
-        ).all()
-    )
-    lagging = []
-    for t in tables:
-        result.tables[t]["dead_tuples_stats"] = stats.get(t)
-        if stats.get(t):
-            lagging.append(f"{t}: {stats[t]}")
-    result.notes.append(
-        "dead tuples read from pg_stat_user_tables, which can lag behind; install the "
-        "pgstattuple extension for an exact check"
-    )
-    if lagging:
-        result.notes.append("statistics still count dead tuples (may be stale): " + ", ".join(lagging))
 
 
 def verify_erasure(
@@ -162,8 +107,8 @@ def verify_erasure(
                     result.problems.append(
                         f"{action.table}.{c}: {n} values are not pseudonymized; run the erase task again"
                     )
-        if engine.dialect.name == "postgresql" and touched:
-            _dead_tuples(conn, touched, result)
+        if touched:  # PostgreSQL counts the dead tuples; other databases cannot tell
+            dialect_for(engine).check_dead_rows(conn, touched, result)
     for (table, column), count in sorted(hits.items()):
         result.problems.append(f"{table}.{column}: the full scan still finds {count} personal values")
     result.ok = not result.problems

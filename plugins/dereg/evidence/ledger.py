@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from dereg.dialects import dialect_for
 from dereg.evidence.artifacts import canonical_json
 from dereg.evidence.store import metadata
 
@@ -135,12 +136,10 @@ class Ledger:
         details_json = canonical_json(details or {})
         ts = dt.datetime.now(dt.UTC).isoformat()
         with self.store.begin() as conn:  # SQLite: BEGIN IMMEDIATE (see store.py), so appends serialise
-            if conn.dialect.name == "postgresql":
-                # serialise writers, including the very first one (when there is no head row to lock yet)
-                conn.exec_driver_sql("LOCK TABLE ledger_head IN SHARE ROW EXCLUSIVE MODE")
-            query = sa.select(ledger_head.c.seq, ledger_head.c.hash).where(ledger_head.c.id == 1)
-            if conn.dialect.name == "mysql":
-                query = query.with_for_update()  # InnoDB locks the (possibly absent) key range
+            # serialise writers, including the very first one (when there is no head row to lock yet)
+            query = dialect_for(conn).lock_ledger_head(
+                conn, sa.select(ledger_head.c.seq, ledger_head.c.hash).where(ledger_head.c.id == 1)
+            )
             head = conn.execute(query).first()
             seq, prev = (head.seq + 1, head.hash) if head else (1, GENESIS)
             digest = entry_hash(

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from dereg import config
+from dereg.dialects import dialect_for, normalize_url
 
 metadata = sa.MetaData()
 
@@ -29,23 +30,9 @@ _TABLE_MODULES = (
 
 
 def _make_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": 60})
-
-        @sa.event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
-            # Let SQLAlchemy, not pysqlite, issue BEGIN, so that BEGIN IMMEDIATE takes the write
-            # lock up front and two tasks appending to the ledger serialise instead of deadlocking.
-            dbapi_conn.isolation_level = None
-            dbapi_conn.execute("PRAGMA journal_mode=WAL")
-            dbapi_conn.execute("PRAGMA busy_timeout=60000")
-
-        @sa.event.listens_for(engine, "begin")
-        def _sqlite_begin(conn):  # pragma: no cover - trivial
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-        return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    # on SQLite the dialect makes the file's folder and has writers take the lock at BEGIN (so
+    # ledger appends serialise)
+    return dialect_for(url).store_engine(normalize_url(url))
 
 
 def open_store(url: str | None = None) -> Engine:
@@ -56,10 +43,6 @@ def open_store(url: str | None = None) -> Engine:
 
 @lru_cache(maxsize=16)
 def _open_store(url: str) -> Engine:
-    if url.startswith("sqlite:///"):
-        from pathlib import Path
-
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     for module in _TABLE_MODULES:
         try:
             importlib.import_module(module)

@@ -7,22 +7,15 @@ keys and exact row counts. Nothing but names and counts leaves this module.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import sqlalchemy as sa
 
+from dereg.dialects import dialect_for, recorded_name, type_text
 from dereg.errors import SourceError
 from dereg.model import ColumnInfo, ForeignKey, SourceInventory, TableInfo
 from dereg.redact import redact
 
 log = logging.getLogger(__name__)
-
-_DIALECTS = {"sqlite": "sqlite", "postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql"}
-
-
-def dialect_name(engine: sa.Engine) -> str:
-    """ "sqlite", "postgresql" or "mysql" (MariaDB counts as mysql); other names as SQLAlchemy has them."""
-    return _DIALECTS.get(engine.dialect.name, engine.dialect.name)
 
 
 def _where(engine: sa.Engine) -> str:
@@ -32,32 +25,12 @@ def _where(engine: sa.Engine) -> str:
     return f"file {url.database}" if url.database else "an in-memory database"
 
 
-def _type_text(column_type) -> str:
-    try:
-        return str(column_type)
-    except Exception:  # noqa: BLE001 - some dialect types cannot render without a dialect
-        return type(column_type).__name__.upper()
-
-
-_SYSTEM_SCHEMAS = frozenset(
-    {"information_schema", "pg_catalog", "pg_toast", "mysql", "performance_schema", "sys"}
-)
-
-
 def _schemas(engine: sa.Engine, inspector, schema: str | None) -> list[str | None]:
-    """The schemas to inventory: `schema` if given; on PostgreSQL every user schema (None stands
-    for the default one); elsewhere the connection's own database."""
+    """The schemas to inventory: `schema` if given; else the dialect's user schemas (on PostgreSQL
+    every one, None standing for the default; elsewhere the connection's own database)."""
     if schema is not None:
         return [schema]
-    if engine.dialect.name != "postgresql":
-        return [None]
-    default = inspector.default_schema_name
-    others = sorted(
-        s
-        for s in inspector.get_schema_names()
-        if s not in _SYSTEM_SCHEMAS and not s.startswith("pg_") and s != default
-    )
-    return [None, *others]
+    return dialect_for(engine).user_schemas(inspector)
 
 
 def _table_info(conn: sa.Connection, inspector, name: str, schema: str | None) -> TableInfo:
@@ -66,7 +39,7 @@ def _table_info(conn: sa.Connection, inspector, name: str, schema: str | None) -
     columns = [
         ColumnInfo(
             name=c["name"],
-            type=_type_text(c["type"]),
+            type=type_text(c["type"]),
             nullable=bool(c.get("nullable", True)) and c["name"] not in pk_cols,
             primary_key=c["name"] in pk_cols,
             max_length=getattr(c["type"], "length", None),
@@ -104,18 +77,12 @@ def inventory_source(engine: sa.Engine, source_id: str, schema: str | None = Non
     """Reflect every table of every user schema (or of `schema`) and count its rows. A table that
     cannot be counted (no permission) is kept with its `problem`; an unreachable source is an error."""
     tables: list[TableInfo] = []
-    database = engine.url.database
-    if (
-        engine.dialect.name == "sqlite"
-        and database
-        and database != ":memory:"
-        and not database.startswith("file:")
-    ):
-        if not Path(database).is_file():
-            # SQLite would quietly create an empty file and report a source without tables
-            raise SourceError(
-                f"source {source_id}: SQLite file {database} does not exist; check the connection's host/path"
-            )
+    database = dialect_for(engine).missing_file(engine.url)
+    if database is not None:
+        # SQLite would quietly create an empty file and report a source without tables
+        raise SourceError(
+            f"source {source_id}: SQLite file {database} does not exist; check the connection's host/path"
+        )
     try:
         with engine.connect() as conn:
             inspector = sa.inspect(conn)
@@ -132,4 +99,4 @@ def inventory_source(engine: sa.Engine, source_id: str, schema: str | None = Non
             "credentials, and that its user may read every table"
         ) from exc
     log.info("inventory of %s: %d tables, %d rows", source_id, len(tables), sum(t.row_count for t in tables))
-    return SourceInventory(source_id=source_id, dialect=dialect_name(engine), tables=tables)
+    return SourceInventory(source_id=source_id, dialect=recorded_name(engine), tables=tables)

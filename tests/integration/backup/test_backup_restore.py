@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from dereg.backup import archive, catalog, restore
+from dereg.backup import archive, catalog, restore, writer
 from dereg.backup.restore import restore_and_verify
 from dereg.backup.s3 import S3Location
 from dereg.errors import BackupError, KeyringError
@@ -127,7 +127,7 @@ def test_manifest_escrow_and_chunks_hold_no_personal_values(
 def test_multi_chunk_table_restores_and_reordered_or_missing_chunks_are_named(
     sqlite_url, planted, take_backup, location, keyring, store, s3_client, bucket_name, monkeypatch
 ):
-    monkeypatch.setattr(archive, "CHUNK_BYTES", 2048)
+    monkeypatch.setattr(writer, "CHUNK_BYTES", 2048)
     record = take_backup(sqlite_url)
     manifest = json.loads(_body(s3_client, bucket_name, record.manifest_key))
     chunks = manifest["tables"]["payments"]["chunks"]

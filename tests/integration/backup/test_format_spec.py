@@ -87,9 +87,9 @@ def read_backup(s3, bucket: str, manifest_key: str, kek: bytes) -> dict[str, lis
 def test_a_reader_written_from_the_spec_reads_the_backup(
     sqlite_url, planted, take_backup, keyring, s3_client, bucket_name, monkeypatch
 ):
-    from dereg.backup import archive
+    from dereg.backup import writer
 
-    monkeypatch.setattr(archive, "CHUNK_BYTES", 4096)  # several chunks per large table
+    monkeypatch.setattr(writer, "CHUNK_BYTES", 4096)  # several chunks per large table
     record = take_backup(sqlite_url)
     manifest = json.loads(s3_client.get_object(Bucket=bucket_name, Key=record.manifest_key)["Body"].read())
     assert len(manifest["tables"]["payments"]["chunks"]) > 1
@@ -136,7 +136,7 @@ def test_a_reader_written_from_the_spec_reads_a_postgresql_backup(
 ):
     import sqlalchemy as sa
 
-    from dereg.backup import archive
+    from dereg.backup import writer
 
     planted = make_source(pg_url)
     engine = sa.create_engine(pg_url)
@@ -147,7 +147,7 @@ def test_a_reader_written_from_the_spec_reads_a_postgresql_backup(
             "(2, '', NULL, NULL, NULL), (3, NULL, '\\x', NULL, '{}')"
         )
     engine.dispose()
-    monkeypatch.setattr(archive, "CHUNK_BYTES", 4096)
+    monkeypatch.setattr(writer, "CHUNK_BYTES", 4096)
     record = take_backup(pg_url)
     manifest = json.loads(s3_client.get_object(Bucket=bucket_name, Key=record.manifest_key)["Body"].read())
     assert manifest["version"] == 2 and manifest["tables"]["odd"]["encoding"] == "pg-copy-text"

@@ -96,9 +96,9 @@ def test_copy_text_escaping_round_trips():
 def test_postgresql_backup_is_copy_text_and_restores_exactly_into_a_scratch_schema(
     pg_url, awkward_pg, take_backup, location, keyring, store, s3_client, bucket_name, monkeypatch
 ):
-    from dereg.backup import archive
+    from dereg.backup import writer
 
-    monkeypatch.setattr(archive, "CHUNK_BYTES", 8192)  # no_key spans several chunks
+    monkeypatch.setattr(writer, "CHUNK_BYTES", 8192)  # no_key spans several chunks
     lines: list[str] = []
     record = take_backup(pg_url, object_lock=True, progress=lines.append)
     manifest = json.loads(s3_client.get_object(Bucket=bucket_name, Key=record.manifest_key)["Body"].read())

@@ -117,7 +117,7 @@ def test_composite_key_pseudonymize_in_batches():
 
 
 def test_copy_text_escapes_what_copy_would_misread():
-    from dereg.erase.execute import _copy_text
+    from dereg.dialects.postgresql import _copy_text
 
     assert _copy_text(None) == "\\N"
     assert _copy_text(42) == "42"

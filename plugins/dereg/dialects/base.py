@@ -1,0 +1,157 @@
+"""The dialect protocol: everything Dereg does differently from one database to the next.
+
+`Dialect` states the verbs (connection setup, user schemas, sampling, streaming text blocks, the
+fast row reader, deletes and truncation, batched updates, purge and what it cannot reach, dead-row
+checks, ledger locking) with the generic SQLAlchemy behaviour as their default, so a database
+Dereg has no module for still works as well as SQLAlchemy lets it. One module per database
+(`postgresql.py`, `mysql.py`, `sqlite.py`) subclasses it and overrides what differs; the rest of
+Dereg asks `dialect_for(engine)` and never the database's name. Checklist: docs/dialects.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, ClassVar, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection, Engine
+
+
+class Findings(Protocol):
+    """Where a dead-row check reports (erase/verify.py's `Verification`)."""
+
+    tables: dict[str, dict[str, Any]]
+    problems: list[str]
+    notes: list[str]
+
+
+class Dialect:
+    """A database as Dereg sees it. The class attributes describe it; the methods default to
+    plain SQLAlchemy, which every dialect module may override."""
+
+    #: the name inventories and certificates record ("postgresql", "mysql", "sqlite")
+    name: ClassVar[str] = "generic"
+    #: SQLAlchemy's dialect names this module serves (`engine.dialect.name`, URL backend names)
+    sqlalchemy_names: ClassVar[frozenset[str]] = frozenset()
+    #: the DBAPI driver Dereg installs and uses when a URL names none (`postgresql://...`)
+    default_driver: ClassVar[str | None] = None
+    #: the server reads and writes PostgreSQL's COPY text: backups take the COPY path
+    #: (backup/pgcopy.py, encoding pg-copy-text) and such backups restore into it
+    copy_text: ClassVar[bool] = False
+    #: a scratch database that can hold pg-copy-text rows field by field (SQLite's loose types)
+    loads_copy_text_rows: ClassVar[bool] = False
+    #: a column that gives rows back in insertion order ("rowid"), immune to collations
+    insertion_order: ClassVar[str | None] = None
+    #: integer types are as wide as declared (SQLite's INTEGER always holds 8 bytes)
+    narrow_integers: ClassVar[bool] = True
+    #: whole-table deletes may go as one TRUNCATE (`referrers` and `truncate` are implemented)
+    truncates: ClassVar[bool] = False
+
+    # --- URLs and connections ---------------------------------------------------------------
+    def normalize_url(self, url: URL) -> URL:
+        """`url` with the driver Dereg uses when it names none; otherwise unchanged."""
+        if self.default_driver and "+" not in url.drivername:
+            return url.set(drivername=f"{url.drivername}+{self.default_driver}")
+        return url
+
+    def store_engine(self, url: URL) -> Engine:
+        """An engine for the compliance store (ledger, catalog) at `url`."""
+        return sa.create_engine(url, pool_pre_ping=True)
+
+    def missing_file(self, url: URL | str) -> str | None:
+        """The path of a file database that does not exist yet (connecting would create it)."""
+        return None
+
+    # --- inventory and classification -------------------------------------------------------
+    def user_schemas(self, inspector: sa.Inspector) -> list[str | None]:
+        """The schemas to inventory when none is named; None stands for the default one."""
+        return [None]
+
+    def random_order(self) -> sa.ColumnElement:
+        """An ORDER BY term that shuffles rows (sampling a table without an integer key)."""
+        return sa.func.random()
+
+    def text_blocks(
+        self, engine: Engine, table: sa.TableClause, columns: list[str], *, block_chars: int, batch: int
+    ) -> Iterator[str]:
+        """Every row of `columns` as tab-separated lines (tabs and line breaks inside values
+        blanked), in blocks of about `block_chars` characters, through a server-side cursor."""
+        with engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=batch).execute(
+                sa.select(*[table.c[c] for c in columns])
+            )
+            lines: list[str] = []
+            size = 0
+            for row in result:
+                fields = []
+                for value in row:
+                    if value is None:
+                        fields.append("")
+                        continue
+                    if isinstance(value, bytes | bytearray | memoryview):
+                        value = bytes(value).decode("utf-8", errors="replace")
+                    text = value if isinstance(value, str) else str(value)
+                    fields.append(text.replace("\t", " ").replace("\n", " ").replace("\r", " "))
+                line = "\t".join(fields)
+                lines.append(line)
+                size += len(line) + 1
+                if size >= block_chars:
+                    yield "\n".join(lines) + "\n"
+                    lines, size = [], 0
+            if lines:
+                yield "\n".join(lines) + "\n"
+
+    # --- backup -----------------------------------------------------------------------------
+    def has_fast_reader(self, engine: Engine) -> bool:
+        """Whether `fast_cursor` gives a raw cursor for backup/rowfast.py with this engine's driver."""
+        return False
+
+    def fast_cursor(self, driver_connection: Any) -> Any:
+        """A raw DBAPI cursor that fetches in batches without holding the whole result."""
+        raise NotImplementedError(f"no fast row reader for {self.name}")
+
+    # --- erasure ----------------------------------------------------------------------------
+    def secure_delete(self, conn: Connection) -> None:
+        """Make the DELETEs of this transaction overwrite the freed bytes, where the database can."""
+
+    def referrers(self, conn: Connection) -> dict[str, set[str]]:
+        """Table -> the tables whose foreign keys point at it (default schema); with `truncates`."""
+        raise NotImplementedError(f"no TRUNCATE path for {self.name}")
+
+    def truncate(self, conn: Connection, tables: list[str]) -> dict[str, int]:
+        """Lock `tables`, count their rows and empty them in one statement (inside `conn`'s
+        transaction); returns the rows per table. Only with `truncates`."""
+        raise NotImplementedError(f"no TRUNCATE path for {self.name}")
+
+    def batch_update(
+        self,
+        conn: Connection,
+        table: sa.Table,
+        update: sa.Update,
+        bind_keys: dict[str, str],
+        bind_cols: dict[str, str],
+        params: list[dict],
+    ) -> None:
+        """Apply one batch of pseudonymization: `update` (bound by `bind_keys`/`bind_cols`) per row."""
+        conn.execute(update, params)
+
+    def purge(self, engine: Engine, tables: list[str], notes: list[str]) -> str:
+        """Make the deleted rows of `tables` leave the database files; returns the method used and
+        adds to `notes` what it cannot reach (logs, replicas, shared tablespaces)."""
+        notes.append(
+            f"no purge known for dialect {engine.dialect.name}: deleted rows may remain in the database files"
+        )
+        return "none"
+
+    def check_dead_rows(self, conn: Connection, tables: list[str], findings: Findings) -> None:
+        """After purge: report into `findings` deleted rows' bytes still in `tables`, where the
+        database can tell."""
+
+    # --- the ledger -------------------------------------------------------------------------
+    def lock_ledger_head(self, conn: Connection, query: sa.Select) -> sa.Select:
+        """Serialise ledger writers inside `conn`'s transaction, also the very first one (no head
+        row yet); returns the query that reads the head row."""
+        return query
+
+
+GENERIC = Dialect()

@@ -1,0 +1,60 @@
+"""MySQL and MariaDB (PyMySQL): RAND() sampling, an unbuffered fast reader, ALTER TABLE FORCE.
+
+Backups read rows through PyMySQL's unbuffered server-side cursor (backup/rowfast.py); purge
+rebuilds each touched table (InnoDB with file-per-table writes a new .ibd) and says what InnoDB's
+undo, redo and binary logs may still hold; the ledger's head row is read FOR UPDATE (InnoDB locks
+the key range even while the row is absent).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from dereg.dialects.base import Dialect
+
+
+class MySQL(Dialect):
+    name = "mysql"
+    sqlalchemy_names = frozenset({"mysql", "mariadb"})
+    default_driver = "pymysql"
+
+    def random_order(self) -> sa.ColumnElement:
+        return sa.func.rand()
+
+    def has_fast_reader(self, engine: Engine) -> bool:
+        return engine.dialect.driver == "pymysql"
+
+    def fast_cursor(self, driver_connection: Any) -> Any:
+        import pymysql.cursors
+
+        return driver_connection.cursor(pymysql.cursors.SSCursor)
+
+    def purge(self, engine: Engine, tables: list[str], notes: list[str]) -> str:
+        return _purge(engine, tables, notes)
+
+    def lock_ledger_head(self, conn: Connection, query: sa.Select) -> sa.Select:
+        return query.with_for_update()  # InnoDB locks the (possibly absent) key range
+
+
+DIALECT = MySQL()
+
+
+def _purge(engine: Engine, tables: list[str], notes: list[str]) -> str:
+    quote = engine.dialect.identifier_preparer.quote
+    with engine.connect() as conn:
+        per_table = conn.exec_driver_sql("SELECT @@innodb_file_per_table").scalar()
+        for t in tables:
+            conn.exec_driver_sql(f"ALTER TABLE {quote(t)} FORCE")
+    if not per_table:
+        notes.append(
+            "innodb_file_per_table is off: tables live in the shared system tablespace, whose freed "
+            "pages are reused but not returned or overwritten at once"
+        )
+    notes.append(
+        "InnoDB undo and redo logs, and the binary log if enabled, may hold old row images until "
+        "they are purged or overwritten"
+    )
+    return "ALTER TABLE ... FORCE of each touched table (InnoDB rebuild into a new tablespace)"

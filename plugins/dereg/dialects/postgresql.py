@@ -1,0 +1,330 @@
+"""PostgreSQL (psycopg2): every user schema, COPY for full scans and backups, TRUNCATE, VACUUM FULL.
+
+Full scans read each table as the server's COPY text (one large stream instead of a row per call);
+backups take the COPY path of backup/pgcopy.py (`copy_text`); pseudonymization sends a batch by
+COPY into a temporary table and one UPDATE joins it; whole tables the plan empties go in one
+TRUNCATE; purge is `VACUUM (FULL, ANALYZE)` and CHECKPOINT; verification counts dead tuples; the
+ledger's writers queue on a table lock.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from dereg.dialects.base import Dialect, Findings
+
+_SYSTEM_SCHEMAS = frozenset({"information_schema", "pg_catalog", "pg_toast"})
+
+
+class PostgreSQL(Dialect):
+    name = "postgresql"
+    sqlalchemy_names = frozenset({"postgresql"})
+    default_driver = "psycopg2"
+    copy_text = True
+    truncates = True
+
+    def user_schemas(self, inspector: sa.Inspector) -> list[str | None]:
+        default = inspector.default_schema_name
+        others = sorted(
+            s
+            for s in inspector.get_schema_names()
+            if s not in _SYSTEM_SCHEMAS and not s.startswith("pg_") and s != default
+        )
+        return [None, *others]
+
+    def text_blocks(
+        self, engine: Engine, table: sa.TableClause, columns: list[str], *, block_chars: int, batch: int
+    ) -> Iterator[str]:
+        return _copy_blocks(engine, table, columns, block_chars)
+
+    def referrers(self, conn: Connection) -> dict[str, set[str]]:
+        return _referrers(conn)
+
+    def truncate(self, conn: Connection, tables: list[str]) -> dict[str, int]:
+        quote = conn.dialect.identifier_preparer.quote
+        conn.exec_driver_sql(f"LOCK TABLE {', '.join(quote(t) for t in tables)} IN ACCESS EXCLUSIVE MODE")
+        counts = {
+            t: int(conn.exec_driver_sql(f"SELECT count(*) FROM {quote(t)}").scalar_one()) for t in tables
+        }
+        conn.exec_driver_sql(f"TRUNCATE TABLE {', '.join(quote(t) for t in tables)}")
+        return counts
+
+    def batch_update(
+        self,
+        conn: Connection,
+        table: sa.Table,
+        update: sa.Update,
+        bind_keys: dict[str, str],
+        bind_cols: dict[str, str],
+        params: list[dict],
+    ) -> None:
+        if conn.dialect.driver == "psycopg2":
+            _copy_update(conn, table, bind_keys, bind_cols, params)
+        else:
+            conn.execute(_values_update(table, bind_keys, bind_cols, params))
+
+    def purge(self, engine: Engine, tables: list[str], notes: list[str]) -> str:
+        return _purge(engine, tables, notes)
+
+    def check_dead_rows(self, conn: Connection, tables: list[str], findings: Findings) -> None:
+        if tables:
+            _dead_tuples(conn, tables, findings)
+
+    def lock_ledger_head(self, conn: Connection, query: sa.Select) -> sa.Select:
+        # serialise writers, including the very first one (when there is no head row to lock yet)
+        conn.exec_driver_sql("LOCK TABLE ledger_head IN SHARE ROW EXCLUSIVE MODE")
+        return query
+
+
+DIALECT = PostgreSQL()
+
+
+def _copy_blocks(engine: Engine, clause: sa.TableClause, cols: list[str], block_chars: int) -> Iterator[str]:
+    """The columns as COPY text, in blocks of whole lines (escaped tabs/newlines inside values are
+    blanked to two spaces so offsets and word boundaries stay right)."""
+    preparer = engine.dialect.identifier_preparer
+    table = preparer.format_table(clause)
+    select = ", ".join(preparer.quote(c) for c in cols)
+    raw = engine.raw_connection()
+    try:
+        pending = b""
+        reader = _CopyReader(
+            raw.driver_connection, f"COPY (SELECT {select} FROM {table}) TO STDOUT", block_chars
+        )
+        for chunk in reader:
+            data = pending + chunk
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                pending = data
+                continue
+            pending = data[cut + 1 :]
+            yield _unescape(data[: cut + 1].decode("utf-8", errors="replace"))
+        if pending:
+            yield _unescape(pending.decode("utf-8", errors="replace"))
+    finally:
+        raw.close()
+
+
+def _unescape(block: str) -> str:
+    return block.replace("\\\\", "  ").replace("\\t", "  ").replace("\\n", "  ").replace("\\r", "  ")
+
+
+class _CopyReader:
+    """Iterate over a COPY TO STDOUT in chunks with psycopg2, without holding the table in memory."""
+
+    def __init__(self, connection, sql: str, block_chars: int) -> None:
+        self.connection, self.sql, self.block_chars = connection, sql, block_chars
+
+    def __iter__(self) -> Iterator[bytes]:
+        import queue
+        import threading
+
+        chunks: queue.Queue = queue.Queue(maxsize=8)
+        failure: list[BaseException] = []
+
+        class _Sink:
+            # psycopg2 writes one row at a time: hand over ~1 MiB at once, not one row per
+            # queue round trip (the lock traffic cost more than reading the rows)
+            def __init__(self) -> None:
+                self.pending = bytearray()
+
+            def write(self, data) -> int:
+                self.pending += data
+                if len(self.pending) >= 1 << 20:
+                    self.flush()
+                return len(data)
+
+            def flush(self) -> None:
+                if self.pending:
+                    chunks.put(bytes(self.pending))
+                    self.pending = bytearray()
+
+        def pump() -> None:
+            try:
+                sink = _Sink()
+                with self.connection.cursor() as cur:
+                    cur.copy_expert(self.sql, sink, size=1 << 20)
+                sink.flush()
+            except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
+                failure.append(exc)
+            finally:
+                chunks.put(None)
+
+        thread = threading.Thread(target=pump, daemon=True)
+        thread.start()
+        buffered: list[bytes] = []
+        size = 0
+        while (chunk := chunks.get()) is not None:
+            buffered.append(chunk)
+            size += len(chunk)
+            if size >= self.block_chars:
+                yield b"".join(buffered)
+                buffered, size = [], 0
+        thread.join()
+        if failure:
+            raise failure[0]
+        if buffered:
+            yield b"".join(buffered)
+
+
+def _values_update(table: sa.Table, bind_keys: dict, bind_cols: dict, params: list[dict]):
+    """One UPDATE ... FROM (VALUES ...) for the whole batch instead of one statement
+    per row (executemany over psycopg2 is a round trip per row)."""
+    names = [*bind_keys.values(), *bind_cols.values()]
+    v = sa.values(*[sa.column(n) for n in names], name="batch").data(
+        [tuple(p[n] for n in names) for p in params]
+    )
+    return (
+        table.update()
+        .where(sa.and_(*[table.c[k] == sa.cast(v.c[b], table.c[k].type) for k, b in bind_keys.items()]))
+        .values({c: sa.cast(v.c[b], table.c[c].type) for c, b in bind_cols.items()})
+    )
+
+
+def _copy_text(value) -> str:
+    """A value in COPY's text format: NULL as \\N, backslash, tab and line breaks escaped."""
+    if value is None:
+        return "\\N"
+    text = value if isinstance(value, str) else str(value)
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return text
+
+
+def _copy_update(conn: Connection, table: sa.Table, bind_keys: dict, bind_cols: dict, params: list[dict]):
+    """psycopg2: the batch's new values COPYed into a temporary table, then one UPDATE ... FROM it
+    (SQLAlchemy compiling thousands of bind parameters per batch cost more than the update)."""
+    quote = conn.dialect.identifier_preparer.quote
+    compile_type = conn.dialect.type_compiler_instance.process
+    names = [*bind_keys.values(), *bind_cols.values()]
+    sets = ", ".join(f"{quote(c)} = v.{b}::{compile_type(table.c[c].type)}" for c, b in bind_cols.items())
+    where = " AND ".join(
+        f"t.{quote(k)} = v.{b}::{compile_type(table.c[k].type)}" for k, b in bind_keys.items()
+    )
+    target = conn.dialect.identifier_preparer.format_table(table)
+    if len(bind_keys) == 1:
+        # the batch is a key range (keyset paging): saying so lets the planner read that range by
+        # the primary key index instead of joining the VALUES list against the whole table
+        ((key, bind),) = bind_keys.items()
+        keys = [p[bind] for p in params]
+        where += f" AND t.{quote(key)} BETWEEN %(lo)s AND %(hi)s"
+        bounds = {"lo": min(keys), "hi": max(keys)}
+    else:
+        bounds = {}
+    # the batch goes in by COPY into a temporary table dropped at commit, then one UPDATE joins it
+    # (rendering every row as SQL text cost more than the update itself)
+    columns = [(b, table.c[k].type) for k, b in bind_keys.items()] + [
+        (b, table.c[c].type) for c, b in bind_cols.items()
+    ]
+    sql = f"UPDATE {target} AS t SET {sets} FROM dereg_batch AS v WHERE {where}"
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.execute(
+            "CREATE TEMP TABLE dereg_batch ("
+            + ", ".join(f"{n} {compile_type(t)}" for n, t in columns)
+            + ") ON COMMIT DROP"
+        )
+        buffer = io.StringIO()
+        for p in params:
+            buffer.write("\t".join(_copy_text(p[n]) for n in names))
+            buffer.write("\n")
+        buffer.seek(0)
+        cursor.copy_expert(f"COPY dereg_batch ({', '.join(names)}) FROM STDIN", buffer)
+        cursor.execute(sql, bounds or None)
+    finally:
+        cursor.close()
+
+
+def _referrers(conn: Connection) -> dict[str, set[str]]:
+    """Table -> the tables whose foreign keys point at it (default schema)."""
+    rows = conn.execute(
+        sa.text(
+            "SELECT c.relname AS child, p.relname AS parent FROM pg_constraint k "
+            "JOIN pg_class c ON c.oid = k.conrelid JOIN pg_class p ON p.oid = k.confrelid "
+            "WHERE k.contype = 'f' AND p.relnamespace = to_regnamespace(current_schema())::oid"
+        )
+    )
+    found: dict[str, set[str]] = {}
+    for child, parent in rows:
+        found.setdefault(parent, set()).add(child)
+    return found
+
+
+def _dead_tuples(conn: Connection, tables: list[str], result: Findings) -> None:
+    """Dead tuples per touched table; exact with pgstattuple, else from (lagging) statistics."""
+    quote = conn.dialect.identifier_preparer.quote
+    exact = (
+        conn.execute(sa.text("SELECT 1 FROM pg_extension WHERE extname = 'pgstattuple'")).first() is not None
+    )
+    if exact:
+        try:
+            with conn.begin_nested():
+                dead = {
+                    t: int(
+                        conn.execute(
+                            sa.text("SELECT dead_tuple_count FROM pgstattuple(CAST(:t AS regclass))"),
+                            {"t": quote(t)},
+                        ).scalar_one()
+                    )
+                    for t in tables
+                }
+        except sa.exc.DBAPIError as exc:
+            exact = False
+            result.notes.append(
+                f"pgstattuple refused ({type(exc.orig).__name__}; needs pg_stat_scan_tables); "
+                "dead tuples read from statistics instead"
+            )
+    if exact:
+        for t in tables:
+            result.tables[t]["dead_tuples"] = dead[t]
+            if dead[t]:
+                result.problems.append(
+                    f"{t}: {dead[t]} dead tuples (deleted rows' bytes) still in the table's "
+                    "pages; run the purge task again"
+                )
+        return
+    conn.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
+    stats = dict(
+        conn.execute(
+            sa.text(
+                "SELECT relname, n_dead_tup FROM pg_stat_user_tables "
+                "WHERE schemaname = current_schema() AND relname = ANY(:t)"
+            ),
+            {"t": tables},
+        ).all()
+    )
+    lagging = []
+    for t in tables:
+        result.tables[t]["dead_tuples_stats"] = stats.get(t)
+        if stats.get(t):
+            lagging.append(f"{t}: {stats[t]}")
+    result.notes.append(
+        "dead tuples read from pg_stat_user_tables, which can lag behind; install the "
+        "pgstattuple extension for an exact check"
+    )
+    if lagging:
+        result.notes.append("statistics still count dead tuples (may be stale): " + ", ".join(lagging))
+
+
+def _purge(engine: Engine, tables: list[str], notes: list[str]) -> str:
+    quote = engine.dialect.identifier_preparer.quote
+    with engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")  # VACUUM refuses to run in a transaction
+        for t in tables:
+            # ANALYZE too: VACUUM FULL alone leaves n_dead_tup as the deletes reported it
+            conn.exec_driver_sql(f"VACUUM (FULL, ANALYZE) {quote(t)}")
+        try:
+            conn.exec_driver_sql("CHECKPOINT")
+            checkpoint = "then CHECKPOINT"
+        except sa.exc.DBAPIError as exc:
+            checkpoint = "CHECKPOINT refused"
+            notes.append(
+                f"CHECKPOINT refused ({type(exc.orig).__name__}; needs superuser or pg_checkpoint): the "
+                "old pages stay in the write-ahead log until the server's next checkpoint"
+            )
+    notes.append("old row images may remain in WAL archives and replicas; those follow their own retention")
+    return f"VACUUM (FULL, ANALYZE) of each touched table (rewritten into new files), {checkpoint}"
