@@ -11,6 +11,7 @@ import hashlib
 import json
 from typing import Any
 
+from dereg.dialects import disposing
 from dereg.errors import DeregError, GateError, RestoreMismatch
 from dereg.evidence.artifacts import get_artifact, put_artifact
 from dereg.operators.base import ComplianceOperator, RunContext, manifest_digest
@@ -133,11 +134,9 @@ class PreflightOperator(ComplianceOperator):
         import sqlalchemy as sa
 
         try:
-            engine = source_engine(source.conn_id)
-            with engine.connect() as conn:
+            with disposing(source_engine(source.conn_id)) as engine, engine.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
                 tables = set(sa.inspect(conn).get_table_names())
-            engine.dispose()
         except Exception as exc:  # noqa: BLE001
             return [
                 f"sources[{i}] ({source.id}): database of connection {source.conn_id!r} is unreachable "
@@ -574,9 +573,8 @@ class NotifyCustomersOperator(ComplianceOperator):
                 response_deadline=erase_date,
                 complaint=m.complaint,
             )
-            engine = source_engine(source.conn_id)
-            recipients = _recipients(engine, source)
-            engine.dispose()
+            with disposing(source_engine(source.conn_id)) as engine:
+                recipients = _recipients(engine, source)
             report = send_notices(
                 recipients,
                 smtp_conn_id=m.smtp_conn_id,
@@ -712,7 +710,7 @@ class FulfilRequestsOperator(ComplianceOperator):
         m = run.manifest
         expires = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=m.copy_link_days)
         successor = source_engine(m.successor_conn_id) if m.successor_conn_id else None
-        smtp = None
+        smtp = engine = None
         too_large = 0
         try:
             for source in m.sources:
@@ -796,9 +794,12 @@ class FulfilRequestsOperator(ComplianceOperator):
                             "Fulfilled %d copy and %d transfer request(s)", done["copy"], done["transfer"]
                         )
                 engine.dispose()
+                engine = None
         finally:
             if smtp is not None:
                 smtp.close()
+            if engine is not None:  # a source left half-way by an error
+                engine.dispose()
             if successor is not None:
                 successor.dispose()
         if too_large:
@@ -870,21 +871,20 @@ class BackupOperator(ComplianceOperator):
                 "minors": classification.minors,
                 "subjects": classification.subjects,
             }
-            engine = source_engine(source.conn_id)
-            record = create_backup(
-                engine,
-                company_id=run.company_id,
-                run_id=run.run_id,
-                source_id=source.id,
-                location=location,
-                keyring=keyring,
-                store=run.store,
-                retention_days=m.backup.retention_days,
-                object_lock=m.backup.object_lock,
-                classification_summary=summary,
-                progress=self._progress,
-            )
-            engine.dispose()
+            with disposing(source_engine(source.conn_id)) as engine:
+                record = create_backup(
+                    engine,
+                    company_id=run.company_id,
+                    run_id=run.run_id,
+                    source_id=source.id,
+                    location=location,
+                    keyring=keyring,
+                    store=run.store,
+                    retention_days=m.backup.retention_days,
+                    object_lock=m.backup.object_lock,
+                    classification_summary=summary,
+                    progress=self._progress,
+                )
             self.log.info(
                 "Backup %s of %s: %d rows in %d tables (reused=%s), retained until %s",
                 record.backup_id,
@@ -1057,16 +1057,15 @@ class EraseOperator(ComplianceOperator):
         done = {}
         for source in run.manifest.sources:
             plan = _load_plans(run)[source.id]
-            engine = source_engine(source.conn_id)
-            done[source.id] = execute_plan(
-                engine,
-                plan,
-                pseudonym_key=keyring.pseudonym_key,
-                batch_size=ERASE_BATCH,
-                progress=self._progress,
-                truncate_whole_tables=True,
-            )
-            engine.dispose()
+            with disposing(source_engine(source.conn_id)) as engine:
+                done[source.id] = execute_plan(
+                    engine,
+                    plan,
+                    pseudonym_key=keyring.pseudonym_key,
+                    batch_size=ERASE_BATCH,
+                    progress=self._progress,
+                    truncate_whole_tables=True,
+                )
         objects = {}
         for source in run.manifest.object_sources:
             plan = _load_plans(run)[source.id]
@@ -1102,9 +1101,8 @@ class PurgeOperator(ComplianceOperator):
         for source in run.manifest.sources:
             plan = _load_plans(run)[source.id]
             touched = [t.table for t in plan.tables if t.action != "keep"]
-            engine = source_engine(source.conn_id)
-            results[source.id] = purge(engine, touched)
-            engine.dispose()
+            with disposing(source_engine(source.conn_id)) as engine:
+                results[source.id] = purge(engine, touched)
             self.log.info("Purged %s: %s", source.id, results[source.id])
         for source in run.manifest.object_sources:
             if _load_plans(run)[source.id].action == "delete":
@@ -1131,11 +1129,10 @@ class VerifyErasureOperator(ComplianceOperator):
         results, problems = {}, []
         for source in run.manifest.sources:
             plan = _load_plans(run)[source.id]
-            engine = source_engine(source.conn_id)
-            after = inventory_source(engine, source.id)
-            hits = full_scan_hits(engine, after)
-            verification = verify_erasure(engine, plan, after, hits)
-            engine.dispose()
+            with disposing(source_engine(source.conn_id)) as engine:
+                after = inventory_source(engine, source.id)
+                hits = full_scan_hits(engine, after)
+                verification = verify_erasure(engine, plan, after, hits)
             results[source.id] = {
                 "ok": verification.ok,
                 "tables": verification.tables,
