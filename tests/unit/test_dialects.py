@@ -5,7 +5,6 @@ temporary folder, PostgreSQL and MySQL SQL compiled but never sent."""
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import inspect
 import pkgutil
 import re
@@ -34,7 +33,7 @@ def _module(name: str):
 
 
 def test_every_module_is_registered_and_documented():
-    assert MODULES == ["mysql", "postgresql", "sqlite"]
+    assert {"mysql", "postgresql", "sqlite"} <= set(MODULES)
     assert {type(_module(m).DIALECT) for m in MODULES} == {type(d) for d in DIALECTS}
     doc = DOCS.read_text(encoding="utf-8")
     for name in MODULES:
@@ -64,9 +63,9 @@ def test_module_keeps_the_protocol(name):
     if cls.has_fast_reader is not Dialect.has_fast_reader:
         assert cls.fast_cursor is not Dialect.fast_cursor
     assert cls.purge is not Dialect.purge, f"{name}: purge must say what it does and cannot reach"
-    if dialect.default_driver:
-        module_name = {"psycopg2": "psycopg2", "pymysql": "pymysql"}.get(dialect.default_driver)
-        assert module_name and importlib.util.find_spec(module_name), "the default driver is installed"
+    if dialect.default_driver:  # installed: a URL without a driver must not fail on import
+        for n in dialect.sqlalchemy_names:
+            sa.make_url(f"{n}+{dialect.default_driver}://").get_dialect().import_dbapi()
 
 
 def test_names_do_not_overlap_and_unknown_databases_get_the_generic_dialect():
