@@ -8,7 +8,7 @@ import doctest
 import pytest
 
 from dereg.classify import ALL_DETECTORS, BY_CATEGORY, DETECTORS, base
-from dereg.demo.corpus import build_corpus
+from devtools.demo.corpus import build_corpus
 
 SURFACE = ("CATEGORY", "LEVEL", "EMBEDDED", "PATTERN", "compact", "is_valid", "mask", "finditer", "find")
 
