@@ -1,8 +1,10 @@
 # Image of the production stack in docker-compose.yaml (docs/deployment.md).
 #
-# Airflow 3.3.2 on Python 3.11 with Dereg's pinned dependencies: requirements.txt installed with
-# requirements.lock as constraints, exactly as `make venv` does. dags/, plugins/ and include/ are not
-# copied in: docker-compose.yaml mounts them, so a manifest or DAG change needs no rebuild.
+# Airflow 3.3.2 on Python 3.11 with Dereg's pinned runtime dependencies: requirements.txt installed
+# with requirements.lock as constraints, as `make venv` does before it adds the development ones
+# (requirements-dev.txt: tests, lint, the demo stacks), which never enter the image. dags/, plugins/
+# and include/ are not copied in: docker-compose.yaml mounts them, so a manifest or DAG change needs
+# no rebuild.
 FROM apache/airflow:3.3.2-python3.11
 
 USER airflow

@@ -7,23 +7,28 @@ CHROMIUM := /usr/bin/chromium
 
 .PHONY: demo demo-ui screenshots demo-approve down status distributed-demo distributed-approve distributed-down distributed-status test lint format lock venv clean-state bench-classify bench-erase bench-backup bench-backup-fast bench-notify
 
-## make venv: create .venv and install requirements.txt under requirements.lock (other targets do it when needed)
+## make venv: create .venv with the runtime and the development requirements under their locks, dereg and devtools (other targets do it when needed)
 venv: $(STAMP)
 
-$(STAMP): requirements.txt requirements.lock pyproject.toml
+# The production image installs requirements.txt under requirements.lock only; the development
+# venv adds requirements-dev.txt (tests, lint, the demo stacks' servers) and the devtools package
+# (devtools/pyproject.toml). That folder is itself the package, so setuptools installs it through an
+# import finder and says so in a long UserWarning: nothing is wrong, hence PYTHONWARNINGS.
+$(STAMP): requirements.txt requirements.lock requirements-dev.txt requirements-dev.lock pyproject.toml devtools/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.txt -c requirements.lock
+	$(BIN)/pip install --quiet -r requirements.txt -r requirements-dev.txt -c requirements.lock -c requirements-dev.lock
 	$(BIN)/pip install --quiet --no-deps -e .
+	PYTHONWARNINGS=ignore::UserWarning $(BIN)/pip install --quiet --no-deps -e devtools
 	touch $(STAMP)
 
 ## make demo: start the embedded stack, seed the demo school, run its closure and follow it
 demo: venv
-	$(BIN)/python -m dereg.stack.demo run
+	$(BIN)/python -m devtools.stack.demo run
 
 ## make demo-ui: start the embedded stack and seed the demo school only; trigger, approve and audit in the UI
 demo-ui: venv
-	$(BIN)/python -m dereg.stack.demo prepare
+	$(BIN)/python -m devtools.stack.demo prepare
 
 ## make screenshots: rerun the browser test and rewrite docs/screenshots/*.png (shown in the README)
 screenshots: venv $(CHROMIUM)
@@ -31,31 +36,31 @@ screenshots: venv $(CHROMIUM)
 
 ## make demo-approve: approve the waiting demo run as the second user (REST API)
 demo-approve: venv
-	$(BIN)/python -m dereg.stack.demo approve
+	$(BIN)/python -m devtools.stack.demo approve
 
 ## make down: stop SeaweedFS, the SMTP sink and Airflow
 down: venv
-	$(BIN)/python -m dereg.stack.embedded down
+	$(BIN)/python -m devtools.stack.embedded down
 
 ## make status: each part of the embedded stack, running or stopped (exit 1 when one is stopped)
 status: venv
-	$(BIN)/python -m dereg.stack.embedded status
+	$(BIN)/python -m devtools.stack.embedded status
 
 ## make distributed-demo: the Compose topology natively (api-server, scheduler, dag-processor, triggerer, two Celery workers on local PostgreSQL and Redis), then the demo closure on it
 distributed-demo: venv
-	$(BIN)/python -m dereg.stack.distributed demo
+	$(BIN)/python -m devtools.stack.distributed demo
 
 ## make distributed-approve: approve the waiting demo run of the distributed stack as approver (REST API)
 distributed-approve: venv
-	$(BIN)/python -m dereg.stack.distributed approve
+	$(BIN)/python -m devtools.stack.distributed approve
 
 ## make distributed-down: stop the distributed stack and drop its databases and Redis database
 distributed-down: venv
-	$(BIN)/python -m dereg.stack.distributed down
+	$(BIN)/python -m devtools.stack.distributed down
 
 ## make distributed-status: each component of the distributed stack, running and healthy or not
 distributed-status: venv
-	$(BIN)/python -m dereg.stack.distributed status
+	$(BIN)/python -m devtools.stack.distributed status
 
 ## make test: the whole suite (unit, integration against real servers, DAG runs, e2e in headless Chromium)
 test: venv $(CHROMIUM)
@@ -71,7 +76,7 @@ bench-classify: venv $(VENV)/.bench-installed
 	$(BIN)/python -m benchmarks.classify $(ARGS)
 
 $(VENV)/.bench-installed: benchmarks/requirements-bench.txt $(STAMP)
-	$(BIN)/pip install --quiet -r benchmarks/requirements-bench.txt -c requirements.lock
+	$(BIN)/pip install --quiet -r benchmarks/requirements-bench.txt -c requirements.lock -c requirements-dev.lock
 	touch $@
 
 ## make bench-backup: our backup and restore+verify against pg_dump | restic (needs restic: apt-get install restic)
@@ -100,11 +105,13 @@ format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## make lock: re-resolve requirements.txt and rewrite requirements.lock
+## make lock: re-resolve requirements.txt into requirements.lock, then requirements-dev.txt on top of it into requirements-dev.lock (only what it adds)
 lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/pip install --quiet -r requirements.txt
 	.venv-lock/bin/pip freeze > requirements.lock
+	.venv-lock/bin/pip install --quiet -r requirements-dev.txt -c requirements.lock
+	.venv-lock/bin/pip freeze | grep -vxFf requirements.lock > requirements-dev.lock
 	rm -rf .venv-lock
 
 ## make clean-state: make down, then delete .state/ (ledger, keyring, certificates, mail)

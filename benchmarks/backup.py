@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("restic is not installed: apt-get install restic")
 
     from dereg.keys import Keyring
-    from dereg.stack.ports import free_port
-    from dereg.stack.seaweed import start_seaweedfs
+    from devtools.stack.ports import free_port
+    from devtools.stack.seaweed import start_seaweedfs
 
     work = Path(tempfile.mkdtemp(prefix="dereg-bench-backup-"))
     server = None

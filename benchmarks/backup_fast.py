@@ -57,8 +57,8 @@ FROM n
 
 
 def _start_store(work: Path):
-    from dereg.stack.ports import free_port
-    from dereg.stack.seaweed import start_seaweedfs
+    from devtools.stack.ports import free_port
+    from devtools.stack.seaweed import start_seaweedfs
 
     for _ in range(20):  # SeaweedFS also needs each port + 10000 free: pick low enough ones
         s3_port, base = free_port(), free_port()

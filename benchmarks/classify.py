@@ -40,7 +40,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from dereg.config import state_dir
-from dereg.demo.seed import NOTE_TEXTS, bank_card, mobile, resident_id
+from devtools.demo.seed import NOTE_TEXTS, bank_card, mobile, resident_id
 
 #: the kinds both sides are asked to find, as our taxonomy names them
 CATEGORIES = ("cn_resident_id", "cn_mobile", "email", "bank_card", "phone", "passport", "ip_address")
@@ -177,10 +177,10 @@ def labelled_values(n: int, seed: int = SEED) -> list[tuple[str, frozenset[str]]
 
 
 def project_corpus_values(n: int, seed: int = SEED) -> list[tuple[str, frozenset[str]]]:
-    """About `n` text values of the project's labelled corpus (`dereg.demo.corpus`), each with the
+    """About `n` text values of the project's labelled corpus (`devtools.demo.corpus`), each with the
     categories of CATEGORIES it truly holds: a structured column's own categories, a remark's
     embedded ones, nothing for its decoy columns (order numbers, credit codes, bad IDs, ...)."""
-    from dereg.demo.corpus import build_corpus
+    from devtools.demo.corpus import build_corpus
 
     probe = build_corpus(rows=1, seed=seed)
     text_columns = sum(1 for t in probe.tables for c in t.columns if c.type == "text")
@@ -204,7 +204,7 @@ def project_corpus_values(n: int, seed: int = SEED) -> list[tuple[str, frozenset
 def corpus_values(name: str, n: int) -> tuple[str, list[tuple[str, frozenset[str]]]]:
     """(description, labelled values) of the corpus called `name`: "project" or "synthetic"."""
     if name == "project":
-        return "the project's labelled corpus (dereg.demo.corpus: three tables, decoy columns)", (
+        return "the project's labelled corpus (devtools.demo.corpus: three tables, decoy columns)", (
             project_corpus_values(n)
         )
     return "the benchmark's own mix (labelled_values: 35% alone, 25% remarks, 40% decoys/plain)", (
@@ -720,7 +720,7 @@ def main(argv: list[str] | None = None) -> int:
         "--corpus",
         choices=("project", "synthetic"),
         default="project",
-        help="labelled values: the project's corpus (dereg.demo.corpus) or the benchmark's own mix",
+        help="labelled values: the project's corpus (devtools.demo.corpus) or the benchmark's own mix",
     )
     parser.add_argument("--skip-presidio", action="store_true", help="parts 2 and 3 only")
     parser.add_argument("--skip-db", action="store_true", help="part 1 only")

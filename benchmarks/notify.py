@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     from dereg.notify.deliver import message_id
     from dereg.notify.records import recipient_ref
     from dereg.notify.render import NoticeRenderer
-    from dereg.stack.ports import free_port
+    from devtools.stack.ports import free_port
 
     work = Path(tempfile.mkdtemp(prefix="dereg-bench-notify-"))
     port = free_port()

@@ -1,6 +1,6 @@
 """Build the benchmarks' PostgreSQL database: the demo school at scale.
 
-The schema and the people are the demo seed's (`dereg.demo.seed`: valid resident IDs, UnionPay
+The schema and the people are the demo seed's (`devtools.demo.seed`: valid resident IDs, UnionPay
 cards, mobiles, notes quoting them); attendance is generated in SQL, exactly `attendance_per_student`
 lessons per student, so the default 200,000 students give 2,000,000 attendance rows. Rows go in
 through COPY, so 200,000 students take well under two minutes.
@@ -23,7 +23,7 @@ from datetime import date
 
 import sqlalchemy as sa
 
-from dereg.demo.seed import TABLES, _metadata, _number_vouchers, _rows
+from devtools.demo.seed import TABLES, _metadata, _number_vouchers, _rows
 
 DEFAULT_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/dereg_bench"
 CLOSURE_DATE = date(2026, 12, 31)

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from dereg.keys import Keyring
-from dereg.stack.ports import free_port
+from devtools.stack.ports import free_port
 
 PG_ADMIN_URL = os.environ.get("DEREG_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 MARIADB_ADMIN_URL = os.environ.get("DEREG_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/")
@@ -96,7 +96,7 @@ def mariadb_url():
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory):
     """A real SeaweedFS S3 gateway on loopback for the whole session."""
-    from dereg.stack.seaweed import start_seaweedfs
+    from devtools.stack.seaweed import start_seaweedfs
 
     data = tmp_path_factory.mktemp("seaweed")
     for _ in range(5):
@@ -154,7 +154,7 @@ class SmtpSink:
 @pytest.fixture
 def smtp_sink(tmp_path):
     """A real aiosmtpd server on loopback storing each message as a .eml file."""
-    from dereg.stack.smtp_sink import start_sink
+    from devtools.stack.smtp_sink import start_sink
 
     port = free_port()
     directory = tmp_path / "mail"

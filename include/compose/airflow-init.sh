@@ -18,7 +18,7 @@ done
 echo "airflow-init: migrating the metadata database"
 airflow db migrate
 
-# The same users and roles as the embedded stack (plugins/dereg/stack/embedded.py).
+# The same users and roles as the embedded stack (devtools/stack/embedded.py).
 declare -A SIMPLE_ROLE=([ops]=user [approver]=user [auditor]=viewer [admin]=admin)
 declare -A FAB_ROLE=([ops]=User [approver]=User [auditor]=Viewer [admin]=Admin)
 declare -A PASSWORD=(
@@ -91,7 +91,8 @@ if [[ "${DEREG_SEED_DEMO:-0}" == "1" ]]; then
     if [[ -f "$demo" ]]; then
         echo "airflow-init: demo source $demo exists"
     else
-        python -m dereg.demo.seed --url "sqlite:///$demo"
+        # the seed is a development tool (devtools/, not in the image), mounted for this step only
+        PYTHONPATH="/opt/dereg-devtools${PYTHONPATH:+:$PYTHONPATH}" python -m devtools.demo.seed --url "sqlite:///$demo"
     fi
 fi
 echo "airflow-init: done"

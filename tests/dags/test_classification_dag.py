@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 @pytest.fixture
 def pg_closure(closure, pg_url, s3_client, bucket_name):  # noqa: F811 - the imported fixture
     """The demo closure on a PostgreSQL copy of the school, read by a role without access to notes."""
-    from dereg.demo.seed import seed
+    from devtools.demo.seed import seed
 
     seed(pg_url, students=40)
     role = f"dereg_ro_{uuid.uuid4().hex[:8]}"

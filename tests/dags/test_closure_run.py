@@ -14,7 +14,7 @@ import sqlalchemy as sa
 import yaml
 
 from dereg.keys import Keyring
-from dereg.stack.ports import free_port
+from devtools.stack.ports import free_port
 from tests.dags.harness import ROOT, AirflowSandbox
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -36,7 +36,7 @@ def _conf(**overrides) -> dict:
 @pytest.fixture
 def closure(tmp_path, seaweed, smtp_sink):
     """A seeded demo school, a keyring, a compliance store and an Airflow home wired to real servers."""
-    from dereg.demo.seed import seed
+    from devtools.demo.seed import seed
 
     source = tmp_path / "demo_academy.db"
     counts = seed(f"sqlite:///{source}", students=STUDENTS)
@@ -114,7 +114,7 @@ def test_demo_closure_runs_end_to_end_with_a_second_person_approving(closure):
     from dereg.backup.restore import restore_and_verify
     from dereg.backup.s3 import S3Location
     from dereg.cli import main as dereg_cli
-    from dereg.demo.seed import planted_values
+    from devtools.demo.seed import planted_values
 
     with closure.engine.connect() as conn:
         addresses = {

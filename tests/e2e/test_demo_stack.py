@@ -20,8 +20,8 @@ from urllib.parse import quote
 
 import pytest
 
-from dereg.stack.demo import DAG_ID
-from dereg.stack.ports import free_port
+from devtools.stack.demo import DAG_ID
+from devtools.stack.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -64,13 +64,13 @@ def stack_env(tmp_path):
     for k in ("DEREG_STORE_URL", "DEREG_KEYRING", "DEREG_OUTPUT_DIR", "AIRFLOW_HOME"):
         env.pop(k, None)
     yield env
-    subprocess.run([sys.executable, "-m", "dereg.stack.embedded", "down"], env=env, cwd=ROOT, timeout=120)
+    subprocess.run([sys.executable, "-m", "devtools.stack.embedded", "down"], env=env, cwd=ROOT, timeout=120)
 
 
 def _ops_tries_to_approve(env) -> str | None:
     """The user who triggered the run answers the approval: Airflow must refuse (not an assigned user)."""
     code = (
-        "import sys; from dereg.stack import demo, embedded; from dereg.stack.rest import AirflowClient\n"
+        "import sys; from devtools.stack import demo, embedded; from devtools.stack.rest import AirflowClient\n"
         "c = AirflowClient(demo._base_url(), 'ops', embedded.passwords()['ops'])\n"
         "run = c.latest_run(demo.DAG_ID)\n"
         "try:\n    c.answer_approval(demo.DAG_ID, run)\n    print('ANSWERED')\n"
@@ -123,12 +123,12 @@ def test_browser_closure_to_a_verified_certificate(stack_env, tmp_path):
     assert chromium.exists(), f"{CHROMIUM} is missing: `make test` installs it (apt-get install -y chromium)"
     from playwright.sync_api import sync_playwright
 
-    from dereg.stack.rest import AirflowClient
+    from devtools.stack.rest import AirflowClient
 
     shots = _screenshot_dir(tmp_path)
     state = Path(stack_env["DEREG_STATE_DIR"])
     prepared = subprocess.run(  # what `make demo-ui` runs: start the stack, seed the demo school
-        [sys.executable, "-m", "dereg.stack.demo", "prepare", "--students", "40"],
+        [sys.executable, "-m", "devtools.stack.demo", "prepare", "--students", "40"],
         env=stack_env,
         cwd=ROOT,
         capture_output=True,
@@ -166,7 +166,7 @@ def test_browser_closure_to_a_verified_certificate(stack_env, tmp_path):
             assert "HTTP 403" in refused_self, refused_self
             # `make demo-ui` (or `make demo`) again while the run waits: refused, nothing reseeded
             again = subprocess.run(
-                [sys.executable, "-m", "dereg.stack.demo", "prepare", "--students", "40"],
+                [sys.executable, "-m", "devtools.stack.demo", "prepare", "--students", "40"],
                 env=stack_env,
                 cwd=ROOT,
                 capture_output=True,
@@ -236,7 +236,7 @@ def test_a_taken_port_is_a_clear_error_not_a_hang(stack_env):
         taken.listen()
         t0 = time.monotonic()
         result = subprocess.run(
-            [sys.executable, "-m", "dereg.stack.embedded", "up"],
+            [sys.executable, "-m", "devtools.stack.embedded", "up"],
             env=stack_env,
             cwd=ROOT,
             capture_output=True,

@@ -1,5 +1,5 @@
 """The production topology of docker-compose.yaml, natively: api-server, scheduler, dag-processor,
-triggerer and two Celery workers on this machine's PostgreSQL and Redis (`dereg.stack.distributed`).
+triggerer and two Celery workers on this machine's PostgreSQL and Redis (`devtools.stack.distributed`).
 
 The demo closure is triggered as `ops` and approved as `approver` through the REST API and must end
 with a certificate that verifies, its tasks spread over both workers, and the workers holding no
@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from dereg.stack.distributed import CELERY_TABLES, WORKERS
-from dereg.stack.ports import free_port
+from devtools.stack.distributed import CELERY_TABLES, WORKERS
+from devtools.stack.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG_ID = "closure__demo_academy"
@@ -114,12 +114,14 @@ def dist_env(tmp_path):
     ):
         env.pop(k, None)
     yield env
-    subprocess.run([sys.executable, "-m", "dereg.stack.distributed", "down"], env=env, cwd=ROOT, timeout=180)
+    subprocess.run(
+        [sys.executable, "-m", "devtools.stack.distributed", "down"], env=env, cwd=ROOT, timeout=180
+    )
 
 
 def _cli(env, *args, timeout=60) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "dereg.stack.distributed", *args],
+        [sys.executable, "-m", "devtools.stack.distributed", *args],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -156,9 +158,9 @@ def _running_result_backend_users(info: dict) -> dict[str, str]:
 
 
 def test_demo_closure_on_the_distributed_topology(dist_env):
-    from dereg.demo.seed import seed
-    from dereg.stack.demo import DEMO_CONF
-    from dereg.stack.rest import AirflowClient
+    from devtools.demo.seed import seed
+    from devtools.stack.demo import DEMO_CONF
+    from devtools.stack.rest import AirflowClient
 
     _require_services()
     started = _cli(dist_env, "up", timeout=420)

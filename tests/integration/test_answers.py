@@ -37,7 +37,7 @@ LINK = re.compile(r"http://dereg\.test/dereg/(answer|copy)/([A-Za-z0-9_\-]+\.[A-
 
 @pytest.fixture
 def closure(tmp_path, monkeypatch, smtp_sink):
-    from dereg.demo.seed import seed
+    from devtools.demo.seed import seed
 
     source, successor = tmp_path / "school.db", tmp_path / "successor.db"
     seed(f"sqlite:///{source}", students=12)

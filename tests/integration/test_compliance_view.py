@@ -27,7 +27,7 @@ from dereg.keys import Keyring
 from dereg.manifest import load_manifest
 from dereg.notify import answers, records
 from dereg.operators.base import RunContext
-from dereg.stack.ports import free_port, wait_for_port
+from devtools.stack.ports import free_port, wait_for_port
 from tests.dags.harness import ROOT
 
 pytestmark = pytest.mark.integration

@@ -24,7 +24,7 @@ from dereg.notify import deliver, records
 from dereg.notify.deliver import NoticeSmtpHook, send_notices
 from dereg.notify.recipients import collect_recipients
 from dereg.notify.render import NoticeContext, render_notice
-from dereg.stack.ports import free_port
+from devtools.stack.ports import free_port
 
 pytestmark = pytest.mark.integration
 KEY = b"k" * 32
@@ -358,7 +358,7 @@ def pki(tmp_path_factory):
 def test_starttls_verifies_the_certificate_and_logs_in(school, store_url, tmp_path, pki, monkeypatch):
     from aiosmtpd.smtp import AuthResult
 
-    from dereg.stack.smtp_sink import start_sink
+    from devtools.stack.smtp_sink import start_sink
 
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_tls.load_cert_chain(pki.cert, pki.key)

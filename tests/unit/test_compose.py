@@ -19,7 +19,7 @@ import jsonschema
 import pytest
 import yaml
 
-from dereg.stack.embedded import USERS
+from devtools.stack.embedded import USERS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yaml"
@@ -250,6 +250,22 @@ def test_mounted_paths_exist(compose):
             assert targets.get(f"/opt/airflow/{folder}") == f"./{folder}", (name, folder)
     named = {v.split(":")[0] for s in compose["services"].values() for v in s.get("volumes", [])}
     assert {v for v in named if not v.startswith((".", "/"))} <= set(compose["volumes"])
+
+
+def test_dev_tools_reach_only_the_demo_seed(raw):
+    """devtools/ is not in the image: only airflow-init mounts it, read-only, to seed the demo school
+    when DEREG_SEED_DEMO=1."""
+    mounts = {
+        name: [v for v in service.get("volumes", []) if isinstance(v, str) and v.startswith("./devtools")]
+        for name, service in raw["services"].items()
+    }
+    assert {name for name, found in mounts.items() if found} == {"airflow-init"}
+    (volume,) = mounts["airflow-init"]
+    _source, target, mode = volume.split(":")
+    assert mode == "ro" and target.endswith("/devtools")
+    script = (ROOT / "include" / "compose" / "airflow-init.sh").read_text()
+    assert f'PYTHONPATH="{target.rsplit("/", 1)[0]}' in script
+    assert "python -m devtools.demo.seed" in script
 
 
 def test_scripts_the_services_run_exist_and_are_executable(compose):

@@ -1,4 +1,4 @@
-"""dereg.stack.distributed without servers: its environment against docker-compose.yaml, its errors.
+"""devtools.stack.distributed without servers: its environment against docker-compose.yaml, its errors.
 
 The topology itself is started for real in tests/e2e/test_distributed.py."""
 
@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from dereg.errors import DeregError
-from dereg.stack import distributed
+from devtools.stack import distributed
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,7 +55,7 @@ def test_workers_get_their_own_name_and_log_port_and_no_rights_on_airflow_tables
     for env in envs:
         assert "r_airflow" not in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
         assert "r_airflow" not in env["AIRFLOW__CELERY__RESULT_BACKEND"]
-        assert env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] == "dereg.stack.distributed.worker_hostname"
+        assert env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] == "devtools.stack.distributed.worker_hostname"
 
 
 def test_worker_hostname(monkeypatch):

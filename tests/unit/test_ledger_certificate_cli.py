@@ -183,7 +183,7 @@ def test_cli_verify_ledger_names_the_first_broken_entry(store_url, capsys):
 def test_cli_names_the_store_it_checked_and_reports_an_unusable_one(store_url, keyring, tmp_path, capsys):
     """A certificate checked against another deployment's store says which store it read, and a store
     that cannot be used is a one-line error, not a traceback."""
-    from dereg.stack.ports import free_port
+    from devtools.stack.ports import free_port
 
     cert, _ = _certificate(store_url, keyring)
     json_path, _ = write_certificate(cert, tmp_path / "out", "certificate")

@@ -7,8 +7,8 @@ import socket
 import pytest
 
 from dereg.errors import DeregError
-from dereg.stack.ports import free_port, require_free
-from dereg.stack.rest import AirflowClient
+from devtools.stack.ports import free_port, require_free
+from devtools.stack.rest import AirflowClient
 
 
 def test_approving_with_no_stack_running_says_how_to_start_it():

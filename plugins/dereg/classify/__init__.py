@@ -2,6 +2,7 @@
 
 One module per detector, each with the same surface: CATEGORY, LEVEL, EMBEDDED, PATTERN, compact,
 is_valid, mask, finditer, find (some add is_certain: valid beyond doubt without a column name).
+A detector writes what its data looks like; its finditer and find are built by `base` from that.
 `names` turns column names into hints, `taxonomy` gives each category its level and display names,
 `scanner` runs the embedded detectors over text, `engine` concludes per column.
 """

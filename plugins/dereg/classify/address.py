@@ -12,7 +12,8 @@ beyond doubt (`is_certain`). English addresses need a number and a street word (
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+
+from dereg.classify.base import find_with, whole_value
 
 CATEGORY = "address"
 LEVEL = "general"
@@ -59,11 +60,6 @@ def mask(text: str) -> str:
     return (m.group(0) if m else address[:2]) + "***"
 
 
-def finditer(text: str) -> Iterator[tuple[int, int, str]]:
-    """Whole values only: an address inside a remark is not located."""
-    if is_valid(text):
-        yield 0, len(str(text)), compact(text)
-
-
-def find(text: str) -> list[str]:
-    return [value for _, _, value in finditer(text)]
+# Whole values only: an address inside a remark is not located.
+finditer = whole_value(is_valid, compact)
+find = find_with(finditer)

@@ -11,9 +11,9 @@ True
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 from dereg.classify import cn_resident_id
+from dereg.classify.base import find_with, in_text
 
 CATEGORY = "bank_card"
 LEVEL = "sensitive"
@@ -79,12 +79,5 @@ def mask(text: str) -> str:
     return f"{number[:4]} **** **** {number[-4:]}"
 
 
-def finditer(text: str) -> Iterator[tuple[int, int, str]]:
-    """(start, end, number) of every valid card number in `text`."""
-    for m in PATTERN.finditer(text):
-        if is_valid(m.group(0)):
-            yield m.start(), m.end(), compact(m.group(0))
-
-
-def find(text: str) -> list[str]:
-    return [value for _, _, value in finditer(text)]
+finditer = in_text(PATTERN, is_valid, compact)
+find = find_with(finditer)

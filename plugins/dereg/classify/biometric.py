@@ -17,7 +17,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Iterator
+
+from dereg.classify.base import find_with, whole_value
 
 CATEGORY = "biometric_face"
 LEVEL = "sensitive"
@@ -67,11 +68,6 @@ def mask(value) -> str:
     return "[image]"
 
 
-def finditer(text: str) -> Iterator[tuple[int, int, str]]:
-    """Whole values only."""
-    if is_valid(text):
-        yield 0, len(str(text)), "[image]"
-
-
-def find(text: str) -> list[str]:
-    return [value for _, _, value in finditer(text)]
+# Whole values only, shown as "[image]", never as the picture's bytes.
+finditer = whole_value(is_valid, mask)
+find = find_with(finditer)

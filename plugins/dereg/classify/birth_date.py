@@ -14,8 +14,9 @@ are read by `cn_resident_id.birth_date`.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import date, datetime
+
+from dereg.classify.base import find_with, whole_value
 
 CATEGORY = "birth_date"
 LEVEL = "general"
@@ -61,11 +62,6 @@ def mask(value) -> str:
     return text[:4] + "-**-**"
 
 
-def finditer(text: str) -> Iterator[tuple[int, int, str]]:
-    """Whole values only: a date inside a remark is not taken for a birth date."""
-    if is_valid(text):
-        yield 0, len(str(text)), compact(text)
-
-
-def find(text: str) -> list[str]:
-    return [value for _, _, value in finditer(text)]
+# Whole values only: a date inside a remark is not taken for a birth date.
+finditer = whole_value(is_valid, compact)
+find = find_with(finditer)

@@ -10,7 +10,8 @@ True
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+
+from dereg.classify.base import find_with, in_text
 
 CATEGORY = "cn_mobile"
 LEVEL = "general"
@@ -44,12 +45,5 @@ def mask(text: str) -> str:
     return number[:3] + "*" * max(len(number) - 7, 0) + number[-4:]
 
 
-def finditer(text: str) -> Iterator[tuple[int, int, str]]:
-    """(start, end, number) of every valid number in `text`."""
-    for m in PATTERN.finditer(text):
-        if is_valid(m.group(0)):
-            yield m.start(), m.end(), compact(m.group(0))
-
-
-def find(text: str) -> list[str]:
-    return [value for _, _, value in finditer(text)]
+finditer = in_text(PATTERN, is_valid, compact)
+find = find_with(finditer)

@@ -19,11 +19,12 @@ True
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import date
 from functools import lru_cache
 from importlib.resources import files
 from operator import mul
+
+from dereg.classify.base import find_with, in_text
 
 CATEGORY = "cn_resident_id"
 LEVEL = "sensitive"
@@ -143,13 +144,5 @@ def mask(text: str) -> str:
     return number[:4] + "*" * max(len(number) - 8, 0) + number[-4:]
 
 
-def finditer(text: str) -> Iterator[tuple[int, int, str]]:
-    """(start, end, number) of every valid number in `text`."""
-    for m in PATTERN.finditer(text):
-        if is_valid(m.group(0)):
-            yield m.start(), m.end(), compact(m.group(0))
-
-
-def find(text: str) -> list[str]:
-    """Every valid number in `text`, compacted."""
-    return [value for _, _, value in finditer(text)]
+finditer = in_text(PATTERN, is_valid, compact)
+find = find_with(finditer)

@@ -9,7 +9,8 @@ True
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+
+from dereg.classify.base import find_with, in_text
 
 CATEGORY = "email"
 LEVEL = "general"
@@ -38,12 +39,5 @@ def mask(text: str) -> str:
     return (local[:1] or "*") + "***@" + domain
 
 
-def finditer(text: str) -> Iterator[tuple[int, int, str]]:
-    """(start, end, address) of every valid address in `text`."""
-    for m in PATTERN.finditer(text):
-        if is_valid(m.group(0)):
-            yield m.start(), m.end(), m.group(0)
-
-
-def find(text: str) -> list[str]:
-    return [value for _, _, value in finditer(text)]
+finditer = in_text(PATTERN, is_valid, compact)
+find = find_with(finditer)

@@ -11,7 +11,8 @@ name that says gender (xb, sex, 性别); words count on their own (`is_certain`)
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+
+from dereg.classify.base import find_with, whole_value
 
 CATEGORY = "gender"
 LEVEL = "general"
@@ -39,11 +40,6 @@ def mask(text) -> str:
     return "*"
 
 
-def finditer(text: str) -> Iterator[tuple[int, int, str]]:
-    """Whole values only."""
-    if is_certain(text):
-        yield 0, len(str(text)), compact(text)
-
-
-def find(text: str) -> list[str]:
-    return [value for _, _, value in finditer(text)]
+# Whole values only, and only the words (a digit is a gender only under a gender column).
+finditer = whole_value(is_certain, compact)
+find = find_with(finditer)

@@ -14,7 +14,8 @@ care) are not in the list. `mask` never shows the remark, only the fact.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+
+from dereg.classify.base import find_with, in_text
 
 CATEGORY = "health"
 LEVEL = "sensitive"
@@ -128,10 +129,6 @@ def mask(text: str) -> str:
     return "[health term]"
 
 
-def finditer(text: str) -> Iterator[tuple[int, int, str]]:
-    for m in PATTERN.finditer(text):
-        yield m.start(), m.end(), m.group(0)
-
-
-def find(text: str) -> list[str]:
-    return [value for _, _, value in finditer(text)]
+# Every term of the pattern counts: the pattern is the list of terms.
+finditer = in_text(PATTERN)
+find = find_with(finditer)

@@ -18,7 +18,8 @@ True
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+
+from dereg.classify.base import find_with, in_text
 
 CATEGORY = "im_account"
 LEVEL = "general"
@@ -61,11 +62,6 @@ def mask(text: str) -> str:
     return account[:2] + "*" * max(len(account) - 4, 1) + account[-2:]
 
 
-def finditer(text: str) -> Iterator[tuple[int, int, str]]:
-    """Only the unmistakable forms: wxid_ ids and labelled accounts."""
-    for m in PATTERN.finditer(text):
-        yield m.start(), m.end(), compact(m.group(0))
-
-
-def find(text: str) -> list[str]:
-    return [value for _, _, value in finditer(text)]
+# Only the unmistakable forms the pattern matches: wxid_ ids and labelled accounts.
+finditer = in_text(PATTERN, compact=compact)
+find = find_with(finditer)

@@ -15,7 +15,8 @@ Chinese name (`is_certain`). Names are not searched inside free text.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+
+from dereg.classify.base import find_with, whole_value
 
 CATEGORY = "name"
 LEVEL = "general"
@@ -126,11 +127,6 @@ def mask(text: str) -> str:
     return name[:1] + "*" * max(len(name) - 1, 1)
 
 
-def finditer(text: str) -> Iterator[tuple[int, int, str]]:
-    """Whole values only: names are not searched inside free text."""
-    if is_valid(text):
-        yield 0, len(text), compact(text)
-
-
-def find(text: str) -> list[str]:
-    return [value for _, _, value in finditer(text)]
+# Whole values only: names are not searched inside free text.
+finditer = whole_value(is_valid, compact)
+find = find_with(finditer)

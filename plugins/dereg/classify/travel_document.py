@@ -32,7 +32,8 @@ one digit) is believed only under such a column name and never searched in text.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+
+from dereg.classify.base import find_with, in_text
 
 CATEGORY = "passport"
 LEVEL = "sensitive"
@@ -91,11 +92,5 @@ def mask(text: str) -> str:
     return number[:2] + "*" * max(len(number) - 4, 0) + number[-2:]
 
 
-def finditer(text: str) -> Iterator[tuple[int, int, str]]:
-    for m in PATTERN.finditer(text):
-        if is_valid(m.group(0)):
-            yield m.start(), m.end(), compact(m.group(0))
-
-
-def find(text: str) -> list[str]:
-    return [value for _, _, value in finditer(text)]
+finditer = in_text(PATTERN, is_valid, compact)
+find = find_with(finditer)

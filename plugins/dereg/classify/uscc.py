@@ -12,7 +12,8 @@ True
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+
+from dereg.classify.base import find_with, in_text
 
 CATEGORY = "organisation_id"
 LEVEL = None  # not personal information
@@ -48,11 +49,5 @@ def mask(text: str) -> str:
     return number[:6] + "*" * 10 + number[-2:]
 
 
-def finditer(text: str) -> Iterator[tuple[int, int, str]]:
-    for m in PATTERN.finditer(text):
-        if is_valid(m.group(0)):
-            yield m.start(), m.end(), compact(m.group(0))
-
-
-def find(text: str) -> list[str]:
-    return [value for _, _, value in finditer(text)]
+finditer = in_text(PATTERN, is_valid, compact)
+find = find_with(finditer)

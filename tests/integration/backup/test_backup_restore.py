@@ -16,7 +16,7 @@ from dereg.backup.restore import restore_and_verify
 from dereg.backup.s3 import S3Location
 from dereg.errors import BackupError, KeyringError
 from dereg.evidence.store import open_store
-from dereg.stack.ports import free_port
+from devtools.stack.ports import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ import pytest
 from dereg.backup.restore import restore_and_verify
 from dereg.errors import KeyringError
 from dereg.keys_kms import KmsKeyProvider, backup_key_provider
-from dereg.stack.ports import free_port
+from devtools.stack.ports import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ from dereg.backup.pgcopy import escape_field, unescape_field
 from dereg.backup.restore import restore_and_verify
 from dereg.errors import KeyringError
 from dereg.keys import Keyring, new_data_key
-from dereg.stack.ports import free_port
+from devtools.stack.ports import free_port
 
 pytestmark = pytest.mark.integration
 

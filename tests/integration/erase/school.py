@@ -1,6 +1,6 @@
 """Helpers: a small school-like schema on SQLite, PostgreSQL or MariaDB, with its inventory and classification.
 
-Built here (not from dereg.demo) so that the erasure tests depend only on the erase package.
+Built here (not from devtools.demo) so that the erasure tests depend only on the erase package.
 guardians <- students <- contracts / attendance / notes / enrollments (composite key), courses,
 accounting_records (retained, pseudonymized) and leads (personal, no foreign key).
 """

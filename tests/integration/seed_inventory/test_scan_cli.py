@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from dereg.classify.scan import scan_url
-from dereg.demo.seed import planted_values, seed
+from devtools.demo.seed import planted_values, seed
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,9 @@ import sqlalchemy as sa
 
 from dereg.classify import bank_card, cn_mobile, cn_resident_id, email
 from dereg.classify.engine import classify_source, full_scan_hits, is_under
-from dereg.demo.seed import TABLES, main, planted_values, seed
 from dereg.errors import SourceError
 from dereg.inventory.sql import inventory_source
+from devtools.demo.seed import TABLES, main, planted_values, seed
 
 CLOSURE = date(2026, 12, 31)
 EXPECTED_FKS = {

@@ -1,4 +1,4 @@
-"""Classification quality on the labelled corpus (dereg.demo.corpus): per-category recall and
+"""Classification quality on the labelled corpus (devtools.demo.corpus): per-category recall and
 precision of the detectors on values, and column precision of the engine on whole tables."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from dereg.classify import BY_CATEGORY
 from dereg.classify.engine import classify_source
 from dereg.classify.scanner import personal_spans
-from dereg.demo.corpus import build_corpus, load_corpus
 from dereg.inventory.sql import inventory_source
+from devtools.demo.corpus import build_corpus, load_corpus
 
 CHECKSUM_KINDS = {"cn_resident_id", "bank_card", "cn_mobile", "email", "phone", "ip_address"}
 # Kinds with no check digit whose bare values are not always believed by their shape alone (a

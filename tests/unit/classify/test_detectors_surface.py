@@ -1,5 +1,5 @@
-"""Every detector module has the same surface, its docstring examples hold, and its mask never shows
-a whole value of the labelled corpus."""
+"""Every detector module has the same surface, its docstring examples hold, its search verbs are the
+shared ones of `dereg.classify.base`, and its mask never shows a whole value of the labelled corpus."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import doctest
 
 import pytest
 
-from dereg.classify import ALL_DETECTORS, BY_CATEGORY, DETECTORS
-from dereg.demo.corpus import build_corpus
+from dereg.classify import ALL_DETECTORS, BY_CATEGORY, DETECTORS, base
+from devtools.demo.corpus import build_corpus
 
 SURFACE = ("CATEGORY", "LEVEL", "EMBEDDED", "PATTERN", "compact", "is_valid", "mask", "finditer", "find")
 
@@ -22,6 +22,19 @@ def test_surface_and_docstring_examples(module):
     assert BY_CATEGORY[module.CATEGORY] is module
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0, module.__name__
+
+
+@pytest.mark.parametrize("module", ALL_DETECTORS, ids=lambda m: m.__name__.rsplit(".", 1)[1])
+def test_search_verbs_are_the_shared_ones(module):
+    """finditer and find are built by dereg.classify.base, not written again in the detector."""
+    assert module.finditer.__module__ == module.find.__module__ == base.__name__
+    assert module.finditer.__qualname__.split(".")[0] in ("in_text", "whole_value")
+    assert module.find.__qualname__.split(".")[0] == "find_with"
+
+
+def test_shared_verbs_docstring_examples():
+    result = doctest.testmod(base)
+    assert result.attempted > 0 and result.failed == 0
 
 
 def test_masks_never_show_a_whole_corpus_value():

@@ -109,17 +109,23 @@ def test_find_in_text_returns_masked_hits_only():
 
 
 def test_an_id_that_also_passes_luhn_is_reported_once_as_an_id():
-    # 62xxxx (Gansu) IDs look like UnionPay cards; find one whose digits also pass Luhn
+    # 62xxxx (Gansu) IDs start like UnionPay cards; take one whose 18 digits also pass Luhn, so that
+    # only the resident-ID rules (the card's ID-shape check, the scanner's priority) tell them apart
     from dereg.classify import bank_card, cn_resident_id
 
-    for seq in range(100, 999):
+    numbers = []
+    for seq in range(100, 1000):
         body = f"62010220150301{seq}"
-        number = body + cn_resident_id.calc_check_digit(body + "0")
-        if number.isdigit() and bank_card.is_valid(number[:18]) and len(number) == 18:
-            break
-    else:
-        pytest.skip("no such number in range")
-    assert [c for c, _ in find_in_text(number)] == ["cn_resident_id"]
+        number = body + cn_resident_id.calc_check_digit(body)
+        if number.isdigit() and bank_card.luhn_ok(number):
+            numbers.append(number)
+    assert numbers, "no Gansu resident ID in the range passes Luhn"
+    number = numbers[0]
+    assert cn_resident_id.is_valid(number)
+    assert number.startswith(bank_card.PREFIXES) and 16 <= len(number) <= 19  # card-shaped
+    assert not bank_card.is_valid(number)
+    assert find_in_text(number) == [("cn_resident_id", cn_resident_id.mask(number))]
+    assert [c for c, _ in find_in_text(f"身份证 {number}，已核对")] == ["cn_resident_id"]
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """An SMTP sink for the demo and tests: aiosmtpd storing each message as a `.eml` file.
 
-Run as `python -m dereg.stack.smtp_sink --port 8025 --dir .state/mail`. For tests: addresses in
+Run as `python -m devtools.stack.smtp_sink --port 8025 --dir .state/mail`. For tests: addresses in
 `refuse` are refused with 550 at RCPT time, as a real relay refuses unknown mailboxes; addresses in
 `defer` (address -> how many times) get 451 at RCPT, as a greylisting relay answers; addresses in
 `close_at_data` (address -> how many times) get 421 after DATA, and the client drops the session.
@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8025)
     parser.add_argument("--dir", type=Path, required=True)
     args = parser.parse_args()
-    from dereg.stack.ports import require_free
+    from devtools.stack.ports import require_free
 
     require_free(args.port, "the SMTP sink", "DEREG_SMTP_PORT")
     controller = start_sink(args.dir, args.port)

@@ -25,7 +25,7 @@ from faker import Faker
 from stdnum import luhn
 from stdnum.cn import ric, uscc
 
-from dereg.demo.seed import REGIONS, bank_card, mobile, resident_id
+from devtools.demo.seed import REGIONS, bank_card, mobile, resident_id
 
 HEALTH_NOTES = ("对花生过敏", "有哮喘，备用吸入器", "确诊多动症", "去年做过手术", "每天服药两次")
 CLEAN_NOTES = ("上课认真，进步明显", "喜欢画画", "周末来上课", "作业按时完成", "需要多练习口语")

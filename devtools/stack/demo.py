@@ -1,6 +1,6 @@
 """`make demo`: start the embedded stack, seed the demo school, trigger its closure as `ops` and follow it.
 
-`python -m dereg.stack.demo run` (the whole demo), `approve` (answer the approval as `approver`), or
+`python -m devtools.stack.demo run` (the whole demo), `approve` (answer the approval as `approver`), or
 `prepare` (start and seed only, to trigger and approve in the UI: `make demo-ui`).
 """
 
@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable
 
 from dereg.errors import DeregError
-from dereg.stack import embedded
-from dereg.stack.rest import AirflowClient
+from devtools.stack import embedded
+from devtools.stack.rest import AirflowClient
 
 DAG_ID = "closure__demo_academy"
 DEMO_CONF = {
@@ -35,7 +35,7 @@ def prepare(
     fresh_hint: str = "make clean-state",
 ) -> None:
     """Start the stack (the embedded one by default) and (re)seed the demo school's database."""
-    from dereg.demo.seed import seed
+    from devtools.demo.seed import seed
 
     print(f"Starting {label} ...")
     start()

@@ -13,7 +13,7 @@ from pathlib import Path
 import requests
 
 from dereg.errors import DeregError
-from dereg.stack.ports import require_free, wait_for_port
+from devtools.stack.ports import require_free, wait_for_port
 
 ACCESS_KEY = "dereg-local"
 SECRET_KEY = "dereg-local-secret"

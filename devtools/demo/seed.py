@@ -6,7 +6,7 @@ Deterministic for a given seed (random.Random plus a seeded Faker("zh_CN")), on 
 numbers with right check digits and real region codes, Luhn-valid UnionPay cards, mainland mobile
 numbers, and teacher notes that sometimes quote a parent's phone or ID number in free text.
 
-    python -m dereg.demo.seed [--url URL] [--students N] [--seed S]
+    python -m devtools.demo.seed [--url URL] [--students N] [--seed S]
 """
 
 from __future__ import annotations
@@ -504,7 +504,9 @@ def planted_values(url: str) -> dict[str, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dereg.demo.seed", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m devtools.demo.seed", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--url", help="SQLAlchemy URL (default: SQLite file under the state folder)")
     parser.add_argument("--students", type=int, default=500)
     parser.add_argument("--seed", type=int, default=20261122)

@@ -1,6 +1,6 @@
 """The embedded stack of `make demo`: SeaweedFS, the SMTP sink and `airflow standalone`, under `.state/`.
 
-`python -m dereg.stack.embedded up|down|status|env`. Ports come from DEREG_AIRFLOW_PORT (8080),
+`python -m devtools.stack.embedded up|down|status|env`. Ports come from DEREG_AIRFLOW_PORT (8080),
 DEREG_S3_PORT (8333; SeaweedFS also takes the three ports after it and their +10000 gRPC twins)
 and DEREG_SMTP_PORT (8025). A taken port is reported at once, never waited on.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from dereg import config
 from dereg.errors import DeregError
-from dereg.stack.ports import require_free, wait_for_port
+from devtools.stack.ports import require_free, wait_for_port
 
 USERS = {"ops": "user", "approver": "user", "auditor": "viewer", "admin": "admin"}
 
@@ -55,7 +55,7 @@ def demo_source_path() -> Path:
 
 def stack_env() -> dict[str, str]:
     """Environment for Airflow processes and the `dereg` CLI of the embedded stack."""
-    from dereg.stack.seaweed import ACCESS_KEY, SECRET_KEY
+    from devtools.stack.seaweed import ACCESS_KEY, SECRET_KEY
 
     p = ports()
     home = airflow_home()
@@ -158,7 +158,7 @@ def start_store_and_mail(p: dict[str, int], env: dict[str, str]) -> None:
         for offset in (1, 2, 3):
             require_free(p["s3"] + offset, "SeaweedFS internals", "DEREG_S3_PORT")
             require_free(p["s3"] + offset + 10000, "SeaweedFS gRPC", "DEREG_S3_PORT")
-        from dereg.stack.seaweed import start_seaweedfs
+        from devtools.stack.seaweed import start_seaweedfs
 
         logs = state / "logs"
         logs.mkdir(parents=True, exist_ok=True)
@@ -173,7 +173,7 @@ def start_store_and_mail(p: dict[str, int], env: dict[str, str]) -> None:
             [
                 sys.executable,
                 "-m",
-                "dereg.stack.smtp_sink",
+                "devtools.stack.smtp_sink",
                 "--port",
                 str(p["smtp"]),
                 "--dir",

@@ -16,7 +16,7 @@ class AirflowClient:
         self.username = username
         self.session = requests.Session()
         self.session.trust_env = False
-        from dereg.stack.embedded import airflow_home
+        from devtools.stack.embedded import airflow_home
 
         try:
             r = self.session.post(

@@ -1,6 +1,6 @@
 """The production topology of docker-compose.yaml, started natively on this machine's PostgreSQL and Redis.
 
-`python -m dereg.stack.distributed up|down|status|env|demo|approve` (`make distributed-demo`).
+`python -m devtools.stack.distributed up|down|status|env|demo|approve` (`make distributed-demo`).
 
 What `up` starts, under `<DEREG_STATE_DIR or .state>/distributed/`:
 
@@ -34,8 +34,8 @@ from pathlib import Path
 
 from dereg import config
 from dereg.errors import DeregError
-from dereg.stack import embedded
-from dereg.stack.ports import require_free
+from devtools.stack import embedded
+from devtools.stack.ports import require_free
 
 WORKERS = ("dereg-worker-1", "dereg-worker-2")
 SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -247,7 +247,7 @@ def release_redis_db(info: dict) -> None:
 
 def airflow_env(info: dict) -> dict[str, str]:
     """The embedded stack's environment with the production settings of docker-compose.yaml."""
-    from dereg.stack.seaweed import ACCESS_KEY, SECRET_KEY
+    from devtools.stack.seaweed import ACCESS_KEY, SECRET_KEY
 
     p = ports()
     env = embedded.stack_env()
@@ -294,7 +294,7 @@ def worker_env(info: dict, index: int) -> dict[str, str]:
         {
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": info["worker_metadata_url"],
             "AIRFLOW__CELERY__RESULT_BACKEND": info["worker_result_backend"],
-            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "dereg.stack.distributed.worker_hostname",
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "devtools.stack.distributed.worker_hostname",
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(worker_log_port(index)),
             "DEREG_WORKER_HOSTNAME": WORKERS[index],
         }
@@ -342,7 +342,7 @@ def up(timeout: float = 300) -> dict:
     if load_info() is not None:
         raise DeregError(
             f"a distributed stack already runs from {config.state_dir()}; "
-            "stop it first with `python -m dereg.stack.distributed down`"
+            "stop it first with `python -m devtools.stack.distributed down`"
         )
     _check_ports()
     info = provision_databases()
@@ -523,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("approve", help="approve the waiting demo run as approver")
     args = parser.parse_args(argv)
     use_own_state_dir()
-    from dereg.stack import demo
+    from devtools.stack import demo
 
     try:
         if args.command == "up":
@@ -542,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
                 label="the distributed stack (Celery workers) under " + str(config.state_dir()),
                 approve_hint="make distributed-approve",
                 fresh_hint="make distributed-down",
-                verify_prefix='eval "$(.venv/bin/python -m dereg.stack.distributed env)" && ',
+                verify_prefix='eval "$(.venv/bin/python -m devtools.stack.distributed env)" && ',
             )
         else:
             return demo.approve()
