@@ -1,8 +1,13 @@
-"""Where backups go: an S3-compatible bucket and prefix, and a client for it."""
+"""Where backups go: an S3-compatible bucket and prefix, and how to reach it.
+
+The client itself is made by `dereg.connections.s3_client`, the one S3 builder (an Airflow
+connection reaches it through `dereg.connections.s3_location`, the `dereg` commands through
+`s3_location_from_env`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlparse
 
 from dereg.errors import BackupError
@@ -12,28 +17,28 @@ from dereg.errors import BackupError
 class S3Location:
     endpoint_url: str | None
     access_key: str | None
-    secret_key: str | None
+    secret_key: str | None = field(repr=False)
     region: str
     bucket: str
     prefix: str
+    session_token: str | None = field(default=None, repr=False)
+    #: the connection's `service_config.s3` (botocore S3 settings such as addressing_style)
+    service_config: dict[str, Any] = field(default_factory=dict)
+    #: a botocore Config from the connection's `config_kwargs`, merged over Dereg's defaults
+    config_overrides: Any = None
 
     def client(self):
-        import boto3
-        from botocore.config import Config
+        """A new S3 client (one per thread: boto3 clients are made per use, not shared)."""
+        from dereg.connections import s3_client
 
-        return boto3.client(
-            "s3",
+        return s3_client(
             endpoint_url=self.endpoint_url,
-            aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key,
-            region_name=self.region,
-            config=Config(
-                signature_version="s3v4",
-                s3={"addressing_style": "path"},
-                connect_timeout=5,
-                read_timeout=60,
-                retries={"max_attempts": 3, "mode": "standard"},
-            ),
+            access_key=self.access_key,
+            secret_key=self.secret_key,
+            session_token=self.session_token,
+            region=self.region,
+            service_config=self.service_config,
+            config_overrides=self.config_overrides,
         )
 
     def key(self, *parts: str) -> str:
@@ -50,9 +55,18 @@ class S3Location:
         endpoint_url: str | None = None,
         access_key: str | None = None,
         secret_key: str | None = None,
+        session_token: str | None = None,
         region: str = "cn-north-1",
     ) -> S3Location:
         parsed = urlparse(url)
         if parsed.scheme != "s3" or not parsed.netloc:
             raise BackupError(f"{url!r} is not an s3://BUCKET/PREFIX address")
-        return cls(endpoint_url, access_key, secret_key, region, parsed.netloc, parsed.path.strip("/"))
+        return cls(
+            endpoint_url,
+            access_key,
+            secret_key,
+            region,
+            parsed.netloc,
+            parsed.path.strip("/"),
+            session_token=session_token,
+        )

@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass
 from airflow.providers.smtp.hooks.smtp import SmtpHook
 from sqlalchemy.engine import Engine
 
+from dereg.connections import smtp_hook
 from dereg.errors import NotifyError
 from dereg.notify import records
 from dereg.notify.recipients import RecipientList
@@ -208,33 +209,6 @@ def deliver_one(
     return "failed", error
 
 
-@dataclass
-class SmtpSettings:
-    host: str
-    port: int
-    user: str | None = None
-    password: str | None = None
-    starttls: bool = False
-    ssl: bool = False
-    timeout: float = 30.0
-
-    def connect(self) -> smtplib.SMTP:
-        try:
-            smtp = (smtplib.SMTP_SSL if self.ssl else smtplib.SMTP)(
-                self.host, self.port, timeout=self.timeout
-            )
-            if self.starttls:
-                smtp.starttls()
-            if self.user:
-                smtp.login(self.user, self.password or "")
-            return smtp
-        except (OSError, smtplib.SMTPException) as exc:
-            raise NotifyError(
-                f"SMTP server {self.host}:{self.port} cannot be used ({type(exc).__name__}: {redact(str(exc))[:200]}). "
-                "Check the SMTP connection's host, port, TLS settings and credentials; nothing was recorded as sent."
-            ) from None
-
-
 class RateLimiter:
     """At most `per_minute` sends a minute, evenly spaced: `wait()` before each send sleeps until the
     next slot. Mail relays throttle, defer or blacklist senders that burst."""
@@ -369,7 +343,7 @@ def _deliver(
     sleep,
 ) -> None:
     limiter = RateLimiter(rate_per_minute)
-    hook = NoticeSmtpHook(smtp_conn_id).open()  # before anything is marked: a bad relay marks nothing
+    hook = smtp_hook(smtp_conn_id).open()  # before anything is marked: a bad relay marks nothing
     sender = renderer.envelope_sender
     ids = {ref: message_id(company_id, run_id, ref, renderer.ctx.sender) for ref, _ in todo}
     outcomes: list[dict] = []  # known outcomes not yet written
