@@ -279,7 +279,9 @@ def describe_store(conn_id: str) -> dict[str, Any]:
         # backend://host:port/database: no driver, login, password or options
         bare = sa.URL.create(url.get_backend_name(), host=url.host, port=url.port, database=url.database)
         location = bare.render_as_string(hide_password=True)
-    return {"conn_id": conn_id, "type": conn.conn_type, "location": location}
+    # a connection typed by its extra sqlalchemy_url alone (e.g. "generic") is named by its database
+    kind = conn.conn_type if conn.conn_type in DATABASE_TYPES else url.get_backend_name()
+    return {"conn_id": conn_id, "type": kind, "location": location}
 
 
 def s3_location(
