@@ -16,6 +16,10 @@ venv: $(STAMP)
 # import finder and says so in a long UserWarning: nothing is wrong, hence PYTHONWARNINGS.
 $(STAMP): requirements.txt requirements.lock requirements-dev.txt requirements-dev.lock pyproject.toml devtools/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@# mysqlclient (required by the MySQL provider, built from source) needs the MariaDB client headers
+	@pkg-config --exists libmariadb || pkg-config --exists mysqlclient || \
+		{ [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq libmariadb-dev pkg-config) ; } || \
+		{ echo "make venv: install the MariaDB client headers first (Debian: apt-get install libmariadb-dev pkg-config)" >&2; exit 1; }
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt -r requirements-dev.txt -c requirements.lock -c requirements-dev.lock
 	$(BIN)/pip install --quiet --no-deps -e .

@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=["mariadb", "sqlite"])
     args = parser.parse_args(argv)
 
-    from dereg.backup.s3 import S3Location
+    from dereg.connections import S3Location
 
     work = Path(tempfile.mkdtemp(prefix="dereg-bench-dbfast-"))
     server = _start_store(work)

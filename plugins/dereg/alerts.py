@@ -89,8 +89,8 @@ def on_task_failure(context) -> None:
     ti = context.get("ti") or context.get("task_instance")
     task = context.get("task")
     try:
+        from dereg.connections import smtp_hook
         from dereg.manifest import load_manifest
-        from dereg.notify.deliver import NoticeSmtpHook
 
         manifest = load_manifest(_manifest_path(task, ti.dag_id))
         message = failure_message(
@@ -104,7 +104,7 @@ def on_task_failure(context) -> None:
             error=context.get("exception"),
             log_url=ti.log_url,
         )
-        hook = NoticeSmtpHook(smtp_conn_id=manifest.smtp_conn_id).open()
+        hook = smtp_hook(manifest.smtp_conn_id).open()
         try:
             hook.send_raw(message["From"], message["To"], message.as_bytes(policy=SMTP_POLICY))
         finally:

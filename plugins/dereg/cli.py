@@ -154,17 +154,9 @@ def _scan(args) -> int:
 
 def _s3_location(url: str):
     """An s3://BUCKET/PREFIX with the endpoint and keys of the standard AWS environment variables."""
-    import os
+    from dereg.connections import s3_location_from_env
 
-    from dereg.backup.s3 import S3Location
-
-    return S3Location.from_url(
-        url,
-        endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
-        access_key=os.environ.get("AWS_ACCESS_KEY_ID"),
-        secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
-        region=os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "cn-north-1",
-    )
+    return s3_location_from_env(url)
 
 
 @command("backup")
@@ -172,17 +164,14 @@ def _backup(args) -> int:
     import datetime as dt
     import uuid
 
-    import sqlalchemy as sa
-
     from dereg.backup.archive import create_backup
-    from dereg.classify.scan import display_url
-    from dereg.dialects import normalize_url
+    from dereg.connections import database_engine, display_url
     from dereg.evidence.store import open_store
     from dereg.keys_kms import backup_key_provider
 
     keyring = backup_key_provider()
     location = _s3_location(args.to)
-    engine = sa.create_engine(normalize_url(args.source_url), hide_parameters=True)
+    engine = database_engine(args.source_url, what="SOURCE_URL")
     source_id = (engine.url.database or "source").rsplit("/", 1)[-1].split(".")[0] or "source"
     source_id = "".join(ch if ch.isalnum() else "_" for ch in source_id.lower())
     # a fresh run id per command: a backup of the same run would be reused, not taken again

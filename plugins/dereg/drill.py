@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import logging
 from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,7 @@ def scratch_url_for(backup: dict[str, Any]) -> str | None:
             continue
         for source in m.sources:
             if source.id == backup["source_id"]:
-                from dereg.operators.connections import scratch_url
+                from dereg.connections import scratch_url
 
                 return scratch_url(source.conn_id)
     return None
@@ -158,7 +159,8 @@ def operations_addresses() -> dict[str, str]:
 
 
 def alert_failures(results: list[dict], smtp, *, drill_run_id: str, sender: str = "dereg@localhost") -> int:
-    """One e-mail per company with a failed drill, to its operations address; returns messages sent."""
+    """One e-mail per company with a failed drill, to its operations address; returns messages sent.
+    `smtp`: the SMTP provider's hook (`dereg.connections.smtp_hook`), opened here only when needed."""
     addresses = operations_addresses()
     failed: dict[str, list[dict]] = {}
     for r in results:
@@ -167,7 +169,7 @@ def alert_failures(results: list[dict], smtp, *, drill_run_id: str, sender: str 
     sent = 0
     if not failed:
         return 0
-    connection = smtp.connect()
+    smtp.open()
     try:
         for company, rows in sorted(failed.items()):
             to = addresses.get(company)
@@ -188,8 +190,8 @@ def alert_failures(results: list[dict], smtp, *, drill_run_id: str, sender: str 
                 lines.append(f"- {r['backup_id']}: " + "; ".join(r.get("problems") or ["failed"]))
             lines += ["", "Check the drill task's log in Airflow and the ledger (stage recovery_drill)."]
             message.set_content("\n".join(lines))
-            connection.send_message(message)
+            smtp.send_raw(sender, to, message.as_bytes(policy=SMTP_POLICY))
             sent += 1
     finally:
-        connection.quit()
+        smtp.close()
     return sent

@@ -48,24 +48,15 @@ def build_drill_dag() -> DAG:
 
         @task(task_id="drill", retries=0, map_index_template="{{ task.op_kwargs['backup']['label'] }}")
         def drill(backup: dict, **context) -> dict:
-            from dereg.backup.s3 import S3Location
-            from dereg.drill import drill_one
+            from dereg.connections import s3_location
+            from dereg.drill import drill_one, scratch_url_for
             from dereg.errors import RestoreMismatch
             from dereg.evidence.store import open_store
             from dereg.keys_kms import backup_key_provider
-            from dereg.operators.connections import get_connection
 
-            conn = get_connection(context["params"]["s3_conn_id"])
-            extra = conn.extra_dejson or {}
-            location = S3Location(
-                endpoint_url=extra.get("endpoint_url"),
-                access_key=conn.login or None,
-                secret_key=conn.password or None,
-                region=extra.get("region_name") or "cn-north-1",
-                bucket=backup["bucket"],
-                prefix=backup["prefix"],
+            location = s3_location(
+                context["params"]["s3_conn_id"], bucket=backup["bucket"], prefix=backup["prefix"]
             )
-            from dereg.drill import scratch_url_for
 
             result = drill_one(
                 backup,
@@ -86,10 +77,10 @@ def build_drill_dag() -> DAG:
 
         @task(task_id="drill_report", trigger_rule="all_done", retries=0)
         def report(backups: list[dict], **context) -> dict:
+            from dereg.connections import smtp_hook
             from dereg.drill import STAGE, alert_failures, write_report
             from dereg.evidence.ledger import Ledger
             from dereg.evidence.store import open_store
-            from dereg.operators.connections import smtp_settings
 
             # results from the ledger, not XCom: a failed drill task leaves no XCom but always its entry
             entries = [
@@ -111,7 +102,7 @@ def build_drill_dag() -> DAG:
                     )
             path = write_report(results, context["run_id"])
             sent = alert_failures(
-                results, smtp_settings(context["params"]["smtp_conn_id"]), drill_run_id=context["run_id"]
+                results, smtp_hook(context["params"]["smtp_conn_id"]), drill_run_id=context["run_id"]
             )
             passed = sum(1 for r in results if r.get("ok"))
             print(

@@ -30,15 +30,15 @@ class KmsKeyProvider:
             raise KeyringError("no KMS key given: set DEREG_KMS_KEY_ID to a key id, key ARN or alias/NAME")
         self.key_id = key_id.removeprefix(PREFIX)
         if client is None:
-            import boto3
+            from dereg.connections import DEFAULT_REGION, aws_client
 
-            client = boto3.client(
+            client = aws_client(
                 "kms",
                 endpoint_url=endpoint_url,
-                region_name=region
+                region=region
                 or os.environ.get("AWS_REGION")
                 or os.environ.get("AWS_DEFAULT_REGION")
-                or "cn-north-1",
+                or DEFAULT_REGION,
             )
         self.client = client
 

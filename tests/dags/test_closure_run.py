@@ -112,8 +112,8 @@ def _ledger(store_url: str):
 
 def test_demo_closure_runs_end_to_end_with_a_second_person_approving(closure):
     from dereg.backup.restore import restore_and_verify
-    from dereg.backup.s3 import S3Location
     from dereg.cli import main as dereg_cli
+    from dereg.connections import S3Location
     from devtools.demo.seed import planted_values
 
     with closure.engine.connect() as conn:

@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from dereg.backup.archive import create_backup
-from dereg.backup.s3 import S3Location
+from dereg.connections import S3Location
 from dereg.evidence.ledger import Ledger
 from dereg.evidence.store import open_store
 from dereg.keys import Keyring

@@ -24,8 +24,6 @@ DOCS = PACKAGE.parents[1] / "docs" / "dialects.md"
 MODULES = sorted(m.name for m in pkgutil.iter_modules(dialects_pkg.__path__) if m.name != "base")
 # The grep of issue 14's "done when": a branch on the database's name outside dereg/dialects/.
 NAME_BRANCH = re.compile(r"dialect.name|get_backend_name\(\)\s*==")
-# Files another part of issue 14 replaces (item 2, the connection layer); remove when merged.
-NOT_YET_MOVED = {"operators/connections.py"}
 
 
 def _module(name: str):
@@ -159,7 +157,7 @@ def test_nothing_outside_dialects_branches_on_the_database_name():
     offenders = []
     for path in sorted(PACKAGE.rglob("*.py")):
         rel = path.relative_to(PACKAGE).as_posix()
-        if rel.startswith(("dialects/", "stack/", "demo/")) or rel in NOT_YET_MOVED:
+        if rel.startswith(("dialects/", "stack/", "demo/")):
             continue
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if NAME_BRANCH.search(line):

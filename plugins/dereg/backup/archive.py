@@ -18,8 +18,8 @@ from sqlalchemy.engine import Engine
 
 from dereg.backup import catalog, pgcopy, rowfast
 from dereg.backup.codec import describe_columns, describe_keys, encode_row, kind_of
-from dereg.backup.s3 import S3Location
 from dereg.backup.writer import BackupRecord, Session, open_session, reuse_complete, start_session
+from dereg.connections import S3Location
 from dereg.dialects import dialect_for, sqlalchemy_name
 from dereg.errors import BackupError, DeregError
 from dereg.redact import redact

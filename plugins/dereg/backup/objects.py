@@ -30,8 +30,8 @@ from cryptography.exceptions import InvalidTag
 
 from dereg.backup import catalog
 from dereg.backup.codec import associated_data, open_sealed
-from dereg.backup.s3 import S3Location
 from dereg.backup.writer import BackupRecord, open_session, reuse_complete
+from dereg.connections import S3Location
 from dereg.errors import BackupError, DeregError
 
 READ_PIECE = 1 << 20

@@ -35,7 +35,7 @@ from dereg.backup.codec import (
     scratch_type,
 )
 from dereg.backup.pgcopy import PG_COPY_TEXT
-from dereg.backup.s3 import S3Location
+from dereg.connections import S3Location
 from dereg.dialects import dialect_for, normalize_url, sqlalchemy_name
 from dereg.errors import BackupError, KeyringError
 

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 
 from dereg.backup import catalog
 from dereg.backup.codec import CHUNK_BYTES, FORMAT_VERSION, NONCE_BYTES, associated_data, seal
-from dereg.backup.s3 import S3Location
+from dereg.connections import S3Location
 from dereg.errors import BackupError, DeregError
 from dereg.keys import new_data_key
 

@@ -8,14 +8,11 @@ variables. The result is a source report (`dereg.classify.report.source_report`)
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Callable
 
-import sqlalchemy as sa
-
+from dereg import connections
 from dereg.classify.engine import DEFAULT_SAMPLE_SIZE, classify_source, count_minors
 from dereg.classify.report import source_report
-from dereg.dialects import normalize_url
 from dereg.errors import DeregError, SourceError
 from dereg.model import ClassificationResult
 
@@ -24,10 +21,7 @@ def display_url(url: str) -> str:
     """The URL without its password."""
     if url.startswith("s3://"):
         return url
-    try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
-        return "(unparseable URL)"
+    return connections.display_url(url)
 
 
 def _count_minors_everywhere(engine, inventory, result: ClassificationResult, closure_date: dt.date) -> None:
@@ -61,13 +55,9 @@ def scan_url(
     if url.startswith("s3://"):
         return _scan_s3(url, full=full, source_id=source_id, progress=progress)
     try:
-        engine = sa.create_engine(normalize_url(url), hide_parameters=True)
-    except (sa.exc.ArgumentError, ImportError) as exc:
-        raise DeregError(
-            f"{display_url(url)} is not a usable database URL ({type(exc).__name__}); use a SQLAlchemy URL such "
-            "as postgresql+psycopg2://user@host/db, mysql+pymysql://root@host/db or sqlite:///file.db, "
-            "or s3://BUCKET/PREFIX"
-        ) from None
+        engine = connections.database_engine(url, what="SOURCE_URL")
+    except connections.ConnectionProblem as exc:
+        raise DeregError(f"{exc}, or s3://BUCKET/PREFIX") from None
     try:
         from dereg.inventory.sql import inventory_source
 
@@ -100,20 +90,12 @@ def scan_url(
 
 
 def _scan_s3(url: str, *, full: bool, source_id: str, progress) -> dict:
-    import boto3
-    from botocore.config import Config
-
     from dereg.classify.objects import classify_objects, inventory_objects
 
     bucket, _, prefix = url.removeprefix("s3://").partition("/")
     if not bucket:
         raise DeregError(f"{url!r} names no bucket; use s3://BUCKET/PREFIX")
-    client = boto3.client(
-        "s3",
-        endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
-        region_name=os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1",
-        config=Config(s3={"addressing_style": "path"}, connect_timeout=5, retries={"max_attempts": 2}),
-    )
+    client = connections.s3_location_from_env(f"s3://{bucket}").client()
     inventory = inventory_objects(client, source_id, bucket, prefix.strip("/"))
     if progress:
         progress(

@@ -54,6 +54,12 @@ class Dialect:
             return url.set(drivername=f"{url.drivername}+{self.default_driver}")
         return url
 
+    def describe_location(self, url: URL) -> str:
+        """Where the database lives, for certificates: backend://host:port/database, no driver,
+        login, password or options."""
+        bare = sa.URL.create(url.get_backend_name(), host=url.host, port=url.port, database=url.database)
+        return bare.render_as_string(hide_password=True)
+
     def store_engine(self, url: URL) -> Engine:
         """An engine for the compliance store (ledger, catalog) at `url`."""
         return sa.create_engine(url, pool_pre_ping=True)

@@ -25,6 +25,9 @@ class SQLite(Dialect):
     insertion_order = "rowid"
     narrow_integers = False  # INTEGER always holds 8 bytes: a mobile number fits
 
+    def describe_location(self, url: URL) -> str:
+        return url.database or ""
+
     def store_engine(self, url: URL) -> Engine:
         if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)

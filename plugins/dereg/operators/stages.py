@@ -11,17 +11,18 @@ import hashlib
 import json
 from typing import Any
 
+from dereg.connections import (
+    backup_location,
+    describe_store,
+    object_client,
+    scratch_url,
+    smtp_hook,
+    source_engine,
+)
 from dereg.dialects import disposing
 from dereg.errors import DeregError, GateError, RestoreMismatch
 from dereg.evidence.artifacts import get_artifact, put_artifact
 from dereg.operators.base import ComplianceOperator, RunContext, manifest_digest
-from dereg.operators.connections import (
-    connection_exists,
-    get_connection,
-    s3_location,
-    scratch_url,
-    source_engine,
-)
 
 ERASE_BATCH = 5000  # rows per transaction when deleting or pseudonymizing in batches
 
@@ -64,10 +65,6 @@ def _load_plans(run: RunContext) -> dict:
     return plans
 
 
-def _object_client(run: RunContext, source):
-    return s3_location(source.conn_id, run.manifest.backup).client()
-
-
 def _recipients(engine, source):
     """The notice recipients of a source (its manifest's notify table and columns)."""
     from dereg.notify.recipients import collect_recipients
@@ -83,38 +80,18 @@ def _recipients(engine, source):
 
 
 class PreflightOperator(ComplianceOperator):
-    """Check everything a closure needs before it touches anything; report every problem at once."""
+    """Check everything a closure needs before it touches anything; report every problem at once
+    (the checks are `dereg.preflight`)."""
 
     stage = "preflight"
 
     def act(self, run: RunContext, context) -> dict:
-        from dereg.keys import Keyring
-        from dereg.manifest import connection_problems
+        from dereg.preflight import PreflightFailed, preflight_problems
 
         m = run.manifest
-        problems = connection_problems(m, connection_exists)
-        if len(run.reason.strip()) < 5:
-            problems.append(
-                "params.reason: say why this closure runs (at least 5 characters); it goes in the ledger"
-            )
-        try:
-            Keyring.load()
-        except DeregError as exc:
-            problems.append(f"keyring: {exc}")
-        missing = {conn_id for _, conn_id in m.connection_ids() if not connection_exists(conn_id)}
-        for i, source in enumerate(m.sources):
-            if source.conn_id in missing:
-                continue
-            problems.extend(self._check_source(i, source))
-        if m.backup.conn_id not in missing:
-            problems.extend(self._check_s3(m))
-        if m.smtp_conn_id not in missing:
-            problems.extend(self._check_smtp(m.smtp_conn_id))
+        problems = preflight_problems(m, run.reason)
         if problems:
-            raise DeregError(
-                f"preflight of company {m.company_id} found {len(problems)} problem(s); nothing was done:\n"
-                + "\n".join(f"  - {p}" for p in problems)
-            )
+            raise PreflightFailed(m.company_id, problems)
         self.log.info(
             "Preflight passed for %s (%d source(s), dry_run=%s)", m.company_id, len(m.sources), run.dry_run
         )
@@ -128,63 +105,6 @@ class PreflightOperator(ComplianceOperator):
             "approvers": m.approvers,
             "sources": [s.id for s in m.sources],
         }
-
-    @staticmethod
-    def _check_source(i: int, source) -> list[str]:
-        import sqlalchemy as sa
-
-        try:
-            with disposing(source_engine(source.conn_id)) as engine, engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
-                tables = set(sa.inspect(conn).get_table_names())
-        except Exception as exc:  # noqa: BLE001
-            return [
-                f"sources[{i}] ({source.id}): database of connection {source.conn_id!r} is unreachable "
-                f"({type(exc).__name__}); check host, port and credentials of the connection"
-            ]
-        problems = []
-        if source.subject_table not in tables:
-            problems.append(
-                f"sources[{i}].subject_table: table {source.subject_table!r} does not exist in {source.id}"
-            )
-        if source.notify and source.notify.table not in tables:
-            problems.append(
-                f"sources[{i}].notify.table: table {source.notify.table!r} does not exist in {source.id}"
-            )
-        for j, rule in enumerate(source.retain):
-            if rule.table not in tables:
-                problems.append(
-                    f"sources[{i}].retain[{j}].table: table {rule.table!r} does not exist in {source.id}"
-                )
-        return problems
-
-    @staticmethod
-    def _check_s3(m) -> list[str]:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        location = s3_location(m.backup.conn_id, m.backup)
-        try:
-            location.client().list_buckets()
-        except (BotoCoreError, ClientError) as exc:
-            return [
-                f"backup.conn_id: the S3 store {location.endpoint_url or 'AWS'} of connection "
-                f"{m.backup.conn_id!r} is unreachable or refuses the credentials ({type(exc).__name__})"
-            ]
-        return []
-
-    @staticmethod
-    def _check_smtp(conn_id: str) -> list[str]:
-        """Open the session the notices will use (TLS, certificate, login), then close it."""
-        from dereg.errors import NotifyError
-        from dereg.notify.deliver import NoticeSmtpHook
-
-        hook = NoticeSmtpHook(conn_id)
-        try:
-            hook.open()
-        except NotifyError as exc:
-            return [f"notify.smtp_conn_id: {exc}"]
-        hook.close()
-        return []
 
 
 class InventoryOperator(ComplianceOperator):
@@ -229,8 +149,8 @@ class InventoryOperator(ComplianceOperator):
                 "artifact_sha256": digest,
             }
         for source in run.manifest.object_sources:
-            location = s3_location(source.conn_id, run.manifest.backup)
-            inventory = inventory_objects(location.client(), source.id, source.bucket, source.prefix)
+            client = object_client(source, run.manifest.backup)
+            inventory = inventory_objects(client, source.id, source.bucket, source.prefix)
             digest = put_artifact(
                 run.store, run.company_id, run.run_id, f"inventory.{source.id}", inventory.to_dict()
             )
@@ -303,7 +223,7 @@ class ClassifyOperator(ComplianceOperator):
             inventory = ObjectInventory.from_dict(
                 get_artifact(run.store, run.company_id, run.run_id, f"inventory.{sid}")
             )
-            client = s3_location(spec.conn_id, run.manifest.backup).client()
+            client = object_client(spec, run.manifest.backup)
             result = classify_objects(client, inventory, progress=self._progress)
         else:
             source = run.manifest.source(sid)
@@ -697,7 +617,7 @@ class FulfilRequestsOperator(ComplianceOperator):
         from email.utils import parseaddr
 
         from dereg.notify.answers import make_token, mark_fulfilled
-        from dereg.notify.deliver import NoticeSmtpHook, deliver_one
+        from dereg.notify.deliver import deliver_one
         from dereg.notify.fulfil import (
             bundle,
             customer_rows,
@@ -755,7 +675,7 @@ class FulfilRequestsOperator(ComplianceOperator):
                             else:
                                 delivery = "attachment"
                         if smtp is None:
-                            smtp = NoticeSmtpHook(m.smtp_conn_id).open()
+                            smtp = smtp_hook(m.smtp_conn_id).open()
                         message = _copy_message(
                             m,
                             recipient,
@@ -861,7 +781,7 @@ class BackupOperator(ComplianceOperator):
 
         m = run.manifest
         keyring = backup_key_provider()
-        location = s3_location(m.backup.conn_id, m.backup)
+        location = backup_location(m.backup.conn_id, m.backup)
         backups = {}
         for source in m.sources:
             classification = _classification(run, source.id)
@@ -921,7 +841,7 @@ class BackupOperator(ComplianceOperator):
                 )
                 continue
             record = backup_objects(
-                _object_client(run, source),
+                object_client(source, run.manifest.backup),
                 bucket=source.bucket,
                 prefix=source.prefix,
                 company_id=run.company_id,
@@ -968,7 +888,7 @@ class RestoreVerifyOperator(ComplianceOperator):
 
         m = run.manifest
         keyring = backup_key_provider()
-        location = s3_location(m.backup.conn_id, m.backup)
+        location = backup_location(m.backup.conn_id, m.backup)
         backups = get_artifact(run.store, run.company_id, run.run_id, "backups")
         conn_of = {source.id: source.conn_id for source in m.sources}
         results = {}
@@ -1072,7 +992,7 @@ class EraseOperator(ComplianceOperator):
             if plan.action != "delete":
                 continue
             result = erase_objects(
-                _object_client(run, source), plan.bucket, plan.prefix, progress=self._progress
+                object_client(source, run.manifest.backup), plan.bucket, plan.prefix, progress=self._progress
             )
             objects[source.id] = result.to_dict()
             if result.locked:
@@ -1145,7 +1065,7 @@ class VerifyErasureOperator(ComplianceOperator):
             plan = _load_plans(run)[source.id]
             if plan.action != "delete":
                 continue
-            checked = verify_objects(_object_client(run, source), plan.bucket, plan.prefix)
+            checked = verify_objects(object_client(source, run.manifest.backup), plan.bucket, plan.prefix)
             results[source.id] = checked
             problems += [f"{source.id}: {p}" for p in checked["problems"]]
         if problems:
@@ -1167,7 +1087,7 @@ class CertificateOperator(ComplianceOperator):
         from dereg.keys import Keyring
 
         body = build_certificate_body(
-            run, source_urls={s.id: _describe_store(s.conn_id) for s in run.manifest.sources}
+            run, source_urls={s.id: describe_store(s.conn_id) for s in run.manifest.sources}
         )
         cert = sign_certificate(body, Keyring.load())
         stem = "dry-run-report" if run.dry_run else "certificate"
@@ -1180,18 +1100,6 @@ class CertificateOperator(ComplianceOperator):
             "sha256": hashlib.sha256(json_path.read_bytes()).hexdigest(),
             "dry_run": run.dry_run,
         }
-
-
-def _describe_store(conn_id: str) -> dict[str, Any]:
-    """Where a source lives, without credentials."""
-    conn = get_connection(conn_id)
-    return {
-        "conn_id": conn_id,
-        "type": conn.conn_type,
-        "location": conn.host
-        if conn.conn_type == "sqlite"
-        else f"{conn.host}:{conn.port or ''}/{conn.schema or ''}",
-    }
 
 
 class ManifestProblemsOperator(ComplianceOperator):

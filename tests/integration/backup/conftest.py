@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from dereg.backup.archive import BackupRecord, create_backup
-from dereg.backup.s3 import S3Location
+from dereg.connections import S3Location
 from dereg.evidence.store import open_store
 
 # Values planted in the small source; none may appear in clear in the bucket or in test output.

@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 from dereg.backup import archive, catalog, restore, writer
 from dereg.backup.restore import restore_and_verify
-from dereg.backup.s3 import S3Location
+from dereg.connections import S3Location
 from dereg.errors import BackupError, KeyringError
 from dereg.evidence.store import open_store
 from devtools.stack.ports import free_port

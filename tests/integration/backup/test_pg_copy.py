@@ -294,7 +294,7 @@ def test_reading_starts_before_the_store_is_checked_but_a_refused_bucket_gets_no
 
 
 def test_the_scratch_server_comes_from_the_environment_first(monkeypatch, pg_url):
-    from dereg.operators.connections import scratch_url
+    from dereg.connections import scratch_url
 
     monkeypatch.setenv("DEREG_SCRATCH_PG_URL", pg_url)
     assert scratch_url("any_source_conn") == pg_url and scratch_url(None) == pg_url

@@ -10,8 +10,8 @@ import pytest
 
 from dereg.backup.objects import backup_objects
 from dereg.backup.restore import restore_and_verify
-from dereg.backup.s3 import S3Location
 from dereg.classify.objects import ObjectInventory, classify_objects, inventory_objects
+from dereg.connections import S3Location
 from dereg.erase.objects import build_object_plan, erase_objects, verify_objects
 from dereg.errors import KeyringError
 from dereg.evidence.store import open_store

@@ -1,0 +1,191 @@
+"""The closure's preflight: everything a closure needs, checked before it touches anything, with
+every problem reported at once and each named by its place in the manifest.
+
+What is checked: every connection the manifest names exists and is configured as its use needs
+(type, host, database, bucket: `dereg.connections.ConnectionProblem`); the run has a reason; the
+keyring loads; each source database answers and has the tables the manifest names; the backup
+store answers and accepts the credentials; the SMTP relay accepts a session (TLS, login). A server
+that does not answer is "unreachable"; a connection that is wrong says what is wrong instead.
+
+The functions take the connection builders as arguments (`Connectors`, by default those of
+`dereg.connections`), so they are tested without Airflow; `PreflightOperator` only calls
+`preflight_problems` and `PreflightFailed`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dereg import connections
+from dereg.connections import ConnectionProblem
+from dereg.errors import DeregError
+
+MIN_REASON = 5  # characters: the reason goes in the ledger, so "x" is not one
+
+
+class PreflightFailed(DeregError):
+    """Preflight found problems; nothing was done."""
+
+    def __init__(self, company_id: str, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(
+            f"preflight of company {company_id} found {len(problems)} problem(s); nothing was done:\n"
+            + "\n".join(f"  - {p}" for p in problems)
+        )
+
+
+@dataclass
+class Connectors:
+    """How preflight reaches each server; defaults are the real builders of `dereg.connections`."""
+
+    exists: Callable[[str], bool] = connections.connection_exists
+    engine: Callable[[str], Any] = connections.source_engine
+    backup_location: Callable[[str, Any], Any] = connections.backup_location
+    object_client: Callable[..., Any] = connections.object_client
+    smtp_hook: Callable[[str], Any] = connections.smtp_hook
+    database_url: Callable[[str], Any] = lambda conn_id: connections.database_url(  # noqa: E731
+        connections.get_connection(conn_id)
+    )
+
+
+def check_reason(reason: str) -> list[str]:
+    if len((reason or "").strip()) < MIN_REASON:
+        return [
+            f"params.reason: say why this closure runs (at least {MIN_REASON} characters); it goes in the ledger"
+        ]
+    return []
+
+
+def check_keyring(load: Callable[[], Any]) -> list[str]:
+    try:
+        load()
+    except DeregError as exc:
+        return [f"keyring: {exc}"]
+    return []
+
+
+def check_source(i: int, source, engine_for: Callable[[str], Any]) -> list[str]:
+    """The source database answers, and has the subject, notify and retained tables."""
+    import sqlalchemy as sa
+
+    where = f"sources[{i}] ({source.id})"
+    try:
+        engine = engine_for(source.conn_id)
+    except ConnectionProblem as exc:
+        return [f"sources[{i}].conn_id: {exc}"]
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+            tables = set(sa.inspect(conn).get_table_names())
+    except Exception as exc:  # noqa: BLE001 - any failure to connect is reported the same way
+        return [
+            f"{where}: database of connection {source.conn_id!r} is unreachable "
+            f"({type(exc).__name__}); check host, port and credentials of the connection"
+        ]
+    finally:
+        engine.dispose()
+    problems = []
+    if source.subject_table not in tables:
+        problems.append(
+            f"sources[{i}].subject_table: table {source.subject_table!r} does not exist in {source.id}"
+        )
+    if source.notify and source.notify.table not in tables:
+        problems.append(
+            f"sources[{i}].notify.table: table {source.notify.table!r} does not exist in {source.id}"
+        )
+    for j, rule in enumerate(source.retain):
+        if rule.table not in tables:
+            problems.append(
+                f"sources[{i}].retain[{j}].table: table {rule.table!r} does not exist in {source.id}"
+            )
+    return problems
+
+
+def check_backup_store(spec, location_for: Callable[[str, Any], Any]) -> list[str]:
+    """The backup store answers and accepts the connection's credentials."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        location = location_for(spec.conn_id, spec)
+    except ConnectionProblem as exc:
+        return [f"backup.conn_id: {exc}"]
+    try:
+        location.client().list_buckets()
+    except (BotoCoreError, ClientError) as exc:
+        return [
+            f"backup.conn_id: the S3 store {location.endpoint_url or 'AWS'} of connection "
+            f"{spec.conn_id!r} is unreachable or refuses the credentials ({type(exc).__name__})"
+        ]
+    return []
+
+
+def check_object_source(i: int, source, backup_spec, client_for: Callable[..., Any]) -> list[str]:
+    """The object source's connection is an S3 connection that can make a client."""
+    try:
+        client_for(source, backup_spec)
+    except ConnectionProblem as exc:
+        return [f"object_sources[{i}].conn_id: {exc}"]
+    return []
+
+
+def check_smtp(conn_id: str, hook_for: Callable[[str], Any]) -> list[str]:
+    """Open the session the notices will use (TLS, certificate, login), then close it."""
+    from dereg.errors import NotifyError
+
+    try:
+        hook = hook_for(conn_id)
+    except ConnectionProblem as exc:
+        return [f"notify.smtp_conn_id: {exc}"]
+    try:
+        hook.open()
+    except NotifyError as exc:
+        return [f"notify.smtp_conn_id: {exc}"]
+    finally:
+        hook.close()
+    return []
+
+
+def check_successor(conn_id: str, url_for: Callable[[str], Any]) -> list[str]:
+    """The successor's database connection is configured (it is written to only on transfers)."""
+    try:
+        url_for(conn_id)
+    except ConnectionProblem as exc:
+        return [f"successor.conn_id: {exc}"]
+    return []
+
+
+def preflight_problems(
+    manifest,
+    reason: str,
+    *,
+    connectors: Connectors | None = None,
+    load_keyring: Callable[[], Any] | None = None,
+) -> list[str]:
+    """Every problem that would stop this closure, each with its place in the manifest."""
+    from dereg.manifest import connection_problems
+
+    c = connectors or Connectors()
+    if load_keyring is None:
+        from dereg.keys import Keyring
+
+        load_keyring = Keyring.load
+    m = manifest
+    problems = connection_problems(m, c.exists)
+    problems += check_reason(reason)
+    problems += check_keyring(load_keyring)
+    missing = {conn_id for _, conn_id in m.connection_ids() if not c.exists(conn_id)}
+    for i, source in enumerate(m.sources):
+        if source.conn_id not in missing:
+            problems += check_source(i, source, c.engine)
+    for i, source in enumerate(m.object_sources):
+        if source.conn_id not in missing:
+            problems += check_object_source(i, source, m.backup, c.object_client)
+    if m.backup.conn_id not in missing:
+        problems += check_backup_store(m.backup, c.backup_location)
+    if m.smtp_conn_id not in missing:
+        problems += check_smtp(m.smtp_conn_id, c.smtp_hook)
+    if m.successor_conn_id and m.successor_conn_id not in missing:
+        problems += check_successor(m.successor_conn_id, c.database_url)
+    return problems
