@@ -12,6 +12,7 @@ import datetime as dt
 from typing import Any
 
 import dereg
+from dereg.dialects import dialect_for_connection_type
 
 CITED_STAGES = (
     "preflight",
@@ -26,22 +27,6 @@ CITED_STAGES = (
     "purge",
     "verify_erasure",
 )
-
-RESIDUAL_RISKS = {
-    "sqlite": ["copies of the database file made outside Dereg (file backups, synced folders)"],
-    "postgres": [
-        "WAL segments and archived WAL still holding the old row versions until recycled",
-        "streaming or logical replicas and their WAL",
-        "the database's own base backups and snapshots",
-    ],
-    "mysql": [
-        "binary logs and relay logs until they are purged (PURGE BINARY LOGS / binlog_expire_logs_seconds)",
-        "the InnoDB undo and redo logs until overwritten",
-        "replicas",
-        "mysqldump or snapshot backups",
-    ],
-}
-
 
 OBJECT_METHOD = (
     "clear: every object version and delete marker under the prefix deleted through the S3 API "
@@ -87,9 +72,7 @@ def build_certificate_body(run, source_urls: dict[str, dict[str, Any]]) -> dict[
     stores = []
     for source in run.manifest.sources:
         described = source_urls.get(source.id, {})
-        kind = {"postgresql": "postgres", "mariadb": "mysql"}.get(
-            described.get("type"), described.get("type", "")
-        )
+        dialect = dialect_for_connection_type(described.get("type", ""))
         src_plan = plan.get("sources", {}).get(source.id, {})
         stores.append(
             {
@@ -100,7 +83,7 @@ def build_certificate_body(run, source_urls: dict[str, dict[str, Any]]) -> dict[
                 "method": {"delete": _method("delete"), "pseudonymize": _method("pseudonymize")},
                 "purge": purge.get(source.id, {}),
                 "verification": (verification.get("verification") or {}).get(source.id, {}),
-                "residual_risks": RESIDUAL_RISKS.get(kind, ["copies outside Dereg's reach"]),
+                "residual_risks": list(dialect.residual_risks),
             }
         )
     objects_erased = erase.get("objects") or {}

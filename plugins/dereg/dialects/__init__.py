@@ -20,6 +20,7 @@ __all__ = [
     "DIALECTS",
     "Dialect",
     "dialect_for",
+    "dialect_for_connection_type",
     "disposing",
     "normalize_url",
     "recorded_name",
@@ -43,6 +44,15 @@ def sqlalchemy_name(engine_or_url: Engine | Connection | URL | str) -> str:
 def dialect_for(engine_or_url: Engine | Connection | URL | str) -> Dialect:
     """The `Dialect` of an engine, a connection, a URL or a URL string."""
     return _BY_NAME.get(sqlalchemy_name(engine_or_url), GENERIC)
+
+
+def dialect_for_connection_type(conn_type: str) -> Dialect:
+    """The `Dialect` of an Airflow connection type ("postgres", "mysql", "sqlite"), or a SQLAlchemy
+    name; the generic one for any other."""
+    for dialect in DIALECTS:
+        if conn_type in dialect.connection_types or conn_type in dialect.sqlalchemy_names:
+            return dialect
+    return GENERIC
 
 
 def recorded_name(engine_or_url: Engine | Connection | URL | str) -> str:

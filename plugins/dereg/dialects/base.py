@@ -33,6 +33,10 @@ class Dialect:
     name: ClassVar[str] = "generic"
     #: SQLAlchemy's dialect names this module serves (`engine.dialect.name`, URL backend names)
     sqlalchemy_names: ClassVar[frozenset[str]] = frozenset()
+    #: Airflow connection types of this database ("postgres"): how certificates name a store
+    connection_types: ClassVar[frozenset[str]] = frozenset()
+    #: copies of erased rows that outlive the erasure, outside Dereg's reach (certificates list them)
+    residual_risks: ClassVar[tuple[str, ...]] = ("copies outside Dereg's reach",)
     #: the DBAPI driver Dereg installs and uses when a URL names none (`postgresql://...`)
     default_driver: ClassVar[str | None] = None
     #: the server reads and writes PostgreSQL's COPY text: backups take the COPY path

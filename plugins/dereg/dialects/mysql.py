@@ -19,6 +19,13 @@ from dereg.dialects.base import Dialect
 class MySQL(Dialect):
     name = "mysql"
     sqlalchemy_names = frozenset({"mysql", "mariadb"})
+    connection_types = frozenset({"mysql", "mariadb"})
+    residual_risks = (
+        "binary logs and relay logs until they are purged (PURGE BINARY LOGS / binlog_expire_logs_seconds)",
+        "the InnoDB undo and redo logs until overwritten",
+        "replicas",
+        "mysqldump or snapshot backups",
+    )
     default_driver = "pymysql"
 
     def random_order(self) -> sa.ColumnElement:

@@ -23,6 +23,12 @@ _SYSTEM_SCHEMAS = frozenset({"information_schema", "pg_catalog", "pg_toast"})
 class PostgreSQL(Dialect):
     name = "postgresql"
     sqlalchemy_names = frozenset({"postgresql"})
+    connection_types = frozenset({"postgres", "postgresql"})
+    residual_risks = (
+        "WAL segments and archived WAL still holding the old row versions until recycled",
+        "streaming or logical replicas and their WAL",
+        "the database's own base backups and snapshots",
+    )
     default_driver = "psycopg2"
     copy_text = True
     truncates = True

@@ -21,6 +21,8 @@ from dereg.dialects.base import Dialect
 class SQLite(Dialect):
     name = "sqlite"
     sqlalchemy_names = frozenset({"sqlite"})
+    connection_types = frozenset({"sqlite"})
+    residual_risks = ("copies of the database file made outside Dereg (file backups, synced folders)",)
     loads_copy_text_rows = True
     insertion_order = "rowid"
     narrow_integers = False  # INTEGER always holds 8 bytes: a mobile number fits
