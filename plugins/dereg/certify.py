@@ -18,7 +18,7 @@ import dereg
 CITED_STAGES = (
     "preflight",
     "inventory",
-    "classify",
+    "classification_report",
     "plan",
     "notify_customers",
     "backup",

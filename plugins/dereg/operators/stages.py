@@ -165,7 +165,7 @@ class ClassifyOperator(ComplianceOperator):
     :param unit: {"source", "kind", "tables", "label", "index"} from the inventory's `units` XCom.
     """
 
-    stage = "classify_tables"
+    stage = "classify"
     requires = ("inventory",)
     template_fields = ("manifest_path", "unit")
 
@@ -191,7 +191,7 @@ class ClassificationReportOperator(ComplianceOperator):
     sensitive), apply the manifest's overrides, and publish the report (JSON and HTML). Fails when a
     table the manifest requires could not be classified."""
 
-    stage = "classify"
+    stage = "classification_report"
     requires = ("inventory",)
 
     def act(self, run: RunContext, context) -> dict:
@@ -210,7 +210,7 @@ class PlanOperator(ComplianceOperator):
     """Compute the erasure plan of each source and the hash the approver approves."""
 
     stage = "plan"
-    requires = ("classify",)
+    requires = ("classification_report",)
 
     def act(self, run: RunContext, context) -> dict:
         from dereg.erase.sources import plan_sources
@@ -302,7 +302,7 @@ class BackupOperator(ComplianceOperator):
     """Take the AES-256-GCM envelope-encrypted off-site backup of every source."""
 
     stage = "backup"
-    requires = ("classify",)
+    requires = ("classification_report",)
 
     def act(self, run: RunContext, context) -> dict:
         from dereg.backup.sources import backup_sources
