@@ -37,6 +37,8 @@ from dereg.connectors import Connectors
 from dereg.errors import DeregError
 from dereg.evidence.store import metadata
 from dereg.keys import new_data_key
+from dereg.notify.answers import answer_counts, make_token, mark_fulfilled, open_requests, public_base_url
+from dereg.notify.recipients import recipients_of
 
 copies = sa.Table(
     "copies",
@@ -349,8 +351,6 @@ def _by_choice(pending: dict[str, str], choice: str) -> int:
 
 def fulfilment_preview(store: Engine, company_id: str, run_id: str) -> dict[str, Any]:
     """What a dry run reports instead of fulfilling: the answers, and the requests it would fulfil."""
-    from dereg.notify.answers import answer_counts, open_requests
-
     pending = open_requests(store, company_id, run_id)
     return {
         "answers": answer_counts(store, company_id, run_id),
@@ -378,8 +378,6 @@ def fulfil_requests(
         write it to the ledger; detail holds counts and the link's expiry, never an address.
     :param log: where progress lines go (the task log).
     """
-    from dereg.notify.answers import answer_counts, open_requests
-
     company_id = manifest.company_id
     pending = open_requests(store, company_id, run_id)
     counts = answer_counts(store, company_id, run_id)
@@ -413,15 +411,8 @@ class _Fulfilment:
     successor's engine, and closes both however the pass ends."""
 
     def __init__(self, manifest, run_id: str, store: Engine, keyring, connectors: Connectors, log) -> None:
-        self.m, self.run_id, self.store, self.keyring, self.connectors, self.log = (
-            manifest,
-            run_id,
-            store,
-            keyring,
-            connectors,
-            log,
-        )
-        self.company_id = manifest.company_id
+        self.m, self.company_id, self.run_id = manifest, manifest.company_id, run_id
+        self.store, self.keyring, self.connectors, self.log = store, keyring, connectors, log
         self.expires = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(
             days=manifest.copy_link_days
         )
@@ -441,9 +432,6 @@ class _Fulfilment:
     def run(
         self, pending: dict[str, str], done: dict, on_fulfilled: Callable[[str, str, dict], None]
     ) -> None:
-        from dereg.notify.answers import mark_fulfilled
-        from dereg.notify.recipients import recipients_of
-
         for source in self.m.sources:
             if source.notify is None:
                 continue
@@ -498,7 +486,6 @@ class _Fulfilment:
         from email.policy import SMTP
         from email.utils import parseaddr
 
-        from dereg.notify.answers import make_token, public_base_url
         from dereg.notify.deliver import NoticeSmtpHook, deliver_one
 
         m, company_id = self.m, self.company_id
