@@ -94,15 +94,11 @@ def _source(path: Path, n: int) -> sa.Engine:
 
 
 def _context(run_id: str):
+    from dereg.notify.answers import answer_links
     from dereg.notify.render import NoticeContext
-    from dereg.operators.stages import answer_links
 
     deadline = dt.date.today() + dt.timedelta(days=30)
-    run = SimpleNamespace(
-        manifest=SimpleNamespace(answer_base_url="https://dereg.bench.example"),
-        company_id="bench",
-        run_id=run_id,
-    )
+    manifest = SimpleNamespace(answer_base_url="https://dereg.bench.example", company_id="bench")
     return NoticeContext(
         company_name_zh="基准学校",
         company_name_en="Bench School",
@@ -113,7 +109,7 @@ def _context(run_id: str):
         erase_date=deadline,
         response_deadline=deadline,
         complaint="12377",
-        answer_link=answer_links(run, KEY, deadline),
+        answer_link=answer_links(manifest, run_id, KEY, deadline),
     )
 
 

@@ -4,11 +4,13 @@ Fields follow NIST SP 800-88's sample certificate of sanitization, adapted to da
 (company, operator, approver), what (each store, its tables, counts), how (method, tool and
 version, verification), when, what was kept (the backup and its retention), what could not be
 reached (residual copies, named as risks), and the ledger entries that prove each step.
+`issue_certificate` is the `certificate` stage: it signs that body and publishes it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from typing import Any
 
 import dereg
@@ -17,7 +19,7 @@ from dereg.dialects import dialect_for_connection_type
 CITED_STAGES = (
     "preflight",
     "inventory",
-    "classify",
+    "classification_report",
     "plan",
     "notify_customers",
     "backup",
@@ -158,4 +160,22 @@ def build_certificate_body(run, source_urls: dict[str, dict[str, Any]]) -> dict[
             "head_hash": head.hash if head else None,
             "entries": [{"stage": s, "entry_id": e.entry_id, "hash": e.hash} for s, e in entries.items()],
         },
+    }
+
+
+def issue_certificate(run, *, source_urls: dict[str, dict[str, Any]], keyring, log) -> dict[str, Any]:
+    """Sign the certificate of `run` (a RunContext; in a dry run, a signed dry-run report), write
+    it as JSON and HTML to the run's output folder and store it; returns where and its sha256."""
+    from dereg.evidence.certificate import sign_certificate, write_certificate
+
+    cert = sign_certificate(build_certificate_body(run, source_urls=source_urls), keyring)
+    stem = "dry-run-report" if run.dry_run else "certificate"
+    json_path, html_path = write_certificate(cert, run.output_dir(), stem)
+    run.artifacts.put_certificate(cert)
+    log.info("Signed %s written to %s (and %s)", stem, json_path, html_path.name)
+    return {
+        "certificate_path": str(json_path),
+        "html_path": str(html_path),
+        "sha256": hashlib.sha256(json_path.read_bytes()).hexdigest(),
+        "dry_run": run.dry_run,
     }

@@ -7,19 +7,18 @@ keyring loads; each source database answers and has the tables the manifest name
 store answers and accepts the credentials; the SMTP relay accepts a session (TLS, login). A server
 that does not answer is "unreachable"; a connection that is wrong says what is wrong instead.
 
-The functions take the connection builders as arguments (`Connectors`, by default those of
-`dereg.connections`), so they are tested without Airflow; `PreflightOperator` only calls
+The functions take the connection builders as arguments (`dereg.connectors.Connectors`, by default
+those of `dereg.connections`), so they are tested without Airflow; `PreflightOperator` only calls
 `preflight_problems` and `PreflightFailed`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from dereg import connections
 from dereg.connections import ConnectionProblem
+from dereg.connectors import Connectors
 from dereg.errors import DeregError
 
 MIN_REASON = 5  # characters: the reason goes in the ledger, so "x" is not one
@@ -34,20 +33,6 @@ class PreflightFailed(DeregError):
             f"preflight of company {company_id} found {len(problems)} problem(s); nothing was done:\n"
             + "\n".join(f"  - {p}" for p in problems)
         )
-
-
-@dataclass
-class Connectors:
-    """How preflight reaches each server; defaults are the real builders of `dereg.connections`."""
-
-    exists: Callable[[str], bool] = connections.connection_exists
-    engine: Callable[[str], Any] = connections.source_engine
-    backup_location: Callable[[str, Any], Any] = connections.backup_location
-    object_client: Callable[..., Any] = connections.object_client
-    smtp_hook: Callable[[str], Any] = connections.smtp_hook
-    database_url: Callable[[str], Any] = lambda conn_id: connections.database_url(  # noqa: E731
-        connections.get_connection(conn_id)
-    )
 
 
 def check_reason(reason: str) -> list[str]:
@@ -121,10 +106,10 @@ def check_backup_store(spec, location_for: Callable[[str, Any], Any]) -> list[st
     return []
 
 
-def check_object_source(i: int, source, backup_spec, client_for: Callable[..., Any]) -> list[str]:
+def check_object_source(i: int, source, client_for: Callable[..., Any]) -> list[str]:
     """The object source's connection is an S3 connection that can make a client."""
     try:
-        client_for(source, backup_spec)
+        client_for(source)
     except ConnectionProblem as exc:
         return [f"object_sources[{i}].conn_id: {exc}"]
     return []
@@ -181,7 +166,7 @@ def preflight_problems(
             problems += check_source(i, source, c.engine)
     for i, source in enumerate(m.object_sources):
         if source.conn_id not in missing:
-            problems += check_object_source(i, source, m.backup, c.object_client)
+            problems += check_object_source(i, source, c.object_client)
     if m.backup.conn_id not in missing:
         problems += check_backup_store(m.backup, c.backup_location)
     if m.smtp_conn_id not in missing:

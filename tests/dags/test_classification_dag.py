@@ -85,9 +85,11 @@ def test_classification_is_mapped_reported_and_fails_only_on_required_tables(pg_
     uploads = next(s for s in report["sources"] if s["source_id"] == "uploads")
     assert {"cn_mobile", "name"} <= set(uploads["columns"][0]["categories"])
     assert "13812345678" not in reports[0].read_text(encoding="utf-8") and "13812345678" not in log
-    entry = [e for e in _ledger(c.store_url).entries() if e.stage == "classify" and e.event == "succeeded"][
-        -1
-    ]
+    entry = [
+        e
+        for e in _ledger(c.store_url).entries()
+        if e.stage == "classification_report" and e.event == "succeeded"
+    ][-1]
     assert entry.details["overrides"][0]["reason"] == "学校名称可定位学生住址"
     # the object source is in the plan the approver would approve: its whole prefix is erased
     plan = [e for e in _ledger(c.store_url).entries() if e.stage == "plan" and e.event == "succeeded"][-1]
@@ -101,5 +103,9 @@ def test_classification_is_mapped_reported_and_fails_only_on_required_tables(pg_
     assert result["tasks"]["classification_report"] == "failed"
     assert result["tasks"]["plan"] != "success"
     assert "could not read 1 required table(s)" in log and "Grant the connection's user read access" in log
-    failed = [e for e in _ledger(c.store_url).entries() if e.stage == "classify" and e.event == "failed"]
+    failed = [
+        e
+        for e in _ledger(c.store_url).entries()
+        if e.stage == "classification_report" and e.event == "failed"
+    ]
     assert failed and "school_db.notes" in failed[-1].details["error"]

@@ -82,3 +82,26 @@ def test_operations_stage_table_matches_the_closure_dag():
         assert documented[task.task_id] == required, (
             f"{task.task_id}: the docs say {sorted(documented[task.task_id])}, the gate checks {sorted(required)}"
         )
+
+
+def test_every_closure_stage_records_its_task_id_in_the_ledger():
+    """The ledger's stage names are the task ids, so `requires=("x",)` and a reader of the ledger
+    mean the task the operator sees in the grid; every stage a gate requires is a task of the DAG."""
+    from dereg.dagfactory import build_broken_dag, build_closure_dag
+    from dereg.errors import ManifestError
+
+    dag = build_closure_dag(ROOT / "include" / "companies" / "demo-academy.yaml")
+    stages = {}
+    for task in dag.tasks:
+        operator = getattr(task, "operator_class", type(task))
+        if not getattr(operator, "stage", None):
+            continue  # a plain @task (classification_units) writes no ledger entry
+        assert operator.stage == task.task_id, f"task {task.task_id} records stage {operator.stage!r}"
+        stages[task.task_id] = operator
+    assert {"preflight", "classify", "classification_report", "approve", "erase", "certificate"} <= set(
+        stages
+    )
+    for task_id, operator in stages.items():
+        assert set(operator.requires) <= set(stages), f"{task_id} requires a stage that is no task"
+    broken = build_broken_dag(ROOT / "include" / "companies" / "demo-academy.yaml", ManifestError("x", ["p"]))
+    assert [(t.task_id, t.stage) for t in broken.tasks] == [("preflight", "preflight")]

@@ -23,11 +23,12 @@ from dereg.evidence.store import open_store
 from dereg.keys import Keyring
 from dereg.manifest import load_manifest
 from dereg.notify import answers
+from dereg.notify.answers import answer_links
 from dereg.notify.deliver import send_notices
 from dereg.notify.recipients import collect_recipients
 from dereg.notify.render import NoticeContext
 from dereg.operators.base import RunContext
-from dereg.operators.stages import FulfilRequestsOperator, answer_links
+from dereg.operators.stages import FulfilRequestsOperator
 from tests.dags.harness import ROOT
 
 pytestmark = pytest.mark.integration
@@ -97,7 +98,7 @@ def closure(tmp_path, monkeypatch, smtp_sink):
         erase_date=today,
         response_deadline=today,
         complaint="12377",
-        answer_link=answer_links(run, keyring.pseudonym_key, today),
+        answer_link=answer_links(run.manifest, run.run_id, keyring.pseudonym_key, today),
     )
     report = send_notices(
         recipients,

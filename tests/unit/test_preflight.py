@@ -10,9 +10,10 @@ import sqlalchemy as sa
 from botocore.exceptions import EndpointConnectionError
 
 from dereg.connections import ConnectionProblem
+from dereg.connectors import Connectors
 from dereg.errors import KeyringError, NotifyError
 from dereg.manifest import load_manifest
-from dereg.preflight import Connectors, PreflightFailed, preflight_problems
+from dereg.preflight import PreflightFailed, preflight_problems
 
 DEMO = Path(__file__).resolve().parents[2] / "include" / "companies" / "demo-academy.yaml"
 REASON = "test: the school closes"
@@ -67,7 +68,7 @@ def _connectors(school: str, **overrides) -> Connectors:
         "exists": lambda conn_id: True,
         "engine": lambda conn_id: sa.create_engine(school),
         "backup_location": lambda conn_id, spec: FakeLocation(),
-        "object_client": lambda source, spec: object(),
+        "object_client": lambda source: object(),
         "smtp_hook": lambda conn_id: hook,
         "database_url": lambda conn_id: sa.make_url(school),
     }

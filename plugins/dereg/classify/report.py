@@ -4,17 +4,26 @@ Per column (or, for object stores, per folder and file type): categories with th
 level, how many values were read, how many matched and the ratio, masked examples and the reason;
 per table its row count and any problem; per source the minors. Never a raw value: everything here
 comes from findings, which hold masked examples only.
+
+`report_classification` is the `classification_report` stage: it merges the parts the mapped
+`classify` task wrote (`merge_parts`), counts minors, applies the manifest's overrides, stores each
+source's classification and writes the report.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import html
 import json
 from pathlib import Path
 from typing import Any
 
+from dereg.classify.engine import apply_overrides, count_minors
 from dereg.classify.taxonomy import load_taxonomy
+from dereg.connectors import Connectors
+from dereg.errors import DeregError
+from dereg.evidence.run_artifacts import RunArtifacts
 from dereg.model import ClassificationResult
 
 
@@ -158,3 +167,123 @@ def write_report(report: dict, json_path: Path | None = None, html_path: Path | 
     if html_path is not None:
         html_path.parent.mkdir(parents=True, exist_ok=True)
         html_path.write_text(render_html(report), encoding="utf-8")
+
+
+# ---- the classification_report stage -----------------------------------------------------------
+
+
+def merge_parts(source_id: str, parts: list[ClassificationResult]) -> ClassificationResult:
+    """The classification of a whole source from the parts its units produced, in unit order."""
+    return ClassificationResult(
+        source_id=source_id,
+        columns=[c for p in parts for c in p.columns],
+        mode=parts[0].mode,
+        sample_size=parts[0].sample_size,
+        problems=[x for p in parts for x in p.problems],
+    )
+
+
+def _parts(artifacts: RunArtifacts, units: list[dict]) -> list[ClassificationResult]:
+    parts = []
+    for unit in units:
+        try:
+            parts.append(artifacts.classification_part(unit["source"], unit["index"]))
+        except DeregError:
+            raise DeregError(
+                f"classification of {unit['label']} is missing for run {artifacts.run_id}; clear and re-run "
+                f"its classify task (map index {unit['index']})"
+            ) from None
+    return parts
+
+
+def _finish_sql_source(result: ClassificationResult, inventory, source, engine, closure_date: dt.date):
+    """Count minors and apply the manifest's overrides; returns (overrides applied, required tables
+    that could not be classified)."""
+    count_minors(engine, inventory, result, source.subject_table, closure_date)
+    unmatched = apply_overrides(result, source.classify.overrides)
+    if unmatched:
+        raise DeregError(
+            f"sources[{source.id}].classify.overrides name column(s) that do not exist: "
+            f"{', '.join(unmatched)}; fix the manifest (table and column as in the report)"
+        )
+    overrides = [
+        {
+            "source": source.id,
+            "table": o.table,
+            "column": o.column,
+            "categories": o.categories,
+            "reason": o.reason,
+        }
+        for o in source.classify.overrides
+    ]
+    required = set(source.required_tables)
+    failures = [
+        f"{source.id}.{p['table']}: {p['reason']}"
+        for p in result.problems
+        if p["table"] in required or p["table"].split(".")[-1] in required
+    ]
+    return overrides, failures
+
+
+def report_classification(
+    manifest, artifacts: RunArtifacts, *, connectors: Connectors, output_dir: Path, log
+) -> dict[str, Any]:
+    """Merge every source's units, count minors, apply overrides, store each source's classification
+    and write `classification.json` and `.html` in `output_dir`. Fails when a table the manifest
+    requires could not be classified (after writing the report, which lists why)."""
+    units = artifacts.units()
+    reports, summary, failures, overrides = [], {}, [], []
+    for sid in dict.fromkeys(u["source"] for u in units):
+        mine = [u for u in units if u["source"] == sid]
+        result = merge_parts(sid, _parts(artifacts, mine))
+        if any(u["kind"] == "objects" for u in mine):
+            inventory = artifacts.object_inventory(sid)
+        else:
+            source = manifest.source(sid)
+            inventory = artifacts.inventory(sid)
+            with connectors.database(source.conn_id) as engine:
+                applied, failed = _finish_sql_source(result, inventory, source, engine, manifest.closure_date)
+            overrides += applied
+            failures += failed
+        digest = artifacts.put_classification(sid, result)
+        report = source_report(result, inventory)
+        reports.append(report)
+        s = report["summary"]
+        log.info(
+            "Classified %s: %d personal columns (%d sensitive), %d of %d subjects are minors, %d problem(s)",
+            sid,
+            s["personal_columns"],
+            s["sensitive_columns"],
+            result.minors,
+            result.subjects,
+            len(result.problems),
+        )
+        summary[sid] = {
+            "columns": s["columns"],
+            "personal_columns": s["personal_columns"],
+            "sensitive_columns": s["sensitive_columns"],
+            "subjects": result.subjects,
+            "minors": result.minors,
+            "table_problems": len(result.problems),
+            "artifact_sha256": digest,
+        }
+    full = company_report(
+        manifest.company_id, f"{manifest.name_zh} / {manifest.name_en}", artifacts.run_id, reports
+    )
+    json_path = output_dir / "classification.json"
+    write_report(full, json_path, output_dir / "classification.html")
+    log.info("Classification report: %s (and .html)", json_path)
+    if failures:
+        raise DeregError(
+            f"classification of company {manifest.company_id} could not read {len(failures)} required table(s):\n"
+            + "\n".join(f"  - {f}" for f in failures)
+            + "\nGrant the connection's user read access (or fix the connection) and clear this run's "
+            "classify tasks; the manifest's required tables are sources[].subject_table, notify.table "
+            "and classify.required_tables"
+        )
+    return {
+        "sources": summary,
+        "overrides": overrides,
+        "report": str(json_path),
+        "report_sha256": hashlib.sha256(json_path.read_bytes()).hexdigest(),
+    }

@@ -28,7 +28,7 @@ import hmac
 import io
 import mailbox
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -149,6 +149,30 @@ def check_token(
     if (now or dt.datetime.now(dt.UTC)) >= claim.expires:
         raise AnswerError(f"this link expired on {claim.expires:%Y-%m-%d}; please contact the company")
     return claim
+
+
+def public_base_url(manifest) -> str:
+    """Where customers reach the Dereg pages: notify.answer_base_url, else DEREG_PUBLIC_URL, else
+    the local API server."""
+    import os
+
+    return (manifest.answer_base_url or os.environ.get("DEREG_PUBLIC_URL") or "http://localhost:8080").rstrip(
+        "/"
+    )
+
+
+def answer_links(manifest, run_id: str, pseudonym_key: bytes, deadline: dt.date) -> Callable[[str], str]:
+    """address -> signed answer-page URL of run `run_id`, valid until the end of the response
+    deadline (UTC)."""
+    base = public_base_url(manifest)
+    company_id = manifest.company_id
+    expires = dt.datetime.combine(deadline + dt.timedelta(days=1), dt.time(), dt.UTC)
+
+    def link(address: str) -> str:
+        ref = records.recipient_ref(pseudonym_key, address)
+        return f"{base}/dereg/answer/{make_token(pseudonym_key, 'answer', company_id, run_id, ref, expires)}"
+
+    return link
 
 
 # ---- answers ----------------------------------------------------------------------------------

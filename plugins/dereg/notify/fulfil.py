@@ -9,6 +9,10 @@ compliance store's `copies` table until its link expires; the customer receives 
 signed link to the Dereg page that decrypts and serves it. A **transfer** inserts the same rows
 into the successor's database (tables created when missing, rows already there left alone, so a
 retry does no double work).
+
+`fulfil_requests` is the `fulfil_requests` stage: every open request of a run fulfilled, each
+recorded as it is done (so a retry continues where the last try stopped); `copy_message` is the
+e-mail that brings a customer their copy, from the `copy*.txt.j2` templates.
 """
 
 from __future__ import annotations
@@ -21,16 +25,20 @@ import io
 import json
 import os
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from email.message import EmailMessage
 from typing import Any
 
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.engine import Engine
 
+from dereg.connectors import Connectors
 from dereg.errors import DeregError
 from dereg.evidence.store import metadata
 from dereg.keys import new_data_key
+from dereg.notify.answers import answer_counts, make_token, mark_fulfilled, open_requests, public_base_url
+from dereg.notify.recipients import recipients_of
 
 copies = sa.Table(
     "copies",
@@ -285,3 +293,255 @@ def refs_to_addresses(recipients: Iterable, pseudonym_key: bytes) -> dict[str, A
     from dereg.notify.records import recipient_ref
 
     return {recipient_ref(pseudonym_key, r.email): r for r in recipients}
+
+
+# ---- the fulfil_requests stage -----------------------------------------------------------------
+
+COPY_SUBJECT, COPY_TEXT = "copy_subject.txt.j2", "copy.txt.j2"
+#: log a progress line every this many requests fulfilled
+PROGRESS_EVERY = 50
+
+
+def copy_message(
+    *,
+    company_name_zh: str,
+    company_name_en: str,
+    sender: str,
+    reply_to: str,
+    recipient,
+    url: str,
+    expires: dt.datetime,
+    attachment: bytes | None = None,
+) -> EmailMessage:
+    """The e-mail that brings a customer their copy: the ZIP attached, or an expiring link to it.
+    zh-CN first, English second, from the `copy_subject.txt.j2` and `copy.txt.j2` templates."""
+    from email.utils import format_datetime, make_msgid
+
+    from dereg.notify.render import template_environment
+
+    env = template_environment()
+    values = {
+        "company_name_zh": company_name_zh,
+        "company_name_en": company_name_en,
+        "recipient": recipient,
+        "url": url,
+        "expires": expires,
+        "attached": attachment is not None,
+    }
+    message = EmailMessage()
+    message.set_content(env.get_template(COPY_TEXT).render(**values), charset="utf-8")
+    if attachment is not None:
+        message.add_attachment(
+            attachment, maintype="application", subtype="zip", filename="personal-data.zip"
+        )
+    message["Subject"] = env.get_template(COPY_SUBJECT).render(**values).strip()
+    message["From"] = sender
+    message["To"] = recipient.email
+    message["Reply-To"] = reply_to
+    message["Date"] = format_datetime(dt.datetime.now(dt.UTC))
+    message["Message-ID"] = make_msgid(
+        domain=sender.rsplit("@", 1)[-1].strip("> ") if "@" in sender else None
+    )
+    return message
+
+
+def _by_choice(pending: dict[str, str], choice: str) -> int:
+    return sum(1 for c in pending.values() if c == choice)
+
+
+def fulfilment_preview(store: Engine, company_id: str, run_id: str) -> dict[str, Any]:
+    """What a dry run reports instead of fulfilling: the answers, and the requests it would fulfil."""
+    pending = open_requests(store, company_id, run_id)
+    return {
+        "answers": answer_counts(store, company_id, run_id),
+        "would_fulfil": {c: _by_choice(pending, c) for c in ("copy", "transfer")},
+    }
+
+
+def fulfil_requests(
+    manifest,
+    *,
+    run_id: str,
+    store: Engine,
+    keyring,
+    connectors: Connectors,
+    on_fulfilled: Callable[[str, str, dict], None],
+    log,
+) -> dict[str, Any]:
+    """Fulfil every open copy or transfer request of run `run_id`; returns the answers' counts and
+    what was fulfilled. Fails, saying what to do, when a request cannot be fulfilled.
+
+    :param manifest: the company manifest (sources, successor, sender, copy delivery, SMTP).
+    :param keyring: the keyring: pseudonym key (recipient references, link tokens), key wrapping.
+    :param connectors: reaches the sources, the successor's database and the SMTP relay.
+    :param on_fulfilled: called with (recipient_ref, choice, detail) as each request is done, to
+        write it to the ledger; detail holds counts and the link's expiry, never an address.
+    :param log: where progress lines go (the task log).
+    """
+    company_id = manifest.company_id
+    pending = open_requests(store, company_id, run_id)
+    counts = answer_counts(store, company_id, run_id)
+    log.info(
+        "Answers: %s; open requests: %d copy, %d transfer",
+        counts,
+        _by_choice(pending, "copy"),
+        _by_choice(pending, "transfer"),
+    )
+    if _by_choice(pending, "transfer") and not manifest.successor_conn_id:
+        raise DeregError(
+            f"{_by_choice(pending, 'transfer')} customer(s) of {company_id} asked for a "
+            "transfer, but the manifest names no successor. Add successor: {name, conn_id} to the manifest, "
+            "or waive each request with a reason (dereg answers waive), then clear this task"
+        )
+    done = {"copy": 0, "transfer": 0, "rows_transferred": 0, "not_found": 0}
+    if pending:
+        with _Fulfilment(manifest, run_id, store, keyring, connectors, log) as fulfilment:
+            fulfilment.run(pending, done, on_fulfilled)
+    still = open_requests(store, company_id, run_id)
+    if still:
+        raise DeregError(
+            f"{len(still)} request(s) of {company_id} could not be fulfilled (their address is no "
+            "longer in the source). Waive each with a reason (dereg answers waive) and clear this task"
+        )
+    return {"answers": counts, "fulfilled": done}
+
+
+class _Fulfilment:
+    """One pass over the open requests; holds the SMTP session (opened at the first copy) and the
+    successor's engine, and closes both however the pass ends."""
+
+    def __init__(self, manifest, run_id: str, store: Engine, keyring, connectors: Connectors, log) -> None:
+        self.m, self.company_id, self.run_id = manifest, manifest.company_id, run_id
+        self.store, self.keyring, self.connectors, self.log = store, keyring, connectors, log
+        self.expires = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(
+            days=manifest.copy_link_days
+        )
+        self.successor = connectors.engine(manifest.successor_conn_id) if manifest.successor_conn_id else None
+        self.smtp = None
+        self.too_large = 0
+
+    def __enter__(self) -> _Fulfilment:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.smtp is not None:
+            self.smtp.close()
+        if self.successor is not None:
+            self.successor.dispose()
+
+    def run(
+        self, pending: dict[str, str], done: dict, on_fulfilled: Callable[[str, str, dict], None]
+    ) -> None:
+        for source in self.m.sources:
+            if source.notify is None:
+                continue
+            with self.connectors.database(source.conn_id) as engine:
+                by_ref = refs_to_addresses(
+                    recipients_of(engine, source).reachable, self.keyring.pseudonym_key
+                )
+                for ref, choice in sorted(pending.items()):
+                    recipient = by_ref.get(ref)
+                    if recipient is None:
+                        continue
+                    rows = customer_rows(
+                        engine,
+                        subject_table=source.subject_table,
+                        notify=source.notify,
+                        address=recipient.email,
+                    )
+                    if choice == "copy":
+                        detail = self.copy(ref, recipient, rows, sent_so_far=done["copy"])
+                    else:
+                        detail = self.transfer(engine, rows)
+                        done["rows_transferred"] += sum(detail["inserted"].values())
+                    mark_fulfilled(
+                        self.store,
+                        company_id=self.company_id,
+                        run_id=self.run_id,
+                        ref=ref,
+                        choice=choice,
+                        status="done",
+                        detail=json.dumps(detail, ensure_ascii=False),
+                        actor="dereg",
+                    )
+                    on_fulfilled(ref, choice, detail)
+                    done[choice] += 1
+                    if (
+                        done["copy"] + done["transfer"]
+                        and (done["copy"] + done["transfer"]) % PROGRESS_EVERY == 0
+                    ):
+                        self.log.info(
+                            "Fulfilled %d copy and %d transfer request(s)", done["copy"], done["transfer"]
+                        )
+        if self.too_large:
+            self.log.info(
+                "%d cop(ies) exceeded notify.copy_attachment_max_kb (%d KiB) and were sent as a link instead",
+                self.too_large,
+                self.m.copy_attachment_max_kb,
+            )
+        self.log.info("Fulfilled %d copy and %d transfer request(s)", done["copy"], done["transfer"])
+
+    def copy(self, ref: str, recipient, rows: dict[str, list[dict]], *, sent_so_far: int) -> dict:
+        """Store the customer's copy encrypted, e-mail it (link or attachment); the ledger detail."""
+        from email.policy import SMTP
+        from email.utils import parseaddr
+
+        from dereg.notify.deliver import deliver_one
+
+        m, company_id = self.m, self.company_id
+        store_copy(
+            self.store,
+            self.keyring,
+            company_id=company_id,
+            run_id=self.run_id,
+            ref=ref,
+            data=bundle(rows, company=f"{m.name_zh} / {m.name_en}"),
+            expires=self.expires,
+        )
+        token = make_token(self.keyring.pseudonym_key, "copy", company_id, self.run_id, ref, self.expires)
+        attachment, delivery = None, "link"
+        if m.copy_delivery == "attachment":
+            # what is attached is the stored (encrypted at rest) copy, decrypted
+            attachment = load_copy(
+                self.store, self.keyring, company_id=company_id, run_id=self.run_id, ref=ref
+            )
+            if len(attachment) > m.copy_attachment_max_kb * 1024:
+                attachment, self.too_large = None, self.too_large + 1
+                delivery = "link (too large to attach)"
+            else:
+                delivery = "attachment"
+        if self.smtp is None:
+            self.smtp = self.connectors.smtp_hook(m.smtp_conn_id).open()
+        message = copy_message(
+            company_name_zh=m.name_zh,
+            company_name_en=m.name_en,
+            sender=m.sender,
+            reply_to=m.reply_to,
+            recipient=recipient,
+            url=f"{public_base_url(m)}/dereg/copy/{token}",
+            expires=self.expires,
+            attachment=attachment,
+        )
+        status, error = deliver_one(
+            self.smtp, parseaddr(m.sender)[1], recipient.email, message.as_bytes(policy=SMTP)
+        )
+        if status != "sent":
+            raise DeregError(
+                f"the copy for customer {ref[:12]} of {company_id} could not be e-mailed "
+                f"({error}); {sent_so_far} cop(ies) sent so far. Fix the relay or the "
+                "address, or waive the request with a reason, then clear this task"
+            )
+        return {
+            "rows": {t: len(r) for t, r in rows.items()},
+            "link_expires": self.expires.isoformat(),
+            "delivery": delivery,
+        }
+
+    def transfer(self, engine: Engine, rows: dict[str, list[dict]]) -> dict:
+        """Insert the customer's rows into the successor's database; the ledger detail."""
+        inserted = transfer(engine, self.successor, rows)
+        return {
+            "rows": {t: len(r) for t, r in rows.items()},
+            "inserted": inserted,
+            "successor": self.m.successor_name,
+        }

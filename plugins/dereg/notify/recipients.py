@@ -89,3 +89,15 @@ def collect_recipients(
             if child and child not in recipient.children:
                 recipient.children.append(child)
     return RecipientList(reachable=list(by_address.values()), unreachable=list(unreachable.values()))
+
+
+def recipients_of(engine: Engine, source) -> RecipientList:
+    """The notice recipients of a manifest source: its `notify` table and columns."""
+    return collect_recipients(
+        engine,
+        subject_table=source.subject_table,
+        notify_table=source.notify.table,
+        email_column=source.notify.email_column,
+        name_column=source.notify.name_column,
+        link_column=source.notify.link_column,
+    )

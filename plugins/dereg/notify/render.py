@@ -62,6 +62,11 @@ def _environment(directory: str) -> jinja2.Environment:
     )
 
 
+def template_environment() -> jinja2.Environment:
+    """The Jinja environment of the templates in `include/templates/` (notices and copy e-mails)."""
+    return _environment(str(config.templates_dir()))
+
+
 def _render_parts(env: jinja2.Environment, ctx: NoticeContext, recipient, link: str | None):
     values = {"ctx": ctx, "recipient": recipient, "answer_url": link}
     subject = env.get_template(SUBJECT).render(**values).strip()

@@ -12,9 +12,9 @@ from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 
+from dereg.erase.gate import approval_hash
 from dereg.errors import GateError
 from dereg.operators.base import ComplianceMixin
-from dereg.operators.stages import _load_plans, combined_plan_hash
 
 
 class ErasureApprovalOperator(ComplianceMixin, ApprovalOperator):
@@ -51,9 +51,8 @@ class ErasureApprovalOperator(ComplianceMixin, ApprovalOperator):
     def execute(self, context) -> Any:
         run = self.run_context(context)
         self.check_gates(run)
-        plans = _load_plans(run)
-        plan_hash = combined_plan_hash({sid: p.plan_hash for sid, p in plans.items()})
-        summary = {sid: p.summary() for sid, p in plans.items()}
+        plan_hash = approval_hash(run.plans)
+        summary = {sid: p.summary() for sid, p in run.plans.items()}
         if run.dry_run:
             entry = run.record(self.stage, "succeeded", decision="not asked (dry run)", plan_hash=plan_hash)
             self.log.info("Dry run: approval not requested; plan hash %s", plan_hash)
@@ -88,8 +87,7 @@ class ErasureApprovalOperator(ComplianceMixin, ApprovalOperator):
             or "unknown"
         )
         chosen = list(event.get("chosen_options") or [])
-        plans = _load_plans(run)
-        plan_hash = combined_plan_hash({sid: p.plan_hash for sid, p in plans.items()})
+        plan_hash = approval_hash(run.plans)
         if responder == run.triggered_by:
             message = (
                 f"approval of {run.company_id} run {run.run_id} refused: {responder!r} triggered this run "

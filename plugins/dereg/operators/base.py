@@ -58,6 +58,18 @@ class RunContext:
             company_id=self.company_id, run_id=self.run_id, stage=stage, event="succeeded"
         )
 
+    @property
+    def artifacts(self):
+        """The run's artifacts (inventories, classifications, plans, backups), by what they are."""
+        from dereg.evidence.run_artifacts import RunArtifacts
+
+        return RunArtifacts(self.store, self.company_id, self.run_id)
+
+    @cached_property
+    def plans(self) -> dict:
+        """Every source's erasure plan, read once per task: the gate and the work see the same plans."""
+        return self.artifacts.plans(self.manifest)
+
     def output_dir(self) -> Path:
         safe_run = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in self.run_id)
         path = config.output_dir() / self.company_id / safe_run

@@ -119,6 +119,7 @@ def collect(store) -> ComplianceReport:
     from dereg.evidence.artifacts import artifacts
     from dereg.evidence.certificate import verify_certificate
     from dereg.evidence.ledger import Ledger
+    from dereg.evidence.run_artifacts import CERTIFICATE
     from dereg.notify import answers, records
 
     ledger = Ledger(store)
@@ -128,7 +129,7 @@ def collect(store) -> ComplianceReport:
     with store.connect() as conn:
         cert_rows = conn.execute(
             sa.select(artifacts.c.id, artifacts.c.company_id, artifacts.c.run_id, artifacts.c.body)
-            .where(artifacts.c.name == "certificate")
+            .where(artifacts.c.name == CERTIFICATE)
             .order_by(artifacts.c.created_at, artifacts.c.id)
         ).all()
     company_ids |= {r.company_id for r in cert_rows}
@@ -361,11 +362,12 @@ def create_app() -> FastAPI:
         import sqlalchemy as sa
 
         from dereg.evidence.artifacts import artifacts
+        from dereg.evidence.run_artifacts import CERTIFICATE
 
         with _store().connect() as conn:
             row = conn.execute(
                 sa.select(artifacts.c.company_id, artifacts.c.run_id, artifacts.c.body).where(
-                    artifacts.c.id == artifact_id, artifacts.c.name == "certificate"
+                    artifacts.c.id == artifact_id, artifacts.c.name == CERTIFICATE
                 )
             ).first()
         if row is None:
