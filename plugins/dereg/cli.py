@@ -15,6 +15,7 @@
     dereg answers waive --company ID --run RUN_ID (--email ADDRESS | --ref REF) --reason TEXT --by NAME
     dereg answers status --company ID --run RUN_ID
     dereg copies purge
+    dereg manifest-schema [--out PATH]
 
 Exit codes: 0 success / valid, 1 invalid, 2 an error (the message says what and how to fix it).
 """
@@ -407,6 +408,18 @@ def _copies_purge(args) -> int:
     return 0
 
 
+@command("manifest-schema")
+def _manifest_schema(args) -> int:
+    from dereg.manifest.schema import schema_text
+
+    if args.out:
+        Path(args.out).write_text(schema_text(), encoding="utf-8")
+        print(f"manifest JSON Schema written to {args.out}")
+    else:
+        sys.stdout.write(schema_text())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dereg", description="Dereg: personal-data side of a company closure."
@@ -537,6 +550,11 @@ def build_parser() -> argparse.ArgumentParser:
     copies = sub.add_parser("copies", help="customers' downloadable copies")
     csub2 = copies.add_subparsers(dest="copies_command", required=True)
     csub2.add_parser("purge", help="delete every copy whose link has expired")
+    schema = sub.add_parser(
+        "manifest-schema",
+        help="print the JSON Schema of a company manifest (docs/manifest.schema.json)",
+    )
+    schema.add_argument("--out", metavar="PATH", help="write it to PATH instead of printing it")
     restore = sub.add_parser(
         "restore",
         help="restore a backup and verify it (exit 1 on any mismatch)",

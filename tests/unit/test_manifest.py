@@ -79,3 +79,81 @@ def test_notify_defaults_and_copy_delivery_is_checked():
         "notify.copy_delivery: must be one of link, attachment, got 'fax'"
     )
     assert err.value.problems[1] == "notify.copy_attachment_max_kb: must be at least 1, got 0"
+
+
+def test_a_missing_mapping_lists_its_required_fields_and_nested_unknown_fields_are_named():
+    data = yaml.safe_load(DEMO.read_text())
+    del data["contacts"]
+    data["backup"]["retention"] = 30  # a typo of retention_days
+    data["sources"][0]["classify"] = {"overrides": [{"table": "t", "column": "c", "categories": "name"}]}
+    with pytest.raises(ManifestError) as err:
+        parse_manifest(data, "x.yaml")
+    problems = err.value.problems
+    assert "contacts: is required" in problems
+    assert "contacts.operations_email: is required" in problems
+    assert "backup.retention: is not a known field (see docs/manifest.md)" in problems
+    assert "sources[0].classify.overrides[0].reason: is required" in problems
+    assert (
+        "sources[0].classify.overrides[0].categories: must be a non-empty list of taxonomy ids "
+        "(or set personal: false)"
+    ) in problems
+
+
+def test_a_loaded_manifest_is_read_only_and_keeps_the_flat_names():
+    import pydantic
+
+    m = load_manifest(DEMO)
+    assert m.path == str(DEMO)
+    assert m.reply_to == (m.contacts.reply_to or m.operations_email)
+    assert (m.name_zh, m.name_en) == (m.name.zh, m.name.en)
+    with pytest.raises(pydantic.ValidationError):
+        m.company_id = "other"
+
+
+def test_constants_are_defined_once():
+    from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+    from dereg.erase import plan
+    from dereg.manifest import DEFAULT_SMTP_CONN_ID, RETAIN_ACTIONS
+
+    assert DEFAULT_SMTP_CONN_ID == SmtpHook.default_conn_name
+    assert plan.MANIFEST_RETAIN_ACTIONS is RETAIN_ACTIONS  # the plan's list is the manifest's plus "keep"
+    assert plan.RETAIN_ACTIONS == (*RETAIN_ACTIONS, "keep")
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def test_the_committed_json_schema_is_current():
+    from dereg.manifest.schema import schema_text
+
+    committed = (DOCS / "manifest.schema.json").read_text(encoding="utf-8")
+    assert committed == schema_text(), (
+        "docs/manifest.schema.json is stale: run `dereg manifest-schema --out docs/manifest.schema.json`"
+    )
+
+
+def test_the_schema_accepts_the_demo_manifest_and_the_cli_prints_it(capsys):
+    import json
+
+    import jsonschema
+
+    from dereg.cli import main
+    from dereg.manifest.schema import manifest_schema
+
+    document = json.loads(json.dumps(yaml.safe_load(DEMO.read_text()), default=str))
+    jsonschema.Draft202012Validator(manifest_schema()).validate(document)
+    document["backup"]["bucket"] = "A"
+    assert not jsonschema.Draft202012Validator(manifest_schema()).is_valid(document)
+    assert main(["manifest-schema"]) == 0
+    assert json.loads(capsys.readouterr().out) == manifest_schema()
+
+
+def test_docs_manifest_md_documents_every_field_of_the_schema():
+    from dereg.manifest.schema import field_paths
+
+    doc = (DOCS / "manifest.md").read_text(encoding="utf-8")
+    paths = field_paths()
+    assert "sources[].classify.overrides[].reason" in paths and "approval.approvers[].id" in paths
+    missing = [p for p in paths if f"`{p}`" not in doc]
+    assert not missing, f"docs/manifest.md does not document {missing}"

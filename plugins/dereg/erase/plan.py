@@ -15,16 +15,20 @@ from typing import Any
 
 from dereg.errors import ErasureError
 from dereg.evidence.artifacts import canonical_json
+from dereg.manifest.models import RETAIN_ACTIONS as MANIFEST_RETAIN_ACTIONS
 from dereg.model import ClassificationResult, SourceInventory
 
 ACTIONS = ("delete", "pseudonymize", "keep")
-RETAIN_ACTIONS = ("pseudonymize", "keep")
+#: what a retain rule may ask: the manifest's actions, plus "keep" (personal columns as they are) for
+#: callers in code. The manifest does not offer "keep": the plan then lists no personal columns for
+#: the table and the certificate would call it "no personal data".
+RETAIN_ACTIONS = (*MANIFEST_RETAIN_ACTIONS, "keep")
 
 
 @dataclass
 class RetainRule:
     table: str
-    action: str  # "pseudonymize" | "keep"
+    action: str  # one of RETAIN_ACTIONS
     law: str
     years: int
 

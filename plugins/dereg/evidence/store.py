@@ -2,7 +2,8 @@
 
 Every area declares its tables on the shared `metadata` (ledger here in `evidence.ledger`, the
 backup catalog in `backup.catalog`, notices in `notify.records`); `open_store` imports them all
-and creates what is missing. SQLite by default, PostgreSQL in production.
+and brings the store to the newest migration (`evidence/migrations/`, alembic). SQLite by
+default, PostgreSQL in production.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dereg.dialects import dialect_for, normalize_url
 
 metadata = sa.MetaData()
 
-# Modules that declare tables on `metadata`; imported before create_all.
+# Modules that declare tables on `metadata`; imported before the store is migrated.
 _TABLE_MODULES = (
     "dereg.evidence.ledger",
     "dereg.evidence.artifacts",
@@ -50,5 +51,11 @@ def _open_store(url: str) -> Engine:
             if not module.startswith(exc.name or "\0"):
                 raise
     engine = _make_engine(url)
-    metadata.create_all(engine)
+    from dereg.evidence.migrations import upgrade_store
+
+    try:
+        upgrade_store(engine)
+    except BaseException:
+        engine.dispose()  # not cached: the next open tries again with a new engine
+        raise
     return engine

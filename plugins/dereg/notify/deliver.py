@@ -53,7 +53,6 @@ RECORD_SECONDS = 1.0  # each batch holds about this long's worth of sends at the
 RECORD_BATCH = 500  # ... but never more notices than this (nor fewer than one)
 FIRST_BATCH = 20  # before any rate is known
 RECORD_INTERVAL = 2.0  # seconds: outcomes are written at least this often (slow relays, backoff)
-DEFAULT_SMTP_CONN_ID = SmtpHook.default_conn_name  # "smtp_default"
 
 
 def deliver_one(

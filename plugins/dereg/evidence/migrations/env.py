@@ -1,0 +1,20 @@
+"""alembic's environment for the compliance store: run on the connection `upgrade_store` gives.
+
+There is no alembic.ini: `dereg.evidence.migrations.alembic_config` builds the configuration in
+code and passes the open connection (inside its transaction and lock) as an attribute.
+"""
+
+from alembic import context
+
+from dereg.evidence.migrations import store_metadata
+
+connection = context.config.attributes["connection"]
+context.configure(
+    connection=connection,
+    target_metadata=store_metadata(),
+    # SQLite changes a table by copying it; autogenerate writes such changes that way
+    render_as_batch=True,
+    compare_type=True,
+)
+with context.begin_transaction():
+    context.run_migrations()
