@@ -150,10 +150,14 @@ def test_missing_tables_are_named_with_their_manifest_paths(school, tmp_path):
 
 def test_wrong_s3_smtp_object_and_successor_connections_say_what_is_wrong(school):
     from dereg.manifest import ObjectSourceSpec
+    from dereg.manifest.models import Successor
 
-    manifest = load_manifest(DEMO)
-    manifest.object_sources = [ObjectSourceSpec("uploads", "files", "crm-uploads", "u")]
-    manifest.successor_conn_id = "successor_db"
+    manifest = load_manifest(DEMO).model_copy(
+        update={
+            "object_sources": [ObjectSourceSpec("uploads", "files", "crm-uploads", "u")],
+            "successor": Successor(name="Successor School", conn_id="successor_db"),
+        }
+    )
 
     def wrong(what):
         def build(*args, **kwargs):

@@ -87,7 +87,8 @@ import importlib, pkgutil, sys
 sys.modules["devtools"] = None  # any import of devtools now raises ImportError
 sys.path.insert(0, sys.argv[1])
 import dereg
-names = [m.name for m in pkgutil.walk_packages(dereg.__path__, "dereg.")]
+# migrations.env is alembic's script, run by alembic with its context, not imported
+names = [m.name for m in pkgutil.walk_packages(dereg.__path__, "dereg.") if m.name != "dereg.evidence.migrations.env"]
 for name in names + ["dereg_plugin"]:
     importlib.import_module(name)
 print(len(names))

@@ -158,6 +158,11 @@ class Dialect:
         database can tell."""
 
     # --- the ledger -------------------------------------------------------------------------
+    def lock_store_migrations(self, conn: Connection, key: int) -> None:
+        """Serialise compliance-store migrations inside `conn`'s transaction (until it ends).
+        By default nothing: SQLite's store transactions begin IMMEDIATE, which already excludes
+        any other writer."""
+
     def lock_ledger_head(self, conn: Connection, query: sa.Select) -> sa.Select:
         """Serialise ledger writers inside `conn`'s transaction, also the very first one (no head
         row yet); returns the query that reads the head row."""

@@ -80,6 +80,10 @@ class PostgreSQL(Dialect):
         if tables:
             _dead_tuples(conn, tables, findings)
 
+    def lock_store_migrations(self, conn: Connection, key: int) -> None:
+        # an advisory lock, released when the transaction ends
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
     def lock_ledger_head(self, conn: Connection, query: sa.Select) -> sa.Select:
         # serialise writers, including the very first one (when there is no head row to lock yet)
         conn.exec_driver_sql("LOCK TABLE ledger_head IN SHARE ROW EXCLUSIVE MODE")

@@ -42,6 +42,14 @@ def open_store(url: str | None = None) -> Engine:
     return _open_store(url or config.store_url())
 
 
+def declared_metadata() -> sa.MetaData:
+    """The store's tables as the modules declare them now (what alembic's autogenerate compares
+    a store with)."""
+    for module in _TABLE_MODULES:
+        importlib.import_module(module)
+    return metadata
+
+
 @lru_cache(maxsize=16)
 def _open_store(url: str) -> Engine:
     for module in _TABLE_MODULES:

@@ -36,7 +36,6 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from airflow.providers.smtp.hooks.smtp import SmtpHook
 from sqlalchemy.engine import Engine
 
 from dereg.connections import smtp_hook

@@ -26,7 +26,6 @@ Never edit a released revision or `baseline.py`; add a revision instead.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,15 +45,6 @@ HEAD = "0001"
 HERE = Path(__file__).resolve().parent
 #: an arbitrary constant: the PostgreSQL advisory lock key of store migrations ("dere")
 _LOCK_KEY = 0x64657265
-
-
-def store_metadata() -> sa.MetaData:
-    """The store's tables as the modules declare them now (what autogenerate compares with)."""
-    from dereg.evidence import store
-
-    for module in store._TABLE_MODULES:
-        importlib.import_module(module)
-    return store.metadata
 
 
 def alembic_config(connection: Connection | None = None, version_dirs: Sequence[Path] = ()) -> Config:
@@ -110,8 +100,6 @@ def upgrade_store(engine: Engine, *, version_dirs: Sequence[Path] = ()) -> None:
 
 
 def _serialise_migrations(conn: Connection) -> None:
-    # SQLite: the transaction began with BEGIN IMMEDIATE (store.py), which already excludes any
-    # other writer. PostgreSQL: an advisory lock, released when the transaction ends.
-    # TODO(dialects): a Dialect verb once dereg/dialects/ is merged.
-    if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+    from dereg.dialects import dialect_for
+
+    dialect_for(conn).lock_store_migrations(conn, _LOCK_KEY)
