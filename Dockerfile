@@ -7,6 +7,12 @@
 # no rebuild.
 FROM apache/airflow:3.3.2-python3.11
 
+# The MySQL provider needs mysqlclient, which pip builds against the MariaDB client headers when the
+# image's own build does not match the lock's version.
+USER root
+RUN apt-get update -qq \
+    && apt-get install -y -qq --no-install-recommends build-essential pkg-config libmariadb-dev \
+    && rm -rf /var/lib/apt/lists/*
 USER airflow
 COPY --chown=airflow:0 requirements.txt requirements.lock /opt/dereg-build/
 RUN pip install --no-cache-dir -r /opt/dereg-build/requirements.txt -c /opt/dereg-build/requirements.lock \
