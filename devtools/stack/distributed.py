@@ -397,7 +397,7 @@ def _component_health(info: dict) -> dict[str, bool]:
     session = requests.Session()
     session.trust_env = False
     try:
-        r = session.get(f"http://127.0.0.1:{p['airflow']}/api/v2/monitor/health", timeout=3)
+        r = session.get(f"http://127.0.0.1:{p['airflow']}/api/v2/monitor/health", timeout=10)
         if r.ok:
             ready["api-server"] = True
             health = r.json()
@@ -406,7 +406,7 @@ def _component_health(info: dict) -> dict[str, bool]:
     except requests.RequestException:
         pass
     try:
-        ready["scheduler"] = session.get(f"http://127.0.0.1:{p['scheduler_health']}/health", timeout=3).ok
+        ready["scheduler"] = session.get(f"http://127.0.0.1:{p['scheduler_health']}/health", timeout=10).ok
     except requests.RequestException:
         pass
     for name, answered in ping_workers(info).items():
