@@ -56,11 +56,11 @@ def _engine(url: str) -> sa.Engine:
 
 def _version(engine: sa.Engine) -> list[str]:
     with engine.connect() as conn:
-        return list(conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars())
+        return list(conn.exec_driver_sql("SELECT version_num FROM dereg_alembic_version").scalars())
 
 
 def _release_0_1_0_store(url: str) -> sa.Engine:
-    """A store as release 0.1.0 left it: its tables by create_all, no alembic_version, some rows."""
+    """A store as release 0.1.0 left it: its tables by create_all, no dereg_alembic_version, some rows."""
     engine = _engine(url)
     baseline.metadata().create_all(engine)
     ledger = Ledger(engine)
@@ -86,7 +86,7 @@ def _release_0_1_0_store(url: str) -> sa.Engine:
                 "created_at": "2026-01-01T00:00:00+00:00",
             },
         )
-    assert not sa.inspect(engine).has_table("alembic_version")
+    assert not sa.inspect(engine).has_table("dereg_alembic_version")
     return engine
 
 

@@ -4,7 +4,7 @@
 import alembic (half a second: it loads every SQLAlchemy dialect); any other is brought there
 inside one transaction. A new store gets the baseline (0.1.0's tables)
 and every revision after it; a store that release 0.1.0 made with `create_all` (its tables, no
-`alembic_version`) is adopted by the baseline, which creates only what is missing, and then
+`dereg_alembic_version`) is adopted by the baseline, which creates only what is missing, and then
 upgraded like any other. Two processes opening the same store at once (Celery workers) take
 turns: on PostgreSQL under an advisory lock held to the end of the transaction, on SQLite under
 the write lock `BEGIN IMMEDIATE` takes (see store.py); the second finds the work done.
@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: where the store records its revision: not alembic's default `alembic_version`, which Airflow's
+#: own metadata database has too (a store placed beside it must not read Airflow's revision)
+VERSION_TABLE = "dereg_alembic_version"
 #: the newest revision in versions/ (a test checks it is alembic's head)
 HEAD = "0001"
 
@@ -70,9 +73,9 @@ def head_revisions(version_dirs: Sequence[Path] = ()) -> set[str]:
 
 def current_revisions(conn: Connection) -> set[str]:
     """The revision(s) the store is at; empty for a new store or one made before migrations."""
-    if not sa.inspect(conn).has_table("alembic_version"):
+    if not sa.inspect(conn).has_table(VERSION_TABLE):
         return set()
-    return set(conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars())
+    return set(conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars())
 
 
 def upgrade_store(engine: Engine, *, version_dirs: Sequence[Path] = ()) -> None:

@@ -1,7 +1,7 @@
 """Baseline: the compliance store of release 0.1.0 (before migrations).
 
 On a new store this creates every table. A store that release 0.1.0 made with `create_all` has
-them already (no `alembic_version`): only what is missing is created, and the store is then
+them already (no `dereg_alembic_version`): only what is missing is created, and the store is then
 recorded at this revision, so the next revisions apply to it as to any other.
 
 Revision ID: 0001
