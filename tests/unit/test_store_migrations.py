@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from dereg.evidence import store as store_module
 from dereg.evidence.ledger import Ledger
-from dereg.evidence.migrations import HEAD, baseline, head_revisions, upgrade_store
+from dereg.evidence.migrations import HEAD, VERSION_TABLE, baseline, head_revisions, upgrade_store
 from dereg.evidence.store import declared_metadata
 
 ADD_NOTE = '''"""Add backups.note (a throwaway revision of the migration tests).
@@ -129,7 +129,9 @@ def test_a_new_store_matches_the_tables_the_modules_declare(url):
         upgrade_store(engine)
         assert _version(engine) == [HEAD]
         with engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), declared_metadata())
+            diff = compare_metadata(
+                MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}), declared_metadata()
+            )
         assert diff == [], (
             "the store's tables differ from the revisions; add a revision: "
             'python -m dereg.evidence.migrations revision "what changes"'
