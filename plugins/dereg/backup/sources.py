@@ -68,6 +68,7 @@ def backup_sources(
                 object_lock=manifest.backup.object_lock,
                 classification_summary=summary,
                 progress=progress,
+                personal_tables=sorted({c.table for c in classification.columns if c.personal}),
             )
         log.info(
             "Backup %s of %s: %d rows in %d tables (reused=%s), retained until %s",
