@@ -432,6 +432,8 @@ def _line(name: str, t: dict) -> str:
 
 # --- the SQLite fallback: COPY text <-> values ------------------------------------------------
 _ESCAPES = {b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"v": b"\v"}
+_SIMPLE_ESCAPES = tuple((b"\\" + k, v) for k, v in _ESCAPES.items())
+_OTHER_ESCAPE = re.compile(rb"\\[^bfnrtv]|\\$")
 _ESCAPE_RE = re.compile(rb"\\(x[0-9a-fA-F]{1,2}|[0-7]{1,3}|.)", re.DOTALL)
 _OUT = str.maketrans(
     {"\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
@@ -454,7 +456,19 @@ def unescape_field(field: bytes) -> str | None:
     if field == b"\\N":
         return None
     if b"\\" in field:
-        field = _ESCAPE_RE.sub(_unescape_match, field)
+        # COPY TO writes only the seven escapes: undone by a few bytes.replace passes (a huge value
+        # with millions of tabs would make millions of objects through the regex); octal, hex or
+        # any other escape takes the general path
+        parts = field.split(b"\\\\")
+        if any(_OTHER_ESCAPE.search(part) or part.endswith(b"\\") for part in parts):
+            field = _ESCAPE_RE.sub(_unescape_match, field)
+        else:
+            for i, part in enumerate(parts):
+                if b"\\" in part:
+                    for escaped, char in _SIMPLE_ESCAPES:
+                        part = part.replace(escaped, char)
+                    parts[i] = part
+            field = b"\\".join(parts)
     return field.decode("utf-8")
 
 
