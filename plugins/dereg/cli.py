@@ -224,6 +224,8 @@ def _restore(args) -> int:
         print(f"  {table}: {result}")
     for problem in report.problems:
         print(f"  MISMATCH {problem}")
+    for warning in report.warnings:
+        print(f"  WARNING {warning}")
     print(f"backup {args.backup_id}: {'restored and verified' if report.ok else 'VERIFICATION FAILED'}")
     return 0 if report.ok else 1
 
@@ -232,14 +234,23 @@ def _restore(args) -> int:
 def _catalog_rebuild(args) -> int:
     from dereg.backup.catalog import rebuild
     from dereg.evidence.store import open_store
+    from dereg.keys_kms import backup_key_provider
 
     location = _s3_location(getattr(args, "from"))
-    counts = rebuild(open_store(), location, progress=lambda line: print(line, file=sys.stderr))
+    try:  # the keyring authenticates each manifest before it is catalogued
+        keyring = backup_key_provider()
+    except DeregError as exc:
+        print(f"WARNING: no keyring ({exc}); manifests are catalogued unauthenticated", file=sys.stderr)
+        keyring = None
+    counts = rebuild(
+        open_store(), location, keyring=keyring, progress=lambda line: print(line, file=sys.stderr)
+    )
     print(
         f"{location.describe()}: {counts['found']} backups found, {counts['added']} added to the catalog "
         f"({counts['shredded']} crypto-shredded), {counts['known']} already known"
+        + (f", {counts['refused']} REFUSED (manifest fails authentication)" if counts["refused"] else "")
     )
-    return 0
+    return 1 if counts["refused"] else 0
 
 
 @command("shred")
@@ -255,7 +266,8 @@ def _shred(args) -> int:
     result = crypto_shred(open_store(), _s3_location(getattr(args, "from")), args.backup_id)
     print(
         f"backup {args.backup_id} crypto-shredded: the key in the compliance store destroyed and "
-        f"{result['escrow_versions_deleted']} escrow version(s) deleted"
+        f"{result['escrow_versions_deleted']} escrow version(s) deleted from "
+        f"s3://{result['bucket']}/{result['prefix']}/_escrow (the catalog's location)"
     )
     return 0
 

@@ -111,6 +111,7 @@ def drill_one(
             tables=len(report.tables),
             rows=sum(int(t.get("restored_rows") or 0) for t in report.tables.values()),
             problems=[redact(p) for p in report.problems],
+            warnings=report.warnings,
         )
     except DeregError as exc:
         result.update(ok=False, seconds=round((dt.datetime.now(dt.UTC) - started).total_seconds(), 2))

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import secrets
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,23 @@ def load_public_key_pem(text: str) -> Ed25519PublicKey:
     return key
 
 
+class KeyringPermissionWarning(UserWarning):
+    """The keyring file can be read or written by other users than its owner."""
+
+
+def _warn_if_readable_by_others(path: Path) -> None:
+    """The keyring holds every key that opens the backups: only its owner may read it."""
+    mode = path.stat().st_mode
+    if os.name == "posix" and mode & 0o077:
+        warnings.warn(
+            KeyringPermissionWarning(
+                f"keyring {path} is readable or writable by other users (mode {mode & 0o777:03o}); "
+                f"anyone who can read it can decrypt every backup. Fix: chmod 600 {path}"
+            ),
+            stacklevel=3,
+        )
+
+
 @dataclass
 class Keyring:
     """Keys loaded from a keyring file."""
@@ -106,6 +124,7 @@ class Keyring:
                 f"keyring {path} does not exist. Create one with `dereg keyring init` "
                 "or point DEREG_KEYRING at the company's keyring file."
             )
+        _warn_if_readable_by_others(path)
         try:
             data = json.loads(path.read_text())
             return cls(

@@ -40,6 +40,41 @@ def _ordered_tables(engine: Engine, only: list[str] | None) -> list[sa.Table]:
     return tables
 
 
+def check_coverage(
+    engine: Engine, *, source_id: str, personal_tables: list[str] | None, tables: list[str] | None, progress
+) -> None:
+    """A backup covers the source's default schema. A table classification found personal data in
+    that is not in it (another schema) refuses the backup, naming it: it would be erased without a
+    way back. Other schemas' tables without known personal data are named in the progress, never
+    skipped silently."""
+    inspector = sa.inspect(engine)
+    default = inspector.default_schema_name
+    covered = set(tables) if tables is not None else set(inspector.get_table_names())
+    missing = []
+    for name in personal_tables or []:
+        bare = name[len(default) + 1 :] if default and name.startswith(f"{default}.") else name
+        if name not in covered and bare not in covered:
+            missing.append(name)
+    if missing:
+        raise BackupError(
+            f"source {source_id!r}: classification found personal data in {', '.join(sorted(missing)[:20])}, "
+            "which the backup does not include (it covers the default schema"
+            f"{f' {default!r}' if default else ''} only). Refusing rather than erasing them without a "
+            "backup: move those tables into the default schema, or leave them out of the erasure in "
+            "the company manifest, then re-run."
+        )
+    if progress and tables is None:
+        for schema in dialect_for(engine).user_schemas(inspector):
+            if schema is None:
+                continue
+            names = inspector.get_table_names(schema=schema)
+            if names:
+                progress(
+                    f"note: schema {schema!r} ({len(names)} table(s), no personal data known) is not in "
+                    "this backup: only the default schema is backed up"
+                )
+
+
 def _dump_table(
     engine: Engine,
     table: sa.Table,
@@ -95,15 +130,21 @@ def create_backup(
     classification_summary: dict[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
     fast: bool = True,
+    personal_tables: list[str] | None = None,
 ) -> BackupRecord:
     """Back up every table of `engine` (or `tables`); a complete backup of the same run is reused.
 
     PostgreSQL tables go through the server's COPY (one snapshot for the whole backup); other
     databases as JSON lines, read through the raw driver cursor on MariaDB/MySQL and SQLite, or
-    through SQLAlchemy for the rest (or everywhere with `fast=False`, for comparison: same bytes)."""
+    through SQLAlchemy for the rest (or everywhere with `fast=False`, for comparison: same bytes).
+    `personal_tables`: tables classification found personal data in (as it names them); the backup
+    refuses when one of them is outside what it covers (see `check_coverage`)."""
     reused = reuse_complete(store, company_id, run_id, source_id, progress)
     if reused is not None:
         return reused
+    check_coverage(
+        engine, source_id=source_id, personal_tables=personal_tables, tables=tables, progress=progress
+    )
     early = dialect_for(engine).copy_text  # read by the server's COPY, see pgcopy.py
     session = open_session(
         company_id=company_id,

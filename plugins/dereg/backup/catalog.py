@@ -157,14 +157,44 @@ def list_backups(store: Engine, *, status: str | None = "complete") -> list[dict
         return [dict(r) for r in conn.execute(query).mappings()]
 
 
-def rebuild(store: Engine, location, *, progress=None) -> dict[str, int]:
+def _authentic(manifest: dict, escrow: dict, keyring, key: str, progress) -> bool:
+    """Whether a manifest read back from the store may be catalogued: a version 3 manifest's MAC
+    must verify under its data key (unwrapped from the escrow copy with `keyring`); an older one,
+    or any without a keyring, is catalogued with a warning that it is unauthenticated."""
+    from dereg.backup.codec import MAC_VERSION, manifest_is_authentic
+
+    backup_id = manifest.get("backup_id")
+    if keyring is None or not isinstance(manifest.get("version"), int) or manifest["version"] < MAC_VERSION:
+        if progress:
+            progress(
+                f"WARNING: the manifest {key} of backup {backup_id} is catalogued unauthenticated "
+                f"(version {manifest.get('version')}{'' if keyring is not None else ', no keyring'})"
+            )
+        return True
+    import base64
+
+    data_key = keyring.unwrap_data_key(
+        escrow["kek_id"], base64.b64decode(escrow["wrapped_key"]), what=f"the data key of backup {backup_id}"
+    )
+    if manifest_is_authentic(data_key, manifest):
+        return True
+    if progress:
+        progress(
+            f"REFUSED: the manifest {key} of backup {backup_id} fails authentication (altered in the "
+            "store); not catalogued"
+        )
+    return False
+
+
+def rebuild(store: Engine, location, *, keyring=None, progress=None) -> dict[str, int]:
     """Rebuild the catalog from the off-site store alone: every `<prefix>/<backup id>/manifest.json`
     is a complete backup (the manifest is written last, so an interrupted backup has none). Its
     wrapped data key comes from the escrow copy; a backup whose escrow copy is gone was
-    crypto-shredded and is recorded as `shredded`. Backups the catalog already has are left as they are.
-    Returns counts: found, added, known, shredded."""
+    crypto-shredded and is recorded as `shredded`. With `keyring`, a version 3 manifest whose MAC
+    fails is refused (counted, not catalogued). Backups the catalog already has are left as they are.
+    Returns counts: found, added, known, shredded, refused."""
     client = location.client()
-    counts = {"found": 0, "added": 0, "known": 0, "shredded": 0}
+    counts = {"found": 0, "added": 0, "known": 0, "shredded": 0, "refused": 0}
     paginator = client.get_paginator("list_objects_v2")
     prefix = f"{location.prefix}/" if location.prefix else ""
     for page in paginator.paginate(Bucket=location.bucket, Prefix=prefix):
@@ -185,6 +215,9 @@ def rebuild(store: Engine, location, *, progress=None) -> dict[str, int]:
                 )
             except client.exceptions.NoSuchKey:
                 counts["shredded"] += 1
+            if escrow and not _authentic(manifest, escrow, keyring, key, progress):
+                counts["refused"] += 1
+                continue
             with store.begin() as conn:
                 conn.execute(
                     backups.insert().values(
@@ -225,6 +258,46 @@ def rebuild(store: Engine, location, *, progress=None) -> dict[str, int]:
     return counts
 
 
+def _at(location, bucket: str, prefix: str):
+    """`location`'s endpoint and credentials, pointed at the catalog's bucket and prefix."""
+    import dataclasses
+
+    return dataclasses.replace(location, bucket=bucket, prefix=prefix)
+
+
+def _escrow_versions(client, bucket: str, escrow_key: str) -> list[dict]:
+    found = []
+    for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=escrow_key):
+        found += [
+            item
+            for item in page.get("Versions", []) + page.get("DeleteMarkers", [])
+            if item["Key"] == escrow_key
+        ]
+    return found
+
+
+def locked_until(client, location, backup_id: str) -> dt.datetime | None:
+    """The latest retain-until date of any version of any object of the backup, read from the store
+    (Object Lock retention, COMPLIANCE or GOVERNANCE), or None when none is locked. A new, unlocked
+    version of the manifest cannot shorten what the chunks' and older versions' locks say."""
+    from botocore.exceptions import ClientError
+
+    latest = None
+    prefix = location.key(backup_id) + "/"
+    for page in client.get_paginator("list_object_versions").paginate(Bucket=location.bucket, Prefix=prefix):
+        for item in page.get("Versions", []):
+            try:
+                retention = client.get_object_retention(
+                    Bucket=location.bucket, Key=item["Key"], VersionId=item["VersionId"]
+                ).get("Retention", {})
+            except ClientError:  # no retention on this version
+                continue
+            until = retention.get("RetainUntilDate")
+            if retention.get("Mode") in ("COMPLIANCE", "GOVERNANCE") and until is not None:
+                latest = until if latest is None or until > latest else latest
+    return latest
+
+
 def crypto_shred(
     store: Engine, location, backup_id: str, *, now: dt.datetime | None = None
 ) -> dict[str, Any]:
@@ -233,7 +306,10 @@ def crypto_shred(
     (an Object Lock bucket keeps versions, so a plain delete would only add a delete marker). The
     locked ciphertext stays until its retention ends, but nobody can decrypt it.
 
-    Refused while the backup's retention runs: the law that asked for the backup still needs it."""
+    The bucket and prefix are the catalog's (`location` gives the endpoint and credentials only), so
+    a wrong `--from` cannot leave the escrow copy behind; the backup is marked shredded only once no
+    version of the escrow object is left. Refused while the backup's retention runs, by the catalog
+    or by any lock the store holds on its objects: the law that asked for the backup still needs it."""
     now = now or dt.datetime.now(dt.UTC)
     record = get(store, backup_id)
     if record is None:
@@ -244,24 +320,34 @@ def crypto_shred(
             f"backup {backup_id} of {record['company_id']} is retained until {until}; crypto-shredding it "
             "earlier would destroy records the law requires. Nothing was destroyed."
         )
-    client = location.client()
-    escrow_key = location.key("_escrow", f"{backup_id}.json")
+    where = _at(location, record["bucket"], record["prefix"])
+    client = where.client()
+    locked = locked_until(client, where, backup_id)
+    if locked is not None and locked > now:
+        raise BackupError(
+            f"the objects of backup {backup_id} of {record['company_id']} are locked in {where.describe()} "
+            f"until {locked.isoformat()} (Object Lock), later than the catalog says ({until}); the catalog "
+            "may have been rebuilt from an altered manifest. Nothing was destroyed."
+        )
+    escrow_key = where.key("_escrow", f"{backup_id}.json")
     deleted = 0
-    paginator = client.get_paginator("list_object_versions")
-    for page in paginator.paginate(Bucket=location.bucket, Prefix=escrow_key):
-        for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
-            if item["Key"] != escrow_key:
-                continue
-            try:
-                client.delete_object(Bucket=location.bucket, Key=escrow_key, VersionId=item["VersionId"])
-            except client.exceptions.ClientError as exc:
-                raise BackupError(
-                    f"escrow copy {escrow_key} (version {item['VersionId']}) of backup {backup_id} cannot be "
-                    f"deleted ({exc.response['Error'].get('Code')}): a bucket default retention may lock it. "
-                    "The key is NOT destroyed yet; remove the default retention from the _escrow prefix's "
-                    "bucket and run again."
-                ) from None
-            deleted += 1
+    for item in _escrow_versions(client, where.bucket, escrow_key):
+        try:
+            client.delete_object(Bucket=where.bucket, Key=escrow_key, VersionId=item["VersionId"])
+        except client.exceptions.ClientError as exc:
+            raise BackupError(
+                f"escrow copy {escrow_key} (version {item['VersionId']}) of backup {backup_id} cannot be "
+                f"deleted ({exc.response['Error'].get('Code')}): a bucket default retention may lock it. "
+                "The key is NOT destroyed yet; remove the default retention from the _escrow prefix's "
+                "bucket and run again."
+            ) from None
+        deleted += 1
+    left = _escrow_versions(client, where.bucket, escrow_key)
+    if left:
+        raise BackupError(
+            f"{len(left)} version(s) of the escrow copy {escrow_key} of backup {backup_id} are still in "
+            f"{where.describe()} after deleting them; the backup is NOT marked shredded. Run again."
+        )
     with store.begin() as conn:
         conn.execute(
             backup_keys.update()
@@ -269,7 +355,13 @@ def crypto_shred(
             .values(wrapped_key="", destroyed_at=_now())
         )
         conn.execute(backups.update().where(backups.c.backup_id == backup_id).values(status="shredded"))
-    return {"backup_id": backup_id, "escrow_versions_deleted": deleted, "shredded_at": _now()}
+    return {
+        "backup_id": backup_id,
+        "escrow_versions_deleted": deleted,
+        "shredded_at": _now(),
+        "bucket": where.bucket,
+        "prefix": where.prefix,
+    }
 
 
 def abandon_stale(store: Engine, location, company_id: str, run_id: str, source_id: str) -> list[str]:

@@ -1,7 +1,9 @@
 """Row serialisation, table descriptions and chunk encryption shared by the backup writers and the restore.
 
 Version 2 stores PostgreSQL tables as the server's own `COPY ... TO STDOUT` text stream (see
-pgcopy.py); other sources, and every version 1 backup, use the JSON rows below. Rows are JSON
+pgcopy.py); other sources, and every version 1 backup, use the JSON rows below. Version 3 adds the
+manifest's MAC (`manifest_mac`, under a key derived from the data key), object keys made from an
+encoding of the table name (`object_name`), and chunks that may end inside a line. Rows are JSON
 arrays, one per line, each value encoded according to its column's *kind* (so that a
 value read back from a different database encodes to the same bytes). Chunks of lines are
 compressed with zstd, then sealed with AES-256-GCM under the backup's data key; the associated
@@ -14,19 +16,28 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
+import hashlib
+import hmac
 import json
 import os
 import threading
+import urllib.parse
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import sqlalchemy as sa
 import zstandard
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from dereg.dialects import type_text
 
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+#: the first version whose manifest carries a MAC (older manifests restore, unauthenticated)
+MAC_VERSION = 3
+MANIFEST_MAC = "manifest_mac"
 CHUNK_BYTES = 2 * 1024 * 1024
 ZSTD_LEVEL = 1
 NONCE_BYTES = 12
@@ -191,3 +202,60 @@ def restored_result(name: str, spec: dict, count: int, digest: str, problems: li
         "restored_sha256": digest,
         "ok": ok,
     }
+
+
+def object_name(name: str) -> str:
+    """The path segment of a table (or stream) in its chunks' object keys (version 3): the name
+    percent-encoded (RFC 3986, every byte of its UTF-8 outside `A-Z a-z 0-9 _ -` as `%XX`), so
+    every table gets its own segment (`t` and `t/` differ) and no name can climb out of the
+    backup's prefix (`..`, `/`). The manifest keeps the real name; readers use its chunk list."""
+    return urllib.parse.quote(name, safe="").replace(".", "%2E").replace("~", "%7E")
+
+
+def manifest_mac_key(data_key: bytes, backup_id: str) -> bytes:
+    """The key of a manifest's MAC: HKDF-SHA256 of the data key, no salt, info
+    `dereg-backup manifest-mac|<backup_id>` (so it is never the key of a chunk)."""
+    return HKDF(
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=None,
+        info=f"dereg-backup manifest-mac|{backup_id}".encode(),
+    ).derive(data_key)
+
+
+def canonical_manifest(manifest: dict[str, Any]) -> bytes:
+    """The bytes a manifest's MAC covers: the manifest without `manifest_mac`, as JSON with sorted
+    keys, no whitespace and non-ASCII characters as UTF-8."""
+    body = {k: v for k, v in manifest.items() if k != MANIFEST_MAC}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def manifest_mac(data_key: bytes, manifest: dict[str, Any]) -> str:
+    """HMAC-SHA256 (hex) of the canonical manifest under `manifest_mac_key`."""
+    key = manifest_mac_key(data_key, str(manifest.get("backup_id")))
+    return hmac.new(key, canonical_manifest(manifest), hashlib.sha256).hexdigest()
+
+
+def manifest_is_authentic(data_key: bytes, manifest: dict[str, Any]) -> bool:
+    given = manifest.get(MANIFEST_MAC)
+    return isinstance(given, str) and hmac.compare_digest(given, manifest_mac(data_key, manifest))
+
+
+def whole_lines(pieces: Iterable[bytes]) -> Iterator[tuple[int, list[bytes]]]:
+    """The lines of a stream given as chunk plaintexts, which may end inside a line (version 3):
+    yields (chunk index, the lines completed in that chunk), without their `\\n`. A line spread
+    over many chunks is joined once (no copy per chunk); a last line without `\\n` is yielded too."""
+    carry: list[bytes] = []
+    index = -1
+    for index, piece in enumerate(pieces):
+        if b"\n" not in piece:
+            if piece:
+                carry.append(piece)
+            continue
+        data = b"".join([*carry, piece]) if carry else piece
+        lines = data.split(b"\n")
+        rest = lines.pop()
+        carry = [rest] if rest else []
+        yield index, lines
+    if carry:
+        yield max(index, 0), [b"".join(carry)]

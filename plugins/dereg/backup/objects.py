@@ -77,8 +77,8 @@ def backup_objects(
         progress=progress,
     )
     backup_id = session.backup_id
-    index = session.stream(INDEX)
-    content = session.stream(CONTENT, lines=False)
+    index = session.stream(INDEX, lines=True)  # restored one chunk of whole lines at a time
+    content = session.stream(CONTENT)
     count = 0
     try:
         base = f"{prefix}/" if prefix else ""

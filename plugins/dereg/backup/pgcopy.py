@@ -30,8 +30,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from dereg.backup.codec import describe_keys, kind_of, restored_result
+from dereg.backup.codec import describe_keys, kind_of, restored_result, whole_lines
 from dereg.dialects import normalize_url, type_text
+from dereg.errors import BackupError
 
 PG_COPY_TEXT = "pg-copy-text"
 READ_BLOCK = 1 << 20
@@ -276,10 +277,41 @@ class _Hasher(io.RawIOBase):
         return len(data)
 
 
-def _scratch_type(column: dict) -> str:
+# The type names `format_type` writes, and nothing else: the manifest comes from the store, and a
+# `pg_type` such as `text); DROP TABLE ...` must never reach the restore server's SQL. A type is a
+# (possibly schema-qualified) identifier, bare or double-quoted, or one of the multi-word built-in
+# names, with an optional `(n)`/`(p,s)` modifier, a time zone clause and array brackets.
+_IDENT = r'(?:[a-z_][a-z0-9_$]*|"(?:[^"\x00]|"")+")'
+_MOD = r"\(\d{1,5}(?:,-?\d{1,5})?\)"
+_FIELDS = (
+    r"(?: (?:year to month|day to (?:hour|minute|second)|hour to (?:minute|second)|minute to second"
+    r"|year|month|day|hour|minute|second))?"
+)
+PG_TYPE = re.compile(
+    r"(?:"
+    r"(?:time|timestamp)(?:\(\d\))? with(?:out)? time zone"
+    rf"|interval{_FIELDS}(?:\(\d\))?"
+    rf"|(?:character varying|bit varying|double precision)(?:{_MOD})?"
+    rf"|(?:{_IDENT}\.)?{_IDENT}(?:{_MOD})?"
+    r")(?:\[\d*\])*"
+)
+
+
+def checked_pg_type(column: dict, *, table: str) -> str:
+    """The column's `pg_type` from a manifest, if it is a type name (see PG_TYPE); else BackupError."""
+    typ = column.get("pg_type")
+    if not isinstance(typ, str) or PG_TYPE.fullmatch(typ) is None:
+        raise BackupError(
+            f"table {table!r}, column {str(column.get('name'))!r}: the manifest's pg_type is not a "
+            "PostgreSQL type name; the manifest was altered. Nothing of it reaches the database."
+        )
+    return typ
+
+
+def _scratch_type(column: dict, table: str) -> str:
     # a type of the source's own schema (enum, domain, composite) may not exist on the scratch
     # server: text keeps its exact text form
-    return column["pg_type"] if column.get("pg_builtin") else "text"
+    return checked_pg_type(column, table=table) if column.get("pg_builtin") is True else "text"
 
 
 def restore_into_postgresql(
@@ -298,6 +330,13 @@ def restore_into_postgresql(
     (and the schema is dropped besides), so no scratch data outlives the call, whatever happens."""
     import psycopg2
 
+    # every column type checked before anything is sent to the server
+    column_defs = {
+        name: ", ".join(
+            f"{_quote(c['name'])} {_scratch_type(c, name)}" for c in manifest["tables"][name]["columns"]
+        )
+        for name in names
+    }
     engine = sa.create_engine(normalize_url(url), hide_parameters=True)
     schemas: dict[int, str] = {}
     results: dict[str, dict[str, Any]] = {}
@@ -336,9 +375,7 @@ def restore_into_postgresql(
                 cur.execute("SAVEPOINT dereg_table")
                 try:
                     cur.execute(
-                        f"CREATE {'' if keep else 'UNLOGGED '}TABLE {qualified} ("
-                        + ", ".join(f"{_quote(c['name'])} {_scratch_type(c)}" for c in spec["columns"])
-                        + ")"
+                        f"CREATE {'' if keep else 'UNLOGGED '}TABLE {qualified} ({column_defs[name]})"
                     )
                     cur.copy_expert(
                         f"COPY {qualified} ({cols}) FROM STDIN WITH (FREEZE)", feed, size=READ_BLOCK
@@ -395,6 +432,8 @@ def _line(name: str, t: dict) -> str:
 
 # --- the SQLite fallback: COPY text <-> values ------------------------------------------------
 _ESCAPES = {b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"v": b"\v"}
+_SIMPLE_ESCAPES = tuple((b"\\" + k, v) for k, v in _ESCAPES.items())
+_OTHER_ESCAPE = re.compile(rb"\\[^bfnrtv]|\\$")
 _ESCAPE_RE = re.compile(rb"\\(x[0-9a-fA-F]{1,2}|[0-7]{1,3}|.)", re.DOTALL)
 _OUT = str.maketrans(
     {"\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
@@ -417,7 +456,19 @@ def unescape_field(field: bytes) -> str | None:
     if field == b"\\N":
         return None
     if b"\\" in field:
-        field = _ESCAPE_RE.sub(_unescape_match, field)
+        # COPY TO writes only the seven escapes: undone by a few bytes.replace passes (a huge value
+        # with millions of tabs would make millions of objects through the regex); octal, hex or
+        # any other escape takes the general path
+        parts = field.split(b"\\\\")
+        if any(_OTHER_ESCAPE.search(part) or part.endswith(b"\\") for part in parts):
+            field = _ESCAPE_RE.sub(_unescape_match, field)
+        else:
+            for i, part in enumerate(parts):
+                if b"\\" in part:
+                    for escaped, char in _SIMPLE_ESCAPES:
+                        part = part.replace(escaped, char)
+                    parts[i] = part
+            field = b"\\".join(parts)
     return field.decode("utf-8")
 
 
@@ -474,11 +525,7 @@ def restore_into_sqlite(
             + ")"
         )
         insert = f"INSERT INTO {table} ({cols}) VALUES ({', '.join('?' * len(kinds))})"
-        carry = b""
-        for piece in pieces:
-            data = carry + piece
-            lines = data.split(b"\n")
-            carry = lines.pop()
+        for _index, lines in whole_lines(pieces):  # a chunk may end inside a line (version 3)
             try:
                 db.executemany(
                     insert,

@@ -4,6 +4,10 @@ Every chunk is decrypted (AES-GCM authenticates it, bound to its backup, table, 
 and loaded into a scratch SQLite database; then the rows are read back *from that database* and
 their hash and count compared with the manifest. The scratch copy is removed afterwards, also when
 the restore fails.
+
+The manifest itself comes from the store, so it is trusted only once checked: its MAC under the
+data key (version 3; older manifests restore with a warning), the catalog's record of the backup
+when there is one, and its names and column types before any reaches SQL.
 """
 
 from __future__ import annotations
@@ -26,13 +30,16 @@ from sqlalchemy.engine import Engine
 
 from dereg.backup import catalog, pgcopy
 from dereg.backup.codec import (
+    MAC_VERSION,
     READABLE_VERSIONS,
     associated_data,
     decode_for_scratch,
     encode_row,
+    manifest_is_authentic,
     open_sealed,
     restored_result,
     scratch_type,
+    whole_lines,
 )
 from dereg.backup.pgcopy import PG_COPY_TEXT
 from dereg.connections import S3Location
@@ -49,6 +56,8 @@ class RestoreReport:
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: what was restored but could not be fully checked (e.g. an unauthenticated older manifest)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _get(client, location: S3Location, key: str) -> bytes:
@@ -68,6 +77,101 @@ def _wrapped_key(backup_id: str, store: Engine, client, location: S3Location) ->
             f"{location.describe()}/_escrow: the backup cannot be decrypted (it may have been "
             "crypto-shredded)"
         ) from None
+
+
+def authenticate_manifest(
+    manifest: dict, data_key: bytes, *, manifest_key: str, report: RestoreReport | None = None, progress=None
+) -> None:
+    """Refuse a version 3 manifest whose MAC fails; warn that an older one is unauthenticated."""
+    backup_id = manifest.get("backup_id")
+    if manifest["version"] >= MAC_VERSION:
+        if not manifest_is_authentic(data_key, manifest):
+            raise BackupError(
+                f"the manifest {manifest_key} of backup {backup_id} fails authentication (its "
+                "manifest_mac does not match under the backup's data key): it was altered or replaced "
+                "in the store. Nothing was restored; investigate who can write to the bucket."
+            )
+        return
+    warning = (
+        f"backup {backup_id} is a version {manifest['version']} backup: its manifest is not "
+        "authenticated (no MAC), so a table removed from it or an edited retention would not be "
+        "noticed unless the catalog knows the backup; every chunk is still authenticated"
+    )
+    if report is not None:
+        report.warnings.append(warning)
+    if progress:
+        progress(f"WARNING: {warning}")
+
+
+def compare_with_catalog(manifest: dict, record: dict, *, manifest_key: str) -> None:
+    """The manifest must describe what the catalog recorded when the backup completed: the same
+    tables, rows, hashes and chunk counts, and the same retention."""
+    if record.get("status") not in ("complete", "shredded") or not record.get("completed_at"):
+        return
+    recorded = json.loads(record.get("tables_json") or "{}")
+    tables = manifest.get("tables") if isinstance(manifest.get("tables"), dict) else {}
+    found = {
+        name: {"rows": t.get("rows"), "sha256": t.get("sha256"), "chunks": len(t.get("chunks") or [])}
+        for name, t in tables.items()
+        if isinstance(t, dict)
+    }
+    differences = sorted(set(recorded) ^ set(found)) + sorted(
+        n for n in set(recorded) & set(found) if recorded[n] != found[n]
+    )
+    retain = record.get("retain_until")
+    if retain and manifest.get("retain_until") != retain:
+        differences.append(f"retain_until {manifest.get('retain_until')!r} (catalog: {retain!r})")
+    if differences:
+        raise BackupError(
+            f"the manifest {manifest_key} of backup {record['backup_id']} differs from the catalog "
+            f"({', '.join(map(str, differences[:10]))}): it was altered in the store. Nothing was restored."
+        )
+
+
+def check_manifest_shape(manifest: dict, *, manifest_key: str) -> None:
+    """Table and column names must be non-empty text without NUL before any reaches SQL (always
+    quoted); pg_type is checked by pgcopy.checked_pg_type."""
+
+    def bad(what: str) -> BackupError:
+        return BackupError(f"the manifest {manifest_key} is malformed ({what}); nothing was restored")
+
+    order, tables = manifest.get("table_order"), manifest.get("tables")
+    if not isinstance(order, list) or not isinstance(tables, dict):
+        raise bad("table_order or tables missing")
+    for name in order:
+        if not isinstance(name, str) or not name or "\x00" in name or not isinstance(tables.get(name), dict):
+            raise bad(f"table {str(name)[:80]!r}")
+        spec = tables[name]
+        if not isinstance(spec.get("chunks"), list) or not all(isinstance(k, str) for k in spec["chunks"]):
+            raise bad(f"chunks of table {name!r}")
+        for column in spec.get("columns", []):
+            col = column.get("name") if isinstance(column, dict) else None
+            if not isinstance(col, str) or not col or "\x00" in col:
+                raise bad(f"a column of table {name!r}")
+        if spec.get("encoding") == PG_COPY_TEXT:
+            for column in spec.get("columns", []):
+                if column.get("pg_builtin") is True:
+                    pgcopy.checked_pg_type(column, table=name)
+
+
+def refuse_existing_tables(into_url: str, names: list[str], *, backup_id: str) -> None:
+    """`--into` never writes into a table that is already there: refused before anything is restored."""
+    engine = sa.create_engine(normalize_url(into_url))
+    try:
+        existing = set(sa.inspect(engine).get_table_names())
+    except sa.exc.SQLAlchemyError as exc:
+        raise BackupError(
+            f"the target database cannot be used ({type(getattr(exc, 'orig', None) or exc).__name__})"
+        ) from None
+    finally:
+        engine.dispose()
+    clash = [n for n in names if n in existing]
+    if clash:
+        raise BackupError(
+            f"the target database already has table(s) {', '.join(map(repr, clash[:10]))}: restoring backup "
+            f"{backup_id} there would mix rows. Nothing was restored; restore into an empty database "
+            "(or drop those tables first)."
+        )
 
 
 def _restored_order(scratch: Engine, table: sa.Table, spec: dict) -> list:
@@ -145,10 +249,11 @@ def _restore_table(
         name, sa.MetaData(), *[sa.Column(c["name"], scratch_type(c["kind"])) for c in spec["columns"]]
     )
     table.create(scratch)
-    for index, plaintext in enumerate(pieces):
-        # split on b"\n" only: str.splitlines() would also cut at U+2028, U+0085... inside values
-        rows = [json.loads(line) for line in plaintext.split(b"\n") if line]
+    # split on b"\n" only: str.splitlines() would also cut at U+2028, U+0085... inside values; a
+    # chunk may end inside a line (version 3)
+    for index, lines in whole_lines(pieces):
         try:
+            rows = [json.loads(line) for line in lines if line]
             with scratch.begin() as conn:
                 for start in range(0, len(rows), INSERT_BATCH):
                     batch = rows[start : start + INSERT_BATCH]
@@ -162,8 +267,9 @@ def _restore_table(
                             for row in batch
                         ],
                     )
-        except sa.exc.SQLAlchemyError as exc:
-            # the driver's message quotes the rows: report the error class only
+        except (sa.exc.SQLAlchemyError, ValueError) as exc:
+            # the driver's message quotes the rows: report the error class only (a line cut short
+            # by a missing chunk is not JSON: ValueError)
             problems.append(
                 f"{name}: rows of chunk {index} ({spec['chunks'][index]}) cannot be loaded into the scratch "
                 f"database ({type(getattr(exc, 'orig', None) or exc).__name__})"
@@ -216,10 +322,16 @@ def restore_and_verify(
     except ValueError:
         raise BackupError(f"the manifest {manifest_key} of backup {backup_id} is not valid JSON") from None
     version = manifest.get("version")
-    if manifest.get("format") != "dereg-backup" or version not in READABLE_VERSIONS:
+    if (
+        not isinstance(manifest, dict)
+        or manifest.get("format") != "dereg-backup"
+        or version not in READABLE_VERSIONS
+    ):
+        known = ", ".join(map(str, READABLE_VERSIONS[:-1])) + f" or {READABLE_VERSIONS[-1]}"
         raise BackupError(
-            f"{manifest_key} is not a version {' or '.join(map(str, READABLE_VERSIONS))} Dereg backup "
-            f"manifest (format {manifest.get('format')!r}, version {version!r}); use a matching Dereg"
+            f"{manifest_key} is not a version {known} Dereg backup manifest (format "
+            f"{manifest.get('format') if isinstance(manifest, dict) else None!r}, version {version!r}); "
+            "use a matching Dereg"
         )
     if manifest.get("backup_id") != backup_id:
         raise BackupError(
@@ -227,6 +339,12 @@ def restore_and_verify(
         )
     kek_id, wrapped = _wrapped_key(backup_id, store, client, location)
     data_key = keyring.unwrap_data_key(kek_id, wrapped, what=f"the data key of backup {backup_id}")
+    authenticate_manifest(manifest, data_key, manifest_key=manifest_key, report=report, progress=progress)
+    if record is not None:
+        compare_with_catalog(manifest, record, manifest_key=manifest_key)
+    check_manifest_shape(manifest, manifest_key=manifest_key)
+    if into_url is not None and manifest.get("kind") != "objects":
+        refuse_existing_tables(into_url, manifest["table_order"], backup_id=backup_id)
     if manifest.get("kind") == "objects":  # an object source: restored into a scratch directory
         from dereg.backup.objects import restore_objects
 

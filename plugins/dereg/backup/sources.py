@@ -68,6 +68,7 @@ def backup_sources(
                 object_lock=manifest.backup.object_lock,
                 classification_summary=summary,
                 progress=progress,
+                personal_tables=sorted({c.table for c in classification.columns if c.personal}),
             )
         log.info(
             "Backup %s of %s: %d rows in %d tables (reused=%s), retained until %s",
@@ -173,6 +174,8 @@ def restore_verify_sources(
                 + "\n".join(f"  - {p}" for p in report.problems)
                 + "\nNothing will be erased. Take a new backup (clear the backup task) and investigate."
             )
+        for warning in report.warnings:  # e.g. an older backup whose manifest is unauthenticated
+            log.warning("%s", warning)
         log.info(
             "Backup %s restored and verified: %d tables in %.1f s",
             info["backup_id"],
@@ -185,5 +188,6 @@ def restore_verify_sources(
             "rows": sum(t["restored_rows"] for t in report.tables.values()),
             "seconds": round(report.seconds, 2),
             "ok": True,
+            **({"warnings": report.warnings} if report.warnings else {}),
         }
     return {"restores": results}

@@ -23,7 +23,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy.engine import Engine
 
 from dereg.backup import catalog
-from dereg.backup.codec import CHUNK_BYTES, FORMAT_VERSION, NONCE_BYTES, associated_data, seal
+from dereg.backup.codec import (
+    CHUNK_BYTES,
+    FORMAT_VERSION,
+    MANIFEST_MAC,
+    NONCE_BYTES,
+    associated_data,
+    manifest_mac,
+    object_name,
+    seal,
+)
 from dereg.connections import S3Location
 from dereg.errors import BackupError, DeregError
 from dereg.keys import new_data_key
@@ -182,11 +191,12 @@ class Uploader:
 
 
 class ChunkStream(io.RawIOBase):
-    """One table's (or stream's) plaintext: bytes in, hashed and counted, cut into chunks of about
-    `chunk_bytes` that end at a line end when `lines` (the table encodings are line-based), each
-    sealed and uploaded in the background. The last chunk is flagged, so one chunk is held back
-    until the next one (or the end) is known. Memory: one chunk being filled, one held back, and
-    the uploader's bounded queue."""
+    """One table's (or stream's) plaintext: bytes in, hashed, its lines counted, cut into chunks of
+    `chunk_bytes` (format version 3: anywhere, also inside a line, so one huge value never has to
+    be held whole; with `lines`, at the first line end after that size, as the objects' index is
+    cut), each sealed and uploaded in the background. The last chunk is flagged, so one chunk is
+    held back until the next one (or the end) is known. Memory: one chunk being filled, one held
+    back, and the uploader's bounded queue."""
 
     def __init__(
         self,
@@ -197,7 +207,7 @@ class ChunkStream(io.RawIOBase):
         uploader: Uploader,
         location: S3Location,
         chunk_bytes: int,
-        lines: bool = True,
+        lines: bool = False,
     ):
         super().__init__()
         self.name, self.backup_id, self.data_key = name, backup_id, data_key
@@ -213,13 +223,20 @@ class ChunkStream(io.RawIOBase):
         return True
 
     def write(self, data) -> int:
-        n = len(data)
-        self.digest.update(data)
+        view = memoryview(data).cast("B")  # `data` may be a memoryview (from io.BufferedWriter)
+        n = len(view)
+        self.digest.update(view)
         self.size += n
-        start = len(self._buffer)
-        self._buffer += data  # `data` may be a memoryview (from io.BufferedWriter): copied here
-        if self.lines:
+        # taken in chunk-sized steps, so one huge write (a 200 MB value) never sits whole in the buffer
+        step = n if self.lines else self.chunk_bytes
+        for pos in range(0, n, max(step, 1)):
+            start = len(self._buffer)
+            self._buffer += view[pos : pos + step]  # copied here
             self.newlines += self._buffer.count(b"\n", start)
+            self._cut()
+        return n
+
+    def _cut(self) -> None:
         while len(self._buffer) >= self.chunk_bytes:
             cut = self.chunk_bytes
             if self.lines:
@@ -228,14 +245,13 @@ class ChunkStream(io.RawIOBase):
                     break  # a line longer than the chunk so far: wait for its end
             if self._pending is not None:
                 self._emit(self._pending, last=False)
-            with memoryview(self._buffer) as view:
-                self._pending = bytes(view[:cut])  # one copy, not a slice and then a copy
+            with memoryview(self._buffer) as buffered:
+                self._pending = bytes(buffered[:cut])  # one copy, not a slice and then a copy
             del self._buffer[:cut]
-        return n
 
     def _emit(self, plaintext: bytes, last: bool) -> None:
         index = len(self.chunks)
-        key = self.location.key(self.backup_id, "data", self.name, f"{index:06d}.chunk")
+        key = self.location.key(self.backup_id, "data", object_name(self.name), f"{index:06d}.chunk")
         self.uploader.seal_later(
             key, self.data_key, plaintext, associated_data(self.backup_id, self.name, index, last)
         )
@@ -291,7 +307,7 @@ class Session:
     uploader: Uploader
     context: dict[str, Any] = field(default_factory=dict)
 
-    def stream(self, name: str, *, lines: bool = True) -> ChunkStream:
+    def stream(self, name: str, *, lines: bool = False) -> ChunkStream:
         return ChunkStream(
             name,
             backup_id=self.backup_id,
@@ -325,6 +341,9 @@ class Session:
     def finish(self, manifest: dict[str, Any], described: dict[str, dict[str, Any]]) -> BackupRecord:
         """Every chunk stored, then the manifest, then the locks read back, then `complete`."""
         self.uploader.drain()
+        # the MAC binds the whole manifest (tables, chunk lists, retention) to this backup's data
+        # key: a new version of manifest.json written by anyone without that key is refused
+        manifest[MANIFEST_MAC] = manifest_mac(self.data_key, manifest)
         self.uploader.put(
             self.manifest_key,
             json.dumps(manifest, indent=1, sort_keys=True).encode(),

@@ -6,13 +6,16 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import hmac
 import json
 from decimal import Decimal
 
 import pytest
 import zstandard
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap
 
 pytestmark = pytest.mark.integration
@@ -52,32 +55,51 @@ def _copy_field(field: bytes):
     return "".join(out)
 
 
+class ManifestNotAuthentic(Exception):
+    pass
+
+
+def check_manifest_mac(manifest: dict, data_key: bytes) -> None:
+    """Version 3: HMAC-SHA256 under HKDF-SHA256(data key, info "dereg-backup manifest-mac|<id>") of
+    the manifest without `manifest_mac`, as sorted, whitespace-free UTF-8 JSON."""
+    info = f"dereg-backup manifest-mac|{manifest['backup_id']}".encode("ascii")
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(data_key)
+    body = {k: v for k, v in manifest.items() if k != "manifest_mac"}
+    message = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    expected = hmac.new(key, message, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, manifest.get("manifest_mac", "")):
+        raise ManifestNotAuthentic(manifest["backup_id"])
+
+
 def read_backup(s3, bucket: str, manifest_key: str, kek: bytes) -> dict[str, list[list]]:
     """A restore tool written from docs/backup-format.md."""
     manifest = json.loads(s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read())
     version = manifest["version"]
-    assert manifest["format"] == "dereg-backup" and version in (1, 2)
+    assert manifest["format"] == "dereg-backup" and version in (1, 2, 3)
     escrow = json.loads(s3.get_object(Bucket=bucket, Key=manifest["escrow_key"])["Body"].read())
     assert escrow["kek_id"] == manifest["kek_id"]
     data_key = aes_key_unwrap(kek, base64.b64decode(escrow["wrapped_key"]))
+    if version >= 3:
+        check_manifest_mac(manifest, data_key)
     nonce_bytes = manifest["nonce_bytes"]
     tables = {}
     for name in manifest["table_order"]:
         spec = manifest["tables"][name]
         kinds = [c["kind"] for c in spec["columns"]]
-        digest, rows = hashlib.sha256(), []
+        stream = bytearray()  # version 3: a chunk may end inside a line, so lines are split after joining
         for index, key in enumerate(spec["chunks"]):
             blob = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
             last = 1 if index == len(spec["chunks"]) - 1 else 0
             aad = f"dereg-backup/{version}|{manifest['backup_id']}|{name}|{index}|{last}".encode("ascii")
             compressed = AESGCM(data_key).decrypt(blob[:nonce_bytes], blob[nonce_bytes:], aad)
-            plaintext = zstandard.ZstdDecompressor().decompress(compressed)
-            for line in plaintext.split(b"\n")[:-1]:
-                digest.update(line + b"\n")
-                if spec.get("encoding", "json-rows") == "pg-copy-text":
-                    rows.append([_copy_field(f) for f in line.split(b"\t")])
-                else:
-                    rows.append([_decode(v, k) for v, k in zip(json.loads(line), kinds, strict=True)])
+            stream += zstandard.ZstdDecompressor().decompress(compressed)
+        digest, rows = hashlib.sha256(bytes(stream)), []
+        assert stream.endswith(b"\n") or not stream, name
+        for line in bytes(stream).split(b"\n")[:-1]:
+            if spec.get("encoding", "json-rows") == "pg-copy-text":
+                rows.append([_copy_field(f) for f in line.split(b"\t")])
+            else:
+                rows.append([_decode(v, k) for v, k in zip(json.loads(line), kinds, strict=True)])
         assert len(rows) == spec["rows"], name
         assert digest.hexdigest() == spec["sha256"], name
         tables[name] = rows
@@ -126,9 +148,17 @@ def test_a_reader_written_from_the_spec_reads_the_backup(
             ]
         ),
     )
-    wrong = f"dereg-backup/2|{record.backup_id}|payments|{len(chunks) - 1}|0".encode()
+    wrong = f"dereg-backup/3|{record.backup_id}|payments|{len(chunks) - 1}|0".encode()
     with pytest.raises(InvalidTag):
         AESGCM(data_key).decrypt(blob[:12], blob[12:], wrong)
+
+    # the manifest's MAC, checked as the spec says: a new version with a table dropped fails it
+    assert manifest["version"] == 3
+    check_manifest_mac(manifest, data_key)
+    del manifest["tables"]["payments"]
+    manifest["table_order"].remove("payments")
+    with pytest.raises(ManifestNotAuthentic):
+        check_manifest_mac(manifest, data_key)
 
 
 def test_a_reader_written_from_the_spec_reads_a_postgresql_backup(
@@ -150,7 +180,7 @@ def test_a_reader_written_from_the_spec_reads_a_postgresql_backup(
     monkeypatch.setattr(writer, "CHUNK_BYTES", 4096)
     record = take_backup(pg_url)
     manifest = json.loads(s3_client.get_object(Bucket=bucket_name, Key=record.manifest_key)["Body"].read())
-    assert manifest["version"] == 2 and manifest["tables"]["odd"]["encoding"] == "pg-copy-text"
+    assert manifest["version"] == 3 and manifest["tables"]["odd"]["encoding"] == "pg-copy-text"
     assert len(manifest["tables"]["payments"]["chunks"]) > 1
     tables = read_backup(s3_client, bucket_name, record.manifest_key, keyring.keks[manifest["kek_id"]])
     odd = {row[0]: row for row in tables["odd"]}
@@ -159,3 +189,25 @@ def test_a_reader_written_from_the_spec_reads_a_postgresql_backup(
     guardians = {row[0]: row for row in tables["guardians"]}
     assert guardians["1"][1] == planted[0] and guardians["1"][2] == planted[1]
     assert sorted(int(p[0]) for p in tables["payments"]) == [*range(1, 201), 999]
+
+
+def test_a_reader_written_from_the_spec_reads_a_value_spread_over_chunks_and_an_encoded_key(
+    sqlite_url, take_backup, keyring, s3_client, bucket_name, monkeypatch
+):
+    """Version 3: chunks cut inside a line, and the object key made from the encoded table name."""
+    import sqlalchemy as sa
+
+    from dereg.backup import writer
+
+    engine = sa.create_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql('CREATE TABLE "notes/2026" (id INTEGER PRIMARY KEY, body TEXT)')
+        conn.execute(sa.text('INSERT INTO "notes/2026" VALUES (1, :b), (2, NULL)'), {"b": "学\n" * 5000})
+    engine.dispose()
+    monkeypatch.setattr(writer, "CHUNK_BYTES", 4096)
+    record = take_backup(sqlite_url)
+    manifest = json.loads(s3_client.get_object(Bucket=bucket_name, Key=record.manifest_key)["Body"].read())
+    chunks = manifest["tables"]["notes/2026"]["chunks"]
+    assert len(chunks) > 3 and all("/data/notes%2F2026/" in k for k in chunks)
+    tables = read_backup(s3_client, bucket_name, record.manifest_key, keyring.keks[manifest["kek_id"]])
+    assert tables["notes/2026"] == [[1, "学\n" * 5000], [2, None]]

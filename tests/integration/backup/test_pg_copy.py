@@ -102,7 +102,7 @@ def test_postgresql_backup_is_copy_text_and_restores_exactly_into_a_scratch_sche
     lines: list[str] = []
     record = take_backup(pg_url, object_lock=True, progress=lines.append)
     manifest = json.loads(s3_client.get_object(Bucket=bucket_name, Key=record.manifest_key)["Body"].read())
-    assert manifest["version"] == 2 and manifest["dialect"] == "postgresql"
+    assert manifest["version"] == 3 and manifest["dialect"] == "postgresql"
     assert {t["encoding"] for t in manifest["tables"].values()} == {"pg-copy-text"}
     assert manifest["pg"]["copy_settings"]["TimeZone"] == "UTC"
     assert record.tables["awkward"]["rows"] == 5 and record.tables["no_key"]["rows"] == 3000
@@ -271,6 +271,7 @@ def test_a_version_1_backup_still_restores(location, keyring, store, s3_client):
     report = restore_and_verify(backup_id, location=location, keyring=keyring, store=store)
     assert report.ok, report.problems
     assert report.tables["pupils"]["restored_rows"] == 3
+    assert any("version 1 backup: its manifest is not authenticated" in w for w in report.warnings)
     # its chunks are bound to version 1: read as version 2 they would not open
     manifest_key = location.key(backup_id, "manifest.json")
     manifest = json.loads(s3_client.get_object(Bucket=location.bucket, Key=manifest_key)["Body"].read())
