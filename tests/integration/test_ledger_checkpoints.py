@@ -210,3 +210,27 @@ def test_a_bucket_without_checkpoints_anchors_nothing(anchored, s3_client, capsy
     # without a key to check checkpoints against, a clear error
     assert a.verify_ledger("--checkpoints", a.url) == 2
     assert "--public-key" in capsys.readouterr().err
+
+
+def test_a_missing_bucket_is_created_with_object_lock(seaweed, s3_client, bucket_name, store_url, keyring):
+    """The first stages run before the backup creates the bucket: their checkpoint creates it, locked as
+    the backup needs it (a put must never create it implicitly without Object Lock)."""
+    store = open_store(store_url)
+    Ledger(store).append(company_id="c1", run_id="r1", stage="preflight", event="succeeded", actor="ops")
+    location = S3Location(
+        seaweed.endpoint_url, seaweed.access_key, seaweed.secret_key, "cn-north-1", bucket_name, "closures/c1"
+    )
+    key = write_checkpoint(
+        store,
+        location,
+        keyring,
+        company_id="c1",
+        run_id="r1",
+        stage="preflight",
+        retention_days=1,
+        object_lock=True,
+    )
+    lock = s3_client.get_object_lock_configuration(Bucket=bucket_name)["ObjectLockConfiguration"]
+    assert lock["ObjectLockEnabled"] == "Enabled"
+    assert s3_client.get_object_retention(Bucket=bucket_name, Key=key)["Retention"]["Mode"] == "COMPLIANCE"
+    assert compare_with_checkpoints(store, location, keyring.public_key()).ok

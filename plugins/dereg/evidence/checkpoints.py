@@ -132,20 +132,14 @@ def write_checkpoint(
     document = json.dumps(sign_checkpoint(body, keyring), indent=1, sort_keys=True).encode("utf-8")
     client = location.client()
     try:
-        try:
-            client.put_object(
-                Bucket=location.bucket, Key=key, Body=document, ContentType="application/json", **kwargs
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "NoSuchBucket":
-                raise
-            # stages before the backup run before it creates the bucket: create it as it would
-            from dereg.backup.writer import ensure_bucket
+        # stages before the backup run before it creates the bucket: create it as the backup would
+        # (with Object Lock), never let a put create it implicitly without
+        from dereg.backup.writer import ensure_bucket
 
-            ensure_bucket(client, location, object_lock)
-            client.put_object(
-                Bucket=location.bucket, Key=key, Body=document, ContentType="application/json", **kwargs
-            )
+        ensure_bucket(client, location, object_lock)
+        client.put_object(
+            Bucket=location.bucket, Key=key, Body=document, ContentType="application/json", **kwargs
+        )
     except (BotoCoreError, ClientError) as exc:
         raise CheckpointError(
             f"could not write the ledger checkpoint {key} to {location.describe()} ({_code(exc)}); the "
