@@ -158,6 +158,8 @@ def build_certificate_body(run, source_urls: dict[str, dict[str, Any]]) -> dict[
         "verification_result": "passed" if not run.dry_run else "not run (dry run)",
         "ledger": {
             "head_hash": head.hash if head else None,
+            # where the stages wrote the ledger's signed checkpoints (dereg verify-certificate --checkpoints)
+            "checkpoints": f"s3://{run.manifest.backup.bucket}/{run.manifest.backup.prefix}",
             "entries": [{"stage": s, "entry_id": e.entry_id, "hash": e.hash} for s, e in entries.items()],
         },
     }

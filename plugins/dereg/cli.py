@@ -2,8 +2,9 @@
 
     dereg keyring init [--path P] [--force]
     dereg keyring public-key [--path P] [--out FILE]
-    dereg verify-ledger [--store URL]
+    dereg verify-ledger [--store URL] [--checkpoints s3://BUCKET/PREFIX ...] [--public-key PEM]
     dereg verify-certificate PATH [--public-key PEM] [--store URL | --no-ledger]
+                             [--checkpoints s3://BUCKET/PREFIX ...]
     dereg scan SOURCE_URL [--full] [--json PATH] [--html PATH] [--sample-size N]
                [--subject-table T] [--closure-date YYYY-MM-DD]
     dereg backup SOURCE_URL --to s3://BUCKET/PREFIX [--company ID] [--retention-days N] [--no-object-lock]
@@ -17,7 +18,9 @@
     dereg copies purge
     dereg manifest-schema [--out PATH]
 
-Exit codes: 0 success / valid, 1 invalid, 2 an error (the message says what and how to fix it).
+Exit codes: 0 success / valid, 1 invalid, 2 an error (the message says what and how to fix it);
+`verify-certificate` also 3: intact and signed, but the signer is not authenticated (no
+`--public-key` and no keyring of this deployment to pin the key to).
 """
 
 from __future__ import annotations
@@ -69,18 +72,67 @@ def _keyring_public_key(args) -> int:
     return 0
 
 
+def _pinned_public_key(path: str | None):
+    """(key, how it was found): `--public-key PEM`, else the public key of this deployment's keyring
+    when the keyring file is here (DEREG_KEYRING), else (None, None)."""
+    from dereg import config
+    from dereg.keys import Keyring, load_public_key_pem
+
+    if path:
+        try:
+            return load_public_key_pem(Path(path).read_text()), f"--public-key {path}"
+        except OSError as exc:
+            raise DeregError(f"cannot read the public key {path} ({exc.strerror})") from None
+        except ValueError as exc:
+            raise DeregError(f"{path} is not a PEM public key ({exc})") from None
+    if config.keyring_path().exists():
+        return Keyring.load().public_key(), f"this deployment's keyring {config.keyring_path()}"
+    return None, None
+
+
+def _checkpoint_locations(urls: list[str] | None) -> list:
+    return [_s3_location(url) for url in urls or []]
+
+
 @command("verify-ledger")
 def _verify_ledger(args) -> int:
     from dereg import config
+    from dereg.evidence.checkpoints import compare_with_checkpoints
     from dereg.evidence.ledger import Ledger
     from dereg.evidence.store import open_store
 
-    result = Ledger(open_store(args.store or config.store_url())).verify()
+    locations = _checkpoint_locations(args.checkpoints)
+    public_key = None
+    if locations:
+        public_key, _ = _pinned_public_key(args.public_key)
+        if public_key is None:
+            raise DeregError(
+                "--checkpoints: checkpoints are checked against the deployment's signing key; pass "
+                "--public-key PEM (from `dereg keyring public-key`) or set DEREG_KEYRING"
+            )
+    store = open_store(args.store or config.store_url())
+    result = Ledger(store).verify()
     if result.ok:
         print(f"ledger OK: {result.entries_checked} entries checked; {result.reason}")
-        return 0
-    print(f"ledger BROKEN after {result.entries_checked} good entries: {result.reason}")
-    return 1
+    else:
+        print(f"ledger BROKEN after {result.entries_checked} good entries: {result.reason}")
+    anchored = True
+    for location in locations:
+        comparison = compare_with_checkpoints(store, location, public_key)
+        for check in comparison.checks:
+            print(f"  ok   {check}")
+        for problem in comparison.problems:
+            print(f"  FAIL {problem}")
+        anchored = anchored and comparison.ok
+    if not locations:
+        print(
+            "  note the ledger was not compared with its off-site checkpoints (pass --checkpoints "
+            "s3://BUCKET/PREFIX): entries removed from the end, or a chain rewritten from an edited entry, "
+            "are only found that way"
+        )
+    elif result.ok and not anchored:
+        print("ledger does NOT MATCH its off-site checkpoints")
+    return 0 if result.ok and anchored else 1
 
 
 @command("verify-certificate")
@@ -88,12 +140,12 @@ def _verify_certificate(args) -> int:
     from dereg.evidence.certificate import load_certificate, verify_certificate
 
     cert = load_certificate(Path(args.path))
-    public_key = None
-    if args.public_key:
-        try:
-            public_key = Path(args.public_key).read_text()
-        except OSError as exc:
-            raise DeregError(f"cannot read the public key {args.public_key} ({exc.strerror})") from None
+    public_key, pinned_from = _pinned_public_key(args.public_key)
+    locations = _checkpoint_locations(args.checkpoints)
+    if locations and args.no_ledger:
+        raise DeregError(
+            "--checkpoints compares the ledger with its checkpoints: it cannot go with --no-ledger"
+        )
     store, store_note = None, None
     if not args.no_ledger:
         from dereg import config
@@ -112,11 +164,15 @@ def _verify_certificate(args) -> int:
             store = open_store(url)
     else:
         store_note = "ledger evidence not checked (--no-ledger)"
-    result = verify_certificate(cert, public_key=public_key, store=store)
+    if locations and store is None:
+        raise DeregError(f"--checkpoints needs the compliance store: {store_note}")
+    result = verify_certificate(cert, public_key=public_key, store=store, checkpoints=locations)
     for check in result.checks:
         print(f"  ok   {check}")
     for problem in result.problems:
         print(f"  FAIL {problem}")
+    if pinned_from and result.signer_authenticated:
+        print(f"  note the signing key was pinned from {pinned_from}")
     if store_note:
         print(f"  note {store_note}")
     elif store is not None and not result.ok:
@@ -127,8 +183,27 @@ def _verify_certificate(args) -> int:
             f"  note the ledger was read from {shown}; a certificate issued by another deployment (e.g. "
             "the distributed stack) is checked against its own store: pass --store URL"
         )
-    print(f"{args.path}: {'VALID' if result.ok else 'INVALID'}")
-    return 0 if result.ok else 1
+    if store is not None and not locations:
+        where = (
+            (cert.get("body") or {}).get("ledger", {}).get("checkpoints") if isinstance(cert, dict) else None
+        )
+        print(
+            "  note the ledger was not compared with its off-site checkpoints: pass --checkpoints "
+            f"{where or 's3://BUCKET/PREFIX'} (entries removed from the end, or a chain rewritten from an "
+            "edited entry, are only found that way)"
+        )
+    if not result.ok:
+        print(f"{args.path}: INVALID")
+        return 1
+    if not result.signer_authenticated:
+        print(
+            f"{args.path}: SIGNER NOT AUTHENTICATED: intact and signed, but by the key inside the certificate "
+            "itself, which anyone can make. Pass --public-key with the deployment's published key "
+            "(`dereg keyring public-key`) to check who signed it"
+        )
+        return 3
+    print(f"{args.path}: VALID")
+    return 0
 
 
 @command("scan")
@@ -449,18 +524,49 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument("--path")
     pub.add_argument("--out", help="write the PEM to this file")
 
-    ledger = sub.add_parser("verify-ledger", help="recompute the ledger's hash chain")
+    checkpoints_help = (
+        "compare the ledger with the signed checkpoints the closure stages wrote to this backup store "
+        "(the manifest's backup bucket and prefix; endpoint and keys from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, "
+        "AWS_SECRET_ACCESS_KEY); repeat for several companies' stores"
+    )
+    ledger = sub.add_parser(
+        "verify-ledger",
+        help="recompute the ledger's hash chain (and compare it with its off-site checkpoints)",
+        description="Recompute every hash of the ledger. With --checkpoints, also compare it with the signed "
+        "checkpoints in the off-site store: entries removed from the end or a chain rewritten from an edited "
+        "entry are found only that way. Exit 0 intact (and matching), 1 broken or not matching, 2 an error.",
+    )
     ledger.add_argument("--store", help="compliance store URL (default: $DEREG_STORE_URL)")
+    ledger.add_argument("--checkpoints", action="append", metavar="s3://BUCKET/PREFIX", help=checkpoints_help)
+    ledger.add_argument(
+        "--public-key",
+        metavar="PEM",
+        help="the deployment's signing public key, which checkpoints are checked against (default: the "
+        "keyring's, $DEREG_KEYRING)",
+    )
 
-    cert = sub.add_parser("verify-certificate", help="verify a certificate of erasure offline")
+    cert = sub.add_parser(
+        "verify-certificate",
+        help="verify a certificate of erasure offline",
+        description="Check the certificate's Ed25519 signature, and with the compliance store the ledger "
+        "entries it cites and the hash chain; with --checkpoints, the ledger against its signed off-site "
+        "checkpoints. Exit 0 VALID; 1 INVALID; 2 an error; 3 SIGNER NOT AUTHENTICATED: everything checks "
+        "out but the key was taken from the certificate itself (no --public-key, no keyring of this "
+        "deployment), so anyone could have signed it.",
+    )
     cert.add_argument("path")
-    cert.add_argument("--public-key", help="PEM file of the expected signing key")
+    cert.add_argument(
+        "--public-key",
+        metavar="PEM",
+        help="PEM file of the deployment's signing key (default: the keyring's, $DEREG_KEYRING, when present)",
+    )
     cert.add_argument(
         "--store",
         help="compliance store URL whose ledger the certificate cites "
         "(default: $DEREG_STORE_URL or .state/compliance.db)",
     )
     cert.add_argument("--no-ledger", action="store_true", help="check the signature only (offline, no store)")
+    cert.add_argument("--checkpoints", action="append", metavar="s3://BUCKET/PREFIX", help=checkpoints_help)
 
     scan = sub.add_parser(
         "scan",

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from dereg.keys import Keyring
+from dereg.keys import Keyring, public_key_pem
 from devtools.stack.ports import free_port
 from tests.dags.harness import ROOT, AirflowSandbox
 
@@ -110,7 +110,7 @@ def _ledger(store_url: str):
     return Ledger(open_store(store_url))
 
 
-def test_demo_closure_runs_end_to_end_with_a_second_person_approving(closure):
+def test_demo_closure_runs_end_to_end_with_a_second_person_approving(closure, monkeypatch):
     from dereg.backup.restore import restore_and_verify
     from dereg.cli import main as dereg_cli
     from dereg.connections import S3Location
@@ -182,8 +182,32 @@ def test_demo_closure_runs_end_to_end_with_a_second_person_approving(closure):
     assert len(certs) == 1
     cert = json.loads(certs[0].read_text())
     assert cert["body"]["approver"] == "approver" and cert["body"]["dry_run"] is False
-    assert dereg_cli(["verify-certificate", str(certs[0]), "--store", closure.store_url]) == 0
+    pem = closure.tmp / "signing.pem"
+    pem.write_text(public_key_pem(Keyring.load(closure.keyring_path).public_key()))
+    assert (
+        dereg_cli(
+            ["verify-certificate", str(certs[0]), "--store", closure.store_url, "--public-key", str(pem)]
+        )
+        == 0
+    )
     assert _ledger(closure.store_url).verify().ok
+
+    # Every stage anchored the ledger off-site: signed checkpoints under Object Lock, which match it.
+    checkpoints = cert["body"]["ledger"]["checkpoints"]
+    assert checkpoints == "s3://dereg-demo-academy/closures/demo_academy"
+    listed = files.list_objects_v2(
+        Bucket="dereg-demo-academy", Prefix="closures/demo_academy/_ledger/checkpoints/"
+    )
+    assert listed["KeyCount"] >= 12, listed.get("Contents")
+    for key, value in (
+        ("AWS_ENDPOINT_URL", closure.seaweed.endpoint_url),
+        ("AWS_ACCESS_KEY_ID", closure.seaweed.access_key),
+        ("AWS_SECRET_ACCESS_KEY", closure.seaweed.secret_key),
+    ):
+        monkeypatch.setenv(key, value)
+    anchored = ["--store", closure.store_url, "--public-key", str(pem), "--checkpoints", checkpoints]
+    assert dereg_cli(["verify-ledger", *anchored]) == 0
+    assert dereg_cli(["verify-certificate", str(certs[0]), *anchored]) == 0
 
     # The backup taken before the erasure still restores.
     backup = cert["body"]["backup_kept"][0]
@@ -348,9 +372,9 @@ def test_answers_through_the_page_and_csv_stop_the_erase_until_fulfilled(closure
     run_id = next(e.run_id for e in ledger.entries() if e.stage == "fulfil_requests")
     notices = closure.smtp.messages()
     text = notices[0].get_body(preferencelist=("plain",)).get_content()
-    path = re.search(r"https?://[^/\s]+/dereg(/answer/\S+)", text).group(1)
+    token = re.search(r"https?://[^/\s]+/dereg/answer/#(\S+)", text).group(1)
     client = TestClient(create_app())
-    assert client.post(path, data={"choice": "copy"}).status_code == 200
+    assert client.post("/answer/", data={"token": token, "choice": "copy"}).status_code == 200
     csv_path = closure.tmp / "answers.csv"
     csv_path.write_text(f"email,choice\n{notices[1]['To'].addresses[0].addr_spec},2\n", encoding="utf-8")
     assert dereg_cli(["answers", "import", str(csv_path), "--company", "demo_academy", "--run", run_id]) == 0

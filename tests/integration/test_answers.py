@@ -33,7 +33,8 @@ from tests.dags.harness import ROOT
 
 pytestmark = pytest.mark.integration
 RUN = "manual__2026-11-23T10:00:00+00:00"
-LINK = re.compile(r"http://dereg\.test/dereg/(answer|copy)/([A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+)")
+# the token is in the fragment, which browsers never send: the page's script POSTs it
+LINK = re.compile(r"http://dereg\.test/dereg/(answer|copy)/#([A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+)")
 
 
 @pytest.fixture
@@ -126,10 +127,23 @@ def closure(tmp_path, monkeypatch, smtp_sink):
 
 
 def _link(message, kind="answer") -> str:
+    """The token of the message's link of that kind."""
     text = message.get_body(preferencelist=("plain",)).get_content()
     found = [m for m in LINK.finditer(text) if m.group(1) == kind]
     assert found, "no link of that kind in the message"
-    return f"/{kind}/{found[0].group(2)}"
+    return found[0].group(2)
+
+
+def _open(client, token: str, kind: str = "answer"):
+    """What the browser does with the link: the page, then its script POSTs the fragment's token."""
+    opener = client.get(f"/{kind}/")
+    assert opener.status_code == 200 and "location.hash" in opener.text and token not in opener.text
+    return client.post(f"/{kind}/", data={"token": token})
+
+
+def _choose(client, token: str, choice: str):
+    """The choice form of the page, which carries the token in a hidden field."""
+    return client.post("/answer/", data={"token": token, "choice": choice})
 
 
 def test_page_csv_and_reply_answers_are_recorded_then_fulfilled(closure, capsys):
@@ -138,13 +152,15 @@ def test_page_csv_and_reply_answers_are_recorded_then_fulfilled(closure, capsys)
     addr = [m["To"].addresses[0].addr_spec for m in (first, second, third)]
 
     # the page: shown without login, answered once; no personal data on it
-    page = c.client.get(_link(first))
+    page = _open(c.client, _link(first))
     assert page.status_code == 200 and "小星星" in page.text and 'value="copy"' in page.text
     assert addr[0] not in page.text
-    assert c.client.post(_link(first), data={"choice": "copy"}).status_code == 200
+    assert f'name="token" value="{_link(first)}"' in page.text
+    assert _choose(c.client, _link(first), "copy").status_code == 200
     bad = _link(first)[:-3] + ("AAA" if not _link(first).endswith("AAA") else "BBB")
-    assert c.client.get(bad).status_code == 403
-    assert c.client.post(_link(first), data={"choice": "nonsense"}).status_code == 400
+    assert _open(c.client, bad).status_code == 403
+    assert _choose(c.client, bad, "copy").status_code == 403
+    assert _choose(c.client, _link(first), "nonsense").status_code == 400
 
     # the CSV: checked as a whole; a bad line records nothing
     csv_path = c.tmp / "answers.csv"
@@ -186,7 +202,7 @@ def test_page_csv_and_reply_answers_are_recorded_then_fulfilled(closure, capsys)
         m for m in c.smtp.messages() if "/dereg/copy/" in m.get_body(preferencelist=("plain",)).get_content()
     ]
     assert [m["To"].addresses[0].addr_spec for m in mails] == [addr[0]]
-    download = c.client.get(_link(mails[0], "copy"))
+    download = _open(c.client, _link(mails[0], "copy"), "copy")
     assert download.status_code == 200 and download.headers["content-type"] == "application/zip"
     bundle = zipfile.ZipFile(io.BytesIO(download.content))
     data = json.loads(bundle.read("data.json"))
@@ -210,13 +226,31 @@ def test_page_csv_and_reply_answers_are_recorded_then_fulfilled(closure, capsys)
     from dereg.notify.fulfil import purge_expired_copies
 
     assert purge_expired_copies(c.store, now=dt.datetime.now(dt.UTC) + dt.timedelta(days=15)) == 1
-    assert c.client.get(_link(mails[0], "copy")).status_code == 403
+    assert _open(c.client, _link(mails[0], "copy"), "copy").status_code == 403
+
+
+def test_links_put_the_token_in_the_fragment_and_older_links_still_work(closure):
+    c = closure
+    text = c.notices[0].get_body(preferencelist=("plain",)).get_content()
+    token = _link(c.notices[0])
+    assert f"http://dereg.test/dereg/answer/#{token}" in text and f"/answer/{token}" not in text
+    # a notice sent before carries the token in the path: it is still answered
+    page = c.client.get(f"/answer/{token}")
+    assert page.status_code == 200 and "小星星" in page.text and 'name="token"' not in page.text
+    assert c.client.post(f"/answer/{token}", data={"choice": "transfer"}).status_code == 200
+    assert [a["choice"] for a in answers.current_answers(c.store, "demo_academy", RUN).values()] == [
+        "transfer"
+    ]
+    # the opener page holds no token and no data; without a fragment it says to use the e-mail's link
+    opener = c.client.get("/answer/")
+    assert opener.status_code == 200 and "full link from your e-mail" in opener.text
+    assert c.client.post("/answer/", data={}).status_code == 403
 
 
 def test_waiving_a_request_closes_it_with_a_reason_in_the_ledger(closure, capsys):
     c = closure
     address = c.notices[0]["To"].addresses[0].addr_spec
-    assert c.client.post(_link(c.notices[0]), data={"choice": "transfer"}).status_code == 200
+    assert _choose(c.client, _link(c.notices[0]), "transfer").status_code == 200
     base = ["answers", "waive", "--company", "demo_academy", "--run", RUN, "--email", address, "--by", "ops2"]
     assert dereg_cli([*base, "--reason", "no"]) == 2
     assert dereg_cli([*base, "--reason", "客户电话确认放弃转移"]) == 0
@@ -245,7 +279,7 @@ def test_a_copy_delivered_as_an_attachment_holds_exactly_that_customers_rows(clo
     run = _with_manifest(c, copy_delivery="attachment")
     first, second = c.notices[:2]
     addr = [m["To"].addresses[0].addr_spec for m in (first, second)]
-    assert c.client.post(_link(first), data={"choice": "copy"}).status_code == 200
+    assert _choose(c.client, _link(first), "copy").status_code == 200
     result = FulfilRequestsOperator(task_id="fulfil_requests", manifest_path=run.manifest.path).act(run, {})
     assert result["fulfilled"]["copy"] == 1
     mails = [m for m in c.smtp.messages() if "个人信息副本" in m["Subject"]]
@@ -272,7 +306,7 @@ def test_a_copy_delivered_as_an_attachment_holds_exactly_that_customers_rows(clo
 
     # a copy above notify.copy_attachment_max_kb goes as a link instead, logged by count only
     run = _with_manifest(c, copy_delivery="attachment", copy_attachment_max_kb=1)
-    assert c.client.post(_link(second), data={"choice": "copy"}).status_code == 200
+    assert _choose(c.client, _link(second), "copy").status_code == 200
     capfd.readouterr()
     FulfilRequestsOperator(task_id="fulfil_requests", manifest_path=run.manifest.path).act(run, {})
     logged = "".join(capfd.readouterr())
@@ -280,7 +314,7 @@ def test_a_copy_delivered_as_an_attachment_holds_exactly_that_customers_rows(clo
         m for m in c.smtp.messages() if m["To"].addresses[0].addr_spec == addr[1] and "副本" in m["Subject"]
     ]
     assert len(mails) == 1 and not list(mails[0].iter_attachments())
-    download = c.client.get(_link(mails[0], "copy"))
+    download = _open(c.client, _link(mails[0], "copy"), "copy")
     assert download.status_code == 200
     moved = json.loads(zipfile.ZipFile(io.BytesIO(download.content)).read("data.json"))
     assert [g["email"] for g in moved["tables"]["guardians"]] == [addr[1]]

@@ -152,6 +152,7 @@ def server(tmp_path_factory):
         "DEREG_KEYRING": str(home / "keyring.json"),
         "DEREG_COMPANIES_DIR": str(companies),
         "NO_PROXY": "*",
+        "PYTHONUNBUFFERED": "1",  # the access log is read while the server runs
     }
     migrate = subprocess.run(
         [
@@ -178,6 +179,7 @@ def server(tmp_path_factory):
 
         s = S()
         s.base, s.store, s.keyring, s.log = f"http://127.0.0.1:{port}", open_store(store_url), keyring, log
+        s.companies = companies
         yield s
     finally:
         proc.terminate()
@@ -220,6 +222,48 @@ def test_the_view_needs_an_airflow_user(server):
     assert _page(server, "ops", cookie=False).status_code == 200
     # the customers' pages under /dereg still answer (the longer prefix is mounted first)
     assert requests.get(f"{server.base}/dereg/answer/bad.token", timeout=30).status_code == 403
+
+
+def test_an_unknown_or_impossible_certificate_id_is_not_found(server):
+    cookies = {"_token": _token(server, "auditor")}
+    for artifact_id in ("99999999999999999999999", "2147483648", "0", "-1", "424242"):
+        r = requests.get(
+            f"{server.base}/dereg/compliance/certificates/{artifact_id}.json", cookies=cookies, timeout=30
+        )
+        assert r.status_code == 404, (artifact_id, r.status_code, r.text[:300])
+        assert f"No certificate with id {artifact_id}" in r.text and len(r.text) < 2000
+
+
+def test_a_customers_link_keeps_its_token_out_of_the_access_log(server):
+    """Airflow 3.3's API server logs every request it serves (its `http.access` logger, at info
+    level: method, path and query, with only secret-looking query parameters masked). The token of
+    a customer's link must not be in it: the browser sends the path, never the fragment."""
+    import time
+    from pathlib import Path
+
+    manifest = load_manifest(server.companies / "demo-academy.yaml")
+    deadline = dt.date.today() + dt.timedelta(days=3)
+    link = answers.answer_links(manifest, "manual__log-test", server.keyring.pseudonym_key, deadline)(
+        "parent.log@example.cn"
+    )
+    url = server.base + "/dereg/" + link.split("/dereg/", 1)[1]
+    sent, _, fragment = url.partition("#")  # what a browser requests
+    token = fragment or sent.rstrip("/").rsplit("/", 1)[1]
+    page = requests.get(sent, timeout=30)
+    assert page.status_code == 200
+    if fragment:  # what the page's script does with the fragment
+        page = requests.post(sent, data={"token": fragment}, timeout=30)
+    assert page.status_code == 200 and html.escape(manifest.name_zh) in page.text
+    chosen = requests.post(sent, data={"token": token, "choice": "delete"}, timeout=30)
+    assert chosen.status_code == 200 and "已记录" in chosen.text
+    log = ""
+    for _ in range(50):  # the log line is written as the response ends
+        log = Path(server.log.name).read_text(encoding="utf-8", errors="replace")
+        if log.count("/dereg/answer/") >= 3:
+            break
+        time.sleep(0.2)
+    assert log.count("/dereg/answer/") >= 3, "the API server logged no request line: " + log[-1500:]
+    assert token not in log and token.split(".")[1] not in log
 
 
 def test_the_plugin_adds_compliance_to_the_ui_navigation(server):

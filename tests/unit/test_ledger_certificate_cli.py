@@ -218,3 +218,26 @@ def test_ledger_on_postgresql(pg_url):
     ledger = Ledger(open_store(pg_url))
     _fill(ledger, 4)
     assert ledger.verify().ok and ledger.head().seq == 4
+
+
+def test_cli_says_when_the_signer_is_not_authenticated(store_url, keyring, tmp_path, capsys, monkeypatch):
+    """Without --public-key (and no keyring of this deployment) the key comes from the certificate
+    itself: anyone can make such a certificate, so the verdict is not VALID and the exit code is 3."""
+    cert, _ = _certificate(store_url, keyring)
+    json_path, _ = write_certificate(cert, tmp_path / "out", "certificate")
+    monkeypatch.setenv("DEREG_KEYRING", str(tmp_path / "absent.json"))
+    for extra in (["--store", store_url], ["--no-ledger"]):
+        assert dereg(["verify-certificate", str(json_path), *extra]) == 3
+        last = capsys.readouterr().out.strip().splitlines()[-1]
+        assert "SIGNER NOT AUTHENTICATED" in last and ": VALID" not in last and "--public-key" in last
+    # an impostor's certificate, signed by its own key, is intact too: exactly what 3 warns about
+    impostor = sign_certificate(cert["body"], Keyring.create(tmp_path / "impostor.json"))
+    impostor_path, _ = write_certificate(impostor, tmp_path / "impostor", "certificate")
+    assert dereg(["verify-certificate", str(impostor_path), "--no-ledger"]) == 3
+    capsys.readouterr()
+    # this deployment's keyring pins the key: VALID for ours, INVALID for the impostor's
+    monkeypatch.setenv("DEREG_KEYRING", str(keyring.path))
+    assert dereg(["verify-certificate", str(json_path), "--store", store_url]) == 0
+    out = capsys.readouterr().out
+    assert out.strip().endswith("VALID") and f"pinned from this deployment's keyring {keyring.path}" in out
+    assert dereg(["verify-certificate", str(impostor_path), "--no-ledger"]) == 1

@@ -3,7 +3,10 @@
 A certificate is `{"format", "body", "signature"}`: the Ed25519 signature covers the canonical JSON
 of the body (sorted keys, no spaces, UTF-8), so anyone with the public key can verify it offline.
 The body cites ledger entries by id and hash; given the compliance store, verification also checks
-that those entries exist unchanged and that the ledger's chain is intact.
+that those entries exist unchanged and that the ledger's chain is intact, and given the off-site
+locations of the ledger's signed checkpoints (`evidence.checkpoints`), that the ledger matches them
+and that every cited entry is anchored by one. Without a pinned public key the signature only shows
+that the certificate is intact: `signer_authenticated` is then False.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ class CertificateVerification:
     ok: bool
     problems: list[str] = field(default_factory=list)
     checks: list[str] = field(default_factory=list)
+    #: the signing key was checked against a pinned public key (not only taken from the certificate)
+    signer_authenticated: bool = False
 
 
 def sign_certificate(body: dict[str, Any], keyring) -> dict[str, Any]:
@@ -49,12 +54,19 @@ def sign_certificate(body: dict[str, Any], keyring) -> dict[str, Any]:
 
 
 def verify_certificate(
-    cert: Any, *, public_key: Ed25519PublicKey | str | None = None, store=None, chain=None
+    cert: Any,
+    *,
+    public_key: Ed25519PublicKey | str | None = None,
+    store=None,
+    chain=None,
+    checkpoints: list | None = None,
 ) -> CertificateVerification:
     """Check the signature (against `public_key` when given) and, with `store`, the ledger evidence.
 
     `chain`: the store's `Ledger.verify()` result when the caller already has it (checking many
-    certificates against one ledger recomputes the chain once, not once per certificate)."""
+    certificates against one ledger recomputes the chain once, not once per certificate).
+    `checkpoints`: `S3Location`s of the ledger's signed checkpoints (needs `store`); they are
+    checked against the pinned key, else the certificate's own."""
     result = CertificateVerification(ok=False)
     problems, checks = result.problems, result.checks
     if not isinstance(cert, dict) or cert.get("format") != FORMAT or not isinstance(cert.get("body"), dict):
@@ -76,10 +88,12 @@ def verify_certificate(
             )
             return result
         checks.append(f"signing key matches the pinned public key {public_key_fingerprint(pinned)}")
+        result.signer_authenticated = True
     else:
+        pinned = embedded
         checks.append(
-            f"signing key {public_key_fingerprint(embedded)} taken from the certificate itself "
-            "(pin it with --public-key to check who signed)"
+            f"signing key {public_key_fingerprint(embedded)} taken from the certificate itself: the signer is "
+            "NOT authenticated (pin the deployment's key with --public-key to check who signed)"
         )
     if sig.get("fingerprint") != public_key_fingerprint(embedded):
         problems.append("the fingerprint in the signature block does not match its public key")
@@ -90,8 +104,35 @@ def verify_certificate(
         problems.append("the signature does not match the body: the certificate was altered after signing")
     if store is not None:
         _check_ledger(cert["body"], store, problems, checks, chain)
+        if checkpoints:
+            _check_anchored(cert["body"], store, checkpoints, pinned, problems, checks)
     result.ok = not problems
     return result
+
+
+def _check_anchored(body: dict, store, locations: list, key, problems: list[str], checks: list[str]) -> None:
+    """The ledger matches its checkpoints in each location, and every cited entry is anchored."""
+    from dereg.evidence.checkpoints import compare_with_checkpoints
+    from dereg.evidence.ledger import Ledger
+
+    anchored = 0
+    for location in locations:
+        comparison = compare_with_checkpoints(store, location, key)
+        problems.extend(comparison.problems)
+        checks.extend(comparison.checks)
+        anchored = max(anchored, comparison.anchored_seq)
+    ledger = Ledger(store)
+    cited = [ledger.get(item.get("entry_id", "")) for item in (body.get("ledger") or {}).get("entries") or []]
+    last = max((e.seq for e in cited if e is not None), default=0)
+    if last and last > anchored:
+        problems.append(
+            f"the certificate cites ledger entry {last}, after the latest checkpoint (entry {anchored}): its "
+            "evidence is not anchored off-site"
+        )
+    elif last:
+        checks.append(
+            f"every ledger entry the certificate cites is anchored by a checkpoint (up to entry {anchored})"
+        )
 
 
 def _check_ledger(body: dict, store, problems: list[str], checks: list[str], chain=None) -> None:

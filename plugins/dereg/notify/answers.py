@@ -170,9 +170,17 @@ def answer_links(manifest, run_id: str, pseudonym_key: bytes, deadline: dt.date)
 
     def link(address: str) -> str:
         ref = records.recipient_ref(pseudonym_key, address)
-        return f"{base}/dereg/answer/{make_token(pseudonym_key, 'answer', company_id, run_id, ref, expires)}"
+        return page_link(
+            base, "answer", make_token(pseudonym_key, "answer", company_id, run_id, ref, expires)
+        )
 
     return link
+
+
+def page_link(base: str, page: str, token: str) -> str:
+    """The customer's link to `page` ("answer" or "copy"): the token in the fragment, which the
+    browser never sends, so no access log or proxy records it (dereg.web.answers_app)."""
+    return f"{base}/dereg/{page}/#{token}"
 
 
 # ---- answers ----------------------------------------------------------------------------------

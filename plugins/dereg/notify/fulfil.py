@@ -518,7 +518,7 @@ class _Fulfilment:
             sender=m.sender,
             reply_to=m.reply_to,
             recipient=recipient,
-            url=f"{public_base_url(m)}/dereg/copy/{token}",
+            url=f"{public_base_url(m)}/dereg/copy/#{token}",  # fragment: see dereg.web.answers_app
             expires=self.expires,
             attachment=attachment,
         )

@@ -14,7 +14,7 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 
 from dereg.erase.gate import approval_hash
 from dereg.errors import GateError
-from dereg.operators.base import ComplianceMixin
+from dereg.operators.base import ComplianceMixin, anchored
 
 
 class ErasureApprovalOperator(ComplianceMixin, ApprovalOperator):
@@ -48,6 +48,7 @@ class ErasureApprovalOperator(ComplianceMixin, ApprovalOperator):
         self.manifest_path = manifest_path
         self.approvers = approvers
 
+    @anchored
     def execute(self, context) -> Any:
         run = self.run_context(context)
         self.check_gates(run)
@@ -79,6 +80,7 @@ class ErasureApprovalOperator(ComplianceMixin, ApprovalOperator):
         ]
         return "\n".join(lines)
 
+    @anchored
     def execute_complete(self, context, event: dict[str, Any]) -> Any:
         run = self.run_context(context)
         responder = (

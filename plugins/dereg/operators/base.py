@@ -4,11 +4,13 @@ A stage proves its preconditions from the ledger, not only from DAG edges: befor
 up, for this company and this run, the ledger entries of the stages it requires. It writes a
 ledger entry when it starts, succeeds, fails or refuses. In a dry run, destructive stages record
 what they would do and do nothing. What a stage returns goes to XCom, so it is counts and
-references only; `redact` masks anything a third-party error message might carry.
+references only; `redact` masks anything a third-party error message might carry. However a
+stage ends, a signed checkpoint of the ledger's head is written off-site (`anchored`).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -81,6 +83,24 @@ def manifest_digest(path: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def anchored(method):
+    """Decorate a stage's `execute` (or `execute_complete`): however it ends (succeeded, failed,
+    refused, deferred), a signed checkpoint of the ledger's head is then written to the off-site
+    store (`ComplianceMixin.checkpoint`), so the entries it just wrote cannot be silently removed."""
+
+    @functools.wraps(method)
+    def run_then_anchor(self, context, *args, **kwargs):
+        try:
+            result = method(self, context, *args, **kwargs)
+        except BaseException:
+            self.checkpoint(context)
+            raise
+        self.checkpoint(context)
+        return result
+
+    return run_then_anchor
+
+
 class ComplianceMixin:
     """Ledger and gate handling shared by `ComplianceOperator` and the approval gate."""
 
@@ -122,6 +142,32 @@ class ComplianceMixin:
             run.record(self.stage, "refused", reason=message)
             raise GateError(message)
 
+    def checkpoint(self, context) -> None:
+        """Write a signed checkpoint of the ledger's head to the manifest's backup store
+        (`dereg.evidence.checkpoints`). A failure is logged and never changes the stage's outcome:
+        the next stage's checkpoint anchors these entries too, and `dereg verify-ledger
+        --checkpoints` reports the entries after the latest checkpoint."""
+        from dereg.connections import backup_location
+        from dereg.evidence.checkpoints import write_checkpoint
+        from dereg.keys import Keyring
+
+        try:
+            run = self.run_context(context)
+            spec = run.manifest.backup
+            key = write_checkpoint(
+                run.store,
+                backup_location(spec.conn_id, spec),
+                Keyring.load(),
+                company_id=run.company_id,
+                run_id=run.run_id,
+                stage=self.stage,
+                retention_days=spec.retention_days,
+                object_lock=spec.object_lock,
+            )
+            self.log.info("Ledger checkpoint written off-site: %s", key)
+        except Exception as exc:  # noqa: BLE001 - the stage's own outcome must stand
+            self.log.warning("Ledger checkpoint not written after %s: %s", self.stage, redact(str(exc)))
+
     def record_failure(self, run: RunContext, exc: BaseException) -> None:
         message = str(exc) if isinstance(exc, DeregError) else f"{type(exc).__name__}: {exc}"
         try:
@@ -146,6 +192,7 @@ class ComplianceOperator(ComplianceMixin, BaseOperator):
         super().__init__(**kwargs)
         self.manifest_path = manifest_path
 
+    @anchored
     def execute(self, context) -> dict:
         run = self.run_context(context)
         self.check_gates(run)

@@ -304,6 +304,11 @@ def render(report: ComplianceReport, user_name: str, base: str) -> str:
 # --- the app ----------------------------------------------------------------------------------------
 
 
+#: the largest id the artifacts' integer primary key holds in every store (PostgreSQL's INTEGER is
+#: 32-bit; a larger number would be a database error, not "not found")
+_MAX_ID = 2**31 - 1
+
+
 class _NotSignedIn(Exception):
     def __init__(self, status: int, reason: str):
         self.status, self.reason = status, reason
@@ -364,12 +369,15 @@ def create_app() -> FastAPI:
         from dereg.evidence.artifacts import artifacts
         from dereg.evidence.run_artifacts import CERTIFICATE
 
-        with _store().connect() as conn:
-            row = conn.execute(
-                sa.select(artifacts.c.company_id, artifacts.c.run_id, artifacts.c.body).where(
-                    artifacts.c.id == artifact_id, artifacts.c.name == CERTIFICATE
-                )
-            ).first()
+        row = None
+        # an id no row can have (beyond a 64-bit integer) is not found, not a database error
+        if 0 < artifact_id <= _MAX_ID:
+            with _store().connect() as conn:
+                row = conn.execute(
+                    sa.select(artifacts.c.company_id, artifacts.c.run_id, artifacts.c.body).where(
+                        artifacts.c.id == artifact_id, artifacts.c.name == CERTIFICATE
+                    )
+                ).first()
         if row is None:
             return _page(
                 "Not found", f"<p>No certificate with id {artifact_id}; reload the Compliance page.</p>", 404
