@@ -8,7 +8,7 @@ per source, so the plans erase runs are the plans its gate checked.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -189,14 +189,17 @@ def erase_sources(
     resumed: bool,
     log,
     progress,
+    on_checked: Callable[[dict[str, dict[str, int]]], None] | None = None,
 ) -> dict[str, Any]:
     """Run each source's approved plan: rows deleted or pseudonymized, and every object version and
     delete marker deleted under the prefixes planned for deletion (locked versions are counted).
 
     Only what was backed up and planned is erased: before anything changes, every source's touched
     tables must be in its backup (`backed_up`: source -> table -> rows) with the planned rows, and
-    hold those rows now (fewer on a `resumed` try); rows that arrive while erasing stop the table
-    (`RowsAppeared`); and rows affected must equal the plan's, or the stage fails."""
+    hold those rows now (fewer on a `resumed` try: one whose earlier try passed this check, which
+    `on_checked(rows per source and table)` records before the first change); rows that arrive
+    while erasing stop the table (`RowsAppeared`); and rows affected must equal the plan's, or the
+    stage fails."""
     problems: list[str] = []
     before: dict[str, dict[str, int]] = {}
     for source in manifest.sources:
@@ -212,6 +215,8 @@ def erase_sources(
             + "\n".join(f"  - {p}" for p in problems)
             + "\nNothing was erased. Run inventory, plan and backup again, and have the new plan approved."
         )
+    if on_checked is not None:
+        on_checked(before)
     done, affected = {}, {}
     for source in manifest.sources:
         plan = plans[source.id]

@@ -67,12 +67,10 @@ class RunContext:
         verification = self.ledger.verify()
         return LedgerFacts.gather(entries, verification.ok, verification.reason)
 
-    def attempts(self, stage: str) -> int:
-        """How many tries of `stage` (not dry runs) have started in this run, this one included."""
+    def has_event(self, stage: str, event: str) -> bool:
+        """Whether this run's ledger holds an `event` entry of `stage`."""
         entries = self.ledger.entries(company_id=self.company_id, run_id=self.run_id)
-        return sum(
-            1 for e in entries if e.stage == stage and e.event == "started" and not e.details.get("dry_run")
-        )
+        return any(e.stage == stage and e.event == event for e in entries)
 
     def approvers(self) -> set[str]:
         """Who may approve: the manifest's approvers by name and by auth-manager id."""

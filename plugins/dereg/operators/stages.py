@@ -301,7 +301,9 @@ class EraseOperator(ComplianceOperator):
             connectors=_connectors(run),
             pseudonym_key=Keyring.load().pseudonym_key,
             backed_up=backed_up_tables(run.store, run.artifacts.backups()),
-            resumed=run.attempts(self.stage) > 1,  # this try's `started` is the last
+            # a retry may find fewer rows only when an earlier try passed the check and began erasing
+            resumed=run.has_event(self.stage, "checked"),
+            on_checked=lambda rows: run.record(self.stage, "checked", rows=rows),
             log=self.log,
             progress=self._progress,
         )

@@ -32,7 +32,7 @@ class _Log:
     warning = info
 
 
-def _erase(school, plan, backed_up, *, resumed=False):
+def _erase(school, plan, backed_up, *, resumed=False, on_checked=None):
     manifest = SimpleNamespace(
         company_id="demo_academy",
         sources=[SimpleNamespace(id="school_db", conn_id="school")],
@@ -47,6 +47,7 @@ def _erase(school, plan, backed_up, *, resumed=False):
         pseudonym_key=KEY,
         backed_up={"school_db": backed_up},
         resumed=resumed,
+        on_checked=on_checked,
         log=log,
         progress=log.lines.append,
     )
@@ -95,7 +96,9 @@ def test_a_table_missing_from_the_backup_or_backed_up_with_other_rows_is_not_era
 
 def test_an_unchanged_source_is_erased_and_rows_affected_equal_the_plan(school):
     plan = school.plan()
-    erased = _erase(school, plan, {t.table: t.rows for t in plan.tables})
+    checked = []
+    erased = _erase(school, plan, {t.table: t.rows for t in plan.tables}, on_checked=checked.append)
+    assert checked == [{"school_db": {t.table: t.rows for t in plan.tables if t.action != "keep"}}]
     assert erased["rows"]["school_db"] == {t.table: t.rows for t in plan.tables if t.action != "keep"}
     assert school.count("students") == 0
     # a resumed try after a complete one: nothing left to change, and the counts still match the plan
@@ -136,3 +139,14 @@ def test_rows_arriving_before_the_truncate_lock_leave_every_table_as_it_was(pg_u
         assert school.dump() == before  # the TRUNCATE transaction was rolled back whole
     finally:
         engine.dispose()
+
+
+def test_fewer_rows_than_backed_up_are_refused_unless_an_earlier_try_began_erasing(school):
+    plan = school.plan()
+    backed_up = {t.table: t.rows for t in plan.tables}
+    with school.engine.begin() as conn:  # someone removed a lead and added another since the backup
+        conn.execute(sa.text("DELETE FROM leads WHERE id IN (1, 2)"))
+        conn.execute(sa.text("INSERT INTO leads (id, name, mobile) VALUES (99, 'new lead', NULL)"))
+    with pytest.raises(ErasureError, match="leads: 14 rows now, 15 backed up and planned"):
+        _erase(school, plan, backed_up)
+    assert school.count("leads") == 14 and school.count("students") == 50
