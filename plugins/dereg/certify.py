@@ -54,6 +54,32 @@ def _method(action: str) -> str:
     }.get(action, action)
 
 
+def count_mismatches(plan_summary: dict[str, Any], rows_affected: dict[str, Any]) -> list[str]:
+    """Tables whose rows affected differ from the approved plan's count, either way round."""
+    planned = dict(plan_summary.get("delete") or {})
+    planned.update({t: p.get("rows") for t, p in (plan_summary.get("pseudonymize") or {}).items()})
+    return [
+        f"{t}: plan {planned.get(t)}, rows affected {rows_affected.get(t)}"
+        for t in sorted(set(planned) | set(rows_affected))
+        if planned.get(t) != rows_affected.get(t)
+    ]
+
+
+def _check_counts(run, stores: list[dict[str, Any]]) -> None:
+    """A certificate never shows a plan count other than the rows affected: the run fails instead."""
+    from dereg.errors import CertificateError
+
+    wrong = [
+        f"{s['source_id']}: {m}" for s in stores for m in count_mismatches(s["plan"], s["rows_affected"])
+    ]
+    if wrong:
+        raise CertificateError(
+            f"cannot certify {run.company_id} run {run.run_id}: rows affected differ from the approved plan ("
+            + "; ".join(wrong)
+            + "). The erasure did not do what was approved; investigate before any certificate is issued."
+        )
+
+
 def build_certificate_body(run, source_urls: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Assemble the certificate body from the ledger entries of `run` (a RunContext)."""
     entries = {stage: run.succeeded(stage) for stage in CITED_STAGES}
@@ -88,6 +114,8 @@ def build_certificate_body(run, source_urls: dict[str, dict[str, Any]]) -> dict[
                 "residual_risks": list(dialect.residual_risks),
             }
         )
+    if not run.dry_run:
+        _check_counts(run, stores)
     objects_erased = erase.get("objects") or {}
     for source in run.manifest.object_sources:
         src_plan = plan.get("sources", {}).get(source.id, {})

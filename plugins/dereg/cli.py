@@ -722,7 +722,9 @@ def main(argv: list[str] | None = None) -> int:
         "notices": "notices_command",
     }.get(args.command)
     name = args.command + (f" {getattr(args, sub)}" if sub else "")
-    from sqlalchemy.exc import ArgumentError, OperationalError
+    from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+
+    from dereg.redact import database_error, redact
 
     try:
         return COMMANDS[name](args)
@@ -730,14 +732,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dereg: error: {exc}", file=sys.stderr)
         return 2
     except (OperationalError, ArgumentError) as exc:
-        from dereg.redact import redact
-
-        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        if getattr(exc, "statement", None) is None:  # connecting: the message names host and role
+            cause = redact(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0])
+        else:  # a statement failed: its message may quote a row
+            cause = database_error(exc)
         print(
-            f"dereg: error: cannot use the database: {redact(cause)}. Check the URL given (--store, "
+            f"dereg: error: cannot use the database: {cause}. Check the URL given (--store, "
             "DEREG_STORE_URL, or the source URL), that the server runs and that the role may connect",
             file=sys.stderr,
         )
+        return 2
+    except DBAPIError as exc:
+        print(f"dereg: error: the database refused a statement: {database_error(exc)}", file=sys.stderr)
         return 2
 
 

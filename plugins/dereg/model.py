@@ -19,11 +19,24 @@ class ColumnInfo:
     max_length: int | None = None
 
 
+def qualified(schema: str | None, name: str) -> str:
+    """A table's name as stages, plans and certificates show it: `schema.name`, or `name` alone in
+    the source's default schema (None). Its identity is the (schema, name) pair; `build_plan`
+    refuses a source where two tables would show the same name."""
+    return f"{schema}.{name}" if schema else name
+
+
 @dataclass
 class ForeignKey:
     columns: list[str]
     ref_table: str
     ref_columns: list[str]
+    #: the referred table's schema; None: the source's default schema
+    ref_schema: str | None = None
+
+    @property
+    def ref_qualified_name(self) -> str:
+        return qualified(self.ref_schema, self.ref_table)
 
 
 @dataclass
@@ -39,7 +52,7 @@ class TableInfo:
 
     @property
     def qualified_name(self) -> str:
-        return f"{self.schema}.{self.name}" if self.schema else self.name
+        return qualified(self.schema, self.name)
 
 
 @dataclass
@@ -49,8 +62,10 @@ class SourceInventory:
     tables: list[TableInfo]
 
     def table(self, name: str) -> TableInfo:
+        """The table shown as `name`: `schema.table`, or the bare name in the default schema (a
+        bare name never finds a same-named table of another schema)."""
         for t in self.tables:
-            if name in (t.name, t.qualified_name):
+            if name == t.qualified_name:
                 return t
         raise KeyError(f"source {self.source_id} has no table {name}")
 

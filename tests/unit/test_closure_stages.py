@@ -14,9 +14,10 @@ from dereg.classify.cn_resident_id import calc_check_digit
 from dereg.classify.report import merge_parts, report_classification
 from dereg.classify.units import classify_unit
 from dereg.connectors import Connectors
-from dereg.erase.gate import Approval, approval_hash, check_erase_gate
+from dereg.erase.gate import LedgerFacts, approval_hash, check_erase_gate
 from dereg.erase.sources import erase_preview, erase_sources, plan_sources, purge_sources, verify_sources
 from dereg.errors import GateError
+from dereg.evidence.ledger import Ledger
 from dereg.evidence.run_artifacts import RunArtifacts
 from dereg.evidence.store import open_store
 from dereg.inventory.sources import classification_units, inventory_sources
@@ -187,14 +188,32 @@ def test_a_closure_runs_stage_by_stage_without_airflow(closure):
     assert plans["school_db"].action("accounting_records").action == "pseudonymize"
     assert erase_preview(plans)["would"]["school_db"]["rows_to_delete"] >= STUDENTS
 
-    approval = Approval(decision="approved", plan_hash=planned["plan_hash"], approver="approver")
-    check_erase_gate(approval, plans, triggered_by="ops", pending_requests={}, company_id="c", run_id="r")
+    ledger = Ledger(c.artifacts.store)
+    ledger.append(company_id="c", run_id="r", stage="restore_verify", event="succeeded", actor="ops")
+    approved = {"decision": "approved", "plan_hash": planned["plan_hash"]}
+    ledger.append(
+        company_id="c", run_id="r", stage="approve", event="succeeded", actor="approver", details=approved
+    )
+    facts = LedgerFacts.gather(ledger.entries(company_id="c", run_id="r"), ledger.verify().ok)
+    check_erase_gate(
+        facts.approval,
+        plans,
+        triggered_by="ops",
+        pending_requests={},
+        approvers={"approver"},
+        ledger=facts,
+        company_id="c",
+        run_id="r",
+    )
 
     erased = erase_sources(
         c.manifest,
         plans,
         connectors=c.connectors,
         pseudonym_key=os.urandom(32),
+        # what the backup of this source holds: the rows the plan counted
+        backed_up={"school_db": {t.table: t.rows for t in plans["school_db"].tables}},
+        resumed=False,
         log=log,
         progress=log.progress,
     )

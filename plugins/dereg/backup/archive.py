@@ -22,7 +22,7 @@ from dereg.backup.writer import BackupRecord, Session, open_session, reuse_compl
 from dereg.connections import S3Location
 from dereg.dialects import dialect_for, sqlalchemy_name
 from dereg.errors import BackupError, DeregError
-from dereg.redact import redact
+from dereg.redact import database_error
 
 STREAM_BATCH = 2000
 JSON_ROWS = "json-rows"
@@ -205,7 +205,7 @@ def create_backup(
         catalog.fail(store, backup_id, str(exc))
         raise
     except sa.exc.SQLAlchemyError as exc:
-        reason = redact(str(getattr(exc, "orig", None) or exc))
+        reason = database_error(exc, current[0])  # a driver's message may quote a row
         catalog.fail(store, backup_id, reason)
         raise BackupError(
             f"reading source {source_id!r} failed during backup {backup_id}: "
@@ -213,7 +213,7 @@ def create_backup(
         ) from None
     except Exception as exc:
         if getattr(exc, "pgcode", None) is not None:  # psycopg2, from the COPY path
-            reason = redact(str(getattr(exc, "pgerror", None) or type(exc).__name__))
+            reason = database_error(exc)
             catalog.fail(store, backup_id, reason)
             raise BackupError(
                 f"reading source {source_id!r} failed during backup {backup_id} in table {current[0]}: "

@@ -28,7 +28,7 @@ from dereg.classify.taxonomy import level_of
 from dereg.dialects import dialect_for
 from dereg.errors import SourceError
 from dereg.model import ClassificationResult, ColumnFinding, SourceInventory, TableInfo
-from dereg.redact import redact
+from dereg.redact import database_error, is_database_error
 
 log = logging.getLogger(__name__)
 
@@ -488,9 +488,8 @@ def _where(engine: sa.Engine) -> str:
 
 
 def _reason(exc: Exception) -> str:
-    text = redact(str(getattr(exc, "orig", None) or exc)).strip().splitlines()
-    first = text[0] if text else ""
-    return f"{type(exc).__name__}: {first[:300]}"
+    # class and code only: a driver's message may quote a value (SQLite's decode error does)
+    return database_error(exc) if is_database_error(exc) else type(exc).__name__
 
 
 def _source_error(source_id: str, engine: sa.Engine, what: str, exc: Exception) -> SourceError:
@@ -718,7 +717,7 @@ def count_minors(
     linked = {subject.qualified_name} | {
         t.qualified_name
         for t in inventory.tables
-        if any(fk.ref_table == subject.name for fk in t.foreign_keys)
+        if any(fk.ref_qualified_name == subject.qualified_name for fk in t.foreign_keys)
     }
     note = (
         f"sensitive: {minors} of {subjects} subjects in {subject_table} are under {MINOR_AGE} on "

@@ -10,11 +10,32 @@ Dereg asks `dialect_for(engine)` and never the database's name. Checklist: docs/
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
+
+#: a table as statements address it: (schema, name), schema None for the connection's default schema
+TableIdent = tuple[str | None, str]
+
+
+def table_ident(table: str | TableIdent) -> TableIdent:
+    """(schema, name) of `table`; a plain string is a table of the default schema."""
+    return (None, table) if isinstance(table, str) else (table[0], table[1])
+
+
+def quote_table(conn_or_engine: Connection | Engine, table: str | TableIdent) -> str:
+    """`"schema"."name"` (or `"name"`) quoted for the connection's database."""
+    schema, name = table_ident(table)
+    quote = conn_or_engine.dialect.identifier_preparer.quote
+    return f"{quote(schema)}.{quote(name)}" if schema else quote(name)
+
+
+def shown_name(table: str | TableIdent) -> str:
+    """How plans and findings name the table: `schema.name`, or the bare name in the default schema."""
+    schema, name = table_ident(table)
+    return f"{schema}.{name}" if schema else name
 
 
 class Findings(Protocol):
@@ -77,6 +98,10 @@ class Dialect:
         """The schemas to inventory when none is named; None stands for the default one."""
         return [None]
 
+    def column_name(self, reflected: str) -> str:
+        """A column's real name from the name SQLAlchemy's inspector reports for it."""
+        return reflected
+
     def random_order(self) -> sa.ColumnElement:
         """An ORDER BY term that shuffles rows (sampling a table without an integer key)."""
         return sa.func.random()
@@ -124,13 +149,20 @@ class Dialect:
     def secure_delete(self, conn: Connection) -> None:
         """Make the DELETEs of this transaction overwrite the freed bytes, where the database can."""
 
-    def referrers(self, conn: Connection) -> dict[str, set[str]]:
-        """Table -> the tables whose foreign keys point at it (default schema); with `truncates`."""
+    def referrers(self, conn: Connection) -> dict[TableIdent, set[TableIdent]]:
+        """Table -> the tables whose foreign keys point at it, every schema, each as (schema,
+        name) with None for the default schema; with `truncates`."""
         raise NotImplementedError(f"no TRUNCATE path for {self.name}")
 
-    def truncate(self, conn: Connection, tables: list[str]) -> dict[str, int]:
-        """Lock `tables`, count their rows and empty them in one statement (inside `conn`'s
-        transaction); returns the rows per table. Only with `truncates`."""
+    def truncate(
+        self,
+        conn: Connection,
+        tables: list[TableIdent],
+        before: Callable[[dict[TableIdent, int]], None] | None = None,
+    ) -> dict[TableIdent, int]:
+        """Lock `tables`, count their rows, call `before(counts)` (raising there leaves every table
+        as it was) and empty them in one statement (inside `conn`'s transaction); returns the rows
+        per table. Only with `truncates`."""
         raise NotImplementedError(f"no TRUNCATE path for {self.name}")
 
     def batch_update(
@@ -145,17 +177,17 @@ class Dialect:
         """Apply one batch of pseudonymization: `update` (bound by `bind_keys`/`bind_cols`) per row."""
         conn.execute(update, params)
 
-    def purge(self, engine: Engine, tables: list[str], notes: list[str]) -> str:
-        """Make the deleted rows of `tables` leave the database files; returns the method used and
+    def purge(self, engine: Engine, tables: list[str | TableIdent], notes: list[str]) -> str:
+        """Make the deleted rows of `tables` ((schema, name), or a default-schema name) leave the database files; returns the method used and
         adds to `notes` what it cannot reach (logs, replicas, shared tablespaces)."""
         notes.append(
             f"no purge known for dialect {engine.dialect.name}: deleted rows may remain in the database files"
         )
         return "none"
 
-    def check_dead_rows(self, conn: Connection, tables: list[str], findings: Findings) -> None:
-        """After purge: report into `findings` deleted rows' bytes still in `tables`, where the
-        database can tell."""
+    def check_dead_rows(self, conn: Connection, tables: list[TableIdent], findings: Findings) -> None:
+        """After purge: report into `findings` (keyed by `shown_name`) deleted rows' bytes still in
+        `tables`, where the database can tell."""
 
     # --- the ledger -------------------------------------------------------------------------
     def lock_store_migrations(self, conn: Connection, key: int) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from dereg.dialects.base import Dialect
+from dereg.dialects.base import Dialect, TableIdent, quote_table
 
 
 class MySQL(Dialect):
@@ -28,6 +28,11 @@ class MySQL(Dialect):
     )
     default_driver = "pymysql"
 
+    def column_name(self, reflected: str) -> str:
+        # SQLAlchemy reads names from SHOW CREATE TABLE and leaves its escaping in: a backtick
+        # inside a name comes back doubled, and the column then "does not exist"
+        return reflected.replace("``", "`")
+
     def random_order(self) -> sa.ColumnElement:
         return sa.func.rand()
 
@@ -39,7 +44,7 @@ class MySQL(Dialect):
 
         return driver_connection.cursor(pymysql.cursors.SSCursor)
 
-    def purge(self, engine: Engine, tables: list[str], notes: list[str]) -> str:
+    def purge(self, engine: Engine, tables: list[str | TableIdent], notes: list[str]) -> str:
         return _purge(engine, tables, notes)
 
     def lock_ledger_head(self, conn: Connection, query: sa.Select) -> sa.Select:
@@ -49,12 +54,18 @@ class MySQL(Dialect):
 DIALECT = MySQL()
 
 
-def _purge(engine: Engine, tables: list[str], notes: list[str]) -> str:
-    quote = engine.dialect.identifier_preparer.quote
+@sa.event.listens_for(sa.Table, "column_reflect")
+def _real_column_name(inspector, table, column_info) -> None:
+    """Tables reflected for erase, verification and backup get the real names too."""
+    if inspector.dialect.name in MySQL.sqlalchemy_names and "``" in column_info["name"]:
+        column_info["name"] = column_info["key"] = DIALECT.column_name(column_info["name"])
+
+
+def _purge(engine: Engine, tables: list[str | TableIdent], notes: list[str]) -> str:
     with engine.connect() as conn:
         per_table = conn.exec_driver_sql("SELECT @@innodb_file_per_table").scalar()
         for t in tables:
-            conn.exec_driver_sql(f"ALTER TABLE {quote(t)} FORCE")
+            conn.exec_driver_sql(f"ALTER TABLE {quote_table(conn, t)} FORCE")
     if not per_table:
         notes.append(
             "innodb_file_per_table is off: tables live in the shared system tablespace, whose freed "

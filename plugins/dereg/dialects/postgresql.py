@@ -10,12 +10,12 @@ ledger's writers queue on a table lock.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from dereg.dialects.base import Dialect, Findings
+from dereg.dialects.base import Dialect, Findings, TableIdent, quote_table, shown_name, table_ident
 
 _SYSTEM_SCHEMAS = frozenset({"information_schema", "pg_catalog", "pg_toast"})
 
@@ -47,16 +47,24 @@ class PostgreSQL(Dialect):
     ) -> Iterator[str]:
         return _copy_blocks(engine, table, columns, block_chars)
 
-    def referrers(self, conn: Connection) -> dict[str, set[str]]:
+    def referrers(self, conn: Connection) -> dict[TableIdent, set[TableIdent]]:
         return _referrers(conn)
 
-    def truncate(self, conn: Connection, tables: list[str]) -> dict[str, int]:
-        quote = conn.dialect.identifier_preparer.quote
-        conn.exec_driver_sql(f"LOCK TABLE {', '.join(quote(t) for t in tables)} IN ACCESS EXCLUSIVE MODE")
+    def truncate(
+        self,
+        conn: Connection,
+        tables: list[TableIdent],
+        before: Callable[[dict[TableIdent, int]], None] | None = None,
+    ) -> dict[TableIdent, int]:
+        names = ", ".join(quote_table(conn, t) for t in tables)
+        conn.exec_driver_sql(f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE")
         counts = {
-            t: int(conn.exec_driver_sql(f"SELECT count(*) FROM {quote(t)}").scalar_one()) for t in tables
+            t: int(conn.exec_driver_sql(f"SELECT count(*) FROM {quote_table(conn, t)}").scalar_one())
+            for t in tables
         }
-        conn.exec_driver_sql(f"TRUNCATE TABLE {', '.join(quote(t) for t in tables)}")
+        if before is not None:
+            before(counts)  # under the lock: no row can arrive between this check and the TRUNCATE
+        conn.exec_driver_sql(f"TRUNCATE TABLE {names}")
         return counts
 
     def batch_update(
@@ -73,10 +81,10 @@ class PostgreSQL(Dialect):
         else:
             conn.execute(_values_update(table, bind_keys, bind_cols, params))
 
-    def purge(self, engine: Engine, tables: list[str], notes: list[str]) -> str:
+    def purge(self, engine: Engine, tables: list[str | TableIdent], notes: list[str]) -> str:
         return _purge(engine, tables, notes)
 
-    def check_dead_rows(self, conn: Connection, tables: list[str], findings: Findings) -> None:
+    def check_dead_rows(self, conn: Connection, tables: list[TableIdent], findings: Findings) -> None:
         if tables:
             _dead_tuples(conn, tables, findings)
 
@@ -249,24 +257,27 @@ def _copy_update(conn: Connection, table: sa.Table, bind_keys: dict, bind_cols: 
         cursor.close()
 
 
-def _referrers(conn: Connection) -> dict[str, set[str]]:
-    """Table -> the tables whose foreign keys point at it (default schema)."""
+def _referrers(conn: Connection) -> dict[TableIdent, set[TableIdent]]:
+    """Table -> the tables whose foreign keys point at it, in every schema; the default schema
+    (`current_schema()`) as None, as plans name tables."""
     rows = conn.execute(
         sa.text(
-            "SELECT c.relname AS child, p.relname AS parent FROM pg_constraint k "
-            "JOIN pg_class c ON c.oid = k.conrelid JOIN pg_class p ON p.oid = k.confrelid "
-            "WHERE k.contype = 'f' AND p.relnamespace = to_regnamespace(current_schema())::oid"
+            "SELECT cn.nspname AS child_schema, c.relname AS child, pn.nspname AS parent_schema, "
+            "p.relname AS parent, current_schema() AS here FROM pg_constraint k "
+            "JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace "
+            "JOIN pg_class p ON p.oid = k.confrelid JOIN pg_namespace pn ON pn.oid = p.relnamespace "
+            "WHERE k.contype = 'f'"
         )
     )
-    found: dict[str, set[str]] = {}
-    for child, parent in rows:
-        found.setdefault(parent, set()).add(child)
+    found: dict[TableIdent, set[TableIdent]] = {}
+    for child_schema, child, parent_schema, parent, here in rows:
+        key = (None if parent_schema == here else parent_schema, parent)
+        found.setdefault(key, set()).add((None if child_schema == here else child_schema, child))
     return found
 
 
-def _dead_tuples(conn: Connection, tables: list[str], result: Findings) -> None:
+def _dead_tuples(conn: Connection, tables: list[TableIdent], result: Findings) -> None:
     """Dead tuples per touched table; exact with pgstattuple, else from (lagging) statistics."""
-    quote = conn.dialect.identifier_preparer.quote
     exact = (
         conn.execute(sa.text("SELECT 1 FROM pg_extension WHERE extname = 'pgstattuple'")).first() is not None
     )
@@ -274,10 +285,10 @@ def _dead_tuples(conn: Connection, tables: list[str], result: Findings) -> None:
         try:
             with conn.begin_nested():
                 dead = {
-                    t: int(
+                    shown_name(t): int(
                         conn.execute(
                             sa.text("SELECT dead_tuple_count FROM pgstattuple(CAST(:t AS regclass))"),
-                            {"t": quote(t)},
+                            {"t": quote_table(conn, t)},
                         ).scalar_one()
                     )
                     for t in tables
@@ -289,7 +300,7 @@ def _dead_tuples(conn: Connection, tables: list[str], result: Findings) -> None:
                 "dead tuples read from statistics instead"
             )
     if exact:
-        for t in tables:
+        for t in map(shown_name, tables):
             result.tables[t]["dead_tuples"] = dead[t]
             if dead[t]:
                 result.problems.append(
@@ -298,17 +309,18 @@ def _dead_tuples(conn: Connection, tables: list[str], result: Findings) -> None:
                 )
         return
     conn.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
-    stats = dict(
-        conn.execute(
+    stats = {
+        shown_name((None if schema == here else schema, name)): dead
+        for schema, name, dead, here in conn.execute(
             sa.text(
-                "SELECT relname, n_dead_tup FROM pg_stat_user_tables "
-                "WHERE schemaname = current_schema() AND relname = ANY(:t)"
+                "SELECT schemaname, relname, n_dead_tup, current_schema() FROM pg_stat_user_tables "
+                "WHERE relname = ANY(:t)"
             ),
-            {"t": tables},
+            {"t": sorted({table_ident(t)[1] for t in tables})},
         ).all()
-    )
+    }
     lagging = []
-    for t in tables:
+    for t in map(shown_name, tables):
         result.tables[t]["dead_tuples_stats"] = stats.get(t)
         if stats.get(t):
             lagging.append(f"{t}: {stats[t]}")
@@ -320,13 +332,12 @@ def _dead_tuples(conn: Connection, tables: list[str], result: Findings) -> None:
         result.notes.append("statistics still count dead tuples (may be stale): " + ", ".join(lagging))
 
 
-def _purge(engine: Engine, tables: list[str], notes: list[str]) -> str:
-    quote = engine.dialect.identifier_preparer.quote
+def _purge(engine: Engine, tables: list[str | TableIdent], notes: list[str]) -> str:
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")  # VACUUM refuses to run in a transaction
         for t in tables:
             # ANALYZE too: VACUUM FULL alone leaves n_dead_tup as the deletes reported it
-            conn.exec_driver_sql(f"VACUUM (FULL, ANALYZE) {quote(t)}")
+            conn.exec_driver_sql(f"VACUUM (FULL, ANALYZE) {quote_table(conn, t)}")
         try:
             conn.exec_driver_sql("CHECKPOINT")
             checkpoint = "then CHECKPOINT"

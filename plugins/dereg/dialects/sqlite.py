@@ -65,7 +65,7 @@ class SQLite(Dialect):
         # zero the freed cells at DELETE time already, not only at the purge's VACUUM
         conn.exec_driver_sql("PRAGMA secure_delete=ON")
 
-    def purge(self, engine: Engine, tables: list[str], notes: list[str]) -> str:
+    def purge(self, engine: Engine, tables: list, notes: list[str]) -> str:
         return _purge(engine, notes)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 from dereg.dialects import dialect_for
 from dereg.erase.plan import ErasurePlan, TableAction
 from dereg.errors import ErasureError
-from dereg.redact import redact
+from dereg.redact import database_error, is_database_error
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,18 @@ def is_token(value) -> bool:
     return isinstance(value, str) and value.startswith(TOKEN_PREFIX)
 
 
+class RowsAppeared(ErasureError):
+    """More rows than were checked against the backup: some arrived after the backup."""
+
+    def __init__(self, table: str, expected: int, found: int):
+        self.table = table
+        super().__init__(
+            f"{table}: {found} rows to erase but {expected} were backed up and planned; rows were added "
+            "after the backup, and erase stops before touching them (this table's batch was rolled back). "
+            "Stop the writers, then run inventory, plan, backup and approval again."
+        )
+
+
 @dataclass
 class _Cursor:
     """Where the run of one table is, so that an error can say which batch failed."""
@@ -74,8 +86,16 @@ def _is_text(column: sa.Column) -> bool:
 
 
 def _delete(
-    engine: Engine, table: sa.Table, action: TableAction, batch_size: int, report: Progress, cursor: _Cursor
+    engine: Engine,
+    table: sa.Table,
+    action: TableAction,
+    batch_size: int,
+    report: Progress,
+    cursor: _Cursor,
+    limit: int | None = None,
 ) -> int:
+    """Delete every row in batches; with `limit`, a batch that would take the total past it is
+    rolled back (rows that arrived after the check were never backed up)."""
     key_cols = [table.c[k] for k in action.key]
     while True:
         cursor.batch += 1
@@ -92,8 +112,11 @@ def _delete(
                 where = key_cols[0].between(keys[0][0], keys[-1][0])
             else:
                 where = sa.tuple_(*key_cols).in_(keys)
-            cursor.done += conn.execute(table.delete().where(where)).rowcount
-        report(f"{table.name}: {cursor.done}/{action.rows} rows deleted (batch {cursor.batch})")
+            deleted = conn.execute(table.delete().where(where)).rowcount
+            if limit is not None and cursor.done + deleted > limit:
+                raise RowsAppeared(action.table, limit, cursor.done + deleted)  # rolls this batch back
+            cursor.done += deleted
+        report(f"{action.table}: {cursor.done}/{action.rows} rows deleted (batch {cursor.batch})")
     return cursor.done
 
 
@@ -177,7 +200,7 @@ def _pseudonymize(
                     if value is None or (text[c] and is_token(value)):
                         item[bind_cols[c]] = value
                     elif text[c]:
-                        item[bind_cols[c]] = token(key, table.name, c, value, lengths[c])
+                        item[bind_cols[c]] = token(key, action.table, c, value, lengths[c])
                     else:
                         item[bind_cols[c]] = None  # a date or number cannot hold a token
                 params.append(item)
@@ -185,35 +208,49 @@ def _pseudonymize(
             dialect_for(conn).batch_update(conn, table, update, bind_keys, bind_cols, params)
             cursor.done += len(rows)
             last = tuple(rows[-1][:nkeys])
-        report(f"{table.name}: {cursor.done}/{action.rows} rows pseudonymized (batch {cursor.batch})")
+        report(f"{action.table}: {cursor.done}/{action.rows} rows pseudonymized (batch {cursor.batch})")
     return cursor.done
 
 
-def _truncate_whole_tables(engine: Engine, plan: ErasurePlan, report: Progress) -> dict[str, int]:
+def _truncate_whole_tables(
+    engine: Engine, plan: ErasurePlan, report: Progress, expected: Mapping[str, int] | None
+) -> dict[str, int]:
     """Where the dialect `truncates` (PostgreSQL): the plan deletes every row of its delete tables,
     so those whose referrers are all deleted too go in one TRUNCATE, one transaction: all or
     nothing, no foreign-key check per row, and the old data files are dropped at once (nothing left
-    for VACUUM). Returns rows per table truncated; tables referred to by a kept table are left to
-    the batched path."""
-    deleting = {t.table for t in plan.tables if t.action == "delete"}
+    for VACUUM). Tables are (schema, name) pairs, so a same-named table of another schema is never
+    taken for a planned one. With `expected`, the rows counted under the lock must be those
+    checked against the backup, or nothing is emptied. Returns rows per table truncated; tables
+    referred to by a kept table are left to the batched path."""
+    deleting = {t.ident: t.table for t in plan.tables if t.action == "delete"}
     dialect = dialect_for(engine)
+
+    def unchanged(counts: dict) -> None:
+        for ident, n in counts.items():
+            want = None if expected is None else expected.get(deleting[ident])
+            if want is not None and n != want:
+                raise RowsAppeared(deleting[ident], want, n)
+
     with engine.begin() as conn:
         referrers = dialect.referrers(conn)
         closed = set(deleting)
         changed = True
         while changed:  # drop any table that something outside the set still points at
             changed = False
-            for t in sorted(closed):
+            for t in sorted(closed, key=lambda i: (i[0] or "", i[1])):
                 if referrers.get(t, set()) - closed:
                     closed.discard(t)
                     changed = True
         if not closed:
             return {}
-        names = sorted(closed)
-        counts = dialect.truncate(conn, names)
-    for t in names:
-        report(f"{t}: {counts[t]} rows deleted (TRUNCATE of {len(names)} tables in one transaction)")
-    return counts
+        idents = sorted(closed, key=lambda i: (i[0] or "", i[1]))
+        counts = dialect.truncate(conn, idents, before=unchanged)
+    names = [deleting[i] for i in idents]
+    for i in idents:
+        report(
+            f"{deleting[i]}: {counts[i]} rows deleted (TRUNCATE of {len(names)} tables in one transaction)"
+        )
+    return {deleting[i]: counts[i] for i in idents}
 
 
 def execute_plan(
@@ -224,8 +261,12 @@ def execute_plan(
     batch_size: int = 1000,
     progress: Progress | None = None,
     truncate_whole_tables: bool = False,
+    expected_rows: Mapping[str, int] | None = None,
 ) -> dict[str, int]:
     """Delete and pseudonymize as planned, children first; returns rows changed per table by this call.
+
+    `expected_rows` (table -> rows there now, as checked against the backup): a delete never takes
+    more rows than that, so rows that arrived after the check are not erased (`RowsAppeared`).
 
     Calling it again after a complete run changes nothing (every count 0); after an interrupted run
     it finishes the work, reaching the same end state as an uninterrupted run. With
@@ -244,7 +285,7 @@ def execute_plan(
     changed: dict[str, int] = {}
     if truncate_whole_tables and dialect_for(engine).truncates:
         try:
-            changed.update(_truncate_whole_tables(engine, plan, report))
+            changed.update(_truncate_whole_tables(engine, plan, report, expected_rows))
         except sa.exc.ProgrammingError as exc:  # no TRUNCATE privilege: the batched path still works
             log.warning("TRUNCATE not possible (%s); deleting in batches", type(exc.orig).__name__)
     for action in plan.tables:
@@ -257,9 +298,11 @@ def execute_plan(
             )
         cursor = _Cursor(action.table)
         try:
-            table = sa.Table(action.table, metadata, autoload_with=engine)
+            schema, name = action.ident
+            table = sa.Table(name, metadata, schema=schema, autoload_with=engine)
             if action.action == "delete":
-                changed[action.table] = _delete(engine, table, action, batch_size, report, cursor)
+                limit = None if expected_rows is None else expected_rows.get(action.table)
+                changed[action.table] = _delete(engine, table, action, batch_size, report, cursor, limit)
             else:
                 changed[action.table] = _pseudonymize(
                     engine, table, action, pseudonym_key, batch_size, report, cursor
@@ -270,11 +313,14 @@ def execute_plan(
                 "schema changed after planning. Re-run inventory, classification and plan, and "
                 "approve again."
             ) from None
-        except sa.exc.SQLAlchemyError as exc:
+        except Exception as exc:
+            # SQLAlchemy's errors and the driver's own (raised through a raw cursor by the COPY
+            # path): only class and SQLSTATE, as the message may quote the failing row
+            if not is_database_error(exc):
+                raise
             raise ErasureError(
                 f"{action.action} of {plan.source_id}.{action.table} failed in batch {cursor.batch} "
-                f"({cursor.done} rows done before it): {type(exc).__name__}: "
-                f"{redact(str(getattr(exc, 'orig', None) or exc), 300)}. Batches already committed stay done; "
-                "fix the cause and run the task again to resume."
+                f"({cursor.done} rows done before it): {database_error(exc)}. Batches already committed "
+                "stay done; fix the cause and run the task again to resume."
             ) from None
     return changed

@@ -2,7 +2,13 @@
 
 Erasure is the one step that cannot be undone, so beyond the ledger entries every stage checks
 (`ComplianceOperator.check_gates`), erase refuses unless, for this run:
-- a person approved the plan (not rejected, not a dry-run "not asked");
+- the latest outcome of each stage it relies on is a success: the latest `approve` outcome is an
+  approval (a later rejection or refusal wins over an earlier approval) and the latest
+  `restore_verify` outcome is a success (a later failed restore wins);
+- the ledger entries it relies on are intact: each recomputes to its own hash, and the whole
+  chain verifies (an edited approval row, e.g. another actor, is refused);
+- a person approved the plan (not rejected, not a dry-run "not asked"), and that person is one of
+  the manifest's approvers (`approval.approvers`, by name or by auth-manager id);
 - the plan about to run is the plan that was approved: the hash the approver saw equals the hash
   recomputed from the plans read now, so a re-plan or an edited plan after approval is refused;
 - the approver is not the person who triggered the run (four eyes);
@@ -14,16 +20,71 @@ Erasure is the one step that cannot be undone, so beyond the ledger entries ever
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from dereg.errors import GateError
+from dereg.evidence.artifacts import canonical_json
+from dereg.evidence.ledger import entry_hash
 
 NOT_APPROVED = "not_approved"
 PLAN_CHANGED = "plan_changed"
 SELF_APPROVED = "self_approved"
 REQUESTS_OPEN = "requests_open"
+NOT_AN_APPROVER = "not_an_approver"
+RESTORE_NOT_VERIFIED = "restore_not_verified"
+LEDGER_BROKEN = "ledger_broken"
+
+#: the stages whose latest outcome erase relies on
+RELIED_ON = ("restore_verify", "approve")
+#: ledger events that end a stage's attempt; "started", "requested" or "deferred" do not
+OUTCOMES = frozenset({"succeeded", "failed", "refused", "rejected"})
+
+
+def latest_outcomes(entries: Iterable[Any], stages: Iterable[str] = RELIED_ON) -> dict[str, Any]:
+    """Stage -> its latest outcome entry among `entries` (one run's ledger entries, in any order);
+    a stage with no outcome yet is absent."""
+    wanted = set(stages)
+    latest: dict[str, Any] = {}
+    for entry in entries:
+        if entry.stage in wanted and entry.event in OUTCOMES:
+            if entry.stage not in latest or entry.seq > latest[entry.stage].seq:
+                latest[entry.stage] = entry
+    return latest
+
+
+def entry_intact(entry: Any) -> bool:
+    """Whether a ledger entry still hashes to its own `hash` (its fields were not edited)."""
+    recomputed = entry_hash(
+        entry.prev_hash,
+        seq=entry.seq,
+        ts=entry.ts,
+        company_id=entry.company_id,
+        run_id=entry.run_id,
+        stage=entry.stage,
+        event=entry.event,
+        actor=entry.actor,
+        details_json=canonical_json(entry.details),
+    )
+    return recomputed == entry.hash
+
+
+@dataclass(frozen=True)
+class LedgerFacts:
+    """What the ledger says beyond the approval: the latest outcome entry of each relied-on stage,
+    and the result of verifying the whole chain (None: it verifies)."""
+
+    outcomes: Mapping[str, Any] = field(default_factory=dict)
+    chain_problem: str | None = None
+
+    @classmethod
+    def gather(cls, entries: Iterable[Any], chain_ok: bool, chain_reason: str = "") -> LedgerFacts:
+        return cls(latest_outcomes(entries), None if chain_ok else (chain_reason or "the chain is broken"))
+
+    @property
+    def approval(self) -> Approval | None:
+        return Approval.from_entry(self.outcomes.get("approve"))
 
 
 def combined_plan_hash(plan_hashes: Mapping[str, str]) -> str:
@@ -53,14 +114,12 @@ class Approval:
 
     @classmethod
     def from_entry(cls, entry: Any) -> Approval | None:
-        """From the `approve` stage's `succeeded` ledger entry (None: there is none)."""
+        """From the `approve` stage's latest outcome entry (None: there is none). A `rejected`,
+        `refused` or `failed` outcome is that decision, whatever an earlier entry said."""
         if entry is None:
             return None
-        return cls(
-            decision=entry.details.get("decision"),
-            plan_hash=entry.details.get("plan_hash"),
-            approver=entry.actor,
-        )
+        decision = entry.details.get("decision") if entry.event == "succeeded" else entry.event
+        return cls(decision=decision, plan_hash=entry.details.get("plan_hash"), approver=entry.actor)
 
 
 @dataclass(frozen=True)
@@ -85,18 +144,48 @@ def erase_refusals(
     *,
     triggered_by: str,
     pending_requests: Mapping[str, str],
+    approvers: Collection[str],
+    ledger: LedgerFacts,
 ) -> list[Refusal]:
     """Every reason the approved erasure may not run; empty when it may.
 
-    :param approval: the run's approval (None: the ledger holds none).
+    :param approval: the run's approval, from the latest `approve` outcome (None: there is none).
     :param plans: source id -> the ErasurePlan / ObjectErasurePlan about to run.
     :param triggered_by: the user who triggered the run.
     :param pending_requests: recipient reference -> "copy" or "transfer", requests neither
         fulfilled nor waived.
+    :param approvers: who may approve: the manifest's approvers' names and auth-manager ids.
+    :param ledger: the latest outcome of each relied-on stage and the chain's verification.
     """
     refusals = []
+    broken = sorted(e.entry_id for e in ledger.outcomes.values() if not entry_intact(e))
+    if broken or ledger.chain_problem:
+        what = f"entries {', '.join(broken)} do not match their hashes" if broken else ledger.chain_problem
+        refusals.append(
+            Refusal(
+                LEDGER_BROKEN,
+                f"the ledger does not verify ({what}); its approval and restore evidence cannot be trusted",
+            )
+        )
+    restore = ledger.outcomes.get("restore_verify")
+    if restore is None or restore.event != "succeeded":
+        refusals.append(
+            Refusal(
+                RESTORE_NOT_VERIFIED,
+                "the latest restore_verify outcome is "
+                + (f"{restore.event!r}" if restore else "missing")
+                + ": the backup is not proven to restore",
+            )
+        )
     if approval is None or approval.decision != "approved":
         refusals.append(Refusal(NOT_APPROVED, "the plan was not approved"))
+    if approval is not None and approval.decision == "approved" and approval.approver not in approvers:
+        refusals.append(
+            Refusal(
+                NOT_AN_APPROVER,
+                f"the approver {approval.approver!r} is not among the manifest's approvers",
+            )
+        )
     if approval is not None:
         current = current_plan_hash(plans)
         if approval.plan_hash != current:
@@ -130,11 +219,20 @@ def check_erase_gate(
     *,
     triggered_by: str,
     pending_requests: Mapping[str, str],
+    approvers: Collection[str],
+    ledger: LedgerFacts,
     company_id: str,
     run_id: str,
 ) -> None:
     """Raise `EraseRefused` naming every refusal (see `erase_refusals`); return when erase may run."""
-    refusals = erase_refusals(approval, plans, triggered_by=triggered_by, pending_requests=pending_requests)
+    refusals = erase_refusals(
+        approval,
+        plans,
+        triggered_by=triggered_by,
+        pending_requests=pending_requests,
+        approvers=approvers,
+        ledger=ledger,
+    )
     if refusals:
         raise EraseRefused(
             f"erase refuses for company {company_id}, run {run_id}: "

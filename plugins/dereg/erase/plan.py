@@ -5,11 +5,16 @@ personal columns that the law does not make us keep, and every table whose rows 
 key) at a deleted table. Pseudonymized: the personal columns of tables kept by law (accounting
 records). Kept: the rest. Tables are ordered children first, so that foreign keys hold after every
 batch. The approver approves the plan's hash; the erase stage runs only the plan with that hash.
+
+Tables are schema-qualified throughout: each action names its table as shown (`schema.table`, or the
+bare name in the source's default schema) and carries its `schema` and bare `name`, which is what
+erase, purge and verification address; a same-named table in another schema is another table.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -42,6 +47,15 @@ class TableAction:
     key: list[str]
     reason: str
     column_lengths: dict[str, int | None] = field(default_factory=dict)
+    #: the table's schema (None: the source's default schema) and its bare name; `table` is
+    #: how it is shown (`schema.table`)
+    schema: str | None = None
+    name: str = ""
+
+    @property
+    def ident(self) -> tuple[str | None, str]:
+        """(schema, bare name): what the statements address."""
+        return (self.schema, self.name or self.table)
 
 
 @dataclass
@@ -73,6 +87,7 @@ class ErasurePlan:
         return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
     def action(self, table: str) -> TableAction:
+        """The action on the table shown as `table` (`schema.table`, or bare in the default schema)."""
         return next(t for t in self.tables if t.table == table)
 
     def summary(self) -> dict[str, Any]:
@@ -107,6 +122,33 @@ def _children_first(tables: list[str], parents: dict[str, set[str]]) -> list[str
     return ordered
 
 
+def _check_unreadable(
+    inventory: SourceInventory,
+    classification: ClassificationResult,
+    deleted: Mapping[str, str],
+    keep_unreadable: Mapping[str, str],
+) -> None:
+    """Refuse to keep, silently, a table nobody could read: it may hold personal data."""
+    why = {t.qualified_name: t.problem for t in inventory.tables if t.problem}
+    for p in classification.problems:
+        why.setdefault(p.get("table", ""), p.get("reason", ""))
+    unknown = sorted(set(keep_unreadable) - {t.qualified_name for t in inventory.tables})
+    if unknown:
+        raise ErasureError(
+            f"source {inventory.source_id}: classify.keep_unreadable names tables that do not exist: "
+            f"{unknown}; fix the manifest"
+        )
+    undecided = sorted(t for t in why if t not in deleted and t not in keep_unreadable)
+    if undecided:
+        raise ErasureError(
+            f"source {inventory.source_id}: table(s) "
+            + "; ".join(f"{t} ({why[t]})" for t in undecided)
+            + " could not be read, so whether they hold personal data is unknown; the plan will not "
+            "keep them silently. Make them readable and classify again, or list each under the "
+            "source's classify.keep_unreadable with the reason it may be kept"
+        )
+
+
 def build_plan(
     *,
     company_id: str,
@@ -114,9 +156,22 @@ def build_plan(
     classification: ClassificationResult,
     subject_table: str,
     retain: list[RetainRule],
+    keep_unreadable: Mapping[str, str] | None = None,
 ) -> ErasurePlan:
-    """The plan for one source; see the module docstring for the rules. Deterministic for equal inputs."""
-    names = {t.name for t in inventory.tables}
+    """The plan for one source; see the module docstring for the rules. Deterministic for equal inputs.
+
+    A table that could not be read (inventory or classification problem) may hold personal data
+    nobody saw: unless the plan deletes it anyway, the plan fails naming it, or `keep_unreadable`
+    (table -> the manifest's reason) keeps it with that reason."""
+    keep_unreadable = dict(keep_unreadable or {})
+    names = {t.qualified_name for t in inventory.tables}
+    if len(names) != len(inventory.tables):
+        shown = [t.qualified_name for t in inventory.tables]
+        twice = sorted({n for n in shown if shown.count(n) > 1})
+        raise ErasureError(
+            f"source {inventory.source_id}: tables {twice} cannot be told apart by name (a table name "
+            "containing a dot looks like another schema's table); rename one, then plan again"
+        )
     if classification.source_id != inventory.source_id:
         raise ErasureError(
             f"classification is of source {classification.source_id} but the inventory is of "
@@ -142,27 +197,35 @@ def build_plan(
             f"source {inventory.source_id}: the subject table {subject_table} is also in the retain "
             "list; the customers' own rows cannot be both erased and kept. Fix the manifest."
         )
-    tables = sorted(inventory.tables, key=lambda t: t.name)
+    tables = sorted(inventory.tables, key=lambda t: t.qualified_name)
     # personal columns in the table's own column order, so the plan does not depend on classification order
     personal = {
-        t.name: [
-            c.name for c in t.columns if c.name in {f.column for f in classification.personal_columns(t.name)}
+        t.qualified_name: [
+            c.name
+            for c in t.columns
+            if c.name in {f.column for f in classification.personal_columns(t.qualified_name)}
         ]
         for t in tables
     }
-    parents = {t.name: {fk.ref_table for fk in t.foreign_keys} - {t.name} for t in tables}
+    # by schema-qualified name: `archive.orders` pointing at customers says nothing of `orders`
+    parents = {
+        t.qualified_name: {fk.ref_qualified_name for fk in t.foreign_keys} - {t.qualified_name}
+        for t in tables
+    }
 
     reasons: dict[str, str] = {subject_table: "the customers (subject table)"}
     for t in tables:
-        if t.name not in retained and personal[t.name] and t.name not in reasons:
-            reasons[t.name] = "holds personal columns: " + ", ".join(personal[t.name])
+        q = t.qualified_name
+        if q not in retained and personal[q] and q not in reasons:
+            reasons[q] = "holds personal columns: " + ", ".join(personal[q])
     seeds = set(reasons)
     changed = True
     while changed:  # rows pointing at deleted rows go too, however far down the chain
         changed = False
         for t in tables:
-            if t.name not in reasons and t.name not in retained and parents[t.name] & set(reasons):
-                reasons[t.name] = ""
+            q = t.qualified_name
+            if q not in reasons and q not in retained and parents[q] & set(reasons):
+                reasons[q] = ""
                 changed = True
     for name in set(reasons) - seeds:
         reasons[name] = (
@@ -175,32 +238,38 @@ def build_plan(
                 f"table {name} is kept by law but has foreign keys to {blocking}, which are to be "
                 "deleted; the database would refuse. Drop or relax those foreign keys first."
             )
+    _check_unreadable(inventory, classification, reasons, keep_unreadable)
     actions: dict[str, TableAction] = {}
     for t in tables:
+        q = t.qualified_name
+        where = {"schema": t.schema, "name": t.name}
         lengths = {c.name: c.max_length for c in t.columns}
-        if t.name in reasons:
-            actions[t.name] = TableAction(
-                t.name, "delete", t.row_count, personal[t.name], list(t.primary_key), reasons[t.name]
+        if q in reasons:
+            actions[q] = TableAction(
+                q, "delete", t.row_count, personal[q], list(t.primary_key), reasons[q], **where
             )
-        elif t.name in retained and personal[t.name] and retained[t.name].action == "pseudonymize":
-            rule = retained[t.name]
-            actions[t.name] = TableAction(
-                t.name,
+        elif q in retained and personal[q] and retained[q].action == "pseudonymize":
+            rule = retained[q]
+            actions[q] = TableAction(
+                q,
                 "pseudonymize",
                 t.row_count,
-                personal[t.name],
+                personal[q],
                 list(t.primary_key),
                 f"kept {rule.years} years by {rule.law}; personal columns replaced by keyed-hash tokens",
-                {c: lengths.get(c) for c in personal[t.name]},
+                {c: lengths.get(c) for c in personal[q]},
+                **where,
             )
         else:
-            if t.name in retained:
-                why = f"kept {retained[t.name].years} years by {retained[t.name].law}"
-                if personal[t.name]:
+            if q in retained:
+                why = f"kept {retained[q].years} years by {retained[q].law}"
+                if personal[q]:
                     why += " with its personal columns as they are (retain action keep)"
+            elif q in keep_unreadable:
+                why = f"could not be read; kept as the manifest decides: {keep_unreadable[q]}"
             else:
                 why = "no personal columns and no link to deleted rows"
-            actions[t.name] = TableAction(t.name, "keep", t.row_count, [], list(t.primary_key), why)
+            actions[q] = TableAction(q, "keep", t.row_count, [], list(t.primary_key), why, **where)
     for a in actions.values():
         if a.action != "keep" and not a.key:
             raise ErasureError(

@@ -14,20 +14,22 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from dereg.dialects import dialect_for, sqlalchemy_name
+from dereg.dialects.base import TableIdent, shown_name
 from dereg.errors import ErasureError
-from dereg.redact import redact
+from dereg.redact import database_error
 
 
-def purge(engine: Engine, tables: list[str]) -> dict:
-    """Physically remove deleted rows of `tables`; returns what was done and what it could not reach."""
+def purge(engine: Engine, tables: list[str | TableIdent]) -> dict:
+    """Physically remove deleted rows of `tables` ((schema, name) pairs, or default-schema names);
+    returns what was done and what it could not reach."""
     dialect = sqlalchemy_name(engine)
     notes: list[str] = []
     try:
         method = dialect_for(engine).purge(engine, tables, notes)
     except sa.exc.SQLAlchemyError as exc:
         raise ErasureError(
-            f"purge on {dialect} ({len(tables)} tables) failed: {type(exc).__name__}: "
-            f"{redact(str(getattr(exc, 'orig', None) or exc), 300)}; the erased rows may still be in the "
+            f"purge on {dialect} ({len(tables)} tables) failed: {database_error(exc)}; the erased rows may "
+            "still be in the "
             "database files. Fix the cause (the user must own the tables) and run the purge task again."
         ) from None
-    return {"dialect": dialect, "method": method, "tables": sorted(tables), "notes": notes}
+    return {"dialect": dialect, "method": method, "tables": sorted(map(shown_name, tables)), "notes": notes}

@@ -7,8 +7,11 @@ per source, so the plans erase runs are the plans its gate checked.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping
 from typing import Any
+
+import sqlalchemy as sa
 
 from dereg.classify.engine import full_scan_hits
 from dereg.connectors import Connectors
@@ -18,7 +21,7 @@ from dereg.erase.objects import ObjectErasurePlan, build_object_plan, erase_obje
 from dereg.erase.plan import ErasurePlan, RetainRule, build_plan
 from dereg.erase.purge import purge
 from dereg.erase.verify import verify_erasure
-from dereg.errors import DeregError, ErasureError
+from dereg.errors import ErasureError
 from dereg.evidence.run_artifacts import RunArtifacts
 from dereg.inventory.sql import inventory_source
 
@@ -67,27 +70,108 @@ def plan_sources(manifest, artifacts: RunArtifacts, *, log) -> dict[str, Any]:
 def _sql_plan(manifest, source, artifacts: RunArtifacts) -> ErasurePlan:
     inventory = artifacts.inventory(source.id)
     classification = artifacts.classification(source.id)
-    elsewhere = sorted(
-        {
-            t.qualified_name
-            for t in inventory.tables
-            if t.schema and classification.personal_columns(t.qualified_name)
-        }
-    )
-    if elsewhere:
-        # fail closed: a plan that silently skipped them would certify an erasure that did not happen
-        raise DeregError(
-            f"source {source.id}: personal data in tables outside the default schema "
-            f"({', '.join(elsewhere[:10])}); this version erases the default schema only. Move them, "
-            "or connect a second source whose default schema is theirs"
-        )
+    # every schema is planned (tables are schema-qualified); a table the backup does not hold is
+    # refused by erase (`check_against_backup`), so nothing outside the backup is erased
     return build_plan(
         company_id=manifest.company_id,
         inventory=inventory,
         classification=classification,
         subject_table=source.subject_table,
         retain=[RetainRule(table=r.table, action=r.action, law=r.law, years=r.years) for r in source.retain],
+        keep_unreadable={u.table: u.reason for u in source.classify.keep_unreadable},
     )
+
+
+def backed_up_tables(store, backups: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+    """Source id -> {table -> rows} of the run's complete backups (`RunArtifacts.backups`), read
+    from the catalog; a backup that is not complete holds nothing."""
+    from dereg.backup import catalog
+
+    found: dict[str, dict[str, int]] = {}
+    for source_id, info in backups.items():
+        row = catalog.get(store, info.get("backup_id", ""))
+        if row is None or row.get("status") != "complete":
+            found[source_id] = {}
+            continue
+        tables = json.loads(row.get("tables_json") or "{}")
+        found[source_id] = {name: int(t.get("rows", -1)) for name, t in tables.items()}
+    return found
+
+
+def backup_problems(plan: ErasurePlan, backed_up: Mapping[str, int]) -> list[str]:
+    """Why `plan` may not run against what the backup holds: every table it deletes or
+    pseudonymizes must be in the backup with the rows the plan counted."""
+    problems = []
+    for action in plan.tables:
+        if action.action == "keep":
+            continue
+        if action.table not in backed_up:
+            problems.append(f"{action.table}: not in the backup, so erasing it would lose its rows for good")
+        elif backed_up[action.table] != action.rows:
+            problems.append(
+                f"{action.table}: the plan counted {action.rows} rows but the backup holds "
+                f"{backed_up[action.table]} (the table changed between plan and backup)"
+            )
+    return problems
+
+
+def current_rows(engine, plan: ErasurePlan) -> dict[str, int]:
+    """Rows now in each table `plan` deletes or pseudonymizes (a missing table: 0)."""
+    counts = {}
+    with engine.connect() as conn:
+        for action in plan.tables:
+            if action.action == "keep":
+                continue
+            schema, name = action.ident
+            try:
+                with conn.begin_nested():
+                    table = sa.table(name, schema=schema)
+                    counts[action.table] = int(
+                        conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+                    )
+            except sa.exc.DBAPIError as exc:
+                if exc.connection_invalidated:
+                    raise
+                counts[action.table] = 0  # gone or unreadable: not the planned rows, so refused
+    return counts
+
+
+def change_problems(plan: ErasurePlan, now: Mapping[str, int], *, resumed: bool) -> list[str]:
+    """Why `plan` may not run on the source as it is `now`: a table holds other than the planned
+    (and backed-up) rows. On a resumed erase, delete tables may hold fewer (the earlier try's work)."""
+    problems = []
+    for action in plan.tables:
+        if action.action == "keep" or action.table not in now:
+            continue
+        rows = now[action.table]
+        fewer_ok = resumed and action.action == "delete"
+        if rows > action.rows or (rows < action.rows and not fewer_ok):
+            problems.append(
+                f"{action.table}: {rows} rows now, {action.rows} backed up and planned "
+                "(the source changed since the backup)"
+            )
+    return problems
+
+
+def rows_affected(plan: ErasurePlan, before: Mapping[str, int], changed: Mapping[str, int], after) -> dict:
+    """Rows the run erased per table, over every try: for a delete table, the planned rows gone
+    (before this try, plus this try's); for a pseudonymized table, the rows kept, each now tokens."""
+    affected = {}
+    for action in plan.tables:
+        if action.action == "delete":
+            affected[action.table] = action.rows - before.get(action.table, 0) + changed.get(action.table, 0)
+        elif action.action == "pseudonymize":
+            affected[action.table] = after.get(action.table, 0)
+    return affected
+
+
+def mismatched_counts(plan: ErasurePlan, affected: Mapping[str, int]) -> list[str]:
+    """Tables whose rows affected differ from the plan's count (the certificate may not say so)."""
+    return [
+        f"{a.table}: plan {a.rows}, affected {affected.get(a.table)}"
+        for a in plan.tables
+        if a.action != "keep" and affected.get(a.table) != a.rows
+    ]
 
 
 def erase_preview(plans: Plans) -> dict[str, Any]:
@@ -96,21 +180,65 @@ def erase_preview(plans: Plans) -> dict[str, Any]:
 
 
 def erase_sources(
-    manifest, plans: Plans, *, connectors: Connectors, pseudonym_key: bytes, log, progress
+    manifest,
+    plans: Plans,
+    *,
+    connectors: Connectors,
+    pseudonym_key: bytes,
+    backed_up: Mapping[str, Mapping[str, int]],
+    resumed: bool,
+    log,
+    progress,
+    on_checked: Callable[[dict[str, dict[str, int]]], None] | None = None,
 ) -> dict[str, Any]:
     """Run each source's approved plan: rows deleted or pseudonymized, and every object version and
-    delete marker deleted under the prefixes planned for deletion (locked versions are counted)."""
-    done = {}
+    delete marker deleted under the prefixes planned for deletion (locked versions are counted).
+
+    Only what was backed up and planned is erased: before anything changes, every source's touched
+    tables must be in its backup (`backed_up`: source -> table -> rows) with the planned rows, and
+    hold those rows now (fewer on a `resumed` try: one whose earlier try passed this check, which
+    `on_checked(rows per source and table)` records before the first change); rows that arrive
+    while erasing stop the table (`RowsAppeared`); and rows affected must equal the plan's, or the
+    stage fails."""
+    problems: list[str] = []
+    before: dict[str, dict[str, int]] = {}
     for source in manifest.sources:
+        plan = plans[source.id]
+        problems += [f"{source.id}: {p}" for p in backup_problems(plan, backed_up.get(source.id, {}))]
+        with connectors.database(source.conn_id) as engine:
+            before[source.id] = current_rows(engine, plan)
+        problems += [f"{source.id}: {p}" for p in change_problems(plan, before[source.id], resumed=resumed)]
+    if problems:
+        raise ErasureError(
+            f"erase of {manifest.company_id} refuses: it erases only what was backed up and planned, and "
+            "the source differs:\n"
+            + "\n".join(f"  - {p}" for p in problems)
+            + "\nNothing was erased. Run inventory, plan and backup again, and have the new plan approved."
+        )
+    if on_checked is not None:
+        on_checked(before)
+    done, affected = {}, {}
+    for source in manifest.sources:
+        plan = plans[source.id]
         with connectors.database(source.conn_id) as engine:
             done[source.id] = execute_plan(
                 engine,
-                plans[source.id],
+                plan,
                 pseudonym_key=pseudonym_key,
                 batch_size=ERASE_BATCH,
                 progress=progress,
                 truncate_whole_tables=True,
+                expected_rows=before[source.id],
             )
+            after = current_rows(engine, plan)
+        affected[source.id] = rows_affected(plan, before[source.id], done[source.id], after)
+        problems += [f"{source.id}: {p}" for p in mismatched_counts(plan, affected[source.id])]
+    if problems:
+        raise ErasureError(
+            f"erase of {manifest.company_id}: rows affected differ from the approved plan:\n"
+            + "\n".join(f"  - {p}" for p in problems)
+            + "\nNo certificate can be issued for this run; investigate, then run the erase task again."
+        )
     objects = {}
     for source in manifest.object_sources:
         plan = plans[source.id]
@@ -127,14 +255,14 @@ def erase_sources(
                 result.locked_until,
                 result.legal_holds,
             )
-    return {"rows": done, "objects": objects}
+    return {"rows": affected, "rows_this_try": done, "objects": objects}
 
 
 def purge_sources(manifest, plans: Plans, *, connectors: Connectors, log) -> dict[str, Any]:
     """Rewrite the tables each plan touched, so deleted rows leave the database files."""
     results = {}
     for source in manifest.sources:
-        touched = [t.table for t in plans[source.id].tables if t.action != "keep"]
+        touched = [t.ident for t in plans[source.id].tables if t.action != "keep"]
         with connectors.database(source.conn_id) as engine:
             results[source.id] = purge(engine, touched)
         log.info("Purged %s: %s", source.id, results[source.id])

@@ -51,7 +51,7 @@ def verify_erasure(
 ) -> Verification:
     """Check the source against `plan` after erase and purge; `hits` is the full scan's (table, column) -> count."""
     result = Verification(ok=False)
-    present = {t.name for t in inventory_after.tables}
+    present = {t.qualified_name for t in inventory_after.tables}
     metadata = sa.MetaData()
     touched = []
     with engine.connect() as conn:
@@ -77,8 +77,9 @@ def verify_erasure(
                         "restore it from the backup"
                     )
                 continue
-            table = sa.Table(action.table, metadata, autoload_with=conn)
-            touched.append(action.table)
+            schema, name = action.ident
+            table = sa.Table(name, metadata, schema=schema, autoload_with=conn)
+            touched.append(action.ident)
             rows = entry["rows"] = _count(conn, table)
             if action.action == "delete":
                 entry["expected_rows"] = 0

@@ -33,24 +33,34 @@ def _schemas(engine: sa.Engine, inspector, schema: str | None) -> list[str | Non
     return dialect_for(engine).user_schemas(inspector)
 
 
+def _ref_schema(fk: dict, default: str | None) -> str | None:
+    """The referred table's schema, None for the default schema (as tables record theirs)."""
+    referred = fk.get("referred_schema")
+    if referred is None:
+        return None
+    return None if referred == default else referred
+
+
 def _table_info(conn: sa.Connection, inspector, name: str, schema: str | None) -> TableInfo:
+    real = dialect_for(conn).column_name  # the inspector's names may keep the server's escaping
     pk = inspector.get_pk_constraint(name, schema=schema) or {}
-    pk_cols = list(pk.get("constrained_columns") or [])
+    pk_cols = [real(c) for c in pk.get("constrained_columns") or []]
     columns = [
         ColumnInfo(
-            name=c["name"],
+            name=real(c["name"]),
             type=type_text(c["type"]),
-            nullable=bool(c.get("nullable", True)) and c["name"] not in pk_cols,
-            primary_key=c["name"] in pk_cols,
+            nullable=bool(c.get("nullable", True)) and real(c["name"]) not in pk_cols,
+            primary_key=real(c["name"]) in pk_cols,
             max_length=getattr(c["type"], "length", None),
         )
         for c in inspector.get_columns(name, schema=schema)
     ]
     fks = [
         ForeignKey(
-            columns=list(fk["constrained_columns"]),
+            columns=[real(c) for c in fk["constrained_columns"]],
             ref_table=fk["referred_table"],
-            ref_columns=list(fk["referred_columns"]),
+            ref_columns=[real(c) for c in fk["referred_columns"]],
+            ref_schema=_ref_schema(fk, inspector.default_schema_name),
         )
         for fk in inspector.get_foreign_keys(name, schema=schema)
         if fk.get("referred_table")

@@ -172,6 +172,13 @@ class ColumnOverride(Spec):
     personal: Flag = True
 
 
+class UnreadableTable(Spec):
+    """A table classification could not read that the erasure plan may keep as it is, and why."""
+
+    table: QualifiedTable
+    reason: Annotated[Text, AfterValidator(_says_why)]
+
+
 class ClassifySpec(Spec):
     """How a source is classified."""
 
@@ -181,6 +188,8 @@ class ClassifySpec(Spec):
     #: tables that must be classified; if one cannot be read the stage fails (else it is reported)
     required_tables: Annotated[list[Identifier], _none_is(list)] = []
     overrides: Annotated[list[ColumnOverride], _none_is(list)] = []
+    #: unreadable tables the plan keeps (otherwise an unreadable table fails the plan)
+    keep_unreadable: Annotated[list[UnreadableTable], _none_is(list)] = []
 
 
 class SourceSpec(Spec):

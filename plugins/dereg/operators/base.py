@@ -23,7 +23,7 @@ from airflow.sdk.exceptions import TaskDeferred
 
 from dereg import config
 from dereg.errors import DeregError, GateError
-from dereg.redact import redact
+from dereg.redact import chain_has_database_error, database_error, is_database_error, redact
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,24 @@ class RunContext:
         return self.ledger.latest(
             company_id=self.company_id, run_id=self.run_id, stage=stage, event="succeeded"
         )
+
+    def ledger_facts(self):
+        """What the erase gate needs from the ledger: the latest outcome of each stage it relies on
+        among this run's entries, and whether the whole hash chain verifies."""
+        from dereg.erase.gate import LedgerFacts
+
+        entries = self.ledger.entries(company_id=self.company_id, run_id=self.run_id)
+        verification = self.ledger.verify()
+        return LedgerFacts.gather(entries, verification.ok, verification.reason)
+
+    def has_event(self, stage: str, event: str) -> bool:
+        """Whether this run's ledger holds an `event` entry of `stage`."""
+        entries = self.ledger.entries(company_id=self.company_id, run_id=self.run_id)
+        return any(e.stage == stage and e.event == event for e in entries)
+
+    def approvers(self) -> set[str]:
+        """Who may approve: the manifest's approvers by name and by auth-manager id."""
+        return set(self.manifest.approvers) | set(self.manifest.approver_ids.values())
 
     @property
     def artifacts(self):
@@ -99,6 +117,26 @@ def anchored(method):
         return result
 
     return run_then_anchor
+
+
+class DatabaseFailure(DeregError):
+    """A stage failed on a database error; the message keeps only its class and SQLSTATE."""
+
+
+def without_database_detail(exc: BaseException, stage: str) -> BaseException:
+    """`exc` as it may be logged and recorded: a database error (or one raised from it) loses the
+    driver's message, which may quote a customer's row, before the task log prints its traceback."""
+    if is_database_error(exc):
+        return DatabaseFailure(
+            f"{stage} failed on a database error: {database_error(exc)}. The driver's message is withheld "
+            "because it may quote stored values; check the source's constraints and the task's inputs."
+        )
+    if chain_has_database_error(exc):
+        # our own message is safe; the chained driver error printed below the traceback is not
+        exc.__cause__ = None
+        exc.__suppress_context__ = True
+        exc.__context__ = None
+    return exc
 
 
 class ComplianceMixin:
@@ -166,10 +204,16 @@ class ComplianceMixin:
             )
             self.log.info("Ledger checkpoint written off-site: %s", key)
         except Exception as exc:  # noqa: BLE001 - the stage's own outcome must stand
-            self.log.warning("Ledger checkpoint not written after %s: %s", self.stage, redact(str(exc)))
+            reason = database_error(exc) if is_database_error(exc) else str(exc)
+            self.log.warning("Ledger checkpoint not written after %s: %s", self.stage, redact(reason))
 
     def record_failure(self, run: RunContext, exc: BaseException) -> None:
-        message = str(exc) if isinstance(exc, DeregError) else f"{type(exc).__name__}: {exc}"
+        if is_database_error(exc):
+            message = database_error(exc)  # a driver's message may quote the failing row
+        elif isinstance(exc, DeregError):
+            message = str(exc)
+        else:
+            message = f"{type(exc).__name__}: {exc}"
         try:
             run.record(self.stage, "failed", error_type=type(exc).__name__, error=redact(message))
         except Exception:  # noqa: BLE001 - never hide the original error behind a ledger problem
@@ -198,6 +242,7 @@ class ComplianceOperator(ComplianceMixin, BaseOperator):
         self.check_gates(run)
         ti = context.get("ti")
         run.record(self.stage, "started", try_number=getattr(ti, "try_number", None), dry_run=run.dry_run)
+        failure: BaseException | None = None
         try:
             if self.destructive and run.dry_run:
                 result = self.dry_run_summary(run, context)
@@ -209,8 +254,14 @@ class ComplianceOperator(ComplianceMixin, BaseOperator):
             run.record(self.stage, "deferred")
             raise
         except BaseException as exc:
-            self.record_failure(run, exc)
-            raise
+            safe = without_database_detail(exc, self.stage)
+            self.record_failure(run, safe)
+            if safe is exc:
+                raise
+            failure = safe
+        if failure is not None:
+            # raised outside the handler, so the driver's error is not attached as its context
+            raise failure
         entry = run.record(self.stage, "succeeded", **result)
         result["ledger_entry"] = entry.entry_id
         return result

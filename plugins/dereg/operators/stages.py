@@ -261,20 +261,24 @@ class EraseOperator(ComplianceOperator):
     destructive = True
 
     def check_gates(self, run: RunContext) -> None:
-        """Beyond the ledger entries: approved, same plan hash, approver not the trigger, no open
-        request (`dereg.erase.gate`). A refusal is recorded with every reason."""
-        from dereg.erase.gate import Approval, EraseRefused, check_erase_gate
+        """Beyond the ledger entries: the latest approve and restore_verify outcomes are successes,
+        the ledger verifies, approved by one of the manifest's approvers who is not the trigger, same
+        plan hash, no open request (`dereg.erase.gate`). A refusal is recorded with every reason."""
+        from dereg.erase.gate import EraseRefused, check_erase_gate
         from dereg.notify.answers import open_requests
 
         super().check_gates(run)
         if run.dry_run:
             return  # a dry run erases nothing, so it needs no approval
+        facts = run.ledger_facts()
         try:
             check_erase_gate(
-                Approval.from_entry(run.succeeded("approve")),
+                facts.approval,
                 run.plans,
                 triggered_by=run.triggered_by,
                 pending_requests=open_requests(run.store, run.company_id, run.run_id),
+                approvers=run.approvers(),
+                ledger=facts,
                 company_id=run.company_id,
                 run_id=run.run_id,
             )
@@ -288,7 +292,7 @@ class EraseOperator(ComplianceOperator):
         return erase_preview(run.plans)
 
     def act(self, run: RunContext, context) -> dict:
-        from dereg.erase.sources import erase_sources
+        from dereg.erase.sources import backed_up_tables, erase_sources
         from dereg.keys import Keyring
 
         return erase_sources(
@@ -296,6 +300,10 @@ class EraseOperator(ComplianceOperator):
             run.plans,
             connectors=_connectors(run),
             pseudonym_key=Keyring.load().pseudonym_key,
+            backed_up=backed_up_tables(run.store, run.artifacts.backups()),
+            # a retry may find fewer rows only when an earlier try passed the check and began erasing
+            resumed=run.has_event(self.stage, "checked"),
+            on_checked=lambda rows: run.record(self.stage, "checked", rows=rows),
             log=self.log,
             progress=self._progress,
         )

@@ -7,12 +7,16 @@ import copy
 import pytest
 
 from dereg.erase.gate import (
+    LEDGER_BROKEN,
+    NOT_AN_APPROVER,
     NOT_APPROVED,
     PLAN_CHANGED,
     REQUESTS_OPEN,
+    RESTORE_NOT_VERIFIED,
     SELF_APPROVED,
     Approval,
     EraseRefused,
+    LedgerFacts,
     approval_hash,
     check_erase_gate,
     combined_plan_hash,
@@ -55,15 +59,55 @@ def _approved(plans, approver="checker") -> Approval:
     return Approval(decision="approved", plan_hash=approval_hash(plans), approver=approver)
 
 
+def _entry(seq, stage, event, actor="checker", **details) -> LedgerEntry:
+    """A ledger entry whose hash is right (as `Ledger.append` writes it)."""
+    from dereg.evidence.artifacts import canonical_json
+    from dereg.evidence.ledger import entry_hash
+
+    fields = dict(
+        seq=seq,
+        ts=f"2026-11-23T10:00:{seq:02d}+00:00",
+        company_id="acme",
+        run_id="r1",
+        stage=stage,
+        event=event,
+        actor=actor,
+    )
+    digest = entry_hash("p" * 64, **fields, details_json=canonical_json(details))
+    return LedgerEntry(**fields, entry_id=f"e{seq}", details=details, prev_hash="p" * 64, hash=digest)
+
+
+def _facts(*entries, chain_problem=None) -> LedgerFacts:
+    """The ledger facts of a run whose restore verified (unless `entries` say otherwise)."""
+    restored = _entry(1, "restore_verify", "succeeded", actor="ops")
+    return LedgerFacts.gather([restored, *entries], chain_problem is None, chain_problem or "")
+
+
+APPROVERS = {"checker", "ops"}
+
+
+def _refusals(approval, plans, *, ledger=None, approvers=APPROVERS, **kwargs):
+    return erase_refusals(
+        approval, plans, approvers=approvers, ledger=ledger if ledger is not None else _facts(), **kwargs
+    )
+
+
 def _codes(refusals) -> list[str]:
     return [r.code for r in refusals]
 
 
 def test_an_approved_unchanged_plan_by_a_second_person_with_no_open_request_may_run():
     plans = _plans()
-    assert erase_refusals(_approved(plans), plans, triggered_by="ops", pending_requests={}) == []
+    assert _refusals(_approved(plans), plans, triggered_by="ops", pending_requests={}) == []
     check_erase_gate(
-        _approved(plans), plans, triggered_by="ops", pending_requests={}, company_id="acme", run_id="r1"
+        _approved(plans),
+        plans,
+        triggered_by="ops",
+        pending_requests={},
+        approvers=APPROVERS,
+        ledger=_facts(),
+        company_id="acme",
+        run_id="r1",
     )
 
 
@@ -79,13 +123,13 @@ def test_refuses_a_rejected_or_unasked_plan():
     plans = _plans()
     for decision in ("rejected", "not asked (dry run)", None):
         approval = Approval(decision=decision, plan_hash=approval_hash(plans), approver="checker")
-        refusals = erase_refusals(approval, plans, triggered_by="ops", pending_requests={})
+        refusals = _refusals(approval, plans, triggered_by="ops", pending_requests={})
         assert _codes(refusals) == [NOT_APPROVED]
         assert refusals[0].reason == "the plan was not approved"
 
 
 def test_refuses_when_the_ledger_holds_no_approval():
-    assert _codes(erase_refusals(None, _plans(), triggered_by="ops", pending_requests={})) == [NOT_APPROVED]
+    assert _codes(_refusals(None, _plans(), triggered_by="ops", pending_requests={})) == [NOT_APPROVED]
     assert Approval.from_entry(None) is None
 
 
@@ -95,7 +139,7 @@ def test_refuses_a_plan_re_made_after_approval():
     replanned = copy.deepcopy(plans)
     replanned["school_db"].tables[0].rows = 51  # a customer added between approval and erase
     replanned["school_db"].plan_hash = replanned["school_db"].compute_hash()
-    refusals = erase_refusals(approval, replanned, triggered_by="ops", pending_requests={})
+    refusals = _refusals(approval, replanned, triggered_by="ops", pending_requests={})
     assert _codes(refusals) == [PLAN_CHANGED]
     assert approval.plan_hash in refusals[0].reason
     assert current_plan_hash(replanned) in refusals[0].reason
@@ -107,7 +151,7 @@ def test_refuses_a_plan_edited_after_approval_even_if_its_recorded_hash_was_left
     approval = _approved(plans)
     edited = copy.deepcopy(plans)
     edited["school_db"].tables[1].action = "delete"  # hash field untouched: the content still counts
-    assert _codes(erase_refusals(approval, edited, triggered_by="ops", pending_requests={})) == [PLAN_CHANGED]
+    assert _codes(_refusals(approval, edited, triggered_by="ops", pending_requests={})) == [PLAN_CHANGED]
 
 
 def test_refuses_when_an_object_plan_changed_or_a_source_was_added_after_approval():
@@ -116,18 +160,14 @@ def test_refuses_when_an_object_plan_changed_or_a_source_was_added_after_approva
     changed = copy.deepcopy(plans)
     changed["uploads"].prefix = ""  # the whole bucket instead of one prefix
     changed["uploads"].plan_hash = changed["uploads"].compute_hash()
-    assert _codes(erase_refusals(approval, changed, triggered_by="ops", pending_requests={})) == [
-        PLAN_CHANGED
-    ]
+    assert _codes(_refusals(approval, changed, triggered_by="ops", pending_requests={})) == [PLAN_CHANGED]
     more = {**copy.deepcopy(plans), "crm": copy.deepcopy(plans["school_db"])}
-    assert _codes(erase_refusals(approval, more, triggered_by="ops", pending_requests={})) == [PLAN_CHANGED]
+    assert _codes(_refusals(approval, more, triggered_by="ops", pending_requests={})) == [PLAN_CHANGED]
 
 
 def test_refuses_when_the_approver_triggered_the_run():
     plans = _plans()
-    refusals = erase_refusals(
-        _approved(plans, approver="ops"), plans, triggered_by="ops", pending_requests={}
-    )
+    refusals = _refusals(_approved(plans, approver="ops"), plans, triggered_by="ops", pending_requests={})
     assert _codes(refusals) == [SELF_APPROVED]
     assert refusals[0].reason == "the approver 'ops' is the person who triggered the run"
 
@@ -135,7 +175,7 @@ def test_refuses_when_the_approver_triggered_the_run():
 def test_refuses_while_a_copy_or_transfer_request_is_open():
     plans = _plans()
     pending = {"ref-1": "copy", "ref-2": "transfer"}
-    refusals = erase_refusals(_approved(plans), plans, triggered_by="ops", pending_requests=pending)
+    refusals = _refusals(_approved(plans), plans, triggered_by="ops", pending_requests=pending)
     assert _codes(refusals) == [REQUESTS_OPEN]
     assert refusals[0].reason.startswith("2 customer request(s) (copy or transfer) are neither fulfilled nor")
     assert "ref-1" not in refusals[0].reason  # counts, not references
@@ -150,6 +190,8 @@ def test_every_refusal_is_named_at_once_in_the_error_erase_raises():
             plans,
             triggered_by="ops",
             pending_requests={"r": "copy"},
+            approvers=APPROVERS,
+            ledger=_facts(),
             company_id="acme",
             run_id="r1",
         )
@@ -178,3 +220,70 @@ def test_the_approval_is_read_from_the_approve_stage_ledger_entry():
         hash="",
     )
     assert Approval.from_entry(entry) == _approved(plans)
+
+
+# --- issue 18, item 6: the gate takes the latest outcome per stage, checks the chain and the approver
+
+
+def _approval_entry(plans, seq=5, actor="checker"):
+    return _entry(
+        seq, "approve", "succeeded", actor=actor, decision="approved", plan_hash=approval_hash(plans)
+    )
+
+
+@pytest.mark.parametrize("later", ["rejected", "refused"])
+def test_a_later_rejection_or_refusal_wins_over_an_earlier_approval(later):
+    plans = _plans()
+    facts = _facts(_approval_entry(plans), _entry(6, "approve", later, plan_hash=approval_hash(plans)))
+    refusals = _refusals(facts.approval, plans, ledger=facts, triggered_by="ops", pending_requests={})
+    assert _codes(refusals) == [NOT_APPROVED]
+
+
+def test_a_later_failed_restore_verify_wins_over_an_earlier_success():
+    plans = _plans()
+    facts = _facts(_approval_entry(plans), _entry(7, "restore_verify", "failed", actor="ops"))
+    refusals = _refusals(facts.approval, plans, ledger=facts, triggered_by="ops", pending_requests={})
+    assert _codes(refusals) == [RESTORE_NOT_VERIFIED]
+    assert "'failed'" in refusals[0].reason
+
+
+def test_refuses_without_any_restore_verify_outcome():
+    plans = _plans()
+    facts = LedgerFacts.gather([_approval_entry(plans)], True)
+    refusals = _refusals(facts.approval, plans, ledger=facts, triggered_by="ops", pending_requests={})
+    assert _codes(refusals) == [RESTORE_NOT_VERIFIED]
+
+
+def test_an_approval_entry_edited_to_another_actor_is_refused():
+    import dataclasses
+
+    plans = _plans()
+    edited = dataclasses.replace(_approval_entry(plans), actor="ops2")  # hash left as it was
+    facts = _facts(edited)
+    refusals = _refusals(
+        facts.approval, plans, ledger=facts, approvers={"ops2"}, triggered_by="ops", pending_requests={}
+    )
+    assert _codes(refusals) == [LEDGER_BROKEN]
+    assert "e5" in refusals[0].reason
+
+
+def test_refuses_when_the_whole_chain_does_not_verify():
+    plans = _plans()
+    facts = _facts(_approval_entry(plans), chain_problem="entry L000003-1234abcd: its content does not match")
+    refusals = _refusals(facts.approval, plans, ledger=facts, triggered_by="ops", pending_requests={})
+    assert _codes(refusals) == [LEDGER_BROKEN]
+    assert "L000003-1234abcd" in refusals[0].reason
+
+
+def test_refuses_an_approver_who_is_not_in_the_manifest():
+    plans = _plans()
+    facts = _facts(_approval_entry(plans, actor="mallory"))
+    refusals = _refusals(facts.approval, plans, ledger=facts, triggered_by="ops", pending_requests={})
+    assert _codes(refusals) == [NOT_AN_APPROVER]
+    assert refusals[0].reason == "the approver 'mallory' is not among the manifest's approvers"
+
+
+def test_the_latest_approval_after_an_earlier_rejection_may_run():
+    plans = _plans()
+    facts = _facts(_entry(4, "approve", "rejected", plan_hash="x"), _approval_entry(plans, seq=8))
+    assert _refusals(facts.approval, plans, ledger=facts, triggered_by="ops", pending_requests={}) == []

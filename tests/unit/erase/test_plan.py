@@ -200,3 +200,109 @@ def test_classification_of_another_source_is_refused():
     classification.source_id = "crm"
     with pytest.raises(ErasureError, match="classification is of source crm"):
         plan_of(inventory, classification)
+
+
+# --- issue 18, item 11: an unreadable table is never planned as keep silently
+
+
+def test_a_table_classification_could_not_read_fails_the_plan_naming_it():
+    inventory, classification = school([_table("ledger_notes", ["memo"], rows=9)])
+    classification.problems.append({"table": "ledger_notes", "reason": "OperationalError (error code 1054)"})
+    with pytest.raises(ErasureError) as failed:
+        plan_of(inventory, classification)
+    message = str(failed.value)
+    assert "ledger_notes (OperationalError (error code 1054))" in message
+    assert "could not be read" in message and "classify.keep_unreadable" in message
+
+
+def test_a_table_inventory_could_not_count_fails_the_plan():
+    inventory, classification = school([_table("secrets", ["memo"], rows=0)])
+    inventory.table("secrets").problem = "rows cannot be counted (InsufficientPrivilege)"
+    with pytest.raises(ErasureError, match=r"secrets \(rows cannot be counted"):
+        plan_of(inventory, classification)
+
+
+def test_the_manifest_may_keep_an_unreadable_table_with_its_reason():
+    inventory, classification = school([_table("ledger_notes", ["memo"], rows=9)])
+    classification.problems.append({"table": "ledger_notes", "reason": "unreadable"})
+    plan = build_plan(
+        company_id="demo_academy",
+        inventory=inventory,
+        classification=classification,
+        subject_table="students",
+        retain=[ACCOUNTING],
+        keep_unreadable={"ledger_notes": "a vendor's log without customer data, checked by hand"},
+    )
+    action = plan.action("ledger_notes")
+    assert action.action == "keep"
+    assert action.reason == (
+        "could not be read; kept as the manifest decides: a vendor's log without customer data, checked by hand"
+    )
+
+
+def test_an_unreadable_table_the_plan_deletes_anyway_needs_no_decision():
+    inventory, classification = school(
+        [_table("student_logs", ["student_id", "memo"], [("student_id", "students")], rows=9)]
+    )
+    classification.problems.append({"table": "student_logs", "reason": "unreadable"})
+    assert plan_of(inventory, classification).action("student_logs").action == "delete"
+
+
+# --- issue 18, item 3: tables are schema-qualified in the plan
+
+
+def test_a_same_named_table_in_another_schema_is_another_table():
+    inventory, classification = school()
+    archived = TableInfo(
+        "notes",
+        "archive",
+        [ColumnInfo("id", "INTEGER", False, True), ColumnInfo("ref", "INTEGER")],
+        ["id"],
+        [],
+        7,
+    )
+    plain = TableInfo("orders", None, [ColumnInfo("id", "INTEGER", False, True)], ["id"], [], 5)
+    linked = TableInfo(
+        "orders",
+        "archive",
+        [ColumnInfo("id", "INTEGER", False, True), ColumnInfo("student_id", "INTEGER")],
+        ["id"],
+        [ForeignKey(["student_id"], "students", ["id"])],
+        6,
+    )
+    inventory.tables += [archived, plain, linked]
+    plan = plan_of(inventory, classification)
+    assert (plan.action("orders").action, plan.action("orders").ident) == ("keep", (None, "orders"))
+    assert (plan.action("archive.orders").action, plan.action("archive.orders").ident) == (
+        "delete",
+        ("archive", "orders"),
+    )
+    # public notes hold personal data; archive.notes neither holds any nor links to anything
+    assert plan.action("notes").action == "delete" and plan.action("archive.notes").action == "keep"
+
+
+def test_a_foreign_key_to_another_schemas_same_named_table_is_not_a_link():
+    inventory, classification = school()
+    other = TableInfo("students", "archive", [ColumnInfo("id", "INTEGER", False, True)], ["id"], [], 3)
+    child = TableInfo(
+        "essays",
+        None,
+        [ColumnInfo("id", "INTEGER", False, True), ColumnInfo("sid", "INTEGER")],
+        ["id"],
+        [ForeignKey(["sid"], "students", ["id"], ref_schema="archive")],
+        4,
+    )
+    inventory.tables += [other, child]
+    plan = plan_of(inventory, classification)
+    assert plan.action("essays").action == "keep"
+    assert plan.action("archive.students").action == "keep"
+
+
+def test_two_tables_shown_with_the_same_name_are_refused():
+    inventory, classification = school()
+    inventory.tables += [
+        TableInfo("x.y", None, [ColumnInfo("id", "INTEGER", False, True)], ["id"], [], 1),
+        TableInfo("y", "x", [ColumnInfo("id", "INTEGER", False, True)], ["id"], [], 1),
+    ]
+    with pytest.raises(ErasureError, match=r"tables \['x.y'\] cannot be told apart"):
+        plan_of(inventory, classification)
