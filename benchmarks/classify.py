@@ -796,9 +796,10 @@ def bench_huge_cell(base_url: str, megabytes: int) -> dict:
         repeat = max(1, (megabytes << 20) // len(piece.encode()))
         with engine.begin() as conn:
             conn.exec_driver_sql("CREATE TABLE huge_cell (id int PRIMARY KEY, remark text)")
-            conn.exec_driver_sql("INSERT INTO huge_cell VALUES (1, '')")
-            for _ in range(repeat):  # grown server-side: the client never holds the whole cell
-                conn.execute(sa.text("UPDATE huge_cell SET remark = remark || :p || ' '"), {"p": piece})
+            # built server-side in one statement: the client never holds the whole cell
+            conn.execute(
+                sa.text("INSERT INTO huge_cell SELECT 1, repeat(:p || ' ', :n)"), {"p": piece, "n": repeat}
+            )
             size = conn.exec_driver_sql("SELECT octet_length(remark) FROM huge_cell").scalar_one()
         engine.dispose()
         done = subprocess.run(
