@@ -6,7 +6,9 @@ Three entry points share one set of rules:
 - `scan_values(values)` counts, over many values, how many hold each category (the benchmark's and
   the post-erasure check's unit of work);
 - `scan_block(text)` runs over a block of many rows at once (a COPY stream, tab-separated), so a
-  full scan pays the regular-expression engine once per block instead of once per value.
+  full scan pays the regular-expression engine once per block instead of once per value;
+  `scan_stream(blocks)` does the same over a stream of blocks cut anywhere, in time linear in the
+  text and memory bounded by one block, however long one line or one value is.
 
 A combined candidate pattern (the union of every embedded detector's pattern) is tried first: most
 values and most blocks hold no candidate at all and cost one C-level search. Where detectors claim
