@@ -561,7 +561,8 @@ def _sampled(t: sa.TableClause, name: str, column_type: str | None) -> sa.Column
     """A text column is read in its first MAX_SAMPLE_CHARS + 1 characters (the sample scans no
     more, and the + 1 tells it the value was longer): a huge cell never reaches the client whole."""
     if _PLAIN_TEXT_TYPE.search(column_type or ""):
-        return sa.func.substr(t.c[name], 1, MAX_SAMPLE_CHARS + 1).label(name)
+        # cast first: a reflected type can say VARCHAR for an enum or a domain substr does not take
+        return sa.func.substr(sa.cast(t.c[name], sa.Text), 1, MAX_SAMPLE_CHARS + 1).label(name)
     return t.c[name]
 
 
