@@ -13,7 +13,13 @@
 3. Peak RSS of the full scan at a tenth, a half and all of --students: memory must stay flat as
    tables grow (at most 1.25 times from half to full size).
 
-    python -m benchmarks.classify [--students N] [--values N] [--quick]
+4. One large cell: the scanner over 4 MB of remarks as short lines and as one cell (same findings,
+   ratio of times; goal <= 1.5x), and a PostgreSQL table with one 200 MB cell full-scanned in a
+   child process (peak RSS; goal < 400 MiB).
+5. The realworld packs (../shared/realworld: pagila on PostgreSQL, mall on MariaDB): column recall
+   and precision against each truth.json, in sample and full mode (goal >= 0.95 each).
+
+    python -m benchmarks.classify [--students N] [--values N] [--quick] [--only cell|realworld]
 
 Needs `benchmarks/requirements-bench.txt` (presidio-analyzer, spaCy) in the venv: `make bench-classify`
 installs it. Nothing here is part of `make test`; nothing printed holds a raw value.
@@ -706,6 +712,205 @@ def bench_database(base_url: str, students: int, rounds: int) -> dict:
     return {"ratio": ratio, "rss_growth": growth}
 
 
+# --- 4. one large cell ---------------------------------------------------------------------------
+
+CELL_GOAL = 1.5  # a huge cell within this many times the same bytes as short lines
+CELL_RSS_GOAL_MIB = 400  # peak RSS of the full scan of a table with one 200 MB cell
+
+
+def _cell_records(target_bytes: int, seed: int = SEED) -> list[str]:
+    rng = random.Random(seed)
+    records: list[str] = []
+    size = 0
+    while size < target_bytes:
+        kind = rng.choice(CATEGORIES[:5])
+        template, kinds = rng.choice(
+            [t for t in TEMPLATES if len(t[1]) == 1 and t[1][0] == kind] or [TEMPLATES[0]]
+        )
+        text = template.format(**{k: _positive(rng, k) for k in kinds})
+        records.append(text)
+        size += len(text.encode()) + 1
+    return records
+
+
+def bench_large_cell(megabytes: int = 4) -> dict:
+    """The scanner over `megabytes` MB of remarks as short lines and as one cell (the same bytes,
+    spaces for line breaks); the same findings in both, and the ratio of the times."""
+    from dereg.classify.scanner import scan_block
+
+    records = _cell_records(megabytes << 20)
+    short = "\n".join(records) + "\n"
+    cell = " ".join(records) + "\n"
+    print(f"\n== 4. one large cell: {len(cell.encode()) / (1 << 20):.1f} MB, {len(records):,} remarks ==")
+
+    def timed(block: str) -> tuple[float, list]:
+        best, found = float("inf"), []
+        for _ in range(3):
+            started = time.perf_counter()
+            found = [(c, v) for _, _, c, v in scan_block(block)]
+            best = min(best, time.perf_counter() - started)
+        return best, found
+
+    lines_s, lines_found = timed(short)
+    cell_s, cell_found = timed(cell)
+    ratio = cell_s / lines_s
+    same = lines_found == cell_found
+    print(f"short lines: {lines_s:.2f} s, {len(lines_found):,} hits")
+    print(f"one cell:    {cell_s:.2f} s, {len(cell_found):,} hits (same findings: {'yes' if same else 'NO'})")
+    print(
+        f"RATIO one cell / short lines = {ratio:.2f}x (goal <= {CELL_GOAL}x: {'met' if ratio <= CELL_GOAL else 'NOT met'})"
+    )
+    return {"ratio": ratio, "same": same}
+
+
+def huge_cell_child(url: str) -> int:
+    """In a child process: full-scan the table `huge_cell` of `url`; print peak RSS (MiB)."""
+    from dereg.classify.engine import classify_table
+    from dereg.inventory.sql import inventory_source
+
+    engine = sa.create_engine(url)
+    inventory = inventory_source(engine, "bench")
+    info = next(t for t in inventory.tables if t.name == "huge_cell")
+    started = time.perf_counter()
+    findings = classify_table(engine, info, full=True)
+    took = time.perf_counter() - started
+    hits = sum(f.matches for f in findings if f.personal)
+    print(f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} {took:.1f} {hits}")
+    return 0
+
+
+def bench_huge_cell(base_url: str, megabytes: int) -> dict:
+    """A PostgreSQL table with one `megabytes` MB text cell, full-scanned in a child process: its
+    peak RSS against the goal."""
+    url = sa.make_url(base_url).set(database="dereg_bench_huge_cell")
+    admin = sa.create_engine(sa.make_url(base_url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql('DROP DATABASE IF EXISTS "dereg_bench_huge_cell" WITH (FORCE)')
+        conn.exec_driver_sql('CREATE DATABASE "dereg_bench_huge_cell"')
+    admin.dispose()
+    print(f"\n== 4b. one {megabytes} MB cell in PostgreSQL, full scan in a child process ==")
+    try:
+        engine = sa.create_engine(url)
+        records = _cell_records(1 << 20)
+        piece = " ".join(records)
+        repeat = max(1, (megabytes << 20) // len(piece.encode()))
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE huge_cell (id int PRIMARY KEY, remark text)")
+            # built server-side in one statement: the client never holds the whole cell
+            conn.execute(
+                sa.text("INSERT INTO huge_cell SELECT 1, repeat(:p || ' ', :n)"), {"p": piece, "n": repeat}
+            )
+            size = conn.exec_driver_sql("SELECT octet_length(remark) FROM huge_cell").scalar_one()
+        engine.dispose()
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.classify",
+                "--huge-cell-child",
+                url.render_as_string(hide_password=False),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        rss, took, hits = done.stdout.split()[-3:]
+        rss_mib = int(rss)
+        print(
+            f"cell {int(size) / (1 << 20):.0f} MB: full scan {took} s, {hits} values with hits, peak RSS {rss_mib} MiB"
+        )
+        print(
+            f"RATIO peak RSS / goal = {rss_mib / CELL_RSS_GOAL_MIB:.2f} (goal < {CELL_RSS_GOAL_MIB} MiB: "
+            f"{'met' if rss_mib < CELL_RSS_GOAL_MIB else 'NOT met'})"
+        )
+        return {"rss_mib": rss_mib}
+    finally:
+        admin = sa.create_engine(sa.make_url(base_url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql('DROP DATABASE IF EXISTS "dereg_bench_huge_cell" WITH (FORCE)')
+        admin.dispose()
+
+
+# --- 5. the realworld packs ------------------------------------------------------------------------
+
+# DEREG_REALWORLD, else the nearest shared/realworld above this checkout (../shared/realworld)
+REALWORLD = Path(
+    os.environ.get("DEREG_REALWORLD")
+    or next(
+        (
+            p / "shared" / "realworld"
+            for p in Path(__file__).resolve().parents
+            if (p / "shared" / "realworld").is_dir()
+        ),
+        Path(__file__).resolve().parents[2] / "shared" / "realworld",
+    )
+)
+
+
+def bench_realworld() -> dict:
+    """Column recall and precision on both realworld packs (loaded into the real servers with each
+    pack's load.sh), in sample and full mode; scoring rules in dereg.classify.quality."""
+    import datetime as dt
+    import json
+    import uuid
+
+    from dereg.classify.engine import classify_source
+    from dereg.classify.quality import score
+    from dereg.inventory.sql import inventory_source
+
+    print("\n== 5. realworld packs: column recall and precision against truth.json ==")
+    packs = (
+        ("pagila", "postgresql+psycopg2://postgres@127.0.0.1:5432/{db}", {}),
+        ("mall", "mysql+pymysql://root@127.0.0.1:3306/{db}", {"PYTHON": sys.executable}),
+    )
+    out = {}
+    for pack, url_pattern, env in packs:
+        here = REALWORLD / pack
+        if not (here / "load.sh").is_file():
+            print(f"{pack}: not found under {REALWORLD} (set DEREG_REALWORLD)")
+            continue
+        db = f"dereg_bench_{pack}_{uuid.uuid4().hex[:6]}"
+        subprocess.run(
+            ["bash", str(here / "load.sh"), db], env={**os.environ, **env}, check=True, capture_output=True
+        )
+        truth = json.loads((here / "truth.json").read_text(encoding="utf-8"))
+        engine = sa.create_engine(url_pattern.format(db=db))
+        try:
+            inventory = inventory_source(engine, pack)
+            for mode in ("sample", "full"):
+                started = time.perf_counter()
+                result = classify_source(
+                    engine,
+                    inventory,
+                    closure_date=dt.date(2026, 12, 31),
+                    subject_table=None,
+                    full=mode == "full",
+                )
+                s = score(result, truth)
+                print(f"{pack:<7}{mode:<7}{s.line()}; {time.perf_counter() - started:.1f} s")
+                out[(pack, mode)] = (s.recall, s.precision)
+        finally:
+            engine.dispose()
+            if pack == "pagila":
+                admin = sa.create_engine(url_pattern.format(db="postgres"), isolation_level="AUTOCOMMIT")
+                with admin.connect() as conn:
+                    conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+            else:
+                admin = sa.create_engine(url_pattern.format(db=""))
+                with admin.connect() as conn:
+                    conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{db}`")
+            admin.dispose()
+    try:
+        import presidio_analyzer  # noqa: F401
+
+        print(
+            "Presidio: installed, but it has no column-level verdict to compare on these packs (see docs/benchmarks.md)"
+        )
+    except ImportError:
+        print("Presidio: not installed in this venv (make bench-classify installs it); no comparison printed")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--students", type=int, default=200_000, help="students in the large database")
@@ -724,10 +929,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-presidio", action="store_true", help="parts 2 and 3 only")
     parser.add_argument("--skip-db", action="store_true", help="part 1 only")
+    parser.add_argument("--skip-cell", action="store_true", help="skip part 4 (one large cell)")
+    parser.add_argument(
+        "--huge-cell-mb", type=int, default=200, help="part 4b: MB in one PostgreSQL cell (0: skip)"
+    )
+    parser.add_argument("--skip-realworld", action="store_true", help="skip part 5 (the realworld packs)")
+    parser.add_argument("--only", choices=("cell", "realworld"), help="run only part 4 or part 5")
     parser.add_argument("--scan-child", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--huge-cell-child", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.scan_child:
         return scan_child(args.scan_child)
+    if args.huge_cell_child:
+        return huge_cell_child(args.huge_cell_child)
     if args.quick:
         args.students, args.values, args.rounds = min(args.students, 20_000), min(args.values, 2_000), 1
 
@@ -737,10 +951,19 @@ def main(argv: list[str] | None = None) -> int:
         f"dereg classification benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
     )
+    if args.only:
+        args.skip_presidio = args.skip_db = True
+        args.skip_cell, args.skip_realworld = args.only != "cell", args.only != "realworld"
     if not args.skip_presidio:
         bench_throughput(args.values, args.language or ("zh", "en"), args.corpus)
     if not args.skip_db:
         bench_database(args.url or DEFAULT_URL, args.students, args.rounds)
+    if not args.skip_cell:
+        bench_large_cell(1 if args.quick else 4)
+        if args.huge_cell_mb:
+            bench_huge_cell(args.url or DEFAULT_URL, 20 if args.quick else args.huge_cell_mb)
+    if not args.skip_realworld:
+        bench_realworld()
     print(
         f"\npeak RSS of this process (part 1 and database builds included): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB"
     )

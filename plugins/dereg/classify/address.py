@@ -24,8 +24,12 @@ _MARKERS = re.compile(
 )
 _FIRST_LEVEL = re.compile(r"^.{1,8}?(?:省|自治区|特别行政区|市)")
 _ENGLISH = re.compile(
-    r"\d+[A-Za-z]?,? [A-Za-z .'-]+ (?:Road|Rd|Street|St|Avenue|Ave|Lane|Ln|Drive|Dr)\b", re.I
+    r"\d+[A-Za-z]?,? [A-Za-z .'-]+ (?:Road|Rd|Street|St|Avenue|Ave|Lane|Ln|Drive|Dr|Way|Boulevard|Blvd"
+    r"|Parkway|Pkwy|Place|Pl|Court|Ct|Circle|Cir|Terrace|Highway|Hwy|Square|Sq|Crescent|Close|Loop)\b",
+    re.I,
 )
+# Under a column name that says "address": a house number and words (1913 Hanoi Way), in any script
+_PLAUSIBLE = re.compile(r"\d{1,6}[A-Za-z]?[, ]+\S.{1,80}|.{1,80}\S[, ]+(?:No\.? ?)?\d{1,6}[A-Za-z]?", re.I)
 PATTERN = re.compile(r"[\u4e00-\u9fff0-9A-Za-z\-]{4,60}")
 
 
@@ -43,6 +47,18 @@ def is_valid(text: str) -> bool:
     if 6 <= len(address) <= 120 and re.search(r"[\u4e00-\u9fff]", address):
         return _markers(address) >= 2
     return bool(_ENGLISH.search(raw))
+
+
+def is_plausible(text: str) -> bool:
+    """An address when the column's name says so: also a house number with a street name in any
+    Western form, and a Chinese address with one marker."""
+    raw = str(text).strip()
+    if is_valid(raw) or _PLAUSIBLE.fullmatch(raw):
+        return True
+    address = compact(raw)
+    return (
+        4 <= len(address) <= 120 and bool(re.search(r"[\u4e00-\u9fff]", address)) and _markers(address) >= 1
+    )
 
 
 def is_certain(text: str) -> bool:

@@ -22,8 +22,8 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from dereg.classify import cn_resident_id, names
-from dereg.classify.scanner import NOT_PERSONAL, personal_spans, scan_block, spans
+from dereg.classify import cn_resident_id, names, person_name
+from dereg.classify.scanner import NOT_PERSONAL, personal_spans, scan_stream, spans
 from dereg.classify.taxonomy import level_of
 from dereg.dialects import dialect_for
 from dereg.errors import SourceError
@@ -71,6 +71,10 @@ _TOO_SHORT_FOR_IDS = re.compile(
 )
 _BINARY_TYPE = re.compile(r"BLOB|BYTEA|BINARY|IMAGE", re.I)
 _GENDER_WORDS = frozenset({"男", "女", "男性", "女性", "male", "female"})
+# a value written as a sentence: CJK text with punctuation, or CJK words with spaces between
+_PROSE = re.compile(
+    r"[\u4e00-\u9fff][，。！？；、：,!?;]|[，。！？；、：][\u4e00-\u9fff]|[\u4e00-\u9fff]\s+\S"
+)
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"RIFF")
 
 
@@ -135,8 +139,12 @@ class _ColumnStats:
     json_found: Counter = field(default_factory=Counter)  # category -> documents with it under a key
     certain: Counter = field(default_factory=Counter)  # category -> values of it beyond doubt
     any_hit: int = 0
+    context_names: int = 0  # values naming a person inside free text (联系张伟, 王芳反馈)
     examples: dict[str, list[str]] = field(default_factory=dict)
     hinted: tuple[str, ...] = ()
+    generic_name: bool = False  # called just `name`: its shape is judged strictly
+    prose: int = 0  # values written as sentences (CJK with punctuation or spaces)
+    plausible_names: int = 0  # of a column called just `name`: values with the loose shape of one
 
     def __post_init__(self) -> None:
         self._whole_detectors = _whole_value_detectors(self.hinted)
@@ -190,6 +198,15 @@ class _ColumnStats:
                 if isinstance(document, dict | list):
                     self.json_values += 1
                     self._add_json(document)
+            if len(text) >= 6 and not text.isascii() and _PROSE.search(text):
+                self.prose += 1
+            if len(text) > 4 and not text.isascii():
+                found = person_name.in_context(text[:2000])
+                if found:
+                    self.context_names += 1
+                    self.example("name", person_name.mask(found[0]))
+            if self.generic_name and person_name.is_plausible(text):
+                self.plausible_names += 1
             if len(text) <= 200:
                 self._add_whole(text, self._whole_detectors)
             elif text.startswith(("data:image/", "/9j/", "iVBOR")):
@@ -200,9 +217,15 @@ class _ColumnStats:
 
     def _add_whole(self, value, detectors) -> None:
         for detector in detectors:
-            if not _safe_valid(detector, value):
-                continue
             cat = detector.CATEGORY
+            # under a name that says so, a looser shape is enough (MARY as a first_name)
+            loose = cat in self.hinted and not (cat == "name" and self.generic_name)
+            plausible = getattr(detector, "is_plausible", None) if loose else None
+            if plausible is not None:
+                if not _safe_call(plausible, value):
+                    continue
+            elif not _safe_valid(detector, value):
+                continue
             self.whole[cat] += 1
             certain = getattr(detector, "is_certain", None)
             if certain is None or certain(value):
@@ -259,6 +282,13 @@ class _ColumnStats:
         return self.total_length / self.text_values if self.text_values else 0.0
 
 
+def _safe_call(check, value) -> bool:
+    try:
+        return bool(check(value))
+    except Exception:  # noqa: BLE001 - a detector never stops a scan; odd input is simply not a match
+        return False
+
+
 def _safe_valid(detector, value) -> bool:
     if detector is None:
         return False
@@ -313,13 +343,18 @@ def _conclude(table: str, column: str, column_type: str, stats: _ColumnStats) ->
     n = stats.nonempty
     if n == 0:
         if hinted:
-            return _finding(table, column, list(hinted), 0, 0, [], [f"no non-empty values read; {hint_text}"])
+            # an empty column holds nobody's data: what its name suggests is reported, not concluded
+            suggests = ", ".join(hinted)
+            return _finding(
+                table, column, [], 0, 0, [], [f"empty, name suggests {suggests}; no non-empty values read"]
+            )
         return _finding(table, column, [], 0, 0, [], ["no non-empty values read; name says nothing"])
 
     free_text = (
         bool(_FREE_TEXT_TYPE.search(column_type or ""))
         or stats.mean_length > FREE_TEXT_LENGTH
         or stats.json_values >= 0.5 * n
+        or (stats.prose >= 0.3 * n and stats.mean_length > 8)
     )
     categories: list[str] = []
     reasons: list[str] = []
@@ -347,11 +382,20 @@ def _conclude(table: str, column: str, column_type: str, stats: _ColumnStats) ->
         if cat not in categories:
             categories.append(cat)
             reasons.append(f"JSON: {documents} of {n} documents hold {cat} under a key that names it")
-    matches = stats.any_hit if categories else 0
+    if "name" not in categories and stats.context_names and (free_text or stats.context_names >= 2):
+        categories.append("name")
+        reasons.append(f"free text: {stats.context_names} of {n} values name a person in context")
+    matches = max(stats.any_hit, stats.context_names) if categories else 0
+
+    generic_name = names.is_generic_name(column) and "name" in hinted
+    if generic_name:
+        # decided with the table: a person's name only beside their number or address
+        hinted = [c for c in hinted if c != "name"]
+        reasons.append(f"{hint_text} says nothing of whose name: a person's only in a record about a person")
 
     # Shapes: values that are wholly a name, an address, a gender.
     for cat, fitting in stats.whole.items():
-        if cat in categories or cat in NOT_PERSONAL:
+        if cat in categories or cat in NOT_PERSONAL or (generic_name and cat == "name"):
             continue
         share = fitting / n
         if cat in hinted and share >= HINTED_SHAPE_SHARE:
@@ -460,6 +504,49 @@ def _person_table_images(findings: list[ColumnFinding], stats: dict[str, _Column
             )
 
 
+# a record about a person: it holds their name or a number to reach them
+_PERSON_MARKERS = frozenset(
+    {"name", "cn_mobile", "phone", "address", "email", "cn_resident_id", "birth_date", "gender", "im_account"}
+)
+
+
+def _person_table_address_parts(findings: list[ColumnFinding], stats: dict[str, _ColumnStats]) -> None:
+    """A district, postcode, city or province beside a person's name or number is part of their
+    address; the same column in a table of shops or cities is not."""
+    person = any(
+        f.personal and _PERSON_MARKERS & set(f.categories) and not f.reason.startswith("free text")
+        for f in findings
+    )
+    if not person:
+        return
+    for f in findings:
+        s = stats.get(f.column)
+        if s is None or f.personal or not s.nonempty:
+            continue
+        # a column called `name` (any name shape) or *_name (a strict one) beside a person's number
+        fitting = s.plausible_names if s.generic_name else s.whole.get("name", 0)
+        if names.split_name(f.column)[-1:] == ["name"] and fitting >= HINTED_SHAPE_SHARE * s.nonempty:
+            f.categories = ["name"]
+            f.level = level_of(f.categories)
+            f.matches = fitting
+            f.reason = (
+                f"{_pct(fitting, s.nonempty)} of {s.nonempty} values have the shape of name, "
+                "in a table that holds a person's number or address"
+            )
+            continue
+        if not names.address_part(f.column):
+            continue
+        if s.mean_length > FREE_TEXT_LENGTH or s.any_hit >= 0.5 * s.nonempty:
+            continue
+        f.categories = ["address"]
+        f.level = level_of(f.categories)
+        f.matches = s.nonempty
+        f.reason = (
+            f"name {f.column} says part of an address, in a table that holds a person's name or number; "
+            f"{s.nonempty} values"
+        )
+
+
 # --- reading tables ------------------------------------------------------------------------------
 
 
@@ -467,11 +554,23 @@ def _table_clause(info: TableInfo, columns: Iterable[str]) -> sa.TableClause:
     return sa.table(info.name, *[sa.column(c) for c in columns], schema=info.schema)
 
 
+_PLAIN_TEXT_TYPE = re.compile(r"CHAR|TEXT|CLOB", re.I)
+
+
+def _sampled(t: sa.TableClause, name: str, column_type: str | None) -> sa.ColumnElement:
+    """A text column is read in its first MAX_SAMPLE_CHARS + 1 characters (the sample scans no
+    more, and the + 1 tells it the value was longer): a huge cell never reaches the client whole."""
+    if _PLAIN_TEXT_TYPE.search(column_type or ""):
+        # cast first: a reflected type can say VARCHAR for an enum or a domain substr does not take
+        return sa.func.substr(sa.cast(t.c[name], sa.Text), 1, MAX_SAMPLE_CHARS + 1).label(name)
+    return t.c[name]
+
+
 def sample_query(engine: sa.Engine, info: TableInfo, sample_size: int) -> sa.Select:
     """All rows of a small table; of a larger one, a sample spread over the whole table: every
     k-th integer key (deterministic, uses the index), else rows in random order."""
     t = _table_clause(info, [c.name for c in info.columns])
-    query = sa.select(*[t.c[c.name] for c in info.columns])
+    query = sa.select(*[_sampled(t, c.name, c.type) for c in info.columns])
     if info.row_count <= sample_size:
         return query.limit(sample_size)
     pk_types = {c.name: (c.type or "").upper() for c in info.columns if c.name in info.primary_key}
@@ -504,7 +603,10 @@ def _stream(conn: sa.Connection, query) -> sa.CursorResult:
 
 
 def _classify_table_sample(engine: sa.Engine, info: TableInfo, sample_size: int) -> dict[str, _ColumnStats]:
-    stats = {c.name: _ColumnStats(hinted=tuple(names.hints(c.name))) for c in info.columns}
+    stats = {
+        c.name: _ColumnStats(hinted=tuple(names.hints(c.name)), generic_name=names.is_generic_name(c.name))
+        for c in info.columns
+    }
     if info.columns:
         with engine.connect() as conn:
             for row in _stream(conn, sample_query(engine, info, sample_size)):
@@ -533,26 +635,25 @@ def _full_hits(engine: sa.Engine, info: TableInfo, cols: list[str]) -> tuple[dic
     )
     counters = [hits[c] for c in cols]
     col_examples = [examples[c] for c in cols]
-    for block in blocks:
-        # scan_block yields the hits of one value next to each other: count a value once per
-        # category by remembering only the current one (no set over the whole block)
-        current: tuple[int, int] | None = None
-        categories: set[str] = set()
-        for line_start, index, category, value in scan_block(block):
-            if index >= len(cols):
-                continue
-            counter = counters[index]
-            if (line_start, index) != current:
-                current, categories = (line_start, index), set()
-                counter["_any"] += 1
-            if category not in categories:
-                categories.add(category)
-                counter[category] += 1
-            found = col_examples[index].setdefault(category, [])
-            if len(found) < 3:
-                masked = mask(category, value)
-                if masked not in found:
-                    found.append(masked)
+    # scan_stream yields the hits of one value next to each other, whatever the cuts between
+    # blocks: count a value once per category by remembering only the current one
+    current: tuple[int, int] | None = None
+    categories: set[str] = set()
+    for line_start, index, category, value in scan_stream(blocks):
+        if index >= len(cols):
+            continue
+        counter = counters[index]
+        if (line_start, index) != current:
+            current, categories = (line_start, index), set()
+            counter["_any"] += 1
+        if category not in categories:
+            categories.add(category)
+            counter[category] += 1
+        found = col_examples[index].setdefault(category, [])
+        if len(found) < 3:
+            masked = mask(category, value)
+            if masked not in found:
+                found.append(masked)
     return hits, examples
 
 
@@ -573,6 +674,7 @@ def classify_table(
     table = info.qualified_name
     findings = [_conclude(table, c.name, c.type, stats[c.name]) for c in info.columns]
     _person_table_images(findings, stats)
+    _person_table_address_parts(findings, stats)
     if not full:
         return findings
     cols = full_scan_columns(info)

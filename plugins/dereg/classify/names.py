@@ -42,6 +42,24 @@ _WHOLE: dict[str, set[str]] = {
         "学生姓名",
         "家长姓名",
         "联系人",
+        # names people go by: nicknames and display names are chosen by the person and name them
+        "nickname",
+        "nick_name",
+        "nick",
+        "display_name",
+        "displayname",
+        "payer",
+        "contact",
+        "consignee",
+        "昵称",
+        "收货人",
+        "付款人",
+        # an invoice title is a company's name or, for an individual's invoice, the person's
+        "bill_header",
+        "bill_title",
+        "invoice_title",
+        "invoice_header",
+        "发票抬头",
     },
     "gender": {"gender", "sex", "xb", "xingbie", "性别"},
     "birth_date": {
@@ -163,6 +181,15 @@ _WHOLE: dict[str, set[str]] = {
         "台胞证",
     },
     "im_account": {
+        "openid",
+        "open_id",
+        "unionid",
+        "union_id",
+        "weibo",
+        "weibo_id",
+        "alipay",
+        "alipay_account",
+        "alipay_user_id",
         "wechat",
         "weixin",
         "wx",
@@ -176,6 +203,33 @@ _WHOLE: dict[str, set[str]] = {
         "qq号",
     },
     "ip_address": {"ip", "ip_address", "ipaddr", "ip_addr", "login_ip", "last_ip", "client_ip", "ip地址"},
+    # a login name identifies its holder (GB/T 35273 lists accounts among personal information)
+    "account": {
+        "username",
+        "user_name",
+        "login",
+        "login_name",
+        "loginname",
+        "account",
+        "account_name",
+        "用户名",
+        "账号",
+    },
+    # a password or its hash is 鉴别信息: sensitive (GB/T 35273 Annex B)
+    "credential": {"password", "passwd", "pwd", "password_hash", "passwordhash", "pass_hash", "密码"},
+    # a person's job, employer or school, in their profile
+    "employment": {
+        "job",
+        "occupation",
+        "profession",
+        "employer",
+        "work_unit",
+        "gzdw",
+        "职业",
+        "工作单位",
+    },
+    # account ids issued by platforms to one person: WeChat openid/unionid, Weibo, Alipay, a device
+    "device_id": {"device_id", "deviceid", "device_token", "imei", "idfa", "oaid", "android_id", "设备号"},
     "biometric_face": {
         "photo",
         "avatar",
@@ -206,7 +260,7 @@ for _who in ("jhr", "jz", "lxr", "xs", "fq", "mq"):
 
 # category -> parts that mean it anywhere in a longer name (payer_mobile, student_birthday, ...)
 _PART: dict[str, set[str]] = {
-    "name": {"xm", "姓名"},
+    "name": {"xm", "姓名", "nickname", "昵称"},
     "gender": {"gender", "sex", "性别"},
     "birth_date": {"birthday", "birthdate", "dob", "csrq", "出生日期", "生日"},
     "cn_resident_id": {"idcard", "sfzh", "sfz", "身份证"},
@@ -217,9 +271,33 @@ _PART: dict[str, set[str]] = {
     "bank_card": {"yhkh", "bankcard", "银行卡"},
     "health": {"health", "medical", "allergy", "allergies", "健康", "过敏"},
     "passport": {"passport", "护照", "通行证"},
-    "im_account": {"wechat", "weixin", "qq", "微信"},
+    "im_account": {
+        "wechat",
+        "weixin",
+        "qq",
+        "微信",
+        "openid",
+        "unionid",
+        "weibo",
+        "alipay",
+        "微博",
+        "支付宝",
+    },
+    "account": {"username", "用户名", "账号"},
+    "credential": {"password", "passwd", "密码"},
+    "device_id": {"imei", "idfa", "oaid"},
     "ip_address": {"ip", "ipaddr", "ip地址"},
-    "biometric_face": {"photo", "avatar", "face", "fingerprint", "portrait", "照片", "头像", "人脸", "指纹"},
+    "biometric_face": {
+        "photo",
+        "avatar",
+        "face",
+        "fingerprint",
+        "portrait",
+        "照片",
+        "头像",
+        "人脸",
+        "指纹",
+    },
 }
 
 # two consecutive parts inside longer names: payer_bank_card, guardian_id_number, student_birth_date
@@ -239,13 +317,25 @@ _PAIRS: dict[tuple[str, str], str] = {
     ("student", "name"): "name",
     ("contact", "name"): "name",
     ("home", "address"): "address",
+    ("nick", "name"): "name",
+    ("display", "name"): "name",
+    ("receiver", "name"): "name",
+    ("consignee", "name"): "name",
+    ("member", "name"): "name",
+    ("customer", "name"): "name",
+    ("user", "name"): "account",
+    ("login", "name"): "account",
+    ("open", "id"): "im_account",
+    ("union", "id"): "im_account",
+    ("device", "id"): "device_id",
+    ("detail", "address"): "address",
     ("e", "mail"): "email",
 }
 
 
 def split_name(column: str) -> list[str]:
     """Parts of a column name: PayerMobile, payer_mobile and payer-mobile give [payer, mobile]."""
-    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", column.strip())
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Za-z])(?=[0-9])", "_", column.strip())
     return [p for p in re.split(r"[_\-\s.]+", spaced.lower()) if p]
 
 
@@ -271,3 +361,53 @@ def hint(column: str) -> str | None:
     """The most specific category the name suggests, or None."""
     found = hints(column)
     return found[0] if found else None
+
+
+# Parts of an address that are only personal in a record about a person (a receiver's district and
+# postcode; a shop's city or a country table is not): the engine counts them as an address when the
+# same table holds a person's name or contact number.
+ADDRESS_PARTS = frozenset(
+    {
+        "district",
+        "postal_code",
+        "postalcode",
+        "post_code",
+        "postcode",
+        "zip",
+        "zipcode",
+        "zip_code",
+        "province",
+        "city",
+        "region",
+        "county",
+        "street",
+        "邮编",
+        "邮政编码",
+        "省",
+        "省份",
+        "城市",
+        "区县",
+        "区",
+    }
+)
+
+
+def address_part(column: str) -> bool:
+    """The column's name says it holds one part of an address (a district, a postcode, a city),
+    alone or after an owner (receiver_city)."""
+    parts = split_name(column)
+    whole = column.strip().lower()
+    if whole in ADDRESS_PARTS:
+        return True
+    if len(parts) >= 2 and ("_".join(parts[-2:]) in ADDRESS_PARTS or parts[-1] in ADDRESS_PARTS):
+        return True
+    return False
+
+
+#: names that say "name" without saying whose: a product's, a category's or a person's
+GENERIC_NAMES = frozenset({"name", "名称", "名字"})
+
+
+def is_generic_name(column: str) -> bool:
+    """The column is called just `name`: a person's name only in a record about a person."""
+    return column.strip().lower() in GENERIC_NAMES

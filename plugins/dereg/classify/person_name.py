@@ -93,7 +93,9 @@ _NOT_NAMES = (
 _COMMON_WORDS = frozenset(
     "成功 安全 方法 文化 明天 高中 全部 和平 时间 马上 周末 钱包 牛奶 米饭 黄金 白金 游泳 武术 古筝 吉他 "
     "尤克里里 王者荣耀 东方明珠 江苏 江西 安徽 吉林 甘肃 宁夏 武汉 成都 沈阳 宁波 石家庄 桂林 "
-    "常规 常用 关于 时尚 龙舟 安装 于是 和谐 高考 高清 万能 华为 小米 明星 文明 文学 文艺 史学".split()
+    "常规 常用 关于 时尚 龙舟 安装 于是 和谐 高考 高清 万能 华为 小米 明星 文明 文学 文艺 史学 "
+    "管理 管理员 全部 全站 简介 简单 方式 方便 付款 付费 金额 余额 时间 时长 成长 成长值 积分 "
+    "田园 江湖 宁静 宋体 黑体 程序 包装 包邮 单号 单价 单位 申请".split()
 )
 
 
@@ -120,6 +122,52 @@ def is_valid(text: str) -> bool:
     """The shape of a name: a Chinese name, or 2-3 capitalised words."""
     name = compact(text)
     return is_certain(name) or bool(_LATIN_NAME.fullmatch(name))
+
+
+# Under a column name that says "name": one to three words in Latin script (MARY, SMITH,
+# O'Brien, Jean-Luc, zhang wei in pinyin), or a CJK name of 2-4 characters whatever its first one.
+_PLAUSIBLE = re.compile(
+    r"[A-Za-z\u00c0-\u024f][A-Za-z\u00c0-\u024f'.\-]{0,24}(?: [A-Za-z\u00c0-\u024f][A-Za-z\u00c0-\u024f'.\-]{0,24}){0,2}"
+    r"|[\u4e00-\u9fff]{2,4}(?:·[\u4e00-\u9fff]{1,5})?"
+)
+
+
+def is_plausible(text: str) -> bool:
+    """The shape of a name when the column's name already says it holds names: also a single
+    Latin-script or pinyin word in any case, and a Chinese name with a rarer surname."""
+    name = compact(text)
+    return is_valid(name) or (bool(_PLAUSIBLE.fullmatch(name)) and not name.endswith(_NOT_NAMES))
+
+
+# Inside free text a name is believed only with context that says a person is meant: a word
+# before it (联系人, 收货人, 已联系, 致电, 客服, 用户, 家长, Mr) or after it (先生, 女士, 同学, 家长,
+# 反馈, 来电, 投诉), or a phone number right after it.
+_BEFORE = (
+    r"(?:联系人|收货人|收件人|寄件人|付款人|经办人|申请人|负责人|监护人|家长|学生|学员|客户|用户|会员|顾客|"
+    r"客服|联系|致电|电话联系|告知|通知|转告|回复|提醒|姓名|户名|开户名|持卡人|收款人|Mr\.?|Ms\.?|Mrs\.?)[:：\s]?"
+)
+_AFTER = r"(?:先生|女士|小姐|同学|家长|老师|反馈|来电|投诉|表示|要求|申请|本人|的(?:电话|手机)|电话|手机|[:：\s]?1[3-9]\d{9})"
+_IN_CONTEXT = re.compile(
+    rf"{_BEFORE}(?P<a>[\u4e00-\u9fff]{{2,4}})|(?<![\u4e00-\u9fff])(?P<b>[\u4e00-\u9fff]{{2,4}})(?={_AFTER})"
+)
+
+
+def in_context(text: str) -> list[str]:
+    """Chinese names inside free text where the words around them say a person is meant."""
+    found = []
+    for m in _IN_CONTEXT.finditer(str(text)):
+        candidate = m.group("a") or m.group("b")
+        # the longest prefix that is a name beyond doubt: 张伟反馈 -> 张伟, 已联系王芳同意 -> 王芳
+        if m.group("b"):
+            # before a context word, the whole run must be the name (订单退货申请 is no 单退货)
+            if is_certain(candidate):
+                found.append(candidate)
+            continue
+        for size in range(min(len(candidate), 4), 1, -1):
+            if is_certain(candidate[:size]):
+                found.append(candidate[:size])
+                break
+    return found
 
 
 def mask(text: str) -> str:

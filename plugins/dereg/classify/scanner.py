@@ -6,7 +6,9 @@ Three entry points share one set of rules:
 - `scan_values(values)` counts, over many values, how many hold each category (the benchmark's and
   the post-erasure check's unit of work);
 - `scan_block(text)` runs over a block of many rows at once (a COPY stream, tab-separated), so a
-  full scan pays the regular-expression engine once per block instead of once per value.
+  full scan pays the regular-expression engine once per block instead of once per value;
+  `scan_stream(blocks)` does the same over a stream of blocks cut anywhere, in time linear in the
+  text and memory bounded by one block, however long one line or one value is.
 
 A combined candidate pattern (the union of every embedded detector's pattern) is tried first: most
 values and most blocks hold no candidate at all and cost one C-level search. Where detectors claim
@@ -169,7 +171,9 @@ def _fallback_chains() -> dict[object, tuple]:
     }
 
 
-def _claim(block: str, m: re.Match, first: int, detectors: tuple = ()) -> tuple[object, int, str] | None:
+def _claim(
+    block: str, m: re.Match, first: int, detectors: tuple = (), endpos: int | None = None
+) -> tuple[object, int, str] | None:
     """(detector, end, raw) of the valid hit starting where `m` starts: the matched detector's,
     else the next detector in priority order whose own pattern matches there and validates."""
     detectors = detectors or embedded_detectors()
@@ -179,7 +183,7 @@ def _claim(block: str, m: re.Match, first: int, detectors: tuple = ()) -> tuple[
         if i == first:
             raw, end = m.group(), m.end()
         else:
-            other = detector.PATTERN.match(block, start)
+            other = detector.PATTERN.match(block, start, len(block) if endpos is None else endpos)
             if other is None:
                 continue
             raw, end = other.group(), other.end()
@@ -203,44 +207,113 @@ def _categories(text: str) -> set[str]:
     return found
 
 
+#: a candidate starting this close to the end of a piece of a stream may be cut off by the piece's
+#: end: it waits for the next piece (every identifier is far shorter than this)
+STREAM_MARGIN = 4096
+#: characters kept before the resumed search, so each pattern's look-behind sees the real text
+_LOOK_BEHIND = 16
+
+
 def scan_block(block: str) -> Iterator[tuple[int, int, str, str]]:
     """Hits in a block of tab-separated rows, one row per line: (line start offset, field index,
-    category, compacted value). The block must hold whole lines; fields must hold no raw tab or
-    newline (COPY's text format escapes them). Hits come in block order, so those of one value
-    are next to each other.
+    category, compacted value). The block should end at a line end; fields must hold no raw tab
+    or newline (COPY's text format escapes them). Hits come in block order, so those of one value
+    are next to each other. `scan_stream([block])`."""
+    return scan_stream((block,))
 
-    One pass of the tagged candidate pattern over the whole block; each candidate is validated
-    where it stands and its field found by counting tabs, so a row is never split or searched
-    again. A candidate that fails validation lets the search go on from its next character, so a
-    shorter identifier inside it is still found."""
+
+def scan_stream(pieces: Iterable[str]) -> Iterator[tuple[int, int, str, str]]:
+    """`scan_block` over a stream of pieces of tab-separated rows cut anywhere (inside a line,
+    inside a value): line start offsets count from the start of the stream, so (line start,
+    field) names one value however the stream was cut.
+
+    One pass of the tagged candidate pattern over the text; each candidate is validated where it
+    stands. The line and field of a hit are followed as the search moves forward (the newlines
+    and tabs between one hit and the next are counted once), so the work is linear in the text
+    whatever the length of a line or a value; memory holds one piece and a short tail of the
+    one before. A candidate that fails validation lets the search go on from its next character,
+    so a shorter identifier inside it is still found; one that ran across fields is searched
+    again inside its own field."""
     tagged = _tagged_pattern()
     if tagged is None:
-        yield from _scan_block_by_field(block)
+        for block in pieces:  # no shortcut pattern: whole lines, the slow way
+            yield from _scan_block_by_field(block)
         return
     search = tagged.search
+    buf = ""
+    base = 0  # stream offset of buf[0]
+    line_start = 0  # stream offset of the current line
+    field = 0  # field index at buf[tracked]
+    tracked = 0
     pos = 0
-    while (m := search(block, pos)) is not None:
+    iterator = iter(pieces)
+    final = False
+    while not final:
+        piece = next(iterator, None)
+        if piece is None:
+            final = True
+        elif not piece:
+            continue
+        else:
+            buf = buf + piece if buf else piece
+            piece = None  # one copy of the text at a time
+        limit = len(buf) if final else len(buf) - STREAM_MARGIN
+        if limit <= pos and not final:
+            continue
+        end_of_search = pos
+        for start, detector, raw in _valid_hits(buf, pos, len(buf), limit, search):
+            # follow line and field from the last hit to this one
+            newline = buf.rfind("\n", tracked, start)
+            if newline >= 0:
+                line_start = base + newline + 1
+                field = buf.count("\t", newline + 1, start)
+            else:
+                field += buf.count("\t", tracked, start)
+            tracked = start
+            end_of_search = start + len(raw)
+            if detector.CATEGORY not in NOT_PERSONAL:
+                yield line_start, field, detector.CATEGORY, detector.compact(raw)
+        if final:
+            return
+        # keep the tail from which the search resumes (with a little look-behind context)
+        pos = max(end_of_search, limit)
+        keep = max(0, pos - _LOOK_BEHIND)
+        if keep > tracked:  # count the newlines and tabs of the text let go
+            newline = buf.rfind("\n", tracked, keep)
+            if newline >= 0:
+                line_start = base + newline + 1
+                field = buf.count("\t", newline + 1, keep)
+            else:
+                field += buf.count("\t", tracked, keep)
+            tracked = keep
+        buf = buf[keep:]
+        base += keep
+        tracked -= keep
+        pos -= keep
+
+
+def _valid_hits(buf: str, pos: int, endpos: int, limit: int, search) -> Iterator[tuple[int, object, str]]:
+    """(start, detector, raw) of each valid hit in buf[pos:endpos] that starts before `limit`, in
+    order. A hit whose text runs across a tab or newline is dropped and its field searched alone."""
+    while (m := search(buf, pos, endpos)) is not None:
         start = m.start()
-        claimed = _claim(block, m, int(m.lastgroup[2:]))
+        if start >= limit:
+            return
+        claimed = _claim(buf, m, int(m.lastgroup[2:]), endpos=endpos)
         if claimed is None:
             pos = start + 1
             continue
         detector, end, raw = claimed
-        line_start = block.rfind("\n", 0, start) + 1
         if "\t" in raw or "\n" in raw:
-            # a pattern that ran across fields: the rest of this line field by field (hits already
-            # yielded from this field come again, next to each other; callers count per value)
-            field_start = block.rfind("\t", line_start, start) + 1 or line_start
-            line_end = block.find("\n", start)
-            line_end = len(block) if line_end < 0 else line_end
-            first = block.count("\t", line_start, field_start)
-            for _, index, category, value in _scan_block_by_field(block[field_start:line_end] + "\n"):
-                yield line_start, first + index, category, value
-            pos = line_end
+            # a pattern that ran across fields: search this field on its own (its end is a string
+            # end for the patterns' look-aheads, as when a value is scanned alone)
+            tab, newline = buf.find("\t", start, end), buf.find("\n", start, end)
+            field_end = min(i for i in (tab, newline) if i >= 0)
+            yield from _valid_hits(buf, start, field_end, field_end, search)
+            pos = field_end
             continue
+        yield start, detector, raw
         pos = end
-        if detector.CATEGORY not in NOT_PERSONAL:
-            yield line_start, block.count("\t", line_start, start), detector.CATEGORY, detector.compact(raw)
 
 
 def _scan_block_by_field(block: str) -> Iterator[tuple[int, int, str, str]]:

@@ -110,7 +110,9 @@ class Dialect:
         self, engine: Engine, table: sa.TableClause, columns: list[str], *, block_chars: int, batch: int
     ) -> Iterator[str]:
         """Every row of `columns` as tab-separated lines (tabs and line breaks inside values
-        blanked), in blocks of about `block_chars` characters, through a server-side cursor."""
+        blanked), in blocks of about `block_chars` characters, through a server-side cursor.
+        Blocks are read as one stream (`scanner.scan_stream`): a dialect may cut a long line
+        across blocks to keep memory bounded in cell size."""
         with engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=batch).execute(
                 sa.select(*[table.c[c] for c in columns])

@@ -102,11 +102,15 @@ DIALECT = PostgreSQL()
 
 
 def _copy_blocks(engine: Engine, clause: sa.TableClause, cols: list[str], block_chars: int) -> Iterator[str]:
-    """The columns as COPY text, in blocks of whole lines (escaped tabs/newlines inside values are
-    blanked to two spaces so offsets and word boundaries stay right)."""
+    """The columns as COPY text, in blocks of whole lines (escaped tabs/newlines inside values
+    are blanked to two spaces so offsets and word boundaries stay right). A line longer than
+    `block_chars` (one huge value) is cut across blocks, so memory stays bounded in cell size."""
+    import codecs
+
     preparer = engine.dialect.identifier_preparer
     table = preparer.format_table(clause)
     select = ", ".join(preparer.quote(c) for c in cols)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     raw = engine.raw_connection()
     try:
         pending = b""
@@ -114,17 +118,30 @@ def _copy_blocks(engine: Engine, clause: sa.TableClause, cols: list[str], block_
             raw.driver_connection, f"COPY (SELECT {select} FROM {table}) TO STDOUT", block_chars
         )
         for chunk in reader:
-            data = pending + chunk
+            data = pending + chunk if pending else chunk
+            chunk = pending = b""
             cut = data.rfind(b"\n")
             if cut < 0:
-                pending = data
-                continue
+                if len(data) < block_chars:
+                    pending = data
+                    continue
+                cut = _escape_safe_cut(data)
             pending = data[cut + 1 :]
-            yield _unescape(data[: cut + 1].decode("utf-8", errors="replace"))
-        if pending:
-            yield _unescape(pending.decode("utf-8", errors="replace"))
+            yield _unescape(decoder.decode(data[: cut + 1]))
+            data = b""
+        tail = decoder.decode(pending, final=True)
+        if tail:
+            yield _unescape(tail)
     finally:
         raw.close()
+
+
+def _escape_safe_cut(data: bytes) -> int:
+    """The index of the last byte of a piece cut from inside one long line: never between a
+    backslash and the character it escapes (the decoder keeps a cut UTF-8 character whole)."""
+    cut = len(data) - 1
+    backslashes = len(data) - len(data.rstrip(b"\\"))
+    return cut - 1 if backslashes % 2 else cut
 
 
 def _unescape(block: str) -> str:
@@ -151,6 +168,13 @@ class _CopyReader:
                 self.pending = bytearray()
 
             def write(self, data) -> int:
+                if len(data) > 1 << 20:
+                    # one huge row: hand it over in pieces, never copied whole again
+                    self.flush()
+                    view = memoryview(data)
+                    for at in range(0, len(view), 1 << 20):
+                        chunks.put(bytes(view[at : at + (1 << 20)]))
+                    return len(data)
                 self.pending += data
                 if len(self.pending) >= 1 << 20:
                     self.flush()
