@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 
 import pytest
 import sqlalchemy as sa
@@ -42,7 +41,13 @@ def closure(tmp_path, seaweed, smtp_sink):
     counts = seed(f"sqlite:///{source}", students=STUDENTS)
     companies = tmp_path / "companies"
     companies.mkdir()
-    shutil.copy(ROOT / "include/companies/demo-academy.yaml", companies / "demo-academy.yaml")
+    # Each closure writes its backups and ledger checkpoints under a prefix of its own: the session's
+    # store is shared, and another test's checkpoints (signed by its own keyring) would rightly make
+    # this one's `verify-ledger --checkpoints` report a foreign writer.
+    manifest = yaml.safe_load((ROOT / "include/companies/demo-academy.yaml").read_text())
+    prefix = f"{manifest['backup']['prefix']}/{tmp_path.name}"
+    manifest["backup"]["prefix"] = prefix
+    (companies / "demo-academy.yaml").write_text(yaml.safe_dump(manifest, allow_unicode=True))
     keyring_path = tmp_path / "keyring.json"
     Keyring.create(keyring_path)
     store_url = f"sqlite:///{tmp_path / 'compliance.db'}"
@@ -76,6 +81,7 @@ def closure(tmp_path, seaweed, smtp_sink):
 
     c = Closure()
     c.tmp, c.source, c.counts, c.companies, c.store_url = tmp_path, source, counts, companies, store_url
+    c.prefix = prefix
     c.keyring_path, c.env, c.smtp, c.seaweed = keyring_path, env, smtp_sink, seaweed
     c.engine = sa.create_engine(f"sqlite:///{source}")
     c.sandbox = lambda: AirflowSandbox(tmp_path / "airflow", env=env)
@@ -194,9 +200,9 @@ def test_demo_closure_runs_end_to_end_with_a_second_person_approving(closure, mo
 
     # Every stage anchored the ledger off-site: signed checkpoints under Object Lock, which match it.
     checkpoints = cert["body"]["ledger"]["checkpoints"]
-    assert checkpoints == "s3://dereg-demo-academy/closures/demo_academy"
+    assert checkpoints == f"s3://dereg-demo-academy/{closure.prefix}"
     listed = files.list_objects_v2(
-        Bucket="dereg-demo-academy", Prefix="closures/demo_academy/_ledger/checkpoints/"
+        Bucket="dereg-demo-academy", Prefix=f"{closure.prefix}/_ledger/checkpoints/"
     )
     assert listed["KeyCount"] >= 12, listed.get("Contents")
     for key, value in (
@@ -217,7 +223,7 @@ def test_demo_closure_runs_end_to_end_with_a_second_person_approving(closure, mo
         secret_key=closure.seaweed.secret_key,
         region="cn-north-1",
         bucket=backup["bucket"],
-        prefix="closures/demo_academy",
+        prefix=closure.prefix,
     )
     from dereg.evidence.store import open_store
 
