@@ -10,6 +10,7 @@ import os
 import pytest
 import sqlalchemy as sa
 
+from dereg.backup.archive import table_digests
 from dereg.classify.cn_resident_id import calc_check_digit
 from dereg.classify.report import merge_parts, report_classification
 from dereg.classify.units import classify_unit
@@ -157,6 +158,16 @@ def _count(url: str, table: str) -> int:
         engine.dispose()
 
 
+def _backed_up(url: str, plan) -> dict[str, dict]:
+    """Table -> {"rows", "sha256"} as the catalog records them for a backup of `url` taken now."""
+    engine = sa.create_engine(url)
+    try:
+        digests = table_digests(engine, [t.ident for t in plan.tables])
+    finally:
+        engine.dispose()
+    return {t.table: {"rows": digests[t.ident][0], "sha256": digests[t.ident][1]} for t in plan.tables}
+
+
 def test_a_closure_runs_stage_by_stage_without_airflow(closure):
     c, log = closure, closure.log
     found = inventory_sources(c.manifest, c.artifacts, connectors=c.connectors, log=log)
@@ -211,8 +222,8 @@ def test_a_closure_runs_stage_by_stage_without_airflow(closure):
         plans,
         connectors=c.connectors,
         pseudonym_key=os.urandom(32),
-        # what the backup of this source holds: the rows the plan counted
-        backed_up={"school_db": {t.table: t.rows for t in plans["school_db"].tables}},
+        # what a backup of this source taken now records: rows and content hash
+        backed_up={"school_db": _backed_up(c.url, plans["school_db"])},
         resumed=False,
         log=log,
         progress=log.progress,

@@ -10,6 +10,7 @@ uploaded and its lock has been read back. Format: docs/backup-format.md.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ from dereg.backup.codec import describe_columns, describe_keys, encode_row, kind
 from dereg.backup.writer import BackupRecord, Session, open_session, reuse_complete, start_session
 from dereg.connections import S3Location
 from dereg.dialects import dialect_for, sqlalchemy_name
+from dereg.dialects.base import TableIdent
 from dereg.errors import BackupError, DeregError
 from dereg.redact import database_error
 
@@ -75,6 +77,62 @@ def check_coverage(
                 )
 
 
+def stream_rows(
+    bind: Engine | sa.Connection, table: sa.Table, write: Callable[[bytes], Any], *, fast: bool = True
+) -> int:
+    """Write `table`'s rows as `json-rows` lines to `write`, a batch per call, ordered by primary
+    key (or every column); returns the row count. The one reader of this encoding: the backup
+    streams it into its chunks, erase's check against the backup (`table_digests`) into a hash.
+    Through the fast raw-cursor reader where the dialect has one (rowfast.py) unless `fast` is
+    False or `bind` is a `Connection`, else through SQLAlchemy: both write the same bytes."""
+    if fast and isinstance(bind, Engine) and rowfast.supports(bind):
+        return rowfast.stream_rows(bind, table, write)
+    if isinstance(bind, Engine):
+        with bind.connect() as conn:
+            return stream_rows(conn, table, write, fast=False)
+    columns = list(table.columns)
+    kinds = [kind_of(c.type) for c in columns]
+    order = list(table.primary_key.columns) or columns
+    rows = 0
+    result = bind.execution_options(yield_per=STREAM_BATCH).execute(sa.select(*columns).order_by(*order))
+    for partition in result.partitions():
+        write(b"".join(encode_row(row, kinds) for row in partition))
+        rows += len(partition)
+    return rows
+
+
+def table_digests(
+    bind: Engine | sa.Connection, tables: list[TableIdent]
+) -> dict[TableIdent, tuple[int, str]]:
+    """(rows, SHA-256) of each (schema, name) in `tables` as a backup taken now would record them in
+    its manifest and the catalog (`tables.<name>.rows` / `sha256`): the same encoding the backup
+    chooses for this database, read and hashed by the same code while it streams (memory stays
+    flat). A server that speaks COPY text (`pg-copy-text`) is read in one REPEATABLE READ, READ
+    ONLY snapshot, or, given a `Connection`, inside that connection's transaction (e.g. one that
+    holds the tables' locks); other databases as `json-rows`, table by table (given a
+    `Connection`, through it, on the generic path: the same bytes)."""
+    if dialect_for(bind).copy_text:
+        if isinstance(bind, sa.Connection):
+            return pgcopy.table_digests(bind.connection.driver_connection, tables)
+        raw = bind.raw_connection()
+        try:
+            conn = raw.driver_connection
+            conn.rollback()  # a clean transaction: the snapshot is taken at its first statement
+            conn.cursor().execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            return pgcopy.table_digests(conn, tables)
+        finally:
+            try:
+                raw.driver_connection.rollback()
+            finally:
+                raw.close()
+    found = {}
+    for schema, name in tables:
+        digest = hashlib.sha256()
+        table = sa.Table(name, sa.MetaData(), schema=schema, autoload_with=bind)
+        found[(schema, name)] = (stream_rows(bind, table, digest.update), digest.hexdigest())
+    return found
+
+
 def _dump_table(
     engine: Engine,
     table: sa.Table,
@@ -86,21 +144,9 @@ def _dump_table(
     """Rows as JSON lines (`json-rows`): through the fast raw-cursor reader on MariaDB/MySQL (PyMySQL)
     and SQLite (rowfast.py) unless `fast` is False, else through SQLAlchemy (the generic path, for
     every other database). Both write the same bytes."""
-    columns = list(table.columns)
-    kinds = [kind_of(c.type) for c in columns]
-    order = list(table.primary_key.columns) or columns
+    kinds = [kind_of(c.type) for c in table.columns]
     stream = session.stream(table.name)
-    rows = 0
-    if fast and rowfast.supports(engine):
-        rows = rowfast.stream_rows(engine, table, stream.write)
-    else:
-        with engine.connect() as conn:
-            result = conn.execution_options(yield_per=STREAM_BATCH).execute(
-                sa.select(*columns).order_by(*order)
-            )
-            for partition in result.partitions():
-                stream.write(b"".join(encode_row(row, kinds) for row in partition))
-                rows += len(partition)
+    rows = stream_rows(engine, table, stream.write, fast=fast)
     stream.finish()
     if progress:
         progress(f"backup {table.name}: {rows} rows in {len(stream.chunks)} chunk(s)")

@@ -148,6 +148,43 @@ def _open_extra(engine: Engine, count: int, setup: Callable) -> list:
     return extra
 
 
+def _qualified(schema: str | None, name: str) -> str:
+    return (_quote(schema) + "." if schema else "") + _quote(name)
+
+
+def _copy_out(cur, qualified: str, relkind: str, columns: list[dict[str, Any]], raw: io.RawIOBase) -> None:
+    """COPY one table's rows as text into `raw` through a READ_BLOCK buffer: the one statement both
+    the backup (into its chunk stream) and erase's check against it (`table_digests`) run, so
+    equal rows give equal bytes."""
+    names = ", ".join(_quote(c["name"]) for c in columns)
+    if relkind == "r":
+        sql = f"COPY {qualified} ({names}) TO STDOUT"
+    else:  # a partitioned table, a foreign table, a view: through a query
+        sql = f"COPY (SELECT {names} FROM {qualified}) TO STDOUT"
+    buffered = io.BufferedWriter(raw, buffer_size=READ_BLOCK)
+    cur.copy_expert(sql, buffered)
+    buffered.flush()
+
+
+def table_digests(
+    conn, tables: list[tuple[str | None, str]]
+) -> dict[tuple[str | None, str], tuple[int, str]]:
+    """(rows, SHA-256 of the `pg-copy-text` stream) of each (schema, name) in `tables`, as the backup
+    hashed them (`dump_tables`): the same COPY under the same `SETTINGS`, hashed as it streams
+    (memory stays flat). `conn` is a psycopg2 connection inside the caller's transaction (a
+    snapshot, or one holding the tables' locks); the settings are SET LOCAL, so they end with it."""
+    cur = conn.cursor()
+    _apply_settings(cur)
+    found = {}
+    for schema, name in tables:
+        qualified = _qualified(schema, name)
+        relkind, _pages, columns = _columns(cur, qualified)
+        hasher = _Hasher()
+        _copy_out(cur, qualified, relkind, columns, hasher)
+        found[(schema, name)] = (hasher.lines, hasher.digest.hexdigest())
+    return found
+
+
 def dump_tables(
     engine: Engine, tables: list[sa.Table], session, *, current: list[str], progress=None
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
@@ -167,7 +204,7 @@ def dump_tables(
         plans = []
         for table in tables:
             current[0] = table.name
-            qualified = (_quote(table.schema) + "." if table.schema else "") + _quote(table.name)
+            qualified = _qualified(table.schema, table.name)
             relkind, pages, columns = _columns(cur, qualified)
             plans.append((table, qualified, relkind, pages, columns))
         snapshot = None
@@ -193,16 +230,9 @@ def dump_tables(
         def dump(worker, plan) -> None:
             table, qualified, relkind, _pages, columns = plan
             wcur = worker.driver_connection.cursor()
-            names = ", ".join(_quote(c["name"]) for c in columns)
-            if relkind == "r":
-                sql = f"COPY {qualified} ({names}) TO STDOUT"
-            else:  # a partitioned table, a foreign table, a view: through a query
-                sql = f"COPY (SELECT {names} FROM {qualified}) TO STDOUT"
             stream = session.stream(table.name)
-            buffered = io.BufferedWriter(stream, buffer_size=READ_BLOCK)
             try:
-                wcur.copy_expert(sql, buffered)
-                buffered.flush()
+                _copy_out(wcur, qualified, relkind, columns, stream)
             except BaseException:
                 current[0] = table.name
                 raise

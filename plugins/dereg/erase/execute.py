@@ -72,6 +72,19 @@ class RowsAppeared(ErasureError):
         )
 
 
+class ContentChanged(ErasureError):
+    """A table holds other rows than the backup took (its content hash differs), though as many."""
+
+    def __init__(self, tables: list[str]):
+        self.tables = tables
+        super().__init__(
+            f"{', '.join(tables)}: the content differs from the backup (content hash, checked under the "
+            "TRUNCATE lock): rows were changed, or some deleted and others added, after the backup. "
+            "Nothing of this transaction was erased. Take a new backup: stop the source's writers, then "
+            "run the closure again from the backup stage in a new run, and have the new plan approved."
+        )
+
+
 @dataclass
 class _Cursor:
     """Where the run of one table is, so that an error can say which batch failed."""
@@ -213,25 +226,42 @@ def _pseudonymize(
 
 
 def _truncate_whole_tables(
-    engine: Engine, plan: ErasurePlan, report: Progress, expected: Mapping[str, int] | None
+    engine: Engine,
+    plan: ErasurePlan,
+    report: Progress,
+    expected: Mapping[str, int] | None,
+    digests: Mapping[str, str] | None = None,
 ) -> dict[str, int]:
     """Where the dialect `truncates` (PostgreSQL): the plan deletes every row of its delete tables,
     so those whose referrers are all deleted too go in one TRUNCATE, one transaction: all or
     nothing, no foreign-key check per row, and the old data files are dropped at once (nothing left
     for VACUUM). Tables are (schema, name) pairs, so a same-named table of another schema is never
     taken for a planned one. With `expected`, the rows counted under the lock must be those
-    checked against the backup, or nothing is emptied. Returns rows per table truncated; tables
-    referred to by a kept table are left to the batched path."""
+    checked against the backup, and with `digests` (table -> the backup's content hash) each
+    table's content hash, computed under the lock by the backup's own reader, must be the
+    backup's; else nothing is emptied. Returns rows per table truncated; tables referred to by a
+    kept table are left to the batched path."""
     deleting = {t.ident: t.table for t in plan.tables if t.action == "delete"}
     dialect = dialect_for(engine)
 
-    def unchanged(counts: dict) -> None:
-        for ident, n in counts.items():
-            want = None if expected is None else expected.get(deleting[ident])
-            if want is not None and n != want:
-                raise RowsAppeared(deleting[ident], want, n)
-
     with engine.begin() as conn:
+
+        def unchanged(counts: dict) -> None:
+            for ident, n in counts.items():
+                want = None if expected is None else expected.get(deleting[ident])
+                if want is not None and n != want:
+                    raise RowsAppeared(deleting[ident], want, n)
+            if digests:
+                # under the ACCESS EXCLUSIVE lock, in the TRUNCATE's transaction: what is hashed
+                # here is exactly what the TRUNCATE removes
+                from dereg.backup.archive import table_digests
+
+                checked = [i for i in counts if deleting[i] in digests]
+                now = table_digests(conn, checked)
+                changed = [deleting[i] for i in checked if now[i][1] != digests[deleting[i]]]
+                if changed:
+                    raise ContentChanged(changed)
+
         referrers = dialect.referrers(conn)
         closed = set(deleting)
         changed = True
@@ -262,11 +292,16 @@ def execute_plan(
     progress: Progress | None = None,
     truncate_whole_tables: bool = False,
     expected_rows: Mapping[str, int] | None = None,
+    expected_digests: Mapping[str, str] | None = None,
 ) -> dict[str, int]:
     """Delete and pseudonymize as planned, children first; returns rows changed per table by this call.
 
     `expected_rows` (table -> rows there now, as checked against the backup): a delete never takes
     more rows than that, so rows that arrived after the check are not erased (`RowsAppeared`).
+    `expected_digests` (table -> the backup's content hash, already checked against the source):
+    the tables the TRUNCATE path empties are hashed again under its lock and must still match
+    (`ContentChanged`, nothing emptied); the batched tables are not re-hashed (see
+    `erase_sources` for the window that leaves).
 
     Calling it again after a complete run changes nothing (every count 0); after an interrupted run
     it finishes the work, reaching the same end state as an uninterrupted run. With
@@ -285,7 +320,7 @@ def execute_plan(
     changed: dict[str, int] = {}
     if truncate_whole_tables and dialect_for(engine).truncates:
         try:
-            changed.update(_truncate_whole_tables(engine, plan, report, expected_rows))
+            changed.update(_truncate_whole_tables(engine, plan, report, expected_rows, expected_digests))
         except sa.exc.ProgrammingError as exc:  # no TRUNCATE privilege: the batched path still works
             log.warning("TRUNCATE not possible (%s); deleting in batches", type(exc.orig).__name__)
     for action in plan.tables:

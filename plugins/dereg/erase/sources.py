@@ -18,12 +18,13 @@ from dereg.connectors import Connectors
 from dereg.erase.execute import execute_plan
 from dereg.erase.gate import combined_plan_hash
 from dereg.erase.objects import ObjectErasurePlan, build_object_plan, erase_objects, verify_objects
-from dereg.erase.plan import ErasurePlan, RetainRule, build_plan
+from dereg.erase.plan import ErasurePlan, RetainRule, TableAction, build_plan
 from dereg.erase.purge import purge
 from dereg.erase.verify import verify_erasure
-from dereg.errors import ErasureError
+from dereg.errors import BackupError, ErasureError
 from dereg.evidence.run_artifacts import RunArtifacts
 from dereg.inventory.sql import inventory_source
+from dereg.redact import database_error, is_database_error
 
 ERASE_BATCH = 5000  # rows per transaction when deleting or pseudonymizing in batches
 
@@ -82,36 +83,46 @@ def _sql_plan(manifest, source, artifacts: RunArtifacts) -> ErasurePlan:
     )
 
 
-def backed_up_tables(store, backups: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, int]]:
-    """Source id -> {table -> rows} of the run's complete backups (`RunArtifacts.backups`), read
-    from the catalog; a backup that is not complete holds nothing."""
+#: source id -> table (as the plan shows it) -> what the backup recorded of it: {"rows", "sha256"}
+BackedUp = Mapping[str, Mapping[str, Mapping[str, Any]]]
+
+
+def backed_up_tables(store, backups: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Source id -> {table -> {"rows", "sha256"}} of the run's complete backups
+    (`RunArtifacts.backups`), read from the catalog (which the backup wrote only once every object
+    was stored); a backup that is not complete holds nothing."""
     from dereg.backup import catalog
 
-    found: dict[str, dict[str, int]] = {}
+    found: dict[str, dict[str, dict[str, Any]]] = {}
     for source_id, info in backups.items():
         row = catalog.get(store, info.get("backup_id", ""))
         if row is None or row.get("status") != "complete":
             found[source_id] = {}
             continue
         tables = json.loads(row.get("tables_json") or "{}")
-        found[source_id] = {name: int(t.get("rows", -1)) for name, t in tables.items()}
+        found[source_id] = {
+            name: {"rows": int(t.get("rows", -1)), "sha256": t.get("sha256")} for name, t in tables.items()
+        }
     return found
 
 
-def backup_problems(plan: ErasurePlan, backed_up: Mapping[str, int]) -> list[str]:
+def backup_problems(plan: ErasurePlan, backed_up: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """Why `plan` may not run against what the backup holds: every table it deletes or
-    pseudonymizes must be in the backup with the rows the plan counted."""
+    pseudonymizes must be in the backup, with the rows the plan counted and a content hash."""
     problems = []
     for action in plan.tables:
         if action.action == "keep":
             continue
-        if action.table not in backed_up:
+        held = backed_up.get(action.table)
+        if held is None:
             problems.append(f"{action.table}: not in the backup, so erasing it would lose its rows for good")
-        elif backed_up[action.table] != action.rows:
+        elif held.get("rows") != action.rows:
             problems.append(
                 f"{action.table}: the plan counted {action.rows} rows but the backup holds "
-                f"{backed_up[action.table]} (the table changed between plan and backup)"
+                f"{held.get('rows')} (the table changed between plan and backup)"
             )
+        elif not held.get("sha256"):
+            problems.append(f"{action.table}: the backup records no content hash, so it cannot be compared")
     return problems
 
 
@@ -153,6 +164,60 @@ def change_problems(plan: ErasurePlan, now: Mapping[str, int], *, resumed: bool)
     return problems
 
 
+def compared_tables(
+    plan: ErasurePlan, backed_up: Mapping[str, Mapping[str, Any]], now: Mapping[str, int], *, resumed: bool
+) -> list[TableAction]:
+    """The tables whose content is compared with the backup: every table `plan` deletes or
+    pseudonymizes; on a `resumed` try only the delete tables that still hold every backed-up row
+    (the earlier try cannot have touched them, as a delete only removes rows): the others hold that
+    try's own work (fewer rows, or tokens), so only their counts are checked."""
+    return [
+        a
+        for a in plan.tables
+        if a.action != "keep"
+        and (not resumed or (a.action == "delete" and now.get(a.table) == backed_up[a.table]["rows"]))
+    ]
+
+
+def content_problems(
+    engine, plan: ErasurePlan, touched: list[TableAction], backed_up: Mapping[str, Mapping[str, Any]]
+) -> tuple[list[str], dict[str, str]]:
+    """Whether each table of `touched` (actions of `plan`) holds, byte for byte, what the backup
+    took: its content hash is computed again, by the backup's own reader and encoding
+    (`backup.archive.table_digests`, streamed, one snapshot on PostgreSQL), and compared with the
+    one the backup recorded. Returns the problems (tables named, never a value) and the hashes
+    (table -> sha256) for the check under the TRUNCATE lock. The count check comes first: this
+    one reads every touched table in full, so it runs only when the counts already match."""
+    from dereg.backup.archive import table_digests
+
+    if not touched:
+        return [], {}
+    try:
+        now = table_digests(engine, [a.ident for a in touched])
+    except BackupError as exc:  # the fast reader's error: table and driver code, never the message
+        raise ErasureError(
+            f"erase of {plan.source_id} could not compare the source with its backup: "
+            f"{str(exc).split(';')[0]}. Nothing was erased; fix the cause and run the task again."
+        ) from None
+    except Exception as exc:
+        if not is_database_error(exc):
+            raise
+        raise ErasureError(
+            f"erase of {plan.source_id} could not compare the source with its backup: reading the "
+            f"tables failed ({database_error(exc)}). Nothing was erased; fix the cause and run the task again."
+        ) from None
+    problems, expected = [], {}
+    for action in touched:
+        expected[action.table] = backed_up[action.table]["sha256"]
+        rows, digest = now[action.ident]
+        if digest != expected[action.table]:
+            problems.append(
+                f"{action.table}: {rows} rows now, as many as backed up, but their content differs from the "
+                "backup (content hash); rows were changed, or some deleted and others added, since the backup"
+            )
+    return problems, expected
+
+
 def rows_affected(plan: ErasurePlan, before: Mapping[str, int], changed: Mapping[str, int], after) -> dict:
     """Rows the run erased per table, over every try: for a delete table, the planned rows gone
     (before this try, plus this try's); for a pseudonymized table, the rows kept, each now tokens."""
@@ -185,7 +250,7 @@ def erase_sources(
     *,
     connectors: Connectors,
     pseudonym_key: bytes,
-    backed_up: Mapping[str, Mapping[str, int]],
+    backed_up: BackedUp,
     resumed: bool,
     log,
     progress,
@@ -194,12 +259,25 @@ def erase_sources(
     """Run each source's approved plan: rows deleted or pseudonymized, and every object version and
     delete marker deleted under the prefixes planned for deletion (locked versions are counted).
 
-    Only what was backed up and planned is erased: before anything changes, every source's touched
-    tables must be in its backup (`backed_up`: source -> table -> rows) with the planned rows, and
-    hold those rows now (fewer on a `resumed` try: one whose earlier try passed this check, which
-    `on_checked(rows per source and table)` records before the first change); rows that arrive
-    while erasing stop the table (`RowsAppeared`); and rows affected must equal the plan's, or the
-    stage fails."""
+    Only what was backed up and planned is erased. Before anything changes, for every source: each
+    touched table must be in its backup (`backed_up`: source -> table -> {"rows", "sha256"}, the
+    catalog's record, see `backed_up_tables`) with the planned rows and hold those rows now (fewer
+    on a `resumed` try: one whose earlier try passed these checks, which `on_checked(rows per
+    source and table)` records before the first change); then, the cheap count check passed, each
+    touched table's content hash is computed again exactly as the backup computed it and must equal
+    the backup's (a row deleted and another added, or a row updated, since the backup). Any
+    difference refuses the whole erase, nothing changed. On PostgreSQL the tables emptied by
+    TRUNCATE are checked again, counts and hashes, under the TRUNCATE's ACCESS EXCLUSIVE lock, in
+    its transaction: nothing can change them between that check and their erasure.
+
+    The window that remains: a table erased in batches (every table on MariaDB/MySQL and SQLite;
+    on PostgreSQL the pseudonymized tables and deleted tables a kept table refers to) can still be
+    changed between the hash check and its batches by a writer that keeps the row count (an update,
+    or a delete and an insert); rows added in that window stop the delete (`RowsAppeared`). Stop
+    the writers before erase. A `resumed` try compares hashes only where the earlier try cannot
+    have changed the table (`compared_tables`): a delete table holding fewer rows than backed up,
+    or a pseudonymized table, has only its count checked. Rows affected must equal the plan's, or
+    the stage fails."""
     problems: list[str] = []
     before: dict[str, dict[str, int]] = {}
     for source in manifest.sources:
@@ -215,6 +293,22 @@ def erase_sources(
             + "\n".join(f"  - {p}" for p in problems)
             + "\nNothing was erased. Run inventory, plan and backup again, and have the new plan approved."
         )
+    digests: dict[str, dict[str, str]] = {}
+    for source in manifest.sources:
+        plan, held = plans[source.id], backed_up.get(source.id, {})
+        compared = compared_tables(plan, held, before[source.id], resumed=resumed)
+        with connectors.database(source.conn_id) as engine:
+            found, digests[source.id] = content_problems(engine, plan, compared, held)
+        problems += [f"{source.id}: {p}" for p in found]
+    if problems:
+        raise ErasureError(
+            f"erase of {manifest.company_id} refuses: it erases only what was backed up, and these "
+            "tables hold other rows than the backup took:\n"
+            + "\n".join(f"  - {p}" for p in problems)
+            + "\nNothing was erased. Take a new backup: stop the source's writers, then run the closure "
+            "again from the backup stage in a new run (a retry of this run's backup task reuses the "
+            "backup it took), with inventory and plan before it and the new plan approved."
+        )
     if on_checked is not None:
         on_checked(before)
     done, affected = {}, {}
@@ -229,6 +323,7 @@ def erase_sources(
                 progress=progress,
                 truncate_whole_tables=True,
                 expected_rows=before[source.id],
+                expected_digests=digests[source.id],
             )
             after = current_rows(engine, plan)
         affected[source.id] = rows_affected(plan, before[source.id], done[source.id], after)

@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from dereg.backup import catalog, rowfast
+from dereg.backup.archive import table_digests
 from dereg.backup.restore import restore_and_verify
 from dereg.errors import BackupError
 
@@ -101,6 +102,13 @@ def test_fast_path_writes_the_generic_bytes_and_round_trips(
         assert fast.tables[name]["rows"] == generic.tables[name]["rows"], name
         assert fast.tables[name]["sha256"] == generic.tables[name]["sha256"], name
     assert fast.tables["awkward"]["rows"] == len(TEXT_VALUES) and fast.tables["nokey"]["rows"] == 4
+    # erase's check against the backup computes the same hashes again (dereg.erase.sources)
+    engine = sa.create_engine(url)
+    again = table_digests(engine, [(None, name) for name in fast.tables])
+    engine.dispose()
+    assert {n: list(v) for (_s, n), v in again.items()} == {
+        n: [t["rows"], t["sha256"]] for n, t in fast.tables.items()
+    }
 
     report = restore_and_verify(fast.backup_id, location=location, keyring=keyring, store=store)
     assert report.ok, report.problems

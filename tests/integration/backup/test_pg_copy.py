@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from botocore.exceptions import EndpointConnectionError
 
 from dereg.backup import catalog, restore
+from dereg.backup.archive import table_digests
 from dereg.backup.codec import associated_data, encode_row, seal
 from dereg.backup.pgcopy import escape_field, unescape_field
 from dereg.backup.restore import restore_and_verify
@@ -111,6 +112,13 @@ def test_postgresql_backup_is_copy_text_and_restores_exactly_into_a_scratch_sche
     columns = {c["name"]: c for c in manifest["tables"]["awkward"]["columns"]}
     assert columns["n"]["pg_type"] == "numeric(40,12)" and columns["m"]["pg_builtin"] is False
     assert manifest["table_order"].index("guardians") < manifest["table_order"].index("students")
+    # erase's check against the backup computes the same hashes again (dereg.erase.sources)
+    engine = sa.create_engine(pg_url)
+    again = table_digests(engine, [(None, name) for name in record.tables])
+    engine.dispose()
+    assert {n: list(v) for (_s, n), v in again.items()} == {
+        n: [t["rows"], t["sha256"]] for n, t in record.tables.items()
+    }
 
     lines.clear()
     report = restore_and_verify(

@@ -2,8 +2,14 @@
 
 Customers added after the backup were erased under a valid certificate (plan `students: 30`, rows
 affected `students: 35`). Now erase refuses before changing anything when a touched table is not in
-the backup, or holds other than the backed-up and planned rows; rows that arrive while it runs
-stop it (under the TRUNCATE lock, or before a batch commits); and rows affected equal the plan's.
+the backup, or holds other than the backed-up and planned rows (fewer, more, or as many but other
+rows: a row deleted and another added, or a row updated, found by the backup's content hash);
+rows that arrive while it runs stop it (under the TRUNCATE lock, or before a batch commits); and
+rows affected equal the plan's.
+
+`_backed_up` stands for the catalog's record of a backup taken of the source as it is when called
+(rows and content hash, computed by the backup's own reader); the tests at the end take a real
+backup to SeaweedFS and read the catalog, as the erase task does.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from types import SimpleNamespace
 import pytest
 import sqlalchemy as sa
 
+from dereg.backup.archive import table_digests
 from dereg.connectors import Connectors
 from dereg.erase.execute import RowsAppeared, execute_plan
 from dereg.erase.sources import erase_sources
@@ -30,6 +37,12 @@ class _Log:
         self.lines.append(msg % args if args else msg)
 
     warning = info
+
+
+def _backed_up(school, plan) -> dict[str, dict]:
+    """Table -> {"rows", "sha256"}, as a backup taken now records them."""
+    digests = table_digests(school.engine, [t.ident for t in plan.tables])
+    return {t.table: {"rows": digests[t.ident][0], "sha256": digests[t.ident][1]} for t in plan.tables}
 
 
 def _erase(school, plan, backed_up, *, resumed=False, on_checked=None):
@@ -67,7 +80,7 @@ def _add_students(school, ids) -> None:
 
 def test_customers_added_after_the_backup_are_not_erased(school):
     plan = school.plan()
-    backed_up = {t.table: t.rows for t in plan.tables}  # the backup holds what the plan counted
+    backed_up = _backed_up(school, plan)  # the backup holds what the plan counted
     before = school.dump()
     _add_students(school, range(1001, 1006))  # after the backup
     with pytest.raises(ErasureError) as refused:
@@ -83,9 +96,9 @@ def test_customers_added_after_the_backup_are_not_erased(school):
 
 def test_a_table_missing_from_the_backup_or_backed_up_with_other_rows_is_not_erased(school):
     plan = school.plan()
-    backed_up = {t.table: t.rows for t in plan.tables}
+    backed_up = _backed_up(school, plan)
     del backed_up["notes"]
-    backed_up["guardians"] = 31
+    backed_up["guardians"]["rows"] = 31
     before = school.dump()
     with pytest.raises(ErasureError) as refused:
         _erase(school, plan, backed_up)
@@ -97,12 +110,13 @@ def test_a_table_missing_from_the_backup_or_backed_up_with_other_rows_is_not_era
 def test_an_unchanged_source_is_erased_and_rows_affected_equal_the_plan(school):
     plan = school.plan()
     checked = []
-    erased = _erase(school, plan, {t.table: t.rows for t in plan.tables}, on_checked=checked.append)
+    backed_up = _backed_up(school, plan)
+    erased = _erase(school, plan, backed_up, on_checked=checked.append)
     assert checked == [{"school_db": {t.table: t.rows for t in plan.tables if t.action != "keep"}}]
     assert erased["rows"]["school_db"] == {t.table: t.rows for t in plan.tables if t.action != "keep"}
     assert school.count("students") == 0
     # a resumed try after a complete one: nothing left to change, and the counts still match the plan
-    again = _erase(school, plan, {t.table: t.rows for t in plan.tables}, resumed=True)
+    again = _erase(school, plan, backed_up, resumed=True)
     assert again["rows"] == erased["rows"]
     assert set(again["rows_this_try"]["school_db"].values()) == {0}
 
@@ -143,7 +157,7 @@ def test_rows_arriving_before_the_truncate_lock_leave_every_table_as_it_was(pg_u
 
 def test_fewer_rows_than_backed_up_are_refused_unless_an_earlier_try_began_erasing(school):
     plan = school.plan()
-    backed_up = {t.table: t.rows for t in plan.tables}
+    backed_up = _backed_up(school, plan)
     with school.engine.begin() as conn:  # someone removed a lead and added another since the backup
         conn.execute(sa.text("DELETE FROM leads WHERE id IN (1, 2)"))
         conn.execute(sa.text("INSERT INTO leads (id, name, mobile) VALUES (99, 'new lead', NULL)"))
