@@ -22,7 +22,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from dereg.evidence.artifacts import canonical_json
-from dereg.keys import load_public_key_pem, public_key_fingerprint, public_key_pem
+from dereg.evidence.signing import sign_document
+from dereg.keys import load_public_key_pem, public_key_fingerprint
 
 FORMAT = "dereg-certificate/1"
 
@@ -37,20 +38,7 @@ class CertificateVerification:
 
 
 def sign_certificate(body: dict[str, Any], keyring) -> dict[str, Any]:
-    key = keyring.signing_key()
-    public = key.public_key()
-    signature = key.sign(canonical_json(body).encode("utf-8"))
-    return {
-        "format": FORMAT,
-        "body": body,
-        "signature": {
-            "alg": "Ed25519",
-            "key_id": keyring.signing_key_id,
-            "public_key_pem": public_key_pem(public),
-            "fingerprint": public_key_fingerprint(public),
-            "value": base64.b64encode(signature).decode("ascii"),
-        },
-    }
+    return sign_document(body, keyring, document_format=FORMAT)
 
 
 def verify_certificate(

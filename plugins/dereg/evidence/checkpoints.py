@@ -35,7 +35,8 @@ from dereg.errors import DeregError
 from dereg.evidence.artifacts import canonical_json
 from dereg.evidence.ledger import ledger as ledger_table
 from dereg.evidence.ledger import ledger_head
-from dereg.keys import public_key_fingerprint, public_key_pem
+from dereg.evidence.signing import sign_document
+from dereg.keys import public_key_fingerprint
 
 FORMAT = "dereg-ledger-checkpoint/1"
 FOLDER = "_ledger/checkpoints"
@@ -63,18 +64,7 @@ def checkpoint_key(location: S3Location, seq: int, head_hash: str) -> str:
 
 def sign_checkpoint(body: dict[str, Any], keyring) -> dict[str, Any]:
     """`{"format", "body", "signature"}`, the signature over the canonical JSON of the body."""
-    key = keyring.signing_key()
-    return {
-        "format": FORMAT,
-        "body": body,
-        "signature": {
-            "alg": "Ed25519",
-            "key_id": keyring.signing_key_id,
-            "public_key_pem": public_key_pem(key.public_key()),
-            "fingerprint": public_key_fingerprint(key.public_key()),
-            "value": base64.b64encode(key.sign(canonical_json(body).encode("utf-8"))).decode("ascii"),
-        },
-    }
+    return sign_document(body, keyring, document_format=FORMAT)
 
 
 def checkpoint_signer(document: Any, public_key: Ed25519PublicKey) -> dict[str, Any] | None:
