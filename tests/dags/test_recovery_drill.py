@@ -112,7 +112,7 @@ def test_drill_restores_every_retained_backup_and_reports_failures(
     good = next(e for e in entries if e.event == "succeeded").details
     assert good["seconds"] >= 0 and good["rows"] > 0
     failed = next(e for e in entries if e.event == "failed").details
-    assert any(key in p and "chunk 0" in p for p in failed["problems"])
+    assert any(key in p and "chunk 0" in p for p in failed["problems"]), failed["problems"]
 
     reports = list((tmp_path / "output" / "drills").glob("*.json"))
     assert len(reports) == 1
