@@ -33,6 +33,9 @@ class ForeignKey:
     ref_columns: list[str]
     #: the referred table's schema; None: the source's default schema
     ref_schema: str | None = None
+    #: the declared ON DELETE rule ("CASCADE", "SET NULL", "SET DEFAULT", "RESTRICT", "NO ACTION"),
+    #: None when the server did not say (no rule: NO ACTION)
+    on_delete: str | None = None
 
     @property
     def ref_qualified_name(self) -> str:
@@ -49,10 +52,44 @@ class TableInfo:
     row_count: int = 0
     #: why the table could not be read or counted (permissions, a dropped connection), else None
     problem: str | None = None
+    #: a partition's parent table (qualified name), else None. A partition's rows are its parent's:
+    #: the plan acts on the parent's rule, and they are counted once (under the partition)
+    partition_of: str | None = None
+    #: True for a partitioned (parent) table, whose rows all live in its partitions
+    partitioned: bool = False
 
     @property
     def qualified_name(self) -> str:
         return qualified(self.schema, self.name)
+
+
+LINK_KINDS = ("declared", "inferred", "manifest")
+
+
+@dataclass
+class Link:
+    """How rows of `table` belong to rows of `ref_table`: `table.columns` hold values of
+    `ref_table.ref_columns`. Chains of links tie a table to the data subjects (order_item -> order
+    -> member). Table names are qualified (`qualified()`).
+
+    `kind`: "declared" (a foreign key), "inferred" (column names and values say so) or "manifest"
+    (the manifest's `links:`). `evidence` is what an approver reads, never a value: for an inferred
+    link {"rule": which name rule matched, "non_null": values checked, "matched": how many are keys
+    of ref_table, "containment": matched / non_null}; for a declared one {"constraint": name} when
+    known; for a manifest one {"reason": the manifest's reason}."""
+
+    table: str
+    columns: list[str]
+    ref_table: str
+    ref_columns: list[str]
+    kind: str = "declared"
+    evidence: dict[str, Any] = field(default_factory=dict)
+    #: ON DELETE of a declared foreign key (see ForeignKey.on_delete)
+    on_delete: str | None = None
+
+    def describe(self) -> str:
+        """`table(columns) -> ref_table(ref_columns)`: names only."""
+        return f"{self.table}({', '.join(self.columns)}) -> {self.ref_table}({', '.join(self.ref_columns)})"
 
 
 @dataclass
@@ -60,6 +97,9 @@ class SourceInventory:
     source_id: str
     dialect: str
     tables: list[TableInfo]
+    #: how tables' rows refer to each other: declared foreign keys, inferred and manifest links
+    #: (`dereg.inventory.links`); rejected links are not here
+    links: list[Link] = field(default_factory=list)
 
     def table(self, name: str) -> TableInfo:
         """The table shown as `name`: `schema.table`, or the bare name in the default schema (a
@@ -85,9 +125,16 @@ class SourceInventory:
                     foreign_keys=[ForeignKey(**fk) for fk in t.get("foreign_keys", [])],
                     row_count=t.get("row_count", 0),
                     problem=t.get("problem"),
+                    partition_of=t.get("partition_of"),
+                    partitioned=bool(t.get("partitioned", False)),
                 )
             )
-        return cls(source_id=data["source_id"], dialect=data["dialect"], tables=tables)
+        return cls(
+            source_id=data["source_id"],
+            dialect=data["dialect"],
+            tables=tables,
+            links=[Link(**link) for link in data.get("links", [])],
+        )
 
 
 @dataclass

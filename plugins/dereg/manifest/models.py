@@ -192,6 +192,34 @@ class ClassifySpec(Spec):
     keep_unreadable: Annotated[list[UnreadableTable], _none_is(list)] = []
 
 
+class LinkSpec(Spec):
+    """A link the manifest adds (rows of `table` belong to rows of `references` through `columns`)
+    or, with `reject: true`, refuses (an inferred link that is wrong), with the reason."""
+
+    table: QualifiedTable
+    columns: Annotated[list[Identifier], Field(min_length=1)]
+    #: the referenced table; not needed with `reject: true`
+    references: Annotated[QualifiedTable | None, BeforeValidator(_blank_is_none)] = None
+    #: the referenced columns; default: the referenced table's primary key
+    ref_columns: Annotated[list[Identifier], _none_is(list)] = []
+    reject: Flag = False
+    reason: Annotated[Text, AfterValidator(_says_why)]
+
+
+DecisionAction = Literal["erase", "pseudonymize"]
+DECISION_ACTIONS: tuple[str, ...] = get_args(DecisionAction)
+
+
+class DecisionSpec(Spec):
+    """What to do with a table that holds personal data but no link to the subjects (settings, CMS
+    pages, a catalogue): `erase` deletes its rows, `pseudonymize` replaces its personal columns.
+    (A column that is not personal is decided by `classify.overrides` with `personal: false`.)"""
+
+    table: QualifiedTable
+    action: DecisionAction
+    reason: Annotated[Text, AfterValidator(_says_why)]
+
+
 class SourceSpec(Spec):
     """A SQL database holding customer data."""
 
@@ -201,6 +229,10 @@ class SourceSpec(Spec):
     notify: NotifySpec | None = None
     retain: Annotated[list[RetainSpec], _none_is(list)] = []
     classify: Annotated[ClassifySpec, _none_is(dict)] = ClassifySpec()
+    #: links to add to (or reject from) what inventory finds
+    links: Annotated[list[LinkSpec], _none_is(list)] = []
+    #: decisions on personal data that is not linked to the subjects
+    decisions: Annotated[list[DecisionSpec], _none_is(list)] = []
 
     @property
     def required_tables(self) -> list[str]:

@@ -145,6 +145,8 @@ def cross_field(data: Any) -> list[str]:
             classify = source.get("classify") if key == "sources" else None
             if isinstance(classify, dict):
                 problems += _override_problems(classify.get("overrides"), f"{key}[{i}].classify")
+            if key == "sources":
+                problems += _link_problems(source.get("links"), f"{key}[{i}]")
     backup = data.get("backup")
     if isinstance(backup, dict):
         region = _text(backup.get("region"))
@@ -169,5 +171,20 @@ def _override_problems(overrides: Any, path: str) -> list[str]:
         elif categories is None or categories == []:
             problems.append(
                 f"{opath}.categories: must be a non-empty list of taxonomy ids (or set personal: false)"
+            )
+    return problems
+
+
+def _link_problems(links: Any, path: str) -> list[str]:
+    """A link the manifest adds names what it references; a rejected one needs no reference."""
+    problems = []
+    for j, link in _items(links):
+        lpath = f"{path}.links[{j}]"
+        if link.get("reject", False) is True:
+            continue
+        if not _text(link.get("references")):
+            problems.append(
+                f"{lpath}.references: is required (the table that {_text(link.get('table')) or 'the table'}"
+                "'s columns refer to), unless the link is rejected with reject: true"
             )
     return problems
