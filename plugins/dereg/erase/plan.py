@@ -51,9 +51,22 @@ class TableAction:
     #: how it is shown (`schema.table`)
     schema: str | None = None
     name: str = ""
-
-    @property
-    def ident(self) -> tuple[str | None, str]:
+    #: which rows the action takes: "all" (every row: the subject table, a table the manifest decided
+    #: to erase whole), or "linked": only the rows tied to the subjects through `via`; `rows` counts
+    #: the rows acted on, `rows_total` the table's rows at plan time (the rest stay as they are)
+    scope: str = "all"
+    #: the hops from this table to the subject table, first hop first: each {"columns": [...],
+    #: "table": shown name, "schema": ..., "name": bare name, "ref_columns": [...]}. The rows
+    #: selected are those whose (columns) are IN (SELECT ref_columns FROM the hop's table WHERE that
+    #: table's own selection); the last hop's table is the subject table (all its rows)
+    via: list[dict[str, Any]] = field(default_factory=list)
+    #: the links that tie the table to the subjects, for the approver: [{"link": Link.describe(),
+    #: "kind": "declared" | "inferred" | "manifest", "evidence": {...}}]
+    links: list[dict[str, Any]] = field(default_factory=list)
+    rows_total: int = 0
+    #: the partitioned table this partition belongs to (its rule is the parent's), else None
+    partition_of: str | None = None
+(self) -> tuple[str | None, str]:
         """(schema, bare name): what the statements address."""
         return (self.schema, self.name or self.table)
 
@@ -66,6 +79,10 @@ class ErasurePlan:
     subject_table: str
     tables: list[TableAction]
     plan_hash: str = ""
+    #: personal data in tables not linked to the subjects, that the manifest has not decided:
+    #: [{"table": ..., "columns": {column: [categories]}, "rows": n}]; a real run stops at plan
+    #: while any is left, a dry run shows them
+    undecided: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,6 +96,7 @@ class ErasurePlan:
             subject_table=data["subject_table"],
             tables=[TableAction(**t) for t in data["tables"]],
             plan_hash=data.get("plan_hash", ""),
+            undecided=list(data.get("undecided", [])),
         )
 
     def compute_hash(self) -> str:
