@@ -66,7 +66,9 @@ class TableAction:
     rows_total: int = 0
     #: the partitioned table this partition belongs to (its rule is the parent's), else None
     partition_of: str | None = None
-(self) -> tuple[str | None, str]:
+
+    @property
+    def ident(self) -> tuple[str | None, str]:
         """(schema, bare name): what the statements address."""
         return (self.schema, self.name or self.table)
 
