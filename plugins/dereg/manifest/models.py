@@ -206,14 +206,16 @@ class LinkSpec(Spec):
     reason: Annotated[Text, AfterValidator(_says_why)]
 
 
-DecisionAction = Literal["erase", "pseudonymize"]
+DecisionAction = Literal["erase", "pseudonymize", "keep"]
 DECISION_ACTIONS: tuple[str, ...] = get_args(DecisionAction)
 
 
 class DecisionSpec(Spec):
     """What to do with a table that holds personal data but no link to the subjects (settings, CMS
-    pages, a catalogue): `erase` deletes its rows, `pseudonymize` replaces its personal columns.
-    (A column that is not personal is decided by `classify.overrides` with `personal: false`.)"""
+    pages, a catalogue): `erase` deletes its rows, `pseudonymize` replaces its personal columns,
+    `keep` leaves the table as it is (personal data that is not the customers': staff accounts, the
+    company's own addresses), with the reason the approver and the certificate read. (A column that
+    is not personal at all is decided by `classify.overrides` with `personal: false`.)"""
 
     table: QualifiedTable
     action: DecisionAction
