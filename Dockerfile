@@ -12,6 +12,7 @@ FROM apache/airflow:3.3.2-python3.11
 USER root
 RUN apt-get update -qq \
     && apt-get install -y -qq --no-install-recommends build-essential pkg-config libmariadb-dev \
+       libpango-1.0-0 libpangoft2-1.0-0 fonts-wqy-microhei \
     && rm -rf /var/lib/apt/lists/*
 USER airflow
 COPY --chown=airflow:0 requirements.txt requirements.lock /opt/dereg-build/

@@ -6,6 +6,7 @@ keyring. Tampering with a ledger row or the stored certificate must turn the ver
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import html
 import json
 import os
@@ -301,13 +302,23 @@ def test_figures_and_verification_then_tampering(server):
         assert address not in page and address.split("@")[0] not in page
 
     # the download link serves the signed certificate, which verifies on its own
-    (link,) = [part.split("'")[0] for part in section.split("href='")[1:]]
+    readable, link = [part.split("'")[0] for part in section.split("href='")[1:]]
+    assert readable.endswith(".pdf") and link.endswith(".json")
+    # the readable certificate: a PDF (Chinese first) rendered from the signed JSON, citing its hash
+    pdf = requests.get(server.base + readable, cookies={"_token": _token(server, "auditor")}, timeout=60)
+    assert pdf.status_code == 200 and pdf.content[:5] == b"%PDF-", pdf.headers
     download = requests.get(server.base + link, cookies={"_token": _token(server, "auditor")}, timeout=30)
     assert download.status_code == 200
     assert "attachment" in download.headers["content-disposition"]
     downloaded = download.json()
     assert downloaded == json.loads(json.dumps(evidence["cert"]))
     assert verify_certificate(downloaded, public_key=server.keyring.public_key(), store=server.store).ok
+    import io
+
+    import pypdf
+
+    text = "".join(pypdf.PdfReader(io.BytesIO(pdf.content)).pages[0].extract_text().split())
+    assert "个人信息删除证明" in text and hashlib.sha256(download.content).hexdigest() in text
 
     # a ledger row altered after the fact: the chain and the certificate citing it are INVALID
     with server.store.begin() as conn:

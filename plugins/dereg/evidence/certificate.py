@@ -12,8 +12,9 @@ that the certificate is intact: `signer_authenticated` is then False.
 from __future__ import annotations
 
 import base64
-import html
+import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from dereg.evidence.signing import sign_document
 from dereg.keys import load_public_key_pem, public_key_fingerprint
 
 FORMAT = "dereg-certificate/1"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -163,89 +166,12 @@ def _check_ledger(body: dict, store, problems: list[str], checks: list[str], cha
 
 # --- the readable copy ---------------------------------------------------------------------------
 
-_CSS = """body{font-family:system-ui,"Noto Sans CJK SC",sans-serif;max-width:980px;margin:2em auto;color:#222}
-h1{font-size:1.4em}h2{font-size:1.1em;border-bottom:1px solid #ccc;margin-top:1.6em}
-table{border-collapse:collapse;width:100%;margin:.4em 0}td,th{border:1px solid #ddd;padding:4px 8px;
-text-align:left;vertical-align:top;font-size:.92em}th{background:#f4f6f8;width:28%}code{font-size:.9em}
-.dry{background:#fff3cd;padding:.6em;border:1px solid #e0c36b}"""
-
-
-def _render(value: Any) -> str:
-    """Any JSON value as HTML, every string escaped."""
-    if isinstance(value, dict):
-        if not value:
-            return "<em>—</em>"
-        rows = "".join(
-            f"<tr><th>{html.escape(str(k))}</th><td>{_render(v)}</td></tr>" for k, v in value.items()
-        )
-        return f"<table>{rows}</table>"
-    if isinstance(value, list):
-        if not value:
-            return "<em>—</em>"
-        return "<ul>" + "".join(f"<li>{_render(v)}</li>" for v in value) + "</ul>"
-    if value is None:
-        return "<em>—</em>"
-    return html.escape(str(value))
-
-
-def render_html(cert: dict[str, Any], json_name: str) -> str:
-    body = cert["body"]
-    sig = cert["signature"]
-    sections = [
-        ("Company / 公司", body.get("company")),
-        ("Legal basis / 法律依据", body.get("legal_basis")),
-        (
-            "Run / 运行",
-            {
-                k: body.get(k)
-                for k in (
-                    "run_id",
-                    "reason",
-                    "operator",
-                    "approver",
-                    "approved_plan_hash",
-                    "started_at",
-                    "finished_at",
-                    "tool",
-                )
-            },
-        ),
-        ("Data stores / 数据存储", body.get("stores")),
-        ("Notices / 通知", body.get("notices")),
-        ("Backup kept / 保留的备份", body.get("backup_kept")),
-        (
-            "Verification / 验证",
-            {"method": body.get("verification_method"), "result": body.get("verification_result")},
-        ),
-        ("Ledger evidence / 账本证据", body.get("ledger")),
-        (
-            "Signature / 签名",
-            {
-                "algorithm": sig.get("alg"),
-                "key id": sig.get("key_id"),
-                "public key fingerprint": sig.get("fingerprint"),
-            },
-        ),
-    ]
-    parts = [
-        f"<!doctype html><html lang='zh-CN'><head><meta charset='utf-8'><title>{html.escape(body.get('title', ''))}"
-        f"</title><style>{_CSS}</style></head><body>",
-        f"<h1>{html.escape(body.get('title', ''))}</h1>",
-    ]
-    if body.get("dry_run"):
-        parts.append("<p class='dry'>This is a dry run: nothing was erased. 演练：未删除任何数据。</p>")
-    for title, value in sections:
-        parts.append(f"<h2>{html.escape(title)}</h2>{_render(value)}")
-    parts.append(
-        f"<h2>How to verify / 如何验证</h2><p><code>dereg verify-certificate {html.escape(json_name)} "
-        "--public-key signing-key.pem</code> checks the signature offline; add <code>--store URL</code> to "
-        "check the cited ledger entries. This page is a readable copy; the JSON file is what is signed.</p>"
-    )
-    parts.append("</body></html>")
-    return "\n".join(parts)
-
 
 def write_certificate(cert: dict[str, Any], out_dir: Path, stem: str) -> tuple[Path, Path]:
+    """Write the signed JSON, the readable one-page document beside it (`stem.html`) and, where
+    WeasyPrint can run, the same as `stem.pdf` (else the log says why). Returns the JSON and HTML paths."""
+    from dereg.evidence.certificate_doc import PdfUnavailable, render_document, render_pdf
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / f"{stem}.json"
@@ -253,7 +179,13 @@ def write_certificate(cert: dict[str, Any], out_dir: Path, stem: str) -> tuple[P
     json_path.write_text(
         json.dumps(cert, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8"
     )
-    html_path.write_text(render_html(cert, json_path.name), encoding="utf-8")
+    sha256 = hashlib.sha256(json_path.read_bytes()).hexdigest()
+    document = render_document(cert, json_name=json_path.name, sha256=sha256)
+    html_path.write_text(document, encoding="utf-8")
+    try:
+        (out_dir / f"{stem}.pdf").write_bytes(render_pdf(document))
+    except PdfUnavailable as exc:
+        log.warning("%s", exc)
     return json_path, html_path
 
 

@@ -289,7 +289,8 @@ def render(report: ComplianceReport, user_name: str, base: str) -> str:
                     f"<td class='when'>{_day(cert.issued_at)}</td>"
                     f"<td class='verdict {'ok' if cert.valid else 'bad'}'>{verdict}</td>"
                     f"<td class='muted'>{_e(detail)}</td>"
-                    f"<td><a href='{_e(base)}/certificates/{cert.artifact_id}.json' download>download JSON</a></td></tr>"
+                    f"<td><a href='{_e(base)}/certificates/{cert.artifact_id}.pdf'>证明 PDF / readable PDF</a> · "
+                    f"<a href='{_e(base)}/certificates/{cert.artifact_id}.json' download>download JSON</a></td></tr>"
                 )
             parts.append(
                 "<table class='certificates'><tr><th>Run</th><th>Kind</th><th>Issued (UTC)</th>"
@@ -362,33 +363,75 @@ def create_app() -> FastAPI:
         base = str(request.scope.get("root_path", "")).rstrip("/")
         return _page("Compliance — Dereg", render(report, user.get_name(), base))
 
-    @app.get("/certificates/{artifact_id}.json")
-    def certificate(artifact_id: int, user=Depends(airflow_user)):
+    def _certificate_row(artifact_id: int):
         import sqlalchemy as sa
 
         from dereg.evidence.artifacts import artifacts
         from dereg.evidence.run_artifacts import CERTIFICATE
 
-        row = None
         # an id no row can have (beyond a 64-bit integer) is not found, not a database error
-        if 0 < artifact_id <= _MAX_ID:
-            with _store().connect() as conn:
-                row = conn.execute(
-                    sa.select(artifacts.c.company_id, artifacts.c.run_id, artifacts.c.body).where(
-                        artifacts.c.id == artifact_id, artifacts.c.name == CERTIFICATE
-                    )
-                ).first()
-        if row is None:
-            return _page(
-                "Not found", f"<p>No certificate with id {artifact_id}; reload the Compliance page.</p>", 404
-            )
+        if not 0 < artifact_id <= _MAX_ID:
+            return None
+        with _store().connect() as conn:
+            return conn.execute(
+                sa.select(artifacts.c.company_id, artifacts.c.run_id, artifacts.c.body).where(
+                    artifacts.c.id == artifact_id, artifacts.c.name == CERTIFICATE
+                )
+            ).first()
+
+    def _not_found(artifact_id: int):
+        return _page(
+            "Not found", f"<p>No certificate with id {artifact_id}; reload the Compliance page.</p>", 404
+        )
+
+    def _file_stem(row) -> str:
         safe_run = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in row.run_id)
-        text = json.dumps(json.loads(row.body), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+        return f"{row.company_id}-{safe_run}-certificate"
+
+    def _signed_text(row) -> str:
+        # byte for byte the certificate.json the certify stage wrote, so its SHA-256 is the same
+        return json.dumps(json.loads(row.body), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+
+    @app.get("/certificates/{artifact_id}.json")
+    def certificate(artifact_id: int, user=Depends(airflow_user)):
+        row = _certificate_row(artifact_id)
+        if row is None:
+            return _not_found(artifact_id)
         return Response(
-            text.encode("utf-8"),
+            _signed_text(row).encode("utf-8"),
             media_type="application/json",
             headers={
-                "Content-Disposition": f'attachment; filename="{row.company_id}-{safe_run}-certificate.json"',
+                "Content-Disposition": f'attachment; filename="{_file_stem(row)}.json"',
+                "Cache-Control": "no-store",
+            },
+        )
+
+    @app.get("/certificates/{artifact_id}.pdf")
+    def certificate_pdf(artifact_id: int, user=Depends(airflow_user)):
+        """The readable one-page certificate (证明), rendered from the signed JSON; the HTML copy
+        where no PDF can be rendered on this server."""
+        import hashlib
+
+        from dereg.evidence.certificate_doc import PdfUnavailable, render_document, render_pdf
+
+        row = _certificate_row(artifact_id)
+        if row is None:
+            return _not_found(artifact_id)
+        text = _signed_text(row)
+        document = render_document(
+            json.loads(text),
+            json_name=f"{_file_stem(row)}.json",
+            sha256=hashlib.sha256(text.encode()).hexdigest(),
+        )
+        try:
+            body, media, suffix = render_pdf(document), "application/pdf", "pdf"
+        except PdfUnavailable:
+            body, media, suffix = document.encode("utf-8"), "text/html; charset=utf-8", "html"
+        return Response(
+            body,
+            media_type=media,
+            headers={
+                "Content-Disposition": f'inline; filename="{_file_stem(row)}.{suffix}"',
                 "Cache-Control": "no-store",
             },
         )
