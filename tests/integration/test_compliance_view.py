@@ -294,6 +294,9 @@ def test_figures_and_verification_then_tampering(server):
     assert "<td class='notices-answered'>2</td>" in section  # two customers answered (one twice)
     assert evidence["backup_id"] in section
     assert f"<td class='retain when'>{evidence['retain'][:19].replace('T', ' ')}</td>" in section
+    # the retention left, in whole days, beside it; labels carry Chinese beside English
+    left = (dt.datetime.fromisoformat(evidence["retain"]) - dt.datetime.now(dt.UTC)).days
+    assert f"<td class='left'>{left:,} 天 days</td>" in section and "保留至 Retain until" in section
     assert "<td class='drill ok'>passed (" in section
     assert "<td class='verdict ok'>VALID</td>" in section
     assert "Ledger hash chain: intact" in page

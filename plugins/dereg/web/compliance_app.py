@@ -227,9 +227,23 @@ def _day(ts: str | None) -> str:
     return _e(ts[:19].replace("T", " ")) if ts else "—"
 
 
+def _days_left(ts: str | None) -> str:
+    """Whole days until `ts` (ISO, UTC), or "ended" once it has passed."""
+    if not ts:
+        return "—"
+    try:
+        until = dt.datetime.fromisoformat(ts)
+    except ValueError:
+        return "—"
+    if until.tzinfo is None:
+        until = until.replace(tzinfo=dt.UTC)
+    days = (until - dt.datetime.now(dt.UTC)).days
+    return f"{days:,} 天 days" if days >= 0 else "已到期 ended"
+
+
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(
-        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
+        f"<!doctype html><html lang='zh-CN'><head><meta charset='utf-8'><title>{_e(title)}</title>"
         f"<style>{_CSS}</style></head><body>{body}</body></html>",
         status_code=status,
         headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
@@ -238,34 +252,35 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
 
 def render(report: ComplianceReport, user_name: str, base: str) -> str:
     parts = [
-        "<h1>Compliance</h1>",
+        "<h1>合规 Compliance</h1>",
         f"<p class='muted'>Signed in as <code>{_e(user_name)}</code>. Generated {_day(report.generated_at)} UTC "
         "from the compliance store. Counts and references only.</p>",
-        f"<div class='banner {'ok' if report.ledger_ok else 'bad'}' id='ledger'>Ledger hash chain: "
+        f"<div class='banner {'ok' if report.ledger_ok else 'bad'}' id='ledger'>账本哈希链 Ledger hash chain: "
         f"{'intact' if report.ledger_ok else 'BROKEN'} — {_e(report.ledger_reason)}</div>",
         f"<p class='muted'>{_e(report.key_note)}</p>",
     ]
     if not report.companies:
-        parts.append("<p>No company has a manifest or a ledger entry yet.</p>")
+        parts.append("<p>尚无公司。No company has a manifest or a ledger entry yet.</p>")
     for c in report.companies:
         title = _e(c.company_id) + (f" — {_e(c.name_en)} / {_e(c.name_zh)}" if c.name_en else "")
         parts.append(f"<section class='company' id='company-{_e(c.company_id)}'><h2>{title}</h2>")
         if c.run_id:
             parts.append(
-                "<table class='closure'><tr><th>Latest closure run</th><td><code>"
-                f"{_e(c.run_id)}</code></td></tr><tr><th>Stage</th><td class='stage'>{_e(c.stage)}: "
+                "<table class='closure'><tr><th>最近的注销运行 Latest closure run</th><td><code>"
+                f"{_e(c.run_id)}</code></td></tr><tr><th>阶段 Stage</th><td class='stage'>{_e(c.stage)}: "
                 f"<b>{_e(c.event)}</b> <span class='muted'>({_day(c.stage_at)})</span></td></tr>"
-                f"<tr><th>Notices sent</th><td class='notices-sent'>{c.notices_sent}</td></tr>"
-                f"<tr><th>Notices failed or refused</th><td class='notices-failed'>{c.notices_failed}</td></tr>"
-                f"<tr><th>Customers who answered</th><td class='notices-answered'>{c.notices_answered}</td></tr>"
+                f"<tr><th>已发通知 Notices sent</th><td class='notices-sent'>{c.notices_sent}</td></tr>"
+                f"<tr><th>发送失败或被拒 Notices failed or refused</th><td class='notices-failed'>{c.notices_failed}</td></tr>"
+                f"<tr><th>已回复的客户 Customers who answered</th><td class='notices-answered'>{c.notices_answered}</td></tr>"
                 "</table>"
             )
         else:
-            parts.append("<p class='muted'>No closure has run.</p>")
+            parts.append("<p class='muted'>尚未运行注销。No closure has run.</p>")
         if c.backups:
             rows = "".join(
                 f"<tr class='backup'><td><code>{_e(b.backup_id)}</code></td><td>{_e(b.source_id)}</td>"
                 f"<td>{_e(b.status)}</td><td class='retain when'>{_day(b.retain_until)}</td>"
+                f"<td class='left'>{_days_left(b.retain_until)}</td>"
                 f"<td>{'yes' if b.object_lock else 'no'}</td>"
                 f"<td>{'yes' if b.restore_checked else 'no'}</td>"
                 f"<td class='drill {'ok' if b.last_drill == 'passed' else 'bad' if b.last_drill == 'failed' else 'muted'}'>"
@@ -273,11 +288,14 @@ def render(report: ComplianceReport, user_name: str, base: str) -> str:
                 for b in c.backups
             )
             parts.append(
-                "<table class='backups'><tr><th>Backup</th><th>Source</th><th>Status</th><th>Retain until (UTC)</th>"
-                "<th>Object Lock</th><th>Restored at closure</th><th>Last drill</th></tr>" + rows + "</table>"
+                "<table class='backups'><tr><th>备份 Backup</th><th>来源 Source</th><th>状态 Status</th>"
+                "<th>保留至 Retain until (UTC)</th><th>剩余 Retention left</th><th>对象锁 Object Lock</th>"
+                "<th>注销时已恢复 Restored at closure</th><th>最近演练 Last drill</th></tr>"
+                + rows
+                + "</table>"
             )
         else:
-            parts.append("<p class='muted'>No backup.</p>")
+            parts.append("<p class='muted'>无备份。No backup.</p>")
         if c.certificates:
             rows = []
             for cert in c.certificates:
@@ -293,11 +311,11 @@ def render(report: ComplianceReport, user_name: str, base: str) -> str:
                     f"<a href='{_e(base)}/certificates/{cert.artifact_id}.json' download>download JSON</a></td></tr>"
                 )
             parts.append(
-                "<table class='certificates'><tr><th>Run</th><th>Kind</th><th>Issued (UTC)</th>"
-                "<th>Verification</th><th>Details</th><th></th></tr>" + "".join(rows) + "</table>"
+                "<table class='certificates'><tr><th>运行 Run</th><th>类型 Kind</th><th>签发 Issued (UTC)</th>"
+                "<th>验证 Verification</th><th>明细 Details</th><th></th></tr>" + "".join(rows) + "</table>"
             )
         else:
-            parts.append("<p class='muted'>No certificate yet.</p>")
+            parts.append("<p class='muted'>尚无证明。No certificate yet.</p>")
         parts.append("</section>")
     return "\n".join(parts)
 
