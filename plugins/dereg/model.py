@@ -36,6 +36,8 @@ class ForeignKey:
     #: the declared ON DELETE rule ("CASCADE", "SET NULL", "SET DEFAULT", "RESTRICT", "NO ACTION"),
     #: None when the server did not say (no rule: NO ACTION)
     on_delete: str | None = None
+    #: the constraint's name, when the server gives one
+    name: str | None = None
 
     @property
     def ref_qualified_name(self) -> str:
@@ -57,6 +59,9 @@ class TableInfo:
     partition_of: str | None = None
     #: True for a partitioned (parent) table, whose rows all live in its partitions
     partitioned: bool = False
+    #: the column sets that are unique besides the primary key (unique constraints and unique
+    #: indexes): a link on one of them is one-to-one (a profile table per user)
+    unique_keys: list[list[str]] = field(default_factory=list)
 
     @property
     def qualified_name(self) -> str:
@@ -127,6 +132,7 @@ class SourceInventory:
                     problem=t.get("problem"),
                     partition_of=t.get("partition_of"),
                     partitioned=bool(t.get("partitioned", False)),
+                    unique_keys=[list(k) for k in t.get("unique_keys", [])],
                 )
             )
         return cls(

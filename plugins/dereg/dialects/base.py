@@ -102,6 +102,11 @@ class Dialect:
         """A column's real name from the name SQLAlchemy's inspector reports for it."""
         return reflected
 
+    def partitions(self, conn: Connection) -> tuple[dict[TableIdent, TableIdent], set[TableIdent]]:
+        """({partition: its parent table}, {partitioned parent tables}), each as (real schema name,
+        table name), for a database with declarative partitioning; by default none."""
+        return {}, set()
+
     def random_order(self) -> sa.ColumnElement:
         """An ORDER BY term that shuffles rows (sampling a table without an integer key)."""
         return sa.func.random()
