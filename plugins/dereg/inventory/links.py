@@ -196,6 +196,10 @@ def _candidates_for(table: TableInfo, column: str, index: dict, subject: TableIn
                 continue  # a table's own key
             if all(t.table is not target.table for t in found):  # one check per referenced table
                 found.append(target)
+    if any(t.rule != "<key>" for t in found):
+        # a table named by the column wins over one whose key merely has the column's name (a
+        # profile table keyed by user_id is not what every user_id refers to)
+        found = [t for t in found if t.rule != "<key>"]
     if subject is not None and len(subject.primary_key) == 1 and not any(t.table is subject for t in found):
         role = role_of(column)
         if role and not (table is subject and column == subject.primary_key[0]):

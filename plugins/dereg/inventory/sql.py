@@ -41,10 +41,11 @@ def _ref_schema(fk: dict, default: str | None) -> str | None:
     return None if referred == default else referred
 
 
-def _on_delete(fk: dict) -> str | None:
+def _on_delete(fk: dict, rules: dict[tuple[str, ...], str]) -> str | None:
     """The declared ON DELETE rule in upper case; None when the server states none (NO ACTION)."""
-    rule = (fk.get("options") or {}).get("ondelete")
-    return " ".join(str(rule).upper().split()) if rule else None
+    rule = (fk.get("options") or {}).get("ondelete") or rules.get(tuple(fk["constrained_columns"]))
+    rule = " ".join(str(rule).upper().split()) if rule else None
+    return None if rule == "NO ACTION" else rule
 
 
 def _unique_keys(inspector, name: str, schema: str | None, real, pk_cols: list[str]) -> list[list[str]]:
@@ -85,13 +86,14 @@ def _table_info(conn: sa.Connection, inspector, name: str, schema: str | None) -
         )
         for c in inspector.get_columns(name, schema=schema)
     ]
+    rules = dialect_for(conn).delete_rules(conn, (schema, name))
     fks = [
         ForeignKey(
             columns=[real(c) for c in fk["constrained_columns"]],
             ref_table=fk["referred_table"],
             ref_columns=[real(c) for c in fk["referred_columns"]],
             ref_schema=_ref_schema(fk, inspector.default_schema_name),
-            on_delete=_on_delete(fk),
+            on_delete=_on_delete(fk, rules),
             name=fk.get("name") or None,
         )
         for fk in inspector.get_foreign_keys(name, schema=schema)
