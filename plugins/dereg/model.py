@@ -105,6 +105,10 @@ class SourceInventory:
     #: how tables' rows refer to each other: declared foreign keys, inferred and manifest links
     #: (`dereg.inventory.links`); rejected links are not here
     links: list[Link] = field(default_factory=list)
+    #: the link candidates turned down (by values, an empty column, or the manifest), for the
+    #: reports and `dereg init`: [{"link": Link.describe(), "evidence", "accepted", "reason",
+    #: "decided_by"}] (`dereg.inventory.links.LinkCandidate.to_dict`); names and counts only
+    rejected_links: list[dict[str, Any]] = field(default_factory=list)
 
     def table(self, name: str) -> TableInfo:
         """The table shown as `name`: `schema.table`, or the bare name in the default schema (a
@@ -140,6 +144,7 @@ class SourceInventory:
             dialect=data["dialect"],
             tables=tables,
             links=[Link(**link) for link in data.get("links", [])],
+            rejected_links=[dict(x) for x in data.get("rejected_links", [])],
         )
 
 

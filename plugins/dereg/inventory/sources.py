@@ -46,6 +46,7 @@ def inventory_sources(manifest, artifacts: RunArtifacts, *, connectors: Connecto
             inventory = inventory_source(engine, source.id)
             links = link_report(engine, inventory, subject_table=source.subject_table, specs=source.links)
         inventory.links = links.links
+        inventory.rejected_links = [c.to_dict() for c in links.candidates if not c.accepted]
         digest = artifacts.put_inventory(source.id, inventory)
         rows = sum(t.row_count for t in inventory.tables)
         problems = [t for t in inventory.tables if t.problem]

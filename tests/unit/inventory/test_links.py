@@ -394,5 +394,8 @@ def test_a_partitioned_table_gets_its_partitions_foreign_keys():
     assert parent.evidence == {"partitions": ["payment_1", "payment_2"]}
     assert _link(links, "payment_1", "customer_id").evidence == {"constraint": "fk"}
     assert _link(links, "payment_3", "customer_id") is None
-    round_trip = SourceInventory.from_dict({**inventory.to_dict(), "links": []})
+    inventory.links = links
+    inventory.rejected_links = [{"link": "payment(x) -> customer(id)", "accepted": False}]
+    round_trip = SourceInventory.from_dict(inventory.to_dict())
     assert round_trip.table("payment_1").partition_of == "payment" and round_trip.table("payment").partitioned
+    assert round_trip.links == links and round_trip.rejected_links == inventory.rejected_links
