@@ -41,8 +41,8 @@ _RULE_ORDER = {"<stem>_id": 0, "<stem>_<key>": 0, "<key>": 1, "role": 2}
 @dataclass
 class LinkCandidate:
     """A link that names suggested, with its verdict: `accepted`, `reason` in words (names and
-    figures only) and `decided_by`: "values" (or a check that could not run), or "manifest" (a
-    rejection, or a manifest link replacing it)."""
+    figures only) and `decided_by`: "values", "unchecked" (the check could not run: an unreadable
+    table, types that cannot match) or "manifest" (a rejection, or a manifest link replacing it)."""
 
     link: Link
     accepted: bool
@@ -74,6 +74,10 @@ class LinkReport:
         return [c for c in self.candidates if not c.accepted and c.decided_by == "values"]
 
     @property
+    def unchecked(self) -> list[LinkCandidate]:
+        return [c for c in self.candidates if c.decided_by == "unchecked"]
+
+    @property
     def rejected_by_manifest(self) -> list[LinkCandidate]:
         return [c for c in self.candidates if not c.accepted and c.decided_by == "manifest"]
 
@@ -83,6 +87,7 @@ class LinkReport:
             f"{self.count('declared')} declared, {self.count('inferred')} inferred, "
             f"{self.count('manifest')} from the manifest; {len(self.rejected_by_values)} candidate(s) "
             f"rejected by values, {len(self.rejected_by_manifest)} by the manifest"
+            + (f", {len(self.unchecked)} not checked" if self.unchecked else "")
         )
 
 
@@ -328,7 +333,9 @@ def _infer(
                 key=lambda x: (-x[0].evidence["containment"], _RULE_ORDER[x[3].rule], x[0].ref_table),
             )
             for link, ok, reason, _ in tried:
-                if ok and link is accepted[0][0]:
+                if reason.startswith("not checked"):
+                    report.candidates.append(LinkCandidate(link, False, reason, "unchecked"))
+                elif ok and link is accepted[0][0]:
                     report.links.append(link)
                     report.candidates.append(LinkCandidate(link, True, reason))
                 elif ok:

@@ -399,3 +399,19 @@ def test_a_partitioned_table_gets_its_partitions_foreign_keys():
     round_trip = SourceInventory.from_dict(inventory.to_dict())
     assert round_trip.table("payment_1").partition_of == "payment" and round_trip.table("payment").partitioned
     assert round_trip.links == links and round_trip.rejected_links == inventory.rejected_links
+
+
+def test_checks_that_cannot_run_are_candidates_with_the_reason(source, monkeypatch):
+    engine, inventory = source
+    copy = SourceInventory.from_dict(inventory.to_dict())
+    copy.table("visits").problem = "rows cannot be counted (permission denied)"
+    monkeypatch.setattr("dereg.inventory.links.CAST_ROWS_LIMIT", 10)  # users has 100 rows
+    report = link_report(engine, copy, subject_table="users")
+    (unread,) = _candidate(report, "visits", "user_id")
+    assert not unread.accepted and "visits cannot be read" in unread.reason
+    (cast,) = _candidate(report, "logins", "user_id")
+    assert not cast.accepted and "types differ" in cast.reason
+    assert {c.decided_by for c in (unread, cast)} == {"unchecked"} and report.summary().endswith(
+        ", 2 not checked"
+    )
+    assert _link(report.links, "orders", "userId") is not None
