@@ -193,14 +193,16 @@ def _targets(inventory: SourceInventory) -> dict[tuple[str, ...], list[_Target]]
 
 
 def _candidates_for(table: TableInfo, column: str, index: dict, subject: TableInfo | None) -> list[_Target]:
-    found: list[_Target] = []
+    best: dict[str, _Target] = {}  # one check per referenced table, under its strongest rule
     readings = [words(column)] + [(*what, key) for what, key in key_words(column)]
     for reading in dict.fromkeys(readings):
         for target in index.get(reading, []):
             if target.table is table and column == target.key:
                 continue  # a table's own key
-            if all(t.table is not target.table for t in found):  # one check per referenced table
-                found.append(target)
+            name = target.table.qualified_name
+            if name not in best or _RULE_ORDER[target.rule] < _RULE_ORDER[best[name].rule]:
+                best[name] = target
+    found = list(best.values())
     if any(t.rule != "<key>" for t in found):
         # a table named by the column wins over one whose key merely has the column's name (a
         # profile table keyed by user_id is not what every user_id refers to)

@@ -120,6 +120,10 @@ CREATE TABLE t_xuesheng (id INTEGER PRIMARY KEY, xingming TEXT);
 CREATE TABLE kaoshi (id INTEGER PRIMARY KEY, xuesheng_id INTEGER);
 CREATE TABLE "成绩" (id INTEGER PRIMARY KEY, "学员编号" INTEGER);
 CREATE TABLE settings (id INTEGER PRIMARY KEY, value TEXT, owner_ref INTEGER);
+CREATE TABLE vip_card (member_no VARCHAR(12) PRIMARY KEY, level INTEGER);
+CREATE TABLE points (id INTEGER PRIMARY KEY, member_no VARCHAR(12), amount INTEGER);
+CREATE TABLE accounts (uid INTEGER PRIMARY KEY);
+CREATE TABLE sessions (id INTEGER PRIMARY KEY, account_uid INTEGER);
 CREATE TABLE refunds (id INTEGER PRIMARY KEY, order_id INTEGER REFERENCES orders(id) ON DELETE CASCADE,
                       serial TEXT UNIQUE);
 """
@@ -158,6 +162,10 @@ def source(tmp_path_factory):
         _insert(conn, "kaoshi", [(i, 1 + i % 20) for i in range(1, 41)])
         _insert(conn, "成绩", [(i, 1 + i % 20) for i in range(1, 41)])
         _insert(conn, "settings", [(i, "v", 1 + i % N) for i in range(1, 6)])
+        _insert(conn, "vip_card", [(f"M{i:04d}", 1) for i in range(1, 21)])
+        _insert(conn, "points", [(i, f"M{1 + i % 20:04d}", 5) for i in range(1, 41)])
+        _insert(conn, "accounts", [(i,) for i in range(1, 11)])
+        _insert(conn, "sessions", [(i, 1 + i % 10) for i in range(1, 21)])
         _insert(conn, "refunds", [(i, i, f"S{i}") for i in range(1, 11)])
     inventory = inventory_source(engine, "school")
     yield engine, inventory
@@ -194,12 +202,15 @@ def _candidate(report, table: str, column: str):
         ("posts", "author_id", "users", "role"),
         ("users", "inviterId", "users", "role"),
         ("logins", "user_id", "users", "<stem>_id"),  # text values against integer keys
+        ("points", "member_no", "vip_card", "<key>"),  # named as another table's key
+        ("sessions", "account_uid", "accounts", "<stem>_<key>"),
     ],
 )
 def test_names_confirmed_by_values_become_inferred_links(report, table, column, ref_table, rule):
     link = _link(report.links, table, column)
     assert link is not None, [c.reason for c in _candidate(report, table, column)]
-    assert (link.kind, link.ref_table, link.ref_columns) == ("inferred", ref_table, ["id"])
+    key = {"vip_card": "member_no", "accounts": "uid"}.get(ref_table, "id")
+    assert (link.kind, link.ref_table, link.ref_columns) == ("inferred", ref_table, [key])
     assert link.evidence["rule"].startswith(rule)
     assert link.evidence["containment"] >= CONTAINMENT and link.evidence["matched"] >= 1
     assert set(link.evidence) == {"rule", "non_null", "matched", "containment"}
