@@ -459,6 +459,8 @@ def _apply_manifest(
         link = _manifest_link(conn, inventory, spec, limit)
         replaced = [x for x in report.links if x.table == link.table and x.columns == link.columns]
         for old in replaced:
+            if old.kind == "declared":  # the foreign key still acts on deletes
+                link.on_delete = old.on_delete
             report.links.remove(old)
             report.candidates = [c for c in report.candidates if c.link is not old]
             report.candidates.append(

@@ -333,6 +333,15 @@ def test_the_manifest_adds_and_rejects_links(source):
     assert report.summary().startswith("1 declared, ") and "1 from the manifest" in report.summary()
 
 
+def test_the_manifest_may_reject_a_declared_key_or_restate_it(source):
+    engine, inventory = source
+    reject = _spec(table="refunds", columns=["order_id"], reject=True, reason="refunds are the shop's")
+    assert _link(find_links(engine, inventory, specs=[reject]), "refunds", "order_id") is None
+    restate = _spec(table="refunds", columns=["order_id"], references="orders", reason="said twice")
+    link = _link(find_links(engine, inventory, specs=[restate]), "refunds", "order_id")
+    assert link.kind == "manifest" and link.on_delete == "CASCADE"  # the key still cascades
+
+
 def test_a_rejection_of_a_candidate_values_turned_down_is_accepted(source):
     engine, inventory = source
     spec = _spec(table="coupons", columns=["user_id"], reject=True, reason="a campaign number")
