@@ -36,6 +36,11 @@ class SourceError(DeregError):
     """A source system (database, S3 prefix) cannot be reached or read."""
 
 
+class LinkError(SourceError, ValueError):
+    """A link of the manifest's `links:` is wrong: it names a missing table or column, its values
+    contradict it, or it rejects a link inventory did not find."""
+
+
 class BackupError(DeregError):
     """A backup could not be written, or an archive is malformed."""
 

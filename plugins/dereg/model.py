@@ -36,6 +36,8 @@ class ForeignKey:
     #: the declared ON DELETE rule ("CASCADE", "SET NULL", "SET DEFAULT", "RESTRICT", "NO ACTION"),
     #: None when the server did not say (no rule: NO ACTION)
     on_delete: str | None = None
+    #: the constraint's name, when the server gives one
+    name: str | None = None
 
     @property
     def ref_qualified_name(self) -> str:
@@ -57,6 +59,9 @@ class TableInfo:
     partition_of: str | None = None
     #: True for a partitioned (parent) table, whose rows all live in its partitions
     partitioned: bool = False
+    #: the column sets that are unique besides the primary key (unique constraints and unique
+    #: indexes): a link on one of them is one-to-one (a profile table per user)
+    unique_keys: list[list[str]] = field(default_factory=list)
 
     @property
     def qualified_name(self) -> str:
@@ -100,6 +105,10 @@ class SourceInventory:
     #: how tables' rows refer to each other: declared foreign keys, inferred and manifest links
     #: (`dereg.inventory.links`); rejected links are not here
     links: list[Link] = field(default_factory=list)
+    #: the link candidates turned down (by values, an empty column, or the manifest), for the
+    #: reports and `dereg init`: [{"link": Link.describe(), "evidence", "accepted", "reason",
+    #: "decided_by"}] (`dereg.inventory.links.LinkCandidate.to_dict`); names and counts only
+    rejected_links: list[dict[str, Any]] = field(default_factory=list)
 
     def table(self, name: str) -> TableInfo:
         """The table shown as `name`: `schema.table`, or the bare name in the default schema (a
@@ -127,6 +136,7 @@ class SourceInventory:
                     problem=t.get("problem"),
                     partition_of=t.get("partition_of"),
                     partitioned=bool(t.get("partitioned", False)),
+                    unique_keys=[list(k) for k in t.get("unique_keys", [])],
                 )
             )
         return cls(
@@ -134,6 +144,7 @@ class SourceInventory:
             dialect=data["dialect"],
             tables=tables,
             links=[Link(**link) for link in data.get("links", [])],
+            rejected_links=[dict(x) for x in data.get("rejected_links", [])],
         )
 
 

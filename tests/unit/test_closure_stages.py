@@ -176,6 +176,9 @@ def test_a_closure_runs_stage_by_stage_without_airflow(closure):
         and found["sources"]["school_db"]["rows"] == 3 * STUDENTS + 2
     )
     assert [u["index"] for u in found["units"]] == list(range(len(found["units"]))) == [0]
+    links = c.artifacts.inventory("school_db").links  # the links travel with the inventory
+    assert links and found["sources"]["school_db"]["links"]["declared"] == len(links)
+    assert any(line.startswith("Links of school_db: ") for line in log.lines)
     assert c.artifacts.units() == found["units"] and c.asked == ["demo_academy_db"]
 
     parts = [

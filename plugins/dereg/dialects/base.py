@@ -102,6 +102,16 @@ class Dialect:
         """A column's real name from the name SQLAlchemy's inspector reports for it."""
         return reflected
 
+    def partitions(self, conn: Connection) -> tuple[dict[TableIdent, TableIdent], set[TableIdent]]:
+        """({partition: its parent table}, {partitioned parent tables}), each as (real schema name,
+        table name), for a database with declarative partitioning; by default none."""
+        return {}, set()
+
+    def delete_rules(self, conn: Connection, table: TableIdent) -> dict[tuple[str, ...], str]:
+        """{foreign key's columns: its ON DELETE rule} where SQLAlchemy's reflection misses the
+        rule (it reports it in `options["ondelete"]` otherwise); by default nothing more."""
+        return {}
+
     def random_order(self) -> sa.ColumnElement:
         """An ORDER BY term that shuffles rows (sampling a table without an integer key)."""
         return sa.func.random()

@@ -42,6 +42,9 @@ class PostgreSQL(Dialect):
         )
         return [None, *others]
 
+    def partitions(self, conn: Connection) -> tuple[dict[TableIdent, TableIdent], set[TableIdent]]:
+        return _partitions(conn)
+
     def text_blocks(
         self, engine: Engine, table: sa.TableClause, columns: list[str], *, block_chars: int, batch: int
     ) -> Iterator[str]:
@@ -279,6 +282,21 @@ def _copy_update(conn: Connection, table: sa.Table, bind_keys: dict, bind_cols: 
         cursor.execute(sql, bounds or None)
     finally:
         cursor.close()
+
+
+def _partitions(conn: Connection) -> tuple[dict[TableIdent, TableIdent], set[TableIdent]]:
+    """Declarative partitions (relispartition) and their parents; partitioned tables (relkind 'p')."""
+    rows = conn.exec_driver_sql(
+        "SELECT cn.nspname, c.relname, pn.nspname, p.relname FROM pg_inherits i "
+        "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace "
+        "JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace "
+        "WHERE c.relispartition"
+    ).all()
+    parents = conn.exec_driver_sql(
+        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind = 'p'"
+    ).all()
+    return {(r[0], r[1]): (r[2], r[3]) for r in rows}, {(r[0], r[1]) for r in parents}
 
 
 def _referrers(conn: Connection) -> dict[TableIdent, set[TableIdent]]:

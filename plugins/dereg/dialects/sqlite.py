@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
-from dereg.dialects.base import Dialect
+from dereg.dialects.base import Dialect, TableIdent, quote_table
 
 
 class SQLite(Dialect):
@@ -26,6 +26,18 @@ class SQLite(Dialect):
     loads_copy_text_rows = True
     insertion_order = "rowid"
     narrow_integers = False  # INTEGER always holds 8 bytes: a mobile number fits
+
+    def delete_rules(self, conn: Connection, table: TableIdent) -> dict[tuple[str, ...], str]:
+        # SQLAlchemy reads ON DELETE only from table constraints, not from a column's REFERENCES
+        schema, name = table
+        pragma = f"{quote_table(conn, schema)}.foreign_key_list" if schema else "foreign_key_list"
+        rows = conn.exec_driver_sql(f"PRAGMA {pragma}({quote_table(conn, name)})").all()
+        columns: dict[int, list[str]] = {}
+        rules: dict[int, str] = {}
+        for row in rows:  # (id, seq, table, from, to, on_update, on_delete, match)
+            columns.setdefault(row[0], []).append(row[3])
+            rules[row[0]] = row[6]
+        return {tuple(cols): rules[i] for i, cols in columns.items()}
 
     def describe_location(self, url: URL) -> str:
         return url.database or ""

@@ -1,6 +1,7 @@
 """The `inventory` stage over every source of a manifest, and the split of the classification.
 
-Each SQL source is reflected (schemas, tables, columns, keys, row counts) and each object source
+Each SQL source is reflected (schemas, tables, columns, keys, row counts, then the links between
+its tables: `inventory/links.py`) and each object source
 listed (objects by folder and type); each inventory is stored as a run artifact. The classification
 is then split into units for the mapped `classify` task: one per table above the source's
 `classify.large_table_rows`, one for the rest of each source, one per object source.
@@ -13,6 +14,7 @@ from typing import Any
 from dereg.classify.objects import inventory_objects
 from dereg.connectors import Connectors
 from dereg.evidence.run_artifacts import RunArtifacts
+from dereg.inventory.links import link_report
 from dereg.inventory.sql import inventory_source
 from dereg.model import SourceInventory
 
@@ -42,6 +44,9 @@ def inventory_sources(manifest, artifacts: RunArtifacts, *, connectors: Connecto
     for source in manifest.sources:
         with connectors.database(source.conn_id) as engine:
             inventory = inventory_source(engine, source.id)
+            links = link_report(engine, inventory, subject_table=source.subject_table, specs=source.links)
+        inventory.links = links.links
+        inventory.rejected_links = [c.to_dict() for c in links.candidates if not c.accepted]
         digest = artifacts.put_inventory(source.id, inventory)
         rows = sum(t.row_count for t in inventory.tables)
         problems = [t for t in inventory.tables if t.problem]
@@ -54,11 +59,14 @@ def inventory_sources(manifest, artifacts: RunArtifacts, *, connectors: Connecto
         )
         for t in problems:
             log.warning("  %s: %s", t.qualified_name, t.problem)
+        log.info("Links of %s: %s", source.id, links.summary())
         units += classification_units(source.id, inventory, source.classify.large_table_rows)
         summary[source.id] = {
             "tables": len(inventory.tables),
             "rows": rows,
             "table_problems": len(problems),
+            "links": {kind: links.count(kind) for kind in ("declared", "inferred", "manifest")},
+            "links_rejected_by_values": len(links.rejected_by_values),
             "artifact_sha256": digest,
         }
     for source in manifest.object_sources:

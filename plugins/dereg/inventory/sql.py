@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from dereg.dialects import dialect_for, recorded_name, type_text
 from dereg.errors import SourceError
-from dereg.model import ColumnInfo, ForeignKey, SourceInventory, TableInfo
+from dereg.model import ColumnInfo, ForeignKey, SourceInventory, TableInfo, qualified
 from dereg.redact import redact
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,37 @@ def _ref_schema(fk: dict, default: str | None) -> str | None:
     return None if referred == default else referred
 
 
+def _on_delete(fk: dict, rules: dict[tuple[str, ...], str]) -> str | None:
+    """The declared ON DELETE rule in upper case; None when the server states none (NO ACTION)."""
+    rule = (fk.get("options") or {}).get("ondelete") or rules.get(tuple(fk["constrained_columns"]))
+    rule = " ".join(str(rule).upper().split()) if rule else None
+    return None if rule == "NO ACTION" else rule
+
+
+def _unique_keys(inspector, name: str, schema: str | None, real, pk_cols: list[str]) -> list[list[str]]:
+    """Unique constraints and unique indexes, each a list of column names (the primary key and
+    expression indexes left out), deduplicated in order."""
+    keys: list[list[str]] = []
+    found = [u.get("column_names") for u in _reflected(inspector.get_unique_constraints, name, schema)]
+    found += [
+        i.get("column_names") for i in _reflected(inspector.get_indexes, name, schema) if i.get("unique")
+    ]
+    for cols in found:
+        if not cols or any(c is None for c in cols):
+            continue
+        key = [real(c) for c in cols]
+        if key != pk_cols and key not in keys:
+            keys.append(key)
+    return keys
+
+
+def _reflected(method, name: str, schema: str | None) -> list[dict]:
+    try:
+        return list(method(name, schema=schema) or [])
+    except NotImplementedError:  # a dialect without this reflection: no unique keys known
+        return []
+
+
 def _table_info(conn: sa.Connection, inspector, name: str, schema: str | None) -> TableInfo:
     real = dialect_for(conn).column_name  # the inspector's names may keep the server's escaping
     pk = inspector.get_pk_constraint(name, schema=schema) or {}
@@ -55,17 +86,27 @@ def _table_info(conn: sa.Connection, inspector, name: str, schema: str | None) -
         )
         for c in inspector.get_columns(name, schema=schema)
     ]
+    rules = dialect_for(conn).delete_rules(conn, (schema, name))
     fks = [
         ForeignKey(
             columns=[real(c) for c in fk["constrained_columns"]],
             ref_table=fk["referred_table"],
             ref_columns=[real(c) for c in fk["referred_columns"]],
             ref_schema=_ref_schema(fk, inspector.default_schema_name),
+            on_delete=_on_delete(fk, rules),
+            name=fk.get("name") or None,
         )
         for fk in inspector.get_foreign_keys(name, schema=schema)
         if fk.get("referred_table")
     ]
-    info = TableInfo(name=name, schema=schema, columns=columns, primary_key=pk_cols, foreign_keys=fks)
+    info = TableInfo(
+        name=name,
+        schema=schema,
+        columns=columns,
+        primary_key=pk_cols,
+        foreign_keys=fks,
+        unique_keys=_unique_keys(inspector, name, schema, real, pk_cols),
+    )
     try:
         with conn.begin_nested():  # a refused count must not abort the rest of the inventory
             table = sa.table(name, schema=schema)
@@ -76,6 +117,20 @@ def _table_info(conn: sa.Connection, inspector, name: str, schema: str | None) -
         info.problem = f"rows cannot be counted ({type(exc).__name__}: {_first_line(exc)})"
         log.warning("table %s: %s", info.qualified_name, info.problem)
     return info
+
+
+def _mark_partitions(conn: sa.Connection, default: str | None, tables: list[TableInfo]) -> None:
+    """Set `partition_of` and `partitioned` from the dialect (declarative partitions only)."""
+    partitions, parents = dialect_for(conn).partitions(conn)
+
+    def shown(ident: tuple[str | None, str]) -> str:
+        return qualified(None if ident[0] == default else ident[0], ident[1])
+
+    parent_of = {shown(child): shown(parent) for child, parent in partitions.items()}
+    partitioned = {shown(p) for p in parents}
+    for t in tables:
+        t.partition_of = parent_of.get(t.qualified_name)
+        t.partitioned = t.qualified_name in partitioned
 
 
 def _first_line(exc: Exception) -> str:
@@ -99,6 +154,7 @@ def inventory_source(engine: sa.Engine, source_id: str, schema: str | None = Non
             for each in _schemas(engine, inspector, schema):
                 for name in sorted(inspector.get_table_names(schema=each)):
                     tables.append(_table_info(conn, inspector, name, each))
+            _mark_partitions(conn, inspector.default_schema_name, tables)
     except sa.exc.SQLAlchemyError as exc:
         message = _first_line(exc)
         if engine.url.password:

@@ -203,6 +203,9 @@ class LinkSpec(Spec):
     #: the referenced columns; default: the referenced table's primary key
     ref_columns: Annotated[list[Identifier], _none_is(list)] = []
     reject: Flag = False
+    #: false keeps an added link whose values do not match the referenced keys (rows whose
+    #: referenced row is gone); by default such a link is an error
+    check_values: Flag = True
     reason: Annotated[Text, AfterValidator(_says_why)]
 
 
