@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import yaml
 
-from dereg.inventory.draft import Draft, name_references, rank_subjects, tokens
+from dereg.inventory.draft import Draft, name_references, propose, rank_subjects, tokens
 from dereg.model import ClassificationResult, ColumnFinding, ColumnInfo, Link, SourceInventory, TableInfo
 
 
@@ -105,3 +105,30 @@ def test_the_rendered_draft_has_placeholders_and_comments_only_names():
     assert "#   - {table: t_site, action: erase" in text
     assert "#     - {table: t_site, column: hotline, personal: false" in text
     assert "a***" not in text  # masked examples are not written either
+
+
+def test_the_proposal_follows_links_partitions_and_keeps_accounting_records():
+    tables = [*INVENTORY.tables, _table("t_order_2026", ["id", "member_id", "receiver_name"], rows=50)]
+    tables[-1].partition_of = "t_order"
+    inventory = SourceInventory("shop", "sqlite", tables)
+    classified = ClassificationResult(
+        "shop", [*CLASSIFIED.columns, _finding("t_order_2026", "receiver_name", "name")], sample_size=500
+    )
+    inferred = Link(
+        "t_order", ["member_id"], "t_member", ["id"], kind="inferred",
+        evidence={"rule": "member_id", "non_null": 4000, "matched": 4000, "containment": 1.0},
+    )  # fmt: skip
+    asked = []
+    draft = propose(inventory, classified, lambda subject: asked.append(subject) or [inferred])
+    assert asked == ["t_member"] and draft.subject_table == "t_member"
+    # linked by the inferred link; order items and the login log by their column names only
+    assert set(draft.linked) == {"t_order"}  # a partition goes with its table
+    assert set(draft.by_name) == {"t_order_item", "t_member_login_log"}
+    # accounting records tied to the subjects, not the order settings nor a partition
+    assert [t for t, _ in draft.retain] == ["t_order", "t_order_item"]
+    # personal data of tables not linked: the admin's, the site's, and the login log's (by name only)
+    assert set(draft.undecided) == {"t_admin", "t_site", "t_member_login_log"}
+    assert draft.notify["table"] == "t_member" and draft.notify["link_column"] == "id"
+    text = draft.render()
+    assert "t_order(member_id) -> t_member(id) [inferred: containment 1.0, matched 4000" in text
+    assert "#   - {table: t_order_item, columns: [order_id], references: t_order" in text

@@ -290,6 +290,24 @@ def build_draft(
     )
     if progress:
         progress(f"classified: {sum(1 for c in classification.columns if c.personal)} personal column(s)")
+    return propose(
+        inventory,
+        classification,
+        lambda subject: find_links(engine, inventory, subject_table=subject),
+        where=where,
+    )
+
+
+def propose(
+    inventory: SourceInventory,
+    classification: ClassificationResult,
+    links_for: Callable[[str], list[Link]],
+    *,
+    where: str = "",
+) -> Draft:
+    """The draft for an inventoried and classified source; `links_for(subject_table)` gives the
+    source's links once the subject table is chosen (`find_links`)."""
+    source_id = inventory.source_id
     references = name_references(inventory)
     # ranked on declared keys and column names; find_links then ties the tables to the chosen subject
     declared = [
@@ -299,7 +317,7 @@ def build_draft(
     ]
     candidates = rank_subjects(inventory, classification, declared, references)
     subject = candidates[0].table if candidates else None
-    links = find_links(engine, inventory, subject_table=subject) if subject else []
+    links = list(links_for(subject)) if subject else []
     draft = Draft(source_id, where, inventory, classification, links, candidates, subject)
     if subject is None:
         return draft
@@ -311,7 +329,7 @@ def build_draft(
     draft.by_name = {
         t: chain
         for t, chain in _chains(subject, [*links, *references], owner).items()
-        if t not in draft.linked and any(isinstance(e, NameReference) for e in chain)
+        if owner.get(t, t) not in draft.linked and any(isinstance(e, NameReference) for e in chain)
     }
     draft.notify = _contact(draft, owner)
     for t in inventory.tables:
