@@ -124,6 +124,8 @@ class Draft:
     subject_table: str | None
     #: table -> the links that tie it to the subject table (a chain, first hop first)
     linked: dict[str, list[Link]] = field(default_factory=dict)
+    #: table -> the link by which the subject table's rows refer to it (their address, or a shared store)
+    referenced: dict[str, Link] = field(default_factory=dict)
     #: table -> name references tying it to the subjects, where inventory's links do not
     by_name: dict[str, list[NameReference]] = field(default_factory=dict)
     #: {"table", "email_column", "name_column", "link_column", "share"} or None
@@ -323,9 +325,9 @@ def propose(
         return draft
     owner = _owner(inventory)
     draft.linked = _chains(subject, links, owner)
-    for link in links:  # what the subjects' own rows refer to (an address, a profile) is theirs too
+    for link in links:  # an address or a profile of the subjects, or a store they all share: a person says
         if owner.get(link.table, link.table) == subject and link.ref_table != subject:
-            draft.linked.setdefault(link.ref_table, [link])
+            draft.referenced.setdefault(link.ref_table, link)
     draft.by_name = {
         t: chain
         for t, chain in _chains(subject, [*links, *references], owner).items()
@@ -494,6 +496,9 @@ def _undecided_lines(draft: Draft, rows: dict[str, int]) -> list[str]:
         named = (
             " (linked by a column name above: adding that link decides it)" if table in draft.by_name else ""
         )
+        if table in draft.referenced:
+            named = f" (the subjects refer to it: {draft.referenced[table].describe()}; theirs, or shared?)"
+
         out.append(f"    #   {table} ({rows.get(table, 0)} rows){named}: {cols}")
     first = sorted(draft.undecided)[0]
     column = next(iter(draft.undecided[first]))
