@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 import dereg
@@ -80,8 +81,14 @@ def _check_counts(run, stores: list[dict[str, Any]]) -> None:
         )
 
 
-def build_certificate_body(run, source_urls: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Assemble the certificate body from the ledger entries of `run` (a RunContext)."""
+def build_certificate_body(
+    run, source_urls: dict[str, dict[str, Any]], plans: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Assemble the certificate body from the ledger entries of `run` (a RunContext) and, for the
+    links the erasure relied on, the run's erasure `plans` (source id -> plan)."""
+    from dereg.erase.plan import ErasurePlan
+    from dereg.erase.review import inferred_links
+
     entries = {stage: run.succeeded(stage) for stage in CITED_STAGES}
     missing = [s for s, e in entries.items() if e is None]
     if missing:
@@ -102,6 +109,7 @@ def build_certificate_body(run, source_urls: dict[str, dict[str, Any]]) -> dict[
         described = source_urls.get(source.id, {})
         dialect = dialect_for_connection_type(described.get("type", ""))
         src_plan = plan.get("sources", {}).get(source.id, {})
+        sql_plan = (plans or {}).get(source.id)
         stores.append(
             {
                 "source_id": source.id,
@@ -111,6 +119,8 @@ def build_certificate_body(run, source_urls: dict[str, dict[str, Any]]) -> dict[
                 "method": {"delete": _method("delete"), "pseudonymize": _method("pseudonymize")},
                 "purge": purge.get(source.id, {}),
                 "verification": (verification.get("verification") or {}).get(source.id, {}),
+                # tables tied to the subjects by links that no foreign key declares, and why
+                "inferred_links": inferred_links(sql_plan) if isinstance(sql_plan, ErasurePlan) else [],
                 "residual_risks": list(dialect.residual_risks),
             }
         )
@@ -198,7 +208,7 @@ def issue_certificate(run, *, source_urls: dict[str, dict[str, Any]], keyring, l
     it as JSON and HTML to the run's output folder and store it; returns where and its sha256."""
     from dereg.evidence.certificate import sign_certificate, write_certificate
 
-    cert = sign_certificate(build_certificate_body(run, source_urls=source_urls), keyring)
+    cert = sign_certificate(build_certificate_body(run, source_urls=source_urls, plans=run.plans), keyring)
     stem = "dry-run-report" if run.dry_run else "certificate"
     json_path, html_path = write_certificate(cert, run.output_dir(), stem)
     run.artifacts.put_certificate(cert)

@@ -7,6 +7,7 @@
                              [--checkpoints s3://BUCKET/PREFIX ...]
     dereg scan SOURCE_URL [--full] [--json PATH] [--html PATH] [--sample-size N]
                [--subject-table T] [--closure-date YYYY-MM-DD]
+    dereg init SOURCE_URL [--out FILE] [--source-id ID] [--sample-size N]
     dereg backup SOURCE_URL --to s3://BUCKET/PREFIX [--company ID] [--retention-days N] [--no-object-lock]
     dereg restore BACKUP_ID --from s3://BUCKET/PREFIX [--into TARGET_URL | --scratch-url PG_URL] --verify
     dereg catalog rebuild --from s3://BUCKET/PREFIX
@@ -226,6 +227,41 @@ def _scan(args) -> int:
     if args.html:
         print(f"HTML report: {args.html}")
     return 1 if report["problems"] else 0
+
+
+@command("init")
+def _init(args) -> int:
+    from dereg.connections import ConnectionProblem, database_engine, display_url
+    from dereg.inventory.draft import build_draft
+
+    try:
+        engine = database_engine(args.source_url, what="SOURCE_URL")
+    except ConnectionProblem as exc:
+        raise DeregError(str(exc)) from None
+    try:
+        draft = build_draft(
+            engine,
+            source_id=args.source_id,
+            where=display_url(args.source_url),
+            sample_size=args.sample_size,
+            progress=lambda line: print(line, file=sys.stderr),
+        )
+    finally:
+        engine.dispose()
+    text = draft.render()
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"draft manifest written to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    best = draft.subject_table or "none found"
+    print(
+        f"subject table: {best}; {len(draft.linked)} linked table(s), {len(draft.by_name)} linked by column "
+        f"names only, {len(draft.retain)} proposed under retain, {len(draft.undecided)} undecided table(s). "
+        "Fill in every TODO, then start a dry run.",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def _s3_location(url: str):
@@ -589,6 +625,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="the customers' table, whose rows are counted for minors (default: every table with birth dates "
         "or resident ID numbers)",
     )
+    draft = sub.add_parser(
+        "init",
+        help="write a draft company manifest for a database",
+        description="Inventory and classify (a sample of) the database at SOURCE_URL (a SQLAlchemy URL), find "
+        "its links, and write a draft manifest: the subject table (candidates ranked in comments), who "
+        "receives the notices, linked tables with their evidence, tables that look like accounting records "
+        "under retain (law and years left to fill in), and every undecided personal column. Placeholders start "
+        "with TODO. Names and counts only: no value from the database is written.",
+    )
+    draft.add_argument("source_url", metavar="SOURCE_URL")
+    draft.add_argument("--out", metavar="FILE", help="write the draft here (default: standard output)")
+    draft.add_argument("--source-id", default="source", help="the source's id in the manifest (source)")
+    draft.add_argument("--sample-size", type=int, default=1000, help="rows read per table to classify (1000)")
     backup = sub.add_parser(
         "backup",
         help="encrypted backup of a database to S3 (prints the backup id)",

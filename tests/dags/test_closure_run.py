@@ -260,6 +260,15 @@ def test_dry_run_changes_nothing_and_needs_no_approval(closure):
     assert len(reports) == 1
     body = json.loads(reports[0].read_text())["body"]
     assert body["dry_run"] is True and "NOT a certificate" in body["title"]
+    # the plan as the approver would read it, next to the report: names and counts only
+    pages = list((closure.tmp / "output").rglob("plan.html"))
+    assert [p.parent for p in pages] == [reports[0].parent]
+    page = pages[0].read_text(encoding="utf-8")
+    assert "<code>students</code>" in page and "删除 / delete" in page and "演练" in page
+    from devtools.demo.seed import planted_values
+
+    planted = planted_values(f"sqlite:///{closure.source}")
+    assert not [v for values in planted.values() for v in values if v in page]
 
 
 def test_the_person_who_triggered_cannot_approve(closure):

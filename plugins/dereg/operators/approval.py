@@ -13,6 +13,7 @@ from typing import Any
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 
 from dereg.erase.gate import approval_hash
+from dereg.erase.review import PLAN_PAGE, approval_lines
 from dereg.errors import GateError
 from dereg.operators.base import ComplianceMixin, anchored
 
@@ -58,13 +59,19 @@ class ErasureApprovalOperator(ComplianceMixin, ApprovalOperator):
             entry = run.record(self.stage, "succeeded", decision="not asked (dry run)", plan_hash=plan_hash)
             self.log.info("Dry run: approval not requested; plan hash %s", plan_hash)
             return {"decision": "not asked (dry run)", "plan_hash": plan_hash, "ledger_entry": entry.entry_id}
-        self.body = self._body(run, plan_hash, summary)
+        self.body = self._body(run, plan_hash, summary, plan_lines=approval_lines(run.plans, self._page(run)))
         run.record(self.stage, "requested", plan_hash=plan_hash, approvers=self.approvers)
         self.log.info("Waiting for one of %s to approve plan %s", self.approvers, plan_hash)
         return super().execute(context)
 
     @staticmethod
-    def _body(run, plan_hash: str, summary: dict) -> str:
+    def _page(run):
+        """The plan page the plan stage wrote (`plan.html` in the run's output folder), if it is there."""
+        page = run.output_dir() / PLAN_PAGE
+        return page if page.exists() else None
+
+    @staticmethod
+    def _body(run, plan_hash: str, summary: dict, plan_lines: list[str] = ()) -> str:
         lines = [
             f"**{run.manifest.name_zh}** / {run.manifest.name_en} — company `{run.company_id}`",
             "",
@@ -73,6 +80,12 @@ class ErasureApprovalOperator(ComplianceMixin, ApprovalOperator):
             f"- Plan hash / 计划哈希: `{plan_hash}`",
             "",
             "Backups were restored and verified before this request. / 备份已恢复并验证。",
+            "",
+            "What the plan does, per source and table / 计划（按数据源和表）:",
+            "",
+            *plan_lines,
+            "",
+            "Summary / 摘要:",
             "",
             "```json",
             json.dumps(summary, ensure_ascii=False, indent=2),

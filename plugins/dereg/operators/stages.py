@@ -124,9 +124,22 @@ class PlanOperator(ComplianceOperator):
     requires = ("classification_report",)
 
     def act(self, run: RunContext, context) -> dict:
+        from dereg.erase.review import write_plan_html
         from dereg.erase.sources import plan_sources
 
-        return plan_sources(run.manifest, run.artifacts, log=self.log)
+        result = plan_sources(run.manifest, run.artifacts, log=self.log)
+        page = write_plan_html(
+            run.output_dir(),
+            run.plans,
+            company_id=run.company_id,
+            name_zh=run.manifest.name_zh,
+            name_en=run.manifest.name_en,
+            run_id=run.run_id,
+            plan_hash=result["plan_hash"],
+            dry_run=run.dry_run,
+        )
+        self.log.info("The plan as the approver reads it: %s", page)
+        return {**result, "plan_html": str(page)}
 
 
 class NotifyCustomersOperator(ComplianceOperator):
