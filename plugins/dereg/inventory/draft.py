@@ -503,11 +503,13 @@ def _undecided_lines(draft: Draft, rows: dict[str, int]) -> list[str]:
     first = sorted(draft.undecided)[0]
     column = next(iter(draft.undecided[first]))
     out += [
-        "    # Decide a table (erase its rows, or replace its personal columns by tokens):",
+        "    # Decide a table (erase its rows, replace its personal columns by tokens, or keep it as it is",
+        "    # when its personal data is not the customers': staff accounts, the company's own addresses):",
         "    # decisions:",
         f"    #   - {{table: {first}, action: erase, reason: {_q('TODO: why')}}}",
         f"    #   - {{table: {first}, action: pseudonymize, reason: {_q('TODO: why')}}}",
-        "    # or say a column is not a customer's personal data (staff, the company's own contacts):",
+        f"    #   - {{table: {first}, action: keep, reason: {_q('TODO: why')}}}",
+        "    # or say a column holds no personal data at all:",
         "    # classify:",
         "    #   overrides:",
         f"    #     - {{table: {first}, column: {column}, personal: false, reason: {_q('TODO: why')}}}",
