@@ -57,6 +57,13 @@ def test_recovery_drill_runs_quarterly(dagbag):
     assert runs == ["2027-01-01 03:00", "2027-04-01 03:00", "2027-07-01 03:00", "2027-10-01 03:00"]
 
 
+def test_retention_sweep_runs_daily(dagbag):
+    dag = dagbag.dags["retention_sweep"]
+    assert set(dag.task_ids) == {"expired_backups", "destroy_backup", "final_certificates"}
+    assert dag.timetable.expression == "0 4 * * *"
+    assert {"s3_conn_id", "smtp_conn_id"} <= set(dag.params)
+
+
 def test_operations_stage_table_matches_the_closure_dag():
     """docs/operations.md's stage table names every task of the closure DAG, in order, and its
     "refuses unless the ledger shows" column lists exactly the stages each task's gate checks."""

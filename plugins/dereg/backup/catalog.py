@@ -27,7 +27,8 @@ backups = sa.Table(
     sa.Column("bucket", sa.String(255), nullable=False),
     sa.Column("prefix", sa.String(500), nullable=False),
     sa.Column("manifest_key", sa.String(800), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),  # started | complete | failed
+    # started | complete | failed | shredded (key destroyed) | destroyed (key and every object gone)
+    sa.Column("status", sa.String(16), nullable=False),
     sa.Column("tables_json", sa.Text, nullable=False, default="{}"),
     sa.Column("total_rows", sa.BigInteger, nullable=False, default=0),
     sa.Column("retain_until", sa.String(40)),
@@ -147,6 +148,12 @@ def wrapped_key(store: Engine, backup_id: str) -> tuple[str, str] | None:
             )
         ).first()
     return (row.kek_id, row.wrapped_key) if row else None
+
+
+def set_status(store: Engine, backup_id: str, status: str) -> None:
+    """Record a later state of a backup: `destroyed` once its key is shredded and no object is left."""
+    with store.begin() as conn:
+        conn.execute(backups.update().where(backups.c.backup_id == backup_id).values(status=status))
 
 
 def list_backups(store: Engine, *, status: str | None = "complete") -> list[dict[str, Any]]:
