@@ -384,6 +384,17 @@ def test_a_failed_drill_a_dry_run_and_a_company_not_yet_closed(server):
         )
     body = {"title": "Dry-run report", "dry_run": True, "company": {"id": "other_co"}, "finished_at": retain}
     put_artifact(store, "other_co", "manual__dry", "certificate", sign_certificate(body, server.keyring))
+    # the retention sweep's final certificate is listed beside the others
+    final = {
+        "title": "Final",
+        "kind": "final",
+        "dry_run": False,
+        "company": {"id": "other_co"},
+        "finished_at": retain,
+    }
+    put_artifact(
+        store, "other_co", "scheduled__sweep", "final_certificate", sign_certificate(final, server.keyring)
+    )
     page = _page(server).text
     other = _section(page, "other_co")
     assert "approve: <b>requested</b>" in other  # waiting for the approval
@@ -391,6 +402,7 @@ def test_a_failed_drill_a_dry_run_and_a_company_not_yet_closed(server):
     assert "<td class='drill bad'>failed (" in other
     assert "<td>no</td>" in other  # no Object Lock, and never restored by a closure
     assert "dry-run report" in other and "<td class='verdict ok'>VALID</td>" in other
+    assert "<td>最终证明 final certificate</td>" in other and "scheduled__sweep" in other
     # a company with a manifest and nothing else yet
     quiet = _section(page, "quiet_shop")
     assert "Quiet Shop" in quiet and "No closure has run." in quiet

@@ -54,6 +54,8 @@ class CertificateStatus:
     valid: bool
     problems: list[str]
     checks: list[str]
+    #: "final" for the retention sweep's final certificate, else "closure"
+    kind: str = "closure"
 
 
 @dataclass
@@ -121,6 +123,7 @@ def collect(store) -> ComplianceReport:
     from dereg.evidence.ledger import Ledger
     from dereg.evidence.run_artifacts import CERTIFICATE
     from dereg.notify import answers, records
+    from dereg.sweep import FINAL
 
     ledger = Ledger(store)
     names = _manifest_names()
@@ -129,7 +132,7 @@ def collect(store) -> ComplianceReport:
     with store.connect() as conn:
         cert_rows = conn.execute(
             sa.select(artifacts.c.id, artifacts.c.company_id, artifacts.c.run_id, artifacts.c.body)
-            .where(artifacts.c.name == CERTIFICATE)
+            .where(artifacts.c.name.in_((CERTIFICATE, FINAL)))
             .order_by(artifacts.c.created_at, artifacts.c.id)
         ).all()
     company_ids |= {r.company_id for r in cert_rows}
@@ -193,6 +196,7 @@ def collect(store) -> ComplianceReport:
                     run_id=row.run_id,
                     dry_run=bool(body.get("dry_run")),
                     issued_at=str(body.get("finished_at") or body.get("issued_at") or ""),
+                    kind="final" if body.get("kind") == "final" else "closure",
                     valid=result.ok,
                     problems=list(result.problems),
                     checks=list(result.checks),
@@ -301,7 +305,11 @@ def render(report: ComplianceReport, user_name: str, base: str) -> str:
             for cert in c.certificates:
                 verdict = "VALID" if cert.valid else "INVALID"
                 detail = "; ".join(cert.problems if not cert.valid else cert.checks)
-                kind = "dry-run report" if cert.dry_run else "certificate"
+                kind = (
+                    "最终证明 final certificate"
+                    if cert.kind == "final"
+                    else "dry-run report" if cert.dry_run else "certificate"
+                )
                 rows.append(
                     f"<tr class='certificate'><td><code>{_e(cert.run_id)}</code></td><td>{kind}</td>"
                     f"<td class='when'>{_day(cert.issued_at)}</td>"
@@ -386,6 +394,7 @@ def create_app() -> FastAPI:
 
         from dereg.evidence.artifacts import artifacts
         from dereg.evidence.run_artifacts import CERTIFICATE
+        from dereg.sweep import FINAL
 
         # an id no row can have (beyond a 64-bit integer) is not found, not a database error
         if not 0 < artifact_id <= _MAX_ID:
@@ -393,7 +402,7 @@ def create_app() -> FastAPI:
         with _store().connect() as conn:
             return conn.execute(
                 sa.select(artifacts.c.company_id, artifacts.c.run_id, artifacts.c.body).where(
-                    artifacts.c.id == artifact_id, artifacts.c.name == CERTIFICATE
+                    artifacts.c.id == artifact_id, artifacts.c.name.in_((CERTIFICATE, FINAL))
                 )
             ).first()
 
