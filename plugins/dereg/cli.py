@@ -1,6 +1,8 @@
 """`dereg`: the command line, usable without Airflow.
 
     dereg keyring init [--path P] [--force]
+    dereg keyring rotate [--grace-days N] [--rewrap-only]
+    dereg keyring destroy-retired
     dereg keyring public-key [--path P] [--out FILE]
     dereg verify-ledger [--store URL] [--checkpoints s3://BUCKET/PREFIX ...] [--public-key PEM]
     dereg verify-certificate PATH [--public-key PEM] [--store URL | --no-ledger]
@@ -52,6 +54,46 @@ def _keyring_init(args) -> int:
     print(f"keyring written to {ring.path} (mode 600)")
     print(f"signing key {ring.signing_key_id}, fingerprint {public_key_fingerprint(ring.public_key())}")
     print("Keep a copy off this machine: without it, backups cannot be restored.")
+    return 0
+
+
+@command("keyring rotate")
+def _keyring_rotate(args) -> int:
+    from dereg.evidence.store import open_store
+    from dereg.keys import Keyring
+    from dereg.rotation import policy, rewrap_backups, rotate_keyring
+
+    ring = Keyring.load(Path(args.path) if args.path else None)
+    store = open_store()
+    if not args.rewrap_only:
+        grace = args.grace_days if args.grace_days is not None else policy()["grace_days"]
+        rotated = rotate_keyring(ring, grace_days=grace, store=store, actor="cli")
+        print(
+            f"new key-encryption key {rotated['new_kek']} is active; {rotated['retired_kek']} retired "
+            f"(it still unwraps; destroyable after {rotated['destroy_after']})"
+        )
+    done = rewrap_backups(store, ring, _s3_location("s3://unused"), actor="cli")
+    print(
+        f"{sum(done['rewrapped'].values())} backup key(s) re-wrapped under {done['kek']} ({done['rewrapped'] or 'none'})"
+    )
+    for kept in done["escrow_versions_kept"]:
+        print(
+            f"WARNING: old escrow version {kept['key']} ({kept['version']}) could not be deleted: {kept['why']}"
+        )
+    return 0
+
+
+@command("keyring destroy-retired")
+def _keyring_destroy_retired(args) -> int:
+    from dereg.evidence.store import open_store
+    from dereg.keys import Keyring
+    from dereg.rotation import destroy_retired
+
+    ring = Keyring.load(Path(args.path) if args.path else None)
+    result = destroy_retired(ring, open_store(), _s3_location("s3://unused"), actor="cli")
+    print(
+        f"destroyed: {result['destroyed'] or 'none'}; waiting for their grace period: {result['waiting'] or 'none'}"
+    )
     return 0
 
 
@@ -556,6 +598,32 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument(
         "--force", action="store_true", help="overwrite an existing keyring (its keys are lost)"
     )
+    rot = ksub.add_parser(
+        "rotate",
+        help="new key-encryption key; re-wrap every live backup key under it",
+        description="Make a fresh key-encryption key the active one, retire the old one (it still unwraps until "
+        "destroyed), then re-wrap every live backup data key under the new one: a new version of its escrow "
+        "object first, then the compliance store's row, then the escrow object's older versions deleted. "
+        "Endpoint and keys of the store from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; "
+        "buckets and prefixes from the catalog. Run it again to finish an interrupted rotation.",
+    )
+    rot.add_argument("--path")
+    rot.add_argument(
+        "--grace-days",
+        type=int,
+        help="days before the old key may be destroyed (policy: include/policy/keys.yaml)",
+    )
+    rot.add_argument(
+        "--rewrap-only", action="store_true", help="do not rotate; re-wrap what is not under the active key"
+    )
+    dr = ksub.add_parser(
+        "destroy-retired",
+        help="destroy retired key-encryption keys whose grace period is over",
+        description="Remove from the keyring every retired key-encryption key whose grace period is over, "
+        "after checking that no live backup key (in the store or in any version of an escrow object) is "
+        "still wrapped under it; refuses otherwise.",
+    )
+    dr.add_argument("--path")
     pub = ksub.add_parser("public-key", help="print the certificate-signing public key (PEM)")
     pub.add_argument("--path")
     pub.add_argument("--out", help="write the PEM to this file")

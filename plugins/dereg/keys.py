@@ -12,7 +12,10 @@ File layout (JSON, mode 0600)::
      "active_kek": "kek-...",
      "keks": {"kek-...": "<base64 32 bytes>"},
      "signing_key": {"id": "sig-...", "ed25519": "<base64 32-byte private seed>"},
-     "pseudonym_key": {"id": "psn-...", "key": "<base64 32 bytes>"}}
+     "pseudonym_key": {"id": "psn-...", "key": "<base64 32 bytes>"},
+     "retired": {"kek-...": "<ISO date after which it may be destroyed>"}}
+
+`retired` lists KEKs replaced by a rotation (`dereg.rotation`): they still unwrap until destroyed.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import json
 import os
 import secrets
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -95,6 +98,8 @@ class Keyring:
     signing_seed: bytes
     pseudonym_key_id: str
     pseudonym_key: bytes
+    #: retired KEK id -> ISO date after which it may be destroyed
+    retired: dict[str, str] = field(default_factory=dict)
 
     # --- creation and loading -------------------------------------------------------------
     @classmethod
@@ -135,6 +140,7 @@ class Keyring:
                 signing_seed=_unb64(data["signing_key"]["ed25519"]),
                 pseudonym_key_id=data["pseudonym_key"]["id"],
                 pseudonym_key=_unb64(data["pseudonym_key"]["key"]),
+                retired=dict(data.get("retired") or {}),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise KeyringError(f"keyring {path} is malformed ({type(exc).__name__}: {exc})") from None
@@ -153,11 +159,35 @@ class Keyring:
             "signing_key": {"id": self.signing_key_id, "ed25519": _b64(self.signing_seed)},
             "pseudonym_key": {"id": self.pseudonym_key_id, "key": _b64(self.pseudonym_key)},
         }
+        if self.retired:
+            data["retired"] = dict(self.retired)
         tmp = self.path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(data, fh, indent=2)
         os.replace(tmp, self.path)
+
+    # --- rotation -----------------------------------------------------------------------
+    def rotate(self, *, grace_days: int, now) -> tuple[str, str]:
+        """A fresh KEK becomes the active one; the previous one is retired (it still unwraps) and may be
+        destroyed after `grace_days`. Saved at once. Returns (old id, new id)."""
+        import datetime as dt
+
+        old = self.active_kek
+        new = f"kek-{secrets.token_hex(4)}"
+        self.keks[new] = secrets.token_bytes(32)
+        self.active_kek = new
+        self.retired[old] = (now + dt.timedelta(days=grace_days)).isoformat()
+        self.save()
+        return old, new
+
+    def destroy_kek(self, kek_id: str) -> None:
+        """Remove a retired KEK from the keyring file for good (the caller checked nothing needs it)."""
+        if kek_id == self.active_kek:
+            raise KeyringError(f"{kek_id} is the active key-encryption key; rotate before destroying it")
+        self.keks.pop(kek_id, None)
+        self.retired.pop(kek_id, None)
+        self.save()
 
     # --- key provider interface ---------------------------------------------------------
     def active_kek_id(self) -> str:

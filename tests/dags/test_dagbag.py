@@ -64,6 +64,13 @@ def test_retention_sweep_runs_daily(dagbag):
     assert {"s3_conn_id", "smtp_conn_id"} <= set(dag.params)
 
 
+def test_key_rotation_follows_the_policy(dagbag):
+    dag = dagbag.dags["key_rotation"]
+    assert dag.task_ids == ["rotate_kek", "rewrap_keys", "destroy_retired_keks"]
+    assert dag.timetable.expression == "0 2 1 1 *"  # include/policy/keys.yaml: yearly
+    assert dag.params["grace_days"] == 30 and dag.params["rotate"] is True
+
+
 def test_operations_stage_table_matches_the_closure_dag():
     """docs/operations.md's stage table names every task of the closure DAG, in order, and its
     "refuses unless the ledger shows" column lists exactly the stages each task's gate checks."""
