@@ -98,6 +98,7 @@ def collect_recipients(
         contacts = _table(engine, notify_table, "contact")
         ref = [_key(contacts, key_column, f"{subject_table}.{link_column} to refer to")]
         on = _column(subjects, link_column, "link_column") == ref[0]
+        present = ref[0]  # NULL: the subject has no contact row
     elif subject_column or notify_table != subject_table:  # a profile table refers to the subjects
         if not subject_column:
             raise NotifyError(
@@ -105,15 +106,14 @@ def collect_recipients(
                 "the subjects (sources[].notify.link_column or subject_column)"
             )
         contacts = _table(engine, notify_table, "contact")
-        on = _column(contacts, subject_column, "subject_column") == _key(
-            subjects, None, f"{notify_table}.{subject_column} to refer to"
-        )
+        present = _column(contacts, subject_column, "subject_column")
+        on = present == _key(subjects, None, f"{notify_table}.{subject_column} to refer to")
         ref = subject_pk
     else:  # the subjects' own columns
-        contacts, on, ref = subjects, None, subject_pk
+        contacts, on, ref, present = subjects, None, subject_pk, sa.literal(1)
     email = _column(contacts, email_column, "email_column")
     name = _column(contacts, name_column, "name_column")
-    columns = [*ref, *subject_pk, email, name, child if child is not None else sa.literal("")]
+    columns = [*ref, *subject_pk, present, email, name, child if child is not None else sa.literal("")]
     join = subjects if on is None else subjects.outerjoin(contacts, on)
     query = sa.select(*columns).select_from(join).order_by(*ref, *subject_pk)
     n_ref, n_pk = len(ref), len(subject_pk)
@@ -122,10 +122,10 @@ def collect_recipients(
     with engine.connect() as conn:
         for i, row in enumerate(conn.execution_options(yield_per=BATCH).execute(query)):
             contact_id = ",".join(str(v) for v in row[:n_ref] if v is not None)
-            address, name_value, child_name = row[n_ref + n_pk :]
+            has_contact, address, name_value, child_name = row[n_ref + n_pk :]
             address = (address or "").strip()
             if not address or not email_detector.is_valid(address):
-                if on is not None and not contact_id:  # the subject has no contact row
+                if has_contact is None:  # the subject has no contact row (no guardian, no profile)
                     subject_id = ",".join(str(v) for v in row[n_ref : n_ref + n_pk]) or f"row {i + 1}"
                     key, reason = f"subject {subject_id}", f"no row in {notify_table}"
                 else:
