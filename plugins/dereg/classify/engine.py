@@ -849,10 +849,12 @@ def count_minors(
         )
         return
     pk = list(subject.primary_key)
-    sources = []  # (table, finding used, query): each query yields (subject key..., birth, id)
+    # (table, birth-date finding, resident-ID finding, query yielding: subject key..., birth, ID)
+    sources = []
     birth_col, id_col = _age_columns(result, subject.qualified_name)
     if birth_col is not None or id_col is not None:
-        t = _table_clause(subject, pk + [f.column for f in (birth_col, id_col) if f is not None])
+        age_cols = [f.column for f in (birth_col, id_col) if f is not None]
+        t = _table_clause(subject, list(dict.fromkeys(pk + age_cols)))
         ages = [t.c[f.column] for f in (birth_col, id_col) if f is not None]
         sources.append((subject, birth_col, id_col, sa.select(*[t.c[c] for c in pk], *ages)))
     if pk:
