@@ -51,8 +51,44 @@ def check_keyring(load: Callable[[], Any]) -> list[str]:
     return []
 
 
+def check_notify(i: int, source, *, dry_run: bool) -> list[str]:
+    """A real run knows how to reach the customers of every source (or is told none can be)."""
+    if source.notify is not None or dry_run:
+        return []
+    from dereg.manifest.problems import NOTIFY_SHAPES
+
+    return [
+        f"sources[{i}].notify: is missing, so no customer of {source.id} would be told before erasure; "
+        f"name how to reach them: {NOTIFY_SHAPES}"
+    ]
+
+
+def _notify_columns(i: int, source, tables: set[str], columns_of: Callable[[str], set[str]]) -> list[str]:
+    """The notify table (a table or a view) and every column `notify` names exist."""
+    n, path = source.notify, f"sources[{i}].notify"
+    table = source.notify_table
+    if table not in tables:
+        return [f"{path}.table: table or view {table!r} does not exist in {source.id}"]
+    wanted = [
+        (table, "email_column", n.email_column),
+        (table, "name_column", n.name_column),
+        (source.subject_table, "link_column", n.link_column),
+        (table, "key_column", n.key_column),
+        (table, "subject_column", n.subject_column),
+    ]
+    problems = []
+    for where, field, column in wanted:
+        if column and where in tables and column not in columns_of(where):
+            problems.append(
+                f"{path}.{field}: {where} has no column {column!r}; name one of its columns: "
+                + ", ".join(sorted(columns_of(where))[:30])
+            )
+    return problems
+
+
 def check_source(i: int, source, engine_for: Callable[[str], Any]) -> list[str]:
-    """The source database answers, and has the subject, notify and retained tables."""
+    """The source database answers, and has the subject, notify and retained tables, and the
+    columns `notify` names."""
     import sqlalchemy as sa
 
     where = f"sources[{i}] ({source.id})"
@@ -63,7 +99,16 @@ def check_source(i: int, source, engine_for: Callable[[str], Any]) -> list[str]:
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
-            tables = set(sa.inspect(conn).get_table_names())
+            inspector = sa.inspect(conn)
+            tables = set(inspector.get_table_names())
+            views = set(inspector.get_view_names())
+            notify_columns = (
+                _notify_columns(
+                    i, source, tables | views, lambda t: {c["name"] for c in inspector.get_columns(t)}
+                )
+                if source.reaches_customers
+                else []
+            )
     except Exception as exc:  # noqa: BLE001 - any failure to connect is reported the same way
         return [
             f"{where}: database of connection {source.conn_id!r} is unreachable "
@@ -76,10 +121,7 @@ def check_source(i: int, source, engine_for: Callable[[str], Any]) -> list[str]:
         problems.append(
             f"sources[{i}].subject_table: table {source.subject_table!r} does not exist in {source.id}"
         )
-    if source.notify and source.notify.table not in tables:
-        problems.append(
-            f"sources[{i}].notify.table: table {source.notify.table!r} does not exist in {source.id}"
-        )
+    problems += notify_columns
     for j, rule in enumerate(source.retain):
         if rule.table not in tables:
             problems.append(
@@ -147,8 +189,10 @@ def preflight_problems(
     *,
     connectors: Connectors | None = None,
     load_keyring: Callable[[], Any] | None = None,
+    dry_run: bool = False,
 ) -> list[str]:
-    """Every problem that would stop this closure, each with its place in the manifest."""
+    """Every problem that would stop this closure, each with its place in the manifest (a dry run
+    may leave out how to reach the customers: it sends nothing)."""
     from dereg.manifest import connection_problems
 
     c = connectors or Connectors()
@@ -162,6 +206,7 @@ def preflight_problems(
     problems += check_keyring(load_keyring)
     missing = {conn_id for _, conn_id in m.connection_ids() if not c.exists(conn_id)}
     for i, source in enumerate(m.sources):
+        problems += check_notify(i, source, dry_run=dry_run)
         if source.conn_id not in missing:
             problems += check_source(i, source, c.engine)
     for i, source in enumerate(m.object_sources):

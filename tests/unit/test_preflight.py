@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import yaml
 from botocore.exceptions import EndpointConnectionError
 
 from dereg.connections import ConnectionProblem
@@ -56,8 +57,9 @@ def school(tmp_path) -> str:
     url = f"sqlite:///{tmp_path / 'school.db'}"
     engine = sa.create_engine(url)
     with engine.begin() as conn:
-        for table in ("students", "guardians", "accounting_records"):
-            conn.exec_driver_sql(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY)")
+        conn.exec_driver_sql("CREATE TABLE students (id INTEGER PRIMARY KEY, guardian_id INTEGER)")
+        conn.exec_driver_sql("CREATE TABLE guardians (id INTEGER PRIMARY KEY, name TEXT, email TEXT)")
+        conn.exec_driver_sql("CREATE TABLE accounting_records (id INTEGER PRIMARY KEY)")
     engine.dispose()
     return url
 
@@ -75,7 +77,9 @@ def _connectors(school: str, **overrides) -> Connectors:
     return Connectors(**{**defaults, **overrides})
 
 
-def _problems(school, manifest=None, reason=REASON, keyring_error=None, **overrides) -> list[str]:
+def _problems(
+    school, manifest=None, reason=REASON, keyring_error=None, dry_run=False, **overrides
+) -> list[str]:
     def load():
         if keyring_error:
             raise keyring_error
@@ -85,6 +89,7 @@ def _problems(school, manifest=None, reason=REASON, keyring_error=None, **overri
         reason,
         connectors=_connectors(school, **overrides),
         load_keyring=load,
+        dry_run=dry_run,
     )
 
 
@@ -143,7 +148,7 @@ def test_missing_tables_are_named_with_their_manifest_paths(school, tmp_path):
     problems = _problems(school, engine=lambda conn_id: sa.create_engine(empty))
     assert problems == [
         "sources[0].subject_table: table 'students' does not exist in school_db",
-        "sources[0].notify.table: table 'guardians' does not exist in school_db",
+        "sources[0].notify.table: table or view 'guardians' does not exist in school_db",
         "sources[0].retain[0].table: table 'accounting_records' does not exist in school_db",
     ]
 
@@ -190,3 +195,55 @@ def test_an_smtp_relay_that_refuses_is_reported_and_the_hook_closed(school):
         "notify.smtp_conn_id: SMTP server 127.0.0.1:1 of connection 'dereg_smtp' cannot be used: unreachable"
     ]
     assert hook.closed
+
+
+def _with_notify(notify):
+    from dereg.manifest import parse_manifest
+
+    data = yaml.safe_load(DEMO.read_text(encoding="utf-8"))
+    if notify is None:
+        del data["sources"][0]["notify"]
+    else:
+        data["sources"][0]["notify"] = notify
+    return parse_manifest(data, str(DEMO))
+
+
+def test_a_real_run_that_cannot_reach_the_customers_is_refused_a_dry_run_is_not(school):
+    manifest = _with_notify(None)
+    problems = _problems(school, manifest)
+    assert len(problems) == 1
+    assert problems[0].startswith("sources[0].notify: is missing, so no customer of school_db would be told")
+    assert "none: true with a reason" in problems[0] and "subject_column" in problems[0]
+    assert _problems(school, manifest, dry_run=True) == []
+    none = _with_notify({"none": True, "reason": "walk-in visitors leave no address"})
+    assert _problems(school, none) == []
+
+
+def test_notify_columns_are_checked_and_a_view_is_a_notify_table(school):
+    engine = sa.create_engine(school)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE VIEW guardian_contacts AS SELECT id, name, email FROM guardians")
+    engine.dispose()
+    view = {
+        "table": "guardian_contacts",
+        "link_column": "guardian_id",
+        "key_column": "id",
+        "email_column": "email",
+        "name_column": "name",
+    }
+    assert _problems(school, _with_notify(view)) == []
+    own = {"email_column": "mail", "name_column": "name"}
+    assert _problems(school, _with_notify(own)) == [
+        "sources[0].notify.email_column: students has no column 'mail'; name one of its columns: guardian_id, id",
+        "sources[0].notify.name_column: students has no column 'name'; name one of its columns: guardian_id, id",
+    ]
+    profile = {
+        "table": "guardians",
+        "subject_column": "student",
+        "email_column": "email",
+        "name_column": "name",
+    }
+    assert _problems(school, _with_notify(profile)) == [
+        "sources[0].notify.subject_column: guardians has no column 'student'; name one of its columns: "
+        "email, id, name"
+    ]

@@ -773,6 +773,63 @@ def is_under(age: int, born: date, on: date) -> bool:
     return on < birthday
 
 
+def _subject_links(inventory: SourceInventory) -> list:
+    """Declared foreign keys and the inventory's links (inferred, manifest), once each."""
+    from dereg.inventory.links import declared_links
+
+    seen, links = set(), []
+    for link in [*declared_links(inventory), *inventory.links]:
+        key = (link.table, tuple(link.columns), link.ref_table, tuple(link.ref_columns))
+        if key not in seen:
+            seen.add(key)
+            links.append(link)
+    return links
+
+
+def _one_to_one(link, inventory: SourceInventory) -> bool:
+    """Each referenced row has at most one row of `link.table`: the link's columns are that table's
+    primary key or one of its unique keys (a profile table per user)."""
+    try:
+        table = inventory.table(link.table)
+    except KeyError:
+        return False
+    keys = [table.primary_key, *getattr(table, "unique_keys", [])]
+    return any(key and sorted(key) == sorted(link.columns) for key in keys)
+
+
+def profile_links(inventory: SourceInventory, subject: TableInfo) -> list:
+    """The links of tables holding at most one row per subject (`user_profile.user_id` as its
+    primary or unique key) to the subject table's primary key: where a subject's birth date or
+    resident ID may be, besides the subject table."""
+    return [
+        link
+        for link in _subject_links(inventory)
+        if link.ref_table == subject.qualified_name
+        and link.table != subject.qualified_name
+        and sorted(link.ref_columns or subject.primary_key) == sorted(subject.primary_key)
+        and _one_to_one(link, inventory)
+    ]
+
+
+def _age_columns(
+    result: ClassificationResult, table: str
+) -> tuple[ColumnFinding | None, ColumnFinding | None]:
+    mine = [f for f in result.columns if f.table == table]
+    return (
+        next((f for f in mine if "birth_date" in f.categories), None),
+        next((f for f in mine if "cn_resident_id" in f.categories), None),
+    )
+
+
+def _is_minor(row, birth_col, id_col, closure_date: date) -> bool:
+    born = _as_date(row[0]) if birth_col is not None else None
+    raw = row[-1] if id_col is not None else None
+    if born is None and raw:
+        raw = str(raw)
+        born = cn_resident_id.birth_date(raw) if cn_resident_id.is_valid(raw) else None
+    return born is not None and is_under(MINOR_AGE, born, closure_date)
+
+
 def count_minors(
     engine: sa.Engine,
     inventory: SourceInventory,
@@ -780,9 +837,10 @@ def count_minors(
     subject_table: str,
     closure_date: date,
 ) -> None:
-    """Count the subjects under 14 on the closure date (birth date column, else the birth date in
-    the resident ID) and raise every personal column of the subject table and of the tables that
-    refer to it to sensitive."""
+    """Count the subjects under 14 on the closure date (a birth date column, else the birth date in
+    a resident ID) from the subject table and from every table linked one-to-one to it (a profile
+    table, `profile_links`); a subject is counted once, a minor by either. Raise every personal
+    column of the subject table and of the tables that refer to it to sensitive."""
     try:
         subject = inventory.table(subject_table)
     except KeyError:
@@ -790,36 +848,84 @@ def count_minors(
             "subject table %s is not in source %s; minors not counted", subject_table, inventory.source_id
         )
         return
-    mine = [f for f in result.columns if f.table == subject.qualified_name]
-    birth_col = next((f for f in mine if "birth_date" in f.categories), None)
-    id_col = next((f for f in mine if "cn_resident_id" in f.categories), None)
-    if birth_col is None and id_col is None:
+    pk = list(subject.primary_key)
+    # (table, birth-date finding, resident-ID finding, query yielding: subject key..., birth, ID)
+    sources = []
+    birth_col, id_col = _age_columns(result, subject.qualified_name)
+    if birth_col is not None or id_col is not None:
+        age_cols = [f.column for f in (birth_col, id_col) if f is not None]
+        t = _table_clause(subject, list(dict.fromkeys(pk + age_cols)))
+        ages = [t.c[f.column] for f in (birth_col, id_col) if f is not None]
+        sources.append((subject, birth_col, id_col, sa.select(*[t.c[c] for c in pk], *ages)))
+    if pk:
+        for link in profile_links(inventory, subject):
+            profile = inventory.table(link.table)
+            p_birth, p_id = _age_columns(result, profile.qualified_name)
+            if p_birth is None and p_id is None:
+                continue
+            age_cols = [f.column for f in (p_birth, p_id) if f is not None]
+            p = _table_clause(profile, list(dict.fromkeys(link.columns + age_cols))).alias("profile")
+            s = _table_clause(subject, pk).alias("subject")
+            refs = link.ref_columns or pk
+            on = sa.and_(*[p.c[c] == s.c[r] for c, r in zip(link.columns, refs, strict=True)])
+            query = sa.select(*[s.c[c] for c in pk], *[p.c[c] for c in age_cols]).select_from(s.join(p, on))
+            sources.append((profile, p_birth, p_id, query))
+    if not sources:
         result.subjects = subject.row_count
-        log.warning("no birth date or resident ID column in %s; minors cannot be counted", subject_table)
+        log.warning(
+            "no birth date or resident ID column in %s or a table linked one-to-one to it; minors cannot "
+            "be counted",
+            subject_table,
+        )
         return
-    cols = [f.column for f in (birth_col, id_col) if f is not None]
-    t = _table_clause(subject, cols)
-    subjects = minors = 0
+    minor_keys: set[tuple] = set()
+    unkeyed = 0  # minors of a subject table without a primary key (read from its own rows only)
+    found: list[tuple[TableInfo, ColumnFinding, int]] = []
     with engine.connect() as conn:
-        for row in _stream(conn, sa.select(*[t.c[c] for c in cols])):
-            subjects += 1
-            values = dict(zip(cols, row, strict=True))
-            born = _as_date(values.get(birth_col.column)) if birth_col else None
-            if born is None and id_col is not None and values.get(id_col.column):
-                raw = str(values[id_col.column])
-                born = cn_resident_id.birth_date(raw) if cn_resident_id.is_valid(raw) else None
-            if born is not None and is_under(MINOR_AGE, born, closure_date):
-                minors += 1
-    result.subjects, result.minors = subjects, minors
+        for table, b_col, i_col, query in sources:
+            n = 0
+            try:
+                for row in _stream(conn, query):
+                    if _is_minor(row[len(pk) :], b_col, i_col, closure_date):
+                        n += 1
+                        if pk:
+                            minor_keys.add(tuple(row[: len(pk)]))
+                        else:
+                            unkeyed += 1
+            except sa.exc.SQLAlchemyError as exc:
+                if table is subject:
+                    raise
+                # a profile table that cannot be joined (types that differ) is skipped, not fatal
+                log.warning(
+                    "minors in %s (linked to %s) could not be read (%s); counted from the other tables",
+                    table.qualified_name,
+                    subject_table,
+                    _reason(exc),
+                )
+                conn.rollback()
+                continue
+            if n:
+                found.append((table, b_col or i_col, n))
+        subjects = conn.execute(
+            sa.select(sa.func.count()).select_from(_table_clause(subject, []))
+        ).scalar_one()
+    minors = len(minor_keys) + unkeyed
+    result.subjects, result.minors = int(subjects), minors
+    log.info(
+        "minors in %s: %d of %d subjects, read from %s",
+        subject_table,
+        minors,
+        subjects,
+        ", ".join(f"{t.qualified_name} ({n})" for t, _, n in found)
+        or ", ".join(t.qualified_name for t, *_ in sources),
+    )
     if not minors:
         return
-    used = birth_col or id_col
-    if "minor" not in used.categories:
-        used.categories.append("minor")
+    for _, used, _ in found:
+        if "minor" not in used.categories:
+            used.categories.append("minor")
     linked = {subject.qualified_name} | {
-        t.qualified_name
-        for t in inventory.tables
-        if any(fk.ref_qualified_name == subject.qualified_name for fk in t.foreign_keys)
+        link.table for link in _subject_links(inventory) if link.ref_table == subject.qualified_name
     }
     note = (
         f"sensitive: {minors} of {subjects} subjects in {subject_table} are under {MINOR_AGE} on "

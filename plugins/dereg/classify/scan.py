@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Callable
 
 from dereg import connections
-from dereg.classify.engine import DEFAULT_SAMPLE_SIZE, classify_source, count_minors
+from dereg.classify.engine import DEFAULT_SAMPLE_SIZE, classify_source, count_minors, profile_links
 from dereg.classify.report import source_report
 from dereg.errors import DeregError, SourceError
 from dereg.model import ClassificationResult
@@ -25,14 +25,19 @@ def display_url(url: str) -> str:
 
 
 def _count_minors_everywhere(engine, inventory, result: ClassificationResult, closure_date: dt.date) -> None:
-    """Without a subject table: count minors in every table with birth dates or resident IDs."""
-    person_tables = sorted(
-        {
-            f.table
-            for f in result.columns
-            if {"birth_date", "cn_resident_id"} & set(f.categories) and not f.reason.startswith("free text")
-        }
-    )
+    """Without a subject table: count minors in every table with birth dates or resident IDs; a
+    table linked one-to-one to another (a profile table) is counted with the table it belongs to,
+    whose rows are then the subjects (`count_minors` reads both)."""
+    found = {
+        f.table
+        for f in result.columns
+        if {"birth_date", "cn_resident_id"} & set(f.categories) and not f.reason.startswith("free text")
+    }
+    owners = {}
+    for t in inventory.tables:
+        for link in profile_links(inventory, t):
+            owners.setdefault(link.table, t.qualified_name)
+    person_tables = sorted({owners.get(table, table) for table in found})
     subjects = minors = 0
     for table in person_tables:
         count_minors(engine, inventory, result, table, closure_date)

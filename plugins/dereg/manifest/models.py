@@ -143,13 +143,56 @@ class Spec(BaseModel):
         super().__init__(**dict(zip(type(self).model_fields, args, strict=False)), **data)
 
 
-class NotifySpec(Spec):
-    """Who receives a source's notices: the subject table's rows, or another table's (guardians)."""
+def _not_a_word(value: Any) -> Any:
+    # `notify: none` written as a word: say how to write it
+    if isinstance(value, str):
+        raise problem(
+            'must be a mapping: the columns that reach the customers, or {none: true, reason: "why no '
+            'customer can be reached"} (docs/manifest.md)'
+        )
+    return value
 
-    table: Identifier
-    email_column: Identifier
-    name_column: Identifier
-    link_column: Identifier
+
+class NotifySpec(Spec):
+    """Who receives a source's notices, in one of three shapes (checked in problems.py):
+
+    - the subjects themselves, from columns of the subject table (`table` left out, or naming it);
+    - the rows of `table` that the subject table refers to (guardians): `link_column` is the
+      subject table's column holding `table`'s key (`key_column`, default its primary key);
+    - the subjects themselves, from a `table` that refers to them (a profile table):
+      `subject_column` is `table`'s column holding the subject table's primary key.
+
+    Or `none: true` with the `reason` no customer of this source can be reached."""
+
+    #: the table holding the addresses; default: the subject table
+    table: Annotated[Identifier | None, BeforeValidator(_blank_is_none)] = None
+    email_column: Annotated[Identifier | None, BeforeValidator(_blank_is_none)] = None
+    name_column: Annotated[Identifier | None, BeforeValidator(_blank_is_none)] = None
+    #: a column of the subject table holding `table`'s key (guardians)
+    link_column: Annotated[Identifier | None, BeforeValidator(_blank_is_none)] = None
+    #: the column of `table` that `link_column` refers to; default `table`'s primary key
+    key_column: Annotated[Identifier | None, BeforeValidator(_blank_is_none)] = None
+    #: a column of `table` holding the subject table's primary key (a profile table)
+    subject_column: Annotated[Identifier | None, BeforeValidator(_blank_is_none)] = None
+    #: no customer of this source can be reached; `reason` says why
+    none: Flag = False
+    reason: Annotated[OptionalText, AfterValidator(lambda v: _says_why(v) if v is not None else v)] = None
+
+    def table_for(self, subject_table: str) -> str:
+        """The table the addresses are read from."""
+        return self.table or subject_table
+
+    @property
+    def shape(self) -> Literal["subject", "referred", "referring", "none"]:
+        """`subject`: the subject table's own columns; `referred`: a table the subjects refer to
+        (guardians); `referring`: a table that refers to the subjects (a profile table)."""
+        if self.none:
+            return "none"
+        if self.link_column:
+            return "referred"
+        if self.subject_column:
+            return "referring"
+        return "subject"
 
 
 class RetainSpec(Spec):
@@ -231,7 +274,8 @@ class SourceSpec(Spec):
     id: SourceId
     conn_id: Text
     subject_table: Identifier
-    notify: NotifySpec | None = None
+    #: who receives the notices; a real run refuses a source without it (see `notify.none`)
+    notify: Annotated[NotifySpec | None, BeforeValidator(_not_a_word)] = None
     retain: Annotated[list[RetainSpec], _none_is(list)] = []
     classify: Annotated[ClassifySpec, _none_is(dict)] = ClassifySpec()
     #: links to add to (or reject from) what inventory finds
@@ -242,8 +286,18 @@ class SourceSpec(Spec):
     @property
     def required_tables(self) -> list[str]:
         """The manifest's required tables plus the subject and notice tables, which always are."""
-        names = [self.subject_table] + ([self.notify.table] if self.notify else [])
+        names = [self.subject_table] + ([self.notify.table] if self.notify and self.notify.table else [])
         return list(dict.fromkeys(names + self.classify.required_tables))
+
+    @property
+    def notify_table(self) -> str | None:
+        """The table notices' addresses are read from; None when the source reaches no customer."""
+        return self.notify.table_for(self.subject_table) if self.reaches_customers else None
+
+    @property
+    def reaches_customers(self) -> bool:
+        """The manifest says how to reach this source's customers (not absent, not `none: true`)."""
+        return self.notify is not None and not self.notify.none
 
 
 class ObjectSourceSpec(Spec):

@@ -147,6 +147,9 @@ def cross_field(data: Any) -> list[str]:
                 problems += _override_problems(classify.get("overrides"), f"{key}[{i}].classify")
             if key == "sources":
                 problems += _link_problems(source.get("links"), f"{key}[{i}]")
+                problems += _notify_problems(
+                    source.get("notify"), _text(source.get("subject_table")), f"{key}[{i}]"
+                )
     backup = data.get("backup")
     if isinstance(backup, dict):
         region = _text(backup.get("region"))
@@ -187,4 +190,67 @@ def _link_problems(links: Any, path: str) -> list[str]:
                 f"{lpath}.references: is required (the table that {_text(link.get('table')) or 'the table'}"
                 "'s columns refer to), unless the link is rejected with reject: true"
             )
+    return problems
+
+
+#: how to write each shape of `sources[].notify`, for the problems that need it
+NOTIFY_SHAPES = (
+    "email_column and name_column of the subject table; or table with link_column (a column of the "
+    "subject table holding table's key: guardians); or table with subject_column (a column of table "
+    "holding the subject's key: a profile table); or none: true with a reason (see docs/manifest.md)"
+)
+
+
+def _notify_problems(notify: Any, subject_table: str, path: str) -> list[str]:
+    """`notify` is one of its shapes (NotifySpec): the columns that reach the customers, or
+    `none: true` with a reason; a table other than the subject table says how it reaches them."""
+    if not isinstance(notify, dict):
+        return []
+    npath = f"{path}.notify"
+    given = [
+        k
+        for k in ("table", "email_column", "name_column", "link_column", "key_column", "subject_column")
+        if _text(notify.get(k))
+    ]
+    if notify.get("none", False) is True:
+        problems = []
+        if given:
+            problems.append(
+                f"{npath}: none: true says no customer can be reached, yet {', '.join(given)} "
+                "name(s) how to reach them; keep one or the other"
+            )
+        if not _text(notify.get("reason")):
+            problems.append(
+                f"{npath}.reason: is required with none: true (why no customer of this source can be reached)"
+            )
+        return problems
+    problems = []
+    if _text(notify.get("reason")):
+        problems.append(f"{npath}.reason: is only for none: true; remove it, or set none: true")
+    for column, what in (("email_column", "e-mail addresses"), ("name_column", "names")):
+        if not _text(notify.get(column)):
+            problems.append(
+                f"{npath}.{column}: is required (the column holding the recipients' {what}); {NOTIFY_SHAPES}"
+            )
+    table = _text(notify.get("table"))
+    link, back = _text(notify.get("link_column")), _text(notify.get("subject_column"))
+    if link and back:
+        problems.append(
+            f"{npath}: give link_column (the subject table refers to {table or 'the table'}) or "
+            f"subject_column ({table or 'the table'} refers to the subject table), not both"
+        )
+    if _text(notify.get("key_column")) and not link:
+        problems.append(f"{npath}.key_column: only goes with link_column (the column link_column refers to)")
+    if (link or back) and not table:
+        problems.append(
+            f"{npath}.table: is required with {'link_column' if link else 'subject_column'} (the table "
+            "holding the addresses); without table, email_column and name_column are the subject table's"
+        )
+    if table and table != subject_table and not (link or back):
+        problems.append(
+            f"{npath}: table {table} is not the subject table {subject_table or '(not given)'}: say how its "
+            f"rows reach the subjects, with link_column (a column of {subject_table or 'the subject table'} "
+            f"holding {table}'s key, e.g. guardians) or subject_column (a column of {table} holding the "
+            "subject's key, e.g. a profile table); or leave table out to use the subject table's columns"
+        )
     return problems

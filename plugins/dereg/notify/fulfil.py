@@ -1,8 +1,8 @@
 """Fulfilment of customers' requests before erasure: a copy of their data, or a transfer to the
 successor organisation named in the manifest.
 
-A customer's data are the rows of the contact (the notice's recipient), of the subjects linked to
-it (their children) and of every table that refers to those rows, directly or through other
+A customer's data are the rows of the contact (the notice's recipient: a subject's own row, a
+profile row and its subject, or a guardian), of the subjects linked to it (their children) and of every table that refers to those rows, directly or through other
 collected rows, by single-column foreign keys. A **copy** is a ZIP of `data.json` plus one CSV per
 table, encrypted with AES-256-GCM under a fresh data key wrapped by the keyring, and kept in the
 compliance store's `copies` table until its link expires; the customer receives an expiring
@@ -74,7 +74,10 @@ def customer_rows(engine: Engine, *, subject_table: str, notify, address: str) -
     """Every row of the customer with contact address `address` (see the module docstring)."""
     md = sa.MetaData()
     md.reflect(engine)
-    contacts, subjects = md.tables[notify.table], md.tables[subject_table]
+    table_name = notify.table_for(subject_table)
+    if table_name not in md.tables:  # a view
+        sa.Table(table_name, md, autoload_with=engine)
+    contacts, subjects = md.tables[table_name], md.tables[subject_table]
     collected: dict[str, list[dict]] = {}
     with engine.connect() as conn:
         email_col = contacts.c[notify.email_column]
@@ -82,18 +85,21 @@ def customer_rows(engine: Engine, *, subject_table: str, notify, address: str) -
             sa.select(contacts).where(sa.func.lower(sa.func.trim(email_col)) == address.strip().lower())
         ).mappings()
         collected[contacts.name] = [dict(r) for r in rows]
-        pk = list(contacts.primary_key.columns)[0]
-        ids = [r[pk.name] for r in collected[contacts.name]]
-        collected[subjects.name] = (
-            [
-                dict(r)
-                for r in conn.execute(
-                    sa.select(subjects).where(subjects.c[notify.link_column].in_(ids))
-                ).mappings()
-            ]
-            if ids
-            else []
-        )
+        if notify.shape == "referred":  # the contact's children: subjects whose link_column holds its key
+            key = notify.key_column or list(contacts.primary_key.columns)[0].name
+            ids, match = [r[key] for r in collected[contacts.name]], subjects.c[notify.link_column]
+        elif notify.shape == "referring":  # the subjects a profile row refers to
+            ids = [r[notify.subject_column] for r in collected[contacts.name]]
+            match = list(subjects.primary_key.columns)[0]
+        else:
+            ids = []
+        ids = [i for i in ids if i is not None]
+        if contacts is not subjects:
+            collected[subjects.name] = (
+                [dict(r) for r in conn.execute(sa.select(subjects).where(match.in_(ids))).mappings()]
+                if ids
+                else []
+            )
         changed = True
         while changed:
             changed = False
@@ -433,7 +439,7 @@ class _Fulfilment:
         self, pending: dict[str, str], done: dict, on_fulfilled: Callable[[str, str, dict], None]
     ) -> None:
         for source in self.m.sources:
-            if source.notify is None:
+            if not source.reaches_customers:
                 continue
             with self.connectors.database(source.conn_id) as engine:
                 by_ref = refs_to_addresses(

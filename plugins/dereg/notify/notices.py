@@ -56,8 +56,22 @@ def notify_customers(
     link = answer_links(manifest, artifacts.run_id, pseudonym_key, erase_date)
     reports = {}
     for source in manifest.sources:
-        if source.notify is None:
-            log.info("Source %s names no notice recipients; skipped", source.id)
+        if not source.reaches_customers:
+            # preflight refuses a real run without `notify`; say so in a dry run, and record it
+            why = source.notify.reason if source.notify else None
+            if why:
+                log.info("Source %s: no customer can be reached (notify: none): %s", source.id, why)
+            else:
+                log.warning(
+                    "Source %s: the manifest names no way to reach its customers (sources[].notify); "
+                    "0 notices. A real run refuses this: see docs/manifest.md",
+                    source.id,
+                )
+            reports[source.id] = {
+                "reachable": 0,
+                "unreachable": 0,
+                "none": why or "sources[].notify is missing",
+            }
             continue
         ctx = notice_context(
             manifest,
@@ -69,6 +83,21 @@ def notify_customers(
         )
         with connectors.database(source.conn_id) as engine:
             recipients = recipients_of(engine, source)
+        log.info(
+            "Source %s: %d reachable address(es), %d contact(s) without a usable address (from %s.%s)",
+            source.id,
+            len(recipients.reachable),
+            len(recipients.unreachable),
+            source.notify_table,
+            source.notify.email_column,
+        )
+        if not recipients.reachable:
+            log.warning(
+                "Source %s: no customer can be reached at %s.%s",
+                source.id,
+                source.notify_table,
+                source.notify.email_column,
+            )
         report = send_notices(
             recipients,
             smtp_conn_id=manifest.smtp_conn_id,

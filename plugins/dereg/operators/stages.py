@@ -34,7 +34,7 @@ class PreflightOperator(ComplianceOperator):
         from dereg.preflight import PreflightFailed, preflight_problems
 
         m = run.manifest
-        problems = preflight_problems(m, run.reason, connectors=_connectors(run))
+        problems = preflight_problems(m, run.reason, connectors=_connectors(run), dry_run=run.dry_run)
         if problems:
             raise PreflightFailed(m.company_id, problems)
         self.log.info(
