@@ -384,6 +384,10 @@ def test_a_failed_drill_a_dry_run_and_a_company_not_yet_closed(server):
         )
     body = {"title": "Dry-run report", "dry_run": True, "company": {"id": "other_co"}, "finished_at": retain}
     put_artifact(store, "other_co", "manual__dry", "certificate", sign_certificate(body, server.keyring))
+    # lifecycle entries (key rotation, the retention sweep) are not the latest closure stage
+    lg.append(company_id="_deployment", run_id="rot", stage="key_rotation", event="rotated", actor="key_rotation")
+    lg.append(company_id="other_co", run_id="rot", stage="key_rotation", event="rewrapped", actor="key_rotation")
+    lg.append(company_id="other_co", run_id="sweep", stage="retention_sweep", event="skipped", actor="retention_sweep")
     # the retention sweep's final certificate is listed beside the others
     final = {
         "title": "Final",
@@ -403,6 +407,8 @@ def test_a_failed_drill_a_dry_run_and_a_company_not_yet_closed(server):
     assert "<td>no</td>" in other  # no Object Lock, and never restored by a closure
     assert "dry-run report" in other and "<td class='verdict ok'>VALID</td>" in other
     assert "<td>最终证明 final certificate</td>" in other and "scheduled__sweep" in other
+    assert "Backup keys re-wrapped under a new key" in other
+    assert "id='company-_deployment'" not in page and "Key rotation: last 20" in page
     # a company with a manifest and nothing else yet
     quiet = _section(page, "quiet_shop")
     assert "Quiet Shop" in quiet and "No closure has run." in quiet

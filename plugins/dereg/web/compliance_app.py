@@ -72,6 +72,8 @@ class CompanyStatus:
     notices_answered: int = 0
     backups: list[BackupStatus] = field(default_factory=list)
     certificates: list[CertificateStatus] = field(default_factory=list)
+    #: when its backups' keys were last re-wrapped under a new key-encryption key (key rotation)
+    key_rewrapped_at: str | None = None
 
 
 @dataclass
@@ -81,6 +83,8 @@ class ComplianceReport:
     ledger_reason: str
     key_note: str
     generated_at: str
+    #: when the keyring's key-encryption key was last rotated (ledger stage key_rotation), if ever
+    key_rotated_at: str | None = None
 
 
 def _manifest_names() -> dict[str, tuple[str, str]]:
@@ -128,7 +132,12 @@ def collect(store) -> ComplianceReport:
     ledger = Ledger(store)
     names = _manifest_names()
     entries = ledger.entries()
-    company_ids = set(names) | {e.company_id for e in entries}
+    from dereg.rotation import DEPLOYMENT
+    from dereg.rotation import STAGE as ROTATION_STAGE
+    from dereg.sweep import STAGE as SWEEP_STAGE
+
+    lifecycle = {DRILL_STAGE, SWEEP_STAGE, FINAL, ROTATION_STAGE}
+    company_ids = (set(names) | {e.company_id for e in entries}) - {DEPLOYMENT}
     with store.connect() as conn:
         cert_rows = conn.execute(
             sa.select(artifacts.c.id, artifacts.c.company_id, artifacts.c.run_id, artifacts.c.body)
@@ -145,7 +154,9 @@ def collect(store) -> ComplianceReport:
         zh, en = names.get(company_id, ("", ""))
         status = CompanyStatus(company_id, zh, en)
         own = [e for e in entries if e.company_id == company_id]
-        closure = [e for e in own if e.stage != DRILL_STAGE]
+        closure = [e for e in own if e.stage not in lifecycle]
+        rewrapped = [e for e in own if e.stage == ROTATION_STAGE and e.event == "rewrapped"]
+        status.key_rewrapped_at = rewrapped[-1].ts if rewrapped else None
         if closure:
             last = closure[-1]
             status.run_id, status.stage, status.event, status.stage_at = (
@@ -203,7 +214,13 @@ def collect(store) -> ComplianceReport:
                 )
             )
         report.append(status)
+    rotated = [
+        e
+        for e in entries
+        if e.company_id == DEPLOYMENT and e.stage == ROTATION_STAGE and e.event == "rotated"
+    ]
     return ComplianceReport(
+        key_rotated_at=rotated[-1].ts if rotated else None,
         companies=report,
         ledger_ok=chain.ok,
         ledger_reason=chain.reason,
@@ -262,6 +279,10 @@ def render(report: ComplianceReport, user_name: str, base: str) -> str:
         f"<div class='banner {'ok' if report.ledger_ok else 'bad'}' id='ledger'>账本哈希链 Ledger hash chain: "
         f"{'intact' if report.ledger_ok else 'BROKEN'} — {_e(report.ledger_reason)}</div>",
         f"<p class='muted'>{_e(report.key_note)}</p>",
+        f"<p class='muted' id='rotation'>密钥轮换 Key rotation: last {_day(report.key_rotated_at)} UTC "
+        "(include/policy/keys.yaml)</p>"
+        if report.key_rotated_at
+        else "<p class='muted' id='rotation'>密钥轮换 Key rotation: never yet (include/policy/keys.yaml)</p>",
     ]
     if not report.companies:
         parts.append("<p>尚无公司。No company has a manifest or a ledger entry yet.</p>")
@@ -300,6 +321,11 @@ def render(report: ComplianceReport, user_name: str, base: str) -> str:
             )
         else:
             parts.append("<p class='muted'>无备份。No backup.</p>")
+        if c.key_rewrapped_at:
+            parts.append(
+                f"<p class='muted rewrapped'>备份密钥已重新封装 Backup keys re-wrapped under a new key: "
+                f"{_day(c.key_rewrapped_at)} UTC</p>"
+            )
         if c.certificates:
             rows = []
             for cert in c.certificates:
@@ -308,7 +334,9 @@ def render(report: ComplianceReport, user_name: str, base: str) -> str:
                 kind = (
                     "最终证明 final certificate"
                     if cert.kind == "final"
-                    else "dry-run report" if cert.dry_run else "certificate"
+                    else "dry-run report"
+                    if cert.dry_run
+                    else "certificate"
                 )
                 rows.append(
                     f"<tr class='certificate'><td><code>{_e(cert.run_id)}</code></td><td>{kind}</td>"
