@@ -126,7 +126,9 @@ class PlanOperator(ComplianceOperator):
     def act(self, run: RunContext, context) -> dict:
         from dereg.erase.sources import plan_sources
 
-        return plan_sources(run.manifest, run.artifacts, log=self.log)
+        return plan_sources(
+            run.manifest, run.artifacts, log=self.log, connectors=_connectors(run), dry_run=run.dry_run
+        )
 
 
 class NotifyCustomersOperator(ComplianceOperator):
@@ -304,6 +306,7 @@ class EraseOperator(ComplianceOperator):
             # a retry may find fewer rows only when an earlier try passed the check and began erasing
             resumed=run.has_event(self.stage, "checked"),
             on_checked=lambda rows: run.record(self.stage, "checked", rows=rows),
+            record_subject_keys=run.artifacts.put_subject_keys,
             log=self.log,
             progress=self._progress,
         )
@@ -332,7 +335,8 @@ class VerifyErasureOperator(ComplianceOperator):
     def act(self, run: RunContext, context) -> dict:
         from dereg.erase.sources import verify_sources
 
-        return verify_sources(run.manifest, run.plans, connectors=_connectors(run))
+        keys = {s.id: run.artifacts.subject_keys(s.id) for s in run.manifest.sources}
+        return verify_sources(run.manifest, run.plans, connectors=_connectors(run), subject_keys=keys)
 
 
 class CertificateOperator(ComplianceOperator):
