@@ -265,7 +265,13 @@ def _truncate_whole_tables(
     table's content hash, computed under the lock by the backup's own reader, must be the
     backup's; else nothing is emptied. Returns rows per table truncated; tables referred to by a
     kept table are left to the batched path."""
-    deleting = {t.ident: t.table for t in plan.tables if t.action == "delete" and t.scope == "all"}
+    # every row goes: a table deleted whole, or one whose rows were all linked at plan time (the
+    # count and content hash under the lock prove they still are the planned rows)
+    deleting = {
+        t.ident: t.table
+        for t in plan.tables
+        if t.action == "delete" and (t.scope == "all" or t.rows == t.rows_total)
+    }
     dialect = dialect_for(engine)
 
     with engine.begin() as conn:
@@ -324,36 +330,51 @@ class KeptRowsAtRisk(ErasureError):
 
 def kept_row_risks(engine: Engine, plan: ErasurePlan) -> list[str]:
     """Every foreign key on the server, read now, from a table whose rows stay (kept,
-    pseudonymized, or not in the plan) to a table the plan deletes rows of: ON DELETE CASCADE would
-    remove kept rows, SET NULL / SET DEFAULT would change them, RESTRICT / NO ACTION would stop the
-    erase half-way. Tables and constraints named, never a value."""
+    pseudonymized, or not in the plan) to a table the plan deletes rows of, where some of those
+    staying rows refer to a row the plan deletes: ON DELETE CASCADE would remove them, SET NULL /
+    SET DEFAULT would change them, RESTRICT / NO ACTION would stop the erase half-way. Tables,
+    columns, rules and counts, never a value."""
     actions = {t.ident: t for t in plan.tables}
     deleting = {i for i, t in actions.items() if t.action == "delete"}
     if not deleting:
         return []
     risks = []
+    metadata = sa.MetaData()
     inspector = sa.inspect(engine)
-    for schema in sorted({i[0] for i in actions}, key=lambda x: x or ""):
-        found = inspector.get_multi_foreign_keys(schema=schema)
-        for (_, name), fks in sorted(found.items(), key=lambda kv: kv[0][1]):
-            referrer = actions.get((schema, name))
-            if referrer is not None and (referrer.action == "delete" or referrer.partitioned):
-                continue
-            for fk in fks:
-                ref_schema = fk.get("referred_schema")
-                target = (ref_schema, fk["referred_table"])
-                if target not in deleting and ref_schema == schema:
-                    target = (None, fk["referred_table"]) if schema is None else target
-                if target not in deleting or target == (schema, name):
+    with engine.connect() as conn:
+        for schema in sorted({i[0] for i in actions}, key=lambda x: x or ""):
+            found = inspector.get_multi_foreign_keys(schema=schema)
+            for (_, name), fks in sorted(found.items(), key=lambda kv: kv[0][1]):
+                referrer = actions.get((schema, name))
+                if referrer is not None and (referrer.action == "delete" or referrer.partitioned):
                     continue
-                rule = ((fk.get("options") or {}).get("ondelete") or "NO ACTION").upper()
-                shown = f"{schema}.{name}" if schema else name
-                what = "not in the plan" if referrer is None else f"planned to {referrer.action}"
-                risks.append(
-                    f"{shown} ({what}) refers to {actions[target].table} by foreign key "
-                    f"({', '.join(fk['constrained_columns'])}) with ON DELETE {rule}, and the plan deletes "
-                    f"rows of {actions[target].table}"
-                )
+                for fk in fks:
+                    target = (fk.get("referred_schema"), fk["referred_table"])
+                    if target not in deleting and schema is None:
+                        target = (None, fk["referred_table"])
+                    if target not in deleting or target == (schema, name):
+                        continue
+                    doomed = actions[target]
+                    child = reflect(conn, metadata, schema, name)
+                    parent = reflect(conn, metadata, *target)
+                    sub = sa.select(*[parent.c[c] for c in fk["referred_columns"]])
+                    where = selection(conn, metadata, parent, doomed)
+                    if where is not None:
+                        sub = sub.where(where)
+                    cols = [child.c[c] for c in fk["constrained_columns"]]
+                    refer = cols[0].in_(sub) if len(cols) == 1 else sa.tuple_(*cols).in_(sub)
+                    n = int(
+                        conn.execute(sa.select(sa.func.count()).select_from(child).where(refer)).scalar_one()
+                    )
+                    if not n:
+                        continue
+                    rule = ((fk.get("options") or {}).get("ondelete") or "NO ACTION").upper()
+                    shown = f"{schema}.{name}" if schema else name
+                    what = "not in the plan" if referrer is None else f"planned to {referrer.action}"
+                    risks.append(
+                        f"{shown} ({what}): {n} rows refer by foreign key ({', '.join(fk['constrained_columns'])}, "
+                        f"ON DELETE {rule}) to rows of {doomed.table} that the plan deletes"
+                    )
     return risks
 
 
