@@ -74,10 +74,14 @@ class ErasureApprovalOperator(ComplianceMixin, ApprovalOperator):
             "",
             "Backups were restored and verified before this request. / 备份已恢复并验证。",
             "",
-            "```json",
-            json.dumps(summary, ensure_ascii=False, indent=2),
-            "```",
         ]
+        from dereg.erase.plan import approval_text
+
+        for sid, s in summary.items():
+            if "per_table" in s:  # a SQL source: one line per table
+                lines += [*approval_text(s, sid), ""]
+            else:
+                lines += [f"**{sid}**", "```json", json.dumps(s, ensure_ascii=False, indent=2), "```", ""]
         return "\n".join(lines)
 
     @anchored

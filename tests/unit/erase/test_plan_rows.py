@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from dereg.erase.plan import ErasurePlan, RetainRule, build_plan, referenced_first
+from dereg.erase.plan import ErasurePlan, RetainRule, approval_text, build_plan, referenced_first
 from dereg.errors import ErasureError
 from dereg.model import (
     ClassificationResult,
@@ -290,3 +290,20 @@ def test_the_inventory_without_links_falls_back_to_declared_foreign_keys():
     assert (p.action("login_log").action, p.action("login_log").links[0]["kind"]) == ("delete", "declared")
     # the orders are not linked any more: kept by law, every row pseudonymized
     assert (p.action("orders").action, p.action("orders").scope) == ("pseudonymize", "all")
+
+
+def test_the_approval_text_shows_rows_links_and_undecided_data_per_table():
+    inventory, classification = mall()
+    inventory.tables.append(_table("site_settings", ["hotline"], rows=3))
+    classification.columns.append(ColumnFinding("site_settings", "hotline", ["cn_mobile"], "general"))
+    p = plan(
+        inventory,
+        classification,
+        retain=[RetainRule("orders", "pseudonymize", "会计档案", 30)],
+        subject="member",
+        allow_undecided=True,
+    )
+    text = "\n".join(approval_text(p.summary(), "mall_db"))
+    assert "| login_log | 1100 | 0 | 0 | login_log(member_id) -> member(id) (inferred) |" in text
+    assert "| product | 0 | 0 | 38 | - | no personal columns and no link to the customers |" in text
+    assert "- site_settings (3 rows): hotline [cn_mobile]" in text
