@@ -291,6 +291,30 @@ def _hop(link: Link, tables: Mapping[str, Any], *, referenced: bool = False) -> 
     }
 
 
+_TEXT_TYPES = (
+    "CHAR",
+    "VARCHAR",
+    "NCHAR",
+    "NVARCHAR",
+    "CHARACTER",
+    "TEXT",
+    "TINYTEXT",
+    "MEDIUMTEXT",
+    "LONGTEXT",
+    "CLOB",
+    "STRING",
+    "CITEXT",
+)
+
+
+def _holds_token(column: Any) -> bool:
+    """Whether a column (as inventory saw it) can hold a pseudonym token (8+ characters of text)."""
+    kind = (column.type or "").upper().split("(")[0].strip()
+    if kind not in _TEXT_TYPES and not kind.startswith("CHARACTER"):
+        return False
+    return column.max_length is None or column.max_length >= 8
+
+
 def _shown(link: Link) -> dict[str, Any]:
     return {
         "link": link.describe(),
@@ -574,6 +598,20 @@ def build_plan(
         if a.action == "delete" and not a.key:
             a.one_statement = True
             a.reason += "; no primary key: deleted in one statement (not in batches)"
+    stuck = [
+        f"{a.table}.{c.name} ({c.type})"
+        for a in actions.values()
+        if a.action == "pseudonymize"
+        for c in tables[a.table].columns
+        if c.name in a.columns and not c.nullable and not _holds_token(c)
+    ]
+    if stuck:
+        raise ErasureError(
+            f"source {inventory.source_id}: column(s) {', '.join(stuck)} are to be pseudonymized but can "
+            "hold neither a token (text of 8+ characters) nor NULL, so the erase would fail on them. Make "
+            "them nullable or text of 8+ characters, or pin them with classify.overrides (personal: "
+            "false, with the reason) if they are not personal data; then plan again"
+        )
     if undecided and not allow_undecided:
         raise undecided_error(inventory.source_id, undecided)
 

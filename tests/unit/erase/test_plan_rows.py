@@ -307,3 +307,13 @@ def test_the_approval_text_shows_rows_links_and_undecided_data_per_table():
     assert "| login_log | 1100 | 0 | 0 | login_log(member_id) -> member(id) (inferred) |" in text
     assert "| product | 0 | 0 | 38 | - | no personal columns and no link to the customers |" in text
     assert "- site_settings (3 rows): hotline [cn_mobile]" in text
+
+
+def test_a_column_that_cannot_be_pseudonymized_is_caught_by_the_plan_not_the_erase():
+    inventory, classification = mall()
+    orders = inventory.table("orders")
+    orders.columns.append(ColumnInfo("receiver_birth", "DATE", False))
+    classification.columns.append(ColumnFinding("orders", "receiver_birth", ["birth_date"], "sensitive"))
+    retain = [RetainRule("orders", "pseudonymize", "会计档案", 30)]
+    with pytest.raises(ErasureError, match=r"orders\.receiver_birth \(DATE\) are to be pseudonymized"):
+        plan(inventory, classification, retain=retain, subject="member", allow_undecided=True)
