@@ -71,6 +71,9 @@ class TableAction:
     #: selected are those whose (columns) are IN (SELECT ref_columns FROM the hop's table WHERE that
     #: table's own selection); the last hop's table is the subject table (all its rows)
     via: list[dict[str, Any]] = field(default_factory=list)
+    #: further chains to the subject table, each like `via` (messages.from_id and messages.to_id):
+    #: a row is taken when any chain (`via` or one of these) reaches the subjects
+    via_also: list[list[dict[str, Any]]] = field(default_factory=list)
     #: the links that tie the table to the subjects, for the approver: [{"link": Link.describe(),
     #: "kind": "declared" | "inferred" | "manifest", "evidence": {...}}]
     links: list[dict[str, Any]] = field(default_factory=list)
@@ -439,6 +442,18 @@ def build_plan(
                 chain[link.table] = [link, *chain[link.ref_table]]
                 reached.add(link.table)
         frontier = reached
+    # every other link of a linked table to a linked table is a chain too (from_id and to_id);
+    # not one that comes back through the table itself
+    also: dict[str, list[tuple[list[dict[str, Any]], list[Link]]]] = {}
+    for link in links:
+        q = link.table
+        if q == subject_table or q not in via or link.ref_table not in via or chain[q][0] is link:
+            continue
+        if q in {h["table"] for h in via[link.ref_table]}:
+            continue
+        also.setdefault(q, []).append(
+            ([_hop(link, tables), *via[link.ref_table]], [link, *chain[link.ref_table]])
+        )
 
     decided = {}
     for q in tables:
@@ -471,7 +486,9 @@ def build_plan(
             name=t.name,
             scope=scope,
             via=[dict(h) for h in hops],
-            links=[_shown(x) for x in shown],
+            via_also=[[dict(h) for h in alt] for alt, _ in (also.get(q, []) if hops else [])],
+            links=[_shown(x) for x in shown]
+            + [_shown(x) for _, more in (also.get(q, []) if hops else []) for x in more if x not in shown],
             rows_total=t.row_count,
             partition_of=parent_of.get(q),
             partitioned=t.partitioned,
@@ -493,7 +510,9 @@ def build_plan(
         linked = q in via
         scope = "linked" if linked else "all"
         hops, shown = (via[q], chain[q]) if linked else ((), ())
-        path = " -> ".join(x.describe() for x in chain.get(q, []))
+        path = " ; or ".join(
+            " -> ".join(x.describe() for x in c) for c in [chain.get(q, []), *[m for _, m in also.get(q, [])]]
+        )
         if rule is not None:
             law = f"kept {rule.years} years by {rule.law}"
             whose = "the rows linked to the customers" if linked else "every row"
@@ -620,7 +639,7 @@ def build_plan(
     # wants; erase collects their keys before it changes anything: `referenced_first`)
     deps: dict[str, set[str]] = {}
     for q, a in actions.items():
-        deps[q] = set() if referenced_first(a) else {h["table"] for h in a.via}
+        deps[q] = set() if referenced_first(a) else {h["table"] for c in [a.via, *a.via_also] for h in c}
     for link in links:
         if link.table not in deps.get(link.ref_table, set()):
             deps[link.table].add(link.ref_table)

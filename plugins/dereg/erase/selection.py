@@ -3,7 +3,8 @@ counts, the erase and the verification share.
 
 An action of scope "all" takes every row. One of scope "linked" takes the rows whose `via` chain
 reaches the subject table: `(columns) IN (SELECT ref_columns FROM hop WHERE <hop's own selection>)`,
-hop after hop, the last hop's table (the subject table) with all its rows. Tables are reflected,
+hop after hop, the last hop's table (the subject table) with all its rows; with further chains
+(`via_also`), the rows any chain reaches. Tables are reflected,
 so identifiers are quoted by SQLAlchemy; nothing read from a database or manifest is spliced in.
 """
 
@@ -62,7 +63,9 @@ def selection(
     """The rows `action` takes from `table` (its reflected table); None: every row."""
     if action.scope != "linked":
         return None
-    return chain_condition(conn, metadata, table, action.via, action.table)
+    first = chain_condition(conn, metadata, table, action.via, action.table)
+    more = [chain_condition(conn, metadata, table, c, action.table) for c in action.via_also]
+    return sa.or_(first, *more) if more else first
 
 
 def count_rows(conn: Connection, table: sa.Table, where=None) -> int:

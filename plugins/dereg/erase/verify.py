@@ -64,15 +64,18 @@ def _and(*conditions):
 
 
 def _followable(plan: ErasurePlan, action: TableAction, keys: Mapping[str, Any] | None) -> bool:
-    """Whether `action`'s chain can be followed after the erase from the recorded subject keys:
-    it ends on the subject's key columns and no table between holds rows the plan deleted."""
+    """Whether `action`'s chains can be followed after the erase from the recorded subject keys:
+    each ends on the subject's key columns and no table between holds rows the plan deleted."""
     if not keys or action.scope != "linked" or not action.via:
         return False
-    last = action.via[-1]
-    if last["table"] != plan.subject_table or list(last["ref_columns"]) != list(keys["columns"]):
-        return False
     deleted = {t.table for t in plan.tables if t.action == "delete"}
-    return not any(h["table"] in deleted for h in action.via[:-1])
+    for chain in [action.via, *action.via_also]:
+        last = chain[-1]
+        if last["table"] != plan.subject_table or list(last["ref_columns"]) != list(keys["columns"]):
+            return False
+        if any(h["table"] in deleted for h in chain[:-1]):
+            return False
+    return True
 
 
 def _by_keys(
@@ -83,24 +86,22 @@ def _by_keys(
     keys: Mapping[str, Any],
     extra=None,
 ) -> int:
-    """Rows of `table` whose chain reaches one of the recorded subject keys (and `extra`)."""
+    """Rows of `table` whose chains reach one of the recorded subject keys (and `extra`), summed
+    over its chains (a row two chains reach counts twice: the figure is a proof of zero, not a tally)."""
     values = [tuple(v) for v in keys["values"]]
     total = 0
-    for start in range(0, len(values), KEY_CHUNK):
-        chunk = values[start : start + KEY_CHUNK]
-        *between, last = action.via
+    for chain in [action.via, *action.via_also]:
+        *between, last = chain
         if between:
             hop_table = reflect(conn, metadata, between[-1].get("schema"), between[-1].get("name"))
         else:
             hop_table = table
         cols = [hop_table.c[c] for c in last["columns"]]
-        root = cols[0].in_([v[0] for v in chunk]) if len(cols) == 1 else sa.tuple_(*cols).in_(chunk)
-        if between:
-            # follow the chain down to the last table before the subject, whose link columns hold keys
-            where = _chain_to(conn, metadata, table, between, root)
-        else:
-            where = root
-        total += count_rows(conn, table, _and(where, extra))
+        for start in range(0, len(values), KEY_CHUNK):
+            chunk = values[start : start + KEY_CHUNK]
+            root = cols[0].in_([v[0] for v in chunk]) if len(cols) == 1 else sa.tuple_(*cols).in_(chunk)
+            where = _chain_to(conn, metadata, table, between, root) if between else root
+            total += count_rows(conn, table, _and(where, extra))
     return total
 
 

@@ -45,6 +45,8 @@ def _create(engine: sa.Engine) -> None:
             (i, i if i <= 6 else None, f"1390000000{i}" if i <= 6 else "walk-in", 10 * i) for i in range(1, 9)
         ],
         "order_history": [(i, i if i <= 8 else 99, "shipped") for i in range(1, 10)],
+        # messages between members: either end may be an erased member
+        "message": [(1, 1, 99, "hi"), (2, 99, 2, "hello"), (3, 98, 97, "staff"), (4, None, None, "system")],
         "product": [(i, f"product {i}") for i in range(1, 5)],
         "settings": [(1, HOTLINE)],
     }
@@ -58,6 +60,9 @@ def _create(engine: sa.Engine) -> None:
         )
         conn.exec_driver_sql(
             "CREATE TABLE order_history (id int PRIMARY KEY, order_id int, note varchar(40))"
+        )
+        conn.exec_driver_sql(
+            "CREATE TABLE message (id int PRIMARY KEY, from_id int, to_id int, body varchar(40))"
         )
         conn.exec_driver_sql("CREATE TABLE product (id int PRIMARY KEY, title varchar(40))")
         conn.exec_driver_sql("CREATE TABLE settings (id int PRIMARY KEY, hotline varchar(20))")
@@ -77,6 +82,8 @@ def _plan(engine: sa.Engine):
         _link("login_log", "member_id", "member"),
         _link("orders", "member_id", "member"),
         _link("order_history", "order_id", "orders"),
+        _link("message", "from_id", "member"),
+        _link("message", "to_id", "member"),
     ]
     personal = {("member", "nickname"), ("member", "phone"), ("orders", "receiver_phone")}
     findings = [
@@ -107,6 +114,7 @@ def test_only_linked_rows_go_kept_tables_keep_every_row_and_verify_honours_the_o
         "login_log": ("delete", 6, 10),
         "orders": ("pseudonymize", 6, 8),
         "order_history": ("delete", 6, 9),
+        "message": ("delete", 2, 4),
         "product": ("keep", 4, 4),
         "settings": ("keep", 1, 1),
     }
@@ -120,6 +128,7 @@ def test_only_linked_rows_go_kept_tables_keep_every_row_and_verify_honours_the_o
     assert _ids(engine, "member") == []
     assert _ids(engine, "login_log") == [7, 8, 9, 10]  # no member, or a member that does not exist
     assert _ids(engine, "order_history") == [7, 8, 9]  # orders of nobody, or no such order
+    assert _ids(engine, "message") == [3, 4]  # neither end is a member
     assert _ids(engine, "orders") == list(range(1, 9)) and len(_ids(engine, "product")) == 4
     with engine.connect() as conn:
         phones = dict(conn.exec_driver_sql("SELECT id, receiver_phone FROM orders").all())
@@ -133,6 +142,7 @@ def test_only_linked_rows_go_kept_tables_keep_every_row_and_verify_honours_the_o
     verified = verify_erasure(engine, plan, after, hits, not_personal=NOT_PERSONAL, subject_keys=keys)
     assert verified.ok, verified.problems
     assert verified.tables["login_log"]["rows_linked_to_erased_subjects"] == 0
+    assert verified.tables["message"]["rows_linked_to_erased_subjects"] == 0
     assert verified.tables["login_log"]["rows"] == verified.tables["login_log"]["expected_rows"] == 4
     assert verified.tables["product"]["ok"] and verified.tables["settings"]["rows"] == 1
     assert verified.tables["orders"]["values_not_pseudonymized"] == {"receiver_phone": 0}
@@ -149,12 +159,14 @@ def test_verification_catches_a_linked_row_left_and_a_kept_row_lost(engine):
     execute_plan(engine, plan, pseudonym_key=KEY, batch_size=3)
     with engine.begin() as conn:
         conn.exec_driver_sql("INSERT INTO login_log VALUES (50, 3, 'device-50')")  # a row of erased member 3
+        conn.exec_driver_sql("INSERT INTO message VALUES (50, 97, 4, 'to erased member 4')")
         conn.exec_driver_sql("DELETE FROM product WHERE id = 4")
     verified = verify_erasure(engine, plan, inventory_source(engine, "shop"), {}, subject_keys=keys)
     problems = "\n".join(verified.problems)
     assert "login_log: 1 rows still linked to erased subjects (by key)" in problems
     assert "login_log: 5 rows left, the plan leaves 4" in problems
     assert "product: 3 rows now, the plan keeps 4" in problems
+    assert "message: 1 rows still linked to erased subjects (by key)" in problems
 
 
 def test_a_cascade_into_a_kept_table_is_refused_before_anything_changes(engine):

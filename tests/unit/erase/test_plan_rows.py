@@ -317,3 +317,21 @@ def test_a_column_that_cannot_be_pseudonymized_is_caught_by_the_plan_not_the_era
     retain = [RetainRule("orders", "pseudonymize", "会计档案", 30)]
     with pytest.raises(ErasureError, match=r"orders\.receiver_birth \(DATE\) are to be pseudonymized"):
         plan(inventory, classification, retain=retain, subject="member", allow_undecided=True)
+
+
+def test_a_table_linked_twice_to_the_subjects_takes_rows_either_link_reaches():
+    inventory, classification = mall()
+    inventory.tables.append(_table("message", ["from_id", "to_id", "body"], rows=80))
+    inventory.links += [
+        Link("message", ["from_id"], "member", ["id"], "inferred"),
+        Link("message", ["to_id"], "member", ["id"], "inferred"),
+    ]
+    p = plan(inventory, classification, retain=[], subject="member", allow_undecided=True)
+    message = p.action("message")
+    assert [h["columns"] for h in message.via] == [["from_id"]]
+    assert [[h["columns"] for h in c] for c in message.via_also] == [[["to_id"]]]
+    assert [x["link"] for x in message.links] == [
+        "message(from_id) -> member(id)",
+        "message(to_id) -> member(id)",
+    ]
+    assert "; or message(to_id) -> member(id)" in message.reason
