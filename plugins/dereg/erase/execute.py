@@ -378,10 +378,13 @@ def kept_row_risks(engine: Engine, plan: ErasurePlan) -> list[str]:
     return risks
 
 
-def _referenced_values(engine: Engine, plan: ErasurePlan, metadata: sa.MetaData) -> dict[str, tuple]:
-    """For each delete of rows the subjects refer to (`referenced_first`): the values of its linked
-    columns that the subjects refer to, read before anything changes."""
+def referenced_values(engine: Engine, plan: ErasurePlan) -> dict[str, dict[str, list]]:
+    """For each delete of rows the subjects refer to (`referenced_first`): {"columns": its linked
+    columns, "values": the values the subjects refer to (references, not personal data)}, read
+    while the subjects' rows are still there. Erase records them before it changes anything, so a
+    retry after the subjects are gone still finds the rows."""
     found = {}
+    metadata = sa.MetaData()
     with engine.connect() as conn:
         for action in plan.tables:
             if not referenced_first(action):
@@ -390,7 +393,7 @@ def _referenced_values(engine: Engine, plan: ErasurePlan, metadata: sa.MetaData)
             columns = list(action.via[0]["columns"])
             where = selection(conn, metadata, table, action)
             query = sa.select(*[table.c[c] for c in columns]).where(where).distinct()
-            found[action.table] = (columns, [tuple(r) for r in conn.execute(query)])
+            found[action.table] = {"columns": columns, "values": [list(r) for r in conn.execute(query)]}
     return found
 
 
@@ -412,8 +415,12 @@ def execute_plan(
     truncate_whole_tables: bool = False,
     expected_rows: Mapping[str, int] | None = None,
     expected_digests: Mapping[str, str] | None = None,
+    referenced: Mapping[str, Mapping[str, list]] | None = None,
 ) -> dict[str, int]:
     """Delete and pseudonymize as planned, children first; returns rows changed per table by this call.
+
+    `referenced`: `referenced_values` as recorded before the first try changed anything; None:
+    read now (right on a first try; a retry after the subjects' rows are gone must pass them).
 
     `expected_rows` (table -> rows there now, as checked against the backup): a delete never takes
     more rows than that, so rows that arrived after the check are not erased (`RowsAppeared`).
@@ -442,7 +449,8 @@ def execute_plan(
     changed: dict[str, int] = {}
     # rows deleted because the subjects refer to them go after the subjects; which rows they are is
     # read now, before anything changes
-    referenced = _referenced_values(engine, plan, metadata)
+    if referenced is None:
+        referenced = referenced_values(engine, plan)
     if truncate_whole_tables and dialect_for(engine).truncates:
         try:
             changed.update(_truncate_whole_tables(engine, plan, report, expected_rows, expected_digests))
@@ -459,9 +467,14 @@ def execute_plan(
         cursor = _Cursor(action.table)
         try:
             table = reflect(engine, metadata, *action.ident)
-            if action.table in referenced:
-                columns, values = referenced[action.table]
-                where = _among(table, columns, values)
+            if referenced_first(action):
+                if action.table not in referenced:
+                    raise ErasureError(
+                        f"{action.table}: the rows the subjects refer to were not recorded before the "
+                        "erase began; run the erase task again from its first try's record"
+                    )
+                held = referenced[action.table]
+                where = _among(table, list(held["columns"]), [tuple(v) for v in held["values"]])
             else:
                 where = selection(engine, metadata, table, action)
             if action.action == "delete":

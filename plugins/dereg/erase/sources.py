@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from dereg.classify.engine import full_scan_hits
 from dereg.connectors import Connectors
-from dereg.erase.execute import KeptRowsAtRisk, execute_plan, kept_row_risks
+from dereg.erase.execute import KeptRowsAtRisk, execute_plan, kept_row_risks, referenced_values
 from dereg.erase.gate import combined_plan_hash
 from dereg.erase.objects import ObjectErasurePlan, build_object_plan, erase_objects, verify_objects
 from dereg.erase.plan import ErasurePlan, RetainRule, TableAction, build_plan
@@ -315,6 +315,14 @@ def subject_keys(engine, plan: ErasurePlan) -> dict[str, Any] | None:
     return {"table": plan.subject_table, "columns": list(action.key), "values": values}
 
 
+def erase_keys(engine, plan: ErasurePlan) -> dict[str, Any]:
+    """What erase records before it changes anything (references, never personal data): the
+    subject table's key values (`subject_keys`: "table", "columns", "values"; absent without a
+    primary key) and, under "referenced", the rows the subjects refer to that the plan deletes
+    (`referenced_values`), so a retry after the subjects are gone still finds them."""
+    return {**(subject_keys(engine, plan) or {}), "referenced": referenced_values(engine, plan)}
+
+
 def erase_sources(
     manifest,
     plans: Plans,
@@ -327,6 +335,7 @@ def erase_sources(
     progress,
     on_checked: Callable[[dict[str, dict[str, int]]], None] | None = None,
     record_subject_keys: Callable[[str, dict], None] | None = None,
+    recorded_keys: Callable[[str], dict | None] | None = None,
 ) -> dict[str, Any]:
     """Run each source's approved plan: rows deleted or pseudonymized, and every object version and
     delete marker deleted under the prefixes planned for deletion (locked versions are counted).
@@ -384,12 +393,15 @@ def erase_sources(
             "again from the backup stage in a new run (a retry of this run's backup task reuses the "
             "backup it took), with inventory and plan before it and the new plan approved."
         )
-    if record_subject_keys is not None and not resumed:
-        for source in manifest.sources:
+    keys: dict[str, dict[str, Any]] = {}
+    for source in manifest.sources:
+        recorded = recorded_keys(source.id) if (resumed and recorded_keys is not None) else None
+        if recorded is None:
             with connectors.database(source.conn_id) as engine:
-                keys = subject_keys(engine, plans[source.id])
-            if keys is not None:
-                record_subject_keys(source.id, keys)
+                recorded = erase_keys(engine, plans[source.id])
+            if record_subject_keys is not None:
+                record_subject_keys(source.id, recorded)
+        keys[source.id] = recorded
     if on_checked is not None:
         on_checked(before)
     done, affected = {}, {}
@@ -405,6 +417,7 @@ def erase_sources(
                 truncate_whole_tables=True,
                 expected_rows=before[source.id],
                 expected_digests=digests[source.id],
+                referenced=keys[source.id].get("referenced"),
             )
             after = current_rows(engine, plan)
         affected[source.id] = rows_affected(plan, before[source.id], done[source.id], after)

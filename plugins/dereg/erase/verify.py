@@ -66,7 +66,7 @@ def _and(*conditions):
 def _followable(plan: ErasurePlan, action: TableAction, keys: Mapping[str, Any] | None) -> bool:
     """Whether `action`'s chains can be followed after the erase from the recorded subject keys:
     each ends on the subject's key columns and no table between holds rows the plan deleted."""
-    if not keys or action.scope != "linked" or not action.via:
+    if not keys or not keys.get("columns") or action.scope != "linked" or not action.via:
         return False
     deleted = {t.table for t in plan.tables if t.action == "delete"}
     for chain in [action.via, *action.via_also]:

@@ -307,6 +307,7 @@ class EraseOperator(ComplianceOperator):
             resumed=run.has_event(self.stage, "checked"),
             on_checked=lambda rows: run.record(self.stage, "checked", rows=rows),
             record_subject_keys=run.artifacts.put_subject_keys,
+            recorded_keys=run.artifacts.subject_keys,
             log=self.log,
             progress=self._progress,
         )

@@ -186,3 +186,31 @@ def test_a_cascade_into_a_kept_table_is_refused_before_anything_changes(engine):
     assert "audit (planned to keep): 2 rows refer by foreign key (member_id, ON DELETE CASCADE)" in message
     assert "Nothing was erased" in message
     assert {t.table: len(_ids(engine, t.table)) for t in plan.tables} == before
+
+
+def test_rows_the_subjects_refer_to_are_found_again_by_a_retry_after_the_subjects_are_gone(school):
+    import copy
+
+    from dereg.erase.execute import referenced_values
+
+    plan = school.plan()
+    guardians = plan.action("guardians")
+    assert (guardians.action, guardians.scope, guardians.via[0]["direction"]) == (
+        "delete",
+        "linked",
+        "referenced",
+    )
+    held = referenced_values(school.engine, plan)  # what erase records before it changes anything
+    # a first try that stopped after the students were deleted, before their guardians
+    first = copy.deepcopy(plan)
+    first.action("guardians").action = "keep"
+    first.plan_hash = first.compute_hash()
+    execute_plan(school.engine, first, pseudonym_key=KEY, batch_size=7)
+    assert school.count("students") == 0 and school.count("guardians") == school.sizes["guardians"]
+    # the retry cannot see which guardians were the students' any more, the record can
+    assert referenced_values(school.engine, plan)["guardians"]["values"] == []
+    done = execute_plan(school.engine, plan, pseudonym_key=KEY, batch_size=7, referenced=held)
+    assert (
+        done["guardians"] == guardians.rows
+        and school.count("guardians") == school.sizes["guardians"] - guardians.rows
+    )
