@@ -293,8 +293,17 @@ def mismatched_counts(plan: ErasurePlan, affected: Mapping[str, int]) -> list[st
     ]
 
 
-def erase_preview(plans: Plans) -> dict[str, Any]:
-    """What a dry run reports instead of erasing: each plan's summary."""
+def erase_preview(plans: Plans, manifest=None, connectors: Connectors | None = None) -> dict[str, Any]:
+    """What a dry run reports instead of erasing: each plan's summary. With the manifest and
+    `connectors`, the check a real erase makes before it changes anything runs too (read only):
+    rows that stay referring by foreign key to rows the plan deletes fail the dry run as they
+    would fail the erase (`KeptRowsAtRisk`)."""
+    if manifest is not None and connectors is not None:
+        for source in manifest.sources:
+            with connectors.database(source.conn_id) as engine:
+                risks = kept_row_risks(engine, plans[source.id])
+            if risks:
+                raise KeptRowsAtRisk(source.id, risks)
     return {"would": {sid: p.summary() for sid, p in plans.items()}}
 
 

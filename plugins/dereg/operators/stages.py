@@ -291,7 +291,7 @@ class EraseOperator(ComplianceOperator):
     def dry_run_summary(self, run: RunContext, context) -> dict:
         from dereg.erase.sources import erase_preview
 
-        return erase_preview(run.plans)
+        return erase_preview(run.plans, run.manifest, _connectors(run))
 
     def act(self, run: RunContext, context) -> dict:
         from dereg.erase.sources import backed_up_tables, erase_sources
