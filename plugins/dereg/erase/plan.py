@@ -424,10 +424,11 @@ def build_plan(
         return rules.get(q) or (rules.get(parent_of[q]) if q in parent_of else None)
 
     # personal columns in the table's own column order, so the plan does not depend on classification order
-    personal = {
-        q: [c.name for c in t.columns if c.name in {f.column for f in classification.personal_columns(q)}]
-        for q, t in tables.items()
-    }
+    found: dict[str, set[str]] = {}
+    for f in classification.columns:
+        if f.personal:
+            found.setdefault(f.table, set()).add(f.column)
+    personal = {q: [c.name for c in t.columns if c.name in found.get(q, set())] for q, t in tables.items()}
     links = _plan_links(inventory, set(tables))
 
     # child direction: the shortest chain of links from each table to the subject table
@@ -567,9 +568,9 @@ def build_plan(
                 act(q, "pseudonymize", f"the manifest decides: pseudonymize every row ({why})")
             continue
         if personal[q]:
-            found = {f.column: list(f.categories) for f in classification.personal_columns(q)}
+            categories = {f.column: list(f.categories) for f in classification.personal_columns(q)}
             undecided.append(
-                {"table": q, "columns": {c: found.get(c, []) for c in personal[q]}, "rows": t.row_count}
+                {"table": q, "columns": {c: categories.get(c, []) for c in personal[q]}, "rows": t.row_count}
             )
             act(
                 q,
