@@ -379,15 +379,17 @@ def kept_row_risks(engine: Engine, plan: ErasurePlan) -> list[str]:
 
 
 def referenced_values(engine: Engine, plan: ErasurePlan) -> dict[str, dict[str, list]]:
-    """For each delete of rows the subjects refer to (`referenced_first`): {"columns": its linked
-    columns, "values": the values the subjects refer to (references, not personal data)}, read
-    while the subjects' rows are still there. Erase records them before it changes anything, so a
-    retry after the subjects are gone still finds the rows."""
+    """For each action on rows the subjects refer to (a guardian deleted, an address pseudonymized
+    in place): {"columns": its linked columns, "values": the values the subjects refer to
+    (references, not personal data)}, read while the subjects' rows are still there. Erase records
+    them before it changes anything, so a retry after the subjects are gone still finds the rows
+    it deletes (`referenced_first`), and verification checks those rows by these values."""
     found = {}
     metadata = sa.MetaData()
     with engine.connect() as conn:
         for action in plan.tables:
-            if not referenced_first(action):
+            # pseudonymized ones too: verification checks them by these values
+            if action.action == "keep" or not action.via or action.via[0].get("direction") != "referenced":
                 continue
             table = reflect(conn, metadata, *action.ident)
             columns = list(action.via[0]["columns"])
@@ -397,7 +399,7 @@ def referenced_values(engine: Engine, plan: ErasurePlan) -> dict[str, dict[str, 
     return found
 
 
-def _among(table: sa.Table, columns: list[str], values: list[tuple]):
+def among(table: sa.Table, columns: list[str], values: list[tuple]):
     if not values:
         return sa.false()
     if len(columns) == 1:
@@ -474,7 +476,7 @@ def execute_plan(
                         "erase began; run the erase task again from its first try's record"
                     )
                 held = referenced[action.table]
-                where = _among(table, list(held["columns"]), [tuple(v) for v in held["values"]])
+                where = among(table, list(held["columns"]), [tuple(v) for v in held["values"]])
             else:
                 where = selection(engine, metadata, table, action)
             if action.action == "delete":

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from dereg.dialects import dialect_for
-from dereg.erase.execute import TOKEN_PREFIX
+from dereg.erase.execute import TOKEN_PREFIX, among
 from dereg.erase.plan import ErasurePlan, TableAction, rows_kept
 from dereg.erase.selection import count_rows, reflect, selection
 from dereg.model import SourceInventory
@@ -182,7 +182,19 @@ def verify_erasure(
                     )
             ok = rows == want
             followable = _followable(plan, action, subject_keys)
-            if action.action == "delete" and followable:
+            held = ((subject_keys or {}).get("referenced") or {}).get(action.table)
+            if held is not None:  # rows the subjects referred to, recorded before the erase
+                recorded = among(table, list(held["columns"]), [tuple(v) for v in held["values"]])
+            if action.action == "delete" and held is not None:
+                left = _count(conn, table, recorded)
+                entry["rows_linked_to_erased_subjects"] = left
+                if left:
+                    ok = False
+                    result.problems.append(
+                        f"{action.table}: {left} rows the erased subjects referred to are left (by key); "
+                        "run the erase task again"
+                    )
+            elif action.action == "delete" and followable:
                 left = _by_keys(conn, metadata, table, action, subject_keys)
                 entry["rows_linked_to_erased_subjects"] = left
                 if left:
@@ -200,6 +212,8 @@ def verify_erasure(
                     pending = _not_token(table.c[c])
                     if action.scope == "all":
                         left_by_column[c] = _count(conn, table, pending)
+                    elif held is not None:
+                        left_by_column[c] = _count(conn, table, _and(recorded, pending))
                     elif followable:
                         left_by_column[c] = _by_keys(conn, metadata, table, action, subject_keys, pending)
                     else:

@@ -210,6 +210,8 @@ def test_rows_the_subjects_refer_to_are_found_again_by_a_retry_after_the_subject
     # the retry cannot see which guardians were the students' any more, the record can
     assert referenced_values(school.engine, plan)["guardians"]["values"] == []
     done = execute_plan(school.engine, plan, pseudonym_key=KEY, batch_size=7, referenced=held)
+    verified = verify_erasure(school.engine, plan, school.inventory(), {}, subject_keys={"referenced": held})
+    assert verified.tables["guardians"]["rows_linked_to_erased_subjects"] == 0
     assert (
         done["guardians"] == guardians.rows
         and school.count("guardians") == school.sizes["guardians"] - guardians.rows
