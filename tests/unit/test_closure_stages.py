@@ -196,11 +196,11 @@ def test_a_closure_runs_stage_by_stage_without_airflow(closure):
     personal = {(f.table, f.column) for f in classification.columns if f.personal}
     assert {("guardians", "email"), ("guardians", "mobile"), ("students", "id_number")} <= personal
 
-    planned = plan_sources(c.manifest, c.artifacts, log=log)
+    planned = plan_sources(c.manifest, c.artifacts, log=log, connectors=c.connectors)
     plans = c.artifacts.plans(c.manifest)
     assert planned["plan_hash"] == approval_hash(plans)
     assert plans["school_db"].action("accounting_records").action == "pseudonymize"
-    assert erase_preview(plans)["would"]["school_db"]["rows_to_delete"] >= STUDENTS
+    assert erase_preview(plans, c.manifest, c.connectors)["would"]["school_db"]["rows_to_delete"] >= STUDENTS
 
     ledger = Ledger(c.artifacts.store)
     ledger.append(company_id="c", run_id="r", stage="restore_verify", event="succeeded", actor="ops")
@@ -220,6 +220,7 @@ def test_a_closure_runs_stage_by_stage_without_airflow(closure):
         run_id="r",
     )
 
+    recorded: dict = {}
     erased = erase_sources(
         c.manifest,
         plans,
@@ -230,12 +231,14 @@ def test_a_closure_runs_stage_by_stage_without_airflow(closure):
         resumed=False,
         log=log,
         progress=log.progress,
+        record_subject_keys=recorded.__setitem__,
     )
     assert erased["objects"] == {} and "school_db" in erased["rows"]
+    assert recorded["school_db"]["columns"] == ["id"] and len(recorded["school_db"]["values"]) == STUDENTS
     assert _count(c.url, "students") == 0 and _count(c.url, "accounting_records") == STUDENTS
     assert _count(c.url, "courses") == 2
     assert "school_db" in purge_sources(c.manifest, plans, connectors=c.connectors, log=log)["purge"]
-    verified = verify_sources(c.manifest, plans, connectors=c.connectors)
+    verified = verify_sources(c.manifest, plans, connectors=c.connectors, subject_keys=recorded)
     assert verified["verification"]["school_db"]["ok"] is True
     # every engine asked for is the source's; nothing personal reached the log
     assert set(c.asked) == {"demo_academy_db"}

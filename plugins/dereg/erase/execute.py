@@ -21,7 +21,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from dereg.dialects import dialect_for
-from dereg.erase.plan import ErasurePlan, TableAction
+from dereg.erase.plan import ErasurePlan, TableAction, referenced_first
+from dereg.erase.selection import reflect, selection
 from dereg.errors import ErasureError
 from dereg.redact import database_error, is_database_error
 
@@ -106,26 +107,43 @@ def _delete(
     report: Progress,
     cursor: _Cursor,
     limit: int | None = None,
+    where=None,
 ) -> int:
-    """Delete every row in batches; with `limit`, a batch that would take the total past it is
-    rolled back (rows that arrived after the check were never backed up)."""
+    """Delete the selected rows (`where`; None: every row) in batches by primary key: select the
+    next keys, delete them, commit; a rerun finds only the rows still selected. With `limit`, a
+    batch that would take the total past it is rolled back (rows that arrived after the check were
+    never backed up). A table without a primary key goes in one statement."""
+    if action.one_statement:
+        cursor.batch += 1
+        with engine.begin() as conn:
+            dialect_for(conn).secure_delete(conn)
+            statement = table.delete() if where is None else table.delete().where(where)
+            deleted = conn.execute(statement).rowcount
+            if limit is not None and deleted > limit:
+                raise RowsAppeared(action.table, limit, deleted)
+            cursor.done += deleted
+        report(f"{action.table}: {cursor.done}/{action.rows} rows deleted (one statement: no primary key)")
+        return cursor.done
     key_cols = [table.c[k] for k in action.key]
     while True:
         cursor.batch += 1
         with engine.begin() as conn:
             dialect_for(conn).secure_delete(conn)  # e.g. SQLite zeroes freed cells at once
-            keys = [
-                tuple(r) for r in conn.execute(sa.select(*key_cols).order_by(*key_cols).limit(batch_size))
-            ]
+            query = sa.select(*key_cols)
+            if where is not None:
+                query = query.where(where)
+            keys = [tuple(r) for r in conn.execute(query.order_by(*key_cols).limit(batch_size))]
             if not keys:
                 cursor.batch -= 1
                 break
-            if len(key_cols) == 1:
+            if where is None and len(key_cols) == 1:
                 # the first batch_size keys in key order are exactly the keys in [lo, hi]
-                where = key_cols[0].between(keys[0][0], keys[-1][0])
+                chosen = key_cols[0].between(keys[0][0], keys[-1][0])
+            elif len(key_cols) == 1:
+                chosen = key_cols[0].in_([k[0] for k in keys])
             else:
-                where = sa.tuple_(*key_cols).in_(keys)
-            deleted = conn.execute(table.delete().where(where)).rowcount
+                chosen = sa.tuple_(*key_cols).in_(keys)
+            deleted = conn.execute(table.delete().where(chosen)).rowcount
             if limit is not None and cursor.done + deleted > limit:
                 raise RowsAppeared(action.table, limit, cursor.done + deleted)  # rolls this batch back
             cursor.done += deleted
@@ -174,7 +192,11 @@ def _pseudonymize(
     batch_size: int,
     report: Progress,
     cursor: _Cursor,
+    where=None,
 ) -> int:
+    if not action.columns:  # rows kept for what refers to them, with no personal column to replace
+        report(f"{action.table}: {action.rows} rows kept, no personal column to pseudonymize")
+        return 0
     _check_columns(table, action)
     key_cols = [table.c[k] for k in action.key]
     text = {c: _is_text(table.c[c]) for c in action.columns}
@@ -195,6 +217,8 @@ def _pseudonymize(
         query = sa.select(*key_cols, *[table.c[c] for c in action.columns]).where(
             _pending(table, action.columns)
         )
+        if where is not None:
+            query = query.where(where)
         if last is not None:  # keyset paging: every batch moves forward, even if a row stayed pending
             if nkeys == 1:
                 query = query.where(key_cols[0] > last[0])
@@ -241,7 +265,13 @@ def _truncate_whole_tables(
     table's content hash, computed under the lock by the backup's own reader, must be the
     backup's; else nothing is emptied. Returns rows per table truncated; tables referred to by a
     kept table are left to the batched path."""
-    deleting = {t.ident: t.table for t in plan.tables if t.action == "delete"}
+    # every row goes: a table deleted whole, or one whose rows were all linked at plan time (the
+    # count and content hash under the lock prove they still are the planned rows)
+    deleting = {
+        t.ident: t.table
+        for t in plan.tables
+        if t.action == "delete" and (t.scope == "all" or t.rows == t.rows_total)
+    }
     dialect = dialect_for(engine)
 
     with engine.begin() as conn:
@@ -283,6 +313,100 @@ def _truncate_whole_tables(
     return {deleting[i]: counts[i] for i in idents}
 
 
+class KeptRowsAtRisk(ErasureError):
+    """A statement of the plan could remove or change a row that must stay: nothing was changed."""
+
+    def __init__(self, source_id: str, risks: list[str]):
+        self.risks = risks
+        super().__init__(
+            f"erase of {source_id} refuses to start: deleting the planned rows could remove or change "
+            "rows that must stay:\n"
+            + "\n".join(f"  - {r}" for r in risks)
+            + "\nNothing was erased. The database's foreign keys differ from what the plan was built "
+            "on: run inventory and plan again (the plan then pseudonymizes the referenced rows instead "
+            "of deleting them), or drop or relax those foreign keys, and have the new plan approved."
+        )
+
+
+def kept_row_risks(engine: Engine, plan: ErasurePlan) -> list[str]:
+    """Every foreign key on the server, read now, from a table whose rows stay (kept,
+    pseudonymized, or not in the plan) to a table the plan deletes rows of, where some of those
+    staying rows refer to a row the plan deletes: ON DELETE CASCADE would remove them, SET NULL /
+    SET DEFAULT would change them, RESTRICT / NO ACTION would stop the erase half-way. Tables,
+    columns, rules and counts, never a value."""
+    actions = {t.ident: t for t in plan.tables}
+    deleting = {i for i, t in actions.items() if t.action == "delete"}
+    if not deleting:
+        return []
+    risks = []
+    metadata = sa.MetaData()
+    inspector = sa.inspect(engine)
+    with engine.connect() as conn:
+        for schema in sorted({i[0] for i in actions}, key=lambda x: x or ""):
+            found = inspector.get_multi_foreign_keys(schema=schema)
+            for (_, name), fks in sorted(found.items(), key=lambda kv: kv[0][1]):
+                referrer = actions.get((schema, name))
+                if referrer is not None and (referrer.action == "delete" or referrer.partitioned):
+                    continue
+                for fk in fks:
+                    target = (fk.get("referred_schema"), fk["referred_table"])
+                    if target not in deleting and schema is None:
+                        target = (None, fk["referred_table"])
+                    if target not in deleting or target == (schema, name):
+                        continue
+                    doomed = actions[target]
+                    child = reflect(conn, metadata, schema, name)
+                    parent = reflect(conn, metadata, *target)
+                    sub = sa.select(*[parent.c[c] for c in fk["referred_columns"]])
+                    where = selection(conn, metadata, parent, doomed)
+                    if where is not None:
+                        sub = sub.where(where)
+                    cols = [child.c[c] for c in fk["constrained_columns"]]
+                    refer = cols[0].in_(sub) if len(cols) == 1 else sa.tuple_(*cols).in_(sub)
+                    n = int(
+                        conn.execute(sa.select(sa.func.count()).select_from(child).where(refer)).scalar_one()
+                    )
+                    if not n:
+                        continue
+                    rule = ((fk.get("options") or {}).get("ondelete") or "NO ACTION").upper()
+                    shown = f"{schema}.{name}" if schema else name
+                    what = "not in the plan" if referrer is None else f"planned to {referrer.action}"
+                    risks.append(
+                        f"{shown} ({what}): {n} rows refer by foreign key ({', '.join(fk['constrained_columns'])}, "
+                        f"ON DELETE {rule}) to rows of {doomed.table} that the plan deletes"
+                    )
+    return risks
+
+
+def referenced_values(engine: Engine, plan: ErasurePlan) -> dict[str, dict[str, list]]:
+    """For each action on rows the subjects refer to (a guardian deleted, an address pseudonymized
+    in place): {"columns": its linked columns, "values": the values the subjects refer to
+    (references, not personal data)}, read while the subjects' rows are still there. Erase records
+    them before it changes anything, so a retry after the subjects are gone still finds the rows
+    it deletes (`referenced_first`), and verification checks those rows by these values."""
+    found = {}
+    metadata = sa.MetaData()
+    with engine.connect() as conn:
+        for action in plan.tables:
+            # pseudonymized ones too: verification checks them by these values
+            if action.action == "keep" or not action.via or action.via[0].get("direction") != "referenced":
+                continue
+            table = reflect(conn, metadata, *action.ident)
+            columns = list(action.via[0]["columns"])
+            where = selection(conn, metadata, table, action)
+            query = sa.select(*[table.c[c] for c in columns]).where(where).distinct()
+            found[action.table] = {"columns": columns, "values": [list(r) for r in conn.execute(query)]}
+    return found
+
+
+def among(table: sa.Table, columns: list[str], values: list[tuple]):
+    if not values:
+        return sa.false()
+    if len(columns) == 1:
+        return table.c[columns[0]].in_([v[0] for v in values])
+    return sa.tuple_(*[table.c[c] for c in columns]).in_(values)
+
+
 def execute_plan(
     engine: Engine,
     plan: ErasurePlan,
@@ -293,8 +417,12 @@ def execute_plan(
     truncate_whole_tables: bool = False,
     expected_rows: Mapping[str, int] | None = None,
     expected_digests: Mapping[str, str] | None = None,
+    referenced: Mapping[str, Mapping[str, list]] | None = None,
 ) -> dict[str, int]:
     """Delete and pseudonymize as planned, children first; returns rows changed per table by this call.
+
+    `referenced`: `referenced_values` as recorded before the first try changed anything; None:
+    read now (right on a first try; a retry after the subjects' rows are gone must pass them).
 
     `expected_rows` (table -> rows there now, as checked against the backup): a delete never takes
     more rows than that, so rows that arrived after the check are not erased (`RowsAppeared`).
@@ -316,8 +444,15 @@ def execute_plan(
             f"{plan.plan_hash}: it was changed after it was computed. Re-plan and approve again."
         )
     report = progress or log.info
+    risks = kept_row_risks(engine, plan)
+    if risks:
+        raise KeptRowsAtRisk(plan.source_id, risks)
     metadata = sa.MetaData()
     changed: dict[str, int] = {}
+    # rows deleted because the subjects refer to them go after the subjects; which rows they are is
+    # read now, before anything changes
+    if referenced is None:
+        referenced = referenced_values(engine, plan)
     if truncate_whole_tables and dialect_for(engine).truncates:
         try:
             changed.update(_truncate_whole_tables(engine, plan, report, expected_rows, expected_digests))
@@ -333,14 +468,28 @@ def execute_plan(
             )
         cursor = _Cursor(action.table)
         try:
-            schema, name = action.ident
-            table = sa.Table(name, metadata, schema=schema, autoload_with=engine)
+            table = reflect(engine, metadata, *action.ident)
+            if referenced_first(action):
+                if action.table not in referenced:
+                    raise ErasureError(
+                        f"{action.table}: the rows the subjects refer to were not recorded before the "
+                        "erase began; run the erase task again from its first try's record"
+                    )
+                held = referenced[action.table]
+                where = among(table, list(held["columns"]), [tuple(v) for v in held["values"]])
+            else:
+                where = selection(engine, metadata, table, action)
             if action.action == "delete":
-                limit = None if expected_rows is None else expected_rows.get(action.table)
-                changed[action.table] = _delete(engine, table, action, batch_size, report, cursor, limit)
+                if action.scope == "linked":
+                    limit = action.rows
+                else:
+                    limit = None if expected_rows is None else expected_rows.get(action.table)
+                changed[action.table] = _delete(
+                    engine, table, action, batch_size, report, cursor, limit, where
+                )
             else:
                 changed[action.table] = _pseudonymize(
-                    engine, table, action, pseudonym_key, batch_size, report, cursor
+                    engine, table, action, pseudonym_key, batch_size, report, cursor, where
                 )
         except sa.exc.NoSuchTableError:
             raise ErasureError(

@@ -12,7 +12,8 @@ Erasure is the one step that cannot be undone, so beyond the ledger entries ever
 - the plan about to run is the plan that was approved: the hash the approver saw equals the hash
   recomputed from the plans read now, so a re-plan or an edited plan after approval is refused;
 - the approver is not the person who triggered the run (four eyes);
-- no customer's copy or transfer request is still open (fulfilled or waived with a reason).
+- no customer's copy or transfer request is still open (fulfilled or waived with a reason);
+- no plan leaves personal data undecided (a dry run's plan, which lists it instead of stopping).
 
 `erase_refusals` is a pure function of those facts; `check_erase_gate` raises with all of them.
 """
@@ -35,6 +36,7 @@ REQUESTS_OPEN = "requests_open"
 NOT_AN_APPROVER = "not_an_approver"
 RESTORE_NOT_VERIFIED = "restore_not_verified"
 LEDGER_BROKEN = "ledger_broken"
+UNDECIDED = "undecided"
 
 #: the stages whose latest outcome erase relies on
 RELIED_ON = ("restore_verify", "approve")
@@ -202,6 +204,17 @@ def erase_refusals(
                     SELF_APPROVED, f"the approver {approval.approver!r} is the person who triggered the run"
                 )
             )
+    undecided = sorted(
+        f"{sid}.{u['table']}" for sid, p in plans.items() for u in (getattr(p, "undecided", None) or [])
+    )
+    if undecided:
+        refusals.append(
+            Refusal(
+                UNDECIDED,
+                f"the plan leaves personal data undecided in {', '.join(undecided)}; decide each in the "
+                "manifest (decisions:, or classify.overrides with personal: false) and plan again",
+            )
+        )
     if pending_requests:
         refusals.append(
             Refusal(

@@ -15,11 +15,12 @@ import sqlalchemy as sa
 
 from dereg.classify.engine import full_scan_hits
 from dereg.connectors import Connectors
-from dereg.erase.execute import execute_plan
+from dereg.erase.execute import KeptRowsAtRisk, execute_plan, kept_row_risks, referenced_values
 from dereg.erase.gate import combined_plan_hash
 from dereg.erase.objects import ObjectErasurePlan, build_object_plan, erase_objects, verify_objects
 from dereg.erase.plan import ErasurePlan, RetainRule, TableAction, build_plan
 from dereg.erase.purge import purge
+from dereg.erase.selection import count_selected, reflect
 from dereg.erase.verify import verify_erasure
 from dereg.errors import BackupError, ErasureError
 from dereg.evidence.run_artifacts import RunArtifacts
@@ -31,21 +32,41 @@ ERASE_BATCH = 5000  # rows per transaction when deleting or pseudonymizing in ba
 Plans = Mapping[str, ErasurePlan | ObjectErasurePlan]
 
 
-def plan_sources(manifest, artifacts: RunArtifacts, *, log) -> dict[str, Any]:
+def plan_sources(
+    manifest, artifacts: RunArtifacts, *, log, connectors: Connectors | None = None, dry_run: bool = False
+) -> dict[str, Any]:
     """Build and store the erasure plan of every source; returns the combined hash the approver
-    approves, each source's hash and each plan's summary."""
+    approves, each source's hash and each plan's summary.
+
+    With `connectors`, the rows each linked action takes are counted on the source with the
+    selection erase will run (`count_selected`). Personal data no link ties to the subjects and the
+    manifest has not decided stops a real run here (naming every table and how to decide it); a
+    `dry_run` plans it as kept and lists it under `undecided`."""
     hashes, summaries = {}, {}
     for source in manifest.sources:
-        plan = _sql_plan(manifest, source, artifacts)
+        plan = _sql_plan(manifest, source, artifacts, dry_run=dry_run)
+        if connectors is not None:
+            with connectors.database(source.conn_id) as engine:
+                count_selected(engine, plan)
         artifacts.put_plan(source.id, plan)
         for action in plan.tables:
             log.info(
-                "  %s.%s: %s %d rows %s",
+                "  %s.%s: %s %d of %d rows (%s) %s",
                 source.id,
                 action.table,
                 action.action,
                 action.rows,
+                action.rows_total,
+                action.scope,
                 ",".join(action.columns),
+            )
+        for item in plan.undecided:
+            log.warning(
+                "  %s.%s: personal columns %s with no link to the subjects and no decision (%d rows)",
+                source.id,
+                item["table"],
+                ", ".join(item["columns"]),
+                item["rows"],
             )
         hashes[source.id], summaries[source.id] = plan.plan_hash, plan.summary()
     for source in manifest.object_sources:
@@ -68,19 +89,50 @@ def plan_sources(manifest, artifacts: RunArtifacts, *, log) -> dict[str, Any]:
     return {"plan_hash": plan_hash, "source_plan_hashes": hashes, "sources": summaries}
 
 
-def _sql_plan(manifest, source, artifacts: RunArtifacts) -> ErasurePlan:
+def not_personal_columns(source) -> set[tuple[str, str]]:
+    """(table, column) the manifest's overrides say are not personal (`personal: false` or no
+    categories): the plan leaves them, so the final scan must too."""
+    return {(o.table, o.column) for o in source.classify.overrides if not o.personal or not o.categories}
+
+
+def _sql_plan(manifest, source, artifacts: RunArtifacts, *, dry_run: bool = False) -> ErasurePlan:
     inventory = artifacts.inventory(source.id)
     classification = artifacts.classification(source.id)
     # every schema is planned (tables are schema-qualified); a table the backup does not hold is
     # refused by erase (`check_against_backup`), so nothing outside the backup is erased
-    return build_plan(
+    plan = build_plan(
         company_id=manifest.company_id,
         inventory=inventory,
         classification=classification,
         subject_table=source.subject_table,
         retain=[RetainRule(table=r.table, action=r.action, law=r.law, years=r.years) for r in source.retain],
         keep_unreadable={u.table: u.reason for u in source.classify.keep_unreadable},
+        decisions={d.table: (d.action, d.reason) for d in source.decisions},
+        allow_undecided=dry_run,
     )
+    problems = override_problems(plan, inventory, not_personal_columns(source))
+    if problems:
+        raise ErasureError(
+            f"source {source.id}: the manifest's classify.overrides do not match the plan:\n"
+            + "\n".join(f"  - {p}" for p in problems)
+            + "\nFix the overrides, then classify and plan again (verification honours them, so a "
+            "wrong one would only show after the erase)."
+        )
+    return plan
+
+
+def override_problems(plan: ErasurePlan, inventory, not_personal: set[tuple[str, str]]) -> list[str]:
+    """What verification would reject because of an override, caught before anything is erased:
+    an override naming a table or column the source does not have (verification would then apply
+    it to nothing, or the manifest meant another column)."""
+    columns = {t.qualified_name: {c.name for c in t.columns} for t in inventory.tables}
+    problems = []
+    for table, column in sorted(not_personal):
+        if table not in columns:
+            problems.append(f"{table}.{column}: the source has no table {table}")
+        elif column not in columns[table]:
+            problems.append(f"{table}.{column}: table {table} has no column {column}")
+    return problems
 
 
 #: source id -> table (as the plan shows it) -> what the backup recorded of it: {"rows", "sha256"}
@@ -116,9 +168,9 @@ def backup_problems(plan: ErasurePlan, backed_up: Mapping[str, Mapping[str, Any]
         held = backed_up.get(action.table)
         if held is None:
             problems.append(f"{action.table}: not in the backup, so erasing it would lose its rows for good")
-        elif held.get("rows") != action.rows:
+        elif held.get("rows") != action.rows_total:
             problems.append(
-                f"{action.table}: the plan counted {action.rows} rows but the backup holds "
+                f"{action.table}: the plan counted {action.rows_total} rows but the backup holds "
                 f"{held.get('rows')} (the table changed between plan and backup)"
             )
         elif not held.get("sha256"):
@@ -156,9 +208,9 @@ def change_problems(plan: ErasurePlan, now: Mapping[str, int], *, resumed: bool)
             continue
         rows = now[action.table]
         fewer_ok = resumed and action.action == "delete"
-        if rows > action.rows or (rows < action.rows and not fewer_ok):
+        if rows > action.rows_total or (rows < action.rows_total and not fewer_ok):
             problems.append(
-                f"{action.table}: {rows} rows now, {action.rows} backed up and planned "
+                f"{action.table}: {rows} rows now, {action.rows_total} backed up and planned "
                 "(the source changed since the backup)"
             )
     return problems
@@ -219,14 +271,16 @@ def content_problems(
 
 
 def rows_affected(plan: ErasurePlan, before: Mapping[str, int], changed: Mapping[str, int], after) -> dict:
-    """Rows the run erased per table, over every try: for a delete table, the planned rows gone
-    (before this try, plus this try's); for a pseudonymized table, the rows kept, each now tokens."""
+    """Rows the run erased per table, over every try, from the table's rows at plan time
+    (`rows_total`, which the backup holds) and now (`after`): for a delete, the rows gone; for a
+    pseudonymization, the rows selected, less any kept row that went missing (none may)."""
     affected = {}
     for action in plan.tables:
+        now = after.get(action.table, 0)
         if action.action == "delete":
-            affected[action.table] = action.rows - before.get(action.table, 0) + changed.get(action.table, 0)
+            affected[action.table] = action.rows_total - now
         elif action.action == "pseudonymize":
-            affected[action.table] = after.get(action.table, 0)
+            affected[action.table] = action.rows - (action.rows_total - now)
     return affected
 
 
@@ -239,9 +293,43 @@ def mismatched_counts(plan: ErasurePlan, affected: Mapping[str, int]) -> list[st
     ]
 
 
-def erase_preview(plans: Plans) -> dict[str, Any]:
-    """What a dry run reports instead of erasing: each plan's summary."""
+def erase_preview(plans: Plans, manifest=None, connectors: Connectors | None = None) -> dict[str, Any]:
+    """What a dry run reports instead of erasing: each plan's summary. With the manifest and
+    `connectors`, the check a real erase makes before it changes anything runs too (read only):
+    rows that stay referring by foreign key to rows the plan deletes fail the dry run as they
+    would fail the erase (`KeptRowsAtRisk`)."""
+    if manifest is not None and connectors is not None:
+        for source in manifest.sources:
+            with connectors.database(source.conn_id) as engine:
+                risks = kept_row_risks(engine, plans[source.id])
+            if risks:
+                raise KeptRowsAtRisk(source.id, risks)
     return {"would": {sid: p.summary() for sid, p in plans.items()}}
+
+
+def subject_keys(engine, plan: ErasurePlan) -> dict[str, Any] | None:
+    """The subject table's primary key values (references, not personal data), for verification
+    to follow links by key after the erase; None when the table has no primary key or its key
+    values are not plain numbers or text."""
+    action = plan.action(plan.subject_table)
+    if not action.key:
+        return None
+    metadata = sa.MetaData()
+    with engine.connect() as conn:
+        table = reflect(conn, metadata, *action.ident)
+        cols = [table.c[k] for k in action.key]
+        values = [list(r) for r in conn.execute(sa.select(*cols).order_by(*cols))]
+    if any(not isinstance(v, int | str) or isinstance(v, bool) for row in values for v in row):
+        return None
+    return {"table": plan.subject_table, "columns": list(action.key), "values": values}
+
+
+def erase_keys(engine, plan: ErasurePlan) -> dict[str, Any]:
+    """What erase records before it changes anything (references, never personal data): the
+    subject table's key values (`subject_keys`: "table", "columns", "values"; absent without a
+    primary key) and, under "referenced", the rows the subjects refer to that the plan deletes
+    (`referenced_values`), so a retry after the subjects are gone still finds them."""
+    return {**(subject_keys(engine, plan) or {}), "referenced": referenced_values(engine, plan)}
 
 
 def erase_sources(
@@ -255,6 +343,8 @@ def erase_sources(
     log,
     progress,
     on_checked: Callable[[dict[str, dict[str, int]]], None] | None = None,
+    record_subject_keys: Callable[[str, dict], None] | None = None,
+    recorded_keys: Callable[[str], dict | None] | None = None,
 ) -> dict[str, Any]:
     """Run each source's approved plan: rows deleted or pseudonymized, and every object version and
     delete marker deleted under the prefixes planned for deletion (locked versions are counted).
@@ -285,6 +375,9 @@ def erase_sources(
         problems += [f"{source.id}: {p}" for p in backup_problems(plan, backed_up.get(source.id, {}))]
         with connectors.database(source.conn_id) as engine:
             before[source.id] = current_rows(engine, plan)
+            risks = kept_row_risks(engine, plan)
+        if risks:
+            raise KeptRowsAtRisk(source.id, risks)
         problems += [f"{source.id}: {p}" for p in change_problems(plan, before[source.id], resumed=resumed)]
     if problems:
         raise ErasureError(
@@ -309,6 +402,15 @@ def erase_sources(
             "again from the backup stage in a new run (a retry of this run's backup task reuses the "
             "backup it took), with inventory and plan before it and the new plan approved."
         )
+    keys: dict[str, dict[str, Any]] = {}
+    for source in manifest.sources:
+        recorded = recorded_keys(source.id) if (resumed and recorded_keys is not None) else None
+        if recorded is None:
+            with connectors.database(source.conn_id) as engine:
+                recorded = erase_keys(engine, plans[source.id])
+            if record_subject_keys is not None:
+                record_subject_keys(source.id, recorded)
+        keys[source.id] = recorded
     if on_checked is not None:
         on_checked(before)
     done, affected = {}, {}
@@ -324,6 +426,7 @@ def erase_sources(
                 truncate_whole_tables=True,
                 expected_rows=before[source.id],
                 expected_digests=digests[source.id],
+                referenced=keys[source.id].get("referenced"),
             )
             after = current_rows(engine, plan)
         affected[source.id] = rows_affected(plan, before[source.id], done[source.id], after)
@@ -369,15 +472,25 @@ def purge_sources(manifest, plans: Plans, *, connectors: Connectors, log) -> dic
     return {"purge": results}
 
 
-def verify_sources(manifest, plans: Plans, *, connectors: Connectors) -> dict[str, Any]:
+def verify_sources(
+    manifest, plans: Plans, *, connectors: Connectors, subject_keys: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Scan every value of every table again and list every version under each erased prefix;
-    raises `ErasureError` listing every source where something of the erased customers remains."""
+    raises `ErasureError` listing every source where something of the erased customers remains,
+    or a kept row is missing. `subject_keys`: source id -> the keys erase recorded (None: none)."""
     results, problems = {}, []
     for source in manifest.sources:
         with connectors.database(source.conn_id) as engine:
             after = inventory_source(engine, source.id)
             hits = full_scan_hits(engine, after)
-            verification = verify_erasure(engine, plans[source.id], after, hits)
+            verification = verify_erasure(
+                engine,
+                plans[source.id],
+                after,
+                hits,
+                not_personal=not_personal_columns(source),
+                subject_keys=(subject_keys or {}).get(source.id),
+            )
         results[source.id] = {
             "ok": verification.ok,
             "tables": verification.tables,

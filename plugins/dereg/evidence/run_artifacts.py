@@ -37,6 +37,10 @@ def classification_name(source_id: str) -> str:
     return f"classification.{source_id}"
 
 
+def subject_keys_name(source_id: str) -> str:
+    return f"subject_keys.{source_id}"
+
+
 def plan_name(source_id: str) -> str:
     return f"plan.{source_id}"
 
@@ -108,6 +112,20 @@ class RunArtifacts:
         plans: dict[str, ErasurePlan | ObjectErasurePlan] = {s.id: self.plan(s.id) for s in manifest.sources}
         plans.update({o.id: self.object_plan(o.id) for o in manifest.object_sources})
         return plans
+
+    # the subject table's primary key values, recorded by erase before it changes anything
+    # (references, not personal data), so verification can follow links by key
+    def put_subject_keys(self, source_id: str, keys: dict) -> str:
+        return self._put(subject_keys_name(source_id), keys)
+
+    def subject_keys(self, source_id: str) -> dict | None:
+        """{"columns", "values"} of source `source_id`'s subjects; None when erase recorded none."""
+        from dereg.errors import GateError
+
+        try:
+            return self._get(subject_keys_name(source_id))
+        except GateError:
+            return None
 
     # backups and certificate
     def put_backups(self, backups: dict[str, dict]) -> str:

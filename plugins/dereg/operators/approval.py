@@ -85,12 +85,15 @@ class ErasureApprovalOperator(ComplianceMixin, ApprovalOperator):
             "",
             *plan_lines,
             "",
-            "Summary / 摘要:",
-            "",
-            "```json",
-            json.dumps(summary, ensure_ascii=False, indent=2),
-            "```",
         ]
+        from dereg.erase.plan import approval_text
+
+        # per SQL source a table of rows per table (the plan's own summary); object sources as they are
+        for sid, s in summary.items():
+            if "per_table" in s:
+                lines += [*approval_text(s, sid), ""]
+            else:
+                lines += [f"**{sid}**", "```json", json.dumps(s, ensure_ascii=False, indent=2), "```", ""]
         return "\n".join(lines)
 
     @anchored

@@ -127,7 +127,9 @@ class PlanOperator(ComplianceOperator):
         from dereg.erase.review import write_plan_html
         from dereg.erase.sources import plan_sources
 
-        result = plan_sources(run.manifest, run.artifacts, log=self.log)
+        result = plan_sources(
+            run.manifest, run.artifacts, log=self.log, connectors=_connectors(run), dry_run=run.dry_run
+        )
         page = write_plan_html(
             run.output_dir(),
             run.plans,
@@ -302,7 +304,7 @@ class EraseOperator(ComplianceOperator):
     def dry_run_summary(self, run: RunContext, context) -> dict:
         from dereg.erase.sources import erase_preview
 
-        return erase_preview(run.plans)
+        return erase_preview(run.plans, run.manifest, _connectors(run))
 
     def act(self, run: RunContext, context) -> dict:
         from dereg.erase.sources import backed_up_tables, erase_sources
@@ -317,6 +319,8 @@ class EraseOperator(ComplianceOperator):
             # a retry may find fewer rows only when an earlier try passed the check and began erasing
             resumed=run.has_event(self.stage, "checked"),
             on_checked=lambda rows: run.record(self.stage, "checked", rows=rows),
+            record_subject_keys=run.artifacts.put_subject_keys,
+            recorded_keys=run.artifacts.subject_keys,
             log=self.log,
             progress=self._progress,
         )
@@ -345,7 +349,8 @@ class VerifyErasureOperator(ComplianceOperator):
     def act(self, run: RunContext, context) -> dict:
         from dereg.erase.sources import verify_sources
 
-        return verify_sources(run.manifest, run.plans, connectors=_connectors(run))
+        keys = {s.id: run.artifacts.subject_keys(s.id) for s in run.manifest.sources}
+        return verify_sources(run.manifest, run.plans, connectors=_connectors(run), subject_keys=keys)
 
 
 class CertificateOperator(ComplianceOperator):

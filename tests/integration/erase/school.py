@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from dereg.erase.plan import RetainRule, build_plan
+from dereg.erase.selection import count_selected
 from dereg.model import (
     ClassificationResult,
     ColumnFinding,
@@ -245,15 +246,21 @@ def school_classification(inventory: SourceInventory) -> ClassificationResult:
     return ClassificationResult(source_id=inventory.source_id, columns=findings)
 
 
+#: leads hold personal data no link ties to the students: the manifest decides to erase them
+DECISIONS = {"leads": ("erase", "enquiries of the closing school, not kept")}
+
+
 def school_plan(engine: sa.Engine):
     inventory = reflect_inventory(engine)
-    return build_plan(
+    plan = build_plan(
         company_id="demo_academy",
         inventory=inventory,
         classification=school_classification(inventory),
         subject_table="students",
         retain=RETAIN,
+        decisions=DECISIONS,
     )
+    return count_selected(engine, plan)
 
 
 def dump(engine: sa.Engine) -> dict[str, list[tuple]]:

@@ -144,9 +144,9 @@ def test_verify_finds_what_was_left(school):
     verification = verify_erasure(school.engine, plan, school.inventory(), hits={("leads", "mobile"): 1})
     assert not verification.ok
     problems = "\n".join(verification.problems)
-    assert "leads: 1 rows left after deletion" in problems
+    assert "leads: 1 rows left, the plan leaves 0 (it deletes 15 of 15)" in problems
     assert "accounting_records.payer_mobile: 1 values are not pseudonymized" in problems
-    assert "accounting_records: 39 rows kept, the plan says 40" in problems
+    assert "accounting_records: 39 rows now, the plan keeps 40" in problems
     assert "leads.mobile: the full scan still finds 1 personal values" in problems
     assert "1390000" not in problems  # counts and names only
     assert verification.tables["leads"]["ok"] is False and verification.tables["students"]["ok"] is True

@@ -111,7 +111,9 @@ def test_erase_purge_and_verify_touch_only_the_planned_schema(pg_url, truncate):
         assert result["tables"] == ["archive.orders", "customers"]
         verified = verify_erasure(engine, plan, inventory_source(engine, "shop"), hits={})
         assert verified.ok, verified.problems
-        assert set(verified.tables) == {"archive.orders", "customers"}
+        # every table is verified; the one kept has every row
+        assert set(verified.tables) == {"archive.orders", "customers", "orders"}
+        assert verified.tables["orders"]["rows"] == 15 and verified.tables["orders"]["ok"]
         assert verified.tables["archive.orders"]["rows"] == 0
     finally:
         engine.dispose()

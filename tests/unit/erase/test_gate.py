@@ -14,6 +14,7 @@ from dereg.erase.gate import (
     REQUESTS_OPEN,
     RESTORE_NOT_VERIFIED,
     SELF_APPROVED,
+    UNDECIDED,
     Approval,
     EraseRefused,
     LedgerFacts,
@@ -163,6 +164,17 @@ def test_refuses_when_an_object_plan_changed_or_a_source_was_added_after_approva
     assert _codes(_refusals(approval, changed, triggered_by="ops", pending_requests={})) == [PLAN_CHANGED]
     more = {**copy.deepcopy(plans), "crm": copy.deepcopy(plans["school_db"])}
     assert _codes(_refusals(approval, more, triggered_by="ops", pending_requests={})) == [PLAN_CHANGED]
+
+
+def test_refuses_a_plan_that_leaves_personal_data_undecided():
+    plans = _plans()
+    plans["school_db"].undecided = [
+        {"table": "site_settings", "columns": {"hotline": ["cn_mobile"]}, "rows": 3}
+    ]
+    plans["school_db"].plan_hash = plans["school_db"].compute_hash()
+    refusals = _refusals(_approved(plans), plans, triggered_by="ops", pending_requests={})
+    assert _codes(refusals) == [UNDECIDED]
+    assert "school_db.site_settings" in refusals[0].reason and "decisions:" in refusals[0].reason
 
 
 def test_refuses_when_the_approver_triggered_the_run():

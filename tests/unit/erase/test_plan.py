@@ -62,13 +62,18 @@ def school(extra=()):
     return SourceInventory("school_db", "sqlite", tables), ClassificationResult("school_db", findings)
 
 
-def plan_of(inventory, classification, retain=(ACCOUNTING,)):
+LEADS = {"leads": ("erase", "marketing leads of the closing school, not kept")}
+
+
+def plan_of(inventory, classification, retain=(ACCOUNTING,), decisions=LEADS, **kw):
     return build_plan(
         company_id="demo_academy",
         inventory=inventory,
         classification=classification,
         subject_table="students",
         retain=list(retain),
+        decisions=decisions,
+        **kw,
     )
 
 
@@ -86,7 +91,18 @@ def test_actions_reasons_and_order():
     ]
     att = plan.action("attendance")
     assert att.columns == [] and att.rows == 120 and att.key == ["id"]
-    assert att.reason == "rows refer to students, which are deleted"
+    assert att.reason == "rows linked to the customers through attendance(student_id) -> students(id)"
+    assert att.scope == "linked" and att.rows_total == 120
+    assert att.via == [
+        {
+            "columns": ["student_id"],
+            "table": "students",
+            "schema": None,
+            "name": "students",
+            "ref_columns": ["id"],
+        }
+    ]
+    assert att.links[0]["kind"] == "declared"
     acc = plan.action("accounting_records")
     # in the table's column order, whatever order classification listed them in
     assert acc.columns == ["payer_name", "payer_mobile"] and acc.column_lengths == {
@@ -157,11 +173,18 @@ def test_bad_retain_rules(retain, message):
         plan_of(*school(), retain)
 
 
-def test_retained_table_pointing_at_deleted_rows_is_refused():
+def test_a_retained_table_referring_to_deleted_rows_makes_them_pseudonymized():
     linked = _table("invoices", ["student_id", "payer_name"], [("student_id", "students")])
     inventory, classification = school([linked])
-    with pytest.raises(ErasureError, match=r"invoices is kept by law but has foreign keys to \['students'\]"):
-        plan_of(inventory, classification, [ACCOUNTING, RetainRule("invoices", "pseudonymize", "law", 30)])
+    plan = plan_of(inventory, classification, [ACCOUNTING, RetainRule("invoices", "pseudonymize", "law", 30)])
+    invoices, students = plan.action("invoices"), plan.action("students")
+    assert (invoices.action, invoices.scope) == ("keep", "linked")  # no personal column classified
+    # the students the invoices refer to stay (the foreign key would refuse the delete), pseudonymized
+    assert (students.action, students.scope) == ("pseudonymize", "all")
+    assert students.columns == ["name", "id_number"]
+    assert "rows kept in invoices refer to it by foreign key" in students.reason
+    # their other children still lose their linked rows
+    assert plan.action("notes").action == "delete"
 
 
 def test_a_retained_parent_is_not_deleted():
@@ -191,8 +214,10 @@ def test_missing_subject_table_and_primary_key():
     no_pk = _table("sms_log", ["mobile"], pk=())
     inventory, classification = school([no_pk])
     classification.columns.append(ColumnFinding("sms_log", "mobile", ["cn_mobile"], "general"))
+    erased = plan_of(inventory, classification, decisions={**LEADS, "sms_log": ("erase", "old SMS log")})
+    assert erased.action("sms_log").one_statement and "one statement" in erased.action("sms_log").reason
     with pytest.raises(ErasureError, match="sms_log has no primary key"):
-        plan_of(inventory, classification)
+        plan_of(inventory, classification, decisions={**LEADS, "sms_log": ("pseudonymize", "old SMS log")})
 
 
 def test_classification_of_another_source_is_refused():
@@ -231,6 +256,7 @@ def test_the_manifest_may_keep_an_unreadable_table_with_its_reason():
         classification=classification,
         subject_table="students",
         retain=[ACCOUNTING],
+        decisions=LEADS,
         keep_unreadable={"ledger_notes": "a vendor's log without customer data, checked by hand"},
     )
     action = plan.action("ledger_notes")
