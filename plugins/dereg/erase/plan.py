@@ -182,7 +182,7 @@ def approval_text(summary: Mapping[str, Any], source_id: str) -> list[str]:
     if undecided:
         lines += ["", "Undecided personal data (no link to the subjects, no decision in the manifest):"]
         lines += [
-            f"- {u['table']} ({u['rows']} rows): "
+            f"- {u['table']} ({u.get('rows', '?')} rows): "
             + ", ".join(f"{c} [{', '.join(cats)}]" for c, cats in u["columns"].items())
             for u in undecided
         ]
