@@ -80,6 +80,8 @@ class TableAction:
     rows_total: int = 0
     #: the partitioned table this partition belongs to (its rule is the parent's), else None
     partition_of: str | None = None
+    #: the manifest's decision on this table (`decisions:`: erase, pseudonymize, keep), else None
+    decided: str | None = None
     #: a partitioned table: its rows live in its partitions, which are acted on and counted; the
     #: parent itself is never acted on (action "keep", rows 0)
     partitioned: bool = False
@@ -341,6 +343,8 @@ def undecided_error(source_id: str, undecided: list[dict[str, Any]]) -> ErasureE
         + "\nThe plan never deletes such a table whole by default. For each, add to the source in the "
         "manifest one of: `decisions: [{table: T, action: erase, reason: ...}]` (delete every row), "
         "`decisions: [{table: T, action: pseudonymize, reason: ...}]` (replace its personal columns), "
+        "`decisions: [{table: T, action: keep, reason: ...}]` (its personal data is not the customers': "
+        "staff, the company's own contacts), "
         "`classify.overrides: [{table: T, column: C, personal: false, reason: ...}]` (the column is "
         "not personal data), or `links:` (its rows do belong to the subjects); then plan again. A dry "
         "run shows this list without stopping."
@@ -412,10 +416,12 @@ def build_plan(
             f"source {inventory.source_id}: decisions name tables that do not exist: {bad}; fix the "
             "manifest's decisions list"
         )
-    bad = sorted(f"{t}: {a!r}" for t, (a, _) in decisions.items() if a not in ("erase", "pseudonymize"))
+    bad = sorted(
+        f"{t}: {a!r}" for t, (a, _) in decisions.items() if a not in ("erase", "pseudonymize", "keep")
+    )
     if bad:
         raise ErasureError(
-            f"source {inventory.source_id}: decisions with unknown actions {bad}; use erase or pseudonymize"
+            f"source {inventory.source_id}: decisions with unknown actions {bad}; use erase, pseudonymize or keep"
         )
     tables = {t.qualified_name: t for t in sorted(inventory.tables, key=lambda t: t.qualified_name)}
     parent_of = {q: t.partition_of for q, t in tables.items() if t.partition_of in tables}
@@ -564,6 +570,13 @@ def build_plan(
             what, why = decided[q]
             if what == "erase":
                 act(q, "delete", f"the manifest decides: erase every row ({why})")
+            elif what == "keep":
+                act(
+                    q,
+                    "keep",
+                    f"the manifest decides: kept as it is, its personal data is not the customers' ({why})",
+                )
+                actions[q].decided = "keep"
             else:
                 act(q, "pseudonymize", f"the manifest decides: pseudonymize every row ({why})")
             continue

@@ -119,7 +119,7 @@ def left_on_purpose(action: TableAction, column: str) -> bool:
     or rows the plan does not take (not linked to a subject: their values are not the erased
     customers'). Rows it takes are checked by key and count, not here."""
     if action.action == "keep":
-        return action.scope == "linked" or "as they are" in action.reason
+        return action.scope == "linked" or "as they are" in action.reason or action.decided == "keep"
     return action.scope == "linked" and action.rows_total > action.rows
 
 

@@ -201,6 +201,16 @@ def test_the_manifest_decides_erase_or_pseudonymize_every_row():
     assert tokens.action("site_settings").action == "pseudonymize"
     assert tokens.action("site_settings").columns == ["hotline"]
     assert erased.undecided == tokens.undecided == []
+    # keep: staff accounts, the company's own contacts; verification leaves its values alone
+    from dereg.erase.verify import left_on_purpose
+
+    kept = plan(inventory, classification, decisions={"site_settings": ("keep", "the school's own hotline")})
+    action = kept.action("site_settings")
+    assert (action.action, action.decided, kept.undecided) == ("keep", "keep", [])
+    assert "the school's own hotline" in action.reason and left_on_purpose(action, "hotline")
+    assert not left_on_purpose(
+        plan(inventory, classification, allow_undecided=True).action("site_settings"), "hotline"
+    )
 
 
 @pytest.mark.parametrize(
