@@ -683,7 +683,12 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("backup_id", metavar="BACKUP_ID")
     restore.add_argument("--from", required=True, metavar="s3://BUCKET/PREFIX")
     restore.add_argument(
-        "--into", metavar="TARGET_URL", help="database to restore into and keep (default: a scratch copy)"
+        "--into",
+        metavar="TARGET_URL",
+        help="an empty database to restore into and keep (default: a scratch copy). A format 4 backup rebuilds "
+        "the source's schema there (tables, types, keys, indexes, views, triggers) when it is the same kind of "
+        "database; older backups restore data-only and say so. Refused, with nothing created, when the target "
+        "already has one of the tables; undone when anything fails",
     )
     restore.add_argument(
         "--scratch-url",
