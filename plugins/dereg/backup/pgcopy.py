@@ -319,8 +319,7 @@ def dump_tables(
             finally:
                 r.close()
         if dumper is not None:
-            for t in dumper._threads:  # no pg_dump left running behind a failed backup
-                t.join()
+            dumper.join()  # no pg_dump left running behind a failed backup
     ordered = {table_key(t): described[table_key(t)] for t in tables}
     extra_fields: dict[str, Any] = {"pg": {"server_version_num": server_version, "copy_settings": SETTINGS}}
     if dumper is not None:

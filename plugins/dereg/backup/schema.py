@@ -76,9 +76,48 @@ def pg_dump_binary(server_version_num: int) -> str | None:
     return None
 
 
+# pg_dump's archive entry types of its post-data section (everything else a --schema-only dump
+# writes is pre-data); pg_dump orders every pre-data entry before every post-data one
+POST_DATA_TYPES = frozenset(
+    {
+        "CONSTRAINT",
+        "FK CONSTRAINT",
+        "CHECK CONSTRAINT",
+        "INDEX",
+        "INDEX ATTACH",
+        "STATISTICS",
+        "TRIGGER",
+        "EVENT TRIGGER",
+        "RULE",
+        "POLICY",
+        "ROW SECURITY",
+        "PUBLICATION",
+        "PUBLICATION TABLE",
+        "PUBLICATION TABLES IN SCHEMA",
+        "SUBSCRIPTION",
+        "SUBSCRIPTION TABLE",
+        "MATERIALIZED VIEW DATA",
+        "DEFAULT ACL",
+    }
+)
+_ITEM_TYPE = re.compile(rb"^--\n-- Name: [^\n]*; Type: ([^;\n]+); Schema: [^\n]*\n--\n", re.MULTILINE)
+
+
+def split_sections(dump: bytes) -> dict[str, bytes]:
+    """One `pg_dump --schema-only` script as its pre-data and post-data sections, as
+    `--section=pre-data` and `--section=post-data` would write them (each with the preamble of SET
+    lines), from one run: half the catalog reading of two."""
+    items = list(_ITEM_TYPE.finditer(dump))
+    preamble = dump[: items[0].start()] if items else dump
+    cut = next((m.start() for m in items if m.group(1).decode() in POST_DATA_TYPES), None)
+    if cut is None:
+        return {"pre-data": dump, "post-data": b""}
+    return {"pre-data": dump[:cut], "post-data": preamble + dump[cut:]}
+
+
 class PgDump:
-    """Both sections of a PostgreSQL source's schema by pg_dump, run in the background (two
-    processes at once, sharing the backup's exported snapshot) while the rows are copied."""
+    """The schema of a PostgreSQL source by one `pg_dump --schema-only`, run in the background
+    (sharing the backup's exported snapshot) while the rows are copied, split into sections."""
 
     def __init__(self, url: sa.URL, binary: str, snapshot: str | None):
         env = dict(os.environ)
@@ -94,7 +133,8 @@ class PgDump:
         for key, value in (url.query or {}).items():  # e.g. sslmode
             if key in ("sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout"):
                 env["PG" + key.upper()] = str(value)
-        args = [
+        cmd = [
+            binary,
             "--schema-only",
             "--no-owner",
             "--no-privileges",
@@ -104,39 +144,36 @@ class PgDump:
             "--no-publications",
         ]
         if snapshot:
-            args.append(f"--snapshot={snapshot}")
-        self.results: dict[str, bytes] = {}
-        self.errors: list[str] = []
-        self._threads = [
-            threading.Thread(target=self._run, args=([binary, *args, f"--section={s}"], env, s), daemon=True)
-            for s in SECTIONS
-        ]
-        for t in self._threads:
-            t.start()
+            cmd.append(f"--snapshot={snapshot}")
+        self.result: bytes | None = None
+        self.error: str | None = None
+        self._thread = threading.Thread(target=self._run, args=(cmd, env), daemon=True)
+        self._thread.start()
 
-    def _run(self, cmd: list[str], env: dict, section: str) -> None:
+    def _run(self, cmd: list[str], env: dict) -> None:
         try:
             done = subprocess.run(cmd, env=env, capture_output=True, timeout=PG_DUMP_TIMEOUT)
         except (OSError, subprocess.SubprocessError) as exc:
-            self.errors.append(f"pg_dump --section={section} could not run ({type(exc).__name__})")
+            self.error = f"pg_dump could not run ({type(exc).__name__})"
             return
         if done.returncode:
             # schema-only: its messages name objects and connection problems, never rows
             last = (done.stderr.decode("utf-8", "replace").strip().splitlines() or ["?"])[-1]
-            self.errors.append(f"pg_dump --section={section} failed (status {done.returncode}: {last[:300]})")
+            self.error = f"pg_dump failed (status {done.returncode}: {last[:300]})"
             return
-        self.results[section] = _RESTRICT.sub(b"", done.stdout)
+        self.result = _RESTRICT.sub(b"", done.stdout)
+
+    def join(self) -> None:
+        self._thread.join()
 
     def wait(self) -> dict[str, bytes]:
-        for t in self._threads:
-            t.join()
-        if self.errors:
+        self.join()
+        if self.error is not None or self.result is None:
             raise BackupError(
-                "the schema of the source could not be dumped: "
-                + "; ".join(self.errors)
-                + ". Check that pg_dump can connect with the source's credentials."
+                f"the schema of the source could not be dumped: {self.error}. Check that pg_dump can "
+                "connect with the source's credentials."
             )
-        return self.results
+        return split_sections(self.result)
 
 
 def pg_sequence_values(cur, schemas: list[str]) -> bytes:
