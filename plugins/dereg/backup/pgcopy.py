@@ -256,8 +256,7 @@ def dump_tables(
                 extra = _open_extra(engine, min(JOBS, len(plans)) - 1, join_snapshot)
         if binary is not None:
             dumper = schema.PgDump(engine.url, binary, snapshot)
-            schemas = sorted({t.schema or default_schema for t in tables} | {default_schema})
-            sequences = schema.pg_sequence_values(cur, schemas)
+            sequences = schema.pg_sequence_values(cur)
 
         def dump(worker, plan) -> None:
             table, qualified, relkind, _pages, columns = plan

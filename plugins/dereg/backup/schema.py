@@ -176,21 +176,20 @@ class PgDump:
         return split_sections(self.result)
 
 
-def pg_sequence_values(cur, schemas: list[str]) -> bytes:
-    """`setval` statements giving each sequence of `schemas` its current value (pg_dump keeps them
-    in its data section, which the schema sections leave out)."""
+def pg_sequence_values(cur) -> bytes:
+    """`setval` statements giving every sequence of the user schemas its current value (pg_dump
+    keeps them in its data section, which the schema sections leave out)."""
     cur.execute(
-        "SELECT format('SELECT pg_catalog.setval(%%L, %%s, %%s);', format('%%I.%%I', schemaname, sequencename), "
+        "SELECT format('SELECT pg_catalog.setval(%L, %s, %s);', format('%I.%I', schemaname, sequencename), "
         "coalesce(last_value, start_value), CASE WHEN last_value IS NULL THEN 'false' ELSE 'true' END) "
-        "FROM pg_catalog.pg_sequences WHERE schemaname = ANY(%s) ORDER BY schemaname, sequencename",
-        (schemas,),
+        "FROM pg_catalog.pg_sequences WHERE schemaname <> 'information_schema' AND schemaname NOT LIKE 'pg\\_%' "
+        "ORDER BY schemaname, sequencename"
     )
     lines = [row[0] for row in cur.fetchall()]
     if not lines:
         return b""
-    return (
-        "\n--\n-- Name: sequence values; Type: SEQUENCE SET; Schema: -\n--\n\n" + "\n".join(lines) + "\n"
-    ).encode()
+    header = "\n--\n-- Name: sequence values; Type: SEQUENCE SET; Schema: -\n--\n\n"
+    return (header + "\n".join(lines) + "\n").encode()
 
 
 def mysql_statements(conn: sa.Connection, tables: list[str]) -> dict[str, bytes]:
@@ -503,8 +502,25 @@ def restore_statements(
                     )
             if problems:
                 return results
+            # views are listed by name, not by what they read: one that reads a view not yet made
+            # is tried again once the others are
+            for item in post:  # sql_mode, routines (views and triggers may call them), indexes
+                if item["kind"] not in ("view", "trigger"):
+                    run("post-data", item)
+            waiting = [item for item in post if item["kind"] == "view"]
+            while waiting:
+                later = []
+                for item in waiting:
+                    try:
+                        run("post-data", item)
+                    except BackupError:
+                        later.append(item)
+                if len(later) == len(waiting):
+                    run("post-data", later[0])  # no progress: the first one's error
+                waiting = later
             for item in post:
-                run("post-data", item)
+                if item["kind"] == "trigger":
+                    run("post-data", item)
             if mysql:
                 conn.exec_driver_sql("SET SESSION FOREIGN_KEY_CHECKS = 1")
             done = True

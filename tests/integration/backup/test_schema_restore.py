@@ -126,3 +126,62 @@ def test_older_formats_restore_data_only_and_say_so(version, sqlite_url):
     assert _rebuilds_schema(manifest, None, sqlite_url, report, lines.append) is False
     assert f"version {version} backup" in report.warnings[0] and "data-only" in report.warnings[0]
     assert lines and "data-only" in lines[0]
+
+
+@pytest.fixture
+def other_mariadb_url(mariadb_url):
+    import uuid
+
+    from tests.conftest import MARIADB_ADMIN_URL
+
+    admin = sa.create_engine(MARIADB_ADMIN_URL)
+    name = f"schema_test_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    yield MARIADB_ADMIN_URL.rstrip("/") + f"/{name}?charset=utf8mb4"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
+    admin.dispose()
+
+
+def _mariadb_objects(url: str) -> dict[str, object]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            tables = sa.inspect(conn).get_table_names()
+            return {
+                "tables": {n: conn.exec_driver_sql(f"SHOW CREATE TABLE `{n}`").fetchone()[1] for n in tables},
+                "views": sorted(sa.inspect(conn).get_view_names()),
+                "triggers": [r[0] for r in conn.exec_driver_sql("SHOW TRIGGERS")],
+                "routines": [
+                    r[0]
+                    for r in conn.exec_driver_sql(
+                        "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = DATABASE()"
+                    )
+                ],
+            }
+    finally:
+        engine.dispose()
+
+
+def test_a_mariadb_backup_restores_views_triggers_and_routines(
+    mariadb_url, other_mariadb_url, make_source, take_backup, location, keyring, store
+):
+    make_source(mariadb_url)
+    engine = sa.create_engine(mariadb_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE FUNCTION twice(x INT) RETURNS INT DETERMINISTIC RETURN x * 2")
+        # `a_big` reads `b_paid`, which sorts after it: created once the other is there
+        conn.exec_driver_sql("CREATE VIEW b_paid AS SELECT id, amount, twice(id) AS t FROM payments")
+        conn.exec_driver_sql("CREATE VIEW a_big AS SELECT id FROM b_paid WHERE amount > 1900")
+        conn.exec_driver_sql(
+            "CREATE TRIGGER no_negative BEFORE INSERT ON payments FOR EACH ROW "
+            "SET NEW.amount = GREATEST(NEW.amount, 0)"
+        )
+    engine.dispose()
+    record = take_backup(mariadb_url)
+    report = restore_and_verify(
+        record.backup_id, location=location, keyring=keyring, store=store, into_url=other_mariadb_url
+    )
+    assert report.ok, report.problems
+    assert _mariadb_objects(other_mariadb_url) == _mariadb_objects(mariadb_url)
