@@ -281,6 +281,7 @@ def _restore(args) -> int:
     import os
 
     from dereg.backup.restore import restore_and_verify
+    from dereg.connections import display_url
     from dereg.evidence.store import open_store
     from dereg.keys_kms import backup_key_provider
 
@@ -301,6 +302,10 @@ def _restore(args) -> int:
         print(f"  MISMATCH {problem}")
     for warning in report.warnings:
         print(f"  WARNING {warning}")
+    if report.schema_rebuilt:
+        print(
+            f"  schema of the source rebuilt in {display_url(args.into)}: tables, types, keys, indexes, views, triggers"
+        )
     print(f"backup {args.backup_id}: {'restored and verified' if report.ok else 'VERIFICATION FAILED'}")
     return 0 if report.ok else 1
 

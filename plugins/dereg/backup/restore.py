@@ -61,6 +61,8 @@ class RestoreReport:
     seconds: float = 0.0
     #: what was restored but could not be fully checked (e.g. an unauthenticated older manifest)
     warnings: list[str] = field(default_factory=list)
+    #: `--into` rebuilt the source's schema (format 4), not only its rows
+    schema_rebuilt: bool = False
 
 
 def _get(client, location: S3Location, key: str) -> bytes:
@@ -458,6 +460,7 @@ def restore_and_verify(
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         report.ok = not report.problems and all(t["ok"] for t in report.tables.values())
+        report.schema_rebuilt = report.ok
         if not report.ok:
             report.problems.append("the restore was undone: nothing of it is left in the target database")
         report.seconds = time.monotonic() - t0
