@@ -30,6 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from dereg.backup import schema as db_schema
 from dereg.backup.codec import describe_keys, kind_of, restored_result, whole_lines
 from dereg.dialects import normalize_url, type_text
 from dereg.errors import BackupError
@@ -204,8 +205,6 @@ def dump_tables(
     rows are stored once, in its partitions (the parent's are only hashed, for erase's check
     against the backup). With `with_schema`, pg_dump writes the schema in the same snapshot
     meanwhile (schema.py). Returns the manifest's `tables` entries and the extra manifest fields."""
-    from dereg.backup import schema
-
     described: dict[str, dict[str, Any]] = {}
     dumper = None
     schema_note = None
@@ -227,7 +226,7 @@ def dump_tables(
             relkind, pages, columns = _columns(cur, qualified)
             plans.append((table, qualified, relkind, pages, columns))
         snapshot = None
-        binary = schema.pg_dump_binary(server_version) if with_schema else None
+        binary = db_schema.pg_dump_binary(server_version) if with_schema else None
         if with_schema and binary is None:
             schema_note = (
                 f"no pg_dump of major version {server_version // 10000} or later found (set DEREG_PG_DUMP): "
@@ -255,8 +254,8 @@ def dump_tables(
             if JOBS > 1 and len(plans) > 1:
                 extra = _open_extra(engine, min(JOBS, len(plans)) - 1, join_snapshot)
         if binary is not None:
-            dumper = schema.PgDump(engine.url, binary, snapshot)
-            sequences = schema.pg_sequence_values(cur)
+            dumper = db_schema.PgDump(engine.url, binary, snapshot)
+            sequences = db_schema.pg_sequence_values(cur)
 
         def dump(worker, plan) -> None:
             table, qualified, relkind, _pages, columns = plan
@@ -310,7 +309,7 @@ def dump_tables(
         if dumper is not None:
             sections = dumper.wait()
             sections["post-data"] += sequences
-            schema_entry = schema.write_sections(session, schema.PG_DUMP_SQL, sections, pg_dump=binary)
+            schema_entry = db_schema.write_sections(session, db_schema.PG_DUMP_SQL, sections, pg_dump=binary)
     finally:
         for r in (raw, *extra):
             try:
@@ -550,6 +549,80 @@ def _line(name: str, t: dict) -> str:
     return (
         f"restore {name}: {t['restored_rows']}/{t['expected_rows']} rows, {'ok' if t['ok'] else 'MISMATCH'}"
     )
+
+
+def restore_with_schema(
+    url: str,
+    manifest: dict,
+    sections: dict[str, str],
+    names: list[str],
+    chunks_of: Callable[[str, dict], Iterator[bytes]],
+    *,
+    problems: list[str],
+    progress=None,
+) -> dict[str, dict[str, Any]]:
+    """Into an empty PostgreSQL database, in one transaction: pre-data, every table's rows by COPY
+    (into its own schema and name), each read back and hashed, then post-data (constraints are
+    validated as they are added). Committed only when everything loaded and verified; otherwise
+    rolled back, so nothing is left half-done."""
+    import psycopg2
+
+    engine = sa.create_engine(normalize_url(url), hide_parameters=True)
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        raw = engine.raw_connection()
+    except sa.exc.SQLAlchemyError as exc:
+        engine.dispose()
+        raise BackupError(
+            f"the target database cannot be used ({type(getattr(exc, 'orig', None) or exc).__name__})"
+        ) from None
+    try:
+        conn = raw.driver_connection
+        conn.rollback()
+        cur = conn.cursor()
+        db_schema.run_pg_section(cur, "pre-data", sections["pre-data"])
+        _apply_settings(cur)
+        for name in names:
+            spec = manifest["tables"][name]
+            qualified = _quote(spec.get("schema") or "public") + "." + _quote(spec.get("name") or name)
+            cols = ", ".join(_quote(c["name"]) for c in spec["columns"])
+            feed = _Feed(chunks_of(name, spec))
+            cur.execute("SAVEPOINT dereg_table")
+            try:
+                cur.copy_expert(f"COPY {qualified} ({cols}) FROM STDIN", feed, size=READ_BLOCK)
+                if feed.error is not None:
+                    raise feed.error
+                hasher = _Hasher()
+                out = io.BufferedWriter(hasher, buffer_size=READ_BLOCK)
+                cur.copy_expert(f"COPY {qualified} ({cols}) TO STDOUT", out)
+                out.flush()
+                cur.execute("RELEASE SAVEPOINT dereg_table")
+                count, digest = hasher.lines, hasher.digest.hexdigest()
+            except psycopg2.Error as exc:
+                cur.execute("ROLLBACK TO SAVEPOINT dereg_table")
+                index = max(feed.chunk, 0)
+                key = spec["chunks"][index] if index < len(spec["chunks"]) else "?"
+                problems.append(
+                    f"{name}: rows of chunk {index} ({key}) cannot be loaded into the target "
+                    f"({type(exc).__name__})"
+                )
+                count, digest = 0, hashlib.sha256().hexdigest()
+            results[name] = restored_result(name, spec, count, digest, problems)
+            if progress:
+                progress(_line(name, results[name]))
+        if problems:
+            conn.rollback()
+            return results
+        cur.execute("RESET ALL")
+        db_schema.run_pg_section(cur, "post-data", sections["post-data"])
+        conn.commit()
+        return results
+    finally:
+        try:
+            raw.driver_connection.rollback()
+        finally:
+            raw.close()
+            engine.dispose()
 
 
 # --- the SQLite fallback: COPY text <-> values ------------------------------------------------

@@ -442,7 +442,7 @@ def restore_and_verify(
         try:
             sections = db_schema.read_sections(schema_entry, chunks.open_schema)
             restore = (
-                db_schema.restore_postgresql
+                pgcopy.restore_with_schema
                 if schema_entry["encoding"] == db_schema.PG_DUMP_SQL
                 else db_schema.restore_statements
             )

@@ -5,19 +5,21 @@ again. At backup time the source's schema is written as two sections, sealed lik
 `pre-data` (what must exist before rows are loaded: schemas, types, domains, tables, sequences,
 functions, views) and `post-data` (what is added after: constraints, indexes, triggers; on
 PostgreSQL also the sequences' current values). PostgreSQL: the server's own `pg_dump
---schema-only --section=...` of the whole database, read in the backup's snapshot (encoding
-`pg-dump-sql`); MariaDB/MySQL: `SHOW CREATE TABLE/VIEW/TRIGGER/PROCEDURE/FUNCTION`; SQLite: the SQL
-of `sqlite_master` (both encoding `sql-statements`, one JSON object per statement and line).
+--schema-only` of the whole database, read in the backup's snapshot and split where its post-data
+section begins (encoding `pg-dump-sql`); MariaDB/MySQL: `SHOW CREATE
+TABLE/VIEW/TRIGGER/PROCEDURE/FUNCTION`; SQLite: the SQL of `sqlite_master` (both encoding
+`sql-statements`, one JSON object per statement and line).
 
-`restore_into` rebuilds the schema in an empty target, loads the rows, adds the post-data part and
-verifies every table's hash; on any failure nothing of it is left behind (PostgreSQL: one
-transaction; MariaDB/MySQL and SQLite: what was created is dropped). Format: docs/backup-format.md.
+On restore `--into` an empty database the schema is rebuilt, the rows loaded, the post-data part
+added and every table's hash verified; on any failure nothing of it is left behind. PostgreSQL:
+`pgcopy.restore_with_schema`, one transaction, running the sections through `run_pg_section`;
+MariaDB/MySQL and SQLite: `restore_statements`, which drops what it created when anything fails.
+Format: docs/backup-format.md.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
@@ -323,7 +325,8 @@ def pg_items(sql: str) -> list[tuple[str, str]]:
     return [(w, s) for w, s in items if any(ln.strip() and not ln.startswith("--") for ln in s.splitlines())]
 
 
-def _pg_run(cur, section: str, sql: str) -> None:
+def run_pg_section(cur, section: str, sql: str) -> None:
+    """Run a pg-dump-sql section item by item; an item the target refuses is an error naming it."""
     import psycopg2
 
     for what, statements in pg_items(sql):
@@ -346,83 +349,6 @@ def _pg_run(cur, section: str, sql: str) -> None:
                 f"({type(exc).__name__}: {primary[:300]}). Nothing was restored."
             ) from None
         cur.execute("RELEASE SAVEPOINT dereg_schema")
-
-
-def restore_postgresql(
-    url: str,
-    manifest: dict,
-    sections: dict[str, str],
-    names: list[str],
-    chunks_of: Callable[[str, dict], Iterator[bytes]],
-    *,
-    problems: list[str],
-    progress=None,
-) -> dict[str, dict[str, Any]]:
-    """Into an empty PostgreSQL database, in one transaction: pre-data, every table's rows by COPY
-    (into its own schema and name), each read back and hashed, then post-data (constraints are
-    validated as they are added). Committed only when everything loaded and verified; otherwise
-    rolled back, so nothing is left half-done."""
-    import psycopg2
-
-    from dereg.backup import pgcopy
-    from dereg.dialects import normalize_url
-
-    engine = sa.create_engine(normalize_url(url), hide_parameters=True)
-    results: dict[str, dict[str, Any]] = {}
-    try:
-        raw = engine.raw_connection()
-    except sa.exc.SQLAlchemyError as exc:
-        engine.dispose()
-        raise BackupError(
-            f"the target database cannot be used ({type(getattr(exc, 'orig', None) or exc).__name__})"
-        ) from None
-    try:
-        conn = raw.driver_connection
-        conn.rollback()
-        cur = conn.cursor()
-        _pg_run(cur, "pre-data", sections["pre-data"])
-        pgcopy._apply_settings(cur)
-        for name in names:
-            spec = manifest["tables"][name]
-            qualified = _quote(spec.get("schema") or "public") + "." + _quote(spec.get("name") or name)
-            cols = ", ".join(_quote(c["name"]) for c in spec["columns"])
-            feed = pgcopy._Feed(chunks_of(name, spec))
-            cur.execute("SAVEPOINT dereg_table")
-            try:
-                cur.copy_expert(f"COPY {qualified} ({cols}) FROM STDIN", feed, size=pgcopy.READ_BLOCK)
-                if feed.error is not None:
-                    raise feed.error
-                hasher = pgcopy._Hasher()
-                out = io.BufferedWriter(hasher, buffer_size=pgcopy.READ_BLOCK)
-                cur.copy_expert(f"COPY {qualified} ({cols}) TO STDOUT", out)
-                out.flush()
-                cur.execute("RELEASE SAVEPOINT dereg_table")
-                count, digest = hasher.lines, hasher.digest.hexdigest()
-            except psycopg2.Error as exc:
-                cur.execute("ROLLBACK TO SAVEPOINT dereg_table")
-                index = max(feed.chunk, 0)
-                key = spec["chunks"][index] if index < len(spec["chunks"]) else "?"
-                problems.append(
-                    f"{name}: rows of chunk {index} ({key}) cannot be loaded into the target "
-                    f"({type(exc).__name__})"
-                )
-                count, digest = 0, hashlib.sha256().hexdigest()
-            results[name] = restored_result(name, spec, count, digest, problems)
-            if progress:
-                progress(pgcopy._line(name, results[name]))
-        if problems:
-            conn.rollback()
-            return results
-        cur.execute("RESET ALL")
-        _pg_run(cur, "post-data", sections["post-data"])
-        conn.commit()
-        return results
-    finally:
-        try:
-            raw.driver_connection.rollback()
-        finally:
-            raw.close()
-            engine.dispose()
 
 
 def _statements(section: str, text: str) -> list[dict[str, str]]:
