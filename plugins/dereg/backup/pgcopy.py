@@ -219,12 +219,6 @@ def dump_tables(
         server_version = conn.server_version
         cur.execute("SELECT current_schema()")
         default_schema = cur.fetchone()[0]
-        plans = []
-        for table in tables:
-            current[0] = table_key(table)
-            qualified = _qualified(table.schema, table.name)
-            relkind, pages, columns = _columns(cur, qualified)
-            plans.append((table, qualified, relkind, pages, columns))
         snapshot = None
         binary = db_schema.pg_dump_binary(server_version) if with_schema else None
         if with_schema and binary is None:
@@ -234,7 +228,7 @@ def dump_tables(
             )
             if progress:
                 progress(f"WARNING: {schema_note}")
-        if (JOBS > 1 and len(plans) > 1) or binary is not None:
+        if (JOBS > 1 and len(tables) > 1) or binary is not None:
             import psycopg2
 
             try:
@@ -244,6 +238,14 @@ def dump_tables(
                 conn.rollback()
                 cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 _apply_settings(cur)
+        if binary is not None:  # started first: it reads the whole catalog while the rows are copied
+            dumper = db_schema.PgDump(engine.url, binary, snapshot)
+        plans = []
+        for table in tables:
+            current[0] = table_key(table)
+            qualified = _qualified(table.schema, table.name)
+            relkind, pages, columns = _columns(cur, qualified)
+            plans.append((table, qualified, relkind, pages, columns))
         if snapshot is not None:
 
             def join_snapshot(c) -> None:
@@ -254,7 +256,6 @@ def dump_tables(
             if JOBS > 1 and len(plans) > 1:
                 extra = _open_extra(engine, min(JOBS, len(plans)) - 1, join_snapshot)
         if binary is not None:
-            dumper = db_schema.PgDump(engine.url, binary, snapshot)
             sequences = db_schema.pg_sequence_values(cur)
 
         def dump(worker, plan) -> None:

@@ -59,6 +59,16 @@ def pg_dump_binary(server_version_num: int) -> str | None:
     """A pg_dump whose major version is at least the server's (an older one refuses a newer
     server): `DEREG_PG_DUMP`, the Debian/Ubuntu layout (/usr/lib/postgresql/<major>/bin), then PATH."""
     wanted = server_version_num // 10000
+    cache_key = (wanted, os.environ.get("DEREG_PG_DUMP", ""), os.environ.get("PATH", ""))
+    if cache_key not in _FOUND_PG_DUMP:
+        _FOUND_PG_DUMP[cache_key] = _find_pg_dump(wanted)
+    return _FOUND_PG_DUMP[cache_key]
+
+
+_FOUND_PG_DUMP: dict[tuple[int, str, str], str | None] = {}
+
+
+def _find_pg_dump(wanted: int) -> str | None:
     candidates = [os.environ.get("DEREG_PG_DUMP", "")]
     root = "/usr/lib/postgresql"
     if os.path.isdir(root):
