@@ -204,31 +204,42 @@ def pg_sequence_values(cur) -> bytes:
     return (header + "\n".join(lines) + "\n").encode()
 
 
+def _raw(conn: sa.Connection, sql: str) -> list:
+    """Run `sql` as it is on the driver's own cursor: no parameters, so a `%` in a name or in a
+    view's text is not taken for a placeholder (PyMySQL formats a statement given parameters)."""
+    cur = conn.connection.dbapi_connection.cursor()
+    try:
+        cur.execute(sql)
+        return list(cur.fetchall()) if cur.description else []
+    finally:
+        cur.close()
+
+
 def mysql_statements(conn: sa.Connection, tables: list[str]) -> dict[str, bytes]:
     """The schema of a MariaDB/MySQL database from SHOW CREATE: tables (in `tables` order) as
     pre-data; routines, views and triggers as post-data. DEFINER clauses are left out (the
     restoring account owns what it creates)."""
     pre = []
     for name in tables:
-        row = conn.exec_driver_sql(f"SHOW CREATE TABLE {_backquote(name)}").fetchone()
+        row = _raw(conn, f"SHOW CREATE TABLE {_backquote(name)}")[0]
         pre.append({"kind": "table", "name": name, "sql": row[1]})
     post = []
     for name, kind in conn.exec_driver_sql(
         "SELECT ROUTINE_NAME, ROUTINE_TYPE FROM information_schema.ROUTINES "
         "WHERE ROUTINE_SCHEMA = DATABASE() ORDER BY ROUTINE_NAME"
     ).fetchall():
-        row = conn.exec_driver_sql(f"SHOW CREATE {kind} {_backquote(name)}").fetchone()
+        row = _raw(conn, f"SHOW CREATE {kind} {_backquote(name)}")[0]
         post.append({"kind": kind.lower(), "name": name, "sql": _DEFINER.sub("", row[2] or "", count=1)})
     for (name,) in conn.exec_driver_sql(
         "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME"
     ).fetchall():
-        row = conn.exec_driver_sql(f"SHOW CREATE VIEW {_backquote(name)}").fetchone()
+        row = _raw(conn, f"SHOW CREATE VIEW {_backquote(name)}")[0]
         post.append({"kind": "view", "name": name, "sql": _DEFINER.sub("", row[1], count=1)})
     for (name,) in conn.exec_driver_sql(
         "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE() "
         "ORDER BY EVENT_OBJECT_TABLE, ACTION_ORDER"
     ).fetchall():
-        row = conn.exec_driver_sql(f"SHOW CREATE TRIGGER {_backquote(name)}").fetchone()
+        row = _raw(conn, f"SHOW CREATE TRIGGER {_backquote(name)}")[0]
         post.append({"kind": "trigger", "name": name, "sql": _DEFINER.sub("", row[2], count=1)})
     mode = conn.exec_driver_sql("SELECT @@SESSION.sql_mode").scalar() or ""
     header = {"kind": "sql_mode", "name": "", "sql": mode}
@@ -416,13 +427,13 @@ def restore_statements(
                     conn.exec_driver_sql("SET SESSION sql_mode = %s", (item["sql"],))
                     return
                 try:
-                    conn.exec_driver_sql(item["sql"])
+                    _raw(conn, item["sql"])
                     conn.commit()
-                except sa.exc.DBAPIError as exc:
+                except conn.dialect.loaded_dbapi.Error as exc:
                     conn.rollback()
                     raise BackupError(
                         f"schema section {section}, {item['kind']} {item['name']!r} cannot be created in the "
-                        f"target ({type(exc.orig).__name__}). Nothing was restored."
+                        f"target ({type(exc).__name__}). Nothing was restored."
                     ) from None
                 created.append((item["kind"], item["name"]))
 
@@ -478,9 +489,9 @@ def _drop(engine: Engine, created: list[tuple[str, str]], mysql: bool) -> None:
                 kind, kind.upper()
             )
             try:
-                conn.exec_driver_sql(f"DROP {what} IF EXISTS {quote(name)}")
+                _raw(conn, f"DROP {what} IF EXISTS {quote(name)}")
                 conn.commit()
-            except sa.exc.DBAPIError:
+            except conn.dialect.loaded_dbapi.Error:
                 conn.rollback()
 
 
