@@ -359,6 +359,7 @@ def _restore(args) -> int:
     import os
 
     from dereg.backup.restore import restore_and_verify
+    from dereg.connections import display_url
     from dereg.evidence.store import open_store
     from dereg.keys_kms import backup_key_provider
 
@@ -379,6 +380,10 @@ def _restore(args) -> int:
         print(f"  MISMATCH {problem}")
     for warning in report.warnings:
         print(f"  WARNING {warning}")
+    if report.schema_rebuilt:
+        print(
+            f"  schema of the source rebuilt in {display_url(args.into)}: tables, types, keys, indexes, views, triggers"
+        )
     print(f"backup {args.backup_id}: {'restored and verified' if report.ok else 'VERIFICATION FAILED'}")
     return 0 if report.ok else 1
 
@@ -800,7 +805,12 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("backup_id", metavar="BACKUP_ID")
     restore.add_argument("--from", required=True, metavar="s3://BUCKET/PREFIX")
     restore.add_argument(
-        "--into", metavar="TARGET_URL", help="database to restore into and keep (default: a scratch copy)"
+        "--into",
+        metavar="TARGET_URL",
+        help="an empty database to restore into and keep (default: a scratch copy). A format 4 backup rebuilds "
+        "the source's schema there (tables, types, keys, indexes, views, triggers) when it is the same kind of "
+        "database; older backups restore data-only and say so. Refused, with nothing created, when the target "
+        "already has one of the tables; undone when anything fails",
     )
     restore.add_argument(
         "--scratch-url",

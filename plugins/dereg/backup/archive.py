@@ -18,7 +18,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from dereg.backup import catalog, pgcopy, rowfast
+from dereg.backup import schema as db_schema
 from dereg.backup.codec import describe_columns, describe_keys, encode_row, kind_of
+from dereg.backup.pgcopy import table_key
 from dereg.backup.writer import BackupRecord, Session, open_session, reuse_complete, start_session
 from dereg.connections import S3Location
 from dereg.dialects import dialect_for, sqlalchemy_name
@@ -31,50 +33,42 @@ JSON_ROWS = "json-rows"
 
 
 def _ordered_tables(engine: Engine, only: list[str] | None) -> list[sa.Table]:
+    """Every table of every user schema (PostgreSQL: all but the system ones; elsewhere the default
+    one), parents before children; `only` restricts them (manifest names, `schema.name` outside the
+    default schema)."""
     metadata = sa.MetaData()
-    metadata.reflect(engine)
+    for schema in dialect_for(engine).user_schemas(sa.inspect(engine)):
+        metadata.reflect(engine, schema=schema)
     tables = list(metadata.sorted_tables)  # parents before children
     if only is not None:
-        missing = sorted(set(only) - {t.name for t in tables})
+        missing = sorted(set(only) - {table_key(t) for t in tables})
         if missing:
             raise BackupError(f"tables {missing} do not exist in the source")
-        tables = [t for t in tables if t.name in only]
+        tables = [t for t in tables if table_key(t) in only]
     return tables
 
 
 def check_coverage(
     engine: Engine, *, source_id: str, personal_tables: list[str] | None, tables: list[str] | None, progress
 ) -> None:
-    """A backup covers the source's default schema. A table classification found personal data in
-    that is not in it (another schema) refuses the backup, naming it: it would be erased without a
-    way back. Other schemas' tables without known personal data are named in the progress, never
-    skipped silently."""
-    inspector = sa.inspect(engine)
-    default = inspector.default_schema_name
-    covered = set(tables) if tables is not None else set(inspector.get_table_names())
+    """A backup covers every user schema (see `_ordered_tables`), or the `tables` it is restricted
+    to. A table classification found personal data in that is not among them refuses the backup,
+    naming it: it would be erased without a way back."""
+    if tables is None or not personal_tables:
+        return
+    default = sa.inspect(engine).default_schema_name
     missing = []
-    for name in personal_tables or []:
+    for name in personal_tables:
         bare = name[len(default) + 1 :] if default and name.startswith(f"{default}.") else name
-        if name not in covered and bare not in covered:
+        if name not in tables and bare not in tables:
             missing.append(name)
     if missing:
         raise BackupError(
             f"source {source_id!r}: classification found personal data in {', '.join(sorted(missing)[:20])}, "
-            "which the backup does not include (it covers the default schema"
-            f"{f' {default!r}' if default else ''} only). Refusing rather than erasing them without a "
-            "backup: move those tables into the default schema, or leave them out of the erasure in "
-            "the company manifest, then re-run."
+            "which the backup does not include (it is restricted to the tables it was given). Refusing "
+            "rather than erasing them without a backup: back up every table, or leave those out of the "
+            "erasure in the company manifest, then re-run."
         )
-    if progress and tables is None:
-        for schema in dialect_for(engine).user_schemas(inspector):
-            if schema is None:
-                continue
-            names = inspector.get_table_names(schema=schema)
-            if names:
-                progress(
-                    f"note: schema {schema!r} ({len(names)} table(s), no personal data known) is not in "
-                    "this backup: only the default schema is backed up"
-                )
 
 
 def stream_rows(
@@ -145,13 +139,15 @@ def _dump_table(
     and SQLite (rowfast.py) unless `fast` is False, else through SQLAlchemy (the generic path, for
     every other database). Both write the same bytes."""
     kinds = [kind_of(c.type) for c in table.columns]
-    stream = session.stream(table.name)
+    key = table_key(table)
+    stream = session.stream(key)
     rows = stream_rows(engine, table, stream.write, fast=fast)
     stream.finish()
     if progress:
-        progress(f"backup {table.name}: {rows} rows in {len(stream.chunks)} chunk(s)")
+        progress(f"backup {key}: {rows} rows in {len(stream.chunks)} chunk(s)")
     return {
         "encoding": JSON_ROWS,
+        "name": table.name,
         "rows": rows,
         "sha256": stream.digest.hexdigest(),
         "bytes": stream.size,
@@ -159,6 +155,21 @@ def _dump_table(
         "columns": describe_columns(table, kinds),
         **describe_keys(table),
     }
+
+
+def _schema_statements(engine: Engine, ordered: list[sa.Table], session: Session, progress) -> dict[str, Any]:
+    """The `schema` manifest entry of a MariaDB/MySQL or SQLite source (PostgreSQL's is pgcopy's)."""
+    name = sqlalchemy_name(engine)
+    with engine.connect() as conn:
+        if name == "mysql":
+            sections = db_schema.mysql_statements(conn, [t.name for t in ordered])
+        elif name == "sqlite":
+            sections = db_schema.sqlite_statements(conn)
+        else:
+            if progress:
+                progress(f"WARNING: the schema of a {name} source is not backed up, only its rows")
+            return {"schema_missing": f"the schema of a {name} source is not backed up"}
+    return {"schema": db_schema.write_sections(session, db_schema.SQL_STATEMENTS, sections, dialect=name)}
 
 
 def create_backup(
@@ -230,11 +241,13 @@ def create_backup(
             ordered = _ordered_tables(engine, tables)
             described = {}
             for table in ordered:
-                current[0] = table.name
-                described[table.name] = _dump_table(
+                current[0] = table_key(table)
+                described[table_key(table)] = _dump_table(
                     engine, table, session=session, progress=progress, fast=fast
                 )
-        total = sum(t["rows"] for t in described.values())
+            current[0] = "(schema)"
+            extra = _schema_statements(engine, ordered, session, progress)
+        total = sum(t["rows"] for t in described.values() if not t.get("partitioned"))
         manifest = {
             **session.common_manifest(company_id=company_id, run_id=run_id, source_id=source_id),
             "dialect": sqlalchemy_name(engine),

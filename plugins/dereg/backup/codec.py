@@ -33,8 +33,10 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from dereg.dialects import type_text
 
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
+#: the first version that carries the source's schema (`schema` in the manifest)
+SCHEMA_VERSION = 4
 #: the first version whose manifest carries a MAC (older manifests restore, unauthenticated)
 MAC_VERSION = 3
 MANIFEST_MAC = "manifest_mac"
@@ -133,6 +135,14 @@ def associated_data(
 ) -> bytes:
     """What a chunk's GCM tag binds: format version, backup, table (or stream), position, last flag."""
     return f"dereg-backup/{version}|{backup_id}|{table}|{index}|{1 if last else 0}".encode()
+
+
+def schema_associated_data(
+    backup_id: str, section: str, index: int, last: bool, version: int = FORMAT_VERSION
+) -> bytes:
+    """What a schema chunk's GCM tag binds (version 4): its own prefix, so no table's chunk (whatever
+    the table is called) can stand in for a schema section's, nor the other way round."""
+    return f"dereg-backup-schema/{version}|{backup_id}|{section}|{index}|{1 if last else 0}".encode()
 
 
 _local = threading.local()

@@ -30,6 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from dereg.backup import schema as db_schema
 from dereg.backup.codec import describe_keys, kind_of, restored_result, whole_lines
 from dereg.dialects import normalize_url, type_text
 from dereg.errors import BackupError
@@ -185,13 +186,28 @@ def table_digests(
     return found
 
 
+def table_key(table: sa.Table) -> str:
+    """A table's name in the manifest: bare in the default schema, `schema.name` in another."""
+    return table.name if table.schema is None else f"{table.schema}.{table.name}"
+
+
 def dump_tables(
-    engine: Engine, tables: list[sa.Table], session, *, current: list[str], progress=None
+    engine: Engine,
+    tables: list[sa.Table],
+    session,
+    *,
+    current: list[str],
+    progress=None,
+    with_schema: bool = True,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """COPY every table of `tables` (reflected, parents first) into the session's chunk streams, on
-    up to JOBS connections that share one snapshot (largest tables first). Returns the manifest's
-    `tables` entries and the extra manifest fields."""
+    up to JOBS connections that share one snapshot (largest tables first); a partitioned table's
+    rows are stored once, in its partitions (the parent's are only hashed, for erase's check
+    against the backup). With `with_schema`, pg_dump writes the schema in the same snapshot
+    meanwhile (schema.py). Returns the manifest's `tables` entries and the extra manifest fields."""
     described: dict[str, dict[str, Any]] = {}
+    dumper = None
+    schema_note = None
     raw = engine.raw_connection()
     extra: list = []
     try:
@@ -201,14 +217,18 @@ def dump_tables(
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         _apply_settings(cur)
         server_version = conn.server_version
-        plans = []
-        for table in tables:
-            current[0] = table.name
-            qualified = _qualified(table.schema, table.name)
-            relkind, pages, columns = _columns(cur, qualified)
-            plans.append((table, qualified, relkind, pages, columns))
+        cur.execute("SELECT current_schema()")
+        default_schema = cur.fetchone()[0]
         snapshot = None
-        if JOBS > 1 and len(plans) > 1:
+        binary = db_schema.pg_dump_binary(server_version) if with_schema else None
+        if with_schema and binary is None:
+            schema_note = (
+                f"no pg_dump of major version {server_version // 10000} or later found (set DEREG_PG_DUMP): "
+                "the schema is not in this backup, only the rows"
+            )
+            if progress:
+                progress(f"WARNING: {schema_note}")
+        if (JOBS > 1 and len(tables) > 1) or binary is not None:
             import psycopg2
 
             try:
@@ -218,6 +238,14 @@ def dump_tables(
                 conn.rollback()
                 cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 _apply_settings(cur)
+        if binary is not None:  # started first: it reads the whole catalog while the rows are copied
+            dumper = db_schema.PgDump(engine.url, binary, snapshot)
+        plans = []
+        for table in tables:
+            current[0] = table_key(table)
+            qualified = _qualified(table.schema, table.name)
+            relkind, pages, columns = _columns(cur, qualified)
+            plans.append((table, qualified, relkind, pages, columns))
         if snapshot is not None:
 
             def join_snapshot(c) -> None:
@@ -225,51 +253,79 @@ def dump_tables(
                 c.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
                 _apply_settings(c)
 
-            extra = _open_extra(engine, min(JOBS, len(plans)) - 1, join_snapshot)
+            if JOBS > 1 and len(plans) > 1:
+                extra = _open_extra(engine, min(JOBS, len(plans)) - 1, join_snapshot)
+        if binary is not None:
+            sequences = db_schema.pg_sequence_values(cur)
 
         def dump(worker, plan) -> None:
             table, qualified, relkind, _pages, columns = plan
+            key = table_key(table)
             wcur = worker.driver_connection.cursor()
-            stream = session.stream(table.name)
+            # a partitioned table's rows are its partitions': hashed here, stored there
+            stream = _Hasher() if relkind == "p" else session.stream(key)
             try:
                 _copy_out(wcur, qualified, relkind, columns, stream)
             except BaseException:
-                current[0] = table.name
+                current[0] = key
                 raise
-            stream.finish()
-            rows = stream.newlines
-            if wcur.rowcount not in (-1, rows):  # psycopg2 reports COPY's own count
-                current[0] = table.name
-                raise RuntimeError(
-                    f"COPY of {table.name} counted {wcur.rowcount} rows, the stream holds {rows}"
+            if relkind == "p":
+                rows, digest, size, chunks = stream.lines, stream.digest.hexdigest(), None, []
+            else:
+                stream.finish()
+                rows, digest, size, chunks = (
+                    stream.newlines,
+                    stream.digest.hexdigest(),
+                    stream.size,
+                    stream.chunks,
                 )
+            if wcur.rowcount not in (-1, rows):  # psycopg2 reports COPY's own count
+                current[0] = key
+                raise RuntimeError(f"COPY of {key} counted {wcur.rowcount} rows, the stream holds {rows}")
             for c in columns:
                 reflected = table.c.get(c["name"])
                 c["kind"] = kind_of(reflected.type) if reflected is not None else "other"
                 c["type"] = type_text(reflected.type) if reflected is not None else c["pg_type"]
                 c["nullable"] = not c["not_null"]
                 c["primary_key"] = bool(reflected is not None and reflected.primary_key)
-            described[table.name] = {
+            described[key] = {
                 "encoding": PG_COPY_TEXT,
+                "schema": table.schema or default_schema,
+                "name": table.name,
                 "rows": rows,
-                "sha256": stream.digest.hexdigest(),
-                "bytes": stream.size,
-                "chunks": stream.chunks,
+                "sha256": digest,
+                "bytes": size,
+                "chunks": chunks,
                 "columns": columns,
                 **describe_keys(table),
+                **({"partitioned": True} if relkind == "p" else {}),
             }
             if progress:
-                progress(f"backup {table.name}: {rows} rows in {len(stream.chunks)} chunk(s)")
+                if relkind == "p":
+                    progress(f"backup {key}: partitioned, {rows} rows stored in its partitions")
+                else:
+                    progress(f"backup {key}: {rows} rows in {len(chunks)} chunk(s)")
 
         _run_parallel(sorted(plans, key=lambda p: -p[3]), [raw, *extra], dump)
+        if dumper is not None:
+            sections = dumper.wait()
+            sections["post-data"] += sequences
+            schema_entry = db_schema.write_sections(session, db_schema.PG_DUMP_SQL, sections, pg_dump=binary)
     finally:
         for r in (raw, *extra):
             try:
                 r.driver_connection.rollback()
             finally:
                 r.close()
-    ordered = {t.name: described[t.name] for t in tables}
-    return ordered, {"pg": {"server_version_num": server_version, "copy_settings": SETTINGS}}
+        if dumper is not None:
+            dumper.join()  # no pg_dump left running behind a failed backup
+    ordered = {table_key(t): described[table_key(t)] for t in tables}
+    extra_fields: dict[str, Any] = {"pg": {"server_version_num": server_version, "copy_settings": SETTINGS}}
+    if dumper is not None:
+        extra_fields["schema"] = schema_entry
+    elif schema_note is not None:
+        extra_fields["schema_missing"] = schema_note
+    return ordered, extra_fields
 
 
 class _Feed:
@@ -344,6 +400,41 @@ def _scratch_type(column: dict, table: str) -> str:
     return checked_pg_type(column, table=table) if column.get("pg_builtin") is True else "text"
 
 
+def _constraint_problems(cur, qualified: str, name: str, spec: dict) -> list[str]:
+    """What the restored rows break of the source's keys, as far as one scratch table shows it: the
+    primary key's uniqueness, and NOT NULL (foreign keys span tables loaded on other connections;
+    `--into` a fresh database checks every constraint, see schema.py)."""
+    names = {c["name"] for c in spec["columns"]}
+    key = [k for k in spec.get("primary_key") or [] if k in names]
+    not_null = [c["name"] for c in spec["columns"] if c.get("not_null")]
+    terms = []
+    if key:
+        terms.append(
+            f"(SELECT count(*) FROM (SELECT 1 FROM {qualified} GROUP BY {', '.join(map(_quote, key))} "
+            "HAVING count(*) > 1) d)"
+        )
+    if not_null:
+        terms.append(
+            f"(SELECT count(*) FROM {qualified} WHERE "
+            + " OR ".join(f"{_quote(c)} IS NULL" for c in not_null)
+            + ")"
+        )
+    if not terms:
+        return []
+    cur.execute("SELECT " + ", ".join(terms))
+    found = list(cur.fetchone())
+    problems = []
+    if key and found[0]:
+        problems.append(
+            f"{name}: {found.pop(0)} primary key value(s) ({', '.join(key)}) occur more than once"
+        )
+    elif key:
+        found.pop(0)
+    if not_null and found[0]:
+        problems.append(f"{name}: {found[0]} row(s) have NULL in a NOT NULL column ({', '.join(not_null)})")
+    return problems
+
+
 def restore_into_postgresql(
     url: str,
     manifest: dict,
@@ -416,6 +507,7 @@ def restore_into_postgresql(
                     out = io.BufferedWriter(hasher, buffer_size=READ_BLOCK)
                     cur.copy_expert(f"COPY {qualified} ({cols}) TO STDOUT", out)
                     out.flush()
+                    problems.extend(_constraint_problems(cur, qualified, name, spec))
                     cur.execute("RELEASE SAVEPOINT dereg_table")
                     count, digest = hasher.lines, hasher.digest.hexdigest()
                 except psycopg2.Error as exc:
@@ -458,6 +550,80 @@ def _line(name: str, t: dict) -> str:
     return (
         f"restore {name}: {t['restored_rows']}/{t['expected_rows']} rows, {'ok' if t['ok'] else 'MISMATCH'}"
     )
+
+
+def restore_with_schema(
+    url: str,
+    manifest: dict,
+    sections: dict[str, str],
+    names: list[str],
+    chunks_of: Callable[[str, dict], Iterator[bytes]],
+    *,
+    problems: list[str],
+    progress=None,
+) -> dict[str, dict[str, Any]]:
+    """Into an empty PostgreSQL database, in one transaction: pre-data, every table's rows by COPY
+    (into its own schema and name), each read back and hashed, then post-data (constraints are
+    validated as they are added). Committed only when everything loaded and verified; otherwise
+    rolled back, so nothing is left half-done."""
+    import psycopg2
+
+    engine = sa.create_engine(normalize_url(url), hide_parameters=True)
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        raw = engine.raw_connection()
+    except sa.exc.SQLAlchemyError as exc:
+        engine.dispose()
+        raise BackupError(
+            f"the target database cannot be used ({type(getattr(exc, 'orig', None) or exc).__name__})"
+        ) from None
+    try:
+        conn = raw.driver_connection
+        conn.rollback()
+        cur = conn.cursor()
+        db_schema.run_pg_section(cur, "pre-data", sections["pre-data"])
+        _apply_settings(cur)
+        for name in names:
+            spec = manifest["tables"][name]
+            qualified = _quote(spec.get("schema") or "public") + "." + _quote(spec.get("name") or name)
+            cols = ", ".join(_quote(c["name"]) for c in spec["columns"])
+            feed = _Feed(chunks_of(name, spec))
+            cur.execute("SAVEPOINT dereg_table")
+            try:
+                cur.copy_expert(f"COPY {qualified} ({cols}) FROM STDIN", feed, size=READ_BLOCK)
+                if feed.error is not None:
+                    raise feed.error
+                hasher = _Hasher()
+                out = io.BufferedWriter(hasher, buffer_size=READ_BLOCK)
+                cur.copy_expert(f"COPY {qualified} ({cols}) TO STDOUT", out)
+                out.flush()
+                cur.execute("RELEASE SAVEPOINT dereg_table")
+                count, digest = hasher.lines, hasher.digest.hexdigest()
+            except psycopg2.Error as exc:
+                cur.execute("ROLLBACK TO SAVEPOINT dereg_table")
+                index = max(feed.chunk, 0)
+                key = spec["chunks"][index] if index < len(spec["chunks"]) else "?"
+                problems.append(
+                    f"{name}: rows of chunk {index} ({key}) cannot be loaded into the target "
+                    f"({type(exc).__name__})"
+                )
+                count, digest = 0, hashlib.sha256().hexdigest()
+            results[name] = restored_result(name, spec, count, digest, problems)
+            if progress:
+                progress(_line(name, results[name]))
+        if problems:
+            conn.rollback()
+            return results
+        cur.execute("RESET ALL")
+        db_schema.run_pg_section(cur, "post-data", sections["post-data"])
+        conn.commit()
+        return results
+    finally:
+        try:
+            raw.driver_connection.rollback()
+        finally:
+            raw.close()
+            engine.dispose()
 
 
 # --- the SQLite fallback: COPY text <-> values ------------------------------------------------

@@ -29,15 +29,18 @@ from cryptography.exceptions import InvalidTag
 from sqlalchemy.engine import Engine
 
 from dereg.backup import catalog, pgcopy
+from dereg.backup import schema as db_schema
 from dereg.backup.codec import (
     MAC_VERSION,
     READABLE_VERSIONS,
+    SCHEMA_VERSION,
     associated_data,
     decode_for_scratch,
     encode_row,
     manifest_is_authentic,
     open_sealed,
     restored_result,
+    schema_associated_data,
     scratch_type,
     whole_lines,
 )
@@ -58,6 +61,8 @@ class RestoreReport:
     seconds: float = 0.0
     #: what was restored but could not be fully checked (e.g. an unauthenticated older manifest)
     warnings: list[str] = field(default_factory=list)
+    #: `--into` rebuilt the source's schema (format 4), not only its rows
+    schema_rebuilt: bool = False
 
 
 def _get(client, location: S3Location, key: str) -> bytes:
@@ -154,18 +159,27 @@ def check_manifest_shape(manifest: dict, *, manifest_key: str) -> None:
                     pgcopy.checked_pg_type(column, table=name)
 
 
-def refuse_existing_tables(into_url: str, names: list[str], *, backup_id: str) -> None:
-    """`--into` never writes into a table that is already there: refused before anything is restored."""
+def refuse_existing_tables(into_url: str, names: list, *, backup_id: str) -> None:
+    """`--into` never writes into a table (or view) that is already there: refused before anything
+    is restored. `names`: table names of the target's default schema, or (schema, name) pairs."""
     engine = sa.create_engine(normalize_url(into_url))
+    wanted = [n if isinstance(n, tuple) else (None, n) for n in names]
     try:
-        existing = set(sa.inspect(engine).get_table_names())
+        inspector = sa.inspect(engine)
+        schemas = set(inspector.get_schema_names()) if any(s for s, _ in wanted) else set()
+        existing = set()
+        for schema in {s for s, _ in wanted}:
+            if schema is not None and schema not in schemas:
+                continue
+            existing |= {(schema, t) for t in inspector.get_table_names(schema=schema)}
+            existing |= {(schema, v) for v in inspector.get_view_names(schema=schema)}
     except sa.exc.SQLAlchemyError as exc:
         raise BackupError(
             f"the target database cannot be used ({type(getattr(exc, 'orig', None) or exc).__name__})"
         ) from None
     finally:
         engine.dispose()
-    clash = [n for n in names if n in existing]
+    clash = [f"{s}.{n}" if s else n for s, n in wanted if (s, n) in existing]
     if clash:
         raise BackupError(
             f"the target database already has table(s) {', '.join(map(repr, clash[:10]))}: restoring backup "
@@ -208,6 +222,24 @@ class _Chunks:
             return (
                 f"{name}: chunk {index} ({key}) fails authentication: it was altered, truncated or "
                 "belongs to another backup"
+            )
+
+    def open_schema(self, section: str, index: int, key: str, last: bool):
+        """A schema chunk's plaintext (version 4), or the problem with it."""
+        try:
+            blob = _get(self.client, self.location, key)
+        except ClientError as exc:
+            return f"chunk {index} ({key}) cannot be read ({exc.response['Error'].get('Code')})"
+        try:
+            return open_sealed(
+                self.data_key,
+                blob,
+                schema_associated_data(self.backup_id, section, index, last, self.version),
+            )
+        except InvalidTag:
+            return (
+                f"chunk {index} ({key}) fails authentication: it was altered, truncated or belongs to "
+                "another backup"
             )
 
     def of(self, name: str, spec: dict, problems: list[str]) -> Iterator[bytes]:
@@ -288,6 +320,38 @@ def _copies_text(url: str | None) -> bool:
     return bool(url) and dialect_for(url).copy_text
 
 
+def _target_name(manifest: dict, name: str) -> tuple[str | None, str]:
+    spec = manifest["tables"][name]
+    return (spec.get("schema") if manifest.get("dialect") == "postgresql" else None, spec.get("name") or name)
+
+
+def _rebuilds_schema(
+    manifest: dict, entry: dict | None, into_url: str, report: RestoreReport, progress
+) -> bool:
+    """Whether `--into` rebuilds the source's schema (a version 4 backup with its schema, into the
+    same kind of database); otherwise the rows are restored into plain tables, and it says so."""
+    target = sqlalchemy_name(sa.create_engine(normalize_url(into_url)))
+    if entry is not None and target == manifest.get("dialect"):
+        return True
+    if entry is None:
+        why = (
+            f"backup {manifest.get('backup_id')} is a version {manifest.get('version')} backup, which holds no "
+            "schema"
+            if manifest.get("version", 0) < SCHEMA_VERSION
+            else f"backup {manifest.get('backup_id')} holds no schema ({manifest.get('schema_missing', 'not taken')})"
+        )
+    else:
+        why = f"its schema is {manifest.get('dialect')} SQL and the target is {target}"
+    warning = (
+        f"{why}: restored data-only, into plain tables (no keys, indexes, constraints, views or triggers; "
+        "columns typed by kind)"
+    )
+    report.warnings.append(warning)
+    if progress:
+        progress(f"WARNING: {warning}")
+    return False
+
+
 def restore_and_verify(
     backup_id: str,
     *,
@@ -343,8 +407,21 @@ def restore_and_verify(
     if record is not None:
         compare_with_catalog(manifest, record, manifest_key=manifest_key)
     check_manifest_shape(manifest, manifest_key=manifest_key)
+    schema_entry = (
+        db_schema.check_schema_entry(manifest, manifest_key=manifest_key)
+        if version >= SCHEMA_VERSION
+        else None
+    )
+    rebuild = False
     if into_url is not None and manifest.get("kind") != "objects":
-        refuse_existing_tables(into_url, manifest["table_order"], backup_id=backup_id)
+        rebuild = _rebuilds_schema(manifest, schema_entry, into_url, report, progress)
+        refuse_existing_tables(
+            into_url,
+            [_target_name(manifest, n) for n in manifest["table_order"]]
+            if rebuild
+            else [n for n in manifest["table_order"] if not manifest["tables"][n].get("partitioned")],
+            backup_id=backup_id,
+        )
     if manifest.get("kind") == "objects":  # an object source: restored into a scratch directory
         from dereg.backup.objects import restore_objects
 
@@ -354,12 +431,40 @@ def restore_and_verify(
         report.ok = not report.problems and all(t["ok"] for t in report.tables.values())
         report.seconds = time.monotonic() - t0
         return report
-    order = manifest["table_order"]
+    # a partitioned table's rows are its partitions' (version 4): restored and checked there
+    order = [n for n in manifest["table_order"] if not manifest["tables"][n].get("partitioned")]
     copy_tables = [n for n in order if manifest["tables"][n].get("encoding") == PG_COPY_TEXT]
     pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dereg-restore")
     chunks = _Chunks(pool, client, location, backup_id, data_key, version)
     workdir = None
     scratch = None
+    if rebuild:
+        try:
+            sections = db_schema.read_sections(schema_entry, chunks.open_schema)
+            restore = (
+                pgcopy.restore_with_schema
+                if schema_entry["encoding"] == db_schema.PG_DUMP_SQL
+                else db_schema.restore_statements
+            )
+            report.tables.update(
+                restore(
+                    into_url,
+                    manifest,
+                    sections,
+                    order,
+                    lambda name, spec: chunks.of(name, spec, report.problems),
+                    problems=report.problems,
+                    progress=progress,
+                )
+            )
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        report.ok = not report.problems and all(t["ok"] for t in report.tables.values())
+        report.schema_rebuilt = report.ok
+        if not report.ok:
+            report.problems.append("the restore was undone: nothing of it is left in the target database")
+        report.seconds = time.monotonic() - t0
+        return report
     try:
         pg_target = into_url if _copies_text(into_url) else None
         if pg_target is None and into_url is None and copy_tables and _copies_text(scratch_url):

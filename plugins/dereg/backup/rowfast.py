@@ -145,7 +145,9 @@ def stream_rows(engine: Engine, table: sa.Table, write: Callable[[bytes], Any]) 
     cursor = None
     try:
         cursor = dialect_for(engine).fast_cursor(raw.driver_connection)
-        cursor.execute(sql)
+        # with (empty) parameters: a "format" driver (PyMySQL) then turns the compiler's %% (a % in
+        # a name) back into %, as it does for SQLAlchemy's own statements
+        cursor.execute(sql, ())
         plain, processed = _plan(columns, kinds, cursor.description, engine.dialect)
         encode = _ENCODER.encode
         for batch in _batches(cursor, FAST_BATCH):

@@ -31,6 +31,7 @@ from dereg.backup.codec import (
     associated_data,
     manifest_mac,
     object_name,
+    schema_associated_data,
     seal,
 )
 from dereg.connections import S3Location
@@ -208,9 +209,12 @@ class ChunkStream(io.RawIOBase):
         location: S3Location,
         chunk_bytes: int,
         lines: bool = False,
+        folder: str = "data",
+        aad=associated_data,
     ):
         super().__init__()
         self.name, self.backup_id, self.data_key = name, backup_id, data_key
+        self.folder, self.aad = folder, aad
         self.uploader, self.location, self.chunk_bytes, self.lines = uploader, location, chunk_bytes, lines
         self.digest = hashlib.sha256()
         self.size = 0
@@ -251,9 +255,9 @@ class ChunkStream(io.RawIOBase):
 
     def _emit(self, plaintext: bytes, last: bool) -> None:
         index = len(self.chunks)
-        key = self.location.key(self.backup_id, "data", object_name(self.name), f"{index:06d}.chunk")
+        key = self.location.key(self.backup_id, self.folder, object_name(self.name), f"{index:06d}.chunk")
         self.uploader.seal_later(
-            key, self.data_key, plaintext, associated_data(self.backup_id, self.name, index, last)
+            key, self.data_key, plaintext, self.aad(self.backup_id, self.name, index, last)
         )
         self.chunks.append(key)
 
@@ -316,6 +320,19 @@ class Session:
             location=self.location,
             chunk_bytes=CHUNK_BYTES,
             lines=lines,
+        )
+
+    def schema_stream(self, section: str) -> ChunkStream:
+        """A section of the source's schema (format version 4): its own folder and associated data."""
+        return ChunkStream(
+            section,
+            backup_id=self.backup_id,
+            data_key=self.data_key,
+            uploader=self.uploader,
+            location=self.location,
+            chunk_bytes=CHUNK_BYTES,
+            folder="schema",
+            aad=schema_associated_data,
         )
 
     def common_manifest(self, *, company_id: str, run_id: str, source_id: str) -> dict[str, Any]:

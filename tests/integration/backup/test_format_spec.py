@@ -75,7 +75,7 @@ def read_backup(s3, bucket: str, manifest_key: str, kek: bytes) -> dict[str, lis
     """A restore tool written from docs/backup-format.md."""
     manifest = json.loads(s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read())
     version = manifest["version"]
-    assert manifest["format"] == "dereg-backup" and version in (1, 2, 3)
+    assert manifest["format"] == "dereg-backup" and version in (1, 2, 3, 4)
     escrow = json.loads(s3.get_object(Bucket=bucket, Key=manifest["escrow_key"])["Body"].read())
     assert escrow["kek_id"] == manifest["kek_id"]
     data_key = aes_key_unwrap(kek, base64.b64decode(escrow["wrapped_key"]))
@@ -85,6 +85,8 @@ def read_backup(s3, bucket: str, manifest_key: str, kek: bytes) -> dict[str, lis
     tables = {}
     for name in manifest["table_order"]:
         spec = manifest["tables"][name]
+        if spec.get("partitioned"):  # version 4: its rows are in its partitions
+            continue
         kinds = [c["kind"] for c in spec["columns"]]
         stream = bytearray()  # version 3: a chunk may end inside a line, so lines are split after joining
         for index, key in enumerate(spec["chunks"]):
@@ -103,6 +105,19 @@ def read_backup(s3, bucket: str, manifest_key: str, kek: bytes) -> dict[str, lis
         assert len(rows) == spec["rows"], name
         assert digest.hexdigest() == spec["sha256"], name
         tables[name] = rows
+    if "schema" in manifest:  # version 4: the schema sections, with their own associated data
+        for section, spec in manifest["schema"]["sections"].items():
+            text = bytearray()
+            for index, key in enumerate(spec["chunks"]):
+                blob = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+                last = 1 if index == len(spec["chunks"]) - 1 else 0
+                aad = (
+                    f"dereg-backup-schema/{version}|{manifest['backup_id']}|{section}|{index}|{last}".encode()
+                )
+                compressed = AESGCM(data_key).decrypt(blob[:nonce_bytes], blob[nonce_bytes:], aad)
+                text += zstandard.ZstdDecompressor().decompress(compressed)
+            assert hashlib.sha256(bytes(text)).hexdigest() == spec["sha256"], section
+            tables[f"schema {section}"] = bytes(text).decode("utf-8")
     return tables
 
 
@@ -148,12 +163,17 @@ def test_a_reader_written_from_the_spec_reads_the_backup(
             ]
         ),
     )
-    wrong = f"dereg-backup/3|{record.backup_id}|payments|{len(chunks) - 1}|0".encode()
+    wrong = f"dereg-backup/4|{record.backup_id}|payments|{len(chunks) - 1}|0".encode()
     with pytest.raises(InvalidTag):
         AESGCM(data_key).decrypt(blob[:12], blob[12:], wrong)
 
+    # version 4: the schema as sqlite_master's SQL, one JSON statement per line
+    pre = [json.loads(line) for line in tables["schema pre-data"].splitlines()]
+    assert {s["name"] for s in pre if s["kind"] == "table"} == {"guardians", "students", "payments"}
+    assert all(s["sql"].startswith("CREATE TABLE") for s in pre)
+
     # the manifest's MAC, checked as the spec says: a new version with a table dropped fails it
-    assert manifest["version"] == 3
+    assert manifest["version"] == 4
     check_manifest_mac(manifest, data_key)
     del manifest["tables"]["payments"]
     manifest["table_order"].remove("payments")
@@ -180,7 +200,7 @@ def test_a_reader_written_from_the_spec_reads_a_postgresql_backup(
     monkeypatch.setattr(writer, "CHUNK_BYTES", 4096)
     record = take_backup(pg_url)
     manifest = json.loads(s3_client.get_object(Bucket=bucket_name, Key=record.manifest_key)["Body"].read())
-    assert manifest["version"] == 3 and manifest["tables"]["odd"]["encoding"] == "pg-copy-text"
+    assert manifest["version"] == 4 and manifest["tables"]["odd"]["encoding"] == "pg-copy-text"
     assert len(manifest["tables"]["payments"]["chunks"]) > 1
     tables = read_backup(s3_client, bucket_name, record.manifest_key, keyring.keks[manifest["kek_id"]])
     odd = {row[0]: row for row in tables["odd"]}
@@ -189,6 +209,14 @@ def test_a_reader_written_from_the_spec_reads_a_postgresql_backup(
     guardians = {row[0]: row for row in tables["guardians"]}
     assert guardians["1"][1] == planted[0] and guardians["1"][2] == planted[1]
     assert sorted(int(p[0]) for p in tables["payments"]) == [*range(1, 201), 999]
+    # version 4: pg_dump's schema, tables before the rows, keys after
+    assert manifest["schema"]["encoding"] == "pg-dump-sql"
+    assert (
+        "CREATE TABLE public.odd" in tables["schema pre-data"]
+        and "\\restrict" not in tables["schema pre-data"]
+    )
+    assert "ADD CONSTRAINT odd_pkey PRIMARY KEY" in tables["schema post-data"]
+    assert "PRIMARY KEY" not in tables["schema pre-data"]
 
 
 def test_a_reader_written_from_the_spec_reads_a_value_spread_over_chunks_and_an_encoded_key(

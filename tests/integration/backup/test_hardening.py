@@ -131,26 +131,29 @@ def test_a_manifest_with_a_table_removed_is_refused_with_or_without_the_catalog(
 
 
 def _as_version_2(s3_client, location, keyring, store, backup_id: str) -> dict:
-    """Rewrite a (small, one chunk per table) version 3 backup exactly as version 2 laid it out."""
+    """Rewrite a (small, one chunk per table) current backup exactly as version 2 laid it out."""
     data_key = _data_key(keyring, store, backup_id)
     key = location.key(backup_id, "manifest.json")
     manifest = _manifest(s3_client, location.bucket, key)
     for name, spec in manifest["tables"].items():
         [chunk] = spec["chunks"]
         blob = s3_client.get_object(Bucket=location.bucket, Key=chunk)["Body"].read()
-        plain = codec.open_sealed(data_key, blob, codec.associated_data(backup_id, name, 0, True, 3))
+        plain = codec.open_sealed(
+            data_key, blob, codec.associated_data(backup_id, name, 0, True, codec.FORMAT_VERSION)
+        )
         old_key = location.key(backup_id, "data", name, "000000.chunk")
         sealed = codec.seal(data_key, plain, codec.associated_data(backup_id, name, 0, True, 2))
         s3_client.put_object(Bucket=location.bucket, Key=old_key, Body=sealed)
         spec["chunks"] = [old_key]
     manifest["version"] = 2
     manifest.pop("manifest_mac")
+    manifest.pop("schema", None)
     _put_manifest(s3_client, location.bucket, key, manifest)
     return manifest
 
 
 def test_a_version_2_backup_restores_with_a_warning_and_the_catalog_still_guards_it(
-    sqlite_url, planted, take_backup, location, keyring, store, s3_client, bucket_name
+    sqlite_url, planted, take_backup, location, keyring, store, s3_client, bucket_name, tmp_path
 ):
     record = take_backup(sqlite_url)
     manifest = _as_version_2(s3_client, location, keyring, store, record.backup_id)
@@ -161,6 +164,13 @@ def test_a_version_2_backup_restores_with_a_warning_and_the_catalog_still_guards
     assert report.ok, report.problems
     assert any("manifest is not authenticated" in w for w in report.warnings)
     assert any(line.startswith("WARNING") and record.backup_id in line for line in lines)
+    # into a kept database: data only, and it says so
+    target = f"sqlite:///{tmp_path / 'target.db'}"
+    report = restore_and_verify(
+        record.backup_id, location=location, keyring=keyring, store=store, into_url=target
+    )
+    assert report.ok, report.problems
+    assert any("version 2 backup, which holds no schema: restored data-only" in w for w in report.warnings)
 
     del manifest["tables"]["payments"]
     manifest["table_order"].remove("payments")
@@ -228,9 +238,9 @@ def test_shred_with_a_wrong_from_still_destroys_the_escrow_copy(
     assert catalog.get(store, record.backup_id)["status"] == "shredded"
 
 
-# --- item 9: a personal table in another schema is never skipped silently ------------------------
-def test_a_postgresql_backup_refuses_a_personal_table_outside_the_default_schema(
-    pg_url, make_source, take_backup, store
+# --- item 9 / issue 17: every user schema is backed up --------------------------------------------
+def test_a_postgresql_backup_covers_every_user_schema(
+    pg_url, make_source, take_backup, location, keyring, store
 ):
     make_source(pg_url)
     engine = sa.create_engine(pg_url)
@@ -238,16 +248,22 @@ def test_a_postgresql_backup_refuses_a_personal_table_outside_the_default_schema
         conn.exec_driver_sql("CREATE SCHEMA archive")
         conn.exec_driver_sql("CREATE TABLE archive.orders (id int PRIMARY KEY, buyer text)")
         conn.exec_driver_sql("INSERT INTO archive.orders VALUES (1, '王秀英')")
+        conn.exec_driver_sql("CREATE TABLE archive.guardians (id int PRIMARY KEY)")  # same name, other schema
     engine.dispose()
+    # restricted to some tables, a personal table left out still refuses the backup
     with pytest.raises(BackupError, match="archive.orders") as refused:
-        take_backup(pg_url, personal_tables=["archive.orders", "guardians", "public.students"])
-    assert "default schema" in str(refused.value) and "王秀英" not in str(refused.value)
+        take_backup(pg_url, personal_tables=["archive.orders", "guardians"], tables=["guardians", "students"])
+    assert "王秀英" not in str(refused.value)
     assert catalog.list_backups(store, status=None) == []
 
-    lines: list[str] = []
-    record = take_backup(pg_url, personal_tables=["guardians", "public.students"], progress=lines.append)
-    assert "orders" not in record.tables
-    assert any("schema 'archive'" in line and "not in this backup" in line for line in lines)
+    record = take_backup(pg_url, personal_tables=["archive.orders", "guardians", "public.students"])
+    assert record.tables["archive.orders"]["rows"] == 1
+    assert record.tables["archive.guardians"]["rows"] == 0 and record.tables["guardians"]["rows"] == 2
+    report = restore_and_verify(
+        record.backup_id, location=location, keyring=keyring, store=store, scratch_url=pg_url
+    )
+    assert report.ok, report.problems
+    assert report.tables["archive.orders"]["restored_rows"] == 1
 
 
 # --- item 12: object keys cannot collide or escape ----------------------------------------------

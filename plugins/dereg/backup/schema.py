@@ -1,0 +1,546 @@
+"""The source's schema in a backup (format version 4), and a restore that rebuilds it.
+
+A backup's rows alone give back a pile of tables; this module adds what makes them a database
+again. At backup time the source's schema is written as two sections, sealed like the rows:
+`pre-data` (what must exist before rows are loaded: schemas, types, domains, tables, sequences,
+functions, views) and `post-data` (what is added after: constraints, indexes, triggers; on
+PostgreSQL also the sequences' current values). PostgreSQL: the server's own `pg_dump
+--schema-only` of the whole database, read in the backup's snapshot and split where its post-data
+section begins (encoding `pg-dump-sql`); MariaDB/MySQL: `SHOW CREATE
+TABLE/VIEW/TRIGGER/PROCEDURE/FUNCTION`; SQLite: the SQL of `sqlite_master` (both encoding
+`sql-statements`, one JSON object per statement and line).
+
+On restore `--into` an empty database the schema is rebuilt, the rows loaded, the post-data part
+added and every table's hash verified; on any failure nothing of it is left behind. PostgreSQL:
+`pgcopy.restore_with_schema`, one transaction, running the sections through `run_pg_section`;
+MariaDB/MySQL and SQLite: `restore_statements`, which drops what it created when anything fails.
+Format: docs/backup-format.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from dereg.backup.codec import restored_result, whole_lines
+from dereg.errors import BackupError
+
+PG_DUMP_SQL = "pg-dump-sql"
+SQL_STATEMENTS = "sql-statements"
+SECTIONS = ("pre-data", "post-data")
+PG_DUMP_TIMEOUT = 600
+INSERT_BATCH = 2000
+# psql meta-commands pg_dump writes since 15.14/16.10/17.6 (a random key per dump): not SQL, and
+# meaningless outside that one psql session
+_RESTRICT = re.compile(rb"^\\(?:un)?restrict [A-Za-z0-9]+\n", re.MULTILINE)
+_DEFINER = re.compile(r"\s*DEFINER\s*=\s*(?:`(?:[^`]|``)*`|'[^']*'|[^\s@]+)@(?:`(?:[^`]|``)*`|'[^']*'|\S+)")
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _backquote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+# --- capture ----------------------------------------------------------------------------------
+def pg_dump_binary(server_version_num: int) -> str | None:
+    """A pg_dump whose major version is at least the server's (an older one refuses a newer
+    server): `DEREG_PG_DUMP`, the Debian/Ubuntu layout (/usr/lib/postgresql/<major>/bin), then PATH."""
+    wanted = server_version_num // 10000
+    cache_key = (wanted, os.environ.get("DEREG_PG_DUMP", ""), os.environ.get("PATH", ""))
+    if cache_key not in _FOUND_PG_DUMP:
+        _FOUND_PG_DUMP[cache_key] = _find_pg_dump(wanted)
+    return _FOUND_PG_DUMP[cache_key]
+
+
+_FOUND_PG_DUMP: dict[tuple[int, str, str], str | None] = {}
+
+
+def _find_pg_dump(wanted: int) -> str | None:
+    candidates = [os.environ.get("DEREG_PG_DUMP", "")]
+    root = "/usr/lib/postgresql"
+    if os.path.isdir(root):
+        majors = sorted((int(d) for d in os.listdir(root) if d.isdigit()), reverse=True)
+        candidates += [f"{root}/{m}/bin/pg_dump" for m in majors if m >= wanted]
+    candidates.append(shutil.which("pg_dump") or "")
+    for path in candidates:
+        if not path or not os.access(path, os.X_OK):
+            continue
+        try:
+            out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        found = re.search(r"PostgreSQL\)\s+(\d+)", out)
+        if found and int(found.group(1)) >= wanted:
+            return path
+    return None
+
+
+# pg_dump's archive entry types of its post-data section (everything else a --schema-only dump
+# writes is pre-data); pg_dump orders every pre-data entry before every post-data one
+POST_DATA_TYPES = frozenset(
+    {
+        "CONSTRAINT",
+        "FK CONSTRAINT",
+        "CHECK CONSTRAINT",
+        "INDEX",
+        "INDEX ATTACH",
+        "STATISTICS",
+        "TRIGGER",
+        "EVENT TRIGGER",
+        "RULE",
+        "POLICY",
+        "ROW SECURITY",
+        "PUBLICATION",
+        "PUBLICATION TABLE",
+        "PUBLICATION TABLES IN SCHEMA",
+        "SUBSCRIPTION",
+        "SUBSCRIPTION TABLE",
+        "MATERIALIZED VIEW DATA",
+        "DEFAULT ACL",
+    }
+)
+_ITEM_TYPE = re.compile(rb"^--\n-- Name: [^\n]*; Type: ([^;\n]+); Schema: [^\n]*\n--\n", re.MULTILINE)
+
+
+def split_sections(dump: bytes) -> dict[str, bytes]:
+    """One `pg_dump --schema-only` script as its pre-data and post-data sections, as
+    `--section=pre-data` and `--section=post-data` would write them (each with the preamble of SET
+    lines), from one run: half the catalog reading of two."""
+    items = list(_ITEM_TYPE.finditer(dump))
+    preamble = dump[: items[0].start()] if items else dump
+    cut = next((m.start() for m in items if m.group(1).decode() in POST_DATA_TYPES), None)
+    if cut is None:
+        return {"pre-data": dump, "post-data": b""}
+    return {"pre-data": dump[:cut], "post-data": preamble + dump[cut:]}
+
+
+class PgDump:
+    """The schema of a PostgreSQL source by one `pg_dump --schema-only`, run in the background
+    (sharing the backup's exported snapshot) while the rows are copied, split into sections."""
+
+    def __init__(self, url: sa.URL, binary: str, snapshot: str | None):
+        env = dict(os.environ)
+        for var, value in (
+            ("PGHOST", url.host),
+            ("PGPORT", url.port),
+            ("PGUSER", url.username),
+            ("PGPASSWORD", url.password),
+            ("PGDATABASE", url.database),
+        ):
+            if value is not None:
+                env[var] = str(value)
+        for key, value in (url.query or {}).items():  # e.g. sslmode
+            if key in ("sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout"):
+                env["PG" + key.upper()] = str(value)
+        cmd = [
+            binary,
+            "--schema-only",
+            "--no-owner",
+            "--no-privileges",
+            "--no-tablespaces",
+            "--no-security-labels",
+            "--no-subscriptions",
+            "--no-publications",
+        ]
+        if snapshot:
+            cmd.append(f"--snapshot={snapshot}")
+        self.result: bytes | None = None
+        self.error: str | None = None
+        self._thread = threading.Thread(target=self._run, args=(cmd, env), daemon=True)
+        self._thread.start()
+
+    def _run(self, cmd: list[str], env: dict) -> None:
+        try:
+            done = subprocess.run(cmd, env=env, capture_output=True, timeout=PG_DUMP_TIMEOUT)
+        except (OSError, subprocess.SubprocessError) as exc:
+            self.error = f"pg_dump could not run ({type(exc).__name__})"
+            return
+        if done.returncode:
+            # schema-only: its messages name objects and connection problems, never rows
+            last = (done.stderr.decode("utf-8", "replace").strip().splitlines() or ["?"])[-1]
+            self.error = f"pg_dump failed (status {done.returncode}: {last[:300]})"
+            return
+        self.result = _RESTRICT.sub(b"", done.stdout)
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def wait(self) -> dict[str, bytes]:
+        self.join()
+        if self.error is not None or self.result is None:
+            raise BackupError(
+                f"the schema of the source could not be dumped: {self.error}. Check that pg_dump can "
+                "connect with the source's credentials."
+            )
+        return split_sections(self.result)
+
+
+def pg_sequence_values(cur) -> bytes:
+    """`setval` statements giving every sequence of the user schemas its current value (pg_dump
+    keeps them in its data section, which the schema sections leave out)."""
+    cur.execute(
+        "SELECT format('SELECT pg_catalog.setval(%L, %s, %s);', format('%I.%I', schemaname, sequencename), "
+        "coalesce(last_value, start_value), CASE WHEN last_value IS NULL THEN 'false' ELSE 'true' END) "
+        "FROM pg_catalog.pg_sequences WHERE schemaname <> 'information_schema' AND schemaname NOT LIKE 'pg\\_%' "
+        "ORDER BY schemaname, sequencename"
+    )
+    lines = [row[0] for row in cur.fetchall()]
+    if not lines:
+        return b""
+    header = "\n--\n-- Name: sequence values; Type: SEQUENCE SET; Schema: -\n--\n\n"
+    return (header + "\n".join(lines) + "\n").encode()
+
+
+def _raw(conn: sa.Connection, sql: str) -> list:
+    """Run `sql` as it is on the driver's own cursor: no parameters, so a `%` in a name or in a
+    view's text is not taken for a placeholder (PyMySQL formats a statement given parameters)."""
+    cur = conn.connection.dbapi_connection.cursor()
+    try:
+        cur.execute(sql)
+        return list(cur.fetchall()) if cur.description else []
+    finally:
+        cur.close()
+
+
+def mysql_statements(conn: sa.Connection, tables: list[str]) -> dict[str, bytes]:
+    """The schema of a MariaDB/MySQL database from SHOW CREATE: tables (in `tables` order) as
+    pre-data; routines, views and triggers as post-data. DEFINER clauses are left out (the
+    restoring account owns what it creates)."""
+    pre = []
+    for name in tables:
+        row = _raw(conn, f"SHOW CREATE TABLE {_backquote(name)}")[0]
+        pre.append({"kind": "table", "name": name, "sql": row[1]})
+    post = []
+    for name, kind in conn.exec_driver_sql(
+        "SELECT ROUTINE_NAME, ROUTINE_TYPE FROM information_schema.ROUTINES "
+        "WHERE ROUTINE_SCHEMA = DATABASE() ORDER BY ROUTINE_NAME"
+    ).fetchall():
+        row = _raw(conn, f"SHOW CREATE {kind} {_backquote(name)}")[0]
+        post.append({"kind": kind.lower(), "name": name, "sql": _DEFINER.sub("", row[2] or "", count=1)})
+    for (name,) in conn.exec_driver_sql(
+        "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME"
+    ).fetchall():
+        row = _raw(conn, f"SHOW CREATE VIEW {_backquote(name)}")[0]
+        post.append({"kind": "view", "name": name, "sql": _DEFINER.sub("", row[1], count=1)})
+    for (name,) in conn.exec_driver_sql(
+        "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE() "
+        "ORDER BY EVENT_OBJECT_TABLE, ACTION_ORDER"
+    ).fetchall():
+        row = _raw(conn, f"SHOW CREATE TRIGGER {_backquote(name)}")[0]
+        post.append({"kind": "trigger", "name": name, "sql": _DEFINER.sub("", row[2], count=1)})
+    mode = conn.exec_driver_sql("SELECT @@SESSION.sql_mode").scalar() or ""
+    header = {"kind": "sql_mode", "name": "", "sql": mode}
+    return {"pre-data": _lines([header, *pre]), "post-data": _lines([header, *post])}
+
+
+def sqlite_statements(conn: sa.Connection) -> dict[str, bytes]:
+    """The schema of a SQLite database: `sqlite_master`'s SQL, tables as pre-data, the rest post-data."""
+    pre, post = [], []
+    for kind, name, sql in conn.exec_driver_sql(
+        "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite\\_%' "
+        "ESCAPE '\\' ORDER BY rowid"
+    ).fetchall():
+        (pre if kind == "table" else post).append({"kind": kind, "name": name, "sql": sql})
+    return {"pre-data": _lines(pre), "post-data": _lines(post)}
+
+
+def _lines(statements: list[dict[str, str]]) -> bytes:
+    return b"".join(
+        (json.dumps(s, ensure_ascii=False, separators=(",", ":")) + "\n").encode() for s in statements
+    )
+
+
+def write_sections(session, encoding: str, sections: dict[str, bytes], **extra: Any) -> dict[str, Any]:
+    """Seal and upload the sections; the manifest's `schema` entry."""
+    described = {}
+    for section in SECTIONS:
+        stream = session.schema_stream(section)
+        stream.write(sections.get(section, b""))
+        stream.finish()
+        described[section] = {
+            "sha256": stream.digest.hexdigest(),
+            "bytes": stream.size,
+            "chunks": stream.chunks,
+        }
+    return {"encoding": encoding, **extra, "sections": described}
+
+
+# --- restore ----------------------------------------------------------------------------------
+def check_schema_entry(manifest: dict, *, manifest_key: str) -> dict | None:
+    """The manifest's `schema` entry, checked for shape (version 4; None when absent)."""
+    entry = manifest.get("schema")
+    if entry is None:
+        return None
+    ok = (
+        isinstance(entry, dict)
+        and entry.get("encoding") in (PG_DUMP_SQL, SQL_STATEMENTS)
+        and isinstance(entry.get("sections"), dict)
+        and all(
+            isinstance(entry["sections"].get(s), dict)
+            and isinstance(entry["sections"][s].get("chunks"), list)
+            and all(isinstance(k, str) for k in entry["sections"][s]["chunks"])
+            for s in SECTIONS
+        )
+    )
+    if not ok:
+        raise BackupError(
+            f"the manifest {manifest_key} is malformed (its schema entry); nothing was restored"
+        )
+    return entry
+
+
+def read_sections(entry: dict, open_chunk: Callable[[str, int, str, bool], bytes | str]) -> dict[str, str]:
+    """Each section's text, checked against its hash. `open_chunk(section, index, key, last)` gives
+    a chunk's plaintext, or a problem (text) when it cannot be read or fails authentication."""
+    texts = {}
+    for section in SECTIONS:
+        spec = entry["sections"][section]
+        keys = spec["chunks"]
+        parts = []
+        for index, key in enumerate(keys):
+            opened = open_chunk(section, index, key, index == len(keys) - 1)
+            if isinstance(opened, str):
+                raise BackupError(
+                    f"schema section {section} of the backup cannot be used: {opened}. Nothing was restored."
+                )
+            parts.append(opened)
+        data = b"".join(parts)
+        if hashlib.sha256(data).hexdigest() != spec.get("sha256"):
+            raise BackupError(
+                f"schema section {section} of the backup does not match its hash in the manifest. "
+                "Nothing was restored."
+            )
+        texts[section] = data.decode("utf-8")
+    return texts
+
+
+_CREATE_SCHEMA = re.compile(r"^CREATE SCHEMA (?!IF NOT EXISTS)", re.MULTILINE)
+_PG_ITEM = re.compile(r"^--\n-- (?:Data for )?Name: ([^\n]*)\n--\n", re.MULTILINE)
+
+
+def pg_items(sql: str) -> list[tuple[str, str]]:
+    """A pg_dump script as (what, statements) items: the preamble (SET lines), then one item per
+    archive entry, named by pg_dump's own header (`<name>; Type: <type>; Schema: <schema>`)."""
+    items = []
+    matches = list(_PG_ITEM.finditer(sql))
+    head = sql[: matches[0].start()] if matches else sql
+    items.append(("preamble", head))
+    for i, m in enumerate(matches):
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(sql)
+        what = re.sub(r"; Owner: .*$", "", m.group(1))
+        items.append((what, sql[m.end() : end]))
+    # an item may be comments only (`-- *not* creating schema, since initdb creates it`)
+    return [(w, s) for w, s in items if any(ln.strip() and not ln.startswith("--") for ln in s.splitlines())]
+
+
+def run_pg_section(cur, section: str, sql: str) -> None:
+    """Run a pg-dump-sql section item by item; an item the target refuses is an error naming it."""
+    import psycopg2
+
+    for what, statements in pg_items(sql):
+        if what.endswith("; Type: SCHEMA; Schema: -"):
+            # a fresh database has its `public` schema already (and pg_dump writes it when the
+            # source's was re-created): nothing is in it yet, the tables were checked
+            statements = _CREATE_SCHEMA.sub("CREATE SCHEMA IF NOT EXISTS ", statements)
+        cur.execute("SAVEPOINT dereg_schema")
+        try:
+            cur.execute(statements)
+        except psycopg2.Error as exc:
+            cur.execute("ROLLBACK TO SAVEPOINT dereg_schema")
+            # the first line only: the DETAIL of a failed constraint may quote a row
+            primary = (
+                getattr(getattr(exc, "diag", None), "message_primary", None)
+                or (str(exc).strip().splitlines() or [""])[0]
+            )
+            raise BackupError(
+                f"schema section {section}, object {what!r} cannot be created in the target "
+                f"({type(exc).__name__}: {primary[:300]}). Nothing was restored."
+            ) from None
+        cur.execute("RELEASE SAVEPOINT dereg_schema")
+
+
+def _statements(section: str, text: str) -> list[dict[str, str]]:
+    found = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line:
+            continue
+        try:
+            item = json.loads(line)
+        except ValueError:
+            item = None
+        if not (
+            isinstance(item, dict) and all(isinstance(item.get(k), str) for k in ("kind", "name", "sql"))
+        ):
+            raise BackupError(
+                f"schema section {section}, statement {number} is malformed. Nothing was restored."
+            )
+        found.append(item)
+    return found
+
+
+def restore_statements(
+    url: str,
+    manifest: dict,
+    sections: dict[str, str],
+    names: list[str],
+    chunks_of: Callable[[str, dict], Iterator[bytes]],
+    *,
+    problems: list[str],
+    progress=None,
+) -> dict[str, dict[str, Any]]:
+    """Into an empty MariaDB/MySQL or SQLite database: the tables as the source had them (SHOW
+    CREATE TABLE / sqlite_master, secondary indexes and foreign keys inline: foreign key checks are
+    off while loading), the rows, then routines, views, triggers (or SQLite's indexes, views,
+    triggers); every table read back in key order and hashed. On any failure what was created is
+    dropped again."""
+    from dereg.dialects import normalize_url, sqlalchemy_name
+
+    pre, post = _statements("pre-data", sections["pre-data"]), _statements("post-data", sections["post-data"])
+    engine = sa.create_engine(normalize_url(url), hide_parameters=True)
+    mysql = sqlalchemy_name(engine) == "mysql"
+    created: list[tuple[str, str]] = []
+    results: dict[str, dict[str, Any]] = {}
+    done = False
+    try:
+        with engine.connect() as conn:
+            if mysql:
+                conn.exec_driver_sql("SET SESSION FOREIGN_KEY_CHECKS = 0")
+            else:
+                conn.exec_driver_sql("PRAGMA foreign_keys = OFF")
+            conn.commit()
+
+            def run(section: str, item: dict) -> None:
+                if item["kind"] == "sql_mode":
+                    conn.exec_driver_sql("SET SESSION sql_mode = %s", (item["sql"],))
+                    return
+                try:
+                    _raw(conn, item["sql"])
+                    conn.commit()
+                except conn.dialect.loaded_dbapi.Error as exc:
+                    conn.rollback()
+                    raise BackupError(
+                        f"schema section {section}, {item['kind']} {item['name']!r} cannot be created in the "
+                        f"target ({type(exc).__name__}). Nothing was restored."
+                    ) from None
+                created.append((item["kind"], item["name"]))
+
+            for item in pre:
+                run("pre-data", item)
+            for name in names:
+                spec = manifest["tables"][name]
+                results[name] = _load_rows(engine, conn, name, spec, chunks_of(name, spec), problems, mysql)
+                if progress:
+                    progress(
+                        f"restore {name}: {results[name]['restored_rows']}/{results[name]['expected_rows']} "
+                        f"rows, {'ok' if results[name]['ok'] else 'MISMATCH'}"
+                    )
+            if problems:
+                return results
+            # views are listed by name, not by what they read: one that reads a view not yet made
+            # is tried again once the others are
+            for item in post:  # sql_mode, routines (views and triggers may call them), indexes
+                if item["kind"] not in ("view", "trigger"):
+                    run("post-data", item)
+            waiting = [item for item in post if item["kind"] == "view"]
+            while waiting:
+                later = []
+                for item in waiting:
+                    try:
+                        run("post-data", item)
+                    except BackupError:
+                        later.append(item)
+                if len(later) == len(waiting):
+                    run("post-data", later[0])  # no progress: the first one's error
+                waiting = later
+            for item in post:
+                if item["kind"] == "trigger":
+                    run("post-data", item)
+            if mysql:
+                conn.exec_driver_sql("SET SESSION FOREIGN_KEY_CHECKS = 1")
+            done = True
+        return results
+    finally:
+        if not done:
+            _drop(engine, created, mysql)
+        engine.dispose()
+
+
+def _drop(engine: Engine, created: list[tuple[str, str]], mysql: bool) -> None:
+    """Undo a failed restore: what it created, last first."""
+    quote = _backquote if mysql else _quote
+    with engine.connect() as conn:
+        if mysql:
+            conn.exec_driver_sql("SET SESSION FOREIGN_KEY_CHECKS = 0")
+        for kind, name in reversed(created):
+            what = {"table": "TABLE", "view": "VIEW", "trigger": "TRIGGER", "index": "INDEX"}.get(
+                kind, kind.upper()
+            )
+            try:
+                _raw(conn, f"DROP {what} IF EXISTS {quote(name)}")
+                conn.commit()
+            except conn.dialect.loaded_dbapi.Error:
+                conn.rollback()
+
+
+def _load_rows(
+    engine: Engine,
+    conn: sa.Connection,
+    name: str,
+    spec: dict,
+    pieces: Iterator[bytes],
+    problems: list[str],
+    mysql: bool,
+) -> dict[str, Any]:
+    """Insert a json-rows table's rows into the table the pre-data created, then read it back by
+    the backup's own reader (in key order) and hash it."""
+    from dereg.backup import rowfast
+    from dereg.backup.codec import decode_for_scratch
+
+    columns = [c["name"] for c in spec["columns"]]
+    kinds = [c["kind"] for c in spec["columns"]]
+    quote, mark = (_backquote, "%s") if mysql else (_quote, "?")
+    # the driver binds the decoded values (exact text for decimals and dates, bytes, numbers) and
+    # the server converts them to the columns' own types
+    insert = (
+        f"INSERT INTO {quote(spec.get('name') or name)} ({', '.join(quote(c) for c in columns)}) "
+        f"VALUES ({', '.join([mark] * len(columns))})"
+    )
+    if mysql:
+        insert = insert.replace("%", "%%").replace("%%s", "%s")  # a % in a name is not a placeholder
+    for index, lines in whole_lines(pieces):
+        try:
+            rows = [json.loads(line) for line in lines if line]
+            for start in range(0, len(rows), INSERT_BATCH):
+                conn.exec_driver_sql(
+                    insert,
+                    [
+                        tuple(decode_for_scratch(v, k) for v, k in zip(row, kinds, strict=True))
+                        for row in rows[start : start + INSERT_BATCH]
+                    ],
+                )
+            conn.commit()
+        except (sa.exc.SQLAlchemyError, ValueError) as exc:
+            conn.rollback()
+            problems.append(
+                f"{name}: rows of chunk {index} ({spec['chunks'][index]}) cannot be loaded into the target "
+                f"({type(getattr(exc, 'orig', None) or exc).__name__})"
+            )
+            break
+    table = sa.Table(spec.get("name") or name, sa.MetaData(), autoload_with=conn)
+    conn.rollback()
+    digest = hashlib.sha256()
+    count = rowfast.stream_rows(engine, table, digest.update)  # MariaDB/MySQL and SQLite both have it
+    return restored_result(name, spec, count, digest.hexdigest(), problems)

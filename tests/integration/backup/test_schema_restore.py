@@ -1,0 +1,195 @@
+"""Format version 4: the schema is in the backup and `--into` rebuilds it (issue 17); a corrupted
+schema object is a clear error and leaves nothing behind; the scratch verification checks keys;
+older formats restore data-only and say so. (pagila and mall: tests/integration/realworld/.)"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+import sqlalchemy as sa
+
+from dereg.backup import pgcopy
+from dereg.backup.restore import RestoreReport, _rebuilds_schema, restore_and_verify
+from dereg.errors import BackupError
+
+
+def _sqlite_schema(url: str) -> set[tuple[str, str, str]]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return set(
+                conn.exec_driver_sql("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL")
+            )
+    finally:
+        engine.dispose()
+
+
+def _add_objects(url: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE INDEX ix_payments_paid_on ON payments (paid_on)")
+        conn.exec_driver_sql(
+            "CREATE VIEW big_payments AS SELECT id, amount FROM payments WHERE amount > 1900"
+        )
+        conn.exec_driver_sql(
+            "CREATE TRIGGER no_negative BEFORE INSERT ON payments WHEN NEW.amount < 0 "
+            "BEGIN SELECT RAISE(ABORT, 'negative'); END"
+        )
+    engine.dispose()
+
+
+def test_a_sqlite_backup_restores_its_schema_into_a_fresh_database(
+    sqlite_url, planted, take_backup, location, keyring, store, tmp_path
+):
+    _add_objects(sqlite_url)
+    record = take_backup(sqlite_url)
+    target = f"sqlite:///{tmp_path / 'target.db'}"
+    report = restore_and_verify(
+        record.backup_id, location=location, keyring=keyring, store=store, into_url=target
+    )
+    assert report.ok, report.problems
+    assert not report.warnings
+    assert _sqlite_schema(target) == _sqlite_schema(sqlite_url)
+    assert {n: t["restored_rows"] for n, t in report.tables.items()} == {
+        "guardians": 2,
+        "students": 2,
+        "payments": 201,
+    }
+
+
+def test_a_corrupted_schema_object_is_an_error_naming_it_and_nothing_is_restored(
+    sqlite_url, planted, take_backup, location, keyring, store, s3_client, bucket_name, tmp_path
+):
+    record = take_backup(sqlite_url)
+    manifest = json.loads(s3_client.get_object(Bucket=bucket_name, Key=record.manifest_key)["Body"].read())
+    key = manifest["schema"]["sections"]["post-data"]["chunks"][0]
+    blob = bytearray(s3_client.get_object(Bucket=bucket_name, Key=key)["Body"].read())
+    blob[-20] ^= 1
+    s3_client.put_object(Bucket=bucket_name, Key=key, Body=bytes(blob))
+    target = f"sqlite:///{tmp_path / 'target.db'}"
+    with pytest.raises(BackupError, match="schema section post-data") as failed:
+        restore_and_verify(record.backup_id, location=location, keyring=keyring, store=store, into_url=target)
+    assert key in str(failed.value) and "fails authentication" in str(failed.value)
+    assert _sqlite_schema(target) == set()
+
+
+def test_a_statement_the_target_refuses_undoes_the_restore(
+    sqlite_url, planted, take_backup, location, keyring, store, tmp_path
+):
+    _add_objects(sqlite_url)
+    record = take_backup(sqlite_url)
+    target = f"sqlite:///{tmp_path / 'target.db'}"
+    engine = sa.create_engine(target)
+    with engine.begin() as conn:  # not a table of the backup, but the view's name is taken
+        conn.exec_driver_sql("CREATE TABLE big_payments (x int)")
+    engine.dispose()
+    with pytest.raises(BackupError, match="view 'big_payments' cannot be created"):
+        restore_and_verify(record.backup_id, location=location, keyring=keyring, store=store, into_url=target)
+    assert {name for _kind, name, _sql in _sqlite_schema(target)} == {"big_payments"}
+
+
+def test_scratch_verification_reports_a_broken_primary_key(pg_url):
+    plaintext = b"1\tx\n1\t\\N\n"
+    spec = {
+        "encoding": "pg-copy-text",
+        "rows": 2,
+        "sha256": hashlib.sha256(plaintext).hexdigest(),
+        "bytes": len(plaintext),
+        "chunks": ["k/0"],
+        "columns": [
+            {"name": "id", "pg_type": "integer", "pg_builtin": True, "not_null": True},
+            {"name": "v", "pg_type": "text", "pg_builtin": True, "not_null": True},
+        ],
+        "primary_key": ["id"],
+    }
+    problems: list[str] = []
+    results = pgcopy.restore_into_postgresql(
+        pg_url,
+        {"tables": {"t": spec}},
+        ["t"],
+        lambda name, spec: iter([plaintext]),
+        keep=False,
+        problems=problems,
+    )
+    assert results["t"]["restored_rows"] == 2  # the rows themselves are as backed up
+    assert any("primary key value(s) (id) occur more than once" in p for p in problems), problems
+    assert any("NULL in a NOT NULL column" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_older_formats_restore_data_only_and_say_so(version, sqlite_url):
+    report = RestoreReport("bk-1", ok=False)
+    lines: list[str] = []
+    manifest = {"backup_id": "bk-1", "version": version, "dialect": "sqlite"}
+    assert _rebuilds_schema(manifest, None, sqlite_url, report, lines.append) is False
+    assert f"version {version} backup" in report.warnings[0] and "data-only" in report.warnings[0]
+    assert lines and "data-only" in lines[0]
+
+
+@pytest.fixture
+def other_mariadb_url(mariadb_url):
+    import uuid
+
+    from tests.conftest import MARIADB_ADMIN_URL
+
+    admin = sa.create_engine(MARIADB_ADMIN_URL)
+    name = f"schema_test_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    yield MARIADB_ADMIN_URL.rstrip("/") + f"/{name}?charset=utf8mb4"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
+    admin.dispose()
+
+
+def _mariadb_objects(url: str) -> dict[str, object]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            tables = sa.inspect(conn).get_table_names()
+            return {
+                "tables": {
+                    n: conn.exec_driver_sql(f"SHOW CREATE TABLE `{n.replace('%', '%%')}`").fetchone()[1]
+                    for n in tables
+                },
+                "views": sorted(sa.inspect(conn).get_view_names()),
+                "triggers": [r[0] for r in conn.exec_driver_sql("SHOW TRIGGERS")],
+                "routines": [
+                    r[0]
+                    for r in conn.exec_driver_sql(
+                        "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = DATABASE()"
+                    )
+                ],
+            }
+    finally:
+        engine.dispose()
+
+
+def test_a_mariadb_backup_restores_views_triggers_and_routines(
+    mariadb_url, other_mariadb_url, make_source, take_backup, location, keyring, store
+):
+    make_source(mariadb_url)
+    engine = sa.create_engine(mariadb_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE FUNCTION twice(x INT) RETURNS INT DETERMINISTIC RETURN x * 2")
+        # `a_big` reads `b_paid`, which sorts after it: created once the other is there
+        conn.exec_driver_sql("CREATE VIEW b_paid AS SELECT id, amount, twice(id) AS t FROM payments")
+        conn.exec_driver_sql("CREATE VIEW a_big AS SELECT id FROM b_paid WHERE amount > 1900")
+        # PyMySQL formats what SQLAlchemy sends: %% here is one % in the name
+        conn.exec_driver_sql("CREATE TABLE `50%%_off` (id INT PRIMARY KEY)")
+        conn.exec_driver_sql("INSERT INTO `50%%_off` VALUES (1)")
+        conn.exec_driver_sql("CREATE VIEW `c_%%s` AS SELECT id FROM payments WHERE memo LIKE '%%期%%'")
+        conn.exec_driver_sql(
+            "CREATE TRIGGER no_negative BEFORE INSERT ON payments FOR EACH ROW "
+            "SET NEW.amount = GREATEST(NEW.amount, 0)"
+        )
+    engine.dispose()
+    record = take_backup(mariadb_url)
+    report = restore_and_verify(
+        record.backup_id, location=location, keyring=keyring, store=store, into_url=other_mariadb_url
+    )
+    assert report.ok, report.problems
+    assert report.tables["50%_off"]["restored_rows"] == 1
+    assert _mariadb_objects(other_mariadb_url) == _mariadb_objects(mariadb_url)
