@@ -160,16 +160,20 @@ def _dump_table(
 def _schema_statements(engine: Engine, ordered: list[sa.Table], session: Session, progress) -> dict[str, Any]:
     """The `schema` manifest entry of a MariaDB/MySQL or SQLite source (PostgreSQL's is pgcopy's)."""
     name = sqlalchemy_name(engine)
-    with engine.connect() as conn:
-        if name == "mysql":
-            sections = db_schema.mysql_statements(conn, [t.name for t in ordered])
-        elif name == "sqlite":
-            sections = db_schema.sqlite_statements(conn)
-        else:
-            if progress:
-                progress(f"WARNING: the schema of a {name} source is not backed up, only its rows")
-            return {"schema_missing": f"the schema of a {name} source is not backed up"}
-    return {"schema": db_schema.write_sections(session, db_schema.SQL_STATEMENTS, sections, dialect=name)}
+    reader = db_schema.STATEMENT_READERS.get(dialect_for(engine).schema_reader or "")
+    sections = None
+    if reader is not None:
+        with engine.connect() as conn:
+            sections = reader(conn, [t.name for t in ordered])
+    if sections is None:
+        if progress:
+            progress(f"WARNING: the schema of a {name} source is not backed up, only its rows")
+        return {"schema_missing": f"the schema of a {name} source is not backed up"}
+    return {
+        "schema": db_schema.write_sections(
+            session, db_schema.SQL_STATEMENTS, sections, dialect=sqlalchemy_name(engine)
+        )
+    }
 
 
 def create_backup(

@@ -246,7 +246,7 @@ def mysql_statements(conn: sa.Connection, tables: list[str]) -> dict[str, bytes]
     return {"pre-data": _lines([header, *pre]), "post-data": _lines([header, *post])}
 
 
-def sqlite_statements(conn: sa.Connection) -> dict[str, bytes]:
+def sqlite_statements(conn: sa.Connection, tables: list[str] | None = None) -> dict[str, bytes]:
     """The schema of a SQLite database: `sqlite_master`'s SQL, tables as pre-data, the rest post-data."""
     pre, post = [], []
     for kind, name, sql in conn.exec_driver_sql(
@@ -255,6 +255,13 @@ def sqlite_statements(conn: sa.Connection) -> dict[str, bytes]:
     ).fetchall():
         (pre if kind == "table" else post).append({"kind": kind, "name": name, "sql": sql})
     return {"pre-data": _lines(pre), "post-data": _lines(post)}
+
+
+#: dialect's `schema_reader` -> the function that captures its schema as statement sections
+STATEMENT_READERS: dict[str, Callable[[sa.Connection, list[str]], dict[str, bytes]]] = {
+    "mysql": mysql_statements,
+    "sqlite": sqlite_statements,
+}
 
 
 def _lines(statements: list[dict[str, str]]) -> bytes:

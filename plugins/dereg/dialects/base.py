@@ -73,6 +73,10 @@ class Dialect:
     truncates: ClassVar[bool] = False
 
     # --- URLs and connections ---------------------------------------------------------------
+    #: which reader of `backup/schema.py` (STATEMENT_READERS) captures this dialect's schema as
+    #: statements; None: not by statements (PostgreSQL's schema comes from pg_dump, see pgcopy)
+    schema_reader: str | None = None
+
     def normalize_url(self, url: URL) -> URL:
         """`url` with the driver Dereg uses when it names none; otherwise unchanged."""
         if self.default_driver and "+" not in url.drivername:

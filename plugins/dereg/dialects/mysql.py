@@ -18,6 +18,8 @@ from dereg.dialects.base import Dialect, TableIdent, quote_table
 
 class MySQL(Dialect):
     name = "mysql"
+    #: how the backup captures the schema: `backup/schema.py` STATEMENT_READERS
+    schema_reader = "mysql"
     sqlalchemy_names = frozenset({"mysql", "mariadb"})
     connection_types = frozenset({"mysql", "mariadb"})
     residual_risks = (

@@ -20,6 +20,8 @@ from dereg.dialects.base import Dialect, TableIdent, quote_table
 
 class SQLite(Dialect):
     name = "sqlite"
+    #: how the backup captures the schema: `backup/schema.py` STATEMENT_READERS
+    schema_reader = "sqlite"
     sqlalchemy_names = frozenset({"sqlite"})
     connection_types = frozenset({"sqlite"})
     residual_risks = ("copies of the database file made outside Dereg (file backups, synced folders)",)
