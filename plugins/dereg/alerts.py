@@ -13,6 +13,7 @@ own failure.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import make_msgid
@@ -120,3 +121,56 @@ def on_task_failure(context) -> None:
             type(exc).__name__,
             redact(str(exc))[:300],
         )
+
+
+def email_companies(
+    rows_by_company: dict[str, list[dict]],
+    smtp,
+    *,
+    subject: Callable[[str, list[dict]], str],
+    body: Callable[[str, list[dict]], list[str]],
+    what: str,
+    sender: str = SENDER,
+) -> int:
+    """One e-mail per company to its operations address (from the manifests that validate), with
+    `subject(company, rows)` and the lines `body(company, rows)`; returns messages sent. `smtp`: the
+    SMTP provider's hook, opened only when there is something to send. `what` names the alert in
+    the warning logged for a company without a manifest."""
+    if not rows_by_company:
+        return 0
+    addresses = operations_addresses()
+    sent = 0
+    smtp.open()
+    try:
+        for company, rows in sorted(rows_by_company.items()):
+            to = addresses.get(company)
+            if not to:
+                log.warning(
+                    "no manifest with an operations address for company %s; %s not sent", company, what
+                )
+                continue
+            message = EmailMessage()
+            message["Subject"] = subject(company, rows)
+            message["From"] = sender
+            message["To"] = to
+            message.set_content("\n".join(body(company, rows)))
+            smtp.send_raw(sender, to, message.as_bytes(policy=SMTP_POLICY))
+            sent += 1
+    finally:
+        smtp.close()
+    return sent
+
+
+def operations_addresses() -> dict[str, str]:
+    """company id -> operations e-mail, from the manifests that validate."""
+    from dereg.errors import ManifestError
+    from dereg.manifest import load_manifest, manifest_paths
+
+    found = {}
+    for path in manifest_paths():
+        try:
+            m = load_manifest(path)
+        except ManifestError:
+            continue
+        found[m.company_id] = m.operations_email
+    return found

@@ -16,8 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from email.message import EmailMessage
-from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
 from typing import Any
 
@@ -144,55 +142,29 @@ def write_report(results: list[dict], drill_run_id: str, directory: Path | None 
     return path
 
 
-def operations_addresses() -> dict[str, str]:
-    """company id -> operations e-mail, from the manifests that validate."""
-    from dereg.errors import ManifestError
-    from dereg.manifest import load_manifest, manifest_paths
-
-    found = {}
-    for path in manifest_paths():
-        try:
-            m = load_manifest(path)
-        except ManifestError:
-            continue
-        found[m.company_id] = m.operations_email
-    return found
-
-
 def alert_failures(results: list[dict], smtp, *, drill_run_id: str, sender: str = "dereg@localhost") -> int:
     """One e-mail per company with a failed drill, to its operations address; returns messages sent.
     `smtp`: the SMTP provider's hook (`dereg.connections.smtp_hook`), opened here only when needed."""
-    addresses = operations_addresses()
+    from dereg.alerts import email_companies
+
     failed: dict[str, list[dict]] = {}
     for r in results:
         if not r.get("ok"):
             failed.setdefault(r["company_id"], []).append(r)
-    sent = 0
-    if not failed:
-        return 0
-    smtp.open()
-    try:
-        for company, rows in sorted(failed.items()):
-            to = addresses.get(company)
-            if not to:
-                log.warning(
-                    "no manifest with an operations address for company %s; drill alert not sent", company
-                )
-                continue
-            message = EmailMessage()
-            message["Subject"] = f"[Dereg] recovery drill FAILED for {company}: {len(rows)} backup(s)"
-            message["From"] = sender
-            message["To"] = to
-            lines = [
-                f"Recovery drill {drill_run_id}: these backups of {company} did not restore as recorded.",
-                "",
-            ]
-            for r in rows:
-                lines.append(f"- {r['backup_id']}: " + "; ".join(r.get("problems") or ["failed"]))
-            lines += ["", "Check the drill task's log in Airflow and the ledger (stage recovery_drill)."]
-            message.set_content("\n".join(lines))
-            smtp.send_raw(sender, to, message.as_bytes(policy=SMTP_POLICY))
-            sent += 1
-    finally:
-        smtp.close()
-    return sent
+
+    def body(company: str, rows: list[dict]) -> list[str]:
+        lines = [
+            f"Recovery drill {drill_run_id}: these backups of {company} did not restore as recorded.",
+            "",
+        ]
+        lines += [f"- {r['backup_id']}: " + "; ".join(r.get("problems") or ["failed"]) for r in rows]
+        return [*lines, "", "Check the drill task's log in Airflow and the ledger (stage recovery_drill)."]
+
+    return email_companies(
+        failed,
+        smtp,
+        subject=lambda company, rows: f"[Dereg] recovery drill FAILED for {company}: {len(rows)} backup(s)",
+        body=body,
+        what="drill alert",
+        sender=sender,
+    )

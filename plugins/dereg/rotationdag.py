@@ -8,6 +8,7 @@ import datetime as dt
 
 from airflow.sdk import DAG, Param, task
 
+from dereg.dagparams import s3_connection
 from dereg.rotation import DAG_ID, policy
 
 
@@ -22,11 +23,8 @@ def build_rotation_dag() -> DAG:
         max_active_runs=1,
         tags=["dereg", "keys"],
         params={
-            "s3_conn_id": Param(
-                "dereg_offsite",
-                type="string",
-                title="S3 connection / 备份存储连接",
-                description="Airflow connection of the off-site store holding the escrow copies of the backup keys.",
+            "s3_conn_id": s3_connection(
+                "Airflow connection of the off-site store holding the escrow copies of the backup keys."
             ),
             "rotate": Param(
                 True,

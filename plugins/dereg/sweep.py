@@ -28,8 +28,6 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from email.message import EmailMessage
-from email.policy import SMTP as SMTP_POLICY
 from typing import Any
 
 from dereg import config
@@ -289,47 +287,39 @@ def _names(company_id: str) -> dict[str, str]:
 def alert(results: list[dict], smtp, *, sweep_run_id: str, sender: str = "dereg@localhost") -> int:
     """One e-mail per company with a skipped (legal hold) or failed backup, to its operations
     address; returns messages sent."""
-    from dereg.drill import operations_addresses
+    from dereg.alerts import email_companies
 
     by_company: dict[str, list[dict]] = {}
     for r in results:
         if r.get("skipped") or not r.get("ok"):
             by_company.setdefault(r["company_id"], []).append(r)
-    if not by_company:
-        return 0
-    addresses = operations_addresses()
-    sent = 0
-    smtp.open()
-    try:
-        for company, rows in sorted(by_company.items()):
-            to = addresses.get(company)
-            if not to:
-                log.warning(
-                    "no manifest with an operations address for company %s; sweep alert not sent", company
-                )
-                continue
-            message = EmailMessage()
-            message["Subject"] = f"[Dereg] retention sweep: {len(rows)} backup(s) of {company} not destroyed"
-            message["From"] = sender
-            message["To"] = to
-            lines = [
-                f"Retention sweep {sweep_run_id}: these backups of {company} reached the end of their retention",
-                "",
-            ]
-            for r in rows:
-                why = (
-                    f"skipped: {r['legal_holds']} object(s) under a legal hold; nothing destroyed while it is on"
-                    if r.get("skipped")
-                    else "failed: " + "; ".join(r.get("problems") or ["see the task log"])
-                )
-                lines.append(f"- {r['backup_id']}: {why}")
-            lines += [
-                "",
-                "The ledger (stage retention_sweep) has each result; the next daily sweep tries again.",
-            ]
-            message.set_content("\n".join(lines))
-            smtp.send_raw(sender, to, message.as_bytes(policy=SMTP_POLICY))
-            sent += 1
-    finally:
-        smtp.close()
-    return sent
+
+    def why(r: dict) -> str:
+        if r.get("skipped"):
+            return (
+                f"skipped: {r['legal_holds']} object(s) under a legal hold; nothing destroyed while it is on"
+            )
+        return "failed: " + "; ".join(r.get("problems") or ["see the task log"])
+
+    def body(company: str, rows: list[dict]) -> list[str]:
+        lines = [
+            f"Retention sweep {sweep_run_id}: these backups of {company} reached the end of their retention",
+            "",
+        ]
+        lines += [f"- {r['backup_id']}: {why(r)}" for r in rows]
+        return [
+            *lines,
+            "",
+            "The ledger (stage retention_sweep) has each result; the next daily sweep tries again.",
+        ]
+
+    return email_companies(
+        by_company,
+        smtp,
+        subject=lambda company, rows: (
+            f"[Dereg] retention sweep: {len(rows)} backup(s) of {company} not destroyed"
+        ),
+        body=body,
+        what="sweep alert",
+        sender=sender,
+    )

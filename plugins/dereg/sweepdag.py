@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, task
 
+from dereg.dagparams import s3_connection, smtp_connection
 from dereg.sweep import DAG_ID, SCHEDULE
 
 
@@ -19,17 +20,9 @@ def build_sweep_dag() -> DAG:
         max_active_runs=1,
         tags=["dereg", "backup", "retention"],
         params={
-            "s3_conn_id": Param(
-                "dereg_offsite",
-                type="string",
-                title="S3 connection / 备份存储连接",
-                description="Airflow connection of the off-site store the backups are in.",
-            ),
-            "smtp_conn_id": Param(
-                "dereg_smtp",
-                type="string",
-                title="SMTP connection / 邮件连接",
-                description="Where alerts (a backup under legal hold, a failed destruction) are sent through.",
+            "s3_conn_id": s3_connection(),
+            "smtp_conn_id": smtp_connection(
+                "Where alerts (a backup under legal hold, a failed destruction) are sent through."
             ),
         },
         doc_md="For every backup whose retain-until date has passed: skipped and reported while any object is "

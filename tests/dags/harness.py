@@ -153,3 +153,28 @@ class AirflowSandbox:
             if line.startswith("ANSWER_RESULT "):
                 return json.loads(line.removeprefix("ANSWER_RESULT "))
         raise AssertionError(f"approver process failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+
+
+def store_connections(seaweed, smtp_sink=None) -> dict[str, str]:
+    """The Airflow connections of the off-site store (SeaweedFS) and, given a sink, of the SMTP server,
+    as the environment variables a sandbox's processes read."""
+    env = {
+        "AIRFLOW_CONN_DEREG_OFFSITE": json.dumps(
+            {
+                "conn_type": "aws",
+                "login": seaweed.access_key,
+                "password": seaweed.secret_key,
+                "extra": {"endpoint_url": seaweed.endpoint_url, "region_name": "cn-north-1"},
+            }
+        )
+    }
+    if smtp_sink is not None:
+        env["AIRFLOW_CONN_DEREG_SMTP"] = json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": smtp_sink.port,
+                "extra": {"disable_ssl": True, "disable_tls": True},
+            }
+        )
+    return env

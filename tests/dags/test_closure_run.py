@@ -14,7 +14,7 @@ import yaml
 
 from dereg.keys import Keyring, public_key_pem
 from devtools.stack.ports import free_port
-from tests.dags.harness import ROOT, AirflowSandbox
+from tests.dags.harness import ROOT, AirflowSandbox, store_connections
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -58,22 +58,7 @@ def closure(tmp_path, seaweed, smtp_sink):
         "DEREG_OUTPUT_DIR": str(tmp_path / "output"),
         "DEREG_COMPANIES_DIR": str(companies),
         "AIRFLOW_CONN_DEMO_ACADEMY_DB": json.dumps({"conn_type": "sqlite", "host": str(source)}),
-        "AIRFLOW_CONN_DEREG_OFFSITE": json.dumps(
-            {
-                "conn_type": "aws",
-                "login": seaweed.access_key,
-                "password": seaweed.secret_key,
-                "extra": {"endpoint_url": seaweed.endpoint_url, "region_name": "cn-north-1"},
-            }
-        ),
-        "AIRFLOW_CONN_DEREG_SMTP": json.dumps(
-            {
-                "conn_type": "smtp",
-                "host": "127.0.0.1",
-                "port": smtp_sink.port,
-                "extra": {"disable_ssl": True, "disable_tls": True},
-            }
-        ),
+        **store_connections(seaweed, smtp_sink),
     }
 
     class Closure:

@@ -21,7 +21,7 @@ from dereg.evidence.ledger import Ledger
 from dereg.evidence.store import open_store
 from dereg.keys import Keyring
 from dereg.rotation import destroy_retired, rewrap_backups, rotate_keyring
-from tests.dags.harness import ROOT, AirflowSandbox
+from tests.dags.harness import ROOT, AirflowSandbox, store_connections
 from tests.integration.backup.conftest import make_small_source
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -89,14 +89,7 @@ def test_rotation_rewraps_every_backup_key_and_destroys_old_keys_only_when_nothi
         "DEREG_KEYRING": str(ring_path),
         "DEREG_OUTPUT_DIR": str(tmp_path / "output"),
         "DEREG_COMPANIES_DIR": str(tmp_path / "companies"),
-        "AIRFLOW_CONN_DEREG_OFFSITE": json.dumps(
-            {
-                "conn_type": "aws",
-                "login": seaweed.access_key,
-                "password": seaweed.secret_key,
-                "extra": {"endpoint_url": seaweed.endpoint_url, "region_name": "cn-north-1"},
-            }
-        ),
+        **store_connections(seaweed),
     }
     (tmp_path / "companies").mkdir()
     shutil.copy(ROOT / "include/companies/demo-academy.yaml", tmp_path / "companies" / "demo-academy.yaml")

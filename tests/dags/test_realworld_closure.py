@@ -33,7 +33,7 @@ import yaml
 
 from dereg.keys import Keyring, public_key_pem
 from tests.conftest import MARIADB_ADMIN_URL, PG_ADMIN_URL
-from tests.dags.harness import ROOT, AirflowSandbox
+from tests.dags.harness import ROOT, AirflowSandbox, store_connections
 from tests.integration.realworld.conftest import _load, _pack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -161,22 +161,7 @@ def test_a_real_database_is_closed_correctly(pack, tmp_path, seaweed, smtp_sink,
             "DEREG_KEYRING": str(keyring_path),
             "DEREG_OUTPUT_DIR": str(tmp_path / "output"),
             "DEREG_COMPANIES_DIR": str(companies),
-            "AIRFLOW_CONN_DEREG_OFFSITE": json.dumps(
-                {
-                    "conn_type": "aws",
-                    "login": seaweed.access_key,
-                    "password": seaweed.secret_key,
-                    "extra": {"endpoint_url": seaweed.endpoint_url, "region_name": "cn-north-1"},
-                }
-            ),
-            "AIRFLOW_CONN_DEREG_SMTP": json.dumps(
-                {
-                    "conn_type": "smtp",
-                    "host": "127.0.0.1",
-                    "port": smtp_sink.port,
-                    "extra": {"disable_ssl": True, "disable_tls": True},
-                }
-            ),
+            **store_connections(seaweed, smtp_sink),
         }
         sandbox = AirflowSandbox(tmp_path / "airflow", env=env)
         source = manifest["sources"][0]
@@ -201,7 +186,6 @@ def test_a_real_database_is_closed_correctly(pack, tmp_path, seaweed, smtp_sink,
         elapsed = time.monotonic() - started
         assert answer["status"] == 200, (answer, log[-6000:])
         assert result["state"] == "success", (result, log[-8000:])
-        print(f"{pack}: closure {elapsed:.1f} s")  # the closing note quotes it
 
         with engine.connect() as conn:
             tables = _tables(conn)
@@ -244,6 +228,13 @@ def test_a_real_database_is_closed_correctly(pack, tmp_path, seaweed, smtp_sink,
         assert len(certs) == 1
         body = json.loads(certs[0].read_text())["body"]
         store = next(s for s in body["stores"] if s["source_id"] == source["id"])
+        summary = store["plan"]
+        # the figures the closing note quotes (counts only)
+        print(
+            f"{pack}: {len(tables)} tables, {len(store['inferred_links'])} inferred links relied on, rows deleted "
+            f"{summary.get('rows_to_delete')}, pseudonymized {summary.get('rows_to_pseudonymize')}, tables "
+            f"per action {summary.get('counts')}, canaries left 0, closure {elapsed:.1f} s"
+        )
         assert store["store"] == {
             "conn_id": source["conn_id"],
             "type": conn_type,

@@ -15,7 +15,7 @@ from dereg.evidence.ledger import Ledger
 from dereg.evidence.store import open_store
 from dereg.keys import Keyring
 from dereg.redact import redact
-from tests.dags.harness import ROOT, AirflowSandbox
+from tests.dags.harness import ROOT, AirflowSandbox, store_connections
 from tests.integration.backup.conftest import make_small_source
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -80,22 +80,7 @@ def test_drill_restores_every_retained_backup_and_reports_failures(
                 "schema": sa.make_url(pg_url).database,
             }
         ),
-        "AIRFLOW_CONN_DEREG_OFFSITE": json.dumps(
-            {
-                "conn_type": "aws",
-                "login": seaweed.access_key,
-                "password": seaweed.secret_key,
-                "extra": {"endpoint_url": seaweed.endpoint_url, "region_name": "cn-north-1"},
-            }
-        ),
-        "AIRFLOW_CONN_DEREG_SMTP": json.dumps(
-            {
-                "conn_type": "smtp",
-                "host": "127.0.0.1",
-                "port": smtp_sink.port,
-                "extra": {"disable_ssl": True, "disable_tls": True},
-            }
-        ),
+        **store_connections(seaweed, smtp_sink),
     }
     result, log = AirflowSandbox(tmp_path / "airflow", env=env).run_dag("recovery_drill", {})
     states = {label: state for _, label, state in result["mapped"]["drill"]}

@@ -24,7 +24,7 @@ from dereg.evidence.ledger import Ledger
 from dereg.evidence.store import open_store
 from dereg.keys import Keyring, public_key_pem
 from dereg.sweep import FINAL, expired_backups, final_certificate, sweep_one
-from tests.dags.harness import ROOT, AirflowSandbox
+from tests.dags.harness import ROOT, AirflowSandbox, store_connections
 from tests.integration.backup.conftest import make_small_source
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -84,22 +84,7 @@ def test_expired_backups_are_destroyed_held_ones_reported_and_a_final_certificat
         "DEREG_KEYRING": str(tmp_path / "keyring.json"),
         "DEREG_OUTPUT_DIR": str(tmp_path / "output"),
         "DEREG_COMPANIES_DIR": str(companies),
-        "AIRFLOW_CONN_DEREG_OFFSITE": json.dumps(
-            {
-                "conn_type": "aws",
-                "login": seaweed.access_key,
-                "password": seaweed.secret_key,
-                "extra": {"endpoint_url": seaweed.endpoint_url, "region_name": "cn-north-1"},
-            }
-        ),
-        "AIRFLOW_CONN_DEREG_SMTP": json.dumps(
-            {
-                "conn_type": "smtp",
-                "host": "127.0.0.1",
-                "port": smtp_sink.port,
-                "extra": {"disable_ssl": True, "disable_tls": True},
-            }
-        ),
+        **store_connections(seaweed, smtp_sink),
     }
     result, log = AirflowSandbox(tmp_path / "airflow", env=env).run_dag("retention_sweep", {})
     assert result["state"] == "success", (result, log[-5000:])
