@@ -92,7 +92,9 @@ def test_classification_is_mapped_reported_and_fails_only_on_required_tables(pg_
     ][-1]
     assert entry.details["overrides"][0]["reason"] == "学校名称可定位学生住址"
     # the object source is in the plan the approver would approve: its whole prefix is erased
-    plan = [e for e in _ledger(c.store_url).entries() if e.stage == "plan" and e.event == "succeeded"][-1]
+    plans = [e for e in _ledger(c.store_url).entries() if e.stage == "plan" and e.event == "succeeded"]
+    assert plans, (result["tasks"], [line for line in log.splitlines() if "Error" in line][-5:])
+    plan = plans[-1]
     assert plan.details["sources"]["uploads"]["action"] == "delete"
     assert "uploads" in plan.details["source_plan_hashes"]
 

@@ -75,21 +75,35 @@ def count_rows(conn: Connection, table: sa.Table, where=None) -> int:
     return int(conn.execute(query).scalar_one())
 
 
-def count_selected(engine: Engine, plan: ErasurePlan) -> ErasurePlan:
+def count_selected(engine: Engine, plan: ErasurePlan, *, dry_run: bool = False) -> ErasurePlan:
     """Count, on the server, the rows each linked action takes, into its `rows` (the count erase
-    must match), and hash the plan again. Returns the plan."""
+    must match), and hash the plan again. Returns the plan. A table the connection's user may not
+    read fails a real run's plan, saying so; a dry run notes it in the action's reason."""
+    from dereg.redact import database_error
+
     metadata = sa.MetaData()
     with engine.connect() as conn:
         for action in plan.tables:
             if action.scope != "linked" or action.partitioned:
                 continue
             try:
-                table = reflect(conn, metadata, *action.ident)
-                action.rows = count_rows(conn, table, selection(conn, metadata, table, action))
+                with conn.begin_nested() if conn.in_transaction() else conn.begin():
+                    table = reflect(conn, metadata, *action.ident)
+                    action.rows = count_rows(conn, table, selection(conn, metadata, table, action))
             except sa.exc.NoSuchTableError:
                 raise ErasureError(
                     f"plan of {plan.source_id}: table {action.table} or a table its link goes through "
                     "does not exist any more; run inventory again"
                 ) from None
+            except sa.exc.DBAPIError as exc:
+                if exc.connection_invalidated:
+                    raise
+                why = f"its rows linked to the subjects could not be counted ({database_error(exc)})"
+                if not dry_run:
+                    raise ErasureError(
+                        f"plan of {plan.source_id}: table {action.table}: {why}. Erase could not touch it "
+                        "either: grant the connection's user read and write access to it, then plan again"
+                    ) from None
+                action.reason += f"; {why}"
     plan.plan_hash = plan.compute_hash()
     return plan

@@ -47,7 +47,7 @@ def plan_sources(
         plan = _sql_plan(manifest, source, artifacts, dry_run=dry_run)
         if connectors is not None:
             with connectors.database(source.conn_id) as engine:
-                count_selected(engine, plan)
+                count_selected(engine, plan, dry_run=dry_run)
         artifacts.put_plan(source.id, plan)
         for action in plan.tables:
             log.info(
