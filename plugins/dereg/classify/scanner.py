@@ -192,6 +192,17 @@ def _claim(
     return None
 
 
+def _claim_later(block: str, start: int, first: int, endpos: int) -> tuple[object, int, str] | None:
+    """(detector, end, raw) of the first detector from index `first` on, in priority order, whose
+    own pattern matches at `start` and validates (the matched one rejected its candidate)."""
+    detectors = embedded_detectors()
+    for i in range(first, len(detectors)):
+        other = detectors[i].PATTERN.match(block, start, endpos)
+        if other is not None and detectors[i].is_valid(other.group()):
+            return detectors[i], other.end(), other.group()
+    return None
+
+
 def _categories(text: str) -> set[str]:
     """Categories of the valid hits in `text` (as `spans` finds them), in one tagged pass."""
     search = _tagged_pattern().search
@@ -332,18 +343,36 @@ def _region_search(tagged: re.Pattern, regions: list[tuple[int, int]]):
     return next_match
 
 
+@lru_cache(maxsize=1)
+def _by_group() -> list[tuple[int, object, object]]:
+    """`Match.lastindex` of the tagged pattern -> (detector index, detector, its is_valid)."""
+    detectors = embedded_detectors()
+    table: list = [None] * (_tagged_pattern().groups + 1)
+    for name, index in _tagged_pattern().groupindex.items():
+        if name.startswith("_d"):
+            i = int(name[2:])
+            table[index] = (i, detectors[i], detectors[i].is_valid)
+    return table
+
+
 def _valid_hits(buf: str, pos: int, endpos: int, limit: int, search) -> Iterator[tuple[int, object, str]]:
     """(start, detector, raw) of each valid hit in buf[pos:endpos] that starts before `limit`, in
     order. A hit whose text runs across a tab or newline is dropped and its field searched alone."""
+    by_group = _by_group()
     while (m := search(buf, pos, endpos)) is not None:
         start = m.start()
         if start >= limit:
             return
-        claimed = _claim(buf, m, int(m.lastgroup[2:]), endpos=endpos)
-        if claimed is None:
-            pos = start + 1
-            continue
-        detector, end, raw = claimed
+        first, detector, is_valid = by_group[m.lastindex]
+        raw = m.group()
+        if is_valid(raw):  # the common case, inline: the matched detector takes it
+            end = m.end()
+        else:
+            claimed = _claim_later(buf, start, first + 1, endpos)
+            if claimed is None:
+                pos = start + 1
+                continue
+            detector, end, raw = claimed
         if "\t" in raw or "\n" in raw:
             # a pattern that ran across fields: search this field on its own (its end is a string
             # end for the patterns' look-aheads, as when a value is scanned alone)
