@@ -104,8 +104,8 @@ DIALECT = PostgreSQL()
 #: a text cell longer than this (bytes) is not read through COPY, whose client receives a row
 #: whole (libpq's buffer, then psycopg2's bytes: about three times the cell), but in slices
 HUGE_CELL_BYTES = 4 << 20
-#: characters per slice of a huge cell (`substring(col from x for n)` on the server)
-HUGE_CELL_SLICE = 2 << 20
+#: bytes per slice of a huge cell (`substring(bytes from x for n)` on the server)
+HUGE_CELL_SLICE = 4 << 20
 _TEXT_TYPES = "'text'::regtype, 'varchar'::regtype, 'bpchar'::regtype"
 
 
@@ -194,23 +194,33 @@ def _huge_cells(connection, table: str, cols: list[str], quoted: list[str]) -> t
 
 
 def _cell_slices(connection, table: str, column: str, ctid: str) -> Iterator[str]:
-    """One cell in slices of HUGE_CELL_SLICE characters, tabs and line breaks blanked."""
+    """One cell in slices of HUGE_CELL_SLICE bytes, decoded, tabs and line breaks blanked. The
+    server converts the cell to bytes once (a compressed value would otherwise be decompressed
+    from its start for every slice) and sends the slices as rows of a server-side cursor."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     # names go into a statement with parameters: a % in them is psycopg2's, doubled
+    shown = table
     column, table = column.replace("%", "%%"), table.replace("%", "%%")
-    sql = f"SELECT substring({column} from %s for %s) FROM {table} WHERE ctid = %s::tid"
-    at = 1
-    while True:
-        with connection.cursor() as cur:
-            cur.execute(sql, (at, HUGE_CELL_SLICE, ctid))
-            row = cur.fetchone()
-        piece = row[0] if row else None
-        if not piece:
-            return
-        yield piece.replace("\t", " ").replace("\n", " ").replace("\r", " ")
-        if len(piece) < HUGE_CELL_SLICE:
-            return
-        at += HUGE_CELL_SLICE
-        piece = row = None
+    sql = (
+        f"WITH v AS MATERIALIZED (SELECT convert_to({column}, 'UTF8') AS b FROM {table} WHERE ctid = %s::tid) "
+        "SELECT g, substring(v.b from g for %s) FROM v CROSS JOIN LATERAL generate_series(1, octet_length(v.b), %s) g"
+    )
+    expected = 1
+    with connection.cursor(name=f"dereg_cell_{id(decoder):x}") as cur:
+        cur.itersize = 1  # one slice in memory at a time
+        cur.execute(sql, (ctid, HUGE_CELL_SLICE, HUGE_CELL_SLICE))
+        for at, piece in cur:
+            if at != expected:  # the rows are the slices in order, or the cell would be garbled
+                raise RuntimeError(f"{shown}: slices of a huge cell came out of order; scan again")
+            expected += HUGE_CELL_SLICE
+            text = decoder.decode(bytes(piece))
+            piece = None
+            yield text.replace("\t", " ").replace("\n", " ").replace("\r", " ")
+    tail = decoder.decode(b"", final=True)
+    if tail:
+        yield tail
 
 
 def _escape_safe_cut(data: bytes) -> int:
