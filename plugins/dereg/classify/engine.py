@@ -240,7 +240,9 @@ class _ColumnStats:
             return
         if any(s[0] not in NOT_PERSONAL for s in found):
             self.any_hit += 1
-        for cat in {s[0] for s in found}:
+        for cat in dict.fromkeys(
+            s[0] for s in found
+        ):  # in text order, not a set's: the same in every process
             self.containing[cat] += 1
         for cat, _, _, raw in found:
             self.example(cat, mask(cat, raw))
