@@ -40,12 +40,15 @@ class TableFailure:
 
 
 def workers_for(engine: sa.Engine, tables: Sequence[TableInfo]) -> int:
-    """How many processes scan `tables`: 1 (this process) for SQLite, a single table or a small
-    source; else min(MAX_WORKERS, CPUs). `DEREG_SCAN_WORKERS` overrides (1 turns workers off)."""
+    """How many processes scan `tables`: 1 (this process) for SQLite, a single table, a small
+    source or inside a daemonic process (Celery's pool); else min(MAX_WORKERS, CPUs).
+    `DEREG_SCAN_WORKERS` overrides (1 turns workers off)."""
     wanted = os.environ.get("DEREG_SCAN_WORKERS")
     if wanted:
         return max(1, int(wanted))
     if engine.url.get_backend_name() == "sqlite" or len(tables) < 2:
+        return 1
+    if multiprocessing.current_process().daemon:  # a Celery pool process may not start children
         return 1
     if sum(max(t.row_count, 0) for t in tables) < PARALLEL_MIN_ROWS:
         return 1
