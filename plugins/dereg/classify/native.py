@@ -328,7 +328,10 @@ def _finder(database, guard: int) -> RegionsFinder:
     def regions(text: str, start: int = 0) -> list[tuple[int, int]] | None:
         # from the character before `start`, so the leading non-token test sees the real text
         origin = max(start - 1, 0)
-        data = text[origin:].encode("utf-8", "surrogatepass")
+        try:
+            data = text[origin:].encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: not UTF-8, which Hyperscan's mode requires
+            return None
         spans: list[tuple[int, int]] = []
         add = spans.append
 
@@ -359,9 +362,9 @@ def _finder(database, guard: int) -> RegionsFinder:
         out = []
         chars = byte = 0
         for b, e in merged:
-            chars += len(data[byte:b].decode("utf-8", "surrogatepass"))
+            chars += len(data[byte:b].decode("utf-8"))
             begin_char = chars
-            chars += len(data[b:e].decode("utf-8", "surrogatepass"))
+            chars += len(data[b:e].decode("utf-8"))
             byte = e
             out.append((origin + begin_char, origin + chars))
         return out

@@ -1,13 +1,14 @@
 """The native candidate search (Hyperscan, `dereg.classify.native`) finds exactly what Python's
 `re` finds: the same hits, in the same places, on the labelled corpus and on texts built to
 catch the translation out (look-behinds, boundaries, non-ASCII digits and spaces, values cut
-across fields). Without the `hyperscan` package only the fallback runs (these tests still check it
-against itself: the comparison is then trivially true, and test_fallback_is_forced says so)."""
+across fields). Without the `hyperscan` package (or with DEREG_NATIVE_SCAN=0) only the fallback runs: the
+comparisons are then trivially true, and the Hyperscan-only tests are skipped."""
 
 from __future__ import annotations
 
 import random
 import re
+import sys
 
 import pytest
 
@@ -98,7 +99,7 @@ def test_tricky_texts_give_the_same_hits_both_ways(monkeypatch):
 
 def test_every_detector_pattern_translates():
     if not _HAVE_HYPERSCAN:
-        pytest.skip("hyperscan is not installed: the scanner uses Python's re")
+        pytest.skip("native search off (hyperscan missing or DEREG_NATIVE_SCAN=0)")
     for detector in scanner.embedded_detectors():
         expression = native.hs_expression(detector.PATTERN)
         assert "(?<" not in expression and "(?=" not in expression and "(?!" not in expression
@@ -106,10 +107,20 @@ def test_every_detector_pattern_translates():
 
 def test_a_non_ascii_digit_sends_the_text_to_re():
     if not _HAVE_HYPERSCAN:
-        pytest.skip("hyperscan is not installed")
+        pytest.skip("native search off (hyperscan missing or DEREG_NATIVE_SCAN=0)")
     regions = scanner._regions_finder()
     assert regions("电话 13812345678", 0) == [(2, 14)]
     assert regions("电话 １3812345678", 0) is None
+    assert regions("电话 13812345678 \udc80", 0) is None  # a lone surrogate is no UTF-8
+
+
+def test_without_the_package_the_scanner_uses_re(monkeypatch):
+    monkeypatch.setitem(sys.modules, "hyperscan", None)  # import hyperscan raises ImportError
+    native.regions_finder.cache_clear()
+    try:
+        assert native.regions_finder((re.compile(r"\d{11}"),)) is None
+    finally:
+        native.regions_finder.cache_clear()
 
 
 def test_untranslatable_patterns_turn_the_shortcut_off():
