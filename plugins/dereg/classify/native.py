@@ -251,7 +251,7 @@ def hs_expression(pattern: re.Pattern) -> str:
     character before it (or the start of the text) to its end or one character past it.
 
     >>> hs_expression(re.compile(r"(?<![0-9A-Za-z_])\\d{15}(?![0-9A-Za-z_])"))
-    '(?:^|[^0-9A-Za-z_])(?:\\\\d{15}(?:[^0-9A-Za-z_]|\\\\z))'
+    '(?:^|[^0-9A-Za-z_])(?:[0-9]{15}(?:[^0-9A-Za-z_]|\\\\z))'
     """
     if pattern.flags & (re.VERBOSE | re.IGNORECASE) or "(?i" in pattern.pattern or "(?x" in pattern.pattern:
         raise Untranslatable("verbose or case-insensitive pattern")
@@ -302,9 +302,10 @@ def preload(exported: tuple[tuple[str, ...], bytes] | None) -> None:
 @lru_cache(maxsize=4)
 def regions_finder(patterns: tuple[re.Pattern, ...]) -> RegionsFinder | None:
     """A function (text, start) -> sorted, disjoint (start, end) character ranges of `text` from
-        `start` on, outside which none of `patterns` matches at a token start (or None: search this text
-    with `re`, it holds a digit Hyperscan's 0-9 does not cover); None when Hyperscan is
-        not installed, turned off, or cannot take a pattern (the caller then searches with `re`)."""
+    `start` on, outside which none of `patterns` matches at a token start; it returns None for a
+    text to search with `re` (one holding a digit Hyperscan's 0-9 does not cover, or a lone
+    surrogate). None instead of a function when Hyperscan is not installed, turned off, or cannot
+    take a pattern: the caller then searches with `re`."""
     if not enabled() or not patterns:
         return None
     try:
