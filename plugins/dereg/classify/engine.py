@@ -593,9 +593,9 @@ def _reason(exc: Exception) -> str:
     return database_error(exc) if is_database_error(exc) else type(exc).__name__
 
 
-def _source_error(source_id: str, engine: sa.Engine, what: str, exc: Exception) -> SourceError:
+def _source_error(source_id: str, engine: sa.Engine, what: str, reason: str) -> SourceError:
     return SourceError(
-        f"source {source_id} at {_where(engine)}: {what} failed ({_reason(exc)}); check that the "
+        f"source {source_id} at {_where(engine)}: {what} failed ({reason}); check that the "
         "database is reachable and that the connection's user may read every table"
     )
 
@@ -872,10 +872,7 @@ def full_scan_hits(engine: sa.Engine, inventory: SourceInventory) -> dict[tuple[
         inventory.tables, parallel.map_tables(engine, inventory.tables, parallel.full_hits_task), strict=True
     ):
         if isinstance(found, parallel.TableFailure):
-            raise SourceError(
-                f"source {inventory.source_id} at {_where(engine)}: full scan failed ({found.reason}); check "
-                "that the database is reachable and that the connection's user may read every table"
-            )
+            raise _source_error(inventory.source_id, engine, "full scan", found.reason)
         hits.update({(info.qualified_name, col): n for col, n in found.items()})
     log.info(
         "full scan of %s: %d columns hold identifiers (%d values)",

@@ -103,8 +103,11 @@ def map_tables(
     ) as pool:
         largest_first = sorted(range(len(tables)), key=lambda i: -_weight(tables[i]))
         futures = {i: pool.submit(_run, task, tables[i], args) for i in largest_first}
-        for i in range(len(tables)):
-            yield futures[i].result()
+        try:
+            for i in range(len(tables)):
+                yield futures[i].result()
+        finally:  # a caller that stops early (a table failed) does not wait for the rest
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 # --- the tasks (module-level: they travel to the workers by name) ---------------------------------
