@@ -94,8 +94,8 @@ def _class_body(ranges) -> str:
     return "".join(f"\\x{{{a:x}}}" if a == b else f"\\x{{{a:x}}}-\\x{{{b:x}}}" for a, b in ranges)
 
 
-# Python's \s and \d beyond ASCII (`_unicode_ranges(r"\s")`, `(r"\d")`; test_native checks them
-# against this Python's Unicode tables).
+# Python's \s beyond ASCII (`_unicode_ranges(r"\s")`; test_native checks it against this
+# Python's Unicode tables).
 #: Python's \s takes the ideographic space and a few more: so does the translation of \s
 UNICODE_SPACE_RANGES = (
     (0x85, 0x85),
@@ -107,79 +107,13 @@ UNICODE_SPACE_RANGES = (
     (0x205F, 0x205F),
     (0x3000, 0x3000),
 )
-#: Python's \d beyond 0-9 (Arabic-Indic, full-width...): too many for Hyperscan to carry in
-#: every repeat, so a text holding one is searched with `re` instead (the guard expression)
-UNICODE_DIGIT_RANGES = (
-    (0x660, 0x669),
-    (0x6F0, 0x6F9),
-    (0x7C0, 0x7C9),
-    (0x966, 0x96F),
-    (0x9E6, 0x9EF),
-    (0xA66, 0xA6F),
-    (0xAE6, 0xAEF),
-    (0xB66, 0xB6F),
-    (0xBE6, 0xBEF),
-    (0xC66, 0xC6F),
-    (0xCE6, 0xCEF),
-    (0xD66, 0xD6F),
-    (0xDE6, 0xDEF),
-    (0xE50, 0xE59),
-    (0xED0, 0xED9),
-    (0xF20, 0xF29),
-    (0x1040, 0x1049),
-    (0x1090, 0x1099),
-    (0x17E0, 0x17E9),
-    (0x1810, 0x1819),
-    (0x1946, 0x194F),
-    (0x19D0, 0x19D9),
-    (0x1A80, 0x1A89),
-    (0x1A90, 0x1A99),
-    (0x1B50, 0x1B59),
-    (0x1BB0, 0x1BB9),
-    (0x1C40, 0x1C49),
-    (0x1C50, 0x1C59),
-    (0xA620, 0xA629),
-    (0xA8D0, 0xA8D9),
-    (0xA900, 0xA909),
-    (0xA9D0, 0xA9D9),
-    (0xA9F0, 0xA9F9),
-    (0xAA50, 0xAA59),
-    (0xABF0, 0xABF9),
-    (0xFF10, 0xFF19),
-    (0x104A0, 0x104A9),
-    (0x10D30, 0x10D39),
-    (0x11066, 0x1106F),
-    (0x110F0, 0x110F9),
-    (0x11136, 0x1113F),
-    (0x111D0, 0x111D9),
-    (0x112F0, 0x112F9),
-    (0x11450, 0x11459),
-    (0x114D0, 0x114D9),
-    (0x11650, 0x11659),
-    (0x116C0, 0x116C9),
-    (0x11730, 0x11739),
-    (0x118E0, 0x118E9),
-    (0x11950, 0x11959),
-    (0x11C50, 0x11C59),
-    (0x11D50, 0x11D59),
-    (0x11DA0, 0x11DA9),
-    (0x16A60, 0x16A69),
-    (0x16AC0, 0x16AC9),
-    (0x16B50, 0x16B59),
-    (0x1D7CE, 0x1D7FF),
-    (0x1E140, 0x1E149),
-    (0x1E2F0, 0x1E2F9),
-    (0x1E950, 0x1E959),
-    (0x1FBF0, 0x1FBF9),
-)
 UNICODE_SPACE = "\\s" + _class_body(UNICODE_SPACE_RANGES)
-UNICODE_DIGITS = "[" + _class_body(UNICODE_DIGIT_RANGES) + "]"
 
 
 def _escape(pattern: str, i: int, in_class: bool = False) -> tuple[str, int]:
     """(Hyperscan spelling, next index) of the escape at pattern[i]."""
     c = pattern[i + 1] if i + 1 < len(pattern) else ""
-    if c == "d":  # the other digits are caught by the guard expression (`_unicode_digits`)
+    if c == "d":  # a text holding another digit goes to `re` (`_OTHER_DIGIT`)
         return ("0-9" if in_class else "[0-9]"), i + 2
     if c == "s":
         return (UNICODE_SPACE if in_class else f"[{UNICODE_SPACE}]"), i + 2
@@ -265,9 +199,6 @@ def _compile(patterns: Sequence[re.Pattern]):
     for p in patterns:
         expressions.append(hs_expression(p).encode())
         flags.append(hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_SOM_LEFTMOST)
-    # the guard: a digit only Python's \d takes
-    expressions.append(UNICODE_DIGITS.encode())
-    flags.append(hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_SINGLEMATCH)
     database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
     database.compile(expressions=expressions, ids=list(range(len(expressions))), flags=flags)
     return database
@@ -322,10 +253,15 @@ def regions_finder(patterns: tuple[re.Pattern, ...]) -> RegionsFinder | None:
     except Exception as exc:  # noqa: BLE001 - any compile failure means: no shortcut, still correct
         log.info("native candidate search off (%s); scanning with Python re", type(exc).__name__)
         return None
-    return _finder(database, guard=len(patterns))
+    return _finder(database)
 
 
-def _finder(database, guard: int) -> RegionsFinder:
+#: a digit Python's \d takes and Hyperscan's [0-9] does not: such a text is searched with `re`
+#: (tested in Python: as a Hyperscan expression this class cost more than the whole search)
+_OTHER_DIGIT = re.compile(r"(?![0-9])\d")
+
+
+def _finder(database) -> RegionsFinder:
     def regions(text: str, start: int = 0) -> list[tuple[int, int]] | None:
         # from the character before `start`, so the leading non-token test sees the real text
         origin = max(start - 1, 0)
@@ -333,20 +269,16 @@ def _finder(database, guard: int) -> RegionsFinder:
             data = text[origin:].encode("utf-8")
         except UnicodeEncodeError:  # a lone surrogate: not UTF-8, which Hyperscan's mode requires
             return None
+        ascii_only = text.isascii()
+        if not ascii_only and _OTHER_DIGIT.search(text, origin) is not None:
+            return None
         spans: list[tuple[int, int]] = []
         add = spans.append
 
-        guarded = []
-
-        def on_match(expression: int, begin: int, end: int, _flags: int, _context: object) -> None:
-            if expression == guard:
-                guarded.append(begin)
-            else:
-                add((begin, end))
+        def on_match(_expression: int, begin: int, end: int, _flags: int, _context: object) -> None:
+            add((begin, end))
 
         database.scan(data, match_event_handler=on_match)
-        if guarded:
-            return None
         if not spans:
             return []
         spans.sort()
@@ -357,7 +289,7 @@ def _finder(database, guard: int) -> RegionsFinder:
                     merged[-1][1] = end
             else:
                 merged.append([begin, end])
-        if text.isascii():
+        if ascii_only:
             return [(origin + b, origin + e) for b, e in merged]
         # byte offsets to character offsets, one forward pass over the ranges' bounds
         out = []
