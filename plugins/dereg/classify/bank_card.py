@@ -33,8 +33,14 @@ def compact(text: str) -> str:
     return text if text.isdigit() else _SEPARATORS.sub("", text)
 
 
+_DOUBLED_BYTES = bytes.maketrans(b"0123456789", b"0246813579")
+
+
 def luhn_ok(digits: str) -> bool:
     reverse = digits[::-1]
+    if reverse.isascii():  # sum the digits' bytes in C, then take off the 48 of each '0'
+        data = reverse.encode()
+        return (sum(data[::2]) + sum(data[1::2].translate(_DOUBLED_BYTES)) - 48 * len(data)) % 10 == 0
     return (sum(map(int, reverse[::2])) + sum(map(int, reverse[1::2].translate(_DOUBLED)))) % 10 == 0
 
 

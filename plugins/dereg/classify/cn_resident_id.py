@@ -36,6 +36,7 @@ PATTERN = re.compile(r"(?<![0-9A-Za-z_])(?:\d{17}[0-9Xx]|\d{15})(?![0-9A-Za-z_])
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK = "10X98765432"
+_ZERO_WEIGHT = 48 * sum(_WEIGHTS)
 # First two digits of the region code: provinces, autonomous regions, municipalities, HK/MO/TW.
 PROVINCES = frozenset(
     {
@@ -106,7 +107,10 @@ def compact(text: str) -> str:
 
 def calc_check_digit(number: str) -> str:
     """Check digit of the first 17 digits of `number`."""
-    return _CHECK[sum(map(mul, map(int, number[:17]), _WEIGHTS)) % 11]
+    head = number[:17]
+    if head.isascii():  # the bytes' weighted sum in C, less 48 times the weights for the '0's
+        return _CHECK[(sum(map(mul, head.encode(), _WEIGHTS)) - _ZERO_WEIGHT) % 11]
+    return _CHECK[sum(map(mul, map(int, head), _WEIGHTS)) % 11]
 
 
 def birth_date(text: str) -> date | None:

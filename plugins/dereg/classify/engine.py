@@ -22,7 +22,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from dereg.classify import cn_resident_id, names, person_name
+from dereg.classify import cn_resident_id, names, parallel, person_name
 from dereg.classify.scanner import NOT_PERSONAL, personal_spans, scan_stream, spans
 from dereg.classify.taxonomy import level_of
 from dereg.dialects import dialect_for
@@ -240,7 +240,9 @@ class _ColumnStats:
             return
         if any(s[0] not in NOT_PERSONAL for s in found):
             self.any_hit += 1
-        for cat in {s[0] for s in found}:
+        for cat in dict.fromkeys(
+            s[0] for s in found
+        ):  # in text order, not a set's: the same in every process
             self.containing[cat] += 1
         for cat, _, _, raw in found:
             self.example(cat, mask(cat, raw))
@@ -591,9 +593,9 @@ def _reason(exc: Exception) -> str:
     return database_error(exc) if is_database_error(exc) else type(exc).__name__
 
 
-def _source_error(source_id: str, engine: sa.Engine, what: str, exc: Exception) -> SourceError:
+def _source_error(source_id: str, engine: sa.Engine, what: str, reason: str) -> SourceError:
     return SourceError(
-        f"source {source_id} at {_where(engine)}: {what} failed ({_reason(exc)}); check that the "
+        f"source {source_id} at {_where(engine)}: {what} failed ({reason}); check that the "
         "database is reachable and that the connection's user may read every table"
     )
 
@@ -730,17 +732,22 @@ def classify_source(
     selected = [
         t for t in inventory.tables if wanted is None or t.qualified_name in wanted or t.name in wanted
     ]
+    readable = [t for t in selected if not t.problem]
+    # a full scan runs tables side by side in worker processes (parallel.workers_for says when)
+    outcomes = parallel.map_tables(
+        engine, readable, parallel.classify_table_task, sample_size, full, workers=None if full else 1
+    )
     for i, info in enumerate(selected, start=1):
         if info.problem:
             result.problems.append({"table": info.qualified_name, "reason": info.problem})
             continue
-        try:
-            result.columns += classify_table(engine, info, sample_size=sample_size, full=full)
-        except (sa.exc.SQLAlchemyError, OSError) as exc:
-            reason = f"cannot be read ({_reason(exc)})"
+        outcome = next(outcomes)
+        if isinstance(outcome, parallel.TableFailure):
+            reason = f"cannot be read ({outcome.reason})"
             result.problems.append({"table": info.qualified_name, "reason": reason})
             log.warning("source %s, table %s: %s", inventory.source_id, info.qualified_name, reason)
             continue
+        result.columns += outcome
         if progress:
             progress(
                 f"classified {info.qualified_name} ({i} of {len(selected)} tables, {info.row_count:,} rows)"
@@ -966,16 +973,13 @@ def full_scan_hits(engine: sa.Engine, inventory: SourceInventory) -> dict[tuple[
     """(table, column) -> number of values holding a valid personal identifier, over EVERY value
     of every column a full scan reads. Only columns with hits; {} = nothing found."""
     hits: dict[tuple[str, str], int] = {}
-    try:
-        for info in inventory.tables:
-            cols = full_scan_columns(info)
-            found, _ = _full_hits(engine, info, cols)
-            for col, counter in found.items():
-                n = counter["_any"]
-                if n:
-                    hits[(info.qualified_name, col)] = n
-    except sa.exc.SQLAlchemyError as exc:
-        raise _source_error(inventory.source_id, engine, "full scan", exc) from exc
+    # tables side by side in worker processes for a large source (parallel.workers_for)
+    for info, found in zip(
+        inventory.tables, parallel.map_tables(engine, inventory.tables, parallel.full_hits_task), strict=True
+    ):
+        if isinstance(found, parallel.TableFailure):
+            raise _source_error(inventory.source_id, engine, "full scan", found.reason)
+        hits.update({(info.qualified_name, col): n for col, n in found.items()})
     log.info(
         "full scan of %s: %d columns hold identifiers (%d values)",
         inventory.source_id,

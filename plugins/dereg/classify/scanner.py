@@ -192,6 +192,17 @@ def _claim(
     return None
 
 
+def _claim_later(block: str, start: int, first: int, endpos: int) -> tuple[object, int, str] | None:
+    """(detector, end, raw) of the first detector from index `first` on, in priority order, whose
+    own pattern matches at `start` and validates (the matched one rejected its candidate)."""
+    detectors = embedded_detectors()
+    for i in range(first, len(detectors)):
+        other = detectors[i].PATTERN.match(block, start, endpos)
+        if other is not None and detectors[i].is_valid(other.group()):
+            return detectors[i], other.end(), other.group()
+    return None
+
+
 def _categories(text: str) -> set[str]:
     """Categories of the valid hits in `text` (as `spans` finds them), in one tagged pass."""
     search = _tagged_pattern().search
@@ -239,7 +250,7 @@ def scan_stream(pieces: Iterable[str]) -> Iterator[tuple[int, int, str, str]]:
         for block in pieces:  # no shortcut pattern: whole lines, the slow way
             yield from _scan_block_by_field(block)
         return
-    search = tagged.search
+    regions_of = _regions_finder()
     buf = ""
     base = 0  # stream offset of buf[0]
     line_start = 0  # stream offset of the current line
@@ -261,6 +272,8 @@ def scan_stream(pieces: Iterable[str]) -> Iterator[tuple[int, int, str, str]]:
         if limit <= pos and not final:
             continue
         end_of_search = pos
+        regions = regions_of(buf, pos) if regions_of is not None else None
+        search = tagged.search if regions is None else _region_search(tagged, regions)
         for start, detector, raw in _valid_hits(buf, pos, len(buf), limit, search):
             # follow line and field from the last hit to this one
             newline = buf.rfind("\n", tracked, start)
@@ -292,24 +305,80 @@ def scan_stream(pieces: Iterable[str]) -> Iterator[tuple[int, int, str, str]]:
         pos -= keep
 
 
+@lru_cache(maxsize=1)
+def _regions_finder():
+    """The native candidate search over the embedded detectors' patterns, or None (use `re`)."""
+    from dereg.classify import native
+
+    return native.regions_finder(tuple(d.PATTERN for d in embedded_detectors()))
+
+
+def _region_search(tagged: re.Pattern, regions: list[tuple[int, int]]):
+    """A drop-in for `tagged.search(buf, pos, endpos)` that looks only inside `regions` (the
+    native search's ranges where a candidate may start and end, in order), for calls with a
+    growing `pos`. Inside a region the pattern runs on the text cut at the region's end (every
+    candidate ending there is found, and Python never reads past it); the candidate is then
+    matched again on the whole text, so look-aheads see what follows and the result is exactly
+    what `tagged.search` would return."""
+    search, match = tagged.search, tagged.match
+    count = len(regions)
+    index = 0
+
+    def next_match(buf: str, pos: int, endpos: int) -> re.Match | None:
+        nonlocal index
+        while index < count:
+            begin, end = regions[index]
+            if end <= pos:
+                index += 1
+                continue
+            at = begin if begin > pos else pos
+            while (m := search(buf, at, end if end < endpos else endpos)) is not None:
+                real = match(buf, m.start(), endpos)
+                if real is not None:
+                    return real
+                at = m.start() + 1
+            index += 1
+        return None
+
+    return next_match
+
+
+@lru_cache(maxsize=1)
+def _by_group() -> list[tuple[int, object, object]]:
+    """`Match.lastindex` of the tagged pattern -> (detector index, detector, its is_valid)."""
+    detectors = embedded_detectors()
+    table: list = [None] * (_tagged_pattern().groups + 1)
+    for name, index in _tagged_pattern().groupindex.items():
+        if name.startswith("_d"):
+            i = int(name[2:])
+            table[index] = (i, detectors[i], detectors[i].is_valid)
+    return table
+
+
 def _valid_hits(buf: str, pos: int, endpos: int, limit: int, search) -> Iterator[tuple[int, object, str]]:
     """(start, detector, raw) of each valid hit in buf[pos:endpos] that starts before `limit`, in
     order. A hit whose text runs across a tab or newline is dropped and its field searched alone."""
+    by_group = _by_group()
     while (m := search(buf, pos, endpos)) is not None:
         start = m.start()
         if start >= limit:
             return
-        claimed = _claim(buf, m, int(m.lastgroup[2:]), endpos=endpos)
-        if claimed is None:
-            pos = start + 1
-            continue
-        detector, end, raw = claimed
+        first, detector, is_valid = by_group[m.lastindex]
+        raw = m.group()
+        if is_valid(raw):  # the common case, inline: the matched detector takes it
+            end = m.end()
+        else:
+            claimed = _claim_later(buf, start, first + 1, endpos)
+            if claimed is None:
+                pos = start + 1
+                continue
+            detector, end, raw = claimed
         if "\t" in raw or "\n" in raw:
             # a pattern that ran across fields: search this field on its own (its end is a string
             # end for the patterns' look-aheads, as when a value is scanned alone)
             tab, newline = buf.find("\t", start, end), buf.find("\n", start, end)
             field_end = min(i for i in (tab, newline) if i >= 0)
-            yield from _valid_hits(buf, start, field_end, field_end, search)
+            yield from _valid_hits(buf, start, field_end, field_end, _tagged_pattern().search)
             pos = field_end
             continue
         yield start, detector, raw

@@ -104,18 +104,38 @@ class PostgreSQL(Dialect):
 DIALECT = PostgreSQL()
 
 
+#: a text cell longer than this (bytes) is not read through COPY, whose client receives a row
+#: whole (libpq's buffer, then psycopg2's bytes: about three times the cell), but in slices
+HUGE_CELL_BYTES = 4 << 20
+#: bytes per slice of a huge cell (`substring(bytes from x for n)` on the server)
+HUGE_CELL_SLICE = 4 << 20
+_TEXT_TYPES = "'text'::regtype, 'varchar'::regtype, 'bpchar'::regtype"
+
+
 def _copy_blocks(engine: Engine, clause: sa.TableClause, cols: list[str], block_chars: int) -> Iterator[str]:
     """The columns as COPY text, in blocks of whole lines (escaped tabs/newlines inside values
     are blanked to two spaces so offsets and word boundaries stay right). A line longer than
-    `block_chars` (one huge value) is cut across blocks, so memory stays bounded in cell size."""
+    `block_chars` is cut across blocks. A text cell over HUGE_CELL_BYTES is left out of the COPY
+    and comes after it, on a line of its own (the same field position, the other fields empty),
+    read in slices: memory stays bounded in cell size."""
     import codecs
 
     preparer = engine.dialect.identifier_preparer
-    table = preparer.format_table(clause)
-    select = ", ".join(preparer.quote(c) for c in cols)
+    # the names as PostgreSQL reads them (the preparer doubles a % for psycopg2's parameters;
+    # COPY and the queries without parameters take them as they are)
+    plain = (lambda name: name.replace("%%", "%")) if preparer._double_percents else (lambda name: name)
+    table = plain(preparer.format_table(clause))
+    quoted = [plain(preparer.quote(c)) for c in cols]
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     raw = engine.raw_connection()
     try:
+        huge_columns, huge_cells = _huge_cells(raw.driver_connection, table, cols, quoted)
+        select = ", ".join(
+            f"CASE WHEN octet_length({q}) > {HUGE_CELL_BYTES} THEN NULL ELSE {q} END"
+            if i in huge_columns
+            else q
+            for i, q in enumerate(quoted)
+        )
         pending = b""
         reader = _CopyReader(
             raw.driver_connection, f"COPY (SELECT {select} FROM {table}) TO STDOUT", block_chars
@@ -135,8 +155,75 @@ def _copy_blocks(engine: Engine, clause: sa.TableClause, cols: list[str], block_
         tail = decoder.decode(pending, final=True)
         if tail:
             yield _unescape(tail)
+        for ctid, index in huge_cells:
+            yield "\t" * index
+            yield from _cell_slices(raw.driver_connection, table, quoted[index], ctid)
+            yield "\t" * (len(cols) - 1 - index) + "\n"
     finally:
         raw.close()
+
+
+def _huge_cells(connection, table: str, cols: list[str], quoted: list[str]) -> tuple[set[int], list]:
+    """(indexes of the text columns that may hold a huge cell, [(ctid, column index)] of each cell
+    over HUGE_CELL_BYTES). Only a table with a TOAST relation that is not empty can hold one: the
+    others cost one catalog query, no scan."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT COALESCE(pg_relation_size(NULLIF(reltoastrelid, 0)), 0) FROM pg_class WHERE oid = %s::regclass",
+            (table,),
+        )
+        row = cur.fetchone()
+        if not row or not row[0]:
+            return set(), []
+        cur.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+            f"AND NOT attisdropped AND atttypid IN ({_TEXT_TYPES})",
+            (table,),
+        )
+        text = {name for (name,) in cur.fetchall()}
+        columns = {i for i, c in enumerate(cols) if c in text}
+        if not columns:
+            return set(), []
+        over = [f"octet_length({quoted[i]}) > {HUGE_CELL_BYTES}" for i in sorted(columns)]
+        cur.execute(f"SELECT ctid::text, {', '.join(over)} FROM {table} WHERE {' OR '.join(over)}")
+        cells = [
+            (ctid, i)
+            for ctid, *flags in cur.fetchall()
+            for i, flag in zip(sorted(columns), flags, strict=True)
+            if flag
+        ]
+    connection.rollback()  # end the read-only transaction the catalog queries opened
+    return columns, cells
+
+
+def _cell_slices(connection, table: str, column: str, ctid: str) -> Iterator[str]:
+    """One cell in slices of HUGE_CELL_SLICE bytes, decoded, tabs and line breaks blanked. The
+    server converts the cell to bytes once (a compressed value would otherwise be decompressed
+    from its start for every slice) and sends the slices as rows of a server-side cursor."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    # names go into a statement with parameters: a % in them is psycopg2's, doubled
+    shown = table
+    column, table = column.replace("%", "%%"), table.replace("%", "%%")
+    sql = (
+        f"WITH v AS MATERIALIZED (SELECT convert_to({column}, 'UTF8') AS b FROM {table} WHERE ctid = %s::tid) "
+        "SELECT g, substring(v.b from g for %s) FROM v CROSS JOIN LATERAL generate_series(1, octet_length(v.b), %s) g"
+    )
+    expected = 1
+    with connection.cursor(name=f"dereg_cell_{id(decoder):x}") as cur:
+        cur.itersize = 1  # one slice in memory at a time
+        cur.execute(sql, (ctid, HUGE_CELL_SLICE, HUGE_CELL_SLICE))
+        for at, piece in cur:
+            if at != expected:  # the rows are the slices in order, or the cell would be garbled
+                raise RuntimeError(f"{shown}: slices of a huge cell came out of order; scan again")
+            expected += HUGE_CELL_SLICE
+            text = decoder.decode(bytes(piece))
+            piece = None
+            yield text.replace("\t", " ").replace("\n", " ").replace("\r", " ")
+    tail = decoder.decode(b"", final=True)
+    if tail:
+        yield tail
 
 
 def _escape_safe_cut(data: bytes) -> int:

@@ -38,3 +38,37 @@ def test_copy_blocks_cut_a_huge_line_without_changing_its_text(pg_url):
     single = [(c, v) for _, _, c, v in scan_block(whole[0])]
     assert len(single) == 3 * 20_000 + 1
     engine.dispose()
+
+
+def test_a_cell_over_the_threshold_is_read_in_slices_with_the_same_hits(pg_url, monkeypatch):
+    from dereg.dialects import postgresql
+
+    monkeypatch.setattr(postgresql, "HUGE_CELL_BYTES", 50_000)
+    monkeypatch.setattr(postgresql, "HUGE_CELL_SLICE", 7_001)  # cuts identifiers and characters
+    engine = sa.create_engine(pg_url)
+    value = REMARK * 2_000  # about 150 KB: over the threshold
+    with engine.begin() as conn:
+        conn.execute(sa.text('CREATE TABLE "n%tes" (id int PRIMARY KEY, remark text, "t%g" varchar(40))'))
+        conn.execute(
+            sa.text(
+                """INSERT INTO "n%tes" VALUES (1, :v, 'x'), (2, 'short 13812345678', :v2), (3, NULL, NULL)"""
+            ),
+            {"v": value, "v2": "zhang.wei@example.com"},
+        )
+    table = sa.table("n%tes", sa.column("id"), sa.column("remark"), sa.column("t%g"))
+    blocks = list(
+        dialect_for(engine).text_blocks(engine, table, ["id", "remark", "t%g"], block_chars=10_007, batch=100)
+    )
+    text = "".join(blocks)
+    lines = text.split("\n")
+    # the huge cell left the COPY (its row's field is empty) and came last, on its own line
+    assert lines[0] == "1\t\\N\tx" and lines[3].startswith("\t") and lines[3].endswith("\t")
+    assert max(len(b) for b in blocks) <= 10_007 + 7_001
+    alone = [(c, v) for _, _, c, v in scan_block(value.replace("\t", " ").replace("\n", " ") + "\n")]
+    huge_line_start = len("\n".join(lines[:3])) + 1
+    assert [(c, v) for s, f, c, v in scan_block(text) if s == huge_line_start] == alone
+    assert len(alone) == 3 * 2_000
+    info = next(t for t in inventory_source(engine, "s").tables if t.name == "n%tes")
+    findings = {f.column: f for f in classify_table(engine, info, full=True)}
+    assert findings["remark"].values_checked == 2 and findings["remark"].matches == 2
+    engine.dispose()

@@ -1,0 +1,306 @@
+"""The native candidate search: where in a text any embedded detector could match, found by
+Hyperscan (the `hyperscan` package) instead of Python's `re` trying every position.
+
+Hyperscan has no look-behind or look-ahead, so each detector's pattern is translated into a
+looser one (`hs_expression`): look-arounds are dropped, a final "not followed by a token
+character" becomes "followed by a non-token character or the end", and every expression starts
+with a non-token character or the start of the text (every embedded kind starts a token). The
+looser patterns match wherever the real ones do, and more. Their matches, merged where they
+overlap, are the *regions* of a text; the scanner then runs Python's pattern only inside
+regions, where the exact look-behind and boundary checks decide. Text outside every region cannot
+hold a candidate and is never seen by Python.
+
+Without the package (or with `DEREG_NATIVE_SCAN=0`, or when a detector's pattern cannot be
+translated) `regions_finder()` is None and the scanner searches with `re` alone; findings are the
+same either way (tests/unit/classify/test_native.py compares them).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+
+log = logging.getLogger(__name__)
+
+#: every embedded kind starts a token: no identifier begins right after one of these
+_TOKEN = "0-9A-Za-z_"
+
+#: (text, start) -> regions, or None when this text must be searched with `re`
+_WIDE_REPEAT = re.compile(r"\{(\d+),(\d{2,})\}")
+
+RegionsFinder = Callable[[str, int], list[tuple[int, int]] | None]
+
+
+class Untranslatable(ValueError):
+    """A pattern uses a construct the translation does not handle (a back-reference...)."""
+
+
+def _group_end(pattern: str, i: int) -> int:
+    """Index just after the parenthesis closing the group that opens at pattern[i]."""
+    depth = 0
+    n = len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "[":
+            i = _class_end(pattern, i)
+            continue
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    raise Untranslatable("unbalanced parenthesis")
+
+
+def _class_end(pattern: str, i: int) -> int:
+    """Index just after the character class that opens at pattern[i]."""
+    j = i + 1
+    if j < len(pattern) and pattern[j] == "^":
+        j += 1
+    if j < len(pattern) and pattern[j] == "]":
+        j += 1
+    while j < len(pattern):
+        if pattern[j] == "\\":
+            j += 2
+            continue
+        if pattern[j] == "]":
+            return j + 1
+        j += 1
+    raise Untranslatable("unterminated character class")
+
+
+def _unicode_ranges(pattern: str) -> list[tuple[int, int]]:
+    """The runs of non-ASCII code points that `pattern` (one character class) matches."""
+    everything = "".join(map(chr, range(0x80, 0xD800))) + "".join(map(chr, range(0xE000, 0x110000)))
+    ranges = []
+    for m in re.finditer(pattern + "+", everything):
+        first, last = ord(m.group()[0]), ord(m.group()[-1])
+        if last - first + 1 == len(m.group()):
+            ranges.append((first, last))
+        else:  # a run across the surrogate gap: its code points are not consecutive
+            ranges += [(ord(c), ord(c)) for c in m.group()]
+    return ranges
+
+
+def _class_body(ranges) -> str:
+    return "".join(f"\\x{{{a:x}}}" if a == b else f"\\x{{{a:x}}}-\\x{{{b:x}}}" for a, b in ranges)
+
+
+# Python's \s beyond ASCII (`_unicode_ranges(r"\s")`; test_native checks it against this
+# Python's Unicode tables).
+#: Python's \s takes the ideographic space and a few more: so does the translation of \s
+UNICODE_SPACE_RANGES = (
+    (0x85, 0x85),
+    (0xA0, 0xA0),
+    (0x1680, 0x1680),
+    (0x2000, 0x200A),
+    (0x2028, 0x2029),
+    (0x202F, 0x202F),
+    (0x205F, 0x205F),
+    (0x3000, 0x3000),
+)
+UNICODE_SPACE = "\\s" + _class_body(UNICODE_SPACE_RANGES)
+
+
+def _escape(pattern: str, i: int, in_class: bool = False) -> tuple[str, int]:
+    """(Hyperscan spelling, next index) of the escape at pattern[i]."""
+    c = pattern[i + 1] if i + 1 < len(pattern) else ""
+    if c == "d":  # a text holding another digit goes to `re` (`_OTHER_DIGIT`)
+        return ("0-9" if in_class else "[0-9]"), i + 2
+    if c == "s":
+        return (UNICODE_SPACE if in_class else f"[{UNICODE_SPACE}]"), i + 2
+    if c in "DSwWbB":
+        raise Untranslatable(f"escape \\{c}")
+    if c in ("u", "U"):
+        width = 4 if c == "u" else 8
+        code = pattern[i + 2 : i + 2 + width]
+        return "\\x{" + code + "}", i + 2 + width
+    if c == "Z":  # Python's \Z is the very end, PCRE's \z
+        return "\\z", i + 2
+    if c == "N" or c.isdigit() and c != "0":
+        raise Untranslatable(f"escape \\{c}")
+    return pattern[i : i + 2], i + 2
+
+
+def _translate(pattern: str) -> str:
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            text, i = _escape(pattern, i)
+            out.append(text)
+        elif c == "[":
+            end = _class_end(pattern, i)
+            body = pattern[i:end]
+            parts, j = [], 0
+            while j < len(body):
+                if body[j] == "\\":
+                    text, j = _escape(body, j, in_class=True)
+                    parts.append(text)
+                else:
+                    parts.append(body[j])
+                    j += 1
+            out.append("".join(parts))
+            i = end
+        elif pattern.startswith(("(?=", "(?!", "(?<=", "(?<!"), i):
+            end = _group_end(pattern, i)
+            inner = pattern[i + 3 : end - 1]
+            # a final "not followed by [class]": followed by another character, or the end
+            final = end == n or pattern[end] in "|)"
+            if (
+                pattern.startswith("(?!", i)
+                and final
+                and inner.startswith("[")
+                and _class_end(inner, 0) == len(inner)
+            ):
+                negated = inner[2:] if inner.startswith("[^") else "^" + inner[1:]
+                out.append(f"(?:[{_translate(negated)}|\\z)")
+            i = end  # any other look-around is dropped: the pattern only gets looser
+        elif pattern.startswith("(?P<", i):
+            out.append("(?:")
+            i = pattern.index(">", i) + 1
+        elif pattern.startswith("(?P=", i) or pattern.startswith("(?(", i):
+            raise Untranslatable("back-reference or conditional")
+        elif c == "{" and (wide := _WIDE_REPEAT.match(pattern, i)):
+            # {1,64}: Hyperscan tracking match starts cannot carry wide counted repeats; {1,} is looser
+            out.append("{" + wide.group(1) + ",}")
+            i = wide.end()
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def hs_expression(pattern: re.Pattern) -> str:
+    """A Hyperscan expression that matches wherever `pattern` matches at a token start, from the
+    character before it (or the start of the text) to its end or one character past it.
+
+    >>> hs_expression(re.compile(r"(?<![0-9A-Za-z_])\\d{15}(?![0-9A-Za-z_])"))
+    '(?:^|[^0-9A-Za-z_])(?:[0-9]{15}(?:[^0-9A-Za-z_]|\\\\z))'
+    """
+    if pattern.flags & (re.VERBOSE | re.IGNORECASE) or "(?i" in pattern.pattern or "(?x" in pattern.pattern:
+        raise Untranslatable("verbose or case-insensitive pattern")
+    return f"(?:^|[^{_TOKEN}])(?:{_translate(pattern.pattern)})"
+
+
+def _compile(patterns: Sequence[re.Pattern]):
+    import hyperscan
+
+    expressions, flags = [], []
+    for p in patterns:
+        expressions.append(hs_expression(p).encode())
+        flags.append(hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_SOM_LEFTMOST)
+    database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    database.compile(expressions=expressions, ids=list(range(len(expressions))), flags=flags)
+    return database
+
+
+def enabled() -> bool:
+    """Whether the native search may be used: `DEREG_NATIVE_SCAN=0` turns it off."""
+    return os.environ.get("DEREG_NATIVE_SCAN", "1") not in ("0", "false", "no", "off")
+
+
+#: compiled databases handed over by a parent process (`export` there, `preload` here), by expressions
+_PRELOADED: dict[tuple[str, ...], bytes] = {}
+
+
+def export(patterns: tuple[re.Pattern, ...]) -> tuple[tuple[str, ...], bytes] | None:
+    """The compiled database of `patterns`, serialised for a worker process (compiling takes a
+    second or two; loading, milliseconds); None when there is no native search."""
+    finder = regions_finder(patterns)
+    if finder is None:
+        return None
+    import hyperscan
+
+    return tuple(p.pattern for p in patterns), hyperscan.dumpb(finder.database)
+
+
+def preload(exported: tuple[tuple[str, ...], bytes] | None) -> None:
+    """In a worker: use the database `export` gave instead of compiling it again."""
+    if exported is not None:
+        _PRELOADED[exported[0]] = exported[1]
+
+
+@lru_cache(maxsize=4)
+def regions_finder(patterns: tuple[re.Pattern, ...]) -> RegionsFinder | None:
+    """A function (text, start) -> sorted, disjoint (start, end) character ranges of `text` from
+    `start` on, outside which none of `patterns` matches at a token start; it returns None for a
+    text to search with `re` (one holding a digit Hyperscan's 0-9 does not cover, or a lone
+    surrogate). None instead of a function when Hyperscan is not installed, turned off, or cannot
+    take a pattern: the caller then searches with `re`."""
+    if not enabled() or not patterns:
+        return None
+    try:
+        blob = _PRELOADED.get(tuple(p.pattern for p in patterns))
+        if blob is not None:
+            import hyperscan
+
+            database = hyperscan.loadb(blob, hyperscan.HS_MODE_BLOCK)
+            database.scratch = hyperscan.Scratch(database)
+        else:
+            database = _compile(patterns)
+    except ImportError:
+        return None
+    except Exception as exc:  # noqa: BLE001 - any compile failure means: no shortcut, still correct
+        log.info("native candidate search off (%s); scanning with Python re", type(exc).__name__)
+        return None
+    return _finder(database)
+
+
+#: a digit Python's \d takes and Hyperscan's [0-9] does not: such a text is searched with `re`
+#: (tested in Python: as a Hyperscan expression this class cost more than the whole search)
+_OTHER_DIGIT = re.compile(r"(?![0-9])\d")
+
+
+def _finder(database) -> RegionsFinder:
+    def regions(text: str, start: int = 0) -> list[tuple[int, int]] | None:
+        # from the character before `start`, so the leading non-token test sees the real text
+        origin = max(start - 1, 0)
+        try:
+            data = text[origin:].encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: not UTF-8, which Hyperscan's mode requires
+            return None
+        ascii_only = text.isascii()
+        if not ascii_only and _OTHER_DIGIT.search(text, origin) is not None:
+            return None
+        spans: list[tuple[int, int]] = []
+        add = spans.append
+
+        def on_match(_expression: int, begin: int, end: int, _flags: int, _context: object) -> None:
+            add((begin, end))
+
+        database.scan(data, match_event_handler=on_match)
+        if not spans:
+            return []
+        spans.sort()
+        merged: list[list[int]] = []
+        for begin, end in spans:
+            if merged and begin <= merged[-1][1]:
+                if end > merged[-1][1]:
+                    merged[-1][1] = end
+            else:
+                merged.append([begin, end])
+        if ascii_only:
+            return [(origin + b, origin + e) for b, e in merged]
+        # byte offsets to character offsets, one forward pass over the ranges' bounds
+        out = []
+        chars = byte = 0
+        for b, e in merged:
+            chars += len(data[byte:b].decode("utf-8"))
+            begin_char = chars
+            chars += len(data[b:e].decode("utf-8"))
+            byte = e
+            out.append((origin + begin_char, origin + chars))
+        return out
+
+    regions.database = database  # type: ignore[attr-defined]
+    return regions

@@ -1,0 +1,127 @@
+"""Tables scanned side by side in worker processes, so a full scan run as one command (`dereg scan
+--full`, the post-erasure full scan) uses more than one core: the scanner is Python, and threads
+would share one.
+
+A pool of `workers_for(...)` processes (at most MAX_WORKERS, never more than the CPUs) takes the
+tables largest first (rows times scanned columns), each worker with its own database engine and
+the native search's compiled database handed over by the parent (`native.export`); results come
+back in the caller's order, so a report does not depend on which worker finished first.
+Every worker streams its table as the single process does: memory stays flat in table size. Small
+sources (under PARALLEL_MIN_ROWS rows) and SQLite (one file, one writer, often in memory) are
+scanned in this process. Workers are spawned, not forked (no inherited threads, locks or pooled
+connections): a script that starts a scan needs the usual `if __name__ == "__main__":` guard.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from dereg.model import TableInfo
+
+#: workers of one scan: two cores count (more would mostly wait on the same disk and server)
+MAX_WORKERS = 2
+#: below this many rows in all, starting workers costs more than it saves
+PARALLEL_MIN_ROWS = 200_000
+
+_ENGINE: sa.Engine | None = None  # a worker's own engine
+
+
+@dataclass(frozen=True)
+class TableFailure:
+    """A table that could not be read: the reason as `engine._reason` words it (no value)."""
+
+    reason: str
+
+
+def workers_for(engine: sa.Engine, tables: Sequence[TableInfo]) -> int:
+    """How many processes scan `tables`: 1 (this process) for SQLite, a single table, a small
+    source or inside a daemonic process (Celery's pool); else min(MAX_WORKERS, CPUs).
+    `DEREG_SCAN_WORKERS` overrides (1 turns workers off)."""
+    wanted = os.environ.get("DEREG_SCAN_WORKERS")
+    if wanted:
+        return max(1, int(wanted))
+    if engine.url.get_backend_name() == "sqlite" or len(tables) < 2:
+        return 1
+    if multiprocessing.current_process().daemon:  # a Celery pool process may not start children
+        return 1
+    if sum(max(t.row_count, 0) for t in tables) < PARALLEL_MIN_ROWS:
+        return 1
+    return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
+
+
+def _weight(info: TableInfo) -> int:
+    """Rows times the columns a full scan reads: a long table of dates and flags is quick."""
+    from dereg.classify.engine import full_scan_columns
+
+    return max(info.row_count, 0) * len(full_scan_columns(info))
+
+
+def _start_worker(url: str, exported) -> None:
+    global _ENGINE
+    from dereg.classify import native
+
+    native.preload(exported)
+    _ENGINE = sa.create_engine(url, hide_parameters=True, poolclass=sa.pool.NullPool)
+
+
+def _run(task: Callable, info: TableInfo, args: tuple):
+    return _guarded(task, _ENGINE, info, args)
+
+
+def _guarded(task: Callable, engine: sa.Engine, info: TableInfo, args: tuple):
+    from dereg.classify.engine import _reason
+
+    try:
+        return task(engine, info, *args)
+    except (sa.exc.SQLAlchemyError, OSError) as exc:
+        return TableFailure(_reason(exc))
+
+
+def map_tables(
+    engine: sa.Engine, tables: Sequence[TableInfo], task: Callable, *args, workers: int | None = None
+) -> Iterator[object]:
+    """task(engine, table, *args) for every table, in the order of `tables`; a table that cannot
+    be read gives a TableFailure. `task` must be a module-level function (it goes to a worker)."""
+    workers = workers_for(engine, tables) if workers is None else workers
+    if workers <= 1:
+        for info in tables:
+            yield _guarded(task, engine, info, args)
+        return
+    from dereg.classify import native, scanner
+
+    exported = native.export(tuple(d.PATTERN for d in scanner.embedded_detectors()))
+    url = engine.url.render_as_string(hide_password=False)
+    context = multiprocessing.get_context("spawn")  # no inherited threads, locks or connections
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_start_worker, initargs=(url, exported)
+    ) as pool:
+        largest_first = sorted(range(len(tables)), key=lambda i: -_weight(tables[i]))
+        futures = {i: pool.submit(_run, task, tables[i], args) for i in largest_first}
+        try:
+            for i in range(len(tables)):
+                yield futures[i].result()
+        finally:  # a caller that stops early (a table failed) does not wait for the rest
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+# --- the tasks (module-level: they travel to the workers by name) ---------------------------------
+
+
+def classify_table_task(engine: sa.Engine, info: TableInfo, sample_size: int, full: bool) -> list:
+    from dereg.classify.engine import classify_table
+
+    return classify_table(engine, info, sample_size=sample_size, full=full)
+
+
+def full_hits_task(engine: sa.Engine, info: TableInfo) -> dict[str, int]:
+    """Column -> values holding a personal identifier, columns with hits only."""
+    from dereg.classify.engine import _full_hits, full_scan_columns
+
+    found, _ = _full_hits(engine, info, full_scan_columns(info))
+    return {col: counter["_any"] for col, counter in found.items() if counter["_any"]}

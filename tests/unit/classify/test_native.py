@@ -1,0 +1,140 @@
+"""The native candidate search (Hyperscan, `dereg.classify.native`) finds exactly what Python's
+`re` finds: the same hits, in the same places, on the labelled corpus and on texts built to
+catch the translation out (look-behinds, boundaries, non-ASCII digits and spaces, values cut
+across fields). Without the `hyperscan` package (or with DEREG_NATIVE_SCAN=0) only the fallback runs: the
+comparisons are then trivially true, and the Hyperscan-only tests are skipped."""
+
+from __future__ import annotations
+
+import random
+import re
+import sys
+
+import pytest
+
+from dereg.classify import native, scanner
+from dereg.classify.scanner import scan_stream
+from devtools.demo.corpus import build_corpus
+
+_HAVE_HYPERSCAN = scanner._regions_finder() is not None
+
+
+def _block(values: list[str]) -> str:
+    lines, fields = [], []
+    for i, value in enumerate(values):
+        fields.append(value.replace("\t", " ").replace("\n", " "))
+        if len(fields) == 3 or i == len(values) - 1:
+            lines.append("\t".join(fields))
+            fields = []
+    return "\n".join(lines) + "\n"
+
+
+def _corpus_block() -> str:
+    corpus = build_corpus(rows=400, seed=11)
+    values = [str(v) for t in corpus.tables for c in t.columns for v in c.values if v not in (None, "")]
+    return _block(values)
+
+
+_TRICKY = [
+    "身份证11010519491231002X，手机13812345678",
+    "a13812345678 13812345678a _13812345678 +8613812345678 008613812345678",
+    "x.y-z+q@mail.example.com.cn; -a@b.co; a@b.c; name@域名.cn",
+    "version 1.2.3.4 版本：10.0.0.1 ip 192.168.1.1.5 ip 10.0.0.1 fe80::1 2001:db8::8a2e:370:7334",
+    "护照号码：E12345678 passport No. G12345678 C20240315 H1234567890 E1234567",
+    "微信号：zhangwei_88 WeChat ID: li-si-2020 QQ号 123456789 wxid_abcdefghijklmn12",
+    "电话010-62345678转123 (021)62345678 0755 8888 6666 4008001234",
+    "６２２２０２１２３４５６７８９０１２８ ١٣٨١٢٣٤٥٦٧٨ 13812345678",  # full-width, Arabic-Indic
+    "联系\u300013812345678\u3000或\u00a0zhang@example.com",
+    "6222 0212 3456 7890 128 6222-0212-3456-7890-128 62220212345678901280",
+    "糖尿病 hypertension Hypertension asthma-like xasthma 高血压患者",
+    "91350100M000100Y43 913501007980012345",
+    "1381234\t5678 11010519491231\t002X zhang@\texample.com",
+]
+
+
+def _hits(text: str, pieces: int = 1) -> list:
+    if pieces == 1:
+        return list(scan_stream([text]))
+    step = max(1, len(text) // pieces)
+    return list(scan_stream(text[i : i + step] for i in range(0, len(text), step)))
+
+
+def _without_native(monkeypatch, text: str, pieces: int = 1) -> list:
+    with monkeypatch.context() as m:
+        m.setattr(scanner, "_regions_finder", lambda: None)
+        return _hits(text, pieces)
+
+
+def test_fallback_is_forced(monkeypatch):
+    monkeypatch.setattr(scanner, "_regions_finder", lambda: None)
+    assert scanner._regions_finder() is None
+    assert list(scan_stream(["电话 13812345678\n"])) == [(0, 0, "cn_mobile", "13812345678")]
+
+
+def test_turned_off_by_environment(monkeypatch):
+    monkeypatch.setenv("DEREG_NATIVE_SCAN", "0")
+    native.regions_finder.cache_clear()
+    try:
+        assert native.regions_finder((re.compile(r"\d{11}"),)) is None
+    finally:
+        native.regions_finder.cache_clear()
+
+
+@pytest.mark.parametrize("pieces", [1, 7])
+def test_the_labelled_corpus_gives_the_same_hits_both_ways(monkeypatch, pieces):
+    text = _corpus_block()
+    native_hits = _hits(text, pieces)
+    assert len(native_hits) > 500
+    assert native_hits == _without_native(monkeypatch, text, pieces)
+
+
+def test_tricky_texts_give_the_same_hits_both_ways(monkeypatch):
+    rng = random.Random(5)
+    values = _TRICKY + ["".join(rng.sample(_TRICKY, 3)) for _ in range(50)]
+    text = _block(values)
+    native_hits = _hits(text)
+    assert native_hits == _without_native(monkeypatch, text)
+    assert {h[2] for h in native_hits} >= {"cn_mobile", "cn_resident_id", "email", "bank_card", "phone"}
+
+
+def test_every_detector_pattern_translates():
+    if not _HAVE_HYPERSCAN:
+        pytest.skip("native search off (hyperscan missing or DEREG_NATIVE_SCAN=0)")
+    for detector in scanner.embedded_detectors():
+        expression = native.hs_expression(detector.PATTERN)
+        assert "(?<" not in expression and "(?=" not in expression and "(?!" not in expression
+
+
+def test_a_non_ascii_digit_sends_the_text_to_re():
+    if not _HAVE_HYPERSCAN:
+        pytest.skip("native search off (hyperscan missing or DEREG_NATIVE_SCAN=0)")
+    regions = scanner._regions_finder()
+    assert regions("电话 13812345678", 0) == [(2, 14)]
+    assert regions("电话 １3812345678", 0) is None
+    assert regions("电话 13812345678 \udc80", 0) is None  # a lone surrogate is no UTF-8
+
+
+def test_without_the_package_the_scanner_uses_re(monkeypatch):
+    monkeypatch.setitem(sys.modules, "hyperscan", None)  # import hyperscan raises ImportError
+    native.regions_finder.cache_clear()
+    try:
+        assert native.regions_finder((re.compile(r"\d{11}"),)) is None
+    finally:
+        native.regions_finder.cache_clear()
+
+
+def test_untranslatable_patterns_turn_the_shortcut_off():
+    with pytest.raises(native.Untranslatable):
+        native.hs_expression(re.compile(r"(a)\1"))
+    with pytest.raises(native.Untranslatable):
+        native.hs_expression(re.compile(r"\w+@", re.I))
+
+
+def test_the_unicode_tables_match_this_python():
+    assert native.UNICODE_SPACE_RANGES == tuple(native._unicode_ranges(r"\s"))
+
+
+def test_doctests():
+    import doctest
+
+    assert doctest.testmod(native).failed == 0

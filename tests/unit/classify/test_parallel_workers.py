@@ -1,0 +1,54 @@
+"""When a full scan starts worker processes (classify/parallel.py): only for a large source on a
+server database, never inside a daemonic process; DEREG_SCAN_WORKERS overrides."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import sqlalchemy as sa
+
+from dereg.classify import parallel
+from dereg.model import ColumnInfo, TableInfo
+
+
+def _table(name: str, rows: int) -> TableInfo:
+    return TableInfo(
+        name=name,
+        schema=None,
+        columns=[ColumnInfo(name="remark", type="TEXT")],
+        primary_key=[],
+        row_count=rows,
+    )
+
+
+def test_small_sources_sqlite_and_daemons_stay_in_one_process(monkeypatch):
+    monkeypatch.delenv("DEREG_SCAN_WORKERS", raising=False)
+    pg = sa.create_engine("postgresql+psycopg2://u@h/db")
+    big = [_table("a", 150_000), _table("b", 100_000)]
+    assert parallel.workers_for(pg, big) == min(parallel.MAX_WORKERS, multiprocessing.cpu_count())
+    assert parallel.workers_for(pg, [_table("a", 150_000), _table("b", 10)]) == 1
+    assert parallel.workers_for(pg, big[:1]) == 1
+    assert parallel.workers_for(sa.create_engine("sqlite://"), big) == 1
+    monkeypatch.setattr(multiprocessing.current_process(), "daemon", True, raising=False)
+    assert parallel.workers_for(pg, big) == 1
+
+
+def test_the_environment_overrides(monkeypatch):
+    pg = sa.create_engine("postgresql+psycopg2://u@h/db")
+    monkeypatch.setenv("DEREG_SCAN_WORKERS", "1")
+    assert parallel.workers_for(pg, [_table("a", 10**6), _table("b", 10**6)]) == 1
+    monkeypatch.setenv("DEREG_SCAN_WORKERS", "2")
+    assert parallel.workers_for(pg, [_table("a", 1)]) == 2
+
+
+def test_one_process_yields_in_order_and_reports_unreadable_tables():
+    engine = sa.create_engine("sqlite://")
+    tables = [_table("a", 1), _table("b", 2)]
+
+    def task(engine, info, suffix):
+        if info.name == "b":
+            raise sa.exc.OperationalError("SELECT", {}, Exception("gone"))
+        return info.name + suffix
+
+    out = list(parallel.map_tables(engine, tables, task, "!"))
+    assert out[0] == "a!" and isinstance(out[1], parallel.TableFailure)
