@@ -385,9 +385,19 @@ def test_a_failed_drill_a_dry_run_and_a_company_not_yet_closed(server):
     body = {"title": "Dry-run report", "dry_run": True, "company": {"id": "other_co"}, "finished_at": retain}
     put_artifact(store, "other_co", "manual__dry", "certificate", sign_certificate(body, server.keyring))
     # lifecycle entries (key rotation, the retention sweep) are not the latest closure stage
-    lg.append(company_id="_deployment", run_id="rot", stage="key_rotation", event="rotated", actor="key_rotation")
-    lg.append(company_id="other_co", run_id="rot", stage="key_rotation", event="rewrapped", actor="key_rotation")
-    lg.append(company_id="other_co", run_id="sweep", stage="retention_sweep", event="skipped", actor="retention_sweep")
+    lg.append(
+        company_id="_deployment", run_id="rot", stage="key_rotation", event="rotated", actor="key_rotation"
+    )
+    lg.append(
+        company_id="other_co", run_id="rot", stage="key_rotation", event="rewrapped", actor="key_rotation"
+    )
+    lg.append(
+        company_id="other_co",
+        run_id="sweep",
+        stage="retention_sweep",
+        event="skipped",
+        actor="retention_sweep",
+    )
     # the retention sweep's final certificate is listed beside the others
     final = {
         "title": "Final",
