@@ -735,7 +735,14 @@ def classify_source(
     readable = [t for t in selected if not t.problem]
     # a full scan runs tables side by side in worker processes (parallel.workers_for says when)
     outcomes = parallel.map_tables(
-        engine, readable, parallel.classify_table_task, sample_size, full, workers=None if full else 1
+        engine,
+        readable,
+        _classify_table_task,
+        sample_size,
+        full,
+        reason=_reason,
+        weight=_scan_weight,
+        workers=None if full else 1,
     )
     for i, info in enumerate(selected, start=1):
         if info.problem:
@@ -969,13 +976,33 @@ def text_columns(info: TableInfo) -> list[str]:
     return [c.name for c in info.columns if _TEXT_TYPE.search(c.type or "")]
 
 
+# --- what worker processes run (module-level: they travel to the workers by name) ------------------
+
+
+def _scan_weight(info: TableInfo) -> int:
+    """Rows times the columns a full scan reads: a long table of dates and flags is quick."""
+    return max(info.row_count, 0) * len(full_scan_columns(info))
+
+
+def _classify_table_task(engine: sa.Engine, info: TableInfo, sample_size: int, full: bool) -> list:
+    return classify_table(engine, info, sample_size=sample_size, full=full)
+
+
+def _full_hits_task(engine: sa.Engine, info: TableInfo) -> dict[str, int]:
+    """Column -> values holding a personal identifier, columns with hits only."""
+    found, _ = _full_hits(engine, info, full_scan_columns(info))
+    return {col: counter["_any"] for col, counter in found.items() if counter["_any"]}
+
+
 def full_scan_hits(engine: sa.Engine, inventory: SourceInventory) -> dict[tuple[str, str], int]:
     """(table, column) -> number of values holding a valid personal identifier, over EVERY value
     of every column a full scan reads. Only columns with hits; {} = nothing found."""
     hits: dict[tuple[str, str], int] = {}
     # tables side by side in worker processes for a large source (parallel.workers_for)
     for info, found in zip(
-        inventory.tables, parallel.map_tables(engine, inventory.tables, parallel.full_hits_task), strict=True
+        inventory.tables,
+        parallel.map_tables(engine, inventory.tables, _full_hits_task, reason=_reason, weight=_scan_weight),
+        strict=True,
     ):
         if isinstance(found, parallel.TableFailure):
             raise _source_error(inventory.source_id, engine, "full scan", found.reason)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from dereg.dialects import dialect_for
 from dereg.model import TableInfo
 
 #: workers of one scan: two cores count (more would mostly wait on the same disk and server)
@@ -46,20 +47,13 @@ def workers_for(engine: sa.Engine, tables: Sequence[TableInfo]) -> int:
     wanted = os.environ.get("DEREG_SCAN_WORKERS")
     if wanted:
         return max(1, int(wanted))
-    if engine.url.get_backend_name() == "sqlite" or len(tables) < 2:
+    if not dialect_for(engine).parallel_scan or len(tables) < 2:
         return 1
     if multiprocessing.current_process().daemon:  # a Celery pool process may not start children
         return 1
     if sum(max(t.row_count, 0) for t in tables) < PARALLEL_MIN_ROWS:
         return 1
     return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
-
-
-def _weight(info: TableInfo) -> int:
-    """Rows times the columns a full scan reads: a long table of dates and flags is quick."""
-    from dereg.classify.engine import full_scan_columns
-
-    return max(info.row_count, 0) * len(full_scan_columns(info))
 
 
 def _start_worker(url: str, exported) -> None:
@@ -70,28 +64,35 @@ def _start_worker(url: str, exported) -> None:
     _ENGINE = sa.create_engine(url, hide_parameters=True, poolclass=sa.pool.NullPool)
 
 
-def _run(task: Callable, info: TableInfo, args: tuple):
-    return _guarded(task, _ENGINE, info, args)
+def _run(task: Callable, info: TableInfo, args: tuple, reason: Callable[[BaseException], str]):
+    return _guarded(task, _ENGINE, info, args, reason)
 
 
-def _guarded(task: Callable, engine: sa.Engine, info: TableInfo, args: tuple):
-    from dereg.classify.engine import _reason
-
+def _guarded(
+    task: Callable, engine: sa.Engine, info: TableInfo, args: tuple, reason: Callable[[BaseException], str]
+):
     try:
         return task(engine, info, *args)
     except (sa.exc.SQLAlchemyError, OSError) as exc:
-        return TableFailure(_reason(exc))
+        return TableFailure(reason(exc))
 
 
 def map_tables(
-    engine: sa.Engine, tables: Sequence[TableInfo], task: Callable, *args, workers: int | None = None
+    engine: sa.Engine,
+    tables: Sequence[TableInfo],
+    task: Callable,
+    *args,
+    reason: Callable[[BaseException], str],
+    weight: Callable[[TableInfo], int],
+    workers: int | None = None,
 ) -> Iterator[object]:
     """task(engine, table, *args) for every table, in the order of `tables`; a table that cannot
-    be read gives a TableFailure. `task` must be a module-level function (it goes to a worker)."""
+    be read gives a TableFailure worded by `reason(exc)`; `weight(table)` orders the work, largest
+    first. `task` and `reason` must be module-level functions (they go to a worker)."""
     workers = workers_for(engine, tables) if workers is None else workers
     if workers <= 1:
         for info in tables:
-            yield _guarded(task, engine, info, args)
+            yield _guarded(task, engine, info, args, reason)
         return
     from dereg.classify import native, scanner
 
@@ -101,27 +102,10 @@ def map_tables(
     with ProcessPoolExecutor(
         workers, mp_context=context, initializer=_start_worker, initargs=(url, exported)
     ) as pool:
-        largest_first = sorted(range(len(tables)), key=lambda i: -_weight(tables[i]))
-        futures = {i: pool.submit(_run, task, tables[i], args) for i in largest_first}
+        largest_first = sorted(range(len(tables)), key=lambda i: -weight(tables[i]))
+        futures = {i: pool.submit(_run, task, tables[i], args, reason) for i in largest_first}
         try:
             for i in range(len(tables)):
                 yield futures[i].result()
         finally:  # a caller that stops early (a table failed) does not wait for the rest
             pool.shutdown(wait=True, cancel_futures=True)
-
-
-# --- the tasks (module-level: they travel to the workers by name) ---------------------------------
-
-
-def classify_table_task(engine: sa.Engine, info: TableInfo, sample_size: int, full: bool) -> list:
-    from dereg.classify.engine import classify_table
-
-    return classify_table(engine, info, sample_size=sample_size, full=full)
-
-
-def full_hits_task(engine: sa.Engine, info: TableInfo) -> dict[str, int]:
-    """Column -> values holding a personal identifier, columns with hits only."""
-    from dereg.classify.engine import _full_hits, full_scan_columns
-
-    found, _ = _full_hits(engine, info, full_scan_columns(info))
-    return {col: counter["_any"] for col, counter in found.items() if counter["_any"]}

@@ -76,6 +76,8 @@ class Dialect:
     #: which reader of `backup/schema.py` (STATEMENT_READERS) captures this dialect's schema as
     #: statements; None: not by statements (PostgreSQL's schema comes from pg_dump, see pgcopy)
     schema_reader: str | None = None
+    #: whether a full scan may read tables side by side in worker processes (`classify/parallel.py`)
+    parallel_scan: bool = True
 
     def normalize_url(self, url: URL) -> URL:
         """`url` with the driver Dereg uses when it names none; otherwise unchanged."""

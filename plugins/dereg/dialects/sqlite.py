@@ -22,6 +22,8 @@ class SQLite(Dialect):
     name = "sqlite"
     #: how the backup captures the schema: `backup/schema.py` STATEMENT_READERS
     schema_reader = "sqlite"
+    #: one file, often in memory: scanned in one process
+    parallel_scan = False
     sqlalchemy_names = frozenset({"sqlite"})
     connection_types = frozenset({"sqlite"})
     residual_risks = ("copies of the database file made outside Dereg (file backups, synced folders)",)

@@ -50,5 +50,7 @@ def test_one_process_yields_in_order_and_reports_unreadable_tables():
             raise sa.exc.OperationalError("SELECT", {}, Exception("gone"))
         return info.name + suffix
 
-    out = list(parallel.map_tables(engine, tables, task, "!"))
-    assert out[0] == "a!" and isinstance(out[1], parallel.TableFailure)
+    out = list(
+        parallel.map_tables(engine, tables, task, "!", reason=lambda exc: "unreadable", weight=lambda t: 0)
+    )
+    assert out[0] == "a!" and out[1] == parallel.TableFailure("unreadable")
