@@ -38,17 +38,7 @@ def retained_backups(store, now: dt.datetime | None = None) -> list[dict[str, An
         until = b.get("retain_until")
         if until and dt.datetime.fromisoformat(until) <= now:
             continue
-        found.append(
-            {
-                "backup_id": b["backup_id"],
-                "company_id": b["company_id"],
-                "source_id": b["source_id"],
-                "bucket": b["bucket"],
-                "prefix": b["prefix"],
-                "retain_until": until,
-                "label": f"{b['company_id']}.{b['source_id']} {b['backup_id']}",
-            }
-        )
+        found.append(catalog.task_ref(b))
     return found
 
 

@@ -61,18 +61,7 @@ def expired_backups(store, now: dt.datetime | None = None) -> list[dict[str, Any
             continue
         if dt.datetime.fromisoformat(until) > now:
             continue
-        found.append(
-            {
-                "backup_id": b["backup_id"],
-                "company_id": b["company_id"],
-                "source_id": b["source_id"],
-                "bucket": b["bucket"],
-                "prefix": b["prefix"],
-                "retain_until": until,
-                "status": b["status"],
-                "label": f"{b['company_id']}.{b['source_id']} {b['backup_id']}",
-            }
-        )
+        found.append(catalog.task_ref(b))
     return found
 
 

@@ -150,6 +150,21 @@ def wrapped_key(store: Engine, backup_id: str) -> tuple[str, str] | None:
     return (row.kek_id, row.wrapped_key) if row else None
 
 
+def task_ref(record: dict[str, Any]) -> dict[str, Any]:
+    """What a mapped task of the drill or the sweep gets of a catalog row (ids and places, no key),
+    with the label the Airflow grid shows."""
+    return {
+        "backup_id": record["backup_id"],
+        "company_id": record["company_id"],
+        "source_id": record["source_id"],
+        "bucket": record["bucket"],
+        "prefix": record["prefix"],
+        "retain_until": record.get("retain_until"),
+        "status": record["status"],
+        "label": f"{record['company_id']}.{record['source_id']} {record['backup_id']}",
+    }
+
+
 def set_status(store: Engine, backup_id: str, status: str) -> None:
     """Record a later state of a backup: `destroyed` once its key is shredded and no object is left."""
     with store.begin() as conn:
