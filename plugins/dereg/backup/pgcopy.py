@@ -491,35 +491,18 @@ def restore_into_postgresql(
                 spec = manifest["tables"][name]
                 schema = schemas.get(id(conn))
                 qualified = (_quote(schema) + "." if schema else "") + _quote(name)
-                cols = ", ".join(_quote(c["name"]) for c in spec["columns"])
-                feed = _Feed(chunks_of(name, spec))
-                cur.execute("SAVEPOINT dereg_table")
-                try:
-                    cur.execute(
-                        f"CREATE {'' if keep else 'UNLOGGED '}TABLE {qualified} ({column_defs[name]})"
-                    )
-                    cur.copy_expert(
-                        f"COPY {qualified} ({cols}) FROM STDIN WITH (FREEZE)", feed, size=READ_BLOCK
-                    )
-                    if feed.error is not None:
-                        raise feed.error
-                    hasher = _Hasher()
-                    out = io.BufferedWriter(hasher, buffer_size=READ_BLOCK)
-                    cur.copy_expert(f"COPY {qualified} ({cols}) TO STDOUT", out)
-                    out.flush()
-                    problems.extend(_constraint_problems(cur, qualified, name, spec))
-                    cur.execute("RELEASE SAVEPOINT dereg_table")
-                    count, digest = hasher.lines, hasher.digest.hexdigest()
-                except psycopg2.Error as exc:
-                    cur.execute("ROLLBACK TO SAVEPOINT dereg_table")
-                    # the server's message may quote a row: the error class only
-                    index = max(feed.chunk, 0)
-                    key = spec["chunks"][index] if index < len(spec["chunks"]) else "?"
-                    problems.append(
-                        f"{name}: rows of chunk {index} ({key}) cannot be loaded into the scratch database "
-                        f"({type(exc).__name__})"
-                    )
-                    count, digest = 0, hashlib.sha256().hexdigest()
+                count, digest = _load_table(
+                    cur,
+                    name,
+                    spec,
+                    qualified,
+                    chunks_of(name, spec),
+                    problems,
+                    into="the scratch database",
+                    create=f"CREATE {'' if keep else 'UNLOGGED '}TABLE {qualified} ({column_defs[name]})",
+                    copy_options=" WITH (FREEZE)",
+                    check=lambda: problems.extend(_constraint_problems(cur, qualified, name, spec)),
+                )
                 results[name] = restored_result(name, spec, count, digest, problems)
                 if progress:
                     progress(_line(name, results[name]))
@@ -552,6 +535,52 @@ def _line(name: str, t: dict) -> str:
     )
 
 
+def _load_table(
+    cur,
+    name: str,
+    spec: dict,
+    qualified: str,
+    chunks: Iterator[bytes],
+    problems: list[str],
+    *,
+    into: str,
+    create: str | None = None,
+    copy_options: str = "",
+    check: Callable[[], None] | None = None,
+) -> tuple[int, str]:
+    """Load one table's chunks by COPY under a savepoint (after `create`, if given), read it back
+    and hash it as the backup did, then `check` it; returns (rows, sha256). A failure rolls the
+    table back and is recorded in `problems` by chunk and error class only (the server's message
+    may quote a row)."""
+    import psycopg2
+
+    cols = ", ".join(_quote(c["name"]) for c in spec["columns"])
+    feed = _Feed(chunks)
+    cur.execute("SAVEPOINT dereg_table")
+    try:
+        if create:
+            cur.execute(create)
+        cur.copy_expert(f"COPY {qualified} ({cols}) FROM STDIN{copy_options}", feed, size=READ_BLOCK)
+        if feed.error is not None:
+            raise feed.error
+        hasher = _Hasher()
+        out = io.BufferedWriter(hasher, buffer_size=READ_BLOCK)
+        cur.copy_expert(f"COPY {qualified} ({cols}) TO STDOUT", out)
+        out.flush()
+        if check is not None:
+            check()
+        cur.execute("RELEASE SAVEPOINT dereg_table")
+        return hasher.lines, hasher.digest.hexdigest()
+    except psycopg2.Error as exc:
+        cur.execute("ROLLBACK TO SAVEPOINT dereg_table")
+        index = max(feed.chunk, 0)
+        key = spec["chunks"][index] if index < len(spec["chunks"]) else "?"
+        problems.append(
+            f"{name}: rows of chunk {index} ({key}) cannot be loaded into {into} ({type(exc).__name__})"
+        )
+        return 0, hashlib.sha256().hexdigest()
+
+
 def restore_with_schema(
     url: str,
     manifest: dict,
@@ -566,7 +595,6 @@ def restore_with_schema(
     (into its own schema and name), each read back and hashed, then post-data (constraints are
     validated as they are added). Committed only when everything loaded and verified; otherwise
     rolled back, so nothing is left half-done."""
-    import psycopg2
 
     engine = sa.create_engine(normalize_url(url), hide_parameters=True)
     results: dict[str, dict[str, Any]] = {}
@@ -586,28 +614,9 @@ def restore_with_schema(
         for name in names:
             spec = manifest["tables"][name]
             qualified = _quote(spec.get("schema") or "public") + "." + _quote(spec.get("name") or name)
-            cols = ", ".join(_quote(c["name"]) for c in spec["columns"])
-            feed = _Feed(chunks_of(name, spec))
-            cur.execute("SAVEPOINT dereg_table")
-            try:
-                cur.copy_expert(f"COPY {qualified} ({cols}) FROM STDIN", feed, size=READ_BLOCK)
-                if feed.error is not None:
-                    raise feed.error
-                hasher = _Hasher()
-                out = io.BufferedWriter(hasher, buffer_size=READ_BLOCK)
-                cur.copy_expert(f"COPY {qualified} ({cols}) TO STDOUT", out)
-                out.flush()
-                cur.execute("RELEASE SAVEPOINT dereg_table")
-                count, digest = hasher.lines, hasher.digest.hexdigest()
-            except psycopg2.Error as exc:
-                cur.execute("ROLLBACK TO SAVEPOINT dereg_table")
-                index = max(feed.chunk, 0)
-                key = spec["chunks"][index] if index < len(spec["chunks"]) else "?"
-                problems.append(
-                    f"{name}: rows of chunk {index} ({key}) cannot be loaded into the target "
-                    f"({type(exc).__name__})"
-                )
-                count, digest = 0, hashlib.sha256().hexdigest()
+            count, digest = _load_table(
+                cur, name, spec, qualified, chunks_of(name, spec), problems, into="the target"
+            )
             results[name] = restored_result(name, spec, count, digest, problems)
             if progress:
                 progress(_line(name, results[name]))
