@@ -60,18 +60,15 @@ def _keyring_init(args) -> int:
 @command("keyring rotate")
 def _keyring_rotate(args) -> int:
     from dereg.evidence.store import open_store
-    from dereg.keys import Keyring
-    from dereg.rotation import policy, rewrap_backups, rotate_keyring
+    from dereg.keys_kms import backup_key_provider
+    from dereg.rotation import policy, rewrap_backups, rotate_keyring, rotated_message
 
-    ring = Keyring.load(Path(args.path) if args.path else None)
+    # the backups' key provider: the KMS key of DEREG_KMS_KEY_ID when set, else the keyring file
+    ring = backup_key_provider(Path(args.path) if args.path else None)
     store = open_store()
     if not args.rewrap_only:
         grace = args.grace_days if args.grace_days is not None else policy()["grace_days"]
-        rotated = rotate_keyring(ring, grace_days=grace, store=store, actor="cli")
-        print(
-            f"new key-encryption key {rotated['new_kek']} is active; {rotated['retired_kek']} retired "
-            f"(it still unwraps; destroyable after {rotated['destroy_after']})"
-        )
+        print(rotated_message(rotate_keyring(ring, grace_days=grace, store=store, actor="cli")))
     done = rewrap_backups(store, ring, _s3_location("s3://unused"), actor="cli")
     print(
         f"{sum(done['rewrapped'].values())} backup key(s) re-wrapped under {done['kek']} ({done['rewrapped'] or 'none'})"

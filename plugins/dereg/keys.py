@@ -189,6 +189,14 @@ class Keyring:
         self.retired.pop(kek_id, None)
         self.save()
 
+    def current_since(self):
+        """None: a keyring's KEKs are told apart by id, so a wrap is current when its KEK is active."""
+        return None
+
+    def rewrap(self, kek_id: str, wrapped: bytes, *, what: str = "data key") -> tuple[str, bytes]:
+        """The data key wrapped by `kek_id` wrapped again under the active KEK."""
+        return self.wrap_data_key(self.unwrap_data_key(kek_id, wrapped, what=what))
+
     # --- key provider interface ---------------------------------------------------------
     def active_kek_id(self) -> str:
         return self.active_kek

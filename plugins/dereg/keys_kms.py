@@ -22,6 +22,9 @@ CONTEXT = {"purpose": "dereg-backup-data-key"}
 
 class KmsKeyProvider:
     wrap_name = "AWS KMS Encrypt (encryption context purpose=dereg-backup-data-key)"
+    #: retired key-encryption keys waiting for destruction: none here, the KMS keeps a rotated key's
+    #: older material (it still decrypts) for as long as the key exists, and never hands it out
+    retired: dict[str, str] = {}
 
     def __init__(
         self, key_id: str, *, client=None, endpoint_url: str | None = None, region: str | None = None
@@ -89,12 +92,69 @@ class KmsKeyProvider:
             raise self._refused(exc, f"unwrap {what}", key) from None
         return answer["Plaintext"]
 
+    # --- rotation (dereg.rotation) ----------------------------------------------------------
+    def rotate(self, *, grace_days: int, now) -> tuple[str, str]:
+        """Rotate the KMS key's material on demand (`RotateKeyOnDemand`): the key id stays, new wraps
+        use the new material, older material stays inside the KMS and still decrypts. `grace_days`
+        does not apply (the KMS keeps older material as long as the key). Returns (id, id)."""
+        from botocore.exceptions import BotoCoreError, ClientError
 
-def backup_key_provider():
-    """The key provider for backups: the KMS key of DEREG_KMS_KEY_ID when set, else the keyring file."""
+        try:
+            self.client.rotate_key_on_demand(KeyId=self.key_id)
+        except (BotoCoreError, ClientError) as exc:
+            raise self._refused(exc, "rotate its key material (kms:RotateKeyOnDemand)", self.key_id) from None
+        return self.active_kek_id(), self.active_kek_id()
+
+    def current_since(self):
+        """When the key's current material became current (its latest rotation), or None if it was
+        never rotated: a data key wrapped before then is re-wrapped by `dereg.rotation`."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        latest, marker = None, None
+        try:
+            while True:
+                page = self.client.list_key_rotations(
+                    KeyId=self.key_id, **({"Marker": marker} if marker else {})
+                )
+                for rotation in page.get("Rotations", []):
+                    when = rotation["RotationDate"]
+                    latest = when if latest is None or when > latest else latest
+                if not page.get("Truncated"):
+                    break
+                marker = page["NextMarker"]
+        except (BotoCoreError, ClientError) as exc:
+            raise self._refused(exc, "list its rotations (kms:ListKeyRotations)", self.key_id) from None
+        return latest
+
+    def rewrap(self, kek_id: str, wrapped: bytes, *, what: str = "data key") -> tuple[str, bytes]:
+        """Re-wrap under the current material with `ReEncrypt`: the data key never leaves the KMS."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if not kek_id.startswith(PREFIX):
+            # wrapped by a keyring key: only the keyring can unwrap it
+            raise KeyringError(
+                f"{what} is wrapped by keyring key {kek_id}: re-wrap it with the keyring "
+                "(unset DEREG_KMS_KEY_ID) before moving backups to a KMS key"
+            )
+        try:
+            answer = self.client.re_encrypt(
+                CiphertextBlob=wrapped,
+                SourceEncryptionContext=CONTEXT,
+                SourceKeyId=kek_id.removeprefix(PREFIX),
+                DestinationKeyId=self.key_id,
+                DestinationEncryptionContext=CONTEXT,
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise self._refused(exc, f"re-wrap {what} (kms:ReEncrypt*)", self.key_id) from None
+        return PREFIX + answer["KeyId"], answer["CiphertextBlob"]
+
+
+def backup_key_provider(keyring_path=None):
+    """The key provider for backups: the KMS key of DEREG_KMS_KEY_ID when set, else the keyring file
+    (`keyring_path`, else DEREG_KEYRING's)."""
     key_id = os.environ.get("DEREG_KMS_KEY_ID")
     if key_id:
         return KmsKeyProvider(key_id)
     from dereg.keys import Keyring
 
-    return Keyring.load()
+    return Keyring.load(keyring_path)

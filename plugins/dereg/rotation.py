@@ -59,12 +59,30 @@ def _now() -> dt.datetime:
 
 
 def rotate_keyring(keyring, *, grace_days: int, store=None, actor: str = "dereg") -> dict[str, Any]:
-    """A new active KEK; the previous one retired, destroyable after `grace_days`."""
+    """A new active KEK; the previous one retired, destroyable after `grace_days`. `keyring` is any
+    key provider: the KMS provider rotates the KMS key's material instead (same id; the KMS keeps the
+    older material, so nothing is retired here: `retired_kek` is None)."""
     old, new = keyring.rotate(grace_days=grace_days, now=_now())
-    result = {"new_kek": new, "retired_kek": old, "destroy_after": keyring.retired[old]}
+    if old == new:
+        result = {"new_kek": new, "retired_kek": None, "destroy_after": None, "material_rotated": True}
+    else:
+        result = {"new_kek": new, "retired_kek": old, "destroy_after": keyring.retired[old]}
     if store is not None:
         _ledger(store, "rotated", actor, result)
     return result
+
+
+def rotated_message(result: dict[str, Any]) -> str:
+    """What `rotate_keyring` did, for a person."""
+    if result.get("material_rotated"):
+        return (
+            f"KMS key {result['new_kek']}: new key material is active; the older material stays inside "
+            "the KMS (it still decrypts, and cannot be destroyed apart from the key)"
+        )
+    return (
+        f"new key-encryption key {result['new_kek']} is active; {result['retired_kek']} retired "
+        f"(it still unwraps; destroyable after {result['destroy_after']})"
+    )
 
 
 def _ledger(store, event: str, actor: str, details: dict, company_id: str = DEPLOYMENT) -> None:
@@ -146,6 +164,7 @@ def rewrap_backups(
     from dereg.backup import catalog
 
     active = keyring.active_kek_id()
+    since = keyring.current_since()  # a KMS key's latest rotation; None for a keyring (ids differ)
     done: dict[str, int] = {}
     kept_versions: list[dict[str, str]] = []
     for row in _live_backups(store):
@@ -163,42 +182,63 @@ def rewrap_backups(
                 "backup %s: no wrapped key in the store or in escrow; nothing to re-wrap", row["backup_id"]
             )
             continue
-        stale_store = row["kek_id"] is not None and row["kek_id"] != active
-        stale_escrow = escrow is not None and escrow.get("kek_id") != active
-        if stale_store or stale_escrow:
-            data_key = keyring.unwrap_data_key(
-                source[0], base64.b64decode(source[1]), what=f"the data key of backup {row['backup_id']}"
-            )
-            kek_id, wrapped = keyring.wrap_data_key(data_key)
-            wrapped_b64 = base64.b64encode(wrapped).decode()
-            body = {
-                "backup_id": row["backup_id"],
-                "kek_id": kek_id,
-                "wrapped_key": wrapped_b64,
-                "wrap": getattr(keyring, "wrap_name", "AES-KW (RFC 3394)"),
-                "rewrapped_at": _now().isoformat(),
-            }
-            # escrow first: if the store update never happens, both places still unwrap (old KEK kept)
-            client.put_object(
-                Bucket=where.bucket,
-                Key=escrow_key,
-                Body=json.dumps(body).encode(),
-                ContentType="application/json",
-            )
-            if row["kek_id"] is not None:
-                with store.begin() as conn:
-                    conn.execute(
-                        catalog.backup_keys.update()
-                        .where(catalog.backup_keys.c.backup_id == row["backup_id"])
-                        .values(kek_id=kek_id, wrapped_key=wrapped_b64)
-                    )
-            done[row["company_id"]] = done.get(row["company_id"], 0) + 1
+        if not _needs_rewrap(row, escrow, active, since):
+            kept_versions += _drop_old_escrow_versions(client, where.bucket, escrow_key, active)
+            continue
+        kek_id, wrapped = keyring.rewrap(
+            source[0], base64.b64decode(source[1]), what=f"the data key of backup {row['backup_id']}"
+        )
+        wrapped_b64 = base64.b64encode(wrapped).decode()
+        # dated to the microsecond: a KMS rotation's date is compared with it (`_needs_rewrap`)
+        body = {
+            "backup_id": row["backup_id"],
+            "kek_id": kek_id,
+            "wrapped_key": wrapped_b64,
+            "wrap": getattr(keyring, "wrap_name", "AES-KW (RFC 3394)"),
+            "rewrapped_at": dt.datetime.now(dt.UTC).isoformat(),
+        }
+        # escrow first: if the store update never happens, both places still unwrap (old KEK kept)
+        client.put_object(
+            Bucket=where.bucket,
+            Key=escrow_key,
+            Body=json.dumps(body).encode(),
+            ContentType="application/json",
+        )
+        if row["kek_id"] is not None:
+            with store.begin() as conn:
+                conn.execute(
+                    catalog.backup_keys.update()
+                    .where(catalog.backup_keys.c.backup_id == row["backup_id"])
+                    .values(kek_id=kek_id, wrapped_key=wrapped_b64)
+                )
+        done[row["company_id"]] = done.get(row["company_id"], 0) + 1
         kept_versions += _drop_old_escrow_versions(client, where.bucket, escrow_key, active)
     for company, count in sorted(done.items()):
         _ledger(
             store, "rewrapped", actor, {"run_id": run_id, "kek": active, "backups": count}, company_id=company
         )
     return {"kek": active, "rewrapped": done, "escrow_versions_kept": kept_versions}
+
+
+def _wrapped_at(escrow: dict[str, Any]) -> dt.datetime | None:
+    when = escrow.get("rewrapped_at") or escrow.get("wrapped_at")
+    return dt.datetime.fromisoformat(when) if when else None
+
+
+def _needs_rewrap(row: dict[str, Any], escrow: dict[str, Any] | None, active: str, since) -> bool:
+    """Whether a backup's wrapped key (store row and escrow copy) is not yet under the active KEK, or,
+    for a KMS key (`since`: its latest rotation), was wrapped before the current material. The store
+    row is current when it holds exactly the current escrow copy's wrap (re-wrapping writes the escrow
+    copy first, then the row)."""
+    if since is None:
+        stale_store = row["kek_id"] is not None and row["kek_id"] != active
+        return stale_store or (escrow is not None and escrow.get("kek_id") != active)
+    if escrow is None:
+        return True  # no dated copy: re-wrap (which writes one)
+    at = _wrapped_at(escrow)
+    if escrow.get("kek_id") != active or at is None or at < since:
+        return True
+    return row["kek_id"] is not None and row["wrapped_key"] != escrow.get("wrapped_key")
 
 
 def _drop_old_escrow_versions(client, bucket: str, escrow_key: str, active: str) -> list[dict[str, str]]:

@@ -49,33 +49,31 @@ def build_rotation_dag() -> DAG:
         @task(task_id="rotate_kek", retries=0)
         def rotate(**context) -> dict:
             from dereg.evidence.store import open_store
-            from dereg.keys import Keyring
-            from dereg.rotation import rotate_keyring
+            from dereg.keys_kms import backup_key_provider
+            from dereg.rotation import rotate_keyring, rotated_message
 
             if not context["params"]["rotate"]:
                 print("rotation off: re-wrapping and destroying only")
                 return {}
             result = rotate_keyring(
-                Keyring.load(),
+                backup_key_provider(),  # the KMS key when DEREG_KMS_KEY_ID is set, else the keyring
                 grace_days=int(context["params"]["grace_days"]),
                 store=open_store(),
                 actor=DAG_ID,
             )
-            print(
-                f"new key-encryption key {result['new_kek']}; {result['retired_kek']} retired until {result['destroy_after']}"
-            )
+            print(rotated_message(result))
             return result
 
         @task(task_id="rewrap_keys", retries=2)
         def rewrap(**context) -> dict:
             from dereg.connections import s3_location
             from dereg.evidence.store import open_store
-            from dereg.keys import Keyring
+            from dereg.keys_kms import backup_key_provider
             from dereg.rotation import rewrap_backups
 
             location = s3_location(context["params"]["s3_conn_id"], bucket="unused", prefix="")
             done = rewrap_backups(
-                open_store(), Keyring.load(), location, run_id=context["run_id"], actor=DAG_ID
+                open_store(), backup_key_provider(), location, run_id=context["run_id"], actor=DAG_ID
             )
             print(f"{sum(done['rewrapped'].values())} backup key(s) re-wrapped under {done['kek']}")
             for kept in done["escrow_versions_kept"]:

@@ -42,8 +42,8 @@ backup_keys = sa.Table(
     "backup_keys",
     metadata,
     sa.Column("backup_id", sa.String(64), primary_key=True),
-    sa.Column("kek_id", sa.String(64), nullable=False),
-    sa.Column("wrapped_key", sa.String(200), nullable=False),  # base64 of the AES-KW wrapped data key
+    sa.Column("kek_id", sa.String(255), nullable=False),  # a keyring KEK id, or kms:<key ARN>
+    sa.Column("wrapped_key", sa.Text, nullable=False),  # base64 of the wrapped data key (AES-KW or KMS)
     sa.Column("created_at", sa.String(40), nullable=False),
     sa.Column("destroyed_at", sa.String(40)),
 )

@@ -500,6 +500,7 @@ def start_session(session: Session, *, progress=None) -> None:
             "kek_id": session.kek_id,
             "wrapped_key": wrapped_b64,
             "wrap": getattr(ctx["keyring"], "wrap_name", "AES-KW (RFC 3394)"),
+            "wrapped_at": session.created_at.isoformat(),
         }
         uploader.put(
             session.escrow_key, json.dumps(escrow).encode(), locked=False, content_type="application/json"

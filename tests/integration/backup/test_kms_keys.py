@@ -11,6 +11,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+import sqlalchemy as sa
 
 from dereg.backup.restore import restore_and_verify
 from dereg.errors import KeyringError
@@ -52,6 +53,12 @@ def _kms(endpoint: str):
         aws_access_key_id="t",
         aws_secret_access_key="t",
     )
+
+
+@pytest.fixture
+def store_url(pg_url) -> str:
+    """The compliance store on PostgreSQL, as deployed: a KMS key's ARN and wrap must fit its columns."""
+    return pg_url
 
 
 @pytest.fixture
@@ -104,3 +111,50 @@ def test_the_provider_is_chosen_by_environment(monkeypatch, kms_endpoint, kms_ke
     monkeypatch.delenv("DEREG_KMS_KEY_ID")
     monkeypatch.setenv("DEREG_KEYRING", str(keyring.path))
     assert backup_key_provider().active_kek_id() == keyring.active_kek
+
+
+def test_a_kms_key_rotates_inside_the_kms_and_backups_restore_across_it(
+    sqlite_url, planted, take_backup, location, store, s3_client, bucket_name, kms_endpoint, kms_key
+):
+    from dereg.backup import catalog
+    from dereg.evidence.ledger import Ledger
+    from dereg.rotation import rewrap_backups, rotate_keyring
+
+    kms = _kms(kms_endpoint)
+    provider = KmsKeyProvider(kms_key, client=kms)
+    record = take_backup(sqlite_url, keyring=provider)
+    escrow_key = location.key("_escrow", f"{record.backup_id}.json")
+
+    def escrow() -> dict:
+        return json.loads(s3_client.get_object(Bucket=bucket_name, Key=escrow_key)["Body"].read())
+
+    def stored_wrap() -> str:
+        with store.connect() as conn:
+            return conn.execute(
+                sa.select(catalog.backup_keys.c.wrapped_key).where(
+                    catalog.backup_keys.c.backup_id == record.backup_id
+                )
+            ).scalar_one()
+
+    assert provider.current_since() is None and "wrapped_at" in escrow()
+    assert rewrap_backups(store, provider, location)["rewrapped"] == {}  # never rotated: nothing stale
+
+    rotated = rotate_keyring(provider, grace_days=30, store=store, actor="test")
+    assert rotated["material_rotated"] and rotated["retired_kek"] is None
+    assert rotated["new_kek"] == f"kms:{kms_key}"
+    assert len(kms.list_key_rotations(KeyId=kms_key)["Rotations"]) == 1  # the KMS itself rotated
+    before = escrow()["wrapped_key"]
+
+    done = rewrap_backups(store, provider, location, actor="test")
+    assert sum(done["rewrapped"].values()) == 1
+    after = escrow()
+    assert after["wrapped_key"] != before and after["kek_id"] == f"kms:{kms_key}" and after["rewrapped_at"]
+    assert stored_wrap() == after["wrapped_key"]  # the store row holds the same new wrap (kms ARN fits)
+    assert rewrap_backups(store, provider, location)["rewrapped"] == {}  # a retry finds nothing left
+
+    report = restore_and_verify(
+        record.backup_id, location=location, keyring=KmsKeyProvider(kms_key, client=kms), store=store
+    )
+    assert report.ok, report.problems
+    events = {(e.stage, e.event) for e in Ledger(store).entries()}
+    assert {("key_rotation", "rotated"), ("key_rotation", "rewrapped")} <= events

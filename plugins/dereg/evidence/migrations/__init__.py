@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 #: own metadata database has too (a store placed beside it must not read Airflow's revision)
 VERSION_TABLE = "dereg_alembic_version"
 #: the newest revision in versions/ (a test checks it is alembic's head)
-HEAD = "0001"
+HEAD = "0002"
 
 HERE = Path(__file__).resolve().parent
 #: an arbitrary constant: the PostgreSQL advisory lock key of store migrations ("dere")
