@@ -156,6 +156,23 @@ def _compressor() -> zstandard.ZstdCompressor:
     return comp
 
 
+#: the chunk algorithms this release reads (the manifest's `cipher` and `compression`). A later change
+#: of algorithm is a new entry here and a new format version: older backups keep restoring.
+CIPHERS = frozenset({"AES-256-GCM"})
+COMPRESSIONS = frozenset({"zstd"})
+
+
+def unsupported_algorithms(manifest: dict) -> list[str]:
+    """The manifest's chunk algorithms this release cannot open (a version 1 manifest may omit them:
+    it was written with AES-256-GCM over zstd)."""
+    wrong = []
+    if manifest.get("cipher", "AES-256-GCM") not in CIPHERS:
+        wrong.append(f"cipher {str(manifest.get('cipher'))[:40]!r}")
+    if manifest.get("compression", "zstd") not in COMPRESSIONS:
+        wrong.append(f"compression {str(manifest.get('compression'))[:40]!r}")
+    return wrong
+
+
 def seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
     nonce = os.urandom(NONCE_BYTES)
     compressed = _compressor().compress(plaintext)

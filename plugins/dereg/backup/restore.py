@@ -28,7 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from cryptography.exceptions import InvalidTag
 from sqlalchemy.engine import Engine
 
-from dereg.backup import catalog, pgcopy
+from dereg.backup import catalog, codec, pgcopy
 from dereg.backup import schema as db_schema
 from dereg.backup.codec import (
     MAC_VERSION,
@@ -140,6 +140,13 @@ def check_manifest_shape(manifest: dict, *, manifest_key: str) -> None:
     def bad(what: str) -> BackupError:
         return BackupError(f"the manifest {manifest_key} is malformed ({what}); nothing was restored")
 
+    wrong = codec.unsupported_algorithms(manifest)
+    if wrong:
+        raise BackupError(
+            f"the manifest {manifest_key} names {' and '.join(wrong)}, which this release of dereg cannot "
+            f"open (it reads cipher {sorted(codec.CIPHERS)} and compression {sorted(codec.COMPRESSIONS)}); "
+            "restore it with the release that wrote it or a newer one; nothing was restored"
+        )
     order, tables = manifest.get("table_order"), manifest.get("tables")
     if not isinstance(order, list) or not isinstance(tables, dict):
         raise bad("table_order or tables missing")
