@@ -163,34 +163,6 @@ class ErasurePlan:
         }
 
 
-def approval_text(summary: Mapping[str, Any], source_id: str) -> list[str]:
-    """The approver's view of one SQL source's plan `summary()`, as Markdown: per table the rows to
-    delete / pseudonymize / keep, the link that ties it to the subjects (declared or inferred) and
-    why; then the undecided personal data. Names and counts only."""
-    lines = [
-        f"**{source_id}**: delete {summary['rows_to_delete']} rows, pseudonymize "
-        f"{summary['rows_to_pseudonymize']}, keep {summary.get('rows_kept', 0)}",
-        "",
-        "| table | delete | pseudonymize | keep | link to the subjects | why |",
-        "|---|---:|---:|---:|---|---|",
-    ]
-    for row in summary.get("per_table", []):
-        why = str(row["reason"]).replace("|", "/")
-        link = str(row["link"]).replace("|", "/") or "-"
-        lines.append(
-            f"| {row['table']} | {row['delete']} | {row['pseudonymize']} | {row['keep']} | {link} | {why} |"
-        )
-    undecided = summary.get("undecided") or []
-    if undecided:
-        lines += ["", "Undecided personal data (no link to the subjects, no decision in the manifest):"]
-        lines += [
-            f"- {u['table']} ({u.get('rows', '?')} rows): "
-            + ", ".join(f"{c} [{', '.join(cats)}]" for c, cats in u["columns"].items())
-            for u in undecided
-        ]
-    return lines
-
-
 def referenced_first(action: TableAction) -> bool:
     """A delete of rows the subjects refer to (a guardian): it runs after the subjects' own rows
     are deleted (their foreign keys point at it), so its keys are collected before anything changes."""

@@ -211,7 +211,8 @@ def approval_lines(plans: Mapping[str, Any], page: Path | str | None = None) -> 
                 else ""
             )
             part = f", partition of `{t['partition_of']}`" if t["partition_of"] else ""
-            lines.append(f"  - `{t['table']}`: {t['action']} {done} of {r['total']} rows{part}{how}")
+            why = f": {t['reason']}" if t["reason"] else ""
+            lines.append(f"  - `{t['table']}`: {t['action']} {done} of {r['total']} rows{part}{how}{why}")
         for u in view["undecided"]:
             lines.append(
                 f"  - UNDECIDED / 待决定 `{u['table']}`: personal columns {', '.join(u['columns'])} "

@@ -7,7 +7,6 @@ erase stage checks. The approver must not be the person who triggered the run.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
@@ -54,12 +53,11 @@ class ErasureApprovalOperator(ComplianceMixin, ApprovalOperator):
         run = self.run_context(context)
         self.check_gates(run)
         plan_hash = approval_hash(run.plans)
-        summary = {sid: p.summary() for sid, p in run.plans.items()}
         if run.dry_run:
             entry = run.record(self.stage, "succeeded", decision="not asked (dry run)", plan_hash=plan_hash)
             self.log.info("Dry run: approval not requested; plan hash %s", plan_hash)
             return {"decision": "not asked (dry run)", "plan_hash": plan_hash, "ledger_entry": entry.entry_id}
-        self.body = self._body(run, plan_hash, summary, plan_lines=approval_lines(run.plans, self._page(run)))
+        self.body = self._body(run, plan_hash, plan_lines=approval_lines(run.plans, self._page(run)))
         run.record(self.stage, "requested", plan_hash=plan_hash, approvers=self.approvers)
         self.log.info("Waiting for one of %s to approve plan %s", self.approvers, plan_hash)
         return super().execute(context)
@@ -71,7 +69,7 @@ class ErasureApprovalOperator(ComplianceMixin, ApprovalOperator):
         return page if page.exists() else None
 
     @staticmethod
-    def _body(run, plan_hash: str, summary: dict, plan_lines: list[str] = ()) -> str:
+    def _body(run, plan_hash: str, plan_lines: list[str] = ()) -> str:
         lines = [
             f"**{run.manifest.name_zh}** / {run.manifest.name_en} — company `{run.company_id}`",
             "",
@@ -86,14 +84,6 @@ class ErasureApprovalOperator(ComplianceMixin, ApprovalOperator):
             *plan_lines,
             "",
         ]
-        from dereg.erase.plan import approval_text
-
-        # per SQL source a table of rows per table (the plan's own summary); object sources as they are
-        for sid, s in summary.items():
-            if "per_table" in s:
-                lines += [*approval_text(s, sid), ""]
-            else:
-                lines += [f"**{sid}**", "```json", json.dumps(s, ensure_ascii=False, indent=2), "```", ""]
         return "\n".join(lines)
 
     @anchored

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from dereg.erase.plan import ErasurePlan, RetainRule, approval_text, build_plan, referenced_first
+from dereg.erase.plan import ErasurePlan, RetainRule, build_plan, referenced_first
+from dereg.erase.review import approval_lines
 from dereg.errors import ErasureError
 from dereg.model import (
     ClassificationResult,
@@ -313,10 +314,10 @@ def test_the_approval_text_shows_rows_links_and_undecided_data_per_table():
         subject="member",
         allow_undecided=True,
     )
-    text = "\n".join(approval_text(p.summary(), "mall_db"))
-    assert "| login_log | 1100 | 0 | 0 | login_log(member_id) -> member(id) (inferred) |" in text
-    assert "| product | 0 | 0 | 38 | - | no personal columns and no link to the customers |" in text
-    assert "- site_settings (3 rows): hotline [cn_mobile]" in text
+    text = "\n".join(approval_lines({"mall_db": p}))
+    assert "`login_log`: delete 1100 of 1100 rows via login_log(member_id) -> member(id) (inferred)" in text
+    assert "`product`" not in text and "table(s) kept" in text  # kept tables are counted, not listed
+    assert "UNDECIDED / 待决定 `site_settings`: personal columns hotline" in text
 
 
 def test_a_column_that_cannot_be_pseudonymized_is_caught_by_the_plan_not_the_erase():

@@ -1,5 +1,6 @@
 """The approval request's text carries the plan as the approver reads it: per-table counts, the
-inferred links and undecided items, and where plan.html is (built by `dereg.erase.review`)."""
+inferred links and undecided items, and where plan.html is (built by `dereg.erase.review`), each table
+once."""
 
 from __future__ import annotations
 
@@ -26,8 +27,9 @@ def test_the_approval_text_has_the_tables_links_undecided_items_and_the_page():
         reason="closing",
     )
     body = ErasureApprovalOperator._body(
-        run, "ab" * 32, {"db": plan.summary()}, plan_lines=approval_lines({"db": plan}, "/out/plan.html")
+        run, "ab" * 32, plan_lines=approval_lines({"db": plan}, "/out/plan.html")
     )
-    assert "`orders`: pseudonymize 8 of 10 rows via orders(uid) -> users(id) (inferred)" in body
+    assert "`orders`: pseudonymize 8 of 10 rows via orders(uid) -> users(id) (inferred): kept by law" in body
+    assert body.count("`orders`") == 1  # each table once (no second table of the same counts)
     assert "1 inferred link(s)" in body and "1 undecided table(s)" in body and "`site`" in body
     assert "/out/plan.html" in body and "ab" * 32 in body
