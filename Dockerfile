@@ -14,6 +14,20 @@ RUN apt-get update -qq \
     && apt-get install -y -qq --no-install-recommends build-essential pkg-config libmariadb-dev \
        libpango-1.0-0 libpangoft2-1.0-0 fonts-wqy-microhei \
     && rm -rf /var/lib/apt/lists/*
+# pg_dump must be at least as new as the PostgreSQL server it dumps the schema of (an older one
+# refuses; the backup then holds the rows only and says so): PostgreSQL's own repository gives the
+# client 17, which dumps servers 9.2 to 17 (dereg.backup.schema finds /usr/lib/postgresql/<major>).
+RUN apt-get update -qq \
+    && apt-get install -y -qq --no-install-recommends curl ca-certificates \
+    && install -d /usr/share/postgresql-common/pgdg \
+    && curl -fsSL -o /usr/share/postgresql-common/pgdg/apt.postgresql.org.asc \
+       https://www.postgresql.org/media/keys/ACCC4CF8.asc \
+    && echo "deb [signed-by=/usr/share/postgresql-common/pgdg/apt.postgresql.org.asc] https://apt.postgresql.org/pub/repos/apt $(. /etc/os-release && echo "$VERSION_CODENAME")-pgdg main" \
+       > /etc/apt/sources.list.d/pgdg.list \
+    && apt-get update -qq \
+    && apt-get install -y -qq --no-install-recommends postgresql-client-17 \
+    && /usr/lib/postgresql/17/bin/pg_dump --version \
+    && rm -rf /var/lib/apt/lists/*
 USER airflow
 COPY --chown=airflow:0 requirements.txt requirements.lock /opt/dereg-build/
 RUN pip install --no-cache-dir -r /opt/dereg-build/requirements.txt -c /opt/dereg-build/requirements.lock \
