@@ -96,6 +96,42 @@ def _columns(cur, qualified: str) -> tuple[str, int, list[dict[str, Any]]]:
     )
 
 
+def _columns_of_all(cur, qualified: list[str]) -> list[tuple[str, int, list[dict[str, Any]]]]:
+    """`_columns` of every table in `qualified`, in one round trip. pg_class is read in the
+    transaction's snapshot: a table reflected after it was taken but created later is not in it,
+    and is refused (the schema pg_dump writes in the same snapshot would lack it)."""
+    cur.execute(
+        "SELECT q.i, c.relkind, pg_total_relation_size(c.oid), a.attname, "
+        "format_type(a.atttypid, a.atttypmod), t.typnamespace = 'pg_catalog'::regnamespace, "
+        "a.attnotnull, a.attgenerated <> '' "
+        "FROM unnest(%s::text[]) WITH ORDINALITY AS q(name, i) "
+        "JOIN pg_class c ON c.oid = q.name::regclass "
+        "LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+        "LEFT JOIN pg_type t ON t.oid = a.atttypid ORDER BY q.i, a.attnum",
+        (qualified,),
+    )
+    found: dict[int, tuple[str, int, list[dict[str, Any]]]] = {}
+    for i, relkind, pages, n, typ, builtin, nn, gen in cur.fetchall():
+        entry = found.setdefault(i, (relkind, pages, []))
+        if n is not None:
+            entry[2].append(
+                {
+                    "name": n,
+                    "pg_type": typ,
+                    "pg_builtin": bool(builtin),
+                    "not_null": bool(nn),
+                    "generated": bool(gen),
+                }
+            )
+    missing = [q for i, q in enumerate(qualified, start=1) if i not in found]
+    if missing:
+        raise BackupError(
+            f"table(s) {', '.join(missing[:5])} appeared in the source while the backup started (not in its "
+            "snapshot); nothing was backed up. Re-run the backup."
+        )
+    return [found[i] for i in range(1, len(qualified) + 1)]
+
+
 def _run_parallel(jobs: list, workers: list, work: Callable) -> None:
     """Run `work(worker, job)` for every job, each worker (a connection) taking the next job when
     free; the first error is raised once all workers have stopped."""
@@ -193,14 +229,15 @@ def table_key(table: sa.Table) -> str:
 
 def dump_tables(
     engine: Engine,
-    tables: list[sa.Table],
+    tables: list[sa.Table] | Callable[[], list[sa.Table]],
     session,
     *,
     current: list[str],
     progress=None,
     with_schema: bool = True,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """COPY every table of `tables` (reflected, parents first) into the session's chunk streams, on
+    """COPY every table of `tables` (reflected, parents first; or a function giving them, called once
+    the snapshot is taken and pg_dump started) into the session's chunk streams, on
     up to JOBS connections that share one snapshot (largest tables first); a partitioned table's
     rows are stored once, in its partitions (the parent's are only hashed, for erase's check
     against the backup). With `with_schema`, pg_dump writes the schema in the same snapshot
@@ -228,7 +265,7 @@ def dump_tables(
             )
             if progress:
                 progress(f"WARNING: {schema_note}")
-        if (JOBS > 1 and len(tables) > 1) or binary is not None:
+        if (JOBS > 1 and (callable(tables) or len(tables) > 1)) or binary is not None:
             import psycopg2
 
             try:
@@ -240,12 +277,15 @@ def dump_tables(
                 _apply_settings(cur)
         if binary is not None:  # started first: it reads the whole catalog while the rows are copied
             dumper = db_schema.PgDump(engine.url, binary, snapshot)
-        plans = []
-        for table in tables:
-            current[0] = table_key(table)
-            qualified = _qualified(table.schema, table.name)
-            relkind, pages, columns = _columns(cur, qualified)
-            plans.append((table, qualified, relkind, pages, columns))
+        if callable(tables):  # reflected while pg_dump already reads the catalog
+            tables = tables()
+        qualified_names = [_qualified(t.schema, t.name) for t in tables]
+        plans = [
+            (table, qualified, *found)
+            for table, qualified, found in zip(
+                tables, qualified_names, _columns_of_all(cur, qualified_names), strict=True
+            )
+        ]
         if snapshot is not None:
 
             def join_snapshot(c) -> None:
