@@ -1,24 +1,24 @@
-"""Backup and restore: Dereg against `pg_dump | restic backup --stdin`, same database, same SeaweedFS.
+"""Backup and restore: Dereg against `pg_dump | restic`, schema included on both sides, same SeaweedFS.
 
-The database is the demo school at scale (`benchmarks/pgdata.py`, 200,000 students and 2,000,000
-attendance rows by default); both sides write to one local SeaweedFS S3 gateway started for the
-run. Timed side by side:
+PostgreSQL (`pg_compare`): the demo school at scale (`benchmarks/pgdata.py`, a tenth of the
+students and all of them, 200,000 by default) and pagila (../shared/realworld/pagila, loaded by its
+own load.sh into `<database>_pagila`); both sides write to one local SeaweedFS S3 gateway started for
+the run. Timed side by side, each in its own process under GNU time (wall time, peak RSS):
 
-- backup: `dereg backup` (PostgreSQL COPY text streamed on two connections sharing one snapshot,
-  zstd, AES-256-GCM chunks sealed and uploaded by four threads, Object Lock, catalog) against
+- backup: `dereg backup` (format version 4: pg_dump --schema-only in the backup's snapshot while
+  the rows are COPYed on two connections, zstd, AES-256-GCM chunks, Object Lock) against
   `pg_dump --format=plain | restic backup --stdin` into a restic repository in the same store;
-- restore: `dereg restore --verify --scratch-url <the source's server>` (every chunk decrypted,
-  loaded with COPY FROM into a scratch schema, read back with COPY TO, row counts and content
-  hashes compared with the manifest, schema dropped) against `restic dump latest | psql` into an
-  empty database plus a row count of every table.
+- restore: `dereg restore ID --into <fresh database> --verify` (schema, rows read back and hashed,
+  keys, indexes, foreign keys) against `restic dump latest | psql <fresh database>` plus a row
+  count of every table.
 
-Each backup runs in its own process under GNU time, so peak memory (RSS) is measured too, at a
-tenth and at all of the students: flat means it does not grow with the database.
+Then, independently of Dereg, each restored copy is compared with the source (`pg_equal`):
+`pg_dump --schema-only` of both, normalised, and every table's row count; ours must be equal.
 
-    python -m benchmarks.backup [--students N] [--rounds R]
+    python -m benchmarks.backup [--url URL] [--students N] [--rounds R] [--no-pagila]
 
-Needs restic (Debian: `apt-get install restic`) and GNU time (`/usr/bin/time`). Prints ratios;
-goal: both at most 1.0 times restic's time.
+Needs restic (Debian: `apt-get install restic`), pg_dump/psql and GNU time (`/usr/bin/time`).
+Prints ratios; goal: both at most 0.8 times restic's time.
 """
 
 from __future__ import annotations
