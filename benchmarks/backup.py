@@ -49,13 +49,19 @@ PAGILA = next(
 )
 
 
+# CPU seconds (user + system) of the last `_timed` command and the children it waited for (GNU
+# time): the client side's work, which the load of other jobs on a shared machine hardly changes
+LAST_CPU = [0.0]
+
+
 def _timed(cmd: list[str] | str, env: dict, shell: bool = False) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS in KiB (GNU time, the largest process of the pipeline) and stdout."""
+    """Wall seconds, peak RSS in KiB (GNU time, the largest process of the pipeline) and stdout;
+    CPU seconds in LAST_CPU."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
         wrapped = (
-            ["/usr/bin/time", "-f", "%M", "-o", report.name, "bash", "-o", "pipefail", "-c", cmd]
+            ["/usr/bin/time", "-f", "%M %U %S", "-o", report.name, "bash", "-o", "pipefail", "-c", cmd]
             if shell
-            else ["/usr/bin/time", "-f", "%M", "-o", report.name, *cmd]
+            else ["/usr/bin/time", "-f", "%M %U %S", "-o", report.name, *cmd]
         )
         started = time.perf_counter()
         done = subprocess.run(wrapped, env=env, capture_output=True, text=True)
@@ -64,7 +70,9 @@ def _timed(cmd: list[str] | str, env: dict, shell: bool = False) -> tuple[float,
             raise SystemExit(
                 f"{cmd if isinstance(cmd, str) else ' '.join(cmd)} failed:\n{done.stderr[-2000:]}"
             )
-        peak = int(Path(report.name).read_text().strip().splitlines()[-1])
+        fields = Path(report.name).read_text().strip().splitlines()[-1].split()
+        peak = int(fields[0])
+        LAST_CPU[0] = sum(float(f) for f in fields[1:3])
     return seconds, peak, done.stdout
 
 
@@ -167,9 +175,12 @@ def pg_compare(env: dict, url: str, *, label: str, rounds: int) -> dict[str, tup
     print(f"\n== {label}: {rows:,} rows in {len(tables)} tables of {database}, schema included ==")
     ours_target, restic_target = f"{database}_ours_restore", f"{database}_restic_restore"
     best: dict[str, tuple[float, int]] = {}
+    cpu: dict[str, float] = {}
 
     def keep(name: str, seconds: float, peak: int) -> None:
-        best[name] = min(best.get(name, (1e9, 0)), (seconds, peak))
+        if seconds < best.get(name, (1e9, 0))[0]:
+            best[name] = (seconds, peak)
+            cpu[name] = LAST_CPU[0]
 
     for _ in range(rounds):
         seconds, peak, out = _timed(
@@ -215,7 +226,9 @@ def pg_compare(env: dict, url: str, *, label: str, rounds: int) -> dict[str, tup
     for target in (ours_target, restic_target):
         _psql(env, "postgres", f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')
     for name, (seconds, peak) in best.items():
-        print(f"  {name:22s} {seconds:7.2f} s   peak RSS {peak / 1024:7.0f} MiB")
+        print(
+            f"  {name:22s} {seconds:7.2f} s   peak RSS {peak / 1024:7.0f} MiB   client CPU {cpu[name]:6.2f} s"
+        )
     print(
         f"  EQUAL ours: schema (pg_dump --schema-only) {'yes' if schema_ok else 'NO'}, row counts of "
         f"{len(tables)} tables {'yes' if counts_ok else 'NO'}; restic's: "
@@ -227,6 +240,12 @@ def pg_compare(env: dict, url: str, *, label: str, rounds: int) -> dict[str, tup
     print(
         "  RATIO restore ours/restic = "
         f"{best['ours restore+verify'][0] / best['restic restore+count'][0]:.2f}x (goal <= 0.8)"
+    )
+    print(
+        "  RATIO client CPU ours/restic: backup "
+        f"{cpu['ours backup'] / max(cpu['restic backup'], 0.01):.2f}x, restore "
+        f"{cpu['ours restore+verify'] / max(cpu['restic restore+count'], 0.01):.2f}x (not counted: the "
+        "PostgreSQL server and SeaweedFS)"
     )
     if not (schema_ok and counts_ok):
         raise SystemExit(f"our restore of {database} is not equal to the source")
