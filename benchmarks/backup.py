@@ -1,24 +1,24 @@
-"""Backup and restore: Dereg against `pg_dump | restic backup --stdin`, same database, same SeaweedFS.
+"""Backup and restore: Dereg against `pg_dump | restic`, schema included on both sides, same SeaweedFS.
 
-The database is the demo school at scale (`benchmarks/pgdata.py`, 200,000 students and 2,000,000
-attendance rows by default); both sides write to one local SeaweedFS S3 gateway started for the
-run. Timed side by side:
+PostgreSQL (`pg_compare`): the demo school at scale (`benchmarks/pgdata.py`, a tenth of the
+students and all of them, 200,000 by default) and pagila (../shared/realworld/pagila, loaded by its
+own load.sh into `<database>_pagila`); both sides write to one local SeaweedFS S3 gateway started for
+the run. Timed side by side, each in its own process under GNU time (wall time, peak RSS):
 
-- backup: `dereg backup` (PostgreSQL COPY text streamed on two connections sharing one snapshot,
-  zstd, AES-256-GCM chunks sealed and uploaded by four threads, Object Lock, catalog) against
+- backup: `dereg backup` (format version 4: pg_dump --schema-only in the backup's snapshot while
+  the rows are COPYed on two connections, zstd, AES-256-GCM chunks, Object Lock) against
   `pg_dump --format=plain | restic backup --stdin` into a restic repository in the same store;
-- restore: `dereg restore --verify --scratch-url <the source's server>` (every chunk decrypted,
-  loaded with COPY FROM into a scratch schema, read back with COPY TO, row counts and content
-  hashes compared with the manifest, schema dropped) against `restic dump latest | psql` into an
-  empty database plus a row count of every table.
+- restore: `dereg restore ID --into <fresh database> --verify` (schema, rows read back and hashed,
+  keys, indexes, foreign keys) against `restic dump latest | psql <fresh database>` plus a row
+  count of every table.
 
-Each backup runs in its own process under GNU time, so peak memory (RSS) is measured too, at a
-tenth and at all of the students: flat means it does not grow with the database.
+Then, independently of Dereg, each restored copy is compared with the source (`pg_equal`):
+`pg_dump --schema-only` of both, normalised, and every table's row count; ours must be equal.
 
-    python -m benchmarks.backup [--students N] [--rounds R]
+    python -m benchmarks.backup [--url URL] [--students N] [--rounds R] [--no-pagila]
 
-Needs restic (Debian: `apt-get install restic`) and GNU time (`/usr/bin/time`). Prints ratios;
-goal: both at most 1.0 times restic's time.
+Needs restic (Debian: `apt-get install restic`), pg_dump/psql and GNU time (`/usr/bin/time`).
+Prints ratios; goal: both at most 0.8 times restic's time.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -38,15 +39,29 @@ import sqlalchemy as sa
 from benchmarks.pgdata import DEFAULT_URL, ensure
 
 RESTIC_PASSWORD = "bench-only-restic-password"
+PAGILA = next(
+    (
+        d / "shared" / "realworld" / "pagila"
+        for d in Path(__file__).resolve().parents
+        if (d / "shared" / "realworld" / "pagila").is_dir()
+    ),
+    Path(os.environ.get("DEREG_REALWORLD", "/nonexistent")) / "pagila",
+)
+
+
+# CPU seconds (user + system) of the last `_timed` command and the children it waited for (GNU
+# time): the client side's work, which the load of other jobs on a shared machine hardly changes
+LAST_CPU = [0.0]
 
 
 def _timed(cmd: list[str] | str, env: dict, shell: bool = False) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS in KiB (GNU time, the largest process of the pipeline) and stdout."""
+    """Wall seconds, peak RSS in KiB (GNU time, the largest process of the pipeline) and stdout;
+    CPU seconds in LAST_CPU."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
         wrapped = (
-            ["/usr/bin/time", "-f", "%M", "-o", report.name, "bash", "-o", "pipefail", "-c", cmd]
+            ["/usr/bin/time", "-f", "%M %U %S", "-o", report.name, "bash", "-o", "pipefail", "-c", cmd]
             if shell
-            else ["/usr/bin/time", "-f", "%M", "-o", report.name, *cmd]
+            else ["/usr/bin/time", "-f", "%M %U %S", "-o", report.name, *cmd]
         )
         started = time.perf_counter()
         done = subprocess.run(wrapped, env=env, capture_output=True, text=True)
@@ -55,8 +70,196 @@ def _timed(cmd: list[str] | str, env: dict, shell: bool = False) -> tuple[float,
             raise SystemExit(
                 f"{cmd if isinstance(cmd, str) else ' '.join(cmd)} failed:\n{done.stderr[-2000:]}"
             )
-        peak = int(Path(report.name).read_text().strip().splitlines()[-1])
+        fields = Path(report.name).read_text().strip().splitlines()[-1].split()
+        peak = int(fields[0])
+        LAST_CPU[0] = sum(float(f) for f in fields[1:3])
     return seconds, peak, done.stdout
+
+
+def _start_store(work: Path):
+    """A local SeaweedFS with one Object Lock bucket for us and one plain bucket for restic."""
+    from devtools.stack.ports import free_port
+    from devtools.stack.seaweed import start_seaweedfs
+
+    for _ in range(20):  # SeaweedFS also needs each port + 10000 free: pick low enough ones
+        s3_port, base = free_port(), free_port()
+        if max(s3_port, base + 2) + 10000 > 65535:
+            continue
+        try:
+            return start_seaweedfs(work / "seaweed", s3_port, base_port=base)
+        except Exception:  # noqa: BLE001 - a port taken meanwhile; try others
+            continue
+    raise SystemExit("could not start SeaweedFS on free ports")
+
+
+def _env(server, work: Path) -> dict:
+    return {
+        **os.environ,
+        "AWS_ENDPOINT_URL": server.endpoint_url,
+        "AWS_ACCESS_KEY_ID": server.access_key,
+        "AWS_SECRET_ACCESS_KEY": server.secret_key,
+        "DEREG_KEYRING": str(work / "keyring.json"),
+        "DEREG_STORE_URL": f"sqlite:///{work / 'compliance.db'}",
+        "RESTIC_PASSWORD": RESTIC_PASSWORD,
+        "RESTIC_REPOSITORY": f"s3:{server.endpoint_url}/bench-restic",
+        "PGHOST": "127.0.0.1",
+        "PGUSER": "postgres",
+    }
+
+
+# --- PostgreSQL, schema included on both sides ------------------------------------------------
+def _psql(env: dict, database: str, sql: str) -> str:
+    return subprocess.run(
+        ["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", database, "-c", sql],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+def _fresh_database(env: dict, name: str) -> None:
+    _psql(env, "postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _psql(env, "postgres", f"CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8'")
+
+
+def pg_tables(env: dict, database: str) -> list[str]:
+    """Every ordinary table of the user schemas (partitions included, partitioned parents not)."""
+    out = _psql(
+        env,
+        database,
+        "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind = 'r' AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%' ORDER BY 1",
+    )
+    return out.split()
+
+
+def pg_row_counts(env: dict, database: str, tables: list[str]) -> dict[str, int]:
+    sql = " UNION ALL ".join(f"SELECT '{t}', count(*) FROM {t}" for t in tables)
+    return {k: int(v) for k, v in (line.split("|") for line in _psql(env, database, sql).splitlines())}
+
+
+def pg_schema_text(env: dict, database: str) -> str:
+    """`pg_dump --schema-only` normalised: no comments, psql meta-commands or session SET lines."""
+    out = subprocess.run(
+        ["pg_dump", "--schema-only", "--no-owner", "--no-privileges", database],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return "\n".join(
+        line
+        for line in out.splitlines()
+        if line.strip() and not re.match(r"^(--|\\(un)?restrict |SET |SELECT pg_catalog.set_config)", line)
+    )
+
+
+def pg_equal(env: dict, source: str, copy: str) -> tuple[bool, bool, int]:
+    """Independent of Dereg: (schema equal by pg_dump, every table's row count equal, tables)."""
+    tables = pg_tables(env, source)
+    schema_ok = pg_schema_text(env, source) == pg_schema_text(env, copy)
+    counts_ok = pg_row_counts(env, source, tables) == pg_row_counts(env, copy, tables)
+    return schema_ok, counts_ok, len(tables)
+
+
+def pg_compare(env: dict, url: str, *, label: str, rounds: int) -> dict[str, tuple[float, int]]:
+    """Ours against `pg_dump | restic` on one PostgreSQL database, schema included on both sides:
+    backup, and restore into a fresh database (ours: `dereg restore --into --verify`; restic's:
+    `restic dump | psql` and a row count of every table). Best of `rounds`; prints and returns
+    name -> (seconds, peak RSS KiB)."""
+    database = sa.make_url(url).database
+    dereg = str(Path(sys.executable).with_name("dereg"))  # the console entry, as a user runs it
+    tables = pg_tables(env, database)
+    rows = sum(pg_row_counts(env, database, tables).values())
+    print(f"\n== {label}: {rows:,} rows in {len(tables)} tables of {database}, schema included ==")
+    ours_target, restic_target = f"{database}_ours_restore", f"{database}_restic_restore"
+    best: dict[str, tuple[float, int]] = {}
+    cpu: dict[str, float] = {}
+
+    def keep(name: str, seconds: float, peak: int) -> None:
+        if seconds < best.get(name, (1e9, 0))[0]:
+            best[name] = (seconds, peak)
+            cpu[name] = LAST_CPU[0]
+
+    for _ in range(rounds):
+        seconds, peak, out = _timed(
+            [dereg, "backup", url, "--to", f"s3://bench-dereg/{database}", "--company", "bench"]
+            + ["--retention-days", "1"],
+            env,
+        )
+        backup_id = out.strip().splitlines()[-1]
+        keep("ours backup", seconds, peak)
+        seconds, peak, _ = _timed(
+            f"pg_dump --format=plain {database} | restic backup --stdin --stdin-filename {database}.sql --quiet",
+            env,
+            shell=True,
+        )
+        keep("restic backup", seconds, peak)
+        _fresh_database(env, ours_target)
+        into = sa.make_url(url).set(database=ours_target).render_as_string(hide_password=False)
+        seconds, peak, _ = _timed(
+            [
+                dereg,
+                "restore",
+                backup_id,
+                "--from",
+                f"s3://bench-dereg/{database}",
+                "--into",
+                into,
+                "--verify",
+            ],
+            env,
+        )
+        keep("ours restore+verify", seconds, peak)
+        _fresh_database(env, restic_target)
+        count_sql = " UNION ALL ".join(f"SELECT '{t}', count(*) FROM {t}" for t in tables)
+        seconds, peak, _ = _timed(
+            f"restic dump latest {database}.sql --quiet | psql -X --quiet --set ON_ERROR_STOP=1 {restic_target} "
+            f'> /dev/null && psql -X -At {restic_target} -c "{count_sql}" > /dev/null',
+            env,
+            shell=True,
+        )
+        keep("restic restore+count", seconds, peak)
+    schema_ok, counts_ok, _ = pg_equal(env, database, ours_target)
+    anchor_ok = pg_equal(env, database, restic_target)[:2]
+    for target in (ours_target, restic_target):
+        _psql(env, "postgres", f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')
+    for name, (seconds, peak) in best.items():
+        print(
+            f"  {name:22s} {seconds:7.2f} s   peak RSS {peak / 1024:7.0f} MiB   client CPU {cpu[name]:6.2f} s"
+        )
+    print(
+        f"  EQUAL ours: schema (pg_dump --schema-only) {'yes' if schema_ok else 'NO'}, row counts of "
+        f"{len(tables)} tables {'yes' if counts_ok else 'NO'}; restic's: "
+        f"{'yes' if anchor_ok[0] else 'NO'}, {'yes' if anchor_ok[1] else 'NO'}"
+    )
+    print(
+        f"  RATIO backup ours/restic = {best['ours backup'][0] / best['restic backup'][0]:.2f}x (goal <= 0.8)"
+    )
+    print(
+        "  RATIO restore ours/restic = "
+        f"{best['ours restore+verify'][0] / best['restic restore+count'][0]:.2f}x (goal <= 0.8)"
+    )
+    print(
+        "  RATIO client CPU ours/restic: backup "
+        f"{cpu['ours backup'] / max(cpu['restic backup'], 0.01):.2f}x, restore "
+        f"{cpu['ours restore+verify'] / max(cpu['restic restore+count'], 0.01):.2f}x (not counted: the "
+        "PostgreSQL server and SeaweedFS)"
+    )
+    if not (schema_ok and counts_ok):
+        raise SystemExit(f"our restore of {database} is not equal to the source")
+    return best
+
+
+def ensure_pagila(env: dict, database: str) -> None:
+    """pagila (../shared/realworld/pagila) in `database`, loaded by its own loader unless it is there."""
+    try:
+        if _psql(env, database, "SELECT count(*) FROM public.rental").strip():
+            return
+    except subprocess.CalledProcessError:
+        pass
+    subprocess.run(["bash", str(PAGILA / "load.sh"), database], env=env, check=True, capture_output=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,27 +267,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", default=DEFAULT_URL)
     parser.add_argument("--students", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--no-pagila", action="store_true", help="skip the pagila pack")
     args = parser.parse_args(argv)
     if not shutil.which("restic"):
         raise SystemExit("restic is not installed: apt-get install restic")
 
     from dereg.keys import Keyring
-    from devtools.stack.ports import free_port
-    from devtools.stack.seaweed import start_seaweedfs
 
     work = Path(tempfile.mkdtemp(prefix="dereg-bench-backup-"))
-    server = None
-    for _ in range(20):  # SeaweedFS also needs each port + 10000 free: pick low enough ones
-        s3_port, base = free_port(), free_port()
-        if max(s3_port, base + 2) + 10000 > 65535:
-            continue
-        try:
-            server = start_seaweedfs(work / "seaweed", s3_port, base_port=base)
-            break
-        except Exception:  # noqa: BLE001 - a port taken meanwhile; try others
-            continue
-    if server is None:
-        raise SystemExit("could not start SeaweedFS on free ports")
+    server = _start_store(work)
     try:
         import boto3
 
@@ -98,21 +289,11 @@ def main(argv: list[str] | None = None) -> int:
         s3.create_bucket(Bucket="bench-dereg", ObjectLockEnabledForBucket=True)
         s3.create_bucket(Bucket="bench-restic")
         Keyring.create(work / "keyring.json")
-        env = {
-            **os.environ,
-            "AWS_ENDPOINT_URL": server.endpoint_url,
-            "AWS_ACCESS_KEY_ID": server.access_key,
-            "AWS_SECRET_ACCESS_KEY": server.secret_key,
-            "DEREG_KEYRING": str(work / "keyring.json"),
-            "DEREG_STORE_URL": f"sqlite:///{work / 'compliance.db'}",
-            "RESTIC_PASSWORD": RESTIC_PASSWORD,
-            "RESTIC_REPOSITORY": f"s3:{server.endpoint_url}/bench-restic",
-            "PGHOST": "127.0.0.1",
-            "PGUSER": "postgres",
-        }
+        env = _env(server, work)
         subprocess.run(["restic", "init"], env=env, check=True, capture_output=True)
         print(
-            f"dereg backup benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs"
+            f"dereg backup benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs, "
+            f"load average {os.getloadavg()[0]:.1f}"
         )
         results = {}
         for students in sorted({max(args.students // 10, 1000), args.students}):
@@ -121,72 +302,8 @@ def main(argv: list[str] | None = None) -> int:
                 if students == 200_000
                 else args.url.rsplit("/", 1)[0] + f"/{sa.make_url(args.url).database}_{students}"
             )
-            counts = ensure(url, students)
-            database = sa.make_url(url).database
-            rows = sum(counts.values())
-            print(f"\n== {students:,} students: {rows:,} rows in {database} ==")
-            best: dict[str, tuple[float, int]] = {}
-            for _ in range(args.rounds):
-                seconds, peak, out = _timed(
-                    [
-                        str(Path(sys.executable).with_name("dereg")),
-                        "backup",
-                        url,
-                        "--to",
-                        f"s3://bench-dereg/{database}",
-                        "--company",
-                        "bench",
-                        "--retention-days",
-                        "1",
-                    ],
-                    env,
-                )
-                backup_id = out.strip().splitlines()[-1]
-                best["ours backup"] = min(best.get("ours backup", (1e9, 0)), (seconds, peak))
-                seconds, peak, _ = _timed(
-                    f"pg_dump --format=plain {database} | restic backup --stdin --stdin-filename {database}.sql --quiet",
-                    env,
-                    shell=True,
-                )
-                best["restic backup"] = min(best.get("restic backup", (1e9, 0)), (seconds, peak))
-                seconds, peak, out = _timed(
-                    [
-                        str(Path(sys.executable).with_name("dereg")),  # the console entry, as a user runs it
-                        "restore",
-                        backup_id,
-                        "--from",
-                        f"s3://bench-dereg/{database}",
-                        "--scratch-url",  # the default of the restore_verify stage: the source's server
-                        url,
-                        "--verify",
-                    ],
-                    env,
-                )
-                best["ours restore+verify"] = min(best.get("ours restore+verify", (1e9, 0)), (seconds, peak))
-                target = f"{database}_restic_restore"
-                subprocess.run(["dropdb", "--if-exists", target], env=env, check=True)
-                subprocess.run(["createdb", target], env=env, check=True)
-                count_sql = " UNION ALL ".join(f"SELECT '{t}', count(*) FROM {t}" for t in counts)
-                seconds, peak, _ = _timed(
-                    f"restic dump latest {database}.sql --quiet | psql --quiet --set ON_ERROR_STOP=1 {target} "
-                    f'> /dev/null && psql -At {target} -c "{count_sql}" > /dev/null',
-                    env,
-                    shell=True,
-                )
-                best["restic restore+count"] = min(
-                    best.get("restic restore+count", (1e9, 0)), (seconds, peak)
-                )
-                subprocess.run(["dropdb", "--if-exists", target], env=env, check=True)
-            for name, (seconds, peak) in best.items():
-                print(f"  {name:22s} {seconds:7.1f} s   peak RSS {peak / 1024:7.0f} MiB")
-            results[students] = best
-            print(
-                f"  RATIO backup ours/restic = {best['ours backup'][0] / best['restic backup'][0]:.2f}x (goal <= 1.0)"
-            )
-            print(
-                "  RATIO restore ours/restic = "
-                f"{best['ours restore+verify'][0] / best['restic restore+count'][0]:.2f}x (goal <= 1.0)"
-            )
+            ensure(url, students)
+            results[students] = pg_compare(env, url, label=f"{students:,} students", rounds=args.rounds)
         small, large = sorted(results)
         if small != large:
             growth = results[large]["ours backup"][1] / results[small]["ours backup"][1]
@@ -194,6 +311,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"\nRATIO peak RSS of our backup, {large:,} / {small:,} students = {growth:.2f}x "
                 f"for {large / small:.0f}x the rows (flat: goal <= 1.25x)"
             )
+        if not args.no_pagila and PAGILA.is_dir():
+            base = sa.make_url(args.url)
+            pagila = base.set(database=f"{base.database}_pagila").render_as_string(hide_password=False)
+            ensure_pagila(env, sa.make_url(pagila).database)
+            results["pagila"] = pg_compare(env, pagila, label="pagila", rounds=args.rounds)
         print(json.dumps({str(k): {n: v[0] for n, v in b.items()} for k, b in results.items()}))
     finally:
         server.stop()

@@ -232,9 +232,12 @@ def create_backup(
             starting = starter.submit(start_session, session, progress=progress)
             starter.shutdown(wait=False)
             try:
-                ordered = _ordered_tables(engine, tables)
                 described, extra = pgcopy.dump_tables(
-                    engine, ordered, session, current=current, progress=progress
+                    engine,
+                    lambda: _ordered_tables(engine, tables),
+                    session,
+                    current=current,
+                    progress=progress,
                 )
             except BaseException:
                 if starting.exception() is not None:

@@ -96,6 +96,42 @@ def _columns(cur, qualified: str) -> tuple[str, int, list[dict[str, Any]]]:
     )
 
 
+def _columns_of_all(cur, qualified: list[str]) -> list[tuple[str, int, list[dict[str, Any]]]]:
+    """`_columns` of every table in `qualified`, in one round trip. pg_class is read in the
+    transaction's snapshot: a table reflected after it was taken but created later is not in it,
+    and is refused (the schema pg_dump writes in the same snapshot would lack it)."""
+    cur.execute(
+        "SELECT q.i, c.relkind, pg_total_relation_size(c.oid), a.attname, "
+        "format_type(a.atttypid, a.atttypmod), t.typnamespace = 'pg_catalog'::regnamespace, "
+        "a.attnotnull, a.attgenerated <> '' "
+        "FROM unnest(%s::text[]) WITH ORDINALITY AS q(name, i) "
+        "JOIN pg_class c ON c.oid = q.name::regclass "
+        "LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+        "LEFT JOIN pg_type t ON t.oid = a.atttypid ORDER BY q.i, a.attnum",
+        (qualified,),
+    )
+    found: dict[int, tuple[str, int, list[dict[str, Any]]]] = {}
+    for i, relkind, pages, n, typ, builtin, nn, gen in cur.fetchall():
+        entry = found.setdefault(i, (relkind, pages, []))
+        if n is not None:
+            entry[2].append(
+                {
+                    "name": n,
+                    "pg_type": typ,
+                    "pg_builtin": bool(builtin),
+                    "not_null": bool(nn),
+                    "generated": bool(gen),
+                }
+            )
+    missing = [q for i, q in enumerate(qualified, start=1) if i not in found]
+    if missing:
+        raise BackupError(
+            f"table(s) {', '.join(missing[:5])} appeared in the source while the backup started (not in its "
+            "snapshot); nothing was backed up. Re-run the backup."
+        )
+    return [found[i] for i in range(1, len(qualified) + 1)]
+
+
 def _run_parallel(jobs: list, workers: list, work: Callable) -> None:
     """Run `work(worker, job)` for every job, each worker (a connection) taking the next job when
     free; the first error is raised once all workers have stopped."""
@@ -193,14 +229,15 @@ def table_key(table: sa.Table) -> str:
 
 def dump_tables(
     engine: Engine,
-    tables: list[sa.Table],
+    tables: list[sa.Table] | Callable[[], list[sa.Table]],
     session,
     *,
     current: list[str],
     progress=None,
     with_schema: bool = True,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """COPY every table of `tables` (reflected, parents first) into the session's chunk streams, on
+    """COPY every table of `tables` (reflected, parents first; or a function giving them, called once
+    the snapshot is taken and pg_dump started) into the session's chunk streams, on
     up to JOBS connections that share one snapshot (largest tables first); a partitioned table's
     rows are stored once, in its partitions (the parent's are only hashed, for erase's check
     against the backup). With `with_schema`, pg_dump writes the schema in the same snapshot
@@ -228,7 +265,7 @@ def dump_tables(
             )
             if progress:
                 progress(f"WARNING: {schema_note}")
-        if (JOBS > 1 and len(tables) > 1) or binary is not None:
+        if (JOBS > 1 and (callable(tables) or len(tables) > 1)) or binary is not None:
             import psycopg2
 
             try:
@@ -240,12 +277,15 @@ def dump_tables(
                 _apply_settings(cur)
         if binary is not None:  # started first: it reads the whole catalog while the rows are copied
             dumper = db_schema.PgDump(engine.url, binary, snapshot)
-        plans = []
-        for table in tables:
-            current[0] = table_key(table)
-            qualified = _qualified(table.schema, table.name)
-            relkind, pages, columns = _columns(cur, qualified)
-            plans.append((table, qualified, relkind, pages, columns))
+        if callable(tables):  # reflected while pg_dump already reads the catalog
+            tables = tables()
+        qualified_names = [_qualified(t.schema, t.name) for t in tables]
+        plans = [
+            (table, qualified, *found)
+            for table, qualified, found in zip(
+                tables, qualified_names, _columns_of_all(cur, qualified_names), strict=True
+            )
+        ]
         if snapshot is not None:
 
             def join_snapshot(c) -> None:
@@ -591,13 +631,15 @@ def restore_with_schema(
     problems: list[str],
     progress=None,
 ) -> dict[str, dict[str, Any]]:
-    """Into an empty PostgreSQL database, in one transaction: pre-data, every table's rows by COPY
-    (into its own schema and name), each read back and hashed, then post-data (constraints are
-    validated as they are added). Committed only when everything loaded and verified; otherwise
-    rolled back, so nothing is left half-done."""
+    """Into an empty PostgreSQL database: pre-data, every table's rows by COPY (into its own schema
+    and name), each read back and hashed, then post-data (constraints are validated as they are
+    added). With one connection (DEREG_PG_JOBS=1) all of it is one transaction, committed only when
+    everything loaded and verified. With JOBS connections, pre-data is committed first, the tables
+    are loaded on all of them (largest first, each table its own transaction), then post-data's
+    keys and indexes, and later its foreign keys, are built on all of them (`pg_post_data_phases`);
+    on any failure everything the restore created is dropped again (`_drop_created`)."""
 
     engine = sa.create_engine(normalize_url(url), hide_parameters=True)
-    results: dict[str, dict[str, Any]] = {}
     try:
         raw = engine.raw_connection()
     except sa.exc.SQLAlchemyError as exc:
@@ -606,33 +648,179 @@ def restore_with_schema(
             f"the target database cannot be used ({type(getattr(exc, 'orig', None) or exc).__name__})"
         ) from None
     try:
-        conn = raw.driver_connection
-        conn.rollback()
-        cur = conn.cursor()
-        db_schema.run_pg_section(cur, "pre-data", sections["pre-data"])
-        _apply_settings(cur)
-        for name in names:
-            spec = manifest["tables"][name]
-            qualified = _quote(spec.get("schema") or "public") + "." + _quote(spec.get("name") or name)
-            count, digest = _load_table(
-                cur, name, spec, qualified, chunks_of(name, spec), problems, into="the target"
-            )
-            results[name] = restored_result(name, spec, count, digest, problems)
-            if progress:
-                progress(_line(name, results[name]))
-        if problems:
-            conn.rollback()
-            return results
-        cur.execute("RESET ALL")
-        db_schema.run_pg_section(cur, "post-data", sections["post-data"])
-        conn.commit()
-        return results
+        if JOBS <= 1:
+            return _restore_with_schema_one(raw, manifest, sections, names, chunks_of, problems, progress)
+        return _restore_with_schema_parallel(
+            engine, raw, manifest, sections, names, chunks_of, problems, progress
+        )
     finally:
         try:
             raw.driver_connection.rollback()
         finally:
             raw.close()
             engine.dispose()
+
+
+def _target_of(name: str, spec: dict) -> str:
+    return _quote(spec.get("schema") or "public") + "." + _quote(spec.get("name") or name)
+
+
+def _restore_with_schema_one(raw, manifest, sections, names, chunks_of, problems, progress) -> dict:
+    results: dict[str, dict[str, Any]] = {}
+    conn = raw.driver_connection
+    conn.rollback()
+    cur = conn.cursor()
+    db_schema.run_pg_section(cur, "pre-data", sections["pre-data"])
+    _apply_settings(cur)
+    for name in names:
+        spec = manifest["tables"][name]
+        count, digest = _load_table(
+            cur, name, spec, _target_of(name, spec), chunks_of(name, spec), problems, into="the target"
+        )
+        results[name] = restored_result(name, spec, count, digest, problems)
+        if progress:
+            progress(_line(name, results[name]))
+    if problems:
+        conn.rollback()
+        return results
+    cur.execute("RESET ALL")
+    db_schema.run_pg_section(cur, "post-data", sections["post-data"])
+    conn.commit()
+    return results
+
+
+# what a restore may create, by catalog (objects of an extension go with it, a schema's with it)
+_CREATED_OBJECTS = """
+SELECT c, o, (pg_identify_object(c, o, 0)).type, (pg_identify_object(c, o, 0)).identity FROM (
+  SELECT 'pg_extension'::regclass AS c, oid AS o, 1 AS rank FROM pg_extension
+  UNION ALL SELECT 'pg_namespace'::regclass, oid, 2 FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%'
+  UNION ALL SELECT 'pg_class'::regclass, oid, 3 FROM pg_class WHERE relkind IN ('r','p','v','m','S','f','c')
+  UNION ALL SELECT 'pg_type'::regclass, oid, 4 FROM pg_type WHERE typtype IN ('e','d','r','m')
+  UNION ALL SELECT 'pg_proc'::regclass, oid, 5 FROM pg_proc WHERE oid >= 16384
+) objects ORDER BY rank, o
+"""
+
+
+def _catalog_objects(cur) -> list[tuple[str, int, str, str]]:
+    cur.execute(_CREATED_OBJECTS)
+    return [(str(c), int(o), t, i) for c, o, t, i in cur.fetchall()]
+
+
+def _drop_created(conn, before: set[tuple[str, int]]) -> int:
+    """Drop every object of the target that is not in `before` (extensions, then schemas, tables,
+    views, sequences, types, functions; CASCADE, so what depends on them goes too); returns how
+    many could not be dropped."""
+    import psycopg2
+
+    conn.rollback()
+    cur = conn.cursor()
+    created = [obj for obj in _catalog_objects(cur) if obj[:2] not in before]
+    conn.commit()
+    for _c, _o, kind, identity in created:
+        keyword = "TYPE" if kind in ("composite type", "enum type") else kind.upper()
+        try:
+            cur.execute(f"DROP {keyword} IF EXISTS {identity} CASCADE")
+            conn.commit()
+        except psycopg2.Error:
+            conn.rollback()
+    left = [obj for obj in _catalog_objects(cur) if obj[:2] not in before]
+    conn.rollback()
+    return len(left)
+
+
+def _restore_with_schema_parallel(
+    engine, raw, manifest, sections, names, chunks_of, problems, progress
+) -> dict:
+    import psycopg2
+    import psycopg2.errors
+
+    results: dict[str, dict[str, Any]] = {}
+    conn = raw.driver_connection
+    conn.rollback()
+    cur = conn.cursor()
+    before = {obj[:2] for obj in _catalog_objects(cur)}
+    conn.rollback()
+    workers = [raw]
+    done = False
+    try:
+        db_schema.run_pg_section(cur, "pre-data", sections["pre-data"])
+        conn.commit()
+        cur.execute("RESET ALL")
+        workers += _open_extra(engine, JOBS - 1, lambda c: None)
+        for w in workers:
+            w.driver_connection.commit()
+
+        def load(worker, name: str) -> None:
+            wconn = worker.driver_connection
+            wcur = wconn.cursor()
+            spec = manifest["tables"][name]
+            _apply_settings(wcur)
+            qualified = _target_of(name, spec)
+            count, digest = _load_table(
+                wcur,
+                name,
+                spec,
+                qualified,
+                chunks_of(name, spec),
+                problems,
+                into="the target",
+                # emptied in the same subtransaction, so COPY may write the rows frozen
+                create=f"TRUNCATE {qualified}",
+                copy_options=" WITH (FREEZE)",
+            )
+            wconn.commit()
+            results[name] = restored_result(name, spec, count, digest, problems)
+            if progress:
+                progress(_line(name, results[name]))
+
+        by_size = sorted(names, key=lambda n: -int(manifest["tables"][n].get("bytes") or 0))
+        _run_parallel(by_size, workers, load)
+        if problems or not all(r["ok"] for r in results.values()):
+            return results
+        sizes = {
+            f"{spec.get('schema') or 'public'}.{spec.get('name') or name}": int(spec.get("bytes") or 0)
+            for name, spec in manifest["tables"].items()
+        }
+        preamble, phases = db_schema.pg_post_data_phases(sections["post-data"], sizes)
+        for w in workers:
+            wcur = w.driver_connection.cursor()
+            if preamble.strip():
+                wcur.execute(preamble)
+            w.driver_connection.commit()
+
+        def build(worker, group: list[tuple[str, str]]) -> None:
+            wconn = worker.driver_connection
+            wcur = wconn.cursor()
+            for what, statements in group:
+                for attempt in range(5):
+                    try:
+                        wcur.execute(statements)
+                        wconn.commit()
+                        break
+                    except psycopg2.errors.DeadlockDetected as exc:  # two tables' keys locked crosswise
+                        wconn.rollback()
+                        if attempt == 4:
+                            raise db_schema.pg_item_error("post-data", what, exc) from None
+                    except psycopg2.Error as exc:
+                        wconn.rollback()
+                        raise db_schema.pg_item_error("post-data", what, exc) from None
+
+        for groups in phases:
+            _run_parallel(groups, workers, build)
+        done = True
+        return results
+    finally:
+        for w in workers[1:]:
+            try:
+                w.driver_connection.rollback()
+            finally:
+                w.close()
+        if not done:
+            left = _drop_created(conn, before)
+            if left:
+                problems.append(
+                    f"{left} object(s) the restore created could not be dropped again; drop the target database"
+                )
 
 
 # --- the SQLite fallback: COPY text <-> values ------------------------------------------------

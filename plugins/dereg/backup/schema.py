@@ -353,30 +353,98 @@ def pg_items(sql: str) -> list[tuple[str, str]]:
     return [(w, s) for w, s in items if any(ln.strip() and not ln.startswith("--") for ln in s.splitlines())]
 
 
+def _pg_item_sql(what: str, statements: str) -> str:
+    if what.endswith("; Type: SCHEMA; Schema: -"):
+        # a fresh database has its `public` schema already (and pg_dump writes it when the
+        # source's was re-created): nothing is in it yet, the tables were checked
+        return _CREATE_SCHEMA.sub("CREATE SCHEMA IF NOT EXISTS ", statements)
+    return statements
+
+
+def pg_item_error(section: str, what: str, exc: Exception) -> BackupError:
+    """The error for an item of a pg-dump-sql section the target refused: the object and the
+    server's first line only (the DETAIL of a failed constraint may quote a row)."""
+    primary = (
+        getattr(getattr(exc, "diag", None), "message_primary", None)
+        or (str(exc).strip().splitlines() or [""])[0]
+    )
+    return BackupError(
+        f"schema section {section}, object {what!r} cannot be created in the target "
+        f"({type(exc).__name__}: {primary[:300]}). Nothing was restored."
+    )
+
+
 def run_pg_section(cur, section: str, sql: str) -> None:
-    """Run a pg-dump-sql section item by item; an item the target refuses is an error naming it."""
+    """Run a pg-dump-sql section in the caller's transaction: in one round trip, and when the
+    target refuses it, again item by item to name the item refused (an error naming it)."""
     import psycopg2
 
-    for what, statements in pg_items(sql):
-        if what.endswith("; Type: SCHEMA; Schema: -"):
-            # a fresh database has its `public` schema already (and pg_dump writes it when the
-            # source's was re-created): nothing is in it yet, the tables were checked
-            statements = _CREATE_SCHEMA.sub("CREATE SCHEMA IF NOT EXISTS ", statements)
+    items = pg_items(sql)
+    cur.execute("SAVEPOINT dereg_schema")
+    try:
+        cur.execute("".join(_pg_item_sql(what, statements) for what, statements in items))
+        cur.execute("RELEASE SAVEPOINT dereg_schema")
+        return
+    except psycopg2.Error:
+        cur.execute("ROLLBACK TO SAVEPOINT dereg_schema")
+    for what, statements in items:
         cur.execute("SAVEPOINT dereg_schema")
         try:
-            cur.execute(statements)
+            cur.execute(_pg_item_sql(what, statements))
         except psycopg2.Error as exc:
             cur.execute("ROLLBACK TO SAVEPOINT dereg_schema")
-            # the first line only: the DETAIL of a failed constraint may quote a row
-            primary = (
-                getattr(getattr(exc, "diag", None), "message_primary", None)
-                or (str(exc).strip().splitlines() or [""])[0]
-            )
-            raise BackupError(
-                f"schema section {section}, object {what!r} cannot be created in the target "
-                f"({type(exc).__name__}: {primary[:300]}). Nothing was restored."
-            ) from None
+            raise pg_item_error(section, what, exc) from None
         cur.execute("RELEASE SAVEPOINT dereg_schema")
+    raise BackupError(  # every item alone went in, all together not: still nothing kept
+        f"schema section {section} cannot be created in the target as a whole. Nothing was restored."
+    )
+
+
+# post-data items that touch one table only and depend on nothing else of post-data: built on
+# several connections at once, one table's items in order on one of them
+_PARALLEL_POST_DATA = frozenset({"CONSTRAINT", "INDEX", "CHECK CONSTRAINT"})
+_ITEM_KIND = re.compile(r"; Type: ([^;]+); Schema: ")
+_IDENT_SQL = r'(?:"(?:[^"]|"")*"|[A-Za-z_][A-Za-z0-9_$]*)'
+_ON_TABLE = re.compile(
+    rf"^\s*(?:ALTER TABLE(?: ONLY)?|CREATE (?:UNIQUE )?INDEX {_IDENT_SQL} ON(?: ONLY)?)\s+"
+    rf"({_IDENT_SQL}\.{_IDENT_SQL})[\s;]"
+)
+
+
+def pg_post_data_phases(
+    sql: str, sizes: dict[str, int] | None = None
+) -> tuple[str, list[list[list[tuple[str, str]]]]]:
+    """A post-data section as (preamble, phases): each phase a list of groups of (what, statements)
+    items; the groups of a phase may run at once on separate connections (a group in order), the
+    phases one after the other. Phase 1: keys, unique and check constraints and indexes, grouped
+    by table; phase 2: everything else but foreign keys, in pg_dump's order, one group (index
+    attachments must precede a foreign key to a partitioned table); phase 3: foreign keys,
+    grouped by the table that holds them. An item whose table cannot be read goes to phase 2.
+    `sizes` (`schema.name` -> bytes) puts the largest tables' groups first."""
+    items = pg_items(sql)
+    preamble = "".join(s for w, s in items if w == "preamble")
+    first: dict[str, list] = {}
+    middle: list = []
+    foreign: dict[str, list] = {}
+    for what, statements in items:
+        if what == "preamble":
+            continue
+        kind = _ITEM_KIND.search(what)
+        table = _ON_TABLE.match(statements.lstrip("\n"))
+        kind = kind.group(1) if kind else ""
+        if table is not None and kind in _PARALLEL_POST_DATA:
+            first.setdefault(table.group(1), []).append((what, statements))
+        elif table is not None and kind == "FK CONSTRAINT":
+            foreign.setdefault(table.group(1), []).append((what, statements))
+        else:
+            middle.append((what, statements))
+
+    def largest_first(groups: dict[str, list]) -> list[list]:
+        size = sizes or {}
+        return [groups[k] for k in sorted(groups, key=lambda k: -size.get(k.replace('"', ""), 0))]
+
+    phases = [largest_first(first), [middle] if middle else [], largest_first(foreign)]
+    return preamble, [p for p in phases if p]
 
 
 def _statements(section: str, text: str) -> list[dict[str, str]]:

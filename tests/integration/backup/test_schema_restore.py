@@ -193,3 +193,126 @@ def test_a_mariadb_backup_restores_views_triggers_and_routines(
     assert report.ok, report.problems
     assert report.tables["50%_off"]["restored_rows"] == 1
     assert _mariadb_objects(other_mariadb_url) == _mariadb_objects(mariadb_url)
+
+
+_PRE = """SET statement_timeout = 0;
+SELECT pg_catalog.set_config('search_path', '', false);
+
+--
+-- Name: extra; Type: SCHEMA; Schema: -; Owner: -
+--
+
+CREATE SCHEMA extra;
+
+--
+-- Name: mood; Type: TYPE; Schema: extra; Owner: -
+--
+
+CREATE TYPE extra.mood AS ENUM ('ok', 'sad');
+
+--
+-- Name: parent; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.parent (id integer NOT NULL, v text);
+
+--
+-- Name: child; Type: TABLE; Schema: extra; Owner: -
+--
+
+CREATE TABLE extra.child (id integer NOT NULL, parent_id integer, m extra.mood);
+"""
+_POST = """SET statement_timeout = 0;
+SELECT pg_catalog.set_config('search_path', '', false);
+
+--
+-- Name: parent parent_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.parent
+    ADD CONSTRAINT parent_pkey PRIMARY KEY (id);
+
+--
+-- Name: child child_pkey; Type: CONSTRAINT; Schema: extra; Owner: -
+--
+
+ALTER TABLE ONLY extra.child
+    ADD CONSTRAINT child_pkey PRIMARY KEY (id);
+
+--
+-- Name: ix_child_m; Type: INDEX; Schema: extra; Owner: -
+--
+
+CREATE INDEX ix_child_m ON extra.child USING btree (m);
+
+--
+-- Name: child child_parent_id_fkey; Type: FK CONSTRAINT; Schema: extra; Owner: -
+--
+
+ALTER TABLE ONLY extra.child
+    ADD CONSTRAINT child_parent_id_fkey FOREIGN KEY (parent_id) REFERENCES public.parent(id);
+"""
+
+
+def _spec(schema: str, name: str, plaintext: bytes, columns: list[str]) -> dict:
+    return {
+        "encoding": "pg-copy-text",
+        "schema": schema,
+        "name": name,
+        "rows": plaintext.count(b"\n"),
+        "sha256": hashlib.sha256(plaintext).hexdigest(),
+        "bytes": len(plaintext),
+        "chunks": ["k/0"],
+        "columns": [{"name": c} for c in columns],
+    }
+
+
+def _objects(url: str) -> set:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return set(
+                conn.exec_driver_sql(
+                    "SELECT 'class', relname FROM pg_class WHERE relnamespace NOT IN "
+                    "('pg_catalog'::regnamespace, 'information_schema'::regnamespace, 'pg_toast'::regnamespace) "
+                    "UNION ALL SELECT 'schema', nspname FROM pg_namespace UNION ALL "
+                    "SELECT 'type', typname FROM pg_type WHERE typtype = 'e' UNION ALL "
+                    "SELECT 'constraint', conname FROM pg_constraint WHERE connamespace <> 'pg_catalog'::regnamespace"
+                )
+            )
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+@pytest.mark.parametrize("child_rows", [b"1\t1\tok\n2\t\\N\tsad\n", b"1\t1\tok\n1\t2\tsad\n"])
+def test_restore_with_schema_on_several_connections_builds_it_all_or_leaves_nothing(
+    pg_url, monkeypatch, jobs, child_rows
+):
+    """Tables loaded and keys, indexes and foreign keys built on DEREG_PG_JOBS connections; when a
+    post-data item fails (a duplicate key, a broken foreign key), everything the restore created
+    (a schema, a type, tables) is dropped again, as the single-transaction path leaves nothing."""
+    monkeypatch.setattr(pgcopy, "JOBS", jobs)
+    parent = b"1\tx\n2\t\\N\n"
+    manifest = {
+        "tables": {
+            "parent": _spec("public", "parent", parent, ["id", "v"]),
+            "extra.child": _spec("extra", "child", child_rows, ["id", "parent_id", "m"]),
+        }
+    }
+    data = {"parent": parent, "extra.child": child_rows}
+    before = _objects(pg_url)
+    problems: list[str] = []
+    sections = {"pre-data": _PRE, "post-data": _POST}
+    run = lambda: pgcopy.restore_with_schema(  # noqa: E731
+        pg_url, manifest, sections, ["parent", "extra.child"], lambda n, s: iter([data[n]]), problems=problems
+    )
+    if child_rows.startswith(b"1\t1\tok\n2"):
+        results = run()
+        assert not problems and all(r["ok"] for r in results.values()), (problems, results)
+        added = _objects(pg_url) - before
+        assert {("constraint", "child_parent_id_fkey"), ("class", "ix_child_m"), ("type", "mood")} <= added
+    else:  # child id 1 twice: its primary key cannot be built, and parent_id 2 is fine
+        with pytest.raises(BackupError, match="child_pkey"):
+            run()
+        assert _objects(pg_url) == before
