@@ -312,6 +312,89 @@ def _backup_object_source(
     return _entry(record, location, kind="objects")
 
 
+def restore_units(backups: dict[str, dict]) -> list[dict[str, Any]]:
+    """One unit per backup of the run, for the mapped `restore_backup` task (references only)."""
+    return [
+        {"source": source_id, "backup_id": info["backup_id"], "label": f"{source_id} {info['backup_id']}"}
+        for source_id, info in backups.items()
+    ]
+
+
+def restore_verify_backup(
+    manifest,
+    artifacts: RunArtifacts,
+    unit: dict[str, Any],
+    *,
+    location: S3Location,
+    keyring,
+    scratch_url: Callable[[str | None], str | None],
+    log,
+    progress,
+) -> dict[str, Any]:
+    """Restore one backup of the run (a unit of `restore_units`) and compare it with its manifest;
+    the outcome is stored as the run's `restore.<source>` artifact, which `collect_restores`
+    checks. Raises `RestoreMismatch` when it differs (nothing will be erased).
+
+    :param scratch_url: the source's conn_id (None for object sources) -> where a PostgreSQL backup
+        is restored (None: scratch SQLite).
+    """
+    source_id, backup_id = unit["source"], unit["backup_id"]
+    conn_of = {source.id: source.conn_id for source in manifest.sources}
+    report = restore_and_verify(
+        backup_id,
+        location=location,
+        keyring=keyring,
+        store=artifacts.store,
+        scratch_url=scratch_url(conn_of.get(source_id)),
+        progress=progress,
+    )
+    if not report.ok:
+        artifacts.put_restore(
+            source_id, {"backup_id": backup_id, "ok": False, "problems": len(report.problems)}
+        )
+        raise RestoreMismatch(
+            f"backup {backup_id} of {manifest.company_id}/{source_id} does not restore to what was "
+            "backed up:\n"
+            + "\n".join(f"  - {p}" for p in report.problems)
+            + "\nNothing will be erased. Take a new backup (clear the backup tasks) and investigate."
+        )
+    for warning in report.warnings:  # e.g. an older backup whose manifest is unauthenticated
+        log.warning("%s", warning)
+    log.info(
+        "Backup %s restored and verified: %d tables in %.1f s", backup_id, len(report.tables), report.seconds
+    )
+    result = {
+        "backup_id": backup_id,
+        "tables": len(report.tables),
+        "rows": sum(t["restored_rows"] for t in report.tables.values()),
+        "seconds": round(report.seconds, 2),
+        "ok": True,
+        **({"warnings": report.warnings} if report.warnings else {}),
+    }
+    artifacts.put_restore(source_id, result)
+    return {"source": source_id, **result}
+
+
+def collect_restores(manifest, artifacts: RunArtifacts) -> dict[str, Any]:
+    """Every backup of the run was restored and verified (by `restore_verify_backup`, in whichever
+    worker): returns {"restores": source id -> outcome}; raises `RestoreMismatch` naming each backup
+    that was not, or not successfully, or whose outcome belongs to another backup."""
+    results, missing = {}, []
+    for source_id, info in artifacts.backups().items():
+        outcome = artifacts.restore(source_id)
+        if outcome is None or outcome.get("backup_id") != info["backup_id"] or outcome.get("ok") is not True:
+            missing.append(f"{source_id} ({info['backup_id']})")
+            continue
+        results[source_id] = outcome
+    if missing:
+        raise RestoreMismatch(
+            f"backups of {manifest.company_id} not restored and verified in this run: {', '.join(missing)}. "
+            "Nothing will be erased. Clear their restore_backup tasks (or, if one does not restore, take a "
+            "new backup and investigate), then this one."
+        )
+    return {"restores": results}
+
+
 def restore_verify_sources(
     manifest,
     artifacts: RunArtifacts,
@@ -322,44 +405,17 @@ def restore_verify_sources(
     log,
     progress,
 ) -> dict[str, Any]:
-    """Restore each backup of the run and compare it with its manifest; raises `RestoreMismatch`
-    at the first that differs (nothing will be erased).
-
-    :param scratch_url: the source's conn_id (None for object sources) -> where a PostgreSQL backup
-        is restored (None: scratch SQLite).
-    """
-    conn_of = {source.id: source.conn_id for source in manifest.sources}
-    results = {}
-    for source_id, info in artifacts.backups().items():
-        report = restore_and_verify(
-            info["backup_id"],
+    """Restore each backup of the run in turn and compare it with its manifest (the closure DAG maps
+    `restore_verify_backup` instead); raises `RestoreMismatch` at the first that differs."""
+    for unit in restore_units(artifacts.backups()):
+        restore_verify_backup(
+            manifest,
+            artifacts,
+            unit,
             location=location,
             keyring=keyring,
-            store=artifacts.store,
-            scratch_url=scratch_url(conn_of.get(source_id)),
+            scratch_url=scratch_url,
+            log=log,
             progress=progress,
         )
-        if not report.ok:
-            raise RestoreMismatch(
-                f"backup {info['backup_id']} of {manifest.company_id}/{source_id} does not restore to what was "
-                "backed up:\n"
-                + "\n".join(f"  - {p}" for p in report.problems)
-                + "\nNothing will be erased. Take a new backup (clear the backup task) and investigate."
-            )
-        for warning in report.warnings:  # e.g. an older backup whose manifest is unauthenticated
-            log.warning("%s", warning)
-        log.info(
-            "Backup %s restored and verified: %d tables in %.1f s",
-            info["backup_id"],
-            len(report.tables),
-            report.seconds,
-        )
-        results[source_id] = {
-            "backup_id": info["backup_id"],
-            "tables": len(report.tables),
-            "rows": sum(t["restored_rows"] for t in report.tables.values()),
-            "seconds": round(report.seconds, 2),
-            "ok": True,
-            **({"warnings": report.warnings} if report.warnings else {}),
-        }
-    return {"restores": results}
+    return collect_restores(manifest, artifacts)

@@ -297,10 +297,10 @@ class BackupOperator(ComplianceOperator):
     requires = ("backup_prepare",)
 
     def act(self, run: RunContext, context) -> dict:
-        from dereg.backup.sources import finish_backups
+        from dereg.backup.sources import finish_backups, restore_units
 
         location, keyring = _backup_place(run)
-        return finish_backups(
+        result = finish_backups(
             run.manifest,
             run.artifacts,
             location=location,
@@ -308,28 +308,52 @@ class BackupOperator(ComplianceOperator):
             log=self.log,
             progress=self._progress,
         )
+        context["ti"].xcom_push(key="restores", value=restore_units(result["backups"]))
+        return result
+
+
+class RestoreBackupOperator(ComplianceOperator):
+    """Restore one backup of the run into a scratch database (or folder) and compare it with its
+    manifest. Mapped over the run's backups (`backup`'s `restores` XCom), so the workers share them.
+
+    :param backup: {"source", "backup_id", "label"} from that XCom.
+    """
+
+    stage = "restore_backup"
+    requires = ("backup",)
+    template_fields = ("manifest_path", "backup")
+
+    def __init__(self, *, backup: dict | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.backup = backup or {}
+
+    def act(self, run: RunContext, context) -> dict:
+        from dereg.backup.sources import restore_verify_backup
+
+        location, keyring = _backup_place(run)
+        return restore_verify_backup(
+            run.manifest,
+            run.artifacts,
+            self.backup,
+            location=location,
+            keyring=keyring,
+            scratch_url=scratch_url,
+            log=self.log,
+            progress=self._progress,
+        )
 
 
 class RestoreVerifyOperator(ComplianceOperator):
-    """Restore each backup into a scratch database and compare it with its manifest."""
+    """Every backup of the run was restored and verified (by the mapped `restore_backup`): the
+    proof `approve` and `erase` require."""
 
     stage = "restore_verify"
     requires = ("backup",)
 
     def act(self, run: RunContext, context) -> dict:
-        from dereg.backup.sources import restore_verify_sources
-        from dereg.keys_kms import backup_key_provider
+        from dereg.backup.sources import collect_restores
 
-        m = run.manifest
-        return restore_verify_sources(
-            m,
-            run.artifacts,
-            keyring=backup_key_provider(),
-            location=backup_location(m.backup.conn_id, m.backup),
-            scratch_url=scratch_url,
-            log=self.log,
-            progress=self._progress,
-        )
+        return collect_restores(run.manifest, run.artifacts)
 
 
 class EraseOperator(ComplianceOperator):
