@@ -65,14 +65,31 @@ def _classification_units(units: list[dict]) -> list[dict]:
     return units
 
 
+def _backup_parts(parts: list[dict]) -> list[dict]:
+    """`backup_prepare`'s split of the backup (a part per large table, the small ones grouped, an
+    object source whole), as the list the mapped `backup_part` task expands over. References only:
+    no personal data, no key."""
+    return parts
+
+
+def _restore_units(backups: list[dict]) -> list[dict]:
+    """The run's backups (`backup`'s `restores` XCom), as the list the mapped `restore_backup` task
+    expands over. References only."""
+    return backups
+
+
 def build_closure_dag(manifest_path: Path) -> DAG:
     from airflow.sdk import XComArg, chain, task
 
     classification_units = task(task_id="classification_units", retries=0)(_classification_units)
+    backup_parts = task(task_id="backup_parts", retries=0)(_backup_parts)
+    restore_units = task(task_id="restore_units", retries=0)(_restore_units)
 
     from dereg.operators.approval import ErasureApprovalOperator
     from dereg.operators.stages import (
         BackupOperator,
+        BackupPartOperator,
+        BackupPrepareOperator,
         CertificateOperator,
         ClassificationReportOperator,
         ClassifyOperator,
@@ -83,6 +100,7 @@ def build_closure_dag(manifest_path: Path) -> DAG:
         PlanOperator,
         PreflightOperator,
         PurgeOperator,
+        RestoreBackupOperator,
         RestoreVerifyOperator,
         VerifyErasureOperator,
         WaitForResponsesOperator,
@@ -115,8 +133,18 @@ def build_closure_dag(manifest_path: Path) -> DAG:
         notify = NotifyCustomersOperator(task_id="notify_customers", **kw)
         wait = WaitForResponsesOperator(task_id="wait_for_responses", **kw)
         fulfil = FulfilRequestsOperator(task_id="fulfil_requests", **kw)
-        backup = BackupOperator(task_id="backup", **kw)
-        restore = RestoreVerifyOperator(task_id="restore_verify", **kw)
+        backup_prepare = BackupPrepareOperator(task_id="backup_prepare", **kw)
+        parts = backup_parts(XComArg(backup_prepare, key="parts"))
+        backup_part = BackupPartOperator.partial(
+            task_id="backup_part", map_index_template="{{ task.part['label'] }}", **kw
+        ).expand(part=parts)
+        # none_failed: with no part to write (every backup of the run reused), it still completes
+        backup = BackupOperator(task_id="backup", trigger_rule="none_failed", **kw)
+        restores = restore_units(XComArg(backup, key="restores"))
+        restore_backup = RestoreBackupOperator.partial(
+            task_id="restore_backup", map_index_template="{{ task.backup['label'] }}", **kw
+        ).expand(backup=restores)
+        restore = RestoreVerifyOperator(task_id="restore_verify", trigger_rule="none_failed", **kw)
         approve = ErasureApprovalOperator(
             task_id="approve",
             approvers=manifest.approvers,
@@ -130,7 +158,8 @@ def build_closure_dag(manifest_path: Path) -> DAG:
         certificate = CertificateOperator(task_id="certificate", **kw)
         chain(preflight, inventory, units, classify, report, plan)
         plan >> notify >> wait >> fulfil >> approve
-        plan >> backup >> restore >> approve
+        chain(plan, backup_prepare, parts, backup_part, backup, restores, restore_backup, restore)
+        restore >> approve
         chain(approve, erase, purge, verify, certificate)
     return dag
 

@@ -163,6 +163,8 @@ def test_demo_closure_on_the_distributed_topology(dist_env):
     from devtools.stack.rest import AirflowClient
 
     _require_services()
+    # a part per table of at least one row: the demo school's backup is split over both workers
+    dist_env["DEREG_BACKUP_PART_ROWS"] = "1"
     started = _cli(dist_env, "up", timeout=420)
     assert started.returncode == 0, started.stdout + started.stderr
     root = Path(dist_env["DEREG_STATE_DIR"]) / "distributed"
@@ -198,11 +200,16 @@ def test_demo_closure_on_the_distributed_topology(dist_env):
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "VALID" in verify.stdout and "cited ledger entries are in the ledger" in verify.stdout
 
-    # Both Celery workers ran tasks of the run (each takes one task at a time).
-    data = ops._call("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances", params={"limit": 100})
-    ran = {ti["task_id"]: ti["hostname"] for ti in data["task_instances"] if ti["state"] == "success"}
+    # Both Celery workers ran tasks of the run (each takes one task at a time), and both wrote parts
+    # of the backup, which is complete (the certificate cites it, restore_verify restored it).
+    data = ops._call("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances", params={"limit": 200})
+    succeeded = [ti for ti in data["task_instances"] if ti["state"] == "success"]
+    ran = {ti["task_id"]: ti["hostname"] for ti in succeeded}
     assert len(ran) >= 15
-    assert set(ran.values()) == set(WORKERS), ran
+    assert {ti["hostname"] for ti in succeeded} == set(WORKERS), ran
+    parts = [(ti["map_index"], ti["hostname"]) for ti in succeeded if ti["task_id"] == "backup_part"]
+    assert len(parts) >= 2 and {host for _, host in parts} == set(WORKERS), parts
+    assert ops.xcom(DAG_ID, run_id, "backup_prepare")["parts"] == len(parts)
 
     # The workers hold no rights on Airflow's metadata tables, only on Celery's two result tables.
     roles = info["roles"]
@@ -226,7 +233,7 @@ def test_demo_closure_on_the_distributed_topology(dist_env):
         results = conn.exec_driver_sql(
             "select count(*) from celery_taskmeta where status = 'SUCCESS'"
         ).scalar()
-        assert results >= len(ran)
+        assert results >= len(succeeded)
         can_connect = conn.exec_driver_sql(
             "select has_database_privilege(%(role)s, %(db)s, 'CONNECT')",
             {"role": roles["dereg"], "db": info["metadata_db"]},
@@ -244,7 +251,8 @@ def test_demo_closure_on_the_distributed_topology(dist_env):
         )
     assert {"ledger", "ledger_head"} <= store_tables
     assert not store_tables & meta_tables
-    assert {"preflight", "backup", "notify_customers", "erase", "verify_erasure", "certificate"} <= stages
+    assert {"preflight", "backup_prepare", "backup_part", "backup", "notify_customers", "erase"} <= stages
+    assert {"verify_erasure", "certificate"} <= stages
     meta.dispose()
     store.dispose()
     # The one metadata write a worker attempts, Airflow's CLI audit entry of its own start, is refused:

@@ -1,4 +1,4 @@
-"""The backup stage hands create_backup every table classification found personal data in, so a
+"""The backup stage hands prepare_backup every table classification found personal data in, so a
 table outside what the backup covers (another schema) refuses the backup instead of being skipped
 silently (issue 18, item 9; the refusal itself: tests/integration/backup/test_hardening.py)."""
 
@@ -16,11 +16,13 @@ from dereg.model import ClassificationResult, ColumnFinding
 def test_the_backup_stage_passes_the_personal_tables(monkeypatch):
     seen: dict = {}
 
-    def fake_create_backup(engine, **kwargs):
+    def fake_prepare_backup(engine, **kwargs):
         seen.update(kwargs)
-        return BackupRecord("bk-1", "p/bk-1/manifest.json", {}, 0, "2030-01-01T00:00:00+00:00", False)
+        return {"backup_id": "bk-1", "parts": [], "reused": True}
 
-    monkeypatch.setattr(sources, "create_backup", fake_create_backup)
+    record = BackupRecord("bk-1", "p/bk-1/manifest.json", {}, 0, "2030-01-01T00:00:00+00:00", False)
+    monkeypatch.setattr(sources, "prepare_backup", fake_prepare_backup)
+    monkeypatch.setattr(sources, "reuse_complete", lambda *args: record)
     classification = ClassificationResult(
         "db",
         [

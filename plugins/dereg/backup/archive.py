@@ -176,6 +176,52 @@ def _schema_statements(engine: Engine, ordered: list[sa.Table], session: Session
     }
 
 
+def backup_failure(
+    exc: BaseException, *, source_id: str, backup_id: str, table: str, store: Engine | None
+) -> BaseException:
+    """What a backup that failed while `table` was read raises instead of `exc`: a `BackupError`
+    whose message holds no stored value (a driver's message may quote a row). With `store`, the
+    backup is marked failed in the catalog first; without (one part of a backup taken in parts,
+    see parts.py), it stays in progress, so a retry of that part can still complete it."""
+    then = (
+        "The backup is marked failed; re-run the task."
+        if store is not None
+        else "This part is not stored and the backup stays incomplete; retry this part's task."
+    )
+
+    def failed(reason: str) -> None:
+        if store is not None:
+            catalog.fail(store, backup_id, reason)
+
+    if isinstance(exc, DeregError):
+        failed(str(exc))
+        return exc
+    if isinstance(exc, sa.exc.SQLAlchemyError):
+        reason = database_error(exc, table)  # a driver's message may quote a row
+        failed(reason)
+        return BackupError(
+            f"reading source {source_id!r} failed during backup {backup_id}: {reason[:300]}. {then}"
+        )
+    if isinstance(exc, Exception):
+        if getattr(exc, "pgcode", None) is not None:  # psycopg2, from the COPY path
+            reason = database_error(exc)
+            failed(reason)
+            return BackupError(
+                f"reading source {source_id!r} failed during backup {backup_id} in table {table}: "
+                f"{reason[:300]}. {then}"
+            )
+        # e.g. a driver or type processor that cannot parse a stored value: its message may quote the
+        # value, so only its type is reported
+        failed(f"{type(exc).__name__} in table {table}")
+        return BackupError(
+            f"backup {backup_id} of source {source_id!r} failed in table {table} ({type(exc).__name__}; "
+            "the message is withheld because it may quote a stored value). Check that table's column "
+            f"types against its contents. {then}"
+        )
+    failed(f"{type(exc).__name__}")
+    return exc
+
+
 def create_backup(
     engine: Engine,
     *,
@@ -267,35 +313,11 @@ def create_backup(
             "classification_summary": classification_summary or {},
         }
         record = session.finish(manifest, described)
-    except DeregError as exc:
-        catalog.fail(store, backup_id, str(exc))
-        raise
-    except sa.exc.SQLAlchemyError as exc:
-        reason = database_error(exc, current[0])  # a driver's message may quote a row
-        catalog.fail(store, backup_id, reason)
-        raise BackupError(
-            f"reading source {source_id!r} failed during backup {backup_id}: "
-            f"{reason[:300]}. The backup is marked failed; re-run the task."
-        ) from None
-    except Exception as exc:
-        if getattr(exc, "pgcode", None) is not None:  # psycopg2, from the COPY path
-            reason = database_error(exc)
-            catalog.fail(store, backup_id, reason)
-            raise BackupError(
-                f"reading source {source_id!r} failed during backup {backup_id} in table {current[0]}: "
-                f"{reason[:300]}. The backup is marked failed; re-run the task."
-            ) from None
-        # e.g. a driver or type processor that cannot parse a stored value: its message may quote the
-        # value, so only its type is reported
-        catalog.fail(store, backup_id, f"{type(exc).__name__} in table {current[0]}")
-        raise BackupError(
-            f"backup {backup_id} of source {source_id!r} failed in table {current[0]} ({type(exc).__name__}; "
-            "the message is withheld because it may quote a stored value). Check that table's column "
-            "types against its contents. The backup is marked failed; re-run the task."
-        ) from None
     except BaseException as exc:
-        catalog.fail(store, backup_id, f"{type(exc).__name__}")
-        raise
+        failure = backup_failure(exc, source_id=source_id, backup_id=backup_id, table=current[0], store=store)
+        if failure is exc:
+            raise
+        raise failure from None
     finally:
         session.uploader.close()
     if progress:

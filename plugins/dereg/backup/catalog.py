@@ -138,6 +138,24 @@ def find_complete(store: Engine, company_id: str, run_id: str, source_id: str) -
     return dict(row) if row else None
 
 
+def find_in_progress(store: Engine, company_id: str, run_id: str, source_id: str) -> dict[str, Any] | None:
+    """The latest backup of this run and source still `started` (being written in parts)."""
+    query = (
+        sa.select(backups)
+        .where(
+            backups.c.company_id == company_id,
+            backups.c.run_id == run_id,
+            backups.c.source_id == source_id,
+            backups.c.status == "started",
+        )
+        .order_by(backups.c.created_at.desc())
+        .limit(1)
+    )
+    with store.connect() as conn:
+        row = conn.execute(query).mappings().first()
+    return dict(row) if row else None
+
+
 def wrapped_key(store: Engine, backup_id: str) -> tuple[str, str] | None:
     with store.connect() as conn:
         row = conn.execute(

@@ -45,6 +45,10 @@ def plan_name(source_id: str) -> str:
     return f"plan.{source_id}"
 
 
+def restore_name(source_id: str) -> str:
+    return f"restore.{source_id}"
+
+
 @dataclass(frozen=True)
 class RunArtifacts:
     """The artifacts of company `company_id`'s run `run_id` in the compliance store `store`.
@@ -134,6 +138,18 @@ class RunArtifacts:
     def backups(self) -> dict[str, dict]:
         """source id -> {"backup_id", "rows", "tables", "retain_until", ...} of the backups taken."""
         return self._get(BACKUPS)
+
+    def put_restore(self, source_id: str, result: dict) -> str:
+        """The outcome of restoring and verifying the backup of `source_id` (a mapped task's)."""
+        return self._put(restore_name(source_id), result)
+
+    def restore(self, source_id: str) -> dict | None:
+        from dereg.errors import GateError
+
+        try:
+            return self._get(restore_name(source_id))
+        except GateError:
+            return None
 
     def put_certificate(self, certificate: dict) -> str:
         return self._put(CERTIFICATE, certificate)

@@ -224,48 +224,136 @@ class FulfilRequestsOperator(ComplianceOperator):
         )
 
 
-class BackupOperator(ComplianceOperator):
-    """Take the AES-256-GCM envelope-encrypted off-site backup of every source."""
+def _backup_place(run: RunContext):
+    """The manifest's backup store and the key provider that wraps (and unwraps) the data keys."""
+    from dereg.keys_kms import backup_key_provider
 
-    stage = "backup"
+    m = run.manifest
+    return backup_location(m.backup.conn_id, m.backup), backup_key_provider()
+
+
+class BackupPrepareOperator(ComplianceOperator):
+    """Open the backup of every source: id, data key wrapped into the keyring, catalog row
+    `started`, schema sections; split the tables into parts (one per large table, the small ones
+    grouped) for the mapped `backup_part` task, pushed as the `parts` XCom (references only)."""
+
+    stage = "backup_prepare"
     requires = ("classification_report",)
 
     def act(self, run: RunContext, context) -> dict:
-        from dereg.backup.sources import backup_sources
-        from dereg.keys_kms import backup_key_provider
+        from dereg.backup.sources import prepare_backups
 
-        m = run.manifest
-        return backup_sources(
-            m,
+        location, keyring = _backup_place(run)
+        prepared = prepare_backups(
+            run.manifest,
             run.artifacts,
             connectors=_connectors(run),
-            keyring=backup_key_provider(),
-            location=backup_location(m.backup.conn_id, m.backup),
+            location=location,
+            keyring=keyring,
+            log=self.log,
+            progress=self._progress,
+        )
+        context["ti"].xcom_push(key="parts", value=prepared["parts"])
+        return {"sources": prepared["sources"], "parts": len(prepared["parts"])}
+
+
+class BackupPartOperator(ComplianceOperator):
+    """Write one part of a backup (its tables' chunks, then its sealed part record), or an object
+    source's whole backup. Mapped over the parts `backup_prepare` listed; a retry redoes only this
+    part. The data key is unwrapped from the keyring here, never passed through XCom.
+
+    :param part: {"source", "kind", "backup_id", "part", "label", "index"} from the `parts` XCom.
+    """
+
+    stage = "backup_part"
+    requires = ("backup_prepare",)
+    template_fields = ("manifest_path", "part")
+
+    def __init__(self, *, part: dict | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.part = part or {}
+
+    def act(self, run: RunContext, context) -> dict:
+        from dereg.backup.sources import backup_source_part
+
+        location, keyring = _backup_place(run)
+        return backup_source_part(
+            run.manifest,
+            run.artifacts,
+            self.part,
+            connectors=_connectors(run),
+            location=location,
+            keyring=keyring,
+            log=self.log,
+            progress=self._progress,
+        )
+
+
+class BackupOperator(ComplianceOperator):
+    """Complete the AES-256-GCM envelope-encrypted off-site backup of every source: every part
+    stored and consistent, then the manifest written last, the locks read back, `complete`."""
+
+    stage = "backup"
+    requires = ("backup_prepare",)
+
+    def act(self, run: RunContext, context) -> dict:
+        from dereg.backup.sources import finish_backups, restore_units
+
+        location, keyring = _backup_place(run)
+        result = finish_backups(
+            run.manifest,
+            run.artifacts,
+            location=location,
+            keyring=keyring,
+            log=self.log,
+            progress=self._progress,
+        )
+        context["ti"].xcom_push(key="restores", value=restore_units(result["backups"]))
+        return result
+
+
+class RestoreBackupOperator(ComplianceOperator):
+    """Restore one backup of the run into a scratch database (or folder) and compare it with its
+    manifest. Mapped over the run's backups (`backup`'s `restores` XCom), so the workers share them.
+
+    :param backup: {"source", "backup_id", "label"} from that XCom.
+    """
+
+    stage = "restore_backup"
+    requires = ("backup",)
+    template_fields = ("manifest_path", "backup")
+
+    def __init__(self, *, backup: dict | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.backup = backup or {}
+
+    def act(self, run: RunContext, context) -> dict:
+        from dereg.backup.sources import restore_verify_backup
+
+        location, keyring = _backup_place(run)
+        return restore_verify_backup(
+            run.manifest,
+            run.artifacts,
+            self.backup,
+            location=location,
+            keyring=keyring,
+            scratch_url=scratch_url,
             log=self.log,
             progress=self._progress,
         )
 
 
 class RestoreVerifyOperator(ComplianceOperator):
-    """Restore each backup into a scratch database and compare it with its manifest."""
+    """Every backup of the run was restored and verified (by the mapped `restore_backup`): the
+    proof `approve` and `erase` require."""
 
     stage = "restore_verify"
     requires = ("backup",)
 
     def act(self, run: RunContext, context) -> dict:
-        from dereg.backup.sources import restore_verify_sources
-        from dereg.keys_kms import backup_key_provider
+        from dereg.backup.sources import collect_restores
 
-        m = run.manifest
-        return restore_verify_sources(
-            m,
-            run.artifacts,
-            keyring=backup_key_provider(),
-            location=backup_location(m.backup.conn_id, m.backup),
-            scratch_url=scratch_url,
-            log=self.log,
-            progress=self._progress,
-        )
+        return collect_restores(run.manifest, run.artifacts)
 
 
 class EraseOperator(ComplianceOperator):
