@@ -13,12 +13,17 @@ import sqlalchemy as sa
 from dereg.backup.restore import restore_and_verify
 from dereg.backup.subjectkeys import SealedTable, SealSpec, escrow_key
 from dereg.errors import BackupError
+from dereg.evidence import certificate_doc
 from dereg.evidence.certificate import load_certificate, verify_certificate
 from dereg.evidence.ledger import Ledger
 from dereg.subjectshred import shred_subject
 from tests.integration.backup.conftest import make_small_source
 
 SHREDDED = 10  # the student whose key is destroyed (李小龙, guardian 1)
+
+
+def _no_pdf(document: str) -> bytes:
+    raise certificate_doc.PdfUnavailable("not rendered in this test")
 
 
 def _spec() -> SealSpec:
@@ -79,6 +84,8 @@ def test_one_subject_shredded_inside_a_locked_backup(
     pg_url, restored_db, take_backup, location, keyring, store, s3_client, monkeypatch, tmp_path
 ):
     monkeypatch.setenv("DEREG_OUTPUT_DIR", str(tmp_path / "out"))
+    # the certificate's PDF copy is WeasyPrint's (tested with the closure certificate): ~3 s each here
+    monkeypatch.setattr(certificate_doc, "render_pdf", _no_pdf)
     planted = make_small_source(pg_url)
     record = take_backup(
         pg_url, company_id="school-sk", subjects=_spec(), object_lock=True, retention_days=30
@@ -88,6 +95,7 @@ def test_one_subject_shredded_inside_a_locked_backup(
     )
     assert manifest["version"] == 5 and manifest["subject_keys"]["enabled"] is True
     assert manifest["subject_keys"]["subjects"] == 2
+    assert manifest["tables"]["guardians"]["sealed"]["markers"] == {"name": "#shredded"}
     assert manifest["tables"]["payments"]["sealed"]["rows"] == 200  # payment 999 has no student
     # the plain hash is what a plain backup records; the stored stream has its own
     assert manifest["tables"]["students"]["sha256"] != manifest["tables"]["students"]["sealed_sha256"]
