@@ -14,6 +14,7 @@ from typing import Any
 from dereg.backup.archive import BackupRecord, create_backup
 from dereg.backup.objects import backup_objects
 from dereg.backup.restore import restore_and_verify
+from dereg.backup.subjectkeys import seal_spec_for
 from dereg.connections import S3Location
 from dereg.connectors import Connectors
 from dereg.errors import RestoreMismatch
@@ -69,6 +70,9 @@ def backup_sources(
                 classification_summary=summary,
                 progress=progress,
                 personal_tables=sorted({c.table for c in classification.columns if c.personal}),
+                subjects=seal_spec_for(
+                    manifest.backup.subject_keys, lambda s=source.id: artifacts.plan(s), classification
+                ),
             )
         log.info(
             "Backup %s of %s: %d rows in %d tables (reused=%s), retained until %s",

@@ -643,3 +643,21 @@ def sealer_for(subjects, backup_id: str, *, copy_text: bool, engine) -> tuple[Se
     else:
         why = subjects or "no erasure plan was given, so no row is known to belong to a subject"
     return None, {"enabled": False, "reason": why}
+
+
+def seal_spec_for(enabled: bool, plan_of, classification) -> SealSpec | str:
+    """What the backup stage seals for one source: from its erasure plan (`plan_of()`) and the
+    personal columns of its classification; or why nothing (turned off, no plan)."""
+    from dereg.errors import GateError
+
+    if not enabled:
+        return "turned off in the company manifest (backup.subject_keys: false)"
+    try:
+        plan = plan_of()
+    except GateError:
+        return "no erasure plan for this source, so no row is known to belong to a subject"
+    personal: dict[str, list[str]] = {}
+    for c in classification.columns:
+        if c.personal:
+            personal.setdefault(c.table, []).append(c.column)
+    return spec_from_plan(plan, personal)
