@@ -181,3 +181,25 @@ def test_backups_before_subject_keys_are_refused_clearly(pg_url, take_backup, lo
         )
     assert "dereg shred" in str(err.value) and "retention" in str(err.value)
     assert Ledger(store).entries() == []
+
+
+def test_shredding_the_whole_backup_destroys_the_subject_key_set_too(
+    pg_url, take_backup, location, keyring, store, s3_client
+):
+    import datetime as dt
+
+    from dereg.backup.catalog import crypto_shred
+    from dereg.backup.subjectkeys import load_key_set_body
+
+    make_small_source(pg_url)
+    record = take_backup(pg_url, company_id="school-end", subjects=_spec())
+    assert load_key_set_body(store, s3_client, location, "school-end", record.backup_id) is not None
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)  # its retention (1 day) has ended
+    crypto_shred(store, location, record.backup_id, now=later)
+    assert load_key_set_body(store, s3_client, location, "school-end", record.backup_id) is None
+    key = escrow_key(location, record.backup_id)
+    assert not s3_client.list_object_versions(Bucket=location.bucket, Prefix=key).get("Versions")
+    with pytest.raises(BackupError, match="no complete backup"):
+        shred_subject(
+            store, location, keyring, company_id="school-end", subject_ref="10", signing_keyring=keyring
+        )
