@@ -105,7 +105,15 @@ def test_spec_from_plan_seals_linked_personal_columns_but_not_keys_or_kept_table
     spec = sk.spec_from_plan(plan, personal)
     assert spec.subject_key == "id"
     assert {t: s.columns for t, s in spec.tables.items()} == {"students": ["name"], "notes": ["body"]}
-    assert sk.ref_expression(spec, "t", spec.tables["notes"].hops) == 't."student_id"::text'
+    assert sk.is_direct(spec, spec.tables["notes"].hops)
+    assert sk.link_expression(spec, "t", spec.tables["notes"].hops) == 't."student_id"::text'
+    # a table the subjects refer to: its own key, looked up among the subjects' links, lowest subject last
+    back = [{**hop, "columns": ["id"], "ref_columns": ["guardian_id"], "direction": "referenced"}]
+    assert not sk.is_direct(spec, back)
+    assert sk.mapping_sql(spec, back) == (
+        'COPY (SELECT dereg_h0."guardian_id"::text, dereg_h0."id"::text FROM "students" dereg_h0 '
+        'ORDER BY dereg_h0."id" DESC) TO STDOUT'
+    )
     plan.tables[0].key = ["a", "b"]
     assert "one-column key" in sk.spec_from_plan(plan, personal)
 
@@ -118,6 +126,7 @@ def test_a_sealed_row_opens_with_its_key_and_is_null_or_marked_without_it():
     sealer.key_set = sk.KeySet("bk-1", 1, 2, [(0, 0, os.urandom(32))])
     sealer.leaves, _ = sk.expand(sealer.key_set.nodes, 1, 2)
     sealer.table_number = {"students": 0}
+    sealer.maps = {"students": sealer.ordinal}
     sealer.sealed = {"students": {"columns": ["name", "born"], "markers": {"name": "#shredded"}}}
     plain = b"10\t\xe6\x9d\x8e\t2016-04-11\tx\n11\tB\t\\N\ty\n12\tC\t2017-01-01\tz\n"
     raw = io.BytesIO()

@@ -280,33 +280,49 @@ def _qualified(schema: str | None, name: str) -> str:
     return (_quote(schema) + "." if schema else "") + _quote(name)
 
 
-def ref_expression(spec: SealSpec, table_alias: str, hops: list[dict[str, Any]]) -> str:
-    """SQL giving a row's subject ref (the subject key as text), or NULL. One hop straight to the
-    subject key: the row's own column; longer chains: a correlated subquery along the hops, so the
-    table is still read in its physical order (the hash a plain backup records stays the same)."""
-    if not hops:
-        return f"{table_alias}.{_quote(spec.subject_key)}::text"
-    first = hops[0]
-    if (
+def _as_text(alias: str, columns: list[str]) -> str:
+    if len(columns) == 1:
+        return f"{alias}.{_quote(columns[0])}::text"
+    return "ROW(" + ", ".join(f"{alias}.{_quote(c)}" for c in columns) + ")::text"
+
+
+def is_direct(spec: SealSpec, hops: list[dict[str, Any]]) -> bool:
+    """Whether a row's own column is its subject ref (the subject table, or one hop to its key)."""
+    return not hops or (
         len(hops) == 1
-        and first.get("direction") != "referenced"
-        and list(first["ref_columns"]) == [spec.subject_key]
-    ):
-        return f"{table_alias}.{_quote(first['columns'][0])}::text"
-    # walk the chain: h_k's table rows whose ref_columns equal the previous table's columns
+        and hops[0].get("direction") != "referenced"
+        and list(hops[0]["ref_columns"]) == [spec.subject_key]
+    )
+
+
+def link_expression(spec: SealSpec, table_alias: str, hops: list[dict[str, Any]]) -> str:
+    """SQL of the extra column COPY adds to each row: its subject ref when `is_direct`, else the
+    value of its first link (looked up in `mapping_sql`'s pairs). The table is read as a plain
+    backup reads it (no join), so its physical order, and the hash of its plain rows, stay the same."""
+    if not hops:
+        return _as_text(table_alias, [spec.subject_key])
+    return _as_text(table_alias, list(hops[0]["columns"]))
+
+
+def mapping_sql(spec: SealSpec, hops: list[dict[str, Any]]) -> str:
+    """(first link's value as text, subject ref) along the chain, lowest subject last: a row that
+    reaches several subjects (a guardian of siblings) is sealed under the lowest one's key."""
     froms, where = [], []
-    previous = table_alias
+    previous = None
     for n, hop in enumerate(hops):
         alias = f"dereg_h{n}"
         froms.append(f"{_qualified(hop.get('schema'), hop.get('name') or hop['table'])} {alias}")
-        where += [
-            f"{alias}.{_quote(rc)} = {previous}.{_quote(c)}"
-            for c, rc in zip(hop["columns"], hop["ref_columns"], strict=True)
-        ]
+        if previous is not None:
+            where += [
+                f"{alias}.{_quote(rc)} = {previous}.{_quote(c)}"
+                for c, rc in zip(hop["columns"], hop["ref_columns"], strict=True)
+            ]
         previous = alias
+    subject = f"{previous}.{_quote(spec.subject_key)}"
     return (
-        f"(SELECT {previous}.{_quote(spec.subject_key)}::text FROM {', '.join(froms)} WHERE "
-        f"{' AND '.join(where)} ORDER BY 1 LIMIT 1)"
+        f"COPY (SELECT {_as_text('dereg_h0', list(hops[0]['ref_columns']))}, {subject}::text "
+        f"FROM {', '.join(froms)}{' WHERE ' + ' AND '.join(where) if where else ''} "
+        f"ORDER BY {subject} DESC) TO STDOUT"
     )
 
 
@@ -332,6 +348,8 @@ class Sealer:
         self.key_set: KeySet | None = None
         self.table_number: dict[str, int] = {}
         self.sealed: dict[str, dict[str, Any]] = {}
+        #: per table: the extra column's value -> subject number
+        self.maps: dict[str, dict[bytes, int]] = {}
 
     def prepare(self, cur, table_keys: list[str], columns_of: dict[str, list[dict[str, Any]]]) -> None:
         """Read the subjects' refs in the snapshot, draw the tree's root, derive every leaf, and
@@ -355,6 +373,18 @@ class Sealer:
         for name, table in spec.tables.items():
             if name not in columns_of:
                 continue
+            if is_direct(spec, table.hops):
+                self.maps[name] = self.ordinal
+            else:  # link value -> subject number, read in the snapshot (an index-free hash lookup)
+                out = io.BytesIO()
+                cur.copy_expert(mapping_sql(spec, table.hops), out)
+                found: dict[bytes, int] = {}
+                for pair in out.getvalue().split(b"\n")[:-1]:
+                    value, _, ref = pair.partition(b"\t")
+                    n = self.ordinal.get(ref)
+                    if n is not None and value != NULL:
+                        found[value] = n  # lowest subject last: it wins
+                self.maps[name] = found
             by_name = {c["name"]: c for c in columns_of[name]}
             positions, markers = [], {}
             for col in table.columns:
@@ -383,7 +413,7 @@ class Sealer:
         from dereg.backup.pgcopy import READ_BLOCK
 
         names = ", ".join(f"dereg_t.{_quote(c['name'])}" for c in columns)
-        ref = ref_expression(self.spec, "dereg_t", self.spec.tables[key].hops)
+        ref = link_expression(self.spec, "dereg_t", self.spec.tables[key].hops)
         writer = _SealingWriter(self, key, [c["name"] for c in columns], raw)
         buffered = io.BufferedWriter(writer, buffer_size=READ_BLOCK)
         cur.copy_expert(f"COPY (SELECT {names}, {ref} FROM {qualified} dereg_t) TO STDOUT", buffered)
@@ -449,7 +479,7 @@ def subjects_aad(backup_id: str, name: str, index: int, last: bool, version: int
 
 
 class _SealingWriter(io.RawIOBase):
-    """COPY text in (each line with the subject ref as its last field), sealed lines out."""
+    """COPY text in (each line with its link value as its last field), sealed lines out."""
 
     def __init__(self, sealer: Sealer, key: str, names: list[str], raw):
         super().__init__()
@@ -476,7 +506,7 @@ class _SealingWriter(io.RawIOBase):
         return len(data)
 
     def _lines(self, lines: list[bytes]) -> None:
-        ordinal, leaves, refs = self.sealer.ordinal, self.sealer.leaves, self.sealer.refs
+        ordinal, leaves, refs = self.sealer.maps[self.key], self.sealer.leaves, self.sealer.refs
         positions, prefix, number = self.positions, self.aad_prefix, self.number
         plain, out = [], []
         b64 = base64.b64encode
