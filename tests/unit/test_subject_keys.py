@@ -127,6 +127,7 @@ def test_a_sealed_row_opens_with_its_key_and_is_null_or_marked_without_it():
     sealer.leaves, _ = sk.expand(sealer.key_set.nodes, 1, 2)
     sealer.table_number = {"students": 0}
     sealer.maps = {"students": sealer.ordinal}
+    sealer.ciphers = [None, None]
     sealer.sealed = {"students": {"columns": ["name", "born"], "markers": {"name": "#shredded"}}}
     plain = b"10\t\xe6\x9d\x8e\t2016-04-11\tx\n11\tB\t\\N\ty\n12\tC\t2017-01-01\tz\n"
     raw = io.BytesIO()

@@ -369,6 +369,7 @@ class Sealer:
         root = os.urandom(32)
         self.key_set = KeySet(self.backup_id, depth, count, [(0, 0, root)])
         self.leaves, _ = expand(self.key_set.nodes, depth, count)
+        self.ciphers: list[AESGCM | None] = [None] * count
         self.table_number = {k: n for n, k in enumerate(table_keys)}
         for name, table in spec.tables.items():
             if name not in columns_of:
@@ -402,6 +403,9 @@ class Sealer:
                 positions.append(col)
             if positions:
                 self.sealed[name] = {"columns": positions, "markers": markers}
+
+    def leaf(self, n: int) -> bytes:
+        return bytes(self.leaves[32 * n : 32 * n + 32])
 
     def seals(self, key: str) -> bool:
         return key in self.sealed
@@ -506,15 +510,16 @@ class _SealingWriter(io.RawIOBase):
         return len(data)
 
     def _lines(self, lines: list[bytes]) -> None:
-        ordinal, leaves, refs = self.sealer.maps[self.key], self.sealer.leaves, self.sealer.refs
-        positions, prefix, number = self.positions, self.aad_prefix, self.number
+        ordinal, refs, ciphers = self.sealer.maps[self.key], self.sealer.refs, self.sealer.ciphers
+        positions, prefix, head = self.positions, self.aad_prefix, self.number.to_bytes(4, "big")
         plain, out = [], []
         b64 = base64.b64encode
         line_no = self.line
+        sealed_rows = 0
         for line in lines:
             body, _, ref = line.rpartition(b"\t")
             plain.append(body)
-            n = ordinal.get(ref) if ref != NULL else None
+            n = ordinal.get(ref)
             if n is None:
                 out.append(body + b"\t\\N")
             else:
@@ -522,13 +527,15 @@ class _SealingWriter(io.RawIOBase):
                 secret = b"\t".join([fields[p] for p in positions])
                 for p in positions:
                     fields[p] = NULL
-                sealed = AESGCM(bytes(leaves[32 * n : 32 * n + 32])).encrypt(
-                    row_nonce(number, line_no), secret, prefix + refs[n]
-                )
-                out.append(b"\t".join(fields) + b"\t" + str(n).encode() + b":" + b64(sealed))
-                self.sealed_rows += 1
+                cipher = ciphers[n]
+                if cipher is None:  # one per subject, made when first needed (memory: ~100 bytes each)
+                    cipher = ciphers[n] = AESGCM(self.sealer.leaf(n))
+                sealed = cipher.encrypt(head + line_no.to_bytes(8, "big"), secret, prefix + refs[n])
+                out.append(b"\t".join(fields) + b"\t%d:" % n + b64(sealed))
+                sealed_rows += 1
             line_no += 1
         self.line = line_no
+        self.sealed_rows += sealed_rows
         plain.append(b"")
         out.append(b"")
         self.plain.update(b"\n".join(plain))
