@@ -575,6 +575,7 @@ class Unsealer:
         self.leaves, self.present = expand(key_set.nodes, key_set.depth, key_set.subjects)
         self.table_number = {k: n for n, k in enumerate(manifest["table_order"])}
         self.shredded_rows: dict[str, int] = {}
+        self.ciphers: list[AESGCM | None] = [None] * key_set.subjects
 
     @classmethod
     def open(cls, manifest, *, data_key: bytes, store, client, location, get) -> Unsealer:
@@ -609,7 +610,7 @@ class Unsealer:
         number = self.table_number[name]
         prefix = subject_aad(self.manifest["backup_id"], name, b"")
         stored, produced = hashlib.sha256(), hashlib.sha256()
-        leaves, present, refs = self.leaves, self.present, self.refs
+        leaves, present, refs, ciphers = self.leaves, self.present, self.refs, self.ciphers
         line_no = 0
         shredded = bad = 0
 
@@ -627,8 +628,11 @@ class Unsealer:
                     ordinal, _, blob = seal.partition(b":")
                     n = int(ordinal)
                     if n < len(present) and present[n]:
+                        cipher = ciphers[n]
+                        if cipher is None:
+                            cipher = ciphers[n] = AESGCM(bytes(leaves[32 * n : 32 * n + 32]))
                         try:
-                            secret = AESGCM(bytes(leaves[32 * n : 32 * n + 32])).decrypt(
+                            secret = cipher.decrypt(
                                 row_nonce(number, line_no), base64.b64decode(blob), prefix + refs[n]
                             )
                         except (InvalidTag, ValueError):
