@@ -17,6 +17,7 @@ Prints the ratios sealed / plain; goal: at most 1.3x in time and in size.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -131,13 +132,25 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"  round {round_ + 1} {kind:6} backup {seconds:6.1f} s  {sizes[kind] / 2**20:8.1f} MiB"
                 )
+                if kind == "sealed":
+                    manifest = json.loads(
+                        s3.get_object(Bucket=location.bucket, Key=record.manifest_key)["Body"].read()
+                    )
+                    sealed_rows = sum(
+                        t["sealed"]["rows"] for t in manifest["tables"].values() if t.get("sealed")
+                    )
         plain, sealed = statistics.median(times["plain"]), statistics.median(times["sealed"])
         print(
             f"RATIO backup time sealed/plain = {sealed / plain:.2f}x (median of {args.rounds}; goal <= 1.3)"
         )
         print(
             f"RATIO stored size sealed/plain = {sizes['sealed'] / sizes['plain']:.2f}x "
-            f"({(sizes['sealed'] - sizes['plain']) / max(counts.get('students', 1), 1):.0f} bytes per student; goal <= 1.3)"
+            f"({(sizes['sealed'] - sizes['plain']) / max(counts.get('students', 1), 1):.0f} bytes per student, "
+            f"{(sizes['sealed'] - sizes['plain']) / max(sealed_rows, 1):.0f} per sealed row; goal <= 1.3)"
+        )
+        print(
+            f"sealed rows {sealed_rows:,} of {sum(counts.values()):,}; extra time per sealed row "
+            f"{(sealed - plain) / max(sealed_rows, 1) * 1e6:.1f} us"
         )
     finally:
         engine.dispose()
