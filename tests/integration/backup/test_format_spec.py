@@ -75,7 +75,8 @@ def read_backup(s3, bucket: str, manifest_key: str, kek: bytes) -> dict[str, lis
     """A restore tool written from docs/backup-format.md."""
     manifest = json.loads(s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read())
     version = manifest["version"]
-    assert manifest["format"] == "dereg-backup" and version in (1, 2, 3, 4)
+    assert manifest["format"] == "dereg-backup" and version in (1, 2, 3, 4, 5)
+    assert not any(t.get("sealed") for t in manifest["tables"].values())  # sealed rows: test_subject_keys
     escrow = json.loads(s3.get_object(Bucket=bucket, Key=manifest["escrow_key"])["Body"].read())
     assert escrow["kek_id"] == manifest["kek_id"]
     data_key = aes_key_unwrap(kek, base64.b64decode(escrow["wrapped_key"]))
