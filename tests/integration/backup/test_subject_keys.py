@@ -4,12 +4,15 @@ became unreadable; the bad inputs of `shred-subject`."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from dereg.backup import catalog
 from dereg.backup.restore import restore_and_verify
 from dereg.backup.subjectkeys import SealedTable, SealSpec, escrow_key
 from dereg.errors import BackupError
@@ -108,6 +111,13 @@ def test_one_subject_shredded_inside_a_locked_backup(
     )
     assert not any(v.encode() in blob for v in planted)
 
+    # a reader written from the spec opens the sealed rows to exactly what a plain backup holds
+    kek_id, wrapped = catalog.wrapped_key(store, record.backup_id)
+    data_key = keyring.unwrap_data_key(kek_id, base64.b64decode(wrapped), what="the test's backup")
+    for table in ("students", "guardians", "payments"):
+        plain = _read_sealed_table_from_the_spec(s3_client, location.bucket, manifest, data_key, table)
+        assert hashlib.sha256(plain).hexdigest() == manifest["tables"][table]["sha256"], table
+
     # before any shred: a plain restore gives back exactly the source
     report = restore_and_verify(
         record.backup_id, location=location, keyring=keyring, store=store, scratch_url=pg_url
@@ -203,3 +213,67 @@ def test_shredding_the_whole_backup_destroys_the_subject_key_set_too(
         shred_subject(
             store, location, keyring, company_id="school-end", subject_ref="10", signing_keyring=keyring
         )
+
+
+def _read_sealed_table_from_the_spec(s3, bucket: str, manifest: dict, data_key: bytes, name: str) -> bytes:
+    """A reader written from docs/backup-format.md ("Per-subject keys") alone: the key set from its
+    escrow object, the GGM leaves, the subjects stream, and one sealed table opened to its plain rows."""
+    import base64
+    import hashlib
+
+    import zstandard
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+    from cryptography.hazmat.primitives.keywrap import aes_key_unwrap
+
+    bid, version = manifest["backup_id"], manifest["version"]
+    prefix = manifest["escrow_key"].rsplit("/_escrow/", 1)[0]
+    body = json.loads(
+        s3.get_object(Bucket=bucket, Key=f"{prefix}/_escrow/{bid}.subject-keys.json")["Body"].read()
+    )
+    wrap = HKDF(hashes.SHA256(), 32, None, f"dereg-backup subject-keys|{bid}".encode()).derive(data_key)
+    ((level, index, wrapped),) = body["nodes"]  # a fresh backup: the root alone
+    assert (level, index) == (0, 0)
+    root = aes_key_unwrap(wrap, base64.b64decode(wrapped))
+
+    def leaf(i: int) -> bytes:
+        node = root
+        for below in range(body["depth"] - 1, -1, -1):
+            out = hashlib.blake2b(key=node, digest_size=64, person=b"dereg-ggm").digest()
+            node = out[32:] if (i >> below) & 1 else out[:32]
+        return node
+
+    def stream(keys: list[str], aad) -> bytes:
+        data = b""
+        for i, key in enumerate(keys):
+            blob = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            plain = AESGCM(data_key).decrypt(blob[:12], blob[12:], aad(i, 1 if i == len(keys) - 1 else 0))
+            data += zstandard.ZstdDecompressor().decompress(plain)
+        return data
+
+    subjects = manifest["subject_keys"]["subjects_stream"]
+    refs = stream(
+        subjects["chunks"], lambda i, last: f"dereg-backup-subjects/{version}|{bid}|{i}|{last}".encode()
+    )
+    refs = refs.split(b"\n")[:-1]
+    spec = manifest["tables"][name]
+    stored = stream(
+        spec["chunks"], lambda i, last: f"dereg-backup/{version}|{bid}|{name}|{i}|{last}".encode()
+    )
+    assert hashlib.sha256(stored).hexdigest() == spec["sealed_sha256"]
+    names = [c["name"] for c in spec["columns"]]
+    positions = [names.index(c) for c in spec["sealed"]["columns"]]
+    number = manifest["table_order"].index(name)
+    lines = []
+    for line_no, line in enumerate(stored.split(b"\n")[:-1]):
+        *fields, seal = line.split(b"\t")
+        if seal != b"\\N":
+            n, blob = seal.split(b":")
+            nonce = number.to_bytes(4, "big") + line_no.to_bytes(8, "big")
+            aad = f"dereg-subject/{version}|{bid}|{name}|".encode() + refs[int(n)]
+            secret = AESGCM(leaf(int(n))).decrypt(nonce, base64.b64decode(blob), aad)
+            for p, value in zip(positions, secret.split(b"\t"), strict=True):
+                fields[p] = value
+        lines.append(b"\t".join(fields) + b"\n")
+    return b"".join(lines)
