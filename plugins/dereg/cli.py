@@ -14,6 +14,7 @@
     dereg restore BACKUP_ID --from s3://BUCKET/PREFIX [--into TARGET_URL | --scratch-url PG_URL] --verify
     dereg catalog rebuild --from s3://BUCKET/PREFIX
     dereg shred BACKUP_ID --from s3://BUCKET/PREFIX --yes
+    dereg shred-subject --company ID --subject-ref REF [--from s3://BUCKET/PREFIX] --yes
     dereg answers import FILE.csv --company ID --run RUN_ID
     dereg answers replies PATH... --company ID --run RUN_ID
     dereg answers waive --company ID --run RUN_ID (--email ADDRESS | --ref REF) --reason TEXT --by NAME
@@ -427,6 +428,42 @@ def _shred(args) -> int:
     return 0
 
 
+@command("shred-subject")
+def _shred_subject(args) -> int:
+    from dereg.evidence.store import open_store
+    from dereg.keys import Keyring
+    from dereg.keys_kms import backup_key_provider
+    from dereg.subjectshred import shred_subject
+
+    if not args.yes:
+        raise DeregError(
+            f"destroying the key of subject {args.subject_ref!r} in every backup of {args.company} cannot be "
+            "undone: that customer's personal columns will never be decrypted again. Pass --yes to confirm."
+        )
+    # the endpoint and credentials; each backup's bucket and prefix are the catalog's
+    location = _s3_location(getattr(args, "from") or "s3://dereg-catalog-location")
+    result = shred_subject(
+        open_store(),
+        location,
+        backup_key_provider(),
+        company_id=args.company,
+        subject_ref=args.subject_ref,
+        signing_keyring=Keyring.load(),
+        progress=lambda line: print(line, file=sys.stderr),
+    )
+    for backup_id, why in result["without_subject_keys"]:
+        print(
+            f"  WARNING backup {backup_id} has no per-subject keys ({why}): the subject's rows there go only "
+            "with the whole backup"
+        )
+    print(
+        f"subject {args.subject_ref} of {args.company} crypto-shredded in {len(result['backups'])} backup(s) "
+        f"({', '.join(b['backup_id'] for b in result['backups'])}); ledger entry {result['ledger_entry']}; "
+        f"certificate {result['certificate']}"
+    )
+    return 0
+
+
 def _print_import(result, what: str) -> int:
     for problem in result.problems:
         print(f"  - {problem}", file=sys.stderr)
@@ -741,6 +778,23 @@ def build_parser() -> argparse.ArgumentParser:
     shred.add_argument("backup_id", metavar="BACKUP_ID")
     shred.add_argument("--from", required=True, metavar="s3://BUCKET/PREFIX")
     shred.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
+    one = sub.add_parser(
+        "shred-subject",
+        help="crypto-shred one customer inside backups that are still locked (per-subject keys)",
+        description="Destroy the key of one subject (the subject table's key value as text, e.g. 42) in every "
+        "backup of the company that has per-subject keys (format version 5): its key set in the compliance "
+        "store and every escrow version. A restore then gives that subject's personal columns as NULL (or "
+        "a marker) and every other row as backed up. Writes a ledger entry and a signed certificate. A "
+        "ref that matches nothing, or backups without per-subject keys, are refused with nothing changed.",
+    )
+    one.add_argument("--company", required=True, metavar="ID")
+    one.add_argument("--subject-ref", required=True, metavar="REF")
+    one.add_argument(
+        "--from",
+        metavar="s3://BUCKET/PREFIX",
+        help="only for the endpoint and credentials (default: environment)",
+    )
+    one.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
     ans = sub.add_parser("answers", help="customers' answers to the closure notice")
     asub = ans.add_subparsers(dest="answers_command", required=True)
     imp = asub.add_parser(

@@ -246,6 +246,30 @@ def test_a_real_database_is_closed_correctly(pack, tmp_path, seaweed, smtp_sink,
             dereg_cli(["verify-certificate", str(certs[0]), "--store", store_url, "--public-key", str(pem)])
             == 0
         )
+        # per-subject keys (format 5): the PostgreSQL backup sealed the subjects' rows as the plan links
+        # them; another database's backup says in its manifest why it has none
+        import boto3
+
+        from dereg.backup import catalog
+        from dereg.evidence.store import open_store
+
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=seaweed.endpoint_url,
+            aws_access_key_id=seaweed.access_key,
+            aws_secret_access_key=seaweed.secret_key,
+            region_name="cn-north-1",
+        )
+        taken = [b for b in catalog.list_backups(open_store(store_url)) if b["source_id"] == source["id"]]
+        backup_manifest = json.loads(
+            s3.get_object(Bucket=taken[0]["bucket"], Key=taken[0]["manifest_key"])["Body"].read()
+        )
+        keys = backup_manifest["subject_keys"]
+        assert keys["enabled"] is (backend == "postgresql"), keys
+        if keys["enabled"]:
+            sealed = {n for n, t in backup_manifest["tables"].items() if t.get("sealed")}
+            subject = source["subject_table"].rsplit(".", 1)[-1]
+            assert subject in {n.rsplit(".", 1)[-1] for n in sealed} and len(sealed) > 1, sealed
     finally:
         engine.dispose()
         _drop(url)

@@ -36,7 +36,7 @@ def test_the_backup_stage_passes_the_personal_tables(monkeypatch):
         company_id="school-1",
         sources=[SimpleNamespace(id="db", conn_id="school_db")],
         object_sources=[],
-        backup=SimpleNamespace(retention_days=1, object_lock=False),
+        backup=SimpleNamespace(retention_days=1, object_lock=False, subject_keys=False),
     )
     artifacts = SimpleNamespace(
         run_id="run-1",
@@ -55,3 +55,5 @@ def test_the_backup_stage_passes_the_personal_tables(monkeypatch):
         progress=None,
     )
     assert seen["personal_tables"] == ["archive.orders", "guardians"]
+    # the manifest's switch turns per-subject keys off; the backup's manifest records why
+    assert "backup.subject_keys: false" in seen["subjects"]

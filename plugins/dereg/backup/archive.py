@@ -17,10 +17,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from dereg.backup import catalog, pgcopy, rowfast
+from dereg.backup import catalog, pgcopy, rowfast, subjectkeys
 from dereg.backup import schema as db_schema
 from dereg.backup.codec import describe_columns, describe_keys, encode_row, kind_of
 from dereg.backup.pgcopy import table_key
+from dereg.backup.subjectkeys import SealSpec
 from dereg.backup.writer import BackupRecord, Session, open_session, reuse_complete, start_session
 from dereg.connections import S3Location
 from dereg.dialects import dialect_for, sqlalchemy_name
@@ -238,6 +239,7 @@ def create_backup(
     progress: Callable[[str], None] | None = None,
     fast: bool = True,
     personal_tables: list[str] | None = None,
+    subjects: SealSpec | str | None = None,
 ) -> BackupRecord:
     """Back up every table of `engine` (or `tables`); a complete backup of the same run is reused.
 
@@ -245,7 +247,9 @@ def create_backup(
     databases as JSON lines, read through the raw driver cursor on MariaDB/MySQL and SQLite, or
     through SQLAlchemy for the rest (or everywhere with `fast=False`, for comparison: same bytes).
     `personal_tables`: tables classification found personal data in (as it names them); the backup
-    refuses when one of them is outside what it covers (see `check_coverage`)."""
+    refuses when one of them is outside what it covers (see `check_coverage`).
+    `subjects`: what to seal under per-subject keys (subjectkeys.py; PostgreSQL sources), or why
+    the backup has none (recorded in the manifest's `subject_keys`)."""
     reused = reuse_complete(store, company_id, run_id, source_id, progress)
     if reused is not None:
         return reused
@@ -266,6 +270,9 @@ def create_backup(
         early=early,
     )
     backup_id = session.backup_id
+    sealer, no_subject_keys = subjectkeys.sealer_for(subjects, backup_id, copy_text=early, engine=engine)
+    if sealer is not None:
+        session.context["sealer"] = sealer
     current = ["(none yet)"]
     try:
         extra: dict[str, Any] = {}
@@ -300,6 +307,7 @@ def create_backup(
                 )
             current[0] = "(schema)"
             extra = _schema_statements(engine, ordered, session, progress)
+        extra["subject_keys"] = sealer.finish(session) if sealer is not None else no_subject_keys
         total = sum(t["rows"] for t in described.values() if not t.get("partitioned"))
         manifest = {
             **session.common_manifest(company_id=company_id, run_id=run_id, source_id=source_id),

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from dereg.errors import BackupError
+from dereg.evidence.artifacts import artifacts
 from dereg.evidence.store import metadata
 
 backups = sa.Table(
@@ -382,11 +383,19 @@ def crypto_shred(
                 "bucket and run again."
             ) from None
         deleted += 1
-    left = _escrow_versions(client, where.bucket, escrow_key)
+    # the per-subject key set (format version 5) is wrapped under the data key, so it dies with it;
+    # its copies are deleted too, so nothing key-like of the backup is left
+    subject_keys = where.key("_escrow", f"{backup_id}.subject-keys.json")
+    for item in _escrow_versions(client, where.bucket, subject_keys):
+        client.delete_object(Bucket=where.bucket, Key=subject_keys, VersionId=item["VersionId"])
+    left = _escrow_versions(client, where.bucket, escrow_key) + _escrow_versions(
+        client, where.bucket, subject_keys
+    )
     if left:
         raise BackupError(
-            f"{len(left)} version(s) of the escrow copy {escrow_key} of backup {backup_id} are still in "
-            f"{where.describe()} after deleting them; the backup is NOT marked shredded. Run again."
+            f"{len(left)} version(s) of the escrow copies {escrow_key} (and its subject key set) of backup "
+            f"{backup_id} are still in {where.describe()} after deleting them; the backup is NOT marked "
+            "shredded. Run again."
         )
     with store.begin() as conn:
         conn.execute(
@@ -395,6 +404,13 @@ def crypto_shred(
             .values(wrapped_key="", destroyed_at=_now())
         )
         conn.execute(backups.update().where(backups.c.backup_id == backup_id).values(status="shredded"))
+        conn.execute(
+            artifacts.delete().where(
+                artifacts.c.company_id == record["company_id"],
+                artifacts.c.run_id == backup_id,
+                artifacts.c.name == "subject_keys",  # subjectkeys.KEY_SET_ARTIFACT
+            )
+        )
     return {
         "backup_id": backup_id,
         "escrow_versions_deleted": deleted,

@@ -40,7 +40,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy.engine import Engine
 
-from dereg.backup import catalog, pgcopy
+from dereg.backup import catalog, pgcopy, subjectkeys
 from dereg.backup.archive import (
     JSON_ROWS,
     _dump_table,
@@ -230,10 +230,13 @@ def prepare_backup(
     row_counts: dict[str, int] | None = None,
     classification_summary: dict[str, Any] | None = None,
     personal_tables: list[str] | None = None,
+    subjects: Any = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Open the backup of `engine`, write its schema and its head record; returns {"backup_id",
-    "parts": [[table, ...], ...], "reused"}. A complete backup of the same run is reused (no parts)."""
+    "parts": [[table, ...], ...], "reused"}. A complete backup of the same run is reused (no parts).
+    `subjects`: what to seal under per-subject keys (a `subjectkeys.SealSpec`) or why nothing. A
+    sealed backup is one part: its subjects are numbered and its key tree drawn in one snapshot."""
     reused = reuse_complete(store, company_id, run_id, source_id, progress)
     if reused is not None:
         return {"backup_id": reused.backup_id, "parts": [], "reused": True}
@@ -259,7 +262,14 @@ def prepare_backup(
         else:
             extra = _schema_statements(engine, ordered, session, progress)
         order = [table_key(t) for t in ordered]
-        parts = plan_parts(order, row_counts or {}, rows_per_part)
+        sealer, no_subject_keys = subjectkeys.sealer_for(
+            subjects, session.backup_id, copy_text=dialect_for(engine).copy_text, engine=engine
+        )
+        parts = plan_parts(order, row_counts or {}, 0 if sealer is not None else rows_per_part)
+        if sealer is not None:
+            extra["subject_keys"] = {"enabled": True}  # completed from the part's record
+        else:
+            extra["subject_keys"] = no_subject_keys
         head = {
             "backup_id": session.backup_id,
             "company_id": company_id,
@@ -272,6 +282,7 @@ def prepare_backup(
             "table_order": order,
             "parts": parts,
             "extra": extra,
+            "seal_spec": subjectkeys.spec_to_json(subjects) if sealer is not None else None,
             "classification_summary": classification_summary or {},
         }
         write_record(session, HEAD, head)
@@ -312,10 +323,18 @@ def backup_part(
             )
         names = head["parts"][index]
         tables = _ordered_tables(engine, names) if names else []
+        sealer = None
+        if head.get("seal_spec"):
+            sealer = subjectkeys.Sealer(subjectkeys.spec_from_json(head["seal_spec"]), backup_id)
+            session.context["sealer"] = sealer
+        subject_keys = None
         if dialect_for(engine).copy_text:
             described, _ = pgcopy.dump_tables(
                 engine, tables, session, current=current, progress=progress, with_schema=False
             )
+            if sealer is not None:
+                current[0] = "(subject keys)"
+                subject_keys = sealer.finish(session)
         else:
             described = {}
             for table in tables:
@@ -324,9 +343,10 @@ def backup_part(
                     engine, table, session=session, progress=progress, fast=fast
                 )
         current[0] = "(part record)"
-        write_record(
-            session, record_name(index), {"backup_id": backup_id, "part": index, "tables": described}
-        )
+        record = {"backup_id": backup_id, "part": index, "tables": described}
+        if subject_keys is not None:
+            record["subject_keys"] = subject_keys
+        write_record(session, record_name(index), record)
     except BaseException as exc:
         # not marked failed: the backup stays `started`, so a retry of this part can complete it
         failure = backup_failure(exc, source_id=source_id, backup_id=backup_id, table=current[0], store=None)
@@ -357,6 +377,7 @@ def finish_backup(
     session, head = resume_session(backup_id, store=store, location=location, keyring=keyring)
     try:
         described: dict[str, dict[str, Any]] = {}
+        extra = dict(head["extra"])
         missing = []
         for index, names in enumerate(head["parts"]):
             record = read_record(session, record_name(index))
@@ -374,6 +395,13 @@ def finish_backup(
                     "marked complete. Clear backup_prepare to take a new backup."
                 )
             described.update(stored)
+            if record.get("subject_keys"):
+                extra["subject_keys"] = record["subject_keys"]
+        if head.get("seal_spec") and not missing and "scheme" not in extra.get("subject_keys", {}):
+            raise BackupError(
+                f"backup {backup_id} seals its subjects' rows, but no part recorded their keys; nothing is "
+                "marked complete. Clear backup_prepare to take a new backup."
+            )
         if missing:
             raise BackupError(
                 f"backup {backup_id} is incomplete: {len(missing)} of {len(head['parts'])} part(s) not stored: "
@@ -391,7 +419,7 @@ def finish_backup(
             "total_rows": sum(t["rows"] for t in ordered.values() if not t.get("partitioned")),
             "serialisation": "per table, see tables.<name>.encoding: pg-copy-text (PostgreSQL COPY text "
             f"format) or {JSON_ROWS} (JSON array per row, UTF-8, newline-terminated, values encoded by kind)",
-            **head["extra"],
+            **extra,
             "classification_summary": head["classification_summary"],
         }
         record = session.finish(manifest, ordered)

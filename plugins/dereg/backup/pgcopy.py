@@ -297,6 +297,9 @@ def dump_tables(
                 extra = _open_extra(engine, min(JOBS, len(plans)) - 1, join_snapshot)
         if binary is not None:
             sequences = db_schema.pg_sequence_values(cur)
+        sealer = session.context.get("sealer")  # per-subject keys (subjectkeys.py), in this snapshot
+        if sealer is not None:
+            sealer.prepare(cur, [table_key(t) for t in tables], {table_key(p[0]): p[4] for p in plans})
 
         def dump(worker, plan) -> None:
             table, qualified, relkind, _pages, columns = plan
@@ -304,8 +307,12 @@ def dump_tables(
             wcur = worker.driver_connection.cursor()
             # a partitioned table's rows are its partitions': hashed here, stored there
             stream = _Hasher() if relkind == "p" else session.stream(key)
+            sealed = relkind != "p" and sealer is not None and sealer.seals(key)
             try:
-                _copy_out(wcur, qualified, relkind, columns, stream)
+                if sealed:
+                    plain_digest = sealer.copy_out(wcur, key, qualified, columns, stream)[1]
+                else:
+                    _copy_out(wcur, qualified, relkind, columns, stream)
             except BaseException:
                 current[0] = key
                 raise
@@ -340,6 +347,8 @@ def dump_tables(
                 **describe_keys(table),
                 **({"partitioned": True} if relkind == "p" else {}),
             }
+            if sealed:  # the stored stream is sealed; `sha256` stays the plain rows' hash
+                described[key].update(sha256=plain_digest, **sealer.table_entry(key, stream))
             if progress:
                 if relkind == "p":
                     progress(f"backup {key}: partitioned, {rows} rows stored in its partitions")

@@ -28,7 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from cryptography.exceptions import InvalidTag
 from sqlalchemy.engine import Engine
 
-from dereg.backup import catalog, codec, pgcopy
+from dereg.backup import catalog, codec, pgcopy, subjectkeys
 from dereg.backup import schema as db_schema
 from dereg.backup.codec import (
     MAC_VERSION,
@@ -215,6 +215,8 @@ class _Chunks:
     def __init__(self, pool, client, location: S3Location, backup_id: str, data_key: bytes, version: int):
         self.pool, self.client, self.location = pool, client, location
         self.backup_id, self.data_key, self.version = backup_id, data_key, version
+        #: opens the sealed subject rows of a version 5 table (subjectkeys.Unsealer), when it has any
+        self.unsealer = None
 
     def _open(self, name: str, index: int, key: str, last: bool):
         try:
@@ -250,6 +252,12 @@ class _Chunks:
             )
 
     def of(self, name: str, spec: dict, problems: list[str]) -> Iterator[bytes]:
+        """The table's plaintext pieces in order; a sealed table's (version 5) as plain rows."""
+        if self.unsealer is not None and spec.get("sealed"):
+            return self.unsealer.wrap(name, spec, self._stored(name, spec, problems), problems)
+        return self._stored(name, spec, problems)
+
+    def _stored(self, name: str, spec: dict, problems: list[str]) -> Iterator[bytes]:
         from collections import deque
 
         keys = spec["chunks"]
@@ -443,6 +451,15 @@ def restore_and_verify(
     copy_tables = [n for n in order if manifest["tables"][n].get("encoding") == PG_COPY_TEXT]
     pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dereg-restore")
     chunks = _Chunks(pool, client, location, backup_id, data_key, version)
+    if (manifest.get("subject_keys") or {}).get("enabled"):
+        chunks.unsealer = subjectkeys.Unsealer.open(
+            manifest,
+            data_key=data_key,
+            store=store,
+            client=client,
+            location=location,
+            get=lambda key: _get(client, location, key),
+        )
     workdir = None
     scratch = None
     if rebuild:
@@ -470,6 +487,7 @@ def restore_and_verify(
         report.schema_rebuilt = report.ok
         if not report.ok:
             report.problems.append("the restore was undone: nothing of it is left in the target database")
+        _note_shredded(chunks, report, progress)
         report.seconds = time.monotonic() - t0
         return report
     try:
@@ -534,5 +552,21 @@ def restore_and_verify(
             shutil.rmtree(workdir, ignore_errors=True)
     report.tables = {n: report.tables[n] for n in order if n in report.tables}
     report.ok = not report.problems and all(t["ok"] for t in report.tables.values())
+    _note_shredded(chunks, report, progress)
     report.seconds = time.monotonic() - t0
     return report
+
+
+def _note_shredded(chunks: _Chunks, report: RestoreReport, progress) -> None:
+    """Say which tables had rows of shredded subjects (restored with their personal columns NULL
+    or marked, and checked against the hash of exactly that)."""
+    shredded = chunks.unsealer.shredded_rows if chunks.unsealer is not None else {}
+    for name, rows in sorted(shredded.items()):
+        report.tables.get(name, {})["shredded_rows"] = rows
+        warning = (
+            f"{name}: {rows} row(s) belong to subjects shredded one by one (dereg shred-subject): their "
+            "personal columns are restored as NULL (a NOT NULL column as its marker)"
+        )
+        report.warnings.append(warning)
+        if progress:
+            progress(f"WARNING: {warning}")

@@ -15,6 +15,7 @@ from dereg.backup import catalog
 from dereg.backup.objects import backup_objects
 from dereg.backup.parts import backup_part, finish_backup, part_rows, prepare_backup
 from dereg.backup.restore import restore_and_verify
+from dereg.backup.subjectkeys import seal_spec_for
 from dereg.backup.writer import BackupRecord, reuse_complete
 from dereg.connections import S3Location
 from dereg.connectors import Connectors
@@ -96,6 +97,9 @@ def prepare_backups(
                 row_counts=_row_counts(artifacts, source.id),
                 classification_summary=_summary(classification),
                 personal_tables=sorted({c.table for c in classification.columns if c.personal}),
+                subjects=seal_spec_for(
+                    manifest.backup.subject_keys, lambda s=source.id: artifacts.plan(s), classification
+                ),
                 progress=progress,
             )
         parts = prepared["parts"]

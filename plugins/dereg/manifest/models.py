@@ -319,6 +319,9 @@ class BackupSpec(Spec):
     retention_days: Count
     object_lock: Flag = True
     cross_border_assessment: OptionalText = None
+    #: seal each subject's personal columns under a key of its own (format version 5, PostgreSQL
+    #: sources), so `dereg shred-subject` can erase one customer inside a locked backup
+    subject_keys: Flag = True
 
 
 class Names(Spec):

@@ -1,0 +1,718 @@
+"""Per-subject keys (backup format version 5): one customer crypto-shredded inside a locked backup.
+
+The personal columns of every row that belongs to a subject (the subject table's rows, and the rows
+the erasure plan links to them) are sealed with AES-256-GCM under that subject's own key. The keys
+are the leaves of a GGM tree (keyed BLAKE2b-512 splits a node into its two children) whose root is
+fresh for every backup; the *key set* (the tree nodes that still cover live leaves) is wrapped
+under a key derived from the backup's data key and kept apart from the ciphertext: in the
+compliance store and in an unlocked escrow object. Shredding one subject replaces the node that
+covers its leaf by the siblings along the path (the co-path): every other key stays derivable,
+that one is gone from every copy. Layout and reasoning: docs/backup-format.md, "Per-subject keys".
+
+A row's personal fields are replaced by `\\N` in the stored COPY text, and one extra last field
+carries `<ordinal>:<base64(AES-GCM ciphertext and tag)>` (or `\\N` for a row of no subject). The
+`_subjects` stream (sealed under the data key) lists the subjects' refs in ordinal order.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import hashlib
+import io
+import json
+import struct
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
+
+from dereg.backup.codec import FORMAT_VERSION, open_sealed, whole_lines
+from dereg.errors import BackupError
+
+SCHEME = "ggm-blake2b512/aes-256-gcm"
+GGM_PERSON = b"dereg-ggm"
+KEY_SET_FORMAT = "dereg-subject-keys"
+#: the artifact (company, run = backup id, name) that holds a backup's wrapped key set in the store
+KEY_SET_ARTIFACT = "subject_keys"
+SUBJECTS_FOLDER = "subjects"
+NULL = b"\\N"
+#: what a NOT NULL sealed column holds after its subject was shredded, by PostgreSQL type (COPY
+#: text); a text column gets MARKER_TEXT cut to its length. Other NOT NULL types are not sealed.
+MARKER_TEXT = "#shredded"
+_MARKERS = {
+    "date": "-infinity",
+    "timestamp without time zone": "-infinity",
+    "timestamp with time zone": "-infinity",
+    "numeric": "NaN",
+    "double precision": "NaN",
+    "real": "NaN",
+    "smallint": "0",
+    "integer": "0",
+    "bigint": "0",
+    "boolean": "f",
+    "bytea": "\\\\x",
+    "json": "null",
+    "jsonb": "null",
+}
+_TEXT = ("text", "character varying", "character", "citext")
+
+
+# --- the GGM tree -------------------------------------------------------------------------------
+def children(node: bytes) -> tuple[bytes, bytes]:
+    """A node's two children: keyed BLAKE2b-512 (key = the node, empty message, personalisation
+    `dereg-ggm`), left = the first 32 bytes, right = the last 32."""
+    out = hashlib.blake2b(key=node, digest_size=64, person=GGM_PERSON).digest()
+    return out[:32], out[32:]
+
+
+def depth_for(subjects: int) -> int:
+    """Levels below the root: the smallest d >= 1 with 2**d >= subjects."""
+    return max(1, (max(subjects, 1) - 1).bit_length())
+
+
+def expand(nodes: Iterable[tuple[int, int, bytes]], depth: int, count: int) -> tuple[bytearray, bytearray]:
+    """Every leaf 0..count-1 the nodes (level, index, value) cover: (leaves, 32 bytes each, in one
+    buffer; present, one byte per leaf, 1 when derivable)."""
+    leaves, present = bytearray(32 * count), bytearray(count)
+    for level, index, value in nodes:
+        first = index << (depth - level)
+        if first >= count:
+            continue
+        layer = [value]
+        for below in range(depth - level - 1, -1, -1):
+            need = min(2 * len(layer), -(-(count - first) // (1 << below)))
+            nxt: list[bytes] = []
+            for v in layer:
+                nxt.extend(children(v))
+            layer = nxt[:need]
+        for k, v in enumerate(layer):
+            i = first + k
+            leaves[32 * i : 32 * i + 32] = v
+            present[i] = 1
+    return leaves, present
+
+
+def puncture(
+    nodes: list[tuple[int, int, bytes]], depth: int, leaf: int
+) -> list[tuple[int, int, bytes]] | None:
+    """The key set without `leaf`: the node covering it replaced by the siblings on the path down
+    to it. None when no node covers it (already shredded)."""
+    for pos, (level, index, value) in enumerate(nodes):
+        if leaf >> (depth - level) != index:
+            continue
+        rest = nodes[:pos] + nodes[pos + 1 :]
+        for lv in range(level + 1, depth + 1):
+            left, right = children(value)
+            bit = (leaf >> (depth - lv)) & 1
+            here = leaf >> (depth - lv)
+            value, sibling = (right, left) if bit else (left, right)
+            rest.append((lv, here ^ 1, sibling))
+        return sorted(rest)
+    return None
+
+
+# --- the key set: wrapped, stored and escrowed ----------------------------------------------------
+def _node_wrap_key(data_key: bytes, backup_id: str) -> bytes:
+    return HKDF(
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=None,
+        info=f"dereg-backup subject-keys|{backup_id}".encode(),
+    ).derive(data_key)
+
+
+@dataclasses.dataclass
+class KeySet:
+    """The GGM nodes that still cover live subject keys of one backup (plain values in memory only)."""
+
+    backup_id: str
+    depth: int
+    subjects: int
+    nodes: list[tuple[int, int, bytes]]
+    shredded: int = 0
+
+    def to_json(self, data_key: bytes) -> dict[str, Any]:
+        wrap = _node_wrap_key(data_key, self.backup_id)
+        return {
+            "format": KEY_SET_FORMAT,
+            "version": 1,
+            "backup_id": self.backup_id,
+            "scheme": SCHEME,
+            "depth": self.depth,
+            "subjects": self.subjects,
+            "shredded": self.shredded,
+            "wrap": "AES-KW (RFC 3394) under HKDF-SHA256(data key, info 'dereg-backup subject-keys|<backup_id>')",
+            "nodes": [
+                [lv, ix, base64.b64encode(aes_key_wrap(wrap, v)).decode("ascii")] for lv, ix, v in self.nodes
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any], data_key: bytes) -> KeySet:
+        if body.get("format") != KEY_SET_FORMAT or body.get("version") != 1:
+            raise BackupError(
+                f"the subject key set of backup {body.get('backup_id')} is not a version 1 key set"
+            )
+        wrap = _node_wrap_key(data_key, body["backup_id"])
+        try:
+            nodes = [
+                (int(lv), int(ix), aes_key_unwrap(wrap, base64.b64decode(w))) for lv, ix, w in body["nodes"]
+            ]
+        except (InvalidUnwrap, ValueError, TypeError):
+            raise BackupError(
+                f"the subject key set of backup {body['backup_id']} does not unwrap under its data key: it "
+                "was altered or belongs to another backup"
+            ) from None
+        return cls(
+            body["backup_id"], int(body["depth"]), int(body["subjects"]), nodes, int(body.get("shredded", 0))
+        )
+
+
+def escrow_key(location, backup_id: str) -> str:
+    """The key set's escrow object: beside the data key's, never under Object Lock."""
+    return location.key("_escrow", f"{backup_id}.subject-keys.json")
+
+
+def save_key_set(store, location, client, company_id: str, key_set: KeySet, data_key: bytes) -> str | None:
+    """Write the key set to the store (replacing the old one) and as a new escrow version; returns
+    the new escrow version id (None on an unversioned bucket)."""
+    from dereg.evidence.artifacts import put_artifact
+
+    body = key_set.to_json(data_key)
+    put_artifact(store, company_id, key_set.backup_id, KEY_SET_ARTIFACT, body)
+    put = client.put_object(
+        Bucket=location.bucket,
+        Key=escrow_key(location, key_set.backup_id),
+        Body=json.dumps(body).encode(),
+        ContentType="application/json",
+    )
+    return put.get("VersionId")
+
+
+def load_key_set_body(store, client, location, company_id: str, backup_id: str) -> dict[str, Any] | None:
+    """The wrapped key set: the store's copy, else the escrow object's; None when neither exists."""
+    from botocore.exceptions import ClientError
+
+    from dereg.errors import GateError
+    from dereg.evidence.artifacts import get_artifact
+
+    try:
+        return get_artifact(store, company_id, backup_id, KEY_SET_ARTIFACT)
+    except GateError:
+        pass
+    try:
+        obj = client.get_object(Bucket=location.bucket, Key=escrow_key(location, backup_id))
+    except ClientError:
+        return None
+    return json.loads(obj["Body"].read())
+
+
+# --- what is sealed ---------------------------------------------------------------------------------
+@dataclasses.dataclass
+class SealedTable:
+    """One table whose subject rows are sealed: its personal columns, and how a row reaches its
+    subject (the plan's hops, first hop first; empty for the subject table itself)."""
+
+    columns: list[str]
+    hops: list[dict[str, Any]]
+
+
+@dataclasses.dataclass
+class SealSpec:
+    """What a backup seals: the subject table (manifest key) and its one-column key, and the tables."""
+
+    subject_table: str
+    subject_schema: str | None
+    subject_name: str
+    subject_key: str
+    tables: dict[str, SealedTable]
+    #: why some personal data is left out (table.column -> reason), recorded in the manifest
+    unsealed: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+def spec_to_json(spec: SealSpec) -> dict[str, Any]:
+    """A seal spec as the JSON a backup's sealed head record carries to its part task."""
+    return dataclasses.asdict(spec)
+
+
+def spec_from_json(body: dict[str, Any]) -> SealSpec:
+    return SealSpec(
+        **{
+            **body,
+            "tables": {name: SealedTable(**table) for name, table in (body.get("tables") or {}).items()},
+        }
+    )
+
+
+def spec_from_plan(plan, personal: dict[str, list[str]]) -> SealSpec | str:
+    """The seal spec of an erasure plan (`personal`: table -> personal columns from the
+    classification). Rows the plan deletes or pseudonymizes, in the subject table and the tables
+    linked to it, are sealed; a table kept as it is (the law keeps its personal data) is not.
+    Returns the reason instead when the plan cannot give per-subject keys."""
+    subject = plan.action(plan.subject_table)
+    if len(subject.key) != 1:
+        return (
+            f"the subject table {plan.subject_table} has a {len(subject.key)}-column primary key; per-subject "
+            "keys need a one-column key"
+        )
+    tables: dict[str, SealedTable] = {}
+    for action in plan.tables:
+        if action.partitioned or action.action == "keep":
+            continue
+        linked = action.table == plan.subject_table or (action.scope == "linked" and action.via)
+        if not linked:
+            continue
+        keys = set(action.key) | {c for h in action.via[:1] for c in h["columns"]}
+        cols = [c for c in personal.get(action.table, []) if c not in keys]
+        if cols:
+            tables[action.table] = SealedTable(cols, [dict(h) for h in action.via])
+    return SealSpec(plan.subject_table, subject.schema, subject.name or subject.table, subject.key[0], tables)
+
+
+def marker_for(column: dict[str, Any]) -> str | None:
+    """The COPY text a NOT NULL column gets when its subject is shredded; None: no marker for its type."""
+    typ = str(column.get("pg_type") or "")
+    base = typ.split("(")[0].strip()
+    if base in _TEXT:
+        length = typ[len(base) :].strip("() ")
+        return MARKER_TEXT[: int(length)] if length.isdigit() else MARKER_TEXT
+    return _MARKERS.get(base)
+
+
+# --- backup side: sealing rows while COPY streams them ---------------------------------------------
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _qualified(schema: str | None, name: str) -> str:
+    return (_quote(schema) + "." if schema else "") + _quote(name)
+
+
+def _as_text(alias: str, columns: list[str]) -> str:
+    if len(columns) == 1:
+        return f"{alias}.{_quote(columns[0])}::text"
+    return "ROW(" + ", ".join(f"{alias}.{_quote(c)}" for c in columns) + ")::text"
+
+
+def is_direct(spec: SealSpec, hops: list[dict[str, Any]]) -> bool:
+    """Whether a row's own column is its subject ref (the subject table, or one hop to its key)."""
+    return not hops or (
+        len(hops) == 1
+        and hops[0].get("direction") != "referenced"
+        and list(hops[0]["ref_columns"]) == [spec.subject_key]
+    )
+
+
+def link_expression(spec: SealSpec, table_alias: str, hops: list[dict[str, Any]]) -> str:
+    """SQL of the extra column COPY adds to each row: its subject ref when `is_direct`, else the
+    value of its first link (looked up in `mapping_sql`'s pairs). The table is read as a plain
+    backup reads it (no join), so its physical order, and the hash of its plain rows, stay the same."""
+    if not hops:
+        return _as_text(table_alias, [spec.subject_key])
+    return _as_text(table_alias, list(hops[0]["columns"]))
+
+
+def mapping_sql(spec: SealSpec, hops: list[dict[str, Any]]) -> str:
+    """(first link's value as text, subject ref) along the chain, lowest subject last: a row that
+    reaches several subjects (a guardian of siblings) is sealed under the lowest one's key."""
+    froms, where = [], []
+    previous = None
+    for n, hop in enumerate(hops):
+        alias = f"dereg_h{n}"
+        froms.append(f"{_qualified(hop.get('schema'), hop.get('name') or hop['table'])} {alias}")
+        if previous is not None:
+            where += [
+                f"{alias}.{_quote(rc)} = {previous}.{_quote(c)}"
+                for c, rc in zip(hop["columns"], hop["ref_columns"], strict=True)
+            ]
+        previous = alias
+    subject = f"{previous}.{_quote(spec.subject_key)}"
+    return (
+        f"COPY (SELECT {_as_text('dereg_h0', list(hops[0]['ref_columns']))}, {subject}::text "
+        f"FROM {', '.join(froms)}{' WHERE ' + ' AND '.join(where) if where else ''} "
+        f"ORDER BY {subject} DESC) TO STDOUT"
+    )
+
+
+def subject_aad(backup_id: str, table: str, ref: bytes) -> bytes:
+    return b"dereg-subject/5|" + backup_id.encode() + b"|" + table.encode() + b"|" + ref
+
+
+def row_nonce(table_number: int, line: int) -> bytes:
+    """12 bytes: the table's position in table_order (4, big-endian) and the row's line number (8):
+    never twice under one subject key (every key is fresh for its backup)."""
+    return struct.pack(">IQ", table_number, line)
+
+
+class Sealer:
+    """Seals a backup's subject rows (PostgreSQL COPY path); made by `pgcopy.dump_tables` when the
+    session carries a `SealSpec`, inside the backup's snapshot."""
+
+    def __init__(self, spec: SealSpec, backup_id: str):
+        self.spec, self.backup_id = spec, backup_id
+        self.refs: list[bytes] = []
+        self.ordinal: dict[bytes, int] = {}
+        self.leaves = bytearray()
+        self.key_set: KeySet | None = None
+        self.table_number: dict[str, int] = {}
+        self.sealed: dict[str, dict[str, Any]] = {}
+        #: per table: the extra column's value -> subject number
+        self.maps: dict[str, dict[bytes, int]] = {}
+
+    def prepare(self, cur, table_keys: list[str], columns_of: dict[str, list[dict[str, Any]]]) -> None:
+        """Read the subjects' refs in the snapshot, draw the tree's root, derive every leaf, and
+        decide per table which columns are sealed (a NOT NULL column of a type with no marker is not)."""
+        import os
+
+        spec = self.spec
+        out = io.BytesIO()
+        qualified = _qualified(spec.subject_schema, spec.subject_name)
+        key = _quote(spec.subject_key)
+        cur.copy_expert(f"COPY (SELECT {key}::text FROM {qualified} ORDER BY {key}) TO STDOUT", out)
+        data = out.getvalue()
+        self.refs = data.split(b"\n")[:-1] if data else []
+        self.ordinal = {r: i for i, r in enumerate(self.refs)}
+        count = len(self.refs)
+        depth = depth_for(count)
+        root = os.urandom(32)
+        self.key_set = KeySet(self.backup_id, depth, count, [(0, 0, root)])
+        self.leaves, _ = expand(self.key_set.nodes, depth, count)
+        self.ciphers: list[AESGCM | None] = [None] * count
+        self.table_number = {k: n for n, k in enumerate(table_keys)}
+        for name, table in spec.tables.items():
+            if name not in columns_of:
+                continue
+            if is_direct(spec, table.hops):
+                self.maps[name] = self.ordinal
+            else:  # link value -> subject number, read in the snapshot (an index-free hash lookup)
+                out = io.BytesIO()
+                cur.copy_expert(mapping_sql(spec, table.hops), out)
+                found: dict[bytes, int] = {}
+                for pair in out.getvalue().split(b"\n")[:-1]:
+                    value, _, ref = pair.partition(b"\t")
+                    n = self.ordinal.get(ref)
+                    if n is not None and value != NULL:
+                        found[value] = n  # lowest subject last: it wins
+                self.maps[name] = found
+            by_name = {c["name"]: c for c in columns_of[name]}
+            positions, markers = [], {}
+            for col in table.columns:
+                c = by_name.get(col)
+                if c is None or c.get("generated"):
+                    continue
+                if c.get("not_null"):
+                    mark = marker_for(c)
+                    if mark is None:
+                        spec.unsealed[f"{name}.{col}"] = (
+                            f"NOT NULL column of type {c.get('pg_type')} has no shredded marker"
+                        )
+                        continue
+                    markers[col] = mark
+                positions.append(col)
+            if positions:
+                self.sealed[name] = {"columns": positions, "markers": markers}
+
+    def leaf(self, n: int) -> bytes:
+        return bytes(self.leaves[32 * n : 32 * n + 32])
+
+    def seals(self, key: str) -> bool:
+        return key in self.sealed
+
+    def copy_out(self, cur, key: str, qualified: str, columns: list[dict[str, Any]], raw) -> tuple[int, str]:
+        """COPY `key`'s rows with their subject ref as an extra column, seal them into `raw` (the
+        chunk stream); returns (sealed rows, SHA-256 of the plain COPY text, as a plain backup
+        hashes it)."""
+        from dereg.backup.pgcopy import READ_BLOCK
+
+        names = ", ".join(f"dereg_t.{_quote(c['name'])}" for c in columns)
+        ref = link_expression(self.spec, "dereg_t", self.spec.tables[key].hops)
+        writer = _SealingWriter(self, key, [c["name"] for c in columns], raw)
+        buffered = io.BufferedWriter(writer, buffer_size=READ_BLOCK)
+        cur.copy_expert(f"COPY (SELECT {names}, {ref} FROM {qualified} dereg_t) TO STDOUT", buffered)
+        buffered.flush()
+        writer.finish()
+        self.sealed[key]["rows"] = writer.sealed_rows
+        return writer.sealed_rows, writer.plain.hexdigest()
+
+    def table_entry(self, key: str, stream) -> dict[str, Any]:
+        """What the manifest adds to a sealed table: the stored stream's hash and the sealing."""
+        return {"sealed_sha256": stream.digest.hexdigest(), "sealed": dict(self.sealed[key])}
+
+    def finish(self, session) -> dict[str, Any]:
+        """Write the `_subjects` stream (sealed under the data key) and the key set (store and
+        escrow, never locked); returns the manifest's `subject_keys` entry."""
+        from dereg.backup.codec import CHUNK_BYTES
+        from dereg.backup.writer import ChunkStream
+
+        stream = ChunkStream(
+            "_subjects",
+            backup_id=self.backup_id,
+            data_key=session.data_key,
+            uploader=session.uploader,
+            location=session.location,
+            chunk_bytes=CHUNK_BYTES,
+            folder=SUBJECTS_FOLDER,
+            aad=subjects_aad,
+        )
+        stream.write(b"".join(r + b"\n" for r in self.refs))
+        stream.finish()
+        save_key_set(
+            session.store,
+            session.location,
+            session.client,
+            session.context["company_id"],
+            self.key_set,
+            session.data_key,
+        )
+        return self.manifest_entry(stream)
+
+    def manifest_entry(self, subjects_stream) -> dict[str, Any]:
+        return {
+            "enabled": True,
+            "scheme": SCHEME,
+            "subject_table": self.spec.subject_table,
+            "subject_key": self.spec.subject_key,
+            "subjects": len(self.refs),
+            "depth": self.key_set.depth if self.key_set else 0,
+            "shredded_value": "NULL; a NOT NULL column gets `markers` (text: '#shredded' cut to the column's length)",
+            "subjects_stream": {
+                "rows": subjects_stream.newlines,
+                "sha256": subjects_stream.digest.hexdigest(),
+                "bytes": subjects_stream.size,
+                "chunks": subjects_stream.chunks,
+            },
+            **({"unsealed": dict(self.spec.unsealed)} if self.spec.unsealed else {}),
+        }
+
+
+def subjects_aad(backup_id: str, name: str, index: int, last: bool, version: int = FORMAT_VERSION) -> bytes:
+    """Associated data of a `_subjects` chunk: its own prefix, like the schema sections'."""
+    return f"dereg-backup-subjects/{version}|{backup_id}|{index}|{1 if last else 0}".encode()
+
+
+class _SealingWriter(io.RawIOBase):
+    """COPY text in (each line with its link value as its last field), sealed lines out."""
+
+    def __init__(self, sealer: Sealer, key: str, names: list[str], raw):
+        super().__init__()
+        self.sealer, self.key, self.raw = sealer, key, raw
+        info = sealer.sealed[key]
+        self.positions = [names.index(c) for c in info["columns"]]
+        self.width = len(names)
+        self.number = sealer.table_number[key]
+        self.aad_prefix = subject_aad(sealer.backup_id, key, b"")
+        self.plain = hashlib.sha256()
+        self.carry = b""
+        self.line = 0
+        self.sealed_rows = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        block = self.carry + bytes(data)
+        cut = block.rfind(b"\n") + 1
+        self.carry = block[cut:]
+        if cut:
+            self._lines(block[:cut].split(b"\n")[:-1])
+        return len(data)
+
+    def _lines(self, lines: list[bytes]) -> None:
+        ordinal, refs, ciphers = self.sealer.maps[self.key], self.sealer.refs, self.sealer.ciphers
+        positions, prefix, head = self.positions, self.aad_prefix, self.number.to_bytes(4, "big")
+        plain, out = [], []
+        b64 = base64.b64encode
+        line_no = self.line
+        sealed_rows = 0
+        for line in lines:
+            body, _, ref = line.rpartition(b"\t")
+            plain.append(body)
+            n = ordinal.get(ref)
+            if n is None:
+                out.append(body + b"\t\\N")
+            else:
+                fields = body.split(b"\t")
+                secret = b"\t".join([fields[p] for p in positions])
+                for p in positions:
+                    fields[p] = NULL
+                cipher = ciphers[n]
+                if cipher is None:  # one per subject, made when first needed (memory: ~100 bytes each)
+                    cipher = ciphers[n] = AESGCM(self.sealer.leaf(n))
+                sealed = cipher.encrypt(head + line_no.to_bytes(8, "big"), secret, prefix + refs[n])
+                out.append(b"\t".join(fields) + b"\t%d:" % n + b64(sealed))
+                sealed_rows += 1
+            line_no += 1
+        self.line = line_no
+        self.sealed_rows += sealed_rows
+        plain.append(b"")
+        out.append(b"")
+        self.plain.update(b"\n".join(plain))
+        self.raw.write(b"\n".join(out))
+
+    def finish(self) -> None:
+        if self.carry:
+            raise BackupError(f"COPY of {self.key} ended inside a line")
+
+
+# --- restore side ------------------------------------------------------------------------------------
+def read_subject_refs(manifest: dict[str, Any], data_key: bytes, get) -> list[bytes]:
+    """The subjects' refs in ordinal order, from the `_subjects` stream (`get`: object key -> bytes)."""
+    backup_id = manifest["backup_id"]
+    stream = manifest["subject_keys"]["subjects_stream"]
+    keys = stream["chunks"]
+    try:
+        data = b"".join(
+            open_sealed(
+                data_key, get(k), subjects_aad(backup_id, "", i, i == len(keys) - 1, manifest["version"])
+            )
+            for i, k in enumerate(keys)
+        )
+    except InvalidTag:
+        raise BackupError(f"the subjects stream of backup {backup_id} fails authentication") from None
+    if hashlib.sha256(data).hexdigest() != stream["sha256"]:
+        raise BackupError(f"the subjects stream of backup {backup_id} does not match its manifest")
+    return data.split(b"\n")[:-1] if data else []
+
+
+class Unsealer:
+    """Opens the sealed rows of a version 5 backup while it is restored: each subject row's personal
+    fields decrypted under its subject's key, or NULL / the column's marker when the key was shredded."""
+
+    def __init__(self, manifest: dict[str, Any], key_set: KeySet, refs: list[bytes]):
+        self.manifest, self.key_set, self.refs = manifest, key_set, refs
+        self.leaves, self.present = expand(key_set.nodes, key_set.depth, key_set.subjects)
+        self.table_number = {k: n for n, k in enumerate(manifest["table_order"])}
+        self.shredded_rows: dict[str, int] = {}
+        self.ciphers: list[AESGCM | None] = [None] * key_set.subjects
+
+    @classmethod
+    def open(cls, manifest, *, data_key: bytes, store, client, location, get) -> Unsealer:
+        backup_id = manifest["backup_id"]
+        body = load_key_set_body(store, client, location, manifest["company_id"], backup_id)
+        if body is None:
+            raise BackupError(
+                f"backup {backup_id} has per-subject keys but its key set is neither in the compliance store "
+                f"nor in {location.describe()}/_escrow: no subject row can be read (the backup may have been "
+                "crypto-shredded whole)"
+            )
+        key_set = KeySet.from_json(body, data_key)
+        refs = read_subject_refs(manifest, data_key, get)
+        if len(refs) != key_set.subjects:
+            raise BackupError(
+                f"backup {backup_id}: the key set covers {key_set.subjects} subjects, the subjects stream lists {len(refs)}"
+            )
+        return cls(manifest, key_set, refs)
+
+    def wrap(
+        self, name: str, spec: dict[str, Any], pieces: Iterator[bytes], problems: list[str]
+    ) -> Iterator[bytes]:
+        """The plain COPY text of a sealed table from its stored pieces. When the whole stored
+        stream matches `sealed_sha256` and no subject of it was shredded, the output is exactly the
+        source's rows (its hash is the manifest's `sha256`, checked by the restore as for any table);
+        when some were, `spec["sha256"]` becomes the hash of what is restored (so the restore checks
+        the database against that), and the count is reported."""
+        sealed = spec["sealed"]
+        names = [c["name"] for c in spec["columns"]]
+        positions = [names.index(c) for c in sealed["columns"]]
+        markers = {names.index(c): m.encode() for c, m in sealed.get("markers", {}).items()}
+        number = self.table_number[name]
+        prefix = subject_aad(self.manifest["backup_id"], name, b"")
+        stored, produced = hashlib.sha256(), hashlib.sha256()
+        leaves, present, refs, ciphers = self.leaves, self.present, self.refs, self.ciphers
+        line_no = 0
+        shredded = bad = 0
+
+        def hashed(source: Iterator[bytes]) -> Iterator[bytes]:
+            for piece in source:
+                stored.update(piece)
+                yield piece
+
+        for _index, lines in whole_lines(hashed(pieces)):
+            out = []
+            for line in lines:
+                body, _, seal = line.rpartition(b"\t")
+                if seal != NULL:
+                    fields = body.split(b"\t")
+                    ordinal, _, blob = seal.partition(b":")
+                    n = int(ordinal)
+                    if n < len(present) and present[n]:
+                        cipher = ciphers[n]
+                        if cipher is None:
+                            cipher = ciphers[n] = AESGCM(bytes(leaves[32 * n : 32 * n + 32]))
+                        try:
+                            secret = cipher.decrypt(
+                                row_nonce(number, line_no), base64.b64decode(blob), prefix + refs[n]
+                            )
+                        except (InvalidTag, ValueError):
+                            bad += 1
+                            secret = None
+                        if secret is not None:
+                            for p, value in zip(positions, secret.split(b"\t"), strict=True):
+                                fields[p] = value
+                    else:
+                        shredded += 1
+                        for p, mark in markers.items():
+                            fields[p] = mark
+                    body = b"\t".join(fields)
+                out.append(body)
+                line_no += 1
+            out.append(b"")
+            text = b"\n".join(out)
+            produced.update(text)
+            yield text
+        if stored.hexdigest() != spec.get("sealed_sha256"):
+            problems.append(f"{name}: the stored rows do not match the manifest's sealed_sha256")
+        if bad:
+            problems.append(
+                f"{name}: the personal columns of {bad} row(s) fail authentication under their subject's key"
+            )
+        if shredded:
+            self.shredded_rows[name] = shredded
+            spec["sha256"] = produced.hexdigest()
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()
+
+
+def sealer_for(subjects, backup_id: str, *, copy_text: bool, engine) -> tuple[Sealer | None, dict[str, Any]]:
+    """A Sealer for `subjects` (a SealSpec), or None and the manifest's `subject_keys` entry saying
+    why this backup has no per-subject keys."""
+    from dereg.dialects import sqlalchemy_name
+
+    if isinstance(subjects, SealSpec) and copy_text and subjects.tables:
+        return Sealer(subjects, backup_id), {}
+    if isinstance(subjects, SealSpec) and not copy_text:
+        why = (
+            f"per-subject keys are built on the PostgreSQL COPY path only; this {sqlalchemy_name(engine)} "
+            "backup has none (a subject's rows can only go with the whole backup)"
+        )
+    elif isinstance(subjects, SealSpec):
+        why = "the erasure plan links no personal column to the subjects"
+    else:
+        why = subjects or "no erasure plan was given, so no row is known to belong to a subject"
+    return None, {"enabled": False, "reason": why}
+
+
+def seal_spec_for(enabled: bool, plan_of, classification) -> SealSpec | str:
+    """What the backup stage seals for one source: from its erasure plan (`plan_of()`) and the
+    personal columns of its classification; or why nothing (turned off, no plan)."""
+    from dereg.errors import GateError
+
+    if not enabled:
+        return "turned off in the company manifest (backup.subject_keys: false)"
+    try:
+        plan = plan_of()
+    except GateError:
+        return "no erasure plan for this source, so no row is known to belong to a subject"
+    personal: dict[str, list[str]] = {}
+    for c in classification.columns:
+        if c.personal:
+            personal.setdefault(c.table, []).append(c.column)
+    return spec_from_plan(plan, personal)

@@ -1,0 +1,286 @@
+"""`dereg shred-subject`: one customer crypto-shredded inside backups that are still locked.
+
+For every complete database backup of the company that has per-subject keys (format version 5,
+`subject_keys.enabled`), the subject's ref is looked up in the backup's `_subjects` stream (sealed
+under the data key); the backup's key set is punctured at that subject's leaf (the covering GGM node
+replaced by its co-path, see `backup/subjectkeys.py`), written back to the compliance store and as a
+new escrow version, and every older version of the escrow object is deleted. Listing and reading
+both copies again must show the leaf gone before the erasure is recorded: a ledger entry (stage
+`shred_subject`) and a signed certificate for that one erasure.
+
+Bad input fails before anything changes: a ref that matches no subject, a company whose backups
+predate per-subject keys (the refusal says what is possible instead). A run interrupted halfway is
+finished by running it again: puncturing is idempotent, and the escrow is rewritten from the store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from typing import Any
+
+from dereg import config
+from dereg.errors import BackupError
+
+STAGE = "shred_subject"
+ACTOR = "dereg shred-subject"
+RESIDUAL_RISKS = [
+    "the subject's sealed rows stay in the locked backup as ciphertext until its retention ends; no copy "
+    "of their key is left, so nobody can decrypt them",
+    "the subject's ref (a primary key value, not personal data) stays readable in the backup's sealed "
+    "subject list and in this certificate",
+    "a compliance store on SQLite or PostgreSQL may keep the replaced key set in free pages or dead rows "
+    "until they are reused or vacuumed; the escrow object's old versions are deleted",
+    "rows the subject shares with others (a row sealed under another subject's key) are not erased "
+    "by this shred",
+]
+
+
+def _backup_context(store, location, keyring, record: dict[str, Any]) -> dict[str, Any]:
+    """The backup's manifest (authenticated), data key and client."""
+    from dereg.backup import catalog
+    from dereg.backup.restore import _get, _wrapped_key, authenticate_manifest
+
+    where = catalog._at(location, record["bucket"], record["prefix"])
+    client = where.client()
+    manifest = json.loads(_get(client, where, record["manifest_key"]))
+    kek_id, wrapped = _wrapped_key(record["backup_id"], store, client, where)
+    data_key = keyring.unwrap_data_key(kek_id, wrapped, what=f"the data key of backup {record['backup_id']}")
+    authenticate_manifest(manifest, data_key, manifest_key=record["manifest_key"])
+    return {"where": where, "client": client, "manifest": manifest, "data_key": data_key}
+
+
+def _escrow_versions(client, bucket: str, key: str) -> list[dict]:
+    found = []
+    for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key):
+        found += [v for v in page.get("Versions", []) + page.get("DeleteMarkers", []) if v["Key"] == key]
+    return found
+
+
+def _covered(key_set, leaf: int) -> bool:
+    return any(leaf >> (key_set.depth - lv) == ix for lv, ix, _ in key_set.nodes)
+
+
+def puncture_backup(store, ctx: dict[str, Any], company_id: str, ordinal: int) -> dict[str, Any]:
+    """Destroy one subject key of one backup in every copy; verified by reading both copies back."""
+    from dereg.backup import subjectkeys
+
+    where, client, manifest, data_key = ctx["where"], ctx["client"], ctx["manifest"], ctx["data_key"]
+    backup_id = manifest["backup_id"]
+    body = subjectkeys.load_key_set_body(store, client, where, company_id, backup_id)
+    if body is None:
+        raise BackupError(
+            f"backup {backup_id}: its subject key set is neither in the compliance store nor in escrow "
+            "(the backup was crypto-shredded whole?): there is no key left to destroy"
+        )
+    key_set = subjectkeys.KeySet.from_json(body, data_key)
+    punctured = subjectkeys.puncture(key_set.nodes, key_set.depth, ordinal)
+    already = punctured is None
+    if not already:
+        key_set.nodes = punctured
+        key_set.shredded += 1
+    escrow = subjectkeys.escrow_key(where, backup_id)
+    keep = subjectkeys.save_key_set(store, where, client, company_id, key_set, data_key) or "null"
+    deleted = 0
+    for version in _escrow_versions(client, where.bucket, escrow):
+        if version["VersionId"] == keep:
+            continue
+        try:
+            client.delete_object(Bucket=where.bucket, Key=escrow, VersionId=version["VersionId"])
+        except client.exceptions.ClientError as exc:
+            raise BackupError(
+                f"an older version of {escrow} cannot be deleted ({exc.response['Error'].get('Code')}): a "
+                "default retention may lock the _escrow prefix. The subject key is NOT destroyed yet; remove "
+                "that retention and run again."
+            ) from None
+        deleted += 1
+    left = _escrow_versions(client, where.bucket, escrow)
+    problems = []
+    if [v["VersionId"] for v in left] != [keep]:
+        problems.append(f"{len(left)} version(s) of {escrow} remain, expected only the new one")
+    for copy in (
+        subjectkeys.load_key_set_body(store, client, where, company_id, backup_id),
+        json.loads(client.get_object(Bucket=where.bucket, Key=escrow)["Body"].read()),
+    ):
+        if _covered(subjectkeys.KeySet.from_json(copy, data_key), ordinal):
+            problems.append("a copy of the key set still covers the subject's key")
+    if problems:
+        raise BackupError(
+            f"backup {backup_id}: "
+            + "; ".join(problems)
+            + ". The subject is NOT recorded as shredded; run again."
+        )
+    return {
+        "backup_id": backup_id,
+        "source_id": manifest.get("source_id"),
+        "bucket": where.bucket,
+        "retain_until": manifest.get("retain_until"),
+        "key_was_already_gone": already,
+        "escrow_versions_deleted": deleted,
+        "sealed_tables": sorted(n for n, t in manifest["tables"].items() if t.get("sealed")),
+    }
+
+
+def _refusal(company_id: str, old: list[dict[str, Any]]) -> BackupError:
+    lines = [
+        f"  - {b['backup_id']} ({b['source_id']}): {why}; retained until {b.get('retain_until')}"
+        for b, why in old
+    ]
+    return BackupError(
+        f"no backup of {company_id} has per-subject keys, so one customer cannot be shredded inside it:\n"
+        + "\n".join(lines)
+        + "\nWhat is possible instead: wait for the retention to end (the retention_sweep DAG destroys the "
+        "backup then), or, once retain_until has passed, crypto-shred the whole backup with "
+        "`dereg shred --from s3://BUCKET/PREFIX BACKUP_ID --yes`. Nothing was changed or recorded."
+    )
+
+
+def shred_subject(
+    store, location, keyring, *, company_id: str, subject_ref: str, signing_keyring=None, progress=None
+) -> dict[str, Any]:
+    """Destroy `subject_ref`'s key in every backup of `company_id` that has per-subject keys; record it
+    in the ledger and issue its certificate. Returns what was done and where the certificate is."""
+    from dereg.backup import catalog, subjectkeys
+    from dereg.evidence.certificate import sign_certificate, write_certificate
+    from dereg.evidence.ledger import Ledger
+
+    records = [b for b in catalog.list_backups(store, status="complete") if b["company_id"] == company_id]
+    if not records:
+        raise BackupError(
+            f"company {company_id} has no complete backup in the catalog (run `dereg catalog rebuild` if the "
+            "compliance store was lost). Nothing was changed or recorded."
+        )
+    ref = subject_ref.encode()
+    matched, old, searched = [], [], 0
+    for record in records:
+        ctx = _backup_context(store, location, keyring, record)
+        manifest = ctx["manifest"]
+        if manifest.get("kind") == "objects":
+            continue
+        entry = manifest.get("subject_keys") or {}
+        if not entry.get("enabled"):
+            old.append(
+                (
+                    record,
+                    entry.get("reason")
+                    or f"a version {manifest.get('version')} backup (before per-subject keys)",
+                )
+            )
+            continue
+        searched += 1
+        refs = subjectkeys.read_subject_refs(
+            manifest,
+            ctx["data_key"],
+            lambda k, c=ctx: c["client"].get_object(Bucket=c["where"].bucket, Key=k)["Body"].read(),
+        )
+        ordinal = _find(refs, ref)
+        if ordinal is not None:
+            matched.append((ctx, ordinal))
+    if not searched:
+        raise _refusal(company_id, old)
+    if not matched:
+        raise BackupError(
+            f"subject ref {subject_ref!r} matches no subject in the {searched} backup(s) of {company_id} with "
+            "per-subject keys (the ref is the subject table's key value as text, e.g. 42). Nothing was "
+            "changed or recorded."
+        )
+    ledger = Ledger(store)
+    run_id = f"shred-subject-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{hashlib.sha256(ref).hexdigest()[:8]}"
+    done, failed = [], None
+    try:
+        for ctx, ordinal in matched:
+            done.append(puncture_backup(store, ctx, company_id, ordinal))
+            if progress:
+                progress(
+                    f"backup {done[-1]['backup_id']}: the key of subject {subject_ref} destroyed in every copy"
+                )
+    except BaseException as exc:
+        failed = exc
+        raise
+    finally:
+        details = {
+            "subject_ref": subject_ref,
+            "backups": done,
+            "backups_without_subject_keys": [r["backup_id"] for r, _ in old],
+            **(
+                {"error": str(failed)[:300] if isinstance(failed, BackupError) else type(failed).__name__}
+                if failed
+                else {}
+            ),
+        }
+        entry = ledger.append(
+            company_id=company_id,
+            run_id=run_id,
+            stage=STAGE,
+            event="failed" if failed else "succeeded",
+            actor=ACTOR,
+            details=details,
+        )
+    cert = _certificate(company_id, subject_ref, done, old, entry, ledger, run_id)
+    from dereg.keys import Keyring
+
+    signed = sign_certificate(cert, signing_keyring or Keyring.load())
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in run_id)
+    json_path, html_path = write_certificate(
+        signed, config.output_dir() / company_id / safe, "subject-shred-certificate"
+    )
+    from dereg.evidence.artifacts import put_artifact
+
+    put_artifact(store, company_id, run_id, STAGE, signed)
+    return {
+        "company_id": company_id,
+        "subject_ref": subject_ref,
+        "backups": done,
+        "without_subject_keys": [(r["backup_id"], why) for r, why in old],
+        "ledger_entry": entry.entry_id,
+        "certificate": str(json_path),
+        "html": str(html_path),
+        "run_id": run_id,
+    }
+
+
+def _find(refs: list[bytes], ref: bytes) -> int | None:
+    for n, r in enumerate(refs):
+        if r == ref:
+            return n
+    return None
+
+
+def _certificate(company_id, subject_ref, done, old, entry, ledger, run_id) -> dict[str, Any]:
+    head = ledger.head()
+    now = dt.datetime.now(dt.UTC).isoformat()
+    return {
+        "title": "Certificate of one subject's erasure from locked backups / 单个个人信息主体的备份删除证明",
+        "kind": "subject_shred",
+        "dry_run": False,
+        "company": {"id": company_id},
+        "subject_ref": subject_ref,
+        "statement": (
+            f"Every copy of the key of subject {subject_ref} in the backups listed was destroyed (the key set "
+            "in the compliance store replaced and every older escrow version deleted): the subject's "
+            "personal columns in those backups can no longer be decrypted, although the backups stay "
+            "under Object Lock until their retention ends. Every other subject's rows are unchanged."
+        ),
+        "backups_shredded_for_subject": done,
+        "backups_without_subject_keys": [
+            {"backup_id": r["backup_id"], "reason": why, "retain_until": r.get("retain_until")}
+            for r, why in old
+        ],
+        "residual_risks": list(RESIDUAL_RISKS),
+        "run_id": run_id,
+        "operator": ACTOR,
+        "approver": None,
+        "started_at": now,
+        "finished_at": now,
+        "stores": [],
+        "backup_kept": [],
+        "method": "crypto-shredding of one per-subject key (GGM key set punctured, escrow versions deleted)",
+        "verification_method": "escrow versions listed again; both copies of the key set read back, unwrapped "
+        "and checked not to cover the subject's key",
+        "verification_result": "passed",
+        "ledger": {
+            "head_hash": head.hash if head else None,
+            "entries": [{"entry_id": entry.entry_id, "hash": entry.hash, "stage": STAGE}],
+        },
+    }
