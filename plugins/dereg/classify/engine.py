@@ -22,7 +22,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from dereg.classify import cn_resident_id, names, parallel, person_name
+from dereg.classify import cn_resident_id, email, names, parallel, person_name
 from dereg.classify.scanner import NOT_PERSONAL, personal_spans, scan_stream, spans
 from dereg.classify.taxonomy import level_of
 from dereg.dialects import dialect_for
@@ -76,6 +76,11 @@ _PROSE = re.compile(
     r"[\u4e00-\u9fff][，。！？；、：,!?;]|[，。！？；、：][\u4e00-\u9fff]|[\u4e00-\u9fff]\s+\S"
 )
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"RIFF")
+_DISTINCT_CAP = 64  # distinct values remembered per column and kind (to tell repeated from varied)
+_CONTACT_KINDS = frozenset({"cn_mobile", "phone", "email"})  # how an organisation is reached, too
+ORGANISATION_CONTACT_MAX = 3  # at most this many distinct contacts ...
+ORGANISATION_CONTACT_REPEAT = 3  # ... each in this many values on average: the organisation's own
+FEW_NAMES = 5  # fewer distinct name-shaped values than this, in a table with nothing else of a person
 
 
 def _detector(category: str):
@@ -145,6 +150,12 @@ class _ColumnStats:
     generic_name: bool = False  # called just `name`: its shape is judged strictly
     prose: int = 0  # values written as sentences (CJK with punctuation or spaces)
     plausible_names: int = 0  # of a column called just `name`: values with the loose shape of one
+    organisations: int = 0  # values naming a company or institution (an invoice title, a payer)
+    file_found: Counter = field(default_factory=Counter)  # category -> file names naming a person
+    # contact kind -> distinct values found and in how many values each (capped): the same
+    # hotline in every row of a course table is the organisation's, not a customer's
+    contact_values: dict[str, Counter] = field(default_factory=dict)
+    name_values: set = field(default_factory=set)  # distinct values with a name's shape (capped)
 
     def __post_init__(self) -> None:
         self._whole_detectors = _whole_value_detectors(self.hinted)
@@ -208,6 +219,13 @@ class _ColumnStats:
             if self.generic_name and person_name.is_plausible(text):
                 self.plausible_names += 1
             if len(text) <= 200:
+                if person_name.is_organisation(text):
+                    self.organisations += 1
+                if "." in text:
+                    for cat, found_in_file in person_name.in_file_name(text).items():
+                        self.file_found[cat] += 1
+                        self.example(cat, mask(cat, found_in_file))
+            if len(text) <= 200:
                 self._add_whole(text, self._whole_detectors)
             elif text.startswith(("data:image/", "/9j/", "iVBOR")):
                 self._add_whole(text, [d for d in self._whole_detectors if d.CATEGORY == "biometric_face"])
@@ -227,6 +245,8 @@ class _ColumnStats:
             elif not _safe_valid(detector, value):
                 continue
             self.whole[cat] += 1
+            if cat == "name" and len(self.name_values) < _DISTINCT_CAP:
+                self.name_values.add(value)
             certain = getattr(detector, "is_certain", None)
             if certain is None or certain(value):
                 self.certain[cat] += 1
@@ -246,6 +266,10 @@ class _ColumnStats:
             self.containing[cat] += 1
         for cat, _, _, raw in found:
             self.example(cat, mask(cat, raw))
+            if cat in _CONTACT_KINDS:
+                seen = self.contact_values.setdefault(cat, Counter())
+                if raw in seen or len(seen) < _DISTINCT_CAP:
+                    seen[raw] += 1
 
     def _add_binary(self, blob: bytes) -> None:
         if not blob:
@@ -339,6 +363,16 @@ def _threshold(category: str, hinted: list[str]) -> float:
     return HINTED_SHARE if category in hinted else STRUCTURED_SHARE
 
 
+def _is_free_text(column_type: str | None, stats: _ColumnStats) -> bool:
+    n = stats.nonempty
+    return (
+        bool(_FREE_TEXT_TYPE.search(column_type or ""))
+        or stats.mean_length > FREE_TEXT_LENGTH
+        or stats.json_values >= 0.5 * n
+        or (stats.prose >= 0.3 * n and stats.mean_length > 8)
+    )
+
+
 def _conclude(table: str, column: str, column_type: str, stats: _ColumnStats) -> ColumnFinding:
     hinted = names.hints(column)
     hint_text = f"name hint {column}"
@@ -352,12 +386,7 @@ def _conclude(table: str, column: str, column_type: str, stats: _ColumnStats) ->
             )
         return _finding(table, column, [], 0, 0, [], ["no non-empty values read; name says nothing"])
 
-    free_text = (
-        bool(_FREE_TEXT_TYPE.search(column_type or ""))
-        or stats.mean_length > FREE_TEXT_LENGTH
-        or stats.json_values >= 0.5 * n
-        or (stats.prose >= 0.3 * n and stats.mean_length > 8)
-    )
+    free_text = _is_free_text(column_type, stats)
     categories: list[str] = []
     reasons: list[str] = []
     organisation = stats.containing.get("organisation_id", 0)
@@ -387,7 +416,11 @@ def _conclude(table: str, column: str, column_type: str, stats: _ColumnStats) ->
     if "name" not in categories and stats.context_names and (free_text or stats.context_names >= 2):
         categories.append("name")
         reasons.append(f"free text: {stats.context_names} of {n} values name a person in context")
-    matches = max(stats.any_hit, stats.context_names) if categories else 0
+    for cat, files in stats.file_found.items():
+        if cat not in categories and (free_text or files >= 2):
+            categories.append(cat)
+            reasons.append(f"{files} of {n} values are file names that hold a person's {cat}")
+    matches = max(stats.any_hit, stats.context_names, *stats.file_found.values()) if categories else 0
 
     generic_name = names.is_generic_name(column) and "name" in hinted
     if generic_name:
@@ -403,6 +436,20 @@ def _conclude(table: str, column: str, column_type: str, stats: _ColumnStats) ->
         if cat in hinted and share >= HINTED_SHAPE_SHARE:
             categories.append(cat)
             reasons.append(f"{hint_text}; {_pct(fitting, n)} of {n} values have the shape of {cat}")
+            matches = max(matches, fitting)
+        elif (
+            cat == "name"
+            and cat in hinted
+            and stats.organisations
+            and fitting >= min(3, n)
+            and fitting / max(n - stats.organisations, 1) >= HINTED_SHAPE_SHARE
+        ):
+            # an invoice title or payer: companies' names beside people's; the people's count
+            categories.append(cat)
+            reasons.append(
+                f"{hint_text}; {stats.organisations} of {n} values name a company or institution, "
+                f"and {fitting} of the other {n - stats.organisations} have the shape of a person's name"
+            )
             matches = max(matches, fitting)
         elif (
             cat in SHAPE_SHARE
@@ -506,6 +553,96 @@ def _person_table_images(findings: list[ColumnFinding], stats: dict[str, _Column
             )
 
 
+def _role_addresses(f: ColumnFinding, s: _ColumnStats) -> bool:
+    """Every e-mail address found in the column (all remembered: fewer than the cap) is a role's."""
+    seen = s.contact_values.get("email")
+    return (
+        f.categories == ["email"]
+        and bool(seen)
+        and len(seen) < _DISTINCT_CAP
+        and all(email.is_role_address(a) for a in seen)
+    )
+
+
+def _names_a_person(s: _ColumnStats, column: str) -> bool:
+    """Half the values of a column whose name says name have the shape of a person's name."""
+    if not s.nonempty or "name" not in names.hints(column):
+        return False
+    fitting = s.plausible_names if s.generic_name else s.whole.get("name", 0)
+    return fitting >= HINTED_SHAPE_SHARE * s.nonempty
+
+
+def _organisation_contacts(findings: list[ColumnFinding], stats: dict[str, _ColumnStats]) -> dict[str, set]:
+    """The organisation's own contacts, reported as such and not as a customer's data:
+    - a column whose only findings are role e-mail addresses (service@, hr@, noreply@);
+    - a column whose only findings are a few mobiles, phones or e-mails repeated across many
+      values (the school's hotline in every course summary), in a table where nothing else is a
+      person's; a structured contact column beside a person's name (a named staff contact) stays
+      personal.
+    The finding is cleared and its reason says why; returns column -> the kinds so cleared (a full
+    scan does not add them back)."""
+    by_column = {f.column: f for f in findings}
+    named = any(_names_a_person(s, col) for col, s in stats.items())
+    candidates: dict[str, str] = {}
+    repeated: set[str] = set()
+    for f in findings:
+        s = stats.get(f.column)
+        if s is None or not f.personal or not set(f.categories) <= _CONTACT_KINDS:
+            continue
+        if _role_addresses(f, s):
+            candidates[f.column] = (
+                f"the organisation's own contact, not a customer's: the {len(s.contact_values['email'])} "
+                "e-mail addresses found are role addresses"
+            )
+            continue
+        if any(cat not in s.contact_values for cat in f.categories):
+            continue
+        if named and not _is_free_text(f.type, s):
+            continue
+        distinct = sum(len(s.contact_values[cat]) for cat in f.categories)
+        values = max(s.containing.get(cat, 0) for cat in f.categories)
+        if distinct <= ORGANISATION_CONTACT_MAX and values >= ORGANISATION_CONTACT_REPEAT * distinct:
+            kinds = ", ".join(DESCRIPTIONS.get(c, c) for c in f.categories)
+            repeated.add(f.column)
+            candidates[f.column] = (
+                f"the organisation's own contact, not a customer's: {values} of {f.values_checked} "
+                f"values repeat {distinct} distinct {kinds}, in a table that holds nothing else of a person"
+            )
+    if any(f.personal and f.column not in candidates for f in findings):
+        # a record about a person: the same number in many rows may still be theirs
+        candidates = {c: why for c, why in candidates.items() if c not in repeated}
+    cleared = {}
+    for column, why in candidates.items():
+        f = by_column[column]
+        cleared[column] = set(f.categories)
+        f.reason = f"{why} (detectors said: {f.reason})"
+        f.categories, f.level, f.matches, f.masked_examples = [], None, 0, []
+    return cleared
+
+
+def _few_names_no_people(findings: list[ColumnFinding], stats: dict[str, _ColumnStats]) -> None:
+    """A column called a name by its values' shape alone (no name hint, no context) with only a few
+    distinct values, in a table where nothing else is a person's, is not a list of people: a
+    CMS's or an installer's rows whose titles happen to start with a common surname."""
+    few = []
+    for f in findings:
+        s = stats.get(f.column)
+        if s is None or f.categories != ["name"] or names.hints(f.column):
+            continue
+        if s.context_names or s.file_found or len(s.name_values) >= FEW_NAMES:
+            continue
+        few.append(f)
+    if not few or any(f.personal and f not in few for f in findings):
+        return
+    for f in few:
+        s = stats[f.column]
+        f.reason = (
+            f"not a table of people: only {len(s.name_values)} distinct values have a name's shape, no name "
+            f"hint, and nothing else in the table is a person's (detectors said: {f.reason})"
+        )
+        f.categories, f.level, f.matches, f.masked_examples = [], None, 0, []
+
+
 # a record about a person: it holds their name or a number to reach them
 _PERSON_MARKERS = frozenset(
     {"name", "cn_mobile", "phone", "address", "email", "cn_resident_id", "birth_date", "gender", "im_account"}
@@ -534,6 +671,15 @@ def _person_table_address_parts(findings: list[ColumnFinding], stats: dict[str, 
             f.reason = (
                 f"{_pct(fitting, s.nonempty)} of {s.nonempty} values have the shape of name, "
                 "in a table that holds a person's number or address"
+            )
+            continue
+        if names.profile_part(f.column) and s.mean_length <= FREE_TEXT_LENGTH:
+            f.categories = ["employment"]
+            f.level = level_of(f.categories)
+            f.matches = s.nonempty
+            f.reason = (
+                f"name {f.column} says a person's school, class, employer or job, in a table that holds "
+                f"a person's name or number; {s.nonempty} values"
             )
             continue
         if not names.address_part(f.column):
@@ -675,6 +821,8 @@ def classify_table(
     stats = _classify_table_sample(engine, info, sample_size)
     table = info.qualified_name
     findings = [_conclude(table, c.name, c.type, stats[c.name]) for c in info.columns]
+    organisation_contacts = _organisation_contacts(findings, stats)
+    _few_names_no_people(findings, stats)
     _person_table_images(findings, stats)
     _person_table_address_parts(findings, stats)
     if not full:
@@ -686,7 +834,11 @@ def classify_table(
     for col in cols:
         f = by_column[col]
         n = counts.get(col, 0)
-        found = {cat: k for cat, k in hits[col].items() if cat not in NOT_PERSONAL and cat != "_any"}
+        found = {
+            cat: k
+            for cat, k in hits[col].items()
+            if cat not in NOT_PERSONAL and cat != "_any" and cat not in organisation_contacts.get(col, ())
+        }
         sampled, f.values_checked = f.values_checked, n
         if not found:
             # shapes (names, genders) are judged on the sample; scale its share to the whole column
