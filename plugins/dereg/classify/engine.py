@@ -22,7 +22,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from dereg.classify import cn_resident_id, email, names, parallel, person_name
+from dereg.classify import cn_resident_id, email, im_account, names, parallel, person_name
 from dereg.classify.scanner import NOT_PERSONAL, personal_spans, scan_stream, spans
 from dereg.classify.taxonomy import level_of
 from dereg.dialects import dialect_for
@@ -77,6 +77,8 @@ _PROSE = re.compile(
 )
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"RIFF")
 _DISTINCT_CAP = 64  # distinct values remembered per column and kind (to tell repeated from varied)
+_PLATFORM_ID_LENGTHS = frozenset({16, 28})  # an Alipay user id, a WeChat openid or unionid
+PLATFORM_ID_SHARE = 0.9  # share of values wholly platform ids that makes a column of them
 _CONTACT_KINDS = frozenset({"cn_mobile", "phone", "email"})  # how an organisation is reached, too
 ORGANISATION_CONTACT_MAX = 3  # at most this many distinct contacts ...
 ORGANISATION_CONTACT_REPEAT = 3  # ... each in this many values on average: the organisation's own
@@ -156,6 +158,9 @@ class _ColumnStats:
     # hotline in every row of a course table is the organisation's, not a customer's
     contact_values: dict[str, Counter] = field(default_factory=dict)
     name_values: set = field(default_factory=set)  # distinct values with a name's shape (capped)
+    own_contacts: frozenset = frozenset()  # (category, value) of the organisation's own contacts
+    platform_ids: int = 0  # values that are wholly a WeChat openid/unionid or an Alipay user id
+    own_contact_values: int = 0  # values holding one of them (not counted as personal)
 
     def __post_init__(self) -> None:
         self._whole_detectors = _whole_value_detectors(self.hinted)
@@ -231,6 +236,9 @@ class _ColumnStats:
                 self._add_whole(text, [d for d in self._whole_detectors if d.CATEGORY == "biometric_face"])
         elif isinstance(value, int):
             self._add_whole(text, self._whole_detectors)  # a gender code, a QQ number under its name
+        if len(text) in _PLATFORM_ID_LENGTHS and im_account.is_platform_id(text):
+            self.platform_ids += 1
+            self.example("im_account", im_account.mask(text))
         self._add_spans(text)
 
     def _add_whole(self, value, detectors) -> None:
@@ -256,6 +264,11 @@ class _ColumnStats:
 
     def _add_spans(self, text: str) -> None:
         found = spans(text)
+        if found and self.own_contacts:
+            kept = [s for s in found if (s[0], s[3]) not in self.own_contacts]
+            if len(kept) < len(found):
+                self.own_contact_values += 1
+            found = kept
         if not found:
             return
         if any(s[0] not in NOT_PERSONAL for s in found):
@@ -416,6 +429,11 @@ def _conclude(table: str, column: str, column_type: str, stats: _ColumnStats) ->
     if "name" not in categories and stats.context_names and (free_text or stats.context_names >= 2):
         categories.append("name")
         reasons.append(f"free text: {stats.context_names} of {n} values name a person in context")
+    if "im_account" not in categories and stats.platform_ids >= PLATFORM_ID_SHARE * n:
+        categories.append("im_account")
+        reasons.append(
+            f"{_pct(stats.platform_ids, n)} of {n} values are WeChat openids/unionids or Alipay user ids"
+        )
     for cat, files in stats.file_found.items():
         if cat not in categories and (free_text or files >= 2):
             categories.append(cat)
@@ -500,6 +518,11 @@ def _conclude(table: str, column: str, column_type: str, stats: _ColumnStats) ->
     if "gender" not in categories and stats.text_values and stats.gender_like >= 0.9 * n:
         categories.append("gender")
         reasons.append(f"{_pct(stats.gender_like, n)} of {n} values are gender words")
+    if stats.own_contact_values:
+        reasons.append(
+            f"{stats.own_contact_values} values hold the organisation's own contacts (the manifest's), "
+            "not counted as personal"
+        )
     if stats.undecodable:
         reasons.append(f"{stats.undecodable} binary values are not text and were not scanned")
     if stats.truncated:
@@ -750,9 +773,15 @@ def _stream(conn: sa.Connection, query) -> sa.CursorResult:
     return conn.execution_options(stream_results=True, yield_per=SCAN_BATCH).execute(query)
 
 
-def _classify_table_sample(engine: sa.Engine, info: TableInfo, sample_size: int) -> dict[str, _ColumnStats]:
+def _classify_table_sample(
+    engine: sa.Engine, info: TableInfo, sample_size: int, own_contacts: frozenset = frozenset()
+) -> dict[str, _ColumnStats]:
     stats = {
-        c.name: _ColumnStats(hinted=tuple(names.hints(c.name)), generic_name=names.is_generic_name(c.name))
+        c.name: _ColumnStats(
+            hinted=tuple(names.hints(c.name)),
+            generic_name=names.is_generic_name(c.name),
+            own_contacts=own_contacts,
+        )
         for c in info.columns
     }
     if info.columns:
@@ -768,8 +797,11 @@ def full_scan_columns(info: TableInfo) -> list[str]:
     return [c.name for c in info.columns if not _SKIP_IN_FULL_SCAN.match(c.type or "")]
 
 
-def _full_hits(engine: sa.Engine, info: TableInfo, cols: list[str]) -> tuple[dict[str, Counter], dict]:
-    """Per column: category -> values holding it, over every row; and masked examples."""
+def _full_hits(
+    engine: sa.Engine, info: TableInfo, cols: list[str], own_contacts: frozenset = frozenset()
+) -> tuple[dict[str, Counter], dict]:
+    """Per column: category -> values holding it, over every row; and masked examples. Hits that
+    are the organisation's own contacts (`own_contacts`, from the manifest) are not counted."""
     hits: dict[str, Counter] = {c: Counter() for c in cols}  # key "_any": values with any hit
     examples: dict[str, dict[str, list[str]]] = {c: {} for c in cols}
     types = {c.name: c.type or "" for c in info.columns}
@@ -788,7 +820,7 @@ def _full_hits(engine: sa.Engine, info: TableInfo, cols: list[str]) -> tuple[dic
     current: tuple[int, int] | None = None
     categories: set[str] = set()
     for line_start, index, category, value in scan_stream(blocks):
-        if index >= len(cols):
+        if index >= len(cols) or (own_contacts and (category, value) in own_contacts):
             continue
         counter = counters[index]
         if (line_start, index) != current:
@@ -813,12 +845,17 @@ def _non_null_counts(engine: sa.Engine, info: TableInfo, cols: list[str]) -> dic
 
 
 def classify_table(
-    engine: sa.Engine, info: TableInfo, *, sample_size: int = DEFAULT_SAMPLE_SIZE, full: bool = False
+    engine: sa.Engine,
+    info: TableInfo,
+    *,
+    sample_size: int = DEFAULT_SAMPLE_SIZE,
+    full: bool = False,
+    own_contacts: frozenset = frozenset(),
 ) -> list[ColumnFinding]:
     """One finding per column of one table. A sample decides the shapes (names, dates, genders);
     with `full`, every value of every text and integer column is also scanned for identifiers and
-    the counts cover the whole table."""
-    stats = _classify_table_sample(engine, info, sample_size)
+    the counts cover the whole table. `own_contacts` (`own_contact_values`) are never personal."""
+    stats = _classify_table_sample(engine, info, sample_size, own_contacts)
     table = info.qualified_name
     findings = [_conclude(table, c.name, c.type, stats[c.name]) for c in info.columns]
     organisation_contacts = _organisation_contacts(findings, stats)
@@ -828,7 +865,7 @@ def classify_table(
     if not full:
         return findings
     cols = full_scan_columns(info)
-    hits, examples = _full_hits(engine, info, cols)
+    hits, examples = _full_hits(engine, info, cols, own_contacts)
     counts = _non_null_counts(engine, info, cols) if cols else {}
     by_column = {f.column: f for f in findings}
     for col in cols:
@@ -874,9 +911,13 @@ def classify_source(
     full: bool = False,
     tables: Iterable[str] | None = None,
     progress: Callable[[str], None] | None = None,
+    own_contacts: Iterable[str] = (),
 ) -> ClassificationResult:
     """One finding per column of every table (or of `tables`); minors counted among the rows of
-    `subject_table` when it is among them. A table that cannot be read is listed in `problems`."""
+    `subject_table` when it is among them. A table that cannot be read is listed in `problems`.
+    The identifiers in `own_contacts` (the manifest's contacts: the organisation's own e-mail
+    addresses and numbers) are the company's and never count as personal data."""
+    own = own_contact_values(own_contacts)
     wanted = set(tables) if tables is not None else None
     result = ClassificationResult(
         source_id=inventory.source_id, columns=[], mode="full" if full else "sample", sample_size=sample_size
@@ -892,6 +933,7 @@ def classify_source(
         _classify_table_task,
         sample_size,
         full,
+        own,
         reason=_reason,
         weight=_scan_weight,
         workers=None if full else 1,
@@ -928,6 +970,12 @@ def classify_source(
         len(result.problems),
     )
     return result
+
+
+def own_contact_values(texts: Iterable[str]) -> frozenset:
+    """(category, value) of every identifier inside the organisation's own contact texts (the
+    manifest's `contacts`: "客服 400-820-8820, service@example.com"), as the scanner reports them."""
+    return frozenset((cat, value) for text in texts if text for cat, _, _, value in spans(str(text)))
 
 
 def is_under(age: int, born: date, on: date) -> bool:
@@ -1136,8 +1184,10 @@ def _scan_weight(info: TableInfo) -> int:
     return max(info.row_count, 0) * len(full_scan_columns(info))
 
 
-def _classify_table_task(engine: sa.Engine, info: TableInfo, sample_size: int, full: bool) -> list:
-    return classify_table(engine, info, sample_size=sample_size, full=full)
+def _classify_table_task(
+    engine: sa.Engine, info: TableInfo, sample_size: int, full: bool, own_contacts: frozenset = frozenset()
+) -> list:
+    return classify_table(engine, info, sample_size=sample_size, full=full, own_contacts=own_contacts)
 
 
 def _full_hits_task(engine: sa.Engine, info: TableInfo) -> dict[str, int]:

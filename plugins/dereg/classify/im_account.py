@@ -7,11 +7,13 @@ colon or "ID", so "WeChat official account" is no account). A bare WeChat id (6-
 -, starting with a letter) or QQ number (5-11 digits) is anything; `is_valid` accepts those
 shapes for whole values, which the engine believes only under a column name that says so.
 
-Platform ids issued to one person are recognised by shape alone, as whole values and inside text
-(a payment notification's JSON or XML): a WeChat openid or unionid (``o`` + 27 letters, digits,
-``_`` and ``-``, with an upper-case letter and a digit, never a word) and an Alipay user id
-(``2088`` + 12 digits). Both stand alone: a longer run of token characters around them (a
-base64 blob, a 30-digit trade number) is something else.
+Platform ids issued to one person: a WeChat openid or unionid (``o`` + 27 letters, digits, ``_``
+and ``-``, with an upper-case letter and a digit, never a word) and an Alipay user id (``2088`` +
+12 digits). As whole values their shape is enough (`is_platform_id`; the engine believes a column
+of them without a column name). Inside text an Alipay id is found standing alone (not inside a
+longer number), an openid after its key (``"openid": "o…"``, ``<openid><![CDATA[o…]]>``,
+``unionId=o…``), as payment notifications carry it: a bare 28-character token in prose is too
+often something else.
 
 >>> is_valid("微信: zhangwei_88")
 True
@@ -21,6 +23,8 @@ True
 '12****78'
 >>> find('{"openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o", "total_fee": 1}')
 ['oUpF8uMuAJO_M2pxb1Q9zNjWeS6o']
+>>> find("paid by oUpF8uMuAJO_M2pxb1Q9zNjWeS6o")  # a bare token in prose: not believed
+[]
 >>> is_valid("2088102122524333"), is_valid("oooooooooooooooooooooooooooo")
 (True, False)
 """
@@ -46,10 +50,17 @@ _LABELLED = (
     rf"(?:{_WX_LABEL}(?P<wx>[A-Za-z][-_A-Za-z0-9]{{5,19}})"
     r"|(?=[Qq])(?<![A-Za-z])(?:QQ号?(?:码)?|qq号?)[:：\s]*(?P<qq>[1-9]\d{4,10}))(?![0-9A-Za-z_-])"
 )
-# A WeChat openid/unionid and an Alipay user id, standing alone (not inside a base64 blob).
-_PLATFORM = r"(?<![0-9A-Za-z_+/=-])(?:o[0-9A-Za-z_-]{27,27}|2088[0-9]{12,12})(?![0-9A-Za-z_+/=-])"
+# An Alipay user id standing alone; a WeChat openid/unionid after its key in JSON, XML or a query
+# string. ({5,27}, not {27}: the native search cannot compile a long exact repeat; is_valid
+# requires the 28 characters.)
+_OPENID_LABELLED = (
+    r"(?<![0-9A-Za-z])(?:open|union|Open|Union)_?(?:id|Id|ID)"
+    r"(?:[\"']?\s*[:=]\s*[\"']?|>(?:<!\[CDATA\[)?)(?P<oid>o[0-9A-Za-z_-]{5,27})(?![0-9A-Za-z_+/=-])"
+)
+_PLATFORM = rf"(?<![0-9A-Za-z_+/=-])2088[0-9]{{12}}(?![0-9A-Za-z_+/=-])|{_OPENID_LABELLED}"
 PATTERN = re.compile(rf"(?<![0-9A-Za-z_])wxid_[a-z0-9]{{14,22}}(?![0-9A-Za-z_])|{_PLATFORM}|{_LABELLED}")
 _LABELLED_RE = re.compile(_LABELLED)
+_OPENID_LABELLED_RE = re.compile(_OPENID_LABELLED)
 _WXID = re.compile(r"wxid_[a-z0-9]{14,22}")
 _OPENID = re.compile(r"o[0-9A-Za-z_-]{27}")
 _ALIPAY = re.compile(r"2088[0-9]{12}")
@@ -78,6 +89,9 @@ def compact(text: str) -> str:
     m = _LABELLED_RE.fullmatch(text)
     if m:
         return m.group("wx") or m.group("qq")
+    m = _OPENID_LABELLED_RE.fullmatch(text)
+    if m:
+        return m.group("oid")
     return text
 
 
@@ -85,6 +99,9 @@ def is_valid(text: str) -> bool:
     """A wxid_, a labelled account, an openid or Alipay user id, or (whole value under a name hint)
     a bare WeChat id or QQ number."""
     text = str(text).strip()
+    m = _OPENID_LABELLED_RE.fullmatch(text)
+    if m:
+        return is_platform_id(m.group("oid"))
     if _OPENID.fullmatch(text) or _ALIPAY.fullmatch(text):
         return is_platform_id(text)
     return bool(_WXID.fullmatch(text) or _LABELLED_RE.fullmatch(text) or _BARE.fullmatch(text))

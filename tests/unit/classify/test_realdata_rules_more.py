@@ -23,7 +23,9 @@ ALIPAY_USER = "2088000000000001"
 @pytest.mark.parametrize("value", [OPENID, UNIONID, ALIPAY_USER])
 def test_platform_ids_by_shape(value):
     assert im_account.is_platform_id(value) and im_account.is_valid(value)
-    assert im_account.find(f"paid by {value}, thank you") == [value]
+    # inside text: an Alipay id standing alone; an openid only after its key
+    assert im_account.find(f"paid by {value}, thank you") == ([value] if value == ALIPAY_USER else [])
+    assert im_account.find(f"openid={value}&fee=1") == ([] if value == ALIPAY_USER else [value])
 
 
 @pytest.mark.parametrize(
@@ -124,8 +126,14 @@ def db(tmp_path):
         "schools (id INTEGER PRIMARY KEY, school TEXT, city TEXT)": [
             (i, f"某某第{i}中学", "深圳市") for i in range(10)
         ],
-        "payments (id INTEGER PRIMARY KEY, amount INTEGER, notify TEXT)": [
-            (i, 100, json.dumps({"openid": OPENID[:-2] + f"{i:02d}", "total_fee": 100})) for i in range(30)
+        "payments (id INTEGER PRIMARY KEY, amount INTEGER, notify TEXT, payer_ref VARCHAR(40))": [
+            (
+                i,
+                100,
+                json.dumps({"openid": OPENID[:-2] + f"{i:02d}", "total_fee": 100}),
+                UNIONID[:-2] + f"{i:02d}",
+            )
+            for i in range(30)
         ],
         "invoices (id INTEGER PRIMARY KEY, amount INTEGER, invoice_title TEXT)": [
             (i, 100, COMPANIES[i % 4] if i % 3 else SURNAMED[i % 8]) for i in range(30)
@@ -189,8 +197,10 @@ def test_a_persons_school_class_and_employer_in_their_profile_only(found):
     assert not found[("schools", "school")].personal
 
 
-def test_an_openid_inside_a_payment_notification(found):
+def test_an_openid_inside_a_payment_notification_and_a_column_of_them(found):
     assert "im_account" in found[("payments", "notify")].categories
+    assert found[("payments", "payer_ref")].categories == ["im_account"]  # by shape, no name hint
+    assert not found[("payments", "amount")].personal
 
 
 def test_invoice_titles_of_individuals_beside_companies(found):
@@ -218,3 +228,41 @@ def test_a_few_surname_titles_are_not_a_table_of_people(found):
     assert not found[("pages", "title")].personal
     assert "not a table of people" in found[("pages", "title")].reason
     assert found[("teachers", "title")].categories == ["name"]  # beside a person's mobile
+
+
+def test_the_manifests_own_contacts_are_never_personal(tmp_path):
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'own.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE notices (id INTEGER PRIMARY KEY, body TEXT, reply VARCHAR(40))")
+        conn.exec_driver_sql(
+            "INSERT INTO notices VALUES (?, ?, ?)",
+            [
+                (
+                    i,
+                    f"第{i}期开课，咨询 13800004444 或 school.office@example.com",
+                    "school.office@example.com",
+                )
+                for i in range(3)
+            ]
+            + [(9 + i, f"已联系 1390000555{i}", f"li.na.199{i}@example.com") for i in range(3)],
+        )
+    own = ["客服 13800004444", "school.office@example.com"]
+    try:
+        for full in (False, True):
+            result = classify_source(
+                engine,
+                inventory_source(engine, "own"),
+                closure_date=date(2026, 12, 31),
+                subject_table=None,
+                full=full,
+                own_contacts=own,
+            )
+            by_column = {f.column: f for f in result.columns}
+            # the customer's mobile and address are found; the school's own are not counted
+            assert by_column["body"].categories == ["cn_mobile"], by_column["body"].reason
+            assert by_column["body"].matches == 3
+            assert "organisation's own contacts" in by_column["body"].reason
+            assert by_column["reply"].categories == ["email"]
+            assert by_column["reply"].matches == 3
+    finally:
+        engine.dispose()
