@@ -660,10 +660,40 @@ def _few_names_no_people(findings: list[ColumnFinding], stats: dict[str, _Column
     for f in few:
         s = stats[f.column]
         f.reason = (
-            f"not a table of people: only {len(s.name_values)} distinct values have a name's shape, no name "
+            f"{NOT_PEOPLE}: only {len(s.name_values)} distinct values have a name's shape, no name "
             f"hint, and nothing else in the table is a person's (detectors said: {f.reason})"
         )
         f.categories, f.level, f.matches, f.masked_examples = [], None, 0, []
+
+
+NOT_PEOPLE = "not a table of people"
+
+
+def _people_by_links(result: ClassificationResult, inventory: SourceInventory) -> None:
+    """A table whose few name-shaped values were judged no table of people (`_few_names_no_people`)
+    is one after all when it links to a table of people or one links to it (a declared, inferred
+    or manifest link; a member's few named contacts): those names are restored."""
+    few = [f for f in result.columns if f.reason.startswith(NOT_PEOPLE)]
+    if not few:
+        return
+    people = {
+        f.table
+        for f in result.columns
+        if f.personal and _PERSON_MARKERS & set(f.categories) and not f.reason.startswith("free text")
+    }
+    linked: dict[str, set[str]] = {}
+    for link in _subject_links(inventory):
+        linked.setdefault(link.table, set()).add(link.ref_table)
+        linked.setdefault(link.ref_table, set()).add(link.table)
+    for f in few:
+        near = sorted(linked.get(f.table, set()) & people)
+        if near:
+            f.categories = ["name"]
+            f.level = level_of(f.categories)
+            f.matches = f.values_checked
+            f.reason = (
+                f"linked to {near[0]}, which holds people's data: a table of people after all; {f.reason}"
+            )
 
 
 # a record about a person: it holds their name or a number to reach them
@@ -953,6 +983,7 @@ def classify_source(
             progress(
                 f"classified {info.qualified_name} ({i} of {len(selected)} tables, {info.row_count:,} rows)"
             )
+    _people_by_links(result, inventory)
     counted = bool(subject_table and (wanted is None or subject_table in wanted))
     if counted:
         try:

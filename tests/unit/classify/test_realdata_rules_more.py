@@ -266,3 +266,26 @@ def test_the_manifests_own_contacts_are_never_personal(tmp_path):
             assert by_column["reply"].matches == 3
     finally:
         engine.dispose()
+
+
+def test_a_few_surname_titles_linked_to_people_are_names(tmp_path):
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'linked.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE members (id INTEGER PRIMARY KEY, mobile VARCHAR(20))")
+        conn.exec_driver_sql(
+            "CREATE TABLE contacts (id INTEGER PRIMARY KEY, title VARCHAR(20), "
+            "member_id INTEGER REFERENCES members(id))"
+        )
+        conn.exec_driver_sql("INSERT INTO members VALUES (?, ?)", [(i, f"1380000{i:04d}") for i in range(5)])
+        conn.exec_driver_sql(
+            "INSERT INTO contacts VALUES (?, ?, ?)", [(1, "简墨", 1), (2, "高远", 2), (3, "林海", 3)]
+        )
+    try:
+        result = classify_source(
+            engine, inventory_source(engine, "linked"), closure_date=date(2026, 12, 31), subject_table=None
+        )
+        title = next(f for f in result.columns if f.column == "title")
+        assert title.categories == ["name"], title.reason
+        assert title.reason.startswith("linked to members")
+    finally:
+        engine.dispose()
