@@ -230,7 +230,6 @@ class _ColumnStats:
                     for cat, found_in_file in person_name.in_file_name(text).items():
                         self.file_found[cat] += 1
                         self.example(cat, mask(cat, found_in_file))
-            if len(text) <= 200:
                 self._add_whole(text, self._whole_detectors)
             elif text.startswith(("data:image/", "/9j/", "iVBOR")):
                 self._add_whole(text, [d for d in self._whole_detectors if d.CATEGORY == "biometric_face"])
@@ -438,7 +437,11 @@ def _conclude(table: str, column: str, column_type: str, stats: _ColumnStats) ->
         if cat not in categories and (free_text or files >= 2):
             categories.append(cat)
             reasons.append(f"{files} of {n} values are file names that hold a person's {cat}")
-    matches = max(stats.any_hit, stats.context_names, *stats.file_found.values()) if categories else 0
+    matches = (
+        max(stats.any_hit, stats.context_names, stats.platform_ids, *stats.file_found.values())
+        if categories
+        else 0
+    )
 
     generic_name = names.is_generic_name(column) and "name" in hinted
     if generic_name:
