@@ -77,6 +77,7 @@ _PROSE = re.compile(
 )
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"RIFF")
 _DISTINCT_CAP = 64  # distinct values remembered per column and kind (to tell repeated from varied)
+_HINTED_ONLY = frozenset({"device_id"})  # whole-value shapes believed only under their column name
 _PLATFORM_ID_LENGTHS = frozenset({16, 28})  # an Alipay user id, a WeChat openid or unionid
 PLATFORM_ID_SHARE = 0.9  # share of values wholly platform ids that makes a column of them
 _CONTACT_KINDS = frozenset({"cn_mobile", "phone", "email"})  # how an organisation is reached, too
@@ -97,7 +98,8 @@ def _whole_value_detectors(hinted: Iterable[str] = ()) -> tuple:
     number is believed under a column called qq)."""
     from dereg.classify import ALL_DETECTORS, BY_CATEGORY
 
-    found = [d for d in ALL_DETECTORS if not getattr(d, "EMBEDDED", True)]
+    # a device id's shape is any random key: its detector runs only under a device column's name
+    found = [d for d in ALL_DETECTORS if not getattr(d, "EMBEDDED", True) and d.CATEGORY not in _HINTED_ONLY]
     for cat in hinted:
         if cat == "phone":
             found += [BY_CATEGORY["phone"], BY_CATEGORY["cn_mobile"]]

@@ -10,7 +10,7 @@ from datetime import date
 import pytest
 import sqlalchemy as sa
 
-from dereg.classify import email, im_account, names, person_name
+from dereg.classify import device_id, email, im_account, names, person_name
 from dereg.classify.engine import classify_source
 from dereg.classify.scanner import spans
 from dereg.inventory.sql import inventory_source
@@ -287,5 +287,43 @@ def test_a_few_surname_titles_linked_to_people_are_names(tmp_path):
         title = next(f for f in result.columns if f.column == "title")
         assert title.categories == ["name"], title.reason
         assert title.reason.startswith("linked to members")
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "value, device",
+    [
+        ("490154203237518", True),  # an IMEI with its Luhn digit (a documentation example)
+        ("6D92078A-8246-4BA4-AE5B-76104861E7DC", True),  # an advertising id
+        ("9774d56d682e549c", True),  # an Android ID
+        ("490154203237519", False),  # wrong check digit
+        ("0000000000000000", False),  # unset
+        ("ios", False),
+        ("web", False),
+    ],
+)
+def test_device_id_shapes(value, device):
+    assert device_id.is_valid(value) is device
+
+
+def test_a_device_column_by_name_and_shape(tmp_path):
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'devices.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE sessions (id INTEGER PRIMARY KEY, device_id VARCHAR(40), imei VARCHAR(20))"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO sessions VALUES (?, ?, ?)",
+            [(i, f"6D92078A-8246-4BA4-AE5B-{i:012d}", ["ios", "web", "android"][i % 3]) for i in range(12)],
+        )
+    try:
+        result = classify_source(
+            engine, inventory_source(engine, "devices"), closure_date=date(2026, 12, 31), subject_table=None
+        )
+        by_column = {f.column: f for f in result.columns}
+        assert by_column["device_id"].categories == ["device_id"], by_column["device_id"].reason
+        assert not by_column["imei"].personal  # device types, not devices: the values contradict the name
+        assert "contradicted" in by_column["imei"].reason
     finally:
         engine.dispose()
