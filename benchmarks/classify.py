@@ -17,7 +17,8 @@
    ratio of times; goal <= 1.5x), and a PostgreSQL table with one 200 MB cell full-scanned in a
    child process (peak RSS; goal < 400 MiB).
 5. The realworld packs (../shared/realworld: pagila on PostgreSQL, mall on MariaDB): column recall
-   and precision against each truth.json, in sample and full mode (goal >= 0.95 each).
+   and precision against each truth.json, in sample and full mode (goal >= 0.95 each), and beside
+   them Presidio's on the same columns and the same sampled values (PRESIDIO_COLUMN_RULE).
 
     python -m benchmarks.classify [--students N] [--values N] [--quick] [--only cell|realworld]
 
@@ -863,6 +864,58 @@ REALWORLD = Path(
 )
 
 
+#: Presidio has no column verdict: a column is personal for Presidio when at least this share of
+#: its non-empty sampled values (the same rows the engine's sample reads, at most
+#: PRESIDIO_VALUES_PER_COLUMN of them) get at least one entity, and at least one value does.
+PRESIDIO_COLUMN_SHARE = 0.10
+PRESIDIO_VALUES_PER_COLUMN = 200
+PRESIDIO_MIN_SCORE = 0.3  # an entity counts from this score (Presidio's phone numbers score 0.4)
+PRESIDIO_COLUMN_RULE = (
+    f"a column is personal for Presidio when >= {PRESIDIO_COLUMN_SHARE:.0%} of its non-empty sampled "
+    f"values (the engine's sample rows, at most {PRESIDIO_VALUES_PER_COLUMN} per column) get an entity "
+    f"scoring >= {PRESIDIO_MIN_SCORE}"
+)
+
+
+def presidio_columns(engine: sa.Engine, inventory, truth: dict, analyzer, language: str) -> list:
+    """Presidio's verdict on every scored column of a pack (truth and clean), from the same sample
+    rows the engine reads; objects with table, column and personal, as `quality.score` reads."""
+    from types import SimpleNamespace
+
+    from dereg.classify.engine import DEFAULT_SAMPLE_SIZE, sample_query
+
+    scored: dict[str, set[str]] = {}
+    for part in ("truth", "clean"):
+        for table, columns in truth[part].items():
+            scored.setdefault(table, set()).update(columns)
+    verdicts = []
+    for info in inventory.tables:
+        wanted = scored.get(info.name)
+        if not wanted:
+            continue
+        values: dict[str, list[str]] = {c: [] for c in wanted}
+        with engine.connect() as conn:
+            for row in conn.execute(sample_query(engine, info, DEFAULT_SAMPLE_SIZE)):
+                for col, value in zip(info.columns, row, strict=True):
+                    keep = values.get(col.name)
+                    if keep is None or value is None or isinstance(value, bytes | memoryview):
+                        continue
+                    text = str(value).strip()
+                    if text and len(keep) < PRESIDIO_VALUES_PER_COLUMN:
+                        keep.append(text[:20_000])
+        for column, texts in values.items():
+            hits = sum(
+                1
+                for t in texts
+                if _resolve_overlaps(
+                    analyzer.analyze(text=t, language=language, score_threshold=PRESIDIO_MIN_SCORE)
+                )
+            )
+            personal = bool(texts) and hits >= 1 and hits >= PRESIDIO_COLUMN_SHARE * len(texts)
+            verdicts.append(SimpleNamespace(table=info.qualified_name, column=column, personal=personal))
+    return verdicts
+
+
 def bench_realworld() -> dict:
     """Column recall and precision on both realworld packs (loaded into the real servers with each
     pack's load.sh), in sample and full mode; scoring rules in dereg.classify.quality."""
@@ -875,6 +928,20 @@ def bench_realworld() -> dict:
     from dereg.inventory.sql import inventory_source
 
     print("\n== 5. realworld packs: column recall and precision against truth.json ==")
+    import importlib.util
+
+    analyzers = {}
+    if importlib.util.find_spec("presidio_analyzer") is not None:
+        analyzers["Presidio-7"] = presidio_analyzer("en")
+        # and with every recognizer Presidio ships for English (phone numbers, credit cards, URLs,
+        # dates, US ids...); its spaCy NER needs a model that cannot be downloaded here
+        analyzers["Presidio-all"] = presidio_analyzer("en")
+        analyzers["Presidio-all"].registry.load_predefined_recognizers(languages=["en"])
+        print("Presidio-7: the 7 pattern recognizers of part 1, blank 'en' pipeline")
+        print("Presidio-all: the same and every predefined English recognizer (no NER model)")
+        print(f"Presidio's column verdict: {PRESIDIO_COLUMN_RULE}")
+    else:
+        print("Presidio: not installed in this venv (make bench-classify installs it); no comparison printed")
     packs = (
         ("pagila", "postgresql+psycopg2://postgres@127.0.0.1:5432/{db}", {}),
         ("mall", "mysql+pymysql://root@127.0.0.1:3306/{db}", {"PYTHON": sys.executable}),
@@ -905,6 +972,16 @@ def bench_realworld() -> dict:
                 s = score(result, truth)
                 print(f"{pack:<7}{mode:<7}{s.line()}; {time.perf_counter() - started:.1f} s")
                 out[(pack, mode)] = (s.recall, s.precision)
+            for label, analyzer in analyzers.items():
+                from types import SimpleNamespace
+
+                started = time.perf_counter()
+                columns = presidio_columns(engine, inventory, truth, analyzer, "en")
+                p = score(SimpleNamespace(columns=columns), truth)
+                print(f"{pack:<7}{label:<13}{p.line()}; {time.perf_counter() - started:.1f} s")
+                if p.false:
+                    print(f"{pack:<7}{label} false positives: {len(p.false)}")
+                out[(pack, label)] = (p.recall, p.precision)
         finally:
             engine.dispose()
             if pack == "pagila":
@@ -916,14 +993,6 @@ def bench_realworld() -> dict:
                 with admin.connect() as conn:
                     conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{db}`")
             admin.dispose()
-    try:
-        import presidio_analyzer  # noqa: F401
-
-        print(
-            "Presidio: installed, but it has no column-level verdict to compare on these packs (see docs/benchmarks.md)"
-        )
-    except ImportError:
-        print("Presidio: not installed in this venv (make bench-classify installs it); no comparison printed")
     return out
 
 

@@ -16,6 +16,7 @@ from dereg.classify import (
     birth_date,
     cn_mobile,
     cn_resident_id,
+    device_id,
     email,
     gender,
     health,
@@ -43,7 +44,7 @@ DETECTORS = (
     health,
 )
 #: every detector, including those that recognise only a whole value (names, addresses, dates)
-ALL_DETECTORS = (*DETECTORS, person_name, address, birth_date, gender, biometric)
+ALL_DETECTORS = (*DETECTORS, person_name, address, birth_date, gender, biometric, device_id)
 BY_CATEGORY = {d.CATEGORY: d for d in ALL_DETECTORS}
 
 __all__ = ["ALL_DETECTORS", "BY_CATEGORY", "DETECTORS"] + [

@@ -22,7 +22,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from dereg.classify import cn_resident_id, names, parallel, person_name
+from dereg.classify import cn_resident_id, email, im_account, names, parallel, person_name
 from dereg.classify.scanner import NOT_PERSONAL, personal_spans, scan_stream, spans
 from dereg.classify.taxonomy import level_of
 from dereg.dialects import dialect_for
@@ -76,6 +76,14 @@ _PROSE = re.compile(
     r"[\u4e00-\u9fff][，。！？；、：,!?;]|[，。！？；、：][\u4e00-\u9fff]|[\u4e00-\u9fff]\s+\S"
 )
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"RIFF")
+_DISTINCT_CAP = 64  # distinct values remembered per column and kind (to tell repeated from varied)
+_HINTED_ONLY = frozenset({"device_id"})  # whole-value shapes believed only under their column name
+_PLATFORM_ID_LENGTHS = frozenset({16, 28})  # an Alipay user id, a WeChat openid or unionid
+PLATFORM_ID_SHARE = 0.9  # share of values wholly platform ids that makes a column of them
+_CONTACT_KINDS = frozenset({"cn_mobile", "phone", "email"})  # how an organisation is reached, too
+ORGANISATION_CONTACT_MAX = 3  # at most this many distinct contacts ...
+ORGANISATION_CONTACT_REPEAT = 3  # ... each in this many values on average: the organisation's own
+FEW_NAMES = 5  # fewer distinct name-shaped values than this, in a table with nothing else of a person
 
 
 def _detector(category: str):
@@ -90,7 +98,8 @@ def _whole_value_detectors(hinted: Iterable[str] = ()) -> tuple:
     number is believed under a column called qq)."""
     from dereg.classify import ALL_DETECTORS, BY_CATEGORY
 
-    found = [d for d in ALL_DETECTORS if not getattr(d, "EMBEDDED", True)]
+    # a device id's shape is any random key: its detector runs only under a device column's name
+    found = [d for d in ALL_DETECTORS if not getattr(d, "EMBEDDED", True) and d.CATEGORY not in _HINTED_ONLY]
     for cat in hinted:
         if cat == "phone":
             found += [BY_CATEGORY["phone"], BY_CATEGORY["cn_mobile"]]
@@ -145,6 +154,15 @@ class _ColumnStats:
     generic_name: bool = False  # called just `name`: its shape is judged strictly
     prose: int = 0  # values written as sentences (CJK with punctuation or spaces)
     plausible_names: int = 0  # of a column called just `name`: values with the loose shape of one
+    organisations: int = 0  # values naming a company or institution (an invoice title, a payer)
+    file_found: Counter = field(default_factory=Counter)  # category -> file names naming a person
+    # contact kind -> distinct values found and in how many values each (capped): the same
+    # hotline in every row of a course table is the organisation's, not a customer's
+    contact_values: dict[str, Counter] = field(default_factory=dict)
+    name_values: set = field(default_factory=set)  # distinct values with a name's shape (capped)
+    own_contacts: frozenset = frozenset()  # (category, value) of the organisation's own contacts
+    platform_ids: int = 0  # values that are wholly a WeChat openid/unionid or an Alipay user id
+    own_contact_values: int = 0  # values holding one of them (not counted as personal)
 
     def __post_init__(self) -> None:
         self._whole_detectors = _whole_value_detectors(self.hinted)
@@ -208,11 +226,20 @@ class _ColumnStats:
             if self.generic_name and person_name.is_plausible(text):
                 self.plausible_names += 1
             if len(text) <= 200:
+                if person_name.is_organisation(text):
+                    self.organisations += 1
+                if "." in text:
+                    for cat, found_in_file in person_name.in_file_name(text).items():
+                        self.file_found[cat] += 1
+                        self.example(cat, mask(cat, found_in_file))
                 self._add_whole(text, self._whole_detectors)
             elif text.startswith(("data:image/", "/9j/", "iVBOR")):
                 self._add_whole(text, [d for d in self._whole_detectors if d.CATEGORY == "biometric_face"])
         elif isinstance(value, int):
             self._add_whole(text, self._whole_detectors)  # a gender code, a QQ number under its name
+        if len(text) in _PLATFORM_ID_LENGTHS and im_account.is_platform_id(text):
+            self.platform_ids += 1
+            self.example("im_account", im_account.mask(text))
         self._add_spans(text)
 
     def _add_whole(self, value, detectors) -> None:
@@ -227,6 +254,8 @@ class _ColumnStats:
             elif not _safe_valid(detector, value):
                 continue
             self.whole[cat] += 1
+            if cat == "name" and len(self.name_values) < _DISTINCT_CAP:
+                self.name_values.add(value)
             certain = getattr(detector, "is_certain", None)
             if certain is None or certain(value):
                 self.certain[cat] += 1
@@ -236,6 +265,11 @@ class _ColumnStats:
 
     def _add_spans(self, text: str) -> None:
         found = spans(text)
+        if found and self.own_contacts:
+            kept = [s for s in found if (s[0], s[3]) not in self.own_contacts]
+            if len(kept) < len(found):
+                self.own_contact_values += 1
+            found = kept
         if not found:
             return
         if any(s[0] not in NOT_PERSONAL for s in found):
@@ -246,6 +280,10 @@ class _ColumnStats:
             self.containing[cat] += 1
         for cat, _, _, raw in found:
             self.example(cat, mask(cat, raw))
+            if cat in _CONTACT_KINDS:
+                seen = self.contact_values.setdefault(cat, Counter())
+                if raw in seen or len(seen) < _DISTINCT_CAP:
+                    seen[raw] += 1
 
     def _add_binary(self, blob: bytes) -> None:
         if not blob:
@@ -339,6 +377,16 @@ def _threshold(category: str, hinted: list[str]) -> float:
     return HINTED_SHARE if category in hinted else STRUCTURED_SHARE
 
 
+def _is_free_text(column_type: str | None, stats: _ColumnStats) -> bool:
+    n = stats.nonempty
+    return (
+        bool(_FREE_TEXT_TYPE.search(column_type or ""))
+        or stats.mean_length > FREE_TEXT_LENGTH
+        or stats.json_values >= 0.5 * n
+        or (stats.prose >= 0.3 * n and stats.mean_length > 8)
+    )
+
+
 def _conclude(table: str, column: str, column_type: str, stats: _ColumnStats) -> ColumnFinding:
     hinted = names.hints(column)
     hint_text = f"name hint {column}"
@@ -352,12 +400,7 @@ def _conclude(table: str, column: str, column_type: str, stats: _ColumnStats) ->
             )
         return _finding(table, column, [], 0, 0, [], ["no non-empty values read; name says nothing"])
 
-    free_text = (
-        bool(_FREE_TEXT_TYPE.search(column_type or ""))
-        or stats.mean_length > FREE_TEXT_LENGTH
-        or stats.json_values >= 0.5 * n
-        or (stats.prose >= 0.3 * n and stats.mean_length > 8)
-    )
+    free_text = _is_free_text(column_type, stats)
     categories: list[str] = []
     reasons: list[str] = []
     organisation = stats.containing.get("organisation_id", 0)
@@ -387,7 +430,20 @@ def _conclude(table: str, column: str, column_type: str, stats: _ColumnStats) ->
     if "name" not in categories and stats.context_names and (free_text or stats.context_names >= 2):
         categories.append("name")
         reasons.append(f"free text: {stats.context_names} of {n} values name a person in context")
-    matches = max(stats.any_hit, stats.context_names) if categories else 0
+    if "im_account" not in categories and stats.platform_ids >= PLATFORM_ID_SHARE * n:
+        categories.append("im_account")
+        reasons.append(
+            f"{_pct(stats.platform_ids, n)} of {n} values are WeChat openids/unionids or Alipay user ids"
+        )
+    for cat, files in stats.file_found.items():
+        if cat not in categories and (free_text or files >= 2):
+            categories.append(cat)
+            reasons.append(f"{files} of {n} values are file names that hold a person's {cat}")
+    matches = (
+        max(stats.any_hit, stats.context_names, stats.platform_ids, *stats.file_found.values())
+        if categories
+        else 0
+    )
 
     generic_name = names.is_generic_name(column) and "name" in hinted
     if generic_name:
@@ -403,6 +459,20 @@ def _conclude(table: str, column: str, column_type: str, stats: _ColumnStats) ->
         if cat in hinted and share >= HINTED_SHAPE_SHARE:
             categories.append(cat)
             reasons.append(f"{hint_text}; {_pct(fitting, n)} of {n} values have the shape of {cat}")
+            matches = max(matches, fitting)
+        elif (
+            cat == "name"
+            and cat in hinted
+            and stats.organisations
+            and fitting >= min(3, n)
+            and fitting / max(n - stats.organisations, 1) >= HINTED_SHAPE_SHARE
+        ):
+            # an invoice title or payer: companies' names beside people's; the people's count
+            categories.append(cat)
+            reasons.append(
+                f"{hint_text}; {stats.organisations} of {n} values name a company or institution, "
+                f"and {fitting} of the other {n - stats.organisations} have the shape of a person's name"
+            )
             matches = max(matches, fitting)
         elif (
             cat in SHAPE_SHARE
@@ -453,6 +523,11 @@ def _conclude(table: str, column: str, column_type: str, stats: _ColumnStats) ->
     if "gender" not in categories and stats.text_values and stats.gender_like >= 0.9 * n:
         categories.append("gender")
         reasons.append(f"{_pct(stats.gender_like, n)} of {n} values are gender words")
+    if stats.own_contact_values:
+        reasons.append(
+            f"{stats.own_contact_values} values hold the organisation's own contacts (the manifest's), "
+            "not counted as personal"
+        )
     if stats.undecodable:
         reasons.append(f"{stats.undecodable} binary values are not text and were not scanned")
     if stats.truncated:
@@ -506,6 +581,126 @@ def _person_table_images(findings: list[ColumnFinding], stats: dict[str, _Column
             )
 
 
+def _role_addresses(f: ColumnFinding, s: _ColumnStats) -> bool:
+    """Every e-mail address found in the column (all remembered: fewer than the cap) is a role's."""
+    seen = s.contact_values.get("email")
+    return (
+        f.categories == ["email"]
+        and bool(seen)
+        and len(seen) < _DISTINCT_CAP
+        and all(email.is_role_address(a) for a in seen)
+    )
+
+
+def _names_a_person(s: _ColumnStats, column: str) -> bool:
+    """Half the values of a column whose name says name have the shape of a person's name."""
+    if not s.nonempty or "name" not in names.hints(column):
+        return False
+    fitting = s.plausible_names if s.generic_name else s.whole.get("name", 0)
+    return fitting >= HINTED_SHAPE_SHARE * s.nonempty
+
+
+def _organisation_contacts(findings: list[ColumnFinding], stats: dict[str, _ColumnStats]) -> dict[str, set]:
+    """The organisation's own contacts, reported as such and not as a customer's data:
+    - a column whose only findings are role e-mail addresses (service@, hr@, noreply@);
+    - a column whose only findings are a few mobiles, phones or e-mails repeated across many
+      values (the school's hotline in every course summary), in a table where nothing else is a
+      person's; a structured contact column beside a person's name (a named staff contact) stays
+      personal.
+    The finding is cleared and its reason says why; returns column -> the kinds so cleared (a full
+    scan does not add them back)."""
+    by_column = {f.column: f for f in findings}
+    named = any(_names_a_person(s, col) for col, s in stats.items())
+    candidates: dict[str, str] = {}
+    repeated: set[str] = set()
+    for f in findings:
+        s = stats.get(f.column)
+        if s is None or not f.personal or not set(f.categories) <= _CONTACT_KINDS:
+            continue
+        if _role_addresses(f, s):
+            candidates[f.column] = (
+                f"the organisation's own contact, not a customer's: the {len(s.contact_values['email'])} "
+                "e-mail addresses found are role addresses"
+            )
+            continue
+        if any(cat not in s.contact_values for cat in f.categories):
+            continue
+        if named and not _is_free_text(f.type, s):
+            continue
+        distinct = sum(len(s.contact_values[cat]) for cat in f.categories)
+        values = max(s.containing.get(cat, 0) for cat in f.categories)
+        if distinct <= ORGANISATION_CONTACT_MAX and values >= ORGANISATION_CONTACT_REPEAT * distinct:
+            kinds = ", ".join(DESCRIPTIONS.get(c, c) for c in f.categories)
+            repeated.add(f.column)
+            candidates[f.column] = (
+                f"the organisation's own contact, not a customer's: {values} of {f.values_checked} "
+                f"values repeat {distinct} distinct {kinds}, in a table that holds nothing else of a person"
+            )
+    if any(f.personal and f.column not in candidates for f in findings):
+        # a record about a person: the same number in many rows may still be theirs
+        candidates = {c: why for c, why in candidates.items() if c not in repeated}
+    cleared = {}
+    for column, why in candidates.items():
+        f = by_column[column]
+        cleared[column] = set(f.categories)
+        f.reason = f"{why} (detectors said: {f.reason})"
+        f.categories, f.level, f.matches, f.masked_examples = [], None, 0, []
+    return cleared
+
+
+def _few_names_no_people(findings: list[ColumnFinding], stats: dict[str, _ColumnStats]) -> None:
+    """A column called a name by its values' shape alone (no name hint, no context) with only a few
+    distinct values, in a table where nothing else is a person's, is not a list of people: a
+    CMS's or an installer's rows whose titles happen to start with a common surname."""
+    few = []
+    for f in findings:
+        s = stats.get(f.column)
+        if s is None or f.categories != ["name"] or names.hints(f.column):
+            continue
+        if s.context_names or s.file_found or len(s.name_values) >= FEW_NAMES:
+            continue
+        few.append(f)
+    if not few or any(f.personal and f not in few for f in findings):
+        return
+    for f in few:
+        s = stats[f.column]
+        f.reason = (
+            f"{NOT_PEOPLE}: only {len(s.name_values)} distinct values have a name's shape, no name "
+            f"hint, and nothing else in the table is a person's (detectors said: {f.reason})"
+        )
+        f.categories, f.level, f.matches, f.masked_examples = [], None, 0, []
+
+
+NOT_PEOPLE = "not a table of people"
+
+
+def _people_by_links(result: ClassificationResult, inventory: SourceInventory) -> None:
+    """A table whose few name-shaped values were judged no table of people (`_few_names_no_people`)
+    is one after all when it links to a table of people or one links to it (a declared, inferred
+    or manifest link; a member's few named contacts): those names are restored."""
+    few = [f for f in result.columns if f.reason.startswith(NOT_PEOPLE)]
+    if not few:
+        return
+    people = {
+        f.table
+        for f in result.columns
+        if f.personal and _PERSON_MARKERS & set(f.categories) and not f.reason.startswith("free text")
+    }
+    linked: dict[str, set[str]] = {}
+    for link in _subject_links(inventory):
+        linked.setdefault(link.table, set()).add(link.ref_table)
+        linked.setdefault(link.ref_table, set()).add(link.table)
+    for f in few:
+        near = sorted(linked.get(f.table, set()) & people)
+        if near:
+            f.categories = ["name"]
+            f.level = level_of(f.categories)
+            f.matches = f.values_checked
+            f.reason = (
+                f"linked to {near[0]}, which holds people's data: a table of people after all; {f.reason}"
+            )
+
+
 # a record about a person: it holds their name or a number to reach them
 _PERSON_MARKERS = frozenset(
     {"name", "cn_mobile", "phone", "address", "email", "cn_resident_id", "birth_date", "gender", "im_account"}
@@ -534,6 +729,15 @@ def _person_table_address_parts(findings: list[ColumnFinding], stats: dict[str, 
             f.reason = (
                 f"{_pct(fitting, s.nonempty)} of {s.nonempty} values have the shape of name, "
                 "in a table that holds a person's number or address"
+            )
+            continue
+        if names.profile_part(f.column) and s.mean_length <= FREE_TEXT_LENGTH:
+            f.categories = ["employment"]
+            f.level = level_of(f.categories)
+            f.matches = s.nonempty
+            f.reason = (
+                f"name {f.column} says a person's school, class, employer or job, in a table that holds "
+                f"a person's name or number; {s.nonempty} values"
             )
             continue
         if not names.address_part(f.column):
@@ -604,9 +808,15 @@ def _stream(conn: sa.Connection, query) -> sa.CursorResult:
     return conn.execution_options(stream_results=True, yield_per=SCAN_BATCH).execute(query)
 
 
-def _classify_table_sample(engine: sa.Engine, info: TableInfo, sample_size: int) -> dict[str, _ColumnStats]:
+def _classify_table_sample(
+    engine: sa.Engine, info: TableInfo, sample_size: int, own_contacts: frozenset = frozenset()
+) -> dict[str, _ColumnStats]:
     stats = {
-        c.name: _ColumnStats(hinted=tuple(names.hints(c.name)), generic_name=names.is_generic_name(c.name))
+        c.name: _ColumnStats(
+            hinted=tuple(names.hints(c.name)),
+            generic_name=names.is_generic_name(c.name),
+            own_contacts=own_contacts,
+        )
         for c in info.columns
     }
     if info.columns:
@@ -622,8 +832,11 @@ def full_scan_columns(info: TableInfo) -> list[str]:
     return [c.name for c in info.columns if not _SKIP_IN_FULL_SCAN.match(c.type or "")]
 
 
-def _full_hits(engine: sa.Engine, info: TableInfo, cols: list[str]) -> tuple[dict[str, Counter], dict]:
-    """Per column: category -> values holding it, over every row; and masked examples."""
+def _full_hits(
+    engine: sa.Engine, info: TableInfo, cols: list[str], own_contacts: frozenset = frozenset()
+) -> tuple[dict[str, Counter], dict]:
+    """Per column: category -> values holding it, over every row; and masked examples. Hits that
+    are the organisation's own contacts (`own_contacts`, from the manifest) are not counted."""
     hits: dict[str, Counter] = {c: Counter() for c in cols}  # key "_any": values with any hit
     examples: dict[str, dict[str, list[str]]] = {c: {} for c in cols}
     types = {c.name: c.type or "" for c in info.columns}
@@ -642,7 +855,7 @@ def _full_hits(engine: sa.Engine, info: TableInfo, cols: list[str]) -> tuple[dic
     current: tuple[int, int] | None = None
     categories: set[str] = set()
     for line_start, index, category, value in scan_stream(blocks):
-        if index >= len(cols):
+        if index >= len(cols) or (own_contacts and (category, value) in own_contacts):
             continue
         counter = counters[index]
         if (line_start, index) != current:
@@ -667,26 +880,37 @@ def _non_null_counts(engine: sa.Engine, info: TableInfo, cols: list[str]) -> dic
 
 
 def classify_table(
-    engine: sa.Engine, info: TableInfo, *, sample_size: int = DEFAULT_SAMPLE_SIZE, full: bool = False
+    engine: sa.Engine,
+    info: TableInfo,
+    *,
+    sample_size: int = DEFAULT_SAMPLE_SIZE,
+    full: bool = False,
+    own_contacts: frozenset = frozenset(),
 ) -> list[ColumnFinding]:
     """One finding per column of one table. A sample decides the shapes (names, dates, genders);
     with `full`, every value of every text and integer column is also scanned for identifiers and
-    the counts cover the whole table."""
-    stats = _classify_table_sample(engine, info, sample_size)
+    the counts cover the whole table. `own_contacts` (`own_contact_values`) are never personal."""
+    stats = _classify_table_sample(engine, info, sample_size, own_contacts)
     table = info.qualified_name
     findings = [_conclude(table, c.name, c.type, stats[c.name]) for c in info.columns]
+    organisation_contacts = _organisation_contacts(findings, stats)
+    _few_names_no_people(findings, stats)
     _person_table_images(findings, stats)
     _person_table_address_parts(findings, stats)
     if not full:
         return findings
     cols = full_scan_columns(info)
-    hits, examples = _full_hits(engine, info, cols)
+    hits, examples = _full_hits(engine, info, cols, own_contacts)
     counts = _non_null_counts(engine, info, cols) if cols else {}
     by_column = {f.column: f for f in findings}
     for col in cols:
         f = by_column[col]
         n = counts.get(col, 0)
-        found = {cat: k for cat, k in hits[col].items() if cat not in NOT_PERSONAL and cat != "_any"}
+        found = {
+            cat: k
+            for cat, k in hits[col].items()
+            if cat not in NOT_PERSONAL and cat != "_any" and cat not in organisation_contacts.get(col, ())
+        }
         sampled, f.values_checked = f.values_checked, n
         if not found:
             # shapes (names, genders) are judged on the sample; scale its share to the whole column
@@ -722,9 +946,13 @@ def classify_source(
     full: bool = False,
     tables: Iterable[str] | None = None,
     progress: Callable[[str], None] | None = None,
+    own_contacts: Iterable[str] = (),
 ) -> ClassificationResult:
     """One finding per column of every table (or of `tables`); minors counted among the rows of
-    `subject_table` when it is among them. A table that cannot be read is listed in `problems`."""
+    `subject_table` when it is among them. A table that cannot be read is listed in `problems`.
+    The identifiers in `own_contacts` (the manifest's contacts: the organisation's own e-mail
+    addresses and numbers) are the company's and never count as personal data."""
+    own = own_contact_values(own_contacts)
     wanted = set(tables) if tables is not None else None
     result = ClassificationResult(
         source_id=inventory.source_id, columns=[], mode="full" if full else "sample", sample_size=sample_size
@@ -740,6 +968,7 @@ def classify_source(
         _classify_table_task,
         sample_size,
         full,
+        own,
         reason=_reason,
         weight=_scan_weight,
         workers=None if full else 1,
@@ -759,6 +988,7 @@ def classify_source(
             progress(
                 f"classified {info.qualified_name} ({i} of {len(selected)} tables, {info.row_count:,} rows)"
             )
+    _people_by_links(result, inventory)
     counted = bool(subject_table and (wanted is None or subject_table in wanted))
     if counted:
         try:
@@ -776,6 +1006,12 @@ def classify_source(
         len(result.problems),
     )
     return result
+
+
+def own_contact_values(texts: Iterable[str]) -> frozenset:
+    """(category, value) of every identifier inside the organisation's own contact texts (the
+    manifest's `contacts`: "客服 400-820-8820, service@example.com"), as the scanner reports them."""
+    return frozenset((cat, value) for text in texts if text for cat, _, _, value in spans(str(text)))
 
 
 def is_under(age: int, born: date, on: date) -> bool:
@@ -984,8 +1220,10 @@ def _scan_weight(info: TableInfo) -> int:
     return max(info.row_count, 0) * len(full_scan_columns(info))
 
 
-def _classify_table_task(engine: sa.Engine, info: TableInfo, sample_size: int, full: bool) -> list:
-    return classify_table(engine, info, sample_size=sample_size, full=full)
+def _classify_table_task(
+    engine: sa.Engine, info: TableInfo, sample_size: int, full: bool, own_contacts: frozenset = frozenset()
+) -> list:
+    return classify_table(engine, info, sample_size=sample_size, full=full, own_contacts=own_contacts)
 
 
 def _full_hits_task(engine: sa.Engine, info: TableInfo) -> dict[str, int]:

@@ -404,6 +404,50 @@ def address_part(column: str) -> bool:
     return False
 
 
+# A person's school, class, employer or job: personal (general) in a record about a person (a
+# student's or member's profile), not in a table of schools or a delivery's company. Matched as
+# the whole column name only: `delivery_company` is whose parcel service, not whose employer.
+PROFILE_PARTS = frozenset(
+    {
+        "school",
+        "school_name",
+        "schoolname",
+        "class",
+        "class_name",
+        "classname",
+        "clazz",
+        "company",
+        "company_name",
+        "companyname",
+        "work_company",
+        "employer",
+        "work_unit",
+        "workplace",
+        "job",
+        "job_title",
+        "jobtitle",
+        "occupation",
+        "profession",
+        "学校",
+        "学校名称",
+        "就读学校",
+        "班级",
+        "公司",
+        "公司名称",
+        "工作单位",
+        "单位",
+        "职业",
+        "职位",
+        "岗位",
+    }
+)
+
+
+def profile_part(column: str) -> bool:
+    """The column's name says it holds a person's school, class, employer or job."""
+    return column.strip().lower() in PROFILE_PARTS
+
+
 #: names that say "name" without saying whose: a product's, a category's or a person's
 GENERIC_NAMES = frozenset({"name", "名称", "名字"})
 

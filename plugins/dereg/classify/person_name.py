@@ -146,9 +146,12 @@ _BEFORE = (
     r"(?:联系人|收货人|收件人|寄件人|付款人|经办人|申请人|负责人|监护人|家长|学生|学员|客户|用户|会员|顾客|"
     r"客服|联系|致电|电话联系|告知|通知|转告|回复|提醒|姓名|户名|开户名|持卡人|收款人|Mr\.?|Ms\.?|Mrs\.?)[:：\s]?"
 )
-_AFTER = r"(?:先生|女士|小姐|同学|家长|老师|反馈|来电|投诉|表示|要求|申请|本人|的(?:电话|手机)|电话|手机|[:：\s]?1[3-9]\d{9})"
+_AFTER = (
+    r"(?:先生|女士|小姐|同学|家长|老师|反馈|来电|投诉|表示|要求|申请|本人|的(?:电话|手机)|电话|手机"
+    r"|的(?:请假|作业|简历|报名|成绩|证件|照片|发票|退款|订单)|[:：\s]?1[3-9]\d{9})"
+)
 _IN_CONTEXT = re.compile(
-    rf"{_BEFORE}(?P<a>[\u4e00-\u9fff]{{2,4}})|(?<![\u4e00-\u9fff])(?P<b>[\u4e00-\u9fff]{{2,4}})(?={_AFTER})"
+    rf"{_BEFORE}(?P<a>[\u4e00-\u9fff]{{2,4}})|(?<![\u4e00-\u9fff])(?P<b>[\u4e00-\u9fff]{{2,4}}?)(?={_AFTER})"
 )
 
 
@@ -167,6 +170,87 @@ def in_context(text: str) -> list[str]:
             if is_certain(candidate[:size]):
                 found.append(candidate[:size])
                 break
+    return found
+
+
+# Names of organisations: an invoice title or a payer may be a company's name rather than a person's.
+_ORGANISATION_ENDINGS = (
+    "有限公司",
+    "公司",
+    "集团",
+    "股份",
+    "工作室",
+    "事务所",
+    "商行",
+    "合作社",
+    "学校",
+    "大学",
+    "学院",
+    "中学",
+    "小学",
+    "幼儿园",
+    "医院",
+    "银行",
+    "协会",
+    "委员会",
+    "研究所",
+    "中心",
+    "厂",
+    "店",
+    "局",
+)
+_ORGANISATION_WORDS = re.compile(
+    r"有限公司|有限责任|股份|集团|\b(?:Co\.?,? ?Ltd|Ltd|Inc|LLC|GmbH|Corp|Company|Limited)\b\.?", re.I
+)
+
+
+def is_organisation(text: str) -> bool:
+    """The name of a company or institution (有限公司, 集团, 学校, Co., Ltd): never a person's.
+
+    >>> is_organisation("深圳某某科技有限公司"), is_organisation("Acme Trading Co., Ltd"), is_organisation("张伟")
+    (True, True, False)
+    """
+    name = compact(text)
+    return len(name) >= 3 and (name.endswith(_ORGANISATION_ENDINGS) or bool(_ORGANISATION_WORDS.search(name)))
+
+
+# A file name: a base name and an extension of a document or image people upload.
+_FILE_NAME = re.compile(
+    r"(?:.*[/\\])?(?P<base>[^/\\]{2,200})\.(?:pdf|docx?|xlsx?|pptx?|csv|txt|jpe?g|png|gif|bmp|heic|webp|zip|rar|7z"
+    r"|mp3|mp4|mov|wav|amr)",
+    re.I,
+)
+_FILE_PARTS = re.compile(r"[_\-\s.()（）【】\[\]+]+")
+
+
+def in_file_name(text: str) -> dict[str, str]:
+    """What a file name (``张伟_13812345678_成绩单.pdf``, ``报名表-王芳.docx``) says of a person:
+    category -> the first such part, for a Chinese name standing as a part of its own (between
+    separators, beside at least one other part) and a mobile number. Nothing for a text that is
+    not a file name.
+
+    >>> sorted(in_file_name("张伟_13812345678_成绩单.pdf").items())
+    [('cn_mobile', '13812345678'), ('name', '张伟')]
+    >>> in_file_name("成长报告_2024.pdf"), in_file_name("张伟")
+    ({}, {})
+    """
+    m = _FILE_NAME.fullmatch(str(text).strip())
+    if m is None:
+        return {}
+    parts = [p for p in _FILE_PARTS.split(m.group("base")) if p]
+    found: dict[str, str] = {}
+    for part in parts:
+        if (
+            "cn_mobile" not in found
+            and len(part) == 11
+            and part.isdigit()
+            and re.fullmatch(r"1[3-9]\d{9}", part)
+        ):
+            found["cn_mobile"] = part
+        elif "name" not in found and len(parts) >= 2 and len(part) <= 3 and is_certain(part):
+            found["name"] = part
+        elif "name" not in found and (names := in_context(part)):
+            found["name"] = names[0]
     return found
 
 

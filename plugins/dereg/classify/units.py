@@ -34,6 +34,7 @@ def classify_unit(
                 subject_table=None,  # minors are counted once the whole source is classified
                 tables=unit["tables"],
                 progress=progress,
+                own_contacts=_own_contacts(manifest),
             )
     digest = artifacts.put_classification_part(sid, unit["index"], result)
     _log_result(unit, result, log)
@@ -45,6 +46,12 @@ def classify_unit(
         "artifact": classification_part_name(sid, unit["index"]),
         "artifact_sha256": digest,
     }
+
+
+def _own_contacts(manifest) -> list[str]:
+    """The company's own contact texts: its addresses and numbers are not a customer's."""
+    contacts = manifest.contacts
+    return [contacts.operations_email, contacts.sender, contacts.reply_to or "", contacts.complaint]
 
 
 def _log_result(unit: dict, result: ClassificationResult, log) -> None:
