@@ -799,11 +799,12 @@ def huge_cell_child(url: str) -> int:
 def bench_huge_cell(base_url: str, megabytes: int) -> dict:
     """A PostgreSQL table with one `megabytes` MB text cell, full-scanned in a child process: its
     peak RSS against the goal."""
-    url = sa.make_url(base_url).set(database="dereg_bench_huge_cell")
+    name = f"{sa.make_url(base_url).database}_huge_cell"  # beside the benchmark database, per --url
+    url = sa.make_url(base_url).set(database=name)
     admin = sa.create_engine(sa.make_url(base_url).set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.exec_driver_sql('DROP DATABASE IF EXISTS "dereg_bench_huge_cell" WITH (FORCE)')
-        conn.exec_driver_sql('CREATE DATABASE "dereg_bench_huge_cell"')
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     admin.dispose()
     print(f"\n== 4b. one {megabytes} MB cell in PostgreSQL, full scan in a child process ==")
     try:
@@ -844,7 +845,7 @@ def bench_huge_cell(base_url: str, megabytes: int) -> dict:
     finally:
         admin = sa.create_engine(sa.make_url(base_url).set(database="postgres"), isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
-            conn.exec_driver_sql('DROP DATABASE IF EXISTS "dereg_bench_huge_cell" WITH (FORCE)')
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
 
 

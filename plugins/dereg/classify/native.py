@@ -31,7 +31,7 @@ _TOKEN = "0-9A-Za-z_"
 #: (text, start) -> regions, or None when this text must be searched with `re`
 _WIDE_REPEAT = re.compile(r"\{(\d+),(\d{2,})\}")
 
-RegionsFinder = Callable[[str, int], list[tuple[int, int]] | None]
+RegionsFinder = Callable[[str, int], list[tuple[int, int, int]] | None]
 
 
 class Untranslatable(ValueError):
@@ -192,16 +192,59 @@ def hs_expression(pattern: re.Pattern) -> str:
     return f"(?:^|[^{_TOKEN}])(?:{_translate(pattern.pattern)})"
 
 
+#: consecutive expressions are joined into one while the joined text stays this short: Hyperscan
+#: then reports each stretch of digits once instead of once per kind that fits it (a card, an ID
+#: and a mobile all fit a long number), and the reports are Python calls. Longer joins cost more
+#: to compile than they save, and the longest are refused ("Pattern is too large").
+GROUP_CHARS = 400
+_LEAD = f"(?:^|[^{_TOKEN}])"
+
+
+def _groups(expressions: Sequence[str]) -> list[list[int]]:
+    """Indexes of `expressions` joined into one Hyperscan expression each, in order."""
+    groups: list[list[int]] = []
+    size = 0
+    for i, expression in enumerate(expressions):
+        if groups and size + len(expression) <= GROUP_CHARS:
+            groups[-1].append(i)
+            size += len(expression)
+        else:
+            groups.append([i])
+            size = len(expression)
+    return groups
+
+
+def _joined(expressions: Sequence[str], group: list[int]) -> str:
+    """One expression matching wherever one of the group's does (each starts with `_LEAD`)."""
+    if len(group) == 1:
+        return expressions[group[0]]
+    return _LEAD + "(?:" + "|".join(expressions[i][len(_LEAD) :] for i in group) + ")"
+
+
 def _compile(patterns: Sequence[re.Pattern]):
+    """The database of `patterns`, and per expression id the bit mask of the patterns it stands for."""
     import hyperscan
 
-    expressions, flags = [], []
-    for p in patterns:
-        expressions.append(hs_expression(p).encode())
-        flags.append(hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_SOM_LEFTMOST)
+    expressions = [hs_expression(p) for p in patterns]
+    groups = _groups(expressions)
     database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-    database.compile(expressions=expressions, ids=list(range(len(expressions))), flags=flags)
-    return database
+    flags = hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_SOM_LEFTMOST
+    try:
+        joined = [_joined(expressions, g).encode() for g in groups]
+        database.compile(expressions=joined, ids=list(range(len(joined))), flags=[flags] * len(joined))
+    except hyperscan.error:  # a join Hyperscan refuses: one expression per pattern
+        groups = [[i] for i in range(len(expressions))]
+        database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        database.compile(
+            expressions=[e.encode() for e in expressions],
+            ids=list(range(len(expressions))),
+            flags=[flags] * len(expressions),
+        )
+    return database, _masks(groups)
+
+
+def _masks(groups: list[list[int]]) -> tuple[int, ...]:
+    return tuple(sum(1 << i for i in g) for g in groups)
 
 
 def enabled() -> bool:
@@ -210,10 +253,10 @@ def enabled() -> bool:
 
 
 #: compiled databases handed over by a parent process (`export` there, `preload` here), by expressions
-_PRELOADED: dict[tuple[str, ...], bytes] = {}
+_PRELOADED: dict[tuple[str, ...], tuple[bytes, tuple[int, ...]]] = {}
 
 
-def export(patterns: tuple[re.Pattern, ...]) -> tuple[tuple[str, ...], bytes] | None:
+def export(patterns: tuple[re.Pattern, ...]) -> tuple[tuple[str, ...], tuple[bytes, tuple[int, ...]]] | None:
     """The compiled database of `patterns`, serialised for a worker process (compiling takes a
     second or two; loading, milliseconds); None when there is no native search."""
     finder = regions_finder(patterns)
@@ -221,10 +264,10 @@ def export(patterns: tuple[re.Pattern, ...]) -> tuple[tuple[str, ...], bytes] | 
         return None
     import hyperscan
 
-    return tuple(p.pattern for p in patterns), hyperscan.dumpb(finder.database)
+    return tuple(p.pattern for p in patterns), (hyperscan.dumpb(finder.database), finder.masks)
 
 
-def preload(exported: tuple[tuple[str, ...], bytes] | None) -> None:
+def preload(exported: tuple[tuple[str, ...], tuple[bytes, tuple[int, ...]]] | None) -> None:
     """In a worker: use the database `export` gave instead of compiling it again."""
     if exported is not None:
         _PRELOADED[exported[0]] = exported[1]
@@ -232,28 +275,31 @@ def preload(exported: tuple[tuple[str, ...], bytes] | None) -> None:
 
 @lru_cache(maxsize=4)
 def regions_finder(patterns: tuple[re.Pattern, ...]) -> RegionsFinder | None:
-    """A function (text, start) -> sorted, disjoint (start, end) character ranges of `text` from
-    `start` on, outside which none of `patterns` matches at a token start; it returns None for a
+    """A function (text, start) -> sorted, disjoint (start, end, mask) character ranges of `text`
+    from `start` on, outside which none of `patterns` matches at a token start; bit i of `mask` is
+    set when patterns[i] may match inside the range (its expression, or a joined one that holds
+    it, matched there: a pattern whose bit is clear cannot match there). It returns None for a
     text to search with `re` (one holding a digit Hyperscan's 0-9 does not cover, or a lone
     surrogate). None instead of a function when Hyperscan is not installed, turned off, or cannot
     take a pattern: the caller then searches with `re`."""
     if not enabled() or not patterns:
         return None
     try:
-        blob = _PRELOADED.get(tuple(p.pattern for p in patterns))
-        if blob is not None:
+        preloaded = _PRELOADED.get(tuple(p.pattern for p in patterns))
+        if preloaded is not None:
             import hyperscan
 
+            blob, masks = preloaded
             database = hyperscan.loadb(blob, hyperscan.HS_MODE_BLOCK)
             database.scratch = hyperscan.Scratch(database)
         else:
-            database = _compile(patterns)
+            database, masks = _compile(patterns)
     except ImportError:
         return None
     except Exception as exc:  # noqa: BLE001 - any compile failure means: no shortcut, still correct
         log.info("native candidate search off (%s); scanning with Python re", type(exc).__name__)
         return None
-    return _finder(database)
+    return _finder(database, masks)
 
 
 #: a digit Python's \d takes and Hyperscan's [0-9] does not: such a text is searched with `re`
@@ -261,8 +307,8 @@ def regions_finder(patterns: tuple[re.Pattern, ...]) -> RegionsFinder | None:
 _OTHER_DIGIT = re.compile(r"(?![0-9])\d")
 
 
-def _finder(database) -> RegionsFinder:
-    def regions(text: str, start: int = 0) -> list[tuple[int, int]] | None:
+def _finder(database, masks: tuple[int, ...]) -> RegionsFinder:
+    def regions(text: str, start: int = 0) -> list[tuple[int, int, int]] | None:
         # from the character before `start`, so the leading non-token test sees the real text
         origin = max(start - 1, 0)
         try:
@@ -272,35 +318,38 @@ def _finder(database) -> RegionsFinder:
         ascii_only = text.isascii()
         if not ascii_only and _OTHER_DIGIT.search(text, origin) is not None:
             return None
-        spans: list[tuple[int, int]] = []
+        spans: list[tuple[int, int, int]] = []
         add = spans.append
 
-        def on_match(_expression: int, begin: int, end: int, _flags: int, _context: object) -> None:
-            add((begin, end))
+        def on_match(expression: int, begin: int, end: int, _flags: int, _context: object) -> None:
+            add((begin, end, expression))
 
         database.scan(data, match_event_handler=on_match)
         if not spans:
             return []
         spans.sort()
         merged: list[list[int]] = []
-        for begin, end in spans:
+        for begin, end, expression in spans:
             if merged and begin <= merged[-1][1]:
-                if end > merged[-1][1]:
-                    merged[-1][1] = end
+                last = merged[-1]
+                if end > last[1]:
+                    last[1] = end
+                last[2] |= masks[expression]
             else:
-                merged.append([begin, end])
+                merged.append([begin, end, masks[expression]])
         if ascii_only:
-            return [(origin + b, origin + e) for b, e in merged]
+            return [(origin + b, origin + e, m) for b, e, m in merged]
         # byte offsets to character offsets, one forward pass over the ranges' bounds
         out = []
         chars = byte = 0
-        for b, e in merged:
+        for b, e, m in merged:
             chars += len(data[byte:b].decode("utf-8"))
             begin_char = chars
             chars += len(data[b:e].decode("utf-8"))
             byte = e
-            out.append((origin + begin_char, origin + chars))
+            out.append((origin + begin_char, origin + chars, m))
         return out
 
     regions.database = database  # type: ignore[attr-defined]
+    regions.masks = masks  # type: ignore[attr-defined]
     return regions

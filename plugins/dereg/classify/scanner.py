@@ -313,25 +313,50 @@ def _regions_finder():
     return native.regions_finder(tuple(d.PATTERN for d in embedded_detectors()))
 
 
-def _region_search(tagged: re.Pattern, regions: list[tuple[int, int]]):
+@lru_cache(maxsize=256)
+def _tagged_subset(mask: int) -> re.Pattern:
+    """The tagged pattern with only the detectors whose bit is set in `mask`: every other
+    detector's alternative fails at once (`(?!)` before it), its groups keep their numbers and
+    `Match.lastindex` still names the detector. Where the others cannot match (the native search
+    says so per region) it finds exactly what the whole pattern finds, without trying the long
+    alternatives of the kinds absent there (a list of health terms, of account labels)."""
+    detectors = embedded_detectors()
+    parts = [
+        f"(?P<_d{i}>{'' if mask >> i & 1 else '(?!)'}{_scoped(d.PATTERN)})" for i, d in enumerate(detectors)
+    ]
+    return re.compile(_TOKEN_START + "(?:" + "|".join(parts) + ")")
+
+
+def _region_search(tagged: re.Pattern, regions: list[tuple[int, int, int]]):
     """A drop-in for `tagged.search(buf, pos, endpos)` that looks only inside `regions` (the
-    native search's ranges where a candidate may start and end, in order), for calls with a
-    growing `pos`. Inside a region the pattern runs on the text cut at the region's end (every
-    candidate ending there is found, and Python never reads past it); the candidate is then
-    matched again on the whole text, so look-aheads see what follows and the result is exactly
-    what `tagged.search` would return."""
-    search, match = tagged.search, tagged.match
+    native search's ranges where a candidate may start and end, in order, with the detectors that
+    may match there), for calls with a growing `pos`. Inside a region the pattern of those
+    detectors runs on the text cut at the region's end (every candidate ending there is found,
+    and Python never reads past it); the candidate is then matched again on the whole text, so
+    look-aheads see what follows and the result is exactly what `tagged.search` would return."""
     count = len(regions)
     index = 0
 
     def next_match(buf: str, pos: int, endpos: int) -> re.Match | None:
         nonlocal index
         while index < count:
-            begin, end = regions[index]
+            begin, end, mask = regions[index]
             if end <= pos:
                 index += 1
                 continue
-            at = begin if begin > pos else pos
+            pattern = _tagged_subset(mask)
+            search, match = pattern.search, pattern.match
+            if 0 < begin and pos <= begin + 1 < endpos:
+                # A region after the text's start begins with the non-token character before its
+                # first candidate: no match starts at `begin` (its candidate would have widened
+                # the region to the left), so a match at begin + 1 is the leftmost one. Most
+                # regions hold one candidate right there: one `match` instead of two calls.
+                first = match(buf, begin + 1, endpos)
+                if first is not None:
+                    return first
+                at = begin + 2
+            else:
+                at = begin if begin > pos else pos
             while (m := search(buf, at, end if end < endpos else endpos)) is not None:
                 real = match(buf, m.start(), endpos)
                 if real is not None:

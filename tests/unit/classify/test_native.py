@@ -109,7 +109,7 @@ def test_a_non_ascii_digit_sends_the_text_to_re():
     if not _HAVE_HYPERSCAN:
         pytest.skip("native search off (hyperscan missing or DEREG_NATIVE_SCAN=0)")
     regions = scanner._regions_finder()
-    assert regions("电话 13812345678", 0) == [(2, 14)]
+    assert [r[:2] for r in regions("电话 13812345678", 0)] == [(2, 14)]
     assert regions("电话 １3812345678", 0) is None
     assert regions("电话 13812345678 \udc80", 0) is None  # a lone surrogate is no UTF-8
 
@@ -138,3 +138,27 @@ def test_doctests():
     import doctest
 
     assert doctest.testmod(native).failed == 0
+
+
+def test_joined_expressions_give_the_same_regions_and_name_every_detector_that_matches(monkeypatch):
+    """Expressions joined into one (fewer reports) cover the same text as one per pattern, and a
+    region's mask holds every detector whose own pattern matches inside it (the scanner tries
+    only those there)."""
+    if not _HAVE_HYPERSCAN:
+        pytest.skip("native search off (hyperscan missing or DEREG_NATIVE_SCAN=0)")
+    patterns = tuple(d.PATTERN for d in scanner.embedded_detectors())
+    joined = scanner._regions_finder()  # compiled once per process, joined
+    assert len(joined.masks) < len(patterns)  # some were joined
+    monkeypatch.setattr(native, "GROUP_CHARS", 0)
+    separate = native._finder(*native._compile(patterns))
+    assert len(separate.masks) == len(patterns)
+    rng = random.Random(7)
+    tricky = [v for v in _TRICKY if native._OTHER_DIGIT.search(v) is None]  # no text sent to re
+    text = _block(tricky + ["".join(rng.sample(tricky, 3)) for _ in range(30)])
+    regions = joined(text, 0)
+    assert regions and [r[:2] for r in regions] == [r[:2] for r in separate(text, 0)]
+    for i, pattern in enumerate(patterns):
+        at_token_start = re.compile(scanner._TOKEN_START + scanner._scoped(pattern))
+        for m in at_token_start.finditer(text):
+            region = next(r for r in regions if r[0] <= m.start() and m.end() <= r[1])
+            assert region[2] >> i & 1, (i, m.group())
