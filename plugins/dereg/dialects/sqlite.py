@@ -56,8 +56,8 @@ class SQLite(Dialect):
             # Let SQLAlchemy, not pysqlite, issue BEGIN, so that BEGIN IMMEDIATE takes the write
             # lock up front and two tasks appending to the ledger serialise instead of deadlocking.
             dbapi_conn.isolation_level = None
-            dbapi_conn.execute("PRAGMA journal_mode=WAL")
             dbapi_conn.execute("PRAGMA busy_timeout=60000")
+            _use_wal(dbapi_conn)
 
         @sa.event.listens_for(engine, "begin")
         def _sqlite_begin(conn):  # pragma: no cover - trivial
@@ -98,3 +98,23 @@ def _purge(engine: Engine, notes: list[str]) -> str:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
             notes.append("WAL checkpointed and truncated")
     return "PRAGMA secure_delete=ON; VACUUM (whole database file rewritten)"
+
+
+def _use_wal(dbapi_conn, wait: float = 60.0) -> None:
+    """Put the store file in WAL mode (it stays so). Switching needs the file to itself, and SQLite
+    answers "database is locked" at once, without its busy handler, while another connection (a
+    worker opening the same new store, a migration) writes: so wait and try again."""
+    import sqlite3
+    import time
+
+    if str(dbapi_conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+        return
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            dbapi_conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
