@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from dereg.backup import catalog, pgcopy, rowfast
+from dereg.backup import catalog, mysqltext, pgcopy, rowfast
 from dereg.backup import schema as db_schema
 from dereg.backup.codec import describe_columns, describe_keys, encode_row, kind_of
 from dereg.backup.pgcopy import table_key
@@ -30,6 +30,17 @@ from dereg.redact import database_error
 
 STREAM_BATCH = 2000
 JSON_ROWS = "json-rows"
+#: a dialect's `native_rows` -> the module that reads (`dump_tables`, `table_digests`) and restores
+#: its tables in its own encoding
+NATIVE_ROWS = {mysqltext.MYSQL_TEXT: mysqltext}
+
+
+def native_rows(engine: Engine):
+    """The native row module for `engine` (its dialect's `native_rows`, when its driver is there)."""
+    dialect = dialect_for(engine)
+    if dialect.native_rows is None or not dialect.has_native_rows(engine):
+        return None
+    return NATIVE_ROWS.get(dialect.native_rows)
 
 
 def _ordered_tables(engine: Engine, only: list[str] | None) -> list[sa.Table]:
@@ -119,6 +130,9 @@ def table_digests(
                 raw.driver_connection.rollback()
             finally:
                 raw.close()
+    native = native_rows(bind) if isinstance(bind, Engine) else None
+    if native is not None:  # the encoding a backup taken now would use
+        return native.table_digests(bind, tables)
     found = {}
     for schema, name in tables:
         digest = hashlib.sha256()
@@ -244,13 +258,19 @@ def create_backup(
         else:
             ordered = _ordered_tables(engine, tables)
             described = {}
-            for table in ordered:
-                current[0] = table_key(table)
-                described[table_key(table)] = _dump_table(
-                    engine, table, session=session, progress=progress, fast=fast
+            native = native_rows(engine) if fast else None
+            if native is not None:  # e.g. MariaDB/MySQL: the server writes the rows (mysqltext.py)
+                described, extra = native.dump_tables(
+                    engine, ordered, session, current=current, progress=progress
                 )
+            else:
+                for table in ordered:
+                    current[0] = table_key(table)
+                    described[table_key(table)] = _dump_table(
+                        engine, table, session=session, progress=progress, fast=fast
+                    )
             current[0] = "(schema)"
-            extra = _schema_statements(engine, ordered, session, progress)
+            extra = {**extra, **_schema_statements(engine, ordered, session, progress)}
         total = sum(t["rows"] for t in described.values() if not t.get("partitioned"))
         manifest = {
             **session.common_manifest(company_id=company_id, run_id=run_id, source_id=source_id),

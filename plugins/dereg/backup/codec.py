@@ -33,8 +33,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from dereg.dialects import type_text
 
-FORMAT_VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)
+FORMAT_VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 #: the first version that carries the source's schema (`schema` in the manifest)
 SCHEMA_VERSION = 4
 #: the first version whose manifest carries a MAC (older manifests restore, unauthenticated)

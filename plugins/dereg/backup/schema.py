@@ -513,9 +513,12 @@ def _load_rows(
 ) -> dict[str, Any]:
     """Insert a json-rows table's rows into the table the pre-data created, then read it back by
     the backup's own reader (in key order) and hash it."""
-    from dereg.backup import rowfast
+    from dereg.backup import mysqltext, rowfast
     from dereg.backup.codec import decode_for_scratch
 
+    if spec.get("encoding") == mysqltext.MYSQL_TEXT:  # format 5: LOAD DATA, read back natively
+        conn.commit()
+        return mysqltext.load_table(engine.url, name, spec, pieces, problems)
     columns = [c["name"] for c in spec["columns"]]
     kinds = [c["kind"] for c in spec["columns"]]
     quote, mark = (_backquote, "%s") if mysql else (_quote, "?")

@@ -1,0 +1,518 @@
+"""MariaDB/MySQL rows as `mysql-text` (format version 5): read and loaded by the server, in C.
+
+The server itself writes each row as one line of `LOAD DATA`'s default text format (fields
+separated by a tab, `\\N` for NULL, backslash, tab and newline escaped): one `CONCAT_WS` per row,
+string and binary columns as their stored bytes (`CAST(... AS BINARY)`: no character-set
+conversion, no collation mix), FLOAT widened to DOUBLE (its shortest text round-trips, the
+server's own FLOAT text does not), TIMESTAMP in UTC. The rows come through the `mysqlclient` C
+driver (MySQLdb) with every result converter off, so Python only joins the lines of a batch;
+restore `--into` loads them back with `LOAD DATA LOCAL INFILE ... CHARACTER SET binary`.
+
+Tables are read side by side on `JOBS` connections that share one point in time: `FLUSH TABLES
+WITH READ LOCK` on the first, `START TRANSACTION WITH CONSISTENT SNAPSHOT` on each, `UNLOCK
+TABLES`. An account without the RELOAD privilege (or a lock that cannot be had within
+`LOCK_WAIT_SECONDS`) reads every table on one connection in one snapshot instead, and the manifest
+says so (`mysql.snapshot`). Format: docs/backup-format.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from operator import itemgetter
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from dereg.backup.codec import describe_keys, kind_of, restored_result, whole_lines
+from dereg.dialects import dialect_for, type_text
+from dereg.errors import BackupError
+
+MYSQL_TEXT = "mysql-text"
+#: rows per fetch from the unbuffered result
+BATCH = 5000
+#: connections reading tables at once (one snapshot)
+JOBS = 2
+#: how long FLUSH TABLES WITH READ LOCK may wait for running statements before one connection is used
+LOCK_WAIT_SECONDS = 10
+#: plaintext per LOAD DATA statement on restore
+LOAD_BYTES = 16 * 1024 * 1024
+#: session settings the rows are written and loaded under
+SETTINGS = {"time_zone": "+00:00", "character_set_results": "binary"}
+#: how the rows are loaded: strict (a value the column refuses is an error), 0 kept in an
+#: AUTO_INCREMENT column, zero dates allowed (no NO_ZERO_DATE), backslash escapes in literals
+LOAD_SQL_MODE = "STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO"
+# types whose text never holds a tab, a newline or a backslash: written as the server's text
+_PLAIN_TYPES = frozenset(
+    {
+        "tinyint",
+        "smallint",
+        "mediumint",
+        "int",
+        "integer",
+        "bigint",
+        "decimal",
+        "numeric",
+        "double",
+        "real",
+        "date",
+        "datetime",
+        "timestamp",
+        "time",
+        "year",
+    }
+)
+# MySQLdb / MariaDB error numbers that mean the connection went away
+_LOST = {1053, 1927, 2006, 2013, 2055}
+_NULL = "X'5C4E'"  # \N; hex literals mean the same under every sql_mode (NO_BACKSLASH_ESCAPES)
+
+
+def _backquote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def connect(url: sa.URL, *, database: bool = True, load: bool = False):
+    """A MySQLdb connection to `url`'s server (and database): results as raw bytes (no converter at
+    all), UTC, no character-set conversion of results; with `load`, allowed to send local files."""
+    import MySQLdb
+
+    kwargs: dict[str, Any] = {
+        "host": url.host or "localhost",
+        "user": url.username or "",
+        "password": url.password or "",
+        "port": int(url.port or 3306),
+        "charset": "utf8mb4",
+        "use_unicode": False,
+        "conv": {},
+    }
+    if database and url.database:
+        kwargs["database"] = url.database
+    query = dict(url.query or {})
+    if query.get("unix_socket"):
+        kwargs["unix_socket"] = str(query["unix_socket"])
+    if load:
+        kwargs["local_infile"] = True
+    conn = MySQLdb.connect(**kwargs)
+    cur = conn.cursor()
+    cur.execute("SET SESSION time_zone = '+00:00', character_set_results = 'binary'")
+    cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    cur.close()
+    return conn
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def columns_of(cur, table: str) -> list[tuple[str, str]]:
+    """(name, data type) of `table`'s stored columns in order; generated columns are left out (the
+    server computes them again)."""
+    cur.execute(
+        "SELECT COLUMN_NAME, DATA_TYPE, COALESCE(GENERATION_EXPRESSION, '') FROM information_schema.COLUMNS "
+        "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+        (table,),
+    )
+    return [(_text(n), _text(t).lower()) for n, t, g in cur.fetchall() if not _text(g)]
+
+
+def _field(name: str, data_type: str) -> str:
+    quoted = _backquote(name)
+    if data_type == "float":
+        return f"IFNULL(CAST({quoted} AS DOUBLE), {_NULL})"
+    if data_type in _PLAIN_TYPES:
+        return f"IFNULL({quoted}, {_NULL})"
+    escaped = (
+        f"REPLACE(REPLACE(REPLACE(CAST({quoted} AS BINARY), X'5C', X'5C5C'), X'09', X'5C74'), X'0A', X'5C6E')"
+    )
+    return f"IFNULL({escaped}, {_NULL})"
+
+
+def select_sql(table: str, columns: list[tuple[str, str]], order: list[str]) -> str:
+    """The statement that reads `table` as `mysql-text` lines (without their newline), in `order`."""
+    fields = ", ".join(_field(n, t) for n, t in columns) or "''"
+    keys = ", ".join(_backquote(c) for c in order) or "1"
+    return f"SELECT CONCAT_WS(X'09', {fields}) FROM {_backquote(table)} ORDER BY {keys}"
+
+
+def _read_error(table: str, exc: BaseException) -> BackupError:
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+    if code in _LOST:
+        what = f"the connection to the source was lost while reading table {table} (error {code})"
+    else:
+        what = f"reading table {table} failed ({type(exc).__name__}" + (f" {code})" if code else ")")
+    return BackupError(
+        f"{what}; the driver's message is withheld because it may quote a stored value. "
+        "The backup is marked failed; check the source server and re-run the task."
+    )
+
+
+def _batches(cursor, size: int) -> Iterator[tuple]:
+    while True:
+        batch = cursor.fetchmany(size)
+        if not batch:
+            return
+        yield batch
+
+
+def copy_out(conn, table: str, sql: str, write: Callable[[bytes], Any]) -> int:
+    """Run `sql` (from `select_sql`) on `conn` through an unbuffered cursor and write its lines, a
+    batch per call; returns the row count."""
+    import MySQLdb
+    import MySQLdb.cursors
+
+    cur = conn.cursor(MySQLdb.cursors.SSCursor)
+    rows = 0
+    first = itemgetter(0)
+    try:
+        cur.execute(sql)
+        for batch in _batches(cur, BATCH):
+            lines = list(map(first, batch))
+            try:
+                write(b"\n".join(lines) + b"\n")
+            except TypeError:  # CONCAT_WS gave NULL: the row is longer than max_allowed_packet
+                raise BackupError(
+                    f"a row of table {table} is longer than the server's max_allowed_packet, so it cannot "
+                    "be read as one line; raise max_allowed_packet (server and client) and re-run the task"
+                ) from None
+            rows += len(batch)
+    except MySQLdb.Error as exc:
+        raise _read_error(table, exc) from None
+    finally:
+        try:
+            cur.close()
+        except MySQLdb.Error:
+            pass
+    return rows
+
+
+class _Hasher:
+    def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return len(data)
+
+
+def _order(table: sa.Table, columns: list[tuple[str, str]]) -> list[str]:
+    return [c.name for c in table.primary_key.columns] or [n for n, _t in columns]
+
+
+def open_snapshot(url: sa.URL, jobs: int) -> tuple[list, str]:
+    """Up to `jobs` connections reading one consistent snapshot, and how it was had (for the
+    manifest): FLUSH TABLES WITH READ LOCK around the snapshots' start, or one connection when the
+    lock cannot be had (no RELOAD privilege, or running statements hold it off)."""
+    import MySQLdb
+
+    first = connect(url)
+    conns = [first]
+    locked = False
+    try:
+        if jobs > 1:
+            cur = first.cursor()
+            try:
+                cur.execute(f"SET SESSION lock_wait_timeout = {int(LOCK_WAIT_SECONDS)}")
+                cur.execute("FLUSH TABLES WITH READ LOCK")
+                locked = True
+            except MySQLdb.Error as exc:
+                why = exc.args[0] if exc.args else "?"
+                note = (
+                    f"one connection: FLUSH TABLES WITH READ LOCK was refused or timed out (error {why}; "
+                    "it needs the RELOAD privilege), so the tables were read one after another in a single "
+                    "consistent snapshot"
+                )
+        for _ in range(jobs - 1 if locked else 0):
+            conns.append(connect(url))
+        for c in conns:
+            c.cursor().execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        if locked:
+            first.cursor().execute("UNLOCK TABLES")
+            note = (
+                f"{len(conns)} connections, each START TRANSACTION WITH CONSISTENT SNAPSHOT under one "
+                "FLUSH TABLES WITH READ LOCK (every InnoDB table read as of one point in time)"
+            )
+        elif jobs <= 1:
+            note = "one connection, START TRANSACTION WITH CONSISTENT SNAPSHOT"
+    except BaseException:
+        for c in conns:
+            c.close()
+        raise
+    return conns, note
+
+
+def dump_tables(
+    engine: Engine, tables: list[sa.Table], session, *, current: list[str], progress=None
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Every table of `tables` (reflected, parents first) as `mysql-text` into the session's chunk
+    streams, largest first, on up to `JOBS` connections sharing one snapshot. Returns the manifest's
+    `tables` entries and its `mysql` field."""
+    import MySQLdb
+
+    try:
+        conns, note = open_snapshot(engine.url, min(JOBS, max(len(tables), 1)))
+    except MySQLdb.Error as exc:
+        raise BackupError(
+            f"the source cannot be read through the mysqlclient driver (error "
+            f"{exc.args[0] if exc.args else '?'}); check the connection's host, port and credentials"
+        ) from None
+    described: dict[str, dict[str, Any]] = {}
+    try:
+        cur = conns[0].cursor()
+        cur.execute(
+            "SELECT TABLE_NAME, COALESCE(DATA_LENGTH, 0) FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = DATABASE()"
+        )
+        sizes = {_text(n): int(s) for n, s in cur.fetchall()}
+        plans = []
+        for table in tables:
+            columns = columns_of(cur, table.name)
+            plans.append((table, columns, select_sql(table.name, columns, _order(table, columns))))
+        cur.close()
+        todo: queue.SimpleQueue = queue.SimpleQueue()
+        for plan in sorted(plans, key=lambda p: -sizes.get(p[0].name, 0)):
+            todo.put(plan)
+        errors: list[BaseException] = []
+
+        def work(conn) -> None:
+            while not errors:
+                try:
+                    table, columns, sql = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    stream = session.stream(table.name)
+                    rows = copy_out(conn, table.name, sql, stream.write)
+                    stream.finish()
+                except BaseException as exc:  # noqa: BLE001 - raised by the caller below
+                    current[0] = table.name
+                    errors.append(exc)
+                    return
+                described[table.name] = {
+                    "encoding": MYSQL_TEXT,
+                    "name": table.name,
+                    "rows": rows,
+                    "sha256": stream.digest.hexdigest(),
+                    "bytes": stream.size,
+                    "chunks": stream.chunks,
+                    "columns": describe(table, columns),
+                    **describe_keys(table),
+                }
+                if progress:
+                    progress(f"backup {table.name}: {rows} rows in {len(stream.chunks)} chunk(s)")
+
+        threads = [threading.Thread(target=work, args=(c,), name="dereg-mysql") for c in conns[1:]]
+        for t in threads:
+            t.start()
+        try:
+            work(conns[0])
+        finally:
+            for t in threads:
+                t.join()
+        if errors:
+            raise errors[0]
+    finally:
+        for c in conns:
+            try:
+                c.rollback()
+                c.close()
+            except MySQLdb.Error:
+                pass
+    ordered = {t.name: described[t.name] for t in tables}
+    return ordered, {"mysql": {"snapshot": note, "settings": dict(SETTINGS)}}
+
+
+def describe(table: sa.Table, columns: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The manifest's `columns` of a `mysql-text` table: its stored columns (name, kind, type,
+    nullable, primary key) and the server's `mysql_type` (information_schema's DATA_TYPE)."""
+    reflected = {c.name: c for c in table.columns}
+    found = []
+    for name, data_type in columns:
+        column = reflected.get(name)
+        found.append(
+            {
+                "name": name,
+                "kind": kind_of(column.type) if column is not None else "other",
+                "type": type_text(column.type) if column is not None else data_type,
+                "nullable": bool(column is None or column.nullable),
+                "primary_key": bool(column is not None and column.primary_key),
+                "mysql_type": data_type,
+            }
+        )
+    return found
+
+
+def table_digests(
+    engine: Engine, tables: list[tuple[str | None, str]]
+) -> dict[tuple[str | None, str], tuple[int, str]]:
+    """(rows, SHA-256) of each table as a `mysql-text` backup taken now would record them, in one
+    snapshot (erase's check against the backup)."""
+    conn = connect(engine.url)
+    found = {}
+    try:
+        conn.cursor().execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        for schema, name in tables:
+            table = sa.Table(name, sa.MetaData(), schema=schema, autoload_with=engine)
+            cur = conn.cursor()
+            columns = columns_of(cur, name)
+            cur.close()
+            hasher = _Hasher()
+            rows = copy_out(conn, name, select_sql(name, columns, _order(table, columns)), hasher.write)
+            found[(schema, name)] = (rows, hasher.digest.hexdigest())
+    finally:
+        conn.rollback()
+        conn.close()
+    return found
+
+
+# --- restore ----------------------------------------------------------------------------------
+def load_table(
+    url: str | sa.URL,
+    name: str,
+    spec: dict,
+    pieces: Iterator[bytes],
+    problems: list[str],
+) -> dict[str, Any]:
+    """Load a `mysql-text` table's lines into the (empty) table of that name the schema created, by
+    `LOAD DATA LOCAL INFILE` of up to LOAD_BYTES at a time (from a private temporary file), then
+    read it back by the backup's own reader and hash it."""
+    import MySQLdb
+
+    url = sa.make_url(url)
+    table = spec.get("name") or name
+    columns = [c["name"] for c in spec["columns"]]
+    conn = connect(url, load=True)
+    folder = tempfile.mkdtemp(prefix="dereg-load-")
+    path = os.path.join(folder, "rows.txt")
+    try:
+        cur = conn.cursor()
+        cur.execute(f"SET SESSION sql_mode = '{LOAD_SQL_MODE}', FOREIGN_KEY_CHECKS = 0, UNIQUE_CHECKS = 0")
+        load = (
+            f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE {_backquote(table)} CHARACTER SET binary "
+            f"({', '.join(_backquote(c) for c in columns)})"
+        )
+        pending: list[bytes] = []
+        size = 0
+        index = -1
+
+        def flush() -> None:
+            nonlocal pending, size
+            with open(path, "wb") as out:
+                for line in pending:
+                    out.write(line)
+                    out.write(b"\n")
+            pending, size = [], 0
+            cur.execute(load)
+            conn.commit()
+
+        try:
+            for index, lines in whole_lines(pieces):  # noqa: B007 - named in the problem below
+                for line in lines:
+                    pending.append(line)
+                    size += len(line) + 1
+                if size >= LOAD_BYTES:
+                    flush()
+            if pending:
+                flush()
+        except MySQLdb.Error as exc:
+            conn.rollback()
+            code = exc.args[0] if exc.args else "?"
+            key = spec["chunks"][index] if 0 <= index < len(spec["chunks"]) else "?"
+            problems.append(
+                f"{name}: rows up to chunk {index} ({key}) cannot be loaded into the target "
+                f"({type(exc).__name__} {code}; LOAD DATA LOCAL INFILE needs local_infile=ON on the server)"
+            )
+        cur.execute("SET SESSION FOREIGN_KEY_CHECKS = 1, UNIQUE_CHECKS = 1")
+        cur.close()
+        conn.commit()
+        conn.cursor().execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        cur = conn.cursor()
+        found = columns_of(cur, table)
+        cur.close()
+        order = spec.get("primary_key") or [n for n, _t in found]
+        hasher = _Hasher()
+        try:
+            count = copy_out(conn, table, select_sql(table, found, order), hasher.write)
+        except BackupError as exc:
+            problems.append(f"{name}: the restored rows cannot be read back ({str(exc).split(';')[0]})")
+            count = -1
+        conn.rollback()
+    finally:
+        conn.close()
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+        os.rmdir(folder)
+    return restored_result(name, spec, count, hasher.digest.hexdigest(), problems)
+
+
+def unescape(field: bytes) -> bytes | None:
+    """One field of a `mysql-text` line as its bytes (None for `\\N`)."""
+    if field == b"\\N":
+        return None
+    if b"\\" not in field:
+        return field
+    out = bytearray()
+    i = 0
+    n = len(field)
+    while i < n:
+        byte = field[i]
+        if byte == 0x5C and i + 1 < n:
+            nxt = field[i + 1 : i + 2]
+            out += _ESCAPES.get(nxt, nxt)
+            i += 2
+        else:
+            out.append(byte)
+            i += 1
+    return bytes(out)
+
+
+def escape(value: bytes | None) -> bytes:
+    """The inverse of `unescape`, as the server writes a string field."""
+    if value is None:
+        return b"\\N"
+    return value.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\n", b"\\n")
+
+
+# LOAD DATA's escapes (what a reader must accept; the server writes only \\, \t, \n and \N)
+_ESCAPES = {b"0": b"\x00", b"b": b"\b", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"Z": b"\x1a"}
+
+
+def restore_into_sqlite(scratch: Engine, name: str, spec: dict, pieces: Iterator[bytes], problems: list[str]):
+    """A `mysql-text` table into scratch SQLite (the verification without a MariaDB/MySQL target):
+    every field kept as its exact bytes (BLOB), read back in insertion order, written out again
+    and hashed."""
+    columns = [c["name"] for c in spec["columns"]]
+    table = sa.Table(name, sa.MetaData(), *[sa.Column(c, sa.LargeBinary) for c in columns])
+    table.create(scratch)
+    insert = table.insert()
+    for index, lines in whole_lines(pieces):
+        try:
+            rows = []
+            for line in lines:
+                fields = line.split(b"\t")
+                if len(fields) != len(columns):
+                    raise ValueError("field count")
+                rows.append(dict(zip(columns, map(unescape, fields), strict=True)))
+            if rows:
+                with scratch.begin() as conn:
+                    conn.execute(insert, rows)
+        except (sa.exc.SQLAlchemyError, ValueError) as exc:
+            problems.append(
+                f"{name}: rows of chunk {index} ({spec['chunks'][index]}) cannot be loaded into the scratch "
+                f"database ({type(getattr(exc, 'orig', None) or exc).__name__})"
+            )
+            break
+    digest, count = hashlib.sha256(), 0
+    with scratch.connect() as conn:
+        for row in conn.execute(
+            sa.select(*table.columns).order_by(sa.literal_column(dialect_for(scratch).insertion_order))
+        ):
+            digest.update(b"\t".join(escape(None if v is None else bytes(v)) for v in row) + b"\n")
+            count += 1
+    return restored_result(name, spec, count, digest.hexdigest(), problems)
