@@ -256,14 +256,15 @@ def create_backup(
                 raise
             starting.result()
         else:
-            ordered = _ordered_tables(engine, tables)
             described = {}
             native = native_rows(engine) if fast else None
             if native is not None:  # e.g. MariaDB/MySQL: the server writes the rows (mysqltext.py)
+                ordered = native.list_tables(engine, tables)
                 described, extra = native.dump_tables(
                     engine, ordered, session, current=current, progress=progress
                 )
             else:
+                ordered = _ordered_tables(engine, tables)
                 for table in ordered:
                     current[0] = table_key(table)
                     described[table_key(table)] = _dump_table(

@@ -23,14 +23,15 @@ import queue
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from dereg.backup.codec import describe_keys, kind_of, restored_result, whole_lines
-from dereg.dialects import dialect_for, type_text
+from dereg.backup.codec import restored_result, whole_lines
+from dereg.dialects import dialect_for
 from dereg.errors import BackupError
 
 MYSQL_TEXT = "mysql-text"
@@ -109,9 +110,123 @@ def _text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
+_KINDS = {
+    **dict.fromkeys(("tinyint", "smallint", "mediumint", "int", "integer", "bigint"), "int"),
+    **dict.fromkeys(("decimal", "numeric"), "decimal"),
+    **dict.fromkeys(("float", "double", "real"), "float"),
+    "date": "date",
+    **dict.fromkeys(("datetime", "timestamp"), "datetime"),
+    **dict.fromkeys(("char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set"), "str"),
+    **dict.fromkeys(("binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"), "bytes"),
+}
+
+
+@dataclass
+class Table:
+    """A base table as information_schema describes it: what the backup needs, without
+    SQLAlchemy's reflection (a query per table)."""
+
+    name: str
+    #: manifest `columns` of its stored columns (name, kind, type, nullable, primary_key, mysql_type)
+    columns: list[dict[str, Any]] = field(default_factory=list)
+    primary_key: list[str] = field(default_factory=list)
+    foreign_keys: list[dict[str, Any]] = field(default_factory=list)
+    size: int = 0
+    schema: None = None  # the connection's database, as the other readers' default schema
+
+    @property
+    def stored(self) -> list[tuple[str, str]]:
+        return [(c["name"], c["mysql_type"]) for c in self.columns]
+
+
+def list_tables(engine: Engine, only: list[str] | None = None) -> list[Table]:
+    """Every base table of `engine`'s database (or those in `only`), parents before children by
+    their foreign keys, from three information_schema queries."""
+    conn = connect(engine.url)
+    try:
+        cur = conn.cursor()
+        cur.execute(
+            "SELECT TABLE_NAME, COALESCE(DATA_LENGTH, 0) FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE'"
+        )
+        tables = {_text(n): Table(_text(n), size=int(s)) for n, s in cur.fetchall()}
+        cur.execute(
+            "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, COALESCE(GENERATION_EXPRESSION, '') "
+            "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION"
+        )
+        for t, n, d, full, nullable, generated in cur.fetchall():
+            table = tables.get(_text(t))
+            if table is None or _text(generated):
+                continue
+            data_type = _text(d).lower()
+            table.columns.append(
+                {
+                    "name": _text(n),
+                    "kind": _KINDS.get(data_type, "other"),
+                    "type": _text(full),
+                    "nullable": _text(nullable) == "YES",
+                    "primary_key": False,
+                    "mysql_type": data_type,
+                }
+            )
+        cur.execute(
+            "SELECT TABLE_NAME, CONSTRAINT_NAME, COLUMN_NAME, REFERENCED_TABLE_NAME, REFERENCED_COLUMN_NAME "
+            "FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = DATABASE() "
+            "AND (CONSTRAINT_NAME = 'PRIMARY' OR REFERENCED_TABLE_SCHEMA = DATABASE()) "
+            "ORDER BY TABLE_NAME, CONSTRAINT_NAME, ORDINAL_POSITION"
+        )
+        keys: dict[tuple[str, str], dict[str, Any]] = {}
+        for t, constraint, column, ref_table, ref_column in cur.fetchall():
+            table = tables.get(_text(t))
+            if table is None:
+                continue
+            if _text(constraint) == "PRIMARY":
+                table.primary_key.append(_text(column))
+                continue
+            fk = keys.setdefault((table.name, _text(constraint)), {"columns": [], "ref_columns": []})
+            if not fk["columns"]:
+                fk["ref_table"] = _text(ref_table)
+                table.foreign_keys.append(fk)
+            fk["columns"].append(_text(column))
+            fk["ref_columns"].append(_text(ref_column))
+        cur.close()
+    finally:
+        conn.close()
+    for table in tables.values():
+        for c in table.columns:
+            c["primary_key"] = c["name"] in table.primary_key
+        for fk in table.foreign_keys:  # the manifest's key order
+            fk["columns"], fk["ref_table"], fk["ref_columns"] = (
+                fk.pop("columns"),
+                fk.pop("ref_table"),
+                fk.pop("ref_columns"),
+            )
+    if only is not None:
+        missing = sorted(set(only) - set(tables))
+        if missing:
+            raise BackupError(f"tables {missing} do not exist in the source")
+        tables = {n: t for n, t in tables.items() if n in only}
+    return _parents_first(tables)
+
+
+def _parents_first(tables: dict[str, Table]) -> list[Table]:
+    """Tables in name order, each after the tables its foreign keys refer to (a cycle: name order)."""
+    import graphlib
+
+    sorter = graphlib.TopologicalSorter()
+    for name in sorted(tables):
+        sorter.add(
+            name, *sorted({fk["ref_table"] for fk in tables[name].foreign_keys} & set(tables) - {name})
+        )
+    try:
+        order = list(sorter.static_order())
+    except graphlib.CycleError:
+        order = sorted(tables)
+    return [tables[n] for n in order]
+
+
 def columns_of(cur, table: str) -> list[tuple[str, str]]:
-    """(name, data type) of `table`'s stored columns in order; generated columns are left out (the
-    server computes them again)."""
+    """(name, data type) of `table`'s stored columns in order; generated columns are left out."""
     cur.execute(
         "SELECT COLUMN_NAME, DATA_TYPE, COALESCE(GENERATION_EXPRESSION, '') FROM information_schema.COLUMNS "
         "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
@@ -199,8 +314,8 @@ class _Hasher:
         return len(data)
 
 
-def _order(table: sa.Table, columns: list[tuple[str, str]]) -> list[str]:
-    return [c.name for c in table.primary_key.columns] or [n for n, _t in columns]
+def _order(table: Table) -> list[str]:
+    return table.primary_key or [c["name"] for c in table.columns]
 
 
 def open_snapshot(url: sa.URL, jobs: int) -> tuple[list, str]:
@@ -246,9 +361,9 @@ def open_snapshot(url: sa.URL, jobs: int) -> tuple[list, str]:
 
 
 def dump_tables(
-    engine: Engine, tables: list[sa.Table], session, *, current: list[str], progress=None
+    engine: Engine, tables: list[Table], session, *, current: list[str], progress=None
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """Every table of `tables` (reflected, parents first) as `mysql-text` into the session's chunk
+    """Every table of `tables` (`list_tables`, parents first) as `mysql-text` into the session's chunk
     streams, largest first, on up to `JOBS` connections sharing one snapshot. Returns the manifest's
     `tables` entries and its `mysql` field."""
     import MySQLdb
@@ -262,26 +377,15 @@ def dump_tables(
         ) from None
     described: dict[str, dict[str, Any]] = {}
     try:
-        cur = conns[0].cursor()
-        cur.execute(
-            "SELECT TABLE_NAME, COALESCE(DATA_LENGTH, 0) FROM information_schema.TABLES "
-            "WHERE TABLE_SCHEMA = DATABASE()"
-        )
-        sizes = {_text(n): int(s) for n, s in cur.fetchall()}
-        plans = []
-        for table in tables:
-            columns = columns_of(cur, table.name)
-            plans.append((table, columns, select_sql(table.name, columns, _order(table, columns))))
-        cur.close()
         todo: queue.SimpleQueue = queue.SimpleQueue()
-        for plan in sorted(plans, key=lambda p: -sizes.get(p[0].name, 0)):
-            todo.put(plan)
+        for table in sorted(tables, key=lambda t: -t.size):
+            todo.put((table, select_sql(table.name, table.stored, _order(table))))
         errors: list[BaseException] = []
 
         def work(conn) -> None:
             while not errors:
                 try:
-                    table, columns, sql = todo.get_nowait()
+                    table, sql = todo.get_nowait()
                 except queue.Empty:
                     return
                 try:
@@ -299,8 +403,9 @@ def dump_tables(
                     "sha256": stream.digest.hexdigest(),
                     "bytes": stream.size,
                     "chunks": stream.chunks,
-                    "columns": describe(table, columns),
-                    **describe_keys(table),
+                    "columns": table.columns,
+                    "primary_key": table.primary_key,
+                    "foreign_keys": table.foreign_keys,
                 }
                 if progress:
                     progress(f"backup {table.name}: {rows} rows in {len(stream.chunks)} chunk(s)")
@@ -326,42 +431,20 @@ def dump_tables(
     return ordered, {"mysql": {"snapshot": note, "settings": dict(SETTINGS)}}
 
 
-def describe(table: sa.Table, columns: list[tuple[str, str]]) -> list[dict[str, Any]]:
-    """The manifest's `columns` of a `mysql-text` table: its stored columns (name, kind, type,
-    nullable, primary key) and the server's `mysql_type` (information_schema's DATA_TYPE)."""
-    reflected = {c.name: c for c in table.columns}
-    found = []
-    for name, data_type in columns:
-        column = reflected.get(name)
-        found.append(
-            {
-                "name": name,
-                "kind": kind_of(column.type) if column is not None else "other",
-                "type": type_text(column.type) if column is not None else data_type,
-                "nullable": bool(column is None or column.nullable),
-                "primary_key": bool(column is not None and column.primary_key),
-                "mysql_type": data_type,
-            }
-        )
-    return found
-
-
 def table_digests(
     engine: Engine, tables: list[tuple[str | None, str]]
 ) -> dict[tuple[str | None, str], tuple[int, str]]:
     """(rows, SHA-256) of each table as a `mysql-text` backup taken now would record them, in one
     snapshot (erase's check against the backup)."""
+    described = {t.name: t for t in list_tables(engine, [name for _schema, name in tables])}
     conn = connect(engine.url)
     found = {}
     try:
         conn.cursor().execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
         for schema, name in tables:
-            table = sa.Table(name, sa.MetaData(), schema=schema, autoload_with=engine)
-            cur = conn.cursor()
-            columns = columns_of(cur, name)
-            cur.close()
+            table = described[name]
             hasher = _Hasher()
-            rows = copy_out(conn, name, select_sql(name, columns, _order(table, columns)), hasher.write)
+            rows = copy_out(conn, name, select_sql(name, table.stored, _order(table)), hasher.write)
             found[(schema, name)] = (rows, hasher.digest.hexdigest())
     finally:
         conn.rollback()
