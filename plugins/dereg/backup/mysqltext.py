@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import queue
+import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -453,85 +454,135 @@ def table_digests(
 
 
 # --- restore ----------------------------------------------------------------------------------
-def load_table(
-    url: str | sa.URL,
-    name: str,
-    spec: dict,
-    pieces: Iterator[bytes],
-    problems: list[str],
-) -> dict[str, Any]:
-    """Load a `mysql-text` table's lines into the (empty) table of that name the schema created, by
-    `LOAD DATA LOCAL INFILE` of up to LOAD_BYTES at a time (from a private temporary file), then
-    read it back by the backup's own reader and hash it."""
+def _load_error(name: str, spec: dict, index: int, exc: BaseException) -> str:
+    code = exc.args[0] if exc.args else "?"
+    key = spec["chunks"][index] if 0 <= index < len(spec["chunks"]) else "?"
+    return (
+        f"{name}: rows up to chunk {index} ({key}) cannot be loaded into the target "
+        f"({type(exc).__name__} {code}; LOAD DATA LOCAL INFILE needs local_infile=ON on the server)"
+    )
+
+
+def _load_one(conn, path: str, name: str, spec: dict, pieces: Iterator[bytes], problems: list[str]) -> dict:
+    """Load one table's plaintext by LOAD DATA LOCAL INFILE of up to LOAD_BYTES at a time (cut
+    after a line end, written to the private file `path`), then read it back by the backup's own
+    reader and hash it."""
     import MySQLdb
 
-    url = sa.make_url(url)
     table = spec.get("name") or name
-    columns = [c["name"] for c in spec["columns"]]
-    conn = connect(url, load=True)
-    folder = tempfile.mkdtemp(prefix="dereg-load-")
-    path = os.path.join(folder, "rows.txt")
+    stored = [(c["name"], c.get("mysql_type", "")) for c in spec["columns"]]
+    load = (
+        f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE {_backquote(table)} CHARACTER SET binary "
+        f"({', '.join(_backquote(n) for n, _t in stored)})"
+    )
+    cur = conn.cursor()
+    index = -1
     try:
-        cur = conn.cursor()
-        cur.execute(f"SET SESSION sql_mode = '{LOAD_SQL_MODE}', FOREIGN_KEY_CHECKS = 0, UNIQUE_CHECKS = 0")
-        load = (
-            f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE {_backquote(table)} CHARACTER SET binary "
-            f"({', '.join(_backquote(c) for c in columns)})"
-        )
-        pending: list[bytes] = []
+        out = open(path, "wb")  # noqa: SIM115 - reopened after each load
         size = 0
-        index = -1
-
-        def flush() -> None:
-            nonlocal pending, size
-            with open(path, "wb") as out:
-                for line in pending:
-                    out.write(line)
-                    out.write(b"\n")
-            pending, size = [], 0
-            cur.execute(load)
-            conn.commit()
-
         try:
-            for index, lines in whole_lines(pieces):  # noqa: B007 - named in the problem below
-                for line in lines:
-                    pending.append(line)
-                    size += len(line) + 1
-                if size >= LOAD_BYTES:
-                    flush()
-            if pending:
-                flush()
-        except MySQLdb.Error as exc:
-            conn.rollback()
-            code = exc.args[0] if exc.args else "?"
-            key = spec["chunks"][index] if 0 <= index < len(spec["chunks"]) else "?"
-            problems.append(
-                f"{name}: rows up to chunk {index} ({key}) cannot be loaded into the target "
-                f"({type(exc).__name__} {code}; LOAD DATA LOCAL INFILE needs local_infile=ON on the server)"
-            )
-        cur.execute("SET SESSION FOREIGN_KEY_CHECKS = 1, UNIQUE_CHECKS = 1")
-        cur.close()
+            for index, piece in enumerate(pieces):  # noqa: B007 - named in the problem below
+                cut = piece.rfind(b"\n") + 1 if size + len(piece) >= LOAD_BYTES else 0
+                if cut:  # whole lines up to here go now, the rest starts the next file
+                    out.write(piece[:cut])
+                    out.close()
+                    cur.execute(load)
+                    out = open(path, "wb")  # noqa: SIM115
+                    out.write(piece[cut:])
+                    size = len(piece) - cut
+                else:
+                    out.write(piece)
+                    size += len(piece)
+            out.close()
+            if size:
+                cur.execute(load)
+        finally:
+            out.close()
         conn.commit()
-        conn.cursor().execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-        cur = conn.cursor()
-        found = columns_of(cur, table)
-        cur.close()
-        order = spec.get("primary_key") or [n for n, _t in found]
-        hasher = _Hasher()
-        try:
-            count = copy_out(conn, table, select_sql(table, found, order), hasher.write)
-        except BackupError as exc:
-            problems.append(f"{name}: the restored rows cannot be read back ({str(exc).split(';')[0]})")
-            count = -1
+    except MySQLdb.Error as exc:
         conn.rollback()
+        problems.append(_load_error(name, spec, index, exc))
+    hasher = _Hasher()
+    order = spec.get("primary_key") or [n for n, _t in stored]
+    try:
+        conn.cursor().execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        count = copy_out(conn, table, select_sql(table, stored, order), hasher.write)
+    except (BackupError, MySQLdb.Error) as exc:
+        problems.append(f"{name}: the restored rows cannot be read back ({str(exc).split(';')[0][:200]})")
+        count = -1
     finally:
-        conn.close()
-        try:
-            os.remove(path)
-        except OSError:
-            pass
-        os.rmdir(folder)
+        conn.rollback()
     return restored_result(name, spec, count, hasher.digest.hexdigest(), problems)
+
+
+def load_tables(
+    url: str | sa.URL,
+    specs: dict[str, dict],
+    names: list[str],
+    chunks_of: Callable[[str, dict], Iterator[bytes]],
+    problems: list[str],
+    progress=None,
+) -> dict[str, dict[str, Any]]:
+    """Load `names` (`mysql-text` tables of the manifest `specs`) into the empty tables the schema
+    created, largest first, on up to `JOBS` connections at once; each is read back and hashed as
+    soon as it is loaded. Returns each table's verdict (restored_result)."""
+    url = sa.make_url(url)
+    todo: queue.SimpleQueue = queue.SimpleQueue()
+    for name in sorted(names, key=lambda n: -(specs[n].get("bytes") or 0)):
+        todo.put(name)
+    results: dict[str, dict[str, Any]] = {}
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    folder = tempfile.mkdtemp(prefix="dereg-load-")
+
+    def work(number: int) -> None:
+        try:
+            conn = connect(url, load=True)
+        except BaseException as exc:  # noqa: BLE001 - raised by the caller below
+            errors.append(exc)
+            return
+        try:
+            conn.cursor().execute(
+                f"SET SESSION sql_mode = '{LOAD_SQL_MODE}', FOREIGN_KEY_CHECKS = 0, UNIQUE_CHECKS = 0"
+            )
+            path = os.path.join(folder, f"rows-{number}.txt")
+            while not errors:
+                try:
+                    name = todo.get_nowait()
+                except queue.Empty:
+                    return
+                found: list[str] = []
+                result = _load_one(conn, path, name, specs[name], chunks_of(name, specs[name]), found)
+                with lock:
+                    results[name] = result
+                    problems.extend(found)
+                if progress:
+                    progress(
+                        f"restore {name}: {result['restored_rows']}/{result['expected_rows']} rows, "
+                        f"{'ok' if result['ok'] else 'MISMATCH'}"
+                    )
+        except BaseException as exc:  # noqa: BLE001 - raised by the caller below
+            errors.append(exc)
+        finally:
+            conn.close()
+
+    try:
+        threads = [
+            threading.Thread(target=work, args=(n,), name="dereg-mysql-load")
+            for n in range(1, min(JOBS, len(names)))
+        ]
+        for t in threads:
+            t.start()
+        try:
+            work(0)
+        finally:
+            for t in threads:
+                t.join()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    if errors:
+        raise errors[0]
+    return {n: results[n] for n in names if n in results}
 
 
 def unescape(field: bytes) -> bytes | None:

@@ -446,7 +446,19 @@ def restore_statements(
 
             for item in pre:
                 run("pre-data", item)
+            from dereg.backup import mysqltext
+
+            native = [n for n in names if manifest["tables"][n].get("encoding") == mysqltext.MYSQL_TEXT]
+            if native:  # format 5: LOAD DATA on two connections, each table read back natively
+                conn.commit()
+                results.update(
+                    mysqltext.load_tables(
+                        engine.url, manifest["tables"], native, chunks_of, problems, progress=progress
+                    )
+                )
             for name in names:
+                if name in results:
+                    continue
                 spec = manifest["tables"][name]
                 results[name] = _load_rows(engine, conn, name, spec, chunks_of(name, spec), problems, mysql)
                 if progress:
@@ -513,12 +525,9 @@ def _load_rows(
 ) -> dict[str, Any]:
     """Insert a json-rows table's rows into the table the pre-data created, then read it back by
     the backup's own reader (in key order) and hash it."""
-    from dereg.backup import mysqltext, rowfast
+    from dereg.backup import rowfast
     from dereg.backup.codec import decode_for_scratch
 
-    if spec.get("encoding") == mysqltext.MYSQL_TEXT:  # format 5: LOAD DATA, read back natively
-        conn.commit()
-        return mysqltext.load_table(engine.url, name, spec, pieces, problems)
     columns = [c["name"] for c in spec["columns"]]
     kinds = [c["kind"] for c in spec["columns"]]
     quote, mark = (_backquote, "%s") if mysql else (_quote, "?")
