@@ -259,10 +259,17 @@ def create_backup(
             described = {}
             native = native_rows(engine) if fast else None
             if native is not None:  # e.g. MariaDB/MySQL: the server writes the rows (mysqltext.py)
+                from concurrent.futures import ThreadPoolExecutor
+
                 ordered = native.list_tables(engine, tables)
-                described, extra = native.dump_tables(
-                    engine, ordered, session, current=current, progress=progress
-                )
+                # the schema is read on its own connection while the rows are
+                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dereg-schema") as pool:
+                    schema = pool.submit(_schema_statements, engine, ordered, session, progress)
+                    described, extra = native.dump_tables(
+                        engine, ordered, session, current=current, progress=progress
+                    )
+                    current[0] = "(schema)"
+                    extra = {**extra, **schema.result()}
             else:
                 ordered = _ordered_tables(engine, tables)
                 for table in ordered:
@@ -270,8 +277,8 @@ def create_backup(
                     described[table_key(table)] = _dump_table(
                         engine, table, session=session, progress=progress, fast=fast
                     )
-            current[0] = "(schema)"
-            extra = {**extra, **_schema_statements(engine, ordered, session, progress)}
+                current[0] = "(schema)"
+                extra = _schema_statements(engine, ordered, session, progress)
         total = sum(t["rows"] for t in described.values() if not t.get("partitioned"))
         manifest = {
             **session.common_manifest(company_id=company_id, run_id=run_id, source_id=source_id),

@@ -40,8 +40,10 @@ MYSQL_TEXT = "mysql-text"
 BATCH = 5000
 #: connections reading tables at once (one snapshot)
 JOBS = 2
+#: data (information_schema DATA_LENGTH) outside the largest table from which a second connection is used
+PARALLEL_BYTES = 64 * 2**20
 #: how long FLUSH TABLES WITH READ LOCK may wait for running statements before one connection is used
-LOCK_WAIT_SECONDS = 10
+LOCK_WAIT_SECONDS = 5
 #: plaintext per LOAD DATA statement on restore
 LOAD_BYTES = 16 * 1024 * 1024
 #: session settings the rows are written and loaded under
@@ -353,7 +355,10 @@ def open_snapshot(url: sa.URL, jobs: int) -> tuple[list, str]:
                 "FLUSH TABLES WITH READ LOCK (every InnoDB table read as of one point in time)"
             )
         elif jobs <= 1:
-            note = "one connection, START TRANSACTION WITH CONSISTENT SNAPSHOT"
+            note = (
+                "one connection, START TRANSACTION WITH CONSISTENT SNAPSHOT (the tables besides the largest "
+                f"hold less than {PARALLEL_BYTES // 2**20} MiB: no second connection)"
+            )
     except BaseException:
         for c in conns:
             c.close()
@@ -369,8 +374,12 @@ def dump_tables(
     `tables` entries and its `mysql` field."""
     import MySQLdb
 
+    sizes = sorted((t.size for t in tables), reverse=True)
+    # a second connection pays (and FLUSH TABLES WITH READ LOCK, which waits for every running
+    # statement of the server, is worth taking) only when the tables besides the largest are big
+    jobs = JOBS if sum(sizes[1:]) >= PARALLEL_BYTES else 1
     try:
-        conns, note = open_snapshot(engine.url, min(JOBS, max(len(tables), 1)))
+        conns, note = open_snapshot(engine.url, jobs)
     except MySQLdb.Error as exc:
         raise BackupError(
             f"the source cannot be read through the mysqlclient driver (error "

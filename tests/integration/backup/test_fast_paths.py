@@ -4,6 +4,8 @@ mid-table failing clearly with nothing recorded as complete."""
 
 from __future__ import annotations
 
+import json
+
 import pymysql
 import pytest
 import sqlalchemy as sa
@@ -209,7 +211,15 @@ def _independent_view(url: str) -> dict:
 
 
 def test_mysql_text_round_trips_every_byte_into_a_fresh_database(
-    mariadb_url, second_mariadb_url, take_backup, location, keyring, store, monkeypatch
+    mariadb_url,
+    second_mariadb_url,
+    take_backup,
+    location,
+    keyring,
+    store,
+    monkeypatch,
+    s3_client,
+    bucket_name,
 ):
     """Format 5 on MariaDB: the server writes the rows (mysql-text), read through mysqlclient on
     two connections in one snapshot, loaded back by LOAD DATA LOCAL INFILE; the copy equals the
@@ -226,8 +236,12 @@ def test_mysql_text_round_trips_every_byte_into_a_fresh_database(
     engine.dispose()
     monkeypatch.setattr(mysqltext, "BATCH", 2)  # several batches even for these small tables
     monkeypatch.setattr(mysqltext, "LOAD_BYTES", 64)  # and several LOAD DATA statements
+    monkeypatch.setattr(mysqltext, "PARALLEL_BYTES", 0)  # two connections even for small tables
     record = take_backup(mariadb_url)
     assert record.tables["odd_types"]["rows"] == 3 and record.tables["nokey"]["rows"] == 4
+    manifest = json.loads(s3_client.get_object(Bucket=bucket_name, Key=record.manifest_key)["Body"].read())
+    assert "2 connections" in manifest["mysql"]["snapshot"], manifest["mysql"]
+    assert [c["name"] for c in manifest["tables"]["odd_types"]["columns"]][-1] == "note"  # no generated ones
     # erase's check against the backup computes the same hashes again
     engine = sa.create_engine(mariadb_url)
     again = table_digests(engine, [(None, name) for name in record.tables])
