@@ -190,6 +190,19 @@ def _schema_statements(engine: Engine, ordered: list[sa.Table], session: Session
     }
 
 
+def _native_tables(native, engine: Engine, tables, session: Session, current: list[str], progress):
+    """Every table through a dialect's native row path (NATIVE_ROWS), the schema statements read
+    meanwhile on their own connection; returns the manifest's tables and extra fields."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ordered = native.list_tables(engine, tables)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dereg-schema") as pool:
+        schema = pool.submit(_schema_statements, engine, ordered, session, progress)
+        described, extra = native.dump_tables(engine, ordered, session, current=current, progress=progress)
+        current[0] = "(schema)"
+        return described, {**extra, **schema.result()}
+
+
 def create_backup(
     engine: Engine,
     *,
@@ -220,7 +233,8 @@ def create_backup(
     check_coverage(
         engine, source_id=source_id, personal_tables=personal_tables, tables=tables, progress=progress
     )
-    early = dialect_for(engine).copy_text  # read by the server's COPY, see pgcopy.py
+    native = native_rows(engine) if fast else None  # e.g. MariaDB/MySQL: mysqltext.py
+    early = dialect_for(engine).copy_text or native is not None  # the server writes the rows
     session = open_session(
         company_id=company_id,
         run_id=run_id,
@@ -246,10 +260,13 @@ def create_backup(
             starting = starter.submit(start_session, session, progress=progress)
             starter.shutdown(wait=False)
             try:
-                ordered = _ordered_tables(engine, tables)
-                described, extra = pgcopy.dump_tables(
-                    engine, ordered, session, current=current, progress=progress
-                )
+                if native is not None:
+                    described, extra = _native_tables(native, engine, tables, session, current, progress)
+                else:  # read by the server's COPY, see pgcopy.py
+                    ordered = _ordered_tables(engine, tables)
+                    described, extra = pgcopy.dump_tables(
+                        engine, ordered, session, current=current, progress=progress
+                    )
             except BaseException:
                 if starting.exception() is not None:
                     raise starting.exception() from None  # the store's refusal explains the rest
@@ -257,28 +274,14 @@ def create_backup(
             starting.result()
         else:
             described = {}
-            native = native_rows(engine) if fast else None
-            if native is not None:  # e.g. MariaDB/MySQL: the server writes the rows (mysqltext.py)
-                from concurrent.futures import ThreadPoolExecutor
-
-                ordered = native.list_tables(engine, tables)
-                # the schema is read on its own connection while the rows are
-                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dereg-schema") as pool:
-                    schema = pool.submit(_schema_statements, engine, ordered, session, progress)
-                    described, extra = native.dump_tables(
-                        engine, ordered, session, current=current, progress=progress
-                    )
-                    current[0] = "(schema)"
-                    extra = {**extra, **schema.result()}
-            else:
-                ordered = _ordered_tables(engine, tables)
-                for table in ordered:
-                    current[0] = table_key(table)
-                    described[table_key(table)] = _dump_table(
-                        engine, table, session=session, progress=progress, fast=fast
-                    )
-                current[0] = "(schema)"
-                extra = _schema_statements(engine, ordered, session, progress)
+            ordered = _ordered_tables(engine, tables)
+            for table in ordered:
+                current[0] = table_key(table)
+                described[table_key(table)] = _dump_table(
+                    engine, table, session=session, progress=progress, fast=fast
+                )
+            current[0] = "(schema)"
+            extra = _schema_statements(engine, ordered, session, progress)
         total = sum(t["rows"] for t in described.values() if not t.get("partitioned"))
         manifest = {
             **session.common_manifest(company_id=company_id, run_id=run_id, source_id=source_id),
