@@ -99,6 +99,10 @@ def connect(url: sa.URL, *, database: bool = True, load: bool = False):
     query = dict(url.query or {})
     if query.get("unix_socket"):
         kwargs["unix_socket"] = str(query["unix_socket"])
+    # TLS as a PyMySQL URL gives it (ssl_ca, ssl_cert, ssl_key)
+    ssl = {k[4:]: str(query[k]) for k in ("ssl_ca", "ssl_cert", "ssl_key") if query.get(k)}
+    if ssl:
+        kwargs["ssl"] = ssl
     if load:
         kwargs["local_infile"] = True
     conn = MySQLdb.connect(**kwargs)
@@ -547,8 +551,14 @@ def load_tables(
     def work(number: int) -> None:
         try:
             conn = connect(url, load=True)
-        except BaseException as exc:  # noqa: BLE001 - raised by the caller below
-            errors.append(exc)
+        except Exception as exc:  # noqa: BLE001 - raised by the caller below
+            code = exc.args[0] if exc.args else "?"
+            errors.append(
+                BackupError(
+                    f"the target database cannot be reached through the mysqlclient driver ({type(exc).__name__} "
+                    f"{code}); check its host, port and credentials. Nothing was restored."
+                )
+            )
             return
         try:
             conn.cursor().execute(
