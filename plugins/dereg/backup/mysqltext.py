@@ -389,6 +389,8 @@ def dump_tables(
             f"the source cannot be read through the mysqlclient driver (error "
             f"{exc.args[0] if exc.args else '?'}); check the connection's host, port and credentials"
         ) from None
+    if progress and jobs > 1 and len(conns) == 1:
+        progress(f"WARNING: {note}")
     described: dict[str, dict[str, Any]] = {}
     try:
         todo: queue.SimpleQueue = queue.SimpleQueue()

@@ -257,3 +257,34 @@ def test_mysql_text_round_trips_every_byte_into_a_fresh_database(
     # the restore_verify stage's scratch SQLite holds each field's exact bytes
     scratch = restore_and_verify(record.backup_id, location=location, keyring=keyring, store=store)
     assert scratch.ok, scratch.problems
+
+
+def test_mysql_text_without_the_reload_privilege_reads_on_one_connection_and_says_so(
+    mariadb_url, take_backup, monkeypatch, s3_client, bucket_name
+):
+    import secrets
+
+    _make_awkward(mariadb_url, mariadb=True)
+    database = sa.make_url(mariadb_url).database
+    user, password = f"mysql_ro_{secrets.token_hex(4)}", secrets.token_hex(8)
+    admin = sa.create_engine(mariadb_url)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE USER '{user}'@'%%' IDENTIFIED BY '{password}'")
+        conn.exec_driver_sql(f"GRANT SELECT, SHOW VIEW, TRIGGER ON `{database}`.* TO '{user}'@'%%'")
+    try:
+        monkeypatch.setattr(mysqltext, "PARALLEL_BYTES", 0)  # it would use two connections
+        url = sa.make_url(mariadb_url).set(username=user, password=password)
+        lines: list[str] = []
+        record = take_backup(url.render_as_string(hide_password=False), progress=lines.append)
+        manifest = json.loads(
+            s3_client.get_object(Bucket=bucket_name, Key=record.manifest_key)["Body"].read()
+        )
+        assert manifest["mysql"]["snapshot"].startswith(
+            "one connection: FLUSH TABLES WITH READ LOCK was refused"
+        )
+        assert any(line.startswith("WARNING: one connection") for line in lines), lines
+        assert record.tables["awkward"]["rows"] == len(TEXT_VALUES)
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP USER IF EXISTS '{user}'@'%%'")
+        admin.dispose()
