@@ -2,7 +2,8 @@
 
 Rows are streamed table by table (memory does not grow with table size): tables of a server that
 speaks PostgreSQL's COPY text as that text (pgcopy.py, format version 2, one snapshot for the
-whole backup), other sources as JSON lines (through a dialect's raw-cursor fast reader, rowfast.py,
+whole backup), those of a dialect with a native row path in its own encoding (`NATIVE_ROWS`:
+MariaDB/MySQL as mysql-text, mysqltext.py, format version 5), other sources as JSON lines (through a dialect's raw-cursor fast reader, rowfast.py,
 where it has one; the rest through SQLAlchemy). The session (writer.py) hashes, chunks, seals and
 uploads the streams; the backup is recorded as complete in the catalog only after every object is
 uploaded and its lock has been read back. Format: docs/backup-format.md.
