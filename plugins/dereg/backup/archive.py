@@ -2,7 +2,8 @@
 
 Rows are streamed table by table (memory does not grow with table size): tables of a server that
 speaks PostgreSQL's COPY text as that text (pgcopy.py, format version 2, one snapshot for the
-whole backup), other sources as JSON lines (through a dialect's raw-cursor fast reader, rowfast.py,
+whole backup), those of a dialect with a native row path in its own encoding (`NATIVE_ROWS`:
+MariaDB/MySQL as mysql-text, mysqltext.py, format version 5), other sources as JSON lines (through a dialect's raw-cursor fast reader, rowfast.py,
 where it has one; the rest through SQLAlchemy). The session (writer.py) hashes, chunks, seals and
 uploads the streams; the backup is recorded as complete in the catalog only after every object is
 uploaded and its lock has been read back. Format: docs/backup-format.md.
@@ -17,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from dereg.backup import catalog, pgcopy, rowfast, subjectkeys
+from dereg.backup import catalog, mysqltext, pgcopy, rowfast, subjectkeys
 from dereg.backup import schema as db_schema
 from dereg.backup.codec import describe_columns, describe_keys, encode_row, kind_of
 from dereg.backup.pgcopy import table_key
@@ -31,6 +32,17 @@ from dereg.redact import database_error
 
 STREAM_BATCH = 2000
 JSON_ROWS = "json-rows"
+#: a dialect's `native_rows` -> the module that reads (`dump_tables`, `table_digests`) and restores
+#: its tables in its own encoding
+NATIVE_ROWS = {mysqltext.MYSQL_TEXT: mysqltext}
+
+
+def native_rows(engine: Engine):
+    """The native row module for `engine` (its dialect's `native_rows`, when its driver is there)."""
+    dialect = dialect_for(engine)
+    if dialect.native_rows is None or not dialect.has_native_rows(engine):
+        return None
+    return NATIVE_ROWS.get(dialect.native_rows)
 
 
 def _ordered_tables(engine: Engine, only: list[str] | None) -> list[sa.Table]:
@@ -120,6 +132,9 @@ def table_digests(
                 raw.driver_connection.rollback()
             finally:
                 raw.close()
+    native = native_rows(bind) if isinstance(bind, Engine) else None
+    if native is not None:  # the encoding a backup taken now would use
+        return native.table_digests(bind, tables)
     found = {}
     for schema, name in tables:
         digest = hashlib.sha256()
@@ -223,6 +238,19 @@ def backup_failure(
     return exc
 
 
+def _native_tables(native, engine: Engine, tables, session: Session, current: list[str], progress):
+    """Every table through a dialect's native row path (NATIVE_ROWS), the schema statements read
+    meanwhile on their own connection; returns the manifest's tables and extra fields."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ordered = native.list_tables(engine, tables)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dereg-schema") as pool:
+        schema = pool.submit(_schema_statements, engine, ordered, session, progress)
+        described, extra = native.dump_tables(engine, ordered, session, current=current, progress=progress)
+        current[0] = "(schema)"
+        return described, {**extra, **schema.result()}
+
+
 def create_backup(
     engine: Engine,
     *,
@@ -256,7 +284,8 @@ def create_backup(
     check_coverage(
         engine, source_id=source_id, personal_tables=personal_tables, tables=tables, progress=progress
     )
-    early = dialect_for(engine).copy_text  # read by the server's COPY, see pgcopy.py
+    native = native_rows(engine) if fast else None  # e.g. MariaDB/MySQL: mysqltext.py
+    early = dialect_for(engine).copy_text or native is not None  # the server writes the rows
     session = open_session(
         company_id=company_id,
         run_id=run_id,
@@ -285,21 +314,24 @@ def create_backup(
             starting = starter.submit(start_session, session, progress=progress)
             starter.shutdown(wait=False)
             try:
-                described, extra = pgcopy.dump_tables(
-                    engine,
-                    lambda: _ordered_tables(engine, tables),
-                    session,
-                    current=current,
-                    progress=progress,
-                )
+                if native is not None:
+                    described, extra = _native_tables(native, engine, tables, session, current, progress)
+                else:  # read by the server's COPY, see pgcopy.py
+                    described, extra = pgcopy.dump_tables(
+                        engine,
+                        lambda: _ordered_tables(engine, tables),
+                        session,
+                        current=current,
+                        progress=progress,
+                    )
             except BaseException:
                 if starting.exception() is not None:
                     raise starting.exception() from None  # the store's refusal explains the rest
                 raise
             starting.result()
         else:
-            ordered = _ordered_tables(engine, tables)
             described = {}
+            ordered = _ordered_tables(engine, tables)
             for table in ordered:
                 current[0] = table_key(table)
                 described[table_key(table)] = _dump_table(

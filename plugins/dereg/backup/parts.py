@@ -48,6 +48,7 @@ from dereg.backup.archive import (
     _schema_statements,
     backup_failure,
     check_coverage,
+    native_rows,
 )
 from dereg.backup.codec import FORMAT_VERSION, open_sealed, seal
 from dereg.backup.pgcopy import table_key
@@ -322,7 +323,12 @@ def backup_part(
                 f"backup {backup_id} has {len(head['parts'])} part(s), no part {index}; clear backup_prepare."
             )
         names = head["parts"][index]
-        tables = _ordered_tables(engine, names) if names else []
+        native = native_rows(engine) if fast and not dialect_for(engine).copy_text else None
+        if native is not None:  # e.g. MariaDB/MySQL: mysqltext.py, as `create_backup` reads them
+            tables = native.list_tables(engine, names) if names else []
+        else:
+            tables = _ordered_tables(engine, names) if names else []
+        part_extra: dict[str, Any] = {}
         sealer = None
         if head.get("seal_spec"):
             sealer = subjectkeys.Sealer(subjectkeys.spec_from_json(head["seal_spec"]), backup_id)
@@ -335,6 +341,12 @@ def backup_part(
             if sealer is not None:
                 current[0] = "(subject keys)"
                 subject_keys = sealer.finish(session)
+        elif native is not None:
+            described, part_extra = (
+                native.dump_tables(engine, tables, session, current=current, progress=progress)
+                if tables
+                else ({}, {})
+            )
         else:
             described = {}
             for table in tables:
@@ -346,6 +358,8 @@ def backup_part(
         record = {"backup_id": backup_id, "part": index, "tables": described}
         if subject_keys is not None:
             record["subject_keys"] = subject_keys
+        if part_extra:
+            record["extra"] = part_extra  # e.g. the `mysql` field: how this part's snapshot was taken
         write_record(session, record_name(index), record)
     except BaseException as exc:
         # not marked failed: the backup stays `started`, so a retry of this part can complete it
@@ -397,6 +411,8 @@ def finish_backup(
             described.update(stored)
             if record.get("subject_keys"):
                 extra["subject_keys"] = record["subject_keys"]
+            for field, value in (record.get("extra") or {}).items():
+                extra.setdefault(field, value)  # a field several parts give: the first part's
         if head.get("seal_spec") and not missing and "scheme" not in extra.get("subject_keys", {}):
             raise BackupError(
                 f"backup {backup_id} seals its subjects' rows, but no part recorded their keys; nothing is "

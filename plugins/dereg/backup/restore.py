@@ -28,7 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from cryptography.exceptions import InvalidTag
 from sqlalchemy.engine import Engine
 
-from dereg.backup import catalog, codec, pgcopy, subjectkeys
+from dereg.backup import catalog, codec, mysqltext, pgcopy, subjectkeys
 from dereg.backup import schema as db_schema
 from dereg.backup.codec import (
     MAC_VERSION,
@@ -536,6 +536,13 @@ def restore_and_verify(
                             f"a PostgreSQL backup restores into PostgreSQL or SQLite, not {sqlalchemy_name(scratch)}"
                         )
                     result = pgcopy.restore_into_sqlite(scratch, name, spec, pieces, problems=report.problems)
+                elif spec.get("encoding") == mysqltext.MYSQL_TEXT:
+                    if dialect_for(scratch).insertion_order is None:
+                        raise BackupError(
+                            "a MariaDB/MySQL backup (mysql-text rows) restores into MariaDB/MySQL with its "
+                            f"schema, or into SQLite, not into {sqlalchemy_name(scratch)}"
+                        )
+                    result = mysqltext.restore_into_sqlite(scratch, name, spec, pieces, report.problems)
                 else:
                     result = _restore_table(scratch, name, spec, pieces=pieces, problems=report.problems)
                 report.tables[name] = result

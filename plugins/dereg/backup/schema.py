@@ -514,7 +514,19 @@ def restore_statements(
 
             for item in pre:
                 run("pre-data", item)
+            from dereg.backup import mysqltext
+
+            native = [n for n in names if manifest["tables"][n].get("encoding") == mysqltext.MYSQL_TEXT]
+            if native:  # format 5: LOAD DATA on two connections, each table read back natively
+                conn.commit()
+                results.update(
+                    mysqltext.load_tables(
+                        engine.url, manifest["tables"], native, chunks_of, problems, progress=progress
+                    )
+                )
             for name in names:
+                if name in results:
+                    continue
                 spec = manifest["tables"][name]
                 results[name] = _load_rows(engine, conn, name, spec, chunks_of(name, spec), problems, mysql)
                 if progress:

@@ -163,6 +163,14 @@ class Dialect:
         """A raw DBAPI cursor that fetches in batches without holding the whole result."""
         raise NotImplementedError(f"no fast row reader for {self.name}")
 
+    #: which native row path of `backup/archive.py` (NATIVE_ROWS) reads and restores every table
+    #: of this database in its own encoding (MariaDB/MySQL: "mysql-text"); None: json-rows
+    native_rows: str | None = None
+
+    def has_native_rows(self, engine: Engine) -> bool:
+        """Whether `native_rows` can be used here (its driver is installed)."""
+        return False
+
     # --- erasure ----------------------------------------------------------------------------
     def secure_delete(self, conn: Connection) -> None:
         """Make the DELETEs of this transaction overwrite the freed bytes, where the database can."""

@@ -1,6 +1,8 @@
 """MySQL and MariaDB (PyMySQL): RAND() sampling, an unbuffered fast reader, ALTER TABLE FORCE.
 
-Backups read rows through PyMySQL's unbuffered server-side cursor (backup/rowfast.py); purge
+Backups have the server write each row as LOAD DATA text and read it through the mysqlclient C
+driver on two connections sharing one snapshot (backup/mysqltext.py), or, without that driver,
+through PyMySQL's unbuffered server-side cursor as JSON rows (backup/rowfast.py); purge
 rebuilds each touched table (InnoDB with file-per-table writes a new .ibd) and says what InnoDB's
 undo, redo and binary logs may still hold; the ledger's head row is read FOR UPDATE (InnoDB locks
 the key range even while the row is absent).
@@ -29,6 +31,14 @@ class MySQL(Dialect):
         "mysqldump or snapshot backups",
     )
     default_driver = "pymysql"
+    #: rows written by the server as LOAD DATA text, read through the mysqlclient C driver and
+    #: loaded back by LOAD DATA LOCAL INFILE (backup/mysqltext.py, encoding mysql-text)
+    native_rows = "mysql-text"
+
+    def has_native_rows(self, engine: Engine) -> bool:
+        import importlib.util
+
+        return importlib.util.find_spec("MySQLdb") is not None
 
     def column_name(self, reflected: str) -> str:
         # SQLAlchemy reads names from SHOW CREATE TABLE and leaves its escaping in: a backtick

@@ -4,11 +4,13 @@ mid-table failing clearly with nothing recorded as complete."""
 
 from __future__ import annotations
 
+import json
+
 import pymysql
 import pytest
 import sqlalchemy as sa
 
-from dereg.backup import catalog, rowfast
+from dereg.backup import archive, catalog, mysqltext, rowfast
 from dereg.backup.archive import table_digests
 from dereg.backup.restore import restore_and_verify
 from dereg.errors import BackupError
@@ -86,6 +88,8 @@ def test_fast_path_writes_the_generic_bytes_and_round_trips(
     url = request.getfixturevalue(server)
     _make_awkward(url, mariadb=server == "mariadb_url")
     assert rowfast.supports(sa.create_engine(url))
+    # MariaDB's json-rows path, used when the mysqlclient driver is missing (test_mysql_text below)
+    monkeypatch.setattr(archive, "NATIVE_ROWS", {})
     monkeypatch.setattr(rowfast, "FAST_BATCH", 2)  # several batches even for these small tables
 
     used = []
@@ -125,9 +129,9 @@ def test_a_dropped_mariadb_connection_mid_table_fails_naming_the_table(
             "INSERT INTO big_one SELECT seq, CONCAT(%s, REPEAT('x', 220)) FROM seq_1_to_50000", (SECRET,)
         )
     engine.dispose()
-    monkeypatch.setattr(rowfast, "FAST_BATCH", 1000)
+    monkeypatch.setattr(mysqltext, "BATCH", 1000)
 
-    real_batches = rowfast._batches
+    real_batches = mysqltext._batches
 
     def batches_then_kill(cursor, size):
         for n, batch in enumerate(real_batches(cursor, size)):
@@ -139,7 +143,7 @@ def test_a_dropped_mariadb_connection_mid_table_fails_naming_the_table(
                 finally:
                     killer.close()
 
-    monkeypatch.setattr(rowfast, "_batches", batches_then_kill)
+    monkeypatch.setattr(mysqltext, "_batches", batches_then_kill)
     with pytest.raises(
         BackupError, match="connection to the source was lost while reading table big_one"
     ) as e:
@@ -148,3 +152,139 @@ def test_a_dropped_mariadb_connection_mid_table_fails_naming_the_table(
     assert catalog.list_backups(store) == []  # nothing complete
     [failed] = catalog.list_backups(store, status="failed")
     assert "big_one" in failed["error"] and SECRET not in failed["error"]
+
+
+MYSQL_TEXT_DDL = [
+    """CREATE TABLE odd_types (
+      id INT AUTO_INCREMENT PRIMARY KEY, f FLOAT, d DOUBLE, b BIT(12), z DATE, zt DATETIME(3),
+      ts TIMESTAMP(6) NULL, y YEAR, s SET('a','b','c'), l1 VARCHAR(20) CHARACTER SET latin1,
+      bin BINARY(4), twice INT AS (y * 2) VIRTUAL, kept INT AS (f IS NULL) PERSISTENT,
+      note TEXT COLLATE utf8mb4_unicode_ci
+    ) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci""",
+    "SET SESSION sql_mode = ''",
+    "SET SESSION time_zone = '+08:00'",
+    """INSERT INTO odd_types (id, f, d, b, z, zt, ts, y, s, l1, bin, note) VALUES
+      (0, 1/3, 0.1e0 + 0.2e0, b'100100001010', '0000-00-00', '0000-00-00 00:00:00.000',
+       '2024-03-01 08:00:00.123456', 1999, 'a,c', 'caf\xe9', X'00095C0A', 'x\\N'),
+      (7, -3.4e38, -1e-300, b'0', '2024-00-10', '1000-01-01 00:00:00.001', NULL, NULL, '', '', X'0D0A0000',
+       '\\N'),
+      (9, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)""",
+]
+
+
+@pytest.fixture
+def second_mariadb_url(mariadb_url):
+    """Another fresh MariaDB database (restore --into), dropped afterwards."""
+    import uuid
+
+    from tests.conftest import MARIADB_ADMIN_URL
+
+    admin = sa.create_engine(MARIADB_ADMIN_URL)
+    name = f"dereg_test_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    yield MARIADB_ADMIN_URL.rstrip("/") + f"/{name}?charset=utf8mb4"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
+    admin.dispose()
+
+
+def _independent_view(url: str) -> dict:
+    """Every table's SHOW CREATE TABLE (AUTO_INCREMENT counter left out), CHECKSUM TABLE and rows
+    through SQLAlchemy's generic path: what the restore must give back, read without mysqltext."""
+    import re
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            tables = sorted(sa.inspect(conn).get_table_names())
+            view = {}
+            for name in tables:
+                quoted = "`" + name.replace("%", "%%") + "`"
+                create = conn.exec_driver_sql(f"SHOW CREATE TABLE {quoted}").fetchone()[1]
+                checksum = conn.exec_driver_sql(f"CHECKSUM TABLE {quoted}").fetchone()[1]
+                view[name] = (re.sub(r" AUTO_INCREMENT=\d+", "", create), checksum)
+            generic = table_digests(conn, [(None, n) for n in tables])  # a Connection: generic path
+        return {n: (*view[n], generic[(None, n)]) for n in tables}
+    finally:
+        engine.dispose()
+
+
+def test_mysql_text_round_trips_every_byte_into_a_fresh_database(
+    mariadb_url,
+    second_mariadb_url,
+    take_backup,
+    location,
+    keyring,
+    store,
+    monkeypatch,
+    s3_client,
+    bucket_name,
+):
+    """Format 5 on MariaDB: the server writes the rows (mysql-text), read through mysqlclient on
+    two connections in one snapshot, loaded back by LOAD DATA LOCAL INFILE; the copy equals the
+    source by SHOW CREATE TABLE, CHECKSUM TABLE and the generic reader (awkward text and binary,
+    NULL against empty against the text \\N, FLOAT, BIT, zero dates, TIMESTAMP across time zones,
+    latin1, generated columns, a 0 in an AUTO_INCREMENT key, a table without a key, a % in a name)."""
+    _make_awkward(mariadb_url, mariadb=True)
+    engine = sa.create_engine(mariadb_url)
+    with engine.begin() as conn:
+        for statement in MYSQL_TEXT_DDL:
+            conn.exec_driver_sql(statement.replace("%", "%%"))
+        conn.exec_driver_sql("CREATE TABLE `50%%_off` (id INT PRIMARY KEY)")
+        conn.exec_driver_sql("INSERT INTO `50%%_off` VALUES (1)")
+    engine.dispose()
+    monkeypatch.setattr(mysqltext, "BATCH", 2)  # several batches even for these small tables
+    monkeypatch.setattr(mysqltext, "LOAD_BYTES", 64)  # and several LOAD DATA statements
+    monkeypatch.setattr(mysqltext, "PARALLEL_BYTES", 0)  # two connections even for small tables
+    record = take_backup(mariadb_url)
+    assert record.tables["odd_types"]["rows"] == 3 and record.tables["nokey"]["rows"] == 4
+    manifest = json.loads(s3_client.get_object(Bucket=bucket_name, Key=record.manifest_key)["Body"].read())
+    assert "2 connections" in manifest["mysql"]["snapshot"], manifest["mysql"]
+    assert [c["name"] for c in manifest["tables"]["odd_types"]["columns"]][-1] == "note"  # no generated ones
+    # erase's check against the backup computes the same hashes again
+    engine = sa.create_engine(mariadb_url)
+    again = table_digests(engine, [(None, name) for name in record.tables])
+    engine.dispose()
+    assert {n: list(v) for (_s, n), v in again.items()} == {
+        n: [t["rows"], t["sha256"]] for n, t in record.tables.items()
+    }
+    report = restore_and_verify(
+        record.backup_id, location=location, keyring=keyring, store=store, into_url=second_mariadb_url
+    )
+    assert report.ok and report.schema_rebuilt, report.problems
+    assert _independent_view(second_mariadb_url) == _independent_view(mariadb_url)
+    # the restore_verify stage's scratch SQLite holds each field's exact bytes
+    scratch = restore_and_verify(record.backup_id, location=location, keyring=keyring, store=store)
+    assert scratch.ok, scratch.problems
+
+
+def test_mysql_text_without_the_reload_privilege_reads_on_one_connection_and_says_so(
+    mariadb_url, take_backup, monkeypatch, s3_client, bucket_name
+):
+    import secrets
+
+    _make_awkward(mariadb_url, mariadb=True)
+    database = sa.make_url(mariadb_url).database
+    user, password = f"mysql_ro_{secrets.token_hex(4)}", secrets.token_hex(8)
+    admin = sa.create_engine(mariadb_url)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE USER '{user}'@'%%' IDENTIFIED BY '{password}'")
+        conn.exec_driver_sql(f"GRANT SELECT, SHOW VIEW, TRIGGER ON `{database}`.* TO '{user}'@'%%'")
+    try:
+        monkeypatch.setattr(mysqltext, "PARALLEL_BYTES", 0)  # it would use two connections
+        url = sa.make_url(mariadb_url).set(username=user, password=password)
+        lines: list[str] = []
+        record = take_backup(url.render_as_string(hide_password=False), progress=lines.append)
+        manifest = json.loads(
+            s3_client.get_object(Bucket=bucket_name, Key=record.manifest_key)["Body"].read()
+        )
+        assert manifest["mysql"]["snapshot"].startswith(
+            "one connection: FLUSH TABLES WITH READ LOCK was refused"
+        )
+        assert any(line.startswith("WARNING: one connection") for line in lines), lines
+        assert record.tables["awkward"]["rows"] == len(TEXT_VALUES)
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP USER IF EXISTS '{user}'@'%%'")
+        admin.dispose()
