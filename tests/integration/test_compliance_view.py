@@ -409,9 +409,34 @@ def test_a_failed_drill_a_dry_run_and_a_company_not_yet_closed(server):
     put_artifact(
         store, "other_co", "scheduled__sweep", "final_certificate", sign_certificate(final, server.keyring)
     )
+    # one customer shredded inside the locked backups (twice for the same ref: one customer), with
+    # its own certificate, listed with a JSON download (the readable PDF is the closure's)
+    for _ in range(2):
+        lg.append(
+            company_id="other_co",
+            run_id="shred-subject-1",
+            stage="shred_subject",
+            event="succeeded",
+            actor="dereg shred-subject",
+            details={"subject_ref": "42", "backups": [{"backup_id": "bk-other-0001"}]},
+        )
+    shred = {"title": "One subject", "kind": "subject_shred", "dry_run": False, "company": {"id": "other_co"}}
+    put_artifact(
+        store, "other_co", "shred-subject-1", "shred_subject", sign_certificate(shred, server.keyring)
+    )
     page = _page(server).text
     other = _section(page, "other_co")
-    assert "approve: <b>requested</b>" in other  # waiting for the approval
+    assert "inside the locked backups: 1 (last 20" in other
+    row = other[other.index("单个客户删除证明") :].split("</tr>")[0]
+    assert "shred-subject-1" in other and ".json' download" in row and ".pdf'" not in row
+    link = row.split("href='")[1].split("'")[0]
+    cookies = {"_token": _token(server, "auditor")}
+    assert (
+        requests.get(server.base + link, cookies=cookies, timeout=30).json()["body"]["kind"]
+        == "subject_shred"
+    )
+    assert requests.get(server.base + link[:-5] + ".pdf", cookies=cookies, timeout=30).status_code == 404
+    assert "approve: <b>requested</b>" in other  # waiting for the approval (a shred is not a closure stage)
     assert "<td class='notices-sent'>0</td>" in other
     assert "<td class='drill bad'>failed (" in other
     assert "<td>no</td>" in other  # no Object Lock, and never restored by a closure

@@ -54,7 +54,8 @@ class CertificateStatus:
     valid: bool
     problems: list[str]
     checks: list[str]
-    #: "final" for the retention sweep's final certificate, else "closure"
+    #: "final" for the retention sweep's final certificate, "subject" for one customer's shred inside
+    #: locked backups (`dereg shred-subject`), else "closure"
     kind: str = "closure"
 
 
@@ -74,6 +75,9 @@ class CompanyStatus:
     certificates: list[CertificateStatus] = field(default_factory=list)
     #: when its backups' keys were last re-wrapped under a new key-encryption key (key rotation)
     key_rewrapped_at: str | None = None
+    #: customers crypto-shredded one by one inside the locked backups (`dereg shred-subject`)
+    subject_shreds: int = 0
+    subject_shred_at: str | None = None
 
 
 @dataclass
@@ -134,14 +138,15 @@ def collect(store) -> ComplianceReport:
     entries = ledger.entries()
     from dereg.rotation import DEPLOYMENT
     from dereg.rotation import STAGE as ROTATION_STAGE
+    from dereg.subjectshred import STAGE as SHRED_STAGE
     from dereg.sweep import STAGE as SWEEP_STAGE
 
-    lifecycle = {DRILL_STAGE, SWEEP_STAGE, FINAL, ROTATION_STAGE}
+    lifecycle = {DRILL_STAGE, SWEEP_STAGE, FINAL, ROTATION_STAGE, SHRED_STAGE}
     company_ids = (set(names) | {e.company_id for e in entries}) - {DEPLOYMENT}
     with store.connect() as conn:
         cert_rows = conn.execute(
             sa.select(artifacts.c.id, artifacts.c.company_id, artifacts.c.run_id, artifacts.c.body)
-            .where(artifacts.c.name.in_((CERTIFICATE, FINAL)))
+            .where(artifacts.c.name.in_((CERTIFICATE, FINAL, SHRED_STAGE)))
             .order_by(artifacts.c.created_at, artifacts.c.id)
         ).all()
     company_ids |= {r.company_id for r in cert_rows}
@@ -157,6 +162,9 @@ def collect(store) -> ComplianceReport:
         closure = [e for e in own if e.stage not in lifecycle]
         rewrapped = [e for e in own if e.stage == ROTATION_STAGE and e.event == "rewrapped"]
         status.key_rewrapped_at = rewrapped[-1].ts if rewrapped else None
+        shreds = [e for e in own if e.stage == SHRED_STAGE and e.event == "succeeded"]
+        status.subject_shreds = len({e.details.get("subject_ref") for e in shreds})
+        status.subject_shred_at = shreds[-1].ts if shreds else None
         if closure:
             last = closure[-1]
             status.run_id, status.stage, status.event, status.stage_at = (
@@ -207,7 +215,7 @@ def collect(store) -> ComplianceReport:
                     run_id=row.run_id,
                     dry_run=bool(body.get("dry_run")),
                     issued_at=str(body.get("finished_at") or body.get("issued_at") or ""),
-                    kind="final" if body.get("kind") == "final" else "closure",
+                    kind={"final": "final", "subject_shred": "subject"}.get(body.get("kind"), "closure"),
                     valid=result.ok,
                     problems=list(result.problems),
                     checks=list(result.checks),
@@ -326,6 +334,11 @@ def render(report: ComplianceReport, user_name: str, base: str) -> str:
                 f"<p class='muted rewrapped'>备份密钥已重新封装 Backup keys re-wrapped under a new key: "
                 f"{_day(c.key_rewrapped_at)} UTC</p>"
             )
+        if c.subject_shreds:
+            parts.append(
+                f"<p class='muted subject-shreds'>单个客户删除 Customers shredded one by one inside the locked "
+                f"backups: {c.subject_shreds} (last {_day(c.subject_shred_at)} UTC)</p>"
+            )
         if c.certificates:
             rows = []
             for cert in c.certificates:
@@ -334,16 +347,24 @@ def render(report: ComplianceReport, user_name: str, base: str) -> str:
                 kind = (
                     "最终证明 final certificate"
                     if cert.kind == "final"
+                    else "单个客户删除证明 one customer's shred"
+                    if cert.kind == "subject"
                     else "dry-run report"
                     if cert.dry_run
                     else "certificate"
+                )
+                # the readable one-page document is the closure's (and the final) certificate's
+                readable = (
+                    ""
+                    if cert.kind == "subject"
+                    else f"<a href='{_e(base)}/certificates/{cert.artifact_id}.pdf'>证明 PDF / readable PDF</a> · "
                 )
                 rows.append(
                     f"<tr class='certificate'><td><code>{_e(cert.run_id)}</code></td><td>{kind}</td>"
                     f"<td class='when'>{_day(cert.issued_at)}</td>"
                     f"<td class='verdict {'ok' if cert.valid else 'bad'}'>{verdict}</td>"
                     f"<td class='muted'>{_e(detail)}</td>"
-                    f"<td><a href='{_e(base)}/certificates/{cert.artifact_id}.pdf'>证明 PDF / readable PDF</a> · "
+                    f"<td>{readable}"
                     f"<a href='{_e(base)}/certificates/{cert.artifact_id}.json' download>download JSON</a></td></tr>"
                 )
             parts.append(
@@ -417,11 +438,12 @@ def create_app() -> FastAPI:
         base = str(request.scope.get("root_path", "")).rstrip("/")
         return _page("Compliance — Dereg", render(report, user.get_name(), base))
 
-    def _certificate_row(artifact_id: int):
+    def _certificate_row(artifact_id: int, *, readable: bool = False):
         import sqlalchemy as sa
 
         from dereg.evidence.artifacts import artifacts
         from dereg.evidence.run_artifacts import CERTIFICATE
+        from dereg.subjectshred import STAGE as SHRED_STAGE
         from dereg.sweep import FINAL
 
         # an id no row can have (beyond a 64-bit integer) is not found, not a database error
@@ -430,7 +452,10 @@ def create_app() -> FastAPI:
         with _store().connect() as conn:
             return conn.execute(
                 sa.select(artifacts.c.company_id, artifacts.c.run_id, artifacts.c.body).where(
-                    artifacts.c.id == artifact_id, artifacts.c.name.in_((CERTIFICATE, FINAL))
+                    artifacts.c.id == artifact_id,
+                    artifacts.c.name.in_(
+                        (CERTIFICATE, FINAL) if readable else (CERTIFICATE, FINAL, SHRED_STAGE)
+                    ),
                 )
             ).first()
 
@@ -469,7 +494,7 @@ def create_app() -> FastAPI:
 
         from dereg.evidence.certificate_doc import PdfUnavailable, render_document, render_pdf
 
-        row = _certificate_row(artifact_id)
+        row = _certificate_row(artifact_id, readable=True)
         if row is None:
             return _not_found(artifact_id)
         text = _signed_text(row)
