@@ -170,8 +170,17 @@ class PgDump:
             return
         if done.returncode:
             # schema-only: its messages name objects and connection problems, never rows
-            last = (done.stderr.decode("utf-8", "replace").strip().splitlines() or ["?"])[-1]
-            self.error = f"pg_dump failed (status {done.returncode}: {last[:300]})"
+            lines = done.stderr.decode("utf-8", "replace").strip().splitlines() or ["?"]
+            # the error line says what (e.g. "permission denied for table notes"), the last one
+            # often only which query ("detail: Query was: LOCK TABLE ...")
+            errors = [line for line in lines if "error:" in line]
+            said = "; ".join(dict.fromkeys([*errors[:2], lines[-1]]))
+            self.error = f"pg_dump failed (status {done.returncode}: {said[:400]})"
+            if any("permission denied" in line for line in lines):
+                self.error += (
+                    ". The connection's user must be able to read every table of the backed-up schemas "
+                    "(pg_dump locks each one): grant it SELECT, or back up as a user who has it"
+                )
             return
         self.result = _RESTRICT.sub(b"", done.stdout)
 

@@ -316,3 +316,28 @@ def test_restore_with_schema_on_several_connections_builds_it_all_or_leaves_noth
         with pytest.raises(BackupError, match="child_pkey"):
             run()
         assert _objects(pg_url) == before
+
+
+def test_a_table_the_user_may_not_read_stops_the_schema_dump_and_says_what_to_grant(pg_url):
+    import uuid
+
+    from dereg.backup import schema
+
+    role = f"dereg_noread_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql("CREATE TABLE open_t (x int); CREATE TABLE closed_t (y text)")
+        conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN; GRANT SELECT ON open_t TO {role}")
+    try:
+        binary = schema.pg_dump_binary(admin.dialect.server_version_info[0] * 10000)
+        if binary is None:
+            pytest.skip("no pg_dump for this server")
+        dump = schema.PgDump(sa.make_url(pg_url).set(username=role), binary, None)
+        with pytest.raises(BackupError) as refused:
+            dump.wait()
+        message = str(refused.value)
+        assert "permission denied for table closed_t" in message and "grant it SELECT" in message
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP OWNED BY {role}; DROP ROLE {role}")
+        admin.dispose()
