@@ -37,6 +37,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from benchmarks.pgdata import DEFAULT_URL, ensure
+from benchmarks.store import dereg_and_restic_buckets, start_store
 
 RESTIC_PASSWORD = "bench-only-restic-password"
 PAGILA = next(
@@ -74,22 +75,6 @@ def _timed(cmd: list[str] | str, env: dict, shell: bool = False) -> tuple[float,
         peak = int(fields[0])
         LAST_CPU[0] = sum(float(f) for f in fields[1:3])
     return seconds, peak, done.stdout
-
-
-def _start_store(work: Path):
-    """A local SeaweedFS with one Object Lock bucket for us and one plain bucket for restic."""
-    from devtools.stack.ports import free_port
-    from devtools.stack.seaweed import start_seaweedfs
-
-    for _ in range(20):  # SeaweedFS also needs each port + 10000 free: pick low enough ones
-        s3_port, base = free_port(), free_port()
-        if max(s3_port, base + 2) + 10000 > 65535:
-            continue
-        try:
-            return start_seaweedfs(work / "seaweed", s3_port, base_port=base)
-        except Exception:  # noqa: BLE001 - a port taken meanwhile; try others
-            continue
-    raise SystemExit("could not start SeaweedFS on free ports")
 
 
 def _env(server, work: Path) -> dict:
@@ -272,23 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     if not shutil.which("restic"):
         raise SystemExit("restic is not installed: apt-get install restic")
 
-    from dereg.keys import Keyring
-
     work = Path(tempfile.mkdtemp(prefix="dereg-bench-backup-"))
-    server = _start_store(work)
+    server = start_store(work)
     try:
-        import boto3
-
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=server.endpoint_url,
-            aws_access_key_id=server.access_key,
-            aws_secret_access_key=server.secret_key,
-            region_name="us-east-1",
-        )
-        s3.create_bucket(Bucket="bench-dereg", ObjectLockEnabledForBucket=True)
-        s3.create_bucket(Bucket="bench-restic")
-        Keyring.create(work / "keyring.json")
+        dereg_and_restic_buckets(server, work)
         env = _env(server, work)
         subprocess.run(["restic", "init"], env=env, check=True, capture_output=True)
         print(

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from benchmarks.store import s3_client, start_store
+
 MARIADB_ADMIN_URL = "mysql+pymysql://root@127.0.0.1:3306/"
 
 MARIADB_TABLE = """
@@ -54,21 +56,6 @@ SELECT seq, '名字 ' || seq, 'user' || seq || '@example.cn', seq / 100.0,
        CASE WHEN seq % 2 = 0 THEN NULL ELSE 'note' || char(9) || seq || char(10) END
 FROM n
 """
-
-
-def _start_store(work: Path):
-    from devtools.stack.ports import free_port
-    from devtools.stack.seaweed import start_seaweedfs
-
-    for _ in range(20):  # SeaweedFS also needs each port + 10000 free: pick low enough ones
-        s3_port, base = free_port(), free_port()
-        if max(s3_port, base + 2) + 10000 > 65535:
-            continue
-        try:
-            return start_seaweedfs(work / "seaweed", s3_port, base_port=base)
-        except Exception:  # noqa: BLE001 - a port taken meanwhile; try others
-            continue
-    raise SystemExit("could not start SeaweedFS on free ports")
 
 
 def _compare(label: str, url: str, work: Path, location, rows: int) -> None:
@@ -122,17 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     from dereg.connections import S3Location
 
     work = Path(tempfile.mkdtemp(prefix="dereg-bench-dbfast-"))
-    server = _start_store(work)
+    server = start_store(work)
     try:
-        import boto3
-
-        boto3.client(
-            "s3",
-            endpoint_url=server.endpoint_url,
-            aws_access_key_id=server.access_key,
-            aws_secret_access_key=server.secret_key,
-            region_name="us-east-1",
-        ).create_bucket(Bucket="bench-dbfast")
+        s3_client(server).create_bucket(Bucket="bench-dbfast")
         location = S3Location(
             server.endpoint_url, server.access_key, server.secret_key, "us-east-1", "bench-dbfast", "b"
         )

@@ -44,6 +44,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from benchmarks.store import dereg_and_restic_buckets, start_store
+
 ADMIN_URL = "mysql+pymysql://root@127.0.0.1:3306/"
 RESTIC_PASSWORD = "bench-only-restic-password"
 
@@ -88,21 +90,6 @@ def _timed(cmd: list[str] | str, env: dict, shell: bool = False) -> tuple[float,
             raise SystemExit(f"{shown} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
         peak = int(Path(report.name).read_text().strip().splitlines()[-1])
     return seconds, peak, done.stdout
-
-
-def _start_store(work: Path):
-    from devtools.stack.ports import free_port
-    from devtools.stack.seaweed import start_seaweedfs
-
-    for _ in range(20):  # SeaweedFS also needs each port + 10000 free: pick low enough ones
-        s3_port, base = free_port(), free_port()
-        if max(s3_port, base + 2) + 10000 > 65535:
-            continue
-        try:
-            return start_seaweedfs(work / "seaweed", s3_port, base_port=base)
-        except Exception:  # noqa: BLE001 - a port taken meanwhile; try others
-            continue
-    raise SystemExit("could not start SeaweedFS on free ports")
 
 
 def _admin(url: str, sql: str) -> None:
@@ -223,26 +210,14 @@ def main(argv: list[str] | None = None) -> int:
     for tool in ("restic", "mysqldump", "mysql"):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is not installed (restic: apt-get install restic)")
-    from dereg.keys import Keyring
 
     work = Path(tempfile.mkdtemp(prefix="dereg-bench-mysql-"))
-    server = _start_store(work)
+    server = start_store(work)
     tag = secrets.token_hex(3)
     created: list[str] = []
     admin_url = sa.make_url(args.admin_url)
     try:
-        import boto3
-
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=server.endpoint_url,
-            aws_access_key_id=server.access_key,
-            aws_secret_access_key=server.secret_key,
-            region_name="us-east-1",
-        )
-        s3.create_bucket(Bucket="bench-dereg", ObjectLockEnabledForBucket=True)
-        s3.create_bucket(Bucket="bench-restic")
-        Keyring.create(work / "keyring.json")
+        dereg_and_restic_buckets(server, work)
         # the compliance store is made (and migrated) once, as in a deployment, not in a timed run
         subprocess.run(
             [sys.executable, "-c", "from dereg.evidence.store import open_store; open_store()"],

@@ -1,0 +1,44 @@
+"""The local S3 store the backup benchmarks run against: a SeaweedFS on free ports, and its client."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def start_store(work: Path):
+    """A local SeaweedFS with its data under `work` (the caller stops it)."""
+    from devtools.stack.ports import free_port
+    from devtools.stack.seaweed import start_seaweedfs
+
+    for _ in range(20):  # SeaweedFS also needs each port + 10000 free: pick low enough ones
+        s3_port, base = free_port(), free_port()
+        if max(s3_port, base + 2) + 10000 > 65535:
+            continue
+        try:
+            return start_seaweedfs(work / "seaweed", s3_port, base_port=base)
+        except Exception:  # noqa: BLE001 - a port taken meanwhile; try others
+            continue
+    raise SystemExit("could not start SeaweedFS on free ports")
+
+
+def s3_client(server):
+    """A boto3 S3 client of `server` (from `start_store`)."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=server.endpoint_url,
+        aws_access_key_id=server.access_key,
+        aws_secret_access_key=server.secret_key,
+        region_name="us-east-1",
+    )
+
+
+def dereg_and_restic_buckets(server, work: Path) -> None:
+    """Our bucket (Object Lock) and restic's (plain) in `server`, and a keyring in `work`."""
+    from dereg.keys import Keyring
+
+    s3 = s3_client(server)
+    s3.create_bucket(Bucket="bench-dereg", ObjectLockEnabledForBucket=True)
+    s3.create_bucket(Bucket="bench-restic")
+    Keyring.create(work / "keyring.json")
