@@ -92,13 +92,13 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_phase(json.loads(args.phase))))
         return 0
 
-    from benchmarks.backup_fast import _start_store
+    from benchmarks.store import start_store
     from dereg.keys import Keyring
 
     work = Path(tempfile.mkdtemp(prefix="dereg-bench-large-cell-"))
     name = f"large_cell_bench_{secrets.token_hex(4)}"
     admin = sa.create_engine(args.pg_admin_url, isolation_level="AUTOCOMMIT")
-    server = _start_store(work)
+    server = start_store(work)
     try:
         import boto3
 
