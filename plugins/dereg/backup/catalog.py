@@ -122,14 +122,16 @@ def get(store: Engine, backup_id: str) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
-def find_complete(store: Engine, company_id: str, run_id: str, source_id: str) -> dict[str, Any] | None:
+def _latest(
+    store: Engine, company_id: str, run_id: str, source_id: str, status: str
+) -> dict[str, Any] | None:
     query = (
         sa.select(backups)
         .where(
             backups.c.company_id == company_id,
             backups.c.run_id == run_id,
             backups.c.source_id == source_id,
-            backups.c.status == "complete",
+            backups.c.status == status,
         )
         .order_by(backups.c.created_at.desc())
         .limit(1)
@@ -137,24 +139,16 @@ def find_complete(store: Engine, company_id: str, run_id: str, source_id: str) -
     with store.connect() as conn:
         row = conn.execute(query).mappings().first()
     return dict(row) if row else None
+
+
+def find_complete(store: Engine, company_id: str, run_id: str, source_id: str) -> dict[str, Any] | None:
+    """The latest complete backup of this run and source."""
+    return _latest(store, company_id, run_id, source_id, "complete")
 
 
 def find_in_progress(store: Engine, company_id: str, run_id: str, source_id: str) -> dict[str, Any] | None:
     """The latest backup of this run and source still `started` (being written in parts)."""
-    query = (
-        sa.select(backups)
-        .where(
-            backups.c.company_id == company_id,
-            backups.c.run_id == run_id,
-            backups.c.source_id == source_id,
-            backups.c.status == "started",
-        )
-        .order_by(backups.c.created_at.desc())
-        .limit(1)
-    )
-    with store.connect() as conn:
-        row = conn.execute(query).mappings().first()
-    return dict(row) if row else None
+    return _latest(store, company_id, run_id, source_id, "started")
 
 
 def wrapped_key(store: Engine, backup_id: str) -> tuple[str, str] | None:
