@@ -172,23 +172,6 @@ MYSQL_TEXT_DDL = [
 ]
 
 
-@pytest.fixture
-def second_mariadb_url(mariadb_url):
-    """Another fresh MariaDB database (restore --into), dropped afterwards."""
-    import uuid
-
-    from tests.conftest import MARIADB_ADMIN_URL
-
-    admin = sa.create_engine(MARIADB_ADMIN_URL)
-    name = f"dereg_test_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-    yield MARIADB_ADMIN_URL.rstrip("/") + f"/{name}?charset=utf8mb4"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
-    admin.dispose()
-
-
 def _independent_view(url: str) -> dict:
     """Every table's SHOW CREATE TABLE (AUTO_INCREMENT counter left out), CHECKSUM TABLE and rows
     through SQLAlchemy's generic path: what the restore must give back, read without mysqltext."""

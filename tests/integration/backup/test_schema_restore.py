@@ -128,22 +128,6 @@ def test_older_formats_restore_data_only_and_say_so(version, sqlite_url):
     assert lines and "data-only" in lines[0]
 
 
-@pytest.fixture
-def other_mariadb_url(mariadb_url):
-    import uuid
-
-    from tests.conftest import MARIADB_ADMIN_URL
-
-    admin = sa.create_engine(MARIADB_ADMIN_URL)
-    name = f"schema_test_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-    yield MARIADB_ADMIN_URL.rstrip("/") + f"/{name}?charset=utf8mb4"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
-    admin.dispose()
-
-
 def _mariadb_objects(url: str) -> dict[str, object]:
     engine = sa.create_engine(url)
     try:
@@ -168,7 +152,7 @@ def _mariadb_objects(url: str) -> dict[str, object]:
 
 
 def test_a_mariadb_backup_restores_views_triggers_and_routines(
-    mariadb_url, other_mariadb_url, make_source, take_backup, location, keyring, store
+    mariadb_url, second_mariadb_url, make_source, take_backup, location, keyring, store
 ):
     make_source(mariadb_url)
     engine = sa.create_engine(mariadb_url)
@@ -188,11 +172,11 @@ def test_a_mariadb_backup_restores_views_triggers_and_routines(
     engine.dispose()
     record = take_backup(mariadb_url)
     report = restore_and_verify(
-        record.backup_id, location=location, keyring=keyring, store=store, into_url=other_mariadb_url
+        record.backup_id, location=location, keyring=keyring, store=store, into_url=second_mariadb_url
     )
     assert report.ok, report.problems
     assert report.tables["50%_off"]["restored_rows"] == 1
-    assert _mariadb_objects(other_mariadb_url) == _mariadb_objects(mariadb_url)
+    assert _mariadb_objects(second_mariadb_url) == _mariadb_objects(mariadb_url)
 
 
 _PRE = """SET statement_timeout = 0;
