@@ -59,31 +59,8 @@ def closure_params() -> dict[str, Param]:
     }
 
 
-def _classification_units(units: list[dict]) -> list[dict]:
-    """The inventory's split of the classification (a unit per source, one per large table), as the
-    list the mapped `classify` task expands over. Names only: no personal data."""
-    return units
-
-
-def _backup_parts(parts: list[dict]) -> list[dict]:
-    """`backup_prepare`'s split of the backup (a part per large table, the small ones grouped, an
-    object source whole), as the list the mapped `backup_part` task expands over. References only:
-    no personal data, no key."""
-    return parts
-
-
-def _restore_units(backups: list[dict]) -> list[dict]:
-    """The run's backups (`backup`'s `restores` XCom), as the list the mapped `restore_backup` task
-    expands over. References only."""
-    return backups
-
-
 def build_closure_dag(manifest_path: Path) -> DAG:
-    from airflow.sdk import XComArg, chain, task
-
-    classification_units = task(task_id="classification_units", retries=0)(_classification_units)
-    backup_parts = task(task_id="backup_parts", retries=0)(_backup_parts)
-    restore_units = task(task_id="restore_units", retries=0)(_restore_units)
+    from airflow.sdk import chain
 
     from dereg.operators.approval import ErasureApprovalOperator
     from dereg.operators.stages import (
@@ -124,26 +101,25 @@ def build_closure_dag(manifest_path: Path) -> DAG:
         kw = {"manifest_path": path}
         preflight = PreflightOperator(task_id="preflight", retries=0, **kw)
         inventory = InventoryOperator(task_id="inventory", **kw)
-        units = classification_units(XComArg(inventory, key="units"))
+        # each mapped stage expands over the return value of the stage before it (a list of
+        # references: names, backup ids, part numbers; never personal data or a key)
         classify = ClassifyOperator.partial(
             task_id="classify", map_index_template="{{ task.unit['label'] }}", **kw
-        ).expand(unit=units)
+        ).expand(unit=inventory.output)
         report = ClassificationReportOperator(task_id="classification_report", retries=0, **kw)
         plan = PlanOperator(task_id="plan", **kw)
         notify = NotifyCustomersOperator(task_id="notify_customers", **kw)
         wait = WaitForResponsesOperator(task_id="wait_for_responses", **kw)
         fulfil = FulfilRequestsOperator(task_id="fulfil_requests", **kw)
         backup_prepare = BackupPrepareOperator(task_id="backup_prepare", **kw)
-        parts = backup_parts(XComArg(backup_prepare, key="parts"))
         backup_part = BackupPartOperator.partial(
             task_id="backup_part", map_index_template="{{ task.part['label'] }}", **kw
-        ).expand(part=parts)
+        ).expand(part=backup_prepare.output)
         # none_failed: with no part to write (every backup of the run reused), it still completes
         backup = BackupOperator(task_id="backup", trigger_rule="none_failed", **kw)
-        restores = restore_units(XComArg(backup, key="restores"))
         restore_backup = RestoreBackupOperator.partial(
             task_id="restore_backup", map_index_template="{{ task.backup['label'] }}", **kw
-        ).expand(backup=restores)
+        ).expand(backup=backup.output)
         restore = RestoreVerifyOperator(task_id="restore_verify", trigger_rule="none_failed", **kw)
         approve = ErasureApprovalOperator(
             task_id="approve",
@@ -156,9 +132,9 @@ def build_closure_dag(manifest_path: Path) -> DAG:
         purge = PurgeOperator(task_id="purge", **kw)
         verify = VerifyErasureOperator(task_id="verify_erasure", **kw)
         certificate = CertificateOperator(task_id="certificate", **kw)
-        chain(preflight, inventory, units, classify, report, plan)
+        chain(preflight, inventory, classify, report, plan)
         plan >> notify >> wait >> fulfil >> approve
-        chain(plan, backup_prepare, parts, backup_part, backup, restores, restore_backup, restore)
+        chain(plan, backup_prepare, backup_part, backup, restore_backup, restore)
         restore >> approve
         chain(approve, erase, purge, verify, certificate)
     return dag

@@ -91,7 +91,7 @@ def test_operations_stage_table_matches_the_closure_dag():
     dag = build_closure_dag(ROOT / "include" / "companies" / "demo-academy.yaml")
     assert set(documented) == set(dag.task_ids)
     for task in dag.tasks:
-        # the ledger stages the task's gate checks (classification_units is a plain task: none)
+        # the ledger stages the task's gate checks
         required = set(getattr(getattr(task, "operator_class", type(task)), "requires", ()))
         assert documented[task.task_id] == required, (
             f"{task.task_id}: the docs say {sorted(documented[task.task_id])}, the gate checks {sorted(required)}"
@@ -109,7 +109,7 @@ def test_every_closure_stage_records_its_task_id_in_the_ledger():
     for task in dag.tasks:
         operator = getattr(task, "operator_class", type(task))
         if not getattr(operator, "stage", None):
-            continue  # a plain @task (classification_units) writes no ledger entry
+            continue  # a plain @task would write no ledger entry
         assert operator.stage == task.task_id, f"task {task.task_id} records stage {operator.stage!r}"
         stages[task.task_id] = operator
     assert {"preflight", "classify", "classification_report", "approve", "erase", "certificate"} <= set(

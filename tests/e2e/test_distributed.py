@@ -209,7 +209,8 @@ def test_demo_closure_on_the_distributed_topology(dist_env):
     assert {ti["hostname"] for ti in succeeded} == set(WORKERS), ran
     parts = [(ti["map_index"], ti["hostname"]) for ti in succeeded if ti["task_id"] == "backup_part"]
     assert len(parts) >= 2 and {host for _, host in parts} == set(WORKERS), parts
-    assert ops.xcom(DAG_ID, run_id, "backup_prepare")["parts"] == len(parts)
+    assert len(ops.xcom(DAG_ID, run_id, "backup_prepare")) == len(parts)
+    assert ops.xcom(DAG_ID, run_id, "backup_prepare", key="summary")["parts"] == len(parts)
 
     # The workers hold no rights on Airflow's metadata tables, only on Celery's two result tables.
     roles = info["roles"]

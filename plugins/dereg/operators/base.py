@@ -139,6 +139,10 @@ def without_database_detail(exc: BaseException, stage: str) -> BaseException:
     return exc
 
 
+#: key of a stage's result holding the list a mapped task expands over (see `expands`)
+EXPANDS = "_expands"
+
+
 class ComplianceMixin:
     """Ledger and gate handling shared by `ComplianceOperator` and the approval gate."""
 
@@ -147,6 +151,9 @@ class ComplianceMixin:
     requires: ClassVar[tuple[str, ...]] = ()
     #: destructive stages only record what they would do in a dry run
     destructive: ClassVar[bool] = False
+    #: the stage's result carries, under `EXPANDS`, the list the next (mapped) task expands over:
+    #: that list becomes the return value, and the ledger's summary goes to the `summary` XCom key
+    expands: ClassVar[bool] = False
 
     manifest_path: str
 
@@ -262,8 +269,14 @@ class ComplianceOperator(ComplianceMixin, BaseOperator):
         if failure is not None:
             # raised outside the handler, so the driver's error is not attached as its context
             raise failure
+        expands = result.pop(EXPANDS, None) if self.expands else None
         entry = run.record(self.stage, "succeeded", **result)
         result["ledger_entry"] = entry.entry_id
+        if self.expands:
+            # the next, mapped task expands over this stage's return value (Airflow maps only over
+            # return values), so the summary the ledger records goes to its own XCom key
+            context["ti"].xcom_push(key="summary", value=result)
+            return expands
         return result
 
     def act(self, run: RunContext, context) -> dict:  # pragma: no cover - abstract

@@ -13,7 +13,7 @@ import datetime as dt
 from typing import Any
 
 from dereg.connections import backup_location, describe_store, object_client, scratch_url
-from dereg.operators.base import ComplianceOperator, RunContext, manifest_digest
+from dereg.operators.base import EXPANDS, ComplianceOperator, RunContext, manifest_digest
 
 
 def _connectors(run: RunContext):
@@ -58,14 +58,14 @@ class InventoryOperator(ComplianceOperator):
     table) for the mapped `classify` task."""
 
     stage = "inventory"
+    expands = True
     requires = ("preflight",)
 
     def act(self, run: RunContext, context) -> dict:
         from dereg.inventory.sources import inventory_sources
 
         found = inventory_sources(run.manifest, run.artifacts, connectors=_connectors(run), log=self.log)
-        context["ti"].xcom_push(key="units", value=found["units"])
-        return {"sources": found["sources"], "classification_units": len(found["units"])}
+        return {"sources": found["sources"], "classification_units": len(found["units"]), EXPANDS: found["units"]}
 
 
 class ClassifyOperator(ComplianceOperator):
@@ -238,6 +238,7 @@ class BackupPrepareOperator(ComplianceOperator):
     grouped) for the mapped `backup_part` task, pushed as the `parts` XCom (references only)."""
 
     stage = "backup_prepare"
+    expands = True
     requires = ("classification_report",)
 
     def act(self, run: RunContext, context) -> dict:
@@ -253,8 +254,7 @@ class BackupPrepareOperator(ComplianceOperator):
             log=self.log,
             progress=self._progress,
         )
-        context["ti"].xcom_push(key="parts", value=prepared["parts"])
-        return {"sources": prepared["sources"], "parts": len(prepared["parts"])}
+        return {"sources": prepared["sources"], "parts": len(prepared["parts"]), EXPANDS: prepared["parts"]}
 
 
 class BackupPartOperator(ComplianceOperator):
@@ -262,7 +262,7 @@ class BackupPartOperator(ComplianceOperator):
     source's whole backup. Mapped over the parts `backup_prepare` listed; a retry redoes only this
     part. The data key is unwrapped from the keyring here, never passed through XCom.
 
-    :param part: {"source", "kind", "backup_id", "part", "label", "index"} from the `parts` XCom.
+    :param part: {"source", "kind", "backup_id", "part", "label", "index"} from `backup_prepare`'s return value.
     """
 
     stage = "backup_part"
@@ -294,6 +294,7 @@ class BackupOperator(ComplianceOperator):
     stored and consistent, then the manifest written last, the locks read back, `complete`."""
 
     stage = "backup"
+    expands = True
     requires = ("backup_prepare",)
 
     def act(self, run: RunContext, context) -> dict:
@@ -308,13 +309,12 @@ class BackupOperator(ComplianceOperator):
             log=self.log,
             progress=self._progress,
         )
-        context["ti"].xcom_push(key="restores", value=restore_units(result["backups"]))
-        return result
+        return {**result, EXPANDS: restore_units(result["backups"])}
 
 
 class RestoreBackupOperator(ComplianceOperator):
     """Restore one backup of the run into a scratch database (or folder) and compare it with its
-    manifest. Mapped over the run's backups (`backup`'s `restores` XCom), so the workers share them.
+    manifest. Mapped over the run's backups (`backup`'s return value), so the workers share them.
 
     :param backup: {"source", "backup_id", "label"} from that XCom.
     """
