@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 
 from dereg import config
 from dereg.errors import KeyringError
+from dereg.redact import reference_token
 
 DATA_KEY_BYTES = 32
 
@@ -108,7 +109,7 @@ class Keyring:
         path = Path(path or config.keyring_path())
         if path.exists() and not overwrite:
             raise KeyringError(f"keyring {path} already exists; refusing to overwrite its keys")
-        stamp = secrets.token_hex(4)
+        stamp = reference_token()
         ring = cls(
             path=path,
             active_kek=f"kek-{stamp}",
@@ -174,7 +175,7 @@ class Keyring:
         import datetime as dt
 
         old = self.active_kek
-        new = f"kek-{secrets.token_hex(4)}"
+        new = f"kek-{reference_token()}"
         self.keks[new] = secrets.token_bytes(32)
         self.active_kek = new
         self.retired[old] = (now + dt.timedelta(days=grace_days)).isoformat()

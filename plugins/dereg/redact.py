@@ -22,6 +22,18 @@ def _mask_digits(match: re.Match) -> str:
     return text[:3] + "*" * max(len(text) - 6, 1) + text[-3:]
 
 
+def reference_token(nbytes: int = 4) -> str:
+    """A random hex suffix for a reference (backup id, key id) that `redact` never masks: one made
+    only of digits (about 2 % of 8-digit draws) would read as a phone number and be masked in the
+    logs and problems an operator has to match against object keys."""
+    import secrets
+
+    while True:
+        token = secrets.token_hex(nbytes)
+        if not token.isdigit():
+            return token
+
+
 def redact(text: str, limit: int = 600) -> str:
     """Mask values that could be personal; shorten to `limit` characters."""
     text = _QUOTED_PARAMS.sub("[parameters hidden]", str(text))

@@ -15,7 +15,6 @@ import datetime as dt
 import hashlib
 import io
 import json
-import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +36,7 @@ from dereg.backup.codec import (
 from dereg.connections import S3Location
 from dereg.errors import BackupError, DeregError
 from dereg.keys import new_data_key
+from dereg.redact import reference_token
 
 
 @dataclass
@@ -426,7 +426,7 @@ def open_session(
     queued, none uploaded) and must call `start_session` (e.g. in a thread) before `finish`."""
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     retain_until = now + dt.timedelta(days=retention_days)
-    backup_id = f"bk-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+    backup_id = f"bk-{now:%Y%m%dT%H%M%SZ}-{reference_token()}"
     client = None if early else location.client()  # early: made by start_session, off the reading thread
     lock = {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": retain_until} if object_lock else {}
     uploader = Uploader(client, location, lock)

@@ -65,7 +65,11 @@ class InventoryOperator(ComplianceOperator):
         from dereg.inventory.sources import inventory_sources
 
         found = inventory_sources(run.manifest, run.artifacts, connectors=_connectors(run), log=self.log)
-        return {"sources": found["sources"], "classification_units": len(found["units"]), EXPANDS: found["units"]}
+        return {
+            "sources": found["sources"],
+            "classification_units": len(found["units"]),
+            EXPANDS: found["units"],
+        }
 
 
 class ClassifyOperator(ComplianceOperator):
