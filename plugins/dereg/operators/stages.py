@@ -77,7 +77,7 @@ class ClassifyOperator(ComplianceOperator):
     personal information. Mapped over the units the inventory found; `classification_report`
     puts the parts together.
 
-    :param unit: {"source", "kind", "tables", "label", "index"} from the inventory's `units` XCom.
+    :param unit: {"source", "kind", "tables", "label", "index"} from the inventory's return value.
     """
 
     stage = "classify"
@@ -239,7 +239,7 @@ def _backup_place(run: RunContext):
 class BackupPrepareOperator(ComplianceOperator):
     """Open the backup of every source: id, data key wrapped into the keyring, catalog row
     `started`, schema sections; split the tables into parts (one per large table, the small ones
-    grouped) for the mapped `backup_part` task, pushed as the `parts` XCom (references only)."""
+    grouped) for the mapped `backup_part` task, as its return value (references only)."""
 
     stage = "backup_prepare"
     expands = True
