@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -92,12 +94,24 @@ class AirflowSandbox:
         }
         self._migrate()
 
+    #: a metadata DB migrated once per test session; each sandbox starts from a copy of it (an
+    #: `airflow db migrate` costs 5-10 s, and every sandbox gets the same empty schema)
+    _migrated: Path | None = None
+
     def _migrate(self) -> None:
+        template = AirflowSandbox._migrated
+        if template is not None and template.exists():
+            shutil.copyfile(template, self.home / "airflow.db")
+            return
         airflow = str(Path(sys.executable).parent / "airflow")
         result = subprocess.run(
             [airflow, "db", "migrate"], env=self.env, capture_output=True, text=True, timeout=300
         )
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        if "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in self.env:  # the default SQLite file in the home
+            template = Path(tempfile.mkdtemp(prefix="dereg-airflow-db-")) / "airflow.db"
+            shutil.copyfile(self.home / "airflow.db", template)
+            AirflowSandbox._migrated = template
 
     def start_dag_test(self, dag_id: str, conf: dict) -> subprocess.Popen:
         log = open(self.home / f"dag_test_{dag_id}_{time.monotonic_ns()}.log", "w+")
