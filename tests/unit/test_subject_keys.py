@@ -141,6 +141,18 @@ def test_a_sealed_row_opens_with_its_key_and_is_null_or_marked_without_it():
     assert writer.sealed_rows == 2 and writer.plain.hexdigest() == hashlib.sha256(plain).hexdigest()
     assert "李".encode() not in stored and b"2016-04-11" not in stored
     assert stored.split(b"\n")[2].endswith(b"\\N")  # ref 12 is no subject: not sealed
+    # the link read from the row's own field (COPY as a plain backup runs it) stores the same bytes
+    sealer.ciphers = [None, None]
+    own = io.BytesIO()
+    writer = sk._SealingWriter(sealer, "students", ["id", "name", "born", "other"], own, link=0)
+    writer.write(plain[:9])
+    writer.write(plain[9:])
+    writer.finish()
+    assert own.getvalue() == stored and writer.plain.hexdigest() == hashlib.sha256(plain).hexdigest()
+    typed = [{"name": "id", "pg_type": "integer"}, {"name": "name", "pg_type": "text"}]
+    assert sk.own_link(spec, [], typed) == 0
+    # character(n)::text drops the padding COPY writes: such a link goes through the extra column
+    assert sk.own_link(spec, [], [{"name": "id", "pg_type": "character(4)"}]) is None
 
     columns = [{"name": n} for n in ("id", "name", "born", "other")]
     spec_entry = {

@@ -86,21 +86,23 @@ def expand(nodes: Iterable[tuple[int, int, bytes]], depth: int, count: int) -> t
     """Every leaf 0..count-1 the nodes (level, index, value) cover: (leaves, 32 bytes each, in one
     buffer; present, one byte per leaf, 1 when derivable)."""
     leaves, present = bytearray(32 * count), bytearray(count)
+    blake2b = hashlib.blake2b
     for level, index, value in nodes:
         first = index << (depth - level)
         if first >= count:
             continue
-        layer = [value]
+        # a layer as one buffer of 32-byte nodes: the 64-byte digests of a layer, concatenated, are
+        # the next layer's nodes in order (left child, right child, ...)
+        layer = value
         for below in range(depth - level - 1, -1, -1):
-            need = min(2 * len(layer), -(-(count - first) // (1 << below)))
-            nxt: list[bytes] = []
-            for v in layer:
-                nxt.extend(children(v))
-            layer = nxt[:need]
-        for k, v in enumerate(layer):
-            i = first + k
-            leaves[32 * i : 32 * i + 32] = v
-            present[i] = 1
+            need = min(2 * (len(layer) // 32), -(-(count - first) // (1 << below)))
+            layer = b"".join(
+                blake2b(key=layer[at : at + 32], digest_size=64, person=GGM_PERSON).digest()
+                for at in range(0, len(layer), 32)
+            )[: 32 * need]
+        width = len(layer) // 32
+        leaves[32 * first : 32 * (first + width)] = layer
+        present[first : first + width] = b"\x01" * width
     return leaves, present
 
 
@@ -324,6 +326,23 @@ def link_expression(spec: SealSpec, table_alias: str, hops: list[dict[str, Any]]
     return _as_text(table_alias, list(hops[0]["columns"]))
 
 
+#: types whose COPY field is byte for byte their `::text` (what the subjects stream and the link maps
+#: hold); not e.g. `character(n)`, whose `::text` drops the padding, or `boolean` (`t` / `true`)
+_LINK_AS_FIELD = {"smallint", "integer", "bigint", "text", "character varying", "uuid"}
+
+
+def own_link(spec: SealSpec, hops: list[dict[str, Any]], columns: list[dict[str, Any]]) -> int | None:
+    """The position of the table's own column whose COPY field is the row's link value (the subject
+    key of the subject table, or a one-column first link), when its type writes it as its `::text`;
+    else None (COPY then adds `link_expression` as an extra column)."""
+    name = spec.subject_key if not hops else (hops[0]["columns"][0] if len(hops[0]["columns"]) == 1 else None)
+    for position, column in enumerate(columns):
+        if column["name"] == name and not column.get("generated"):
+            base = str(column.get("pg_type") or "").split("(")[0].strip()
+            return position if base in _LINK_AS_FIELD else None
+    return None
+
+
 def mapping_sql(spec: SealSpec, hops: list[dict[str, Any]]) -> str:
     """(first link's value as text, subject ref) along the chain, lowest subject last: a row that
     reaches several subjects (a guardian of siblings) is sealed under the lowest one's key."""
@@ -430,17 +449,31 @@ class Sealer:
     def seals(self, key: str) -> bool:
         return key in self.sealed
 
-    def copy_out(self, cur, key: str, qualified: str, columns: list[dict[str, Any]], raw) -> tuple[int, str]:
-        """COPY `key`'s rows with their subject ref as an extra column, seal them into `raw` (the
-        chunk stream); returns (sealed rows, SHA-256 of the plain COPY text, as a plain backup
-        hashes it)."""
+    def copy_out(
+        self, cur, key: str, qualified: str, columns: list[dict[str, Any]], raw, relkind: str = "r"
+    ) -> tuple[int, str]:
+        """COPY `key`'s rows, seal them into `raw` (the chunk stream); returns (sealed rows, SHA-256
+        of the plain COPY text, as a plain backup hashes it). When the row's link value is one of
+        its own columns (`own_link`), COPY reads the table exactly as a plain backup does; otherwise
+        it adds the link value as an extra last column, which the sealing takes off."""
         from dereg.backup.pgcopy import READ_BLOCK
 
-        names = ", ".join(f"dereg_t.{_quote(c['name'])}" for c in columns)
-        ref = link_expression(self.spec, "dereg_t", self.spec.tables[key].hops)
-        writer = _SealingWriter(self, key, [c["name"] for c in columns], raw)
+        hops = self.spec.tables[key].hops
+        link = own_link(self.spec, hops, columns)
+        if link is not None:
+            names = ", ".join(_quote(c["name"]) for c in columns)
+            sql = (
+                f"COPY {qualified} ({names}) TO STDOUT"
+                if relkind == "r"
+                else f"COPY (SELECT {names} FROM {qualified}) TO STDOUT"
+            )
+        else:
+            names = ", ".join(f"dereg_t.{_quote(c['name'])}" for c in columns)
+            ref = link_expression(self.spec, "dereg_t", hops)
+            sql = f"COPY (SELECT {names}, {ref} FROM {qualified} dereg_t) TO STDOUT"
+        writer = _SealingWriter(self, key, [c["name"] for c in columns], raw, link)
         buffered = io.BufferedWriter(writer, buffer_size=READ_BLOCK)
-        cur.copy_expert(f"COPY (SELECT {names}, {ref} FROM {qualified} dereg_t) TO STDOUT", buffered)
+        cur.copy_expert(sql, buffered)
         buffered.flush()
         writer.finish()
         self.sealed[key]["rows"] = writer.sealed_rows
@@ -523,8 +556,10 @@ class _SealingWriter(io.RawIOBase):
     the GIL for every row of every sealed table, so a row costs a fixed handful of C calls: one
     split, two itemgetters, one AES call, one base64 and one %-format build the stored line."""
 
-    def __init__(self, sealer: Sealer, key: str, names: list[str], raw):
+    def __init__(self, sealer: Sealer, key: str, names: list[str], raw, link: int | None = None):
         super().__init__()
+        #: the position of the row's own field that is its link value; None: an extra last field
+        self.link = link
         self.sealer, self.key, self.raw = sealer, key, raw
         info = sealer.sealed[key]
         positions = [names.index(c) for c in info["columns"]]
@@ -546,8 +581,43 @@ class _SealingWriter(io.RawIOBase):
         cut = block.rfind(b"\n") + 1
         self.carry = block[cut:]
         if cut:
-            self._lines(block[:cut].split(b"\n")[:-1])
+            if self.link is None:
+                self._lines(block[:cut].split(b"\n")[:-1])
+            else:
+                self.plain.update(block[:cut])  # the rows as COPY wrote them: the plain text
+                self._own_lines(block[:cut].split(b"\n")[:-1])
         return len(data)
+
+    def _own_lines(self, lines: list[bytes]) -> None:
+        """`_lines` when the link value is the row's own field `self.link` (no extra field)."""
+        ordinal = self.sealer.maps[self.key].get
+        ciphers, leaves = self.sealer.ciphers, self.sealer.leaves
+        secret_of, kept_of, template, link = self.secret_of, self.kept_of, self.template, self.link
+        tab_join, b64 = b"\t".join, binascii.b2a_base64
+        nonce_at = self.nonce_base
+        out = []
+        out_add = out.append
+        line_no = self.line
+        sealed_rows = 0
+        for line in lines:
+            fields = line.split(b"\t")
+            n = ordinal(fields[link])
+            if n is None:
+                out_add(line + b"\t\\N")
+            else:
+                cipher = ciphers[n]
+                if cipher is None:  # one per subject, made when first needed (memory: ~100 bytes each)
+                    cipher = ciphers[n] = AESGCM(bytes(leaves[32 * n : 32 * n + 32]))
+                sealed = cipher.encrypt(
+                    (nonce_at | line_no).to_bytes(12, "big"), tab_join(secret_of(fields)), None
+                )[:-16]
+                out_add(template % (*kept_of(fields), n, b64(sealed, newline=False)))
+                sealed_rows += 1
+            line_no += 1
+        self.line = line_no
+        self.sealed_rows += sealed_rows
+        out_add(b"")
+        self.raw.write(b"\n".join(out))
 
     def _lines(self, lines: list[bytes]) -> None:
         ordinal = self.sealer.maps[self.key].get
