@@ -1,9 +1,9 @@
 """Per-subject keys (backup format versions 5 and 6): one customer crypto-shredded inside a locked backup.
 
 The personal columns of every row that belongs to a subject (the subject table's rows, and the rows
-the erasure plan links to them) are sealed with AES-256-GCM under that subject's own key. The keys
-are the leaves of a GGM tree (keyed BLAKE2b-512 splits a node into its two children) whose root is
-fresh for every backup; the *key set* (the tree nodes that still cover live leaves) is wrapped
+the erasure plan links to them) are sealed with AES-256 (CTR since version 6, GCM with a tag per row
+in version 5) under that subject's own key. The keys are the leaves of a GGM tree (keyed BLAKE2b-512
+splits a node into its two children) whose root is fresh for every backup; the *key set* (the tree nodes that still cover live leaves) is wrapped
 under a key derived from the backup's data key and kept apart from the ciphertext: in the
 compliance store and in an unlocked escrow object. Shredding one subject replaces the node that
 covers its leaf by the siblings along the path (the co-path): every other key stays derivable,
