@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import tempfile
 import time
@@ -155,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         engine.dispose()
         server.stop()
+        shutil.rmtree(work, ignore_errors=True)  # SeaweedFS's data: about 400 MB for 3 rounds
     return 0
 
 

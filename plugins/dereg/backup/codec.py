@@ -33,10 +33,13 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from dereg.dialects import type_text
 
-FORMAT_VERSION = 5
-READABLE_VERSIONS = (1, 2, 3, 4, 5)
+FORMAT_VERSION = 6
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
 #: the first version that may seal subject rows under per-subject keys (`subject_keys`, subjectkeys.py)
 SUBJECT_KEYS_VERSION = 5
+#: the first version whose sealed rows are AES-256-CTR without a tag of their own (version 5: AES-GCM
+#: per row, with its 16-byte tag and associated data)
+SUBJECT_CTR_VERSION = 6
 #: the first version that carries the source's schema (`schema` in the manifest)
 SCHEMA_VERSION = 4
 #: the first version whose manifest carries a MAC (older manifests restore, unauthenticated)

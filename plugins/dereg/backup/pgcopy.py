@@ -310,7 +310,7 @@ def dump_tables(
             sealed = relkind != "p" and sealer is not None and sealer.seals(key)
             try:
                 if sealed:
-                    plain_digest = sealer.copy_out(wcur, key, qualified, columns, stream)[1]
+                    plain_digest = sealer.copy_out(wcur, key, qualified, columns, stream, relkind)[1]
                 else:
                     _copy_out(wcur, qualified, relkind, columns, stream)
             except BaseException:

@@ -96,7 +96,7 @@ def test_one_subject_shredded_inside_a_locked_backup(
     manifest = json.loads(
         s3_client.get_object(Bucket=location.bucket, Key=record.manifest_key)["Body"].read()
     )
-    assert manifest["version"] == 5 and manifest["subject_keys"]["enabled"] is True
+    assert manifest["version"] == 6 and manifest["subject_keys"]["enabled"] is True
     assert manifest["subject_keys"]["subjects"] == 2
     assert manifest["tables"]["guardians"]["sealed"]["markers"] == {"name": "#shredded"}
     assert manifest["tables"]["payments"]["sealed"]["rows"] == 200  # payment 999 has no student
@@ -223,6 +223,7 @@ def _read_sealed_table_from_the_spec(s3, bucket: str, manifest: dict, data_key: 
 
     import zstandard
     from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
     from cryptography.hazmat.primitives.kdf.hkdf import HKDF
     from cryptography.hazmat.primitives.keywrap import aes_key_unwrap
@@ -271,8 +272,9 @@ def _read_sealed_table_from_the_spec(s3, bucket: str, manifest: dict, data_key: 
         if seal != b"\\N":
             n, blob = seal.split(b":")
             nonce = number.to_bytes(4, "big") + line_no.to_bytes(8, "big")
-            aad = f"dereg-subject/{version}|{bid}|{name}|".encode() + refs[int(n)]
-            secret = AESGCM(leaf(int(n))).decrypt(nonce, base64.b64decode(blob), aad)
+            # version 6: AES-256-CTR from the counter block nonce || 00000002, no tag
+            ctr = Cipher(algorithms.AES(leaf(int(n))), modes.CTR(nonce + b"\0\0\0\2")).decryptor()
+            secret = ctr.update(base64.b64decode(blob)) + ctr.finalize()
             for p, value in zip(positions, secret.split(b"\t"), strict=True):
                 fields[p] = value
         lines.append(b"\t".join(fields) + b"\n")
