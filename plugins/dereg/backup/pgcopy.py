@@ -25,6 +25,7 @@ import re
 import secrets
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import wait as futures_wait
 from typing import Any
 
 import sqlalchemy as sa
@@ -224,7 +225,56 @@ def table_digests(
 
 def table_key(table: sa.Table) -> str:
     """A table's name in the manifest: bare in the default schema, `schema.name` in another."""
-    return table.name if table.schema is None else f"{table.schema}.{table.name}"
+    return _key(table.schema, table.name)
+
+
+def _key(schema: str | None, name: str) -> str:
+    return name if schema is None else f"{schema}.{name}"
+
+
+# The tables SQLAlchemy's reflection of the user schemas finds (`archive._ordered_tables`: tables
+# visible through the search path as the default schema's, then every other schema but the
+# system ones), read here in the backup's snapshot: ordinary and partitioned tables, partitions
+# included, no temporary or foreign ones.
+_USER_TABLES = """
+SELECT NULL, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't' AND pg_table_is_visible(c.oid)
+  AND n.nspname <> 'pg_catalog'
+UNION ALL
+SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't' AND n.nspname NOT LIKE 'pg\\_%%'
+  AND n.nspname NOT IN ('information_schema', 'pg_toast') AND n.nspname <> %s
+"""
+
+
+def _snapshot_tables(cur, default_schema: str, only: list[str] | None) -> list[tuple[str | None, str]]:
+    """(schema, name) of every user table in the transaction's snapshot (None: the default
+    schema), as the reflection finds them; `only` restricts them (manifest names)."""
+    cur.execute(_USER_TABLES, (default_schema,))
+    found = [(schema, name) for schema, name in cur.fetchall()]
+    return found if only is None else [t for t in found if _key(*t) in only]
+
+
+def _same_tables(reflected: list[sa.Table], copied: list[str]) -> None:
+    """The reflected tables must be those the snapshot held: a table created or dropped while the
+    backup started refuses it (the schema pg_dump writes in the snapshot would not match)."""
+    differ = sorted({table_key(t) for t in reflected} ^ set(copied))
+    if differ:
+        raise BackupError(
+            f"table(s) {', '.join(differ[:5])} appeared in or disappeared from the source while the backup "
+            "started (the snapshot and the reflected tables differ); nothing was backed up. Re-run the backup."
+        )
+
+
+def _describe_reflected(entry: dict[str, Any], table: sa.Table) -> None:
+    """The manifest entry's column kinds and types and the table's keys, from its reflection."""
+    for c in entry["columns"]:
+        reflected = table.c.get(c["name"])
+        c["kind"] = kind_of(reflected.type) if reflected is not None else "other"
+        c["type"] = type_text(reflected.type) if reflected is not None else c["pg_type"]
+        c["nullable"] = not c["not_null"]
+        c["primary_key"] = bool(reflected is not None and reflected.primary_key)
+    entry.update(describe_keys(table))
 
 
 def dump_tables(
@@ -235,9 +285,11 @@ def dump_tables(
     current: list[str],
     progress=None,
     with_schema: bool = True,
+    only: list[str] | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """COPY every table of `tables` (reflected, parents first; or a function giving them, called once
-    the snapshot is taken and pg_dump started) into the session's chunk streams, on
+    """COPY every table of `tables` (reflected, parents first; or a function reflecting them, run
+    meanwhile on its own connection while the rows of the tables the snapshot holds, restricted to
+    `only`, are copied; both must agree) into the session's chunk streams, on
     up to JOBS connections that share one snapshot (largest tables first); a partitioned table's
     rows are stored once, in its partitions (the parent's are only hashed, for erase's check
     against the backup). With `with_schema`, pg_dump writes the schema in the same snapshot
@@ -245,8 +297,24 @@ def dump_tables(
     described: dict[str, dict[str, Any]] = {}
     dumper = None
     schema_note = None
-    raw = engine.raw_connection()
+    reflecting = None
+    if callable(tables):
+        # SQLAlchemy's reflection (the manifest's column kinds and keys, and the table order) is
+        # slow Python and needs no snapshot: it runs on its own connection while the rows are
+        # copied, which needs only the catalog rows read below
+        from concurrent.futures import ThreadPoolExecutor
+
+        reflector = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dereg-reflect")
+        reflecting = reflector.submit(tables)
+        reflector.shutdown(wait=False)
     extra: list = []
+    try:
+        raw = engine.raw_connection()
+    except BaseException:
+        if reflecting is not None:
+            reflecting.cancel()
+            futures_wait([reflecting])
+        raise
     try:
         conn = raw.driver_connection
         conn.rollback()  # a clean transaction: the snapshot is taken at its first statement
@@ -277,13 +345,16 @@ def dump_tables(
                 _apply_settings(cur)
         if binary is not None:  # started first: it reads the whole catalog while the rows are copied
             dumper = db_schema.PgDump(engine.url, binary, snapshot)
-        if callable(tables):  # reflected while pg_dump already reads the catalog
-            tables = tables()
-        qualified_names = [_qualified(t.schema, t.name) for t in tables]
+        idents = (
+            _snapshot_tables(cur, default_schema, only)
+            if reflecting is not None
+            else [(t.schema, t.name) for t in tables]
+        )
+        qualified_names = [_qualified(schema, name) for schema, name in idents]
         plans = [
-            (table, qualified, *found)
-            for table, qualified, found in zip(
-                tables, qualified_names, _columns_of_all(cur, qualified_names), strict=True
+            (ident, qualified, *found)
+            for ident, qualified, found in zip(
+                idents, qualified_names, _columns_of_all(cur, qualified_names), strict=True
             )
         ]
         if snapshot is not None:
@@ -299,11 +370,11 @@ def dump_tables(
             sequences = db_schema.pg_sequence_values(cur)
         sealer = session.context.get("sealer")  # per-subject keys (subjectkeys.py), in this snapshot
         if sealer is not None:
-            sealer.prepare(cur, [table_key(t) for t in tables], {table_key(p[0]): p[4] for p in plans})
+            sealer.prepare(cur, [_key(*p[0]) for p in plans], {_key(*p[0]): p[4] for p in plans})
 
         def dump(worker, plan) -> None:
-            table, qualified, relkind, _pages, columns = plan
-            key = table_key(table)
+            (schema, name), qualified, relkind, _pages, columns = plan
+            key = _key(schema, name)
             wcur = worker.driver_connection.cursor()
             # a partitioned table's rows are its partitions': hashed here, stored there
             stream = _Hasher() if relkind == "p" else session.stream(key)
@@ -329,22 +400,15 @@ def dump_tables(
             if wcur.rowcount not in (-1, rows):  # psycopg2 reports COPY's own count
                 current[0] = key
                 raise RuntimeError(f"COPY of {key} counted {wcur.rowcount} rows, the stream holds {rows}")
-            for c in columns:
-                reflected = table.c.get(c["name"])
-                c["kind"] = kind_of(reflected.type) if reflected is not None else "other"
-                c["type"] = type_text(reflected.type) if reflected is not None else c["pg_type"]
-                c["nullable"] = not c["not_null"]
-                c["primary_key"] = bool(reflected is not None and reflected.primary_key)
             described[key] = {
                 "encoding": PG_COPY_TEXT,
-                "schema": table.schema or default_schema,
-                "name": table.name,
+                "schema": schema or default_schema,
+                "name": name,
                 "rows": rows,
                 "sha256": digest,
                 "bytes": size,
                 "chunks": chunks,
                 "columns": columns,
-                **describe_keys(table),
                 **({"partitioned": True} if relkind == "p" else {}),
             }
             if sealed:  # the stored stream is sealed; `sha256` stays the plain rows' hash
@@ -356,6 +420,11 @@ def dump_tables(
                     progress(f"backup {key}: {rows} rows in {len(chunks)} chunk(s)")
 
         _run_parallel(sorted(plans, key=lambda p: -p[3]), [raw, *extra], dump)
+        if reflecting is not None:
+            tables = reflecting.result()
+            _same_tables(tables, [_key(*p[0]) for p in plans])
+        for table in tables:
+            _describe_reflected(described[table_key(table)], table)
         if dumper is not None:
             sections = dumper.wait()
             sections["post-data"] += sequences
@@ -368,6 +437,8 @@ def dump_tables(
                 r.close()
         if dumper is not None:
             dumper.join()  # no pg_dump left running behind a failed backup
+        if reflecting is not None:
+            futures_wait([reflecting])  # nothing left using the engine behind a failed backup
     ordered = {table_key(t): described[table_key(t)] for t in tables}
     extra_fields: dict[str, Any] = {"pg": {"server_version_num": server_version, "copy_settings": SETTINGS}}
     if dumper is not None:
