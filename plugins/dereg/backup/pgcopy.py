@@ -190,18 +190,86 @@ def _qualified(schema: str | None, name: str) -> str:
     return (_quote(schema) + "." if schema else "") + _quote(name)
 
 
+def _copy_sql(qualified: str, relkind: str, columns: list[dict[str, Any]]) -> str:
+    names = ", ".join(_quote(c["name"]) for c in columns)
+    if relkind == "r":
+        return f"COPY {qualified} ({names}) TO STDOUT"
+    return f"COPY (SELECT {names} FROM {qualified}) TO STDOUT"  # partitioned, foreign, view: a query
+
+
 def _copy_out(cur, qualified: str, relkind: str, columns: list[dict[str, Any]], raw: io.RawIOBase) -> None:
     """COPY one table's rows as text into `raw` through a READ_BLOCK buffer: the one statement both
     the backup (into its chunk stream) and erase's check against it (`table_digests`) run, so
     equal rows give equal bytes."""
-    names = ", ".join(_quote(c["name"]) for c in columns)
-    if relkind == "r":
-        sql = f"COPY {qualified} ({names}) TO STDOUT"
-    else:  # a partitioned table, a foreign table, a view: through a query
-        sql = f"COPY (SELECT {names} FROM {qualified}) TO STDOUT"
     buffered = io.BufferedWriter(raw, buffer_size=READ_BLOCK)
-    cur.copy_expert(sql, buffered)
+    cur.copy_expert(_copy_sql(qualified, relkind, columns), buffered)
     buffered.flush()
+
+
+# Tables at least this large (pg_total_relation_size) are copied out by a psql process when one is
+# there: psycopg2 hands Python every row on its own (a call and a GIL round trip each, a third of
+# the client's CPU for a large table), psql writes them into a pipe read here a megabyte at a time,
+# and it runs on the other core meanwhile. Smaller tables are not worth starting a process for.
+PSQL_COPY_BYTES = 8 << 20
+
+
+class PsqlCopy:
+    """COPY ... TO STDOUT by `psql` inside an exported snapshot, under `SETTINGS`: the same bytes
+    as `_copy_out` (the server writes them; psql passes them on)."""
+
+    def __init__(self, binary: str, env: dict[str, str], snapshot: str | None):
+        self.binary, self.env, self.snapshot = binary, env, snapshot
+
+    @classmethod
+    def find(cls, url: sa.URL, *, pg_dump: str | None = None, snapshot: str | None = None) -> PsqlCopy | None:
+        """The psql beside `pg_dump` (or on PATH) for the server of `url`, reading in `snapshot`
+        (or in a transaction of its own); None without one, or with DEREG_PG_PSQL_COPY=0."""
+        import shutil
+
+        if os.environ.get("DEREG_PG_PSQL_COPY", "1") == "0":
+            return None
+        beside = os.path.join(os.path.dirname(pg_dump), "psql") if pg_dump else ""
+        binary = beside if beside and os.access(beside, os.X_OK) else shutil.which("psql")
+        return cls(binary, db_schema.libpq_env(url), snapshot) if binary else None
+
+    def copy_out(self, table: str, sql: str, raw: io.RawIOBase) -> None:
+        import subprocess
+
+        def literal(value: str) -> str:
+            return "'" + value.replace("'", "''") + "'"
+
+        script = (
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n"
+            + (f"SET TRANSACTION SNAPSHOT {literal(self.snapshot)};\n" if self.snapshot else "")
+            + "".join(f"SET LOCAL {name} TO {literal(value)};\n" for name, value in SETTINGS.items())
+            + f"{sql};\nCOMMIT;\n"
+        )
+        # VERBOSITY sqlstate: an error is reported by its code only (a message may quote a row)
+        cmd = [self.binary, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=sqlstate", "-f", "-"]
+        proc = subprocess.Popen(
+            cmd, env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        try:
+            proc.stdin.write(script.encode())
+            proc.stdin.close()
+            while block := proc.stdout.read(READ_BLOCK):
+                raw.write(block)
+            said = proc.stderr.read().decode("utf-8", "replace")
+            status = proc.wait()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            for pipe in (proc.stdout, proc.stderr):
+                pipe.close()
+        if status != 0:
+            code = re.search(r"\b(?:ERROR|FATAL):\s+([0-9A-Z]{5})\b", said)
+            raise BackupError(
+                f"reading table {table} by psql failed (status {status}"
+                + (f", SQLSTATE {code.group(1)}" if code else "")
+                + "). Check that psql can connect with the database's credentials, or set "
+                "DEREG_PG_PSQL_COPY=0 to read every table through the driver."
+            )
 
 
 def table_digests(
@@ -357,6 +425,7 @@ def dump_tables(
                 idents, qualified_names, _columns_of_all(cur, qualified_names), strict=True
             )
         ]
+        psql = PsqlCopy.find(engine.url, pg_dump=binary, snapshot=snapshot) if snapshot is not None else None
         if snapshot is not None:
 
             def join_snapshot(c) -> None:
@@ -373,7 +442,7 @@ def dump_tables(
             sealer.prepare(cur, [_key(*p[0]) for p in plans], {_key(*p[0]): p[4] for p in plans})
 
         def dump(worker, plan) -> None:
-            (schema, name), qualified, relkind, _pages, columns = plan
+            (schema, name), qualified, relkind, pages, columns = plan
             key = _key(schema, name)
             wcur = worker.driver_connection.cursor()
             # a partitioned table's rows are its partitions': hashed here, stored there
@@ -382,6 +451,8 @@ def dump_tables(
             try:
                 if sealed:
                     plain_digest = sealer.copy_out(wcur, key, qualified, columns, stream)[1]
+                elif psql is not None and relkind == "r" and pages >= PSQL_COPY_BYTES:
+                    psql.copy_out(key, _copy_sql(qualified, relkind, columns), stream)
                 else:
                     _copy_out(wcur, qualified, relkind, columns, stream)
             except BaseException:
@@ -667,11 +738,13 @@ def _load_table(
     create: str | None = None,
     copy_options: str = "",
     check: Callable[[], None] | None = None,
+    read_back: bool = True,
 ) -> tuple[int, str]:
     """Load one table's chunks by COPY under a savepoint (after `create`, if given), read it back
     and hash it as the backup did, then `check` it; returns (rows, sha256). A failure rolls the
     table back and is recorded in `problems` by chunk and error class only (the server's message
-    may quote a row)."""
+    may quote a row). Without `read_back`, a table loaded returns (-1, "") unread (the caller
+    reads it back once committed)."""
     import psycopg2
 
     cols = ", ".join(_quote(c["name"]) for c in spec["columns"])
@@ -683,6 +756,9 @@ def _load_table(
         cur.copy_expert(f"COPY {qualified} ({cols}) FROM STDIN{copy_options}", feed, size=READ_BLOCK)
         if feed.error is not None:
             raise feed.error
+        if not read_back:
+            cur.execute("RELEASE SAVEPOINT dereg_table")
+            return -1, ""
         hasher = _Hasher()
         out = io.BufferedWriter(hasher, buffer_size=READ_BLOCK)
         cur.copy_expert(f"COPY {qualified} ({cols}) TO STDOUT", out)
@@ -830,12 +906,17 @@ def _restore_with_schema_parallel(
         for w in workers:
             w.driver_connection.commit()
 
+        psql = PsqlCopy.find(engine.url)
+
         def load(worker, name: str) -> None:
             wconn = worker.driver_connection
             wcur = wconn.cursor()
             spec = manifest["tables"][name]
             _apply_settings(wcur)
             qualified = _target_of(name, spec)
+            # a large table is read back by psql (see PSQL_COPY_BYTES) once committed: a failed
+            # check drops the whole restore anyway
+            by_psql = psql is not None and int(spec.get("bytes") or 0) >= PSQL_COPY_BYTES
             count, digest = _load_table(
                 wcur,
                 name,
@@ -847,8 +928,14 @@ def _restore_with_schema_parallel(
                 # emptied in the same subtransaction, so COPY may write the rows frozen
                 create=f"TRUNCATE {qualified}",
                 copy_options=" WITH (FREEZE)",
+                read_back=not by_psql,
             )
             wconn.commit()
+            if count == -1:
+                hasher = _Hasher()
+                cols = ", ".join(_quote(c["name"]) for c in spec["columns"])
+                psql.copy_out(name, f"COPY {qualified} ({cols}) TO STDOUT", hasher)
+                count, digest = hasher.lines, hasher.digest.hexdigest()
             results[name] = restored_result(name, spec, count, digest, problems)
             if progress:
                 progress(_line(name, results[name]))
