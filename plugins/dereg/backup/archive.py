@@ -323,6 +323,7 @@ def create_backup(
                         session,
                         current=current,
                         progress=progress,
+                        only=tables,
                     )
             except BaseException:
                 if starting.exception() is not None:

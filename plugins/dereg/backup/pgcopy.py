@@ -25,6 +25,7 @@ import re
 import secrets
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import wait as futures_wait
 from typing import Any
 
 import sqlalchemy as sa
@@ -60,8 +61,8 @@ class ScratchUnavailable(Exception):
 
 
 def _apply_settings(cur) -> None:
-    for name, value in SETTINGS.items():
-        cur.execute(f"SET LOCAL {name} TO %s", (value,))
+    # one round trip for all of them (once per table on a restore's connections)
+    cur.execute("".join(f"SET LOCAL {name} TO %s;" for name in SETTINGS), tuple(SETTINGS.values()))
 
 
 def _quote(name: str) -> str:
@@ -189,18 +190,86 @@ def _qualified(schema: str | None, name: str) -> str:
     return (_quote(schema) + "." if schema else "") + _quote(name)
 
 
+def _copy_sql(qualified: str, relkind: str, columns: list[dict[str, Any]]) -> str:
+    names = ", ".join(_quote(c["name"]) for c in columns)
+    if relkind == "r":
+        return f"COPY {qualified} ({names}) TO STDOUT"
+    return f"COPY (SELECT {names} FROM {qualified}) TO STDOUT"  # partitioned, foreign, view: a query
+
+
 def _copy_out(cur, qualified: str, relkind: str, columns: list[dict[str, Any]], raw: io.RawIOBase) -> None:
     """COPY one table's rows as text into `raw` through a READ_BLOCK buffer: the one statement both
     the backup (into its chunk stream) and erase's check against it (`table_digests`) run, so
     equal rows give equal bytes."""
-    names = ", ".join(_quote(c["name"]) for c in columns)
-    if relkind == "r":
-        sql = f"COPY {qualified} ({names}) TO STDOUT"
-    else:  # a partitioned table, a foreign table, a view: through a query
-        sql = f"COPY (SELECT {names} FROM {qualified}) TO STDOUT"
     buffered = io.BufferedWriter(raw, buffer_size=READ_BLOCK)
-    cur.copy_expert(sql, buffered)
+    cur.copy_expert(_copy_sql(qualified, relkind, columns), buffered)
     buffered.flush()
+
+
+# Tables at least this large (pg_total_relation_size) are copied out by a psql process when one is
+# there: psycopg2 hands Python every row on its own (a call and a GIL round trip each, a third of
+# the client's CPU for a large table), psql writes them into a pipe read here a megabyte at a time,
+# and it runs on the other core meanwhile. Smaller tables are not worth starting a process for.
+PSQL_COPY_BYTES = 8 << 20
+
+
+class PsqlCopy:
+    """COPY ... TO STDOUT by `psql` inside an exported snapshot, under `SETTINGS`: the same bytes
+    as `_copy_out` (the server writes them; psql passes them on)."""
+
+    def __init__(self, binary: str, env: dict[str, str], snapshot: str | None):
+        self.binary, self.env, self.snapshot = binary, env, snapshot
+
+    @classmethod
+    def find(cls, url: sa.URL, *, pg_dump: str | None = None, snapshot: str | None = None) -> PsqlCopy | None:
+        """The psql beside `pg_dump` (or on PATH) for the server of `url`, reading in `snapshot`
+        (or in a transaction of its own); None without one, or with DEREG_PG_PSQL_COPY=0."""
+        import shutil
+
+        if os.environ.get("DEREG_PG_PSQL_COPY", "1") == "0":
+            return None
+        beside = os.path.join(os.path.dirname(pg_dump), "psql") if pg_dump else ""
+        binary = beside if beside and os.access(beside, os.X_OK) else shutil.which("psql")
+        return cls(binary, db_schema.libpq_env(url), snapshot) if binary else None
+
+    def copy_out(self, table: str, sql: str, raw: io.RawIOBase) -> None:
+        import subprocess
+
+        def literal(value: str) -> str:
+            return "'" + value.replace("'", "''") + "'"
+
+        script = (
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n"
+            + (f"SET TRANSACTION SNAPSHOT {literal(self.snapshot)};\n" if self.snapshot else "")
+            + "".join(f"SET LOCAL {name} TO {literal(value)};\n" for name, value in SETTINGS.items())
+            + f"{sql};\nCOMMIT;\n"
+        )
+        # VERBOSITY sqlstate: an error is reported by its code only (a message may quote a row)
+        cmd = [self.binary, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=sqlstate", "-f", "-"]
+        proc = subprocess.Popen(
+            cmd, env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        try:
+            proc.stdin.write(script.encode())
+            proc.stdin.close()
+            while block := proc.stdout.read(READ_BLOCK):
+                raw.write(block)
+            said = proc.stderr.read().decode("utf-8", "replace")
+            status = proc.wait()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            for pipe in (proc.stdout, proc.stderr):
+                pipe.close()
+        if status != 0:
+            code = re.search(r"\b(?:ERROR|FATAL):\s+([0-9A-Z]{5})\b", said)
+            raise BackupError(
+                f"reading table {table} by psql failed (status {status}"
+                + (f", SQLSTATE {code.group(1)}" if code else "")
+                + "). Check that psql can connect with the database's credentials, or set "
+                "DEREG_PG_PSQL_COPY=0 to read every table through the driver."
+            )
 
 
 def table_digests(
@@ -224,7 +293,56 @@ def table_digests(
 
 def table_key(table: sa.Table) -> str:
     """A table's name in the manifest: bare in the default schema, `schema.name` in another."""
-    return table.name if table.schema is None else f"{table.schema}.{table.name}"
+    return _key(table.schema, table.name)
+
+
+def _key(schema: str | None, name: str) -> str:
+    return name if schema is None else f"{schema}.{name}"
+
+
+# The tables SQLAlchemy's reflection of the user schemas finds (`archive._ordered_tables`: tables
+# visible through the search path as the default schema's, then every other schema but the
+# system ones), read here in the backup's snapshot: ordinary and partitioned tables, partitions
+# included, no temporary or foreign ones.
+_USER_TABLES = """
+SELECT NULL, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't' AND pg_table_is_visible(c.oid)
+  AND n.nspname <> 'pg_catalog'
+UNION ALL
+SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't' AND n.nspname NOT LIKE 'pg\\_%%'
+  AND n.nspname NOT IN ('information_schema', 'pg_toast') AND n.nspname <> %s
+"""
+
+
+def _snapshot_tables(cur, default_schema: str, only: list[str] | None) -> list[tuple[str | None, str]]:
+    """(schema, name) of every user table in the transaction's snapshot (None: the default
+    schema), as the reflection finds them; `only` restricts them (manifest names)."""
+    cur.execute(_USER_TABLES, (default_schema,))
+    found = [(schema, name) for schema, name in cur.fetchall()]
+    return found if only is None else [t for t in found if _key(*t) in only]
+
+
+def _same_tables(reflected: list[sa.Table], copied: list[str]) -> None:
+    """The reflected tables must be those the snapshot held: a table created or dropped while the
+    backup started refuses it (the schema pg_dump writes in the snapshot would not match)."""
+    differ = sorted({table_key(t) for t in reflected} ^ set(copied))
+    if differ:
+        raise BackupError(
+            f"table(s) {', '.join(differ[:5])} appeared in or disappeared from the source while the backup "
+            "started (the snapshot and the reflected tables differ); nothing was backed up. Re-run the backup."
+        )
+
+
+def _describe_reflected(entry: dict[str, Any], table: sa.Table) -> None:
+    """The manifest entry's column kinds and types and the table's keys, from its reflection."""
+    for c in entry["columns"]:
+        reflected = table.c.get(c["name"])
+        c["kind"] = kind_of(reflected.type) if reflected is not None else "other"
+        c["type"] = type_text(reflected.type) if reflected is not None else c["pg_type"]
+        c["nullable"] = not c["not_null"]
+        c["primary_key"] = bool(reflected is not None and reflected.primary_key)
+    entry.update(describe_keys(table))
 
 
 def dump_tables(
@@ -235,9 +353,11 @@ def dump_tables(
     current: list[str],
     progress=None,
     with_schema: bool = True,
+    only: list[str] | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """COPY every table of `tables` (reflected, parents first; or a function giving them, called once
-    the snapshot is taken and pg_dump started) into the session's chunk streams, on
+    """COPY every table of `tables` (reflected, parents first; or a function reflecting them, run
+    meanwhile on its own connection while the rows of the tables the snapshot holds, restricted to
+    `only`, are copied; both must agree) into the session's chunk streams, on
     up to JOBS connections that share one snapshot (largest tables first); a partitioned table's
     rows are stored once, in its partitions (the parent's are only hashed, for erase's check
     against the backup). With `with_schema`, pg_dump writes the schema in the same snapshot
@@ -245,8 +365,24 @@ def dump_tables(
     described: dict[str, dict[str, Any]] = {}
     dumper = None
     schema_note = None
-    raw = engine.raw_connection()
+    reflecting = None
+    if callable(tables):
+        # SQLAlchemy's reflection (the manifest's column kinds and keys, and the table order) is
+        # slow Python and needs no snapshot: it runs on its own connection while the rows are
+        # copied, which needs only the catalog rows read below
+        from concurrent.futures import ThreadPoolExecutor
+
+        reflector = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dereg-reflect")
+        reflecting = reflector.submit(tables)
+        reflector.shutdown(wait=False)
     extra: list = []
+    try:
+        raw = engine.raw_connection()
+    except BaseException:
+        if reflecting is not None:
+            reflecting.cancel()
+            futures_wait([reflecting])
+        raise
     try:
         conn = raw.driver_connection
         conn.rollback()  # a clean transaction: the snapshot is taken at its first statement
@@ -277,15 +413,19 @@ def dump_tables(
                 _apply_settings(cur)
         if binary is not None:  # started first: it reads the whole catalog while the rows are copied
             dumper = db_schema.PgDump(engine.url, binary, snapshot)
-        if callable(tables):  # reflected while pg_dump already reads the catalog
-            tables = tables()
-        qualified_names = [_qualified(t.schema, t.name) for t in tables]
+        idents = (
+            _snapshot_tables(cur, default_schema, only)
+            if reflecting is not None
+            else [(t.schema, t.name) for t in tables]
+        )
+        qualified_names = [_qualified(schema, name) for schema, name in idents]
         plans = [
-            (table, qualified, *found)
-            for table, qualified, found in zip(
-                tables, qualified_names, _columns_of_all(cur, qualified_names), strict=True
+            (ident, qualified, *found)
+            for ident, qualified, found in zip(
+                idents, qualified_names, _columns_of_all(cur, qualified_names), strict=True
             )
         ]
+        psql = PsqlCopy.find(engine.url, pg_dump=binary, snapshot=snapshot) if snapshot is not None else None
         if snapshot is not None:
 
             def join_snapshot(c) -> None:
@@ -299,11 +439,11 @@ def dump_tables(
             sequences = db_schema.pg_sequence_values(cur)
         sealer = session.context.get("sealer")  # per-subject keys (subjectkeys.py), in this snapshot
         if sealer is not None:
-            sealer.prepare(cur, [table_key(t) for t in tables], {table_key(p[0]): p[4] for p in plans})
+            sealer.prepare(cur, [_key(*p[0]) for p in plans], {_key(*p[0]): p[4] for p in plans})
 
         def dump(worker, plan) -> None:
-            table, qualified, relkind, _pages, columns = plan
-            key = table_key(table)
+            (schema, name), qualified, relkind, pages, columns = plan
+            key = _key(schema, name)
             wcur = worker.driver_connection.cursor()
             # a partitioned table's rows are its partitions': hashed here, stored there
             stream = _Hasher() if relkind == "p" else session.stream(key)
@@ -311,6 +451,8 @@ def dump_tables(
             try:
                 if sealed:
                     plain_digest = sealer.copy_out(wcur, key, qualified, columns, stream, relkind)[1]
+                elif psql is not None and relkind == "r" and pages >= PSQL_COPY_BYTES:
+                    psql.copy_out(key, _copy_sql(qualified, relkind, columns), stream)
                 else:
                     _copy_out(wcur, qualified, relkind, columns, stream)
             except BaseException:
@@ -329,22 +471,15 @@ def dump_tables(
             if wcur.rowcount not in (-1, rows):  # psycopg2 reports COPY's own count
                 current[0] = key
                 raise RuntimeError(f"COPY of {key} counted {wcur.rowcount} rows, the stream holds {rows}")
-            for c in columns:
-                reflected = table.c.get(c["name"])
-                c["kind"] = kind_of(reflected.type) if reflected is not None else "other"
-                c["type"] = type_text(reflected.type) if reflected is not None else c["pg_type"]
-                c["nullable"] = not c["not_null"]
-                c["primary_key"] = bool(reflected is not None and reflected.primary_key)
             described[key] = {
                 "encoding": PG_COPY_TEXT,
-                "schema": table.schema or default_schema,
-                "name": table.name,
+                "schema": schema or default_schema,
+                "name": name,
                 "rows": rows,
                 "sha256": digest,
                 "bytes": size,
                 "chunks": chunks,
                 "columns": columns,
-                **describe_keys(table),
                 **({"partitioned": True} if relkind == "p" else {}),
             }
             if sealed:  # the stored stream is sealed; `sha256` stays the plain rows' hash
@@ -356,6 +491,11 @@ def dump_tables(
                     progress(f"backup {key}: {rows} rows in {len(chunks)} chunk(s)")
 
         _run_parallel(sorted(plans, key=lambda p: -p[3]), [raw, *extra], dump)
+        if reflecting is not None:
+            tables = reflecting.result()
+            _same_tables(tables, [_key(*p[0]) for p in plans])
+        for table in tables:
+            _describe_reflected(described[table_key(table)], table)
         if dumper is not None:
             sections = dumper.wait()
             sections["post-data"] += sequences
@@ -368,6 +508,8 @@ def dump_tables(
                 r.close()
         if dumper is not None:
             dumper.join()  # no pg_dump left running behind a failed backup
+        if reflecting is not None:
+            futures_wait([reflecting])  # nothing left using the engine behind a failed backup
     ordered = {table_key(t): described[table_key(t)] for t in tables}
     extra_fields: dict[str, Any] = {"pg": {"server_version_num": server_version, "copy_settings": SETTINGS}}
     if dumper is not None:
@@ -596,11 +738,13 @@ def _load_table(
     create: str | None = None,
     copy_options: str = "",
     check: Callable[[], None] | None = None,
+    read_back: bool = True,
 ) -> tuple[int, str]:
     """Load one table's chunks by COPY under a savepoint (after `create`, if given), read it back
     and hash it as the backup did, then `check` it; returns (rows, sha256). A failure rolls the
     table back and is recorded in `problems` by chunk and error class only (the server's message
-    may quote a row)."""
+    may quote a row). Without `read_back`, a table loaded returns (-1, "") unread (the caller
+    reads it back once committed)."""
     import psycopg2
 
     cols = ", ".join(_quote(c["name"]) for c in spec["columns"])
@@ -612,6 +756,9 @@ def _load_table(
         cur.copy_expert(f"COPY {qualified} ({cols}) FROM STDIN{copy_options}", feed, size=READ_BLOCK)
         if feed.error is not None:
             raise feed.error
+        if not read_back:
+            cur.execute("RELEASE SAVEPOINT dereg_table")
+            return -1, ""
         hasher = _Hasher()
         out = io.BufferedWriter(hasher, buffer_size=READ_BLOCK)
         cur.copy_expert(f"COPY {qualified} ({cols}) TO STDOUT", out)
@@ -759,12 +906,17 @@ def _restore_with_schema_parallel(
         for w in workers:
             w.driver_connection.commit()
 
+        psql = PsqlCopy.find(engine.url)
+
         def load(worker, name: str) -> None:
             wconn = worker.driver_connection
             wcur = wconn.cursor()
             spec = manifest["tables"][name]
             _apply_settings(wcur)
             qualified = _target_of(name, spec)
+            # a large table is read back by psql (see PSQL_COPY_BYTES) once committed: a failed
+            # check drops the whole restore anyway
+            by_psql = psql is not None and int(spec.get("bytes") or 0) >= PSQL_COPY_BYTES
             count, digest = _load_table(
                 wcur,
                 name,
@@ -776,8 +928,14 @@ def _restore_with_schema_parallel(
                 # emptied in the same subtransaction, so COPY may write the rows frozen
                 create=f"TRUNCATE {qualified}",
                 copy_options=" WITH (FREEZE)",
+                read_back=not by_psql,
             )
             wconn.commit()
+            if count == -1:
+                hasher = _Hasher()
+                cols = ", ".join(_quote(c["name"]) for c in spec["columns"])
+                psql.copy_out(name, f"COPY {qualified} ({cols}) TO STDOUT", hasher)
+                count, digest = hasher.lines, hasher.digest.hexdigest()
             results[name] = restored_result(name, spec, count, digest, problems)
             if progress:
                 progress(_line(name, results[name]))

@@ -50,6 +50,8 @@ from dereg.dialects import dialect_for, normalize_url, sqlalchemy_name
 from dereg.errors import BackupError, KeyringError
 
 INSERT_BATCH = 2000
+#: tables whose first chunk is fetched before the schema is rebuilt (memory: that many chunks)
+PREFETCH_TABLES = 8
 
 
 @dataclass
@@ -217,6 +219,15 @@ class _Chunks:
         self.backup_id, self.data_key, self.version = backup_id, data_key, version
         #: opens the sealed subject rows of a version 5 table (subjectkeys.Unsealer), when it has any
         self.unsealer = None
+        self._early: dict[str, Any] = {}  # table -> its first chunk, fetched ahead (`prefetch`)
+
+    def prefetch(self, tables: list[tuple[str, dict]], count: int) -> None:
+        """Start fetching the first chunk of the first `count` of `tables` (in the order they will
+        be read) now, while the schema is read and created: each table's load then starts at once."""
+        for name, spec in tables[:count]:
+            keys = spec["chunks"]
+            if keys and name not in self._early:
+                self._early[name] = self.pool.submit(self._open, name, 0, keys[0], len(keys) == 1)
 
     def _open(self, name: str, index: int, key: str, last: bool):
         try:
@@ -263,6 +274,10 @@ class _Chunks:
         keys = spec["chunks"]
         ahead: deque = deque()
         submitted = 0
+        early = self._early.pop(name, None)
+        if early is not None:
+            ahead.append(early)
+            submitted = 1
         try:
             for _ in range(len(keys)):
                 while submitted < len(keys) and len(ahead) < self.AHEAD:
@@ -462,6 +477,13 @@ def restore_and_verify(
         )
     workdir = None
     scratch = None
+    # the largest tables are loaded first (pgcopy's restores); the unsealed ones' first chunks
+    # are fetched while the schema is read and created
+    by_size = sorted(order, key=lambda n: -int(manifest["tables"][n].get("bytes") or 0))
+    chunks.prefetch(
+        [(n, manifest["tables"][n]) for n in by_size if not manifest["tables"][n].get("sealed")],
+        PREFETCH_TABLES,
+    )
     if rebuild:
         try:
             sections = db_schema.read_sections(schema_entry, chunks.open_schema)

@@ -127,24 +127,30 @@ def split_sections(dump: bytes) -> dict[str, bytes]:
     return {"pre-data": dump[:cut], "post-data": preamble + dump[cut:]}
 
 
+def libpq_env(url: sa.URL) -> dict[str, str]:
+    """The environment a libpq program (pg_dump, psql) connects with to the server of `url`."""
+    env = dict(os.environ)
+    for var, value in (
+        ("PGHOST", url.host),
+        ("PGPORT", url.port),
+        ("PGUSER", url.username),
+        ("PGPASSWORD", url.password),
+        ("PGDATABASE", url.database),
+    ):
+        if value is not None:
+            env[var] = str(value)
+    for key, value in (url.query or {}).items():  # e.g. sslmode
+        if key in ("sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout"):
+            env["PG" + key.upper()] = str(value)
+    return env
+
+
 class PgDump:
     """The schema of a PostgreSQL source by one `pg_dump --schema-only`, run in the background
     (sharing the backup's exported snapshot) while the rows are copied, split into sections."""
 
     def __init__(self, url: sa.URL, binary: str, snapshot: str | None):
-        env = dict(os.environ)
-        for var, value in (
-            ("PGHOST", url.host),
-            ("PGPORT", url.port),
-            ("PGUSER", url.username),
-            ("PGPASSWORD", url.password),
-            ("PGDATABASE", url.database),
-        ):
-            if value is not None:
-                env[var] = str(value)
-        for key, value in (url.query or {}).items():  # e.g. sslmode
-            if key in ("sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout"):
-                env["PG" + key.upper()] = str(value)
+        env = libpq_env(url)
         cmd = [
             binary,
             "--schema-only",

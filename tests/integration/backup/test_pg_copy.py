@@ -154,6 +154,31 @@ def test_postgresql_backup_is_copy_text_and_restores_exactly_into_a_scratch_sche
     assert not any(v in "\n".join(lines) for v in awkward_pg)
 
 
+def test_tables_read_by_psql_hash_as_the_drivers_copy(pg_url, awkward_pg, take_backup, monkeypatch):
+    """Large tables are copied out by psql (here every table: PSQL_COPY_BYTES 0), in the backup's
+    snapshot and under its settings: the bytes, so the hashes, are the driver's COPY's."""
+    import shutil
+
+    from dereg.backup import pgcopy
+
+    if shutil.which("psql") is None:
+        pytest.skip("no psql on PATH")
+    monkeypatch.setattr(pgcopy, "PSQL_COPY_BYTES", 0)
+    used: list[str] = []
+    real = pgcopy.PsqlCopy.copy_out
+    monkeypatch.setattr(
+        pgcopy.PsqlCopy, "copy_out", lambda self, table, *a: (used.append(table), real(self, table, *a))[1]
+    )
+    record = take_backup(pg_url, object_lock=True)
+    assert {"awkward", "no_key", "empty_one"} <= set(used)
+    engine = sa.create_engine(pg_url)
+    again = table_digests(engine, [(None, name) for name in record.tables])  # through psycopg2
+    engine.dispose()
+    assert {n: list(v) for (_s, n), v in again.items()} == {
+        n: [t["rows"], t["sha256"]] for n, t in record.tables.items()
+    }
+
+
 def test_a_restored_difference_is_a_mismatch(pg_url, awkward_pg, take_backup, location, keyring, store):
     record = take_backup(pg_url)
     # read back under another time zone, the timestamptz values are written differently: the check

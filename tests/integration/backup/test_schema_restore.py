@@ -277,6 +277,7 @@ def test_restore_with_schema_on_several_connections_builds_it_all_or_leaves_noth
     post-data item fails (a duplicate key, a broken foreign key), everything the restore created
     (a schema, a type, tables) is dropped again, as the single-transaction path leaves nothing."""
     monkeypatch.setattr(pgcopy, "JOBS", jobs)
+    monkeypatch.setattr(pgcopy, "PSQL_COPY_BYTES", 0)  # several connections: read back by psql
     parent = b"1\tx\n2\t\\N\n"
     manifest = {
         "tables": {
