@@ -36,7 +36,19 @@ class AirflowClient:
         self.session.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
 
     def _call(self, method: str, path: str, **kwargs):
-        r = self.session.request(method, f"{self.base_url}/api/v2{path}", timeout=30, **kwargs)
+        # A read is asked again when the API server is too busy to answer within 30 s (its metadata
+        # DB locked by the scheduler on a loaded machine); a change (POST, PATCH) is never repeated.
+        tries = 3 if method == "GET" else 1
+        for attempt in range(1, tries + 1):
+            try:
+                r = self.session.request(method, f"{self.base_url}/api/v2{path}", timeout=30, **kwargs)
+                break
+            except requests.Timeout:
+                if attempt == tries:
+                    raise DeregError(
+                        f"Airflow REST {method} {path} got no answer within 30 s, {tries} times: the "
+                        "API server is overloaded or stuck; see its log (make status)"
+                    ) from None
         if r.status_code >= 400:
             raise DeregError(
                 f"Airflow REST {method} {path} as {self.username!r} failed: HTTP {r.status_code} "
