@@ -80,10 +80,15 @@ def _backquote(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def connect(url: sa.URL, *, database: bool = True, load: bool = False):
+def connect(
+    url: sa.URL, *, database: bool = True, load: bool = False, multi: bool = False, session: bool = True
+):
     """A MySQLdb connection to `url`'s server (and database): results as raw bytes (no converter at
-    all), UTC, no character-set conversion of results; with `load`, allowed to send local files."""
+    all), UTC, no character-set conversion of results (`session`: else the server's own time zone
+    and utf8mb4 results, as for the schema); with `load`, allowed to send local files; with
+    `multi`, several statements per query (`run_many`)."""
     import MySQLdb
+    from MySQLdb.constants import CLIENT
 
     kwargs: dict[str, Any] = {
         "host": url.host or "localhost",
@@ -105,7 +110,11 @@ def connect(url: sa.URL, *, database: bool = True, load: bool = False):
         kwargs["ssl"] = ssl
     if load:
         kwargs["local_infile"] = True
+    if multi:
+        kwargs["client_flag"] = CLIENT.MULTI_STATEMENTS
     conn = MySQLdb.connect(**kwargs)
+    if not session:
+        return conn
     cur = conn.cursor()
     cur.execute("SET SESSION time_zone = '+00:00', character_set_results = 'binary'")
     cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
@@ -113,8 +122,56 @@ def connect(url: sa.URL, *, database: bool = True, load: bool = False):
     return conn
 
 
+def reads_natively(url: str | sa.URL) -> bool:
+    """Whether `url` is a MariaDB/MySQL database this module can reach (the mysqlclient driver is
+    installed)."""
+    import importlib.util
+
+    return (
+        sa.make_url(url).get_backend_name() in ("mysql", "mariadb")
+        and importlib.util.find_spec("MySQLdb") is not None
+    )
+
+
+def existing_tables(url: str | sa.URL) -> set[str]:
+    """The names of the tables and views of `url`'s database."""
+    import MySQLdb
+
+    try:
+        conn = connect(sa.make_url(url), session=False)
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()")
+            return {_text(name) for (name,) in cur.fetchall()}
+        finally:
+            conn.close()
+    except MySQLdb.Error as exc:
+        raise BackupError(f"the target database cannot be used ({type(exc).__name__})") from None
+
+
 def _text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+#: statements per query of `run_many` (a query must fit in max_allowed_packet)
+MANY = 200
+
+
+def run_many(conn, statements: list[str]) -> list[list[tuple]]:
+    """Each statement's rows (text, None for NULL), in a few round trips: `conn` is a `multi`
+    connection, the statements are sent `MANY` at a time. The first that fails raises."""
+    found: list[list[tuple]] = []
+    cur = conn.cursor()
+    try:
+        for start in range(0, len(statements), MANY):
+            cur.execute(";\n".join(statements[start : start + MANY]))
+            while True:
+                found.append([tuple(None if v is None else _text(v) for v in row) for row in cur.fetchall()])
+                if cur.nextset() is None:
+                    break
+    finally:
+        cur.close()
+    return found
 
 
 _KINDS = {
@@ -604,6 +661,145 @@ def load_tables(
     if errors:
         raise errors[0]
     return {n: results[n] for n in names if n in results}
+
+
+#: connections creating and loading tables at once on restore `--into` (each CREATE TABLE waits
+#: for the server's log flush: several connections share the flushes)
+RESTORE_JOBS = 6
+
+
+def create_and_load(
+    url: str | sa.URL,
+    pre: list[dict[str, str]],
+    specs: dict[str, dict],
+    names: list[str],
+    chunks_of: Callable[[str, dict], Iterator[bytes]],
+    problems: list[str],
+    created: list[tuple[str, str]],
+    progress=None,
+) -> dict[str, dict[str, Any]]:
+    """The pre-data statements of a `sql-statements` schema (its `sql_mode`, then one CREATE TABLE
+    per table) and the `mysql-text` rows of `names`, on up to `RESTORE_JOBS` connections at once:
+    each table created (under the source's sql_mode and the server's time zone, foreign key checks
+    off, so in any order), then loaded and read back and hashed (`_load_one`) on the same
+    connection; tables with the most rows first. Appends ("table", name) to `created` for each
+    table made; a statement the target refuses raises a `BackupError` naming it. Returns each
+    loaded table's verdict (restored_result)."""
+    import MySQLdb
+
+    url = sa.make_url(url)
+    mode = next((item["sql"] for item in pre if item["kind"] == "sql_mode"), None)
+    by_table = {specs[n].get("name") or n: n for n in names}
+    units = [(item, by_table.pop(item["name"], None)) for item in pre if item["kind"] == "table"]
+    units += [(None, name) for name in by_table.values()]  # rows without a statement: the load says so
+    units.sort(key=lambda u: -(specs[u[1]].get("bytes") or 0) if u[1] is not None else 1)
+    todo: queue.SimpleQueue = queue.SimpleQueue()
+    for unit in units:
+        todo.put(unit)
+    results: dict[str, dict[str, Any]] = {}
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    folder = tempfile.mkdtemp(prefix="dereg-load-")
+    schema_settings = "SET SESSION time_zone = @@GLOBAL.time_zone" + (
+        ", sql_mode = %s" if mode is not None else ""
+    )
+
+    def create(cur, item: dict) -> None:
+        cur.execute(schema_settings, (mode,) if mode is not None else None)
+        try:
+            cur.execute(item["sql"])  # no parameters: a % in the statement is not a placeholder
+        except MySQLdb.Error as exc:
+            raise BackupError(
+                f"schema section pre-data, table {item['name']!r} cannot be created in the target "
+                f"({type(exc).__name__}). Nothing was restored."
+            ) from None
+        with lock:
+            created.append(("table", item["name"]))
+        cur.execute(f"SET SESSION time_zone = '+00:00', sql_mode = '{LOAD_SQL_MODE}'")
+
+    def work(number: int) -> None:
+        try:
+            conn = connect(url, load=True)
+        except Exception as exc:  # noqa: BLE001 - raised by the caller below
+            code = exc.args[0] if exc.args else "?"
+            errors.append(
+                BackupError(
+                    f"the target database cannot be reached through the mysqlclient driver ({type(exc).__name__} "
+                    f"{code}); check its host, port and credentials. Nothing was restored."
+                )
+            )
+            return
+        try:
+            cur = conn.cursor()
+            cur.execute(
+                f"SET SESSION sql_mode = '{LOAD_SQL_MODE}', FOREIGN_KEY_CHECKS = 0, UNIQUE_CHECKS = 0"
+            )
+            path = os.path.join(folder, f"rows-{number}.txt")
+            while not errors:
+                try:
+                    item, name = todo.get_nowait()
+                except queue.Empty:
+                    return
+                if item is not None:
+                    create(cur, item)
+                if name is None:
+                    continue
+                found: list[str] = []
+                result = _load_one(conn, path, name, specs[name], chunks_of(name, specs[name]), found)
+                with lock:
+                    results[name] = result
+                    problems.extend(found)
+                if progress:
+                    progress(
+                        f"restore {name}: {result['restored_rows']}/{result['expected_rows']} rows, "
+                        f"{'ok' if result['ok'] else 'MISMATCH'}"
+                    )
+        except BaseException as exc:  # noqa: BLE001 - raised by the caller below
+            errors.append(exc)
+        finally:
+            conn.close()
+
+    try:
+        threads = [
+            threading.Thread(target=work, args=(n,), name="dereg-mysql-restore")
+            for n in range(1, min(RESTORE_JOBS, len(units)))
+        ]
+        for t in threads:
+            t.start()
+        try:
+            work(0)
+        finally:
+            for t in threads:
+                t.join()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    if errors:
+        raise errors[0]
+    return {n: results[n] for n in names if n in results}
+
+
+def statement_runner(conn, created: list[tuple[str, str]]) -> Callable[[str, dict[str, str]], None]:
+    """`run(section, item)`: one `sql-statements` item on `conn` (a `session=False` connection: the
+    server's time zone); a `sql_mode` item sets the session's. Appends (kind, name) to `created`
+    for each object made; one the target refuses raises a `BackupError` naming it."""
+    import MySQLdb
+
+    cur = conn.cursor()
+
+    def run(section: str, item: dict[str, str]) -> None:
+        if item["kind"] == "sql_mode":
+            cur.execute("SET SESSION sql_mode = %s", (item["sql"],))
+            return
+        try:
+            cur.execute(item["sql"])  # no parameters: a % in a view's text is not a placeholder
+        except MySQLdb.Error as exc:
+            raise BackupError(
+                f"schema section {section}, {item['kind']} {item['name']!r} cannot be created in the "
+                f"target ({type(exc).__name__}). Nothing was restored."
+            ) from None
+        created.append((item["kind"], item["name"]))
+
+    return run
 
 
 def unescape(field: bytes) -> bytes | None:
