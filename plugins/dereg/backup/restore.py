@@ -169,8 +169,11 @@ def check_manifest_shape(manifest: dict, *, manifest_key: str) -> None:
 def refuse_existing_tables(into_url: str, names: list, *, backup_id: str) -> None:
     """`--into` never writes into a table (or view) that is already there: refused before anything
     is restored. `names`: table names of the target's default schema, or (schema, name) pairs."""
-    engine = sa.create_engine(normalize_url(into_url))
     wanted = [n if isinstance(n, tuple) else (None, n) for n in names]
+    if not any(s for s, _ in wanted) and mysqltext.reads_natively(into_url):
+        existing = {(None, t) for t in mysqltext.existing_tables(into_url)}
+        return _refuse_clash(wanted, existing, backup_id)
+    engine = sa.create_engine(normalize_url(into_url))
     try:
         inspector = sa.inspect(engine)
         schemas = set(inspector.get_schema_names()) if any(s for s, _ in wanted) else set()
@@ -186,6 +189,10 @@ def refuse_existing_tables(into_url: str, names: list, *, backup_id: str) -> Non
         ) from None
     finally:
         engine.dispose()
+    _refuse_clash(wanted, existing, backup_id)
+
+
+def _refuse_clash(wanted: list[tuple], existing: set[tuple], backup_id: str) -> None:
     clash = [f"{s}.{n}" if s else n for s, n in wanted if (s, n) in existing]
     if clash:
         raise BackupError(
@@ -345,7 +352,7 @@ def _rebuilds_schema(
 ) -> bool:
     """Whether `--into` rebuilds the source's schema (a version 4 backup with its schema, into the
     same kind of database); otherwise the rows are restored into plain tables, and it says so."""
-    target = sqlalchemy_name(sa.create_engine(normalize_url(into_url)))
+    target = sqlalchemy_name(normalize_url(into_url))  # as its engine's dialect would say
     if entry is not None and target == manifest.get("dialect"):
         return True
     if entry is None:
