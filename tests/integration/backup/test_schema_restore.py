@@ -203,6 +203,24 @@ def test_a_mariadb_view_the_target_refuses_undoes_the_tables_made_on_several_con
         target.dispose()
 
 
+def test_a_mariadb_target_that_already_has_a_table_is_refused_before_anything(
+    mariadb_url, second_mariadb_url, make_source, take_backup, location, keyring, store
+):
+    make_source(mariadb_url)
+    record = take_backup(mariadb_url)
+    target = sa.create_engine(second_mariadb_url)
+    with target.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE payments (x int)")
+    try:
+        with pytest.raises(BackupError, match="already has table.*'payments'.*Nothing was restored"):
+            restore_and_verify(
+                record.backup_id, location=location, keyring=keyring, store=store, into_url=second_mariadb_url
+            )
+        assert sa.inspect(target).get_table_names() == ["payments"]
+    finally:
+        target.dispose()
+
+
 def test_a_mariadb_table_the_target_refuses_undoes_the_others(second_mariadb_url):
     from dereg.backup import mysqltext
     from dereg.backup.schema import restore_statements
