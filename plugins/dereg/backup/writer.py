@@ -31,6 +31,7 @@ from dereg.backup.codec import (
     associated_data,
     manifest_mac,
     object_name,
+    pack_associated_data,
     schema_associated_data,
     seal,
 )
@@ -359,6 +360,21 @@ class Session:
             chunk_bytes=CHUNK_BYTES,
             folder="schema",
             aad=schema_associated_data,
+        )
+
+    def pack_stream(self, name: str) -> ChunkStream:
+        """A pack (format version 6): several small tables' plaintexts one after the other, cut
+        into chunks at exactly `CHUNK_BYTES` (so chunk i holds bytes i*CHUNK_BYTES onwards); its
+        own folder and associated data."""
+        return ChunkStream(
+            name,
+            backup_id=self.backup_id,
+            data_key=self.data_key,
+            uploader=self.uploader,
+            location=self.location,
+            chunk_bytes=CHUNK_BYTES,
+            folder="packs",
+            aad=pack_associated_data,
         )
 
     def common_manifest(self, *, company_id: str, run_id: str, source_id: str) -> dict[str, Any]:
