@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import queue
+import secrets
 import shutil
 import tempfile
 import threading
@@ -40,6 +41,9 @@ MYSQL_TEXT = "mysql-text"
 BATCH = 5000
 #: connections reading tables at once (one snapshot)
 JOBS = 2
+#: a table smaller than this (information_schema DATA_LENGTH) goes into its connection's pack (format
+#: version 6) instead of chunks of its own: one object for many small tables
+PACK_BELOW = 4 * 1024 * 1024
 #: data (information_schema DATA_LENGTH) outside the largest table from which a second connection is used
 PARALLEL_BYTES = 64 * 2**20
 #: how long FLUSH TABLES WITH READ LOCK may wait for running statements before one connection is used
@@ -370,11 +374,16 @@ def copy_out(conn, table: str, sql: str, write: Callable[[bytes], Any]) -> int:
 
 
 class _Hasher:
-    def __init__(self) -> None:
+    """Hashes what is written (and passes it on to `then`, when given)."""
+
+    def __init__(self, then=None) -> None:
         self.digest = hashlib.sha256()
+        self.then = then
 
     def write(self, data: bytes) -> int:
         self.digest.update(data)
+        if self.then is not None:
+            self.then.write(data)
         return len(data)
 
 
@@ -456,32 +465,54 @@ def dump_tables(
         errors: list[BaseException] = []
 
         def work(conn) -> None:
+            pack = None  # this connection's small tables, one after the other
+            packed: list[tuple[dict[str, Any], int]] = []
             while not errors:
                 try:
                     table, sql = todo.get_nowait()
                 except queue.Empty:
-                    return
+                    break
                 try:
-                    stream = session.stream(table.name)
-                    rows = copy_out(conn, table.name, sql, stream.write)
-                    stream.finish()
+                    if table.size < PACK_BELOW:
+                        if pack is None:
+                            pack = session.pack_stream(secrets.token_hex(6))
+                        start, tee = pack.size, _Hasher(pack)
+                        rows = copy_out(conn, table.name, sql, tee.write)
+                        digest, size, chunks = tee.digest, pack.size - start, []
+                    else:
+                        stream = session.stream(table.name)
+                        rows = copy_out(conn, table.name, sql, stream.write)
+                        stream.finish()
+                        digest, size, chunks = stream.digest, stream.size, stream.chunks
                 except BaseException as exc:  # noqa: BLE001 - raised by the caller below
                     current[0] = table.name
                     errors.append(exc)
                     return
-                described[table.name] = {
+                described[table.name] = entry = {
                     "encoding": MYSQL_TEXT,
                     "name": table.name,
                     "rows": rows,
-                    "sha256": stream.digest.hexdigest(),
-                    "bytes": stream.size,
-                    "chunks": stream.chunks,
+                    "sha256": digest.hexdigest(),
+                    "bytes": size,
+                    "chunks": chunks,
                     "columns": table.columns,
                     "primary_key": table.primary_key,
                     "foreign_keys": table.foreign_keys,
                 }
+                if pack is not None and table.size < PACK_BELOW:
+                    packed.append((entry, start))
                 if progress:
-                    progress(f"backup {table.name}: {rows} rows in {len(stream.chunks)} chunk(s)")
+                    where = f"pack {pack.name}" if table.size < PACK_BELOW else f"{len(chunks)} chunk(s)"
+                    progress(f"backup {table.name}: {rows} rows in {where}")
+            if pack is not None and not errors:
+                try:
+                    pack.finish()
+                except BaseException as exc:  # noqa: BLE001 - raised by the caller below
+                    current[0] = f"(pack {pack.name})"
+                    errors.append(exc)
+                    return
+                for entry, start in packed:
+                    _place_in_pack(entry, pack, start)
 
         threads = [threading.Thread(target=work, args=(c,), name="dereg-mysql") for c in conns[1:]]
         for t in threads:
@@ -502,6 +533,22 @@ def dump_tables(
                 pass
     ordered = {t.name: described[t.name] for t in tables}
     return ordered, {"mysql": {"snapshot": note, "settings": dict(SETTINGS)}}
+
+
+def _place_in_pack(entry: dict[str, Any], pack, start: int) -> None:
+    """Complete a packed table's manifest entry once its pack is finished: the pack chunks that
+    hold its `bytes` (none for an empty table), the first one's index in the pack, where its bytes
+    begin in that chunk and how many chunks the pack has (the last one is flagged as such)."""
+    size = pack.chunk_bytes
+    first = start // size
+    last = (start + entry["bytes"] - 1) // size if entry["bytes"] else first - 1
+    entry["chunks"] = pack.chunks[first : last + 1]
+    entry["pack"] = {
+        "name": pack.name,
+        "first": first,
+        "offset": start - first * size,
+        "count": len(pack.chunks),
+    }
 
 
 def table_digests(

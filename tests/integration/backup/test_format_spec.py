@@ -292,6 +292,7 @@ def test_a_reader_written_from_the_spec_reads_a_mariadb_backup(
     record = take_backup(mariadb_url)
     manifest = json.loads(s3_client.get_object(Bucket=bucket_name, Key=record.manifest_key)["Body"].read())
     assert manifest["version"] == 6 and manifest["tables"]["odd"]["encoding"] == "mysql-text"
+    assert manifest["tables"]["odd"]["pack"]["count"] == 1  # a small table: in its connection's pack
     assert [c["name"] for c in manifest["tables"]["odd"]["columns"]] == ["id", "t", "b", "at", "n", "f"]
     tables = read_backup(s3_client, bucket_name, record.manifest_key, keyring.keks[manifest["kek_id"]])
     odd = {row[0]: row for row in tables["odd"]}
