@@ -44,6 +44,8 @@ JOBS = 2
 #: a table smaller than this (information_schema DATA_LENGTH) goes into its connection's pack (format
 #: version 6) instead of chunks of its own: one object for many small tables
 PACK_BELOW = 4 * 1024 * 1024
+#: small tables read in one query (several statements: one round trip instead of one each)
+PACK_GROUP = 64
 #: data (information_schema DATA_LENGTH) outside the largest table from which a second connection is used
 PARALLEL_BYTES = 64 * 2**20
 #: how long FLUSH TABLES WITH READ LOCK may wait for running statements before one connection is used
@@ -345,24 +347,38 @@ def _batches(cursor, size: int) -> Iterator[tuple]:
 def copy_out(conn, table: str, sql: str, write: Callable[[bytes], Any]) -> int:
     """Run `sql` (from `select_sql`) on `conn` through an unbuffered cursor and write its lines, a
     batch per call; returns the row count."""
+    return copy_out_many(conn, [(table, sql, write)])[0]
+
+
+def copy_out_many(conn, items: list[tuple[str, str, Callable[[bytes], Any]]]) -> list[int]:
+    """`copy_out` of several (table, sql, write) in one query (`conn` a `multi` connection when
+    there are several): one round trip for many small tables; returns each one's row count."""
     import MySQLdb
     import MySQLdb.cursors
 
     cur = conn.cursor(MySQLdb.cursors.SSCursor)
-    rows = 0
+    counts = []
     first = itemgetter(0)
+    table = items[0][0]
     try:
-        cur.execute(sql)
-        for batch in _batches(cur, BATCH):
-            lines = list(map(first, batch))
-            try:
-                write(b"\n".join(lines) + b"\n")
-            except TypeError:  # CONCAT_WS gave NULL: the row is longer than max_allowed_packet
+        cur.execute(";\n".join(sql for _table, sql, _write in items))
+        for number, (table, _sql, write) in enumerate(items):
+            if number and cur.nextset() is None:
                 raise BackupError(
-                    f"a row of table {table} is longer than the server's max_allowed_packet, so it cannot "
-                    "be read as one line; raise max_allowed_packet (server and client) and re-run the task"
-                ) from None
-            rows += len(batch)
+                    f"reading table {table} failed: the server sent no rows for it; re-run the task"
+                )
+            rows = 0
+            for batch in _batches(cur, BATCH):
+                lines = list(map(first, batch))
+                try:
+                    write(b"\n".join(lines) + b"\n")
+                except TypeError:  # CONCAT_WS gave NULL: the row is longer than max_allowed_packet
+                    raise BackupError(
+                        f"a row of table {table} is longer than the server's max_allowed_packet, so it cannot "
+                        "be read as one line; raise max_allowed_packet (server and client) and re-run the task"
+                    ) from None
+                rows += len(batch)
+            counts.append(rows)
     except MySQLdb.Error as exc:
         raise _read_error(table, exc) from None
     finally:
@@ -370,7 +386,7 @@ def copy_out(conn, table: str, sql: str, write: Callable[[bytes], Any]) -> int:
             cur.close()
         except MySQLdb.Error:
             pass
-    return rows
+    return counts
 
 
 class _Hasher:
@@ -379,9 +395,11 @@ class _Hasher:
     def __init__(self, then=None) -> None:
         self.digest = hashlib.sha256()
         self.then = then
+        self.size = 0
 
     def write(self, data: bytes) -> int:
         self.digest.update(data)
+        self.size += len(data)
         if self.then is not None:
             self.then.write(data)
         return len(data)
@@ -397,7 +415,7 @@ def open_snapshot(url: sa.URL, jobs: int) -> tuple[list, str]:
     lock cannot be had (no RELOAD privilege, or running statements hold it off)."""
     import MySQLdb
 
-    first = connect(url)
+    first = connect(url, multi=True)
     conns = [first]
     locked = False
     try:
@@ -415,7 +433,7 @@ def open_snapshot(url: sa.URL, jobs: int) -> tuple[list, str]:
                     "consistent snapshot"
                 )
         for _ in range(jobs - 1 if locked else 0):
-            conns.append(connect(url))
+            conns.append(connect(url, multi=True))
         for c in conns:
             c.cursor().execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
         if locked:
@@ -460,8 +478,17 @@ def dump_tables(
     described: dict[str, dict[str, Any]] = {}
     try:
         todo: queue.SimpleQueue = queue.SimpleQueue()
+        small: list[tuple[Table, str]] = []  # read PACK_GROUP at a time, in one query each
         for table in sorted(tables, key=lambda t: -t.size):
-            todo.put((table, select_sql(table.name, table.stored, _order(table))))
+            sql = select_sql(table.name, table.stored, _order(table))
+            if table.size >= PACK_BELOW:
+                todo.put([(table, sql)])
+            else:
+                small.append((table, sql))
+        # groups of at most PACK_GROUP, at least as many as there are connections
+        step = max(1, min(PACK_GROUP, -(-len(small) // len(conns))))
+        for start in range(0, len(small), step):
+            todo.put(small[start : start + step])
         errors: list[BaseException] = []
 
         def work(conn) -> None:
@@ -469,41 +496,51 @@ def dump_tables(
             packed: list[tuple[dict[str, Any], int]] = []
             while not errors:
                 try:
-                    table, sql = todo.get_nowait()
+                    group = todo.get_nowait()
                 except queue.Empty:
                     break
                 try:
-                    if table.size < PACK_BELOW:
-                        if pack is None:
-                            pack = session.pack_stream(secrets.token_hex(6))
-                        start, tee = pack.size, _Hasher(pack)
-                        rows = copy_out(conn, table.name, sql, tee.write)
-                        digest, size, chunks = tee.digest, pack.size - start, []
-                    else:
-                        stream = session.stream(table.name)
+                    if group[0][0].size >= PACK_BELOW:  # a large table: chunks of its own
+                        (table, sql), stream = group[0], session.stream(group[0][0].name)
                         rows = copy_out(conn, table.name, sql, stream.write)
                         stream.finish()
-                        digest, size, chunks = stream.digest, stream.size, stream.chunks
+                        done = [(table, rows, stream.digest, stream.size, stream.chunks)]
+                    else:
+                        if pack is None:
+                            pack = session.pack_stream(secrets.token_hex(6))
+                        at, tees = pack.size, [_Hasher(pack) for _ in group]
+                        counts = copy_out_many(
+                            conn,
+                            [(t.name, sql, tee.write) for (t, sql), tee in zip(group, tees, strict=True)],
+                        )
+                        done = [
+                            (t, rows, tee.digest, tee.size, None)
+                            for (t, _sql), tee, rows in zip(group, tees, counts, strict=True)
+                        ]
                 except BaseException as exc:  # noqa: BLE001 - raised by the caller below
-                    current[0] = table.name
+                    current[0] = group[0][0].name + (
+                        f" (or one of {len(group) - 1} more)" if len(group) > 1 else ""
+                    )
                     errors.append(exc)
                     return
-                described[table.name] = entry = {
-                    "encoding": MYSQL_TEXT,
-                    "name": table.name,
-                    "rows": rows,
-                    "sha256": digest.hexdigest(),
-                    "bytes": size,
-                    "chunks": chunks,
-                    "columns": table.columns,
-                    "primary_key": table.primary_key,
-                    "foreign_keys": table.foreign_keys,
-                }
-                if pack is not None and table.size < PACK_BELOW:
-                    packed.append((entry, start))
-                if progress:
-                    where = f"pack {pack.name}" if table.size < PACK_BELOW else f"{len(chunks)} chunk(s)"
-                    progress(f"backup {table.name}: {rows} rows in {where}")
+                for table, rows, digest, size, chunks in done:
+                    described[table.name] = entry = {
+                        "encoding": MYSQL_TEXT,
+                        "name": table.name,
+                        "rows": rows,
+                        "sha256": digest.hexdigest(),
+                        "bytes": size,
+                        "chunks": chunks if chunks is not None else [],
+                        "columns": table.columns,
+                        "primary_key": table.primary_key,
+                        "foreign_keys": table.foreign_keys,
+                    }
+                    if chunks is None:
+                        packed.append((entry, at))
+                        at += size
+                    if progress:
+                        where = f"pack {pack.name}" if chunks is None else f"{len(chunks)} chunk(s)"
+                        progress(f"backup {table.name}: {rows} rows in {where}")
             if pack is not None and not errors:
                 try:
                     pack.finish()

@@ -235,9 +235,8 @@ def test_mysql_text_round_trips_every_byte_into_a_fresh_database(
     assert any(len(t["chunks"]) > 1 for t in manifest["tables"].values())
     packs = [t["pack"] for t in manifest["tables"].values() if "pack" in t]
     if packed:
-        assert (
-            len(packs) == len(manifest["tables"]) and len({p["name"] for p in packs}) == 2
-        )  # one per connection
+        # one pack per connection that read small tables
+        assert len(packs) == len(manifest["tables"]) and 1 <= len({p["name"] for p in packs}) <= 2
         assert any(p["offset"] > 0 for p in packs)
     else:
         assert packs == []
