@@ -287,3 +287,38 @@ def test_mysql_text_without_the_reload_privilege_reads_on_one_connection_and_say
         with admin.begin() as conn:
             conn.exec_driver_sql(f"DROP USER IF EXISTS '{user}'@'%%'")
         admin.dispose()
+
+
+def test_a_tampered_pack_chunk_fails_its_tables_naming_it_and_leaves_nothing(
+    mariadb_url,
+    second_mariadb_url,
+    make_source,
+    take_backup,
+    location,
+    keyring,
+    store,
+    s3_client,
+    bucket_name,
+):
+    make_source(mariadb_url)
+    record = take_backup(mariadb_url)
+    manifest = json.loads(s3_client.get_object(Bucket=bucket_name, Key=record.manifest_key)["Body"].read())
+    key = manifest["tables"]["students"]["chunks"][0]
+    assert "/packs/" in key
+    blob = bytearray(s3_client.get_object(Bucket=bucket_name, Key=key)["Body"].read())
+    blob[len(blob) // 2] ^= 0x01
+    s3_client.put_object(Bucket=bucket_name, Key=key, Body=bytes(blob))
+    report = restore_and_verify(record.backup_id, location=location, keyring=keyring, store=store)
+    assert not report.ok
+    assert any(
+        p.startswith("students:") and key in p and "fails authentication" in p for p in report.problems
+    )
+    into = restore_and_verify(
+        record.backup_id, location=location, keyring=keyring, store=store, into_url=second_mariadb_url
+    )
+    assert not into.ok and "nothing of it is left" in into.problems[-1]
+    engine = sa.create_engine(second_mariadb_url)
+    try:
+        assert sa.inspect(engine).get_table_names() == []
+    finally:
+        engine.dispose()
