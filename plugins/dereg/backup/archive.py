@@ -178,7 +178,10 @@ def _schema_statements(engine: Engine, ordered: list[sa.Table], session: Session
     name = sqlalchemy_name(engine)
     reader = db_schema.STATEMENT_READERS.get(dialect_for(engine).schema_reader or "")
     sections = None
-    if reader is not None:
+    if reader is db_schema.mysql_statements and native_rows(engine) is not None:
+        # the native driver: no SQLAlchemy connection, a round trip per kind of statement
+        sections = db_schema.mysql_statements_native(engine.url, [t.name for t in ordered])
+    elif reader is not None:
         with engine.connect() as conn:
             sections = reader(conn, [t.name for t in ordered])
     if sections is None:

@@ -35,6 +35,8 @@ from dereg.dialects import type_text
 
 FORMAT_VERSION = 6
 READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
+#: the first version that may store small tables together in a pack (`tables.<name>.pack`)
+PACK_VERSION = 6
 #: the first version that may seal subject rows under per-subject keys (`subject_keys`, subjectkeys.py)
 SUBJECT_KEYS_VERSION = 5
 #: the first version whose sealed rows are AES-256-CTR without a tag of their own (version 5: AES-GCM
@@ -148,6 +150,14 @@ def schema_associated_data(
     """What a schema chunk's GCM tag binds (version 4): its own prefix, so no table's chunk (whatever
     the table is called) can stand in for a schema section's, nor the other way round."""
     return f"dereg-backup-schema/{version}|{backup_id}|{section}|{index}|{1 if last else 0}".encode()
+
+
+def pack_associated_data(
+    backup_id: str, pack: str, index: int, last: bool, version: int = FORMAT_VERSION
+) -> bytes:
+    """What a pack chunk's GCM tag binds (version 6): its own prefix, the pack's name and position,
+    so no table's or schema section's chunk can stand in for it, nor the other way round."""
+    return f"dereg-backup-pack/{version}|{backup_id}|{pack}|{index}|{1 if last else 0}".encode()
 
 
 _local = threading.local()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import queue
+import secrets
 import shutil
 import tempfile
 import threading
@@ -40,6 +41,11 @@ MYSQL_TEXT = "mysql-text"
 BATCH = 5000
 #: connections reading tables at once (one snapshot)
 JOBS = 2
+#: a table smaller than this (information_schema DATA_LENGTH) goes into its connection's pack (format
+#: version 6) instead of chunks of its own: one object for many small tables
+PACK_BELOW = 4 * 1024 * 1024
+#: small tables read in one query (several statements: one round trip instead of one each)
+PACK_GROUP = 64
 #: data (information_schema DATA_LENGTH) outside the largest table from which a second connection is used
 PARALLEL_BYTES = 64 * 2**20
 #: how long FLUSH TABLES WITH READ LOCK may wait for running statements before one connection is used
@@ -80,10 +86,15 @@ def _backquote(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def connect(url: sa.URL, *, database: bool = True, load: bool = False):
+def connect(
+    url: sa.URL, *, database: bool = True, load: bool = False, multi: bool = False, session: bool = True
+):
     """A MySQLdb connection to `url`'s server (and database): results as raw bytes (no converter at
-    all), UTC, no character-set conversion of results; with `load`, allowed to send local files."""
+    all), UTC, no character-set conversion of results (`session`: else the server's own time zone
+    and utf8mb4 results, as for the schema); with `load`, allowed to send local files; with
+    `multi`, several statements per query (`run_many`)."""
     import MySQLdb
+    from MySQLdb.constants import CLIENT
 
     kwargs: dict[str, Any] = {
         "host": url.host or "localhost",
@@ -105,7 +116,11 @@ def connect(url: sa.URL, *, database: bool = True, load: bool = False):
         kwargs["ssl"] = ssl
     if load:
         kwargs["local_infile"] = True
+    if multi:
+        kwargs["client_flag"] = CLIENT.MULTI_STATEMENTS
     conn = MySQLdb.connect(**kwargs)
+    if not session:
+        return conn
     cur = conn.cursor()
     cur.execute("SET SESSION time_zone = '+00:00', character_set_results = 'binary'")
     cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
@@ -113,8 +128,56 @@ def connect(url: sa.URL, *, database: bool = True, load: bool = False):
     return conn
 
 
+def reads_natively(url: str | sa.URL) -> bool:
+    """Whether `url` is a MariaDB/MySQL database this module can reach (the mysqlclient driver is
+    installed)."""
+    import importlib.util
+
+    return (
+        sa.make_url(url).get_backend_name() in ("mysql", "mariadb")
+        and importlib.util.find_spec("MySQLdb") is not None
+    )
+
+
+def existing_tables(url: str | sa.URL) -> set[str]:
+    """The names of the tables and views of `url`'s database."""
+    import MySQLdb
+
+    try:
+        conn = connect(sa.make_url(url), session=False)
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()")
+            return {_text(name) for (name,) in cur.fetchall()}
+        finally:
+            conn.close()
+    except MySQLdb.Error as exc:
+        raise BackupError(f"the target database cannot be used ({type(exc).__name__})") from None
+
+
 def _text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+#: statements per query of `run_many` (a query must fit in max_allowed_packet)
+MANY = 200
+
+
+def run_many(conn, statements: list[str]) -> list[list[tuple]]:
+    """Each statement's rows (text, None for NULL), in a few round trips: `conn` is a `multi`
+    connection, the statements are sent `MANY` at a time. The first that fails raises."""
+    found: list[list[tuple]] = []
+    cur = conn.cursor()
+    try:
+        for start in range(0, len(statements), MANY):
+            cur.execute(";\n".join(statements[start : start + MANY]))
+            while True:
+                found.append([tuple(None if v is None else _text(v) for v in row) for row in cur.fetchall()])
+                if cur.nextset() is None:
+                    break
+    finally:
+        cur.close()
+    return found
 
 
 _KINDS = {
@@ -284,24 +347,38 @@ def _batches(cursor, size: int) -> Iterator[tuple]:
 def copy_out(conn, table: str, sql: str, write: Callable[[bytes], Any]) -> int:
     """Run `sql` (from `select_sql`) on `conn` through an unbuffered cursor and write its lines, a
     batch per call; returns the row count."""
+    return copy_out_many(conn, [(table, sql, write)])[0]
+
+
+def copy_out_many(conn, items: list[tuple[str, str, Callable[[bytes], Any]]]) -> list[int]:
+    """`copy_out` of several (table, sql, write) in one query (`conn` a `multi` connection when
+    there are several): one round trip for many small tables; returns each one's row count."""
     import MySQLdb
     import MySQLdb.cursors
 
     cur = conn.cursor(MySQLdb.cursors.SSCursor)
-    rows = 0
+    counts = []
     first = itemgetter(0)
+    table = items[0][0]
     try:
-        cur.execute(sql)
-        for batch in _batches(cur, BATCH):
-            lines = list(map(first, batch))
-            try:
-                write(b"\n".join(lines) + b"\n")
-            except TypeError:  # CONCAT_WS gave NULL: the row is longer than max_allowed_packet
+        cur.execute(";\n".join(sql for _table, sql, _write in items))
+        for number, (table, _sql, write) in enumerate(items):
+            if number and cur.nextset() is None:
                 raise BackupError(
-                    f"a row of table {table} is longer than the server's max_allowed_packet, so it cannot "
-                    "be read as one line; raise max_allowed_packet (server and client) and re-run the task"
-                ) from None
-            rows += len(batch)
+                    f"reading table {table} failed: the server sent no rows for it; re-run the task"
+                )
+            rows = 0
+            for batch in _batches(cur, BATCH):
+                lines = list(map(first, batch))
+                try:
+                    write(b"\n".join(lines) + b"\n")
+                except TypeError:  # CONCAT_WS gave NULL: the row is longer than max_allowed_packet
+                    raise BackupError(
+                        f"a row of table {table} is longer than the server's max_allowed_packet, so it cannot "
+                        "be read as one line; raise max_allowed_packet (server and client) and re-run the task"
+                    ) from None
+                rows += len(batch)
+            counts.append(rows)
     except MySQLdb.Error as exc:
         raise _read_error(table, exc) from None
     finally:
@@ -309,15 +386,22 @@ def copy_out(conn, table: str, sql: str, write: Callable[[bytes], Any]) -> int:
             cur.close()
         except MySQLdb.Error:
             pass
-    return rows
+    return counts
 
 
 class _Hasher:
-    def __init__(self) -> None:
+    """Hashes what is written (and passes it on to `then`, when given)."""
+
+    def __init__(self, then=None) -> None:
         self.digest = hashlib.sha256()
+        self.then = then
+        self.size = 0
 
     def write(self, data: bytes) -> int:
         self.digest.update(data)
+        self.size += len(data)
+        if self.then is not None:
+            self.then.write(data)
         return len(data)
 
 
@@ -331,7 +415,7 @@ def open_snapshot(url: sa.URL, jobs: int) -> tuple[list, str]:
     lock cannot be had (no RELOAD privilege, or running statements hold it off)."""
     import MySQLdb
 
-    first = connect(url)
+    first = connect(url, multi=True)
     conns = [first]
     locked = False
     try:
@@ -349,7 +433,7 @@ def open_snapshot(url: sa.URL, jobs: int) -> tuple[list, str]:
                     "consistent snapshot"
                 )
         for _ in range(jobs - 1 if locked else 0):
-            conns.append(connect(url))
+            conns.append(connect(url, multi=True))
         for c in conns:
             c.cursor().execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
         if locked:
@@ -394,37 +478,78 @@ def dump_tables(
     described: dict[str, dict[str, Any]] = {}
     try:
         todo: queue.SimpleQueue = queue.SimpleQueue()
+        small: list[tuple[Table, str]] = []  # read PACK_GROUP at a time, in one query each
         for table in sorted(tables, key=lambda t: -t.size):
-            todo.put((table, select_sql(table.name, table.stored, _order(table))))
+            sql = select_sql(table.name, table.stored, _order(table))
+            if table.size >= PACK_BELOW:
+                todo.put([(table, sql)])
+            else:
+                small.append((table, sql))
+        # groups of at most PACK_GROUP, at least as many as there are connections
+        step = max(1, min(PACK_GROUP, -(-len(small) // len(conns))))
+        for start in range(0, len(small), step):
+            todo.put(small[start : start + step])
         errors: list[BaseException] = []
 
         def work(conn) -> None:
+            pack = None  # this connection's small tables, one after the other
+            packed: list[tuple[dict[str, Any], int]] = []
             while not errors:
                 try:
-                    table, sql = todo.get_nowait()
+                    group = todo.get_nowait()
                 except queue.Empty:
-                    return
+                    break
                 try:
-                    stream = session.stream(table.name)
-                    rows = copy_out(conn, table.name, sql, stream.write)
-                    stream.finish()
+                    if group[0][0].size >= PACK_BELOW:  # a large table: chunks of its own
+                        (table, sql), stream = group[0], session.stream(group[0][0].name)
+                        rows = copy_out(conn, table.name, sql, stream.write)
+                        stream.finish()
+                        done = [(table, rows, stream.digest, stream.size, stream.chunks)]
+                    else:
+                        if pack is None:
+                            pack = session.pack_stream(secrets.token_hex(6))
+                        at, tees = pack.size, [_Hasher(pack) for _ in group]
+                        counts = copy_out_many(
+                            conn,
+                            [(t.name, sql, tee.write) for (t, sql), tee in zip(group, tees, strict=True)],
+                        )
+                        done = [
+                            (t, rows, tee.digest, tee.size, None)
+                            for (t, _sql), tee, rows in zip(group, tees, counts, strict=True)
+                        ]
                 except BaseException as exc:  # noqa: BLE001 - raised by the caller below
-                    current[0] = table.name
+                    current[0] = group[0][0].name + (
+                        f" (or one of {len(group) - 1} more)" if len(group) > 1 else ""
+                    )
                     errors.append(exc)
                     return
-                described[table.name] = {
-                    "encoding": MYSQL_TEXT,
-                    "name": table.name,
-                    "rows": rows,
-                    "sha256": stream.digest.hexdigest(),
-                    "bytes": stream.size,
-                    "chunks": stream.chunks,
-                    "columns": table.columns,
-                    "primary_key": table.primary_key,
-                    "foreign_keys": table.foreign_keys,
-                }
-                if progress:
-                    progress(f"backup {table.name}: {rows} rows in {len(stream.chunks)} chunk(s)")
+                for table, rows, digest, size, chunks in done:
+                    described[table.name] = entry = {
+                        "encoding": MYSQL_TEXT,
+                        "name": table.name,
+                        "rows": rows,
+                        "sha256": digest.hexdigest(),
+                        "bytes": size,
+                        "chunks": chunks if chunks is not None else [],
+                        "columns": table.columns,
+                        "primary_key": table.primary_key,
+                        "foreign_keys": table.foreign_keys,
+                    }
+                    if chunks is None:
+                        packed.append((entry, at))
+                        at += size
+                    if progress:
+                        where = f"pack {pack.name}" if chunks is None else f"{len(chunks)} chunk(s)"
+                        progress(f"backup {table.name}: {rows} rows in {where}")
+            if pack is not None and not errors:
+                try:
+                    pack.finish()
+                except BaseException as exc:  # noqa: BLE001 - raised by the caller below
+                    current[0] = f"(pack {pack.name})"
+                    errors.append(exc)
+                    return
+                for entry, start in packed:
+                    _place_in_pack(entry, pack, start)
 
         threads = [threading.Thread(target=work, args=(c,), name="dereg-mysql") for c in conns[1:]]
         for t in threads:
@@ -445,6 +570,22 @@ def dump_tables(
                 pass
     ordered = {t.name: described[t.name] for t in tables}
     return ordered, {"mysql": {"snapshot": note, "settings": dict(SETTINGS)}}
+
+
+def _place_in_pack(entry: dict[str, Any], pack, start: int) -> None:
+    """Complete a packed table's manifest entry once its pack is finished: the pack chunks that
+    hold its `bytes` (none for an empty table), the first one's index in the pack, where its bytes
+    begin in that chunk and how many chunks the pack has (the last one is flagged as such)."""
+    size = pack.chunk_bytes
+    first = start // size
+    last = (start + entry["bytes"] - 1) // size if entry["bytes"] else first - 1
+    entry["chunks"] = pack.chunks[first : last + 1]
+    entry["pack"] = {
+        "name": pack.name,
+        "first": first,
+        "offset": start - first * size,
+        "count": len(pack.chunks),
+    }
 
 
 def table_digests(
@@ -604,6 +745,145 @@ def load_tables(
     if errors:
         raise errors[0]
     return {n: results[n] for n in names if n in results}
+
+
+#: connections creating and loading tables at once on restore `--into` (each CREATE TABLE waits
+#: for the server's log flush: several connections share the flushes)
+RESTORE_JOBS = 6
+
+
+def create_and_load(
+    url: str | sa.URL,
+    pre: list[dict[str, str]],
+    specs: dict[str, dict],
+    names: list[str],
+    chunks_of: Callable[[str, dict], Iterator[bytes]],
+    problems: list[str],
+    created: list[tuple[str, str]],
+    progress=None,
+) -> dict[str, dict[str, Any]]:
+    """The pre-data statements of a `sql-statements` schema (its `sql_mode`, then one CREATE TABLE
+    per table) and the `mysql-text` rows of `names`, on up to `RESTORE_JOBS` connections at once:
+    each table created (under the source's sql_mode and the server's time zone, foreign key checks
+    off, so in any order), then loaded and read back and hashed (`_load_one`) on the same
+    connection; tables with the most rows first. Appends ("table", name) to `created` for each
+    table made; a statement the target refuses raises a `BackupError` naming it. Returns each
+    loaded table's verdict (restored_result)."""
+    import MySQLdb
+
+    url = sa.make_url(url)
+    mode = next((item["sql"] for item in pre if item["kind"] == "sql_mode"), None)
+    by_table = {specs[n].get("name") or n: n for n in names}
+    units = [(item, by_table.pop(item["name"], None)) for item in pre if item["kind"] == "table"]
+    units += [(None, name) for name in by_table.values()]  # rows without a statement: the load says so
+    units.sort(key=lambda u: -(specs[u[1]].get("bytes") or 0) if u[1] is not None else 1)
+    todo: queue.SimpleQueue = queue.SimpleQueue()
+    for unit in units:
+        todo.put(unit)
+    results: dict[str, dict[str, Any]] = {}
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    folder = tempfile.mkdtemp(prefix="dereg-load-")
+    schema_settings = "SET SESSION time_zone = @@GLOBAL.time_zone" + (
+        ", sql_mode = %s" if mode is not None else ""
+    )
+
+    def create(cur, item: dict) -> None:
+        cur.execute(schema_settings, (mode,) if mode is not None else None)
+        try:
+            cur.execute(item["sql"])  # no parameters: a % in the statement is not a placeholder
+        except MySQLdb.Error as exc:
+            raise BackupError(
+                f"schema section pre-data, table {item['name']!r} cannot be created in the target "
+                f"({type(exc).__name__}). Nothing was restored."
+            ) from None
+        with lock:
+            created.append(("table", item["name"]))
+        cur.execute(f"SET SESSION time_zone = '+00:00', sql_mode = '{LOAD_SQL_MODE}'")
+
+    def work(number: int) -> None:
+        try:
+            conn = connect(url, load=True)
+        except Exception as exc:  # noqa: BLE001 - raised by the caller below
+            code = exc.args[0] if exc.args else "?"
+            errors.append(
+                BackupError(
+                    f"the target database cannot be reached through the mysqlclient driver ({type(exc).__name__} "
+                    f"{code}); check its host, port and credentials. Nothing was restored."
+                )
+            )
+            return
+        try:
+            cur = conn.cursor()
+            cur.execute(
+                f"SET SESSION sql_mode = '{LOAD_SQL_MODE}', FOREIGN_KEY_CHECKS = 0, UNIQUE_CHECKS = 0"
+            )
+            path = os.path.join(folder, f"rows-{number}.txt")
+            while not errors:
+                try:
+                    item, name = todo.get_nowait()
+                except queue.Empty:
+                    return
+                if item is not None:
+                    create(cur, item)
+                if name is None:
+                    continue
+                found: list[str] = []
+                result = _load_one(conn, path, name, specs[name], chunks_of(name, specs[name]), found)
+                with lock:
+                    results[name] = result
+                    problems.extend(found)
+                if progress:
+                    progress(
+                        f"restore {name}: {result['restored_rows']}/{result['expected_rows']} rows, "
+                        f"{'ok' if result['ok'] else 'MISMATCH'}"
+                    )
+        except BaseException as exc:  # noqa: BLE001 - raised by the caller below
+            errors.append(exc)
+        finally:
+            conn.close()
+
+    try:
+        threads = [
+            threading.Thread(target=work, args=(n,), name="dereg-mysql-restore")
+            for n in range(1, min(RESTORE_JOBS, len(units)))
+        ]
+        for t in threads:
+            t.start()
+        try:
+            work(0)
+        finally:
+            for t in threads:
+                t.join()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    if errors:
+        raise errors[0]
+    return {n: results[n] for n in names if n in results}
+
+
+def statement_runner(conn, created: list[tuple[str, str]]) -> Callable[[str, dict[str, str]], None]:
+    """`run(section, item)`: one `sql-statements` item on `conn` (a `session=False` connection: the
+    server's time zone); a `sql_mode` item sets the session's. Appends (kind, name) to `created`
+    for each object made; one the target refuses raises a `BackupError` naming it."""
+    import MySQLdb
+
+    cur = conn.cursor()
+
+    def run(section: str, item: dict[str, str]) -> None:
+        if item["kind"] == "sql_mode":
+            cur.execute("SET SESSION sql_mode = %s", (item["sql"],))
+            return
+        try:
+            cur.execute(item["sql"])  # no parameters: a % in a view's text is not a placeholder
+        except MySQLdb.Error as exc:
+            raise BackupError(
+                f"schema section {section}, {item['kind']} {item['name']!r} cannot be created in the "
+                f"target ({type(exc).__name__}). Nothing was restored."
+            ) from None
+        created.append((item["kind"], item["name"]))
+
+    return run
 
 
 def unescape(field: bytes) -> bytes | None:

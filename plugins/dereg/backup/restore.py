@@ -32,6 +32,7 @@ from dereg.backup import catalog, codec, mysqltext, pgcopy, subjectkeys
 from dereg.backup import schema as db_schema
 from dereg.backup.codec import (
     MAC_VERSION,
+    PACK_VERSION,
     READABLE_VERSIONS,
     SCHEMA_VERSION,
     associated_data,
@@ -39,6 +40,7 @@ from dereg.backup.codec import (
     encode_row,
     manifest_is_authentic,
     open_sealed,
+    pack_associated_data,
     restored_result,
     schema_associated_data,
     scratch_type,
@@ -158,6 +160,17 @@ def check_manifest_shape(manifest: dict, *, manifest_key: str) -> None:
         spec = tables[name]
         if not isinstance(spec.get("chunks"), list) or not all(isinstance(k, str) for k in spec["chunks"]):
             raise bad(f"chunks of table {name!r}")
+        pack = spec.get("pack")
+        if pack is not None and not (
+            manifest.get("version", 0) >= PACK_VERSION
+            and isinstance(pack, dict)
+            and isinstance(pack.get("name"), str)
+            and all(type(pack.get(k)) is int and pack[k] >= 0 for k in ("first", "offset", "count"))
+            and type(spec.get("bytes")) is int
+            and spec["bytes"] >= 0
+            and pack["first"] + len(spec["chunks"]) <= pack["count"]
+        ):
+            raise bad(f"pack of table {name!r}")
         for column in spec.get("columns", []):
             col = column.get("name") if isinstance(column, dict) else None
             if not isinstance(col, str) or not col or "\x00" in col:
@@ -171,8 +184,11 @@ def check_manifest_shape(manifest: dict, *, manifest_key: str) -> None:
 def refuse_existing_tables(into_url: str, names: list, *, backup_id: str) -> None:
     """`--into` never writes into a table (or view) that is already there: refused before anything
     is restored. `names`: table names of the target's default schema, or (schema, name) pairs."""
-    engine = sa.create_engine(normalize_url(into_url))
     wanted = [n if isinstance(n, tuple) else (None, n) for n in names]
+    if not any(s for s, _ in wanted) and mysqltext.reads_natively(into_url):
+        existing = {(None, t) for t in mysqltext.existing_tables(into_url)}
+        return _refuse_clash(wanted, existing, backup_id)
+    engine = sa.create_engine(normalize_url(into_url))
     try:
         inspector = sa.inspect(engine)
         schemas = set(inspector.get_schema_names()) if any(s for s, _ in wanted) else set()
@@ -188,6 +204,10 @@ def refuse_existing_tables(into_url: str, names: list, *, backup_id: str) -> Non
         ) from None
     finally:
         engine.dispose()
+    _refuse_clash(wanted, existing, backup_id)
+
+
+def _refuse_clash(wanted: list[tuple], existing: set[tuple], backup_id: str) -> None:
     clash = [f"{s}.{n}" if s else n for s, n in wanted if (s, n) in existing]
     if clash:
         raise BackupError(
@@ -213,10 +233,16 @@ class _Chunks:
     object key, and ends the table there; any other error is raised."""
 
     AHEAD = 6
+    PACK_CHUNKS_KEPT = 8
 
     def __init__(self, pool, client, location: S3Location, backup_id: str, data_key: bytes, version: int):
+        import threading
+        from collections import OrderedDict
+
         self.pool, self.client, self.location = pool, client, location
         self.backup_id, self.data_key, self.version = backup_id, data_key, version
+        self._lock = threading.Lock()
+        self._packs: OrderedDict = OrderedDict()  # pack chunk key -> future of its plaintext
         #: opens the sealed subject rows of a version 5 table (subjectkeys.Unsealer), when it has any
         self.unsealer = None
         self._early: dict[str, Any] = {}  # table -> its first chunk, fetched ahead (`prefetch`)
@@ -262,8 +288,54 @@ class _Chunks:
                 "another backup"
             )
 
+    def _pack_chunk(self, pack: str, index: int, key: str, last: bool):
+        """A pack chunk's plaintext (version 6), or the problem with it; the last few are kept,
+        since the small tables next to each other in a pack are restored at about the same time."""
+        with self._lock:
+            opened = self._packs.get(key)
+            if opened is None:
+                opened = self._packs[key] = self.pool.submit(self._open_pack, pack, index, key, last)
+                while len(self._packs) > self.PACK_CHUNKS_KEPT:
+                    self._packs.popitem(last=False)
+            else:
+                self._packs.move_to_end(key)
+        return opened.result()
+
+    def _open_pack(self, pack: str, index: int, key: str, last: bool):
+        try:
+            blob = _get(self.client, self.location, key)
+        except ClientError as exc:
+            return (
+                f"chunk {index} ({key}) of pack {pack} cannot be read ({exc.response['Error'].get('Code')})"
+            )
+        try:
+            return open_sealed(
+                self.data_key, blob, pack_associated_data(self.backup_id, pack, index, last, self.version)
+            )
+        except InvalidTag:
+            return (
+                f"chunk {index} ({key}) of pack {pack} fails authentication: it was altered, truncated or "
+                "belongs to another backup"
+            )
+
+    def _packed(self, name: str, spec: dict, problems: list[str]) -> Iterator[bytes]:
+        """A packed table's bytes (version 6): its slice of the pack chunks it lists."""
+        pack = spec["pack"]
+        offset, remaining = pack["offset"], spec["bytes"]
+        for number, key in enumerate(spec["chunks"]):
+            index = pack["first"] + number
+            opened = self._pack_chunk(pack["name"], index, key, index == pack["count"] - 1)
+            if isinstance(opened, str):
+                problems.append(f"{name}: {opened}")
+                return
+            piece = opened[offset : offset + remaining]
+            offset, remaining = 0, remaining - len(piece)
+            yield piece
+
     def of(self, name: str, spec: dict, problems: list[str]) -> Iterator[bytes]:
         """The table's plaintext pieces in order; a sealed table's (version 5) as plain rows."""
+        if spec.get("pack") is not None:
+            return self._packed(name, spec, problems)
         if self.unsealer is not None and spec.get("sealed"):
             return self.unsealer.wrap(name, spec, self._stored(name, spec, problems), problems)
         return self._stored(name, spec, problems)
@@ -360,7 +432,7 @@ def _rebuilds_schema(
 ) -> bool:
     """Whether `--into` rebuilds the source's schema (a version 4 backup with its schema, into the
     same kind of database); otherwise the rows are restored into plain tables, and it says so."""
-    target = sqlalchemy_name(sa.create_engine(normalize_url(into_url)))
+    target = sqlalchemy_name(normalize_url(into_url))  # as its engine's dialect would say
     if entry is not None and target == manifest.get("dialect"):
         return True
     if entry is None:

@@ -234,30 +234,53 @@ def mysql_statements(conn: sa.Connection, tables: list[str]) -> dict[str, bytes]
     """The schema of a MariaDB/MySQL database from SHOW CREATE: tables (in `tables` order) as
     pre-data; routines, views and triggers as post-data. DEFINER clauses are left out (the
     restoring account owns what it creates)."""
-    pre = []
-    for name in tables:
-        row = _raw(conn, f"SHOW CREATE TABLE {_backquote(name)}")[0]
-        pre.append({"kind": "table", "name": name, "sql": row[1]})
-    post = []
-    for name, kind in conn.exec_driver_sql(
-        "SELECT ROUTINE_NAME, ROUTINE_TYPE FROM information_schema.ROUTINES "
-        "WHERE ROUTINE_SCHEMA = DATABASE() ORDER BY ROUTINE_NAME"
-    ).fetchall():
-        row = _raw(conn, f"SHOW CREATE {kind} {_backquote(name)}")[0]
-        post.append({"kind": kind.lower(), "name": name, "sql": _DEFINER.sub("", row[2] or "", count=1)})
-    for (name,) in conn.exec_driver_sql(
-        "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME"
-    ).fetchall():
-        row = _raw(conn, f"SHOW CREATE VIEW {_backquote(name)}")[0]
-        post.append({"kind": "view", "name": name, "sql": _DEFINER.sub("", row[1], count=1)})
-    for (name,) in conn.exec_driver_sql(
-        "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE() "
-        "ORDER BY EVENT_OBJECT_TABLE, ACTION_ORDER"
-    ).fetchall():
-        row = _raw(conn, f"SHOW CREATE TRIGGER {_backquote(name)}")[0]
-        post.append({"kind": "trigger", "name": name, "sql": _DEFINER.sub("", row[2], count=1)})
-    mode = conn.exec_driver_sql("SELECT @@SESSION.sql_mode").scalar() or ""
-    header = {"kind": "sql_mode", "name": "", "sql": mode}
+    return _mysql_statements(lambda statements: [_raw(conn, s) for s in statements], tables)
+
+
+def mysql_statements_native(url: sa.URL, tables: list[str]) -> dict[str, bytes]:
+    """`mysql_statements` through one mysqlclient connection (the server's own session settings,
+    as SQLAlchemy's), every statement of a kind in one round trip."""
+    from dereg.backup.mysqltext import connect, run_many
+
+    conn = connect(url, multi=True, session=False)
+    try:
+        return _mysql_statements(lambda statements: run_many(conn, statements), tables)
+    finally:
+        conn.close()
+
+
+def _mysql_statements(
+    run_all: Callable[[list[str]], list[list[tuple]]], tables: list[str]
+) -> dict[str, bytes]:
+    """`run_all(statements)`: each statement's rows as text."""
+    routines, views, triggers, mode, *creates = run_all(
+        [
+            "SELECT ROUTINE_NAME, ROUTINE_TYPE FROM information_schema.ROUTINES "
+            "WHERE ROUTINE_SCHEMA = DATABASE() ORDER BY ROUTINE_NAME",
+            "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME",
+            "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE() "
+            "ORDER BY EVENT_OBJECT_TABLE, ACTION_ORDER",
+            "SELECT @@SESSION.sql_mode",
+            *(f"SHOW CREATE TABLE {_backquote(name)}" for name in tables),
+        ]
+    )
+    pre = [
+        {"kind": "table", "name": name, "sql": rows[0][1]} for name, rows in zip(tables, creates, strict=True)
+    ]
+    # (kind, name, the column of SHOW CREATE <kind> that holds the statement)
+    objects = [(kind.lower(), name, 2) for name, kind in routines]
+    objects += [("view", name, 1) for (name,) in views]
+    objects += [("trigger", name, 2) for (name,) in triggers]
+    shown = (
+        run_all([f"SHOW CREATE {kind.upper()} {_backquote(name)}" for kind, name, _ in objects])
+        if objects
+        else []
+    )
+    post = [
+        {"kind": kind, "name": name, "sql": _DEFINER.sub("", rows[0][column] or "", count=1)}
+        for (kind, name, column), rows in zip(objects, shown, strict=True)
+    ]
+    header = {"kind": "sql_mode", "name": "", "sql": mode[0][0] or ""}
     return {"pre-data": _lines([header, *pre]), "post-data": _lines([header, *post])}
 
 
@@ -499,6 +522,10 @@ def restore_statements(
     from dereg.dialects import normalize_url, sqlalchemy_name
 
     pre, post = _statements("pre-data", sections["pre-data"]), _statements("post-data", sections["post-data"])
+    if _native_mysql(url, manifest, pre, names):
+        return _restore_mysql_native(
+            url, manifest, pre, post, names, chunks_of, problems=problems, progress=progress
+        )
     engine = sa.create_engine(normalize_url(url), hide_parameters=True)
     mysql = sqlalchemy_name(engine) == "mysql"
     created: list[tuple[str, str]] = []
@@ -551,25 +578,7 @@ def restore_statements(
                     )
             if problems:
                 return results
-            # views are listed by name, not by what they read: one that reads a view not yet made
-            # is tried again once the others are
-            for item in post:  # sql_mode, routines (views and triggers may call them), indexes
-                if item["kind"] not in ("view", "trigger"):
-                    run("post-data", item)
-            waiting = [item for item in post if item["kind"] == "view"]
-            while waiting:
-                later = []
-                for item in waiting:
-                    try:
-                        run("post-data", item)
-                    except BackupError:
-                        later.append(item)
-                if len(later) == len(waiting):
-                    run("post-data", later[0])  # no progress: the first one's error
-                waiting = later
-            for item in post:
-                if item["kind"] == "trigger":
-                    run("post-data", item)
+            _run_post_data(post, run)
             if mysql:
                 conn.exec_driver_sql("SET SESSION FOREIGN_KEY_CHECKS = 1")
             done = True
@@ -578,6 +587,84 @@ def restore_statements(
         if not done:
             _drop(engine, created, mysql)
         engine.dispose()
+
+
+def _run_post_data(post: list[dict[str, str]], run: Callable[[str, dict[str, str]], None]) -> None:
+    """The post-data statements through `run(section, item)`: sql_mode, routines (views and
+    triggers may call them) and indexes in order, then the views, then the triggers."""
+    for item in post:
+        if item["kind"] not in ("view", "trigger"):
+            run("post-data", item)
+    # views are listed by name, not by what they read: one that reads a view not yet made is tried
+    # again once the others are
+    waiting = [item for item in post if item["kind"] == "view"]
+    while waiting:
+        later = []
+        for item in waiting:
+            try:
+                run("post-data", item)
+            except BackupError:
+                later.append(item)
+        if len(later) == len(waiting):
+            run("post-data", later[0])  # no progress: the first one's error
+        waiting = later
+    for item in post:
+        if item["kind"] == "trigger":
+            run("post-data", item)
+
+
+def _native_mysql(url: str, manifest: dict, pre: list[dict[str, str]], names: list[str]) -> bool:
+    """Whether a restore into `url` goes through the mysqlclient driver alone: a MariaDB/MySQL
+    target, every table `mysql-text`, pre-data only the sql_mode and the tables."""
+    from dereg.backup import mysqltext
+
+    return (
+        mysqltext.reads_natively(url)
+        and all(manifest["tables"][n].get("encoding") == mysqltext.MYSQL_TEXT for n in names)
+        and all(item["kind"] in ("sql_mode", "table") for item in pre)
+    )
+
+
+def _restore_mysql_native(
+    url: str,
+    manifest: dict,
+    pre: list[dict[str, str]],
+    post: list[dict[str, str]],
+    names: list[str],
+    chunks_of: Callable[[str, dict], Iterator[bytes]],
+    *,
+    problems: list[str],
+    progress=None,
+) -> dict[str, dict[str, Any]]:
+    """`restore_statements` into MariaDB/MySQL through the mysqlclient driver: the tables created and
+    loaded on several connections at once (`mysqltext.create_and_load`), then the post-data
+    statements on one; what was created is dropped again on any failure."""
+    from dereg.backup import mysqltext
+    from dereg.dialects import normalize_url
+
+    target = sa.make_url(normalize_url(url))
+    created: list[tuple[str, str]] = []
+    done = False
+    try:
+        results = mysqltext.create_and_load(
+            target, pre, manifest["tables"], names, chunks_of, problems, created, progress=progress
+        )
+        if problems:
+            return results
+        conn = mysqltext.connect(target, session=False)
+        try:
+            _run_post_data(post, mysqltext.statement_runner(conn, created))
+        finally:
+            conn.close()
+        done = True
+        return results
+    finally:
+        if not done:
+            engine = sa.create_engine(target, hide_parameters=True)
+            try:
+                _drop(engine, created, mysql=True)
+            finally:
+                engine.dispose()
 
 
 def _drop(engine: Engine, created: list[tuple[str, str]], mysql: bool) -> None:

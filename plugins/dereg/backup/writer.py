@@ -30,6 +30,7 @@ from dereg.backup.codec import (
     associated_data,
     manifest_mac,
     object_name,
+    pack_associated_data,
     schema_associated_data,
     seal,
 )
@@ -100,18 +101,25 @@ def ensure_bucket(client, location: S3Location, object_lock: bool) -> None:
 
 class Uploader:
     """Puts objects into the backup's location; chunks are sealed (zstd, AES-256-GCM) and uploaded by
-    a pool of threads (a bounded number in flight, so memory stays flat) while the reader goes on,
-    and `drain` waits for them before the manifest is written."""
+    a pool of threads while the reader goes on, and `drain` waits for them before the manifest is
+    written. What is queued is bounded in bytes (`QUEUED_BYTES` of plaintext, and `QUEUED_CHUNKS`
+    chunks), so memory stays flat, while many small tables' chunks can wait for `release` at once
+    instead of stopping the reader after a few."""
 
     PARALLEL = 4
+    #: plaintext queued or in flight at most (a larger chunk still goes, alone)
+    QUEUED_BYTES = (PARALLEL + 1) * CHUNK_BYTES
+    QUEUED_CHUNKS = 512
 
     def __init__(self, client, location: S3Location, lock: dict[str, Any]):
         from concurrent.futures import ThreadPoolExecutor
-        from threading import BoundedSemaphore, Event, Lock
+        from threading import Condition, Event, Lock
 
         self.client, self.location, self.lock = client, location, lock
         self._pool = ThreadPoolExecutor(max_workers=self.PARALLEL, thread_name_prefix="dereg-upload")
-        self._slots = BoundedSemaphore(self.PARALLEL + 1)
+        self._room = Condition()  # guards the two counters below
+        self._queued_bytes = 0
+        self._queued_chunks = 0
         self._futures: list = []
         self._mutex = Lock()  # several table readers may submit at once
         self._open = Event()  # chunks wait for it: nothing is uploaded before the store is checked
@@ -143,7 +151,7 @@ class Uploader:
 
     def put_later(self, key: str, body: bytes) -> None:
         """Upload a locked chunk in the background; an error surfaces at the next call or at `drain`."""
-        self._submit(lambda: self.put(key, body))
+        self._submit(lambda: self.put(key, body), len(body))
 
     def seal_later(self, key: str, data_key: bytes, plaintext: bytes, aad: bytes) -> None:
         """Compress, encrypt and upload a chunk in the background (zstd and AES-GCM release the GIL,
@@ -155,20 +163,39 @@ class Uploader:
             if self._refused is None:
                 self.put(key, body)
 
-        self._submit(job)
+        self._submit(job, len(plaintext))
 
-    def _submit(self, job) -> None:
+    def _reserve(self, size: int) -> int:
+        """Wait until `size` bytes fit in the queue (anything fits in an empty one); returns what
+        was reserved."""
+        size = max(size, 1)
+        with self._room:
+            while self._queued_chunks and (
+                self._queued_bytes + size > self.QUEUED_BYTES or self._queued_chunks >= self.QUEUED_CHUNKS
+            ):
+                self._room.wait()
+            self._queued_bytes += size
+            self._queued_chunks += 1
+        return size
+
+    def _free(self, size: int) -> None:
+        with self._room:
+            self._queued_bytes -= size
+            self._queued_chunks -= 1
+            self._room.notify_all()
+
+    def _submit(self, job, size: int) -> None:
         self._raise_failed()
-        self._slots.acquire()
+        reserved = self._reserve(size)
         if self._refused is not None:
-            self._slots.release()
+            self._free(reserved)
             raise self._refused
 
         def run() -> None:
             try:
                 job()
             finally:
-                self._slots.release()
+                self._free(reserved)
 
         with self._mutex:
             self._futures.append(self._pool.submit(run))
@@ -333,6 +360,21 @@ class Session:
             chunk_bytes=CHUNK_BYTES,
             folder="schema",
             aad=schema_associated_data,
+        )
+
+    def pack_stream(self, name: str) -> ChunkStream:
+        """A pack (format version 6): several small tables' plaintexts one after the other, cut
+        into chunks at exactly `CHUNK_BYTES` (so chunk i holds bytes i*CHUNK_BYTES onwards); its
+        own folder and associated data."""
+        return ChunkStream(
+            name,
+            backup_id=self.backup_id,
+            data_key=self.data_key,
+            uploader=self.uploader,
+            location=self.location,
+            chunk_bytes=CHUNK_BYTES,
+            folder="packs",
+            aad=pack_associated_data,
         )
 
     def common_manifest(self, *, company_id: str, run_id: str, source_id: str) -> dict[str, Any]:

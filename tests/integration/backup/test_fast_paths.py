@@ -10,7 +10,7 @@ import pymysql
 import pytest
 import sqlalchemy as sa
 
-from dereg.backup import archive, catalog, mysqltext, rowfast
+from dereg.backup import archive, catalog, mysqltext, rowfast, writer
 from dereg.backup.archive import table_digests
 from dereg.backup.restore import restore_and_verify
 from dereg.errors import BackupError
@@ -193,7 +193,9 @@ def _independent_view(url: str) -> dict:
         engine.dispose()
 
 
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "own-chunks"])
 def test_mysql_text_round_trips_every_byte_into_a_fresh_database(
+    packed,
     mariadb_url,
     second_mariadb_url,
     take_backup,
@@ -205,7 +207,8 @@ def test_mysql_text_round_trips_every_byte_into_a_fresh_database(
     bucket_name,
 ):
     """Format 5 on MariaDB: the server writes the rows (mysql-text), read through mysqlclient on
-    two connections in one snapshot, loaded back by LOAD DATA LOCAL INFILE; the copy equals the
+    two connections in one snapshot (format 6: small tables in a pack per connection), loaded back
+    by LOAD DATA LOCAL INFILE; the copy equals the
     source by SHOW CREATE TABLE, CHECKSUM TABLE and the generic reader (awkward text and binary,
     NULL against empty against the text \\N, FLOAT, BIT, zero dates, TIMESTAMP across time zones,
     latin1, generated columns, a 0 in an AUTO_INCREMENT key, a table without a key, a % in a name)."""
@@ -220,10 +223,23 @@ def test_mysql_text_round_trips_every_byte_into_a_fresh_database(
     monkeypatch.setattr(mysqltext, "BATCH", 2)  # several batches even for these small tables
     monkeypatch.setattr(mysqltext, "LOAD_BYTES", 64)  # and several LOAD DATA statements
     monkeypatch.setattr(mysqltext, "PARALLEL_BYTES", 0)  # two connections even for small tables
+    # format 6: the small tables in their connection's pack, cut into many chunks, so that tables
+    # begin inside a chunk and spread over several
+    monkeypatch.setattr(writer, "CHUNK_BYTES", 64)
+    if not packed:  # every table in chunks of its own, as a large one is
+        monkeypatch.setattr(mysqltext, "PACK_BELOW", 0)
     record = take_backup(mariadb_url)
     assert record.tables["odd_types"]["rows"] == 3 and record.tables["nokey"]["rows"] == 4
     manifest = json.loads(s3_client.get_object(Bucket=bucket_name, Key=record.manifest_key)["Body"].read())
     assert "2 connections" in manifest["mysql"]["snapshot"], manifest["mysql"]
+    assert any(len(t["chunks"]) > 1 for t in manifest["tables"].values())
+    packs = [t["pack"] for t in manifest["tables"].values() if "pack" in t]
+    if packed:
+        # one pack per connection that read small tables
+        assert len(packs) == len(manifest["tables"]) and 1 <= len({p["name"] for p in packs}) <= 2
+        assert any(p["offset"] > 0 for p in packs)
+    else:
+        assert packs == []
     assert [c["name"] for c in manifest["tables"]["odd_types"]["columns"]][-1] == "note"  # no generated ones
     # erase's check against the backup computes the same hashes again
     engine = sa.create_engine(mariadb_url)
@@ -271,3 +287,38 @@ def test_mysql_text_without_the_reload_privilege_reads_on_one_connection_and_say
         with admin.begin() as conn:
             conn.exec_driver_sql(f"DROP USER IF EXISTS '{user}'@'%%'")
         admin.dispose()
+
+
+def test_a_tampered_pack_chunk_fails_its_tables_naming_it_and_leaves_nothing(
+    mariadb_url,
+    second_mariadb_url,
+    make_source,
+    take_backup,
+    location,
+    keyring,
+    store,
+    s3_client,
+    bucket_name,
+):
+    make_source(mariadb_url)
+    record = take_backup(mariadb_url)
+    manifest = json.loads(s3_client.get_object(Bucket=bucket_name, Key=record.manifest_key)["Body"].read())
+    key = manifest["tables"]["students"]["chunks"][0]
+    assert "/packs/" in key
+    blob = bytearray(s3_client.get_object(Bucket=bucket_name, Key=key)["Body"].read())
+    blob[len(blob) // 2] ^= 0x01
+    s3_client.put_object(Bucket=bucket_name, Key=key, Body=bytes(blob))
+    report = restore_and_verify(record.backup_id, location=location, keyring=keyring, store=store)
+    assert not report.ok
+    assert any(
+        p.startswith("students:") and key in p and "fails authentication" in p for p in report.problems
+    )
+    into = restore_and_verify(
+        record.backup_id, location=location, keyring=keyring, store=store, into_url=second_mariadb_url
+    )
+    assert not into.ok and "nothing of it is left" in into.problems[-1]
+    engine = sa.create_engine(second_mariadb_url)
+    try:
+        assert sa.inspect(engine).get_table_names() == []
+    finally:
+        engine.dispose()

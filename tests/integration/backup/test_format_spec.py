@@ -110,12 +110,20 @@ def read_backup(s3, bucket: str, manifest_key: str, kek: bytes) -> dict[str, lis
             continue
         kinds = [c["kind"] for c in spec["columns"]]
         stream = bytearray()  # version 3: a chunk may end inside a line, so lines are split after joining
-        for index, key in enumerate(spec["chunks"]):
+        pack = spec.get("pack")  # version 6: the table's bytes are a slice of a pack's chunks
+        for number, key in enumerate(spec["chunks"]):
             blob = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-            last = 1 if index == len(spec["chunks"]) - 1 else 0
-            aad = f"dereg-backup/{version}|{manifest['backup_id']}|{name}|{index}|{last}".encode("ascii")
+            if pack is None:
+                last = 1 if number == len(spec["chunks"]) - 1 else 0
+                aad = f"dereg-backup/{version}|{manifest['backup_id']}|{name}|{number}|{last}".encode()
+            else:
+                index = pack["first"] + number
+                last = 1 if index == pack["count"] - 1 else 0
+                aad = f"dereg-backup-pack/{version}|{manifest['backup_id']}|{pack['name']}|{index}|{last}".encode()
             compressed = AESGCM(data_key).decrypt(blob[:nonce_bytes], blob[nonce_bytes:], aad)
             stream += zstandard.ZstdDecompressor().decompress(compressed)
+        if pack is not None:
+            stream = stream[pack["offset"] : pack["offset"] + spec["bytes"]]
         digest, rows = hashlib.sha256(bytes(stream)), []
         assert stream.endswith(b"\n") or not stream, name
         for line in bytes(stream).split(b"\n")[:-1]:
@@ -284,6 +292,7 @@ def test_a_reader_written_from_the_spec_reads_a_mariadb_backup(
     record = take_backup(mariadb_url)
     manifest = json.loads(s3_client.get_object(Bucket=bucket_name, Key=record.manifest_key)["Body"].read())
     assert manifest["version"] == 6 and manifest["tables"]["odd"]["encoding"] == "mysql-text"
+    assert manifest["tables"]["odd"]["pack"]["count"] == 1  # a small table: in its connection's pack
     assert [c["name"] for c in manifest["tables"]["odd"]["columns"]] == ["id", "t", "b", "at", "n", "f"]
     tables = read_backup(s3_client, bucket_name, record.manifest_key, keyring.keks[manifest["kek_id"]])
     odd = {row[0]: row for row in tables["odd"]}

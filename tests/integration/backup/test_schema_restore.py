@@ -179,6 +179,90 @@ def test_a_mariadb_backup_restores_views_triggers_and_routines(
     assert _mariadb_objects(second_mariadb_url) == _mariadb_objects(mariadb_url)
 
 
+def test_a_mariadb_view_the_target_refuses_undoes_the_tables_made_on_several_connections(
+    mariadb_url, second_mariadb_url, make_source, take_backup, location, keyring, store
+):
+    make_source(mariadb_url)
+    engine = sa.create_engine(mariadb_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE VIEW big_payments AS SELECT id, amount FROM payments WHERE amount > 1900"
+        )
+    engine.dispose()
+    record = take_backup(mariadb_url)
+    target = sa.create_engine(second_mariadb_url)
+    with target.begin() as conn:  # not a table of the backup, but the view's name is taken
+        conn.exec_driver_sql("CREATE TABLE big_payments (x int)")
+    try:
+        with pytest.raises(BackupError, match="view 'big_payments' cannot be created"):
+            restore_and_verify(
+                record.backup_id, location=location, keyring=keyring, store=store, into_url=second_mariadb_url
+            )
+        assert sa.inspect(target).get_table_names() == ["big_payments"]
+    finally:
+        target.dispose()
+
+
+def test_a_mariadb_target_that_already_has_a_table_is_refused_before_anything(
+    mariadb_url, second_mariadb_url, make_source, take_backup, location, keyring, store
+):
+    make_source(mariadb_url)
+    record = take_backup(mariadb_url)
+    target = sa.create_engine(second_mariadb_url)
+    with target.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE payments (x int)")
+    try:
+        with pytest.raises(BackupError, match="already has table.*'payments'.*Nothing was restored"):
+            restore_and_verify(
+                record.backup_id, location=location, keyring=keyring, store=store, into_url=second_mariadb_url
+            )
+        assert sa.inspect(target).get_table_names() == ["payments"]
+    finally:
+        target.dispose()
+
+
+def test_a_mariadb_table_the_target_refuses_undoes_the_others(second_mariadb_url):
+    from dereg.backup import mysqltext
+    from dereg.backup.schema import restore_statements
+
+    tables, specs = [], {}
+    for n in range(12):  # more tables than connections: each creates several
+        name = f"t{n:02d}"
+        sql = (
+            f"CREATE TABLE `{name}` (id INT PRIMARY KEY)"
+            if n != 7
+            else f"CREATE TABLE `{name}` (id NO_SUCH_TYPE)"
+        )
+        tables.append({"kind": "table", "name": name, "sql": sql})
+        plaintext = b"1\n2\n"
+        specs[name] = {
+            "encoding": mysqltext.MYSQL_TEXT,
+            "name": name,
+            "rows": 2,
+            "sha256": hashlib.sha256(plaintext).hexdigest(),
+            "bytes": len(plaintext) + n,
+            "chunks": ["k"],
+            "columns": [{"name": "id", "mysql_type": "int"}],
+            "primary_key": ["id"],
+        }
+    mode = {"kind": "sql_mode", "name": "", "sql": "STRICT_ALL_TABLES"}
+    sections = {"pre-data": "\n".join(json.dumps(s) for s in [mode, *tables]), "post-data": json.dumps(mode)}
+    with pytest.raises(BackupError, match="table 't07' cannot be created"):
+        restore_statements(
+            second_mariadb_url,
+            {"tables": specs},
+            sections,
+            list(specs),
+            lambda name, spec: iter([b"1\n2\n"]),
+            problems=[],
+        )
+    engine = sa.create_engine(second_mariadb_url)
+    try:
+        assert sa.inspect(engine).get_table_names() == []
+    finally:
+        engine.dispose()
+
+
 _PRE = """SET statement_timeout = 0;
 SELECT pg_catalog.set_config('search_path', '', false);
 
