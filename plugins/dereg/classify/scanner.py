@@ -352,21 +352,6 @@ def _digit_columns(block: str) -> tuple[int, ...]:
     return tuple(sorted(i for i, n in runs.items() if n >= DIGIT_COLUMN_SHARE * filled[i]))
 
 
-def _digit_run_hit(value: str) -> tuple[object, str] | None:
-    """(detector, raw) of the hit in a value that is a digit run (`_digit_run`), alone in its
-    field; None if it holds none. The same answer as the stream's search: the first detector in
-    priority order whose pattern matches at the start and validates."""
-    m = _tagged_pattern().match(value)
-    if m is None:
-        return None
-    first, detector, is_valid = _by_group()[m.lastindex]
-    raw = m.group()
-    if is_valid(raw):
-        return detector, raw
-    claimed = _claim_later(value, 0, first + 1, len(value))
-    return None if claimed is None else (claimed[0], claimed[2])
-
-
 def digit_fields(
     pieces: Iterable[str], on_hits: Callable[[list[tuple[int, int, object, str]]], None]
 ) -> Iterator[str]:
@@ -398,10 +383,18 @@ def digit_fields(
 
 
 def _blank_digit_runs(block: str, base: int, columns: tuple[int, ...]) -> tuple[str, list]:
-    hits = []
+    """`block` (whole lines from stream offset `base`) with the digit runs of `columns` blanked,
+    and their hits. A digit run's hit is what the stream's search finds at its first character:
+    the first detector in priority order whose pattern matches there and validates."""
+    hits: list[tuple[int, int, object, str]] = []
+    add = hits.append
+    match = _tagged_pattern().match
+    by_group = _by_group()
+    blanks = _BLANKS
     lines = block.split("\n")
     last = lines.pop()  # "" after the final line end
     out = []
+    keep = out.append
     line_start = base
     for line in lines:
         fields = line.split("\t")
@@ -410,13 +403,25 @@ def _blank_digit_runs(block: str, base: int, columns: tuple[int, ...]) -> tuple[
             if i >= len(fields):
                 break
             value = fields[i]
-            if value and _digit_run(value):
-                found = _digit_run_hit(value)
-                if found is not None and found[0].CATEGORY not in NOT_PERSONAL:
-                    hits.append((line_start, i, found[0], found[1]))
-                fields[i] = _BLANKS[len(value)] if len(value) < len(_BLANKS) else " " * len(value)
-                changed = True
-        out.append("\t".join(fields) if changed else line)
+            if not (
+                value and value.isascii() and (value.isdigit() or value[-1] in "Xx" and value[:-1].isdigit())
+            ):
+                continue
+            fields[i] = blanks[len(value)] if len(value) < len(blanks) else " " * len(value)
+            changed = True
+            m = match(value)
+            if m is None:
+                continue
+            first, detector, is_valid = by_group[m.lastindex]
+            raw = m.group()
+            if not is_valid(raw):
+                claimed = _claim_later(value, 0, first + 1, len(value))
+                if claimed is None:
+                    continue
+                detector, _, raw = claimed
+            if detector.CATEGORY not in NOT_PERSONAL:
+                add((line_start, i, detector, raw))
+        keep("\t".join(fields) if changed else line)
         line_start += len(line) + 1
     out.append(last)
     return "\n".join(out), hits
