@@ -8,7 +8,10 @@ Three entry points share one set of rules:
 - `scan_block(text)` runs over a block of many rows at once (a COPY stream, tab-separated), so a
   full scan pays the regular-expression engine once per block instead of once per value;
   `scan_stream(blocks)` does the same over a stream of blocks cut anywhere, in time linear in the
-  text and memory bounded by one block, however long one line or one value is.
+  text and memory bounded by one block, however long one line or one value is. The full scan
+  uses `stream_hits` (the same hits, values not yet compacted) behind `digit_fields`, which takes
+  the columns of plain digit runs (IDs, cards, mobiles) out of the stream and checks each value
+  on its own, with the same result.
 
 A combined candidate pattern (the union of every embedded detector's pattern) is tried first: most
 values and most blocks hold no candidate at all and cost one C-level search. Where detectors claim
@@ -327,6 +330,7 @@ DIGIT_COLUMN_PROBE = 256
 #: long enough to be an identifier (an ID, a card or a mobile number column)
 DIGIT_COLUMN_SHARE = 0.5
 _IDENTIFIER_DIGITS = 11  # the shortest plain run of digits the check below pays for
+DIGIT_PART_CHARS = 256 << 10  # a piece is blanked in parts of whole lines of about this size
 _BLANKS = [" " * n for n in range(64)]
 
 
@@ -371,15 +375,22 @@ def digit_fields(
     for piece in pieces:
         if not piece:
             continue
-        if at_line_start and piece.endswith("\n"):
-            columns = _digit_columns(piece)
-            if columns:
-                piece, hits = _blank_digit_runs(piece, base, columns)
-                if hits:
-                    on_hits(hits)
+        columns = _digit_columns(piece) if at_line_start and piece.endswith("\n") else ()
         at_line_start = piece.endswith("\n")
-        base += len(piece)
-        yield piece
+        if not columns:
+            base += len(piece)
+            yield piece
+            continue
+        # in parts of whole lines: the copies made for blanking stay small beside the piece
+        start = 0
+        while start < len(piece):
+            end = piece.rfind("\n", start, start + DIGIT_PART_CHARS) + 1 or piece.index("\n", start) + 1
+            part, hits = _blank_digit_runs(piece[start:end], base, columns)
+            if hits:
+                on_hits(hits)
+            base += len(part)
+            start = end
+            yield part
 
 
 def _blank_digit_runs(block: str, base: int, columns: tuple[int, ...]) -> tuple[str, list]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 
+from dereg.classify import scanner
 from dereg.classify.scanner import digit_fields, stream_hits
 
 _IN_DIGIT_COLUMNS = (
@@ -63,7 +64,8 @@ def test_digit_run_columns_give_the_hits_of_the_stream():
     assert _with_digit_fields([block]) == expected
 
 
-def test_pieces_cut_inside_lines_and_blocks_of_whole_lines_mixed():
+def test_pieces_cut_inside_lines_and_blocks_of_whole_lines_mixed(monkeypatch):
+    monkeypatch.setattr(scanner, "DIGIT_PART_CHARS", 1000)  # blanked in parts of a few lines each
     block = _rows(2000, seed=17)
     lines = block.splitlines(keepends=True)
     whole = ["".join(lines[:700]), "".join(lines[700:1400])]
