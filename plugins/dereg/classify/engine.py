@@ -23,7 +23,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from dereg.classify import cn_resident_id, email, im_account, names, parallel, person_name
-from dereg.classify.scanner import NOT_PERSONAL, personal_spans, scan_stream, spans
+from dereg.classify.scanner import NOT_PERSONAL, digit_fields, personal_spans, spans, stream_hits
 from dereg.classify.taxonomy import level_of
 from dereg.dialects import dialect_for
 from dereg.errors import SourceError
@@ -44,6 +44,7 @@ HINTED_SHAPE_SHARE = 0.5  # a hinted shape category needs this share of fitting 
 MAX_SAMPLE_CHARS = 200_000  # in a sample, a longer cell is scanned in its first characters only
 SCAN_BATCH = 2000
 BLOCK_CHARS = 4 << 20  # full scans run the scanner over blocks of about this many characters
+_EXAMPLES = 3  # masked examples kept per column and kind in a full scan
 
 DESCRIPTIONS = {
     "cn_resident_id": "resident ID numbers",
@@ -849,13 +850,42 @@ def _full_hits(
         engine, _table_clause(info, cols), cols, block_chars=BLOCK_CHARS, batch=SCAN_BATCH
     )
     counters = [hits[c] for c in cols]
-    col_examples = [examples[c] for c in cols]
-    # scan_stream yields the hits of one value next to each other, whatever the cuts between
+    # examples in stream order: each path (the digit-run columns, the stream) keeps per column
+    # and kind the first few distinct masked values with the position of their first hit; the
+    # first few of both, merged by position, are the first few of the whole stream
+    # (a value is masked only while its column and kind still want examples)
+    digit_examples: list[dict[str, list]] = [{} for _ in cols]
+    stream_examples: list[dict[str, list]] = [{} for _ in cols]
+
+    def example(candidates: dict[str, list], detector, raw: str, key: tuple[int, int]) -> None:
+        found = candidates.setdefault(detector.CATEGORY, [])
+        if len(found) < _EXAMPLES:
+            masked = detector.mask(detector.compact(raw))
+            if all(masked != m for _, m in found):
+                found.append((key, masked))
+
+    def on_digit_hits(found: list) -> None:
+        # a digit-run value holds one hit and nothing the stream sees: count it as it comes
+        for line_start, index, detector, raw in found:
+            category = detector.CATEGORY
+            if own_contacts and (category, detector.compact(raw)) in own_contacts:
+                continue
+            counter = counters[index]
+            counter["_any"] += 1
+            counter[category] += 1
+            candidates = digit_examples[index]
+            if len(candidates.get(category, ())) < _EXAMPLES:
+                example(candidates, detector, raw, (line_start, -1))
+
+    # stream_hits yields the hits of one value next to each other, whatever the cuts between
     # blocks: count a value once per category by remembering only the current one
     current: tuple[int, int] | None = None
     categories: set[str] = set()
-    for line_start, index, category, value in scan_stream(blocks):
-        if index >= len(cols) or (own_contacts and (category, value) in own_contacts):
+    for seq, (line_start, index, detector, raw) in enumerate(
+        stream_hits(digit_fields(blocks, on_digit_hits))
+    ):
+        category = detector.CATEGORY
+        if index >= len(cols) or (own_contacts and (category, detector.compact(raw)) in own_contacts):
             continue
         counter = counters[index]
         if (line_start, index) != current:
@@ -864,11 +894,19 @@ def _full_hits(
         if category not in categories:
             categories.add(category)
             counter[category] += 1
-        found = col_examples[index].setdefault(category, [])
-        if len(found) < 3:
-            masked = mask(category, value)
-            if masked not in found:
-                found.append(masked)
+        candidates = stream_examples[index]
+        if len(candidates.get(category, ())) < _EXAMPLES:
+            example(candidates, detector, raw, (line_start, seq))
+    for col, from_digits, from_stream in zip(cols, digit_examples, stream_examples, strict=True):
+        merged = {
+            c: sorted(from_digits.get(c, []) + from_stream.get(c, [])) for c in {**from_digits, **from_stream}
+        }
+        for category, found in sorted(merged.items(), key=lambda kv: kv[1][0][0]):  # by first hit
+            ordered: list[str] = []
+            for _, masked in found:
+                if masked not in ordered and len(ordered) < _EXAMPLES:
+                    ordered.append(masked)
+            examples[col][category] = ordered
     return hits, examples
 
 

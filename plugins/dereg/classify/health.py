@@ -103,7 +103,10 @@ def _english(term: str) -> str:
     return f"{first}(?<![A-Za-z]{first}){rest}(?![A-Za-z])"
 
 
-_VARIANTS = sorted({v for t in TERMS_EN for v in (t, t.capitalize(), t.upper())}, key=len, reverse=True)
+# Longest first (a term before the terms it starts with); alphabetical among equals, so the pattern
+# is the same text in every process: a worker finds the compiled search its parent handed over
+# (`native.preload`) under the patterns' text, and the cache of compiled searches keys on it.
+_VARIANTS = sorted({v for t in TERMS_EN for v in (t, t.capitalize(), t.upper())}, key=lambda v: (-len(v), v))
 _FIRST = "".join(sorted({t[0] for t in (*TERMS_ZH, *_VARIANTS)}))
 # The lookahead on the terms' first characters lets the scanner's combined pattern skip the ~150
 # alternatives with one test at each position (a third of a full scan's time without it).

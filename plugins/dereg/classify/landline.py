@@ -65,7 +65,14 @@ def _grouped_as_area(text: str, area: int) -> bool:
     return len(group if group.startswith("0") else "0" + group) == area
 
 
+#: a first character that leaves no trunk 0 and no country code: most candidates of a full scan
+#: that fail (order and voucher numbers) fail here, before `compact`'s substitutions
+_NOT_A_START = frozenset("123456789")
+
+
 def is_valid(text: str) -> bool:
+    if str(text).lstrip()[:1] in _NOT_A_START:
+        return False
     number = compact(text)
     if (
         not number.isdigit()

@@ -222,10 +222,79 @@ def _joined(expressions: Sequence[str], group: list[int]) -> str:
 
 
 def _compile(patterns: Sequence[re.Pattern]):
-    """The database of `patterns`, and per expression id the bit mask of the patterns it stands for."""
-    import hyperscan
+    """The database of `patterns`, and per expression id the bit mask of the patterns it stands for:
+    from the compiled-database cache when it holds them (`_cached`), else compiled and cached."""
+    import hyperscan  # noqa: F401 - without the package: ImportError, no native search
 
     expressions = [hs_expression(p) for p in patterns]
+    cache = _cache_file(expressions)
+    cached = _cached(cache)
+    if cached is not None:
+        return cached
+    database, masks = _compiled(expressions)
+    _store(cache, database, masks)
+    return database, masks
+
+
+#: compiled databases are kept here, in the state folder, by a digest of what they were built from
+CACHE_FOLDER = "hyperscan"
+
+
+def _cache_file(expressions: Sequence[str]):
+    """Where the database of `expressions` is cached: named by a digest of the expressions, the
+    join rule, the Hyperscan version and the machine (a database runs only where it was built)."""
+    import hashlib
+    import platform
+
+    import hyperscan
+
+    from dereg.config import state_dir
+
+    key = repr((expressions, GROUP_CHARS, _LEAD, hyperscan.__version__, platform.machine()))
+    return state_dir() / CACHE_FOLDER / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.db"
+
+
+def _cached(path):
+    """(database, masks) from the cache file, or None (none yet, unreadable, or built for a CPU
+    this one is not: then it is compiled again)."""
+    import json
+
+    import hyperscan
+
+    try:
+        # the masks as one line of JSON, then Hyperscan's own serialised form (no pickle: a file
+        # is never code)
+        head, _, blob = path.read_bytes().partition(b"\n")
+        masks = json.loads(head)
+        database = hyperscan.loadb(blob, hyperscan.HS_MODE_BLOCK)
+        database.scratch = hyperscan.Scratch(database)
+    except Exception:  # noqa: BLE001 - any problem with the cache means: compile
+        return None
+    if not isinstance(masks, list) or not all(isinstance(m, int) for m in masks):
+        return None
+    return database, tuple(masks)
+
+
+def _store(path, database, masks: tuple[int, ...]) -> None:
+    """Write the cache file whole or not at all (another process may be reading or writing it);
+    a folder that cannot be written only means compiling next time."""
+    import json
+    import tempfile
+
+    import hyperscan
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as tmp:
+            tmp.write(json.dumps(list(masks)).encode() + b"\n" + hyperscan.dumpb(database))
+        os.replace(tmp.name, path)
+    except OSError as exc:
+        log.info("compiled candidate search not cached (%s)", type(exc).__name__)
+
+
+def _compiled(expressions: Sequence[str]):
+    import hyperscan
+
     groups = _groups(expressions)
     database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
     flags = hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_SOM_LEFTMOST

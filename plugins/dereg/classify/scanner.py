@@ -8,7 +8,10 @@ Three entry points share one set of rules:
 - `scan_block(text)` runs over a block of many rows at once (a COPY stream, tab-separated), so a
   full scan pays the regular-expression engine once per block instead of once per value;
   `scan_stream(blocks)` does the same over a stream of blocks cut anywhere, in time linear in the
-  text and memory bounded by one block, however long one line or one value is.
+  text and memory bounded by one block, however long one line or one value is. The full scan
+  uses `stream_hits` (the same hits, values not yet compacted) behind `digit_fields`, which takes
+  the columns of plain digit runs (IDs, cards, mobiles) out of the stream and checks each value
+  on its own, with the same result.
 
 A combined candidate pattern (the union of every embedded detector's pattern) is tried first: most
 values and most blocks hold no candidate at all and cost one C-level search. Where detectors claim
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 
 from dereg.classify import DETECTORS
@@ -192,11 +195,17 @@ def _claim(
     return None
 
 
-def _claim_later(block: str, start: int, first: int, endpos: int) -> tuple[object, int, str] | None:
+def _claim_later(
+    block: str, start: int, first: int, endpos: int, mask: int = -1
+) -> tuple[object, int, str] | None:
     """(detector, end, raw) of the first detector from index `first` on, in priority order, whose
-    own pattern matches at `start` and validates (the matched one rejected its candidate)."""
+    own pattern matches at `start` and validates (the matched one rejected its candidate). Only
+    the detectors whose bit is set in `mask` are tried (the native search's region says the
+    others cannot match there)."""
     detectors = embedded_detectors()
     for i in range(first, len(detectors)):
+        if not mask >> i & 1:
+            continue
         other = detectors[i].PATTERN.match(block, start, endpos)
         if other is not None and detectors[i].is_valid(other.group()):
             return detectors[i], other.end(), other.group()
@@ -245,10 +254,20 @@ def scan_stream(pieces: Iterable[str]) -> Iterator[tuple[int, int, str, str]]:
     one before. A candidate that fails validation lets the search go on from its next character,
     so a shorter identifier inside it is still found; one that ran across fields is searched
     again inside its own field."""
+    for line_start, field, detector, raw in stream_hits(pieces):
+        yield line_start, field, detector.CATEGORY, detector.compact(raw)
+
+
+def stream_hits(pieces: Iterable[str]) -> Iterator[tuple[int, int, object, str]]:
+    """`scan_stream` with the detector and the matched text of each hit instead of its category
+    and compacted value: a caller that needs the value of only a few hits (counts and a few
+    examples) compacts only those."""
     tagged = _tagged_pattern()
     if tagged is None:
-        for block in pieces:  # no shortcut pattern: whole lines, the slow way
-            yield from _scan_block_by_field(block)
+        detector_of = {d.CATEGORY: d for d in embedded_detectors()}
+        for block in pieces:  # no shortcut pattern: whole lines, the slow way (values compacted)
+            for line_start, field, category, value in _scan_block_by_field(block):
+                yield line_start, field, detector_of[category], value
         return
     regions_of = _regions_finder()
     buf = ""
@@ -285,7 +304,7 @@ def scan_stream(pieces: Iterable[str]) -> Iterator[tuple[int, int, str, str]]:
             tracked = start
             end_of_search = start + len(raw)
             if detector.CATEGORY not in NOT_PERSONAL:
-                yield line_start, field, detector.CATEGORY, detector.compact(raw)
+                yield line_start, field, detector, raw
         if final:
             return
         # keep the tail from which the search resumes (with a little look-behind context)
@@ -303,6 +322,120 @@ def scan_stream(pieces: Iterable[str]) -> Iterator[tuple[int, int, str, str]]:
         base += keep
         tracked -= keep
         pos -= keep
+
+
+#: lines of a block looked at to tell which of its columns hold digit runs
+DIGIT_COLUMN_PROBE = 256
+#: a column is read as digit runs when at least this share of the probed values are digit runs
+#: long enough to be an identifier (an ID, a card or a mobile number column)
+DIGIT_COLUMN_SHARE = 0.5
+_IDENTIFIER_DIGITS = 11  # the shortest plain run of digits the check below pays for
+DIGIT_PART_CHARS = 256 << 10  # a piece is blanked in parts of whole lines of about this size
+_BLANKS = [" " * n for n in range(64)]
+
+
+def _digit_run(value: str) -> bool:
+    """ASCII digits only, or digits ending in X (a resident ID): every embedded pattern starts a
+    token, so a hit in such a value starts at its first character and nothing else can start
+    inside it."""
+    return value.isascii() and (value.isdigit() or value[-1:] in ("X", "x") and value[:-1].isdigit())
+
+
+def _digit_columns(block: str) -> tuple[int, ...]:
+    """Indexes of the fields that, in the first lines of `block`, mostly hold digit runs at least
+    as long as the shortest identifier."""
+    lines = block.split("\n", DIGIT_COLUMN_PROBE)[:DIGIT_COLUMN_PROBE]
+    runs: Counter = Counter()
+    filled: Counter = Counter()
+    for line in lines:
+        for i, value in enumerate(line.split("\t")):
+            if value and value != "\\N":
+                filled[i] += 1
+                if len(value) >= _IDENTIFIER_DIGITS and _digit_run(value):
+                    runs[i] += 1
+    return tuple(sorted(i for i, n in runs.items() if n >= DIGIT_COLUMN_SHARE * filled[i]))
+
+
+def digit_fields(
+    pieces: Iterable[str], on_hits: Callable[[list[tuple[int, int, object, str]]], None]
+) -> Iterator[str]:
+    """The pieces of a stream of tab-separated rows (as `stream_hits` takes them), with the values
+    of digit-run columns (ID, card and mobile number columns, `_digit_columns`) checked here and
+    blanked to spaces of the same length: `stream_hits` over the result, plus the hits handed to
+    `on_hits` (a list per piece, same tuples, personal categories only), are the hits of
+    `stream_hits` over the pieces as they were. Such a value holds at most one hit, at its start
+    (`_digit_run`), found without the candidate search: a column of identifiers costs one pattern
+    match and one check per value instead of a native search report and a region search per value.
+    Only pieces of whole lines are looked at (a piece cut inside a line passes as it is)."""
+    if _tagged_pattern() is None:
+        yield from pieces
+        return
+    base = 0  # stream offset of the piece's first character
+    at_line_start = True
+    for piece in pieces:
+        if not piece:
+            continue
+        columns = _digit_columns(piece) if at_line_start and piece.endswith("\n") else ()
+        at_line_start = piece.endswith("\n")
+        if not columns:
+            base += len(piece)
+            yield piece
+            continue
+        # in parts of whole lines: the copies made for blanking stay small beside the piece
+        start = 0
+        while start < len(piece):
+            end = piece.rfind("\n", start, start + DIGIT_PART_CHARS) + 1 or piece.index("\n", start) + 1
+            part, hits = _blank_digit_runs(piece[start:end], base, columns)
+            if hits:
+                on_hits(hits)
+            base += len(part)
+            start = end
+            yield part
+
+
+def _blank_digit_runs(block: str, base: int, columns: tuple[int, ...]) -> tuple[str, list]:
+    """`block` (whole lines from stream offset `base`) with the digit runs of `columns` blanked,
+    and their hits. A digit run's hit is what the stream's search finds at its first character:
+    the first detector in priority order whose pattern matches there and validates."""
+    hits: list[tuple[int, int, object, str]] = []
+    add = hits.append
+    match = _tagged_pattern().match
+    by_group = _by_group()
+    blanks = _BLANKS
+    lines = block.split("\n")
+    last = lines.pop()  # "" after the final line end
+    out = []
+    keep = out.append
+    line_start = base
+    for line in lines:
+        fields = line.split("\t")
+        changed = False
+        for i in columns:
+            if i >= len(fields):
+                break
+            value = fields[i]
+            if not (
+                value and value.isascii() and (value.isdigit() or value[-1] in "Xx" and value[:-1].isdigit())
+            ):
+                continue
+            fields[i] = blanks[len(value)] if len(value) < len(blanks) else " " * len(value)
+            changed = True
+            m = match(value)
+            if m is None:
+                continue
+            first, detector, is_valid = by_group[m.lastindex]
+            raw = m.group()
+            if not is_valid(raw):
+                claimed = _claim_later(value, 0, first + 1, len(value))
+                if claimed is None:
+                    continue
+                detector, _, raw = claimed
+            if detector.CATEGORY not in NOT_PERSONAL:
+                add((line_start, i, detector, raw))
+        keep("\t".join(fields) if changed else line)
+        line_start += len(line) + 1
+    out.append(last)
+    return "\n".join(out), hits
 
 
 @lru_cache(maxsize=1)
@@ -344,6 +477,7 @@ def _region_search(tagged: re.Pattern, regions: list[tuple[int, int, int]]):
             if end <= pos:
                 index += 1
                 continue
+            next_match.mask = mask  # type: ignore[attr-defined]
             pattern = _tagged_subset(mask)
             search, match = pattern.search, pattern.match
             if 0 < begin and pos <= begin + 1 < endpos:
@@ -365,6 +499,7 @@ def _region_search(tagged: re.Pattern, regions: list[tuple[int, int, int]]):
             index += 1
         return None
 
+    next_match.mask = -1  # type: ignore[attr-defined]
     return next_match
 
 
@@ -393,7 +528,8 @@ def _valid_hits(buf: str, pos: int, endpos: int, limit: int, search) -> Iterator
         if is_valid(raw):  # the common case, inline: the matched detector takes it
             end = m.end()
         else:
-            claimed = _claim_later(buf, start, first + 1, endpos)
+            # the region the match came from says which later detectors may match there
+            claimed = _claim_later(buf, start, first + 1, endpos, getattr(search, "mask", -1))
             if claimed is None:
                 pos = start + 1
                 continue

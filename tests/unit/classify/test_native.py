@@ -6,6 +6,7 @@ comparisons are then trivially true, and the Hyperscan-only tests are skipped.""
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import sys
@@ -162,3 +163,45 @@ def test_joined_expressions_give_the_same_regions_and_name_every_detector_that_m
         for m in at_token_start.finditer(text):
             region = next(r for r in regions if r[0] <= m.start() and m.end() <= r[1])
             assert region[2] >> i & 1, (i, m.group())
+
+
+def test_the_patterns_are_the_same_text_in_every_process():
+    # a worker looks up the compiled search its parent handed over by the patterns' text, and the
+    # cache of compiled searches keys on it: a set's order (hash seeds differ) must not show
+    import subprocess
+
+    script = (
+        "import hashlib; from dereg.classify import scanner; "
+        "print(hashlib.sha256(repr([d.PATTERN.pattern for d in scanner.embedded_detectors()]).encode()).hexdigest())"
+    )
+    seen = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert len(seen) == 1
+
+
+def test_the_compiled_search_is_cached_and_a_bad_cache_file_is_compiled_again(tmp_path, monkeypatch):
+    if not _HAVE_HYPERSCAN:
+        pytest.skip("native search off (hyperscan missing or DEREG_NATIVE_SCAN=0)")
+    monkeypatch.setenv("DEREG_STATE_DIR", str(tmp_path))
+    patterns = (re.compile(r"(?<![0-9A-Za-z_])1[3-9]\d{9}(?![0-9A-Za-z_])"), re.compile(r"[a-z]+@[a-z]+\.cn"))
+    text = "电话 13812345678, zhang@example.cn"
+    native.regions_finder.cache_clear()
+    try:
+        compiled = native.regions_finder(patterns)(text, 0)
+        (cached,) = (tmp_path / native.CACHE_FOLDER).iterdir()
+        native.regions_finder.cache_clear()
+        assert native.regions_finder(patterns)(text, 0) == compiled  # loaded from the file
+        cached.write_bytes(b"[1, 2]\nnot a database")
+        native.regions_finder.cache_clear()
+        assert native.regions_finder(patterns)(text, 0) == compiled  # compiled again ...
+        assert native._cached(cached) is not None  # ... and the file written anew
+    finally:
+        native.regions_finder.cache_clear()

@@ -1,0 +1,83 @@
+"""The full scan checks the values of digit-run columns (ID, card and mobile number columns) one by
+one instead of through the candidate search (`scanner.digit_fields`, issue 16): its hits plus the
+stream's over the blanked rest must be exactly the stream's hits over the rows as they were,
+however the stream is cut, with the values that decide between kinds (an 18-digit run that fails
+the ID check but passes Luhn, a company's credit code, a 0086 mobile) and values that are no
+digit run at all in the same columns."""
+
+from __future__ import annotations
+
+import random
+
+from dereg.classify import scanner
+from dereg.classify.scanner import digit_fields, stream_hits
+
+_IN_DIGIT_COLUMNS = (
+    "11010519491231002X",  # resident ID ending in X
+    "11010519491231002x",
+    "110105194912310021",  # wrong check digit: no ID (and no card: an ID's shape)
+    "6222021234567890128",  # UnionPay card
+    "6222 0212 3456 7890 128",  # the same in groups: no digit run, left to the stream
+    "622202123456789012",  # 18 digits failing Luhn
+    "13812345678",
+    "008613812345678",
+    "+86 138 1234 5678",
+    "01062345678",  # landline as one run
+    "91350100M000100Y43",  # credit code: not personal, yet no other kind may claim it
+    "2024031512345678",  # order number
+    "12345",
+    "tel 13812345678 x",  # ends in x, yet no digit run
+    "",
+    "\\N",
+)
+_OTHERS = ("张三", "备注 13812345678 已联系", "zhang.wei@example.com", "记-202503-0355", "42", "")
+
+
+def _rows(n: int, seed: int = 16) -> str:
+    rng = random.Random(seed)
+    lines = []
+    for k in range(n):
+        # mostly digit runs in columns 1 and 3, so both are read as digit-run columns
+        id_like = rng.choice(_IN_DIGIT_COLUMNS[:3] + _IN_DIGIT_COLUMNS) if rng.random() < 0.9 else "abc"
+        card = rng.choice(_IN_DIGIT_COLUMNS)
+        lines.append("\t".join((str(k), id_like, rng.choice(_OTHERS), card, rng.choice(_OTHERS))))
+    return "\n".join(lines) + "\n"
+
+
+def _with_digit_fields(pieces) -> list:
+    found: list = []
+    rest = list(stream_hits(digit_fields(pieces, found.extend)))
+    return sorted((s, f, d.CATEGORY, raw) for s, f, d, raw in found + rest)
+
+
+def _plain(pieces) -> list:
+    return sorted((s, f, d.CATEGORY, raw) for s, f, d, raw in stream_hits(pieces))
+
+
+def test_digit_run_columns_give_the_hits_of_the_stream():
+    block = _rows(3000)
+    expected = _plain([block])
+    assert {c for _, _, c, _ in expected} >= {"cn_resident_id", "bank_card", "cn_mobile", "phone", "email"}
+    found: list = []
+    blanked = "".join(digit_fields([block], found.extend))
+    assert len(found) > 1000 and len(blanked) == len(block)  # the digit path did the most
+    assert _with_digit_fields([block]) == expected
+
+
+def test_pieces_cut_inside_lines_and_blocks_of_whole_lines_mixed(monkeypatch):
+    monkeypatch.setattr(scanner, "DIGIT_PART_CHARS", 1000)  # blanked in parts of a few lines each
+    block = _rows(2000, seed=17)
+    lines = block.splitlines(keepends=True)
+    whole = ["".join(lines[:700]), "".join(lines[700:1400])]
+    tail = "".join(lines[1400:])
+    cut = [tail[:5], tail[5:4001], tail[4001:]]  # cut inside lines: passed on as they are
+    expected = _plain([block])
+    assert _with_digit_fields(whole + cut) == expected
+    assert _with_digit_fields([block[i : i + 997] for i in range(0, len(block), 997)]) == expected
+
+
+def test_a_table_without_digit_runs_is_passed_on_unchanged():
+    block = "1\t张三\tzhang.wei@example.com\n2\t李四\t备注 13812345678\n"
+    found: list = []
+    assert list(digit_fields([block], found.extend)) == [block]
+    assert found == []
