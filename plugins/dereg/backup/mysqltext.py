@@ -671,6 +671,73 @@ def _load_one(conn, path: str, name: str, spec: dict, pieces: Iterator[bytes], p
     return restored_result(name, spec, count, hasher.digest.hexdigest(), problems)
 
 
+class _Loaders:
+    """Connections loading `mysql-text` tables at once on restore: each thread takes units from one
+    queue, loads and reads back a table (`_load_one`) and records its verdict; the first error stops
+    the others and is raised when all have ended. A scratch folder holds each connection's file for
+    LOAD DATA LOCAL INFILE."""
+
+    def __init__(self, url, specs, chunks_of, problems: list[str], progress) -> None:
+        self.url = sa.make_url(url)
+        self.specs = specs
+        self.chunks_of = chunks_of
+        self.problems = problems
+        self.progress = progress
+        self.todo: queue.SimpleQueue = queue.SimpleQueue()
+        self.results: dict[str, dict[str, Any]] = {}
+        self.errors: list[BaseException] = []
+        self.lock = threading.Lock()
+        self.folder = ""
+
+    def connect(self):
+        """A load connection, or None with the error recorded."""
+        try:
+            return connect(self.url, load=True)
+        except Exception as exc:  # noqa: BLE001 - raised by run() below
+            code = exc.args[0] if exc.args else "?"
+            self.errors.append(
+                BackupError(
+                    f"the target database cannot be reached through the mysqlclient driver ({type(exc).__name__} "
+                    f"{code}); check its host, port and credentials. Nothing was restored."
+                )
+            )
+            return None
+
+    def path(self, number: int) -> str:
+        return os.path.join(self.folder, f"rows-{number}.txt")
+
+    def load(self, conn, number: int, name: str) -> None:
+        found: list[str] = []
+        spec = self.specs[name]
+        result = _load_one(conn, self.path(number), name, spec, self.chunks_of(name, spec), found)
+        with self.lock:
+            self.results[name] = result
+            self.problems.extend(found)
+        if self.progress:
+            self.progress(
+                f"restore {name}: {result['restored_rows']}/{result['expected_rows']} rows, "
+                f"{'ok' if result['ok'] else 'MISMATCH'}"
+            )
+
+    def run(self, work: Callable[[int], None], jobs: int, thread_name: str, names: list[str]):
+        """`work(0)` here and `work(1..jobs-1)` in threads; the verdicts of `names`, in their order."""
+        self.folder = tempfile.mkdtemp(prefix="dereg-load-")
+        try:
+            threads = [threading.Thread(target=work, args=(n,), name=thread_name) for n in range(1, jobs)]
+            for t in threads:
+                t.start()
+            try:
+                work(0)
+            finally:
+                for t in threads:
+                    t.join()
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
+        if self.errors:
+            raise self.errors[0]
+        return {n: self.results[n] for n in names if n in self.results}
+
+
 def load_tables(
     url: str | sa.URL,
     specs: dict[str, dict],
@@ -682,69 +749,30 @@ def load_tables(
     """Load `names` (`mysql-text` tables of the manifest `specs`) into the empty tables the schema
     created, largest first, on up to `JOBS` connections at once; each is read back and hashed as
     soon as it is loaded. Returns each table's verdict (restored_result)."""
-    url = sa.make_url(url)
-    todo: queue.SimpleQueue = queue.SimpleQueue()
+    pool = _Loaders(url, specs, chunks_of, problems, progress)
     for name in sorted(names, key=lambda n: -(specs[n].get("bytes") or 0)):
-        todo.put(name)
-    results: dict[str, dict[str, Any]] = {}
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-    folder = tempfile.mkdtemp(prefix="dereg-load-")
+        pool.todo.put(name)
 
     def work(number: int) -> None:
-        try:
-            conn = connect(url, load=True)
-        except Exception as exc:  # noqa: BLE001 - raised by the caller below
-            code = exc.args[0] if exc.args else "?"
-            errors.append(
-                BackupError(
-                    f"the target database cannot be reached through the mysqlclient driver ({type(exc).__name__} "
-                    f"{code}); check its host, port and credentials. Nothing was restored."
-                )
-            )
+        conn = pool.connect()
+        if conn is None:
             return
         try:
             conn.cursor().execute(
                 f"SET SESSION sql_mode = '{LOAD_SQL_MODE}', FOREIGN_KEY_CHECKS = 0, UNIQUE_CHECKS = 0"
             )
-            path = os.path.join(folder, f"rows-{number}.txt")
-            while not errors:
+            while not pool.errors:
                 try:
-                    name = todo.get_nowait()
+                    name = pool.todo.get_nowait()
                 except queue.Empty:
                     return
-                found: list[str] = []
-                result = _load_one(conn, path, name, specs[name], chunks_of(name, specs[name]), found)
-                with lock:
-                    results[name] = result
-                    problems.extend(found)
-                if progress:
-                    progress(
-                        f"restore {name}: {result['restored_rows']}/{result['expected_rows']} rows, "
-                        f"{'ok' if result['ok'] else 'MISMATCH'}"
-                    )
-        except BaseException as exc:  # noqa: BLE001 - raised by the caller below
-            errors.append(exc)
+                pool.load(conn, number, name)
+        except BaseException as exc:  # noqa: BLE001 - raised by pool.run
+            pool.errors.append(exc)
         finally:
             conn.close()
 
-    try:
-        threads = [
-            threading.Thread(target=work, args=(n,), name="dereg-mysql-load")
-            for n in range(1, min(JOBS, len(names)))
-        ]
-        for t in threads:
-            t.start()
-        try:
-            work(0)
-        finally:
-            for t in threads:
-                t.join()
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-    if errors:
-        raise errors[0]
-    return {n: results[n] for n in names if n in results}
+    return pool.run(work, min(JOBS, len(names)), "dereg-mysql-load", names)
 
 
 #: connections creating and loading tables at once on restore `--into` (each CREATE TABLE waits
@@ -771,19 +799,14 @@ def create_and_load(
     loaded table's verdict (restored_result)."""
     import MySQLdb
 
-    url = sa.make_url(url)
     mode = next((item["sql"] for item in pre if item["kind"] == "sql_mode"), None)
     by_table = {specs[n].get("name") or n: n for n in names}
     units = [(item, by_table.pop(item["name"], None)) for item in pre if item["kind"] == "table"]
     units += [(None, name) for name in by_table.values()]  # rows without a statement: the load says so
     units.sort(key=lambda u: -(specs[u[1]].get("bytes") or 0) if u[1] is not None else 1)
-    todo: queue.SimpleQueue = queue.SimpleQueue()
+    pool = _Loaders(url, specs, chunks_of, problems, progress)
     for unit in units:
-        todo.put(unit)
-    results: dict[str, dict[str, Any]] = {}
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-    folder = tempfile.mkdtemp(prefix="dereg-load-")
+        pool.todo.put(unit)
     schema_settings = "SET SESSION time_zone = @@GLOBAL.time_zone" + (
         ", sql_mode = %s" if mode is not None else ""
     )
@@ -797,69 +820,34 @@ def create_and_load(
                 f"schema section pre-data, table {item['name']!r} cannot be created in the target "
                 f"({type(exc).__name__}). Nothing was restored."
             ) from None
-        with lock:
+        with pool.lock:
             created.append(("table", item["name"]))
         cur.execute(f"SET SESSION time_zone = '+00:00', sql_mode = '{LOAD_SQL_MODE}'")
 
     def work(number: int) -> None:
-        try:
-            conn = connect(url, load=True)
-        except Exception as exc:  # noqa: BLE001 - raised by the caller below
-            code = exc.args[0] if exc.args else "?"
-            errors.append(
-                BackupError(
-                    f"the target database cannot be reached through the mysqlclient driver ({type(exc).__name__} "
-                    f"{code}); check its host, port and credentials. Nothing was restored."
-                )
-            )
+        conn = pool.connect()
+        if conn is None:
             return
         try:
             cur = conn.cursor()
             cur.execute(
                 f"SET SESSION sql_mode = '{LOAD_SQL_MODE}', FOREIGN_KEY_CHECKS = 0, UNIQUE_CHECKS = 0"
             )
-            path = os.path.join(folder, f"rows-{number}.txt")
-            while not errors:
+            while not pool.errors:
                 try:
-                    item, name = todo.get_nowait()
+                    item, name = pool.todo.get_nowait()
                 except queue.Empty:
                     return
                 if item is not None:
                     create(cur, item)
-                if name is None:
-                    continue
-                found: list[str] = []
-                result = _load_one(conn, path, name, specs[name], chunks_of(name, specs[name]), found)
-                with lock:
-                    results[name] = result
-                    problems.extend(found)
-                if progress:
-                    progress(
-                        f"restore {name}: {result['restored_rows']}/{result['expected_rows']} rows, "
-                        f"{'ok' if result['ok'] else 'MISMATCH'}"
-                    )
-        except BaseException as exc:  # noqa: BLE001 - raised by the caller below
-            errors.append(exc)
+                if name is not None:
+                    pool.load(conn, number, name)
+        except BaseException as exc:  # noqa: BLE001 - raised by pool.run
+            pool.errors.append(exc)
         finally:
             conn.close()
 
-    try:
-        threads = [
-            threading.Thread(target=work, args=(n,), name="dereg-mysql-restore")
-            for n in range(1, min(RESTORE_JOBS, len(units)))
-        ]
-        for t in threads:
-            t.start()
-        try:
-            work(0)
-        finally:
-            for t in threads:
-                t.join()
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-    if errors:
-        raise errors[0]
-    return {n: results[n] for n in names if n in results}
+    return pool.run(work, min(RESTORE_JOBS, len(units)), "dereg-mysql-restore", names)
 
 
 def statement_runner(conn, created: list[tuple[str, str]]) -> Callable[[str, dict[str, str]], None]:
