@@ -338,7 +338,7 @@ class Session:
     uploader: Uploader
     context: dict[str, Any] = field(default_factory=dict)
 
-    def stream(self, name: str, *, lines: bool = False) -> ChunkStream:
+    def _chunk_stream(self, name: str, **kwargs) -> ChunkStream:
         return ChunkStream(
             name,
             backup_id=self.backup_id,
@@ -346,36 +346,21 @@ class Session:
             uploader=self.uploader,
             location=self.location,
             chunk_bytes=CHUNK_BYTES,
-            lines=lines,
+            **kwargs,
         )
+
+    def stream(self, name: str, *, lines: bool = False) -> ChunkStream:
+        return self._chunk_stream(name, lines=lines)
 
     def schema_stream(self, section: str) -> ChunkStream:
         """A section of the source's schema (format version 4): its own folder and associated data."""
-        return ChunkStream(
-            section,
-            backup_id=self.backup_id,
-            data_key=self.data_key,
-            uploader=self.uploader,
-            location=self.location,
-            chunk_bytes=CHUNK_BYTES,
-            folder="schema",
-            aad=schema_associated_data,
-        )
+        return self._chunk_stream(section, folder="schema", aad=schema_associated_data)
 
     def pack_stream(self, name: str) -> ChunkStream:
         """A pack (format version 6): several small tables' plaintexts one after the other, cut
         into chunks at exactly `CHUNK_BYTES` (so chunk i holds bytes i*CHUNK_BYTES onwards); its
         own folder and associated data."""
-        return ChunkStream(
-            name,
-            backup_id=self.backup_id,
-            data_key=self.data_key,
-            uploader=self.uploader,
-            location=self.location,
-            chunk_bytes=CHUNK_BYTES,
-            folder="packs",
-            aad=pack_associated_data,
-        )
+        return self._chunk_stream(name, folder="packs", aad=pack_associated_data)
 
     def common_manifest(self, *, company_id: str, run_id: str, source_id: str) -> dict[str, Any]:
         return {
