@@ -31,7 +31,6 @@ ratios; goal: both at most 1.0 times restic's time.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import re
@@ -47,7 +46,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from benchmarks.backup_fast import MARIADB_SEED
-from benchmarks.store import dereg_and_restic_buckets, start_store
+from benchmarks.store import dereg_and_restic_buckets, prepare_dereg, start_store
 
 ADMIN_URL = "mysql+pymysql://root@127.0.0.1:3306/"
 RESTIC_PASSWORD = "bench-only-restic-password"
@@ -214,16 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     admin_url = sa.make_url(args.admin_url)
     try:
         dereg_and_restic_buckets(server, work)
-        # dereg's modules byte-compiled, as installing a package does (an editable checkout run with
-        # PYTHONDONTWRITEBYTECODE would compile every module again in every timed process)
-        package = importlib.util.find_spec("dereg").submodule_search_locations[0]
-        subprocess.run([sys.executable, "-m", "compileall", "-q", package], check=True, capture_output=True)
-        # the compliance store is made (and migrated) once, as in a deployment, not in a timed run
-        subprocess.run(
-            [sys.executable, "-c", "from dereg.evidence.store import open_store; open_store()"],
-            env={**os.environ, "DEREG_STORE_URL": f"sqlite:///{work / 'compliance.db'}"},
-            check=True,
-        )
+        prepare_dereg(work)
         env = {
             **os.environ,
             "AWS_ENDPOINT_URL": server.endpoint_url,

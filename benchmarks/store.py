@@ -42,3 +42,22 @@ def dereg_and_restic_buckets(server, work: Path) -> None:
     s3.create_bucket(Bucket="bench-dereg", ObjectLockEnabledForBucket=True)
     s3.create_bucket(Bucket="bench-restic")
     Keyring.create(work / "keyring.json")
+
+
+def prepare_dereg(work: Path) -> None:
+    """What a deployment has before any backup: dereg's modules byte-compiled (as installing a
+    package does; an editable checkout run with PYTHONDONTWRITEBYTECODE would compile every module
+    again in every timed process) and the compliance store made and migrated, at
+    `sqlite:///<work>/compliance.db`. The anchor's counterpart is `restic init`, also untimed."""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+
+    package = importlib.util.find_spec("dereg").submodule_search_locations[0]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", package], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-c", "from dereg.evidence.store import open_store; open_store()"],
+        env={**os.environ, "DEREG_STORE_URL": f"sqlite:///{work / 'compliance.db'}"},
+        check=True,
+    )
