@@ -53,3 +53,15 @@ def scratch_pg_url() -> str | None:
     """A PostgreSQL server for restore scratch schemas (DEREG_SCRATCH_PG_URL); None: each
     PostgreSQL backup is restored on its source's own server, else into scratch SQLite."""
     return os.environ.get("DEREG_SCRATCH_PG_URL") or None
+
+
+def retry_delay_seconds() -> float:
+    """Wait before a failed stage's retry in the DAGs (`DEREG_RETRY_DELAY_SECONDS`, default 30)."""
+    raw = os.environ.get("DEREG_RETRY_DELAY_SECONDS", "30")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"DEREG_RETRY_DELAY_SECONDS must be a number of seconds, not {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"DEREG_RETRY_DELAY_SECONDS must not be negative (got {raw!r})")
+    return value

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from airflow.sdk import DAG, Param
 
+from dereg import config
 from dereg.errors import ManifestError
 from dereg.manifest import company_id_from_path, load_manifest, manifest_paths
 
@@ -25,7 +26,7 @@ def _on_failure(context) -> None:
 DEFAULT_ARGS = {
     "owner": "dereg",
     "retries": 1,
-    "retry_delay": dt.timedelta(seconds=30),
+    "retry_delay": dt.timedelta(seconds=config.retry_delay_seconds()),
     # e-mails contacts.operations_email with company, task and a link to the log (dereg.alerts)
     "on_failure_callback": _on_failure,
 }

@@ -20,7 +20,14 @@ ROOT = Path(__file__).resolve().parents[2]
 PASSWORDS = {"ops": "ops-pw", "approver": "approver-pw", "auditor": "auditor-pw", "dag_test": "dag-test-pw"}
 
 _RUN_DAG = textwrap.dedent("""
-    import json, os, sys
+    import json, os, sys, time
+    # dag.test() sleeps a second whenever no task is ready: while a failure reaches the tasks below
+    # it (one level per pass) and while the approval waits for its answer. A tenth is enough here.
+    _sleep = time.sleep
+    def _poll_sleep(seconds):
+        caller = sys._getframe(1).f_code.co_filename
+        _sleep(0.1 if seconds == 1 and caller.endswith(os.path.join("sdk", "definitions", "dag.py")) else seconds)
+    time.sleep = _poll_sleep
     from airflow.dag_processing.dagbag import DagBag
     dag_id, conf = sys.argv[1], json.loads(sys.argv[2])
     bag = DagBag(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
@@ -90,6 +97,8 @@ class AirflowSandbox:
             "AIRFLOW__API__SECRET_KEY": "dereg-test-secret-key",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             "NO_PROXY": "*",
+            # a stage that fails in a test is retried at once, not after the closure DAG's 30 s
+            "DEREG_RETRY_DELAY_SECONDS": "1",
             **(env or {}),
         }
         self._migrate()

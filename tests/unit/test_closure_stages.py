@@ -280,3 +280,16 @@ def test_an_artifact_a_stage_has_not_written_is_a_gate_error(closure):
         GateError, match="artifact 'plan.school_db' of company demo_academy run manual__1 is missing"
     ):
         closure.artifacts.plans(closure.manifest)
+
+
+def test_the_retry_delay_comes_from_the_environment_and_a_bad_value_says_so(monkeypatch):
+    from dereg import config
+
+    monkeypatch.delenv("DEREG_RETRY_DELAY_SECONDS", raising=False)
+    assert config.retry_delay_seconds() == 30
+    monkeypatch.setenv("DEREG_RETRY_DELAY_SECONDS", "2.5")
+    assert config.retry_delay_seconds() == 2.5
+    for bad in ("soon", "-1"):
+        monkeypatch.setenv("DEREG_RETRY_DELAY_SECONDS", bad)
+        with pytest.raises(ValueError, match="DEREG_RETRY_DELAY_SECONDS"):
+            config.retry_delay_seconds()
