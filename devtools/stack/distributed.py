@@ -277,6 +277,7 @@ def airflow_env(info: dict) -> dict[str, str]:
             # as in Compose: empty means the source's own server / the keyring
             "DEREG_SCRATCH_PG_URL": os.environ.get("DEREG_SCRATCH_PG_URL", ""),
             "DEREG_KMS_KEY_ID": os.environ.get("DEREG_KMS_KEY_ID", ""),
+            "DEREG_RETRY_DELAY_SECONDS": os.environ.get("DEREG_RETRY_DELAY_SECONDS", "30"),
             # `dereg backup/restore/shred` run with `eval "$(... env)"` reach the same store
             "AWS_ENDPOINT_URL": f"http://127.0.0.1:{p['s3']}",
             "AWS_ACCESS_KEY_ID": ACCESS_KEY,
