@@ -931,8 +931,9 @@ def run() -> None:
     tenths of a second after the work is done and everything is flushed, stored and closed; no
     thread is left. Connections still in a pool (the compliance store's) are idle and closed by the
     operating system, as at any end of a process. With a thread still running (none should be), or
-    an exception, Python exits as usual. The cyclic garbage collector runs less often than Python's default (every 700
-    allocations): imports and rows make objects by the hundred thousand and hardly any cycles."""
+    an exception, Python exits as usual. The cyclic garbage collector runs less often than Python's
+    default (every 700 allocations): imports and rows make objects by the hundred thousand and
+    hardly any cycles."""
     import gc
     import os
     import threading
