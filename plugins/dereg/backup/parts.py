@@ -331,7 +331,9 @@ def backup_part(
         part_extra: dict[str, Any] = {}
         sealer = None
         if head.get("seal_spec"):
-            sealer = subjectkeys.Sealer(subjectkeys.spec_from_json(head["seal_spec"]), backup_id)
+            from dereg.backup.groupkeys import GroupSealer
+
+            sealer = GroupSealer(subjectkeys.spec_from_json(head["seal_spec"]), backup_id)
             session.context["sealer"] = sealer
         subject_keys = None
         if dialect_for(engine).copy_text:

@@ -450,7 +450,9 @@ def dump_tables(
             sealed = relkind != "p" and sealer is not None and sealer.seals(key)
             try:
                 if sealed:
-                    plain_digest = sealer.copy_out(wcur, key, qualified, columns, stream, relkind)[1]
+                    plain_digest = sealer.copy_out(wcur, key, qualified, columns, stream, relkind, psql=psql)[
+                        1
+                    ]
                 elif psql is not None and relkind == "r" and pages >= PSQL_COPY_BYTES:
                     psql.copy_out(key, _copy_sql(qualified, relkind, columns), stream)
                 else:

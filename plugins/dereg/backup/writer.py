@@ -337,8 +337,14 @@ class Session:
     object_lock: bool
     uploader: Uploader
     context: dict[str, Any] = field(default_factory=dict)
+    #: the format version written (the manifest's `version`, and in every chunk's associated data):
+    #: FORMAT_VERSION, or 6 for a backup sealed with the GGM tree (`subject_scheme="ggm"`)
+    version: int = FORMAT_VERSION
 
     def _chunk_stream(self, name: str, **kwargs) -> ChunkStream:
+        from functools import partial
+
+        kwargs["aad"] = partial(kwargs.get("aad", associated_data), version=self.version)
         return ChunkStream(
             name,
             backup_id=self.backup_id,
@@ -365,7 +371,7 @@ class Session:
     def common_manifest(self, *, company_id: str, run_id: str, source_id: str) -> dict[str, Any]:
         return {
             "format": "dereg-backup",
-            "version": FORMAT_VERSION,
+            "version": self.version,
             "backup_id": self.backup_id,
             "company_id": company_id,
             "run_id": run_id,

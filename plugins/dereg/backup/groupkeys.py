@@ -1,0 +1,716 @@
+"""Subject group blocks (backup format version 7): one customer crypto-shredded inside a locked backup
+at the cost of a plain backup, give or take.
+
+Version 5 and 6 sealed each subject row under that subject's own key (subjectkeys.py): ciphertext
+under independent keys does not compress, and sealing row by row costs a few microseconds of Python
+per row. Version 7 groups the subjects instead: subject number `n` is in group `n // group_size`
+(1,024 by default). A sealed table's stored rows are its COPY text with the sealed columns of every
+subject row NULL (`\\N`); the values themselves go to their group's *block*, one object per group
+holding, table by table, the COPY text of the sealed columns of the group's rows (with their
+subject number and line number), each table's section compressed with zstd and the whole block
+sealed with AES-256-GCM under a random key of that group. The server does the splitting: the rows
+with their sealed columns NULL, the sealed values ordered by group and line, and the plain rows
+(hashed only, so `sha256` stays a plain backup's) are three COPY statements in the backup's snapshot.
+
+The group keys are wrapped under keys derived from the data key and kept apart from the ciphertext
+(compliance store and unlocked escrow object), as the GGM key set is. A shred cannot change a
+locked object, so it writes a new block of the group without the subject's values (generation + 1)
+under a new key, and replaces the old key in every copy: the old block stays locked, and nothing can
+decrypt it. Layout, what is learnt from the bucket and the trade-off: docs/backup-format.md,
+"Subject group blocks".
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import heapq
+import io
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import zstandard
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
+
+from dereg.backup.codec import GROUP_KEYS_VERSION, NONCE_BYTES, whole_lines
+from dereg.backup.subjectkeys import (
+    KEY_SET_ARTIFACT,
+    NULL,
+    SUBJECTS_FOLDER,
+    SealSpec,
+    _qualified,
+    _quote,
+    escrow_key,
+    is_direct,
+    load_key_set_body,
+    sealed_columns,
+    subjects_aad,
+)
+from dereg.errors import BackupError
+
+SCHEME = "group-blocks/zstd/aes-256-gcm"
+KEY_SET_FORMAT = "dereg-group-keys"
+BLOCK_FORMAT = "dereg-group-block"
+BLOCKS_FOLDER = "groups"
+#: subjects per group: a shred rewrites one group's block (about group_size / subjects of the sealed
+#: values); a smaller group costs compression (fewer rows share a zstd window), a larger one a larger
+#: rewrite per shred. See docs/backup-format.md, "Group size".
+GROUP_SIZE = 1024
+#: zstd level of a block's sections: a section is a few hundred kB, so a stronger level than the
+#: chunks' costs little time and wins back most of what the split into groups loses
+BLOCK_ZSTD_LEVEL = 3
+#: width of the group field the sealed-values COPY starts each line with (zero-padded)
+GROUP_DIGITS = 6
+
+
+# --- keys ----------------------------------------------------------------------------------------
+def _wrap_key(data_key: bytes, backup_id: str, group: int, generation: int) -> bytes:
+    """The key a group key is wrapped under: bound to backup, group and generation, so a wrapped key
+    moved to another group or generation does not unwrap."""
+    return HKDF(
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=None,
+        info=f"dereg-backup group-key|{backup_id}|{group}|{generation}".encode(),
+    ).derive(data_key)
+
+
+def block_aad(backup_id: str, group: int, generation: int, version: int = GROUP_KEYS_VERSION) -> bytes:
+    return f"dereg-backup-group/{version}|{backup_id}|{group}|{generation}".encode()
+
+
+def block_key(location, backup_id: str, group: int, generation: int) -> str:
+    return location.key(backup_id, BLOCKS_FOLDER, f"{group:06d}", f"{generation:06d}.block")
+
+
+@dataclasses.dataclass
+class Group:
+    """One group's current block and key (plain key in memory only)."""
+
+    group: int
+    generation: int
+    block: str
+    key: bytes
+    shredded: list[int] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class GroupKeySet:
+    backup_id: str
+    group_size: int
+    subjects: int
+    groups: list[Group]
+
+    @property
+    def shredded(self) -> int:
+        return sum(len(g.shredded) for g in self.groups)
+
+    def to_json(self, data_key: bytes) -> dict[str, Any]:
+        return {
+            "format": KEY_SET_FORMAT,
+            "version": 1,
+            "backup_id": self.backup_id,
+            "scheme": SCHEME,
+            "group_size": self.group_size,
+            "subjects": self.subjects,
+            "shredded": self.shredded,
+            "wrap": "AES-KW (RFC 3394) under HKDF-SHA256(data key, info "
+            "'dereg-backup group-key|<backup_id>|<group>|<generation>')",
+            "groups": [
+                {
+                    "group": g.group,
+                    "generation": g.generation,
+                    "block": g.block,
+                    "key": base64.b64encode(
+                        aes_key_wrap(_wrap_key(data_key, self.backup_id, g.group, g.generation), g.key)
+                    ).decode("ascii"),
+                    "shredded": list(g.shredded),
+                }
+                for g in self.groups
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any], data_key: bytes) -> GroupKeySet:
+        if body.get("format") != KEY_SET_FORMAT or body.get("version") != 1:
+            raise BackupError(
+                f"the subject group keys of backup {body.get('backup_id')} are not a version 1 group key set"
+            )
+        backup_id = body["backup_id"]
+        groups = []
+        try:
+            for g in body["groups"]:
+                number, generation = int(g["group"]), int(g["generation"])
+                key = aes_key_unwrap(
+                    _wrap_key(data_key, backup_id, number, generation), base64.b64decode(g["key"])
+                )
+                groups.append(
+                    Group(number, generation, str(g["block"]), key, [int(n) for n in g["shredded"]])
+                )
+        except (InvalidUnwrap, ValueError, TypeError, KeyError):
+            raise BackupError(
+                f"the subject group keys of backup {backup_id} do not unwrap under its data key: they were "
+                "altered or belong to another backup"
+            ) from None
+        if [g.group for g in groups] != list(range(len(groups))):
+            raise BackupError(f"the subject group keys of backup {backup_id} do not list every group once")
+        return cls(backup_id, int(body["group_size"]), int(body["subjects"]), groups)
+
+
+def save_key_set(
+    store, location, client, company_id: str, key_set: GroupKeySet, data_key: bytes
+) -> str | None:
+    """The key set to the store (replacing the old one) and as a new escrow version (never locked);
+    returns the new escrow version id (None on an unversioned bucket)."""
+    from dereg.evidence.artifacts import put_artifact
+
+    body = key_set.to_json(data_key)
+    put_artifact(store, company_id, key_set.backup_id, KEY_SET_ARTIFACT, body)
+    put = client.put_object(
+        Bucket=location.bucket,
+        Key=escrow_key(location, key_set.backup_id),
+        Body=json.dumps(body).encode(),
+        ContentType="application/json",
+    )
+    return put.get("VersionId")
+
+
+# --- blocks --------------------------------------------------------------------------------------
+def seal_block(
+    key: bytes,
+    backup_id: str,
+    group: int,
+    generation: int,
+    sections: list[tuple[str, int, bytes]],
+    shredded: list[int],
+) -> bytes:
+    """A block object: nonce || AES-256-GCM(header line + the sections' zstd frames). `sections`:
+    (table, entries, compressed frame) in table order."""
+    header = {
+        "format": BLOCK_FORMAT,
+        "backup_id": backup_id,
+        "group": group,
+        "generation": generation,
+        "shredded": sorted(shredded),
+        "tables": [
+            {"name": name, "entries": entries, "bytes": len(frame)} for name, entries, frame in sections
+        ],
+    }
+    plaintext = (
+        json.dumps(header, separators=(",", ":")).encode() + b"\n" + b"".join(f for _, _, f in sections)
+    )
+    nonce = os.urandom(NONCE_BYTES)
+    return nonce + AESGCM(key).encrypt(nonce, plaintext, block_aad(backup_id, group, generation))
+
+
+def open_block(key: bytes, blob: bytes, backup_id: str, group: int, generation: int) -> tuple[dict, dict]:
+    """(header, {table: (entries, compressed frame)}) of a block; BackupError when it does not open."""
+    try:
+        plaintext = AESGCM(key).decrypt(
+            blob[:NONCE_BYTES], blob[NONCE_BYTES:], block_aad(backup_id, group, generation)
+        )
+    except InvalidTag:
+        raise BackupError(
+            f"backup {backup_id}: the block of subject group {group} (generation {generation}) fails "
+            "authentication under its group key"
+        ) from None
+    head, _, rest = plaintext.partition(b"\n")
+    header = json.loads(head)
+    if (header.get("format"), header.get("backup_id"), header.get("group"), header.get("generation")) != (
+        BLOCK_FORMAT,
+        backup_id,
+        group,
+        generation,
+    ):
+        raise BackupError(f"backup {backup_id}: the block of subject group {group} describes another block")
+    frames, at = {}, 0
+    for table in header["tables"]:
+        frames[table["name"]] = (int(table["entries"]), rest[at : at + int(table["bytes"])])
+        at += int(table["bytes"])
+    if at != len(rest):
+        raise BackupError(
+            f"backup {backup_id}: the block of subject group {group} has bytes its header does not list"
+        )
+    return header, frames
+
+
+def _entries(frame: bytes) -> Iterator[tuple[int, int, bytes | None]]:
+    """(line number, subject number, sealed fields or None when the subject was shredded) of one
+    table's section, in line order."""
+    reader = io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(frame), buffer_size=1 << 16)
+    for raw in reader:
+        parts = raw[:-1].split(b"\t", 3)
+        yield int(parts[2]), int(parts[1]), parts[3] if len(parts) == 4 else None
+
+
+def drop_subject(frame: bytes, ordinal: int) -> tuple[bytes, int]:
+    """A section without `ordinal`'s sealed fields (its entries kept as `group, n, line` so the restore
+    marks those rows); returns (new frame, entries changed)."""
+    data = zstandard.ZstdDecompressor().decompress(frame) if frame else b""
+    mark = b"%d" % ordinal
+    out, changed = [], 0
+    for line in data.split(b"\n")[:-1]:
+        parts = line.split(b"\t", 3)
+        if parts[1] == mark:
+            changed += 1
+            line = b"\t".join(parts[:3])
+        out.append(line + b"\n")
+    return zstandard.ZstdCompressor(level=BLOCK_ZSTD_LEVEL).compress(b"".join(out)), changed
+
+
+# --- backup side -----------------------------------------------------------------------------------
+def map_sql(spec: SealSpec, hops: list[dict[str, Any]]) -> tuple[str, list[str]]:
+    """(SQL of the pairs `dereg_l0[, dereg_l1...], dereg_n`: a row's link value -> its subject number,
+    the table's link columns). Subject numbers are the ranks of the subject keys (`ORDER BY key`,
+    from 0), the order of the subjects stream; a row that reaches several subjects takes the lowest."""
+    key = _quote(spec.subject_key)
+    ordmap = (
+        f"(SELECT {key} AS dereg_k, row_number() OVER (ORDER BY {key}) - 1 AS dereg_n "
+        f"FROM {_qualified(spec.subject_schema, spec.subject_name)})"
+    )
+    if is_direct(spec, hops):
+        columns = [spec.subject_key] if not hops else list(hops[0]["columns"])
+        return f"SELECT dereg_k AS dereg_l0, dereg_n FROM {ordmap} dereg_o", columns
+    froms, where, previous = [], [], None
+    for n, hop in enumerate(hops):
+        alias = f"dereg_h{n}"
+        froms.append(f"{_qualified(hop.get('schema'), hop.get('name') or hop['table'])} {alias}")
+        if previous is not None:
+            where += [
+                f"{alias}.{_quote(rc)} = {previous}.{_quote(c)}"
+                for c, rc in zip(hop["columns"], hop["ref_columns"], strict=True)
+            ]
+        previous = alias
+    where.append(f"dereg_o.dereg_k = {previous}.{key}")
+    firsts = [f"dereg_h0.{_quote(c)}" for c in hops[0]["ref_columns"]]
+    return (
+        f"SELECT {', '.join(f'{c} AS dereg_l{i}' for i, c in enumerate(firsts))}, min(dereg_o.dereg_n) AS dereg_n "
+        f"FROM {', '.join(froms)}, {ordmap} dereg_o WHERE {' AND '.join(where)} GROUP BY {', '.join(firsts)}",
+        list(hops[0]["columns"]),
+    )
+
+
+def _row(values: list[str]) -> str:
+    return values[0] if len(values) == 1 else "(" + ", ".join(values) + ")"
+
+
+def nulled_sql(spec: SealSpec, hops, qualified: str, columns: list[dict[str, Any]], sealed: list[str]) -> str:
+    """COPY of the stored rows: the table as a plain backup reads it (same scan, same order), the
+    sealed columns NULL in every row that has a subject (a hashed lookup in the subject map, which
+    keeps the scan's order)."""
+    pairs, links = map_sql(spec, hops)
+    names = [c["name"] for c in columns]
+    inner = ", ".join(f"dereg_t.{_quote(n)}" for n in names)
+    member = _row([f"dereg_t.{_quote(c)}" for c in links])
+    wanted = ", ".join(f"dereg_m.dereg_l{i}" for i in range(len(links)))
+    outer = ", ".join(
+        f"CASE WHEN dereg_x.dereg_s THEN NULL ELSE dereg_x.{_quote(n)} END"
+        if n in sealed
+        else f"dereg_x.{_quote(n)}"
+        for n in names
+    )
+    return (
+        f"COPY (SELECT {outer} FROM (SELECT {inner}, {member} IN (SELECT {wanted} FROM ({pairs}) dereg_m) "
+        f"AS dereg_s FROM {qualified} dereg_t OFFSET 0) dereg_x) TO STDOUT"
+    )
+
+
+def values_sql(spec: SealSpec, hops, qualified: str, sealed: list[str], group_size: int) -> str:
+    """COPY of the sealed values: `group (zero-padded), subject number, line number, sealed fields...`
+    of every row that has a subject, ordered by group then line (the line number is the row's place
+    in the scan the stored rows come from)."""
+    pairs, links = map_sql(spec, hops)
+    picked = ", ".join(
+        [f"dereg_t.{_quote(c)} AS dereg_x{i}" for i, c in enumerate(links)]
+        + [f"dereg_t.{_quote(c)} AS dereg_c{i}" for i, c in enumerate(sealed)]
+    )
+    on = " AND ".join(f"dereg_x.dereg_x{i} = dereg_m.dereg_l{i}" for i in range(len(links)))
+    fields = ", ".join(f"dereg_x.dereg_c{i}" for i in range(len(sealed)))
+    return (
+        f"COPY (SELECT lpad((dereg_m.dereg_n / {int(group_size)})::text, {GROUP_DIGITS}, '0'), dereg_m.dereg_n, "
+        f"dereg_x.dereg_line, {fields} FROM (SELECT row_number() OVER () - 1 AS dereg_line, {picked} "
+        f"FROM {qualified} dereg_t) dereg_x JOIN ({pairs}) dereg_m ON {on} ORDER BY 1, 3) TO STDOUT"
+    )
+
+
+class _Counter(io.RawIOBase):
+    """Hashes and counts lines: the plain COPY, only for the manifest's `sha256`."""
+
+    def __init__(self):
+        super().__init__()
+        self.digest, self.lines = hashlib.sha256(), 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        self.lines += bytes(data).count(b"\n")
+        return len(data)
+
+
+class _GroupSplitter(io.RawIOBase):
+    """The sealed-values COPY in (ordered by group), each group's run compressed as one zstd frame and
+    spooled. The group of a run's end is found by `bytes.find` of the next group's prefix: no Python
+    work per row."""
+
+    def __init__(self, sealer: GroupSealer, table: str):
+        super().__init__()
+        self.sealer, self.table = sealer, table
+        self.carry = b""
+        self.current: int | None = None
+        self.pieces: list[bytes] = []
+        self.entries = 0
+        self.total = 0
+        self.compressor = zstandard.ZstdCompressor(level=BLOCK_ZSTD_LEVEL)
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        block = self.carry + bytes(data)
+        cut = block.rfind(b"\n") + 1
+        self.carry = block[cut:]
+        pos = 0
+        width = GROUP_DIGITS
+        while pos < cut:
+            group = int(block[pos : pos + width])
+            if group != self.current:
+                self._close()
+                self.current = group
+            found = block.rfind(b"\n", pos, cut - 1)
+            last = found + 1 if found >= 0 else pos
+            end = cut
+            if int(block[last : last + width]) != group:
+                end = -1
+                for nxt in range(group + 1, int(block[last : last + width]) + 1):
+                    found = block.find(b"\n" + b"%06d" % nxt + b"\t", pos, cut)
+                    if found >= 0:
+                        end = found + 1
+                        break
+                if end < 0:
+                    raise BackupError(f"the sealed values of {self.table} are not ordered by subject group")
+            self.pieces.append(block[pos:end])
+            self.entries += block.count(b"\n", pos, end)
+            pos = end
+        return len(data)
+
+    def _close(self) -> None:
+        if self.current is None:
+            return
+        frame = self.compressor.compress(b"".join(self.pieces))
+        self.sealer.spool_frame(self.current, self.table, self.entries, frame)
+        self.total += self.entries
+        self.pieces, self.entries = [], 0
+
+    def finish(self) -> int:
+        if self.carry:
+            raise BackupError(f"the sealed values COPY of {self.table} ended inside a line")
+        self._close()
+        self.current = None
+        return self.total
+
+
+class GroupSealer:
+    """Splits a backup's subject rows (PostgreSQL COPY path) into stored rows and group blocks; made
+    by `sealer_for`, prepared by `pgcopy.dump_tables` inside the backup's snapshot."""
+
+    version = GROUP_KEYS_VERSION
+
+    def __init__(self, spec: SealSpec, backup_id: str, group_size: int | None = None):
+        self.spec, self.backup_id, self.group_size = spec, backup_id, group_size or GROUP_SIZE
+        self.refs: list[bytes] = []
+        self.sealed: dict[str, dict[str, Any]] = {}
+        self.table_order: list[str] = []
+        #: (group, table) -> (entries, offset, length) in the spool
+        self.frames: dict[tuple[int, str], tuple[int, int, int]] = {}
+        self.spool = tempfile.TemporaryFile(prefix="dereg-groups-")
+        self.lock = threading.Lock()
+        self.key_set: GroupKeySet | None = None
+
+    def prepare(self, cur, table_keys: list[str], columns_of: dict[str, list[dict[str, Any]]]) -> None:
+        spec = self.spec
+        out = io.BytesIO()
+        key = _quote(spec.subject_key)
+        cur.copy_expert(
+            f"COPY (SELECT {key}::text FROM {_qualified(spec.subject_schema, spec.subject_name)} ORDER BY {key}) "
+            "TO STDOUT",
+            out,
+        )
+        data = out.getvalue()
+        self.refs = data.split(b"\n")[:-1] if data else []
+        self.table_order = list(table_keys)
+        for name, table in spec.tables.items():
+            if name in columns_of:
+                entry = sealed_columns(spec, name, table, columns_of[name])
+                if entry is not None:
+                    self.sealed[name] = entry
+        # the subject map is hashed for the stored rows' lookup: it must fit in work_mem, else the
+        # server scans it once per row
+        self.work_mem_mb = min(4096, 64 + len(self.refs) * 256 // 2**20)
+
+    def seals(self, key: str) -> bool:
+        return key in self.sealed
+
+    def spool_frame(self, group: int, table: str, entries: int, frame: bytes) -> None:
+        with self.lock:
+            if (group, table) in self.frames:
+                raise BackupError(f"the sealed values of {table} list subject group {group} twice")
+            offset = self.spool.seek(0, io.SEEK_END)
+            self.spool.write(frame)
+            self.frames[(group, table)] = (entries, offset, len(frame))
+
+    def copy_out(
+        self, cur, key: str, qualified: str, columns: list[dict[str, Any]], raw, relkind: str = "r", psql=None
+    ) -> tuple[int, str]:
+        """Three COPY statements in the snapshot: the sealed values by group (spooled), the stored
+        rows (into `raw`, the chunk stream) and the plain rows (hashed: the manifest's `sha256`).
+        Returns (sealed rows, plain SHA-256)."""
+        from dereg.backup.pgcopy import READ_BLOCK, _copy_sql
+
+        hops = self.spec.tables[key].hops
+        sealed = self.sealed[key]["columns"]
+        setting = f"SET LOCAL work_mem TO '{self.work_mem_mb}MB'"
+
+        def run(sql: str, sink) -> None:
+            if psql is not None:
+                psql.copy_out(key, f"{setting};\n{sql}", sink)
+                return
+            cur.execute(setting)
+            buffered = io.BufferedWriter(sink, buffer_size=READ_BLOCK)
+            cur.copy_expert(sql, buffered)
+            buffered.flush()
+
+        splitter = _GroupSplitter(self, key)
+        run(values_sql(self.spec, hops, qualified, sealed, self.group_size), splitter)
+        rows = splitter.finish()
+        plain = _Counter()
+        run(_copy_sql(qualified, relkind, columns), plain)
+        before = raw.newlines
+        run(nulled_sql(self.spec, hops, qualified, columns, sealed), raw)
+        if raw.newlines - before != plain.lines:
+            raise BackupError(
+                f"the stored rows of {key} ({raw.newlines - before}) and its plain rows ({plain.lines}) differ in "
+                "number: the table changed outside the snapshot?"
+            )
+        self.sealed[key]["rows"] = rows
+        return rows, plain.digest.hexdigest()
+
+    def table_entry(self, key: str, stream) -> dict[str, Any]:
+        return {"sealed_sha256": stream.digest.hexdigest(), "sealed": dict(self.sealed[key])}
+
+    def finish(self, session) -> dict[str, Any]:
+        """Seal and upload every group's block (locked like the chunks), the `_subjects` stream, and
+        the group keys (store and escrow, never locked); returns the manifest's `subject_keys`."""
+        from functools import partial
+
+        from dereg.backup.codec import CHUNK_BYTES
+        from dereg.backup.writer import ChunkStream
+
+        groups = -(-len(self.refs) // self.group_size)
+        tables = [t for t in self.table_order if t in self.sealed]
+        key_set = GroupKeySet(self.backup_id, self.group_size, len(self.refs), [])
+        blocks = []
+        try:
+            for g in range(groups):
+                sections = []
+                for table in tables:
+                    entries, offset, length = self.frames.get((g, table), (0, 0, 0))
+                    self.spool.seek(offset)
+                    sections.append((table, entries, self.spool.read(length)))
+                key = os.urandom(32)
+                where = block_key(session.location, self.backup_id, g, 0)
+                blob = seal_block(key, self.backup_id, g, 0, sections, [])
+                session.uploader.put_later(where, blob)
+                key_set.groups.append(Group(g, 0, where, key))
+                blocks.append([where, hashlib.sha256(blob).hexdigest()])
+        finally:
+            self.spool.close()
+        stream = ChunkStream(
+            "_subjects",
+            backup_id=self.backup_id,
+            data_key=session.data_key,
+            uploader=session.uploader,
+            location=session.location,
+            chunk_bytes=CHUNK_BYTES,
+            folder=SUBJECTS_FOLDER,
+            aad=partial(subjects_aad, version=self.version),
+        )
+        stream.write(b"".join(r + b"\n" for r in self.refs))
+        stream.finish()
+        self.key_set = key_set
+        save_key_set(
+            session.store,
+            session.location,
+            session.client,
+            session.context["company_id"],
+            key_set,
+            session.data_key,
+        )
+        return {
+            "enabled": True,
+            "scheme": SCHEME,
+            "subject_table": self.spec.subject_table,
+            "subject_key": self.spec.subject_key,
+            "subjects": len(self.refs),
+            "group_size": self.group_size,
+            "groups": groups,
+            "blocks": blocks,
+            "shredded_value": "NULL; a NOT NULL column gets `markers` (text: '#shredded' cut to the column's length)",
+            "subjects_stream": {
+                "rows": stream.newlines,
+                "sha256": stream.digest.hexdigest(),
+                "bytes": stream.size,
+                "chunks": stream.chunks,
+            },
+            **({"unsealed": dict(self.spec.unsealed)} if self.spec.unsealed else {}),
+        }
+
+
+# --- restore side ------------------------------------------------------------------------------------
+class GroupUnsealer:
+    """Puts the group blocks' sealed values back into a version 7 backup's stored rows while it is
+    restored; a shredded subject's rows get NULL or the column's marker. Holds every block's
+    compressed sections (about the compressed size of the sealed values)."""
+
+    def __init__(
+        self, manifest: dict[str, Any], key_set: GroupKeySet, frames: list[dict[str, tuple[int, bytes]]]
+    ):
+        self.manifest, self.key_set, self.frames = manifest, key_set, frames
+        self.shredded_rows: dict[str, int] = {}
+
+    @classmethod
+    def open(cls, manifest, *, data_key: bytes, store, client, location, get) -> GroupUnsealer:
+        backup_id = manifest["backup_id"]
+        entry = manifest["subject_keys"]
+        body = load_key_set_body(store, client, location, manifest["company_id"], backup_id)
+        if body is None:
+            raise BackupError(
+                f"backup {backup_id} has subject group keys but they are neither in the compliance store nor in "
+                f"{location.describe()}/_escrow: no subject row can be read (the backup may have been "
+                "crypto-shredded whole)"
+            )
+        key_set = GroupKeySet.from_json(body, data_key)
+        if (key_set.subjects, len(key_set.groups)) != (entry["subjects"], entry["groups"]):
+            raise BackupError(
+                f"backup {backup_id}: its group keys do not describe the manifest's subject groups"
+            )
+        frames, counts = [], {}
+        for group in key_set.groups:
+            if group.generation == 0 and group.block != entry["blocks"][group.group][0]:
+                raise BackupError(
+                    f"backup {backup_id}: the group keys name another block for group {group.group}"
+                )
+            header, found = open_block(group.key, get(group.block), backup_id, group.group, group.generation)
+            if sorted(header["shredded"]) != sorted(group.shredded):
+                raise BackupError(
+                    f"backup {backup_id}: block of group {group.group} and its key set disagree"
+                )
+            frames.append(found)
+            for name, (entries, _) in found.items():
+                counts[name] = counts.get(name, 0) + entries
+        for name, spec in manifest["tables"].items():
+            if spec.get("sealed") and counts.get(name, 0) != spec["sealed"].get("rows"):
+                raise BackupError(
+                    f"backup {backup_id}: the group blocks hold {counts.get(name, 0)} sealed rows of {name}, "
+                    f"the manifest {spec['sealed'].get('rows')}"
+                )
+        return cls(manifest, key_set, frames)
+
+    def wrap(
+        self, name: str, spec: dict[str, Any], pieces: Iterator[bytes], problems: list[str]
+    ) -> Iterator[bytes]:
+        """The plain COPY text of a sealed table from its stored pieces and the blocks' sections (see
+        subjectkeys.Unsealer.wrap for what the hashes then prove)."""
+        sealed = spec["sealed"]
+        names = [c["name"] for c in spec["columns"]]
+        positions = [names.index(c) for c in sealed["columns"]]
+        markers = {names.index(c): m.encode() for c, m in sealed.get("markers", {}).items()}
+        merged = heapq.merge(*(_entries(f[name][1]) for f in self.frames if name in f and f[name][0]))
+        stored, produced = hashlib.sha256(), hashlib.sha256()
+        nxt = next(merged, None)
+        line_no = shredded = bad = 0
+
+        def hashed(source: Iterator[bytes]) -> Iterator[bytes]:
+            for piece in source:
+                stored.update(piece)
+                yield piece
+
+        for _index, lines in whole_lines(hashed(pieces)):
+            out = []
+            for line in lines:
+                if nxt is not None and nxt[0] == line_no:
+                    fields = line.split(b"\t")
+                    values = nxt[2]
+                    if values is None:
+                        shredded += 1
+                        for p, mark in markers.items():
+                            fields[p] = mark
+                    else:
+                        parts = values.split(b"\t")
+                        if len(parts) != len(positions) or any(fields[p] != NULL for p in positions):
+                            bad += 1
+                        else:
+                            for p, value in zip(positions, parts, strict=True):
+                                fields[p] = value
+                    line = b"\t".join(fields)
+                    nxt = next(merged, None)
+                    if nxt is not None and nxt[0] <= line_no:
+                        bad += 1
+                        break
+                out.append(line)
+                line_no += 1
+            out.append(b"")
+            text = b"\n".join(out)
+            produced.update(text)
+            yield text
+        if nxt is not None:
+            problems.append(f"{name}: the group blocks hold sealed values of rows the table does not have")
+        if stored.hexdigest() != spec.get("sealed_sha256"):
+            problems.append(f"{name}: the stored rows do not match the manifest's sealed_sha256")
+        if bad:
+            problems.append(f"{name}: the sealed values of {bad} row(s) do not fit their stored row")
+        if shredded:
+            self.shredded_rows[name] = shredded
+            spec["sha256"] = produced.hexdigest()
+
+
+# --- shredding one subject ---------------------------------------------------------------------------
+def rewrite_group(key_set: GroupKeySet, ordinal: int, *, get, put, location) -> tuple[Group, Group | None]:
+    """Write the next generation of `ordinal`'s group block without its sealed values, under a new
+    key, and read it back; returns (the group as it is now in `key_set`, the replaced one or None when
+    the subject was already shredded). The caller saves the key set: until then the old key stays."""
+    g = ordinal // key_set.group_size
+    if not 0 <= g < len(key_set.groups) or ordinal >= key_set.subjects:
+        raise BackupError(f"backup {key_set.backup_id}: subject number {ordinal} is in no group")
+    old = key_set.groups[g]
+    if ordinal in old.shredded:
+        return old, None
+    header, frames = open_block(old.key, get(old.block), key_set.backup_id, g, old.generation)
+    sections = []
+    for table in header["tables"]:
+        entries, frame = frames[table["name"]]
+        new_frame, _ = drop_subject(frame, ordinal) if entries else (frame, 0)
+        sections.append((table["name"], entries, new_frame))
+    new = Group(
+        g, old.generation + 1, block_key(location, key_set.backup_id, g, old.generation + 1), os.urandom(32)
+    )
+    new.shredded = sorted([*old.shredded, ordinal])
+    put(new.block, seal_block(new.key, key_set.backup_id, g, new.generation, sections, new.shredded))
+    _, back = open_block(new.key, get(new.block), key_set.backup_id, g, new.generation)
+    for _entries_count, frame in back.values():
+        if any(n == ordinal and values is not None for _, n, values in _entries(frame)):
+            raise BackupError(
+                f"backup {key_set.backup_id}: the new block of group {g} still holds the subject"
+            )
+    key_set.groups[g] = new
+    return new, old

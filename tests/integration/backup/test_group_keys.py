@@ -1,0 +1,180 @@
+"""Subject group blocks (format version 7) on PostgreSQL + SeaweedFS: back up the small source with
+its subjects' personal columns in group blocks (one subject per group here, so the rows of a table are
+merged back from several blocks), shred one subject under Object Lock, restore, and check by
+independent SQL that only that subject's personal columns became unreadable, that the old block is
+still there but opens under no key left, and the bad input of `shred-subject`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from dereg.backup import groupkeys
+from dereg.backup.restore import restore_and_verify
+from dereg.backup.subjectkeys import escrow_key, load_key_set_body
+from dereg.errors import BackupError
+from dereg.evidence import certificate_doc
+from dereg.evidence.certificate import load_certificate, verify_certificate
+from dereg.evidence.ledger import Ledger
+from dereg.subjectshred import shred_subject
+from tests.integration.backup.conftest import make_small_source
+from tests.integration.backup.test_subject_keys import _no_pdf, _rows, _spec
+
+SHREDDED = 10  # the student whose values are shredded (李小龙, guardian 1); subject number 0
+
+
+@pytest.fixture
+def restored_db(pg_url):
+    admin = sa.create_engine(pg_url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    name = pg_url.rsplit("/", 1)[1] + "_into"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    yield pg_url.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+def _data_key(store, keyring, backup_id: str) -> bytes:
+    import base64
+
+    from dereg.backup import catalog
+
+    kek_id, wrapped = catalog.wrapped_key(store, backup_id)
+    return keyring.unwrap_data_key(kek_id, base64.b64decode(wrapped), what="the test's backup")
+
+
+def test_one_subject_shredded_from_its_group_block_inside_a_locked_backup(
+    pg_url, restored_db, take_backup, location, keyring, store, s3_client, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("DEREG_OUTPUT_DIR", str(tmp_path / "out"))
+    monkeypatch.setattr(certificate_doc, "render_pdf", _no_pdf)
+    monkeypatch.setattr(groupkeys, "GROUP_SIZE", 1)  # two subjects, two groups
+    planted = make_small_source(pg_url)
+    record = take_backup(
+        pg_url, company_id="school-gk", subjects=_spec(), object_lock=True, retention_days=30
+    )
+    manifest = json.loads(
+        s3_client.get_object(Bucket=location.bucket, Key=record.manifest_key)["Body"].read()
+    )
+    entry = manifest["subject_keys"]
+    assert manifest["version"] == 7 and entry["enabled"] is True and entry["scheme"] == groupkeys.SCHEME
+    assert (entry["subjects"], entry["group_size"], entry["groups"]) == (2, 1, 2)
+    assert manifest["tables"]["guardians"]["sealed"]["markers"] == {"name": "#shredded"}
+    assert manifest["tables"]["payments"]["sealed"]["rows"] == 200  # payment 999 has no student
+    # each group's block is locked like the chunks
+    for key, _sha in entry["blocks"]:
+        retention = s3_client.get_object_retention(Bucket=location.bucket, Key=key)["Retention"]
+        assert retention["Mode"] == "COMPLIANCE"
+    blob = b"".join(
+        s3_client.get_object(Bucket=location.bucket, Key=o["Key"])["Body"].read()
+        for o in s3_client.list_objects_v2(Bucket=location.bucket)["Contents"]
+    )
+    assert not any(v.encode() in blob for v in planted)
+
+    report = restore_and_verify(
+        record.backup_id, location=location, keyring=keyring, store=store, scratch_url=pg_url
+    )
+    assert report.ok, report.problems
+    assert not any("shredded" in w for w in report.warnings)
+
+    # bad input: a ref that matches nothing changes and records nothing
+    entries = len(Ledger(store).entries())
+    body_before = load_key_set_body(store, s3_client, location, "school-gk", record.backup_id)
+    with pytest.raises(BackupError, match="matches no subject"):
+        shred_subject(
+            store, location, keyring, company_id="school-gk", subject_ref="4242", signing_keyring=keyring
+        )
+    assert len(Ledger(store).entries()) == entries
+    assert load_key_set_body(store, s3_client, location, "school-gk", record.backup_id) == body_before
+
+    result = shred_subject(
+        store, location, keyring, company_id="school-gk", subject_ref=str(SHREDDED), signing_keyring=keyring
+    )
+    done = result["backups"][0]
+    assert done["backup_id"] == record.backup_id and (done["group"], done["group_generation"]) == (0, 1)
+    assert verify_certificate(load_certificate(Path(result["certificate"])), store=store).ok
+    escrow = escrow_key(location, record.backup_id)
+    assert len(s3_client.list_object_versions(Bucket=location.bucket, Prefix=escrow).get("Versions", [])) == 1
+    # the old block is still there, locked; the key set holds only the new key of group 0, under which
+    # the old block does not open, and the new block has no value of the subject
+    data_key = _data_key(store, keyring, record.backup_id)
+    key_set = groupkeys.GroupKeySet.from_json(
+        load_key_set_body(store, s3_client, location, "school-gk", record.backup_id), data_key
+    )
+    old_key = entry["blocks"][0][0]
+    old_blob = s3_client.get_object(Bucket=location.bucket, Key=old_key)["Body"].read()
+    group = key_set.groups[0]
+    assert group.block != old_key and group.shredded == [0] and key_set.groups[1].generation == 0
+    with pytest.raises(BackupError, match="fails authentication"):
+        groupkeys.open_block(group.key, old_blob, record.backup_id, 0, 0)
+    with pytest.raises(Exception):  # noqa: B017 - Object Lock refuses whatever the error class
+        versions = s3_client.list_object_versions(Bucket=location.bucket, Prefix=old_key)["Versions"]
+        s3_client.delete_object(Bucket=location.bucket, Key=old_key, VersionId=versions[0]["VersionId"])
+    new_blob = s3_client.get_object(Bucket=location.bucket, Key=group.block)["Body"].read()
+    assert (
+        s3_client.get_object_retention(Bucket=location.bucket, Key=group.block)["Retention"]["Mode"]
+        == "COMPLIANCE"
+    )
+    _, frames = groupkeys.open_block(group.key, new_blob, record.backup_id, 0, 1)
+    for _count, frame in frames.values():
+        assert all(values is None for _, _, values in groupkeys._entries(frame))
+    # a retry (as after an interruption) finishes and changes nothing
+    again = shred_subject(
+        store, location, keyring, company_id="school-gk", subject_ref=str(SHREDDED), signing_keyring=keyring
+    )
+    assert (
+        again["backups"][0]["key_was_already_gone"] is True and again["backups"][0]["group_generation"] == 1
+    )
+
+    report = restore_and_verify(
+        record.backup_id, location=location, keyring=keyring, store=store, into_url=restored_db
+    )
+    assert report.ok, report.problems
+    assert report.tables["students"]["shredded_rows"] == 1
+    assert report.tables["payments"]["shredded_rows"] == 100
+    assert report.tables["guardians"]["shredded_rows"] == 1
+
+    sealed = {t: s.columns for t, s in _spec().tables.items()}
+    gone = {
+        "students": {SHREDDED},
+        "guardians": {1},
+        "payments": {i for i in range(1, 201) if 10 + i % 2 == SHREDDED},
+    }
+    for table in ("guardians", "students", "payments"):
+        source, back = _rows(pg_url, table), _rows(restored_db, table)
+        assert source.keys() == back.keys()
+        names = [c["name"] for c in manifest["tables"][table]["columns"]]
+        for key, row in source.items():
+            if key not in gone[table]:
+                assert back[key] == row, f"{table} row {key} differs"
+                continue
+            for name, was, now in zip(names, row, back[key], strict=True):
+                if name in sealed[table]:
+                    assert now != was and (now is None or now in ("#shredded", "#shredde")), (table, name)
+                else:
+                    assert now == was, (table, name)
+    assert _rows(restored_db, "guardians")[1][1].startswith("#shred")
+
+
+def test_a_tampered_group_block_is_refused(
+    pg_url, take_backup, location, keyring, store, s3_client, monkeypatch
+):
+    monkeypatch.setattr(groupkeys, "GROUP_SIZE", 1)
+    make_small_source(pg_url)
+    record = take_backup(pg_url, company_id="school-gt", subjects=_spec())
+    manifest = json.loads(
+        s3_client.get_object(Bucket=location.bucket, Key=record.manifest_key)["Body"].read()
+    )
+    first, second = (k for k, _ in manifest["subject_keys"]["blocks"])
+    # group 1's block put where group 0's is expected: its associated data names another group
+    s3_client.put_object(
+        Bucket=location.bucket,
+        Key=first,
+        Body=s3_client.get_object(Bucket=location.bucket, Key=second)["Body"].read(),
+    )
+    with pytest.raises(BackupError, match="group 0 .*fails authentication"):
+        restore_and_verify(record.backup_id, location=location, keyring=keyring, store=store)
