@@ -307,8 +307,11 @@ def nulled_sql(spec: SealSpec, hops, qualified: str, columns: list[dict[str, Any
     """COPY of the stored rows: the table as a plain backup reads it (same scan, same order), the
     sealed columns NULL in every row that has a subject (a hashed lookup in the subject map, which
     keeps the scan's order)."""
-    pairs, links = map_sql(spec, hops)
     names = [c["name"] for c in columns]
+    if not hops:  # the subject table: every row is a subject's
+        fields = ", ".join("NULL" if n in sealed else f"dereg_t.{_quote(n)}" for n in names)
+        return f"COPY (SELECT {fields} FROM {qualified} dereg_t) TO STDOUT"
+    pairs, links = map_sql(spec, hops)
     inner = ", ".join(f"dereg_t.{_quote(n)}" for n in names)
     member = _row([f"dereg_t.{_quote(c)}" for c in links])
     wanted = ", ".join(f"dereg_m.dereg_l{i}" for i in range(len(links)))
@@ -338,7 +341,8 @@ def values_sql(spec: SealSpec, hops, qualified: str, sealed: list[str], group_si
     return (
         f"COPY (SELECT lpad((dereg_m.dereg_n / {int(group_size)})::text, {GROUP_DIGITS}, '0'), dereg_m.dereg_n, "
         f"dereg_x.dereg_line, {fields} FROM (SELECT row_number() OVER () - 1 AS dereg_line, {picked} "
-        f"FROM {qualified} dereg_t) dereg_x JOIN ({pairs}) dereg_m ON {on} ORDER BY 1, 3) TO STDOUT"
+        f"FROM {qualified} dereg_t) dereg_x JOIN ({pairs}) dereg_m ON {on} "
+        f"ORDER BY dereg_m.dereg_n / {int(group_size)}, dereg_x.dereg_line) TO STDOUT"
     )
 
 
@@ -479,7 +483,9 @@ class GroupSealer:
 
         hops = self.spec.tables[key].hops
         sealed = self.sealed[key]["columns"]
-        setting = f"SET LOCAL work_mem TO '{self.work_mem_mb}MB'"
+        # no JIT: the planner cannot know that a row has one subject, estimates a join of billions of
+        # rows, and compiles the query for longer than it runs
+        setting = f"SET LOCAL work_mem TO '{self.work_mem_mb}MB'; SET LOCAL jit TO off"
 
         def run(sql: str, sink) -> None:
             if psql is not None:
