@@ -131,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
                 seconds = time.perf_counter() - started
                 times[kind].append(seconds)
                 sizes[kind] = _stored_bytes(s3, location.bucket, location.key(record.backup_id) + "/")
+                if kind == "sealed":
+                    blocks = _stored_bytes(
+                        s3, location.bucket, location.key(record.backup_id, "groups") + "/"
+                    )
                 if kind != "plain":
                     sizes[kind] += s3.head_object(
                         Bucket=location.bucket, Key=escrow_key(location, record.backup_id)
@@ -159,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"sealed rows {sealed_rows:,} of {sum(counts.values()):,}; extra time per sealed row "
             f"{(sealed - plain) / max(sealed_rows, 1) * 1e6:.1f} us"
+        )
+        print(
+            f"format 7 group blocks: {blocks / 2**20:.1f} MiB in all, {blocks / max(manifest['subject_keys']['groups'], 1) / 1024:.0f} kB "
+            f"per group of {manifest['subject_keys']['group_size']} subjects (what one shred writes again)"
         )
         if args.ggm:
             ggm = statistics.median(times["ggm"])

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from dereg.backup import catalog, mysqltext, pgcopy, rowfast, subjectkeys
+from dereg.backup import catalog, groupkeys, mysqltext, pgcopy, rowfast
 from dereg.backup import schema as db_schema
 from dereg.backup.codec import describe_columns, describe_keys, encode_row, kind_of
 from dereg.backup.pgcopy import table_key
@@ -305,12 +305,13 @@ def create_backup(
         early=early,
     )
     backup_id = session.backup_id
-    sealer, no_subject_keys = subjectkeys.sealer_for(
+    sealer, no_subject_keys = groupkeys.sealer_for(
         subjects, backup_id, copy_text=early, engine=engine, scheme=subject_scheme
     )
     if sealer is not None:
         session.context["sealer"] = sealer
         session.version = sealer.version
+        sealer.session = session
     current = ["(none yet)"]
     try:
         extra: dict[str, Any] = {}

@@ -429,6 +429,9 @@ class GroupSealer:
     by `sealer_for`, prepared by `pgcopy.dump_tables` inside the backup's snapshot."""
 
     version = GROUP_KEYS_VERSION
+    #: how many times a sealed table is read (values, stored rows, plain hash): pgcopy starts the
+    #: sealed tables first by their size times this
+    read_weight = 3
 
     def __init__(self, spec: SealSpec, backup_id: str, group_size: int | None = None):
         self.spec, self.backup_id, self.group_size = spec, backup_id, group_size or GROUP_SIZE
@@ -440,6 +443,11 @@ class GroupSealer:
         self.spool = tempfile.TemporaryFile(prefix="dereg-groups-")
         self.lock = threading.Lock()
         self.key_set: GroupKeySet | None = None
+        #: the backup session (set by whoever makes the sealer): the blocks are uploaded as soon as
+        #: every sealed table is read, while the other tables still are
+        self.session = None
+        self.done: set[str] = set()
+        self.blocks: list[list[str]] | None = None
 
     def prepare(self, cur, table_keys: list[str], columns_of: dict[str, list[dict[str, Any]]]) -> None:
         spec = self.spec
@@ -509,19 +517,19 @@ class GroupSealer:
                 "number: the table changed outside the snapshot?"
             )
         self.sealed[key]["rows"] = rows
+        with self.lock:
+            self.done.add(key)
+            ready = self.session is not None and self.blocks is None and self.done >= set(self.sealed)
+        if ready:
+            self.write_blocks(self.session)
         return rows, plain.digest.hexdigest()
 
     def table_entry(self, key: str, stream) -> dict[str, Any]:
         return {"sealed_sha256": stream.digest.hexdigest(), "sealed": dict(self.sealed[key])}
 
-    def finish(self, session) -> dict[str, Any]:
-        """Seal and upload every group's block (locked like the chunks), the `_subjects` stream, and
-        the group keys (store and escrow, never locked); returns the manifest's `subject_keys`."""
-        from functools import partial
-
-        from dereg.backup.codec import CHUNK_BYTES
-        from dereg.backup.writer import ChunkStream
-
+    def write_blocks(self, session) -> None:
+        """Seal every group's block (generation 0, a fresh key each) and queue its upload (locked
+        like the chunks); the keys are kept for `finish`."""
         groups = -(-len(self.refs) // self.group_size)
         tables = [t for t in self.table_order if t in self.sealed]
         key_set = GroupKeySet(self.backup_id, self.group_size, len(self.refs), [])
@@ -541,6 +549,19 @@ class GroupSealer:
                 blocks.append([where, hashlib.sha256(blob).hexdigest()])
         finally:
             self.spool.close()
+        self.key_set, self.blocks = key_set, blocks
+
+    def finish(self, session) -> dict[str, Any]:
+        """The group blocks (unless `copy_out` wrote them already), the `_subjects` stream, and the
+        group keys (store and escrow, never locked); returns the manifest's `subject_keys`."""
+        from functools import partial
+
+        from dereg.backup.codec import CHUNK_BYTES
+        from dereg.backup.writer import ChunkStream
+
+        if self.blocks is None:
+            self.write_blocks(session)
+        groups = len(self.blocks)
         stream = ChunkStream(
             "_subjects",
             backup_id=self.backup_id,
@@ -553,13 +574,12 @@ class GroupSealer:
         )
         stream.write(b"".join(r + b"\n" for r in self.refs))
         stream.finish()
-        self.key_set = key_set
         save_key_set(
             session.store,
             session.location,
             session.client,
             session.context["company_id"],
-            key_set,
+            self.key_set,
             session.data_key,
         )
         return {
@@ -570,7 +590,7 @@ class GroupSealer:
             "subjects": len(self.refs),
             "group_size": self.group_size,
             "groups": groups,
-            "blocks": blocks,
+            "blocks": self.blocks,
             "shredded_value": "NULL; a NOT NULL column gets `markers` (text: '#shredded' cut to the column's length)",
             "subjects_stream": {
                 "rows": stream.newlines,
@@ -580,6 +600,35 @@ class GroupSealer:
             },
             **({"unsealed": dict(self.spec.unsealed)} if self.spec.unsealed else {}),
         }
+
+
+def sealer_for(
+    subjects, backup_id: str, *, copy_text: bool, engine, scheme: str = "groups"
+) -> tuple[Any, dict[str, Any]]:
+    """A sealer for `subjects` (a SealSpec): a `groupkeys.GroupSealer` (format version 7), or with
+    `scheme="ggm"` a GGM `Sealer` (version 6); or None and the manifest's `subject_keys` entry saying
+    why this backup has no per-subject keys."""
+    from dereg.backup import subjectkeys
+    from dereg.dialects import sqlalchemy_name
+
+    if isinstance(subjects, SealSpec) and copy_text and subjects.tables:
+        if scheme == "ggm":
+            return subjectkeys.Sealer(subjects, backup_id), {}
+        if scheme != "groups":
+            raise BackupError(
+                f"unknown per-subject key scheme {scheme!r}: 'groups' (version 7) or 'ggm' (version 6)"
+            )
+        return GroupSealer(subjects, backup_id), {}
+    if isinstance(subjects, SealSpec) and not copy_text:
+        why = (
+            f"per-subject keys are built on the PostgreSQL COPY path only; this {sqlalchemy_name(engine)} "
+            "backup has none (a subject's rows can only go with the whole backup)"
+        )
+    elif isinstance(subjects, SealSpec):
+        why = "the erasure plan links no personal column to the subjects"
+    else:
+        why = subjects or "no erasure plan was given, so no row is known to belong to a subject"
+    return None, {"enabled": False, "reason": why}
 
 
 # --- restore side ------------------------------------------------------------------------------------

@@ -492,7 +492,17 @@ def dump_tables(
                 else:
                     progress(f"backup {key}: {rows} rows in {len(chunks)} chunk(s)")
 
-        _run_parallel(sorted(plans, key=lambda p: -p[3]), [raw, *extra], dump)
+        # largest first; a sealed table is read three times (groupkeys.py), and its group blocks are
+        # uploaded once the last of them is done, while the other tables are still being read
+        weight = getattr(sealer, "read_weight", 1)
+        _run_parallel(
+            sorted(
+                plans,
+                key=lambda p: -p[3] * (weight if sealer is not None and sealer.seals(_key(*p[0])) else 1),
+            ),
+            [raw, *extra],
+            dump,
+        )
         if reflecting is not None:
             tables = reflecting.result()
             _same_tables(tables, [_key(*p[0]) for p in plans])

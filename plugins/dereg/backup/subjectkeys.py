@@ -804,36 +804,6 @@ def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat()
 
 
-def sealer_for(
-    subjects, backup_id: str, *, copy_text: bool, engine, scheme: str = "groups"
-) -> tuple[Any, dict[str, Any]]:
-    """A sealer for `subjects` (a SealSpec): a `groupkeys.GroupSealer` (format version 7), or with
-    `scheme="ggm"` a GGM `Sealer` (version 6); or None and the manifest's `subject_keys` entry saying
-    why this backup has no per-subject keys."""
-    from dereg.dialects import sqlalchemy_name
-
-    if isinstance(subjects, SealSpec) and copy_text and subjects.tables:
-        if scheme == "ggm":
-            return Sealer(subjects, backup_id), {}
-        if scheme != "groups":
-            raise BackupError(
-                f"unknown per-subject key scheme {scheme!r}: 'groups' (version 7) or 'ggm' (version 6)"
-            )
-        from dereg.backup.groupkeys import GroupSealer
-
-        return GroupSealer(subjects, backup_id), {}
-    if isinstance(subjects, SealSpec) and not copy_text:
-        why = (
-            f"per-subject keys are built on the PostgreSQL COPY path only; this {sqlalchemy_name(engine)} "
-            "backup has none (a subject's rows can only go with the whole backup)"
-        )
-    elif isinstance(subjects, SealSpec):
-        why = "the erasure plan links no personal column to the subjects"
-    else:
-        why = subjects or "no erasure plan was given, so no row is known to belong to a subject"
-    return None, {"enabled": False, "reason": why}
-
-
 def seal_spec_for(enabled: bool, plan_of, classification) -> SealSpec | str:
     """What the backup stage seals for one source: from its erasure plan (`plan_of()`) and the
     personal columns of its classification; or why nothing (turned off, no plan)."""

@@ -150,8 +150,15 @@ class Uploader:
             raise s3_error(self.location, exc, f"store {key}") from None
 
     def put_later(self, key: str, body: bytes) -> None:
-        """Upload a locked chunk in the background; an error surfaces at the next call or at `drain`."""
-        self._submit(lambda: self.put(key, body), len(body))
+        """Upload a locked object (already sealed) in the background, once the store is checked (as
+        `seal_later`); an error surfaces at the next call or at `drain`."""
+
+        def job() -> None:
+            self._open.wait()
+            if self._refused is None:
+                self.put(key, body)
+
+        self._submit(job, len(body))
 
     def seal_later(self, key: str, data_key: bytes, plaintext: bytes, aad: bytes) -> None:
         """Compress, encrypt and upload a chunk in the background (zstd and AES-GCM release the GIL,
