@@ -58,7 +58,7 @@ class _Spool:
     def __init__(self):
         self.frames: dict = {}
 
-    def spool_frame(self, group, table, entries, frame):
+    def spool_frame(self, group, table, entries, frame, *, more=False):
         assert (group, table) not in self.frames
         self.frames[(group, table)] = (entries, zstandard.ZstdDecompressor().decompress(frame))
 
@@ -79,6 +79,37 @@ def test_the_sealed_values_are_cut_by_group_wherever_the_copy_blocks_end(step):
     for (group, _), (entries, data) in spool.frames.items():
         mine = [x for x in lines if int(x[:6]) == group]
         assert data == b"".join(mine) and entries == len(mine)
+
+
+def test_the_sealed_values_in_scan_order_are_routed_to_their_groups_in_line_order(monkeypatch):
+    monkeypatch.setattr(gk._GroupRouter, "FLUSH", 20)  # several frames per group
+    lines = [
+        b"%06d\t%d\t%d\tv%d\n" % (n // 4, n, line, line)
+        for line, n in enumerate([5, 0, 13, 1, 6, 5, 7, 0, 13])
+    ]
+    stream = b"".join(lines)
+    spool = _MultiSpool()
+    router = gk._GroupRouter(spool, "notes")
+    for at in range(0, len(stream), 5):
+        router.write(stream[at : at + 5])
+    assert router.finish() == 9
+    for group in (0, 1, 3):
+        frames = spool.frames[(group, "notes")]
+        joined = gk._decompress(b"".join(f for _, f in frames))
+        assert joined == b"".join(x for x in lines if int(x[:6]) == group)  # line order kept
+        assert sum(n for n, _ in frames) == joined.count(b"\n")
+        assert [e[0] for e in gk._entries(b"".join(f for _, f in frames))] == sorted(
+            int(x.split(b"\t")[2]) for x in lines if int(x[:6]) == group
+        )
+    assert len(spool.frames[(1, "notes")]) > 1
+
+
+class _MultiSpool:
+    def __init__(self):
+        self.frames: dict = {}
+
+    def spool_frame(self, group, table, entries, frame, *, more=False):
+        self.frames.setdefault((group, table), []).append((entries, frame))
 
 
 def test_a_stream_out_of_group_order_is_refused():
@@ -108,9 +139,14 @@ def test_sql_keeps_the_scan_and_maps_links_to_subject_numbers():
         and "row_number() OVER () - 1 AS dereg_line" in values
     )
     own = gk.nulled_sql(spec, [], '"students"', [{"name": "id"}, {"name": "name"}], ["name"])
-    assert (
-        own == 'COPY (SELECT dereg_t."id", NULL FROM "students" dereg_t) TO STDOUT'
-    )  # every row a subject's
+    # the subject table: every row is a subject's
+    assert own == 'COPY (SELECT dereg_t."id", NULL FROM "students" dereg_t) TO STDOUT'
+    scan = gk.scan_values_sql(spec, [hop], '"notes"', ["body"], 1024, "integer")
+    # sorted: the subject ranks and the two arrays, never the table's rows
+    assert "ORDER BY dereg_m" in scan and "width_bucket(" in scan and scan.count("ORDER BY") == 3
+    typed = [{"name": "student_id", "pg_type": "integer", "pg_builtin": True}]
+    assert gk.searchable_link(spec, [hop], typed) == "integer"
+    assert gk.searchable_link(spec, [hop], [{"name": "student_id", "pg_type": "text"}]) is None
     back = {**hop, "columns": ["id"], "ref_columns": ["guardian_id"], "direction": "referenced"}
     pairs, links = gk.map_sql(spec, [back])
     assert links == ["id"] and "min(dereg_o.dereg_n)" in pairs and 'GROUP BY dereg_h0."guardian_id"' in pairs

@@ -243,10 +243,19 @@ def open_block(key: bytes, blob: bytes, backup_id: str, group: int, generation: 
     return header, frames
 
 
+def _decompress(frame: bytes) -> bytes:
+    """A section's text: its frames (one or several zstd frames one after the other) decompressed."""
+    if not frame:
+        return b""
+    return zstandard.ZstdDecompressor().stream_reader(frame, read_across_frames=True).read()
+
+
 def _entries(frame: bytes) -> Iterator[tuple[int, int, bytes | None]]:
     """(line number, subject number, sealed fields or None when the subject was shredded) of one
     table's section, in line order."""
-    reader = io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(frame), buffer_size=1 << 16)
+    reader = io.BufferedReader(
+        zstandard.ZstdDecompressor().stream_reader(frame, read_across_frames=True), buffer_size=1 << 16
+    )
     for raw in reader:
         parts = raw[:-1].split(b"\t", 3)
         yield int(parts[2]), int(parts[1]), parts[3] if len(parts) == 4 else None
@@ -255,7 +264,7 @@ def _entries(frame: bytes) -> Iterator[tuple[int, int, bytes | None]]:
 def drop_subject(frame: bytes, ordinal: int) -> tuple[bytes, int]:
     """A section without `ordinal`'s sealed fields (its entries kept as `group, n, line` so the restore
     marks those rows); returns (new frame, entries changed)."""
-    data = zstandard.ZstdDecompressor().decompress(frame) if frame else b""
+    data = _decompress(frame)
     mark = b"%d" % ordinal
     out, changed = [], 0
     for line in data.split(b"\n")[:-1]:
@@ -344,6 +353,105 @@ def values_sql(spec: SealSpec, hops, qualified: str, sealed: list[str], group_si
         f"FROM {qualified} dereg_t) dereg_x JOIN ({pairs}) dereg_m ON {on} "
         f"ORDER BY dereg_m.dereg_n / {int(group_size)}, dereg_x.dereg_line) TO STDOUT"
     )
+
+
+#: link types whose values `width_bucket` finds in a sorted array by binary search (fixed width, one
+#: comparison per step); a link of another type, or of several columns, is joined and sorted instead
+_SEARCHABLE = {"smallint", "integer", "bigint", "uuid", "date"}
+
+
+def searchable_link(spec: SealSpec, hops, columns: list[dict[str, Any]]) -> str | None:
+    """The type of the table's one link column when `scan_values_sql` can map it (else None)."""
+    _, links = map_sql(spec, hops)
+    if len(links) != 1:
+        return None
+    for column in columns:
+        if column["name"] == links[0]:
+            typ = str(column.get("pg_type") or "")
+            return typ if column.get("pg_builtin", True) and typ in _SEARCHABLE else None
+    return None
+
+
+def scan_values_sql(
+    spec: SealSpec, hops, qualified: str, sealed: list[str], group_size: int, link_type: str
+) -> str:
+    """COPY of the sealed values as `values_sql`, but in the table's own scan order (no join, no sort):
+    the subject map as two arrays sorted by link value, each row's link found by `width_bucket`
+    (a binary search) in the first, its subject number read from the second."""
+    pairs, links = map_sql(spec, hops)
+    link = f"dereg_t.{_quote(links[0])}::{link_type}"
+    fields = ", ".join(f"dereg_x.dereg_c{i}" for i in range(len(sealed)))
+    picked = ", ".join(f"dereg_t.{_quote(c)} AS dereg_c{i}" for i, c in enumerate(sealed))
+    return (
+        f"COPY (WITH dereg_a AS MATERIALIZED (SELECT array_agg(dereg_m.dereg_l0::{link_type} ORDER BY "
+        f"dereg_m.dereg_l0::{link_type}) AS k, array_agg(dereg_m.dereg_n ORDER BY dereg_m.dereg_l0::{link_type}) "
+        f"AS n FROM ({pairs}) dereg_m) "
+        f"SELECT lpad((dereg_x.dereg_n / {int(group_size)})::text, {GROUP_DIGITS}, '0'), dereg_x.dereg_n, "
+        f"dereg_x.dereg_line, {fields} FROM (SELECT dereg_y.*, CASE WHEN (SELECT k FROM dereg_a)[dereg_y.dereg_w] "
+        f"= dereg_y.dereg_v THEN (SELECT n FROM dereg_a)[dereg_y.dereg_w] END AS dereg_n FROM (SELECT "
+        f"row_number() OVER () - 1 AS dereg_line, {link} AS dereg_v, width_bucket({link}, (SELECT k FROM dereg_a)) "
+        f"AS dereg_w, {picked} FROM {qualified} dereg_t) dereg_y) dereg_x WHERE dereg_x.dereg_n IS NOT NULL) TO STDOUT"
+    )
+
+
+class _GroupRouter(io.RawIOBase):
+    """The sealed-values COPY in scan (line) order: each line put in its group's buffer, a buffer
+    compressed as one zstd frame and spooled when it reaches `FLUSH` bytes, and at the end. Memory:
+    at most `FLUSH` bytes per group."""
+
+    FLUSH = 128 << 10
+
+    def __init__(self, sealer: GroupSealer, table: str):
+        super().__init__()
+        self.sealer, self.table = sealer, table
+        self.carry = b""
+        self.buffers: dict[int, list[bytes]] = {}
+        self.sizes: dict[int, int] = {}
+        self.total = 0
+        self.compressor = zstandard.ZstdCompressor(level=BLOCK_ZSTD_LEVEL)
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        block = self.carry + bytes(data)
+        cut = block.rfind(b"\n") + 1
+        self.carry = block[cut:]
+        if not cut:
+            return len(data)
+        lines = block[:cut].split(b"\n")
+        lines.pop()
+        buffers, sizes, flush = self.buffers, self.sizes, self.FLUSH
+        full = []
+        for line in lines:
+            group = int(line[:GROUP_DIGITS])
+            got = buffers.get(group)
+            if got is None:
+                got = buffers[group] = []
+                sizes[group] = 0
+            got.append(line)
+            sizes[group] += len(line)
+            if sizes[group] > flush:
+                full.append(group)
+        self.total += len(lines)
+        for group in set(full):
+            self._flush(group)
+        return len(data)
+
+    def _flush(self, group: int) -> None:
+        lines = self.buffers.pop(group)
+        self.sizes.pop(group)
+        lines.append(b"")
+        self.sealer.spool_frame(
+            group, self.table, len(lines) - 1, self.compressor.compress(b"\n".join(lines)), more=True
+        )
+
+    def finish(self) -> int:
+        if self.carry:
+            raise BackupError(f"the sealed values COPY of {self.table} ended inside a line")
+        for group in sorted(self.buffers):
+            self._flush(group)
+        return self.total
 
 
 class _Counter(io.RawIOBase):
@@ -438,8 +546,8 @@ class GroupSealer:
         self.refs: list[bytes] = []
         self.sealed: dict[str, dict[str, Any]] = {}
         self.table_order: list[str] = []
-        #: (group, table) -> (entries, offset, length) in the spool
-        self.frames: dict[tuple[int, str], tuple[int, int, int]] = {}
+        #: (group, table) -> [(entries, offset, length) in the spool, ...]: its zstd frames in order
+        self.frames: dict[tuple[int, str], list[tuple[int, int, int]]] = {}
         self.spool = tempfile.TemporaryFile(prefix="dereg-groups-")
         self.lock = threading.Lock()
         self.key_set: GroupKeySet | None = None
@@ -473,13 +581,15 @@ class GroupSealer:
     def seals(self, key: str) -> bool:
         return key in self.sealed
 
-    def spool_frame(self, group: int, table: str, entries: int, frame: bytes) -> None:
+    def spool_frame(self, group: int, table: str, entries: int, frame: bytes, *, more: bool = False) -> None:
+        """Keep one zstd frame of a group's section of `table` in the spool file (`more`: the section
+        may already have frames, appended in line order)."""
         with self.lock:
-            if (group, table) in self.frames:
+            if (group, table) in self.frames and not more:
                 raise BackupError(f"the sealed values of {table} list subject group {group} twice")
             offset = self.spool.seek(0, io.SEEK_END)
             self.spool.write(frame)
-            self.frames[(group, table)] = (entries, offset, len(frame))
+            self.frames.setdefault((group, table), []).append((entries, offset, len(frame)))
 
     def copy_out(
         self, cur, key: str, qualified: str, columns: list[dict[str, Any]], raw, relkind: str = "r", psql=None
@@ -504,8 +614,13 @@ class GroupSealer:
             cur.copy_expert(sql, buffered)
             buffered.flush()
 
-        splitter = _GroupSplitter(self, key)
-        run(values_sql(self.spec, hops, qualified, sealed, self.group_size), splitter)
+        link_type = searchable_link(self.spec, hops, columns)
+        if link_type is not None:  # in the scan's order, cut by group here
+            splitter = _GroupRouter(self, key)
+            run(scan_values_sql(self.spec, hops, qualified, sealed, self.group_size, link_type), splitter)
+        else:  # joined and sorted by group by the server
+            splitter = _GroupSplitter(self, key)
+            run(values_sql(self.spec, hops, qualified, sealed, self.group_size), splitter)
         rows = splitter.finish()
         plain = _Counter()
         run(_copy_sql(qualified, relkind, columns), plain)
@@ -538,9 +653,12 @@ class GroupSealer:
             for g in range(groups):
                 sections = []
                 for table in tables:
-                    entries, offset, length = self.frames.get((g, table), (0, 0, 0))
-                    self.spool.seek(offset)
-                    sections.append((table, entries, self.spool.read(length)))
+                    entries, frames = 0, []
+                    for count, offset, length in self.frames.get((g, table), []):
+                        self.spool.seek(offset)
+                        frames.append(self.spool.read(length))
+                        entries += count
+                    sections.append((table, entries, b"".join(frames)))
                 key = os.urandom(32)
                 where = block_key(session.location, self.backup_id, g, 0)
                 blob = seal_block(key, self.backup_id, g, 0, sections, [])
