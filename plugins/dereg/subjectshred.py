@@ -137,7 +137,8 @@ def rewrite_group_backup(store, ctx: dict[str, Any], company_id: str, ordinal: i
     def put(key: str, blob: bytes) -> None:
         client.put_object(Bucket=where.bucket, Key=key, Body=blob, **lock)
 
-    group, old = groupkeys.rewrite_group(key_set, ordinal, get=get, put=put, location=where)
+    marks = {name: groupkeys.shredded_marks(t) for name, t in manifest["tables"].items() if t.get("sealed")}
+    group, old = groupkeys.rewrite_group(key_set, ordinal, get=get, put=put, location=where, marks=marks)
     keep = groupkeys.save_key_set(store, where, client, company_id, key_set, data_key) or "null"
     deleted, problems = _keep_only(client, where, backup_id, keep)
     escrow = subjectkeys.escrow_key(where, backup_id)

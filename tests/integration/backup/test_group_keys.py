@@ -125,8 +125,11 @@ def test_one_subject_shredded_from_its_group_block_inside_a_locked_backup(
         == "COMPLIANCE"
     )
     _, frames = groupkeys.open_block(group.key, new_blob, record.backup_id, 0, 1)
-    for _count, frame in frames.values():
-        assert all(values is None for _, _, values in groupkeys._entries(frame))
+    marks = {n: groupkeys.shredded_marks(t) for n, t in manifest["tables"].items() if t.get("sealed")}
+    for name, (_count, frame) in frames.items():
+        assert not any(v.encode() in groupkeys._decompress(frame) for v in planted)
+        rows = [row for _, n, row, gone in groupkeys._entries(frame, frozenset([0])) if n == 0 and gone]
+        assert rows and all(row.split(b"\t")[p] == v for row in rows for p, v in marks[name].items())
     # a retry (as after an interruption) finishes and changes nothing
     again = shred_subject(
         store, location, keyring, company_id="school-gk", subject_ref=str(SHREDDED), signing_keyring=keyring
