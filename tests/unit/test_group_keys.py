@@ -73,13 +73,13 @@ def test_one_copy_is_cut_into_stored_rows_group_sections_and_the_plain_hash(step
     # (subject number or None) per line, as rows_sql writes them: group, subject, line, then the row
     subjects = [5, None, 0, 13, 1, 6, 5, None, 7, 0, 13]
     rows = [b"%d\tname %d\t\\N" % (line, line) for line in range(len(subjects))]
-    lines = [
-        (b"\\N\t\\N" if n is None else b"%06d\t%d" % (n // 4, n)) + b"\t%d\t" % line + rows[line]
-        for line, n in enumerate(subjects)
-    ]
+    lines = [(b"\\N" if n is None else b"%d" % n) + b"\t" + rows[line] for line, n in enumerate(subjects)]
+    entries = [b"%d\t%d\t" % (n, line) + rows[line] for line, n in enumerate(subjects) if n is not None]
     stream = b"".join(x + b"\n" for x in lines)
     spool, stored = _Spool(), io.BytesIO()
-    router = gk._GroupRouter(spool, "notes", stored)
+    monkeypatch.setattr(gk, "GROUP_SIZE", 4)
+    router = gk._GroupRouter(gk.GroupSealer(SealSpec("s", None, "s", "id", {}), "bk-7"), "notes", stored)
+    router.sealer = spool
     for at in range(0, len(stream), step):
         router.write(stream[at : at + step])
     router.finish()
@@ -89,7 +89,7 @@ def test_one_copy_is_cut_into_stored_rows_group_sections_and_the_plain_hash(step
     assert sorted(g for g, _ in spool.frames) == [0, 1, 3]  # group 2 has no row
     for group in (0, 1, 3):
         section = _section(spool, group, "notes")
-        mine = [x for x, n in zip(lines, subjects, strict=True) if n is not None and n // 4 == group]
+        mine = [x for x in entries if int(x.split(b"\t")[0]) // 4 == group]
         assert gk._decompress(section) == b"".join(x + b"\n" for x in mine)  # line order kept
         assert sum(n for n, _ in spool.frames[(group, "notes")]) == len(mine)
     assert len(spool.frames[(1, "notes")]) > 1 or step > len(stream) // 2  # one write: one frame
@@ -110,10 +110,11 @@ def test_sql_keeps_the_scan_and_maps_links_to_subject_numbers():
     columns = [{"name": n, "pg_type": "integer"} for n in ("id", "student_id")] + [
         {"name": "body", "pg_type": "text"}
     ]
-    scan = gk.rows_sql(spec, [hop], '"notes"', columns, 1024, "integer")
+    scan = gk.rows_sql(spec, [hop], '"notes"', columns, "integer")
     # sorted: the subject ranks and the two arrays, never the table's rows
     assert "width_bucket(" in scan and scan.count("ORDER BY") == 3 and "JOIN" not in scan
-    joined = gk.rows_sql(spec, [hop], '"notes"', columns, 1024, None)
+    assert "OVER ()" not in scan  # the line numbers are counted as the rows arrive
+    joined = gk.rows_sql(spec, [hop], '"notes"', columns, None)
     assert "LEFT JOIN" in joined and joined.endswith("ORDER BY dereg_x.dereg_line) TO STDOUT")
     assert gk.searchable_link(spec, [hop], columns) == "integer"
     assert gk.searchable_link(spec, [hop], [{"name": "student_id", "pg_type": "text"}]) is None
@@ -130,8 +131,8 @@ def test_rows_merge_back_from_several_blocks_and_a_shredded_subject_is_marked():
     # subjects 0..2 in groups of 2; rows 0, 2, 3 belong to subjects 1, 2, 0; rows 1 and 4 to none
     plain = b"1\tAnn\t2016-01-01\n2\tkeep\t2017-01-01\n3\tBo\t\\N\n4\tCy\t2018-01-01\n5\tnone\t\\N\n"
     stored = b"2\tkeep\t2017-01-01\n5\tnone\t\\N\n"
-    group0 = _frame([b"000000\t1\t0\t1\tAnn\t2016-01-01\n", b"000000\t0\t3\t4\tCy\t2018-01-01\n"])
-    group1 = _frame([b"000001\t2\t2\t3\tBo\t\\N\n"])
+    group0 = _frame([b"1\t0\t1\tAnn\t2016-01-01\n", b"0\t3\t4\tCy\t2018-01-01\n"])
+    group1 = _frame([b"2\t2\t3\tBo\t\\N\n"])
     spec = {
         "columns": [{"name": n} for n in ("id", "name", "born")],
         "sealed": {"columns": ["name", "born"], "markers": {"name": "#shredded"}, "rows": 3},
@@ -165,7 +166,7 @@ def test_rows_merge_back_from_several_blocks_and_a_shredded_subject_is_marked():
     assert any("sealed_sha256" in p for p in problems)
     problems.clear()
     opened = gk.GroupUnsealer(
-        manifest, key_set, [{"s": (2, group0)}, {"s": (1, _frame([b"000001\t2\t9\t3\tBo\t\\N\n"]))}]
+        manifest, key_set, [{"s": (2, group0)}, {"s": (1, _frame([b"2\t9\t3\tBo\t\\N\n"]))}]
     )
     b"".join(opened.wrap("s", dict(spec), iter([stored]), problems))
     assert any("line numbers do not fit" in p for p in problems)
@@ -177,7 +178,7 @@ def test_rewriting_a_group_keeps_the_other_subjects_and_needs_a_known_subject():
     key_set = gk.GroupKeySet("bk-7", 2, 3, [gk.Group(0, 0, "p/bk-7/groups/0/0", os.urandom(32))])
     key_set.groups.append(gk.Group(1, 0, "p/bk-7/groups/1/0", os.urandom(32)))
     objects: dict[str, bytes] = {}
-    frame = _frame([b"000000\t1\t0\t1\tAnn\n", b"000000\t0\t3\t4\tCy\n"])
+    frame = _frame([b"1\t0\t1\tAnn\n", b"0\t3\t4\tCy\n"])
     objects[key_set.groups[0].block] = gk.seal_block(
         key_set.groups[0].key, "bk-7", 0, 0, [("s", 2, frame)], []
     )

@@ -68,8 +68,6 @@ GROUP_SIZE = 1024
 #: zstd level of a block's sections: a section is a few hundred kB, so a stronger level than the
 #: chunks' costs little time and wins back most of what the split into groups loses
 BLOCK_ZSTD_LEVEL = 3
-#: width of the group field the sealed-values COPY starts each line with (zero-padded)
-GROUP_DIGITS = 6
 
 
 # --- keys ----------------------------------------------------------------------------------------
@@ -257,7 +255,7 @@ def _entries(frame: bytes, shredded: frozenset[int] = frozenset()) -> Iterator[t
         zstandard.ZstdDecompressor().stream_reader(frame, read_across_frames=True), buffer_size=1 << 16
     )
     for raw in reader:
-        _, n, line, row = raw[:-1].split(b"\t", 3)
+        n, line, row = raw[:-1].split(b"\t", 2)
         subject = int(n)
         yield int(line), subject, row, subject in shredded
 
@@ -268,13 +266,13 @@ def drop_subject(frame: bytes, ordinal: int, marks: dict[int, bytes]) -> tuple[b
     mark = b"%d" % ordinal
     out, changed = [], 0
     for line in _decompress(frame).split(b"\n")[:-1]:
-        parts = line.split(b"\t", 3)
-        if parts[1] == mark:
+        parts = line.split(b"\t", 2)
+        if parts[0] == mark:
             changed += 1
-            fields = parts[3].split(b"\t")
+            fields = parts[2].split(b"\t")
             for p, value in marks.items():
                 fields[p] = value
-            line = b"\t".join([*parts[:3], b"\t".join(fields)])
+            line = b"\t".join([*parts[:2], b"\t".join(fields)])
         out.append(line + b"\n")
     return zstandard.ZstdCompressor(level=BLOCK_ZSTD_LEVEL).compress(b"".join(out)), changed
 
@@ -341,45 +339,39 @@ def rows_sql(
     hops,
     qualified: str,
     columns: list[dict[str, Any]],
-    group_size: int,
     link_type: str | None,
 ) -> str:
     """COPY of every row of the table, in the order of the table's own scan (the order a plain
-    backup's COPY has), each as `group (zero-padded) \\t subject number \\t line number \\t` and its
-    plain COPY text; `\\N` for group and subject when the row has no subject. With `link_type`, the
-    subject map is two arrays sorted by link value and each row's link is found by `width_bucket` (a
-    binary search): no join, no sort. Else the map is joined to the rows and the result sorted back
-    into line order."""
+    backup's COPY has), each as its subject number (`\\N` for a row of no subject), a tab and its
+    plain COPY text. With `link_type`, the subject map is two arrays sorted by link value and each
+    row's link is found by `width_bucket` (a binary search): no join, no sort, no window. Else the
+    map is joined to the rows and the result sorted back into the scan's order."""
     pairs, links = map_sql(spec, hops)
     names = [c["name"] for c in columns]
     cols = ", ".join(f"dereg_x.{_quote(n)}" for n in names)
-    head = (
-        f"SELECT lpad((dereg_x.dereg_n / {int(group_size)})::text, {GROUP_DIGITS}, '0'), dereg_x.dereg_n, "
-        f"dereg_x.dereg_line, {cols}"
-    )
     inner = ", ".join(f"dereg_t.{_quote(n)}" for n in names)
     if link_type is not None:
         link = f"dereg_t.{_quote(links[0])}::{link_type}"
         return (
             f"COPY (WITH dereg_a AS MATERIALIZED (SELECT array_agg(dereg_m.dereg_l0::{link_type} ORDER BY "
             f"dereg_m.dereg_l0::{link_type}) AS k, array_agg(dereg_m.dereg_n ORDER BY "
-            f"dereg_m.dereg_l0::{link_type}) AS n FROM ({pairs}) dereg_m) {head} FROM (SELECT dereg_y.*, CASE "
-            f"WHEN (SELECT k FROM dereg_a)[dereg_y.dereg_w] = dereg_y.dereg_v THEN (SELECT n FROM dereg_a)"
-            f"[dereg_y.dereg_w] END AS dereg_n FROM (SELECT row_number() OVER () - 1 AS dereg_line, {link} AS "
-            f"dereg_v, width_bucket({link}, (SELECT k FROM dereg_a)) AS dereg_w, {inner} FROM {qualified} "
-            f"dereg_t) dereg_y) dereg_x) TO STDOUT"
+            f"dereg_m.dereg_l0::{link_type}) AS n FROM ({pairs}) dereg_m) SELECT CASE WHEN (SELECT k FROM "
+            f"dereg_a)[dereg_x.dereg_w] = dereg_x.dereg_v THEN (SELECT n FROM dereg_a)[dereg_x.dereg_w] END, {cols} "
+            f"FROM (SELECT {link} AS dereg_v, width_bucket({link}, (SELECT k FROM dereg_a)) AS dereg_w, {inner} "
+            f"FROM {qualified} dereg_t OFFSET 0) dereg_x) TO STDOUT"
         )
     picked = ", ".join(f"dereg_t.{_quote(c)} AS dereg_v{i}" for i, c in enumerate(links))
-    on = " AND ".join(f"dereg_y.dereg_v{i} = dereg_m.dereg_l{i}" for i in range(len(links)))
+    on = " AND ".join(f"dereg_x.dereg_v{i} = dereg_m.dereg_l{i}" for i in range(len(links)))
     return (
-        f"COPY ({head} FROM (SELECT dereg_y.*, dereg_m.dereg_n FROM (SELECT row_number() OVER () - 1 AS "
-        f"dereg_line, {picked}, {inner} FROM {qualified} dereg_t) dereg_y LEFT JOIN ({pairs}) dereg_m ON {on}) "
-        f"dereg_x ORDER BY dereg_x.dereg_line) TO STDOUT"
+        f"COPY (SELECT dereg_m.dereg_n, {cols} FROM (SELECT row_number() OVER () AS dereg_line, {picked}, {inner} "
+        f"FROM {qualified} dereg_t) dereg_x LEFT JOIN ({pairs}) dereg_m ON {on} ORDER BY dereg_x.dereg_line) "
+        "TO STDOUT"
     )
 
 
 class _GroupRouter(io.RawIOBase):
-    """`rows_sql`'s COPY in (line order): each subject's row put in its group's buffer (compressed as one
+    """`rows_sql`'s COPY in (scan order): each subject's row, as `n, line number, row`, put in its
+    group's buffer (compressed as one
     zstd frame and spooled when the buffer reaches `FLUSH` bytes, and at the end), each row of no
     subject written to the stored stream `raw`, and every row's plain COPY text hashed, as a plain
     backup hashes the table. Memory: at most `FLUSH` bytes per group."""
@@ -394,6 +386,7 @@ class _GroupRouter(io.RawIOBase):
         self.sizes: dict[int, int] = {}
         self.plain = hashlib.sha256()
         self.rows = self.subject_rows = 0
+        self.group_size = sealer.group_size
         self.compressor = zstandard.ZstdCompressor(level=BLOCK_ZSTD_LEVEL)
 
     def writable(self) -> bool:
@@ -407,31 +400,36 @@ class _GroupRouter(io.RawIOBase):
             return len(data)
         lines = block[:cut].split(b"\n")
         lines.pop()
-        buffers, sizes, flush = self.buffers, self.sizes, self.FLUSH
+        buffers, sizes, flush, size = self.buffers, self.sizes, self.FLUSH, self.group_size
         plains, stored, full = [], [], []
         plain_add, stored_add = plains.append, stored.append
+        line_no = self.rows
+        subject_rows = 0
         for line in lines:
-            group, _, _, row = line.split(b"\t", 3)
+            n, _, row = line.partition(b"\t")
             plain_add(row)
-            if group == NULL:
+            if n == NULL:
                 stored_add(row)
-                continue
-            g = int(group)
-            got = buffers.get(g)
-            if got is None:
-                got = buffers[g] = []
-                sizes[g] = 0
-            got.append(line)
-            sizes[g] += len(line)
-            if sizes[g] > flush:
-                full.append(g)
+            else:
+                g = int(n) // size
+                got = buffers.get(g)
+                if got is None:
+                    got = buffers[g] = []
+                    sizes[g] = 0
+                entry = b"%b\t%d\t%b" % (n, line_no, row)
+                got.append(entry)
+                sizes[g] += len(entry)
+                if sizes[g] > flush:
+                    full.append(g)
+                subject_rows += 1
+            line_no += 1
         plain_add(b"")
         self.plain.update(b"\n".join(plains))
         if stored:
             stored_add(b"")
             self.raw.write(b"\n".join(stored))
-        self.rows += len(lines)
-        self.subject_rows += len(lines) - max(len(stored) - 1, 0)
+        self.rows = line_no
+        self.subject_rows += subject_rows
         for g in set(full):
             self._flush(g)
         return len(data)
@@ -523,9 +521,7 @@ class GroupSealer:
         # no JIT: the planner cannot know that a row has one subject, estimates a join of billions of
         # rows, and compiles the query for longer than it runs
         setting = f"SET LOCAL work_mem TO '{self.work_mem_mb}MB'; SET LOCAL jit TO off"
-        sql = rows_sql(
-            self.spec, hops, qualified, columns, self.group_size, searchable_link(self.spec, hops, columns)
-        )
+        sql = rows_sql(self.spec, hops, qualified, columns, searchable_link(self.spec, hops, columns))
         router = _GroupRouter(self, key, raw)
         if psql is not None:
             psql.copy_out(key, f"{setting};\n{sql}", router)
