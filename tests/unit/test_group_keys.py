@@ -70,15 +70,18 @@ def _section(spool: _Spool, group: int, table: str) -> bytes:
 @pytest.mark.parametrize("step", [1, 7, 64, 10_000])
 def test_one_copy_is_cut_into_stored_rows_group_sections_and_the_plain_hash(step, monkeypatch):
     monkeypatch.setattr(gk._GroupRouter, "FLUSH", 20)  # several frames per group
-    # (subject number or None) per line, as rows_sql writes them: group, subject, line, then the row
+    monkeypatch.setattr(gk, "GROUP_SIZE", 4)
+    # the link value rows_sql puts in front of each row, and the subject number it maps to
     subjects = [5, None, 0, 13, 1, 6, 5, None, 7, 0, 13]
+    ordinal = {b"s%d" % n: n for n in range(14)}
     rows = [b"%d\tname %d\t\\N" % (line, line) for line in range(len(subjects))]
-    lines = [(b"\\N" if n is None else b"%d" % n) + b"\t" + rows[line] for line, n in enumerate(subjects)]
+    lines = [(b"\\N" if n is None else b"s%d" % n) + b"\t" + rows[line] for line, n in enumerate(subjects)]
     entries = [b"%d\t%d\t" % (n, line) + rows[line] for line, n in enumerate(subjects) if n is not None]
     stream = b"".join(x + b"\n" for x in lines)
     spool, stored = _Spool(), io.BytesIO()
-    monkeypatch.setattr(gk, "GROUP_SIZE", 4)
-    router = gk._GroupRouter(gk.GroupSealer(SealSpec("s", None, "s", "id", {}), "bk-7"), "notes", stored)
+    router = gk._GroupRouter(
+        gk.GroupSealer(SealSpec("s", None, "s", "id", {}), "bk-7"), "notes", stored, ordinal
+    )
     router.sealer = spool
     for at in range(0, len(stream), step):
         router.write(stream[at : at + step])
@@ -96,7 +99,7 @@ def test_one_copy_is_cut_into_stored_rows_group_sections_and_the_plain_hash(step
     assert [e[:2] for e in gk._entries(_section(spool, 0, "notes"))] == [(2, 0), (4, 1), (9, 0)]
 
 
-def test_sql_keeps_the_scan_and_maps_links_to_subject_numbers():
+def test_the_rows_are_read_as_a_plain_backup_reads_them_with_their_link_in_front():
     spec = SealSpec("students", None, "students", "id", {})
     hop = {
         "table": "students",
@@ -105,22 +108,11 @@ def test_sql_keeps_the_scan_and_maps_links_to_subject_numbers():
         "columns": ["student_id"],
         "ref_columns": ["id"],
     }
-    pairs, links = gk.map_sql(spec, [hop])
-    assert links == ["student_id"] and 'row_number() OVER (ORDER BY "id")' in pairs
-    columns = [{"name": n, "pg_type": "integer"} for n in ("id", "student_id")] + [
-        {"name": "body", "pg_type": "text"}
-    ]
-    scan = gk.rows_sql(spec, [hop], '"notes"', columns, "integer")
-    # sorted: the subject ranks and the two arrays, never the table's rows
-    assert "width_bucket(" in scan and scan.count("ORDER BY") == 3 and "JOIN" not in scan
-    assert "OVER ()" not in scan  # the line numbers are counted as the rows arrive
-    joined = gk.rows_sql(spec, [hop], '"notes"', columns, None)
-    assert "LEFT JOIN" in joined and joined.endswith("ORDER BY dereg_x.dereg_line) TO STDOUT")
-    assert gk.searchable_link(spec, [hop], columns) == "integer"
-    assert gk.searchable_link(spec, [hop], [{"name": "student_id", "pg_type": "text"}]) is None
-    back = {**hop, "columns": ["id"], "ref_columns": ["guardian_id"], "direction": "referenced"}
-    pairs, links = gk.map_sql(spec, [back])
-    assert links == ["id"] and "min(dereg_o.dereg_n)" in pairs and 'GROUP BY dereg_h0."guardian_id"' in pairs
+    columns = [{"name": n} for n in ("id", "student_id", "body")]
+    assert gk.rows_sql(spec, [hop], '"notes"', columns) == (
+        'COPY (SELECT dereg_t."student_id"::text, dereg_t."id", dereg_t."student_id", dereg_t."body" '
+        'FROM "notes" dereg_t) TO STDOUT'
+    )
 
 
 def _frame(lines: list[bytes]) -> bytes:

@@ -51,7 +51,9 @@ from dereg.backup.subjectkeys import (
     _quote,
     escrow_key,
     is_direct,
+    link_expression,
     load_key_set_body,
+    mapping_sql,
     sealed_columns,
     subjects_aad,
 )
@@ -67,7 +69,7 @@ BLOCKS_FOLDER = "groups"
 GROUP_SIZE = 1024
 #: zstd level of a block's sections: a section is a few hundred kB, so a stronger level than the
 #: chunks' costs little time and wins back most of what the split into groups loses
-BLOCK_ZSTD_LEVEL = 3
+BLOCK_ZSTD_LEVEL = 1
 
 
 # --- keys ----------------------------------------------------------------------------------------
@@ -286,86 +288,14 @@ def shredded_marks(spec: dict[str, Any]) -> dict[int, bytes]:
 
 
 # --- backup side -----------------------------------------------------------------------------------
-def map_sql(spec: SealSpec, hops: list[dict[str, Any]]) -> tuple[str, list[str]]:
-    """(SQL of the pairs `dereg_l0[, dereg_l1...], dereg_n`: a row's link value -> its subject number,
-    the table's link columns). Subject numbers are the ranks of the subject keys (`ORDER BY key`,
-    from 0), the order of the subjects stream; a row that reaches several subjects takes the lowest."""
-    key = _quote(spec.subject_key)
-    ordmap = (
-        f"(SELECT {key} AS dereg_k, row_number() OVER (ORDER BY {key}) - 1 AS dereg_n "
-        f"FROM {_qualified(spec.subject_schema, spec.subject_name)})"
-    )
-    if is_direct(spec, hops):
-        columns = [spec.subject_key] if not hops else list(hops[0]["columns"])
-        return f"SELECT dereg_k AS dereg_l0, dereg_n FROM {ordmap} dereg_o", columns
-    froms, where, previous = [], [], None
-    for n, hop in enumerate(hops):
-        alias = f"dereg_h{n}"
-        froms.append(f"{_qualified(hop.get('schema'), hop.get('name') or hop['table'])} {alias}")
-        if previous is not None:
-            where += [
-                f"{alias}.{_quote(rc)} = {previous}.{_quote(c)}"
-                for c, rc in zip(hop["columns"], hop["ref_columns"], strict=True)
-            ]
-        previous = alias
-    where.append(f"dereg_o.dereg_k = {previous}.{key}")
-    firsts = [f"dereg_h0.{_quote(c)}" for c in hops[0]["ref_columns"]]
+def rows_sql(spec: SealSpec, hops, qualified: str, columns: list[dict[str, Any]]) -> str:
+    """COPY of every row of the table as a plain backup reads it (the same scan, so the same order),
+    each with one more field in front: its link value as text (`subjectkeys.link_expression`: the
+    subject ref itself when the row links straight to the subject's key), which the sealer maps to a
+    subject number. No join, no sort, no window: the server's work is a plain backup's."""
+    cols = ", ".join(f"dereg_t.{_quote(c['name'])}" for c in columns)
     return (
-        f"SELECT {', '.join(f'{c} AS dereg_l{i}' for i, c in enumerate(firsts))}, min(dereg_o.dereg_n) AS dereg_n "
-        f"FROM {', '.join(froms)}, {ordmap} dereg_o WHERE {' AND '.join(where)} GROUP BY {', '.join(firsts)}",
-        list(hops[0]["columns"]),
-    )
-
-
-#: link types whose values `width_bucket` finds in a sorted array by binary search (fixed width, one
-#: comparison per step); a link of another type, or of several columns, is joined and sorted instead
-_SEARCHABLE = {"smallint", "integer", "bigint", "uuid", "date"}
-
-
-def searchable_link(spec: SealSpec, hops, columns: list[dict[str, Any]]) -> str | None:
-    """The type of the table's one link column when `rows_sql` can find it by `width_bucket`."""
-    _, links = map_sql(spec, hops)
-    if len(links) != 1:
-        return None
-    for column in columns:
-        if column["name"] == links[0]:
-            typ = str(column.get("pg_type") or "")
-            return typ if column.get("pg_builtin", True) and typ in _SEARCHABLE else None
-    return None
-
-
-def rows_sql(
-    spec: SealSpec,
-    hops,
-    qualified: str,
-    columns: list[dict[str, Any]],
-    link_type: str | None,
-) -> str:
-    """COPY of every row of the table, in the order of the table's own scan (the order a plain
-    backup's COPY has), each as its subject number (`\\N` for a row of no subject), a tab and its
-    plain COPY text. With `link_type`, the subject map is two arrays sorted by link value and each
-    row's link is found by `width_bucket` (a binary search): no join, no sort, no window. Else the
-    map is joined to the rows and the result sorted back into the scan's order."""
-    pairs, links = map_sql(spec, hops)
-    names = [c["name"] for c in columns]
-    cols = ", ".join(f"dereg_x.{_quote(n)}" for n in names)
-    inner = ", ".join(f"dereg_t.{_quote(n)}" for n in names)
-    if link_type is not None:
-        link = f"dereg_t.{_quote(links[0])}::{link_type}"
-        return (
-            f"COPY (WITH dereg_a AS MATERIALIZED (SELECT array_agg(dereg_m.dereg_l0::{link_type} ORDER BY "
-            f"dereg_m.dereg_l0::{link_type}) AS k, array_agg(dereg_m.dereg_n ORDER BY "
-            f"dereg_m.dereg_l0::{link_type}) AS n FROM ({pairs}) dereg_m) SELECT CASE WHEN (SELECT k FROM "
-            f"dereg_a)[dereg_x.dereg_w] = dereg_x.dereg_v THEN (SELECT n FROM dereg_a)[dereg_x.dereg_w] END, {cols} "
-            f"FROM (SELECT {link} AS dereg_v, width_bucket({link}, (SELECT k FROM dereg_a)) AS dereg_w, {inner} "
-            f"FROM {qualified} dereg_t OFFSET 0) dereg_x) TO STDOUT"
-        )
-    picked = ", ".join(f"dereg_t.{_quote(c)} AS dereg_v{i}" for i, c in enumerate(links))
-    on = " AND ".join(f"dereg_x.dereg_v{i} = dereg_m.dereg_l{i}" for i in range(len(links)))
-    return (
-        f"COPY (SELECT dereg_m.dereg_n, {cols} FROM (SELECT row_number() OVER () AS dereg_line, {picked}, {inner} "
-        f"FROM {qualified} dereg_t) dereg_x LEFT JOIN ({pairs}) dereg_m ON {on} ORDER BY dereg_x.dereg_line) "
-        "TO STDOUT"
+        f"COPY (SELECT {link_expression(spec, 'dereg_t', hops)}, {cols} FROM {qualified} dereg_t) TO STDOUT"
     )
 
 
@@ -378,9 +308,9 @@ class _GroupRouter(io.RawIOBase):
 
     FLUSH = 128 << 10
 
-    def __init__(self, sealer: GroupSealer, table: str, raw):
+    def __init__(self, sealer: GroupSealer, table: str, raw, ordinal: dict[bytes, int]):
         super().__init__()
-        self.sealer, self.table, self.raw = sealer, table, raw
+        self.sealer, self.table, self.raw, self.ordinal = sealer, table, raw, ordinal
         self.carry = b""
         self.buffers: dict[int, list[bytes]] = {}
         self.sizes: dict[int, int] = {}
@@ -401,22 +331,24 @@ class _GroupRouter(io.RawIOBase):
         lines = block[:cut].split(b"\n")
         lines.pop()
         buffers, sizes, flush, size = self.buffers, self.sizes, self.FLUSH, self.group_size
+        ordinal = self.ordinal.get
         plains, stored, full = [], [], []
         plain_add, stored_add = plains.append, stored.append
         line_no = self.rows
         subject_rows = 0
         for line in lines:
-            n, _, row = line.partition(b"\t")
+            link, _, row = line.partition(b"\t")
             plain_add(row)
-            if n == NULL:
+            n = ordinal(link)
+            if n is None:
                 stored_add(row)
             else:
-                g = int(n) // size
+                g = n // size
                 got = buffers.get(g)
                 if got is None:
                     got = buffers[g] = []
                     sizes[g] = 0
-                entry = b"%b\t%d\t%b" % (n, line_no, row)
+                entry = b"%d\t%d\t%b" % (n, line_no, row)
                 got.append(entry)
                 sizes[g] += len(entry)
                 if sizes[g] > flush:
@@ -473,6 +405,8 @@ class GroupSealer:
         self.session = None
         self.done: set[str] = set()
         self.total_rows: dict[str, int] = {}
+        #: per sealed table: its link value (as text) -> subject number
+        self.maps: dict[str, dict[bytes, int]] = {}
         self.blocks: list[list[str]] | None = None
 
     def prepare(self, cur, table_keys: list[str], columns_of: dict[str, list[dict[str, Any]]]) -> None:
@@ -486,15 +420,27 @@ class GroupSealer:
         )
         data = out.getvalue()
         self.refs = data.split(b"\n")[:-1] if data else []
+        ordinal = {r: i for i, r in enumerate(self.refs)}
         self.table_order = list(table_keys)
         for name, table in spec.tables.items():
-            if name in columns_of:
-                entry = sealed_columns(spec, name, table, columns_of[name])
-                if entry is not None:
-                    self.sealed[name] = entry
-        # the subject map is hashed for the stored rows' lookup: it must fit in work_mem, else the
-        # server scans it once per row
-        self.work_mem_mb = min(4096, 64 + len(self.refs) * 256 // 2**20)
+            if name not in columns_of:
+                continue
+            entry = sealed_columns(spec, name, table, columns_of[name])
+            if entry is None:
+                continue
+            self.sealed[name] = entry
+            if is_direct(spec, table.hops):
+                self.maps[name] = ordinal
+            else:  # link value -> subject number, read in the snapshot (a hash lookup per row)
+                out = io.BytesIO()
+                cur.copy_expert(mapping_sql(spec, table.hops), out)
+                found: dict[bytes, int] = {}
+                for pair in out.getvalue().split(b"\n")[:-1]:
+                    value, _, ref = pair.partition(b"\t")
+                    n = ordinal.get(ref)
+                    if n is not None and value != NULL:
+                        found[value] = n  # lowest subject last: it wins
+                self.maps[name] = found
 
     def seals(self, key: str) -> bool:
         return key in self.sealed
@@ -517,16 +463,11 @@ class GroupSealer:
         hashed as plain text. Returns (rows in group blocks, plain SHA-256)."""
         from dereg.backup.pgcopy import READ_BLOCK
 
-        hops = self.spec.tables[key].hops
-        # no JIT: the planner cannot know that a row has one subject, estimates a join of billions of
-        # rows, and compiles the query for longer than it runs
-        setting = f"SET LOCAL work_mem TO '{self.work_mem_mb}MB'; SET LOCAL jit TO off"
-        sql = rows_sql(self.spec, hops, qualified, columns, searchable_link(self.spec, hops, columns))
-        router = _GroupRouter(self, key, raw)
+        sql = rows_sql(self.spec, self.spec.tables[key].hops, qualified, columns)
+        router = _GroupRouter(self, key, raw, self.maps[key])
         if psql is not None:
-            psql.copy_out(key, f"{setting};\n{sql}", router)
+            psql.copy_out(key, sql, router)
         else:
-            cur.execute(setting)
             buffered = io.BufferedWriter(router, buffer_size=READ_BLOCK)
             cur.copy_expert(sql, buffered)
             buffered.flush()

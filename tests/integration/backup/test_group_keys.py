@@ -47,14 +47,9 @@ def _data_key(store, keyring, backup_id: str) -> bytes:
     return keyring.unwrap_data_key(kek_id, base64.b64decode(wrapped), what="the test's backup")
 
 
-@pytest.mark.parametrize("search", ["width_bucket", "join and sort"])
 def test_one_subject_shredded_from_its_group_block_inside_a_locked_backup(
-    search, pg_url, restored_db, take_backup, location, keyring, store, s3_client, monkeypatch, tmp_path
+    pg_url, restored_db, take_backup, location, keyring, store, s3_client, monkeypatch, tmp_path
 ):
-    """Both ways the backup reads the sealed values: integer links found in sorted arrays in the
-    table's scan order, other links joined to the subject map and sorted by group by the server."""
-    if search != "width_bucket":
-        monkeypatch.setattr(groupkeys, "_SEARCHABLE", set())
     monkeypatch.setenv("DEREG_OUTPUT_DIR", str(tmp_path / "out"))
     monkeypatch.setattr(certificate_doc, "render_pdf", _no_pdf)
     monkeypatch.setattr(groupkeys, "GROUP_SIZE", 1)  # two subjects, two groups
