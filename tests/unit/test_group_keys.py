@@ -69,8 +69,7 @@ def _section(spool: _Spool, group: int, table: str) -> bytes:
 
 @pytest.mark.parametrize("step", [1, 7, 64, 10_000])
 def test_one_copy_is_cut_into_stored_rows_group_sections_and_the_plain_hash(step, monkeypatch):
-    monkeypatch.setattr(gk._GroupRouter, "FLUSH", 20)  # several frames per group
-    monkeypatch.setattr(gk, "GROUP_SIZE", 4)
+    monkeypatch.setattr(gk._GroupRouter, "FLUSH", 1)  # several frames per group
     # the link value rows_sql puts in front of each row, and the subject number it maps to
     subjects = [5, None, 0, 13, 1, 6, 5, None, 7, 0, 13]
     ordinal = {b"s%d" % n: n for n in range(14)}
@@ -79,10 +78,7 @@ def test_one_copy_is_cut_into_stored_rows_group_sections_and_the_plain_hash(step
     entries = [b"%d\t%d\t" % (n, line) + rows[line] for line, n in enumerate(subjects) if n is not None]
     stream = b"".join(x + b"\n" for x in lines)
     spool, stored = _Spool(), io.BytesIO()
-    router = gk._GroupRouter(
-        gk.GroupSealer(SealSpec("s", None, "s", "id", {}), "bk-7"), "notes", stored, ordinal
-    )
-    router.sealer = spool
+    router = gk._GroupRouter(spool, "notes", stored, ordinal, groups=4, group_size=4)
     for at in range(0, len(stream), step):
         router.write(stream[at : at + step])
     router.finish()
@@ -97,6 +93,19 @@ def test_one_copy_is_cut_into_stored_rows_group_sections_and_the_plain_hash(step
         assert sum(n for n, _ in spool.frames[(group, "notes")]) == len(mine)
     assert len(spool.frames[(1, "notes")]) > 1 or step > len(stream) // 2  # one write: one frame
     assert [e[:2] for e in gk._entries(_section(spool, 0, "notes"))] == [(2, 0), (4, 1), (9, 0)]
+    # the link read from the row's own field (the plain backup's COPY, hashed as it came): the same cut
+    plain_copy = b"".join(r + b"\n" for r in rows)
+    own = {b"%d" % line: n for line, n in enumerate(subjects) if n is not None}
+    spool2, stored2 = _Spool(), io.BytesIO()
+    router = gk._GroupRouter(spool2, "notes", stored2, own, groups=4, group_size=4, link=0)
+    for at in range(0, len(plain_copy), step):
+        router.write(plain_copy[at : at + step])
+    router.finish()
+    assert router.plain.hexdigest() == hashlib.sha256(plain_copy).hexdigest()
+    assert stored2.getvalue() == stored.getvalue() and (router.rows, router.subject_rows) == (11, 9)
+    assert {k: gk._decompress(_section(spool2, *k)) for k in spool2.frames} == {
+        k: gk._decompress(_section(spool, *k)) for k in spool.frames
+    }
 
 
 def test_the_rows_are_read_as_a_plain_backup_reads_them_with_their_link_in_front():

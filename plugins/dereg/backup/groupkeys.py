@@ -54,6 +54,7 @@ from dereg.backup.subjectkeys import (
     link_expression,
     load_key_set_body,
     mapping_sql,
+    own_link,
     sealed_columns,
     subjects_aad,
 )
@@ -300,23 +301,33 @@ def rows_sql(spec: SealSpec, hops, qualified: str, columns: list[dict[str, Any]]
 
 
 class _GroupRouter(io.RawIOBase):
-    """`rows_sql`'s COPY in (scan order): each subject's row, as `n, line number, row`, put in its
-    group's buffer (compressed as one
-    zstd frame and spooled when the buffer reaches `FLUSH` bytes, and at the end), each row of no
-    subject written to the stored stream `raw`, and every row's plain COPY text hashed, as a plain
-    backup hashes the table. Memory: at most `FLUSH` bytes per group."""
+    """`rows_sql`'s COPY in (scan order), cut: each subject's row, as `n, line number, row`, into its
+    group's buffer (compressed as one zstd frame and spooled once it holds `FLUSH` rows, and at the
+    end), each row of no subject to the stored stream `raw`, and every row's plain COPY text hashed,
+    as a plain backup hashes the table. The row's link is its field `link`, or (None) an extra field
+    in front, taken off. Runs under the GIL for every row of every sealed table: a row costs a
+    handful of C calls. Memory: at most `FLUSH` rows per group."""
 
-    FLUSH = 128 << 10
+    FLUSH = 2048
 
-    def __init__(self, sealer: GroupSealer, table: str, raw, ordinal: dict[bytes, int]):
+    def __init__(
+        self,
+        sealer: GroupSealer,
+        table: str,
+        raw,
+        ordinal: dict[bytes, int],
+        *,
+        groups: int,
+        group_size: int,
+        link: int | None = None,
+    ):
         super().__init__()
-        self.sealer, self.table, self.raw, self.ordinal = sealer, table, raw, ordinal
+        self.sealer, self.table, self.raw, self.ordinal, self.link = sealer, table, raw, ordinal, link
         self.carry = b""
-        self.buffers: dict[int, list[bytes]] = {}
-        self.sizes: dict[int, int] = {}
+        self.group_size = group_size
+        self.buffers: list[list[bytes]] = [[] for _ in range(groups)]
         self.plain = hashlib.sha256()
         self.rows = self.subject_rows = 0
-        self.group_size = sealer.group_size
         self.compressor = zstandard.ZstdCompressor(level=BLOCK_ZSTD_LEVEL)
 
     def writable(self) -> bool:
@@ -330,45 +341,51 @@ class _GroupRouter(io.RawIOBase):
             return len(data)
         lines = block[:cut].split(b"\n")
         lines.pop()
-        buffers, sizes, flush, size = self.buffers, self.sizes, self.FLUSH, self.group_size
-        ordinal = self.ordinal.get
-        plains, stored, full = [], [], []
-        plain_add, stored_add = plains.append, stored.append
+        buffers, size, ordinal, link = self.buffers, self.group_size, self.ordinal.get, self.link
+        stored: list[bytes] = []
+        stored_add = stored.append
         line_no = self.rows
-        subject_rows = 0
-        for line in lines:
-            link, _, row = line.partition(b"\t")
-            plain_add(row)
-            n = ordinal(link)
-            if n is None:
-                stored_add(row)
-            else:
-                g = n // size
-                got = buffers.get(g)
-                if got is None:
-                    got = buffers[g] = []
-                    sizes[g] = 0
-                entry = b"%d\t%d\t%b" % (n, line_no, row)
-                got.append(entry)
-                sizes[g] += len(entry)
-                if sizes[g] > flush:
-                    full.append(g)
-                subject_rows += 1
-            line_no += 1
-        plain_add(b"")
-        self.plain.update(b"\n".join(plains))
+        if link is None:  # the link in front: taken off, the rest is the plain row
+            plains: list[bytes] = []
+            plain_add = plains.append
+            for line in lines:
+                ref, _, row = line.partition(b"\t")
+                plain_add(row)
+                n = ordinal(ref)
+                if n is None:
+                    stored_add(row)
+                else:
+                    buffers[n // size].append(b"%d\t%d\t%b" % (n, line_no, row))
+                line_no += 1
+            plains.append(b"")
+            self.plain.update(b"\n".join(plains))
+        else:  # the plain backup's own COPY: hashed as it came
+            self.plain.update(block[:cut])
+            at = link + 1
+            for line in lines:
+                n = ordinal(line.split(b"\t", at)[link])
+                if n is None:
+                    stored_add(line)
+                else:
+                    buffers[n // size].append(b"%d\t%d\t%b" % (n, line_no, line))
+                line_no += 1
         if stored:
             stored_add(b"")
             self.raw.write(b"\n".join(stored))
+            self.subject_rows -= len(stored) - 1
+        self.subject_rows += line_no - self.rows
         self.rows = line_no
-        self.subject_rows += subject_rows
-        for g in set(full):
-            self._flush(g)
+        flush = self.FLUSH
+        for group, got in enumerate(buffers):
+            if len(got) >= flush:
+                self._flush(group)
         return len(data)
 
     def _flush(self, group: int) -> None:
-        lines = self.buffers.pop(group)
-        self.sizes.pop(group)
+        lines = self.buffers[group]
+        if not lines:
+            return
+        self.buffers[group] = []
         lines.append(b"")
         self.sealer.spool_frame(
             group, self.table, len(lines) - 1, self.compressor.compress(b"\n".join(lines)), more=True
@@ -377,7 +394,7 @@ class _GroupRouter(io.RawIOBase):
     def finish(self) -> None:
         if self.carry:
             raise BackupError(f"the COPY of {self.table} ended inside a line")
-        for group in sorted(self.buffers):
+        for group in range(len(self.buffers)):
             self._flush(group)
 
 
@@ -461,10 +478,20 @@ class GroupSealer:
         """One COPY of the table (`rows_sql`, in the backup's snapshot), cut here: the subjects' rows
         to their groups' sections (spooled), the others to `raw` (the chunk stream), every row
         hashed as plain text. Returns (rows in group blocks, plain SHA-256)."""
-        from dereg.backup.pgcopy import READ_BLOCK
+        from dereg.backup.pgcopy import READ_BLOCK, _copy_sql
 
-        sql = rows_sql(self.spec, self.spec.tables[key].hops, qualified, columns)
-        router = _GroupRouter(self, key, raw, self.maps[key])
+        hops = self.spec.tables[key].hops
+        link = own_link(self.spec, hops, columns)
+        # the row's own link column: the plain backup's own statement; else the link in front
+        sql = (
+            _copy_sql(qualified, relkind, columns)
+            if link is not None
+            else rows_sql(self.spec, hops, qualified, columns)
+        )
+        groups = -(-len(self.refs) // self.group_size)
+        router = _GroupRouter(
+            self, key, raw, self.maps[key], groups=groups, group_size=self.group_size, link=link
+        )
         if psql is not None:
             psql.copy_out(key, sql, router)
         else:
