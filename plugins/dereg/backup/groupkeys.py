@@ -425,6 +425,8 @@ class GroupSealer:
         #: per sealed table: its link value (as text) -> subject number
         self.maps: dict[str, dict[bytes, int]] = {}
         self.blocks: list[list[str]] | None = None
+        self.writer: threading.Thread | None = None
+        self.writer_error: BaseException | None = None
 
     def prepare(self, cur, table_keys: list[str], columns_of: dict[str, list[dict[str, Any]]]) -> None:
         spec = self.spec
@@ -501,12 +503,23 @@ class GroupSealer:
         router.finish()
         self.sealed[key]["rows"] = router.subject_rows
         self.total_rows[key] = router.rows
+        writer = None
         with self.lock:
             self.done.add(key)
-            ready = self.session is not None and self.blocks is None and self.done >= set(self.sealed)
-        if ready:
-            self.write_blocks(self.session)
+            if self.session is not None and self.writer is None and self.done >= set(self.sealed):
+                # sealed and queued in the background: this connection goes on with other tables
+                writer = self.writer = threading.Thread(
+                    target=self._write_blocks_noting_error, args=(self.session,), name="dereg-groups"
+                )
+        if writer is not None:
+            writer.start()
         return router.subject_rows, router.plain.hexdigest()
+
+    def _write_blocks_noting_error(self, session) -> None:
+        try:
+            self.write_blocks(session)
+        except BaseException as exc:  # noqa: BLE001 - raised by `finish`
+            self.writer_error = exc
 
     def table_entry(self, key: str, stream) -> dict[str, Any]:
         """The manifest's `rows` (all of them; the stored stream holds those of no subject),
@@ -552,6 +565,10 @@ class GroupSealer:
         from dereg.backup.codec import CHUNK_BYTES
         from dereg.backup.writer import ChunkStream
 
+        if self.writer is not None:
+            self.writer.join()
+            if self.writer_error is not None:
+                raise self.writer_error
         if self.blocks is None:
             self.write_blocks(session)
         groups = len(self.blocks)

@@ -491,8 +491,8 @@ def dump_tables(
             if progress:
                 if relkind == "p":
                     progress(f"backup {key}: partitioned, {rows} rows stored in its partitions")
-                else:
-                    progress(f"backup {key}: {rows} rows in {len(chunks)} chunk(s)")
+                else:  # (a sealed table's rows: the manifest's count, not only its stored stream's)
+                    progress(f"backup {key}: {described[key]['rows']} rows in {len(chunks)} chunk(s)")
 
         # largest first; a sealed table is read three times (groupkeys.py), and its group blocks are
         # uploaded once the last of them is done, while the other tables are still being read
