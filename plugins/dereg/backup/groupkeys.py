@@ -405,7 +405,7 @@ class GroupSealer:
     version = GROUP_KEYS_VERSION
     #: what a sealed table costs against a plain one (its rows are cut here, in Python): pgcopy
     #: starts the sealed tables first by their size times this, so that the blocks go early
-    read_weight = 3
+    read_weight = 2
 
     def __init__(self, spec: SealSpec, backup_id: str, group_size: int | None = None):
         self.spec, self.backup_id, self.group_size = spec, backup_id, group_size or GROUP_SIZE
