@@ -67,7 +67,7 @@ BLOCKS_FOLDER = "groups"
 #: subjects per group: a shred rewrites one group's block (about group_size / subjects of the sealed
 #: values); a smaller group costs compression (fewer rows share a zstd window), a larger one a larger
 #: rewrite per shred. See docs/backup-format.md, "Group size".
-GROUP_SIZE = 1024
+GROUP_SIZE = 4096
 #: zstd level of a block's sections: a section is a few hundred kB, so a stronger level than the
 #: chunks' costs little time and wins back most of what the split into groups loses
 BLOCK_ZSTD_LEVEL = 1
