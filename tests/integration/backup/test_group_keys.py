@@ -6,6 +6,7 @@ still there but opens under no key left, and the bad input of `shred-subject`.""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -74,6 +75,12 @@ def test_one_subject_shredded_from_its_group_block_inside_a_locked_backup(
         for o in s3_client.list_objects_v2(Bucket=location.bucket)["Contents"]
     )
     assert not any(v.encode() in blob for v in planted)
+
+    # a reader written from docs/backup-format.md ("Subject group blocks") alone gives the plain rows
+    data_key = _data_key(store, keyring, record.backup_id)
+    for table in ("students", "guardians", "payments"):
+        plain = _read_table_from_the_spec(s3_client, location.bucket, manifest, data_key, table)
+        assert hashlib.sha256(plain).hexdigest() == manifest["tables"][table]["sha256"], table
 
     report = restore_and_verify(
         record.backup_id, location=location, keyring=keyring, store=store, scratch_url=pg_url
@@ -181,3 +188,55 @@ def test_a_tampered_group_block_is_refused(
     )
     with pytest.raises(BackupError, match="group 0 .*fails authentication"):
         restore_and_verify(record.backup_id, location=location, keyring=keyring, store=store)
+
+
+def _read_table_from_the_spec(s3, bucket: str, manifest: dict, data_key: bytes, name: str) -> bytes:
+    """Version 7 as the spec says: the group keys from their escrow object, each group's block opened
+    and its sections of `name` read, merged by line number with the stored rows of no subject."""
+    import base64
+
+    import zstandard
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+    from cryptography.hazmat.primitives.keywrap import aes_key_unwrap
+
+    bid, version = manifest["backup_id"], manifest["version"]
+    prefix = manifest["escrow_key"].rsplit("/_escrow/", 1)[0]
+    body = json.loads(
+        s3.get_object(Bucket=bucket, Key=f"{prefix}/_escrow/{bid}.subject-keys.json")["Body"].read()
+    )
+    assert body["format"] == "dereg-group-keys" and len(body["groups"]) == manifest["subject_keys"]["groups"]
+    theirs: dict[int, bytes] = {}
+    for group in body["groups"]:
+        g, gen = group["group"], group["generation"]
+        info = f"dereg-backup group-key|{bid}|{g}|{gen}".encode()
+        key = aes_key_unwrap(
+            HKDF(hashes.SHA256(), 32, None, info).derive(data_key), base64.b64decode(group["key"])
+        )
+        blob = s3.get_object(Bucket=bucket, Key=group["block"])["Body"].read()
+        plaintext = AESGCM(key).decrypt(
+            blob[:12], blob[12:], f"dereg-backup-group/{version}|{bid}|{g}|{gen}".encode()
+        )
+        head, _, rest = plaintext.partition(b"\n")
+        at = 0
+        for table in json.loads(head)["tables"]:
+            frames = rest[at : at + table["bytes"]]
+            at += table["bytes"]
+            if table["name"] != name or not frames:
+                continue
+            text = zstandard.ZstdDecompressor().stream_reader(frames, read_across_frames=True).read()
+            for line in text.split(b"\n")[:-1]:
+                _n, number, row = line.split(b"\t", 2)
+                theirs[int(number)] = row
+    spec = manifest["tables"][name]
+    stored = b""
+    for i, key in enumerate(spec["chunks"]):
+        blob = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        last = 1 if i == len(spec["chunks"]) - 1 else 0
+        aad = f"dereg-backup/{version}|{bid}|{name}|{i}|{last}".encode()
+        stored += zstandard.ZstdDecompressor().decompress(AESGCM(data_key).decrypt(blob[:12], blob[12:], aad))
+    assert hashlib.sha256(stored).hexdigest() == spec["sealed_sha256"]
+    assert len(theirs) == spec["sealed"]["rows"]
+    others = iter(stored.split(b"\n")[:-1])
+    return b"".join((theirs[i] if i in theirs else next(others)) + b"\n" for i in range(spec["rows"]))
