@@ -4,7 +4,9 @@ For every complete database backup of the company that has per-subject keys (for
 `subject_keys.enabled`), the subject's ref is looked up in the backup's `_subjects` stream (sealed
 under the data key); the backup's key set is punctured at that subject's leaf (the covering GGM node
 replaced by its co-path, see `backup/subjectkeys.py`), written back to the compliance store and as a
-new escrow version, and every older version of the escrow object is deleted. Listing and reading
+new escrow version, and every older version of the escrow object is deleted. A version 7 backup
+(`backup/groupkeys.py`) has a key per subject group instead: the group's block is written again
+without the subject's sealed values under a new group key, then the old key is replaced the same way. Listing and reading
 both copies again must show the leaf gone before the erasure is recorded: a ledger entry (stage
 `shred_subject`) and a signed certificate for that one erasure.
 

@@ -4,13 +4,12 @@ at the cost of a plain backup, give or take.
 Version 5 and 6 sealed each subject row under that subject's own key (subjectkeys.py): ciphertext
 under independent keys does not compress, and sealing row by row costs a few microseconds of Python
 per row. Version 7 groups the subjects instead: subject number `n` is in group `n // group_size`
-(1,024 by default). A sealed table's stored rows are its COPY text with the sealed columns of every
-subject row NULL (`\\N`); the values themselves go to their group's *block*, one object per group
-holding, table by table, the COPY text of the sealed columns of the group's rows (with their
-subject number and line number), each table's section compressed with zstd and the whole block
-sealed with AES-256-GCM under a random key of that group. The server does the splitting: the rows
-with their sealed columns NULL, the sealed values ordered by group and line, and the plain rows
-(hashed only, so `sha256` stays a plain backup's) are three COPY statements in the backup's snapshot.
+(4,096 by default). A sealed table's rows of a subject go, whole, to their group's *block*: one
+object per group holding, table by table, the group's rows (each with its subject number and line
+number), each table's section compressed with zstd and the whole block sealed with AES-256-GCM under
+a random key of that group; the table's chunks hold only its rows of no subject. Each sealed table is
+read once, as a plain backup reads it, and cut here as the rows arrive; its plain hash (`sha256`)
+stays a plain backup's.
 
 The group keys are wrapped under keys derived from the data key and kept apart from the ciphertext
 (compliance store and unlocked escrow object), as the GGM key set is. A shred cannot change a
@@ -64,12 +63,12 @@ SCHEME = "group-blocks/zstd/aes-256-gcm"
 KEY_SET_FORMAT = "dereg-group-keys"
 BLOCK_FORMAT = "dereg-group-block"
 BLOCKS_FOLDER = "groups"
-#: subjects per group: a shred rewrites one group's block (about group_size / subjects of the sealed
-#: values); a smaller group costs compression (fewer rows share a zstd window), a larger one a larger
-#: rewrite per shred. See docs/backup-format.md, "Group size".
+#: subjects per group: a shred rewrites one group's block (about group_size / subjects of the
+#: subjects' rows); a smaller group costs compression and an object per group (uploaded at the end of
+#: the backup), a larger one a larger rewrite per shred. See docs/backup-format.md, "Group size".
 GROUP_SIZE = 4096
-#: zstd level of a block's sections: a section is a few hundred kB, so a stronger level than the
-#: chunks' costs little time and wins back most of what the split into groups loses
+#: zstd level of a block's sections, the chunks' level: level 3 cost more time (sections are
+#: compressed on the reading thread) than the 1-2 % of size it saved
 BLOCK_ZSTD_LEVEL = 1
 
 
