@@ -864,18 +864,38 @@ def _full_hits(
             if all(masked != m for _, m in found):
                 found.append((key, masked))
 
-    def on_digit_hits(found: list) -> None:
-        # a digit-run value holds one hit and nothing the stream sees: count it as it comes
-        for line_start, index, detector, raw in found:
+    def on_digit_hits(groups: list) -> None:
+        # a digit-run value holds one hit and nothing the stream sees: count each column's hits
+        # of one kind at once, and mask values only for its first few distinct examples
+        for group in groups:
+            detector, index = group.detector, group.index
             category = detector.CATEGORY
-            if own_contacts and (category, detector.compact(raw)) in own_contacts:
-                continue
-            counter = counters[index]
-            counter["_any"] += 1
-            counter[category] += 1
+            counter = counters[group.index]
             candidates = digit_examples[index]
-            if len(candidates.get(category, ())) < _EXAMPLES:
-                example(candidates, detector, raw, (line_start, -1))
+            if own_contacts:
+                for line_start, _, _, raw in group.tuples():
+                    if (category, detector.compact(raw)) in own_contacts:
+                        continue
+                    counter["_any"] += 1
+                    counter[category] += 1
+                    if len(candidates.get(category, ())) < _EXAMPLES:
+                        example(candidates, detector, raw, (line_start, -1))
+                continue
+            counter["_any"] += len(group)
+            counter[category] += len(group)
+            # this group's first few distinct examples, merged with those of earlier groups by
+            # position: the first few of both are the first few of the whole stream
+            mine: dict[str, list] = {}
+            for k in range(len(group)):
+                if len(mine.get(category, ())) >= _EXAMPLES:
+                    break
+                example(mine, detector, group.values[k], (int(group.positions[k]), -1))
+            merged = sorted(candidates.get(category, []) + mine.get(category, []))
+            kept: list = []
+            for key, masked in merged:
+                if len(kept) < _EXAMPLES and all(masked != m for _, m in kept):
+                    kept.append((key, masked))
+            candidates[category] = kept
 
     # stream_hits yields the hits of one value next to each other, whatever the cuts between
     # blocks: count a value once per category by remembering only the current one
