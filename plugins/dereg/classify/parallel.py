@@ -96,7 +96,7 @@ def map_tables(
         return
     from dereg.classify import native, scanner
 
-    exported = native.export(tuple(d.PATTERN for d in scanner.embedded_detectors()))
+    exported = native.export(scanner.native_patterns())
     url = engine.url.render_as_string(hide_password=False)
     context = multiprocessing.get_context("spawn")  # no inherited threads, locks or connections
     with ProcessPoolExecutor(

@@ -583,12 +583,20 @@ def _blank_digit_runs_by_line(block: str, base: int, columns: tuple[int, ...]) -
     return "\n".join(out), hits
 
 
+def native_patterns() -> tuple[re.Pattern, ...]:
+    """What the native candidate search looks for, per embedded detector: its CANDIDATE when it
+    has one (the matches of its PATTERN that its `is_valid` can accept, or more), else its PATTERN.
+    A match of PATTERN outside every region is then one its detector rejects; the scanner would
+    have gone on from its next character, as it does when no region holds it."""
+    return tuple(getattr(d, "CANDIDATE", None) or d.PATTERN for d in embedded_detectors())
+
+
 @lru_cache(maxsize=1)
 def _regions_finder():
     """The native candidate search over the embedded detectors' patterns, or None (use `re`)."""
     from dereg.classify import native
 
-    return native.regions_finder(tuple(d.PATTERN for d in embedded_detectors()))
+    return native.regions_finder(native_patterns())
 
 
 @lru_cache(maxsize=256)
