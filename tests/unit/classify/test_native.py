@@ -135,6 +135,18 @@ def test_untranslatable_patterns_turn_the_shortcut_off():
 
 def test_the_unicode_tables_match_this_python():
     assert native.UNICODE_SPACE_RANGES == tuple(native._unicode_ranges(r"\s"))
+    assert native.OTHER_DIGIT_RANGES == tuple(r for r in native._unicode_ranges(r"\d") if r[0] >= 0x80)
+
+
+def test_byte_offsets_become_character_offsets():
+    import numpy as np
+
+    text = "a张\U0001d7ce b\u00e9c@例.cn"
+    points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    data = text.encode("utf-8")
+    bounds = [len(text[:i].encode("utf-8")) for i in range(len(text) + 1)]
+    assert native._char_offsets(points, bounds) == list(range(len(text) + 1))
+    assert len(data) == bounds[-1]
 
 
 def test_doctests():
