@@ -1138,6 +1138,72 @@ def _is_minor(row, birth_col, id_col, closure_date: date) -> bool:
     return born is not None and is_under(MINOR_AGE, born, closure_date)
 
 
+def _minor_rows(rows: list, keys: int, birth_col, id_col, closure_date: date) -> list:
+    """The rows (subject key..., birth date, resident ID) of `rows` that are minors, as `_is_minor`
+    says: birth dates (date values) and 18-character resident IDs are judged a batch at a time
+    with numpy (`digit_runs`), any other value row by row."""
+    import numpy as np
+
+    from dereg.classify import digit_runs
+
+    found = []
+    dated: list[tuple[object, date]] = []  # (row, birth date)
+    ids: list[tuple[object, str]] = []  # (row, resident ID) of rows without a birth date
+    for row in rows:
+        born = row[keys] if birth_col is not None else None
+        if born is not None:
+            if type(born) is date:
+                dated.append((row, born))
+            elif _is_minor(row[keys:], birth_col, id_col, closure_date):
+                found.append(row)
+            continue
+        raw = row[-1] if id_col is not None else None
+        if not raw:
+            continue
+        if (
+            type(raw) is str
+            and len(raw) == 18
+            and raw.isascii()
+            and raw[:17].isdigit()
+            and raw[17] in _ID_LAST
+        ):
+            ids.append((row, raw))
+        elif _is_minor(row[keys:], birth_col, id_col, closure_date):
+            found.append(row)
+    on = closure_date.year * 10000 + closure_date.month * 100 + closure_date.day
+    if dated:
+        days = np.array([born for _, born in dated], dtype="datetime64[D]")
+        months = days.astype("datetime64[M]")
+        year = months.astype("datetime64[Y]").astype(np.int64) + 1970
+        month = months.astype(np.int64) % 12 + 1
+        day = (days - months).astype(np.int64) + 1
+        found += [dated[i][0] for i in np.flatnonzero(_under(year, month, day, on)).tolist()]
+    if ids:
+        chars = np.array([raw for _, raw in ids], dtype="<U18").view(np.uint32).reshape(len(ids), 18)
+        valid = digit_runs.resident_ids(chars)
+        digits = chars[:, 6:14].astype(np.int64) - 48
+        year = digits[:, 0] * 1000 + digits[:, 1] * 100 + digits[:, 2] * 10 + digits[:, 3]
+        month, day = digits[:, 4] * 10 + digits[:, 5], digits[:, 6] * 10 + digits[:, 7]
+        found += [ids[i][0] for i in np.flatnonzero(valid & _under(year, month, day, on)).tolist()]
+    return found
+
+
+_ID_LAST = frozenset("0123456789Xx")
+
+
+def _under(year, month, day, on: int):
+    """Element-wise `is_under(MINOR_AGE, born, closure)` for real dates given as year, month and day
+    arrays, with `on` the closure date as YYYYMMDD: the birthday MINOR_AGE years on (1 March for
+    29 February in a common year) is after the closure date."""
+    import numpy as np
+
+    target = year + MINOR_AGE
+    leap = (target % 4 == 0) & ((target % 100 != 0) | (target % 400 == 0))
+    moved = (month == 2) & (day == 29) & ~leap
+    birthday = target * 10000 + np.where(moved, 301, month * 100 + day)
+    return on < birthday
+
+
 def count_minors(
     engine: sa.Engine,
     inventory: SourceInventory,
@@ -1193,8 +1259,8 @@ def count_minors(
         for table, b_col, i_col, query in sources:
             n = 0
             try:
-                for row in _stream(conn, query):
-                    if _is_minor(row[len(pk) :], b_col, i_col, closure_date):
+                for rows in _stream(conn, query).partitions():
+                    for row in _minor_rows(rows, len(pk), b_col, i_col, closure_date):
                         n += 1
                         if pk:
                             minor_keys.add(tuple(row[: len(pk)]))

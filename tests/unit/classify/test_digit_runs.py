@@ -143,3 +143,33 @@ def test_lines_with_different_numbers_of_fields_go_line_by_line():
 
 def _hits_of(groups):
     return [hit for g in groups for hit in g.tuples()]
+
+
+@pytest.mark.parametrize(
+    "closure", [date(2026, 12, 31), date(2028, 2, 28), date(2028, 2, 29), date(2027, 3, 1)]
+)
+def test_minors_a_batch_at_a_time_as_row_by_row(closure):
+    from dereg.classify import engine
+
+    rng = random.Random(closure.toordinal())
+    rows = []
+    for k in range(6000):
+        born = date(2008, 1, 1) + timedelta(days=rng.randrange(8 * 366))
+        if rng.random() < 0.05:
+            born = date(2012 + rng.randrange(4) * 4, 2, 29)
+        birth = rng.choice([born, None, None, born.isoformat(), "", "not a date"])
+        resident_id = (
+            _resident_id(rng)
+            if rng.random() < 0.8
+            else rng.choice([None, "", "12345", "1101 0519491231002X"])
+        )
+        if rng.random() < 0.3 and resident_id:
+            head = resident_id[:6] + born.strftime("%Y%m%d") + resident_id[14:17]
+            resident_id = head + cn_resident_id.calc_check_digit(head)
+        rows.append((k, birth, resident_id))
+    for birth_col, id_col in ((object(), object()), (None, object()), (object(), None)):
+        shaped = [(k, *([birth] if birth_col else []), *([rid] if id_col else [])) for k, birth, rid in rows]
+        expected = [r for r in shaped if engine._is_minor(r[1:], birth_col, id_col, closure)]
+        got = engine._minor_rows(shaped, 1, birth_col, id_col, closure)
+        assert sorted(got) == sorted(expected)
+        assert len(expected) > 100
