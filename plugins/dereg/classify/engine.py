@@ -1172,7 +1172,10 @@ def _minor_rows(rows: list, keys: int, birth_col, id_col, closure_date: date) ->
             found.append(row)
     on = closure_date.year * 10000 + closure_date.month * 100 + closure_date.day
     if dated:
-        days = np.array([born for _, born in dated], dtype="datetime64[D]")
+        # ordinals (day 1 is 0001-01-01) to days since 1970-01-01 (ordinal 719163): quicker than
+        # numpy's conversion of date objects
+        ordinals = np.fromiter((born.toordinal() for _, born in dated), dtype=np.int64, count=len(dated))
+        days = (ordinals - 719163).astype("datetime64[D]")
         months = days.astype("datetime64[M]")
         year = months.astype("datetime64[Y]").astype(np.int64) + 1970
         month = months.astype(np.int64) % 12 + 1
@@ -1341,7 +1344,11 @@ def text_columns(info: TableInfo) -> list[str]:
 
 def _scan_weight(info: TableInfo) -> int:
     """Rows times the columns a full scan reads: a long table of dates and flags is quick."""
-    return max(info.row_count, 0) * len(full_scan_columns(info))
+    columns = [c for c in info.columns if c.name in set(full_scan_columns(info))]
+    # integers too short for an identifier are not read where the dialect says so (`_full_hits`);
+    # counted here all the same, they would put a table of ids and dates first
+    read = [c for c in columns if not _TOO_SHORT_FOR_IDS.match(c.type or "")] or columns[:1]
+    return max(info.row_count, 0) * len(read)
 
 
 def _classify_table_task(
