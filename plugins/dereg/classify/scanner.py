@@ -390,6 +390,30 @@ class _Cut:
         return self.text[int(self.starts[k]) : int(self.ends[k])]
 
 
+#: a value that is wholly a plain e-mail address (lower case, starting with a letter that opens no
+#: other kind: not p, which may open a passport label): the stream would find in it exactly one
+#: hit, the address, from its first character to its last (no other detector matches at a lower
+#: case letter but p, and the e-mail pattern's greedy match is the whole value when it is one)
+_PLAIN_EMAIL = re.compile(
+    r"[a-oq-z][a-z0-9]*(?:[._-][a-z0-9]+)*@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,24}"
+)
+
+
+def _email_columns(block: str) -> tuple[int, ...]:
+    """Indexes of the fields that, in the first lines of `block`, mostly hold plain e-mail
+    addresses (`_PLAIN_EMAIL`)."""
+    lines = block.split("\n", DIGIT_COLUMN_PROBE)[:DIGIT_COLUMN_PROBE]
+    plain: Counter = Counter()
+    filled: Counter = Counter()
+    for line in lines:
+        for i, value in enumerate(line.split("\t")):
+            if value and value != "\\N":
+                filled[i] += 1
+                if "@" in value and _PLAIN_EMAIL.fullmatch(value):
+                    plain[i] += 1
+    return tuple(sorted(i for i, n in plain.items() if n >= DIGIT_COLUMN_SHARE * filled[i]))
+
+
 def digit_fields(pieces: Iterable[str], on_hits: Callable[[list[DigitHits]], None]) -> Iterator[str]:
     """The pieces of a stream of tab-separated rows (as `stream_hits` takes them), with the values
     of digit-run columns (ID, card and mobile number columns, `_digit_columns`) checked here and
@@ -408,9 +432,11 @@ def digit_fields(pieces: Iterable[str], on_hits: Callable[[list[DigitHits]], Non
     for piece in pieces:
         if not piece:
             continue
-        columns = _digit_columns(piece) if at_line_start and piece.endswith("\n") else ()
+        whole = at_line_start and piece.endswith("\n")
+        columns = _digit_columns(piece) if whole else ()
+        mailboxes = _email_columns(piece) if whole else ()
         at_line_start = piece.endswith("\n")
-        if not columns:
+        if not columns and not mailboxes:
             base += len(piece)
             yield piece
             continue
@@ -418,7 +444,7 @@ def digit_fields(pieces: Iterable[str], on_hits: Callable[[list[DigitHits]], Non
         start = 0
         while start < len(piece):
             end = piece.rfind("\n", start, start + DIGIT_PART_CHARS) + 1 or piece.index("\n", start) + 1
-            part, hits = _blank_digit_runs(piece[start:end], base, columns)
+            part, hits = _blank_digit_runs(piece[start:end], base, columns, mailboxes)
             if hits:
                 on_hits(hits)
             base += len(part)
@@ -426,15 +452,18 @@ def digit_fields(pieces: Iterable[str], on_hits: Callable[[list[DigitHits]], Non
             yield part
 
 
-def _blank_digit_runs(block: str, base: int, columns: tuple[int, ...]) -> tuple[str, list[DigitHits]]:
+def _blank_digit_runs(
+    block: str, base: int, columns: tuple[int, ...], mailboxes: tuple[int, ...] = ()
+) -> tuple[str, list[DigitHits]]:
     """`block` (whole lines from stream offset `base`) with the digit runs of `columns` blanked,
     and their hits: a whole column at a time when every line has the same number of fields (a
-    COPY stream), else line by line."""
+    COPY stream), else line by line. The plain e-mail addresses of the columns `mailboxes` are
+    taken out the same way on the first path (on the second the stream finds them)."""
     try:
         import numpy  # noqa: F401
     except ImportError:  # pragma: no cover - numpy is a requirement; without it, line by line
         return _blank_digit_runs_by_line(block, base, columns)
-    found = _blank_digit_runs_by_column(block, base, columns)
+    found = _blank_digit_runs_by_column(block, base, columns, mailboxes)
     return found if found is not None else _blank_digit_runs_by_line(block, base, columns)
 
 
@@ -454,7 +483,9 @@ def _classify_digit_run(value: str):
     return None if detector.CATEGORY in NOT_PERSONAL else (detector, raw)
 
 
-def _blank_digit_runs_by_column(block: str, base: int, columns: tuple[int, ...]):
+def _blank_digit_runs_by_column(
+    block: str, base: int, columns: tuple[int, ...], mailboxes: tuple[int, ...] = ()
+):
     """`_blank_digit_runs` with numpy, or None when the lines do not all have the same number of
     fields."""
     import numpy as np
@@ -541,11 +572,42 @@ def _blank_digit_runs_by_column(block: str, base: int, columns: tuple[int, ...])
             hits.append(
                 DigitHits(index, detector, base + line_starts[rows], _Cut(block, starts[rows], stops[rows]))
             )
+    mail = detector_of.get("email")
+    for index in mailboxes if mail is not None else ():
+        if index >= fields:
+            break
+        if index in columns:
+            continue
+        starts = line_starts if index == 0 else tabs[:, index - 1] + 1
+        stops = ends if index == fields - 1 else tabs[:, index]
+        first = chars[starts]
+        rows = np.flatnonzero((stops - starts >= 6) & (first >= 97) & (first <= 122) & (first != 112))
+        begin, end = starts[rows].tolist(), stops[rows].tolist()
+        plain, is_valid = _PLAIN_EMAIL.fullmatch, mail.is_valid
+        taken = [
+            row
+            for row, b, e in zip(rows.tolist(), begin, end, strict=True)
+            if plain(v := block[b:e]) and is_valid(v)
+        ]
+        if taken:
+            rows = np.array(taken, dtype=np.int64)
+            blanked.append(_ranges(starts[rows], stops[rows] - starts[rows]))
+            hits.append(
+                DigitHits(index, mail, base + line_starts[rows], _Cut(block, starts[rows], stops[rows]))
+            )
     if not blanked:
         return block, hits
     spaced = chars.copy()
     spaced[np.concatenate(blanked)] = 32
     return spaced.tobytes().decode("utf-32-le", "surrogatepass"), hits
+
+
+def _ranges(starts, lengths):
+    """The indexes of every range [starts[k], starts[k] + lengths[k]), in one array."""
+    import numpy as np
+
+    offsets = np.cumsum(lengths) - lengths
+    return np.repeat(starts - offsets, lengths) + np.arange(int(lengths.sum()))
 
 
 def _blank_digit_runs_by_line(block: str, base: int, columns: tuple[int, ...]) -> tuple[str, list[DigitHits]]:
