@@ -327,9 +327,14 @@ _PRELOADED: dict[tuple[str, ...], tuple[bytes, tuple[int, ...]]] = {}
 
 def export(patterns: tuple[re.Pattern, ...]) -> tuple[tuple[str, ...], tuple[bytes, tuple[int, ...]]] | None:
     """The compiled database of `patterns`, serialised for a worker process (compiling takes a
-    second or two; loading, milliseconds); None when there is no native search."""
+    second or two; loading, milliseconds); None when there is no native search or when the
+    database is in the cache folder, where the worker finds it."""
     finder = regions_finder(patterns)
     if finder is None:
+        return None
+    if _cached(_cache_file([hs_expression(p) for p in patterns])) is not None:
+        # the worker loads it from the cache file too: nothing to hand over (a pool's start
+        # waits until each process has read what it is handed, about a megabyte here)
         return None
     import hyperscan
 
