@@ -45,6 +45,7 @@ MAX_SAMPLE_CHARS = 200_000  # in a sample, a longer cell is scanned in its first
 SCAN_BATCH = 2000
 BLOCK_CHARS = 4 << 20  # full scans run the scanner over blocks of about this many characters
 _EXAMPLES = 3  # masked examples kept per column and kind in a full scan
+_TRIED_CAP = 4096  # raw values remembered per column and kind while looking for examples
 
 DESCRIPTIONS = {
     "cn_resident_id": "resident ID numbers",
@@ -856,10 +857,20 @@ def _full_hits(
     # (a value is masked only while its column and kind still want examples)
     digit_examples: list[dict[str, list]] = [{} for _ in cols]
     stream_examples: list[dict[str, list]] = [{} for _ in cols]
+    # per column and kind, the raw values the stream path masked already (the same health term
+    # or hotline in many values would be masked again for every one of them)
+    stream_tried: list[dict[str, set]] = [{} for _ in cols]
 
-    def example(candidates: dict[str, list], detector, raw: str, key: tuple[int, int]) -> None:
+    def example(
+        candidates: dict[str, list], detector, raw: str, key: tuple[int, int], tried: set | None = None
+    ) -> None:
         found = candidates.setdefault(detector.CATEGORY, [])
         if len(found) < _EXAMPLES:
+            if tried is not None:  # a value met before masks as before: not a new example
+                if raw in tried:
+                    return
+                if len(tried) < _TRIED_CAP:
+                    tried.add(raw)
             masked = detector.mask(detector.compact(raw))
             if all(masked != m for _, m in found):
                 found.append((key, masked))
@@ -886,10 +897,11 @@ def _full_hits(
             # this group's first few distinct examples, merged with those of earlier groups by
             # position: the first few of both are the first few of the whole stream
             mine: dict[str, list] = {}
+            tried: set[str] = set()
             for k in range(len(group)):
                 if len(mine.get(category, ())) >= _EXAMPLES:
                     break
-                example(mine, detector, group.values[k], (int(group.positions[k]), -1))
+                example(mine, detector, group.values[k], (int(group.positions[k]), -1), tried)
             merged = sorted(candidates.get(category, []) + mine.get(category, []))
             kept: list = []
             for key, masked in merged:
@@ -916,7 +928,9 @@ def _full_hits(
             counter[category] += 1
         candidates = stream_examples[index]
         if len(candidates.get(category, ())) < _EXAMPLES:
-            example(candidates, detector, raw, (line_start, seq))
+            example(
+                candidates, detector, raw, (line_start, seq), stream_tried[index].setdefault(category, set())
+            )
     for col, from_digits, from_stream in zip(cols, digit_examples, stream_examples, strict=True):
         merged = {
             c: sorted(from_digits.get(c, []) + from_stream.get(c, [])) for c in {**from_digits, **from_stream}
