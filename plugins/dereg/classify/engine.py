@@ -45,6 +45,7 @@ MAX_SAMPLE_CHARS = 200_000  # in a sample, a longer cell is scanned in its first
 SCAN_BATCH = 2000
 BLOCK_CHARS = 4 << 20  # full scans run the scanner over blocks of about this many characters
 _EXAMPLES = 3  # masked examples kept per column and kind in a full scan
+_TRIED_CAP = 4096  # raw values remembered per column and kind while looking for examples
 
 DESCRIPTIONS = {
     "cn_resident_id": "resident ID numbers",
@@ -856,26 +857,57 @@ def _full_hits(
     # (a value is masked only while its column and kind still want examples)
     digit_examples: list[dict[str, list]] = [{} for _ in cols]
     stream_examples: list[dict[str, list]] = [{} for _ in cols]
+    # per column and kind, the raw values the stream path masked already (the same health term
+    # or hotline in many values would be masked again for every one of them)
+    stream_tried: list[dict[str, set]] = [{} for _ in cols]
 
-    def example(candidates: dict[str, list], detector, raw: str, key: tuple[int, int]) -> None:
+    def example(
+        candidates: dict[str, list], detector, raw: str, key: tuple[int, int], tried: set | None = None
+    ) -> None:
         found = candidates.setdefault(detector.CATEGORY, [])
         if len(found) < _EXAMPLES:
+            if tried is not None:  # a value met before masks as before: not a new example
+                if raw in tried:
+                    return
+                if len(tried) < _TRIED_CAP:
+                    tried.add(raw)
             masked = detector.mask(detector.compact(raw))
             if all(masked != m for _, m in found):
                 found.append((key, masked))
 
-    def on_digit_hits(found: list) -> None:
-        # a digit-run value holds one hit and nothing the stream sees: count it as it comes
-        for line_start, index, detector, raw in found:
+    def on_digit_hits(groups: list) -> None:
+        # a digit-run value holds one hit and nothing the stream sees: count each column's hits
+        # of one kind at once, and mask values only for its first few distinct examples
+        for group in groups:
+            detector, index = group.detector, group.index
             category = detector.CATEGORY
-            if own_contacts and (category, detector.compact(raw)) in own_contacts:
-                continue
-            counter = counters[index]
-            counter["_any"] += 1
-            counter[category] += 1
+            counter = counters[group.index]
             candidates = digit_examples[index]
-            if len(candidates.get(category, ())) < _EXAMPLES:
-                example(candidates, detector, raw, (line_start, -1))
+            if own_contacts:
+                for line_start, _, _, raw in group.tuples():
+                    if (category, detector.compact(raw)) in own_contacts:
+                        continue
+                    counter["_any"] += 1
+                    counter[category] += 1
+                    if len(candidates.get(category, ())) < _EXAMPLES:
+                        example(candidates, detector, raw, (line_start, -1))
+                continue
+            counter["_any"] += len(group)
+            counter[category] += len(group)
+            # this group's first few distinct examples, merged with those of earlier groups by
+            # position: the first few of both are the first few of the whole stream
+            mine: dict[str, list] = {}
+            tried: set[str] = set()
+            for k in range(len(group)):
+                if len(mine.get(category, ())) >= _EXAMPLES:
+                    break
+                example(mine, detector, group.values[k], (int(group.positions[k]), -1), tried)
+            merged = sorted(candidates.get(category, []) + mine.get(category, []))
+            kept: list = []
+            for key, masked in merged:
+                if len(kept) < _EXAMPLES and all(masked != m for _, m in kept):
+                    kept.append((key, masked))
+            candidates[category] = kept
 
     # stream_hits yields the hits of one value next to each other, whatever the cuts between
     # blocks: count a value once per category by remembering only the current one
@@ -896,7 +928,9 @@ def _full_hits(
             counter[category] += 1
         candidates = stream_examples[index]
         if len(candidates.get(category, ())) < _EXAMPLES:
-            example(candidates, detector, raw, (line_start, seq))
+            example(
+                candidates, detector, raw, (line_start, seq), stream_tried[index].setdefault(category, set())
+            )
     for col, from_digits, from_stream in zip(cols, digit_examples, stream_examples, strict=True):
         merged = {
             c: sorted(from_digits.get(c, []) + from_stream.get(c, [])) for c in {**from_digits, **from_stream}
@@ -1118,6 +1152,75 @@ def _is_minor(row, birth_col, id_col, closure_date: date) -> bool:
     return born is not None and is_under(MINOR_AGE, born, closure_date)
 
 
+def _minor_rows(rows: list, keys: int, birth_col, id_col, closure_date: date) -> list:
+    """The rows (subject key..., birth date, resident ID) of `rows` that are minors, as `_is_minor`
+    says: birth dates (date values) and 18-character resident IDs are judged a batch at a time
+    with numpy (`digit_runs`), any other value row by row."""
+    import numpy as np
+
+    from dereg.classify import digit_runs
+
+    found = []
+    dated: list[tuple[object, date]] = []  # (row, birth date)
+    ids: list[tuple[object, str]] = []  # (row, resident ID) of rows without a birth date
+    for row in rows:
+        born = row[keys] if birth_col is not None else None
+        if born is not None:
+            if type(born) is date:
+                dated.append((row, born))
+            elif _is_minor(row[keys:], birth_col, id_col, closure_date):
+                found.append(row)
+            continue
+        raw = row[-1] if id_col is not None else None
+        if not raw:
+            continue
+        if (
+            type(raw) is str
+            and len(raw) == 18
+            and raw.isascii()
+            and raw[:17].isdigit()
+            and raw[17] in _ID_LAST
+        ):
+            ids.append((row, raw))
+        elif _is_minor(row[keys:], birth_col, id_col, closure_date):
+            found.append(row)
+    on = closure_date.year * 10000 + closure_date.month * 100 + closure_date.day
+    if dated:
+        # ordinals (day 1 is 0001-01-01) to days since 1970-01-01 (ordinal 719163): quicker than
+        # numpy's conversion of date objects
+        ordinals = np.fromiter((born.toordinal() for _, born in dated), dtype=np.int64, count=len(dated))
+        days = (ordinals - 719163).astype("datetime64[D]")
+        months = days.astype("datetime64[M]")
+        year = months.astype("datetime64[Y]").astype(np.int64) + 1970
+        month = months.astype(np.int64) % 12 + 1
+        day = (days - months).astype(np.int64) + 1
+        found += [dated[i][0] for i in np.flatnonzero(_under(year, month, day, on)).tolist()]
+    if ids:
+        chars = np.array([raw for _, raw in ids], dtype="<U18").view(np.uint32).reshape(len(ids), 18)
+        valid = digit_runs.resident_ids(chars)
+        digits = chars[:, 6:14].astype(np.int64) - 48
+        year = digits[:, 0] * 1000 + digits[:, 1] * 100 + digits[:, 2] * 10 + digits[:, 3]
+        month, day = digits[:, 4] * 10 + digits[:, 5], digits[:, 6] * 10 + digits[:, 7]
+        found += [ids[i][0] for i in np.flatnonzero(valid & _under(year, month, day, on)).tolist()]
+    return found
+
+
+_ID_LAST = frozenset("0123456789Xx")
+
+
+def _under(year, month, day, on: int):
+    """Element-wise `is_under(MINOR_AGE, born, closure)` for real dates given as year, month and day
+    arrays, with `on` the closure date as YYYYMMDD: the birthday MINOR_AGE years on (1 March for
+    29 February in a common year) is after the closure date."""
+    import numpy as np
+
+    target = year + MINOR_AGE
+    leap = (target % 4 == 0) & ((target % 100 != 0) | (target % 400 == 0))
+    moved = (month == 2) & (day == 29) & ~leap
+    birthday = target * 10000 + np.where(moved, 301, month * 100 + day)
+    return on < birthday
+
+
 def count_minors(
     engine: sa.Engine,
     inventory: SourceInventory,
@@ -1173,8 +1276,8 @@ def count_minors(
         for table, b_col, i_col, query in sources:
             n = 0
             try:
-                for row in _stream(conn, query):
-                    if _is_minor(row[len(pk) :], b_col, i_col, closure_date):
+                for rows in _stream(conn, query).partitions():
+                    for row in _minor_rows(rows, len(pk), b_col, i_col, closure_date):
                         n += 1
                         if pk:
                             minor_keys.add(tuple(row[: len(pk)]))
@@ -1255,7 +1358,11 @@ def text_columns(info: TableInfo) -> list[str]:
 
 def _scan_weight(info: TableInfo) -> int:
     """Rows times the columns a full scan reads: a long table of dates and flags is quick."""
-    return max(info.row_count, 0) * len(full_scan_columns(info))
+    columns = [c for c in info.columns if c.name in set(full_scan_columns(info))]
+    # integers too short for an identifier are not read where the dialect says so (`_full_hits`);
+    # counted here all the same, they would put a table of ids and dates first
+    read = [c for c in columns if not _TOO_SHORT_FOR_IDS.match(c.type or "")] or columns[:1]
+    return max(info.row_count, 0) * len(read)
 
 
 def _classify_table_task(

@@ -29,6 +29,14 @@ PATTERN = re.compile(
     r"(?<![0-9A-Za-z_+])(?<![0-9A-Za-z]-)(?:(?:\+|00)86[ -]?)?(?:\(0?\d{2,3}\)|0?\d{2,3})[ -]?[2-8]\d{2,3}[ -]?\d{4}"
     r"(?:[ -]?(?:转|ext\.?|x)[ ]?\d{1,5})?(?![0-9A-Za-z_])"
 )
+#: what the native candidate search looks for (`native`, `scanner.native_patterns`): the matches
+#: of PATTERN that `is_valid` can accept, which start with a trunk 0, a parenthesis or a country
+#: code (a full scan meets many voucher and order numbers of a landline's shape starting 1-9, and
+#: each would otherwise cost a search and a check)
+CANDIDATE = re.compile(
+    r"(?<![0-9A-Za-z_+])(?<![0-9A-Za-z]-)(?:(?:\+|00)86[ -]?(?:\(0?\d{2,3}\)|0?\d{2,3})|\(0?\d{2,3}\)|0\d{1,3})"
+    r"[ -]?[2-8]\d{2,3}[ -]?\d{4}(?:[ -]?(?:转|ext\.?|x)[ ]?\d{1,5})?(?![0-9A-Za-z_])"
+)
 _EXTENSION = re.compile(r"(?:转|ext\.?|x)\s?\d{1,5}$")
 _DROP = re.compile(r"[\s()\-]")
 

@@ -14,6 +14,7 @@ connections): a script that starts a scan needs the usual `if __name__ == "__mai
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -44,16 +45,72 @@ def workers_for(engine: sa.Engine, tables: Sequence[TableInfo]) -> int:
     """How many processes scan `tables`: 1 (this process) for SQLite, a single table, a small
     source or inside a daemonic process (Celery's pool); else min(MAX_WORKERS, CPUs).
     `DEREG_SCAN_WORKERS` overrides (1 turns workers off)."""
+    if os.environ.get("DEREG_SCAN_WORKERS"):
+        return _most_workers(engine)
+    if len(tables) < 2 or sum(max(t.row_count, 0) for t in tables) < PARALLEL_MIN_ROWS:
+        return 1
+    return _most_workers(engine)
+
+
+def _most_workers(engine: sa.Engine) -> int:
+    """`workers_for` a large source of many tables."""
     wanted = os.environ.get("DEREG_SCAN_WORKERS")
     if wanted:
         return max(1, int(wanted))
-    if not dialect_for(engine).parallel_scan or len(tables) < 2:
+    if not dialect_for(engine).parallel_scan:
         return 1
     if multiprocessing.current_process().daemon:  # a Celery pool process may not start children
         return 1
-    if sum(max(t.row_count, 0) for t in tables) < PARALLEL_MIN_ROWS:
-        return 1
     return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
+
+
+#: pools started before the inventory (`start_early`), by URL, with their number of workers
+_EARLY: dict[str, tuple[ProcessPoolExecutor, int]] = {}
+
+
+def _url(engine: sa.Engine) -> str:
+    return engine.url.render_as_string(hide_password=False)
+
+
+def _pool(engine: sa.Engine, workers: int) -> ProcessPoolExecutor:
+    from dereg.classify import native, scanner
+
+    exported = native.export(scanner.native_patterns())
+    context = multiprocessing.get_context("spawn")  # no inherited threads, locks or connections
+    return ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_start_worker, initargs=(_url(engine), exported)
+    )
+
+
+def _warm_up(module: str) -> None:
+    importlib.import_module(module)
+
+
+def start_early(engine: sa.Engine, tasks_module: str) -> None:
+    """Start the worker processes of a full scan now, when the server's statistics say the source
+    is large (`Dialect.estimated_rows`): they start and import `tasks_module` (where the tasks
+    `map_tables` will hand them live) while this process inventories the source, and the next
+    `map_tables` over it uses them (`stop_early` lets them go unused)."""
+    try:
+        estimate = dialect_for(engine).estimated_rows(engine)
+    except sa.exc.SQLAlchemyError:
+        return
+    if estimate is None or estimate < PARALLEL_MIN_ROWS or _url(engine) in _EARLY:
+        return
+    workers = _most_workers(engine)
+    if workers <= 1:
+        return
+    pool = _pool(engine, workers)
+    for _ in range(workers):  # one task each: every process starts now
+        pool.submit(_warm_up, tasks_module)
+    _EARLY[_url(engine)] = (pool, workers)
+
+
+def stop_early(engine: sa.Engine) -> None:
+    """Let the processes `start_early` started go, if no `map_tables` took them."""
+    early = _EARLY.pop(_url(engine), None)
+    if early is not None:
+        early[0].shutdown(wait=False, cancel_futures=True)
 
 
 def _start_worker(url: str, exported) -> None:
@@ -90,22 +147,27 @@ def map_tables(
     be read gives a TableFailure worded by `reason(exc)`; `weight(table)` orders the work, largest
     first. `task` and `reason` must be module-level functions (they go to a worker)."""
     workers = workers_for(engine, tables) if workers is None else workers
+    early = _EARLY.get(_url(engine))
+    if early is not None and (workers <= 1 or early[1] != workers):
+        stop_early(engine)
+        early = None
     if workers <= 1:
         for info in tables:
             yield _guarded(task, engine, info, args, reason)
         return
-    from dereg.classify import native, scanner
-
-    exported = native.export(tuple(d.PATTERN for d in scanner.embedded_detectors()))
-    url = engine.url.render_as_string(hide_password=False)
-    context = multiprocessing.get_context("spawn")  # no inherited threads, locks or connections
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_start_worker, initargs=(url, exported)
-    ) as pool:
+    if early is not None:
+        del _EARLY[_url(engine)]
+    pool = early[0] if early is not None else _pool(engine, workers)
+    finished = False
+    try:
         largest_first = sorted(range(len(tables)), key=lambda i: -weight(tables[i]))
         futures = {i: pool.submit(_run, task, tables[i], args, reason) for i in largest_first}
-        try:
-            for i in range(len(tables)):
-                yield futures[i].result()
-        finally:  # a caller that stops early (a table failed) does not wait for the rest
-            pool.shutdown(wait=True, cancel_futures=True)
+        for i in range(len(tables)):
+            result = futures[i].result()
+            finished = i == len(tables) - 1  # a caller need not ask past the last result
+            yield result
+    finally:
+        # every result in: the workers exit on their own while the caller goes on (waiting for
+        # them took most of a second); a caller that stops early (a table failed) does not wait
+        # for the tables not started
+        pool.shutdown(wait=not finished, cancel_futures=True)

@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Callable
 
 from dereg import connections
+from dereg.classify import parallel
 from dereg.classify.engine import DEFAULT_SAMPLE_SIZE, classify_source, count_minors, profile_links
 from dereg.classify.report import source_report
 from dereg.errors import DeregError, SourceError
@@ -66,6 +67,8 @@ def scan_url(
     try:
         from dereg.inventory.sql import inventory_source
 
+        if full:  # a large source's worker processes start while it is inventoried
+            parallel.start_early(engine, "dereg.classify.engine")
         inventory = inventory_source(engine, source_id)
         if progress:
             progress(
@@ -90,6 +93,7 @@ def scan_url(
         if subject_table is None:
             _count_minors_everywhere(engine, inventory, result, closure_date)
     finally:
+        parallel.stop_early(engine)
         engine.dispose()
     return source_report(result, inventory, source=display_url(url))
 

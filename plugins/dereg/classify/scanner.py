@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 
-from dereg.classify import DETECTORS
+from dereg.classify import DETECTORS, bank_card, cn_resident_id
 
 #: categories that are recognised but are not personal information (a company's credit code)
 NOT_PERSONAL = frozenset({"organisation_id"})
@@ -356,17 +356,74 @@ def _digit_columns(block: str) -> tuple[int, ...]:
     return tuple(sorted(i for i, n in runs.items() if n >= DIGIT_COLUMN_SHARE * filled[i]))
 
 
-def digit_fields(
-    pieces: Iterable[str], on_hits: Callable[[list[tuple[int, int, object, str]]], None]
-) -> Iterator[str]:
+class DigitHits:
+    """Hits of one detector in one digit-run column of a part of a stream, in stream order:
+    `positions[k]` is the stream offset of the line of the k-th hit, `values[k]` its matched text
+    (cut from the part only when asked for: most hits are only counted)."""
+
+    __slots__ = ("detector", "index", "positions", "values")
+
+    def __init__(self, index: int, detector, positions, values) -> None:
+        self.index, self.detector, self.positions, self.values = index, detector, positions, values
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def tuples(self) -> Iterator[tuple[int, int, object, str]]:
+        """(line start, field index, detector, raw) of each hit, as `stream_hits` gives them."""
+        for k in range(len(self.positions)):
+            yield int(self.positions[k]), self.index, self.detector, self.values[k]
+
+
+class _Cut:
+    """values[k] = text[starts[k]:ends[k]], cut when asked for."""
+
+    __slots__ = ("ends", "starts", "text")
+
+    def __init__(self, text: str, starts, ends) -> None:
+        self.text, self.starts, self.ends = text, starts, ends
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, k: int) -> str:
+        return self.text[int(self.starts[k]) : int(self.ends[k])]
+
+
+#: a value that is wholly a plain e-mail address (lower case, starting with a letter that opens no
+#: other kind: not p, which may open a passport label): the stream would find in it exactly one
+#: hit, the address, from its first character to its last (no other detector matches at a lower
+#: case letter but p, and the e-mail pattern's greedy match is the whole value when it is one)
+_PLAIN_EMAIL = re.compile(
+    r"[a-oq-z][a-z0-9]*(?:[._-][a-z0-9]+)*@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,24}"
+)
+
+
+def _email_columns(block: str) -> tuple[int, ...]:
+    """Indexes of the fields that, in the first lines of `block`, mostly hold plain e-mail
+    addresses (`_PLAIN_EMAIL`)."""
+    lines = block.split("\n", DIGIT_COLUMN_PROBE)[:DIGIT_COLUMN_PROBE]
+    plain: Counter = Counter()
+    filled: Counter = Counter()
+    for line in lines:
+        for i, value in enumerate(line.split("\t")):
+            if value and value != "\\N":
+                filled[i] += 1
+                if "@" in value and _PLAIN_EMAIL.fullmatch(value):
+                    plain[i] += 1
+    return tuple(sorted(i for i, n in plain.items() if n >= DIGIT_COLUMN_SHARE * filled[i]))
+
+
+def digit_fields(pieces: Iterable[str], on_hits: Callable[[list[DigitHits]], None]) -> Iterator[str]:
     """The pieces of a stream of tab-separated rows (as `stream_hits` takes them), with the values
     of digit-run columns (ID, card and mobile number columns, `_digit_columns`) checked here and
     blanked to spaces of the same length: `stream_hits` over the result, plus the hits handed to
-    `on_hits` (a list per piece, same tuples, personal categories only), are the hits of
+    `on_hits` (a list of `DigitHits` per piece, personal categories only), are the hits of
     `stream_hits` over the pieces as they were. Such a value holds at most one hit, at its start
-    (`_digit_run`), found without the candidate search: a column of identifiers costs one pattern
-    match and one check per value instead of a native search report and a region search per value.
-    Only pieces of whole lines are looked at (a piece cut inside a line passes as it is)."""
+    (`_digit_run`), found without the candidate search: a column of identifiers is checked a whole
+    column at a time (`digit_runs`, with numpy), the rare values those checks do not accept one
+    by one, as the stream would. Only pieces of whole lines are looked at (a piece cut inside a
+    line passes as it is)."""
     if _tagged_pattern() is None:
         yield from pieces
         return
@@ -375,9 +432,11 @@ def digit_fields(
     for piece in pieces:
         if not piece:
             continue
-        columns = _digit_columns(piece) if at_line_start and piece.endswith("\n") else ()
+        whole = at_line_start and piece.endswith("\n")
+        columns = _digit_columns(piece) if whole else ()
+        mailboxes = _email_columns(piece) if whole else ()
         at_line_start = piece.endswith("\n")
-        if not columns:
+        if not columns and not mailboxes:
             base += len(piece)
             yield piece
             continue
@@ -385,7 +444,7 @@ def digit_fields(
         start = 0
         while start < len(piece):
             end = piece.rfind("\n", start, start + DIGIT_PART_CHARS) + 1 or piece.index("\n", start) + 1
-            part, hits = _blank_digit_runs(piece[start:end], base, columns)
+            part, hits = _blank_digit_runs(piece[start:end], base, columns, mailboxes)
             if hits:
                 on_hits(hits)
             base += len(part)
@@ -393,14 +452,168 @@ def digit_fields(
             yield part
 
 
-def _blank_digit_runs(block: str, base: int, columns: tuple[int, ...]) -> tuple[str, list]:
+def _blank_digit_runs(
+    block: str, base: int, columns: tuple[int, ...], mailboxes: tuple[int, ...] = ()
+) -> tuple[str, list[DigitHits]]:
     """`block` (whole lines from stream offset `base`) with the digit runs of `columns` blanked,
-    and their hits. A digit run's hit is what the stream's search finds at its first character:
-    the first detector in priority order whose pattern matches there and validates."""
-    hits: list[tuple[int, int, object, str]] = []
-    add = hits.append
-    match = _tagged_pattern().match
-    by_group = _by_group()
+    and their hits: a whole column at a time when every line has the same number of fields (a
+    COPY stream), else line by line. The plain e-mail addresses of the columns `mailboxes` are
+    taken out the same way on the first path (on the second the stream finds them)."""
+    try:
+        import numpy  # noqa: F401
+    except ImportError:  # pragma: no cover - numpy is a requirement; without it, line by line
+        return _blank_digit_runs_by_line(block, base, columns)
+    found = _blank_digit_runs_by_column(block, base, columns, mailboxes)
+    return found if found is not None else _blank_digit_runs_by_line(block, base, columns)
+
+
+def _classify_digit_run(value: str):
+    """(detector, raw) of the hit the stream finds at the start of the digit run `value` (the first
+    detector in priority order whose pattern matches there and validates), or None."""
+    m = _tagged_pattern().match(value)
+    if m is None:
+        return None
+    first, detector, is_valid = _by_group()[m.lastindex]
+    raw = m.group()
+    if not is_valid(raw):
+        claimed = _claim_later(value, 0, first + 1, len(value))
+        if claimed is None:
+            return None
+        detector, _, raw = claimed
+    return None if detector.CATEGORY in NOT_PERSONAL else (detector, raw)
+
+
+def _blank_digit_runs_by_column(
+    block: str, base: int, columns: tuple[int, ...], mailboxes: tuple[int, ...] = ()
+):
+    """`_blank_digit_runs` with numpy, or None when the lines do not all have the same number of
+    fields."""
+    import numpy as np
+
+    from dereg.classify import cn_mobile, digit_runs
+
+    chars = np.frombuffer(block.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    ends = np.flatnonzero(chars == 10)
+    if not len(ends) or ends[-1] != len(chars) - 1:
+        return None
+    lines = len(ends)
+    line_starts = np.empty(lines, dtype=np.int64)
+    line_starts[0] = 0
+    line_starts[1:] = ends[:-1] + 1
+    tabs = np.flatnonzero(chars == 9)
+    if len(tabs) % lines:
+        return None
+    fields = len(tabs) // lines + 1
+    if fields > 1:
+        tabs = tabs.reshape(lines, fields - 1)
+        if (tabs[:, 0] < line_starts).any() or (tabs[:, -1] > ends).any():
+            return None  # some line has more fields than another
+    detector_of = {d.CATEGORY: d for d in embedded_detectors()}
+    resident_id, bank, mobile = (
+        detector_of[cn_resident_id.CATEGORY],
+        detector_of[bank_card.CATEGORY],
+        detector_of[cn_mobile.CATEGORY],
+    )
+    blanked: list = []  # arrays of code point indexes to blank
+    hits: list[DigitHits] = []
+    for index in columns:
+        if index >= fields:
+            break
+        starts = line_starts if index == 0 else tabs[:, index - 1] + 1
+        stops = ends if index == fields - 1 else tabs[:, index]
+        lengths = stops - starts
+        filled = np.flatnonzero(lengths > 0)
+        first = chars[starts[filled]]
+        filled = filled[(first >= 48) & (first <= 57)]  # a digit run starts with a digit
+        one_by_one: list = []  # rows checked value by value
+        column_hits: dict[object, list] = {}
+        for length in np.unique(lengths[filled]).tolist():
+            rows = filled[lengths[filled] == length]
+            at = starts[rows][:, None] + np.arange(length)
+            text = chars[at]
+            digit = (text >= 48) & (text <= 57)
+            if length == 1:
+                run = digit[:, 0]
+                all_digits = run
+            else:
+                head = digit[:, :-1].all(axis=1)
+                all_digits = head & digit[:, -1]
+                run = all_digits | head & ((text[:, -1] == 88) | (text[:, -1] == 120))
+            if not run.all():
+                rows, at, text, all_digits = rows[run], at[run], text[run], all_digits[run]
+            if not len(rows):
+                continue
+            blanked.append(at.ravel())
+            if length == 18:
+                taken = digit_runs.resident_ids(text)
+                kind = resident_id
+            elif length == 11:
+                taken = all_digits & digit_runs.mobiles(text)
+                kind = mobile
+            elif length in (16, 17, 19):
+                taken = all_digits.copy()
+                if taken.any():
+                    taken[taken] = digit_runs.bank_cards(text[taken])
+                kind = bank
+            else:
+                taken = np.zeros(len(rows), dtype=bool)
+                kind = None
+            if taken.any():
+                column_hits.setdefault(kind, []).append(rows[taken])
+            if not taken.all():
+                one_by_one.append(rows[~taken])
+        if one_by_one:
+            for row in np.sort(np.concatenate(one_by_one)).tolist():
+                found = _classify_digit_run(block[starts[row] : stops[row]])
+                if found is not None:
+                    column_hits.setdefault(found[0], []).append(np.array([row]))
+        for detector, parts in column_hits.items():
+            rows = np.sort(np.concatenate(parts))
+            hits.append(
+                DigitHits(index, detector, base + line_starts[rows], _Cut(block, starts[rows], stops[rows]))
+            )
+    mail = detector_of.get("email")
+    for index in mailboxes if mail is not None else ():
+        if index >= fields:
+            break
+        if index in columns:
+            continue
+        starts = line_starts if index == 0 else tabs[:, index - 1] + 1
+        stops = ends if index == fields - 1 else tabs[:, index]
+        first = chars[starts]
+        rows = np.flatnonzero((stops - starts >= 6) & (first >= 97) & (first <= 122) & (first != 112))
+        begin, end = starts[rows].tolist(), stops[rows].tolist()
+        plain, is_valid = _PLAIN_EMAIL.fullmatch, mail.is_valid
+        taken = [
+            row
+            for row, b, e in zip(rows.tolist(), begin, end, strict=True)
+            if plain(v := block[b:e]) and is_valid(v)
+        ]
+        if taken:
+            rows = np.array(taken, dtype=np.int64)
+            blanked.append(_ranges(starts[rows], stops[rows] - starts[rows]))
+            hits.append(
+                DigitHits(index, mail, base + line_starts[rows], _Cut(block, starts[rows], stops[rows]))
+            )
+    if not blanked:
+        return block, hits
+    spaced = chars.copy()
+    spaced[np.concatenate(blanked)] = 32
+    return spaced.tobytes().decode("utf-32-le", "surrogatepass"), hits
+
+
+def _ranges(starts, lengths):
+    """The indexes of every range [starts[k], starts[k] + lengths[k]), in one array."""
+    import numpy as np
+
+    offsets = np.cumsum(lengths) - lengths
+    return np.repeat(starts - offsets, lengths) + np.arange(int(lengths.sum()))
+
+
+def _blank_digit_runs_by_line(block: str, base: int, columns: tuple[int, ...]) -> tuple[str, list[DigitHits]]:
+    """`_blank_digit_runs` one line and one value at a time. A digit run's hit is what the
+    stream's search finds at its first character (`_classify_digit_run`)."""
+    found: dict[tuple[int, object], tuple[list, list]] = {}
     blanks = _BLANKS
     lines = block.split("\n")
     last = lines.pop()  # "" after the final line end
@@ -420,22 +633,24 @@ def _blank_digit_runs(block: str, base: int, columns: tuple[int, ...]) -> tuple[
                 continue
             fields[i] = blanks[len(value)] if len(value) < len(blanks) else " " * len(value)
             changed = True
-            m = match(value)
-            if m is None:
-                continue
-            first, detector, is_valid = by_group[m.lastindex]
-            raw = m.group()
-            if not is_valid(raw):
-                claimed = _claim_later(value, 0, first + 1, len(value))
-                if claimed is None:
-                    continue
-                detector, _, raw = claimed
-            if detector.CATEGORY not in NOT_PERSONAL:
-                add((line_start, i, detector, raw))
+            hit = _classify_digit_run(value)
+            if hit is not None:
+                positions, values = found.setdefault((i, hit[0]), ([], []))
+                positions.append(line_start)
+                values.append(hit[1])
         keep("\t".join(fields) if changed else line)
         line_start += len(line) + 1
     out.append(last)
+    hits = [DigitHits(i, detector, positions, values) for (i, detector), (positions, values) in found.items()]
     return "\n".join(out), hits
+
+
+def native_patterns() -> tuple[re.Pattern, ...]:
+    """What the native candidate search looks for, per embedded detector: its CANDIDATE when it
+    has one (the matches of its PATTERN that its `is_valid` can accept, or more), else its PATTERN.
+    A match of PATTERN outside every region is then one its detector rejects; the scanner would
+    have gone on from its next character, as it does when no region holds it."""
+    return tuple(getattr(d, "CANDIDATE", None) or d.PATTERN for d in embedded_detectors())
 
 
 @lru_cache(maxsize=1)
@@ -443,7 +658,7 @@ def _regions_finder():
     """The native candidate search over the embedded detectors' patterns, or None (use `re`)."""
     from dereg.classify import native
 
-    return native.regions_finder(tuple(d.PATTERN for d in embedded_detectors()))
+    return native.regions_finder(native_patterns())
 
 
 @lru_cache(maxsize=256)

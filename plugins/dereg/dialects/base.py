@@ -104,6 +104,12 @@ class Dialect:
         """The schemas to inventory when none is named; None stands for the default one."""
         return [None]
 
+    def estimated_rows(self, engine: Engine) -> int | None:
+        """The server's own estimate of the rows of all user tables, from its statistics (no table
+        is read), or None when the dialect keeps none: a full scan of a source this large starts
+        its worker processes before the inventory (`classify/parallel.py`, `start_early`)."""
+        return None
+
     def column_name(self, reflected: str) -> str:
         """A column's real name from the name SQLAlchemy's inspector reports for it."""
         return reflected

@@ -45,6 +45,16 @@ class PostgreSQL(Dialect):
     def partitions(self, conn: Connection) -> tuple[dict[TableIdent, TableIdent], set[TableIdent]]:
         return _partitions(conn)
 
+    def estimated_rows(self, engine: Engine) -> int | None:
+        with engine.connect() as conn:
+            return int(
+                conn.exec_driver_sql(
+                    "SELECT COALESCE(sum(GREATEST(c.reltuples, 0)), 0) FROM pg_class c "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') "
+                    "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%'"
+                ).scalar_one()
+            )
+
     def text_blocks(
         self, engine: Engine, table: sa.TableClause, columns: list[str], *, block_chars: int, batch: int
     ) -> Iterator[str]:

@@ -51,3 +51,30 @@ def test_workers_find_what_one_process_finds(pg_url, monkeypatch):
         f.to_dict() if hasattr(f, "to_dict") else vars(f) for f in findings_pooled.columns
     ]
     assert findings_alone.problems == findings_pooled.problems == []
+
+
+def test_workers_started_before_the_inventory_are_used_or_let_go(pg_url, monkeypatch):
+    from dereg.classify import parallel
+    from dereg.dialects import dialect_for
+
+    engine = sa.create_engine(pg_url)
+    try:
+        _fill(engine)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
+        assert dialect_for(engine).estimated_rows(engine) == 550
+        monkeypatch.setattr(parallel, "PARALLEL_MIN_ROWS", 100)
+        monkeypatch.setenv("DEREG_SCAN_WORKERS", "2")
+        parallel.start_early(engine, "dereg.classify.engine")
+        assert parallel._url(engine) in parallel._EARLY
+        inventory = inventory_source(engine, "s")
+        pooled = full_scan_hits(engine, inventory)  # takes the early pool
+        assert parallel._url(engine) not in parallel._EARLY
+        parallel.start_early(engine, "dereg.classify.engine")
+        monkeypatch.setenv("DEREG_SCAN_WORKERS", "1")
+        alone = full_scan_hits(engine, inventory)  # one process: the early pool is let go
+        assert parallel._url(engine) not in parallel._EARLY
+        parallel.stop_early(engine)  # nothing left: no error
+    finally:
+        engine.dispose()
+    assert pooled == alone and alone[("people", "remark")] == 300

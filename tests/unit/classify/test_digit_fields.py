@@ -44,9 +44,14 @@ def _rows(n: int, seed: int = 16) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _collect(found: list):
+    """An on_hits that keeps every hit as stream_hits gives it."""
+    return lambda groups: found.extend(hit for group in groups for hit in group.tuples())
+
+
 def _with_digit_fields(pieces) -> list:
     found: list = []
-    rest = list(stream_hits(digit_fields(pieces, found.extend)))
+    rest = list(stream_hits(digit_fields(pieces, _collect(found))))
     return sorted((s, f, d.CATEGORY, raw) for s, f, d, raw in found + rest)
 
 
@@ -59,7 +64,7 @@ def test_digit_run_columns_give_the_hits_of_the_stream():
     expected = _plain([block])
     assert {c for _, _, c, _ in expected} >= {"cn_resident_id", "bank_card", "cn_mobile", "phone", "email"}
     found: list = []
-    blanked = "".join(digit_fields([block], found.extend))
+    blanked = "".join(digit_fields([block], _collect(found)))
     assert len(found) > 1000 and len(blanked) == len(block)  # the digit path did the most
     assert _with_digit_fields([block]) == expected
 
@@ -76,8 +81,41 @@ def test_pieces_cut_inside_lines_and_blocks_of_whole_lines_mixed(monkeypatch):
     assert _with_digit_fields([block[i : i + 997] for i in range(0, len(block), 997)]) == expected
 
 
-def test_a_table_without_digit_runs_is_passed_on_unchanged():
-    block = "1\t张三\tzhang.wei@example.com\n2\t李四\t备注 13812345678\n"
+def test_a_table_without_digit_runs_or_plain_addresses_is_passed_on_unchanged():
+    block = "1\t张三\t邮箱 zhang.wei@example.com\n2\t李四\t备注 13812345678\n"
     found: list = []
-    assert list(digit_fields([block], found.extend)) == [block]
+    assert list(digit_fields([block], _collect(found))) == [block]
     assert found == []
+
+
+_IN_EMAIL_COLUMNS = (
+    "zhang.wei@example.com",
+    "yangqiao46@example.net",
+    "li-si_2020@mail.school.edu.cn",
+    "pp.zhang@example.com",  # opens with p: left to the stream
+    "Zhang.Wei@Example.com",
+    "13812345678@qq.com",  # a mobile number first
+    "wxid_abcdefghijklmn12@qq.com",
+    "x..y@example.com",
+    "a" * 70 + "@example.com",  # too long a local part
+    "zhang@example.c0m",
+    "zhang@例子.cn",
+    "zhang@example.com 13812345678",
+    "e12345678@example.com",
+    "\\N",
+    "",
+)
+
+
+def test_plain_email_columns_give_the_hits_of_the_stream():
+    rng = random.Random(21)
+    lines = []
+    for k in range(3000):
+        mail = rng.choice(_IN_EMAIL_COLUMNS[:3] * 4 + _IN_EMAIL_COLUMNS)
+        lines.append("\t".join((str(k), rng.choice(_OTHERS), mail, rng.choice(_IN_DIGIT_COLUMNS))))
+    block = "\n".join(lines) + "\n"
+    assert scanner._email_columns(block) == (2,)
+    found: list = []
+    blanked = "".join(digit_fields([block], _collect(found)))
+    assert sum(1 for hit in found if hit[2].CATEGORY == "email") > 1000 and len(blanked) == len(block)
+    assert _with_digit_fields([block]) == _plain([block])

@@ -50,6 +50,8 @@ _TRICKY = [
     "糖尿病 hypertension Hypertension asthma-like xasthma 高血压患者",
     "91350100M000100Y43 913501007980012345",
     "1381234\t5678 11010519491231\t002X zhang@\texample.com",
+    "记-202503-0355 凭证 202503-0355 订单 2025030355 +86 755 8888 6666 0086-21-62345678 (0755)88886666",
+    "单号 62345678-0755 12-62345678 9010-62345678 10-62345678转12 0-62345678",
 ]
 
 
@@ -133,6 +135,18 @@ def test_untranslatable_patterns_turn_the_shortcut_off():
 
 def test_the_unicode_tables_match_this_python():
     assert native.UNICODE_SPACE_RANGES == tuple(native._unicode_ranges(r"\s"))
+    assert native.OTHER_DIGIT_RANGES == tuple(r for r in native._unicode_ranges(r"\d") if r[0] >= 0x80)
+
+
+def test_byte_offsets_become_character_offsets():
+    import numpy as np
+
+    text = "a张\U0001d7ce b\u00e9c@例.cn"
+    points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    data = text.encode("utf-8")
+    bounds = [len(text[:i].encode("utf-8")) for i in range(len(text) + 1)]
+    assert native._char_offsets(points, bounds) == list(range(len(text) + 1))
+    assert len(data) == bounds[-1]
 
 
 def test_doctests():
@@ -147,7 +161,7 @@ def test_joined_expressions_give_the_same_regions_and_name_every_detector_that_m
     only those there)."""
     if not _HAVE_HYPERSCAN:
         pytest.skip("native search off (hyperscan missing or DEREG_NATIVE_SCAN=0)")
-    patterns = tuple(d.PATTERN for d in scanner.embedded_detectors())
+    patterns = scanner.native_patterns()
     joined = scanner._regions_finder()  # compiled once per process, joined
     assert len(joined.masks) < len(patterns)  # some were joined
     monkeypatch.setattr(native, "GROUP_CHARS", 0)
@@ -158,9 +172,11 @@ def test_joined_expressions_give_the_same_regions_and_name_every_detector_that_m
     text = _block(tricky + ["".join(rng.sample(tricky, 3)) for _ in range(30)])
     regions = joined(text, 0)
     assert regions and [r[:2] for r in regions] == [r[:2] for r in separate(text, 0)]
-    for i, pattern in enumerate(patterns):
-        at_token_start = re.compile(scanner._TOKEN_START + scanner._scoped(pattern))
+    for i, detector in enumerate(scanner.embedded_detectors()):
+        at_token_start = re.compile(scanner._TOKEN_START + scanner._scoped(detector.PATTERN))
         for m in at_token_start.finditer(text):
+            if getattr(detector, "CANDIDATE", None) is not None and not detector.is_valid(m.group()):
+                continue  # a detector's CANDIDATE leaves out matches it rejects
             region = next(r for r in regions if r[0] <= m.start() and m.end() <= r[1])
             assert region[2] >> i & 1, (i, m.group())
 
