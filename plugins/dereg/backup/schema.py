@@ -459,6 +459,17 @@ def pg_post_data_phases(
     attachments must precede a foreign key to a partitioned table); phase 3: foreign keys,
     grouped by the table that holds them. An item whose table cannot be read goes to phase 2.
     `sizes` (`schema.name` -> bytes) puts the largest tables' groups first."""
+    preamble, first, later = pg_post_data_by_table(sql, sizes)
+    phases = [list(first.values()), *later]
+    return preamble, [p for p in phases if p]
+
+
+def pg_post_data_by_table(
+    sql: str, sizes: dict[str, int] | None = None
+) -> tuple[str, dict[tuple[str, str], list[tuple[str, str]]], list[list[list[tuple[str, str]]]]]:
+    """`pg_post_data_phases` with phase 1 as a mapping: (schema, table) as the server names them
+    -> that table's group of items (largest tables first), which may run as soon as the table's
+    rows are in; then the later phases."""
     items = pg_items(sql)
     preamble = "".join(s for w, s in items if w == "preamble")
     first: dict[str, list] = {}
@@ -477,12 +488,24 @@ def pg_post_data_phases(
         else:
             middle.append((what, statements))
 
-    def largest_first(groups: dict[str, list]) -> list[list]:
+    def largest_first(groups: dict[str, list]) -> list[str]:
         size = sizes or {}
-        return [groups[k] for k in sorted(groups, key=lambda k: -size.get(k.replace('"', ""), 0))]
+        return sorted(groups, key=lambda k: -size.get(k.replace('"', ""), 0))
 
-    phases = [largest_first(first), [middle] if middle else [], largest_first(foreign)]
-    return preamble, [p for p in phases if p]
+    by_table = {_split_qualified(k): first[k] for k in largest_first(first)}
+    later = [[middle] if middle else [], [foreign[k] for k in largest_first(foreign)]]
+    return preamble, by_table, [p for p in later if p]
+
+
+_QUALIFIED_PART = re.compile(rf"({_IDENT_SQL})(?:\.|$)")
+
+
+def _split_qualified(qualified: str) -> tuple[str, str]:
+    """`schema.name` as pg_dump writes it (each part bare or double-quoted) -> (schema, name)."""
+    parts = [
+        p if not p.startswith('"') else p[1:-1].replace('""', '"') for p in _QUALIFIED_PART.findall(qualified)
+    ]
+    return (parts[0], parts[1]) if len(parts) == 2 else ("", qualified)
 
 
 def _statements(section: str, text: str) -> list[dict[str, str]]:
