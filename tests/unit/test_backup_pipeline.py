@@ -139,3 +139,27 @@ def test_post_data_keys_and_indexes_are_grouped_by_the_table_they_belong_to():
     # the phases are the same plan
     _, phases = pg_post_data_phases(POST_DATA, {"S p.B": 10, "public.a": 1})
     assert phases == [list(by_table.values()), *later]
+
+
+def test_restore_fetches_the_first_chunks_of_the_largest_tables_and_of_small_ones_that_fit():
+    from dereg.backup.restore import _Chunks
+
+    class Pool:
+        def __init__(self):
+            self.fetched: list[str] = []
+
+        def submit(self, fn, name, index, key, last):
+            self.fetched.append(name)
+
+    pool = Pool()
+    chunks = _Chunks(pool, None, None, "bk", b"k" * 32, 6)
+    tables = [(f"big{i}", {"bytes": 50 << 20, "chunks": [f"b{i}/0", f"b{i}/1"]}) for i in range(3)]
+    tables.append(("packed", {"bytes": 10, "chunks": ["p/0"], "pack": {"name": "p0"}}))
+    tables += [(f"small{i}", {"bytes": 3 << 20, "chunks": [f"s{i}/0", f"s{i}/1"]}) for i in range(4)]
+    chunks.prefetch(tables, 2, small_bytes=5 << 20)
+    # the two largest; then the next first chunks (2 MiB each at most) while 5 MiB last
+    assert pool.fetched == ["big0", "big1", "big2", "small0"]
+    pool.fetched.clear()
+    chunks = _Chunks(pool, None, None, "bk", b"k" * 32, 6)
+    chunks.prefetch(tables[3:], 0, small_bytes=5 << 20)
+    assert pool.fetched == ["small0", "small1"]

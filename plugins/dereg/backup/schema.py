@@ -69,23 +69,28 @@ _FOUND_PG_DUMP: dict[tuple[int, str, str], str | None] = {}
 
 
 def _find_pg_dump(wanted: int) -> str | None:
-    candidates = [os.environ.get("DEREG_PG_DUMP", "")]
+    given = os.environ.get("DEREG_PG_DUMP", "")
+    if given and os.access(given, os.X_OK) and _pg_dump_major(given) >= wanted:
+        return given
     root = "/usr/lib/postgresql"
     if os.path.isdir(root):
+        # the Debian/Ubuntu layout names the major version: no `pg_dump --version` to wait for
         majors = sorted((int(d) for d in os.listdir(root) if d.isdigit()), reverse=True)
-        candidates += [f"{root}/{m}/bin/pg_dump" for m in majors if m >= wanted]
-    candidates.append(shutil.which("pg_dump") or "")
-    for path in candidates:
-        if not path or not os.access(path, os.X_OK):
-            continue
-        try:
-            out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30).stdout
-        except (OSError, subprocess.SubprocessError):
-            continue
-        found = re.search(r"PostgreSQL\)\s+(\d+)", out)
-        if found and int(found.group(1)) >= wanted:
-            return path
-    return None
+        for path in (f"{root}/{m}/bin/pg_dump" for m in majors if m >= wanted):
+            if os.access(path, os.X_OK):
+                return path
+    path = shutil.which("pg_dump")
+    return path if path and _pg_dump_major(path) >= wanted else None
+
+
+def _pg_dump_major(path: str) -> int:
+    """The major version `path --version` reports (0 if it does not run or say)."""
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    found = re.search(r"PostgreSQL\)\s+(\d+)", out)
+    return int(found.group(1)) if found else 0
 
 
 # pg_dump's archive entry types of its post-data section (everything else a --schema-only dump
