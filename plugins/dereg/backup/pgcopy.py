@@ -964,11 +964,12 @@ def _restore_with_schema_parallel(
         def build(worker, group: list[tuple[str, str]]) -> None:
             wconn = worker.driver_connection
             wcur = wconn.cursor()
+            if preamble.strip():  # session settings: they last until the RESET below
+                wcur.execute(preamble)
+                wconn.commit()
             for what, statements in group:
                 for attempt in range(5):
                     try:
-                        if preamble.strip():
-                            wcur.execute(preamble)
                         wcur.execute(statements)
                         wconn.commit()
                         break
