@@ -311,6 +311,15 @@ def _s3_location(url: str):
     return s3_location_from_env(url)
 
 
+def _freeze_imports() -> None:
+    """Leave the objects made so far (the modules SQLAlchemy, botocore and ours import: hundreds of
+    thousands, alive until the process ends) out of later garbage collections, which otherwise
+    walk them all again and again while a backup or restore streams its chunks."""
+    import gc
+
+    gc.freeze()
+
+
 @command("backup")
 def _backup(args) -> int:
     import datetime as dt
@@ -321,6 +330,7 @@ def _backup(args) -> int:
     from dereg.evidence.store import open_store
     from dereg.keys_kms import backup_key_provider
 
+    _freeze_imports()
     keyring = backup_key_provider()
     location = _s3_location(args.to)
     engine = database_engine(args.source_url, what="SOURCE_URL")
@@ -363,6 +373,7 @@ def _restore(args) -> int:
 
     if not args.verify:
         raise DeregError("restore always verifies what it restores; pass --verify to say you expect that")
+    _freeze_imports()
     report = restore_and_verify(
         args.backup_id,
         location=_s3_location(getattr(args, "from")),

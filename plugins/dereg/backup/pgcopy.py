@@ -918,7 +918,9 @@ def _restore_with_schema_parallel(
         for w in workers:
             w.driver_connection.commit()
 
-        psql = PsqlCopy.find(engine.url)
+        # the psql beside the pg_dump for this server (Debian's /usr/bin/psql is a Perl wrapper
+        # that costs a Perl start-up per table read back)
+        psql = PsqlCopy.find(engine.url, pg_dump=db_schema.pg_dump_binary(conn.server_version))
         sizes = {
             f"{spec.get('schema') or 'public'}.{spec.get('name') or name}": int(spec.get("bytes") or 0)
             for name, spec in manifest["tables"].items()
