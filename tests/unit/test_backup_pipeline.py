@@ -163,3 +163,21 @@ def test_restore_fetches_the_first_chunks_of_the_largest_tables_and_of_small_one
     chunks = _Chunks(pool, None, None, "bk", b"k" * 32, 6)
     chunks.prefetch(tables[3:], 0, small_bytes=5 << 20)
     assert pool.fetched == ["small0", "small1"]
+
+
+def test_the_backup_and_restore_commands_leave_the_garbage_collector_as_they_found_it(capsys):
+    import gc
+
+    from dereg.cli import main
+
+    assert gc.isenabled()
+    # refused before its work: its imports ran with the collector off, which is back on
+    assert main(["restore", "bk-x", "--from", "s3://b/p"]) == 2
+    assert "--verify" in capsys.readouterr().err
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    gc.disable()
+    try:
+        assert main(["restore", "bk-x", "--from", "s3://b/p"]) == 2
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
