@@ -829,6 +829,38 @@ def restore_with_schema(
             engine.dispose()
 
 
+def existing_relations(url: str, wanted: list[tuple[str | None, str]]) -> set[tuple[str | None, str]]:
+    """Which of `wanted` ((schema, or None for the target's default one, name)) already name a
+    table or view (partitioned and materialized included) in the PostgreSQL database at `url`: one
+    catalog query on a connection made as the engine's would be, without an engine (a restore
+    `--into` checks this before anything, then makes its own)."""
+    import psycopg2
+
+    parsed = normalize_url(url)
+    dialect = parsed.get_dialect()()
+    args, params = dialect.create_connect_args(parsed)
+    try:
+        conn = psycopg2.connect(*args, **params)
+    except psycopg2.Error as exc:
+        raise BackupError(f"the target database cannot be used ({type(exc).__name__})") from None
+    try:
+        cur = conn.cursor()
+        cur.execute(
+            "SELECT n.nspname, c.relname, n.nspname = current_schema() "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind IN ('r', 'p', 'v', 'm') AND c.relname = ANY(%s)",
+            ([name for _, name in wanted],),
+        )
+        found = set()
+        for schema, name, default in cur.fetchall():
+            found.add((schema, name))
+            if default:
+                found.add((None, name))
+        return {w for w in wanted if w in found}
+    finally:
+        conn.close()
+
+
 def _target_of(name: str, spec: dict) -> str:
     return _quote(spec.get("schema") or "public") + "." + _quote(spec.get("name") or name)
 

@@ -191,6 +191,8 @@ def refuse_existing_tables(into_url: str, names: list, *, backup_id: str) -> Non
     if not any(s for s, _ in wanted) and mysqltext.reads_natively(into_url):
         existing = {(None, t) for t in mysqltext.existing_tables(into_url)}
         return _refuse_clash(wanted, existing, backup_id)
+    if _copies_text(into_url):  # PostgreSQL: one catalog query, no engine and inspector
+        return _refuse_clash(wanted, pgcopy.existing_relations(into_url, wanted), backup_id)
     engine = sa.create_engine(normalize_url(into_url))
     try:
         inspector = sa.inspect(engine)
