@@ -22,7 +22,7 @@ under GNU time (wall time and peak RSS of the largest process of the pipeline):
 Then an independent equality check, without Dereg's code: every table's SHOW CREATE TABLE (its
 AUTO_INCREMENT counter left out) and CHECKSUM TABLE, source against each restored copy.
 
-    python -m benchmarks.backup_mysql [--rows N] [--rounds R] [--only mall|rows]
+    python -m benchmarks.backup_mysql [--rows N] [--rounds R] [--only mall|rows] [--prefix NAME_]
 
 Needs restic (`apt-get install restic`), mysqldump/mysql and GNU time (`/usr/bin/time`). Prints
 ratios; goal: both at most 1.0 times restic's time.
@@ -201,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--only", choices=["mall", "rows"])
+    parser.add_argument(
+        "--prefix", default="", help="prepended to the names of the databases made for the run (e.g. NAME_)"
+    )
     args = parser.parse_args(argv)
     for tool in ("restic", "mysqldump", "mysql"):
         if not shutil.which(tool):
@@ -232,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         results = {}
         if args.only in (None, "mall"):
-            database = f"mysql_mall_{tag}"
+            database = f"{args.prefix}mysql_mall_{tag}"
             created.append(database)
             subprocess.run(
                 ["bash", str(_mall() / "load.sh"), database],
@@ -244,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             results["mall"] = _run_database("mall", args.admin_url, database, args.rounds, env, server)
         if args.only in (None, "rows"):
             for rows in sorted({max(args.rows // 10, 1000), args.rows}):
-                database = f"mysql_rows_{rows}_{tag}"
+                database = f"{args.prefix}mysql_rows_{rows}_{tag}"
                 created.append(database)
                 _admin(args.admin_url, f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4")
                 _admin(_url(args.admin_url, database), PEOPLE)

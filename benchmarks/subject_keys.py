@@ -3,13 +3,14 @@
 The database is the demo school at scale (`benchmarks/pgdata.py`, 200,000 students by default, in a
 database of its own). The seal spec is what the backup stage would take from the demo manifest's
 erasure plan (inventory, classification and plan run once, not timed). Each round takes a plain
-backup (`subjects=None`: format 5 without per-subject keys) and a sealed one (every personal
-column of the subjects' rows under their own key) in the same process, into the same local
-SeaweedFS, one after the other; the times are `create_backup`'s whole run (read, seal, hash, zstd,
-AES-256-GCM, upload, manifest, Object Lock read back, catalog) and the sizes are the bytes stored
-under each backup's prefix plus its escrowed key set.
+backup (`subjects=None`: no per-subject keys) and a sealed one (format 7: every personal column of
+the subjects' rows in its subject group's block, under that group's key; with `--ggm` also format 6,
+each subject's values under its own key) in the same process, into the same local SeaweedFS, one
+after the other; the times are `create_backup`'s whole run (read, seal, hash, zstd, AES-256-GCM,
+upload, manifest, Object Lock read back, catalog) and the sizes are the bytes stored under each
+backup's prefix plus its escrowed key set.
 
-    python -m benchmarks.subject_keys [--url URL] [--students N] [--rounds R]
+    python -m benchmarks.subject_keys [--url URL] [--students N] [--rounds R] [--ggm]
 
 Prints the ratios sealed / plain; goal: at most 1.3x in time and in size.
 """
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", default=DEFAULT_URL)
     parser.add_argument("--students", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--ggm", action="store_true", help="also format 6 (one key per subject)")
     args = parser.parse_args(argv)
 
     import boto3
@@ -106,10 +108,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{counts.get('students', 0):,} students, {sum(counts.values()):,} rows in {sa.make_url(args.url).database}"
         )
         print("sealed: " + "; ".join(f"{t} ({', '.join(s.columns)})" for t, s in spec.tables.items()))
-        times: dict[str, list[float]] = {"plain": [], "sealed": []}
+        kinds = ("plain", "sealed", "ggm") if args.ggm else ("plain", "sealed")
+        times: dict[str, list[float]] = {k: [] for k in kinds}
         sizes: dict[str, int] = {}
+        sealed_rows = 0
         for round_ in range(args.rounds):
-            for kind in ("plain", "sealed"):
+            for kind in kinds:
                 started = time.perf_counter()
                 record = create_backup(
                     engine,
@@ -121,17 +125,23 @@ def main(argv: list[str] | None = None) -> int:
                     store=store,
                     retention_days=1,
                     object_lock=True,
-                    subjects=spec if kind == "sealed" else None,
+                    subjects=spec if kind != "plain" else None,
+                    subject_scheme="ggm" if kind == "ggm" else "groups",
                 )
                 seconds = time.perf_counter() - started
                 times[kind].append(seconds)
                 sizes[kind] = _stored_bytes(s3, location.bucket, location.key(record.backup_id) + "/")
                 if kind == "sealed":
+                    blocks = _stored_bytes(
+                        s3, location.bucket, location.key(record.backup_id, "groups") + "/"
+                    )
+                if kind != "plain":
                     sizes[kind] += s3.head_object(
                         Bucket=location.bucket, Key=escrow_key(location, record.backup_id)
                     )["ContentLength"]
+                label = {"plain": "plain", "sealed": "format 7", "ggm": "format 6"}[kind]
                 print(
-                    f"  round {round_ + 1} {kind:6} backup {seconds:6.1f} s  {sizes[kind] / 2**20:8.1f} MiB"
+                    f"  round {round_ + 1} {label:8} backup {seconds:6.1f} s  {sizes[kind] / 2**20:8.1f} MiB"
                 )
                 if kind == "sealed":
                     manifest = json.loads(
@@ -142,10 +152,11 @@ def main(argv: list[str] | None = None) -> int:
                     )
         plain, sealed = statistics.median(times["plain"]), statistics.median(times["sealed"])
         print(
-            f"RATIO backup time sealed/plain = {sealed / plain:.2f}x (median of {args.rounds}; goal <= 1.3)"
+            f"RATIO backup time sealed/plain = {sealed / plain:.2f}x (format 7, subject group blocks; median of "
+            f"{args.rounds}; goal <= 1.3)"
         )
         print(
-            f"RATIO stored size sealed/plain = {sizes['sealed'] / sizes['plain']:.2f}x "
+            f"RATIO stored size sealed/plain = {sizes['sealed'] / sizes['plain']:.2f}x (format 7) "
             f"({(sizes['sealed'] - sizes['plain']) / max(counts.get('students', 1), 1):.0f} bytes per student, "
             f"{(sizes['sealed'] - sizes['plain']) / max(sealed_rows, 1):.0f} per sealed row; goal <= 1.3)"
         )
@@ -153,6 +164,16 @@ def main(argv: list[str] | None = None) -> int:
             f"sealed rows {sealed_rows:,} of {sum(counts.values()):,}; extra time per sealed row "
             f"{(sealed - plain) / max(sealed_rows, 1) * 1e6:.1f} us"
         )
+        print(
+            f"format 7 group blocks: {blocks / 2**20:.1f} MiB in all, {blocks / max(manifest['subject_keys']['groups'], 1) / 1024:.0f} kB "
+            f"per group of {manifest['subject_keys']['group_size']} subjects (what one shred writes again)"
+        )
+        if args.ggm:
+            ggm = statistics.median(times["ggm"])
+            print(
+                f"format 6 (one key per subject), for comparison: time {ggm / plain:.2f}x, "
+                f"size {sizes['ggm'] / sizes['plain']:.2f}x"
+            )
     finally:
         engine.dispose()
         server.stop()

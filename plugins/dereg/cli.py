@@ -955,5 +955,30 @@ def _run(name: str, args) -> int:
         return 2
 
 
+def run() -> None:
+    """The `dereg` command: `main`, then out of the process at once. Tearing the interpreter down
+    (freeing every module and object of SQLAlchemy, botocore and the rest, one by one) takes a few
+    tenths of a second after the work is done and everything is flushed, stored and closed; no
+    thread is left. Connections still in a pool (the compliance store's) are idle and closed by the
+    operating system, as at any end of a process. With a thread still running (none should be), or
+    an exception, Python exits as usual. The cyclic garbage collector runs less often than Python's
+    default (every 700 allocations): imports and rows make objects by the hundred thousand and
+    hardly any cycles."""
+    import gc
+    import os
+    import threading
+
+    gc.set_threshold(20_000, 50, 50)
+    code = main()
+    if threading.active_count() > 1 or not isinstance(code, int):
+        raise SystemExit(code)
+    import logging
+
+    logging.shutdown()  # what Python's own exit would do first: flush and close the log handlers
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run()

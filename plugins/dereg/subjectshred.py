@@ -4,7 +4,9 @@ For every complete database backup of the company that has per-subject keys (for
 `subject_keys.enabled`), the subject's ref is looked up in the backup's `_subjects` stream (sealed
 under the data key); the backup's key set is punctured at that subject's leaf (the covering GGM node
 replaced by its co-path, see `backup/subjectkeys.py`), written back to the compliance store and as a
-new escrow version, and every older version of the escrow object is deleted. Listing and reading
+new escrow version, and every older version of the escrow object is deleted. A version 7 backup
+(`backup/groupkeys.py`) has a key per subject group instead: the group's block is written again
+without the subject's sealed values under a new group key, then the old key is replaced the same way. Listing and reading
 both copies again must show the leaf gone before the erasure is recorded: a ledger entry (stage
 `shred_subject`) and a signed certificate for that one erasure.
 
@@ -23,6 +25,7 @@ from typing import Any
 from dereg import config
 from dereg.errors import BackupError
 
+GROUP_SCHEME = "group-blocks/zstd/aes-256-gcm"  # groupkeys.SCHEME (not imported: cli start-up)
 STAGE = "shred_subject"
 ACTOR = "dereg shred-subject"
 RESIDUAL_RISKS = [
@@ -34,6 +37,8 @@ RESIDUAL_RISKS = [
     "until they are reused or vacuumed; the escrow object's old versions are deleted",
     "rows the subject shares with others (a row sealed under another subject's key) are not erased "
     "by this shred",
+    "in a version 7 backup the subject's group block of before the shred stays locked as ciphertext; its "
+    "group key is destroyed in every copy, and the bucket shows which group was written again",
 ]
 
 
@@ -80,25 +85,9 @@ def puncture_backup(store, ctx: dict[str, Any], company_id: str, ordinal: int) -
     if not already:
         key_set.nodes = punctured
         key_set.shredded += 1
-    escrow = subjectkeys.escrow_key(where, backup_id)
     keep = subjectkeys.save_key_set(store, where, client, company_id, key_set, data_key) or "null"
-    deleted = 0
-    for version in _escrow_versions(client, where.bucket, escrow):
-        if version["VersionId"] == keep:
-            continue
-        try:
-            client.delete_object(Bucket=where.bucket, Key=escrow, VersionId=version["VersionId"])
-        except client.exceptions.ClientError as exc:
-            raise BackupError(
-                f"an older version of {escrow} cannot be deleted ({exc.response['Error'].get('Code')}): a "
-                "default retention may lock the _escrow prefix. The subject key is NOT destroyed yet; remove "
-                "that retention and run again."
-            ) from None
-        deleted += 1
-    left = _escrow_versions(client, where.bucket, escrow)
-    problems = []
-    if [v["VersionId"] for v in left] != [keep]:
-        problems.append(f"{len(left)} version(s) of {escrow} remain, expected only the new one")
+    deleted, problems = _keep_only(client, where, backup_id, keep)
+    escrow = subjectkeys.escrow_key(where, backup_id)
     for copy in (
         subjectkeys.load_key_set_body(store, client, where, company_id, backup_id),
         json.loads(client.get_object(Bucket=where.bucket, Key=escrow)["Body"].read()),
@@ -120,6 +109,91 @@ def puncture_backup(store, ctx: dict[str, Any], company_id: str, ordinal: int) -
         "escrow_versions_deleted": deleted,
         "sealed_tables": sorted(n for n, t in manifest["tables"].items() if t.get("sealed")),
     }
+
+
+def rewrite_group_backup(store, ctx: dict[str, Any], company_id: str, ordinal: int) -> dict[str, Any]:
+    """Version 7: write the subject's group block again without its values under a new group key
+    (locked like the backup), then replace the group key in every copy of the key set, so the old
+    block, which the lock keeps, can no longer be decrypted; verified by reading both copies back."""
+    from dereg.backup import groupkeys, subjectkeys
+
+    where, client, manifest, data_key = ctx["where"], ctx["client"], ctx["manifest"], ctx["data_key"]
+    backup_id = manifest["backup_id"]
+    body = subjectkeys.load_key_set_body(store, client, where, company_id, backup_id)
+    if body is None:
+        raise BackupError(
+            f"backup {backup_id}: its subject group keys are neither in the compliance store nor in escrow "
+            "(the backup was crypto-shredded whole?): there is no key left to destroy"
+        )
+    key_set = groupkeys.GroupKeySet.from_json(body, data_key)
+    retain_until = dt.datetime.fromisoformat(manifest["retain_until"])
+    lock = (
+        {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": retain_until}
+        if manifest.get("object_lock") and retain_until > dt.datetime.now(dt.UTC)
+        else {}
+    )
+
+    def get(key: str) -> bytes:
+        return client.get_object(Bucket=where.bucket, Key=key)["Body"].read()
+
+    def put(key: str, blob: bytes) -> None:
+        client.put_object(Bucket=where.bucket, Key=key, Body=blob, **lock)
+
+    marks = {name: groupkeys.shredded_marks(t) for name, t in manifest["tables"].items() if t.get("sealed")}
+    group, old = groupkeys.rewrite_group(key_set, ordinal, get=get, put=put, location=where, marks=marks)
+    keep = groupkeys.save_key_set(store, where, client, company_id, key_set, data_key) or "null"
+    deleted, problems = _keep_only(client, where, backup_id, keep)
+    escrow = subjectkeys.escrow_key(where, backup_id)
+    for copy in (
+        subjectkeys.load_key_set_body(store, client, where, company_id, backup_id),
+        json.loads(client.get_object(Bucket=where.bucket, Key=escrow)["Body"].read()),
+    ):
+        now = groupkeys.GroupKeySet.from_json(copy, data_key).groups[group.group]
+        if ordinal not in now.shredded or (old is not None and now.key == old.key):
+            problems.append("a copy of the key set still holds the group's old key")
+    if problems:
+        raise BackupError(
+            f"backup {backup_id}: "
+            + "; ".join(problems)
+            + ". The subject is NOT recorded as shredded; run again."
+        )
+    return {
+        "backup_id": backup_id,
+        "source_id": manifest.get("source_id"),
+        "bucket": where.bucket,
+        "retain_until": manifest.get("retain_until"),
+        "key_was_already_gone": old is None,
+        "escrow_versions_deleted": deleted,
+        "group": group.group,
+        "group_block": group.block,
+        "group_generation": group.generation,
+        "sealed_tables": sorted(n for n, t in manifest["tables"].items() if t.get("sealed")),
+    }
+
+
+def _keep_only(client, where, backup_id: str, keep: str) -> tuple[int, list[str]]:
+    """Delete every version of the key set's escrow object but `keep`; (versions deleted, problems)."""
+    from dereg.backup import subjectkeys
+
+    escrow = subjectkeys.escrow_key(where, backup_id)
+    deleted = 0
+    for version in _escrow_versions(client, where.bucket, escrow):
+        if version["VersionId"] == keep:
+            continue
+        try:
+            client.delete_object(Bucket=where.bucket, Key=escrow, VersionId=version["VersionId"])
+        except client.exceptions.ClientError as exc:
+            raise BackupError(
+                f"an older version of {escrow} cannot be deleted ({exc.response['Error'].get('Code')}): a "
+                "default retention may lock the _escrow prefix. The subject key is NOT destroyed yet; remove "
+                "that retention and run again."
+            ) from None
+        deleted += 1
+    left = _escrow_versions(client, where.bucket, escrow)
+    problems = []
+    if [v["VersionId"] for v in left] != [keep]:
+        problems.append(f"{len(left)} version(s) of {escrow} remain, expected only the new one")
+    return deleted, problems
 
 
 def _refusal(company_id: str, old: list[dict[str, Any]]) -> BackupError:
@@ -190,7 +264,10 @@ def shred_subject(
     done, failed = [], None
     try:
         for ctx, ordinal in matched:
-            done.append(puncture_backup(store, ctx, company_id, ordinal))
+            grouped = ctx["manifest"]["subject_keys"].get("scheme") == GROUP_SCHEME
+            done.append(
+                (rewrite_group_backup if grouped else puncture_backup)(store, ctx, company_id, ordinal)
+            )
             if progress:
                 progress(
                     f"backup {done[-1]['backup_id']}: the key of subject {subject_ref} destroyed in every copy"
@@ -275,7 +352,9 @@ def _certificate(company_id, subject_ref, done, old, entry, ledger, run_id) -> d
         "finished_at": now,
         "stores": [],
         "backup_kept": [],
-        "method": "crypto-shredding of one per-subject key (GGM key set punctured, escrow versions deleted)",
+        "method": "crypto-shredding of one per-subject key (version 5 and 6: GGM key set punctured; version 7: "
+        "the subject's group block written again without its values under a new group key and the old group "
+        "key destroyed), escrow versions deleted",
         "verification_method": "escrow versions listed again; both copies of the key set read back, unwrapped "
         "and checked not to cover the subject's key",
         "verification_result": "passed",

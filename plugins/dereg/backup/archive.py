@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from dereg.backup import catalog, mysqltext, pgcopy, rowfast, subjectkeys
+from dereg.backup import catalog, groupkeys, mysqltext, pgcopy, rowfast
 from dereg.backup import schema as db_schema
 from dereg.backup.codec import describe_columns, describe_keys, encode_row, kind_of
 from dereg.backup.pgcopy import table_key
@@ -271,6 +271,7 @@ def create_backup(
     fast: bool = True,
     personal_tables: list[str] | None = None,
     subjects: SealSpec | str | None = None,
+    subject_scheme: str = "groups",
 ) -> BackupRecord:
     """Back up every table of `engine` (or `tables`); a complete backup of the same run is reused.
 
@@ -280,7 +281,9 @@ def create_backup(
     `personal_tables`: tables classification found personal data in (as it names them); the backup
     refuses when one of them is outside what it covers (see `check_coverage`).
     `subjects`: what to seal under per-subject keys (subjectkeys.py; PostgreSQL sources), or why
-    the backup has none (recorded in the manifest's `subject_keys`)."""
+    the backup has none (recorded in the manifest's `subject_keys`). `subject_scheme`: "groups" (format
+    version 7, subject group blocks, groupkeys.py) or "ggm" (version 6, one key per subject, kept to
+    compare them)."""
     reused = reuse_complete(store, company_id, run_id, source_id, progress)
     if reused is not None:
         return reused
@@ -302,9 +305,13 @@ def create_backup(
         early=early,
     )
     backup_id = session.backup_id
-    sealer, no_subject_keys = subjectkeys.sealer_for(subjects, backup_id, copy_text=early, engine=engine)
+    sealer, no_subject_keys = groupkeys.sealer_for(
+        subjects, backup_id, copy_text=early, engine=engine, scheme=subject_scheme
+    )
     if sealer is not None:
         session.context["sealer"] = sealer
+        session.version = sealer.version
+        sealer.session = session
     current = ["(none yet)"]
     try:
         extra: dict[str, Any] = {}

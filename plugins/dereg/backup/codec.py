@@ -33,8 +33,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from dereg.dialects import type_text
 
-FORMAT_VERSION = 6
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
+FORMAT_VERSION = 7
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
 #: the first version that may store small tables together in a pack (`tables.<name>.pack`)
 PACK_VERSION = 6
 #: the first version that may seal subject rows under per-subject keys (`subject_keys`, subjectkeys.py)
@@ -42,6 +42,12 @@ SUBJECT_KEYS_VERSION = 5
 #: the first version whose sealed rows are AES-256-CTR without a tag of their own (version 5: AES-GCM
 #: per row, with its 16-byte tag and associated data)
 SUBJECT_CTR_VERSION = 6
+#: the first version that keeps the sealed values of a group of subjects together in one block under a
+#: key of that group (`subject_keys.scheme` group-blocks, groupkeys.py); versions 5 and 6 still restore
+GROUP_KEYS_VERSION = 7
+#: the last version whose per-subject keys are a GGM tree with one key per subject (subjectkeys.py);
+#: `create_backup(..., subject_scheme="ggm")` still writes it, for comparison
+GGM_VERSION = 6
 #: the first version that carries the source's schema (`schema` in the manifest)
 SCHEMA_VERSION = 4
 #: the first version whose manifest carries a MAC (older manifests restore, unauthenticated)

@@ -40,7 +40,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy.engine import Engine
 
-from dereg.backup import catalog, pgcopy, subjectkeys
+from dereg.backup import catalog, groupkeys, pgcopy, subjectkeys
 from dereg.backup.archive import (
     JSON_ROWS,
     _dump_table,
@@ -263,7 +263,7 @@ def prepare_backup(
         else:
             extra = _schema_statements(engine, ordered, session, progress)
         order = [table_key(t) for t in ordered]
-        sealer, no_subject_keys = subjectkeys.sealer_for(
+        sealer, no_subject_keys = groupkeys.sealer_for(
             subjects, session.backup_id, copy_text=dialect_for(engine).copy_text, engine=engine
         )
         parts = plan_parts(order, row_counts or {}, 0 if sealer is not None else rows_per_part)
@@ -331,7 +331,8 @@ def backup_part(
         part_extra: dict[str, Any] = {}
         sealer = None
         if head.get("seal_spec"):
-            sealer = subjectkeys.Sealer(subjectkeys.spec_from_json(head["seal_spec"]), backup_id)
+            sealer = groupkeys.GroupSealer(subjectkeys.spec_from_json(head["seal_spec"]), backup_id)
+            sealer.session = session
             session.context["sealer"] = sealer
         subject_keys = None
         if dialect_for(engine).copy_text:

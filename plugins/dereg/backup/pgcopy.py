@@ -462,7 +462,9 @@ def dump_tables(
             sealed = relkind != "p" and sealer is not None and sealer.seals(key)
             try:
                 if sealed:
-                    plain_digest = sealer.copy_out(wcur, key, qualified, columns, stream, relkind)[1]
+                    plain_digest = sealer.copy_out(wcur, key, qualified, columns, stream, relkind, psql=psql)[
+                        1
+                    ]
                 elif psql is not None and relkind == "r" and pages >= PSQL_COPY_BYTES:
                     psql.copy_out(key, _copy_sql(qualified, relkind, columns), stream)
                 else:
@@ -480,7 +482,9 @@ def dump_tables(
                     stream.size,
                     stream.chunks,
                 )
-            if wcur.rowcount not in (-1, rows):  # psycopg2 reports COPY's own count
+            if wcur.rowcount not in (-1, rows) and not (sealed and sealer.version >= 7):
+                # psycopg2 reports COPY's own count (version 7: the stored stream holds only the rows
+                # of no subject, the sealer counts them all)
                 current[0] = key
                 raise RuntimeError(f"COPY of {key} counted {wcur.rowcount} rows, the stream holds {rows}")
             described[key] = {
@@ -499,10 +503,20 @@ def dump_tables(
             if progress:
                 if relkind == "p":
                     progress(f"backup {key}: partitioned, {rows} rows stored in its partitions")
-                else:
-                    progress(f"backup {key}: {rows} rows in {len(chunks)} chunk(s)")
+                else:  # (a sealed table's rows: the manifest's count, not only its stored stream's)
+                    progress(f"backup {key}: {described[key]['rows']} rows in {len(chunks)} chunk(s)")
 
-        _run_parallel(sorted(plans, key=lambda p: -p[3]), [raw, *extra], dump)
+        # largest first; a sealed table is read three times (groupkeys.py), and its group blocks are
+        # uploaded once the last of them is done, while the other tables are still being read
+        weight = getattr(sealer, "read_weight", 1)
+        _run_parallel(
+            sorted(
+                plans,
+                key=lambda p: -p[3] * (weight if sealer is not None and sealer.seals(_key(*p[0])) else 1),
+            ),
+            [raw, *extra],
+            dump,
+        )
         if reflecting is not None:
             tables = reflecting.result()
             _same_tables(tables, [_key(*p[0]) for p in plans])

@@ -31,6 +31,7 @@ from sqlalchemy.engine import Engine
 from dereg.backup import catalog, codec, mysqltext, pgcopy, subjectkeys
 from dereg.backup import schema as db_schema
 from dereg.backup.codec import (
+    GROUP_KEYS_VERSION,
     MAC_VERSION,
     PACK_VERSION,
     READABLE_VERSIONS,
@@ -553,7 +554,10 @@ def restore_and_verify(
     pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dereg-restore")
     chunks = _Chunks(pool, client, location, backup_id, data_key, version)
     if (manifest.get("subject_keys") or {}).get("enabled"):
-        chunks.unsealer = subjectkeys.Unsealer.open(
+        from dereg.backup import groupkeys
+
+        opener = groupkeys.GroupUnsealer if version >= GROUP_KEYS_VERSION else subjectkeys.Unsealer
+        chunks.unsealer = opener.open(
             manifest,
             data_key=data_key,
             store=store,

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
-from dereg.backup.codec import FORMAT_VERSION, SUBJECT_CTR_VERSION, open_sealed, whole_lines
+from dereg.backup.codec import FORMAT_VERSION, GGM_VERSION, SUBJECT_CTR_VERSION, open_sealed, whole_lines
 from dereg.errors import BackupError
 
 SCHEME = "ggm-blake2b512/aes-256-gcm"
@@ -293,6 +293,30 @@ def marker_for(column: dict[str, Any]) -> str | None:
     return _MARKERS.get(base)
 
 
+def sealed_columns(
+    spec: SealSpec, name: str, table: SealedTable, columns: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """The manifest's `sealed` entry of a table (its sealed columns and their markers), or None when
+    none can be sealed: a generated column is not stored, and a NOT NULL column of a type with no
+    marker is left out (recorded in `spec.unsealed`)."""
+    by_name = {c["name"]: c for c in columns}
+    positions, markers = [], {}
+    for col in table.columns:
+        c = by_name.get(col)
+        if c is None or c.get("generated"):
+            continue
+        if c.get("not_null"):
+            mark = marker_for(c)
+            if mark is None:
+                spec.unsealed[f"{name}.{col}"] = (
+                    f"NOT NULL column of type {c.get('pg_type')} has no shredded marker"
+                )
+                continue
+            markers[col] = mark
+        positions.append(col)
+    return {"columns": positions, "markers": markers} if positions else None
+
+
 # --- backup side: sealing rows while COPY streams them ---------------------------------------------
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
@@ -377,7 +401,10 @@ def row_nonce(table_number: int, line: int) -> bytes:
 
 class Sealer:
     """Seals a backup's subject rows (PostgreSQL COPY path); made by `pgcopy.dump_tables` when the
-    session carries a `SealSpec`, inside the backup's snapshot."""
+    session carries a `SealSpec`, inside the backup's snapshot. Writes format version 6 (version 7
+    seals by subject group instead: groupkeys.py); kept to write such backups for comparison."""
+
+    version = GGM_VERSION
 
     def __init__(self, spec: SealSpec, backup_id: str):
         self.spec, self.backup_id = spec, backup_id
@@ -425,23 +452,9 @@ class Sealer:
                     if n is not None and value != NULL:
                         found[value] = n  # lowest subject last: it wins
                 self.maps[name] = found
-            by_name = {c["name"]: c for c in columns_of[name]}
-            positions, markers = [], {}
-            for col in table.columns:
-                c = by_name.get(col)
-                if c is None or c.get("generated"):
-                    continue
-                if c.get("not_null"):
-                    mark = marker_for(c)
-                    if mark is None:
-                        spec.unsealed[f"{name}.{col}"] = (
-                            f"NOT NULL column of type {c.get('pg_type')} has no shredded marker"
-                        )
-                        continue
-                    markers[col] = mark
-                positions.append(col)
-            if positions:
-                self.sealed[name] = {"columns": positions, "markers": markers}
+            entry = sealed_columns(spec, name, table, columns_of[name])
+            if entry is not None:
+                self.sealed[name] = entry
 
     def leaf(self, n: int) -> bytes:
         return bytes(self.leaves[32 * n : 32 * n + 32])
@@ -450,7 +463,7 @@ class Sealer:
         return key in self.sealed
 
     def copy_out(
-        self, cur, key: str, qualified: str, columns: list[dict[str, Any]], raw, relkind: str = "r"
+        self, cur, key: str, qualified: str, columns: list[dict[str, Any]], raw, relkind: str = "r", psql=None
     ) -> tuple[int, str]:
         """COPY `key`'s rows, seal them into `raw` (the chunk stream); returns (sealed rows, SHA-256
         of the plain COPY text, as a plain backup hashes it). When the row's link value is one of
@@ -497,7 +510,7 @@ class Sealer:
             location=session.location,
             chunk_bytes=CHUNK_BYTES,
             folder=SUBJECTS_FOLDER,
-            aad=subjects_aad,
+            aad=lambda *a: subjects_aad(*a, version=self.version),
         )
         stream.write(b"".join(r + b"\n" for r in self.refs))
         stream.finish()
@@ -789,25 +802,6 @@ class Unsealer:
 
 def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat()
-
-
-def sealer_for(subjects, backup_id: str, *, copy_text: bool, engine) -> tuple[Sealer | None, dict[str, Any]]:
-    """A Sealer for `subjects` (a SealSpec), or None and the manifest's `subject_keys` entry saying
-    why this backup has no per-subject keys."""
-    from dereg.dialects import sqlalchemy_name
-
-    if isinstance(subjects, SealSpec) and copy_text and subjects.tables:
-        return Sealer(subjects, backup_id), {}
-    if isinstance(subjects, SealSpec) and not copy_text:
-        why = (
-            f"per-subject keys are built on the PostgreSQL COPY path only; this {sqlalchemy_name(engine)} "
-            "backup has none (a subject's rows can only go with the whole backup)"
-        )
-    elif isinstance(subjects, SealSpec):
-        why = "the erasure plan links no personal column to the subjects"
-    else:
-        why = subjects or "no erasure plan was given, so no row is known to belong to a subject"
-    return None, {"enabled": False, "reason": why}
 
 
 def seal_spec_for(enabled: bool, plan_of, classification) -> SealSpec | str:

@@ -172,8 +172,15 @@ class Uploader:
             raise s3_error(self.location, exc, f"store {key}") from None
 
     def put_later(self, key: str, body: bytes) -> None:
-        """Upload a locked chunk in the background; an error surfaces at the next call or at `drain`."""
-        self._submit(lambda: self.put(key, body), len(body))
+        """Upload a locked object (already sealed) in the background, once the store is checked (as
+        `seal_later`); an error surfaces at the next call or at `drain`."""
+
+        def job() -> None:
+            self._open.wait()
+            if self._refused is None:
+                self.put(key, body)
+
+        self._submit(job, len(body))
 
     def seal_later(self, key: str, data_key: bytes, plaintext: bytes, aad: bytes) -> None:
         """Compress, encrypt and upload a chunk in the background (zstd and AES-GCM release the GIL,
@@ -361,8 +368,14 @@ class Session:
     object_lock: bool
     uploader: Uploader
     context: dict[str, Any] = field(default_factory=dict)
+    #: the format version written (the manifest's `version`, and in every chunk's associated data):
+    #: FORMAT_VERSION, or 6 for a backup sealed with the GGM tree (`subject_scheme="ggm"`)
+    version: int = FORMAT_VERSION
 
     def _chunk_stream(self, name: str, **kwargs) -> ChunkStream:
+        from functools import partial
+
+        kwargs["aad"] = partial(kwargs.get("aad", associated_data), version=self.version)
         return ChunkStream(
             name,
             backup_id=self.backup_id,
@@ -389,7 +402,7 @@ class Session:
     def common_manifest(self, *, company_id: str, run_id: str, source_id: str) -> dict[str, Any]:
         return {
             "format": "dereg-backup",
-            "version": FORMAT_VERSION,
+            "version": self.version,
             "backup_id": self.backup_id,
             "company_id": company_id,
             "run_id": run_id,

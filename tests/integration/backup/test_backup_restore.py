@@ -274,7 +274,7 @@ def test_an_unknown_manifest_version_is_refused(location, keyring, store, s3_cli
     s3_client.put_object(
         Bucket=bucket_name, Key=key, Body=json.dumps({"format": "dereg-backup", "version": 99}).encode()
     )
-    with pytest.raises(BackupError, match="not a version 1, 2, 3, 4, 5 or 6 Dereg backup manifest"):
+    with pytest.raises(BackupError, match="not a version 1, 2, 3, 4, 5, 6 or 7 Dereg backup manifest"):
         restore_and_verify("bk-future", location=location, keyring=keyring, store=store)
 
 

@@ -103,7 +103,7 @@ def test_postgresql_backup_is_copy_text_and_restores_exactly_into_a_scratch_sche
     lines: list[str] = []
     record = take_backup(pg_url, object_lock=True, progress=lines.append)
     manifest = json.loads(s3_client.get_object(Bucket=bucket_name, Key=record.manifest_key)["Body"].read())
-    assert manifest["version"] == 6 and manifest["dialect"] == "postgresql"
+    assert manifest["version"] == 7 and manifest["dialect"] == "postgresql"
     assert {t["encoding"] for t in manifest["tables"].values()} == {"pg-copy-text"}
     assert manifest["pg"]["copy_settings"]["TimeZone"] == "UTC"
     assert record.tables["awkward"]["rows"] == 5 and record.tables["no_key"]["rows"] == 3000

@@ -1,6 +1,8 @@
-"""Per-subject keys on PostgreSQL + SeaweedFS: back up the small source with its subject rows sealed,
-shred one subject, restore, and check by independent SQL that only that subject's personal columns
-became unreadable; the bad inputs of `shred-subject`."""
+"""Per-subject keys of format version 6 (a GGM tree, one key per subject; still written with
+`subject_scheme="ggm"`, and what older backups hold) on PostgreSQL + SeaweedFS: back up the small
+source with its subject rows sealed, shred one subject, restore, and check by independent SQL that
+only that subject's personal columns became unreadable; the bad inputs of `shred-subject`. Version 7
+(subject group blocks): test_group_keys.py."""
 
 from __future__ import annotations
 
@@ -91,7 +93,12 @@ def test_one_subject_shredded_inside_a_locked_backup(
     monkeypatch.setattr(certificate_doc, "render_pdf", _no_pdf)
     planted = make_small_source(pg_url)
     record = take_backup(
-        pg_url, company_id="school-sk", subjects=_spec(), object_lock=True, retention_days=30
+        pg_url,
+        company_id="school-sk",
+        subjects=_spec(),
+        subject_scheme="ggm",
+        object_lock=True,
+        retention_days=30,
     )
     manifest = json.loads(
         s3_client.get_object(Bucket=location.bucket, Key=record.manifest_key)["Body"].read()
@@ -202,7 +209,7 @@ def test_shredding_the_whole_backup_destroys_the_subject_key_set_too(
     from dereg.backup.subjectkeys import load_key_set_body
 
     make_small_source(pg_url)
-    record = take_backup(pg_url, company_id="school-end", subjects=_spec())
+    record = take_backup(pg_url, company_id="school-end", subjects=_spec(), subject_scheme="ggm")
     assert load_key_set_body(store, s3_client, location, "school-end", record.backup_id) is not None
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)  # its retention (1 day) has ended
     crypto_shred(store, location, record.backup_id, now=later)

@@ -1,0 +1,242 @@
+"""Subject group blocks (format version 7) on PostgreSQL + SeaweedFS: back up the small source with
+its subjects' personal columns in group blocks (one subject per group here, so the rows of a table are
+merged back from several blocks), shred one subject under Object Lock, restore, and check by
+independent SQL that only that subject's personal columns became unreadable, that the old block is
+still there but opens under no key left, and the bad input of `shred-subject`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from dereg.backup import groupkeys
+from dereg.backup.restore import restore_and_verify
+from dereg.backup.subjectkeys import escrow_key, load_key_set_body
+from dereg.errors import BackupError
+from dereg.evidence import certificate_doc
+from dereg.evidence.certificate import load_certificate, verify_certificate
+from dereg.evidence.ledger import Ledger
+from dereg.subjectshred import shred_subject
+from tests.integration.backup.conftest import make_small_source
+from tests.integration.backup.test_subject_keys import _no_pdf, _rows, _spec
+
+SHREDDED = 10  # the student whose values are shredded (李小龙, guardian 1); subject number 0
+
+
+@pytest.fixture
+def restored_db(pg_url):
+    admin = sa.create_engine(pg_url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    name = pg_url.rsplit("/", 1)[1] + "_into"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    yield pg_url.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+def _data_key(store, keyring, backup_id: str) -> bytes:
+    import base64
+
+    from dereg.backup import catalog
+
+    kek_id, wrapped = catalog.wrapped_key(store, backup_id)
+    return keyring.unwrap_data_key(kek_id, base64.b64decode(wrapped), what="the test's backup")
+
+
+def test_one_subject_shredded_from_its_group_block_inside_a_locked_backup(
+    pg_url, restored_db, take_backup, location, keyring, store, s3_client, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("DEREG_OUTPUT_DIR", str(tmp_path / "out"))
+    monkeypatch.setattr(certificate_doc, "render_pdf", _no_pdf)
+    monkeypatch.setattr(groupkeys, "GROUP_SIZE", 1)  # two subjects, two groups
+    planted = make_small_source(pg_url)
+    record = take_backup(
+        pg_url, company_id="school-gk", subjects=_spec(), object_lock=True, retention_days=30
+    )
+    manifest = json.loads(
+        s3_client.get_object(Bucket=location.bucket, Key=record.manifest_key)["Body"].read()
+    )
+    entry = manifest["subject_keys"]
+    assert manifest["version"] == 7 and entry["enabled"] is True and entry["scheme"] == groupkeys.SCHEME
+    assert (entry["subjects"], entry["group_size"], entry["groups"]) == (2, 1, 2)
+    assert manifest["tables"]["guardians"]["sealed"]["markers"] == {"name": "#shredded"}
+    assert manifest["tables"]["payments"]["sealed"]["rows"] == 200  # payment 999 has no student
+    # each group's block is locked like the chunks
+    for key, _sha in entry["blocks"]:
+        retention = s3_client.get_object_retention(Bucket=location.bucket, Key=key)["Retention"]
+        assert retention["Mode"] == "COMPLIANCE"
+    blob = b"".join(
+        s3_client.get_object(Bucket=location.bucket, Key=o["Key"])["Body"].read()
+        for o in s3_client.list_objects_v2(Bucket=location.bucket)["Contents"]
+    )
+    assert not any(v.encode() in blob for v in planted)
+
+    # a reader written from docs/backup-format.md ("Subject group blocks") alone gives the plain rows
+    data_key = _data_key(store, keyring, record.backup_id)
+    for table in ("students", "guardians", "payments"):
+        plain = _read_table_from_the_spec(s3_client, location.bucket, manifest, data_key, table)
+        assert hashlib.sha256(plain).hexdigest() == manifest["tables"][table]["sha256"], table
+
+    report = restore_and_verify(
+        record.backup_id, location=location, keyring=keyring, store=store, scratch_url=pg_url
+    )
+    assert report.ok, report.problems
+    assert not any("shredded" in w for w in report.warnings)
+
+    # bad input: a ref that matches nothing changes and records nothing
+    entries = len(Ledger(store).entries())
+    body_before = load_key_set_body(store, s3_client, location, "school-gk", record.backup_id)
+    with pytest.raises(BackupError, match="matches no subject"):
+        shred_subject(
+            store, location, keyring, company_id="school-gk", subject_ref="4242", signing_keyring=keyring
+        )
+    assert len(Ledger(store).entries()) == entries
+    assert load_key_set_body(store, s3_client, location, "school-gk", record.backup_id) == body_before
+
+    result = shred_subject(
+        store, location, keyring, company_id="school-gk", subject_ref=str(SHREDDED), signing_keyring=keyring
+    )
+    done = result["backups"][0]
+    assert done["backup_id"] == record.backup_id and (done["group"], done["group_generation"]) == (0, 1)
+    assert verify_certificate(load_certificate(Path(result["certificate"])), store=store).ok
+    escrow = escrow_key(location, record.backup_id)
+    assert len(s3_client.list_object_versions(Bucket=location.bucket, Prefix=escrow).get("Versions", [])) == 1
+    # the old block is still there, locked; the key set holds only the new key of group 0, under which
+    # the old block does not open, and the new block has no value of the subject
+    data_key = _data_key(store, keyring, record.backup_id)
+    key_set = groupkeys.GroupKeySet.from_json(
+        load_key_set_body(store, s3_client, location, "school-gk", record.backup_id), data_key
+    )
+    old_key = entry["blocks"][0][0]
+    old_blob = s3_client.get_object(Bucket=location.bucket, Key=old_key)["Body"].read()
+    group = key_set.groups[0]
+    assert group.block != old_key and group.shredded == [0] and key_set.groups[1].generation == 0
+    with pytest.raises(BackupError, match="fails authentication"):
+        groupkeys.open_block(group.key, old_blob, record.backup_id, 0, 0)
+    with pytest.raises(Exception):  # noqa: B017 - Object Lock refuses whatever the error class
+        versions = s3_client.list_object_versions(Bucket=location.bucket, Prefix=old_key)["Versions"]
+        s3_client.delete_object(Bucket=location.bucket, Key=old_key, VersionId=versions[0]["VersionId"])
+    new_blob = s3_client.get_object(Bucket=location.bucket, Key=group.block)["Body"].read()
+    assert (
+        s3_client.get_object_retention(Bucket=location.bucket, Key=group.block)["Retention"]["Mode"]
+        == "COMPLIANCE"
+    )
+    _, frames = groupkeys.open_block(group.key, new_blob, record.backup_id, 0, 1)
+    marks = {n: groupkeys.shredded_marks(t) for n, t in manifest["tables"].items() if t.get("sealed")}
+    for name, (_count, frame) in frames.items():
+        assert not any(v.encode() in groupkeys._decompress(frame) for v in planted)
+        rows = [row for _, n, row, gone in groupkeys._entries(frame, frozenset([0])) if n == 0 and gone]
+        assert rows and all(row.split(b"\t")[p] == v for row in rows for p, v in marks[name].items())
+    # a retry (as after an interruption) finishes and changes nothing
+    again = shred_subject(
+        store, location, keyring, company_id="school-gk", subject_ref=str(SHREDDED), signing_keyring=keyring
+    )
+    assert (
+        again["backups"][0]["key_was_already_gone"] is True and again["backups"][0]["group_generation"] == 1
+    )
+
+    report = restore_and_verify(
+        record.backup_id, location=location, keyring=keyring, store=store, into_url=restored_db
+    )
+    assert report.ok, report.problems
+    assert report.tables["students"]["shredded_rows"] == 1
+    assert report.tables["payments"]["shredded_rows"] == 100
+    assert report.tables["guardians"]["shredded_rows"] == 1
+
+    sealed = {t: s.columns for t, s in _spec().tables.items()}
+    gone = {
+        "students": {SHREDDED},
+        "guardians": {1},
+        "payments": {i for i in range(1, 201) if 10 + i % 2 == SHREDDED},
+    }
+    for table in ("guardians", "students", "payments"):
+        source, back = _rows(pg_url, table), _rows(restored_db, table)
+        assert source.keys() == back.keys()
+        names = [c["name"] for c in manifest["tables"][table]["columns"]]
+        for key, row in source.items():
+            if key not in gone[table]:
+                assert back[key] == row, f"{table} row {key} differs"
+                continue
+            for name, was, now in zip(names, row, back[key], strict=True):
+                if name in sealed[table]:
+                    assert now != was and (now is None or now in ("#shredded", "#shredde")), (table, name)
+                else:
+                    assert now == was, (table, name)
+    assert _rows(restored_db, "guardians")[1][1].startswith("#shred")
+
+
+def test_a_tampered_group_block_is_refused(
+    pg_url, take_backup, location, keyring, store, s3_client, monkeypatch
+):
+    monkeypatch.setattr(groupkeys, "GROUP_SIZE", 1)
+    make_small_source(pg_url)
+    record = take_backup(pg_url, company_id="school-gt", subjects=_spec())
+    manifest = json.loads(
+        s3_client.get_object(Bucket=location.bucket, Key=record.manifest_key)["Body"].read()
+    )
+    first, second = (k for k, _ in manifest["subject_keys"]["blocks"])
+    # group 1's block put where group 0's is expected: its associated data names another group
+    s3_client.put_object(
+        Bucket=location.bucket,
+        Key=first,
+        Body=s3_client.get_object(Bucket=location.bucket, Key=second)["Body"].read(),
+    )
+    with pytest.raises(BackupError, match="group 0 .*fails authentication"):
+        restore_and_verify(record.backup_id, location=location, keyring=keyring, store=store)
+
+
+def _read_table_from_the_spec(s3, bucket: str, manifest: dict, data_key: bytes, name: str) -> bytes:
+    """Version 7 as the spec says: the group keys from their escrow object, each group's block opened
+    and its sections of `name` read, merged by line number with the stored rows of no subject."""
+    import base64
+
+    import zstandard
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+    from cryptography.hazmat.primitives.keywrap import aes_key_unwrap
+
+    bid, version = manifest["backup_id"], manifest["version"]
+    prefix = manifest["escrow_key"].rsplit("/_escrow/", 1)[0]
+    body = json.loads(
+        s3.get_object(Bucket=bucket, Key=f"{prefix}/_escrow/{bid}.subject-keys.json")["Body"].read()
+    )
+    assert body["format"] == "dereg-group-keys" and len(body["groups"]) == manifest["subject_keys"]["groups"]
+    theirs: dict[int, bytes] = {}
+    for group in body["groups"]:
+        g, gen = group["group"], group["generation"]
+        info = f"dereg-backup group-key|{bid}|{g}|{gen}".encode()
+        key = aes_key_unwrap(
+            HKDF(hashes.SHA256(), 32, None, info).derive(data_key), base64.b64decode(group["key"])
+        )
+        blob = s3.get_object(Bucket=bucket, Key=group["block"])["Body"].read()
+        plaintext = AESGCM(key).decrypt(
+            blob[:12], blob[12:], f"dereg-backup-group/{version}|{bid}|{g}|{gen}".encode()
+        )
+        head, _, rest = plaintext.partition(b"\n")
+        at = 0
+        for table in json.loads(head)["tables"]:
+            frames = rest[at : at + table["bytes"]]
+            at += table["bytes"]
+            if table["name"] != name or not frames:
+                continue
+            text = zstandard.ZstdDecompressor().stream_reader(frames, read_across_frames=True).read()
+            for line in text.split(b"\n")[:-1]:
+                _n, number, row = line.split(b"\t", 2)
+                theirs[int(number)] = row
+    spec = manifest["tables"][name]
+    stored = b""
+    for i, key in enumerate(spec["chunks"]):
+        blob = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        last = 1 if i == len(spec["chunks"]) - 1 else 0
+        aad = f"dereg-backup/{version}|{bid}|{name}|{i}|{last}".encode()
+        stored += zstandard.ZstdDecompressor().decompress(AESGCM(data_key).decrypt(blob[:12], blob[12:], aad))
+    assert hashlib.sha256(stored).hexdigest() == spec["sealed_sha256"]
+    assert len(theirs) == spec["sealed"]["rows"]
+    others = iter(stored.split(b"\n")[:-1])
+    return b"".join((theirs[i] if i in theirs else next(others)) + b"\n" for i in range(spec["rows"]))
