@@ -31,6 +31,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -154,7 +155,8 @@ def pg_equal(env: dict, source: str, copy: str) -> tuple[bool, bool, int]:
 def pg_compare(env: dict, url: str, *, label: str, rounds: int) -> dict[str, tuple[float, int]]:
     """Ours against `pg_dump | restic` on one PostgreSQL database, schema included on both sides:
     backup, and restore into a fresh database (ours: `dereg restore --into --verify`; restic's:
-    `restic dump | psql` and a row count of every table). Best of `rounds`; prints and returns
+    `restic dump | psql` and a row count of every table). Best of `rounds` (and, with more than
+    one, the medians' ratios too); prints and returns
     name -> (seconds, peak RSS KiB)."""
     database = sa.make_url(url).database
     dereg = str(Path(sys.executable).with_name("dereg"))  # the console entry, as a user runs it
@@ -164,8 +166,10 @@ def pg_compare(env: dict, url: str, *, label: str, rounds: int) -> dict[str, tup
     ours_target, restic_target = f"{database}_ours_restore", f"{database}_restic_restore"
     best: dict[str, tuple[float, int]] = {}
     cpu: dict[str, float] = {}
+    every: dict[str, list[float]] = {}
 
     def keep(name: str, seconds: float, peak: int) -> None:
+        every.setdefault(name, []).append(seconds)
         if seconds < best.get(name, (1e9, 0))[0]:
             best[name] = (seconds, peak)
             cpu[name] = LAST_CPU[0]
@@ -235,6 +239,15 @@ def pg_compare(env: dict, url: str, *, label: str, rounds: int) -> dict[str, tup
         f"{cpu['ours restore+verify'] / max(cpu['restic restore+count'], 0.01):.2f}x (not counted: the "
         "PostgreSQL server and SeaweedFS)"
     )
+    if rounds > 1:
+        median = {name: statistics.median(times) for name, times in every.items()}
+        print(
+            f"  RATIO median of {rounds} rounds: backup "
+            f"{median['ours backup'] / median['restic backup']:.2f}x "
+            f"({median['ours backup']:.2f} s vs {median['restic backup']:.2f} s), restore "
+            f"{median['ours restore+verify'] / median['restic restore+count']:.2f}x "
+            f"({median['ours restore+verify']:.2f} s vs {median['restic restore+count']:.2f} s)"
+        )
     if not (schema_ok and counts_ok):
         raise SystemExit(f"our restore of {database} is not equal to the source")
     return best

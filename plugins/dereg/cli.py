@@ -311,6 +311,20 @@ def _s3_location(url: str):
     return s3_location_from_env(url)
 
 
+#: commands whose imports (SQLAlchemy, botocore, ours: hundreds of thousands of objects that live
+#: until the process ends) are made with the garbage collector off and then left out of its later
+#: collections, which would otherwise walk them again and again while the chunks stream
+_LONG_LIVED_IMPORTS = ("backup", "restore")
+
+
+def _freeze_imports() -> None:
+    """Called once a command of `_LONG_LIVED_IMPORTS` has imported what it needs (see `main`)."""
+    import gc
+
+    gc.freeze()
+    gc.enable()
+
+
 @command("backup")
 def _backup(args) -> int:
     import datetime as dt
@@ -323,7 +337,8 @@ def _backup(args) -> int:
 
     keyring = backup_key_provider()
     location = _s3_location(args.to)
-    engine = database_engine(args.source_url, what="SOURCE_URL")
+    engine = database_engine(args.source_url, what="SOURCE_URL")  # imports its dialect
+    _freeze_imports()
     source_id = (engine.url.database or "source").rsplit("/", 1)[-1].split(".")[0] or "source"
     source_id = "".join(ch if ch.isalnum() else "_" for ch in source_id.lower())
     # a fresh run id per command: a backup of the same run would be reused, not taken again
@@ -363,6 +378,7 @@ def _restore(args) -> int:
 
     if not args.verify:
         raise DeregError("restore always verifies what it restores; pass --verify to say you expect that")
+    _freeze_imports()
     report = restore_and_verify(
         args.backup_id,
         location=_s3_location(getattr(args, "from")),
@@ -900,6 +916,20 @@ def main(argv: list[str] | None = None) -> int:
         "notices": "notices_command",
     }.get(args.command)
     name = args.command + (f" {getattr(args, sub)}" if sub else "")
+    import gc
+
+    collecting = gc.isenabled()
+    if name in _LONG_LIVED_IMPORTS:
+        gc.disable()  # until `_freeze_imports`
+    try:
+        return _run(name, args)
+    finally:
+        if name in _LONG_LIVED_IMPORTS:
+            gc.unfreeze()  # as it was (e.g. for a test that runs several commands in one process)
+        (gc.enable if collecting else gc.disable)()
+
+
+def _run(name: str, args) -> int:
     from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
     from dereg.redact import database_error, redact

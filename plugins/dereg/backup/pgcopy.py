@@ -135,26 +135,38 @@ def _columns_of_all(cur, qualified: list[str]) -> list[tuple[str, int, list[dict
 
 def _run_parallel(jobs: list, workers: list, work: Callable) -> None:
     """Run `work(worker, job)` for every job, each worker (a connection) taking the next job when
-    free; the first error is raised once all workers have stopped."""
-    import queue
+    free; `work` may return more jobs, queued behind the others (e.g. a table's keys once its rows
+    are in), and a free worker waits for them while others still work. The first error is raised
+    once all workers have stopped; no job starts after it."""
     import threading
+    from collections import deque
 
-    todo: queue.SimpleQueue = queue.SimpleQueue()
-    for job in jobs:
-        todo.put(job)
+    todo = deque(jobs)
+    ready = threading.Condition()
+    running = [0]
     errors: list[BaseException] = []
 
     def loop(worker) -> None:
-        while not errors:
+        while True:
+            with ready:
+                while not todo and running[0] and not errors:
+                    ready.wait()
+                if errors or not todo:
+                    return
+                job = todo.popleft()
+                running[0] += 1
+            more = None
             try:
-                job = todo.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                work(worker, job)
+                more = work(worker, job)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller below
-                errors.append(exc)
-                return
+                with ready:
+                    errors.append(exc)
+            finally:
+                with ready:
+                    running[0] -= 1
+                    if more and not errors:
+                        todo.extend(more)
+                    ready.notify_all()
 
     threads = [threading.Thread(target=loop, args=(w,), name="dereg-pg") for w in workers[1:]]
     for t in threads:
@@ -831,6 +843,38 @@ def restore_with_schema(
             engine.dispose()
 
 
+def existing_relations(url: str, wanted: list[tuple[str | None, str]]) -> set[tuple[str | None, str]]:
+    """Which of `wanted` ((schema, or None for the target's default one, name)) already name a
+    table or view (partitioned and materialized included) in the PostgreSQL database at `url`: one
+    catalog query on a connection made as the engine's would be, without an engine (a restore
+    `--into` checks this before anything, then makes its own)."""
+    import psycopg2
+
+    parsed = normalize_url(url)
+    dialect = parsed.get_dialect()()
+    args, params = dialect.create_connect_args(parsed)
+    try:
+        conn = psycopg2.connect(*args, **params)
+    except psycopg2.Error as exc:
+        raise BackupError(f"the target database cannot be used ({type(exc).__name__})") from None
+    try:
+        cur = conn.cursor()
+        cur.execute(
+            "SELECT n.nspname, c.relname, n.nspname = current_schema() "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind IN ('r', 'p', 'v', 'm') AND c.relname = ANY(%s)",
+            ([name for _, name in wanted],),
+        )
+        found = set()
+        for schema, name, default in cur.fetchall():
+            found.add((schema, name))
+            if default:
+                found.add((None, name))
+        return {w for w in wanted if w in found}
+    finally:
+        conn.close()
+
+
 def _target_of(name: str, spec: dict) -> str:
     return _quote(spec.get("schema") or "public") + "." + _quote(spec.get("name") or name)
 
@@ -920,9 +964,16 @@ def _restore_with_schema_parallel(
         for w in workers:
             w.driver_connection.commit()
 
-        psql = PsqlCopy.find(engine.url)
+        # the psql beside the pg_dump for this server (Debian's /usr/bin/psql is a Perl wrapper
+        # that costs a Perl start-up per table read back)
+        psql = PsqlCopy.find(engine.url, pg_dump=db_schema.pg_dump_binary(conn.server_version))
+        sizes = {
+            f"{spec.get('schema') or 'public'}.{spec.get('name') or name}": int(spec.get("bytes") or 0)
+            for name, spec in manifest["tables"].items()
+        }
+        preamble, keys_of, later = db_schema.pg_post_data_by_table(sections["post-data"], sizes)
 
-        def load(worker, name: str) -> None:
+        def load(worker, name: str) -> list:
             wconn = worker.driver_connection
             wcur = wconn.cursor()
             spec = manifest["tables"][name]
@@ -953,25 +1004,17 @@ def _restore_with_schema_parallel(
             results[name] = restored_result(name, spec, count, digest, problems)
             if progress:
                 progress(_line(name, results[name]))
-
-        by_size = sorted(names, key=lambda n: -int(manifest["tables"][n].get("bytes") or 0))
-        _run_parallel(by_size, workers, load)
-        if problems or not all(r["ok"] for r in results.values()):
-            return results
-        sizes = {
-            f"{spec.get('schema') or 'public'}.{spec.get('name') or name}": int(spec.get("bytes") or 0)
-            for name, spec in manifest["tables"].items()
-        }
-        preamble, phases = db_schema.pg_post_data_phases(sections["post-data"], sizes)
-        for w in workers:
-            wcur = w.driver_connection.cursor()
-            if preamble.strip():
-                wcur.execute(preamble)
-            w.driver_connection.commit()
+            # the table's keys and indexes are built as soon as its rows are in and checked, by
+            # whichever connection is free, while the other tables load
+            group = keys_of.pop((spec.get("schema") or "public", spec.get("name") or name), None)
+            return [group] if group and not problems and results[name]["ok"] else []
 
         def build(worker, group: list[tuple[str, str]]) -> None:
             wconn = worker.driver_connection
             wcur = wconn.cursor()
+            if preamble.strip():  # session settings: they last until the RESET below
+                wcur.execute(preamble)
+                wconn.commit()
             for what, statements in group:
                 for attempt in range(5):
                     try:
@@ -985,9 +1028,24 @@ def _restore_with_schema_parallel(
                     except psycopg2.Error as exc:
                         wconn.rollback()
                         raise db_schema.pg_item_error("post-data", what, exc) from None
+            wcur.execute("RESET ALL")  # the preamble's settings end with the group (a load may follow)
+            wconn.commit()
 
-        for groups in phases:
-            _run_parallel(groups, workers, build)
+        def step(worker, job: tuple[str, Any]) -> list:
+            kind, what = job
+            if kind == "load":
+                return [("build", group) for group in load(worker, what)]
+            build(worker, what)
+            return []
+
+        by_size = sorted(names, key=lambda n: -int(manifest["tables"][n].get("bytes") or 0))
+        _run_parallel([("load", n) for n in by_size], workers, step)
+        if problems or not all(r["ok"] for r in results.values()):
+            return results
+        # keys of tables with no rows of their own (a partitioned parent), then the later phases
+        for groups in [list(keys_of.values()), *later]:
+            if groups:
+                _run_parallel([("build", g) for g in groups], workers, step)
         done = True
         return results
     finally:

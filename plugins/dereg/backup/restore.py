@@ -55,6 +55,9 @@ from dereg.errors import BackupError, KeyringError
 INSERT_BATCH = 2000
 #: tables whose first chunk is fetched before the schema is rebuilt (memory: that many chunks)
 PREFETCH_TABLES = 8
+#: and the next tables' first chunks, as long as their plaintexts add up to no more than this (a
+#: database of many small tables then loads without waiting for the store table by table)
+PREFETCH_SMALL_BYTES = 8 << 20
 
 
 @dataclass
@@ -189,6 +192,8 @@ def refuse_existing_tables(into_url: str, names: list, *, backup_id: str) -> Non
     if not any(s for s, _ in wanted) and mysqltext.reads_natively(into_url):
         existing = {(None, t) for t in mysqltext.existing_tables(into_url)}
         return _refuse_clash(wanted, existing, backup_id)
+    if _copies_text(into_url):  # PostgreSQL: one catalog query, no engine and inspector
+        return _refuse_clash(wanted, pgcopy.existing_relations(into_url, wanted), backup_id)
     engine = sa.create_engine(normalize_url(into_url))
     try:
         inspector = sa.inspect(engine)
@@ -248,10 +253,19 @@ class _Chunks:
         self.unsealer = None
         self._early: dict[str, Any] = {}  # table -> its first chunk, fetched ahead (`prefetch`)
 
-    def prefetch(self, tables: list[tuple[str, dict]], count: int) -> None:
+    def prefetch(self, tables: list[tuple[str, dict]], count: int, small_bytes: int = 0) -> None:
         """Start fetching the first chunk of the first `count` of `tables` (in the order they will
-        be read) now, while the schema is read and created: each table's load then starts at once."""
-        for name, spec in tables[:count]:
+        be read), and of the next ones as long as those first chunks' plaintexts add up to at most
+        `small_bytes`, now, while the schema is read and created: each table's load then starts at once. Packed
+        tables (version 6) are read through their pack and not fetched here."""
+        for number, (name, spec) in enumerate(tables):
+            if spec.get("pack") is not None:
+                continue
+            if number >= count:
+                size = min(int(spec.get("bytes") or 0), codec.CHUNK_BYTES)
+                if size > small_bytes:
+                    break
+                small_bytes -= size
             keys = spec["chunks"]
             if keys and name not in self._early:
                 self._early[name] = self.pool.submit(self._open, name, 0, keys[0], len(keys) == 1)
@@ -559,6 +573,7 @@ def restore_and_verify(
     chunks.prefetch(
         [(n, manifest["tables"][n]) for n in by_size if not manifest["tables"][n].get("sealed")],
         PREFETCH_TABLES,
+        PREFETCH_SMALL_BYTES,
     )
     if rebuild:
         try:

@@ -69,23 +69,28 @@ _FOUND_PG_DUMP: dict[tuple[int, str, str], str | None] = {}
 
 
 def _find_pg_dump(wanted: int) -> str | None:
-    candidates = [os.environ.get("DEREG_PG_DUMP", "")]
+    given = os.environ.get("DEREG_PG_DUMP", "")
+    if given and os.access(given, os.X_OK) and _pg_dump_major(given) >= wanted:
+        return given
     root = "/usr/lib/postgresql"
     if os.path.isdir(root):
+        # the Debian/Ubuntu layout names the major version: no `pg_dump --version` to wait for
         majors = sorted((int(d) for d in os.listdir(root) if d.isdigit()), reverse=True)
-        candidates += [f"{root}/{m}/bin/pg_dump" for m in majors if m >= wanted]
-    candidates.append(shutil.which("pg_dump") or "")
-    for path in candidates:
-        if not path or not os.access(path, os.X_OK):
-            continue
-        try:
-            out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30).stdout
-        except (OSError, subprocess.SubprocessError):
-            continue
-        found = re.search(r"PostgreSQL\)\s+(\d+)", out)
-        if found and int(found.group(1)) >= wanted:
-            return path
-    return None
+        for path in (f"{root}/{m}/bin/pg_dump" for m in majors if m >= wanted):
+            if os.access(path, os.X_OK):
+                return path
+    path = shutil.which("pg_dump")
+    return path if path and _pg_dump_major(path) >= wanted else None
+
+
+def _pg_dump_major(path: str) -> int:
+    """The major version `path --version` reports (0 if it does not run or say)."""
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    found = re.search(r"PostgreSQL\)\s+(\d+)", out)
+    return int(found.group(1)) if found else 0
 
 
 # pg_dump's archive entry types of its post-data section (everything else a --schema-only dump
@@ -459,6 +464,17 @@ def pg_post_data_phases(
     attachments must precede a foreign key to a partitioned table); phase 3: foreign keys,
     grouped by the table that holds them. An item whose table cannot be read goes to phase 2.
     `sizes` (`schema.name` -> bytes) puts the largest tables' groups first."""
+    preamble, first, later = pg_post_data_by_table(sql, sizes)
+    phases = [list(first.values()), *later]
+    return preamble, [p for p in phases if p]
+
+
+def pg_post_data_by_table(
+    sql: str, sizes: dict[str, int] | None = None
+) -> tuple[str, dict[tuple[str, str], list[tuple[str, str]]], list[list[list[tuple[str, str]]]]]:
+    """`pg_post_data_phases` with phase 1 as a mapping: (schema, table) as the server names them
+    -> that table's group of items (largest tables first), which may run as soon as the table's
+    rows are in; then the later phases."""
     items = pg_items(sql)
     preamble = "".join(s for w, s in items if w == "preamble")
     first: dict[str, list] = {}
@@ -477,12 +493,24 @@ def pg_post_data_phases(
         else:
             middle.append((what, statements))
 
-    def largest_first(groups: dict[str, list]) -> list[list]:
+    def largest_first(groups: dict[str, list]) -> list[str]:
         size = sizes or {}
-        return [groups[k] for k in sorted(groups, key=lambda k: -size.get(k.replace('"', ""), 0))]
+        return sorted(groups, key=lambda k: -size.get(k.replace('"', ""), 0))
 
-    phases = [largest_first(first), [middle] if middle else [], largest_first(foreign)]
-    return preamble, [p for p in phases if p]
+    by_table = {_split_qualified(k): first[k] for k in largest_first(first)}
+    later = [[middle] if middle else [], [foreign[k] for k in largest_first(foreign)]]
+    return preamble, by_table, [p for p in later if p]
+
+
+_QUALIFIED_PART = re.compile(rf"({_IDENT_SQL})(?:\.|$)")
+
+
+def _split_qualified(qualified: str) -> tuple[str, str]:
+    """`schema.name` as pg_dump writes it (each part bare or double-quoted) -> (schema, name)."""
+    parts = [
+        p if not p.startswith('"') else p[1:-1].replace('""', '"') for p in _QUALIFIED_PART.findall(qualified)
+    ]
+    return (parts[0], parts[1]) if len(parts) == 2 else ("", qualified)
 
 
 def _statements(section: str, text: str) -> list[dict[str, str]]:

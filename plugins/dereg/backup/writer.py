@@ -110,6 +110,10 @@ class Uploader:
     #: plaintext queued or in flight at most (a larger chunk still goes, alone)
     QUEUED_BYTES = (PARALLEL + 1) * CHUNK_BYTES
     QUEUED_CHUNKS = 512
+    #: sealed chunks kept at most while the store is being checked (`hold`), so that the readers
+    #: go on meanwhile instead of stopping once a few chunks are queued (a chunk that does not fit
+    #: waits, holding its plaintext, as before)
+    HELD_BYTES = 8 * CHUNK_BYTES
 
     def __init__(self, client, location: S3Location, lock: dict[str, Any]):
         from concurrent.futures import ThreadPoolExecutor
@@ -125,18 +129,36 @@ class Uploader:
         self._open = Event()  # chunks wait for it: nothing is uploaded before the store is checked
         self._open.set()
         self._refused: BaseException | None = None
+        self._held: list[tuple[str, bytes]] = []  # sealed while on hold, uploaded at `release`
+        self._held_bytes = 0
+        self._held_lock = Lock()
 
     def hold(self) -> None:
         """Queue chunks (sealing them) but upload none until `release` or `refuse`."""
         self._open.clear()
 
     def release(self) -> None:
-        self._open.set()
+        with self._held_lock:
+            self._open.set()
+            held, self._held, self._held_bytes = self._held, [], 0
+        for key, body in held:
+            self.put_later(key, body)
 
     def refuse(self, error: BaseException) -> None:
         """The store must not be written to: queued chunks are dropped, the next submit raises."""
         self._refused = error
-        self._open.set()
+        with self._held_lock:
+            self._open.set()
+            self._held, self._held_bytes = [], 0
+
+    def _keep_held(self, key: str, body: bytes) -> bool:
+        """Keep a sealed chunk until `release` if the store is still being checked and it fits."""
+        with self._held_lock:
+            if self._open.is_set() or self._held_bytes + len(body) > self.HELD_BYTES:
+                return False
+            self._held.append((key, body))
+            self._held_bytes += len(body)
+            return True
 
     def put(
         self, key: str, body: bytes, *, locked: bool = True, content_type: str = "application/octet-stream"
@@ -166,6 +188,8 @@ class Uploader:
 
         def job() -> None:
             body = seal(data_key, plaintext, aad)
+            if self._keep_held(key, body):
+                return  # its plaintext's room is freed now; `release` uploads it
             self._open.wait()
             if self._refused is None:
                 self.put(key, body)

@@ -183,8 +183,13 @@ def test_a_backup_killed_midway_is_abandoned_and_the_retry_completes_once(
                 [{"i": i, "b": f"{i:08d}" * 40} for i in range(200_000)],
             )
     engine.dispose()
+    # every upload slowed down, so that the kill lands while chunks are still being stored (the
+    # readers go on while the store is checked, and the chunks sealed meanwhile then go at once:
+    # a backup of this size could otherwise end between two looks at the bucket)
     code = (
-        "import sys, sqlalchemy as sa; from dereg.backup.archive import create_backup; from dereg.cli import _s3_location;"
+        "import sys, time, sqlalchemy as sa; from dereg.backup.archive import create_backup; from dereg.cli import _s3_location;"
+        "from dereg.backup import writer; put = writer.Uploader.put;"
+        "writer.Uploader.put = lambda self, *a, **k: (time.sleep(0.05), put(self, *a, **k))[1];"
         "from dereg.evidence.store import open_store; from dereg.keys import Keyring;"
         f"create_backup(sa.create_engine({source_url!r}), company_id='c', run_id='r1', source_id='s',"
         f" location=_s3_location('s3://{bucket_name}/kill'), keyring=Keyring.load(), store=open_store(),"

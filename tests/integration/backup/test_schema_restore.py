@@ -410,3 +410,19 @@ def test_a_table_the_user_may_not_read_stops_the_schema_dump_and_says_what_to_gr
         with admin.connect() as conn:
             conn.exec_driver_sql(f"DROP OWNED BY {role}; DROP ROLE {role}")
         admin.dispose()
+
+
+def test_a_postgresql_target_that_already_has_a_table_or_view_is_refused_by_name(pg_url):
+    from dereg.backup.restore import refuse_existing_tables
+
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql('CREATE SCHEMA "Other"; CREATE TABLE "Other"."T" (id int)')
+        conn.exec_driver_sql("CREATE TABLE public.plain (id int); CREATE VIEW public.seen AS SELECT 1 AS one")
+    engine.dispose()
+    # nothing of these exists there: no refusal
+    refuse_existing_tables(pg_url, [("public", "T"), ("Other", "plain"), ("absent", "T")], backup_id="bk-1")
+    with pytest.raises(BackupError, match=r"already has table\(s\) 'Other.T', 'seen'.*Nothing was restored"):
+        refuse_existing_tables(pg_url, [("Other", "T"), (None, "seen"), ("public", "nope")], backup_id="bk-1")
+    with pytest.raises(BackupError, match="already has table.*'plain'"):
+        refuse_existing_tables(pg_url, ["plain"], backup_id="bk-1")
