@@ -28,6 +28,7 @@ import heapq
 import io
 import json
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -40,7 +41,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
-from dereg.backup.codec import GROUP_KEYS_VERSION, NONCE_BYTES, whole_lines
+from dereg.backup.codec import CHUNK_BYTES, GROUP_KEYS_VERSION, NONCE_BYTES, whole_lines
 from dereg.backup.subjectkeys import (
     KEY_SET_ARTIFACT,
     NULL,
@@ -260,6 +261,37 @@ def _entries(frame: bytes, shredded: frozenset[int] = frozenset()) -> Iterator[t
         n, line, row = raw[:-1].split(b"\t", 2)
         subject = int(n)
         yield int(line), subject, row, subject in shredded
+
+
+class _FileRange:
+    """A read-only view of `length` bytes at `offset` of an open file (os.pread: shared safely by
+    threads that each read their own range)."""
+
+    def __init__(self, fd: int, offset: int, length: int):
+        self.fd, self.at, self.end = fd, offset, offset + length
+
+    def read(self, size: int = -1) -> bytes:
+        size = self.end - self.at if size is None or size < 0 else min(size, self.end - self.at)
+        data = os.pread(self.fd, size, self.at) if size > 0 else b""
+        self.at += len(data)
+        return data
+
+
+def _range_entries(
+    fd: int, start: int, size: int, shredded: frozenset[int], buffer: int
+) -> Iterator[tuple[int, int, bytes, bool]]:
+    """`_entries` of decompressed section text kept at `start` of an open file, read `buffer` bytes at
+    a time."""
+    source, rest = _FileRange(fd, start, size), b""
+    while piece := source.read(buffer):
+        lines = (rest + piece).split(b"\n")
+        rest = lines.pop()
+        for raw in lines:
+            n, line, row = raw.split(b"\t", 2)
+            subject = int(n)
+            yield int(line), subject, row, subject in shredded
+    if rest:
+        raise BackupError("a subject group block's section does not end with a whole row")
 
 
 def drop_subject(frame: bytes, ordinal: int, marks: dict[int, bytes]) -> tuple[bytes, int]:
@@ -643,18 +675,38 @@ def sealer_for(
 # --- restore side ------------------------------------------------------------------------------------
 class GroupUnsealer:
     """Puts the subjects' rows of a version 7 backup, from its group blocks, back among the stored rows
-    of no subject while it is restored. Holds every block's compressed sections (about the compressed
-    size of the subjects' rows: 20 MB at 200,000 students)."""
+    of no subject while it is restored. Memory stays flat in the number of subjects: each block is
+    opened alone and its compressed sections are kept in an unnamed temporary file; a table's sections
+    are decompressed there too, and merged through a small read buffer per group."""
+
+    #: bytes read at a time from one group's decompressed rows while they are merged
+    READ_BUFFER = 1 << 14
 
     def __init__(
         self,
         manifest: dict[str, Any],
         key_set: GroupKeySet,
-        frames: list[dict[str, tuple[int, bytes]]],
+        frames: Iterator[dict[str, tuple[int, bytes]]] = (),
     ):
-        self.manifest, self.key_set, self.frames = manifest, key_set, frames
+        self.manifest, self.key_set = manifest, key_set
         self.shredded = [frozenset(g.shredded) for g in key_set.groups]
         self.shredded_rows: dict[str, int] = {}
+        self.spool = tempfile.TemporaryFile(prefix="dereg-group-blocks-")
+        #: per group, in order: table -> (entries, offset, length) of its compressed section in the spool
+        self.sections: list[dict[str, tuple[int, int, int]]] = []
+        for found in frames:
+            self.keep(found)
+
+    def keep(self, found: dict[str, tuple[int, bytes]]) -> None:
+        """Spool the next group's sections ({table: (entries, compressed frame)} of its block)."""
+        at = self.spool.seek(0, io.SEEK_END)
+        kept: dict[str, tuple[int, int, int]] = {}
+        for name, (entries, frame) in found.items():
+            self.spool.write(frame)
+            kept[name] = (entries, at, len(frame))
+            at += len(frame)
+        self.spool.flush()
+        self.sections.append(kept)
 
     @classmethod
     def open(cls, manifest, *, data_key: bytes, store, client, location, get) -> GroupUnsealer:
@@ -672,7 +724,7 @@ class GroupUnsealer:
             raise BackupError(
                 f"backup {backup_id}: its group keys do not describe the manifest's subject groups"
             )
-        frames, counts = [], {}
+        opened, counts = cls(manifest, key_set), {}
         for group in key_set.groups:
             if group.generation == 0 and group.block != entry["blocks"][group.group][0]:
                 raise BackupError(
@@ -683,7 +735,7 @@ class GroupUnsealer:
                 raise BackupError(
                     f"backup {backup_id}: block of group {group.group} and its key set disagree"
                 )
-            frames.append(found)
+            opened.keep(found)
             for name, (entries, _) in found.items():
                 counts[name] = counts.get(name, 0) + entries
         for name, spec in manifest["tables"].items():
@@ -692,7 +744,7 @@ class GroupUnsealer:
                     f"backup {backup_id}: the group blocks hold {counts.get(name, 0)} sealed rows of {name}, "
                     f"the manifest {spec['sealed'].get('rows')}"
                 )
-        return cls(manifest, key_set, frames)
+        return opened
 
     def wrap(
         self, name: str, spec: dict[str, Any], pieces: Iterator[bytes], problems: list[str]
@@ -701,11 +753,23 @@ class GroupUnsealer:
         `sealed_sha256`) and the blocks' rows merged by line number. When no row of a shredded subject
         is among them the output is the source's rows (`sha256`, checked by the restore as for any
         table); else `spec["sha256"]` becomes the hash of what is restored and the rows are counted."""
+        rows = tempfile.TemporaryFile(prefix="dereg-group-rows-")
+        ranges = []
+        for g, kept in enumerate(self.sections):
+            if name not in kept or not kept[name][0]:
+                continue
+            _, offset, length = kept[name]
+            start = rows.seek(0, io.SEEK_END)
+            reader = zstandard.ZstdDecompressor().stream_reader(
+                _FileRange(self.spool.fileno(), offset, length), read_across_frames=True
+            )
+            shutil.copyfileobj(reader, rows, 1 << 16)
+            ranges.append((g, start, rows.tell() - start))
+        rows.flush()
         merged = heapq.merge(
             *(
-                _entries(f[name][1], self.shredded[g])
-                for g, f in enumerate(self.frames)
-                if name in f and f[name][0]
+                _range_entries(rows.fileno(), start, size, self.shredded[g], self.READ_BUFFER)
+                for g, start, size in ranges
             )
         )
         stored, produced = hashlib.sha256(), hashlib.sha256()
@@ -718,34 +782,43 @@ class GroupUnsealer:
                 stored.update(piece)
                 yield piece
 
-        def theirs(out: list[bytes]):
-            nonlocal nxt, line_no, shredded, disorder
+        out: list[bytes] = []
+        held = 0
+
+        def flush() -> bytes:
+            nonlocal out, held
+            out.append(b"")
+            text = b"\n".join(out)
+            produced.update(text)
+            out, held = [], 0
+            return text
+
+        def theirs() -> Iterator[bytes]:
+            # the blocks' rows due before the next stored line, passed on a chunk at a time (a table
+            # whose rows all belong to subjects has no stored line to wait for)
+            nonlocal nxt, line_no, shredded, disorder, held
             while nxt is not None and nxt[0] <= line_no:
                 if nxt[0] < line_no:
                     disorder = True
                 out.append(nxt[2])
+                held += len(nxt[2]) + 1
                 shredded += nxt[3]
                 line_no += 1
                 nxt = next(merged, None)
+                if held >= CHUNK_BYTES:
+                    yield flush()
 
         for _index, lines in whole_lines(hashed(pieces)):
-            out: list[bytes] = []
             for line in lines:
-                theirs(out)
+                yield from theirs()
                 out.append(line)
                 line_no += 1
-            theirs(out)
-            out.append(b"")
-            text = b"\n".join(out)
-            produced.update(text)
-            yield text
-        rest: list[bytes] = []
-        theirs(rest)
-        if rest:
-            rest.append(b"")
-            text = b"\n".join(rest)
-            produced.update(text)
-            yield text
+            yield from theirs()
+            if out:
+                yield flush()
+        yield from theirs()
+        if out:
+            yield flush()
         if stored.hexdigest() != spec.get("sealed_sha256"):
             problems.append(f"{name}: the stored rows do not match the manifest's sealed_sha256")
         if disorder or nxt is not None:
@@ -753,6 +826,7 @@ class GroupUnsealer:
         if shredded:
             self.shredded_rows[name] = shredded
             spec["sha256"] = produced.hexdigest()
+        rows.close()
 
 
 # --- shredding one subject ---------------------------------------------------------------------------
