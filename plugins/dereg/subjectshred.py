@@ -85,30 +85,15 @@ def puncture_backup(store, ctx: dict[str, Any], company_id: str, ordinal: int) -
     if not already:
         key_set.nodes = punctured
         key_set.shredded += 1
-    keep = subjectkeys.save_key_set(store, where, client, company_id, key_set, data_key) or "null"
-    deleted, problems = _keep_only(client, where, backup_id, keep)
-    escrow = subjectkeys.escrow_key(where, backup_id)
-    for copy in (
-        subjectkeys.load_key_set_body(store, client, where, company_id, backup_id),
-        json.loads(client.get_object(Bucket=where.bucket, Key=escrow)["Body"].read()),
-    ):
-        if _covered(subjectkeys.KeySet.from_json(copy, data_key), ordinal):
-            problems.append("a copy of the key set still covers the subject's key")
-    if problems:
-        raise BackupError(
-            f"backup {backup_id}: "
-            + "; ".join(problems)
-            + ". The subject is NOT recorded as shredded; run again."
-        )
-    return {
-        "backup_id": backup_id,
-        "source_id": manifest.get("source_id"),
-        "bucket": where.bucket,
-        "retain_until": manifest.get("retain_until"),
-        "key_was_already_gone": already,
-        "escrow_versions_deleted": deleted,
-        "sealed_tables": sorted(n for n, t in manifest["tables"].items() if t.get("sealed")),
-    }
+    deleted = _replace_key_set(
+        store,
+        ctx,
+        company_id,
+        key_set,
+        lambda copy: _covered(subjectkeys.KeySet.from_json(copy, data_key), ordinal),
+        "a copy of the key set still covers the subject's key",
+    )
+    return _shredded_in(manifest, where, key_was_already_gone=already, escrow_versions_deleted=deleted)
 
 
 def rewrite_group_backup(store, ctx: dict[str, Any], company_id: str, ordinal: int) -> dict[str, Any]:
@@ -141,32 +126,59 @@ def rewrite_group_backup(store, ctx: dict[str, Any], company_id: str, ordinal: i
 
     marks = {name: groupkeys.shredded_marks(t) for name, t in manifest["tables"].items() if t.get("sealed")}
     group, old = groupkeys.rewrite_group(key_set, ordinal, get=get, put=put, location=where, marks=marks)
-    keep = groupkeys.save_key_set(store, where, client, company_id, key_set, data_key) or "null"
+
+    def still_holds(copy: dict[str, Any]) -> bool:
+        now = groupkeys.GroupKeySet.from_json(copy, data_key).groups[group.group]
+        return ordinal not in now.shredded or (old is not None and now.key == old.key)
+
+    deleted = _replace_key_set(
+        store, ctx, company_id, key_set, still_holds, "a copy of the key set still holds the group's old key"
+    )
+    return _shredded_in(
+        manifest,
+        where,
+        key_was_already_gone=old is None,
+        escrow_versions_deleted=deleted,
+        group=group.group,
+        group_block=group.block,
+        group_generation=group.generation,
+    )
+
+
+def _replace_key_set(store, ctx: dict[str, Any], company_id: str, key_set, still_holds, what: str) -> int:
+    """Save `key_set` (its `to_json` under the data key) to the store and as the only escrow version,
+    then read both copies back; BackupError when a copy `still_holds` what was destroyed. Returns the
+    number of older escrow versions deleted."""
+    from dereg.backup import subjectkeys
+
+    where, client, manifest = ctx["where"], ctx["client"], ctx["manifest"]
+    backup_id = manifest["backup_id"]
+    keep = subjectkeys.save_key_set(store, where, client, company_id, key_set, ctx["data_key"]) or "null"
     deleted, problems = _keep_only(client, where, backup_id, keep)
     escrow = subjectkeys.escrow_key(where, backup_id)
     for copy in (
         subjectkeys.load_key_set_body(store, client, where, company_id, backup_id),
         json.loads(client.get_object(Bucket=where.bucket, Key=escrow)["Body"].read()),
     ):
-        now = groupkeys.GroupKeySet.from_json(copy, data_key).groups[group.group]
-        if ordinal not in now.shredded or (old is not None and now.key == old.key):
-            problems.append("a copy of the key set still holds the group's old key")
+        if still_holds(copy):
+            problems.append(what)
     if problems:
         raise BackupError(
             f"backup {backup_id}: "
             + "; ".join(problems)
             + ". The subject is NOT recorded as shredded; run again."
         )
+    return deleted
+
+
+def _shredded_in(manifest: dict[str, Any], where, **outcome: Any) -> dict[str, Any]:
+    """What a shred did to one backup, for the ledger and the certificate."""
     return {
-        "backup_id": backup_id,
+        "backup_id": manifest["backup_id"],
         "source_id": manifest.get("source_id"),
         "bucket": where.bucket,
         "retain_until": manifest.get("retain_until"),
-        "key_was_already_gone": old is None,
-        "escrow_versions_deleted": deleted,
-        "group": group.group,
-        "group_block": group.block,
-        "group_generation": group.generation,
+        **outcome,
         "sealed_tables": sorted(n for n, t in manifest["tables"].items() if t.get("sealed")),
     }
 

@@ -43,18 +43,17 @@ from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 
 from dereg.backup.codec import CHUNK_BYTES, GROUP_KEYS_VERSION, NONCE_BYTES, whole_lines
 from dereg.backup.subjectkeys import (
-    KEY_SET_ARTIFACT,
     NULL,
     SUBJECTS_FOLDER,
     SealSpec,
     _qualified,
     _quote,
-    escrow_key,
     is_direct,
     link_expression,
     load_key_set_body,
     mapping_sql,
     own_link,
+    save_key_set,
     sealed_columns,
     subjects_aad,
 )
@@ -165,24 +164,6 @@ class GroupKeySet:
         if [g.group for g in groups] != list(range(len(groups))):
             raise BackupError(f"the subject group keys of backup {backup_id} do not list every group once")
         return cls(backup_id, int(body["group_size"]), int(body["subjects"]), groups)
-
-
-def save_key_set(
-    store, location, client, company_id: str, key_set: GroupKeySet, data_key: bytes
-) -> str | None:
-    """The key set to the store (replacing the old one) and as a new escrow version (never locked);
-    returns the new escrow version id (None on an unversioned bucket)."""
-    from dereg.evidence.artifacts import put_artifact
-
-    body = key_set.to_json(data_key)
-    put_artifact(store, company_id, key_set.backup_id, KEY_SET_ARTIFACT, body)
-    put = client.put_object(
-        Bucket=location.bucket,
-        Key=escrow_key(location, key_set.backup_id),
-        Body=json.dumps(body).encode(),
-        ContentType="application/json",
-    )
-    return put.get("VersionId")
 
 
 # --- blocks --------------------------------------------------------------------------------------

@@ -187,9 +187,10 @@ def escrow_key(location, backup_id: str) -> str:
     return location.key("_escrow", f"{backup_id}.subject-keys.json")
 
 
-def save_key_set(store, location, client, company_id: str, key_set: KeySet, data_key: bytes) -> str | None:
-    """Write the key set to the store (replacing the old one) and as a new escrow version; returns
-    the new escrow version id (None on an unversioned bucket)."""
+def save_key_set(store, location, client, company_id: str, key_set, data_key: bytes) -> str | None:
+    """Write a key set (a `KeySet` or a `groupkeys.GroupKeySet`: its `to_json` under the data key) to the
+    store, replacing the old one, and as a new escrow version (never locked); returns the new escrow
+    version id (None on an unversioned bucket)."""
     from dereg.evidence.artifacts import put_artifact
 
     body = key_set.to_json(data_key)

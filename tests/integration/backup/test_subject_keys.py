@@ -72,17 +72,30 @@ def _rows(url: str, table: str) -> dict:
         engine.dispose()
 
 
-@pytest.fixture
-def restored_db(pg_url):
-    """A second, empty PostgreSQL database on the same server to restore into."""
-    admin = sa.create_engine(pg_url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
-    name = pg_url.rsplit("/", 1)[1] + "_into"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    yield pg_url.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+def assert_only_the_subject_unreadable(pg_url: str, restored_db: str, manifest: dict) -> None:
+    """Independent SQL: student SHREDDED's personal columns (and those of their guardian and payments)
+    unreadable in the restored copy, every other row and column equal to the source; a NOT NULL
+    personal column holds the marker, not NULL."""
+    sealed = {t: s.columns for t, s in _spec().tables.items()}
+    gone = {
+        "students": {SHREDDED},
+        "guardians": {1},
+        "payments": {i for i in range(1, 201) if 10 + i % 2 == SHREDDED},
+    }
+    for table in ("guardians", "students", "payments"):
+        source, back = _rows(pg_url, table), _rows(restored_db, table)
+        assert source.keys() == back.keys()
+        names = [c["name"] for c in manifest["tables"][table]["columns"]]
+        for key, row in source.items():
+            if key not in gone[table]:
+                assert back[key] == row, f"{table} row {key} differs"
+                continue
+            for name, was, now in zip(names, row, back[key], strict=True):
+                if name in sealed[table]:
+                    assert now != was and (now is None or now in ("#shredded", "#shredde")), (table, name)
+                else:
+                    assert now == was, (table, name)
+    assert _rows(restored_db, "guardians")[1][1].startswith("#shred")
 
 
 def test_one_subject_shredded_inside_a_locked_backup(
@@ -164,29 +177,7 @@ def test_one_subject_shredded_inside_a_locked_backup(
     assert report.tables["payments"]["shredded_rows"] == 100
     assert report.tables["guardians"]["shredded_rows"] == 1
 
-    # independent SQL: the shredded subject's personal columns unreadable, every other row equal
-    sealed = {t: s.columns for t, s in _spec().tables.items()}
-    gone = {
-        "students": {SHREDDED},
-        "guardians": {1},
-        "payments": {i for i in range(1, 201) if 10 + i % 2 == SHREDDED},
-    }
-    for table in ("guardians", "students", "payments"):
-        source, back = _rows(pg_url, table), _rows(restored_db, table)
-        assert source.keys() == back.keys()
-        names = [c["name"] for c in manifest["tables"][table]["columns"]]
-        for key, row in source.items():
-            if key not in gone[table]:
-                assert back[key] == row, f"{table} row {key} differs"
-                continue
-            for name, was, now in zip(names, row, back[key], strict=True):
-                if name in sealed[table]:
-                    assert now != was and (now is None or now in ("#shredded", "#shredde")), (table, name)
-                else:
-                    assert now == was, (table, name)
-    # a NOT NULL personal column holds the marker, not NULL
-    guardian = _rows(restored_db, "guardians")[1]
-    assert guardian[1].startswith("#shred")
+    assert_only_the_subject_unreadable(pg_url, restored_db, manifest)
 
 
 def test_backups_before_subject_keys_are_refused_clearly(pg_url, take_backup, location, keyring, store):
