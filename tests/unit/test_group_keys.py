@@ -251,3 +251,24 @@ def test_a_table_whose_rows_all_belong_to_subjects_comes_back_a_chunk_at_a_time(
     )
     assert b"".join(pieces) == plain and problems == []
     assert len(pieces) >= 3 and max(len(p) for p in pieces) <= 2 * len(rows[0]) + 8
+
+
+def test_the_cut_flushes_every_group_once_the_rows_held_pass_a_byte_cap(monkeypatch):
+    # every group's buffer fills at the same pace in scan order: with many groups, a row count per
+    # group alone would hold groups x FLUSH rows; past HELD_BYTES every group is flushed
+    monkeypatch.setattr(gk._GroupRouter, "FLUSH", 10_000)
+    monkeypatch.setattr(gk._GroupRouter, "HELD_BYTES", 200)
+    rows = [b"%d\t%s" % (line, b"x" * 40) for line in range(40)]
+    ordinal = {b"%d" % line: line % 8 for line in range(40)}  # 8 subjects, groups of 2
+    stream = b"".join(r + b"\n" for r in rows)
+    spool, stored = _Spool(), io.BytesIO()
+    router = gk._GroupRouter(spool, "t", stored, ordinal, groups=4, group_size=2, link=0)
+    for at in range(0, len(stream), 100):
+        router.write(stream[at : at + 100])
+        assert router.held <= 200 + 100  # never more than the cap and one write
+        assert sum(len(b) for got in router.buffers for b in got) <= 200 + 100
+    router.finish()
+    assert all(len(spool.frames[(g, "t")]) > 1 for g in range(4))  # flushed before the end
+    for g in range(4):
+        want = [b"%d\t%d\t" % (line % 8, line) + r for line, r in enumerate(rows) if line % 8 // 2 == g]
+        assert gk._decompress(_section(spool, g, "t")) == b"".join(x + b"\n" for x in want)

@@ -321,6 +321,10 @@ class _GroupRouter(io.RawIOBase):
     handful of C calls. Memory: at most `FLUSH` rows per group."""
 
     FLUSH = 2048
+    #: bytes held in all groups' buffers at most (about): past it every group is flushed, so that
+    #: memory does not grow with the number of groups (rows arrive in scan order, every group's
+    #: buffer fills at the same pace) nor with the rows' width
+    HELD_BYTES = 32 * 1024 * 1024
 
     def __init__(
         self,
@@ -340,6 +344,7 @@ class _GroupRouter(io.RawIOBase):
         self.buffers: list[list[bytes]] = [[] for _ in range(groups)]
         self.plain = hashlib.sha256()
         self.rows = self.subject_rows = 0
+        self.held = 0
         self.compressor = zstandard.ZstdCompressor(level=BLOCK_ZSTD_LEVEL)
 
     def writable(self) -> bool:
@@ -381,16 +386,24 @@ class _GroupRouter(io.RawIOBase):
                 else:
                     buffers[n // size].append(b"%d\t%d\t%b" % (n, line_no, line))
                 line_no += 1
+        self.held += cut
         if stored:
             stored_add(b"")
-            self.raw.write(b"\n".join(stored))
+            text = b"\n".join(stored)
+            self.raw.write(text)
+            self.held -= len(text)
             self.subject_rows -= len(stored) - 1
         self.subject_rows += line_no - self.rows
         self.rows = line_no
-        flush = self.FLUSH
-        for group, got in enumerate(buffers):
-            if len(got) >= flush:
+        if self.held > self.HELD_BYTES:
+            for group in range(len(buffers)):
                 self._flush(group)
+            self.held = 0
+        else:
+            flush = self.FLUSH
+            for group, got in enumerate(buffers):
+                if len(got) >= flush:
+                    self._flush(group)
         return len(data)
 
     def _flush(self, group: int) -> None:
@@ -734,7 +747,10 @@ class GroupUnsealer:
         `sealed_sha256`) and the blocks' rows merged by line number. When no row of a shredded subject
         is among them the output is the source's rows (`sha256`, checked by the restore as for any
         table); else `spec["sha256"]` becomes the hash of what is restored and the rows are counted."""
-        rows = tempfile.TemporaryFile(prefix="dereg-group-rows-")
+        with tempfile.TemporaryFile(prefix="dereg-group-rows-") as rows:
+            yield from self._merged(name, spec, pieces, problems, rows)
+
+    def _merged(self, name: str, spec: dict[str, Any], pieces: Iterator[bytes], problems: list[str], rows):
         ranges = []
         for g, kept in enumerate(self.sections):
             if name not in kept or not kept[name][0]:
@@ -807,7 +823,6 @@ class GroupUnsealer:
         if shredded:
             self.shredded_rows[name] = shredded
             spec["sha256"] = produced.hexdigest()
-        rows.close()
 
 
 # --- shredding one subject ---------------------------------------------------------------------------

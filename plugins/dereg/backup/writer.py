@@ -569,6 +569,9 @@ def start_session(session: Session, *, progress=None) -> None:
         uploader.put(
             session.escrow_key, json.dumps(escrow).encode(), locked=False, content_type="application/json"
         )
+        # inside the try: an upload that failed while the chunks were held surfaces here, and the
+        # backup must then be marked failed like any other failure of its start
+        uploader.release()
     except BaseException as exc:
         uploader.refuse(exc)
         if started:
@@ -576,4 +579,3 @@ def start_session(session: Session, *, progress=None) -> None:
                 store, session.backup_id, str(exc) if isinstance(exc, DeregError) else type(exc).__name__
             )
         raise
-    uploader.release()

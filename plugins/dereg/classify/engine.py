@@ -1358,7 +1358,8 @@ def text_columns(info: TableInfo) -> list[str]:
 
 def _scan_weight(info: TableInfo) -> int:
     """Rows times the columns a full scan reads: a long table of dates and flags is quick."""
-    columns = [c for c in info.columns if c.name in set(full_scan_columns(info))]
+    read_names = set(full_scan_columns(info))
+    columns = [c for c in info.columns if c.name in read_names]
     # integers too short for an identifier are not read where the dialect says so (`_full_hits`);
     # counted here all the same, they would put a table of ids and dates first
     read = [c for c in columns if not _TOO_SHORT_FOR_IDS.match(c.type or "")] or columns[:1]
