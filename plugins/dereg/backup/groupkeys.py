@@ -318,7 +318,7 @@ class _GroupRouter(io.RawIOBase):
     end), each row of no subject to the stored stream `raw`, and every row's plain COPY text hashed,
     as a plain backup hashes the table. The row's link is its field `link`, or (None) an extra field
     in front, taken off. Runs under the GIL for every row of every sealed table: a row costs a
-    handful of C calls. Memory: at most `FLUSH` rows per group."""
+    handful of C calls. Memory: at most `FLUSH` rows per group, and about `HELD_BYTES` in all."""
 
     FLUSH = 2048
     #: bytes held in all groups' buffers at most (about): past it every group is flushed, so that
