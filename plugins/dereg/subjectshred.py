@@ -126,6 +126,15 @@ def rewrite_group_backup(store, ctx: dict[str, Any], company_id: str, ordinal: i
 
     marks = {name: groupkeys.shredded_marks(t) for name, t in manifest["tables"].items() if t.get("sealed")}
     group, old = groupkeys.rewrite_group(key_set, ordinal, get=get, put=put, location=where, marks=marks)
+    if old is not None:
+        # another shred of this group that saved its key set meanwhile would be undone by saving ours
+        now = subjectkeys.load_key_set_body(store, client, where, company_id, backup_id)
+        current = groupkeys.GroupKeySet.from_json(now, data_key).groups[group.group] if now else None
+        if current is None or (current.generation, current.key) != (old.generation, old.key):
+            raise BackupError(
+                f"backup {backup_id}: subject group {group.group} was changed by another shred while this one "
+                "ran; the subject is NOT recorded as shredded: run again (one shred at a time per company)"
+            )
 
     def still_holds(copy: dict[str, Any]) -> bool:
         now = groupkeys.GroupKeySet.from_json(copy, data_key).groups[group.group]

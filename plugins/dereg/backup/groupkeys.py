@@ -88,8 +88,11 @@ def block_aad(backup_id: str, group: int, generation: int, version: int = GROUP_
     return f"dereg-backup-group/{version}|{backup_id}|{group}|{generation}".encode()
 
 
-def block_key(location, backup_id: str, group: int, generation: int) -> str:
-    return location.key(backup_id, BLOCKS_FOLDER, f"{group:06d}", f"{generation:06d}.block")
+def block_key(location, backup_id: str, group: int, generation: int, tag: str = "") -> str:
+    """A block's object key; a rewrite's (`tag`: random hex) never names another run's block, so two
+    shreds of one group at the same time cannot write over each other's block."""
+    name = f"{generation:06d}-{tag}.block" if tag else f"{generation:06d}.block"
+    return location.key(backup_id, BLOCKS_FOLDER, f"{group:06d}", name)
 
 
 @dataclasses.dataclass
@@ -845,7 +848,10 @@ def rewrite_group(
         new_frame, _ = drop_subject(frame, ordinal, marks[table["name"]]) if entries else (frame, 0)
         sections.append((table["name"], entries, new_frame))
     new = Group(
-        g, old.generation + 1, block_key(location, key_set.backup_id, g, old.generation + 1), os.urandom(32)
+        g,
+        old.generation + 1,
+        block_key(location, key_set.backup_id, g, old.generation + 1, os.urandom(4).hex()),
+        os.urandom(32),
     )
     new.shredded = sorted([*old.shredded, ordinal])
     put(new.block, seal_block(new.key, key_set.backup_id, g, new.generation, sections, new.shredded))

@@ -162,6 +162,60 @@ def test_a_tampered_group_block_is_refused(
         restore_and_verify(record.backup_id, location=location, keyring=keyring, store=store)
 
 
+def test_a_shred_that_another_shred_of_its_group_overtook_is_refused_and_loses_nothing(
+    pg_url, take_backup, location, keyring, store, s3_client, monkeypatch, tmp_path
+):
+    # two shreds of one group at the same time: the one that saves its key set second must not
+    # replace the group's key by one whose block still holds the first one's subject
+    monkeypatch.setenv("DEREG_OUTPUT_DIR", str(tmp_path / "out"))
+    monkeypatch.setattr(certificate_doc, "render_pdf", _no_pdf)
+    make_small_source(pg_url)
+    record = take_backup(
+        pg_url, company_id="school-gr", subjects=_spec(), object_lock=True, retention_days=30
+    )
+    rewrite = groupkeys.rewrite_group
+    overtaken = []
+
+    def overtaken_by_another_run(key_set, ordinal, **kw):
+        result = rewrite(key_set, ordinal, **kw)
+        if not overtaken:  # meanwhile another run shreds the same subject and saves first
+            overtaken.append(None)
+            overtaken[0] = shred_subject(
+                store,
+                location,
+                keyring,
+                company_id="school-gr",
+                subject_ref=str(SHREDDED),
+                signing_keyring=keyring,
+            )
+        return result
+
+    monkeypatch.setattr(groupkeys, "rewrite_group", overtaken_by_another_run)
+    entries = len(Ledger(store).entries())
+    with pytest.raises(BackupError, match="changed by another shred"):
+        shred_subject(
+            store,
+            location,
+            keyring,
+            company_id="school-gr",
+            subject_ref=str(SHREDDED),
+            signing_keyring=keyring,
+        )
+    # the run that finished is recorded as done, the refused one as failed; the group's key is the
+    # finished run's, not the refused run's
+    assert [e.event for e in Ledger(store).entries()[entries:]] == ["succeeded", "failed"]
+    data_key = _data_key(store, keyring, record.backup_id)
+    group = groupkeys.GroupKeySet.from_json(
+        load_key_set_body(store, s3_client, location, "school-gr", record.backup_id), data_key
+    ).groups[0]
+    assert group.generation == 1 and group.block == overtaken[0]["backups"][0]["group_block"]
+    blocks = s3_client.list_objects_v2(Bucket=location.bucket, Prefix=group.block.rsplit("/", 1)[0] + "/")
+    assert len([o for o in blocks["Contents"] if "/000001-" in o["Key"]]) == 2  # two names, none overwritten
+    report = restore_and_verify(record.backup_id, location=location, keyring=keyring, store=store)
+    assert report.ok, report.problems
+    assert report.tables["students"]["shredded_rows"] == 1
+
+
 def _read_table_from_the_spec(s3, bucket: str, manifest: dict, data_key: bytes, name: str) -> bytes:
     """Version 7 as the spec says: the group keys from their escrow object, each group's block opened
     and its sections of `name` read, merged by line number with the stored rows of no subject."""
