@@ -44,18 +44,16 @@ from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 from dereg.backup.codec import CHUNK_BYTES, GROUP_KEYS_VERSION, NONCE_BYTES, whole_lines
 from dereg.backup.subjectkeys import (
     NULL,
-    SUBJECTS_FOLDER,
     SealSpec,
     _qualified,
     _quote,
+    finish_subjects,
     is_direct,
     link_expression,
     load_key_set_body,
     mapping_sql,
     own_link,
-    save_key_set,
     sealed_columns,
-    subjects_aad,
 )
 from dereg.errors import BackupError
 
@@ -588,11 +586,6 @@ class GroupSealer:
     def finish(self, session) -> dict[str, Any]:
         """The group blocks (unless `copy_out` wrote them already), the `_subjects` stream, and the
         group keys (store and escrow, never locked); returns the manifest's `subject_keys`."""
-        from functools import partial
-
-        from dereg.backup.codec import CHUNK_BYTES
-        from dereg.backup.writer import ChunkStream
-
         if self.writer is not None:
             self.writer.join()
             if self.writer_error is not None:
@@ -600,26 +593,7 @@ class GroupSealer:
         if self.blocks is None:
             self.write_blocks(session)
         groups = len(self.blocks)
-        stream = ChunkStream(
-            "_subjects",
-            backup_id=self.backup_id,
-            data_key=session.data_key,
-            uploader=session.uploader,
-            location=session.location,
-            chunk_bytes=CHUNK_BYTES,
-            folder=SUBJECTS_FOLDER,
-            aad=partial(subjects_aad, version=self.version),
-        )
-        stream.write(b"".join(r + b"\n" for r in self.refs))
-        stream.finish()
-        save_key_set(
-            session.store,
-            session.location,
-            session.client,
-            session.context["company_id"],
-            self.key_set,
-            session.data_key,
-        )
+        stream = finish_subjects(session, self.backup_id, self.refs, self.key_set, self.version)
         return {
             "enabled": True,
             "scheme": SCHEME,

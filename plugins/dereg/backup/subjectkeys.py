@@ -187,6 +187,35 @@ def escrow_key(location, backup_id: str) -> str:
     return location.key("_escrow", f"{backup_id}.subject-keys.json")
 
 
+def finish_subjects(session, backup_id: str, refs: list[bytes], key_set, version: int):
+    """The end of a per-subject backup (versions 5 to 7): the `_subjects` stream of references (sealed
+    under the data key) and the key set (store and escrow, never locked); returns the stream."""
+    from dereg.backup.codec import CHUNK_BYTES
+    from dereg.backup.writer import ChunkStream
+
+    stream = ChunkStream(
+        "_subjects",
+        backup_id=backup_id,
+        data_key=session.data_key,
+        uploader=session.uploader,
+        location=session.location,
+        chunk_bytes=CHUNK_BYTES,
+        folder=SUBJECTS_FOLDER,
+        aad=lambda *a: subjects_aad(*a, version=version),
+    )
+    stream.write(b"".join(r + b"\n" for r in refs))
+    stream.finish()
+    save_key_set(
+        session.store,
+        session.location,
+        session.client,
+        session.context["company_id"],
+        key_set,
+        session.data_key,
+    )
+    return stream
+
+
 def save_key_set(store, location, client, company_id: str, key_set, data_key: bytes) -> str | None:
     """Write a key set (a `KeySet` or a `groupkeys.GroupKeySet`: its `to_json` under the data key) to the
     store, replacing the old one, and as a new escrow version (never locked); returns the new escrow
@@ -500,30 +529,9 @@ class Sealer:
     def finish(self, session) -> dict[str, Any]:
         """Write the `_subjects` stream (sealed under the data key) and the key set (store and
         escrow, never locked); returns the manifest's `subject_keys` entry."""
-        from dereg.backup.codec import CHUNK_BYTES
-        from dereg.backup.writer import ChunkStream
-
-        stream = ChunkStream(
-            "_subjects",
-            backup_id=self.backup_id,
-            data_key=session.data_key,
-            uploader=session.uploader,
-            location=session.location,
-            chunk_bytes=CHUNK_BYTES,
-            folder=SUBJECTS_FOLDER,
-            aad=lambda *a: subjects_aad(*a, version=self.version),
+        return self.manifest_entry(
+            finish_subjects(session, self.backup_id, self.refs, self.key_set, self.version)
         )
-        stream.write(b"".join(r + b"\n" for r in self.refs))
-        stream.finish()
-        save_key_set(
-            session.store,
-            session.location,
-            session.client,
-            session.context["company_id"],
-            self.key_set,
-            session.data_key,
-        )
-        return self.manifest_entry(stream)
 
     def manifest_entry(self, subjects_stream) -> dict[str, Any]:
         return {
