@@ -67,19 +67,29 @@ def _covered(key_set, leaf: int) -> bool:
     return any(leaf >> (key_set.depth - lv) == ix for lv, ix, _ in key_set.nodes)
 
 
+def _key_set_body(store, ctx: dict[str, Any], company_id: str, what: str) -> dict[str, Any]:
+    """The backup's wrapped key set (store, else escrow); BackupError when neither copy exists
+    (`what`: the key set's name and verb, for the message)."""
+    from dereg.backup import subjectkeys
+
+    backup_id = ctx["manifest"]["backup_id"]
+    body = subjectkeys.load_key_set_body(store, ctx["client"], ctx["where"], company_id, backup_id)
+    if body is None:
+        raise BackupError(
+            f"backup {backup_id}: its {what} neither in the compliance store nor in escrow "
+            "(the backup was crypto-shredded whole?): there is no key left to destroy"
+        )
+    return body
+
+
 def puncture_backup(store, ctx: dict[str, Any], company_id: str, ordinal: int) -> dict[str, Any]:
     """Destroy one subject key of one backup in every copy; verified by reading both copies back."""
     from dereg.backup import subjectkeys
 
-    where, client, manifest, data_key = ctx["where"], ctx["client"], ctx["manifest"], ctx["data_key"]
-    backup_id = manifest["backup_id"]
-    body = subjectkeys.load_key_set_body(store, client, where, company_id, backup_id)
-    if body is None:
-        raise BackupError(
-            f"backup {backup_id}: its subject key set is neither in the compliance store nor in escrow "
-            "(the backup was crypto-shredded whole?): there is no key left to destroy"
-        )
-    key_set = subjectkeys.KeySet.from_json(body, data_key)
+    where, manifest, data_key = ctx["where"], ctx["manifest"], ctx["data_key"]
+    key_set = subjectkeys.KeySet.from_json(
+        _key_set_body(store, ctx, company_id, "subject key set is"), data_key
+    )
     punctured = subjectkeys.puncture(key_set.nodes, key_set.depth, ordinal)
     already = punctured is None
     if not already:
@@ -104,13 +114,9 @@ def rewrite_group_backup(store, ctx: dict[str, Any], company_id: str, ordinal: i
 
     where, client, manifest, data_key = ctx["where"], ctx["client"], ctx["manifest"], ctx["data_key"]
     backup_id = manifest["backup_id"]
-    body = subjectkeys.load_key_set_body(store, client, where, company_id, backup_id)
-    if body is None:
-        raise BackupError(
-            f"backup {backup_id}: its subject group keys are neither in the compliance store nor in escrow "
-            "(the backup was crypto-shredded whole?): there is no key left to destroy"
-        )
-    key_set = groupkeys.GroupKeySet.from_json(body, data_key)
+    key_set = groupkeys.GroupKeySet.from_json(
+        _key_set_body(store, ctx, company_id, "subject group keys are"), data_key
+    )
     retain_until = dt.datetime.fromisoformat(manifest["retain_until"])
     lock = (
         {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": retain_until}
