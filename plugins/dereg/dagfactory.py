@@ -121,7 +121,9 @@ def build_closure_dag(manifest_path: Path) -> DAG:
         restore_backup = RestoreBackupOperator.partial(
             task_id="restore_backup", map_index_template="{{ task.backup['label'] }}", **kw
         ).expand(backup=backup.output)
-        restore = RestoreVerifyOperator(task_id="restore_verify", trigger_rule="none_failed", **kw)
+        # all_done: it drops the scratch schema of a backup restored in parts also when a part failed
+        # (and then refuses); it skips itself when no backup succeeded
+        restore = RestoreVerifyOperator(task_id="restore_verify", trigger_rule="all_done", **kw)
         approve = ErasureApprovalOperator(
             task_id="approve",
             approvers=manifest.approvers,

@@ -440,6 +440,7 @@ def finish_backup(
             "classification_summary": head["classification_summary"],
         }
         record = session.finish(manifest, ordered)
+        record.parts = [list(names) for names in head["parts"]]
     finally:
         session.uploader.close()
     if progress:

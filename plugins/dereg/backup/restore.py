@@ -478,12 +478,20 @@ def restore_and_verify(
     into_url: str | None = None,
     scratch_url: str | None = None,
     progress: Callable[[str], None] | None = None,
+    tables: list[str] | None = None,
+    scratch_schema: str | None = None,
 ) -> RestoreReport:
     """Restore `backup_id` and compare every table with the manifest.
 
     Where to: `into_url` (kept); else PostgreSQL backups into a scratch schema on `scratch_url`
     (a PostgreSQL server; the schema never outlives the call), falling back to scratch SQLite when
-    that server cannot be used; everything else into scratch SQLite (removed afterwards)."""
+    that server cannot be used; everything else into scratch SQLite (removed afterwards).
+
+    A part of a backup restored on its own (`sources.restore_verify_backup`, one mapped task per
+    part): `tables` restricts the restore to those tables of the manifest (the manifest is read
+    and checked whole all the same); `scratch_schema`, an existing schema on `scratch_url`, takes
+    the part's PostgreSQL tables committed, for the finish to check what spans the parts and drop
+    it (`restoreparts`)."""
     from concurrent.futures import ThreadPoolExecutor
 
     t0 = time.monotonic()
@@ -550,6 +558,14 @@ def restore_and_verify(
         return report
     # a partitioned table's rows are its partitions' (version 4): restored and checked there
     order = [n for n in manifest["table_order"] if not manifest["tables"][n].get("partitioned")]
+    if tables is not None:
+        unknown = sorted(set(tables) - set(manifest["table_order"]))
+        if unknown:
+            raise BackupError(
+                f"backup {backup_id} has no table(s) {', '.join(map(repr, unknown[:5]))}: this restore unit "
+                "belongs to another backup. Nothing was restored; clear the backup task to list the units again."
+            )
+        order = [n for n in order if n in set(tables)]
     copy_tables = [n for n in order if manifest["tables"][n].get("encoding") == PG_COPY_TEXT]
     pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dereg-restore")
     chunks = _Chunks(pool, client, location, backup_id, data_key, version)
@@ -615,14 +631,15 @@ def restore_and_verify(
                     f"{where.host or 'localhost'}:{where.port or 5432}/{where.database or ''}"
                 )
 
+            shared = scratch_schema is not None and into_url is None
             try:
                 report.tables.update(
                     pgcopy.restore_into_postgresql(
-                        pg_target,
+                        in_schema(pg_target, scratch_schema) if shared else pg_target,
                         manifest,
                         copy_tables,
                         lambda name, spec: chunks.of(name, spec, report.problems),
-                        keep=into_url is not None,
+                        keep=into_url is not None or shared,
                         problems=report.problems,
                         progress=progress,
                     )
@@ -675,6 +692,16 @@ def restore_and_verify(
     _note_shredded(chunks, report, progress)
     report.seconds = time.monotonic() - t0
     return report
+
+
+def in_schema(url: str, schema: str) -> str:
+    """`url` with `schema` (a plain lower-case name) first on its search path: unqualified tables
+    are created and read there."""
+    if not schema.replace("_", "").isalnum() or not schema.islower():
+        raise BackupError(f"{schema!r} is not a scratch schema name Dereg makes")
+    parsed = sa.make_url(url)
+    options = " ".join(filter(None, [parsed.query.get("options"), f"-c search_path={schema}"]))
+    return parsed.update_query_dict({"options": options}).render_as_string(hide_password=False)
 
 
 def _note_shredded(chunks: _Chunks, report: RestoreReport, progress) -> None:

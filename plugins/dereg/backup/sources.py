@@ -11,15 +11,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from dereg.backup import catalog
+import sqlalchemy as sa
+
+from dereg.backup import catalog, restoreparts
 from dereg.backup.objects import backup_objects
 from dereg.backup.parts import backup_part, finish_backup, part_rows, prepare_backup
+from dereg.backup.pgcopy import ScratchUnavailable
 from dereg.backup.restore import restore_and_verify
 from dereg.backup.subjectkeys import seal_spec_for
 from dereg.backup.writer import BackupRecord, reuse_complete
 from dereg.connections import S3Location
 from dereg.connectors import Connectors
-from dereg.errors import BackupError, RestoreMismatch
+from dereg.dialects import dialect_for
+from dereg.errors import BackupError, DeregError, RestoreMismatch
 from dereg.evidence.run_artifacts import RunArtifacts
 
 
@@ -189,10 +193,13 @@ def finish_backups(
     manifest, artifacts: RunArtifacts, *, location: S3Location, keyring, log, progress
 ) -> dict[str, Any]:
     """Complete every backup of the run once all its parts are stored (manifest written last, see
-    parts.finish_backup), check the object sources' backups are complete; stores and returns
-    {"backups": source id -> entry}, as `restore_verify`, erase and the certificate read it."""
+    parts.finish_backup), check the object sources' backups are complete; stores {"backups": source
+    id -> entry}, as `restore_verify`, erase and the certificate read it, and returns it with
+    "restore_parts": source id -> the tables of each part, for a backup just completed from more
+    than one part (for `restore_units`; table names only)."""
     store, company_id, run_id = artifacts.store, manifest.company_id, artifacts.run_id
     backups = {}
+    restore_parts: dict[str, list[list[str]]] = {}
     for source in manifest.sources:
         record = reuse_complete(store, company_id, run_id, source.id, None)
         if record is None:
@@ -214,7 +221,12 @@ def finish_backups(
             record.reused,
             record.retain_until,
         )
-        backups[source.id] = _entry(record, location)
+        if record.parts is not None and len(record.parts) > 1:
+            # restored part by part too (`restore_units`): `collect_restores` finishes it
+            restore_parts[source.id] = record.parts
+            backups[source.id] = _entry(record, location, parts=len(record.parts))
+        else:
+            backups[source.id] = _entry(record, location)
     for source in _object_sources_to_back_up(manifest, artifacts, None):
         record = reuse_complete(store, company_id, run_id, source.id, None)
         if record is None:
@@ -224,7 +236,7 @@ def finish_backups(
             )
         backups[source.id] = _entry(record, location, kind="objects")
     artifacts.put_backups(backups)
-    return {"backups": backups}
+    return {"backups": backups, "restore_parts": restore_parts}
 
 
 def backup_sources(
@@ -316,12 +328,36 @@ def _backup_object_source(
     return _entry(record, location, kind="objects")
 
 
-def restore_units(backups: dict[str, dict]) -> list[dict[str, Any]]:
-    """One unit per backup of the run, for the mapped `restore_backup` task (references only)."""
-    return [
-        {"source": source_id, "backup_id": info["backup_id"], "label": f"{source_id} {info['backup_id']}"}
-        for source_id, info in backups.items()
-    ]
+def restore_units(
+    backups: dict[str, dict], parts: dict[str, list[list[str]]] | None = None
+) -> list[dict[str, Any]]:
+    """The units of the mapped `restore_backup` task (references only): one per backup of the run,
+    or, for a backup just taken in several parts (`parts`: source id -> the tables of each part),
+    one per part, {"source", "backup_id", "part", "parts", "tables", "label"}."""
+    units: list[dict[str, Any]] = []
+    for source_id, info in backups.items():
+        split = (parts or {}).get(source_id) or []
+        if len(split) > 1 and info.get("kind") != "objects":
+            units += [
+                {
+                    "source": source_id,
+                    "backup_id": info["backup_id"],
+                    "part": index,
+                    "parts": len(split),
+                    "tables": list(names),
+                    "label": f"{source_id} {info['backup_id']} part {index + 1}/{len(split)}",
+                }
+                for index, names in enumerate(split)
+            ]
+        else:
+            units.append(
+                {
+                    "source": source_id,
+                    "backup_id": info["backup_id"],
+                    "label": f"{source_id} {info['backup_id']}",
+                }
+            )
+    return units
 
 
 def restore_verify_backup(
@@ -337,11 +373,23 @@ def restore_verify_backup(
 ) -> dict[str, Any]:
     """Restore one backup of the run (a unit of `restore_units`) and compare it with its manifest;
     the outcome is stored as the run's `restore.<source>` artifact, which `collect_restores`
-    checks. Raises `RestoreMismatch` when it differs (nothing will be erased).
+    checks. Raises `RestoreMismatch` when it differs (nothing will be erased). A unit that is a
+    part of a backup goes to `restore_verify_part`.
 
     :param scratch_url: the source's conn_id (None for object sources) -> where a PostgreSQL backup
         is restored (None: scratch SQLite).
     """
+    if "part" in unit:
+        return restore_verify_part(
+            manifest,
+            artifacts,
+            unit,
+            location=location,
+            keyring=keyring,
+            scratch_url=scratch_url,
+            log=log,
+            progress=progress,
+        )
     source_id, backup_id = unit["source"], unit["backup_id"]
     conn_of = {source.id: source.conn_id for source in manifest.sources}
     report = restore_and_verify(
@@ -356,12 +404,7 @@ def restore_verify_backup(
         artifacts.put_restore(
             source_id, {"backup_id": backup_id, "ok": False, "problems": len(report.problems)}
         )
-        raise RestoreMismatch(
-            f"backup {backup_id} of {manifest.company_id}/{source_id} does not restore to what was "
-            "backed up:\n"
-            + "\n".join(f"  - {p}" for p in report.problems)
-            + "\nNothing will be erased. Take a new backup (clear the backup tasks) and investigate."
-        )
+        raise RestoreMismatch(_mismatch(manifest, source_id, backup_id, report.problems))
     for warning in report.warnings:  # e.g. an older backup whose manifest is unauthenticated
         log.warning("%s", warning)
     log.info(
@@ -379,13 +422,228 @@ def restore_verify_backup(
     return {"source": source_id, **result}
 
 
-def collect_restores(manifest, artifacts: RunArtifacts) -> dict[str, Any]:
+def _mismatch(manifest, source_id: str, backup_id: str, problems: list[str], what: str = "") -> str:
+    return (
+        f"backup {backup_id} of {manifest.company_id}/{source_id}{what} does not restore to what was "
+        "backed up:\n"
+        + "\n".join(f"  - {p}" for p in problems)
+        + "\nNothing will be erased. Take a new backup (clear the backup tasks) and investigate."
+    )
+
+
+def _shared_scratch(url: str | None) -> bool:
+    """Whether the parts of a backup are restored into one schema on `url` (a PostgreSQL server)."""
+    return bool(url) and dialect_for(url).copy_text
+
+
+def restore_verify_part(
+    manifest,
+    artifacts: RunArtifacts,
+    unit: dict[str, Any],
+    *,
+    location: S3Location,
+    keyring,
+    scratch_url: Callable[[str | None], str | None],
+    log,
+    progress,
+) -> dict[str, Any]:
+    """Restore and verify one part of a backup (a unit of `restore_units`): its tables, each by row
+    count and content hash, into the scratch schema its backup's parts share on a PostgreSQL
+    scratch server (else its own scratch SQLite), see `restoreparts`. The outcome is stored as the
+    run's `restore_part.<source>.<part>` artifact, which `collect_restores` checks and completes.
+    A part that fails leaves none of its tables in the shared schema and raises."""
+    source_id, backup_id = unit["source"], unit["backup_id"]
+    index, count, names = int(unit["part"]), int(unit["parts"]), list(unit["tables"])
+    what = f" (part {index + 1}/{count})"
+    conn_of = {source.id: source.conn_id for source in manifest.sources}
+    url = scratch_url(conn_of.get(source_id))
+    schema = None
+    if _shared_scratch(url):
+        try:
+            restoreparts.open_scratch_schema(
+                url, restoreparts.scratch_schema_name(backup_id, artifacts.run_id), names
+            )
+            schema = restoreparts.scratch_schema_name(backup_id, artifacts.run_id)
+        except ScratchUnavailable as exc:
+            log.warning(
+                "No shared scratch schema for backup %s (%s): this part restores on its own", backup_id, exc
+            )
+    artifacts.put_restore_part(source_id, index, {"backup_id": backup_id, "part": index, "ok": False})
+    ok = False
+    try:
+        report = restore_and_verify(
+            backup_id,
+            location=location,
+            keyring=keyring,
+            store=artifacts.store,
+            scratch_url=url,
+            progress=progress,
+            tables=names,
+            scratch_schema=schema,
+        )
+        ok = report.ok
+        restored = sorted(report.tables)
+        shared = schema is not None and restoreparts.tables_present(url, schema, restored) == set(restored)
+    finally:
+        if schema is not None and not ok:
+            try:
+                restoreparts.drop_tables(url, schema, names)
+            except sa.exc.SQLAlchemyError as exc:  # restore_verify drops the whole schema all the same
+                log.warning(
+                    "This part's tables stay in %s until restore_verify drops it (%s)",
+                    schema,
+                    type(exc).__name__,
+                )
+    result = {
+        "backup_id": backup_id,
+        "part": index,
+        "parts": count,
+        "tables": len(report.tables),
+        "rows": sum(t["restored_rows"] for t in report.tables.values()),
+        "seconds": round(report.seconds, 2),
+        "ok": ok,
+        "verified": restored,
+        "shared_schema": shared,
+        **({"warnings": report.warnings} if report.warnings else {}),
+    }
+    artifacts.put_restore_part(source_id, index, result)
+    if not ok:
+        raise RestoreMismatch(_mismatch(manifest, source_id, backup_id, report.problems, what))
+    for warning in report.warnings:
+        log.warning("%s", warning)
+    log.info(
+        "Backup %s part %d/%d restored and verified: %d tables in %.1f s",
+        backup_id,
+        index + 1,
+        count,
+        len(report.tables),
+        report.seconds,
+    )
+    return {"source": source_id, **{k: v for k, v in result.items() if k != "verified"}}
+
+
+def finish_restore_parts(
+    manifest,
+    artifacts: RunArtifacts,
+    source_id: str,
+    info: dict[str, Any],
+    *,
+    location: S3Location,
+    keyring,
+    scratch_url: Callable[[str | None], str | None],
+    log,
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """Complete the restore of a backup verified part by part: every part verified for this
+    backup id, every table of the manifest verified by one of them, the foreign keys between the
+    parts' tables (in the shared scratch schema); the scratch schema is dropped however it ends.
+    Stores the backup's outcome as its `restore.<source>` artifact (as a whole restore does) and
+    returns it with the problems found. A backup restored whole (in one process) returns its
+    outcome as it is."""
+    backup_id, count = info["backup_id"], int(info["parts"])
+    conn_of = {source.id: source.conn_id for source in manifest.sources}
+    url = scratch_url(conn_of.get(source_id))
+    schema = restoreparts.scratch_schema_name(backup_id, artifacts.run_id)
+    outcomes = [artifacts.restore_part(source_id, i) for i in range(count)]
+    problems: list[str] = []
+    result: dict[str, Any] = {"backup_id": backup_id, "parts": count}
+    try:
+        if not any(o and o.get("backup_id") == backup_id for o in outcomes):
+            return artifacts.restore(source_id), []  # not restored in parts
+        for i, o in enumerate(outcomes):
+            if o is None or o.get("backup_id") != backup_id:
+                problems.append(
+                    f"part {i + 1}/{count} was not restored (its restore_backup task did not run)"
+                )
+            elif o.get("ok") is not True:
+                problems.append(
+                    f"part {i + 1}/{count} did not restore to what was backed up (see its task's log)"
+                )
+        if not problems:
+            checked = restoreparts.read_checked_manifest(
+                backup_id, location=location, keyring=keyring, store=artifacts.store
+            )
+            expected = set(restoreparts.restorable_tables(checked))
+            verified = set().union(*(o.get("verified") or [] for o in outcomes))
+            if verified != expected:
+                unverified = sorted(expected - verified) + sorted(verified - expected)
+                problems.append(
+                    f"{len(unverified)} table(s) verified by no part, or by a part of another listing: "
+                    f"{', '.join(unverified[:5])}"
+                )
+            elif _shared_scratch(url) and all(o.get("shared_schema") for o in outcomes):
+                present = restoreparts.tables_present(url, schema, sorted(verified))
+                if present != verified:
+                    problems.append(
+                        f"{len(verified - present)} table(s) are no longer in the scratch schema (an earlier "
+                        "restore_verify dropped it): clear every restore_backup task of this backup, then this one"
+                    )
+                else:
+                    found, keys, skipped = restoreparts.foreign_key_problems(url, schema, checked, present)
+                    problems += found
+                    result.update(foreign_keys_checked=keys, foreign_keys_not_checked=skipped)
+            else:
+                result["foreign_keys_checked"] = 0  # the parts were restored apart (scratch SQLite)
+        result.update(
+            tables=sum(int(o.get("tables") or 0) for o in outcomes if o),
+            rows=sum(int(o.get("rows") or 0) for o in outcomes if o),
+            seconds=round(sum(float(o.get("seconds") or 0) for o in outcomes if o), 2),
+        )
+    except DeregError as exc:
+        problems.append(str(exc))
+    finally:
+        if _shared_scratch(url):
+            try:
+                restoreparts.drop_scratch_schema(url, schema)
+            except sa.exc.SQLAlchemyError as exc:
+                problems.append(
+                    f"the scratch schema {schema} on the scratch server could not be dropped "
+                    f"({type(getattr(exc, 'orig', None) or exc).__name__}): it holds restored rows; "
+                    "retry this task, or drop it by hand"
+                )
+    result["ok"] = not problems
+    if problems:
+        result["problems"] = len(problems)
+    artifacts.put_restore(source_id, result)
+    if log is not None and not problems:
+        log.info(
+            "Backup %s restored and verified in %d parts: %d tables, %s foreign key(s) checked across them",
+            backup_id,
+            count,
+            result["tables"],
+            result.get("foreign_keys_checked"),
+        )
+    return result, problems
+
+
+def collect_restores(
+    manifest,
+    artifacts: RunArtifacts,
+    *,
+    location: S3Location | None = None,
+    keyring=None,
+    scratch_url: Callable[[str | None], str | None] | None = None,
+    log=None,
+) -> dict[str, Any]:
     """Every backup of the run was restored and verified (by `restore_verify_backup`, in whichever
-    worker): returns {"restores": source id -> outcome}; raises `RestoreMismatch` naming each backup
-    that was not, or not successfully, or whose outcome belongs to another backup."""
-    results, missing = {}, []
+    worker; a backup restored in parts is completed here, `finish_restore_parts`): returns
+    {"restores": source id -> outcome}; raises `RestoreMismatch` naming each backup that was not,
+    or not successfully, or whose outcome belongs to another backup."""
+    results, missing, found = {}, [], []
     for source_id, info in artifacts.backups().items():
-        outcome = artifacts.restore(source_id)
+        if int(info.get("parts") or 1) > 1 and location is not None:
+            outcome, problems = finish_restore_parts(
+                manifest,
+                artifacts,
+                source_id,
+                info,
+                location=location,
+                keyring=keyring,
+                scratch_url=scratch_url or (lambda conn_id: None),
+                log=log,
+            )
+            found += [f"{source_id} ({info['backup_id']}): {p}" for p in problems]
+        else:
+            outcome = artifacts.restore(source_id)
         if outcome is None or outcome.get("backup_id") != info["backup_id"] or outcome.get("ok") is not True:
             missing.append(f"{source_id} ({info['backup_id']})")
             continue
@@ -393,7 +651,8 @@ def collect_restores(manifest, artifacts: RunArtifacts) -> dict[str, Any]:
     if missing:
         raise RestoreMismatch(
             f"backups of {manifest.company_id} not restored and verified in this run: {', '.join(missing)}. "
-            "Nothing will be erased. Clear their restore_backup tasks (or, if one does not restore, take a "
+            + "".join(f"\n  - {p}" for p in found)
+            + "\nNothing will be erased. Clear their restore_backup tasks (or, if one does not restore, take a "
             "new backup and investigate), then this one."
         )
     return {"restores": results}

@@ -50,6 +50,8 @@ class BackupRecord:
     object_lock: bool
     reused: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the tables of each part, for a backup just completed from its parts (`parts.finish_backup`)
+    parts: list[list[str]] | None = None
 
 
 def s3_error(location: S3Location, exc: Exception, doing: str) -> BackupError:

@@ -49,6 +49,10 @@ def restore_name(source_id: str) -> str:
     return f"restore.{source_id}"
 
 
+def restore_part_name(source_id: str, index: int) -> str:
+    return f"restore_part.{source_id}.{index:05d}"
+
+
 @dataclass(frozen=True)
 class RunArtifacts:
     """The artifacts of company `company_id`'s run `run_id` in the compliance store `store`.
@@ -148,6 +152,18 @@ class RunArtifacts:
 
         try:
             return self._get(restore_name(source_id))
+        except GateError:
+            return None
+
+    def put_restore_part(self, source_id: str, index: int, result: dict) -> str:
+        """The outcome of restoring and verifying part `index` of the backup of `source_id`."""
+        return self._put(restore_part_name(source_id, index), result)
+
+    def restore_part(self, source_id: str, index: int) -> dict | None:
+        from dereg.errors import GateError
+
+        try:
+            return self._get(restore_part_name(source_id, index))
         except GateError:
             return None
 

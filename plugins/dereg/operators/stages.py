@@ -313,14 +313,17 @@ class BackupOperator(ComplianceOperator):
             log=self.log,
             progress=self._progress,
         )
-        return {**result, EXPANDS: restore_units(result["backups"])}
+        units = restore_units(result["backups"], result.pop("restore_parts"))
+        return {**result, "restore_units": len(units), EXPANDS: units}
 
 
 class RestoreBackupOperator(ComplianceOperator):
-    """Restore one backup of the run into a scratch database (or folder) and compare it with its
-    manifest. Mapped over the run's backups (`backup`'s return value), so the workers share them.
+    """Restore one backup of the run, or one part of a backup taken in parts, into a scratch
+    database (or folder) and compare it with its manifest. Mapped over `backup`'s return value, so
+    the workers share the backups and a large backup's parts.
 
-    :param backup: {"source", "backup_id", "label"} from that XCom.
+    :param backup: {"source", "backup_id", "label"}, and for a part {"part", "parts", "tables"},
+        from that XCom (references only).
     """
 
     stage = "restore_backup"
@@ -349,15 +352,33 @@ class RestoreBackupOperator(ComplianceOperator):
 
 class RestoreVerifyOperator(ComplianceOperator):
     """Every backup of the run was restored and verified (by the mapped `restore_backup`): the
-    proof `approve` and `erase` require."""
+    proof `approve` and `erase` require. A backup restored in parts is completed here (foreign keys
+    across the parts) and its shared scratch schema dropped, also when a part failed: the DAG runs
+    this task once every `restore_backup` has ended, however (trigger rule `all_done`); it refuses
+    unless all of them verified. Without a successful `backup` nothing was restored: skipped."""
 
     stage = "restore_verify"
     requires = ("backup",)
 
+    def execute(self, context) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        if self.run_context(context).succeeded("backup") is None:
+            raise AirflowSkipException("no successful backup in this run: nothing was restored to verify")
+        return super().execute(context)
+
     def act(self, run: RunContext, context) -> dict:
         from dereg.backup.sources import collect_restores
 
-        return collect_restores(run.manifest, run.artifacts)
+        location, keyring = _backup_place(run)
+        return collect_restores(
+            run.manifest,
+            run.artifacts,
+            location=location,
+            keyring=keyring,
+            scratch_url=scratch_url,
+            log=self.log,
+        )
 
 
 class EraseOperator(ComplianceOperator):
