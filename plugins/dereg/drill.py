@@ -115,6 +115,203 @@ def drill_one(
     return result
 
 
+#: the ledger stage of one part of a drill of a large backup (`drill_part`); the backup's own
+#: `recovery_drill` entry is written when its parts are finished (`finish_drill_parts`)
+PART_STAGE = "recovery_drill_part"
+
+
+def drill_units(
+    backups: list[dict[str, Any]], *, location_of, keyring, store, rows_per_part=None
+) -> list[dict]:
+    """The units of the mapped `drill` task: one per backup, or one per part of a SQL backup whose
+    manifest lists tables of at least `rows_per_part` rows (`DEREG_BACKUP_PART_ROWS`, split as a
+    backup's parts are: `parts.plan_parts`), labelled `<company>.<source> <backup id> part 2/3`.
+    A manifest that cannot be read leaves its backup whole (its drill then says why).
+    `location_of(backup)`: the S3 location of a backup's objects."""
+    from dereg.backup import restoreparts
+    from dereg.backup.parts import part_rows, plan_parts
+    from dereg.errors import DeregError
+
+    rows_per_part = part_rows() if rows_per_part is None else rows_per_part
+    units: list[dict] = []
+    for backup in backups:
+        split: list[list[str]] = []
+        if rows_per_part > 0:
+            try:
+                manifest = restoreparts.read_checked_manifest(
+                    backup["backup_id"], location=location_of(backup), keyring=keyring, store=store
+                )
+            except DeregError:
+                manifest = None
+            if manifest is not None and manifest.get("kind") != "objects":
+                tables = restoreparts.restorable_tables(manifest)
+                rows = {n: int(manifest["tables"][n].get("rows") or 0) for n in tables}
+                split = plan_parts(tables, rows, rows_per_part)
+        if len(split) > 1:
+            units += [
+                {
+                    **backup,
+                    "part": i,
+                    "parts": len(split),
+                    "tables": names,
+                    "label": f"{backup['label']} part {i + 1}/{len(split)}",
+                }
+                for i, names in enumerate(split)
+            ]
+        else:
+            units.append(backup)
+    return units
+
+
+def drill_part(
+    unit: dict[str, Any], *, location, keyring, store, drill_run_id: str, progress=None, scratch_url=None
+) -> dict:
+    """Restore and verify one part of a backup (a unit of `drill_units`), as the closure's
+    `restore_backup` does (`sources.restore_verify_part`: the parts share a scratch schema on a
+    PostgreSQL scratch server); the result goes to the ledger under `PART_STAGE`."""
+    from dereg.backup import restoreparts
+    from dereg.backup.pgcopy import ScratchUnavailable
+    from dereg.backup.restore import restore_and_verify
+    from dereg.dialects import dialect_for
+    from dereg.errors import DeregError
+    from dereg.evidence.ledger import Ledger
+    from dereg.redact import redact
+
+    backup_id, names = unit["backup_id"], list(unit["tables"])
+    result: dict[str, Any] = {
+        "backup_id": backup_id,
+        "company_id": unit["company_id"],
+        "part": unit["part"],
+        "parts": unit["parts"],
+    }
+    schema = None
+    if scratch_url and dialect_for(scratch_url).copy_text:
+        try:
+            restoreparts.open_scratch_schema(
+                scratch_url, restoreparts.scratch_schema_name(backup_id, drill_run_id), names
+            )
+            schema = restoreparts.scratch_schema_name(backup_id, drill_run_id)
+        except ScratchUnavailable as exc:
+            log.warning(
+                "no shared scratch schema for backup %s (%s): this part restores on its own", backup_id, exc
+            )
+    started = dt.datetime.now(dt.UTC)
+    try:
+        report = restore_and_verify(
+            backup_id,
+            location=location,
+            keyring=keyring,
+            store=store,
+            scratch_url=scratch_url,
+            progress=progress,
+            tables=names,
+            scratch_schema=schema,
+        )
+        restored = sorted(report.tables)
+        result.update(
+            ok=report.ok,
+            seconds=round(report.seconds, 2),
+            tables=len(report.tables),
+            rows=sum(int(t.get("restored_rows") or 0) for t in report.tables.values()),
+            problems=[redact(p) for p in report.problems],
+            verified=restored,
+            shared_schema=schema is not None
+            and restoreparts.tables_present(scratch_url, schema, restored) == set(restored),
+        )
+    except DeregError as exc:
+        result.update(ok=False, seconds=round((dt.datetime.now(dt.UTC) - started).total_seconds(), 2))
+        result["problems"] = [redact(str(exc))]
+    finally:
+        if schema is not None and not result.get("ok"):
+            try:
+                restoreparts.drop_tables(scratch_url, schema, names)
+            except Exception:  # noqa: BLE001 - drill_report drops the whole schema all the same
+                log.warning("the tables of this part stay in %s until drill_report drops it", schema)
+    Ledger(store).append(
+        company_id=unit["company_id"],
+        run_id=drill_run_id,
+        stage=PART_STAGE,
+        event="succeeded" if result["ok"] else "failed",
+        actor="recovery_drill",
+        details=result,
+    )
+    return result
+
+
+def finish_drill_parts(
+    backup: dict[str, Any],
+    parts: list[dict],
+    *,
+    location,
+    keyring,
+    store,
+    drill_run_id: str,
+    scratch_url=None,
+) -> dict:
+    """Complete the drill of a backup restored in parts (`parts`: the latest ledger details of each
+    part in this drill run), as the closure's `restore_verify` does: every part verified, every
+    table covered, the foreign keys across the parts in the shared scratch schema, which is dropped
+    however it ends. Writes the backup's `recovery_drill` entry and returns its details."""
+    from dereg.backup import restoreparts
+    from dereg.dialects import dialect_for
+    from dereg.errors import DeregError
+    from dereg.evidence.ledger import Ledger
+    from dereg.redact import redact
+
+    backup_id, count = backup["backup_id"], int(backup["parts"])
+    pg = bool(scratch_url) and dialect_for(scratch_url).copy_text
+    schema = restoreparts.scratch_schema_name(backup_id, drill_run_id)
+    by_part = {int(p["part"]): p for p in parts if p.get("backup_id") == backup_id}
+    problems: list[str] = []
+    result: dict[str, Any] = {"backup_id": backup_id, "company_id": backup["company_id"], "parts": count}
+    try:
+        for i in range(count):
+            part = by_part.get(i)
+            if part is None:
+                problems.append(f"part {i + 1}/{count} did not record a result (see its drill task's log)")
+            elif not part.get("ok"):
+                problems += [f"part {i + 1}/{count}: {p}" for p in part.get("problems") or ["failed"]]
+        if not problems:
+            manifest = restoreparts.read_checked_manifest(
+                backup_id, location=location, keyring=keyring, store=store
+            )
+            expected = set(restoreparts.restorable_tables(manifest))
+            verified = set().union(*(p.get("verified") or [] for p in by_part.values()))
+            if verified != expected:
+                problems.append(f"{len(expected ^ verified)} table(s) verified by no part")
+            elif pg and all(p.get("shared_schema") for p in by_part.values()):
+                present = restoreparts.tables_present(scratch_url, schema, sorted(verified))
+                found, keys, _ = restoreparts.foreign_key_problems(scratch_url, schema, manifest, present)
+                if present != verified:
+                    found.append(f"{len(verified - present)} table(s) are no longer in the scratch schema")
+                problems += found
+                result["foreign_keys_checked"] = keys
+    except DeregError as exc:
+        problems.append(redact(str(exc)))
+    finally:
+        if pg:
+            try:
+                restoreparts.drop_scratch_schema(scratch_url, schema)
+            except Exception as exc:  # noqa: BLE001 - said in the result: rows are left on the server
+                problems.append(f"the scratch schema {schema} could not be dropped ({type(exc).__name__})")
+    result.update(
+        ok=not problems,
+        seconds=round(sum(float(p.get("seconds") or 0) for p in by_part.values()), 2),
+        tables=sum(int(p.get("tables") or 0) for p in by_part.values()),
+        rows=sum(int(p.get("rows") or 0) for p in by_part.values()),
+        problems=problems,
+    )
+    Ledger(store).append(
+        company_id=backup["company_id"],
+        run_id=drill_run_id,
+        stage=STAGE,
+        event="succeeded" if result["ok"] else "failed",
+        actor="recovery_drill",
+        details=result,
+    )
+    return result
+
+
 def write_report(results: list[dict], drill_run_id: str, directory: Path | None = None) -> Path:
     directory = directory or config.output_dir() / "drills"
     directory.mkdir(parents=True, exist_ok=True)

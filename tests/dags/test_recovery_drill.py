@@ -1,6 +1,7 @@
-"""The quarterly recovery drill, run with `dag.test()`: two retained backups in SeaweedFS, one of
-them corrupted; the good one passes, the bad one fails with its chunk named, both land in the
-ledger, the report is written and the company's operations address gets one alert."""
+"""The quarterly recovery drill, run with `dag.test()`: three retained backups in SeaweedFS, two of
+them large enough to be drilled in parts (DEREG_BACKUP_PART_ROWS) and one of those corrupted; the
+good ones pass, the bad one fails with its part and chunk named, all land in the ledger, the report
+is written and the company's operations address gets one alert."""
 
 from __future__ import annotations
 
@@ -41,8 +42,9 @@ def test_drill_restores_every_retained_backup_and_reports_failures(
         "closures/demo_academy",
     )
     engine = sa.create_engine(source)
-    records = [
-        create_backup(
+
+    def take(i: int):
+        return create_backup(
             engine,
             company_id="demo_academy",
             run_id=f"run-{i}",
@@ -53,8 +55,12 @@ def test_drill_restores_every_retained_backup_and_reports_failures(
             retention_days=1,
             object_lock=True,
         )
-        for i in range(2)
-    ]
+
+    # 201 payments: two parts of at most 150 rows ([payments], [guardians, students]); then 100: whole
+    records = [take(0), take(1)]
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM payments WHERE id > 100")
+    records.append(take(2))
     engine.dispose()
     bad = records[1]
     key = location.key(bad.backup_id, "data", "students", "000000.chunk")
@@ -70,6 +76,7 @@ def test_drill_restores_every_retained_backup_and_reports_failures(
         "DEREG_KEYRING": str(tmp_path / "keyring.json"),
         "DEREG_OUTPUT_DIR": str(tmp_path / "output"),
         "DEREG_COMPANIES_DIR": str(companies),
+        "DEREG_BACKUP_PART_ROWS": "150",
         "AIRFLOW_CONN_DEMO_ACADEMY_DB": json.dumps(
             {
                 "conn_type": "postgres",
@@ -83,9 +90,13 @@ def test_drill_restores_every_retained_backup_and_reports_failures(
     }
     result, log = AirflowSandbox(tmp_path / "airflow", env=env).run_dag("recovery_drill", {})
     states = {label: state for _, label, state in result["mapped"]["drill"]}
+    label = "demo_academy.school_db {}".format
     assert states == {
-        f"demo_academy.school_db {records[0].backup_id}": "success",
-        f"demo_academy.school_db {bad.backup_id}": "failed",
+        f"{label(records[0].backup_id)} part 1/2": "success",
+        f"{label(records[0].backup_id)} part 2/2": "success",
+        f"{label(bad.backup_id)} part 1/2": "success",
+        f"{label(bad.backup_id)} part 2/2": "failed",  # guardians and students
+        label(records[2].backup_id): "success",
     }, (result, log[-4000:])
     assert result["tasks"]["drill_report"] == "success"
 
@@ -93,18 +104,29 @@ def test_drill_restores_every_retained_backup_and_reports_failures(
     assert {(e.details["backup_id"], e.event) for e in entries} == {
         (records[0].backup_id, "succeeded"),
         (bad.backup_id, "failed"),
+        (records[2].backup_id, "succeeded"),
     }
-    good = next(e for e in entries if e.event == "succeeded").details
-    assert good["seconds"] >= 0 and good["rows"] > 0
+    good = next(e for e in entries if e.details["backup_id"] == records[0].backup_id).details
+    assert good["seconds"] >= 0 and good["rows"] == 205 and good["parts"] == 2
+    assert good["foreign_keys_checked"] == 2  # across the parts, in their shared scratch schema
+    whole = next(e for e in entries if e.details["backup_id"] == records[2].backup_id).details
+    assert whole["rows"] == 104 and "parts" not in whole
     failed = next(e for e in entries if e.event == "failed").details
     # the drill redacts what it records; backup ids are made so that redact leaves them whole
-    assert any(key in p and "chunk 0" in p for p in failed["problems"]), failed["problems"]
+    assert any(p.startswith("part 2/2: ") and key in p and "chunk 0" in p for p in failed["problems"]), (
+        failed["problems"]
+    )
+    part_entries = [e for e in Ledger(store).entries() if e.stage == "recovery_drill_part"]
+    assert sorted((e.details["backup_id"], e.details["part"], e.event) for e in part_entries) == sorted(
+        [(records[0].backup_id, 0, "succeeded"), (records[0].backup_id, 1, "succeeded")]
+        + [(bad.backup_id, 0, "succeeded"), (bad.backup_id, 1, "failed")]
+    )
 
     reports = list((tmp_path / "output" / "drills").glob("*.json"))
     assert len(reports) == 1
     report = json.loads(reports[0].read_text())
     assert (
-        report["backups"] == 2 and report["passed"] == 1 and report["failed"][0]["backup_id"] == bad.backup_id
+        report["backups"] == 3 and report["passed"] == 2 and report["failed"][0]["backup_id"] == bad.backup_id
     )
 
     messages = smtp_sink.messages()

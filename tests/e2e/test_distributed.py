@@ -211,6 +211,12 @@ def test_demo_closure_on_the_distributed_topology(dist_env):
     assert len(parts) >= 2 and {host for _, host in parts} == set(WORKERS), parts
     assert len(ops.xcom(DAG_ID, run_id, "backup_prepare")) == len(parts)
     assert ops.xcom(DAG_ID, run_id, "backup_prepare", key="summary")["parts"] == len(parts)
+    # the backup taken in parts is restored and verified in parts, on both workers too; then
+    # restore_verify completed it (approve and erase ran on its outcome)
+    restores = [(ti["map_index"], ti["hostname"]) for ti in succeeded if ti["task_id"] == "restore_backup"]
+    assert len(restores) >= 2 and {host for _, host in restores} == set(WORKERS), restores
+    assert ops.xcom(DAG_ID, run_id, "backup", key="summary")["restore_units"] == len(restores)
+    assert " part " in str(ops.xcom(DAG_ID, run_id, "backup"))
 
     # The workers hold no rights on Airflow's metadata tables, only on Celery's two result tables.
     roles = info["roles"]
@@ -253,7 +259,7 @@ def test_demo_closure_on_the_distributed_topology(dist_env):
     assert {"ledger", "ledger_head"} <= store_tables
     assert not store_tables & meta_tables
     assert {"preflight", "backup_prepare", "backup_part", "backup", "notify_customers", "erase"} <= stages
-    assert {"verify_erasure", "certificate"} <= stages
+    assert {"restore_backup", "restore_verify", "verify_erasure", "certificate"} <= stages
     meta.dispose()
     store.dispose()
     # The one metadata write a worker attempts, Airflow's CLI audit entry of its own start, is refused:
