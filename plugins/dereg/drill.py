@@ -186,11 +186,10 @@ def drill_part(
     }
     schema = None
     if scratch_url and dialect_for(scratch_url).copy_text:
+        shared_name = restoreparts.scratch_schema_name(backup_id, drill_run_id)
         try:
-            restoreparts.open_scratch_schema(
-                scratch_url, restoreparts.scratch_schema_name(backup_id, drill_run_id), names
-            )
-            schema = restoreparts.scratch_schema_name(backup_id, drill_run_id)
+            restoreparts.open_scratch_schema(scratch_url, shared_name, names)
+            schema = shared_name
         except ScratchUnavailable as exc:
             log.warning(
                 "no shared scratch schema for backup %s (%s): this part restores on its own", backup_id, exc

@@ -42,3 +42,24 @@ def test_restore_verify_passes_only_when_every_backup_of_the_run_was_restored_an
         collect_restores(manifest, artifacts)
     outcomes["uploads"] = {"backup_id": "bk-3", "ok": True}
     assert set(collect_restores(manifest, artifacts)["restores"]) == {"db", "uploads"}
+
+
+def test_a_backup_taken_in_parts_is_restored_in_the_same_parts_and_the_others_whole():
+    from dereg.backup.sources import restore_units
+
+    backups = {
+        "db": {"backup_id": "bk-2", "parts": 2},
+        "one": {"backup_id": "bk-4"},
+        "uploads": {"backup_id": "bk-3", "kind": "objects"},
+    }
+    units = restore_units(backups, {"db": [["payments"], ["guardians", "students"]], "one": [["t"]]})
+    assert [u["label"] for u in units] == ["db bk-2 part 1/2", "db bk-2 part 2/2", "one bk-4", "uploads bk-3"]
+    assert units[1] == {
+        "source": "db",
+        "backup_id": "bk-2",
+        "part": 1,
+        "parts": 2,
+        "tables": ["guardians", "students"],
+        "label": "db bk-2 part 2/2",
+    }
+    assert "part" not in units[2] and "part" not in units[3]

@@ -459,11 +459,10 @@ def restore_verify_part(
     url = scratch_url(conn_of.get(source_id))
     schema = None
     if _shared_scratch(url):
+        shared_name = restoreparts.scratch_schema_name(backup_id, artifacts.run_id)
         try:
-            restoreparts.open_scratch_schema(
-                url, restoreparts.scratch_schema_name(backup_id, artifacts.run_id), names
-            )
-            schema = restoreparts.scratch_schema_name(backup_id, artifacts.run_id)
+            restoreparts.open_scratch_schema(url, shared_name, names)
+            schema = shared_name
         except ScratchUnavailable as exc:
             log.warning(
                 "No shared scratch schema for backup %s (%s): this part restores on its own", backup_id, exc
