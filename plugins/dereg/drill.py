@@ -128,7 +128,7 @@ def drill_units(
     backup's parts are: `parts.plan_parts`), labelled `<company>.<source> <backup id> part 2/3`.
     A manifest that cannot be read leaves its backup whole (its drill then says why).
     `location_of(backup)`: the S3 location of a backup's objects."""
-    from dereg.backup import restoreparts
+    from dereg.backup import catalog, restoreparts
     from dereg.backup.parts import part_rows, plan_parts
     from dereg.errors import DeregError
 
@@ -136,7 +136,9 @@ def drill_units(
     units: list[dict] = []
     for backup in backups:
         split: list[list[str]] = []
-        if rows_per_part > 0:
+        recorded = catalog.get(store, backup["backup_id"]) or {}
+        # a backup of no more rows than one part holds is one part: its manifest is not read here
+        if rows_per_part > 0 and int(recorded.get("total_rows") or 0) > rows_per_part:
             try:
                 manifest = restoreparts.read_checked_manifest(
                     backup["backup_id"], location=location_of(backup), keyring=keyring, store=store
