@@ -24,6 +24,10 @@ def test_one_closure_dag_per_manifest(dagbag):
     dag = dagbag.dags["closure__demo_academy"]
     assert {"preflight", "backup", "restore_verify", "approve", "erase", "certificate"} <= set(dag.task_ids)
     assert dag.params["dry_run"] is True or dag.params.get_param("dry_run").value is True
+    # restore_verify runs once every restore_backup has ended, however: it drops the scratch schema
+    # of a backup restored in parts also when a part failed (and then refuses)
+    assert dag.get_task("restore_verify").trigger_rule == "all_done"
+    assert dag.get_task("restore_verify").upstream_task_ids == {"restore_backup"}
 
 
 def test_broken_manifest_gets_a_visible_dag(tmp_path, monkeypatch):
