@@ -574,8 +574,8 @@ class _Feed:
 
 
 class _CheckedFeed(_Feed):
-    """A `_Feed` that also hashes and counts the lines it hands to COPY (the backup's bytes, checked
-    against the manifest), and keeps the stream's first and last bytes for `_round_trip`: at most
+    """A `_Feed` that also hashes what it hands to COPY (the backup's bytes, checked against the
+    manifest's hash, which also fixes their number of lines: the manifest's `rows`), and keeps the stream's first and last bytes for `_round_trip`: at most
     `HEAD_BYTES`, and the last pieces adding up to `TAIL_BYTES` (memory stays flat)."""
 
     HEAD_BYTES = 64 << 10
@@ -583,7 +583,7 @@ class _CheckedFeed(_Feed):
 
     def __init__(self, pieces: Iterable[bytes]):
         super().__init__(pieces)
-        self.digest, self.lines, self.size = hashlib.sha256(), 0, 0
+        self.digest, self.size = hashlib.sha256(), 0
         self.head = b""
         self._tail: list[bytes] = []
         self._tail_bytes = 0
@@ -593,7 +593,6 @@ class _CheckedFeed(_Feed):
         piece = super().read(size)
         if piece:
             self.digest.update(piece)
-            self.lines += piece.count(b"\n")
             self.size += len(piece)
             if len(self.head) < self.HEAD_BYTES:
                 self.head += piece[: self.HEAD_BYTES - len(self.head)]
@@ -647,8 +646,8 @@ def _round_trip(cur, qualified: str, cols: str, feed: _CheckedFeed) -> bool | No
         for _ in range(ROUND_TRIP_HEAD_ROWS):
             cut = head.index(b"\n", cut + 1)
         head, wanted = head[: cut + 1], ROUND_TRIP_HEAD_ROWS
-    if feed.lines == 0:
-        return feed.size == 0
+    if feed.size == 0:
+        return True
     cur.execute("SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int", (qualified,))
     pages = cur.fetchone()[0]
     first = max(pages - ROUND_TRIP_TAIL_PAGES, 0)
@@ -916,9 +915,10 @@ def _verify_loaded(
 ) -> tuple[int, str, bool]:
     """(rows, sha256, whether the whole table must still be read back) of a table just loaded from
     `feed`, in its loading transaction: the rows are the server's count of what COPY stored; the
-    hash is that of the bytes COPY took when those are as many lines as the server stored and the
-    server writes the first and last of its rows back exactly as they were sent (`_round_trip`),
-    else no hash (a mismatch). Whole: no sample could be taken."""
+    hash is that of the bytes COPY took when the server writes the first and last of its rows back
+    exactly as they were sent (`_round_trip`), else no hash (a mismatch). Both are then compared
+    with the manifest's: bytes that hash as the backup's are its lines, as many as its `rows`, so
+    the server must have stored one row for each. Whole: no sample could be taken."""
     import psycopg2
 
     cols = ", ".join(_quote(c["name"]) for c in spec["columns"])
@@ -932,7 +932,7 @@ def _verify_loaded(
         return feed.server_rows, "", False
     if same is None:
         return -1, "", True
-    if not same or feed.server_rows != feed.lines:
+    if not same:
         return feed.server_rows, "", False
     return feed.server_rows, feed.digest.hexdigest(), False
 
