@@ -373,6 +373,7 @@ def dump_tables(
     progress=None,
     with_schema: bool = True,
     only: list[str] | None = None,
+    before_reading: Callable[[], None] | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """COPY every table of `tables` (reflected, parents first; or a function reflecting them, run
     meanwhile on its own connection while the rows of the tables the snapshot holds, restricted to
@@ -380,7 +381,10 @@ def dump_tables(
     up to JOBS connections that share one snapshot (largest tables first); a partitioned table's
     rows are stored once, in its partitions (the parent's are only hashed, for erase's check
     against the backup). With `with_schema`, pg_dump writes the schema in the same snapshot
-    meanwhile (schema.py). Returns the manifest's `tables` entries and the extra manifest fields."""
+    meanwhile (schema.py). `before_reading` is called once the snapshot is taken and the
+    connections are ready, just before the first rows are read (e.g. to start the work the rows do
+    not wait for, without it slowing what they wait for). Returns the manifest's `tables` entries
+    and the extra manifest fields."""
     described: dict[str, dict[str, Any]] = {}
     dumper = None
     schema_note = None
@@ -516,6 +520,8 @@ def dump_tables(
         # largest first; a sealed table is read three times (groupkeys.py), and its group blocks are
         # uploaded once the last of them is done, while the other tables are still being read
         weight = getattr(sealer, "read_weight", 1)
+        if before_reading is not None:
+            before_reading()
         _run_parallel(
             sorted(
                 plans,
