@@ -638,9 +638,9 @@ ROUND_TRIP_TAIL_PAGES = 2
 
 
 def _round_trip(cur, qualified: str, cols: str, feed: _CheckedFeed) -> bool | None:
-    """Whether the table's first rows and the rows of its last heap pages, as the server writes
-    them back (`COPY ... TO STDOUT` under the backup's `SETTINGS`), are exactly the first and last
-    lines of the stream it was loaded from; None when no such sample can be taken (a first and a
+    """Whether the table's first rows and the rows of its last heap pages (all its rows when the
+    whole stream was kept), as the server writes them back (`COPY ... TO STDOUT` under the
+    backup's `SETTINGS`), are exactly the first and last lines of the stream it was loaded from; None when no such sample can be taken (a first and a
     last line too long to be kept, or trailing pages without rows): the caller then reads the whole
     table back. The table was just loaded by one COPY into an empty heap, so a sequential scan (no
     parallel or synchronised scans under `SETTINGS`) returns the rows in load order and its last
@@ -654,10 +654,14 @@ def _round_trip(cur, qualified: str, cols: str, feed: _CheckedFeed) -> bool | No
         head, wanted = head[: cut + 1], ROUND_TRIP_HEAD_ROWS
     if feed.size == 0:
         return True
+    tail = feed.tail
+    if len(tail) == feed.size:  # the whole stream was kept: the whole table is compared, at once
+        rows = _Capped(len(tail))
+        cur.copy_expert(f"COPY (SELECT {cols} FROM ONLY {qualified}) TO STDOUT", rows)
+        return not rows.overflow and bytes(rows.data) == tail
     cur.execute("SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int", (qualified,))
     pages = cur.fetchone()[0]
     first = max(pages - ROUND_TRIP_TAIL_PAGES, 0)
-    tail = feed.tail
     last = _Capped(len(tail))
     cur.copy_expert(
         f"COPY (SELECT {cols} FROM ONLY {qualified} WHERE ctid >= '({first},0)'::tid) TO STDOUT", last
