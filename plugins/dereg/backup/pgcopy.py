@@ -581,8 +581,9 @@ class _Feed:
 
 class _CheckedFeed(_Feed):
     """A `_Feed` that also hashes what it hands to COPY (the backup's bytes, checked against the
-    manifest's hash, which also fixes their number of lines: the manifest's `rows`), and keeps the stream's first and last bytes for `_round_trip`: at most
-    `HEAD_BYTES`, and the last pieces adding up to `TAIL_BYTES` (memory stays flat)."""
+    manifest's hash, which also fixes their number of lines: the manifest's `rows`), and keeps the
+    stream's first and last bytes for `_round_trip`: at most `HEAD_BYTES`, and the last pieces
+    adding up to `TAIL_BYTES` (memory stays flat)."""
 
     HEAD_BYTES = 64 << 10
     TAIL_BYTES = 1 << 20
@@ -640,9 +641,9 @@ ROUND_TRIP_TAIL_PAGES = 2
 def _round_trip(cur, qualified: str, cols: str, feed: _CheckedFeed) -> bool | None:
     """Whether the table's first rows and the rows of its last heap pages (all its rows when the
     whole stream was kept), as the server writes them back (`COPY ... TO STDOUT` under the
-    backup's `SETTINGS`), are exactly the first and last lines of the stream it was loaded from; None when no such sample can be taken (a first and a
-    last line too long to be kept, or trailing pages without rows): the caller then reads the whole
-    table back. The table was just loaded by one COPY into an empty heap, so a sequential scan (no
+    backup's `SETTINGS`), are exactly the first and last lines of the stream it was loaded from;
+    None when no such sample can be taken (a first and a last line too long to be kept, or
+    trailing pages without rows): the caller then reads the whole table back. The table was just loaded by one COPY into an empty heap, so a sequential scan (no
     parallel or synchronised scans under `SETTINGS`) returns the rows in load order and its last
     pages hold its last rows."""
     head = feed.head[: feed.head.rfind(b"\n") + 1]
@@ -1123,7 +1124,7 @@ def _restore_with_schema_parallel(
             spec = manifest["tables"][name]
             _apply_settings(wcur)
             qualified = _target_of(name, spec)
-            # the rows COPY takes are hashed and counted on their way (the backup's bytes); the
+            # the rows COPY takes are hashed on their way (the backup's bytes); the
             # server's own count of what it stored, and its reading back of the first and last
             # rows, check what the database holds (`_verify_loaded`)
             feed = _CheckedFeed(chunks_of(name, spec))
