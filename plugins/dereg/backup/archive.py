@@ -317,14 +317,23 @@ def create_backup(
         extra: dict[str, Any] = {}
         if early:
             # the store is checked and the backup recorded while the source is already being read
-            # (its chunks are sealed and queued, none uploaded before that check passed)
+            # (its chunks are sealed and queued, none uploaded before that check passed); on
+            # PostgreSQL from when the snapshot is taken and the first COPY about to start, so that
+            # its Python work (botocore's import and client, the catalog) does not hold up the
+            # server's first rows
             from concurrent.futures import ThreadPoolExecutor
 
-            starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dereg-start")
-            starting = starter.submit(start_session, session, progress=progress)
-            starter.shutdown(wait=False)
+            started: list = []
+
+            def start_store() -> None:
+                if not started:
+                    starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dereg-start")
+                    started.append(starter.submit(start_session, session, progress=progress))
+                    starter.shutdown(wait=False)
+
             try:
                 if native is not None:
+                    start_store()
                     described, extra = _native_tables(native, engine, tables, session, current, progress)
                 else:  # read by the server's COPY, see pgcopy.py
                     described, extra = pgcopy.dump_tables(
@@ -334,12 +343,14 @@ def create_backup(
                         current=current,
                         progress=progress,
                         only=tables,
+                        before_reading=start_store,
                     )
             except BaseException:
-                if starting.exception() is not None:
-                    raise starting.exception() from None  # the store's refusal explains the rest
+                if started and started[0].exception() is not None:
+                    raise started[0].exception() from None  # the store's refusal explains the rest
                 raise
-            starting.result()
+            start_store()
+            started[0].result()
         else:
             described = {}
             ordered = _ordered_tables(engine, tables)

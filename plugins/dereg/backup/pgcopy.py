@@ -135,8 +135,9 @@ def _columns_of_all(cur, qualified: list[str]) -> list[tuple[str, int, list[dict
 
 def _run_parallel(jobs: list, workers: list, work: Callable) -> None:
     """Run `work(worker, job)` for every job, each worker (a connection) taking the next job when
-    free; `work` may return more jobs, queued behind the others (e.g. a table's keys once its rows
-    are in), and a free worker waits for them while others still work. The first error is raised
+    free; `work` may return more jobs, queued before the others (e.g. a table's keys once its rows
+    are in: the largest table's are then built while the smaller ones load, instead of after them),
+    and a free worker waits for them while others still work. The first error is raised
     once all workers have stopped; no job starts after it."""
     import threading
     from collections import deque
@@ -165,7 +166,7 @@ def _run_parallel(jobs: list, workers: list, work: Callable) -> None:
                 with ready:
                     running[0] -= 1
                     if more and not errors:
-                        todo.extend(more)
+                        todo.extendleft(reversed(more))
                     ready.notify_all()
 
     threads = [threading.Thread(target=loop, args=(w,), name="dereg-pg") for w in workers[1:]]
@@ -229,8 +230,8 @@ class PsqlCopy:
     """COPY ... TO STDOUT by `psql` inside an exported snapshot, under `SETTINGS`: the same bytes
     as `_copy_out` (the server writes them; psql passes them on)."""
 
-    def __init__(self, binary: str, env: dict[str, str], snapshot: str | None):
-        self.binary, self.env, self.snapshot = binary, env, snapshot
+    def __init__(self, binary: str, env: dict[str, str], snapshot: str | None, stdbuf: str | None = None):
+        self.binary, self.env, self.snapshot, self.stdbuf = binary, env, snapshot, stdbuf
 
     @classmethod
     def find(cls, url: sa.URL, *, pg_dump: str | None = None, snapshot: str | None = None) -> PsqlCopy | None:
@@ -242,7 +243,11 @@ class PsqlCopy:
             return None
         beside = os.path.join(os.path.dirname(pg_dump), "psql") if pg_dump else ""
         binary = beside if beside and os.access(beside, os.X_OK) else shutil.which("psql")
-        return cls(binary, db_schema.libpq_env(url), snapshot) if binary else None
+        # psql writes COPY's rows through stdio, which buffers 4 KiB at a time into a pipe: with
+        # coreutils' stdbuf a megabyte, so this process reads a few large blocks instead of a
+        # write, a wake-up and a read every 4 KiB (a tenth of a second of CPU per 100 MB)
+        stdbuf = shutil.which("stdbuf")
+        return cls(binary, db_schema.libpq_env(url), snapshot, stdbuf) if binary else None
 
     def copy_out(self, table: str, sql: str, raw: io.RawIOBase) -> None:
         import subprocess
@@ -258,6 +263,8 @@ class PsqlCopy:
         )
         # VERBOSITY sqlstate: an error is reported by its code only (a message may quote a row)
         cmd = [self.binary, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=sqlstate", "-f", "-"]
+        if self.stdbuf:
+            cmd = [self.stdbuf, f"--output={READ_BLOCK}", *cmd]
         proc = subprocess.Popen(
             cmd, env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
@@ -366,6 +373,7 @@ def dump_tables(
     progress=None,
     with_schema: bool = True,
     only: list[str] | None = None,
+    before_reading: Callable[[], None] | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """COPY every table of `tables` (reflected, parents first; or a function reflecting them, run
     meanwhile on its own connection while the rows of the tables the snapshot holds, restricted to
@@ -373,7 +381,10 @@ def dump_tables(
     up to JOBS connections that share one snapshot (largest tables first); a partitioned table's
     rows are stored once, in its partitions (the parent's are only hashed, for erase's check
     against the backup). With `with_schema`, pg_dump writes the schema in the same snapshot
-    meanwhile (schema.py). Returns the manifest's `tables` entries and the extra manifest fields."""
+    meanwhile (schema.py). `before_reading` is called once the snapshot is taken and the
+    connections are ready, just before the first rows are read (e.g. to start the work the rows do
+    not wait for, without it slowing what they wait for). Returns the manifest's `tables` entries
+    and the extra manifest fields."""
     described: dict[str, dict[str, Any]] = {}
     dumper = None
     schema_note = None
@@ -509,6 +520,8 @@ def dump_tables(
         # largest first; a sealed table is read three times (groupkeys.py), and its group blocks are
         # uploaded once the last of them is done, while the other tables are still being read
         weight = getattr(sealer, "read_weight", 1)
+        if before_reading is not None:
+            before_reading()
         _run_parallel(
             sorted(
                 plans,
@@ -564,6 +577,108 @@ class _Feed:
         except Exception as exc:  # noqa: BLE001
             self.error = exc
         return b""
+
+
+class _CheckedFeed(_Feed):
+    """A `_Feed` that also hashes what it hands to COPY (the backup's bytes, checked against the
+    manifest's hash, which also fixes their number of lines: the manifest's `rows`), and keeps the
+    stream's first and last bytes for `_round_trip`: at most `HEAD_BYTES`, and the last pieces
+    adding up to `TAIL_BYTES` (memory stays flat)."""
+
+    HEAD_BYTES = 64 << 10
+    TAIL_BYTES = 1 << 20
+
+    def __init__(self, pieces: Iterable[bytes]):
+        super().__init__(pieces)
+        self.digest, self.size = hashlib.sha256(), 0
+        self.head = b""
+        self._tail: list[bytes] = []
+        self._tail_bytes = 0
+        self.server_rows = -1  # the server's count of the rows COPY stored (its command tag)
+
+    def read(self, size: int = -1) -> bytes:
+        piece = super().read(size)
+        if piece:
+            self.digest.update(piece)
+            self.size += len(piece)
+            if len(self.head) < self.HEAD_BYTES:
+                self.head += piece[: self.HEAD_BYTES - len(self.head)]
+            self._tail.append(piece)
+            self._tail_bytes += len(piece)
+            while self._tail_bytes - len(self._tail[0]) >= self.TAIL_BYTES:
+                self._tail_bytes -= len(self._tail.pop(0))
+        return piece
+
+    @property
+    def tail(self) -> bytes:
+        """The stream's last bytes (at least `TAIL_BYTES` of them when it has that many)."""
+        return b"".join(self._tail)
+
+
+class _Capped(io.RawIOBase):
+    """Collects what COPY TO writes, up to `limit` bytes (beyond that it only notes the overflow)."""
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.data, self.limit, self.overflow = bytearray(), limit, False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        if len(self.data) + len(data) > self.limit:
+            self.overflow = True
+        else:
+            self.data += data
+        return len(data)
+
+
+#: the first rows of each table read back by `_round_trip` (at most), and its last heap pages
+ROUND_TRIP_HEAD_ROWS = 64
+ROUND_TRIP_TAIL_PAGES = 2
+
+
+def _round_trip(cur, qualified: str, cols: str, feed: _CheckedFeed) -> bool | None:
+    """Whether the table's first rows and the rows of its last heap pages (all its rows when the
+    whole stream was kept), as the server writes them back (`COPY ... TO STDOUT` under the
+    backup's `SETTINGS`), are exactly the first and last lines of the stream it was loaded from;
+    None when no such sample can be taken (a first and a last line too long to be kept, or
+    trailing pages without rows): the caller then reads the whole table back. The table was just loaded by one COPY into an empty heap, so a sequential scan (no
+    parallel or synchronised scans under `SETTINGS`) returns the rows in load order and its last
+    pages hold its last rows."""
+    head = feed.head[: feed.head.rfind(b"\n") + 1]
+    wanted = head.count(b"\n")
+    if wanted > ROUND_TRIP_HEAD_ROWS:
+        cut = -1
+        for _ in range(ROUND_TRIP_HEAD_ROWS):
+            cut = head.index(b"\n", cut + 1)
+        head, wanted = head[: cut + 1], ROUND_TRIP_HEAD_ROWS
+    if feed.size == 0:
+        return True
+    tail = feed.tail
+    if len(tail) == feed.size:  # the whole stream was kept: the whole table is compared, at once
+        rows = _Capped(len(tail))
+        cur.copy_expert(f"COPY (SELECT {cols} FROM ONLY {qualified}) TO STDOUT", rows)
+        return not rows.overflow and bytes(rows.data) == tail
+    cur.execute("SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int", (qualified,))
+    pages = cur.fetchone()[0]
+    first = max(pages - ROUND_TRIP_TAIL_PAGES, 0)
+    last = _Capped(len(tail))
+    cur.copy_expert(
+        f"COPY (SELECT {cols} FROM ONLY {qualified} WHERE ctid >= '({first},0)'::tid) TO STDOUT", last
+    )
+    if last.overflow or not last.data or not tail.endswith(bytes(last.data)):
+        # rows longer than what was kept, or none: not a sample (a mismatch is one)
+        return None if last.overflow or not last.data else False
+    start = len(tail) - len(last.data)
+    if not (start == 0 and feed.size == len(tail)) and tail[start - 1 : start] != b"\n":
+        return False  # the rows read back end like the stream, but not at a line's start
+    if wanted:
+        first_rows = _Capped(len(head))
+        cur.copy_expert(f"COPY (SELECT {cols} FROM ONLY {qualified} LIMIT {wanted}) TO STDOUT", first_rows)
+        if first_rows.overflow or bytes(first_rows.data) != head:
+            return False
+    return True
 
 
 class _Hasher(io.RawIOBase):
@@ -765,16 +880,17 @@ def _load_table(
     copy_options: str = "",
     check: Callable[[], None] | None = None,
     read_back: bool = True,
+    feed: _Feed | None = None,
 ) -> tuple[int, str]:
     """Load one table's chunks by COPY under a savepoint (after `create`, if given), read it back
     and hash it as the backup did, then `check` it; returns (rows, sha256). A failure rolls the
     table back and is recorded in `problems` by chunk and error class only (the server's message
     may quote a row). Without `read_back`, a table loaded returns (-1, "") unread (the caller
-    reads it back once committed)."""
+    reads it back once committed, or checks `feed`, a `_CheckedFeed` of `chunks`)."""
     import psycopg2
 
     cols = ", ".join(_quote(c["name"]) for c in spec["columns"])
-    feed = _Feed(chunks)
+    feed = feed if feed is not None else _Feed(chunks)
     cur.execute("SAVEPOINT dereg_table")
     try:
         if create:
@@ -782,6 +898,8 @@ def _load_table(
         cur.copy_expert(f"COPY {qualified} ({cols}) FROM STDIN{copy_options}", feed, size=READ_BLOCK)
         if feed.error is not None:
             raise feed.error
+        if isinstance(feed, _CheckedFeed):
+            feed.server_rows = cur.rowcount
         if not read_back:
             cur.execute("RELEASE SAVEPOINT dereg_table")
             return -1, ""
@@ -801,6 +919,33 @@ def _load_table(
             f"{name}: rows of chunk {index} ({key}) cannot be loaded into {into} ({type(exc).__name__})"
         )
         return 0, hashlib.sha256().hexdigest()
+
+
+def _verify_loaded(
+    cur, name: str, spec: dict, qualified: str, feed: _CheckedFeed, problems: list[str]
+) -> tuple[int, str, bool]:
+    """(rows, sha256, whether the whole table must still be read back) of a table just loaded from
+    `feed`, in its loading transaction: the rows are the server's count of what COPY stored; the
+    hash is that of the bytes COPY took when the server writes the first and last of its rows back
+    exactly as they were sent (`_round_trip`), else no hash (a mismatch). Both are then compared
+    with the manifest's: bytes that hash as the backup's are its lines, as many as its `rows`, so
+    the server must have stored one row for each. Whole: no sample could be taken."""
+    import psycopg2
+
+    cols = ", ".join(_quote(c["name"]) for c in spec["columns"])
+    try:
+        cur.execute("SAVEPOINT dereg_check")
+        same = _round_trip(cur, qualified, cols, feed)
+        cur.execute("RELEASE SAVEPOINT dereg_check")
+    except psycopg2.Error as exc:
+        cur.execute("ROLLBACK TO SAVEPOINT dereg_check")
+        problems.append(f"{name}: its rows cannot be read back from the target ({type(exc).__name__})")
+        return feed.server_rows, "", False
+    if same is None:
+        return -1, "", True
+    if not same:
+        return feed.server_rows, "", False
+    return feed.server_rows, feed.digest.hexdigest(), False
 
 
 def restore_with_schema(
@@ -979,9 +1124,10 @@ def _restore_with_schema_parallel(
             spec = manifest["tables"][name]
             _apply_settings(wcur)
             qualified = _target_of(name, spec)
-            # a large table is read back by psql (see PSQL_COPY_BYTES) once committed: a failed
-            # check drops the whole restore anyway
-            by_psql = psql is not None and int(spec.get("bytes") or 0) >= PSQL_COPY_BYTES
+            # the rows COPY takes are hashed on their way (the backup's bytes); the
+            # server's own count of what it stored, and its reading back of the first and last
+            # rows, check what the database holds (`_verify_loaded`)
+            feed = _CheckedFeed(chunks_of(name, spec))
             count, digest = _load_table(
                 wcur,
                 name,
@@ -993,13 +1139,23 @@ def _restore_with_schema_parallel(
                 # emptied in the same subtransaction, so COPY may write the rows frozen
                 create=f"TRUNCATE {qualified}",
                 copy_options=" WITH (FREEZE)",
-                read_back=not by_psql,
+                read_back=False,
+                feed=feed,
             )
-            wconn.commit()
+            whole = False
             if count == -1:
+                count, digest, whole = _verify_loaded(wcur, name, spec, qualified, feed, problems)
+            wconn.commit()
+            if whole:  # no sample could be taken: the whole table is read back, by psql when large
                 hasher = _Hasher()
                 cols = ", ".join(_quote(c["name"]) for c in spec["columns"])
-                psql.copy_out(name, f"COPY {qualified} ({cols}) TO STDOUT", hasher)
+                sql = f"COPY {qualified} ({cols}) TO STDOUT"
+                if psql is not None and int(spec.get("bytes") or 0) >= PSQL_COPY_BYTES:
+                    psql.copy_out(name, sql, hasher)
+                else:
+                    _apply_settings(wcur)
+                    wcur.copy_expert(sql, io.BufferedWriter(hasher, buffer_size=READ_BLOCK))
+                    wconn.commit()
                 count, digest = hasher.lines, hasher.digest.hexdigest()
             results[name] = restored_result(name, spec, count, digest, problems)
             if progress:

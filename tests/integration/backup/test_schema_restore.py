@@ -426,3 +426,77 @@ def test_a_postgresql_target_that_already_has_a_table_or_view_is_refused_by_name
         refuse_existing_tables(pg_url, [("Other", "T"), (None, "seen"), ("public", "nope")], backup_id="bk-1")
     with pytest.raises(BackupError, match="already has table.*'plain'"):
         refuse_existing_tables(pg_url, ["plain"], backup_id="bk-1")
+
+
+_ONE_TABLE = "CREATE TABLE public.t (id integer NOT NULL, v text);\n"
+_ROWS = [b"%d\tv%d\n" % (i, i) for i in range(1, 3001)]  # some 15 heap pages
+
+
+def _restore_one_table(pg_url, lines: list[bytes], pre: str = _ONE_TABLE, manifest_lines=None):
+    """Restore table t from `lines` (one chunk each) on two connections; the manifest describes
+    `manifest_lines` (default: the same bytes)."""
+    plaintext = b"".join(manifest_lines or lines)
+    manifest = {"tables": {"t": _spec("public", "t", plaintext, ["id", "v"])}}
+    problems: list[str] = []
+    results = pgcopy.restore_with_schema(
+        pg_url,
+        manifest,
+        {"pre-data": pre, "post-data": ""},
+        ["t"],
+        lambda n, s: iter(lines),
+        problems=problems,
+    )
+    return results["t"], problems
+
+
+@pytest.mark.parametrize("kept", [10_000, None], ids=["sampled", "whole"])
+@pytest.mark.parametrize("where", ["none", "first", "last"])
+def test_the_first_and_last_rows_as_the_target_writes_them_back_must_be_the_backups(
+    pg_url, monkeypatch, where, kept
+):
+    """The rows loaded are hashed as COPY takes them; the target's own count of what it stored and
+    its first and last rows (all of them when the whole stream was kept), written back by the
+    server, must match too: a value stored other than it was sent (here `01` into an integer
+    column, which comes back as `1`) is a mismatch, and the restore leaves nothing behind."""
+    monkeypatch.setattr(pgcopy, "JOBS", 2)
+    if kept is not None:  # the table's some 33 KB of rows are more than is kept of its end
+        monkeypatch.setattr(pgcopy._CheckedFeed, "TAIL_BYTES", kept)
+    lines = list(_ROWS)
+    if where != "none":
+        at = 0 if where == "first" else -1
+        lines[at] = b"0" + lines[at]
+    before = _objects(pg_url)
+    result, problems = _restore_one_table(pg_url, lines)
+    if where == "none":
+        assert result["ok"] and result["restored_rows"] == 3000 and not problems, (result, problems)
+    else:
+        assert not result["ok"] and any("content hash" in p for p in problems), problems
+        assert _objects(pg_url) == before
+
+
+def test_rows_the_target_does_not_store_are_counted_by_the_server(pg_url, monkeypatch):
+    """A trigger of the schema that drops a row on its way in: the rows COPY took are all there
+    and hash as the backup's, but the server stored one fewer, and says so."""
+    monkeypatch.setattr(pgcopy, "JOBS", 2)
+    pre = _ONE_TABLE + (
+        "CREATE FUNCTION public.drop_100() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$BEGIN IF NEW.id = 100 THEN RETURN NULL; END IF; RETURN NEW; END$$;\n"
+        "CREATE TRIGGER drop_100 BEFORE INSERT ON public.t FOR EACH ROW EXECUTE FUNCTION public.drop_100();\n"
+    )
+    result, problems = _restore_one_table(pg_url, _ROWS, pre=pre)
+    assert not result["ok"] and result["restored_rows"] == 2999, result
+    assert any("2999 rows restored, the manifest says 3000" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("middle", [False, True])
+def test_without_a_sample_the_whole_table_is_read_back(pg_url, monkeypatch, middle):
+    """When the last rows cannot be kept to compare (here: only the last line is kept), the whole
+    table is read back and hashed, which also finds a value stored differently in the middle."""
+    monkeypatch.setattr(pgcopy, "JOBS", 2)
+    monkeypatch.setattr(pgcopy._CheckedFeed, "TAIL_BYTES", 1)
+    lines = list(_ROWS)
+    if middle:
+        lines[99] = b"0" + lines[99]
+    result, problems = _restore_one_table(pg_url, lines)
+    assert result["ok"] is not middle, (result, problems)
+    assert result["restored_rows"] == 3000
