@@ -387,6 +387,7 @@ def _restore(args) -> int:
         into_url=args.into,
         scratch_url=None if args.into else (args.scratch_url or os.environ.get("DEREG_SCRATCH_PG_URL")),
         progress=lambda line: print(line, file=sys.stderr),
+        full_check=args.full_check,
     )
     for table, result in sorted(report.tables.items()):
         print(f"  {table}: {result}")
@@ -887,6 +888,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     restore.add_argument(
         "--verify", action="store_true", help="compare counts and content hashes (always done)"
+    )
+    restore.add_argument(
+        "--full-check",
+        action="store_true",
+        help="with --into a PostgreSQL database: read every restored table back whole and compare its "
+        "hash with the backup's (slower; by default each table is checked by the bytes loaded, the "
+        "server's row count and its first and last rows read back, see docs/backup-format.md)",
     )
 
     scan.add_argument(

@@ -957,6 +957,7 @@ def restore_with_schema(
     *,
     problems: list[str],
     progress=None,
+    full_check: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Into an empty PostgreSQL database: pre-data, every table's rows by COPY (into its own schema
     and name), each read back and hashed, then post-data (constraints are validated as they are
@@ -964,7 +965,9 @@ def restore_with_schema(
     everything loaded and verified. With JOBS connections, pre-data is committed first, the tables
     are loaded on all of them (largest first, each table its own transaction), then post-data's
     keys and indexes, and later its foreign keys, are built on all of them (`pg_post_data_phases`);
-    on any failure everything the restore created is dropped again (`_drop_created`)."""
+    on any failure everything the restore created is dropped again (`_drop_created`). With several
+    connections a table is checked by the bytes loaded, the server's count and a sample read back
+    (`_verify_loaded`), unless `full_check`: then every table is read back whole, as with one."""
 
     engine = sa.create_engine(normalize_url(url), hide_parameters=True)
     try:
@@ -978,7 +981,7 @@ def restore_with_schema(
         if JOBS <= 1:
             return _restore_with_schema_one(raw, manifest, sections, names, chunks_of, problems, progress)
         return _restore_with_schema_parallel(
-            engine, raw, manifest, sections, names, chunks_of, problems, progress
+            engine, raw, manifest, sections, names, chunks_of, problems, progress, full_check
         )
     finally:
         try:
@@ -1088,7 +1091,7 @@ def _drop_created(conn, before: set[tuple[str, int]]) -> int:
 
 
 def _restore_with_schema_parallel(
-    engine, raw, manifest, sections, names, chunks_of, problems, progress
+    engine, raw, manifest, sections, names, chunks_of, problems, progress, full_check=False
 ) -> dict:
     import psycopg2
     import psycopg2.errors
@@ -1143,7 +1146,9 @@ def _restore_with_schema_parallel(
                 feed=feed,
             )
             whole = False
-            if count == -1:
+            if count == -1 and full_check:  # asked for: every row read back, as with one connection
+                whole = True
+            elif count == -1:
                 count, digest, whole = _verify_loaded(wcur, name, spec, qualified, feed, problems)
             wconn.commit()
             if whole:  # no sample could be taken: the whole table is read back, by psql when large

@@ -480,6 +480,7 @@ def restore_and_verify(
     progress: Callable[[str], None] | None = None,
     tables: list[str] | None = None,
     scratch_schema: str | None = None,
+    full_check: bool = False,
 ) -> RestoreReport:
     """Restore `backup_id` and compare every table with the manifest.
 
@@ -491,7 +492,11 @@ def restore_and_verify(
     part): `tables` restricts the restore to those tables of the manifest (the manifest is read
     and checked whole all the same); `scratch_schema`, an existing schema on `scratch_url`, takes
     the part's PostgreSQL tables committed, for the finish to check what spans the parts and drop
-    it (`restoreparts`)."""
+    it (`restoreparts`).
+
+    `full_check`: a PostgreSQL restore `into_url` that rebuilds the schema on several connections
+    reads every table back whole (by default it checks the bytes loaded, the server's row count and
+    the first and last rows read back: `pgcopy.restore_with_schema`)."""
     from concurrent.futures import ThreadPoolExecutor
 
     t0 = time.monotonic()
@@ -608,6 +613,7 @@ def restore_and_verify(
                     lambda name, spec: chunks.of(name, spec, report.problems),
                     problems=report.problems,
                     progress=progress,
+                    **({"full_check": True} if full_check else {}),
                 )
             )
         finally:

@@ -432,7 +432,7 @@ _ONE_TABLE = "CREATE TABLE public.t (id integer NOT NULL, v text);\n"
 _ROWS = [b"%d\tv%d\n" % (i, i) for i in range(1, 3001)]  # some 15 heap pages
 
 
-def _restore_one_table(pg_url, lines: list[bytes], pre: str = _ONE_TABLE, manifest_lines=None):
+def _restore_one_table(pg_url, lines: list[bytes], pre: str = _ONE_TABLE, manifest_lines=None, **kw):
     """Restore table t from `lines` (one chunk each) on two connections; the manifest describes
     `manifest_lines` (default: the same bytes)."""
     plaintext = b"".join(manifest_lines or lines)
@@ -445,6 +445,7 @@ def _restore_one_table(pg_url, lines: list[bytes], pre: str = _ONE_TABLE, manife
         ["t"],
         lambda n, s: iter(lines),
         problems=problems,
+        **kw,
     )
     return results["t"], problems
 
@@ -499,4 +500,23 @@ def test_without_a_sample_the_whole_table_is_read_back(pg_url, monkeypatch, midd
         lines[99] = b"0" + lines[99]
     result, problems = _restore_one_table(pg_url, lines)
     assert result["ok"] is not middle, (result, problems)
+    assert result["restored_rows"] == 3000
+
+
+@pytest.mark.parametrize("full_check", [False, True])
+def test_a_full_check_reads_back_what_the_sample_leaves_out(pg_url, monkeypatch, full_check):
+    """A value the target stores other than it was sent, in the middle of the table: the default
+    check of a restore on several connections (bytes loaded, the server's count, the first and last
+    rows) does not see it; `full_check` (`dereg restore --full-check`) reads every row back and does."""
+    monkeypatch.setattr(pgcopy, "JOBS", 2)
+    monkeypatch.setattr(pgcopy._CheckedFeed, "TAIL_BYTES", 10_000)  # less than the table's rows
+    lines = list(_ROWS)
+    lines[1500] = b"0" + lines[1500]
+    before = _objects(pg_url)
+    result, problems = _restore_one_table(pg_url, lines, full_check=full_check)
+    if full_check:
+        assert not result["ok"] and any("content hash" in p for p in problems), problems
+        assert _objects(pg_url) == before
+    else:
+        assert result["ok"] and not problems, (result, problems)
     assert result["restored_rows"] == 3000
