@@ -774,6 +774,16 @@ def _sampled(t: sa.TableClause, name: str, column_type: str | None) -> sa.Column
     return t.c[name]
 
 
+def _every_kth(info: TableInfo, sample_size: int) -> tuple[str, int] | None:
+    """(key column, k) when a sample of `info` takes every k-th row by its integer primary key."""
+    if info.row_count <= sample_size or len(info.primary_key) != 1:
+        return None
+    key = info.primary_key[0]
+    if "INT" not in next((c.type or "" for c in info.columns if c.name == key), "").upper():
+        return None
+    return key, math.ceil(info.row_count / sample_size)
+
+
 def sample_query(engine: sa.Engine, info: TableInfo, sample_size: int) -> sa.Select:
     """All rows of a small table; of a larger one, a sample spread over the whole table: every
     k-th integer key (deterministic, uses the index), else rows in random order."""
@@ -781,12 +791,33 @@ def sample_query(engine: sa.Engine, info: TableInfo, sample_size: int) -> sa.Sel
     query = sa.select(*[_sampled(t, c.name, c.type) for c in info.columns])
     if info.row_count <= sample_size:
         return query.limit(sample_size)
-    pk_types = {c.name: (c.type or "").upper() for c in info.columns if c.name in info.primary_key}
-    if len(info.primary_key) == 1 and "INT" in pk_types.get(info.primary_key[0], ""):
-        k = math.ceil(info.row_count / sample_size)
-        pk = t.c[info.primary_key[0]]
-        return query.where(pk % k == 0).order_by(pk).limit(sample_size)
+    kth = _every_kth(info, sample_size)
+    if kth is not None:
+        pk = t.c[kth[0]]
+        return query.where(pk % kth[1] == 0).order_by(pk).limit(sample_size)
     return query.order_by(dialect_for(engine).random_order()).limit(sample_size)
+
+
+def _sample_by_keys(conn: sa.Connection, info: TableInfo, sample_size: int) -> list | None:
+    """The rows `sample_query` gives, looked up by their keys in the key's index, or None when
+    that cannot be told apart from the scan: `WHERE key % k = 0` makes the server read the whole
+    table (a quarter of a second for two million rows), while the keys 0, k, 2k ... sample_size*k
+    are one index lookup each. When none is negative and sample_size of them exist, they are the
+    first sample_size multiples of k in key order, which is what the scan returns."""
+    kth = _every_kth(info, sample_size)
+    if kth is None:
+        return None
+    key, k = kth
+    t = _table_clause(info, [c.name for c in info.columns])
+    pk = t.c[key]
+    if (conn.execute(sa.select(sa.func.min(pk))).scalar_one() or 0) < 0:
+        return None
+    keys = sa.bindparam(
+        "sample_keys", list(range(0, (sample_size + 1) * k, k)), expanding=True, literal_execute=True
+    )
+    query = sa.select(*[_sampled(t, c.name, c.type) for c in info.columns])
+    rows = conn.execute(query.where(pk.in_(keys)).order_by(pk).limit(sample_size)).all()
+    return rows if len(rows) == sample_size else None
 
 
 def _where(engine: sa.Engine) -> str:
@@ -823,7 +854,8 @@ def _classify_table_sample(
     }
     if info.columns:
         with engine.connect() as conn:
-            for row in _stream(conn, sample_query(engine, info, sample_size)):
+            rows = _sample_by_keys(conn, info, sample_size)
+            for row in rows if rows is not None else _stream(conn, sample_query(engine, info, sample_size)):
                 for col, value in zip(info.columns, row, strict=True):
                     stats[col.name].add(value)
     return stats
