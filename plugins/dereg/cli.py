@@ -249,7 +249,6 @@ def _verify_certificate(args) -> int:
 
 @command("scan")
 def _scan(args) -> int:
-    from dereg.classify.report import write_report
     from dereg.classify.scan import print_summary, scan_url
 
     report = scan_url(
@@ -260,6 +259,8 @@ def _scan(args) -> int:
         closure_date=args.closure_date,
         progress=lambda line: print(line, file=sys.stderr),
     )
+    from dereg.classify.report import write_report  # after the scan: its workers start sooner
+
     write_report(report, Path(args.json) if args.json else None, Path(args.html) if args.html else None)
     print_summary(report)
     if args.json:

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dereg import connections
 from dereg.classify import parallel
 from dereg.classify.engine import DEFAULT_SAMPLE_SIZE, classify_source
-from dereg.classify.report import source_report
 from dereg.errors import DeregError, SourceError
 
 
@@ -71,6 +70,8 @@ def scan_url(
     finally:
         parallel.stop_early(engine)
         engine.dispose()
+    from dereg.classify.report import source_report  # not before: a full scan's workers start sooner
+
     return source_report(result, inventory, source=display_url(url))
 
 
@@ -87,6 +88,8 @@ def _scan_s3(url: str, *, full: bool, source_id: str, progress) -> dict:
             f"inventory: {inventory.objects:,} objects, {inventory.bytes:,} bytes in {len(inventory.groups)} groups"
         )
     result = classify_objects(client, inventory, full=full, progress=progress)
+    from dereg.classify.report import source_report
+
     return source_report(result, inventory, source=url)
 
 
