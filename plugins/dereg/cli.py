@@ -249,6 +249,11 @@ def _verify_certificate(args) -> int:
 
 @command("scan")
 def _scan(args) -> int:
+    if args.full and not args.source_url.startswith("s3://"):
+        from dereg.classify import parallel
+
+        parallel.start_server()  # the workers' imports, while this process makes its own
+
     from dereg.classify.scan import print_summary, scan_url
 
     report = scan_url(

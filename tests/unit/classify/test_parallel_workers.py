@@ -54,3 +54,34 @@ def test_one_process_yields_in_order_and_reports_unreadable_tables():
         parallel.map_tables(engine, tables, task, "!", reason=lambda exc: "unreadable", weight=lambda t: 0)
     )
     assert out[0] == "a!" and out[1] == parallel.TableFailure("unreadable")
+
+
+def _environment_task(engine, info, name):
+    import os
+
+    return info.name, os.environ.get(name), os.getpid()
+
+
+def _reason(exc: BaseException) -> str:
+    return type(exc).__name__
+
+
+def test_workers_take_the_environment_of_the_caller_when_the_pool_starts(monkeypatch):
+    # the server workers are forked from started before the variable was set: they see it all the same
+    parallel.start_server()
+    monkeypatch.setenv("DEREG_TEST_WORKER_SETTING", "seen")
+    engine = sa.create_engine("sqlite://")
+    tables = [_table("a", 1), _table("b", 2)]
+    out = list(
+        parallel.map_tables(
+            engine,
+            tables,
+            _environment_task,
+            "DEREG_TEST_WORKER_SETTING",
+            reason=_reason,
+            weight=lambda t: t.row_count,
+            workers=2,
+        )
+    )
+    assert [(name, value) for name, value, _ in out] == [("a", "seen"), ("b", "seen")]
+    assert all(pid != __import__("os").getpid() for *_, pid in out)
