@@ -10,6 +10,7 @@ scanner: findings carry counts, reasons and masked examples only.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -1314,13 +1315,14 @@ def _minors_of_own_rows(
     birth_col, id_col = _age_columns(result, info.qualified_name)
     if birth_col is None and id_col is None:
         return None
-    pk = list(info.primary_key)
+    # its rows alone: each is one subject, so its minors are counted by row, without reading keys
+    rows = dataclasses.replace(info, primary_key=[])
     age_cols = [f.column for f in (birth_col, id_col) if f is not None]
-    t = _table_clause(info, list(dict.fromkeys(pk + age_cols)))
-    query = sa.select(*[t.c[c] for c in pk], *[t.c[c] for c in age_cols])
+    t = _table_clause(info, age_cols)
+    query = sa.select(*[t.c[c] for c in age_cols])
     try:
         subjects, minors, _ = _read_minors(
-            engine, info, info.qualified_name, [(info, birth_col, id_col, query)], closure_date
+            engine, rows, info.qualified_name, [(rows, birth_col, id_col, query)], closure_date
         )
     except sa.exc.SQLAlchemyError:
         return None
