@@ -803,22 +803,22 @@ def _sample_by_keys(conn: sa.Connection, info: TableInfo, sample_size: int) -> l
     """The rows `sample_query` gives, looked up by their keys in the key's index, or None when
     that cannot be told apart from the scan: `WHERE key % k = 0` makes the server read the whole
     table (a quarter of a second for two million rows), while the keys 0, k, 2k ... sample_size*k
-    are one index lookup each. When none is negative and sample_size of them exist, they are the
-    first sample_size multiples of k in key order, which is what the scan returns."""
+    are one index lookup each. When no key is negative, and sample_size of those exist or no key
+    is larger, they are the first sample_size multiples of k in key order: what the scan returns."""
     kth = _every_kth(info, sample_size)
     if kth is None:
         return None
     key, k = kth
     t = _table_clause(info, [c.name for c in info.columns])
     pk = t.c[key]
-    if (conn.execute(sa.select(sa.func.min(pk))).scalar_one() or 0) < 0:
+    lowest, highest = conn.execute(sa.select(sa.func.min(pk), sa.func.max(pk))).one()
+    if lowest is None or lowest < 0:
         return None
-    keys = sa.bindparam(
-        "sample_keys", list(range(0, (sample_size + 1) * k, k)), expanding=True, literal_execute=True
-    )
+    last = sample_size * k
+    keys = sa.bindparam("sample_keys", list(range(0, last + 1, k)), expanding=True, literal_execute=True)
     query = sa.select(*[_sampled(t, c.name, c.type) for c in info.columns])
     rows = conn.execute(query.where(pk.in_(keys)).order_by(pk).limit(sample_size)).all()
-    return rows if len(rows) == sample_size else None
+    return rows if len(rows) == sample_size or highest <= last else None
 
 
 def _where(engine: sa.Engine) -> str:

@@ -159,9 +159,20 @@ def test_sample_by_keys_is_the_sample_the_scan_takes(engine):
         scanned = conn.execute(sample_query(engine, people, 100)).all()
         looked_up = _sample_by_keys(conn, people, 100)
         assert looked_up is not None and [tuple(r) for r in looked_up] == [tuple(r) for r in scanned]
-        # a gap among the multiples of k: the keys alone may not give the same rows, so none
+        # fewer multiples of k than the sample's size, none beyond the last key looked up: the same
+        for size in (7, 299):
+            scanned = conn.execute(sample_query(engine, people, size)).all()
+            assert [tuple(r) for r in _sample_by_keys(conn, people, size)] == [tuple(r) for r in scanned]
+        # a gap among the multiples of k and no key beyond them: the same rows
         conn.exec_driver_sql("DELETE FROM orders WHERE person_id = 150")
         conn.exec_driver_sql("DELETE FROM people WHERE id = 150")
+        scanned = conn.execute(sample_query(engine, people, 100)).all()
+        assert len(scanned) == 99 and [tuple(r) for r in _sample_by_keys(conn, people, 100)] == [
+            tuple(r) for r in scanned
+        ]
+        # a gap and a key beyond the last one looked up: the scan would take it, so none
+        conn.exec_driver_sql("UPDATE people SET id = 999 WHERE id = 298")
+        assert len(conn.execute(sample_query(engine, people, 100)).all()) == 100
         assert _sample_by_keys(conn, people, 100) is None
         # a negative key comes first in the scan's order: none either
         conn.exec_driver_sql("UPDATE people SET id = -3 WHERE id = 299")
