@@ -72,7 +72,10 @@ def stop_server() -> None:
 
 def start_server() -> None:
     """Start the process workers are forked from, if not running: it imports WORKER_MODULES while
-    the caller goes on (a scan that then needs no workers has cost a process's imports)."""
+    the caller goes on (a scan that then needs no workers has cost a process's imports). Not
+    with `DEREG_SCAN_WORKERS=1`."""
+    if os.environ.get("DEREG_SCAN_WORKERS") == "1":
+        return
     if _context().get_start_method() == "forkserver":
         from multiprocessing import forkserver
 
