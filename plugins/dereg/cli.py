@@ -249,25 +249,20 @@ def _verify_certificate(args) -> int:
 
 @command("scan")
 def _scan(args) -> int:
-    workers = args.full and not args.source_url.startswith("s3://")
-    if workers:
+    if args.full and not args.source_url.startswith("s3://"):
         from dereg.classify import parallel
 
         parallel.start_server()  # the workers' imports, while this process makes its own
-    try:
-        from dereg.classify.scan import print_summary, scan_url
+    from dereg.classify.scan import print_summary, scan_url
 
-        report = scan_url(
-            args.source_url,
-            full=args.full,
-            sample_size=args.sample_size,
-            subject_table=args.subject_table,
-            closure_date=args.closure_date,
-            progress=lambda line: print(line, file=sys.stderr),
-        )
-    finally:
-        if workers:
-            parallel.stop_server()
+    report = scan_url(
+        args.source_url,
+        full=args.full,
+        sample_size=args.sample_size,
+        subject_table=args.subject_table,
+        closure_date=args.closure_date,
+        progress=lambda line: print(line, file=sys.stderr),
+    )
     from dereg.classify.report import write_report  # after the scan: its workers start sooner
 
     write_report(report, Path(args.json) if args.json else None, Path(args.html) if args.html else None)

@@ -53,33 +53,42 @@ def _context() -> multiprocessing.context.BaseContext:
     return context
 
 
-#: pools whose workers were let go without waiting for them to exit (`map_tables`)
-_LET_GO: list[ProcessPoolExecutor] = []
-
-
-def stop_server() -> None:
-    """Wait for the workers let go (each exits once its last table is done) and stop the server
-    they were forked from: a caller about to exit leaves no process behind, and its resource
-    usage (GNU time's CPU and peak memory) includes theirs."""
-    while _LET_GO:
-        _LET_GO.pop().shutdown(wait=True)
+def _stop_server() -> None:
+    """At exit, once the pools' workers are joined (`concurrent.futures` joins them before the
+    `atexit` functions run): end the server they were forked from and wait for it, so no process
+    is left behind and the caller's resource usage (GNU time's CPU and peak memory) includes
+    theirs."""
+    import signal
     from multiprocessing import forkserver
 
-    stop = getattr(forkserver._forkserver, "_stop", None)  # what the standard library's tests use
-    if stop is not None:
-        stop()
+    server = forkserver._forkserver
+    stop = getattr(server, "_stop", None)  # what the standard library's own tests use
+    if stop is None:
+        return
+    pid = getattr(server, "_forkserver_pid", None)
+    if pid is not None:
+        # its workers are gone and it holds nothing to save: ended at once, not after a teardown
+        # of every module it imported (a fifth of a second), then waited for
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+    stop()
 
 
 def start_server() -> None:
     """Start the process workers are forked from, if not running: it imports WORKER_MODULES while
-    the caller goes on (a scan that then needs no workers has cost a process's imports). Not
-    with `DEREG_SCAN_WORKERS=1`."""
+    the caller goes on (a scan that then needs no workers has cost a process's imports); at exit
+    it is ended and waited for. Not with `DEREG_SCAN_WORKERS=1`."""
     if os.environ.get("DEREG_SCAN_WORKERS") == "1":
         return
     if _context().get_start_method() == "forkserver":
+        import atexit
         from multiprocessing import forkserver
 
         forkserver.ensure_running()
+        atexit.unregister(_stop_server)
+        atexit.register(_stop_server)
 
 
 @dataclass(frozen=True)
@@ -235,5 +244,3 @@ def map_tables(
         # them took most of a second); a caller that stops early (a table failed) does not wait
         # for the tables not started
         pool.shutdown(wait=not finished, cancel_futures=True)
-        if finished:
-            _LET_GO.append(pool)
