@@ -266,6 +266,10 @@ def _scan(args) -> int:
     from dereg.classify.report import write_report  # after the scan: its workers start sooner
 
     write_report(report, Path(args.json) if args.json else None, Path(args.html) if args.html else None)
+    if args.full:
+        from dereg.classify import parallel
+
+        parallel.stop_server()  # `run` leaves with os._exit: no atexit
     print_summary(report)
     if args.json:
         print(f"JSON report: {args.json}")

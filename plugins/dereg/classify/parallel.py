@@ -53,13 +53,19 @@ def _context() -> multiprocessing.context.BaseContext:
     return context
 
 
-def _stop_server() -> None:
-    """At exit, once the pools' workers are joined (`concurrent.futures` joins them before the
-    `atexit` functions run): end the server they were forked from and wait for it, so no process
-    is left behind and the caller's resource usage (GNU time's CPU and peak memory) includes
-    theirs."""
+#: the threads that join the workers of pools let go without waiting (`map_tables`)
+_JOINING: list = []
+
+
+def stop_server() -> None:
+    """Wait for the workers let go (each exits once its last table is done), then end the server
+    they were forked from and wait for it: no process is left behind, and the caller's resource
+    usage (GNU time's CPU and peak memory) includes theirs. Runs at exit too (`start_server`)."""
     import signal
     from multiprocessing import forkserver
+
+    while _JOINING:
+        _JOINING.pop().join()
 
     server = forkserver._forkserver
     stop = getattr(server, "_stop", None)  # what the standard library's own tests use
@@ -87,8 +93,8 @@ def start_server() -> None:
         from multiprocessing import forkserver
 
         forkserver.ensure_running()
-        atexit.unregister(_stop_server)
-        atexit.register(_stop_server)
+        atexit.unregister(stop_server)
+        atexit.register(stop_server)
 
 
 @dataclass(frozen=True)
@@ -243,4 +249,7 @@ def map_tables(
         # every result in: the workers exit on their own while the caller goes on (waiting for
         # them took most of a second); a caller that stops early (a table failed) does not wait
         # for the tables not started
+        joining = getattr(pool, "_executor_manager_thread", None)  # joins the workers
         pool.shutdown(wait=not finished, cancel_futures=True)
+        if finished and joining is not None:
+            _JOINING[:] = [t for t in _JOINING if t.is_alive()] + [joining]
