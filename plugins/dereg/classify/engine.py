@@ -47,6 +47,8 @@ SCAN_BATCH = 2000
 BLOCK_CHARS = 4 << 20  # full scans run the scanner over blocks of about this many characters
 _EXAMPLES = 3  # masked examples kept per column and kind in a full scan
 _TRIED_CAP = 4096  # raw values remembered per column and kind while looking for examples
+_SEEN_CAP = 4096  # texts of a sampled column whose verdicts are remembered ...
+_SEEN_LENGTH = 200  # ... when no longer than this
 
 DESCRIPTIONS = {
     "cn_resident_id": "resident ID numbers",
@@ -170,6 +172,10 @@ class _ColumnStats:
     def __post_init__(self) -> None:
         self._whole_detectors = _whole_value_detectors(self.hinted)
         self._date_detectors = tuple(d for d in self._whole_detectors if d.CATEGORY == "birth_date")
+        # what the detectors said of a text met before in this column (a sample repeats its
+        # genders, statuses, schools and names): their verdicts depend on the text alone
+        self._whole_seen: dict[str, tuple] = {}
+        self._spans_seen: dict[str, list] = {}
 
     def example(self, category: str, masked: str) -> None:
         examples = self.examples.setdefault(category, [])
@@ -246,6 +252,26 @@ class _ColumnStats:
         self._add_spans(text)
 
     def _add_whole(self, value, detectors) -> None:
+        remembered = detectors is self._whole_detectors and isinstance(value, str)
+        verdicts = self._whole_seen.get(value) if remembered else None
+        if verdicts is None:
+            verdicts = self._whole_verdicts(value, detectors)
+            if remembered and len(self._whole_seen) < _SEEN_CAP:
+                self._whole_seen[value] = verdicts
+        for cat, certain, masked in verdicts:
+            self.whole[cat] += 1
+            if cat == "name" and len(self.name_values) < _DISTINCT_CAP:
+                self.name_values.add(value)
+            if certain:
+                self.certain[cat] += 1
+            if cat == "biometric_face":
+                self.image_values += 1
+            self.example(cat, masked)
+
+    def _whole_verdicts(self, value, detectors) -> tuple:
+        """(category, beyond doubt, masked value) of each detector in `detectors` that takes
+        `value` whole, in their order."""
+        verdicts = []
         for detector in detectors:
             cat = detector.CATEGORY
             # under a name that says so, a looser shape is enough (MARY as a first_name)
@@ -256,18 +282,16 @@ class _ColumnStats:
                     continue
             elif not _safe_valid(detector, value):
                 continue
-            self.whole[cat] += 1
-            if cat == "name" and len(self.name_values) < _DISTINCT_CAP:
-                self.name_values.add(value)
             certain = getattr(detector, "is_certain", None)
-            if certain is None or certain(value):
-                self.certain[cat] += 1
-            if cat == "biometric_face":
-                self.image_values += 1
-            self.example(cat, detector.mask(value))
+            verdicts.append((cat, certain is None or bool(certain(value)), detector.mask(value)))
+        return tuple(verdicts)
 
     def _add_spans(self, text: str) -> None:
-        found = spans(text)
+        found = self._spans_seen.get(text)
+        if found is None:
+            found = spans(text)
+            if len(self._spans_seen) < _SEEN_CAP and len(text) <= _SEEN_LENGTH:
+                self._spans_seen[text] = found
         if found and self.own_contacts:
             kept = [s for s in found if (s[0], s[3]) not in self.own_contacts]
             if len(kept) < len(found):
