@@ -249,7 +249,10 @@ def _verify_certificate(args) -> int:
 
 @command("scan")
 def _scan(args) -> int:
-    from dereg.classify.report import write_report
+    if args.full and not args.source_url.startswith("s3://"):
+        from dereg.classify import parallel
+
+        parallel.start_server()  # the workers' imports, while this process makes its own
     from dereg.classify.scan import print_summary, scan_url
 
     report = scan_url(
@@ -260,7 +263,13 @@ def _scan(args) -> int:
         closure_date=args.closure_date,
         progress=lambda line: print(line, file=sys.stderr),
     )
+    from dereg.classify.report import write_report  # after the scan: its workers start sooner
+
     write_report(report, Path(args.json) if args.json else None, Path(args.html) if args.html else None)
+    if args.full:
+        from dereg.classify import parallel
+
+        parallel.stop_server()  # `run` leaves with os._exit: no atexit
     print_summary(report)
     if args.json:
         print(f"JSON report: {args.json}")

@@ -10,6 +10,7 @@ scanner: findings carry counts, reasons and masked examples only.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -46,6 +47,8 @@ SCAN_BATCH = 2000
 BLOCK_CHARS = 4 << 20  # full scans run the scanner over blocks of about this many characters
 _EXAMPLES = 3  # masked examples kept per column and kind in a full scan
 _TRIED_CAP = 4096  # raw values remembered per column and kind while looking for examples
+_SEEN_CAP = 4096  # texts of a sampled column whose verdicts are remembered ...
+_SEEN_LENGTH = 200  # ... when no longer than this
 
 DESCRIPTIONS = {
     "cn_resident_id": "resident ID numbers",
@@ -169,6 +172,10 @@ class _ColumnStats:
     def __post_init__(self) -> None:
         self._whole_detectors = _whole_value_detectors(self.hinted)
         self._date_detectors = tuple(d for d in self._whole_detectors if d.CATEGORY == "birth_date")
+        # what the detectors said of a text met before in this column (a sample repeats its
+        # genders, statuses, schools and names): their verdicts depend on the text alone
+        self._whole_seen: dict[str, tuple] = {}
+        self._spans_seen: dict[str, list] = {}
 
     def example(self, category: str, masked: str) -> None:
         examples = self.examples.setdefault(category, [])
@@ -245,6 +252,26 @@ class _ColumnStats:
         self._add_spans(text)
 
     def _add_whole(self, value, detectors) -> None:
+        remembered = detectors is self._whole_detectors and isinstance(value, str)
+        verdicts = self._whole_seen.get(value) if remembered else None
+        if verdicts is None:
+            verdicts = self._whole_verdicts(value, detectors)
+            if remembered and len(self._whole_seen) < _SEEN_CAP:
+                self._whole_seen[value] = verdicts
+        for cat, certain, masked in verdicts:
+            self.whole[cat] += 1
+            if cat == "name" and len(self.name_values) < _DISTINCT_CAP:
+                self.name_values.add(value)
+            if certain:
+                self.certain[cat] += 1
+            if cat == "biometric_face":
+                self.image_values += 1
+            self.example(cat, masked)
+
+    def _whole_verdicts(self, value, detectors) -> tuple:
+        """(category, beyond doubt, masked value) of each detector in `detectors` that takes
+        `value` whole, in their order."""
+        verdicts = []
         for detector in detectors:
             cat = detector.CATEGORY
             # under a name that says so, a looser shape is enough (MARY as a first_name)
@@ -255,18 +282,16 @@ class _ColumnStats:
                     continue
             elif not _safe_valid(detector, value):
                 continue
-            self.whole[cat] += 1
-            if cat == "name" and len(self.name_values) < _DISTINCT_CAP:
-                self.name_values.add(value)
             certain = getattr(detector, "is_certain", None)
-            if certain is None or certain(value):
-                self.certain[cat] += 1
-            if cat == "biometric_face":
-                self.image_values += 1
-            self.example(cat, detector.mask(value))
+            verdicts.append((cat, certain is None or bool(certain(value)), detector.mask(value)))
+        return tuple(verdicts)
 
     def _add_spans(self, text: str) -> None:
-        found = spans(text)
+        found = self._spans_seen.get(text)
+        if found is None:
+            found = spans(text)
+            if len(self._spans_seen) < _SEEN_CAP and len(text) <= _SEEN_LENGTH:
+                self._spans_seen[text] = found
         if found and self.own_contacts:
             kept = [s for s in found if (s[0], s[3]) not in self.own_contacts]
             if len(kept) < len(found):
@@ -774,6 +799,16 @@ def _sampled(t: sa.TableClause, name: str, column_type: str | None) -> sa.Column
     return t.c[name]
 
 
+def _every_kth(info: TableInfo, sample_size: int) -> tuple[str, int] | None:
+    """(key column, k) when a sample of `info` takes every k-th row by its integer primary key."""
+    if info.row_count <= sample_size or len(info.primary_key) != 1:
+        return None
+    key = info.primary_key[0]
+    if "INT" not in next((c.type or "" for c in info.columns if c.name == key), "").upper():
+        return None
+    return key, math.ceil(info.row_count / sample_size)
+
+
 def sample_query(engine: sa.Engine, info: TableInfo, sample_size: int) -> sa.Select:
     """All rows of a small table; of a larger one, a sample spread over the whole table: every
     k-th integer key (deterministic, uses the index), else rows in random order."""
@@ -781,12 +816,33 @@ def sample_query(engine: sa.Engine, info: TableInfo, sample_size: int) -> sa.Sel
     query = sa.select(*[_sampled(t, c.name, c.type) for c in info.columns])
     if info.row_count <= sample_size:
         return query.limit(sample_size)
-    pk_types = {c.name: (c.type or "").upper() for c in info.columns if c.name in info.primary_key}
-    if len(info.primary_key) == 1 and "INT" in pk_types.get(info.primary_key[0], ""):
-        k = math.ceil(info.row_count / sample_size)
-        pk = t.c[info.primary_key[0]]
-        return query.where(pk % k == 0).order_by(pk).limit(sample_size)
+    kth = _every_kth(info, sample_size)
+    if kth is not None:
+        pk = t.c[kth[0]]
+        return query.where(pk % kth[1] == 0).order_by(pk).limit(sample_size)
     return query.order_by(dialect_for(engine).random_order()).limit(sample_size)
+
+
+def _sample_by_keys(conn: sa.Connection, info: TableInfo, sample_size: int) -> list | None:
+    """The rows `sample_query` gives, looked up by their keys in the key's index, or None when
+    that cannot be told apart from the scan: `WHERE key % k = 0` makes the server read the whole
+    table (a quarter of a second for two million rows), while the keys 0, k, 2k ... sample_size*k
+    are one index lookup each. When no key is negative, and sample_size of those exist or no key
+    is larger, they are the first sample_size multiples of k in key order: what the scan returns."""
+    kth = _every_kth(info, sample_size)
+    if kth is None:
+        return None
+    key, k = kth
+    t = _table_clause(info, [c.name for c in info.columns])
+    pk = t.c[key]
+    lowest, highest = conn.execute(sa.select(sa.func.min(pk), sa.func.max(pk))).one()
+    if lowest is None or lowest < 0:
+        return None
+    last = sample_size * k
+    keys = sa.bindparam("sample_keys", list(range(0, last + 1, k)), expanding=True, literal_execute=True)
+    query = sa.select(*[_sampled(t, c.name, c.type) for c in info.columns])
+    rows = conn.execute(query.where(pk.in_(keys)).order_by(pk).limit(sample_size)).all()
+    return rows if len(rows) == sample_size or highest <= last else None
 
 
 def _where(engine: sa.Engine) -> str:
@@ -823,7 +879,8 @@ def _classify_table_sample(
     }
     if info.columns:
         with engine.connect() as conn:
-            for row in _stream(conn, sample_query(engine, info, sample_size)):
+            rows = _sample_by_keys(conn, info, sample_size)
+            for row in rows if rows is not None else _stream(conn, sample_query(engine, info, sample_size)):
                 for col, value in zip(info.columns, row, strict=True):
                     stats[col.name].add(value)
     return stats
@@ -1019,11 +1076,13 @@ def classify_source(
     tables: Iterable[str] | None = None,
     progress: Callable[[str], None] | None = None,
     own_contacts: Iterable[str] = (),
+    minors_everywhere: bool = False,
 ) -> ClassificationResult:
     """One finding per column of every table (or of `tables`); minors counted among the rows of
-    `subject_table` when it is among them. A table that cannot be read is listed in `problems`.
-    The identifiers in `own_contacts` (the manifest's contacts: the organisation's own e-mail
-    addresses and numbers) are the company's and never count as personal data."""
+    `subject_table` when it is among them, or with `minors_everywhere` (and no subject table) in
+    every table of people (`_count_minors_everywhere`). A table that cannot be read is listed in
+    `problems`. The identifiers in `own_contacts` (the manifest's contacts: the organisation's own
+    e-mail addresses and numbers) are the company's and never count as personal data."""
     own = own_contact_values(own_contacts)
     wanted = set(tables) if tables is not None else None
     result = ClassificationResult(
@@ -1033,6 +1092,22 @@ def classify_source(
         t for t in inventory.tables if wanted is None or t.qualified_name in wanted or t.name in wanted
     ]
     readable = [t for t in selected if not t.problem]
+    counted = bool(subject_table and (wanted is None or subject_table in wanted))
+    everywhere = minors_everywhere and subject_table is None
+    # the worker that classified a table counts the minors among its rows while the others are
+    # still read; a table with a profile table (or one) is counted afterwards, with the other
+    tables_with_profiles = {
+        name
+        for t in inventory.tables
+        for link in profile_links(inventory, t)
+        for name in (t.qualified_name, link.table)
+    }
+    alone = {t.qualified_name for t in readable} - tables_with_profiles
+    if counted:
+        subject = next((t for t in readable if subject_table in (t.name, t.qualified_name)), None)
+        alone &= {subject.qualified_name} if subject is not None else set()
+    elif not everywhere:
+        alone = set()
     # a full scan runs tables side by side in worker processes (parallel.workers_for says when)
     outcomes = parallel.map_tables(
         engine,
@@ -1041,10 +1116,12 @@ def classify_source(
         sample_size,
         full,
         own,
+        (frozenset(alone), everywhere, closure_date),
         reason=_reason,
         weight=_scan_weight,
         workers=None if full else 1,
     )
+    minor_counts: dict[str, MinorCount] = {}
     for i, info in enumerate(selected, start=1):
         if info.problem:
             result.problems.append({"table": info.qualified_name, "reason": info.problem})
@@ -1055,26 +1132,38 @@ def classify_source(
             result.problems.append({"table": info.qualified_name, "reason": reason})
             log.warning("source %s, table %s: %s", inventory.source_id, info.qualified_name, reason)
             continue
-        result.columns += outcome
+        findings, minor_count = outcome
+        result.columns += findings
+        if minor_count is not None:
+            minor_counts[info.qualified_name] = minor_count
         if progress:
             progress(
                 f"classified {info.qualified_name} ({i} of {len(selected)} tables, {info.row_count:,} rows)"
             )
     _people_by_links(result, inventory)
-    counted = bool(subject_table and (wanted is None or subject_table in wanted))
     if counted:
         try:
-            count_minors(engine, inventory, result, subject_table, closure_date)
+            subject_name = inventory.table(subject_table).qualified_name
+        except KeyError:
+            subject_name = subject_table
+        try:
+            count_minors(
+                engine, inventory, result, subject_table, closure_date, minor_counts.get(subject_name)
+            )
         except sa.exc.SQLAlchemyError as exc:
             result.problems.append(
                 {"table": subject_table, "reason": f"minors could not be counted ({_reason(exc)})"}
             )
+    elif everywhere:
+        _count_minors_everywhere(engine, inventory, result, closure_date, minor_counts)
     log.info(
         "classified %s: %d columns, %d personal; %s; %d table problem(s)",
         inventory.source_id,
         len(result.columns),
         sum(1 for f in result.columns if f.personal),
-        f"{result.minors} of {result.subjects} subjects are minors" if counted else "minors not counted here",
+        f"{result.minors} of {result.subjects} subjects are minors"
+        if counted or everywhere
+        else "minors not counted here",
         len(result.problems),
     )
     return result
@@ -1221,17 +1310,104 @@ def _under(year, month, day, on: int):
     return on < birthday
 
 
+@dataclass(frozen=True)
+class MinorCount:
+    """The minors among one table's own rows, counted by the worker that classified it (while the
+    other tables are still being read) for `count_minors` to use."""
+
+    table: str
+    columns: tuple[str | None, str | None]  # the birth date and resident ID columns read
+    subjects: int
+    minors: int
+
+
+def _is_person_table(findings: list[ColumnFinding]) -> bool:
+    """A table whose minors are counted when there is no subject table: it holds birth dates or
+    resident IDs in columns of their own (not inside free text)."""
+    return any(
+        {"birth_date", "cn_resident_id"} & set(f.categories) and not f.reason.startswith("free text")
+        for f in findings
+    )
+
+
+def _minors_of_own_rows(
+    engine: sa.Engine, info: TableInfo, findings: list[ColumnFinding], closure_date: date
+) -> MinorCount | None:
+    """`count_minors` of `info` from its own rows alone, or None when it has no age column or
+    cannot be read (the caller then counts as before and reports the problem)."""
+    result = ClassificationResult(source_id="", columns=findings)
+    birth_col, id_col = _age_columns(result, info.qualified_name)
+    if birth_col is None and id_col is None:
+        return None
+    # its rows alone: each is one subject, so its minors are counted by row, without reading keys
+    rows = dataclasses.replace(info, primary_key=[])
+    age_cols = [f.column for f in (birth_col, id_col) if f is not None]
+    t = _table_clause(info, age_cols)
+    query = sa.select(*[t.c[c] for c in age_cols])
+    try:
+        subjects, minors, _ = _read_minors(
+            engine, rows, info.qualified_name, [(rows, birth_col, id_col, query)], closure_date
+        )
+    except sa.exc.SQLAlchemyError:
+        return None
+    columns = tuple(f.column if f else None for f in (birth_col, id_col))
+    return MinorCount(info.qualified_name, columns, subjects, minors)
+
+
+def _read_minors(
+    engine: sa.Engine, subject: TableInfo, subject_table: str, sources: list, closure_date: date
+) -> tuple[int, int, list[tuple[TableInfo, ColumnFinding, int]]]:
+    """(subjects, minors, [(table, age column's finding, minor rows)]) read from `sources` (as
+    `count_minors` lists them)."""
+    pk = list(subject.primary_key)
+    minor_keys: set[tuple] = set()
+    unkeyed = 0  # minors of a subject table without a primary key (read from its own rows only)
+    found: list[tuple[TableInfo, ColumnFinding, int]] = []
+    with engine.connect() as conn:
+        for table, b_col, i_col, query in sources:
+            n = 0
+            try:
+                for rows in _stream(conn, query).partitions():
+                    for row in _minor_rows(rows, len(pk), b_col, i_col, closure_date):
+                        n += 1
+                        if pk:
+                            minor_keys.add(tuple(row[: len(pk)]))
+                        else:
+                            unkeyed += 1
+            except sa.exc.SQLAlchemyError as exc:
+                if table is subject:
+                    raise
+                # a profile table that cannot be joined (types that differ) is skipped, not fatal
+                log.warning(
+                    "minors in %s (linked to %s) could not be read (%s); counted from the other tables",
+                    table.qualified_name,
+                    subject_table,
+                    _reason(exc),
+                )
+                conn.rollback()
+                continue
+            if n:
+                found.append((table, b_col or i_col, n))
+        subjects = conn.execute(
+            sa.select(sa.func.count()).select_from(_table_clause(subject, []))
+        ).scalar_one()
+    return int(subjects), len(minor_keys) + unkeyed, found
+
+
 def count_minors(
     engine: sa.Engine,
     inventory: SourceInventory,
     result: ClassificationResult,
     subject_table: str,
     closure_date: date,
+    counted: MinorCount | None = None,
 ) -> None:
     """Count the subjects under 14 on the closure date (a birth date column, else the birth date in
     a resident ID) from the subject table and from every table linked one-to-one to it (a profile
     table, `profile_links`); a subject is counted once, a minor by either. Raise every personal
-    column of the subject table and of the tables that refer to it to sensitive."""
+    column of the subject table and of the tables that refer to it to sensitive. `counted`: the
+    count a worker made of the subject table's own rows (`_minors_of_own_rows`), used when no
+    profile table adds to it and it read the same columns."""
     try:
         subject = inventory.table(subject_table)
     except KeyError:
@@ -1269,39 +1445,17 @@ def count_minors(
             subject_table,
         )
         return
-    minor_keys: set[tuple] = set()
-    unkeyed = 0  # minors of a subject table without a primary key (read from its own rows only)
-    found: list[tuple[TableInfo, ColumnFinding, int]] = []
-    with engine.connect() as conn:
-        for table, b_col, i_col, query in sources:
-            n = 0
-            try:
-                for rows in _stream(conn, query).partitions():
-                    for row in _minor_rows(rows, len(pk), b_col, i_col, closure_date):
-                        n += 1
-                        if pk:
-                            minor_keys.add(tuple(row[: len(pk)]))
-                        else:
-                            unkeyed += 1
-            except sa.exc.SQLAlchemyError as exc:
-                if table is subject:
-                    raise
-                # a profile table that cannot be joined (types that differ) is skipped, not fatal
-                log.warning(
-                    "minors in %s (linked to %s) could not be read (%s); counted from the other tables",
-                    table.qualified_name,
-                    subject_table,
-                    _reason(exc),
-                )
-                conn.rollback()
-                continue
-            if n:
-                found.append((table, b_col or i_col, n))
-        subjects = conn.execute(
-            sa.select(sa.func.count()).select_from(_table_clause(subject, []))
-        ).scalar_one()
-    minors = len(minor_keys) + unkeyed
-    result.subjects, result.minors = int(subjects), minors
+    if (
+        counted is not None
+        and counted.table == subject.qualified_name
+        and len(sources) == 1
+        and counted.columns == tuple(f.column if f else None for f in (birth_col, id_col))
+    ):
+        subjects, minors = counted.subjects, counted.minors
+        found = [(subject, birth_col or id_col, minors)] if minors else []
+    else:
+        subjects, minors, found = _read_minors(engine, subject, subject_table, sources, closure_date)
+    result.subjects, result.minors = subjects, minors
     log.info(
         "minors in %s: %d of %d subjects, read from %s",
         subject_table,
@@ -1326,6 +1480,31 @@ def count_minors(
         if f.personal and f.table in linked:
             f.level = "sensitive"
             f.reason = f"{f.reason}; {note}" if f.reason else note
+
+
+def _count_minors_everywhere(
+    engine: sa.Engine,
+    inventory: SourceInventory,
+    result: ClassificationResult,
+    closure_date: date,
+    counts: dict[str, MinorCount],
+) -> None:
+    """Without a subject table: count minors in every table with birth dates or resident IDs; a
+    table linked one-to-one to another (a profile table) is counted with the table it belongs to,
+    whose rows are then the subjects (`count_minors` reads both). `counts`: the tables' own
+    counts made by their workers."""
+    found = {f.table for f in result.columns if _is_person_table([f])}
+    owners = {}
+    for t in inventory.tables:
+        for link in profile_links(inventory, t):
+            owners.setdefault(link.table, t.qualified_name)
+    person_tables = sorted({owners.get(table, table) for table in found})
+    subjects = minors = 0
+    for table in person_tables:
+        count_minors(engine, inventory, result, table, closure_date, counts.get(table))
+        subjects += result.subjects
+        minors += result.minors
+    result.subjects, result.minors = subjects, minors
 
 
 def apply_overrides(result: ClassificationResult, overrides: Iterable) -> list[str]:
@@ -1367,9 +1546,15 @@ def _scan_weight(info: TableInfo) -> int:
 
 
 def _classify_table_task(
-    engine: sa.Engine, info: TableInfo, sample_size: int, full: bool, own_contacts: frozenset = frozenset()
-) -> list:
-    return classify_table(engine, info, sample_size=sample_size, full=full, own_contacts=own_contacts)
+    engine: sa.Engine, info: TableInfo, sample_size: int, full: bool, own_contacts: frozenset, minors: tuple
+) -> tuple[list, MinorCount | None]:
+    """The findings of one table, and its minors (`_minors_of_own_rows`) when `minors` =
+    (tables counted by their worker, people's tables only, closure date) says so."""
+    findings = classify_table(engine, info, sample_size=sample_size, full=full, own_contacts=own_contacts)
+    alone, people_only, closure_date = minors
+    if info.qualified_name not in alone or (people_only and not _is_person_table(findings)):
+        return findings, None
+    return findings, _minors_of_own_rows(engine, info, findings, closure_date)
 
 
 def _full_hits_task(engine: sa.Engine, info: TableInfo) -> dict[str, int]:

@@ -8,8 +8,13 @@ the native search's compiled database handed over by the parent (`native.export`
 back in the caller's order, so a report does not depend on which worker finished first.
 Every worker streams its table as the single process does: memory stays flat in table size. Small
 sources (under PARALLEL_MIN_ROWS rows) and SQLite (one file, one writer, often in memory) are
-scanned in this process. Workers are spawned, not forked (no inherited threads, locks or pooled
-connections): a script that starts a scan needs the usual `if __name__ == "__main__":` guard.
+scanned in this process. Workers are forked from a clean server process (multiprocessing's
+forkserver, where fork is available, else spawned): never from the caller, so no thread, lock or
+pooled connection of the caller is inherited. The server imports the scan's modules once
+(`WORKER_MODULES`) and every worker starts with them imported; `start_server` starts it early,
+before the caller's own imports (`dereg scan --full`). A worker takes the caller's environment
+as it is when the pool starts. A script that starts a scan needs the usual
+`if __name__ == "__main__":` guard.
 """
 
 from __future__ import annotations
@@ -20,11 +25,12 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
+if TYPE_CHECKING:  # imported where used: `start_server` runs before them
+    import sqlalchemy as sa
 
-from dereg.dialects import dialect_for
-from dereg.model import TableInfo
+    from dereg.model import TableInfo
 
 #: workers of one scan: two cores count (more would mostly wait on the same disk and server)
 MAX_WORKERS = 2
@@ -32,6 +38,63 @@ MAX_WORKERS = 2
 PARALLEL_MIN_ROWS = 200_000
 
 _ENGINE: sa.Engine | None = None  # a worker's own engine
+
+#: imported once by the server process workers are forked from (a missing one is skipped)
+WORKER_MODULES = ["dereg.classify.engine", "numpy", "hyperscan", "psycopg2", "pymysql"]
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    """Forked from a server process that has imported WORKER_MODULES, where fork is available;
+    else spawned."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(WORKER_MODULES)  # no effect once the server runs
+    return context
+
+
+#: the threads that join the workers of pools let go without waiting (`map_tables`)
+_JOINING: list = []
+
+
+def stop_server() -> None:
+    """Wait for the workers let go (each exits once its last table is done), then end the server
+    they were forked from and wait for it: no process is left behind, and the caller's resource
+    usage (GNU time's CPU and peak memory) includes theirs. Runs at exit too (`start_server`)."""
+    import signal
+    from multiprocessing import forkserver
+
+    while _JOINING:
+        _JOINING.pop().join()
+
+    server = forkserver._forkserver
+    stop = getattr(server, "_stop", None)  # what the standard library's own tests use
+    if stop is None:
+        return
+    pid = getattr(server, "_forkserver_pid", None)
+    if pid is not None:
+        # its workers are gone and it holds nothing to save: ended at once, not after a teardown
+        # of every module it imported (a fifth of a second), then waited for
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+    stop()
+
+
+def start_server() -> None:
+    """Start the process workers are forked from, if not running: it imports WORKER_MODULES while
+    the caller goes on (a scan that then needs no workers has cost a process's imports); at exit
+    it is ended and waited for. Not with `DEREG_SCAN_WORKERS=1`."""
+    if os.environ.get("DEREG_SCAN_WORKERS") == "1":
+        return
+    if _context().get_start_method() == "forkserver":
+        import atexit
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+        atexit.unregister(stop_server)
+        atexit.register(stop_server)
 
 
 @dataclass(frozen=True)
@@ -54,6 +117,8 @@ def workers_for(engine: sa.Engine, tables: Sequence[TableInfo]) -> int:
 
 def _most_workers(engine: sa.Engine) -> int:
     """`workers_for` a large source of many tables."""
+    from dereg.dialects import dialect_for
+
     wanted = os.environ.get("DEREG_SCAN_WORKERS")
     if wanted:
         return max(1, int(wanted))
@@ -76,9 +141,11 @@ def _pool(engine: sa.Engine, workers: int) -> ProcessPoolExecutor:
     from dereg.classify import native, scanner
 
     exported = native.export(scanner.native_patterns())
-    context = multiprocessing.get_context("spawn")  # no inherited threads, locks or connections
     return ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_start_worker, initargs=(_url(engine), exported)
+        workers,
+        mp_context=_context(),  # no inherited threads, locks or connections
+        initializer=_start_worker,
+        initargs=(_url(engine), exported, dict(os.environ)),
     )
 
 
@@ -91,6 +158,10 @@ def start_early(engine: sa.Engine, tasks_module: str) -> None:
     is large (`Dialect.estimated_rows`): they start and import `tasks_module` (where the tasks
     `map_tables` will hand them live) while this process inventories the source, and the next
     `map_tables` over it uses them (`stop_early` lets them go unused)."""
+    import sqlalchemy as sa
+
+    from dereg.dialects import dialect_for
+
     try:
         estimate = dialect_for(engine).estimated_rows(engine)
     except sa.exc.SQLAlchemyError:
@@ -113,9 +184,15 @@ def stop_early(engine: sa.Engine) -> None:
         early[0].shutdown(wait=False, cancel_futures=True)
 
 
-def _start_worker(url: str, exported) -> None:
+def _start_worker(url: str, exported, environment: dict[str, str]) -> None:
     global _ENGINE
+    import sqlalchemy as sa
+
     from dereg.classify import native
+
+    # the caller's environment now, not the server's when it started (DEREG_NATIVE_SCAN, PG*)
+    os.environ.clear()
+    os.environ.update(environment)
 
     native.preload(exported)
     _ENGINE = sa.create_engine(url, hide_parameters=True, poolclass=sa.pool.NullPool)
@@ -128,6 +205,8 @@ def _run(task: Callable, info: TableInfo, args: tuple, reason: Callable[[BaseExc
 def _guarded(
     task: Callable, engine: sa.Engine, info: TableInfo, args: tuple, reason: Callable[[BaseException], str]
 ):
+    import sqlalchemy as sa
+
     try:
         return task(engine, info, *args)
     except (sa.exc.SQLAlchemyError, OSError) as exc:
@@ -170,4 +249,7 @@ def map_tables(
         # every result in: the workers exit on their own while the caller goes on (waiting for
         # them took most of a second); a caller that stops early (a table failed) does not wait
         # for the tables not started
+        joining = getattr(pool, "_executor_manager_thread", None)  # joins the workers
         pool.shutdown(wait=not finished, cancel_futures=True)
+        if finished and joining is not None:
+            _JOINING[:] = [t for t in _JOINING if t.is_alive()] + [joining]

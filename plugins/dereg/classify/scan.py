@@ -12,10 +12,8 @@ from collections.abc import Callable
 
 from dereg import connections
 from dereg.classify import parallel
-from dereg.classify.engine import DEFAULT_SAMPLE_SIZE, classify_source, count_minors, profile_links
-from dereg.classify.report import source_report
+from dereg.classify.engine import DEFAULT_SAMPLE_SIZE, classify_source
 from dereg.errors import DeregError, SourceError
-from dereg.model import ClassificationResult
 
 
 def display_url(url: str) -> str:
@@ -23,28 +21,6 @@ def display_url(url: str) -> str:
     if url.startswith("s3://"):
         return url
     return connections.display_url(url)
-
-
-def _count_minors_everywhere(engine, inventory, result: ClassificationResult, closure_date: dt.date) -> None:
-    """Without a subject table: count minors in every table with birth dates or resident IDs; a
-    table linked one-to-one to another (a profile table) is counted with the table it belongs to,
-    whose rows are then the subjects (`count_minors` reads both)."""
-    found = {
-        f.table
-        for f in result.columns
-        if {"birth_date", "cn_resident_id"} & set(f.categories) and not f.reason.startswith("free text")
-    }
-    owners = {}
-    for t in inventory.tables:
-        for link in profile_links(inventory, t):
-            owners.setdefault(link.table, t.qualified_name)
-    person_tables = sorted({owners.get(table, table) for table in found})
-    subjects = minors = 0
-    for table in person_tables:
-        count_minors(engine, inventory, result, table, closure_date)
-        subjects += result.subjects
-        minors += result.minors
-    result.subjects, result.minors = subjects, minors
 
 
 def scan_url(
@@ -89,12 +65,13 @@ def scan_url(
             subject_table=subject_table,
             full=full,
             progress=progress,
+            minors_everywhere=True,
         )
-        if subject_table is None:
-            _count_minors_everywhere(engine, inventory, result, closure_date)
     finally:
         parallel.stop_early(engine)
         engine.dispose()
+    from dereg.classify.report import source_report  # not before: a full scan's workers start sooner
+
     return source_report(result, inventory, source=display_url(url))
 
 
@@ -111,6 +88,8 @@ def _scan_s3(url: str, *, full: bool, source_id: str, progress) -> dict:
             f"inventory: {inventory.objects:,} objects, {inventory.bytes:,} bytes in {len(inventory.groups)} groups"
         )
     result = classify_objects(client, inventory, full=full, progress=progress)
+    from dereg.classify.report import source_report
+
     return source_report(result, inventory, source=url)
 
 

@@ -393,8 +393,11 @@ class _Cut:
 #: a value that is wholly a plain e-mail address (lower case, starting with a letter that opens no
 #: other kind: not p, which may open a passport label): the stream would find in it exactly one
 #: hit, the address, from its first character to its last (no other detector matches at a lower
-#: case letter but p, and the e-mail pattern's greedy match is the whole value when it is one)
+#: case letter but p, and the e-mail pattern's greedy match is the whole value when it is one).
+#: Such a value passes `email.is_valid` exactly when its local part has at most 64 characters and
+#: its domain at most 253 (the look-ahead): no dot opens, closes or doubles in either
 _PLAIN_EMAIL = re.compile(
+    r"(?=[^@]{1,64}@[^@]{1,253}\Z)"
     r"[a-oq-z][a-z0-9]*(?:[._-][a-z0-9]+)*@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,24}"
 )
 
@@ -583,12 +586,8 @@ def _blank_digit_runs_by_column(
         first = chars[starts]
         rows = np.flatnonzero((stops - starts >= 6) & (first >= 97) & (first <= 122) & (first != 112))
         begin, end = starts[rows].tolist(), stops[rows].tolist()
-        plain, is_valid = _PLAIN_EMAIL.fullmatch, mail.is_valid
-        taken = [
-            row
-            for row, b, e in zip(rows.tolist(), begin, end, strict=True)
-            if plain(v := block[b:e]) and is_valid(v)
-        ]
+        plain = _PLAIN_EMAIL.fullmatch  # a plain address it takes passes `mail.is_valid`
+        taken = [row for row, b, e in zip(rows.tolist(), begin, end, strict=True) if plain(block[b:e])]
         if taken:
             rows = np.array(taken, dtype=np.int64)
             blanked.append(_ranges(starts[rows], stops[rows] - starts[rows]))

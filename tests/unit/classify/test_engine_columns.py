@@ -9,7 +9,15 @@ import pytest
 import sqlalchemy as sa
 
 from dereg.classify import cn_resident_id
-from dereg.classify.engine import classify_source, full_scan_hits
+from dereg.classify.engine import (
+    MinorCount,
+    _minors_of_own_rows,
+    _sample_by_keys,
+    classify_source,
+    count_minors,
+    full_scan_hits,
+    sample_query,
+)
 from dereg.inventory.sql import inventory_source
 
 CLOSURE = date(2026, 12, 31)
@@ -142,3 +150,51 @@ def test_full_scan_counts_every_value(engine):
             )
         )
     assert full_scan_hits(engine, inventory) == {}
+
+
+def test_sample_by_keys_is_the_sample_the_scan_takes(engine):
+    inventory = inventory_source(engine, "case")
+    people = inventory.table("people")
+    with engine.connect() as conn:
+        scanned = conn.execute(sample_query(engine, people, 100)).all()
+        looked_up = _sample_by_keys(conn, people, 100)
+        assert looked_up is not None and [tuple(r) for r in looked_up] == [tuple(r) for r in scanned]
+        # fewer multiples of k than the sample's size, none beyond the last key looked up: the same
+        for size in (7, 299):
+            scanned = conn.execute(sample_query(engine, people, size)).all()
+            assert [tuple(r) for r in _sample_by_keys(conn, people, size)] == [tuple(r) for r in scanned]
+        # a gap among the multiples of k and no key beyond them: the same rows
+        conn.exec_driver_sql("DELETE FROM orders WHERE person_id = 150")
+        conn.exec_driver_sql("DELETE FROM people WHERE id = 150")
+        scanned = conn.execute(sample_query(engine, people, 100)).all()
+        assert len(scanned) == 99 and [tuple(r) for r in _sample_by_keys(conn, people, 100)] == [
+            tuple(r) for r in scanned
+        ]
+        # a gap and a key beyond the last one looked up: the scan would take it, so none
+        conn.exec_driver_sql("UPDATE people SET id = 999 WHERE id = 298")
+        assert len(conn.execute(sample_query(engine, people, 100)).all()) == 100
+        assert _sample_by_keys(conn, people, 100) is None
+        # a negative key comes first in the scan's order: none either
+        conn.exec_driver_sql("UPDATE people SET id = -3 WHERE id = 299")
+        assert _sample_by_keys(conn, people, 50) is None
+
+
+def test_minors_counted_by_the_worker_are_those_read_afterwards(engine):
+    inventory = inventory_source(engine, "case")
+    at_once = classify_source(
+        engine, inventory, sample_size=500, closure_date=CLOSURE, subject_table="people"
+    )
+    assert (at_once.subjects, at_once.minors) == (300, 300)
+    people = [f for f in at_once.columns if f.table == "people"]
+    count = _minors_of_own_rows(engine, inventory.table("people"), people, CLOSURE)
+    assert count == MinorCount("people", ("csrq", "sfzh"), 300, 300)
+    # read afterwards (no count), and with a count of other columns than count_minors would read
+    # (not used: it reads them itself)
+    for given in (None, MinorCount("people", ("xm", None), 300, 7)):
+        result = classify_source(engine, inventory, sample_size=500, closure_date=CLOSURE, subject_table=None)
+        count_minors(engine, inventory, result, "people", CLOSURE, given)
+        assert (result.subjects, result.minors) == (300, 300)
+    everywhere = classify_source(
+        engine, inventory, sample_size=500, closure_date=CLOSURE, subject_table=None, minors_everywhere=True
+    )
+    assert (everywhere.subjects, everywhere.minors) == (300, 300)

@@ -54,3 +54,74 @@ def test_one_process_yields_in_order_and_reports_unreadable_tables():
         parallel.map_tables(engine, tables, task, "!", reason=lambda exc: "unreadable", weight=lambda t: 0)
     )
     assert out[0] == "a!" and out[1] == parallel.TableFailure("unreadable")
+
+
+def _environment_task(engine, info, name):
+    import os
+
+    return info.name, os.environ.get(name), os.getpid()
+
+
+def _pids_task(engine, info, _):
+    import os
+
+    return os.getpid(), os.getppid()
+
+
+def _reason(exc: BaseException) -> str:
+    return type(exc).__name__
+
+
+def test_workers_take_the_environment_of_the_caller_when_the_pool_starts(monkeypatch):
+    # the server workers are forked from started before the variable was set: they see it all the same
+    parallel.start_server()
+    monkeypatch.setenv("DEREG_TEST_WORKER_SETTING", "seen")
+    engine = sa.create_engine("sqlite://")
+    tables = [_table("a", 1), _table("b", 2)]
+    out = list(
+        parallel.map_tables(
+            engine,
+            tables,
+            _environment_task,
+            "DEREG_TEST_WORKER_SETTING",
+            reason=_reason,
+            weight=lambda t: t.row_count,
+            workers=2,
+        )
+    )
+    assert [(name, value) for name, value, _ in out] == [("a", "seen"), ("b", "seen")]
+    assert all(pid != __import__("os").getpid() for *_, pid in out)
+
+
+_AT_EXIT = """
+import os
+import sqlalchemy as sa
+from dereg.classify import parallel
+from dereg.model import ColumnInfo, TableInfo
+from tests.unit.classify.test_parallel_workers import _pids_task, _reason
+
+if __name__ == "__main__":
+    parallel.start_server()
+    tables = [TableInfo(name=n, schema=None, columns=[ColumnInfo(name="r", type="TEXT")], primary_key=[], row_count=1) for n in "ab"]
+    out = parallel.map_tables(sa.create_engine("sqlite://"), tables, _pids_task, None, reason=_reason, weight=lambda t: 0, workers=2)
+    print(" ".join(str(pid) for pids in out for pid in pids))
+"""
+
+
+def test_no_worker_or_server_is_left_running_at_exit(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "scan_at_exit.py"
+    script.write_text(_AT_EXIT)
+    root = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "plugins")])}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    pids = {int(p) for p in done.stdout.split()}
+    assert pids and os.getpid() not in pids
+    assert len(pids) >= 2  # the workers and the server they were forked from
+    for pid in pids:  # the workers were joined and their server ended and waited for
+        assert not Path(f"/proc/{pid}").exists()
