@@ -453,6 +453,8 @@ class GroupSealer:
         self.blocks: list[list[str]] | None = None
         self.writer: threading.Thread | None = None
         self.writer_error: BaseException | None = None
+        #: set by `abort` (the backup failed): the writer stops at its next group, none is started
+        self.aborted = threading.Event()
 
     def prepare(self, cur, table_keys: list[str], columns_of: dict[str, list[dict[str, Any]]]) -> None:
         spec = self.spec
@@ -532,7 +534,12 @@ class GroupSealer:
         writer = None
         with self.lock:
             self.done.add(key)
-            if self.session is not None and self.writer is None and self.done >= set(self.sealed):
+            if (
+                self.session is not None
+                and self.writer is None
+                and not self.aborted.is_set()
+                and self.done >= set(self.sealed)
+            ):
                 # sealed and queued in the background: this connection goes on with other tables
                 writer = self.writer = threading.Thread(
                     target=self._write_blocks_noting_error, args=(self.session,), name="dereg-groups"
@@ -540,6 +547,17 @@ class GroupSealer:
         if writer is not None:
             writer.start()
         return router.subject_rows, router.plain.hexdigest()
+
+    def abort(self) -> None:
+        """The backup failed: stop writing blocks and wait for the writer thread to end (call it
+        after the session's uploader is closed, so that a writer waiting for room in its queue is
+        woken), so that no thread of a failed backup outlives it."""
+        with self.lock:
+            self.aborted.set()
+            writer = self.writer
+        if writer is not None:
+            writer.join()
+        self.spool.close()
 
     def _write_blocks_noting_error(self, session) -> None:
         try:
@@ -565,6 +583,10 @@ class GroupSealer:
         blocks = []
         try:
             for g in range(groups):
+                if self.aborted.is_set():
+                    raise BackupError(
+                        f"backup {self.backup_id} failed: its subject group blocks were not all written"
+                    )
                 sections = []
                 for table in tables:
                     entries, frames = 0, []

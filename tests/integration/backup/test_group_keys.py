@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -214,6 +216,32 @@ def test_a_shred_that_another_shred_of_its_group_overtook_is_refused_and_loses_n
     report = restore_and_verify(record.backup_id, location=location, keyring=keyring, store=store)
     assert report.ok, report.problems
     assert report.tables["students"]["shredded_rows"] == 1
+
+
+def test_a_backup_that_fails_after_its_sealed_tables_leaves_no_group_writer_running(
+    pg_url, take_backup, store, monkeypatch
+):
+    from dereg.backup import catalog, pgcopy
+
+    monkeypatch.setattr(groupkeys, "GROUP_SIZE", 1)  # two groups: the writer is still at work
+    make_small_source(pg_url)
+    seal = groupkeys.seal_block
+
+    def slow_seal(*args, **kwargs):  # still at work when the backup has failed and cleaned up
+        time.sleep(3)
+        return seal(*args, **kwargs)
+
+    def fail(*args, **kwargs):  # every table is read, the group writer started: then the backup fails
+        raise RuntimeError("reflection failed")
+
+    monkeypatch.setattr(groupkeys, "seal_block", slow_seal)
+    monkeypatch.setattr(pgcopy, "_describe_reflected", fail)
+    with pytest.raises(BackupError, match="RuntimeError"):
+        take_backup(pg_url, company_id="school-gf", subjects=_spec())
+    assert not [t.name for t in threading.enumerate() if t.name.startswith(("dereg-groups", "dereg-upload"))]
+    with store.connect() as conn:
+        states = [r.status for r in conn.execute(catalog.backups.select())]
+    assert states == ["failed"]
 
 
 def _read_table_from_the_spec(s3, bucket: str, manifest: dict, data_key: bytes, name: str) -> bytes:
