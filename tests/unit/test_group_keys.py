@@ -118,10 +118,13 @@ def test_the_rows_are_read_as_a_plain_backup_reads_them_with_their_link_in_front
         "ref_columns": ["id"],
     }
     columns = [{"name": n} for n in ("id", "student_id", "body")]
+    # a table's own rows, as `COPY "notes" TO` reads them (not an inheritance child's)
     assert gk.rows_sql(spec, [hop], '"notes"', columns) == (
         'COPY (SELECT dereg_t."student_id"::text, dereg_t."id", dereg_t."student_id", dereg_t."body" '
-        'FROM "notes" dereg_t) TO STDOUT'
+        'FROM ONLY "notes" dereg_t) TO STDOUT'
     )
+    # a view or foreign table is read whole, as the plain backup's query reads it
+    assert 'FROM "notes" dereg_t' in gk.rows_sql(spec, [hop], '"notes"', columns, relkind="v")
 
 
 def _frame(lines: list[bytes]) -> bytes:

@@ -53,6 +53,7 @@ from dereg.backup.subjectkeys import (
     load_key_set_body,
     mapping_sql,
     own_link,
+    scanned,
     sealed_columns,
 )
 from dereg.errors import BackupError
@@ -302,14 +303,16 @@ def shredded_marks(spec: dict[str, Any]) -> dict[int, bytes]:
 
 
 # --- backup side -----------------------------------------------------------------------------------
-def rows_sql(spec: SealSpec, hops, qualified: str, columns: list[dict[str, Any]]) -> str:
-    """COPY of every row of the table as a plain backup reads it (the same scan, so the same order),
+def rows_sql(spec: SealSpec, hops, qualified: str, columns: list[dict[str, Any]], relkind: str = "r") -> str:
+    """COPY of every row of the table as a plain backup reads it (the same scan of the same rows,
+    `subjectkeys.scanned`: an inheritance parent's own rows only, so the same order),
     each with one more field in front: its link value as text (`subjectkeys.link_expression`: the
     subject ref itself when the row links straight to the subject's key), which the sealer maps to a
     subject number. No join, no sort, no window: the server's work is a plain backup's."""
     cols = ", ".join(f"dereg_t.{_quote(c['name'])}" for c in columns)
     return (
-        f"COPY (SELECT {link_expression(spec, 'dereg_t', hops)}, {cols} FROM {qualified} dereg_t) TO STDOUT"
+        f"COPY (SELECT {link_expression(spec, 'dereg_t', hops)}, {cols} FROM {scanned(qualified, relkind)} "
+        "dereg_t) TO STDOUT"
     )
 
 
@@ -516,7 +519,7 @@ class GroupSealer:
         sql = (
             _copy_sql(qualified, relkind, columns)
             if link is not None
-            else rows_sql(self.spec, hops, qualified, columns)
+            else rows_sql(self.spec, hops, qualified, columns, relkind)
         )
         groups = -(-len(self.refs) // self.group_size)
         router = _GroupRouter(

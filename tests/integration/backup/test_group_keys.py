@@ -244,6 +244,42 @@ def test_a_backup_that_fails_after_its_sealed_tables_leaves_no_group_writer_runn
     assert states == ["failed"]
 
 
+def test_an_inheritance_parent_is_sealed_with_its_own_rows_only_as_a_plain_backup_stores_it(
+    pg_url, take_backup, location, keyring, store, s3_client
+):
+    import sqlalchemy as sa
+
+    make_small_source(pg_url)
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as conn:
+        # a link whose text is not its COPY field (numeric): the sealed read adds it in front
+        conn.exec_driver_sql("ALTER TABLE payments DROP CONSTRAINT payments_student_id_fkey")
+        conn.exec_driver_sql("ALTER TABLE payments ALTER COLUMN student_id TYPE numeric")
+        conn.exec_driver_sql("CREATE TABLE payments_2019 () INHERITS (payments)")
+        conn.exec_driver_sql(
+            "INSERT INTO payments_2019 (id, student_id, amount, memo) "
+            "SELECT 5000 + i, 10 + i %% 2, i, 'old' FROM generate_series(1, 30) i"
+        )
+    engine.dispose()
+    plain = take_backup(pg_url, run_id="plain")
+    sealed = take_backup(pg_url, run_id="sealed", subjects=_spec())
+    tables = {}
+    for record in (plain, sealed):
+        manifest = json.loads(
+            s3_client.get_object(Bucket=location.bucket, Key=record.manifest_key)["Body"].read()
+        )
+        tables[record.backup_id] = manifest["tables"]
+    ours, theirs = tables[sealed.backup_id], tables[plain.backup_id]
+    assert ours["payments"]["sealed"]
+    for name in ("payments", "payments_2019"):
+        assert (ours[name]["rows"], ours[name]["sha256"]) == (theirs[name]["rows"], theirs[name]["sha256"])
+    assert (ours["payments"]["rows"], ours["payments_2019"]["rows"]) == (201, 30)
+    report = restore_and_verify(
+        sealed.backup_id, location=location, keyring=keyring, store=store, scratch_url=pg_url
+    )
+    assert report.ok, report.problems
+
+
 def _read_table_from_the_spec(s3, bucket: str, manifest: dict, data_key: bytes, name: str) -> bytes:
     """Version 7 as the spec says: the group keys from their escrow object, each group's block opened
     and its sections of `name` read, merged by line number with the stored rows of no subject."""
