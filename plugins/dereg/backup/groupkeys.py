@@ -822,6 +822,11 @@ class GroupUnsealer:
             problems.append(f"{name}: the stored rows do not match the manifest's sealed_sha256")
         if disorder or nxt is not None:
             problems.append(f"{name}: the group blocks' line numbers do not fit the stored rows")
+        elif line_no != spec.get("rows"):  # the COPY's row count, checked as for a plain table
+            problems.append(
+                f"{name}: {line_no} rows merged from the stored rows and the group blocks, the manifest "
+                f"says {spec.get('rows')}"
+            )
         if shredded:
             self.shredded_rows[name] = shredded
             spec["sha256"] = produced.hexdigest()

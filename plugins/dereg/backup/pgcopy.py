@@ -460,12 +460,14 @@ def dump_tables(
             # a partitioned table's rows are its partitions': hashed here, stored there
             stream = _Hasher() if relkind == "p" else session.stream(key)
             sealed = relkind != "p" and sealer is not None and sealer.seals(key)
+            # a psql process for a large plain table only, sealed or not (see PSQL_COPY_BYTES)
+            by_psql = psql is not None and relkind == "r" and pages >= PSQL_COPY_BYTES
             try:
                 if sealed:
-                    plain_digest = sealer.copy_out(wcur, key, qualified, columns, stream, relkind, psql=psql)[
-                        1
-                    ]
-                elif psql is not None and relkind == "r" and pages >= PSQL_COPY_BYTES:
+                    plain_digest = sealer.copy_out(
+                        wcur, key, qualified, columns, stream, relkind, psql=psql if by_psql else None
+                    )[1]
+                elif by_psql:
                     psql.copy_out(key, _copy_sql(qualified, relkind, columns), stream)
                 else:
                     _copy_out(wcur, qualified, relkind, columns, stream)
@@ -482,11 +484,12 @@ def dump_tables(
                     stream.size,
                     stream.chunks,
                 )
-            if wcur.rowcount not in (-1, rows) and not (sealed and sealer.version >= 7):
-                # psycopg2 reports COPY's own count (version 7: the stored stream holds only the rows
-                # of no subject, the sealer counts them all)
+            # psycopg2 reports COPY's own count (version 7: the stored stream holds only the rows of
+            # no subject, the sealer counts them all, those it put in group blocks too)
+            read = sealer.total_rows[key] if sealed and sealer.version >= 7 else rows
+            if wcur.rowcount not in (-1, read):
                 current[0] = key
-                raise RuntimeError(f"COPY of {key} counted {wcur.rowcount} rows, the stream holds {rows}")
+                raise RuntimeError(f"COPY of {key} counted {wcur.rowcount} rows, the backup holds {read}")
             described[key] = {
                 "encoding": PG_COPY_TEXT,
                 "schema": schema or default_schema,
