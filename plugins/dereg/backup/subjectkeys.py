@@ -246,8 +246,10 @@ def load_key_set_body(store, client, location, company_id: str, backup_id: str) 
         pass
     try:
         obj = client.get_object(Bucket=location.bucket, Key=escrow_key(location, backup_id))
-    except ClientError:
-        return None
+    except ClientError as exc:  # only a missing object means "no escrow copy"; a refusal is raised
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+            return None
+        raise
     return json.loads(obj["Body"].read())
 
 

@@ -302,6 +302,76 @@ def test_small_sealed_tables_are_read_by_the_driver_with_the_copy_row_count_chec
     assert started == []  # no psql process for a table under PSQL_COPY_BYTES, sealed or not
 
 
+def test_a_store_failure_during_shred_subject_is_a_clear_error_naming_the_store_and_the_step(
+    pg_url, take_backup, location, keyring, store, s3_client, monkeypatch, tmp_path
+):
+    import dataclasses
+
+    from botocore.config import Config
+    from botocore.exceptions import EndpointConnectionError
+
+    from dereg.backup import catalog
+    from dereg.connections import S3Location
+    from devtools.stack.ports import free_port
+
+    monkeypatch.setenv("DEREG_OUTPUT_DIR", str(tmp_path / "out"))
+    monkeypatch.setattr(certificate_doc, "render_pdf", _no_pdf)
+    make_small_source(pg_url)
+    record = take_backup(pg_url, company_id="school-gs", subjects=_spec())
+
+    def shred(where):
+        return shred_subject(
+            store, where, keyring, company_id="school-gs", subject_ref=str(SHREDDED), signing_keyring=keyring
+        )
+
+    # an endpoint nobody listens on
+    down = dataclasses.replace(
+        location,
+        endpoint_url=f"http://127.0.0.1:{free_port()}",
+        config_overrides=Config(retries={"max_attempts": 1}, connect_timeout=2),
+    )
+    with pytest.raises(BackupError, match=r"unreachable while trying to read the manifest .* of backup bk-"):
+        shred(down)
+    # a bucket that is not there (the catalog's)
+    with store.begin() as conn:
+        conn.execute(
+            catalog.backups.update()
+            .where(catalog.backups.c.backup_id == record.backup_id)
+            .values(bucket="dereg-no-such-bucket")
+        )
+    with pytest.raises(
+        BackupError, match=r"s3://dereg-no-such-bucket/.* refused to read the manifest .*NoSuchBucket"
+    ):
+        shred(location)
+    with store.begin() as conn:
+        conn.execute(
+            catalog.backups.update()
+            .where(catalog.backups.c.backup_id == record.backup_id)
+            .values(bucket=location.bucket)
+        )
+    # the store goes away halfway: the new block cannot be stored; recorded as failed, nothing changed
+    make_client = S3Location.client
+
+    class Failing:
+        def __init__(self, client):
+            self.client = client
+
+        def __getattr__(self, name):
+            return getattr(self.client, name)
+
+        def put_object(self, **kwargs):
+            raise EndpointConnectionError(endpoint_url=location.endpoint_url)
+
+    monkeypatch.setattr(S3Location, "client", lambda self: Failing(make_client(self)))
+    before = load_key_set_body(store, s3_client, location, "school-gs", record.backup_id)
+    with pytest.raises(
+        BackupError, match=r"unreachable while trying to store the new subject group block .*\.block"
+    ):
+        shred(location)
+    assert Ledger(store).entries()[-1].event == "failed"
+    assert load_key_set_body(store, s3_client, location, "school-gs", record.backup_id) == before
+
+
 def _read_table_from_the_spec(s3, bucket: str, manifest: dict, data_key: bytes, name: str) -> bytes:
     """Version 7 as the spec says: the group keys from their escrow object, each group's block opened
     and its sections of `name` read, merged by line number with the stored rows of no subject."""
