@@ -203,7 +203,7 @@ def finish_subjects(session, backup_id: str, refs: list[bytes], key_set, version
         folder=SUBJECTS_FOLDER,
         aad=lambda *a: subjects_aad(*a, version=version),
     )
-    stream.write(b"".join(r + b"\n" for r in refs))
+    stream.write(b"\n".join(refs) + b"\n" if refs else b"")  # (at the end of the backup: joined in C)
     stream.finish()
     save_key_set(
         session.store,
