@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import threading
 
 import pytest
 import zstandard
@@ -57,63 +56,11 @@ def test_a_block_opens_only_as_its_own_group_and_generation():
 
 
 class _Spool:
-    """What a router needs of its sealer: a frame compressor (gk._FrameCompressor, its thread) that
-    spools here."""
-
-    backup_id = "bk-test"
-
     def __init__(self):
         self.frames: dict = {}
-        self.compressor = None
-
-    def frame_compressor(self):
-        if self.compressor is None:
-            self.compressor = gk._FrameCompressor(self)
-        return self.compressor
 
     def spool_frame(self, group, table, entries, frame, *, more=False):
         self.frames.setdefault((group, table), []).append((entries, frame))
-
-
-@pytest.fixture(autouse=True)
-def _no_compressor_left(monkeypatch):
-    made = []
-    start = gk._FrameCompressor.__init__
-
-    def kept(self, sealer):
-        start(self, sealer)
-        made.append(self)
-
-    monkeypatch.setattr(gk._FrameCompressor, "__init__", kept)
-    yield
-    for compressor in made:
-        compressor.close()
-
-
-def test_the_sections_are_compressed_off_the_reading_thread_and_its_errors_reach_the_reader():
-    class Failing(_Spool):
-        def spool_frame(self, group, table, entries, frame, *, more=False):
-            raise OSError("disk full")
-
-    spool = _Spool()
-    compressor = spool.frame_compressor()
-    for n in range(50):  # handed over in order, spooled in that order by the one thread
-        compressor.put(0, "t", [b"%d" % n, b""], 2)
-    compressor.drain()
-    assert [gk._decompress(f) for _, f in spool.frames[(0, "t")]] == [b"%d\n" % n for n in range(50)]
-    assert (
-        compressor.thread.name == "dereg-groups-zstd" and compressor.thread is not threading.current_thread()
-    )
-    broken = Failing().frame_compressor()
-    broken.put(0, "t", [b"x", b""], 2)
-    with pytest.raises(OSError, match="disk full"):
-        broken.drain()
-    with pytest.raises(OSError, match="disk full"):
-        broken.put(1, "t", [b"y", b""], 2)
-    compressor.close()
-    assert not compressor.thread.is_alive()
-    with pytest.raises(BackupError, match="not written"):
-        compressor.put(0, "t", [b"z", b""], 2)
 
 
 def _section(spool: _Spool, group: int, table: str) -> bytes:

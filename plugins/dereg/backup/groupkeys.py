@@ -22,7 +22,6 @@ decrypt it. Layout, what is learnt from the bucket and the trade-off: docs/backu
 from __future__ import annotations
 
 import base64
-import collections
 import dataclasses
 import hashlib
 import heapq
@@ -321,7 +320,7 @@ def link_map(pairs: bytes, ordinal: dict[bytes, int]) -> dict[bytes, int]:
     """{link value: subject number} of `mapping_sql`'s COPY text (`value\tref` lines, lowest subject
     last, so it wins), without the NULL link and refs that are no subject. A raw tab or newline only
     ever separates COPY fields and lines, so the text splits into alternating values and refs at once
-    (built in C: the maps are read before any table)."""
+    (built in C, not a Python step per pair)."""
     fields = pairs.replace(b"\n", b"\t").split(b"\t")
     fields.pop()  # after the last line's end
     found = dict(zip(fields[0::2], map(ordinal.get, fields[1::2]), strict=True))
@@ -329,79 +328,6 @@ def link_map(pairs: bytes, ordinal: dict[bytes, int]) -> dict[bytes, int]:
     if None in found.values():
         found = {value: n for value, n in found.items() if n is not None}
     return found
-
-
-class _FrameCompressor:
-    """Compresses the cut's group buffers into zstd frames and spools them, on a thread of its own
-    (zstd releases the GIL, so the reading thread goes on cutting meanwhile), in the order they were
-    handed over (one thread: a section's frames stay in line order). What is handed over and not yet
-    spooled is bounded by `PENDING_BYTES` (the reading thread waits past it)."""
-
-    PENDING_BYTES = 16 * 1024 * 1024
-
-    def __init__(self, sealer: GroupSealer):
-        self.sealer = sealer
-        self.ready = threading.Condition()
-        self.todo: collections.deque = collections.deque()
-        self.pending = 0  # bytes handed over and not yet spooled (the one being compressed too)
-        self.error: BaseException | None = None
-        self.closed = False
-        # a daemon: `close` ends it on every path; nothing of a failed backup waits for it at exit
-        self.thread = threading.Thread(target=self._run, name="dereg-groups-zstd", daemon=True)
-        self.thread.start()
-
-    def put(self, group: int, table: str, lines: list[bytes], size: int) -> None:
-        """Hand over one group's buffered section lines (`lines` ends with an empty item)."""
-        with self.ready:
-            while self.pending > self.PENDING_BYTES and self.error is None and not self.closed:
-                self.ready.wait()
-            if self.error is not None:
-                raise self.error
-            if self.closed:
-                raise BackupError(
-                    f"backup {self.sealer.backup_id} failed: its subject group blocks are not written"
-                )
-            self.todo.append((group, table, lines, size))
-            self.pending += size
-            self.ready.notify_all()
-
-    def _run(self) -> None:
-        compressor = zstandard.ZstdCompressor(level=BLOCK_ZSTD_LEVEL)
-        while True:
-            with self.ready:
-                while not self.todo and not self.closed:
-                    self.ready.wait()
-                if not self.todo:
-                    return
-                group, table, lines, size = self.todo.popleft()
-            try:
-                frame = compressor.compress(b"\n".join(lines))
-                self.sealer.spool_frame(group, table, len(lines) - 1, frame, more=True)
-            except BaseException as exc:  # noqa: BLE001 - raised to the reading thread by `put`/`drain`
-                with self.ready:
-                    self.error = exc
-                    self.todo.clear()
-                    self.ready.notify_all()
-                return
-            with self.ready:
-                self.pending -= size
-                self.ready.notify_all()
-
-    def drain(self) -> None:
-        """Wait until everything handed over is spooled; raise the compression's error."""
-        with self.ready:
-            while self.pending and self.error is None and not self.closed:
-                self.ready.wait()
-            if self.error is not None:
-                raise self.error
-
-    def close(self) -> None:
-        """Stop (what is still queued is dropped) and wait for the thread."""
-        with self.ready:
-            self.closed = True
-            self.todo.clear()
-            self.ready.notify_all()
-        self.thread.join()
 
 
 class _GroupRouter(io.RawIOBase):
@@ -437,7 +363,7 @@ class _GroupRouter(io.RawIOBase):
         self.plain = hashlib.sha256()
         self.rows = self.subject_rows = 0
         self.held = 0
-        self.compressor = sealer.frame_compressor()
+        self.compressor = zstandard.ZstdCompressor(level=BLOCK_ZSTD_LEVEL)
 
     def writable(self) -> bool:
         return True
@@ -503,16 +429,16 @@ class _GroupRouter(io.RawIOBase):
         if not lines:
             return
         self.buffers[group] = []
-        size = sum(map(len, lines)) + len(lines)
         lines.append(b"")
-        self.compressor.put(group, self.table, lines, size)
+        self.sealer.spool_frame(
+            group, self.table, len(lines) - 1, self.compressor.compress(b"\n".join(lines)), more=True
+        )
 
     def finish(self) -> None:
         if self.carry:
             raise BackupError(f"the COPY of {self.table} ended inside a line")
         for group in range(len(self.buffers)):
             self._flush(group)
-        self.compressor.drain()  # the table's sections all spooled before it counts as read
 
 
 class GroupSealer:
@@ -520,11 +446,9 @@ class GroupSealer:
     by `sealer_for`, prepared by `pgcopy.dump_tables` inside the backup's snapshot."""
 
     version = GROUP_KEYS_VERSION
-    #: pgcopy orders the tables by size, a sealed one's times this: its rows are cut here in Python
-    #: (about twice a plain table's time) and the group blocks are uploaded only once the last sealed
-    #: table is read, so the sealed tables go before the other large ones and the blocks' upload
-    #: overlaps their reading instead of ending the backup (docs/benchmarks.md)
-    read_weight = 4
+    #: what a sealed table costs against a plain one (its rows are cut here, in Python): pgcopy
+    #: starts the sealed tables first by their size times this, so that the blocks go early
+    read_weight = 2
 
     def __init__(self, spec: SealSpec, backup_id: str, group_size: int | None = None):
         self.spec, self.backup_id, self.group_size = spec, backup_id, group_size or GROUP_SIZE
@@ -548,17 +472,6 @@ class GroupSealer:
         self.writer_error: BaseException | None = None
         #: set by `abort` (the backup failed): the writer stops at its next group, none is started
         self.aborted = threading.Event()
-        self.compressor: _FrameCompressor | None = None
-
-    def frame_compressor(self) -> _FrameCompressor:
-        """The thread that compresses and spools the cut's sections (one per backup, made at the first
-        sealed table, ended once every sealed table is read, or by `abort`)."""
-        with self.lock:
-            if self.aborted.is_set():
-                raise BackupError(f"backup {self.backup_id} failed: its subject group blocks are not written")
-            if self.compressor is None:
-                self.compressor = _FrameCompressor(self)
-            return self.compressor
 
     def prepare(self, cur, table_keys: list[str], columns_of: dict[str, list[dict[str, Any]]]) -> None:
         spec = self.spec
@@ -571,7 +484,7 @@ class GroupSealer:
         )
         data = out.getvalue()
         self.refs = data.split(b"\n")[:-1] if data else []
-        ordinal = dict(zip(self.refs, range(len(self.refs)), strict=True))  # built in C: before any table
+        ordinal = dict(zip(self.refs, range(len(self.refs)), strict=True))  # built in C
         self.table_order = list(table_keys)
         for name, table in spec.tables.items():
             if name not in columns_of:
@@ -629,11 +542,9 @@ class GroupSealer:
         router.finish()
         self.sealed[key]["rows"] = router.subject_rows
         self.total_rows[key] = router.rows
-        writer = compressor = None
+        writer = None
         with self.lock:
             self.done.add(key)
-            if self.done >= set(self.sealed):  # every section spooled (drained above): its thread ends
-                compressor = self.compressor
             if (
                 self.session is not None
                 and self.writer is None
@@ -644,8 +555,6 @@ class GroupSealer:
                 writer = self.writer = threading.Thread(
                     target=self._write_blocks_noting_error, args=(self.session,), name="dereg-groups"
                 )
-        if compressor is not None:
-            compressor.close()
         if writer is not None:
             writer.start()
         return router.subject_rows, router.plain.hexdigest()
@@ -656,9 +565,7 @@ class GroupSealer:
         woken), so that no thread of a failed backup outlives it."""
         with self.lock:
             self.aborted.set()
-            writer, compressor = self.writer, self.compressor
-        if compressor is not None:
-            compressor.close()
+            writer = self.writer
         if writer is not None:
             writer.join()
         self.spool.close()

@@ -24,6 +24,7 @@ import os
 import re
 import secrets
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import wait as futures_wait
 from typing import Any
@@ -450,12 +451,33 @@ def dump_tables(
         if binary is not None:
             sequences = db_schema.pg_sequence_values(cur)
         sealer = session.context.get("sealer")  # per-subject keys (subjectkeys.py), in this snapshot
-        if sealer is not None:
-            sealer.prepare(cur, [_key(*p[0]) for p in plans], {_key(*p[0]): p[4] for p in plans})
+        # the sealer reads the subjects and link maps first, as a job of its own: the other connection
+        # reads a plain table meanwhile; a table the sealer may seal waits for it
+        prepared, prepare_failed = threading.Event(), []
+
+        def prepare(worker) -> None:
+            try:
+                sealer.prepare(
+                    worker.driver_connection.cursor(),
+                    [_key(*p[0]) for p in plans],
+                    {_key(*p[0]): p[4] for p in plans},
+                )
+            except BaseException:
+                current[0] = "(subject keys)"
+                prepare_failed.append(True)
+                raise
+            finally:
+                prepared.set()
 
         def dump(worker, plan) -> None:
+            if plan is None:
+                return prepare(worker)
             (schema, name), qualified, relkind, pages, columns = plan
             key = _key(schema, name)
+            if sealer is not None and key in sealer.spec.tables:
+                prepared.wait()
+                if prepare_failed:
+                    return  # the backup fails with the sealer's error
             wcur = worker.driver_connection.cursor()
             # a partitioned table's rows are its partitions': hashed here, stored there
             stream = _Hasher() if relkind == "p" else session.stream(key)
@@ -513,9 +535,12 @@ def dump_tables(
         # its group blocks are uploaded once the last of them is done, while other tables are read
         weight = getattr(sealer, "read_weight", 1)
         _run_parallel(
-            sorted(
+            ([None] if sealer is not None else [])  # the sealer's `prepare` first
+            + sorted(
                 plans,
-                key=lambda p: -p[3] * (weight if sealer is not None and sealer.seals(_key(*p[0])) else 1),
+                key=lambda p: (
+                    -p[3] * (weight if sealer is not None and _key(*p[0]) in sealer.spec.tables else 1)
+                ),
             ),
             [raw, *extra],
             dump,

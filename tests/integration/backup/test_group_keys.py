@@ -372,6 +372,21 @@ def test_a_store_failure_during_shred_subject_is_a_clear_error_naming_the_store_
     assert load_key_set_body(store, s3_client, location, "school-gs", record.backup_id) == before
 
 
+def test_a_sealer_that_cannot_read_the_subjects_fails_the_backup_while_plain_tables_were_read(
+    pg_url, take_backup, monkeypatch
+):
+    # the subjects and link maps are read as the first job while the other connection reads a plain
+    # table: their failure fails the backup (no sealed table waits for ever), attributed to them
+    make_small_source(pg_url)
+
+    def broken(self, cur, table_keys, columns_of):
+        raise RuntimeError("subjects unreadable")
+
+    monkeypatch.setattr(groupkeys.GroupSealer, "prepare", broken)
+    with pytest.raises(BackupError, match=r"\(subject keys\) \(RuntimeError"):
+        take_backup(pg_url, subjects=_spec())
+
+
 def _read_table_from_the_spec(s3, bucket: str, manifest: dict, data_key: bytes, name: str) -> bytes:
     """Version 7 as the spec says: the group keys from their escrow object, each group's block opened
     and its sections of `name` read, merged by line number with the stored rows of no subject."""
