@@ -17,9 +17,11 @@ finished by running it again: puncturing is idempotent, and the escrow is rewrit
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from dereg import config
@@ -42,6 +44,20 @@ RESIDUAL_RISKS = [
 ]
 
 
+@contextlib.contextmanager
+def _s3(where, doing: str) -> Iterator[None]:
+    """A store's error (refused, unreachable) while `doing` becomes a BackupError naming the store,
+    what was being done and what to check (`writer.s3_error`), not a botocore traceback."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from dereg.backup.writer import s3_error
+
+    try:
+        yield
+    except (BotoCoreError, ClientError) as exc:
+        raise s3_error(where, exc, doing) from None
+
+
 def _backup_context(store, location, keyring, record: dict[str, Any]) -> dict[str, Any]:
     """The backup's manifest (authenticated), data key and client."""
     from dereg.backup import catalog
@@ -49,7 +65,8 @@ def _backup_context(store, location, keyring, record: dict[str, Any]) -> dict[st
 
     where = catalog._at(location, record["bucket"], record["prefix"])
     client = where.client()
-    manifest = json.loads(_get(client, where, record["manifest_key"]))
+    with _s3(where, f"read the manifest {record['manifest_key']} of backup {record['backup_id']}"):
+        manifest = json.loads(_get(client, where, record["manifest_key"]))
     kek_id, wrapped = _wrapped_key(record["backup_id"], store, client, where)
     data_key = keyring.unwrap_data_key(kek_id, wrapped, what=f"the data key of backup {record['backup_id']}")
     authenticate_manifest(manifest, data_key, manifest_key=record["manifest_key"])
@@ -73,7 +90,8 @@ def _key_set_body(store, ctx: dict[str, Any], company_id: str, what: str) -> dic
     from dereg.backup import subjectkeys
 
     backup_id = ctx["manifest"]["backup_id"]
-    body = subjectkeys.load_key_set_body(store, ctx["client"], ctx["where"], company_id, backup_id)
+    with _s3(ctx["where"], f"read the escrowed key set of backup {backup_id}"):
+        body = subjectkeys.load_key_set_body(store, ctx["client"], ctx["where"], company_id, backup_id)
     if body is None:
         raise BackupError(
             f"backup {backup_id}: its {what} neither in the compliance store nor in escrow "
@@ -125,16 +143,19 @@ def rewrite_group_backup(store, ctx: dict[str, Any], company_id: str, ordinal: i
     )
 
     def get(key: str) -> bytes:
-        return client.get_object(Bucket=where.bucket, Key=key)["Body"].read()
+        with _s3(where, f"read the subject group block {key} of backup {backup_id}"):
+            return client.get_object(Bucket=where.bucket, Key=key)["Body"].read()
 
     def put(key: str, blob: bytes) -> None:
-        client.put_object(Bucket=where.bucket, Key=key, Body=blob, **lock)
+        with _s3(where, f"store the new subject group block {key} of backup {backup_id}"):
+            client.put_object(Bucket=where.bucket, Key=key, Body=blob, **lock)
 
     marks = {name: groupkeys.shredded_marks(t) for name, t in manifest["tables"].items() if t.get("sealed")}
     group, old = groupkeys.rewrite_group(key_set, ordinal, get=get, put=put, location=where, marks=marks)
     if old is not None:
         # another shred of this group that saved its key set meanwhile would be undone by saving ours
-        now = subjectkeys.load_key_set_body(store, client, where, company_id, backup_id)
+        with _s3(where, f"read the escrowed key set of backup {backup_id} again"):
+            now = subjectkeys.load_key_set_body(store, client, where, company_id, backup_id)
         current = groupkeys.GroupKeySet.from_json(now, data_key).groups[group.group] if now else None
         if current is None or (current.generation, current.key) != (old.generation, old.key):
             raise BackupError(
@@ -168,13 +189,16 @@ def _replace_key_set(store, ctx: dict[str, Any], company_id: str, key_set, still
 
     where, client, manifest = ctx["where"], ctx["client"], ctx["manifest"]
     backup_id = manifest["backup_id"]
-    keep = subjectkeys.save_key_set(store, where, client, company_id, key_set, ctx["data_key"]) or "null"
-    deleted, problems = _keep_only(client, where, backup_id, keep)
     escrow = subjectkeys.escrow_key(where, backup_id)
-    for copy in (
-        subjectkeys.load_key_set_body(store, client, where, company_id, backup_id),
-        json.loads(client.get_object(Bucket=where.bucket, Key=escrow)["Body"].read()),
-    ):
+    with _s3(where, f"store the new key set of backup {backup_id} as {escrow}"):
+        keep = subjectkeys.save_key_set(store, where, client, company_id, key_set, ctx["data_key"]) or "null"
+    deleted, problems = _keep_only(client, where, backup_id, keep)
+    with _s3(where, f"read back the key set of backup {backup_id} ({escrow})"):
+        copies = (
+            subjectkeys.load_key_set_body(store, client, where, company_id, backup_id),
+            json.loads(client.get_object(Bucket=where.bucket, Key=escrow)["Body"].read()),
+        )
+    for copy in copies:
         if still_holds(copy):
             problems.append(what)
     if problems:
@@ -200,23 +224,29 @@ def _shredded_in(manifest: dict[str, Any], where, **outcome: Any) -> dict[str, A
 
 def _keep_only(client, where, backup_id: str, keep: str) -> tuple[int, list[str]]:
     """Delete every version of the key set's escrow object but `keep`; (versions deleted, problems)."""
+    from botocore.exceptions import ClientError
+
     from dereg.backup import subjectkeys
 
     escrow = subjectkeys.escrow_key(where, backup_id)
     deleted = 0
-    for version in _escrow_versions(client, where.bucket, escrow):
+    with _s3(where, f"list the versions of {escrow}"):
+        versions = _escrow_versions(client, where.bucket, escrow)
+    for version in versions:
         if version["VersionId"] == keep:
             continue
-        try:
-            client.delete_object(Bucket=where.bucket, Key=escrow, VersionId=version["VersionId"])
-        except client.exceptions.ClientError as exc:
-            raise BackupError(
-                f"an older version of {escrow} cannot be deleted ({exc.response['Error'].get('Code')}): a "
-                "default retention may lock the _escrow prefix. The subject key is NOT destroyed yet; remove "
-                "that retention and run again."
-            ) from None
+        with _s3(where, f"delete an older version of {escrow} (the subject key is NOT destroyed yet)"):
+            try:
+                client.delete_object(Bucket=where.bucket, Key=escrow, VersionId=version["VersionId"])
+            except ClientError as exc:
+                raise BackupError(
+                    f"an older version of {escrow} cannot be deleted ({exc.response['Error'].get('Code')}): a "
+                    "default retention may lock the _escrow prefix. The subject key is NOT destroyed yet; "
+                    "remove that retention and run again."
+                ) from None
         deleted += 1
-    left = _escrow_versions(client, where.bucket, escrow)
+    with _s3(where, f"list the versions of {escrow} again"):
+        left = _escrow_versions(client, where.bucket, escrow)
     problems = []
     if [v["VersionId"] for v in left] != [keep]:
         problems.append(f"{len(left)} version(s) of {escrow} remain, expected only the new one")
@@ -270,11 +300,12 @@ def shred_subject(
             )
             continue
         searched += 1
-        refs = subjectkeys.read_subject_refs(
-            manifest,
-            ctx["data_key"],
-            lambda k, c=ctx: c["client"].get_object(Bucket=c["where"].bucket, Key=k)["Body"].read(),
-        )
+        with _s3(ctx["where"], f"read the subject list of backup {manifest['backup_id']}"):
+            refs = subjectkeys.read_subject_refs(
+                manifest,
+                ctx["data_key"],
+                lambda k, c=ctx: c["client"].get_object(Bucket=c["where"].bucket, Key=k)["Body"].read(),
+            )
         ordinal = _find(refs, ref)
         if ordinal is not None:
             matched.append((ctx, ordinal))

@@ -66,6 +66,38 @@ def test_a_refused_store_gets_none_of_the_chunks_kept_on_hold():
     assert store.objects == {} and uploader._held == []
 
 
+def test_closing_the_uploader_ends_a_wait_for_room_and_uploads_nothing_more():
+    # a failed backup closes its uploader while another thread (the group blocks' writer) waits for
+    # room in the queue behind uploads that are cancelled, or held for the store's check: it must
+    # get an error, not wait for ever, and the close must not wait for the store's check either
+    from dereg.errors import BackupError
+
+    store = _Store()
+    uploader = _uploader(store)
+    uploader.hold()
+    uploader.put_later("first", b"x" * Uploader.QUEUED_BYTES)  # fills the queue, waits for the check
+    outcome = []
+
+    def writer() -> None:
+        try:
+            uploader.put_later("second", b"y" * 10)
+            outcome.append("queued")
+        except BackupError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    thread.join(0.3)
+    assert thread.is_alive()  # waiting for room
+    closing = threading.Thread(target=uploader.close)
+    closing.start()
+    closing.join(5)
+    thread.join(5)
+    assert not closing.is_alive() and not thread.is_alive()
+    assert isinstance(outcome[0], BackupError) and "stopped" in str(outcome[0])
+    assert store.objects == {}
+
+
 def test_the_worker_loop_runs_the_jobs_a_job_adds_on_any_free_worker():
     done: list[tuple[str, str]] = []
     lock = threading.Lock()

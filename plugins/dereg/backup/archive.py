@@ -382,6 +382,8 @@ def create_backup(
         raise failure from None
     finally:
         session.uploader.close()
+        if hasattr(sealer, "abort"):  # no group writer left running behind a failed backup
+            sealer.abort()
     if progress:
         progress(
             f"backup {backup_id}: {record.total_rows} rows in {len(record.tables)} tables, "

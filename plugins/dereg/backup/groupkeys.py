@@ -53,6 +53,7 @@ from dereg.backup.subjectkeys import (
     load_key_set_body,
     mapping_sql,
     own_link,
+    scanned,
     sealed_columns,
 )
 from dereg.errors import BackupError
@@ -302,15 +303,31 @@ def shredded_marks(spec: dict[str, Any]) -> dict[int, bytes]:
 
 
 # --- backup side -----------------------------------------------------------------------------------
-def rows_sql(spec: SealSpec, hops, qualified: str, columns: list[dict[str, Any]]) -> str:
-    """COPY of every row of the table as a plain backup reads it (the same scan, so the same order),
+def rows_sql(spec: SealSpec, hops, qualified: str, columns: list[dict[str, Any]], relkind: str = "r") -> str:
+    """COPY of every row of the table as a plain backup reads it (the same scan of the same rows,
+    `subjectkeys.scanned`: an inheritance parent's own rows only, so the same order),
     each with one more field in front: its link value as text (`subjectkeys.link_expression`: the
     subject ref itself when the row links straight to the subject's key), which the sealer maps to a
     subject number. No join, no sort, no window: the server's work is a plain backup's."""
     cols = ", ".join(f"dereg_t.{_quote(c['name'])}" for c in columns)
     return (
-        f"COPY (SELECT {link_expression(spec, 'dereg_t', hops)}, {cols} FROM {qualified} dereg_t) TO STDOUT"
+        f"COPY (SELECT {link_expression(spec, 'dereg_t', hops)}, {cols} FROM {scanned(qualified, relkind)} "
+        "dereg_t) TO STDOUT"
     )
+
+
+def link_map(pairs: bytes, ordinal: dict[bytes, int]) -> dict[bytes, int]:
+    """{link value: subject number} of `mapping_sql`'s COPY text (`value\tref` lines, lowest subject
+    last, so it wins), without the NULL link and refs that are no subject. A raw tab or newline only
+    ever separates COPY fields and lines, so the text splits into alternating values and refs at once
+    (built in C, not a Python step per pair)."""
+    fields = pairs.replace(b"\n", b"\t").split(b"\t")
+    fields.pop()  # after the last line's end
+    found = dict(zip(fields[0::2], map(ordinal.get, fields[1::2]), strict=True))
+    found.pop(NULL, None)
+    if None in found.values():
+        found = {value: n for value, n in found.items() if n is not None}
+    return found
 
 
 class _GroupRouter(io.RawIOBase):
@@ -453,6 +470,8 @@ class GroupSealer:
         self.blocks: list[list[str]] | None = None
         self.writer: threading.Thread | None = None
         self.writer_error: BaseException | None = None
+        #: set by `abort` (the backup failed): the writer stops at its next group, none is started
+        self.aborted = threading.Event()
 
     def prepare(self, cur, table_keys: list[str], columns_of: dict[str, list[dict[str, Any]]]) -> None:
         spec = self.spec
@@ -465,7 +484,7 @@ class GroupSealer:
         )
         data = out.getvalue()
         self.refs = data.split(b"\n")[:-1] if data else []
-        ordinal = {r: i for i, r in enumerate(self.refs)}
+        ordinal = dict(zip(self.refs, range(len(self.refs)), strict=True))  # built in C
         self.table_order = list(table_keys)
         for name, table in spec.tables.items():
             if name not in columns_of:
@@ -479,13 +498,7 @@ class GroupSealer:
             else:  # link value -> subject number, read in the snapshot (a hash lookup per row)
                 out = io.BytesIO()
                 cur.copy_expert(mapping_sql(spec, table.hops), out)
-                found: dict[bytes, int] = {}
-                for pair in out.getvalue().split(b"\n")[:-1]:
-                    value, _, ref = pair.partition(b"\t")
-                    n = ordinal.get(ref)
-                    if n is not None and value != NULL:
-                        found[value] = n  # lowest subject last: it wins
-                self.maps[name] = found
+                self.maps[name] = link_map(out.getvalue(), ordinal)
 
     def seals(self, key: str) -> bool:
         return key in self.sealed
@@ -514,7 +527,7 @@ class GroupSealer:
         sql = (
             _copy_sql(qualified, relkind, columns)
             if link is not None
-            else rows_sql(self.spec, hops, qualified, columns)
+            else rows_sql(self.spec, hops, qualified, columns, relkind)
         )
         groups = -(-len(self.refs) // self.group_size)
         router = _GroupRouter(
@@ -532,7 +545,12 @@ class GroupSealer:
         writer = None
         with self.lock:
             self.done.add(key)
-            if self.session is not None and self.writer is None and self.done >= set(self.sealed):
+            if (
+                self.session is not None
+                and self.writer is None
+                and not self.aborted.is_set()
+                and self.done >= set(self.sealed)
+            ):
                 # sealed and queued in the background: this connection goes on with other tables
                 writer = self.writer = threading.Thread(
                     target=self._write_blocks_noting_error, args=(self.session,), name="dereg-groups"
@@ -540,6 +558,17 @@ class GroupSealer:
         if writer is not None:
             writer.start()
         return router.subject_rows, router.plain.hexdigest()
+
+    def abort(self) -> None:
+        """The backup failed: stop writing blocks and wait for the writer thread to end (call it
+        after the session's uploader is closed, so that a writer waiting for room in its queue is
+        woken), so that no thread of a failed backup outlives it."""
+        with self.lock:
+            self.aborted.set()
+            writer = self.writer
+        if writer is not None:
+            writer.join()
+        self.spool.close()
 
     def _write_blocks_noting_error(self, session) -> None:
         try:
@@ -565,6 +594,10 @@ class GroupSealer:
         blocks = []
         try:
             for g in range(groups):
+                if self.aborted.is_set():
+                    raise BackupError(
+                        f"backup {self.backup_id} failed: its subject group blocks were not all written"
+                    )
                 sections = []
                 for table in tables:
                     entries, frames = 0, []
@@ -797,6 +830,11 @@ class GroupUnsealer:
             problems.append(f"{name}: the stored rows do not match the manifest's sealed_sha256")
         if disorder or nxt is not None:
             problems.append(f"{name}: the group blocks' line numbers do not fit the stored rows")
+        elif line_no != spec.get("rows"):  # the COPY's row count, checked as for a plain table
+            problems.append(
+                f"{name}: {line_no} rows merged from the stored rows and the group blocks, the manifest "
+                f"says {spec.get('rows')}"
+            )
         if shredded:
             self.shredded_rows[name] = shredded
             spec["sha256"] = produced.hexdigest()

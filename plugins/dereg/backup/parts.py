@@ -317,6 +317,7 @@ def backup_part(
     session, head = resume_session(backup_id, store=store, location=location, keyring=keyring)
     source_id = head["source_id"]
     current = ["(none yet)"]
+    sealer = None
     try:
         if not 0 <= index < len(head["parts"]):
             raise BackupError(
@@ -329,7 +330,6 @@ def backup_part(
         else:
             tables = _ordered_tables(engine, names) if names else []
         part_extra: dict[str, Any] = {}
-        sealer = None
         if head.get("seal_spec"):
             sealer = groupkeys.GroupSealer(subjectkeys.spec_from_json(head["seal_spec"]), backup_id)
             sealer.session = session
@@ -370,6 +370,8 @@ def backup_part(
         raise failure from None
     finally:
         session.uploader.close()
+        if sealer is not None:  # no group writer left running behind a failed part
+            sealer.abort()
     rows = sum(t["rows"] for t in described.values() if not t.get("partitioned"))
     chunks = sum(len(t["chunks"]) for t in described.values())
     if progress:

@@ -24,6 +24,7 @@ import os
 import re
 import secrets
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import wait as futures_wait
 from typing import Any
@@ -461,22 +462,45 @@ def dump_tables(
         if binary is not None:
             sequences = db_schema.pg_sequence_values(cur)
         sealer = session.context.get("sealer")  # per-subject keys (subjectkeys.py), in this snapshot
-        if sealer is not None:
-            sealer.prepare(cur, [_key(*p[0]) for p in plans], {_key(*p[0]): p[4] for p in plans})
+        # the sealer reads the subjects and link maps first, as a job of its own: the other connection
+        # reads a plain table meanwhile; a table the sealer may seal waits for it
+        prepared, prepare_failed = threading.Event(), []
+
+        def prepare(worker) -> None:
+            try:
+                sealer.prepare(
+                    worker.driver_connection.cursor(),
+                    [_key(*p[0]) for p in plans],
+                    {_key(*p[0]): p[4] for p in plans},
+                )
+            except BaseException:
+                current[0] = "(subject keys)"
+                prepare_failed.append(True)
+                raise
+            finally:
+                prepared.set()
 
         def dump(worker, plan) -> None:
+            if plan is None:
+                return prepare(worker)
             (schema, name), qualified, relkind, pages, columns = plan
             key = _key(schema, name)
+            if sealer is not None and key in sealer.spec.tables:
+                prepared.wait()
+                if prepare_failed:
+                    return  # the backup fails with the sealer's error
             wcur = worker.driver_connection.cursor()
             # a partitioned table's rows are its partitions': hashed here, stored there
             stream = _Hasher() if relkind == "p" else session.stream(key)
             sealed = relkind != "p" and sealer is not None and sealer.seals(key)
+            # a psql process for a large plain table only, sealed or not (see PSQL_COPY_BYTES)
+            by_psql = psql is not None and relkind == "r" and pages >= PSQL_COPY_BYTES
             try:
                 if sealed:
-                    plain_digest = sealer.copy_out(wcur, key, qualified, columns, stream, relkind, psql=psql)[
-                        1
-                    ]
-                elif psql is not None and relkind == "r" and pages >= PSQL_COPY_BYTES:
+                    plain_digest = sealer.copy_out(
+                        wcur, key, qualified, columns, stream, relkind, psql=psql if by_psql else None
+                    )[1]
+                elif by_psql:
                     psql.copy_out(key, _copy_sql(qualified, relkind, columns), stream)
                 else:
                     _copy_out(wcur, qualified, relkind, columns, stream)
@@ -493,11 +517,12 @@ def dump_tables(
                     stream.size,
                     stream.chunks,
                 )
-            if wcur.rowcount not in (-1, rows) and not (sealed and sealer.version >= 7):
-                # psycopg2 reports COPY's own count (version 7: the stored stream holds only the rows
-                # of no subject, the sealer counts them all)
+            # psycopg2 reports COPY's own count (version 7: the stored stream holds only the rows of
+            # no subject, the sealer counts them all, those it put in group blocks too)
+            read = sealer.total_rows[key] if sealed and sealer.version >= 7 else rows
+            if wcur.rowcount not in (-1, read):
                 current[0] = key
-                raise RuntimeError(f"COPY of {key} counted {wcur.rowcount} rows, the stream holds {rows}")
+                raise RuntimeError(f"COPY of {key} counted {wcur.rowcount} rows, the backup holds {read}")
             described[key] = {
                 "encoding": PG_COPY_TEXT,
                 "schema": schema or default_schema,
@@ -517,15 +542,18 @@ def dump_tables(
                 else:  # (a sealed table's rows: the manifest's count, not only its stored stream's)
                     progress(f"backup {key}: {described[key]['rows']} rows in {len(chunks)} chunk(s)")
 
-        # largest first; a sealed table is read three times (groupkeys.py), and its group blocks are
-        # uploaded once the last of them is done, while the other tables are still being read
+        # largest first, a sealed table weighted (`read_weight`: its rows are cut in Python), so that
+        # its group blocks are uploaded once the last of them is done, while other tables are read
         weight = getattr(sealer, "read_weight", 1)
         if before_reading is not None:
             before_reading()
         _run_parallel(
-            sorted(
+            ([None] if sealer is not None else [])  # the sealer's `prepare` first
+            + sorted(
                 plans,
-                key=lambda p: -p[3] * (weight if sealer is not None and sealer.seals(_key(*p[0])) else 1),
+                key=lambda p: (
+                    -p[3] * (weight if sealer is not None and _key(*p[0]) in sealer.spec.tables else 1)
+                ),
             ),
             [raw, *extra],
             dump,

@@ -203,7 +203,7 @@ def finish_subjects(session, backup_id: str, refs: list[bytes], key_set, version
         folder=SUBJECTS_FOLDER,
         aad=lambda *a: subjects_aad(*a, version=version),
     )
-    stream.write(b"".join(r + b"\n" for r in refs))
+    stream.write(b"\n".join(refs) + b"\n" if refs else b"")  # (at the end of the backup: joined in C)
     stream.finish()
     save_key_set(
         session.store,
@@ -246,8 +246,10 @@ def load_key_set_body(store, client, location, company_id: str, backup_id: str) 
         pass
     try:
         obj = client.get_object(Bucket=location.bucket, Key=escrow_key(location, backup_id))
-    except ClientError:
-        return None
+    except ClientError as exc:  # only a missing object means "no escrow copy"; a refusal is raised
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+            return None
+        raise
     return json.loads(obj["Body"].read())
 
 
@@ -397,6 +399,16 @@ def own_link(spec: SealSpec, hops: list[dict[str, Any]], columns: list[dict[str,
     return None
 
 
+def scanned(qualified: str, relkind: str) -> str:
+    """What a sealed table's `SELECT` reads from: exactly the rows the plain backup's `COPY <table>
+    TO` reads, so the same rows in the same order and the same hash. For a plain table (relkind
+    `r`, a leaf partition included) that is its own rows only, `ONLY`: an inheritance parent's
+    children are tables of their own, backed up (and hashed) on their own. A partitioned parent
+    (`p`) is never sealed (its rows are stored in its partitions); other kinds are read whole, as
+    the plain backup's query reads them."""
+    return f"ONLY {qualified}" if relkind == "r" else qualified
+
+
 def mapping_sql(spec: SealSpec, hops: list[dict[str, Any]]) -> str:
     """(first link's value as text, subject ref) along the chain, lowest subject last: a row that
     reaches several subjects (a guardian of siblings) is sealed under the lowest one's key."""
@@ -513,7 +525,7 @@ class Sealer:
         else:
             names = ", ".join(f"dereg_t.{_quote(c['name'])}" for c in columns)
             ref = link_expression(self.spec, "dereg_t", hops)
-            sql = f"COPY (SELECT {names}, {ref} FROM {qualified} dereg_t) TO STDOUT"
+            sql = f"COPY (SELECT {names}, {ref} FROM {scanned(qualified, relkind)} dereg_t) TO STDOUT"
         writer = _SealingWriter(self, key, [c["name"] for c in columns], raw, link)
         buffered = io.BufferedWriter(writer, buffer_size=READ_BLOCK)
         cur.copy_expert(sql, buffered)

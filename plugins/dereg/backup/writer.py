@@ -134,6 +134,8 @@ class Uploader:
         self._held: list[tuple[str, bytes]] = []  # sealed while on hold, uploaded at `release`
         self._held_bytes = 0
         self._held_lock = Lock()
+        #: set by `close`: nothing more is queued or uploaded, and whoever waits for room stops
+        self._closed = False
 
     def hold(self) -> None:
         """Queue chunks (sealing them) but upload none until `release` or `refuse`."""
@@ -179,7 +181,7 @@ class Uploader:
 
         def job() -> None:
             self._open.wait()
-            if self._refused is None:
+            if self._refused is None and not self._closed:
                 self.put(key, body)
 
         self._submit(job, len(body))
@@ -193,7 +195,7 @@ class Uploader:
             if self._keep_held(key, body):
                 return  # its plaintext's room is freed now; `release` uploads it
             self._open.wait()
-            if self._refused is None:
+            if self._refused is None and not self._closed:
                 self.put(key, body)
 
         self._submit(job, len(plaintext))
@@ -203,10 +205,18 @@ class Uploader:
         was reserved."""
         size = max(size, 1)
         with self._room:
-            while self._queued_chunks and (
-                self._queued_bytes + size > self.QUEUED_BYTES or self._queued_chunks >= self.QUEUED_CHUNKS
+            while (
+                not self._closed
+                and self._queued_chunks
+                and (
+                    self._queued_bytes + size > self.QUEUED_BYTES or self._queued_chunks >= self.QUEUED_CHUNKS
+                )
             ):
                 self._room.wait()
+            if self._closed:
+                raise BackupError(
+                    f"the uploads to {self.location.describe()} were stopped (the backup failed or ended)"
+                )
             self._queued_bytes += size
             self._queued_chunks += 1
         return size
@@ -248,6 +258,13 @@ class Uploader:
             f.result()
 
     def close(self) -> None:
+        """Stop: queued uploads are dropped (a failed backup's), whoever waits for room in the queue
+        gets an error instead of waiting for ever (uploads cancelled here never free theirs), and a job
+        waiting for the store's check ends without uploading."""
+        with self._room:
+            self._closed = True
+            self._room.notify_all()
+        self._open.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -214,6 +216,175 @@ def test_a_shred_that_another_shred_of_its_group_overtook_is_refused_and_loses_n
     report = restore_and_verify(record.backup_id, location=location, keyring=keyring, store=store)
     assert report.ok, report.problems
     assert report.tables["students"]["shredded_rows"] == 1
+
+
+def test_a_backup_that_fails_after_its_sealed_tables_leaves_no_group_writer_running(
+    pg_url, take_backup, store, monkeypatch
+):
+    from dereg.backup import catalog, pgcopy
+
+    monkeypatch.setattr(groupkeys, "GROUP_SIZE", 1)  # two groups: the writer is still at work
+    make_small_source(pg_url)
+    seal = groupkeys.seal_block
+
+    def slow_seal(*args, **kwargs):  # still at work when the backup has failed and cleaned up
+        time.sleep(3)
+        return seal(*args, **kwargs)
+
+    def fail(*args, **kwargs):  # every table is read, the group writer started: then the backup fails
+        raise RuntimeError("reflection failed")
+
+    monkeypatch.setattr(groupkeys, "seal_block", slow_seal)
+    monkeypatch.setattr(pgcopy, "_describe_reflected", fail)
+    with pytest.raises(BackupError, match="RuntimeError"):
+        take_backup(pg_url, company_id="school-gf", subjects=_spec())
+    assert not [t.name for t in threading.enumerate() if t.name.startswith(("dereg-groups", "dereg-upload"))]
+    with store.connect() as conn:
+        states = [r.status for r in conn.execute(catalog.backups.select())]
+    assert states == ["failed"]
+
+
+def test_an_inheritance_parent_is_sealed_with_its_own_rows_only_as_a_plain_backup_stores_it(
+    pg_url, take_backup, location, keyring, store, s3_client
+):
+    import sqlalchemy as sa
+
+    make_small_source(pg_url)
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as conn:
+        # a link whose text is not its COPY field (numeric): the sealed read adds it in front
+        conn.exec_driver_sql("ALTER TABLE payments DROP CONSTRAINT payments_student_id_fkey")
+        conn.exec_driver_sql("ALTER TABLE payments ALTER COLUMN student_id TYPE numeric")
+        conn.exec_driver_sql("CREATE TABLE payments_2019 () INHERITS (payments)")
+        conn.exec_driver_sql(
+            "INSERT INTO payments_2019 (id, student_id, amount, memo) "
+            "SELECT 5000 + i, 10 + i %% 2, i, 'old' FROM generate_series(1, 30) i"
+        )
+    engine.dispose()
+    plain = take_backup(pg_url, run_id="plain")
+    sealed = take_backup(pg_url, run_id="sealed", subjects=_spec())
+    tables = {}
+    for record in (plain, sealed):
+        manifest = json.loads(
+            s3_client.get_object(Bucket=location.bucket, Key=record.manifest_key)["Body"].read()
+        )
+        tables[record.backup_id] = manifest["tables"]
+    ours, theirs = tables[sealed.backup_id], tables[plain.backup_id]
+    assert ours["payments"]["sealed"]
+    for name in ("payments", "payments_2019"):
+        assert (ours[name]["rows"], ours[name]["sha256"]) == (theirs[name]["rows"], theirs[name]["sha256"])
+    assert (ours["payments"]["rows"], ours["payments_2019"]["rows"]) == (201, 30)
+    report = restore_and_verify(
+        sealed.backup_id, location=location, keyring=keyring, store=store, scratch_url=pg_url
+    )
+    assert report.ok, report.problems
+
+
+def test_small_sealed_tables_are_read_by_the_driver_with_the_copy_row_count_checked(
+    pg_url, take_backup, monkeypatch
+):
+    from dereg.backup import pgcopy
+
+    make_small_source(pg_url)
+    started = []
+    monkeypatch.setattr(pgcopy.PsqlCopy, "copy_out", lambda self, table, sql, raw: started.append(table))
+    # a cut that loses count of a row: COPY's own count says so and the backup fails
+    finish = groupkeys._GroupRouter.finish
+
+    def miscounted(router) -> None:
+        finish(router)
+        if router.table == "payments":
+            router.rows -= 1
+
+    monkeypatch.setattr(groupkeys._GroupRouter, "finish", miscounted)
+    with pytest.raises(BackupError, match="payments"):
+        take_backup(pg_url, subjects=_spec())
+    assert started == []  # no psql process for a table under PSQL_COPY_BYTES, sealed or not
+
+
+def test_a_store_failure_during_shred_subject_is_a_clear_error_naming_the_store_and_the_step(
+    pg_url, take_backup, location, keyring, store, s3_client, monkeypatch, tmp_path
+):
+    import dataclasses
+
+    from botocore.config import Config
+    from botocore.exceptions import EndpointConnectionError
+
+    from dereg.backup import catalog
+    from dereg.connections import S3Location
+    from devtools.stack.ports import free_port
+
+    monkeypatch.setenv("DEREG_OUTPUT_DIR", str(tmp_path / "out"))
+    monkeypatch.setattr(certificate_doc, "render_pdf", _no_pdf)
+    make_small_source(pg_url)
+    record = take_backup(pg_url, company_id="school-gs", subjects=_spec())
+
+    def shred(where):
+        return shred_subject(
+            store, where, keyring, company_id="school-gs", subject_ref=str(SHREDDED), signing_keyring=keyring
+        )
+
+    # an endpoint nobody listens on
+    down = dataclasses.replace(
+        location,
+        endpoint_url=f"http://127.0.0.1:{free_port()}",
+        config_overrides=Config(retries={"max_attempts": 1}, connect_timeout=2),
+    )
+    with pytest.raises(BackupError, match=r"unreachable while trying to read the manifest .* of backup bk-"):
+        shred(down)
+    # a bucket that is not there (the catalog's)
+    with store.begin() as conn:
+        conn.execute(
+            catalog.backups.update()
+            .where(catalog.backups.c.backup_id == record.backup_id)
+            .values(bucket="dereg-no-such-bucket")
+        )
+    with pytest.raises(
+        BackupError, match=r"s3://dereg-no-such-bucket/.* refused to read the manifest .*NoSuchBucket"
+    ):
+        shred(location)
+    with store.begin() as conn:
+        conn.execute(
+            catalog.backups.update()
+            .where(catalog.backups.c.backup_id == record.backup_id)
+            .values(bucket=location.bucket)
+        )
+    # the store goes away halfway: the new block cannot be stored; recorded as failed, nothing changed
+    make_client = S3Location.client
+
+    class Failing:
+        def __init__(self, client):
+            self.client = client
+
+        def __getattr__(self, name):
+            return getattr(self.client, name)
+
+        def put_object(self, **kwargs):
+            raise EndpointConnectionError(endpoint_url=location.endpoint_url)
+
+    monkeypatch.setattr(S3Location, "client", lambda self: Failing(make_client(self)))
+    before = load_key_set_body(store, s3_client, location, "school-gs", record.backup_id)
+    with pytest.raises(
+        BackupError, match=r"unreachable while trying to store the new subject group block .*\.block"
+    ):
+        shred(location)
+    assert Ledger(store).entries()[-1].event == "failed"
+    assert load_key_set_body(store, s3_client, location, "school-gs", record.backup_id) == before
+
+
+def test_a_sealer_that_cannot_read_the_subjects_fails_the_backup_while_plain_tables_were_read(
+    pg_url, take_backup, monkeypatch
+):
+    # the subjects and link maps are read as the first job while the other connection reads a plain
+    # table: their failure fails the backup (no sealed table waits for ever), attributed to them
+    make_small_source(pg_url)
+
+    def broken(self, cur, table_keys, columns_of):
+        raise RuntimeError("subjects unreadable")
+
+    monkeypatch.setattr(groupkeys.GroupSealer, "prepare", broken)
+    with pytest.raises(BackupError, match=r"\(subject keys\) \(RuntimeError"):
+        take_backup(pg_url, subjects=_spec())
 
 
 def _read_table_from_the_spec(s3, bucket: str, manifest: dict, data_key: bytes, name: str) -> bytes:
