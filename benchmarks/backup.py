@@ -152,6 +152,11 @@ def pg_equal(env: dict, source: str, copy: str) -> tuple[bool, bool, int]:
     return schema_ok, counts_ok, len(tables)
 
 
+#: database -> step name -> peak RSS (KiB) of every round: the memory ratio is also given by the
+#: rounds' medians, as the best round's peak alone moves by a tenth from run to run
+PEAKS: dict[str, dict[str, list[int]]] = {}
+
+
 def pg_compare(env: dict, url: str, *, label: str, rounds: int) -> dict[str, tuple[float, int]]:
     """Ours against `pg_dump | restic` on one PostgreSQL database, schema included on both sides:
     backup, and restore into a fresh database (ours: `dereg restore --into --verify`; restic's:
@@ -170,6 +175,7 @@ def pg_compare(env: dict, url: str, *, label: str, rounds: int) -> dict[str, tup
 
     def keep(name: str, seconds: float, peak: int) -> None:
         every.setdefault(name, []).append(seconds)
+        PEAKS.setdefault(database, {}).setdefault(name, []).append(peak)
         if seconds < best.get(name, (1e9, 0))[0]:
             best[name] = (seconds, peak)
             cpu[name] = LAST_CPU[0]
@@ -284,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
             f"dereg backup benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs, "
             f"load average {os.getloadavg()[0]:.1f}"
         )
-        results = {}
+        results, urls = {}, {}
         for students in sorted({max(args.students // 10, 1000), args.students}):
             url = (
                 args.url  # the given database holds 200,000 students; other sizes get their own
@@ -292,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
                 else args.url.rsplit("/", 1)[0] + f"/{sa.make_url(args.url).database}_{students}"
             )
             ensure(url, students)
+            urls[students] = url
             results[students] = pg_compare(env, url, label=f"{students:,} students", rounds=args.rounds)
         small, large = sorted(results)
         if small != large:
@@ -299,6 +306,14 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"\nRATIO peak RSS of our backup, {large:,} / {small:,} students = {growth:.2f}x "
                 f"for {large / small:.0f}x the rows (flat: goal <= 1.25x)"
+            )
+            peaks = [
+                statistics.median(PEAKS[sa.make_url(u).database]["ours backup"])
+                for u in (urls[large], urls[small])
+            ]
+            print(
+                f"RATIO peak RSS of our backup, median of every round's peak: {peaks[0] / peaks[1]:.2f}x "
+                f"({peaks[0] / 1024:.0f} MiB vs {peaks[1] / 1024:.0f} MiB)"
             )
         if not args.no_pagila and PAGILA.is_dir():
             base = sa.make_url(args.url)
