@@ -198,6 +198,23 @@ class S3Location:
     def describe(self) -> str:
         return f"s3://{self.bucket}/{self.prefix} at {self.endpoint_url or 'AWS'}"
 
+    def error(self, exc: Exception, doing: str) -> BackupError:
+        """What a failed call to this store means for an operator: refused (with the store's error
+        code) or unreachable, what was being done and what to check; never the request itself."""
+        from botocore.exceptions import ClientError
+
+        if isinstance(exc, ClientError):
+            code = exc.response.get("Error", {}).get("Code", "?")
+            return BackupError(
+                f"S3 store {self.describe()} refused to {doing} ({code}). Check the bucket, the "
+                "credentials of the backup connection and their permissions."
+            )
+        return BackupError(
+            f"S3 store {self.describe()} is unreachable while trying to {doing} "
+            f"({type(exc).__name__}). Check that the endpoint is up and the backup connection's "
+            "endpoint_url is right."
+        )
+
     @classmethod
     def from_url(
         cls,

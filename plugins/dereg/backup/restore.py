@@ -576,7 +576,6 @@ def restore_and_verify(
     chunks = _Chunks(pool, client, location, backup_id, data_key, version)
     if (manifest.get("subject_keys") or {}).get("enabled"):
         from dereg.backup import groupkeys
-        from dereg.backup.writer import s3_error
 
         opener = groupkeys.GroupUnsealer if version >= GROUP_KEYS_VERSION else subjectkeys.Unsealer
         try:
@@ -590,7 +589,7 @@ def restore_and_verify(
             )
         except (BotoCoreError, ClientError) as exc:
             pool.shutdown(wait=False, cancel_futures=True)
-            raise s3_error(location, exc, f"read the subject keys and blocks of backup {backup_id}") from None
+            raise location.error(exc, f"read the subject keys and blocks of backup {backup_id}") from None
     workdir = None
     scratch = None
     # the largest tables are loaded first (pgcopy's restores); the unsealed ones' first chunks

@@ -55,17 +55,7 @@ class BackupRecord:
 
 
 def s3_error(location: S3Location, exc: Exception, doing: str) -> BackupError:
-    if isinstance(exc, ClientError):
-        code = exc.response.get("Error", {}).get("Code", "?")
-        return BackupError(
-            f"S3 store {location.describe()} refused to {doing} ({code}). Check the bucket, the "
-            "credentials of the backup connection and their permissions."
-        )
-    return BackupError(
-        f"S3 store {location.describe()} is unreachable while trying to {doing} "
-        f"({type(exc).__name__}). Check that the endpoint is up and the backup connection's "
-        "endpoint_url is right."
-    )
+    return location.error(exc, doing)
 
 
 def ensure_bucket(client, location: S3Location, object_lock: bool) -> None:
