@@ -215,13 +215,15 @@ COUNT_CONNECTIONS = 2
 class _Counts:
     """The row counts of `names` ((schema, table) pairs), made on COUNT_CONNECTIONS connections of
     their own in threads while the caller reflects the tables, in the order given; none where the
-    dialect scans one connection at a time (SQLite) or there is a single table (`get` then returns
-    None: the caller counts on its own connection, as before)."""
+    dialect scans one connection at a time (SQLite), the engine's pool holds a single connection,
+    or there is a single table (`get` then returns None: the caller counts on its own connection,
+    as before)."""
 
     def __init__(self, engine: sa.Engine, names: list[tuple[str | None, str]]) -> None:
         self._futures: dict = {}
         self._pool = None
-        if len(names) < 2 or not dialect_for(engine).parallel_scan:
+        one_connection = (sa.pool.StaticPool, sa.pool.SingletonThreadPool, sa.pool.AssertionPool)
+        if len(names) < 2 or not dialect_for(engine).parallel_scan or isinstance(engine.pool, one_connection):
             return
         from concurrent.futures import ThreadPoolExecutor
 
