@@ -129,8 +129,20 @@ def _most_workers(engine: sa.Engine) -> int:
     return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
 
 
-#: pools started before the inventory (`start_early`), by URL, with their number of workers
-_EARLY: dict[str, tuple[ProcessPoolExecutor, int]] = {}
+#: pools started before the inventory (`start_early`), by URL: the thread starting one, and then
+#: the pool with its number of workers (None when the source is not large enough)
+_EARLY: dict[str, tuple[object, list]] = {}
+
+
+def _early(engine: sa.Engine, *, take: bool) -> tuple[ProcessPoolExecutor, int] | None:
+    """The pool `start_early` started for `engine` once its thread is done (`take`: no longer
+    `start_early`'s to let go), or None."""
+    entry = _EARLY.pop(_url(engine), None) if take else _EARLY.get(_url(engine))
+    if entry is None:
+        return None
+    thread, started = entry
+    thread.join()
+    return started[0] if started else None
 
 
 def _url(engine: sa.Engine) -> str:
@@ -157,7 +169,23 @@ def start_early(engine: sa.Engine, tasks_module: str) -> None:
     """Start the worker processes of a full scan now, when the server's statistics say the source
     is large (`Dialect.estimated_rows`): they start and import `tasks_module` (where the tasks
     `map_tables` will hand them live) while this process inventories the source, and the next
-    `map_tables` over it uses them (`stop_early` lets them go unused)."""
+    `map_tables` over it uses them (`stop_early` lets them go unused). The statistics are read and
+    the processes started in a thread: the caller goes on with its inventory at once (starting a
+    process waits for the server they are forked from to have made its imports)."""
+    import threading
+
+    if _url(engine) in _EARLY:
+        return
+    started: list = []
+    thread = threading.Thread(
+        target=_start_early, args=(engine, tasks_module, started), name="dereg-early-workers", daemon=True
+    )
+    _EARLY[_url(engine)] = (thread, started)
+    thread.start()
+
+
+def _start_early(engine: sa.Engine, tasks_module: str, started: list) -> None:
+    """`start_early`'s thread: appends (pool, workers) to `started` when it started a pool."""
     import sqlalchemy as sa
 
     from dereg.dialects import dialect_for
@@ -166,7 +194,7 @@ def start_early(engine: sa.Engine, tasks_module: str) -> None:
         estimate = dialect_for(engine).estimated_rows(engine)
     except sa.exc.SQLAlchemyError:
         return
-    if estimate is None or estimate < PARALLEL_MIN_ROWS or _url(engine) in _EARLY:
+    if estimate is None or estimate < PARALLEL_MIN_ROWS:
         return
     workers = _most_workers(engine)
     if workers <= 1:
@@ -174,12 +202,12 @@ def start_early(engine: sa.Engine, tasks_module: str) -> None:
     pool = _pool(engine, workers)
     for _ in range(workers):  # one task each: every process starts now
         pool.submit(_warm_up, tasks_module)
-    _EARLY[_url(engine)] = (pool, workers)
+    started.append((pool, workers))
 
 
 def stop_early(engine: sa.Engine) -> None:
     """Let the processes `start_early` started go, if no `map_tables` took them."""
-    early = _EARLY.pop(_url(engine), None)
+    early = _early(engine, take=True)
     if early is not None:
         early[0].shutdown(wait=False, cancel_futures=True)
 
@@ -226,16 +254,14 @@ def map_tables(
     be read gives a TableFailure worded by `reason(exc)`; `weight(table)` orders the work, largest
     first. `task` and `reason` must be module-level functions (they go to a worker)."""
     workers = workers_for(engine, tables) if workers is None else workers
-    early = _EARLY.get(_url(engine))
+    early = _early(engine, take=True)
     if early is not None and (workers <= 1 or early[1] != workers):
-        stop_early(engine)
+        early[0].shutdown(wait=False, cancel_futures=True)
         early = None
     if workers <= 1:
         for info in tables:
             yield _guarded(task, engine, info, args, reason)
         return
-    if early is not None:
-        del _EARLY[_url(engine)]
     pool = early[0] if early is not None else _pool(engine, workers)
     finished = False
     try:

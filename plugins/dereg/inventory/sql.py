@@ -7,6 +7,7 @@ keys and exact row counts. Nothing but names and counts leaves this module.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import sqlalchemy as sa
 
@@ -72,7 +73,14 @@ def _reflected(method, name: str, schema: str | None) -> list[dict]:
         return []
 
 
-def _table_info(conn: sa.Connection, inspector, name: str, schema: str | None) -> TableInfo:
+def _table_info(
+    conn: sa.Connection,
+    inspector,
+    name: str,
+    schema: str | None,
+    count: Callable[[], int | sa.exc.DBAPIError] | None = None,
+) -> TableInfo:
+    """One table's reflection and row count: `count()` when given (`_Counts`), else counted here."""
     real = dialect_for(conn).column_name  # the inspector's names may keep the server's escaping
     pk = inspector.get_pk_constraint(name, schema=schema) or {}
     pk_cols = [real(c) for c in pk.get("constrained_columns") or []]
@@ -107,16 +115,32 @@ def _table_info(conn: sa.Connection, inspector, name: str, schema: str | None) -
         foreign_keys=fks,
         unique_keys=_unique_keys(inspector, name, schema, real, pk_cols),
     )
+    counted = count() if count is not None else _count(conn, name, schema, savepoint=True)
+    if isinstance(counted, sa.exc.DBAPIError):
+        info.problem = f"rows cannot be counted ({type(counted).__name__}: {_first_line(counted)})"
+        log.warning("table %s: %s", info.qualified_name, info.problem)
+    else:
+        info.row_count = counted
+    return info
+
+
+def _count(conn: sa.Connection, name: str, schema: str | None, *, savepoint: bool) -> int | sa.exc.DBAPIError:
+    """The table's exact row count, or the error that refused it (a lost connection is raised)."""
     try:
-        with conn.begin_nested():  # a refused count must not abort the rest of the inventory
+        # on the inventory's own connection, a refused count must not abort the rest of it
+        with conn.begin_nested() if savepoint else conn.begin():
             table = sa.table(name, schema=schema)
-            info.row_count = int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+            return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
     except sa.exc.DBAPIError as exc:
         if exc.connection_invalidated:
             raise
-        info.problem = f"rows cannot be counted ({type(exc).__name__}: {_first_line(exc)})"
-        log.warning("table %s: %s", info.qualified_name, info.problem)
-    return info
+        return exc
+
+
+def _count_apart(engine: sa.Engine, name: str, schema: str | None) -> int | sa.exc.DBAPIError:
+    """`_count` on a connection of its own (a thread of `_Counts`)."""
+    with engine.connect() as conn:
+        return _count(conn, name, schema, savepoint=False)
 
 
 def _mark_partitions(conn: sa.Connection, default: str | None, tables: list[TableInfo]) -> None:
@@ -138,6 +162,86 @@ def _first_line(exc: Exception) -> str:
     return lines[0][:300] if lines else ""
 
 
+class _Bulk:
+    """The inspector's per-table reflection (`get_columns`, `get_pk_constraint`, ...) answered from
+    one query per schema and kind (`get_multi_columns`, ...) where the dialect has its own bulk
+    reflection (PostgreSQL: its per-table methods filter the same queries to one name), else the
+    inspector's own: a few queries for the whole source instead of a few per table."""
+
+    _KINDS = ("columns", "pk_constraint", "foreign_keys", "unique_constraints", "indexes")
+
+    def __init__(self, inspector) -> None:
+        self._inspector = inspector
+        self._found: dict[tuple[str, str | None], dict] = {}
+        dialect = type(inspector.dialect)
+        self._bulk = dialect.get_multi_columns is not sa.engine.default.DefaultDialect.get_multi_columns
+
+    def __getattr__(self, attr: str):
+        return getattr(self._inspector, attr)
+
+    def _one(self, kind: str, name: str, schema: str | None):
+        if self._bulk:
+            key = (kind, schema)
+            if key not in self._found:
+                try:
+                    self._found[key] = getattr(self._inspector, f"get_multi_{kind}")(schema=schema)
+                except NotImplementedError:
+                    self._found[key] = {}
+            if (schema, name) in self._found[key]:
+                return self._found[key][(schema, name)]
+        return getattr(self._inspector, f"get_{kind}")(name, schema=schema)
+
+    def get_columns(self, name: str, schema: str | None = None):
+        return self._one("columns", name, schema)
+
+    def get_pk_constraint(self, name: str, schema: str | None = None):
+        return self._one("pk_constraint", name, schema)
+
+    def get_foreign_keys(self, name: str, schema: str | None = None):
+        return self._one("foreign_keys", name, schema)
+
+    def get_unique_constraints(self, name: str, schema: str | None = None):
+        return self._one("unique_constraints", name, schema)
+
+    def get_indexes(self, name: str, schema: str | None = None):
+        return self._one("indexes", name, schema)
+
+
+#: connections counting rows side by side while the inventory reflects the tables (the server
+#: reads every table for its count: on a large source most of the inventory's time)
+COUNT_CONNECTIONS = 2
+
+
+class _Counts:
+    """The row counts of `names` ((schema, table) pairs), made on COUNT_CONNECTIONS connections of
+    their own in threads while the caller reflects the tables, in the order given; none where the
+    dialect scans one connection at a time (SQLite), the engine's pool holds a single connection,
+    or there is a single table (`get` then returns None: the caller counts on its own connection,
+    as before)."""
+
+    def __init__(self, engine: sa.Engine, names: list[tuple[str | None, str]]) -> None:
+        self._futures: dict = {}
+        self._pool = None
+        one_connection = (sa.pool.StaticPool, sa.pool.SingletonThreadPool, sa.pool.AssertionPool)
+        if len(names) < 2 or not dialect_for(engine).parallel_scan or isinstance(engine.pool, one_connection):
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(COUNT_CONNECTIONS, thread_name_prefix="dereg-count")
+        self._futures = {key: self._pool.submit(_count_apart, engine, key[1], key[0]) for key in names}
+
+    def get(self, schema: str | None, name: str) -> Callable[[], int | sa.exc.DBAPIError] | None:
+        future = self._futures.get((schema, name))
+        return future.result if future is not None else None
+
+    def __enter__(self) -> _Counts:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._pool is not None:  # an inventory that failed does not wait for the counts not started
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 def inventory_source(engine: sa.Engine, source_id: str, schema: str | None = None) -> SourceInventory:
     """Reflect every table of every user schema (or of `schema`) and count its rows. A table that
     cannot be counted (no permission) is kept with its `problem`; an unreachable source is an error."""
@@ -151,9 +255,15 @@ def inventory_source(engine: sa.Engine, source_id: str, schema: str | None = Non
     try:
         with engine.connect() as conn:
             inspector = sa.inspect(conn)
-            for each in _schemas(engine, inspector, schema):
-                for name in sorted(inspector.get_table_names(schema=each)):
-                    tables.append(_table_info(conn, inspector, name, each))
+            names = [
+                (each, name)
+                for each in _schemas(engine, inspector, schema)
+                for name in sorted(inspector.get_table_names(schema=each))
+            ]
+            bulk = _Bulk(inspector)
+            with _Counts(engine, names) as counts:
+                for each, name in names:
+                    tables.append(_table_info(conn, bulk, name, each, counts.get(each, name)))
             _mark_partitions(conn, inspector.default_schema_name, tables)
     except sa.exc.SQLAlchemyError as exc:
         message = _first_line(exc)

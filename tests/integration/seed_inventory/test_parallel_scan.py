@@ -67,6 +67,7 @@ def test_workers_started_before_the_inventory_are_used_or_let_go(pg_url, monkeyp
         monkeypatch.setenv("DEREG_SCAN_WORKERS", "2")
         parallel.start_early(engine, "dereg.classify.engine")
         assert parallel._url(engine) in parallel._EARLY
+        assert parallel._early(engine, take=False)[1] == 2  # started in its thread, not yet taken
         inventory = inventory_source(engine, "s")
         pooled = full_scan_hits(engine, inventory)  # takes the early pool
         assert parallel._url(engine) not in parallel._EARLY

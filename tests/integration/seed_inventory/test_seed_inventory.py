@@ -265,3 +265,28 @@ def test_cli_default_url_is_in_the_state_folder(capsys):
     assert main(["--students", "10"]) == 0
     assert (state_dir() / "demo" / "demo_academy.db").is_file()
     assert "students: 10" in capsys.readouterr().out
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("backend", ["pg_url", "mariadb_url"])
+def test_inventory_counted_apart_and_reflected_in_bulk_is_the_one_made_table_by_table(
+    request, backend, monkeypatch
+):
+    from dereg.inventory import sql
+
+    url = request.getfixturevalue(backend)
+    seed(url, students=30)
+    engine = sa.create_engine(url)
+    try:
+        apart = inventory_source(engine, "s")
+        assert apart.table("students").row_count == 30
+        # counts on the inventory's own connection, reflection by the inspector's per-table methods
+        monkeypatch.setattr(sql._Counts, "get", lambda self, schema, name: None)
+        monkeypatch.setattr(
+            sql._Bulk,
+            "_one",
+            lambda self, kind, name, schema: getattr(self._inspector, f"get_{kind}")(name, schema=schema),
+        )
+        assert inventory_source(engine, "s") == apart
+    finally:
+        engine.dispose()
