@@ -153,15 +153,20 @@ def rewrite_group_backup(store, ctx: dict[str, Any], company_id: str, ordinal: i
     marks = {name: groupkeys.shredded_marks(t) for name, t in manifest["tables"].items() if t.get("sealed")}
     group, old = groupkeys.rewrite_group(key_set, ordinal, get=get, put=put, location=where, marks=marks)
     if old is not None:
-        # another shred of this group that saved its key set meanwhile would be undone by saving ours
+        # other shreds may have saved the key set while the block was written again: of this group
+        # (saving ours would undo theirs: refused), or of other groups (theirs are kept: only this
+        # group's entry is replaced, in the key set as it is now)
         with _s3(where, f"read the escrowed key set of backup {backup_id} again"):
             now = subjectkeys.load_key_set_body(store, client, where, company_id, backup_id)
-        current = groupkeys.GroupKeySet.from_json(now, data_key).groups[group.group] if now else None
+        fresh = groupkeys.GroupKeySet.from_json(now, data_key) if now else None
+        current = fresh.groups[group.group] if fresh else None
         if current is None or (current.generation, current.key) != (old.generation, old.key):
             raise BackupError(
                 f"backup {backup_id}: subject group {group.group} was changed by another shred while this one "
                 "ran; the subject is NOT recorded as shredded: run again (one shred at a time per company)"
             )
+        fresh.groups[group.group] = group
+        key_set = fresh
 
     def still_holds(copy: dict[str, Any]) -> bool:
         now = groupkeys.GroupKeySet.from_json(copy, data_key).groups[group.group]

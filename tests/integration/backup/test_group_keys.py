@@ -218,6 +218,48 @@ def test_a_shred_that_another_shred_of_its_group_overtook_is_refused_and_loses_n
     assert report.tables["students"]["shredded_rows"] == 1
 
 
+def test_a_shred_of_another_group_saved_meanwhile_is_kept(
+    pg_url, take_backup, location, keyring, store, s3_client, monkeypatch, tmp_path
+):
+    # two shreds of one backup at the same time, in different groups: the one that saves its key
+    # set second must not put back the other group's old key (whose block, kept by the lock, still
+    # holds the other subject's values)
+    monkeypatch.setenv("DEREG_OUTPUT_DIR", str(tmp_path / "out"))
+    monkeypatch.setattr(certificate_doc, "render_pdf", _no_pdf)
+    monkeypatch.setattr(groupkeys, "GROUP_SIZE", 1)  # every student a group of its own
+    make_small_source(pg_url)
+    record = take_backup(
+        pg_url, company_id="school-g2", subjects=_spec(), object_lock=True, retention_days=30
+    )
+    rewrite = groupkeys.rewrite_group
+    other = []
+
+    def another_group_shredded_meanwhile(key_set, ordinal, **kw):
+        result = rewrite(key_set, ordinal, **kw)
+        if not other:  # meanwhile another run shreds the other student, in another group, and saves first
+            other.append(None)
+            other[0] = shred_subject(
+                store, location, keyring, company_id="school-g2", subject_ref="11", signing_keyring=keyring
+            )
+        return result
+
+    monkeypatch.setattr(groupkeys, "rewrite_group", another_group_shredded_meanwhile)
+    entries = len(Ledger(store).entries())
+    shred_subject(
+        store, location, keyring, company_id="school-g2", subject_ref=str(SHREDDED), signing_keyring=keyring
+    )
+    assert [e.event for e in Ledger(store).entries()[entries:]] == ["succeeded", "succeeded"]
+    data_key = _data_key(store, keyring, record.backup_id)
+    groups = groupkeys.GroupKeySet.from_json(
+        load_key_set_body(store, s3_client, location, "school-g2", record.backup_id), data_key
+    ).groups
+    assert [(g.generation, len(g.shredded)) for g in groups] == [(1, 1), (1, 1)]
+    assert groups[1].block == other[0]["backups"][0]["group_block"]
+    report = restore_and_verify(record.backup_id, location=location, keyring=keyring, store=store)
+    assert report.ok, report.problems
+    assert report.tables["students"]["shredded_rows"] == 2
+
+
 def test_a_backup_that_fails_after_its_sealed_tables_leaves_no_group_writer_running(
     pg_url, take_backup, store, monkeypatch
 ):
