@@ -172,9 +172,6 @@ def drill_part(
     `restore_backup` does (`sources.restore_verify_part`: the parts share a scratch schema on a
     PostgreSQL scratch server); the result goes to the ledger under `PART_STAGE`."""
     from dereg.backup import restoreparts
-    from dereg.backup.pgcopy import ScratchUnavailable
-    from dereg.backup.restore import restore_and_verify
-    from dereg.dialects import dialect_for
     from dereg.errors import DeregError
     from dereg.evidence.ledger import Ledger
     from dereg.redact import redact
@@ -186,48 +183,32 @@ def drill_part(
         "part": unit["part"],
         "parts": unit["parts"],
     }
-    schema = None
-    if scratch_url and dialect_for(scratch_url).copy_text:
-        shared_name = restoreparts.scratch_schema_name(backup_id, drill_run_id)
-        try:
-            restoreparts.open_scratch_schema(scratch_url, shared_name, names)
-            schema = shared_name
-        except ScratchUnavailable as exc:
-            log.warning(
-                "no shared scratch schema for backup %s (%s): this part restores on its own", backup_id, exc
-            )
     started = dt.datetime.now(dt.UTC)
     try:
-        report = restore_and_verify(
+        part = restoreparts.restore_part(
             backup_id,
+            names,
+            run_id=drill_run_id,
+            scratch_url=scratch_url,
             location=location,
             keyring=keyring,
             store=store,
-            scratch_url=scratch_url,
             progress=progress,
-            tables=names,
-            scratch_schema=schema,
+            log=log,
         )
-        restored = sorted(report.tables)
+        report = part.report
         result.update(
             ok=report.ok,
             seconds=round(report.seconds, 2),
             tables=len(report.tables),
             rows=sum(int(t.get("restored_rows") or 0) for t in report.tables.values()),
             problems=[redact(p) for p in report.problems],
-            verified=restored,
-            shared_schema=schema is not None
-            and restoreparts.tables_present(scratch_url, schema, restored) == set(restored),
+            verified=part.verified,
+            shared_schema=part.shared,
         )
     except DeregError as exc:
         result.update(ok=False, seconds=round((dt.datetime.now(dt.UTC) - started).total_seconds(), 2))
         result["problems"] = [redact(str(exc))]
-    finally:
-        if schema is not None and not result.get("ok"):
-            try:
-                restoreparts.drop_tables(scratch_url, schema, names)
-            except Exception:  # noqa: BLE001 - drill_report drops the whole schema all the same
-                log.warning("the tables of this part stay in %s until drill_report drops it", schema)
     Ledger(store).append(
         company_id=unit["company_id"],
         run_id=drill_run_id,
@@ -254,47 +235,29 @@ def finish_drill_parts(
     table covered, the foreign keys across the parts in the shared scratch schema, which is dropped
     however it ends. Writes the backup's `recovery_drill` entry and returns its details."""
     from dereg.backup import restoreparts
-    from dereg.dialects import dialect_for
-    from dereg.errors import DeregError
     from dereg.evidence.ledger import Ledger
     from dereg.redact import redact
 
     backup_id, count = backup["backup_id"], int(backup["parts"])
-    pg = bool(scratch_url) and dialect_for(scratch_url).copy_text
-    schema = restoreparts.scratch_schema_name(backup_id, drill_run_id)
     by_part = {int(p["part"]): p for p in parts if p.get("backup_id") == backup_id}
-    problems: list[str] = []
-    result: dict[str, Any] = {"backup_id": backup_id, "company_id": backup["company_id"], "parts": count}
-    try:
-        for i in range(count):
-            part = by_part.get(i)
-            if part is None:
-                problems.append(f"part {i + 1}/{count} did not record a result (see its drill task's log)")
-            elif not part.get("ok"):
-                problems += [f"part {i + 1}/{count}: {p}" for p in part.get("problems") or ["failed"]]
-        if not problems:
-            manifest = restoreparts.read_checked_manifest(
-                backup_id, location=location, keyring=keyring, store=store
-            )
-            expected = set(restoreparts.restorable_tables(manifest))
-            verified = set().union(*(p.get("verified") or [] for p in by_part.values()))
-            if verified != expected:
-                problems.append(f"{len(expected ^ verified)} table(s) verified by no part")
-            elif pg and all(p.get("shared_schema") for p in by_part.values()):
-                present = restoreparts.tables_present(scratch_url, schema, sorted(verified))
-                found, keys, _ = restoreparts.foreign_key_problems(scratch_url, schema, manifest, present)
-                if present != verified:
-                    found.append(f"{len(verified - present)} table(s) are no longer in the scratch schema")
-                problems += found
-                result["foreign_keys_checked"] = keys
-    except DeregError as exc:
-        problems.append(redact(str(exc)))
-    finally:
-        if pg:
-            try:
-                restoreparts.drop_scratch_schema(scratch_url, schema)
-            except Exception as exc:  # noqa: BLE001 - said in the result: rows are left on the server
-                problems.append(f"the scratch schema {schema} could not be dropped ({type(exc).__name__})")
+    problems, figures = restoreparts.finish_parts(
+        backup_id,
+        [by_part.get(i) for i in range(count)],
+        run_id=drill_run_id,
+        scratch_url=scratch_url,
+        location=location,
+        keyring=keyring,
+        store=store,
+        missing="did not record a result (see its drill task's log)",
+        failed=lambda i, n, part: [f"part {i + 1}/{n}: {p}" for p in part.get("problems") or ["failed"]],
+    )
+    problems = [redact(p) for p in problems]
+    result: dict[str, Any] = {
+        "backup_id": backup_id,
+        "company_id": backup["company_id"],
+        "parts": count,
+        **figures,
+    }
     result.update(
         ok=not problems,
         seconds=round(sum(float(p.get("seconds") or 0) for p in by_part.values()), 2),

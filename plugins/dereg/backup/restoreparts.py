@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,14 +31,16 @@ from dereg.backup import catalog
 from dereg.backup.codec import READABLE_VERSIONS
 from dereg.backup.pgcopy import ScratchUnavailable
 from dereg.backup.restore import (
+    RestoreReport,
     _get,
     _wrapped_key,
     authenticate_manifest,
     check_manifest_shape,
     compare_with_catalog,
+    restore_and_verify,
 )
 from dereg.connections import S3Location
-from dereg.dialects import normalize_url
+from dereg.dialects import dialect_for, normalize_url
 from dereg.errors import BackupError
 
 SCHEMA_PREFIX = "dereg_scratch_"
@@ -217,3 +220,145 @@ def _orphans(conn, schema: str, child: str, parent: str, columns: list, ref_colu
         savepoint.commit()
         return found
     return None
+
+
+def shared_scratch(url: str | None) -> bool:
+    """Whether the parts of a backup are restored into one schema on `url` (a PostgreSQL server)."""
+    return bool(url) and dialect_for(url).copy_text
+
+
+@dataclass
+class PartRestore:
+    """One part restored and verified by `restore_part`."""
+
+    report: RestoreReport
+    #: the tables it verified (what the finish checks every table of the manifest against)
+    verified: list[str]
+    #: whether they are all in the backup's shared scratch schema (the finish checks the foreign
+    #: keys across the parts there)
+    shared: bool
+
+
+def restore_part(
+    backup_id: str,
+    tables: list[str],
+    *,
+    run_id: str,
+    scratch_url: str | None,
+    location: S3Location,
+    keyring,
+    store,
+    progress,
+    log,
+) -> PartRestore:
+    """Restore and verify `tables` of `backup_id` (one part of it), each by row count and content
+    hash, into the scratch schema the parts of that backup share in run `run_id` on a PostgreSQL
+    scratch server (else into a scratch SQLite file of its own, or when the server cannot be
+    used). A part that does not verify, or raises, leaves none of its tables in the shared schema;
+    the finish (`finish_parts`) drops the schema however the parts end. Raises as
+    `restore_and_verify` does."""
+    schema = None
+    if shared_scratch(scratch_url):
+        name = scratch_schema_name(backup_id, run_id)
+        try:
+            open_scratch_schema(scratch_url, name, tables)
+            schema = name
+        except ScratchUnavailable as exc:
+            log.warning(
+                "No shared scratch schema for backup %s (%s): this part restores on its own", backup_id, exc
+            )
+    ok = False
+    try:
+        report = restore_and_verify(
+            backup_id,
+            location=location,
+            keyring=keyring,
+            store=store,
+            scratch_url=scratch_url,
+            progress=progress,
+            tables=tables,
+            scratch_schema=schema,
+        )
+        ok = report.ok
+        verified = sorted(report.tables)
+        shared = schema is not None and tables_present(scratch_url, schema, verified) == set(verified)
+    finally:
+        if schema is not None and not ok:
+            try:
+                drop_tables(scratch_url, schema, tables)
+            except sa.exc.SQLAlchemyError as exc:  # the finish drops the whole schema all the same
+                log.warning(
+                    "This part's tables stay in %s until the backup's finishing task drops it (%s)",
+                    schema,
+                    type(exc).__name__,
+                )
+    return PartRestore(report=report, verified=verified, shared=shared)
+
+
+def finish_parts(
+    backup_id: str,
+    outcomes: list[dict | None],
+    *,
+    run_id: str,
+    scratch_url: str | None,
+    location: S3Location,
+    keyring,
+    store,
+    missing: str,
+    failed,
+) -> tuple[list[str], dict[str, Any]]:
+    """Check what spans the parts of `backup_id` restored in run `run_id` (`outcomes`: each part's
+    recorded result, in part order, None where it recorded none): every part verified, every table
+    of the (checked) manifest verified by exactly the parts' listing, the foreign keys between the
+    parts' tables in the shared scratch schema; then drop that schema, however it ends. Returns the
+    problems found (empty: the backup restores) and the figures to record (foreign keys checked).
+    `missing`: the sentence for a part without a result; `failed(i, count, outcome)`: the lines
+    for a part that did not verify. Raises nothing the caller must clean up after."""
+    from dereg.errors import DeregError
+
+    count = len(outcomes)
+    problems: list[str] = []
+    figures: dict[str, Any] = {}
+    schema = scratch_schema_name(backup_id, run_id)
+    try:
+        for i, outcome in enumerate(outcomes):
+            if outcome is None:
+                problems.append(f"part {i + 1}/{count} {missing}")
+            elif outcome.get("ok") is not True:
+                problems += failed(i, count, outcome)
+        if not problems:
+            checked = read_checked_manifest(backup_id, location=location, keyring=keyring, store=store)
+            expected = set(restorable_tables(checked))
+            verified = set().union(*(o.get("verified") or [] for o in outcomes))
+            if verified != expected:
+                unverified = sorted(expected - verified) + sorted(verified - expected)
+                problems.append(
+                    f"{len(unverified)} table(s) verified by no part, or by a part of another listing: "
+                    f"{', '.join(unverified[:5])}"
+                )
+            elif shared_scratch(scratch_url) and all(o.get("shared_schema") for o in outcomes):
+                present = tables_present(scratch_url, schema, sorted(verified))
+                if present != verified:
+                    problems.append(
+                        f"{len(verified - present)} table(s) are no longer in the scratch schema (an earlier "
+                        "finish dropped it): run every part of this backup again, then the finish"
+                    )
+                else:
+                    found, keys, skipped = foreign_key_problems(scratch_url, schema, checked, present)
+                    problems += found
+                    figures.update(foreign_keys_checked=keys, foreign_keys_not_checked=skipped)
+            else:
+                figures["foreign_keys_checked"] = 0  # the parts were restored apart (scratch SQLite)
+    except DeregError as exc:
+        problems.append(str(exc))
+    finally:
+        if shared_scratch(scratch_url):
+            try:
+                drop_scratch_schema(scratch_url, schema)
+            except Exception as exc:  # noqa: BLE001 - said in the problems: rows are left on the server
+                problems.append(
+                    f"the scratch schema {schema} on the scratch server could not be dropped "
+                    f"({type(getattr(exc, 'orig', None) or exc).__name__}): it holds restored rows; "
+                    "retry this task, or drop it by hand"
+                )
+    return problems, figures

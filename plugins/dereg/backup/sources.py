@@ -11,19 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import sqlalchemy as sa
-
 from dereg.backup import catalog, restoreparts
 from dereg.backup.objects import backup_objects
 from dereg.backup.parts import backup_part, finish_backup, part_rows, prepare_backup
-from dereg.backup.pgcopy import ScratchUnavailable
 from dereg.backup.restore import restore_and_verify
 from dereg.backup.subjectkeys import seal_spec_for
 from dereg.backup.writer import BackupRecord, reuse_complete
 from dereg.connections import S3Location
 from dereg.connectors import Connectors
-from dereg.dialects import dialect_for
-from dereg.errors import BackupError, DeregError, RestoreMismatch
+from dereg.errors import BackupError, RestoreMismatch
 from dereg.evidence.run_artifacts import RunArtifacts
 
 
@@ -431,11 +427,6 @@ def _mismatch(manifest, source_id: str, backup_id: str, problems: list[str], wha
     )
 
 
-def _shared_scratch(url: str | None) -> bool:
-    """Whether the parts of a backup are restored into one schema on `url` (a PostgreSQL server)."""
-    return bool(url) and dialect_for(url).copy_text
-
-
 def restore_verify_part(
     manifest,
     artifacts: RunArtifacts,
@@ -456,43 +447,19 @@ def restore_verify_part(
     index, count, names = int(unit["part"]), int(unit["parts"]), list(unit["tables"])
     what = f" (part {index + 1}/{count})"
     conn_of = {source.id: source.conn_id for source in manifest.sources}
-    url = scratch_url(conn_of.get(source_id))
-    schema = None
-    if _shared_scratch(url):
-        shared_name = restoreparts.scratch_schema_name(backup_id, artifacts.run_id)
-        try:
-            restoreparts.open_scratch_schema(url, shared_name, names)
-            schema = shared_name
-        except ScratchUnavailable as exc:
-            log.warning(
-                "No shared scratch schema for backup %s (%s): this part restores on its own", backup_id, exc
-            )
     artifacts.put_restore_part(source_id, index, {"backup_id": backup_id, "part": index, "ok": False})
-    ok = False
-    try:
-        report = restore_and_verify(
-            backup_id,
-            location=location,
-            keyring=keyring,
-            store=artifacts.store,
-            scratch_url=url,
-            progress=progress,
-            tables=names,
-            scratch_schema=schema,
-        )
-        ok = report.ok
-        restored = sorted(report.tables)
-        shared = schema is not None and restoreparts.tables_present(url, schema, restored) == set(restored)
-    finally:
-        if schema is not None and not ok:
-            try:
-                restoreparts.drop_tables(url, schema, names)
-            except sa.exc.SQLAlchemyError as exc:  # restore_verify drops the whole schema all the same
-                log.warning(
-                    "This part's tables stay in %s until restore_verify drops it (%s)",
-                    schema,
-                    type(exc).__name__,
-                )
+    part = restoreparts.restore_part(
+        backup_id,
+        names,
+        run_id=artifacts.run_id,
+        scratch_url=scratch_url(conn_of.get(source_id)),
+        location=location,
+        keyring=keyring,
+        store=artifacts.store,
+        progress=progress,
+        log=log,
+    )
+    report, ok = part.report, part.report.ok
     result = {
         "backup_id": backup_id,
         "part": index,
@@ -501,8 +468,8 @@ def restore_verify_part(
         "rows": sum(t["restored_rows"] for t in report.tables.values()),
         "seconds": round(report.seconds, 2),
         "ok": ok,
-        "verified": restored,
-        "shared_schema": shared,
+        "verified": part.verified,
+        "shared_schema": part.shared,
         **({"warnings": report.warnings} if report.warnings else {}),
     }
     artifacts.put_restore_part(source_id, index, result)
@@ -540,65 +507,32 @@ def finish_restore_parts(
     outcome as it is."""
     backup_id, count = info["backup_id"], int(info["parts"])
     conn_of = {source.id: source.conn_id for source in manifest.sources}
-    url = scratch_url(conn_of.get(source_id))
-    schema = restoreparts.scratch_schema_name(backup_id, artifacts.run_id)
     outcomes = [artifacts.restore_part(source_id, i) for i in range(count)]
-    problems: list[str] = []
-    result: dict[str, Any] = {"backup_id": backup_id, "parts": count}
-    try:
-        if not any(o and o.get("backup_id") == backup_id for o in outcomes):
-            return artifacts.restore(source_id), []  # not restored in parts
-        for i, o in enumerate(outcomes):
-            if o is None or o.get("backup_id") != backup_id:
-                problems.append(
-                    f"part {i + 1}/{count} was not restored (its restore_backup task did not run)"
-                )
-            elif o.get("ok") is not True:
-                problems.append(
-                    f"part {i + 1}/{count} did not restore to what was backed up (see its task's log)"
-                )
-        if not problems:
-            checked = restoreparts.read_checked_manifest(
-                backup_id, location=location, keyring=keyring, store=artifacts.store
-            )
-            expected = set(restoreparts.restorable_tables(checked))
-            verified = set().union(*(o.get("verified") or [] for o in outcomes))
-            if verified != expected:
-                unverified = sorted(expected - verified) + sorted(verified - expected)
-                problems.append(
-                    f"{len(unverified)} table(s) verified by no part, or by a part of another listing: "
-                    f"{', '.join(unverified[:5])}"
-                )
-            elif _shared_scratch(url) and all(o.get("shared_schema") for o in outcomes):
-                present = restoreparts.tables_present(url, schema, sorted(verified))
-                if present != verified:
-                    problems.append(
-                        f"{len(verified - present)} table(s) are no longer in the scratch schema (an earlier "
-                        "restore_verify dropped it): clear every restore_backup task of this backup, then this one"
-                    )
-                else:
-                    found, keys, skipped = restoreparts.foreign_key_problems(url, schema, checked, present)
-                    problems += found
-                    result.update(foreign_keys_checked=keys, foreign_keys_not_checked=skipped)
-            else:
-                result["foreign_keys_checked"] = 0  # the parts were restored apart (scratch SQLite)
-        result.update(
-            tables=sum(int(o.get("tables") or 0) for o in outcomes if o),
-            rows=sum(int(o.get("rows") or 0) for o in outcomes if o),
-            seconds=round(sum(float(o.get("seconds") or 0) for o in outcomes if o), 2),
-        )
-    except DeregError as exc:
-        problems.append(str(exc))
-    finally:
-        if _shared_scratch(url):
-            try:
-                restoreparts.drop_scratch_schema(url, schema)
-            except sa.exc.SQLAlchemyError as exc:
-                problems.append(
-                    f"the scratch schema {schema} on the scratch server could not be dropped "
-                    f"({type(getattr(exc, 'orig', None) or exc).__name__}): it holds restored rows; "
-                    "retry this task, or drop it by hand"
-                )
+    if not any(o and o.get("backup_id") == backup_id for o in outcomes):
+        return artifacts.restore(source_id), []  # not restored in parts
+    outcomes = [o if o and o.get("backup_id") == backup_id else None for o in outcomes]
+    problems, figures = restoreparts.finish_parts(
+        backup_id,
+        outcomes,
+        run_id=artifacts.run_id,
+        scratch_url=scratch_url(conn_of.get(source_id)),
+        location=location,
+        keyring=keyring,
+        store=artifacts.store,
+        missing="was not restored (its restore_backup task did not run)",
+        failed=lambda i, n, _outcome: [
+            f"part {i + 1}/{n} did not restore to what was backed up (see its task's log)"
+        ],
+    )
+    done = [o for o in outcomes if o]
+    result: dict[str, Any] = {
+        "backup_id": backup_id,
+        "parts": count,
+        **figures,
+        "tables": sum(int(o.get("tables") or 0) for o in done),
+        "rows": sum(int(o.get("rows") or 0) for o in done),
+        "seconds": round(sum(float(o.get("seconds") or 0) for o in done), 2),
+    }
     result["ok"] = not problems
     if problems:
         result["problems"] = len(problems)
