@@ -164,6 +164,31 @@ def test_a_tampered_group_block_is_refused(
         restore_and_verify(record.backup_id, location=location, keyring=keyring, store=store)
 
 
+def _another_shred_meanwhile(monkeypatch, store, location, keyring, *, company_id, subject_ref) -> list:
+    """Make the next shred run another shred of `subject_ref` to its end while it rewrites its
+    group (after reading the key set, before saving it). Returns a list that then holds the
+    other shred's result."""
+    rewrite = groupkeys.rewrite_group
+    other: list = []
+
+    def with_another_shred(key_set, ordinal, **kw):
+        result = rewrite(key_set, ordinal, **kw)
+        if not other:
+            other.append(None)
+            other[0] = shred_subject(
+                store,
+                location,
+                keyring,
+                company_id=company_id,
+                subject_ref=subject_ref,
+                signing_keyring=keyring,
+            )
+        return result
+
+    monkeypatch.setattr(groupkeys, "rewrite_group", with_another_shred)
+    return other
+
+
 def test_a_shred_that_another_shred_of_its_group_overtook_is_refused_and_loses_nothing(
     pg_url, take_backup, location, keyring, store, s3_client, monkeypatch, tmp_path
 ):
@@ -175,24 +200,10 @@ def test_a_shred_that_another_shred_of_its_group_overtook_is_refused_and_loses_n
     record = take_backup(
         pg_url, company_id="school-gr", subjects=_spec(), object_lock=True, retention_days=30
     )
-    rewrite = groupkeys.rewrite_group
-    overtaken = []
-
-    def overtaken_by_another_run(key_set, ordinal, **kw):
-        result = rewrite(key_set, ordinal, **kw)
-        if not overtaken:  # meanwhile another run shreds the same subject and saves first
-            overtaken.append(None)
-            overtaken[0] = shred_subject(
-                store,
-                location,
-                keyring,
-                company_id="school-gr",
-                subject_ref=str(SHREDDED),
-                signing_keyring=keyring,
-            )
-        return result
-
-    monkeypatch.setattr(groupkeys, "rewrite_group", overtaken_by_another_run)
+    # meanwhile another run shreds the same subject and saves first
+    overtaken = _another_shred_meanwhile(
+        monkeypatch, store, location, keyring, company_id="school-gr", subject_ref=str(SHREDDED)
+    )
     entries = len(Ledger(store).entries())
     with pytest.raises(BackupError, match="changed by another shred"):
         shred_subject(
@@ -231,19 +242,10 @@ def test_a_shred_of_another_group_saved_meanwhile_is_kept(
     record = take_backup(
         pg_url, company_id="school-g2", subjects=_spec(), object_lock=True, retention_days=30
     )
-    rewrite = groupkeys.rewrite_group
-    other = []
-
-    def another_group_shredded_meanwhile(key_set, ordinal, **kw):
-        result = rewrite(key_set, ordinal, **kw)
-        if not other:  # meanwhile another run shreds the other student, in another group, and saves first
-            other.append(None)
-            other[0] = shred_subject(
-                store, location, keyring, company_id="school-g2", subject_ref="11", signing_keyring=keyring
-            )
-        return result
-
-    monkeypatch.setattr(groupkeys, "rewrite_group", another_group_shredded_meanwhile)
+    # meanwhile another run shreds the other student, in another group, and saves first
+    other = _another_shred_meanwhile(
+        monkeypatch, store, location, keyring, company_id="school-g2", subject_ref="11"
+    )
     entries = len(Ledger(store).entries())
     shred_subject(
         store, location, keyring, company_id="school-g2", subject_ref=str(SHREDDED), signing_keyring=keyring
