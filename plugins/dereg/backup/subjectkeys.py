@@ -554,6 +554,9 @@ class Sealer:
             "subjects": len(self.refs),
             "depth": self.key_set.depth if self.key_set else 0,
             "row_cipher": ROW_CIPHER,
+            # the number in each sealed row's nonce: the table's place in the order the tables were
+            # read, which need not be `table_order` (see `Unsealer.number_for`)
+            "table_numbers": {k: self.table_number[k] for k in self.sealed if k in self.table_number},
             "shredded_value": "NULL; a NOT NULL column gets `markers` (text: '#shredded' cut to the column's length)",
             "subjects_stream": {
                 "rows": subjects_stream.newlines,
@@ -721,7 +724,14 @@ class Unsealer:
     def __init__(self, manifest: dict[str, Any], key_set: KeySet, refs: list[bytes]):
         self.manifest, self.key_set, self.refs = manifest, key_set, refs
         self.leaves, self.present = expand(key_set.nodes, key_set.depth, key_set.subjects)
-        self.table_number = {k: n for n, k in enumerate(manifest["table_order"])}
+        recorded = (manifest.get("subject_keys") or {}).get("table_numbers")
+        #: whether the nonces' table numbers are recorded (else `number_for` checks the guess)
+        self.recorded = isinstance(recorded, dict)
+        self.table_number = (
+            {str(k): int(v) for k, v in recorded.items()}
+            if self.recorded
+            else {k: n for n, k in enumerate(manifest["table_order"])}
+        )
         self.shredded_rows: dict[str, int] = {}
         self.ciphers: list[AESGCM | None] = [None] * key_set.subjects
 
@@ -742,6 +752,60 @@ class Unsealer:
                 f"backup {backup_id}: the key set covers {key_set.subjects} subjects, the subjects stream lists {len(refs)}"
             )
         return cls(manifest, key_set, refs)
+
+    def _cipher(self, n: int) -> AESGCM:
+        cipher = self.ciphers[n]
+        if cipher is None:
+            cipher = self.ciphers[n] = AESGCM(bytes(self.leaves[32 * n : 32 * n + 32]))
+        return cipher
+
+    def _open(self, n: int, number: int, line_no: int, blob: bytes, prefix: bytes, tagged: bool) -> bytes:
+        """Row `line_no`'s sealed fields (COPY text), sealed under subject `n`'s key with table
+        number `number` in the nonce. Raises InvalidTag, ValueError or binascii.Error."""
+        if tagged:  # version 5: AES-GCM per row, its tag bound to backup, table, ref
+            return self._cipher(n).decrypt(
+                row_nonce(number, line_no), base64.b64decode(blob), prefix + self.refs[n]
+            )
+        return ctr_crypt(self._cipher(n), row_nonce(number, line_no), binascii.a2b_base64(blob))
+
+    def number_for(self, name: str, lines: list[bytes], width: int, prefix: bytes, tagged: bool) -> int:
+        """The table number the sealed rows of `name` were sealed under, for a backup whose manifest
+        does not record it. Backups of versions 5 and 6 written before it was recorded numbered
+        the tables in the order they were read, which is `table_order` unless that order was
+        changed afterwards (it follows the foreign keys): the first sealed rows of `lines` (the
+        table's first rows) are opened under `table_order`'s number, and if they do not open,
+        under every other; a single number under which all open is taken. Version 5 rows carry a
+        tag, so a wrong number cannot open them; version 6 rows must give the column count in
+        valid UTF-8 (COPY's client encoding) for each of up to 16 rows."""
+        guess = self.table_number[name]
+        if self.recorded:
+            return guess
+        samples = []
+        for line_no, line in enumerate(lines):
+            seal = line.rpartition(b"\t")[2]
+            if seal != NULL:
+                ordinal, _, blob = seal.partition(b":")
+                n = int(ordinal)
+                if n < len(self.present) and self.present[n]:
+                    samples.append((n, line_no, blob))
+                    if len(samples) == 16:
+                        break
+
+        def opens(number: int) -> bool:
+            for n, line_no, blob in samples:
+                try:
+                    secret = self._open(n, number, line_no, blob, prefix, tagged)
+                    secret.decode("utf-8")
+                except (InvalidTag, ValueError, binascii.Error):
+                    return False
+                if len(secret.split(b"\t")) != width:
+                    return False
+            return True
+
+        if not samples or opens(guess):
+            return guess
+        fits = [n for n in range(len(self.manifest["table_order"])) if n != guess and opens(n)]
+        return fits[0] if len(fits) == 1 else guess
 
     def wrap(
         self, name: str, spec: dict[str, Any], pieces: Iterator[bytes], problems: list[str]
@@ -770,6 +834,8 @@ class Unsealer:
 
         for _index, lines in whole_lines(hashed(pieces)):
             out = []
+            if line_no == 0 and lines:
+                number = self.number_for(name, lines, len(positions), prefix, tagged)
             for line in lines:
                 body, _, seal = line.rpartition(b"\t")
                 if seal != NULL:

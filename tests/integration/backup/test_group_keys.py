@@ -288,8 +288,9 @@ def test_a_backup_that_fails_after_its_sealed_tables_leaves_no_group_writer_runn
     assert states == ["failed"]
 
 
+@pytest.mark.parametrize("scheme", ["groups", "ggm"])  # version 7, and version 6 (still written)
 def test_an_inheritance_parent_is_sealed_with_its_own_rows_only_as_a_plain_backup_stores_it(
-    pg_url, take_backup, location, keyring, store, s3_client
+    pg_url, take_backup, location, keyring, store, s3_client, scheme
 ):
     import sqlalchemy as sa
 
@@ -306,7 +307,7 @@ def test_an_inheritance_parent_is_sealed_with_its_own_rows_only_as_a_plain_backu
         )
     engine.dispose()
     plain = take_backup(pg_url, run_id="plain")
-    sealed = take_backup(pg_url, run_id="sealed", subjects=_spec())
+    sealed = take_backup(pg_url, run_id="sealed", subjects=_spec(), subject_scheme=scheme)
     tables = {}
     for record in (plain, sealed):
         manifest = json.loads(

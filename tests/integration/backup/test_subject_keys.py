@@ -180,6 +180,40 @@ def test_one_subject_shredded_inside_a_locked_backup(
     assert_only_the_subject_unreadable(pg_url, restored_db, manifest)
 
 
+def test_a_version_6_backup_that_did_not_record_its_table_numbers_still_restores(
+    pg_url, take_backup, location, keyring, store, s3_client, monkeypatch
+):
+    # before 2026-12-04 a sealed row's nonce held its table's place in the order the tables were
+    # read, not recorded: without the foreign key, table_order (which follows the keys) differs
+    from dereg.backup import subjectkeys
+
+    make_small_source(pg_url)
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE payments DROP CONSTRAINT payments_student_id_fkey")
+    engine.dispose()
+    entry, numbers = subjectkeys.Sealer.manifest_entry, {}
+
+    def as_written_before(sealer, stream):
+        written = entry(sealer, stream)
+        numbers.update(written.pop("table_numbers"))
+        return written
+
+    monkeypatch.setattr(subjectkeys.Sealer, "manifest_entry", as_written_before)
+    record = take_backup(pg_url, subjects=_spec(), subject_scheme="ggm")
+    manifest = json.loads(
+        s3_client.get_object(Bucket=location.bucket, Key=record.manifest_key)["Body"].read()
+    )
+    assert manifest["version"] == 6 and "table_numbers" not in manifest["subject_keys"]
+    moved = [n for n, k in numbers.items() if manifest["table_order"].index(n) != k]
+    assert moved  # a sealed table read at another place than its place in table_order
+    report = restore_and_verify(
+        record.backup_id, location=location, keyring=keyring, store=store, scratch_url=pg_url
+    )
+    assert report.ok, report.problems
+    assert all(report.tables[n]["restored_rows"] == manifest["tables"][n]["rows"] for n in numbers)
+
+
 def test_backups_before_subject_keys_are_refused_clearly(pg_url, take_backup, location, keyring, store):
     make_small_source(pg_url)
     take_backup(pg_url, company_id="school-old")  # no plan given: no per-subject keys
@@ -263,7 +297,7 @@ def _read_sealed_table_from_the_spec(s3, bucket: str, manifest: dict, data_key: 
     assert hashlib.sha256(stored).hexdigest() == spec["sealed_sha256"]
     names = [c["name"] for c in spec["columns"]]
     positions = [names.index(c) for c in spec["sealed"]["columns"]]
-    number = manifest["table_order"].index(name)
+    number = manifest["subject_keys"]["table_numbers"][name]
     lines = []
     for line_no, line in enumerate(stored.split(b"\n")[:-1]):
         *fields, seal = line.split(b"\t")
