@@ -10,6 +10,10 @@ without the subject's sealed values under a new group key, then the old key is r
 both copies again must show the leaf gone before the erasure is recorded: a ledger entry (stage
 `shred_subject`) and a signed certificate for that one erasure.
 
+Two shreds of one backup at the same time take turns where they read the key set (again), save
+it and read it back (`_key_set_turn`: one transaction of the compliance store, under a lock named
+after the backup), so the second to save always starts from the first's key set.
+
 Bad input fails before anything changes: a ref that matches no subject, a company whose backups
 predate per-subject keys (the refusal says what is possible instead). A run interrupted halfway is
 finished by running it again: puncturing is idempotent, and the escrow is rewritten from the store.
@@ -56,6 +60,20 @@ def _s3(where, doing: str) -> Iterator[None]:
         yield
     except (BotoCoreError, ClientError) as exc:
         raise s3_error(where, exc, doing) from None
+
+
+@contextlib.contextmanager
+def _key_set_turn(store, backup_id: str) -> Iterator[Any]:
+    """A transaction of the compliance store in which a shred reads a backup's key set (again),
+    saves it and reads it back: two shreds of one backup take turns there, so that neither saves a
+    key set read before the other saved its own (which would put back the key the other destroyed).
+    PostgreSQL: an advisory lock to the transaction's end; SQLite: the write lock its store
+    transactions take at BEGIN. Yields the connection to read and write the key set on."""
+    from dereg.dialects import dialect_for
+
+    with store.begin() as conn:
+        dialect_for(conn).lock_name(conn, f"dereg-key-set|{backup_id}")
+        yield conn
 
 
 def _backup_context(store, location, keyring, record: dict[str, Any]) -> dict[str, Any]:
@@ -105,22 +123,24 @@ def puncture_backup(store, ctx: dict[str, Any], company_id: str, ordinal: int) -
     from dereg.backup import subjectkeys
 
     where, manifest, data_key = ctx["where"], ctx["manifest"], ctx["data_key"]
-    key_set = subjectkeys.KeySet.from_json(
-        _key_set_body(store, ctx, company_id, "subject key set is"), data_key
-    )
-    punctured = subjectkeys.puncture(key_set.nodes, key_set.depth, ordinal)
-    already = punctured is None
-    if not already:
-        key_set.nodes = punctured
-        key_set.shredded += 1
-    deleted = _replace_key_set(
-        store,
-        ctx,
-        company_id,
-        key_set,
-        lambda copy: _covered(subjectkeys.KeySet.from_json(copy, data_key), ordinal),
-        "a copy of the key set still covers the subject's key",
-    )
+    with _key_set_turn(store, manifest["backup_id"]) as conn:
+        key_set = subjectkeys.KeySet.from_json(
+            _key_set_body(conn, ctx, company_id, "subject key set is"), data_key
+        )
+        punctured = subjectkeys.puncture(key_set.nodes, key_set.depth, ordinal)
+        already = punctured is None
+        if not already:
+            key_set.nodes = punctured
+            key_set.shredded += 1
+        deleted, problems = _replace_key_set(
+            conn,
+            ctx,
+            company_id,
+            key_set,
+            lambda copy: _covered(subjectkeys.KeySet.from_json(copy, data_key), ordinal),
+            "a copy of the key set still covers the subject's key",
+        )
+    _refuse_unless_gone(manifest["backup_id"], problems)
     return _shredded_in(manifest, where, key_was_already_gone=already, escrow_versions_deleted=deleted)
 
 
@@ -152,29 +172,37 @@ def rewrite_group_backup(store, ctx: dict[str, Any], company_id: str, ordinal: i
 
     marks = {name: groupkeys.shredded_marks(t) for name, t in manifest["tables"].items() if t.get("sealed")}
     group, old = groupkeys.rewrite_group(key_set, ordinal, get=get, put=put, location=where, marks=marks)
-    if old is not None:
-        # other shreds may have saved the key set while the block was written again: of this group
-        # (saving ours would undo theirs: refused), or of other groups (theirs are kept: only this
-        # group's entry is replaced, in the key set as it is now)
-        with _s3(where, f"read the escrowed key set of backup {backup_id} again"):
-            now = subjectkeys.load_key_set_body(store, client, where, company_id, backup_id)
-        fresh = groupkeys.GroupKeySet.from_json(now, data_key) if now else None
-        current = fresh.groups[group.group] if fresh else None
-        if current is None or (current.generation, current.key) != (old.generation, old.key):
-            raise BackupError(
-                f"backup {backup_id}: subject group {group.group} was changed by another shred while this one "
-                "ran; the subject is NOT recorded as shredded: run again (one shred at a time per company)"
-            )
-        fresh.groups[group.group] = group
-        key_set = fresh
 
     def still_holds(copy: dict[str, Any]) -> bool:
         now = groupkeys.GroupKeySet.from_json(copy, data_key).groups[group.group]
         return ordinal not in now.shredded or (old is not None and now.key == old.key)
 
-    deleted = _replace_key_set(
-        store, ctx, company_id, key_set, still_holds, "a copy of the key set still holds the group's old key"
-    )
+    with _key_set_turn(store, backup_id) as conn:
+        if old is not None:
+            # other shreds may have saved the key set while the block was written again: of this
+            # group (saving ours would undo theirs: refused), or of other groups (theirs are kept:
+            # only this group's entry is replaced, in the key set as it is now, which no other
+            # shred can change before this one has saved it and read it back)
+            with _s3(where, f"read the escrowed key set of backup {backup_id} again"):
+                now = subjectkeys.load_key_set_body(conn, client, where, company_id, backup_id)
+            fresh = groupkeys.GroupKeySet.from_json(now, data_key) if now else None
+            current = fresh.groups[group.group] if fresh else None
+            if current is None or (current.generation, current.key) != (old.generation, old.key):
+                raise BackupError(
+                    f"backup {backup_id}: subject group {group.group} was changed by another shred while this "
+                    "one ran; the subject is NOT recorded as shredded: run again (one shred at a time per company)"
+                )
+            fresh.groups[group.group] = group
+            key_set = fresh
+        deleted, problems = _replace_key_set(
+            conn,
+            ctx,
+            company_id,
+            key_set,
+            still_holds,
+            "a copy of the key set still holds the group's old key",
+        )
+    _refuse_unless_gone(backup_id, problems)
     return _shredded_in(
         manifest,
         where,
@@ -186,33 +214,40 @@ def rewrite_group_backup(store, ctx: dict[str, Any], company_id: str, ordinal: i
     )
 
 
-def _replace_key_set(store, ctx: dict[str, Any], company_id: str, key_set, still_holds, what: str) -> int:
-    """Save `key_set` (its `to_json` under the data key) to the store and as the only escrow version,
-    then read both copies back; BackupError when a copy `still_holds` what was destroyed. Returns the
-    number of older escrow versions deleted."""
+def _replace_key_set(
+    conn, ctx: dict[str, Any], company_id: str, key_set, still_holds, what: str
+) -> tuple[int, list[str]]:
+    """Save `key_set` (its `to_json` under the data key) to the store (on `conn`, in its
+    `_key_set_turn`) and as the only escrow version, then read both copies back. Returns the
+    number of older escrow versions deleted and the problems: `what` for each copy that
+    `still_holds` what was destroyed (`_refuse_unless_gone` raises them once the turn's saves are
+    committed)."""
     from dereg.backup import subjectkeys
 
     where, client, manifest = ctx["where"], ctx["client"], ctx["manifest"]
     backup_id = manifest["backup_id"]
     escrow = subjectkeys.escrow_key(where, backup_id)
     with _s3(where, f"store the new key set of backup {backup_id} as {escrow}"):
-        keep = subjectkeys.save_key_set(store, where, client, company_id, key_set, ctx["data_key"]) or "null"
+        keep = subjectkeys.save_key_set(conn, where, client, company_id, key_set, ctx["data_key"]) or "null"
     deleted, problems = _keep_only(client, where, backup_id, keep)
     with _s3(where, f"read back the key set of backup {backup_id} ({escrow})"):
         copies = (
-            subjectkeys.load_key_set_body(store, client, where, company_id, backup_id),
+            subjectkeys.load_key_set_body(conn, client, where, company_id, backup_id),
             json.loads(client.get_object(Bucket=where.bucket, Key=escrow)["Body"].read()),
         )
     for copy in copies:
         if still_holds(copy):
             problems.append(what)
+    return deleted, problems
+
+
+def _refuse_unless_gone(backup_id: str, problems: list[str]) -> None:
     if problems:
         raise BackupError(
             f"backup {backup_id}: "
             + "; ".join(problems)
             + ". The subject is NOT recorded as shredded; run again."
         )
-    return deleted
 
 
 def _shredded_in(manifest: dict[str, Any], where, **outcome: Any) -> dict[str, Any]:

@@ -227,6 +227,11 @@ class Dialect:
         By default nothing: SQLite's store transactions begin IMMEDIATE, which already excludes
         any other writer."""
 
+    def lock_name(self, conn: Connection, name: str) -> None:
+        """Serialise the compliance-store transactions that take the lock `name` (inside `conn`'s
+        transaction, until it ends). By default nothing: SQLite's store transactions begin
+        IMMEDIATE, which already excludes any other writer."""
+
     def lock_ledger_head(self, conn: Connection, query: sa.Select) -> sa.Select:
         """Serialise ledger writers inside `conn`'s transaction, also the very first one (no head
         row yet); returns the query that reads the head row."""

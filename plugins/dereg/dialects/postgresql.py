@@ -105,6 +105,9 @@ class PostgreSQL(Dialect):
         # an advisory lock, released when the transaction ends
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
+    def lock_name(self, conn: Connection, name: str) -> None:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))"), {"name": name})
+
     def lock_ledger_head(self, conn: Connection, query: sa.Select) -> sa.Select:
         # serialise writers, including the very first one (when there is no head row to lock yet)
         conn.exec_driver_sql("LOCK TABLE ledger_head IN SHARE ROW EXCLUSIVE MODE")

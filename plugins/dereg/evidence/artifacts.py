@@ -7,13 +7,15 @@ hold names, counts and masked samples only.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from dereg.evidence.store import metadata
 
@@ -35,13 +37,25 @@ def canonical_json(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def put_artifact(store: Engine, company_id: str, run_id: str, name: str, body: Any) -> str:
-    """Store (or replace, on a retry) an artifact; returns its sha256."""
+@contextlib.contextmanager
+def _on(store: Engine | Connection, write: bool) -> Iterator[Connection]:
+    """A connection of `store`: itself when it is one (inside its caller's transaction), else a
+    new one (a transaction of its own when `write`)."""
+    if isinstance(store, Connection):
+        yield store
+    else:
+        with store.begin() if write else store.connect() as conn:
+            yield conn
+
+
+def put_artifact(store: Engine | Connection, company_id: str, run_id: str, name: str, body: Any) -> str:
+    """Store (or replace, on a retry) an artifact; returns its sha256. `store`: the compliance
+    store's engine, or a connection of it whose transaction the write joins."""
     text = canonical_json(body)
     digest = hashlib.sha256(text.encode()).hexdigest()
     now = dt.datetime.now(dt.UTC).isoformat()
     key = (artifacts.c.company_id == company_id) & (artifacts.c.run_id == run_id) & (artifacts.c.name == name)
-    with store.begin() as conn:
+    with _on(store, write=True) as conn:
         conn.execute(artifacts.delete().where(key))
         conn.execute(
             artifacts.insert().values(
@@ -51,9 +65,9 @@ def put_artifact(store: Engine, company_id: str, run_id: str, name: str, body: A
     return digest
 
 
-def get_artifact(store: Engine, company_id: str, run_id: str, name: str) -> Any:
+def get_artifact(store: Engine | Connection, company_id: str, run_id: str, name: str) -> Any:
     key = (artifacts.c.company_id == company_id) & (artifacts.c.run_id == run_id) & (artifacts.c.name == name)
-    with store.connect() as conn:
+    with _on(store, write=False) as conn:
         row = conn.execute(sa.select(artifacts.c.body).where(key)).first()
     if row is None:
         from dereg.errors import GateError

@@ -262,6 +262,88 @@ def test_a_shred_of_another_group_saved_meanwhile_is_kept(
     assert report.tables["students"]["shredded_rows"] == 2
 
 
+@pytest.fixture
+def store_url(request, tmp_path):
+    """The compliance store: a SQLite file (as everywhere), or with the parameter "postgresql" a
+    database of its own on the PostgreSQL server (dropped afterwards)."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield f"sqlite:///{tmp_path / 'compliance.db'}"
+        return
+    import uuid
+
+    import sqlalchemy as sa
+
+    from tests.conftest import PG_ADMIN_URL
+
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"dereg_store_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.mark.parametrize("store_url", ["sqlite", "postgresql"], indirect=True)
+def test_two_shreds_of_one_backup_take_turns_saving_its_key_set(
+    pg_url, store_url, take_backup, location, keyring, store, s3_client, monkeypatch, tmp_path
+):
+    # two shreds of one backup, in different groups, at the same time: the one that saves second
+    # must read the key set after the other saved it, else it puts back the other's old group key
+    from dereg.backup import subjectkeys
+
+    monkeypatch.setenv("DEREG_OUTPUT_DIR", str(tmp_path / "out"))
+    monkeypatch.setattr(certificate_doc, "render_pdf", _no_pdf)
+    monkeypatch.setattr(groupkeys, "GROUP_SIZE", 1)  # every student a group of its own
+    make_small_source(pg_url)
+    record = take_backup(
+        pg_url, company_id="school-gt", subjects=_spec(), object_lock=True, retention_days=30
+    )
+    save, saving, other_done, outcome = subjectkeys.save_key_set, threading.Event(), threading.Event(), []
+
+    def first_save_held(*args, **kwargs):
+        if not saving.is_set():  # the first shred has read the key set again: the other one starts
+            saving.set()
+            other_done.wait(timeout=3)  # ... and, were there no turns, would save meanwhile
+        return save(*args, **kwargs)
+
+    def other_shred() -> None:
+        saving.wait(timeout=60)
+        try:
+            outcome.append(
+                shred_subject(
+                    store,
+                    location,
+                    keyring,
+                    company_id="school-gt",
+                    subject_ref="11",
+                    signing_keyring=keyring,
+                )
+            )
+        except Exception as exc:  # noqa: BLE001 - asserted below
+            outcome.append(exc)
+        finally:
+            other_done.set()
+
+    monkeypatch.setattr(subjectkeys, "save_key_set", first_save_held)
+    other = threading.Thread(target=other_shred)
+    other.start()
+    shred_subject(
+        store, location, keyring, company_id="school-gt", subject_ref=str(SHREDDED), signing_keyring=keyring
+    )
+    other.join(timeout=120)
+    assert len(outcome) == 1 and isinstance(outcome[0], dict), outcome
+    data_key = _data_key(store, keyring, record.backup_id)
+    groups = groupkeys.GroupKeySet.from_json(
+        load_key_set_body(store, s3_client, location, "school-gt", record.backup_id), data_key
+    ).groups
+    assert [(g.generation, len(g.shredded)) for g in groups] == [(1, 1), (1, 1)]
+    report = restore_and_verify(record.backup_id, location=location, keyring=keyring, store=store)
+    assert report.ok, report.problems
+    assert report.tables["students"]["shredded_rows"] == 2
+
+
 def test_a_backup_that_fails_after_its_sealed_tables_leaves_no_group_writer_running(
     pg_url, take_backup, store, monkeypatch
 ):
