@@ -297,3 +297,107 @@ def test_the_cut_flushes_every_group_once_the_rows_held_pass_a_byte_cap(monkeypa
     for g in range(4):
         want = [b"%d\t%d\t" % (line % 8, line) + r for line, r in enumerate(rows) if line % 8 // 2 == g]
         assert gk._decompress(_section(spool, g, "t")) == b"".join(x + b"\n" for x in want)
+
+
+def _cut_by_the_process(jobs: list[tuple[bytes, dict, int | None, str]]):
+    """Run `python -m dereg.backup.groupcut` as the backup does (the maps pickled in an unnamed file
+    passed by descriptor, a job per line), each job's "psql" a `cat` of its COPY text; returns
+    (status, stdout)."""
+    import json
+    import os
+    import pickle
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryFile() as maps:
+        maps.write(b"padding")  # a map is read at its offset, not at the start
+        lines = []
+        for stream, ordinal, link, table in jobs:
+            at = maps.tell()
+            body = pickle.dumps(ordinal)
+            maps.write(body)
+            job = {"table": table, "link": link, "groups": 4, "group_size": 4, "at": at, "length": len(body)}
+            lines.append(json.dumps({**job, "cmd": ["cat"], "script": stream.decode()}).encode() + b"\n")
+        maps.flush()
+        fd = maps.fileno()
+        done = subprocess.run(
+            [sys.executable, "-m", "dereg.backup.groupcut", str(fd)],
+            input=b"".join(lines),
+            capture_output=True,
+            pass_fds=(fd,),
+            env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.dirname(gk.__file__)))},
+        )
+    return done.returncode, done.stdout
+
+
+def _records(reader) -> tuple[bytes, dict, list[bytes], bytes]:
+    """(stored rows, {(group, table): [(entries, frame), ...]}, the last record's fields, its bytes)
+    of one job's output, read as the backup reads it."""
+    stored, frames = b"", {}
+    while head := reader.readline():
+        kind, *fields = head.split()
+        body = reader.read(int(fields[-1]))
+        if kind in (b"E", b"X"):
+            return stored, frames, [kind, *fields], body
+        if kind == b"S":
+            stored += body
+        else:
+            frames.setdefault((int(fields[0]), "notes"), []).append((int(fields[1]), body))
+    raise AssertionError("no end record")
+
+
+def _table(link: int | None, seed: int) -> tuple[bytes, dict, list[bytes]]:
+    """A table of many rows in several groups, rows of no subject among them, in no group order."""
+    subjects = [(n * 7919 + seed) % 23 if n % 5 else None for n in range(5000)]
+    rows = [b"%d\tname %d\t\\N" % (line, line) for line in range(len(subjects))]
+    if link is None:  # the link in front (rows_sql)
+        ordinal = {b"s%d" % n: n for n in range(16)}
+        stream = b"".join(
+            (b"\\N" if n is None or n >= 16 else b"s%d" % n) + b"\t" + r + b"\n"
+            for r, n in zip(rows, subjects, strict=True)
+        )
+    else:  # the row's own first field
+        ordinal = {b"%d" % line: n for line, n in enumerate(subjects) if n is not None and n < 16}
+        stream = b"".join(r + b"\n" for r in rows)
+    return stream, ordinal, rows
+
+
+def test_the_cut_process_gives_what_the_cut_in_this_process_gives_table_after_table():
+    jobs = [(*_table(None, 0)[:2], None, "notes"), (*_table(0, 3)[:2], 0, "notes")]
+    status, out = _cut_by_the_process(jobs)
+    assert status == 0
+    reader = io.BytesIO(out)
+    for stream, ordinal, link, _ in jobs:
+        spool, stored = _Spool(), io.BytesIO()
+        router = gk._GroupRouter(spool, "notes", stored, ordinal, groups=4, group_size=4, link=link)
+        router.write(stream)
+        router.finish()
+        got_stored, got_frames, end, said = _records(reader)
+        assert got_stored == stored.getvalue() and got_stored  # some rows of no subject
+        assert end == [
+            b"E",
+            b"5000",
+            b"%d" % router.subject_rows,
+            router.plain.hexdigest().encode(),
+            b"0",
+            b"0",
+        ]
+        assert sorted(got_frames) == sorted(spool.frames) == [(g, "notes") for g in range(4)]
+        for key, frames in spool.frames.items():
+            assert gk._decompress(b"".join(f for _, f in got_frames[key])) == gk._decompress(
+                b"".join(f for _, f in frames)
+            )
+            assert sum(n for n, _ in got_frames[key]) == sum(n for n, _ in frames)
+    _, _, rows = _table(0, 3)
+    assert end[3] == hashlib.sha256(b"".join(r + b"\n" for r in rows)).hexdigest().encode()
+    assert reader.read() == b""
+
+
+def test_a_cut_process_given_a_copy_that_ends_inside_a_line_fails_naming_the_table_only():
+    status, out = _cut_by_the_process(
+        [("1\t\u674e secret\n2\tpartial secret".encode(), {b"1": 0}, 0, "pupils")]
+    )
+    _, _, end, said = _records(io.BytesIO(out))
+    assert status == 1 and end[0] == b"X"
+    assert b"pupils" in said and b"secret" not in said and b"partial" not in said

@@ -322,6 +322,78 @@ def test_an_inheritance_parent_is_sealed_with_its_own_rows_only_as_a_plain_backu
     assert report.ok, report.problems
 
 
+def test_large_sealed_tables_are_cut_by_a_process_of_their_own_with_the_same_result(
+    pg_url, take_backup, location, keyring, store, s3_client, monkeypatch
+):
+    import sqlalchemy as sa
+
+    from dereg.backup import pgcopy
+
+    monkeypatch.setattr(groupkeys, "GROUP_SIZE", 1)  # two subjects, two groups
+    make_small_source(pg_url)
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as conn:
+        # a link whose text is not its COPY field (numeric): the sealed read adds it in front
+        conn.exec_driver_sql("ALTER TABLE payments DROP CONSTRAINT payments_student_id_fkey")
+        conn.exec_driver_sql("ALTER TABLE payments ALTER COLUMN student_id TYPE numeric")
+    engine.dispose()
+    here = take_backup(pg_url, run_id="in-process", subjects=_spec())
+    monkeypatch.setattr(pgcopy, "PSQL_COPY_BYTES", 0)  # every table read by psql: every sealed one cut apart
+    cut, cutters = [], []
+    by_process, cutter = groupkeys.GroupSealer._cut_by_process, groupkeys.GroupSealer._cutter
+
+    def spied_cut(self, psql, key, *args):
+        cut.append(key)
+        return by_process(self, psql, key, *args)
+
+    def spied_cutter(self, env):
+        cutters.append(cutter(self, env))
+        return cutters[-1]
+
+    monkeypatch.setattr(groupkeys.GroupSealer, "_cut_by_process", spied_cut)
+    monkeypatch.setattr(groupkeys.GroupSealer, "_cutter", spied_cutter)
+    apart = take_backup(pg_url, run_id="by-process", subjects=_spec())
+    manifests = {
+        r.backup_id: json.loads(
+            s3_client.get_object(Bucket=location.bucket, Key=r.manifest_key)["Body"].read()
+        )
+        for r in (here, apart)
+    }
+    ours, theirs = manifests[apart.backup_id], manifests[here.backup_id]
+    sealed = sorted(n for n, t in ours["tables"].items() if t.get("sealed"))
+    assert sorted(cut) == sealed == ["guardians", "payments", "students"]
+    # a process serves table after table (at most one per connection), and none outlives the backup
+    assert len({c.pid for c in cutters}) <= pgcopy.JOBS and all(c.poll() == 0 for c in cutters)
+    for name in sealed:
+        a, b = ours["tables"][name], theirs["tables"][name]
+        assert (a["rows"], a["sha256"], a["sealed_sha256"], a["sealed"]) == (
+            b["rows"],
+            b["sha256"],
+            b["sealed_sha256"],
+            b["sealed"],
+        ), name
+        plain = _read_table_from_the_spec(
+            s3_client, location.bucket, ours, _data_key(store, keyring, apart.backup_id), name
+        )
+        assert hashlib.sha256(plain).hexdigest() == a["sha256"], name
+    report = restore_and_verify(
+        apart.backup_id, location=location, keyring=keyring, store=store, scratch_url=pg_url
+    )
+    assert report.ok, report.problems
+
+
+def test_a_cut_process_that_fails_fails_the_backup_naming_the_table(pg_url, take_backup, monkeypatch):
+    from dereg.backup import pgcopy
+
+    make_small_source(pg_url)
+    monkeypatch.setattr(pgcopy, "PSQL_COPY_BYTES", 0)
+    monkeypatch.setattr(groupkeys.sys, "executable", "/bin/false")  # a cut that dies at once, saying nothing
+    with pytest.raises(
+        BackupError, match=r"cutting table (students|guardians|payments) into subject group blocks failed"
+    ):
+        take_backup(pg_url, subjects=_spec())
+
+
 def test_small_sealed_tables_are_read_by_the_driver_with_the_copy_row_count_checked(
     pg_url, take_backup, monkeypatch
 ):
