@@ -28,9 +28,7 @@ import heapq
 import io
 import json
 import os
-import pickle
 import shutil
-import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -44,8 +42,6 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
 from dereg.backup.codec import CHUNK_BYTES, GROUP_KEYS_VERSION, NONCE_BYTES, whole_lines
-from dereg.backup.groupcut import BLOCK_ZSTD_LEVEL
-from dereg.backup.groupcut import GroupRouter as _GroupRouter
 from dereg.backup.subjectkeys import (
     NULL,
     SealSpec,
@@ -70,6 +66,9 @@ BLOCKS_FOLDER = "groups"
 #: subjects' rows); a smaller group costs compression and an object per group (uploaded at the end of
 #: the backup), a larger one a larger rewrite per shred. See docs/backup-format.md, "Group size".
 GROUP_SIZE = 4096
+#: zstd level of a block's sections, the chunks' level: level 3 cost more time (sections are
+#: compressed on the reading thread) than the 1-2 % of size it saved
+BLOCK_ZSTD_LEVEL = 1
 
 
 # --- keys ----------------------------------------------------------------------------------------
@@ -331,23 +330,115 @@ def link_map(pairs: bytes, ordinal: dict[bytes, int]) -> dict[bytes, int]:
     return found
 
 
-def _stop(process, *, kill: bool = False) -> None:
-    """End a cutting process: its standard input closed (it ends after its job), else (or with
-    `kill`: its job failed) killed; its psql, if any, ends on the broken pipe."""
-    import subprocess
+class _GroupRouter(io.RawIOBase):
+    """`rows_sql`'s COPY in (scan order), cut: each subject's row, as `n, line number, row`, into its
+    group's buffer (compressed as one zstd frame and spooled once it holds `FLUSH` rows, and at the
+    end), each row of no subject to the stored stream `raw`, and every row's plain COPY text hashed,
+    as a plain backup hashes the table. The row's link is its field `link`, or (None) an extra field
+    in front, taken off. Runs under the GIL for every row of every sealed table: a row costs a
+    handful of C calls. Memory: at most `FLUSH` rows per group, and about `HELD_BYTES` in all."""
 
-    if kill:
-        process.kill()
-    for pipe in (process.stdin, process.stdout):
-        try:
-            pipe.close()
-        except OSError:  # a broken pipe: it has ended already
-            pass
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    FLUSH = 2048
+    #: bytes held in all groups' buffers at most (about): past it every group is flushed, so that
+    #: memory does not grow with the number of groups (rows arrive in scan order, every group's
+    #: buffer fills at the same pace) nor with the rows' width
+    HELD_BYTES = 32 * 1024 * 1024
+
+    def __init__(
+        self,
+        sealer: GroupSealer,
+        table: str,
+        raw,
+        ordinal: dict[bytes, int],
+        *,
+        groups: int,
+        group_size: int,
+        link: int | None = None,
+    ):
+        super().__init__()
+        self.sealer, self.table, self.raw, self.ordinal, self.link = sealer, table, raw, ordinal, link
+        self.carry = b""
+        self.group_size = group_size
+        self.buffers: list[list[bytes]] = [[] for _ in range(groups)]
+        self.plain = hashlib.sha256()
+        self.rows = self.subject_rows = 0
+        self.held = 0
+        self.compressor = zstandard.ZstdCompressor(level=BLOCK_ZSTD_LEVEL)
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        block = self.carry + bytes(data)
+        cut = block.rfind(b"\n") + 1
+        self.carry = block[cut:]
+        if not cut:
+            return len(data)
+        lines = block[:cut].split(b"\n")
+        lines.pop()
+        buffers, size, ordinal, link = self.buffers, self.group_size, self.ordinal.get, self.link
+        stored: list[bytes] = []
+        stored_add = stored.append
+        line_no = self.rows
+        if link is None:  # the link in front: taken off, the rest is the plain row
+            plains: list[bytes] = []
+            plain_add = plains.append
+            for line in lines:
+                ref, _, row = line.partition(b"\t")
+                plain_add(row)
+                n = ordinal(ref)
+                if n is None:
+                    stored_add(row)
+                else:
+                    buffers[n // size].append(b"%d\t%d\t%b" % (n, line_no, row))
+                line_no += 1
+            plains.append(b"")
+            self.plain.update(b"\n".join(plains))
+        else:  # the plain backup's own COPY: hashed as it came
+            self.plain.update(block[:cut])
+            at = link + 1
+            for line in lines:
+                n = ordinal(line.split(b"\t", at)[link])
+                if n is None:
+                    stored_add(line)
+                else:
+                    buffers[n // size].append(b"%d\t%d\t%b" % (n, line_no, line))
+                line_no += 1
+        self.held += cut
+        if stored:
+            stored_add(b"")
+            text = b"\n".join(stored)
+            self.raw.write(text)
+            self.held -= len(text)
+            self.subject_rows -= len(stored) - 1
+        self.subject_rows += line_no - self.rows
+        self.rows = line_no
+        if self.held > self.HELD_BYTES:
+            for group in range(len(buffers)):
+                self._flush(group)
+            self.held = 0
+        else:
+            flush = self.FLUSH
+            for group, got in enumerate(buffers):
+                if len(got) >= flush:
+                    self._flush(group)
+        return len(data)
+
+    def _flush(self, group: int) -> None:
+        lines = self.buffers[group]
+        if not lines:
+            return
+        self.buffers[group] = []
+        lines.append(b"")
+        self.sealer.spool_frame(
+            group, self.table, len(lines) - 1, self.compressor.compress(b"\n".join(lines)), more=True
+        )
+
+    def finish(self) -> None:
+        if self.carry:
+            raise BackupError(f"the COPY of {self.table} ended inside a line")
+        for group in range(len(self.buffers)):
+            self._flush(group)
 
 
 class GroupSealer:
@@ -367,12 +458,6 @@ class GroupSealer:
         #: (group, table) -> [(entries, offset, length) in the spool, ...]: its zstd frames in order
         self.frames: dict[tuple[int, str], list[tuple[int, int, int]]] = {}
         self.spool = tempfile.TemporaryFile(prefix="dereg-groups-")
-        #: the link maps, pickled, for the cutting processes (groupcut.py): id(map) -> (offset, length)
-        self.map_file = None
-        self.map_at: dict[int, tuple[int, int]] = {}
-        #: the cutting processes (groupcut.py) this backup started, and those waiting for a table
-        self.cutters: list = []
-        self.idle_cutters: list = []
         self.lock = threading.Lock()
         self.key_set: GroupKeySet | None = None
         #: the backup session (set by whoever makes the sealer): the blocks are uploaded as soon as
@@ -448,22 +533,13 @@ class GroupSealer:
         router = _GroupRouter(
             self, key, raw, self.maps[key], groups=groups, group_size=self.group_size, link=link
         )
-        try:  # a large table (read by psql): cut by a process of our own
-            cutter = self._cutter(psql.env) if psql is not None else None
-        except OSError:  # no process can be started here: cut in this one
-            cutter = None
-        if cutter is not None:
-            digest = self._cut_by_process(psql, key, sql, router, link, cutter)
-        elif psql is not None:
+        if psql is not None:
             psql.copy_out(key, sql, router)
-            router.finish()
-            digest = router.plain.hexdigest()
         else:
             buffered = io.BufferedWriter(router, buffer_size=READ_BLOCK)
             cur.copy_expert(sql, buffered)
             buffered.flush()
-            router.finish()
-            digest = router.plain.hexdigest()
+        router.finish()
         self.sealed[key]["rows"] = router.subject_rows
         self.total_rows[key] = router.rows
         writer = None
@@ -481,126 +557,7 @@ class GroupSealer:
                 )
         if writer is not None:
             writer.start()
-        return router.subject_rows, digest
-
-    def _map_range(self, ordinal: dict[bytes, int]) -> tuple[int, int]:
-        """Where a link map is pickled in the map file (written once per map, on first use)."""
-        with self.lock:
-            if id(ordinal) not in self.map_at:
-                body = pickle.dumps(ordinal, protocol=pickle.HIGHEST_PROTOCOL)
-                at = self.map_file.seek(0, io.SEEK_END)
-                self.map_file.write(body)
-                self.map_file.flush()
-                self.map_at[id(ordinal)] = (at, len(body))
-            return self.map_at[id(ordinal)]
-
-    def _cutter(self, env: dict[str, str]):
-        """An idle cutting process (groupcut.py), or a new one: one per connection cutting at once,
-        each serving table after table."""
-        import subprocess
-
-        import dereg
-
-        with self.lock:
-            if self.idle_cutters:
-                return self.idle_cutters.pop()
-            if self.map_file is None:  # (its descriptor is passed to every cutting process)
-                self.map_file = tempfile.TemporaryFile(prefix="dereg-group-maps-")
-        # the same dereg as this process's, whatever the interpreter's path
-        here = os.path.dirname(os.path.dirname(os.path.abspath(dereg.__file__)))
-        path = os.pathsep.join([here, *filter(None, [env.get("PYTHONPATH")])])
-        fd = self.map_file.fileno()
-        cutter = subprocess.Popen(
-            [sys.executable, "-m", "dereg.backup.groupcut", str(fd)],
-            env={**env, "PYTHONPATH": path},
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            pass_fds=(fd,),
-        )
-        with self.lock:
-            self.cutters.append(cutter)
-        return cutter
-
-    def _cut_by_process(
-        self, psql, key: str, sql: str, router: _GroupRouter, link: int | None, cutter
-    ) -> str:
-        """The table's COPY by psql, cut by a process of our own (groupcut.py: the same router, run by
-        `python -m dereg.backup.groupcut`, which starts the psql and reads its output) instead of under
-        this process's GIL; its records taken in here: the stored rows to the router's stream, the
-        frames to the spool, the counts and the plain hash to the router."""
-        at, length = self._map_range(router.ordinal)
-        cmd, script = psql.command(sql)
-        job = {
-            "table": key,
-            "link": link,
-            "groups": len(router.buffers),
-            "group_size": router.group_size,
-            "at": at,
-            "length": length,
-            "cmd": cmd,
-            "script": script.decode(),
-        }
-        done = False
-        try:
-            try:
-                cutter.stdin.write(json.dumps(job).encode() + b"\n")
-                cutter.stdin.flush()
-            except OSError:  # (a broken pipe) it has ended: said below, as for one that ends mid-table
-                pass
-            out = cutter.stdout
-            while True:
-                head = out.readline()
-                kind, *fields = head.split() or [b""]
-                size = int(fields[-1]) if fields and fields[-1].isdigit() else -1
-                body = out.read(size) if size > 0 else b""
-                if (
-                    size < 0
-                    or len(body) != size
-                    or (kind, len(fields))
-                    not in (
-                        (b"S", 1),
-                        (b"F", 3),
-                        (b"E", 5),
-                        (b"X", 1),
-                    )
-                ):
-                    raise BackupError(
-                        f"cutting table {key} into subject group blocks failed: its process ended or wrote "
-                        "what this backup does not read"
-                    )
-                if kind == b"S":
-                    router.raw.write(body)
-                elif kind == b"F":
-                    self.spool_frame(int(fields[0]), key, int(fields[1]), body, more=True)
-                elif kind == b"X":
-                    raise BackupError(
-                        f"cutting table {key} into subject group blocks failed: {body.decode('utf-8', 'replace')}"
-                    )
-                else:
-                    break
-            rows, subject_rows, digest, status = fields[:4]
-            if int(status) != 0:
-                raise psql.failure(key, int(status), body.decode("utf-8", "replace"))
-            done = True
-        finally:
-            with self.lock:
-                if done:
-                    self.idle_cutters.append(cutter)
-                else:  # a cutter whose job failed is not given another
-                    self.cutters.remove(cutter)
-            if not done:
-                _stop(cutter, kill=True)
-        router.rows, router.subject_rows = int(rows), int(subject_rows)
-        return digest.decode("ascii")
-
-    def _close_cutters(self) -> None:
-        """End the cutting processes (their standard input closed: they end; killed if they do not)."""
-        with self.lock:
-            cutters, self.cutters, self.idle_cutters = self.cutters, [], []
-        for cutter in cutters:
-            _stop(cutter)
-        if self.map_file is not None:
-            self.map_file.close()
+        return router.subject_rows, router.plain.hexdigest()
 
     def abort(self) -> None:
         """The backup failed: stop writing blocks and wait for the writer thread to end (call it
@@ -612,7 +569,6 @@ class GroupSealer:
         if writer is not None:
             writer.join()
         self.spool.close()
-        self._close_cutters()
 
     def _write_blocks_noting_error(self, session) -> None:
         try:
@@ -667,7 +623,6 @@ class GroupSealer:
             self.writer.join()
             if self.writer_error is not None:
                 raise self.writer_error
-        self._close_cutters()
         if self.blocks is None:
             self.write_blocks(session)
         groups = len(self.blocks)

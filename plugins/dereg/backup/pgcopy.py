@@ -250,9 +250,8 @@ class PsqlCopy:
         stdbuf = shutil.which("stdbuf")
         return cls(binary, db_schema.libpq_env(url), snapshot, stdbuf) if binary else None
 
-    def command(self, sql: str) -> tuple[list[str], bytes]:
-        """psql's command line and the script it reads on standard input (run by `copy_out`, or by
-        a cutting process of format 7's sealer, groupcut.py)."""
+    def copy_out(self, table: str, sql: str, raw: io.RawIOBase) -> None:
+        import subprocess
 
         def literal(value: str) -> str:
             return "'" + value.replace("'", "''") + "'"
@@ -267,27 +266,11 @@ class PsqlCopy:
         cmd = [self.binary, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=sqlstate", "-f", "-"]
         if self.stdbuf:
             cmd = [self.stdbuf, f"--output={READ_BLOCK}", *cmd]
-        return cmd, script.encode()
-
-    def failure(self, table: str, status: int, said: str) -> BackupError:
-        """The error of a psql that ended with `status`, having said `said` (SQLSTATE codes only)."""
-        code = re.search(r"\b(?:ERROR|FATAL):\s+([0-9A-Z]{5})\b", said)
-        return BackupError(
-            f"reading table {table} by psql failed (status {status}"
-            + (f", SQLSTATE {code.group(1)}" if code else "")
-            + "). Check that psql can connect with the database's credentials, or set "
-            "DEREG_PG_PSQL_COPY=0 to read every table through the driver."
-        )
-
-    def copy_out(self, table: str, sql: str, raw: io.RawIOBase) -> None:
-        import subprocess
-
-        cmd, script = self.command(sql)
         proc = subprocess.Popen(
             cmd, env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         try:
-            proc.stdin.write(script)
+            proc.stdin.write(script.encode())
             proc.stdin.close()
             while block := proc.stdout.read(READ_BLOCK):
                 raw.write(block)
@@ -300,7 +283,13 @@ class PsqlCopy:
             for pipe in (proc.stdout, proc.stderr):
                 pipe.close()
         if status != 0:
-            raise self.failure(table, status, said)
+            code = re.search(r"\b(?:ERROR|FATAL):\s+([0-9A-Z]{5})\b", said)
+            raise BackupError(
+                f"reading table {table} by psql failed (status {status}"
+                + (f", SQLSTATE {code.group(1)}" if code else "")
+                + "). Check that psql can connect with the database's credentials, or set "
+                "DEREG_PG_PSQL_COPY=0 to read every table through the driver."
+            )
 
 
 def table_digests(
