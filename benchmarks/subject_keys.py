@@ -13,10 +13,11 @@ backup's prefix plus its escrowed key set.
     python -m benchmarks.subject_keys [--url URL] [--students N] [--rounds R] [--ggm]
 
 Prints the ratios sealed / plain; goal: at most 1.3x in time and in size. Plain and sealed backups
-alternate, so each round's sealed backup has a plain one taken just before it under the same load:
-beside the ratio of the medians, the median of those per-round ratios, and the CPU time (user +
-system) of this process and of the processes it waited for (psql, pg_dump, the cutting processes of
-format 7), per backup, and of this process alone.
+alternate (plain first in odd rounds, sealed first in even ones), so each round's sealed backup has
+a plain one taken next to it under the same load: beside the ratio of the medians, the median of
+those per-round ratios (every round counted), and per backup the CPU time (user + system) of this
+process and of the processes it waited for (psql, pg_dump), and of this process alone. On a shared
+machine the CPU time moves far less than the wall time.
 """
 
 from __future__ import annotations
@@ -119,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         sizes: dict[str, int] = {}
         sealed_rows = 0
         for round_ in range(args.rounds):
-            for kind in kinds:
+            # every other round in the other order: a load that rises or falls through a round weighs
+            # on the plain and the sealed backups alike, not always on the second
+            for kind in kinds if round_ % 2 == 0 else kinds[::-1]:
                 before = (
                     resource.getrusage(resource.RUSAGE_SELF),
                     resource.getrusage(resource.RUSAGE_CHILDREN),
