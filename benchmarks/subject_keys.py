@@ -12,13 +12,19 @@ backup's prefix plus its escrowed key set.
 
     python -m benchmarks.subject_keys [--url URL] [--students N] [--rounds R] [--ggm]
 
-Prints the ratios sealed / plain; goal: at most 1.3x in time and in size.
+Prints the ratios sealed / plain; goal: at most 1.3x in time and in size. Plain and sealed backups
+alternate (plain first in odd rounds, sealed first in even ones), so each round's sealed backup has
+a plain one taken next to it under the same load: beside the ratio of the medians, the median of
+those per-round ratios (every round counted), and per backup the CPU time (user + system) of this
+process and of the processes it waited for (psql, pg_dump), and of this process alone. On a shared
+machine the CPU time moves far less than the wall time.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import statistics
 import tempfile
@@ -110,10 +116,17 @@ def main(argv: list[str] | None = None) -> int:
         print("sealed: " + "; ".join(f"{t} ({', '.join(s.columns)})" for t, s in spec.tables.items()))
         kinds = ("plain", "sealed", "ggm") if args.ggm else ("plain", "sealed")
         times: dict[str, list[float]] = {k: [] for k in kinds}
+        cpus: dict[str, list[float]] = {k: [] for k in kinds}
         sizes: dict[str, int] = {}
         sealed_rows = 0
         for round_ in range(args.rounds):
-            for kind in kinds:
+            # every other round in the other order: a load that rises or falls through a round weighs
+            # on the plain and the sealed backups alike, not always on the second
+            for kind in kinds if round_ % 2 == 0 else kinds[::-1]:
+                before = (
+                    resource.getrusage(resource.RUSAGE_SELF),
+                    resource.getrusage(resource.RUSAGE_CHILDREN),
+                )
                 started = time.perf_counter()
                 record = create_backup(
                     engine,
@@ -129,7 +142,14 @@ def main(argv: list[str] | None = None) -> int:
                     subject_scheme="ggm" if kind == "ggm" else "groups",
                 )
                 seconds = time.perf_counter() - started
+                after = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+                spent = [
+                    a.ru_utime + a.ru_stime - b.ru_utime - b.ru_stime
+                    for a, b in zip(after, before, strict=True)
+                ]
+                cpu = sum(spent)
                 times[kind].append(seconds)
+                cpus[kind].append(cpu)
                 sizes[kind] = _stored_bytes(s3, location.bucket, location.key(record.backup_id) + "/")
                 if kind == "sealed":
                     blocks = _stored_bytes(
@@ -141,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
                     )["ContentLength"]
                 label = {"plain": "plain", "sealed": "format 7", "ggm": "format 6"}[kind]
                 print(
-                    f"  round {round_ + 1} {label:8} backup {seconds:6.1f} s  {sizes[kind] / 2**20:8.1f} MiB"
+                    f"  round {round_ + 1} {label:8} backup {seconds:6.2f} s  {sizes[kind] / 2**20:8.1f} MiB  "
+                    f"CPU {cpu:5.2f} s (this process {spent[0]:5.2f} s)  load {Path('/proc/loadavg').read_text().split()[0]}"
                 )
                 if kind == "sealed":
                     manifest = json.loads(
@@ -154,6 +175,16 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"RATIO backup time sealed/plain = {sealed / plain:.2f}x (format 7, subject group blocks; median of "
             f"{args.rounds}; goal <= 1.3)"
+        )
+        pairs = sorted(s / p for s, p in zip(times["sealed"], times["plain"], strict=True))
+        print(
+            f"RATIO backup time sealed/plain, median of the {args.rounds} rounds' own ratios = "
+            f"{statistics.median(pairs):.2f}x (each round: {', '.join(f'{r:.2f}x' for r in pairs)}, sorted)"
+        )
+        print(
+            f"RATIO client CPU (user+system, this process and its children) sealed/plain = "
+            f"{statistics.median(cpus['sealed']) / statistics.median(cpus['plain']):.2f}x "
+            f"(medians {statistics.median(cpus['sealed']):.2f} s vs {statistics.median(cpus['plain']):.2f} s)"
         )
         print(
             f"RATIO stored size sealed/plain = {sizes['sealed'] / sizes['plain']:.2f}x (format 7) "
