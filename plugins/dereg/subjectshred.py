@@ -155,6 +155,13 @@ def rewrite_group_backup(store, ctx: dict[str, Any], company_id: str, ordinal: i
     key_set = groupkeys.GroupKeySet.from_json(
         _key_set_body(store, ctx, company_id, "subject group keys are"), data_key
     )
+    entry = manifest["subject_keys"]
+    if (key_set.group_size, key_set.subjects) != (entry.get("group_size"), entry.get("subjects")):
+        # the subject's group is its number // group_size: a size from elsewhere would pick another group
+        raise BackupError(
+            f"backup {backup_id}: its subject group keys and its manifest disagree on the group size or the "
+            "number of subjects (one of them was altered or belongs to another backup); nothing was shredded"
+        )
     retain_until = dt.datetime.fromisoformat(manifest["retain_until"])
     lock = (
         {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": retain_until}

@@ -297,3 +297,12 @@ def test_the_cut_flushes_every_group_once_the_rows_held_pass_a_byte_cap(monkeypa
     for g in range(4):
         want = [b"%d\t%d\t" % (line % 8, line) + r for line, r in enumerate(rows) if line % 8 // 2 == g]
         assert gk._decompress(_section(spool, g, "t")) == b"".join(x + b"\n" for x in want)
+
+
+def test_a_block_past_the_gcm_limit_is_refused_naming_its_largest_table(monkeypatch):
+    monkeypatch.setattr(gk, "BLOCK_LIMIT", 1000)
+    sections = [("notes", 1, b"n" * 300), ("photos", 1, b"p" * 800)]
+    with pytest.raises(BackupError, match="group 3 holds .* with table photos, more than one AES-256-GCM"):
+        gk.seal_block(os.urandom(32), "bk-7", 3, 0, sections, [])
+    blob = gk.seal_block(os.urandom(32), "bk-7", 3, 0, sections[1:], [])  # 800 bytes: sealed
+    assert len(blob) > 800

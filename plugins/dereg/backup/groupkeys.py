@@ -4,7 +4,8 @@ at the cost of a plain backup, give or take.
 Version 5 and 6 sealed each subject row under that subject's own key (subjectkeys.py): ciphertext
 under independent keys does not compress, and sealing row by row costs a few microseconds of Python
 per row. Version 7 groups the subjects instead: subject number `n` is in group `n // group_size`
-(4,096 by default). A sealed table's rows of a subject go, whole, to their group's *block*: one
+(at most 4,096; fewer when the sealed tables are large per subject, so that a block stays
+about 64 MiB). A sealed table's rows of a subject go, whole, to their group's *block*: one
 object per group holding, table by table, the group's rows (each with its subject number and line
 number), each table's section compressed with zstd and the whole block sealed with AES-256-GCM under
 a random key of that group; the table's chunks hold only its rows of no subject. Each sealed table is
@@ -62,10 +63,17 @@ SCHEME = "group-blocks/zstd/aes-256-gcm"
 KEY_SET_FORMAT = "dereg-group-keys"
 BLOCK_FORMAT = "dereg-group-block"
 BLOCKS_FOLDER = "groups"
-#: subjects per group: a shred rewrites one group's block (about group_size / subjects of the
+#: subjects per group at most: a shred rewrites one group's block (about group_size / subjects of the
 #: subjects' rows); a smaller group costs compression and an object per group (uploaded at the end of
 #: the backup), a larger one a larger rewrite per shred. See docs/backup-format.md, "Group size".
 GROUP_SIZE = 4096
+#: sealed data a group's block should hold at most (bytes, before compression): a backup takes fewer
+#: subjects per group than GROUP_SIZE when its sealed tables are large per subject (`estimate_group_size`),
+#: so that a block (built whole in memory by the backup, a restore and a shred) stays this small
+GROUP_BLOCK_TARGET = 64 * 1024 * 1024
+#: a block's plaintext at most: AES-GCM (`cryptography`'s AESGCM) refuses 2**31 bytes or more; the
+#: margin leaves room for the block's header line
+BLOCK_LIMIT = 2**31 - 1 - (1 << 20)
 #: zstd level of a block's sections, the chunks' level: level 3 cost more time (sections are
 #: compressed on the reading thread) than the 1-2 % of size it saved
 BLOCK_ZSTD_LEVEL = 1
@@ -168,6 +176,42 @@ class GroupKeySet:
         return cls(backup_id, int(body["group_size"]), int(body["subjects"]), groups)
 
 
+def estimate_group_size(cur, qualified: list[str], subjects: int) -> int:
+    """Subjects per group for this backup: as many as keep a group's share of the sealed tables
+    (`qualified`: their SQL names) under GROUP_BLOCK_TARGET, at most GROUP_SIZE, at least 1. The
+    tables' size on disk (`pg_table_size`: heap and TOAST) stands for their rows; pg_stats' avg_width
+    would not do, as it counts a value moved to TOAST as its 18-byte pointer. Read in the backup's
+    snapshot before the rows are cut; a few catalog calls, whatever the tables' size."""
+    if subjects <= 0 or not qualified:
+        return GROUP_SIZE
+    total = 0
+    for name in qualified:
+        cur.execute("SELECT pg_table_size(%s::regclass)", (name,))
+        total += int(cur.fetchone()[0] or 0)
+    if total <= 0:
+        return GROUP_SIZE
+    return max(1, min(GROUP_SIZE, GROUP_BLOCK_TARGET * subjects // total))
+
+
+def _block_too_large(
+    backup_id: str, group: int, size: int, table: str, group_size: int | None = None
+) -> BackupError:
+    why = (
+        "its subjects' rows are that large"
+        if group_size is None
+        else "this one subject's rows are that large"
+        if group_size == 1
+        else f"the group size ({group_size} subjects, estimated from the sealed tables' size) did not keep "
+        "it small: these subjects' rows are much larger than the average"
+    )
+    return BackupError(
+        f"backup {backup_id}: subject group {group} holds {size / 2**30:.2f} GiB of sealed rows with table "
+        f"{table}, more than one AES-256-GCM block can hold (2 GiB); {why}. Keep values this large (files, "
+        f"scans) out of {table}'s personal columns (e.g. in an object store the row refers to) or out of "
+        "the columns the erasure plan seals, then back up again. This backup was not marked complete."
+    )
+
+
 # --- blocks --------------------------------------------------------------------------------------
 def seal_block(
     key: bytes,
@@ -189,6 +233,10 @@ def seal_block(
             {"name": name, "entries": entries, "bytes": len(frame)} for name, entries, frame in sections
         ],
     }
+    size = sum(len(f) for _, _, f in sections)
+    if size > BLOCK_LIMIT:  # AESGCM would refuse it with a bare OverflowError
+        largest = max(sections, key=lambda s: len(s[2]))[0]
+        raise _block_too_large(backup_id, group, size, largest)
     plaintext = (
         json.dumps(header, separators=(",", ":")).encode() + b"\n" + b"".join(f for _, _, f in sections)
     )
@@ -458,6 +506,8 @@ class GroupSealer:
         #: (group, table) -> [(entries, offset, length) in the spool, ...]: its zstd frames in order
         self.frames: dict[tuple[int, str], list[tuple[int, int, int]]] = {}
         self.spool = tempfile.TemporaryFile(prefix="dereg-groups-")
+        #: group -> bytes of its sections spooled so far (checked against BLOCK_LIMIT after each table)
+        self.group_bytes: dict[int, int] = {}
         self.lock = threading.Lock()
         self.key_set: GroupKeySet | None = None
         #: the backup session (set by whoever makes the sealer): the blocks are uploaded as soon as
@@ -473,7 +523,15 @@ class GroupSealer:
         #: set by `abort` (the backup failed): the writer stops at its next group, none is started
         self.aborted = threading.Event()
 
-    def prepare(self, cur, table_keys: list[str], columns_of: dict[str, list[dict[str, Any]]]) -> None:
+    def prepare(
+        self,
+        cur,
+        table_keys: list[str],
+        columns_of: dict[str, list[dict[str, Any]]],
+        qualified: dict[str, str] | None = None,
+    ) -> None:
+        """Read the subjects' refs and link maps in the snapshot, decide per table which columns are
+        sealed, and (with `qualified`: table key -> SQL name) how many subjects a group takes."""
         spec = self.spec
         out = io.BytesIO()
         key = _quote(spec.subject_key)
@@ -499,6 +557,9 @@ class GroupSealer:
                 out = io.BytesIO()
                 cur.copy_expert(mapping_sql(spec, table.hops), out)
                 self.maps[name] = link_map(out.getvalue(), ordinal)
+        if qualified is not None:
+            names = [qualified[name] for name in self.sealed if name in qualified]
+            self.group_size = min(self.group_size, estimate_group_size(cur, names, len(self.refs)))
 
     def seals(self, key: str) -> bool:
         return key in self.sealed
@@ -511,6 +572,7 @@ class GroupSealer:
                 raise BackupError(f"the sealed values of {table} list subject group {group} twice")
             offset = self.spool.seek(0, io.SEEK_END)
             self.spool.write(frame)
+            self.group_bytes[group] = self.group_bytes.get(group, 0) + len(frame)
             self.frames.setdefault((group, table), []).append((entries, offset, len(frame)))
 
     def copy_out(
@@ -540,6 +602,10 @@ class GroupSealer:
             cur.copy_expert(sql, buffered)
             buffered.flush()
         router.finish()
+        with self.lock:
+            over = max(self.group_bytes.items(), key=lambda item: item[1], default=(0, 0))
+        if over[1] > BLOCK_LIMIT:  # fail now, not when the block is sealed
+            raise _block_too_large(self.backup_id, over[0], over[1], key, self.group_size)
         self.sealed[key]["rows"] = router.subject_rows
         self.total_rows[key] = router.rows
         writer = None
@@ -724,7 +790,11 @@ class GroupUnsealer:
                 "crypto-shredded whole)"
             )
         key_set = GroupKeySet.from_json(body, data_key)
-        if (key_set.subjects, len(key_set.groups)) != (entry["subjects"], entry["groups"]):
+        if (key_set.subjects, len(key_set.groups), key_set.group_size) != (
+            entry["subjects"],
+            entry["groups"],
+            entry["group_size"],
+        ):
             raise BackupError(
                 f"backup {backup_id}: its group keys do not describe the manifest's subject groups"
             )

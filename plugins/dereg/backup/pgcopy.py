@@ -472,6 +472,7 @@ def dump_tables(
                     worker.driver_connection.cursor(),
                     [_key(*p[0]) for p in plans],
                     {_key(*p[0]): p[4] for p in plans},
+                    {_key(*p[0]): p[1] for p in plans},
                 )
             except BaseException:
                 current[0] = "(subject keys)"

@@ -459,9 +459,17 @@ class Sealer:
         #: per table: the extra column's value -> subject number
         self.maps: dict[str, dict[bytes, int]] = {}
 
-    def prepare(self, cur, table_keys: list[str], columns_of: dict[str, list[dict[str, Any]]]) -> None:
+    def prepare(
+        self,
+        cur,
+        table_keys: list[str],
+        columns_of: dict[str, list[dict[str, Any]]],
+        qualified: dict[str, str] | None = None,
+    ) -> None:
         """Read the subjects' refs in the snapshot, draw the tree's root, derive every leaf, and
-        decide per table which columns are sealed (a NOT NULL column of a type with no marker is not)."""
+        decide per table which columns are sealed (a NOT NULL column of a type with no marker is not).
+        `qualified` (the tables' SQL names) is for the group sealer's group size: rows are sealed one
+        by one here."""
         import os
 
         spec = self.spec

@@ -564,3 +564,91 @@ def _read_table_from_the_spec(s3, bucket: str, manifest: dict, data_key: bytes, 
     assert len(theirs) == spec["sealed"]["rows"]
     others = iter(stored.split(b"\n")[:-1])
     return b"".join((theirs[i] if i in theirs else next(others)) + b"\n" for i in range(spec["rows"]))
+
+
+PHOTO = 10 * 1024  # bytes of each added student's photo (random: neither TOAST nor zstd shrinks it)
+
+
+def _add_students_with_photos(pg_url: str, count: int) -> None:
+    import os
+
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO students (id, guardian_id, name, photo) VALUES (:id, :g, :name, :photo)"),
+            [
+                {"id": 100 + i, "g": 1 + i % 2, "name": f"学生{i}", "photo": os.urandom(PHOTO)}
+                for i in range(count)
+            ],
+        )
+    engine.dispose()
+
+
+def test_large_sealed_values_get_smaller_groups_and_still_restore_and_shred(
+    pg_url, restored_db, take_backup, location, keyring, store, s3_client, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("DEREG_OUTPUT_DIR", str(tmp_path / "out"))
+    monkeypatch.setattr(certificate_doc, "render_pdf", _no_pdf)
+    target = 64 * 1024
+    monkeypatch.setattr(groupkeys, "GROUP_BLOCK_TARGET", target)
+    make_small_source(pg_url)
+    _add_students_with_photos(pg_url, 60)  # about 600 KiB of photos: ten targets
+    record = take_backup(pg_url, company_id="school-gm", subjects=_spec())
+    manifest = json.loads(
+        s3_client.get_object(Bucket=location.bucket, Key=record.manifest_key)["Body"].read()
+    )
+    entry = manifest["subject_keys"]
+    size = entry["group_size"]
+    # 62 subjects of about 10 KiB each: a few per group, not GROUP_SIZE (one group of all of them)
+    assert entry["subjects"] == 62 and 1 <= size <= target // PHOTO
+    assert entry["groups"] == -(-62 // size) > 1
+    data_key = _data_key(store, keyring, record.backup_id)
+    key_set = groupkeys.GroupKeySet.from_json(
+        load_key_set_body(store, s3_client, location, "school-gm", record.backup_id), data_key
+    )
+    assert key_set.group_size == size
+    # what the backup, a restore and a shred hold in memory for one block: its plaintext (header line
+    # and compressed sections), under the target plus one subject's rows (a photo is hex in COPY text)
+    largest = 0
+    for group in key_set.groups:
+        blob = s3_client.get_object(Bucket=location.bucket, Key=group.block)["Body"].read()
+        header, frames = groupkeys.open_block(group.key, blob, record.backup_id, group.group, 0)
+        largest = max(largest, len(blob) - groupkeys.NONCE_BYTES - 16)
+        assert sum(e for e, _ in frames.values()) > 0
+    assert PHOTO < largest <= target + 2 * PHOTO + 1024, largest
+
+    report = restore_and_verify(
+        record.backup_id, location=location, keyring=keyring, store=store, scratch_url=pg_url
+    )
+    assert report.ok, report.problems
+
+    result = shred_subject(
+        store, location, keyring, company_id="school-gm", subject_ref="130", signing_keyring=keyring
+    )
+    done = result["backups"][0]
+    assert (done["group"], done["group_generation"]) == (32 // size, 1)  # subject number 32: id 130
+    report = restore_and_verify(
+        record.backup_id, location=location, keyring=keyring, store=store, into_url=restored_db
+    )
+    assert report.ok, report.problems
+    assert report.tables["students"]["shredded_rows"] == 1
+
+
+def test_a_group_past_the_gcm_limit_fails_the_backup_naming_the_table(
+    pg_url, take_backup, location, store, s3_client, monkeypatch
+):
+    from dereg.backup import catalog
+
+    monkeypatch.setattr(groupkeys, "BLOCK_LIMIT", 16 * 1024)  # stands for AES-GCM's 2 GiB
+    make_small_source(pg_url)
+    _add_students_with_photos(pg_url, 8)  # one group (the target is far), 80 KiB of photos in it
+    with pytest.raises(BackupError, match="with table students, more than one AES-256-GCM block") as failed:
+        take_backup(pg_url, company_id="school-gm", subjects=_spec())
+    assert "back up again" in str(failed.value) and "学生" not in str(failed.value)
+    assert catalog.list_backups(store) == []
+    [row] = catalog.list_backups(store, status="failed")
+    assert "AES-256-GCM" in row["error"]
+    keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket=location.bucket).get("Contents", [])]
+    assert not any(k.endswith("manifest.json") for k in keys), keys
