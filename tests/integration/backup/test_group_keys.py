@@ -506,7 +506,7 @@ def test_a_sealer_that_cannot_read_the_subjects_fails_the_backup_while_plain_tab
     # table: their failure fails the backup (no sealed table waits for ever), attributed to them
     make_small_source(pg_url)
 
-    def broken(self, cur, table_keys, columns_of):
+    def broken(self, cur, table_keys, columns_of, qualified=None):
         raise RuntimeError("subjects unreadable")
 
     monkeypatch.setattr(groupkeys.GroupSealer, "prepare", broken)
