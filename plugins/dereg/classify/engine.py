@@ -18,7 +18,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -1008,6 +1008,41 @@ def _non_null_counts(engine: sa.Engine, info: TableInfo, cols: list[str]) -> dic
     return dict(zip(cols, (int(v) for v in row), strict=True))
 
 
+def _non_null_counts_beside(
+    engine: sa.Engine, info: TableInfo, cols: list[str]
+) -> Callable[[], dict[str, int]]:
+    """`_non_null_counts`, started now on a connection of its own in a thread where the dialect
+    reads tables side by side and the engine's pool holds more than one connection (the server
+    counts while this process samples and scans the table: the count is a whole read of the
+    table, which was waited for after the scan); the returned function waits for it (and raises
+    what it raised)."""
+    if not cols:
+        return dict
+    one_connection = (sa.pool.StaticPool, sa.pool.SingletonThreadPool, sa.pool.AssertionPool)
+    if not dialect_for(engine).parallel_scan or isinstance(engine.pool, one_connection):
+        return lambda: _non_null_counts(engine, info, cols)
+    import threading
+
+    outcome: list = []
+
+    def count() -> None:
+        try:
+            outcome.append(_non_null_counts(engine, info, cols))
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=count, name="dereg-non-null-counts", daemon=True)
+    thread.start()
+
+    def result() -> dict[str, int]:
+        thread.join()
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
+
+    return result
+
+
 def classify_table(
     engine: sa.Engine,
     info: TableInfo,
@@ -1019,6 +1054,8 @@ def classify_table(
     """One finding per column of one table. A sample decides the shapes (names, dates, genders);
     with `full`, every value of every text and integer column is also scanned for identifiers and
     the counts cover the whole table. `own_contacts` (`own_contact_values`) are never personal."""
+    cols = full_scan_columns(info) if full else []
+    counted = _non_null_counts_beside(engine, info, cols)
     stats = _classify_table_sample(engine, info, sample_size, own_contacts)
     table = info.qualified_name
     findings = [_conclude(table, c.name, c.type, stats[c.name]) for c in info.columns]
@@ -1028,9 +1065,8 @@ def classify_table(
     _person_table_address_parts(findings, stats)
     if not full:
         return findings
-    cols = full_scan_columns(info)
     hits, examples = _full_hits(engine, info, cols, own_contacts)
-    counts = _non_null_counts(engine, info, cols) if cols else {}
+    counts = counted()
     by_column = {f.column: f for f in findings}
     for col in cols:
         f = by_column[col]
@@ -1345,13 +1381,68 @@ def _minors_of_own_rows(
     t = _table_clause(info, age_cols)
     query = sa.select(*[t.c[c] for c in age_cols])
     try:
-        subjects, minors, _ = _read_minors(
-            engine, rows, info.qualified_name, [(rows, birth_col, id_col, query)], closure_date
-        )
+        counted = _minors_counted_on_server(engine, info, birth_col, id_col, closure_date)
+        if counted is not None:
+            subjects, minors = counted
+        else:
+            subjects, minors, _ = _read_minors(
+                engine, rows, info.qualified_name, [(rows, birth_col, id_col, query)], closure_date
+            )
     except sa.exc.SQLAlchemyError:
         return None
     columns = tuple(f.column if f else None for f in (birth_col, id_col))
     return MinorCount(info.qualified_name, columns, subjects, minors)
+
+
+def _latest_birth_not_minor(closure_date: date) -> date:
+    """The last birth date of someone who is not a minor on `closure_date` (`is_under` grows with
+    the birth date: everyone born later is a minor, no one born on it or before)."""
+    born = date(closure_date.year - MINOR_AGE, 1, 1)  # turned MINOR_AGE on 1 January: not a minor
+    while not is_under(MINOR_AGE, born + timedelta(days=1), closure_date):
+        born += timedelta(days=1)
+    return born
+
+
+def _minors_counted_on_server(
+    engine: sa.Engine,
+    info: TableInfo,
+    birth_col: ColumnFinding | None,
+    id_col: ColumnFinding | None,
+    closure_date: date,
+) -> tuple[int, int] | None:
+    """(rows, minors) of `info`, each row one subject, as `_read_minors` counts them, with the
+    server counting what it can tell (`Dialect.born_by`): the rows whose DATE column says born
+    after the cut-off are minors, those it says born on it or before are not; only the rows it
+    cannot tell (no birth date, and a resident ID the server does not place before the
+    cut-off) are read back and judged here. None when the dialect cannot compare so or the
+    birth date column is not of type DATE (then every row is read back)."""
+    dialect = dialect_for(engine)
+    types = {c.name: (c.type or "").upper() for c in info.columns}
+    cutoff = _latest_birth_not_minor(closure_date)
+    age_cols = [f.column for f in (birth_col, id_col) if f is not None]
+    t = _table_clause(info, age_cols)
+    counts = [sa.func.count()]
+    unknown = []  # conditions of the rows read back
+    if birth_col is not None:
+        born = t.c[birth_col.column]
+        if types.get(birth_col.column) != "DATE" or dialect.born_by(born, cutoff, resident_id=False) is None:
+            return None
+        counts.append(sa.func.count(sa.case((born > cutoff, 1))))
+        unknown.append(born.is_(None))
+    if id_col is not None:
+        raw = t.c[id_col.column]
+        by_id = dialect.born_by(raw, cutoff, resident_id=True)
+        if by_id is None:
+            return None
+        unknown += [raw.is_not(None), sa.not_(by_id)]
+    with engine.connect() as conn:
+        subjects, *dated = conn.execute(sa.select(*counts).select_from(t)).one()
+        minors = int(dated[0]) if dated else 0
+        if id_col is not None:
+            query = sa.select(*[t.c[c] for c in age_cols]).where(*unknown)
+            for rows in _stream(conn, query).partitions():
+                minors += len(_minor_rows(rows, 0, birth_col, id_col, closure_date))
+    return int(subjects), minors
 
 
 def _read_minors(
