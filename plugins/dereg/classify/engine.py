@@ -24,7 +24,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from dereg.classify import cn_resident_id, email, im_account, names, parallel, person_name
-from dereg.classify.scanner import NOT_PERSONAL, digit_fields, personal_spans, spans, stream_hits
+from dereg.classify.scanner import NOT_PERSONAL, digit_fields, personal_spans, span_masks, spans, stream_hits
 from dereg.classify.taxonomy import level_of
 from dereg.dialects import dialect_for
 from dereg.errors import SourceError
@@ -176,6 +176,8 @@ class _ColumnStats:
         # genders, statuses, schools and names): their verdicts depend on the text alone
         self._whole_seen: dict[str, tuple] = {}
         self._spans_seen: dict[str, list] = {}
+        # text -> `spans` mask of the detectors that may find something in it (`span_masks`)
+        self.span_masks: dict[str, int] = {}
 
     def example(self, category: str, masked: str) -> None:
         examples = self.examples.setdefault(category, [])
@@ -258,7 +260,7 @@ class _ColumnStats:
             verdicts = self._whole_verdicts(value, detectors)
             if remembered and len(self._whole_seen) < _SEEN_CAP:
                 self._whole_seen[value] = verdicts
-        for cat, certain, masked in verdicts:
+        for cat, certain, detector in verdicts:
             self.whole[cat] += 1
             if cat == "name" and len(self.name_values) < _DISTINCT_CAP:
                 self.name_values.add(value)
@@ -266,11 +268,12 @@ class _ColumnStats:
                 self.certain[cat] += 1
             if cat == "biometric_face":
                 self.image_values += 1
-            self.example(cat, masked)
+            if len(self.examples.get(cat, ())) < 3:  # masked only while examples are wanted
+                self.example(cat, detector.mask(value))
 
     def _whole_verdicts(self, value, detectors) -> tuple:
-        """(category, beyond doubt, masked value) of each detector in `detectors` that takes
-        `value` whole, in their order."""
+        """(category, beyond doubt, detector) of each detector in `detectors` that takes `value`
+        whole, in their order."""
         verdicts = []
         for detector in detectors:
             cat = detector.CATEGORY
@@ -283,13 +286,13 @@ class _ColumnStats:
             elif not _safe_valid(detector, value):
                 continue
             certain = getattr(detector, "is_certain", None)
-            verdicts.append((cat, certain is None or bool(certain(value)), detector.mask(value)))
+            verdicts.append((cat, certain is None or bool(certain(value)), detector))
         return tuple(verdicts)
 
     def _add_spans(self, text: str) -> None:
         found = self._spans_seen.get(text)
         if found is None:
-            found = spans(text)
+            found = spans(text, mask=self.span_masks.get(text, -1))
             if len(self._spans_seen) < _SEEN_CAP and len(text) <= _SEEN_LENGTH:
                 self._spans_seen[text] = found
         if found and self.own_contacts:
@@ -306,7 +309,8 @@ class _ColumnStats:
         ):  # in text order, not a set's: the same in every process
             self.containing[cat] += 1
         for cat, _, _, raw in found:
-            self.example(cat, mask(cat, raw))
+            if len(self.examples.get(cat, ())) < 3:  # masked only while examples are wanted
+                self.example(cat, mask(cat, raw))
             if cat in _CONTACT_KINDS:
                 seen = self.contact_values.setdefault(cat, Counter())
                 if raw in seen or len(seen) < _DISTINCT_CAP:
@@ -880,10 +884,51 @@ def _classify_table_sample(
     if info.columns:
         with engine.connect() as conn:
             rows = _sample_by_keys(conn, info, sample_size)
-            for row in rows if rows is not None else _stream(conn, sample_query(engine, info, sample_size)):
-                for col, value in zip(info.columns, row, strict=True):
-                    stats[col.name].add(value)
+            if rows is None:
+                rows = _stream(conn, sample_query(engine, info, sample_size)).all()
+        for col, values in zip(info.columns, zip(*rows, strict=True), strict=True) if rows else ():
+            _search_sample_column(stats[col.name], values)
+        for row in rows:
+            for col, value in zip(info.columns, row, strict=True):
+                stats[col.name].add(value)
     return stats
+
+
+def _sample_text(value) -> str | None:
+    """The text `_ColumnStats.add` searches for identifiers in a plain value (a string, a number
+    other than bool, float and Decimal), or None."""
+    if value is None or isinstance(
+        value, bytes | bytearray | memoryview | date | bool | float | Decimal | dict | list
+    ):
+        return None
+    text = str(value).strip()
+    return text[:MAX_SAMPLE_CHARS] if text else None
+
+
+def _search_sample_column(stats: _ColumnStats, values) -> None:
+    """Tell `stats` which detectors may find something in each of the column's sampled texts, from
+    one native search over all of them (`scanner.span_masks`): most values then need no candidate
+    search of their own, the others only their few detectors' patterns."""
+    texts = list(
+        dict.fromkeys(t for t in map(_sample_text, values) if t is not None and len(t) <= _MASKED_LENGTH)
+    )
+    # searched a part of at most _MASKED_CHARS at a time: memory stays as small as value by value
+    start = 0
+    while start < len(texts):
+        end, size = start, 0
+        while end < len(texts) and (end == start or size + len(texts[end]) <= _MASKED_CHARS):
+            size += len(texts[end]) + 1
+            end += 1
+        masks = span_masks(texts[start:end])
+        if masks is not None:
+            stats.span_masks.update(zip(texts[start:end], masks, strict=True))
+        start = end
+
+
+#: sampled texts up to this long are searched together (`_search_sample_column`), longer ones alone
+_MASKED_LENGTH = 4096
+#: characters of a column's sample searched together at most
+_MASKED_CHARS = 1 << 20
 
 
 def full_scan_columns(info: TableInfo) -> list[str]:
