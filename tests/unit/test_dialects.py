@@ -163,3 +163,21 @@ def test_nothing_outside_dialects_branches_on_the_database_name():
             if NAME_BRANCH.search(line):
                 offenders.append(f"{rel}:{number}: {line.strip()}")
     assert not offenders, "move these into a module of dereg/dialects/:\n" + "\n".join(offenders)
+
+
+def test_copy_text_unescaped_as_by_the_four_replaces():
+    """`_unescape` skips its replaces when every backslash opens a NULL (`\\N`): the same text as
+    the four replaces on every mix of escapes, NULLs and backslashes before N."""
+    import random
+
+    from dereg.dialects.postgresql import _unescape
+
+    def replaced(block: str) -> str:
+        return block.replace("\\\\", "  ").replace("\\t", "  ").replace("\\n", "  ").replace("\\r", "  ")
+
+    rng = random.Random(5)
+    pieces = ["\\N", "\\\\", "\\t", "\\n", "\\r", "\\", "N", "a", "张", "\t", "\n"]
+    blocks = ["", "plain\tline\n", "\\N\t\\N\n", "\\\\N", "a\\\\\\N"]
+    blocks += ["".join(rng.choice(pieces) for _ in range(rng.randrange(1, 12))) for _ in range(5000)]
+    for block in blocks:
+        assert _unescape(block) == replaced(block), block

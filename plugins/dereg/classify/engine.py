@@ -18,13 +18,13 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 import sqlalchemy as sa
 
 from dereg.classify import cn_resident_id, email, im_account, names, parallel, person_name
-from dereg.classify.scanner import NOT_PERSONAL, digit_fields, personal_spans, spans, stream_hits
+from dereg.classify.scanner import NOT_PERSONAL, digit_fields, personal_spans, span_masks, spans, stream_hits
 from dereg.classify.taxonomy import level_of
 from dereg.dialects import dialect_for
 from dereg.errors import SourceError
@@ -176,6 +176,8 @@ class _ColumnStats:
         # genders, statuses, schools and names): their verdicts depend on the text alone
         self._whole_seen: dict[str, tuple] = {}
         self._spans_seen: dict[str, list] = {}
+        # text -> `spans` mask of the detectors that may find something in it (`span_masks`)
+        self.span_masks: dict[str, int] = {}
 
     def example(self, category: str, masked: str) -> None:
         examples = self.examples.setdefault(category, [])
@@ -258,7 +260,7 @@ class _ColumnStats:
             verdicts = self._whole_verdicts(value, detectors)
             if remembered and len(self._whole_seen) < _SEEN_CAP:
                 self._whole_seen[value] = verdicts
-        for cat, certain, masked in verdicts:
+        for cat, certain, detector in verdicts:
             self.whole[cat] += 1
             if cat == "name" and len(self.name_values) < _DISTINCT_CAP:
                 self.name_values.add(value)
@@ -266,11 +268,12 @@ class _ColumnStats:
                 self.certain[cat] += 1
             if cat == "biometric_face":
                 self.image_values += 1
-            self.example(cat, masked)
+            if len(self.examples.get(cat, ())) < 3:  # masked only while examples are wanted
+                self.example(cat, detector.mask(value))
 
     def _whole_verdicts(self, value, detectors) -> tuple:
-        """(category, beyond doubt, masked value) of each detector in `detectors` that takes
-        `value` whole, in their order."""
+        """(category, beyond doubt, detector) of each detector in `detectors` that takes `value`
+        whole, in their order."""
         verdicts = []
         for detector in detectors:
             cat = detector.CATEGORY
@@ -283,13 +286,13 @@ class _ColumnStats:
             elif not _safe_valid(detector, value):
                 continue
             certain = getattr(detector, "is_certain", None)
-            verdicts.append((cat, certain is None or bool(certain(value)), detector.mask(value)))
+            verdicts.append((cat, certain is None or bool(certain(value)), detector))
         return tuple(verdicts)
 
     def _add_spans(self, text: str) -> None:
         found = self._spans_seen.get(text)
         if found is None:
-            found = spans(text)
+            found = spans(text, mask=self.span_masks.get(text, -1))
             if len(self._spans_seen) < _SEEN_CAP and len(text) <= _SEEN_LENGTH:
                 self._spans_seen[text] = found
         if found and self.own_contacts:
@@ -306,7 +309,8 @@ class _ColumnStats:
         ):  # in text order, not a set's: the same in every process
             self.containing[cat] += 1
         for cat, _, _, raw in found:
-            self.example(cat, mask(cat, raw))
+            if len(self.examples.get(cat, ())) < 3:  # masked only while examples are wanted
+                self.example(cat, mask(cat, raw))
             if cat in _CONTACT_KINDS:
                 seen = self.contact_values.setdefault(cat, Counter())
                 if raw in seen or len(seen) < _DISTINCT_CAP:
@@ -880,10 +884,51 @@ def _classify_table_sample(
     if info.columns:
         with engine.connect() as conn:
             rows = _sample_by_keys(conn, info, sample_size)
-            for row in rows if rows is not None else _stream(conn, sample_query(engine, info, sample_size)):
-                for col, value in zip(info.columns, row, strict=True):
-                    stats[col.name].add(value)
+            if rows is None:
+                rows = _stream(conn, sample_query(engine, info, sample_size)).all()
+        for col, values in zip(info.columns, zip(*rows, strict=True), strict=True) if rows else ():
+            _search_sample_column(stats[col.name], values)
+        for row in rows:
+            for col, value in zip(info.columns, row, strict=True):
+                stats[col.name].add(value)
     return stats
+
+
+def _sample_text(value) -> str | None:
+    """The text `_ColumnStats.add` searches for identifiers in a plain value (a string, a number
+    other than bool, float and Decimal), or None."""
+    if value is None or isinstance(
+        value, bytes | bytearray | memoryview | date | bool | float | Decimal | dict | list
+    ):
+        return None
+    text = str(value).strip()
+    return text[:MAX_SAMPLE_CHARS] if text else None
+
+
+def _search_sample_column(stats: _ColumnStats, values) -> None:
+    """Tell `stats` which detectors may find something in each of the column's sampled texts, from
+    one native search over all of them (`scanner.span_masks`): most values then need no candidate
+    search of their own, the others only their few detectors' patterns."""
+    texts = list(
+        dict.fromkeys(t for t in map(_sample_text, values) if t is not None and len(t) <= _MASKED_LENGTH)
+    )
+    # searched a part of at most _MASKED_CHARS at a time: memory stays as small as value by value
+    start = 0
+    while start < len(texts):
+        end, size = start, 0
+        while end < len(texts) and (end == start or size + len(texts[end]) <= _MASKED_CHARS):
+            size += len(texts[end]) + 1
+            end += 1
+        masks = span_masks(texts[start:end])
+        if masks is not None:
+            stats.span_masks.update(zip(texts[start:end], masks, strict=True))
+        start = end
+
+
+#: sampled texts up to this long are searched together (`_search_sample_column`), longer ones alone
+_MASKED_LENGTH = 4096
+#: characters of a column's sample searched together at most
+_MASKED_CHARS = 1 << 20
 
 
 def full_scan_columns(info: TableInfo) -> list[str]:
@@ -1008,6 +1053,41 @@ def _non_null_counts(engine: sa.Engine, info: TableInfo, cols: list[str]) -> dic
     return dict(zip(cols, (int(v) for v in row), strict=True))
 
 
+def _non_null_counts_beside(
+    engine: sa.Engine, info: TableInfo, cols: list[str]
+) -> Callable[[], dict[str, int]]:
+    """`_non_null_counts`, started now on a connection of its own in a thread where the dialect
+    reads tables side by side and the engine's pool holds more than one connection (the server
+    counts while this process samples and scans the table: the count is a whole read of the
+    table, which was waited for after the scan); the returned function waits for it (and raises
+    what it raised)."""
+    if not cols:
+        return dict
+    one_connection = (sa.pool.StaticPool, sa.pool.SingletonThreadPool, sa.pool.AssertionPool)
+    if not dialect_for(engine).parallel_scan or isinstance(engine.pool, one_connection):
+        return lambda: _non_null_counts(engine, info, cols)
+    import threading
+
+    outcome: list = []
+
+    def count() -> None:
+        try:
+            outcome.append(_non_null_counts(engine, info, cols))
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=count, name="dereg-non-null-counts", daemon=True)
+    thread.start()
+
+    def result() -> dict[str, int]:
+        thread.join()
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
+
+    return result
+
+
 def classify_table(
     engine: sa.Engine,
     info: TableInfo,
@@ -1019,6 +1099,8 @@ def classify_table(
     """One finding per column of one table. A sample decides the shapes (names, dates, genders);
     with `full`, every value of every text and integer column is also scanned for identifiers and
     the counts cover the whole table. `own_contacts` (`own_contact_values`) are never personal."""
+    cols = full_scan_columns(info) if full else []
+    counted = _non_null_counts_beside(engine, info, cols)
     stats = _classify_table_sample(engine, info, sample_size, own_contacts)
     table = info.qualified_name
     findings = [_conclude(table, c.name, c.type, stats[c.name]) for c in info.columns]
@@ -1028,9 +1110,8 @@ def classify_table(
     _person_table_address_parts(findings, stats)
     if not full:
         return findings
-    cols = full_scan_columns(info)
     hits, examples = _full_hits(engine, info, cols, own_contacts)
-    counts = _non_null_counts(engine, info, cols) if cols else {}
+    counts = counted()
     by_column = {f.column: f for f in findings}
     for col in cols:
         f = by_column[col]
@@ -1345,13 +1426,68 @@ def _minors_of_own_rows(
     t = _table_clause(info, age_cols)
     query = sa.select(*[t.c[c] for c in age_cols])
     try:
-        subjects, minors, _ = _read_minors(
-            engine, rows, info.qualified_name, [(rows, birth_col, id_col, query)], closure_date
-        )
+        counted = _minors_counted_on_server(engine, info, birth_col, id_col, closure_date)
+        if counted is not None:
+            subjects, minors = counted
+        else:
+            subjects, minors, _ = _read_minors(
+                engine, rows, info.qualified_name, [(rows, birth_col, id_col, query)], closure_date
+            )
     except sa.exc.SQLAlchemyError:
         return None
     columns = tuple(f.column if f else None for f in (birth_col, id_col))
     return MinorCount(info.qualified_name, columns, subjects, minors)
+
+
+def _latest_birth_not_minor(closure_date: date) -> date:
+    """The last birth date of someone who is not a minor on `closure_date` (`is_under` grows with
+    the birth date: everyone born later is a minor, no one born on it or before)."""
+    born = date(closure_date.year - MINOR_AGE, 1, 1)  # turned MINOR_AGE on 1 January: not a minor
+    while not is_under(MINOR_AGE, born + timedelta(days=1), closure_date):
+        born += timedelta(days=1)
+    return born
+
+
+def _minors_counted_on_server(
+    engine: sa.Engine,
+    info: TableInfo,
+    birth_col: ColumnFinding | None,
+    id_col: ColumnFinding | None,
+    closure_date: date,
+) -> tuple[int, int] | None:
+    """(rows, minors) of `info`, each row one subject, as `_read_minors` counts them, with the
+    server counting what it can tell (`Dialect.born_by`): the rows whose DATE column says born
+    after the cut-off are minors, those it says born on it or before are not; only the rows it
+    cannot tell (no birth date, and a resident ID the server does not place before the
+    cut-off) are read back and judged here. None when the dialect cannot compare so or the
+    birth date column is not of type DATE (then every row is read back)."""
+    dialect = dialect_for(engine)
+    types = {c.name: (c.type or "").upper() for c in info.columns}
+    cutoff = _latest_birth_not_minor(closure_date)
+    age_cols = [f.column for f in (birth_col, id_col) if f is not None]
+    t = _table_clause(info, age_cols)
+    counts = [sa.func.count()]
+    unknown = []  # conditions of the rows read back
+    if birth_col is not None:
+        born = t.c[birth_col.column]
+        if types.get(birth_col.column) != "DATE" or dialect.born_by(born, cutoff, resident_id=False) is None:
+            return None
+        counts.append(sa.func.count(sa.case((born > cutoff, 1))))
+        unknown.append(born.is_(None))
+    if id_col is not None:
+        raw = t.c[id_col.column]
+        by_id = dialect.born_by(raw, cutoff, resident_id=True)
+        if by_id is None:
+            return None
+        unknown += [raw.is_not(None), sa.not_(by_id)]
+    with engine.connect() as conn:
+        subjects, *dated = conn.execute(sa.select(*counts).select_from(t)).one()
+        minors = int(dated[0]) if dated else 0
+        if id_col is not None:
+            query = sa.select(*[t.c[c] for c in age_cols]).where(*unknown)
+            for rows in _stream(conn, query).partitions():
+                minors += len(_minor_rows(rows, 0, birth_col, id_col, closure_date))
+    return int(subjects), minors
 
 
 def _read_minors(

@@ -17,14 +17,16 @@ import hashlib
 import html
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dereg.classify.engine import apply_overrides, count_minors
 from dereg.classify.taxonomy import load_taxonomy
-from dereg.connectors import Connectors
 from dereg.errors import DeregError
-from dereg.evidence.run_artifacts import RunArtifacts
 from dereg.model import ClassificationResult
+
+if TYPE_CHECKING:  # names in annotations only: `dereg scan` imports this module after its scan
+    from dereg.connectors import Connectors
+    from dereg.evidence.run_artifacts import RunArtifacts
 
 
 def source_report(result: ClassificationResult, inventory: Any = None, *, source: str | None = None) -> dict:

@@ -21,6 +21,7 @@ also a card number; a company's credit code is not a person's anything).
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -64,16 +65,23 @@ def candidate_pattern() -> re.Pattern | None:
         return None
 
 
-def spans(text: str, *, searched: bool = False) -> list[tuple[str, int, int, str]]:
+def spans(text: str, *, searched: bool = False, mask: int = -1) -> list[tuple[str, int, int, str]]:
     """(category, start, end, value) of every valid hit in `text`, by position; value is compacted.
-    `searched`: the caller already found a candidate in `text`."""
-    if not searched:
+    `searched`: the caller already found a candidate in `text`. `mask` (from `span_masks`): the
+    bits, by index in `embedded_detectors()`, of every detector that may have a valid hit in
+    `text`; the others are not tried (they would find nothing, so they would take nothing from
+    the rest either)."""
+    if mask == 0:
+        return []
+    if not searched and mask == -1:
         quick = candidate_pattern()
         if quick is not None and quick.search(text) is None:
             return []
     taken: list[tuple[int, int]] = []
     found = []
-    for detector in embedded_detectors():
+    for i, detector in enumerate(embedded_detectors()):
+        if not mask >> i & 1:
+            continue
         for start, end, value in detector.finditer(text):
             if any(start < e and s < end for s, e in taken):
                 continue
@@ -81,6 +89,33 @@ def spans(text: str, *, searched: bool = False) -> list[tuple[str, int, int, str
             found.append((detector.CATEGORY, start, end, value))
     found.sort(key=lambda f: f[1])
     return found
+
+
+def span_masks(texts: list[str]) -> list[int] | None:
+    """For each of `texts`, a `spans` mask that holds every detector with a valid hit in it (and
+    maybe more), from one native search over all of them joined by line ends (as a block's values
+    are: the looser native patterns match there wherever the detectors' match in the text alone);
+    None without the native search or where it cannot say (`native`)."""
+    regions_of = _regions_finder()
+    if regions_of is None or not texts:
+        return None
+    regions = regions_of("\n".join(texts), 0)
+    if regions is None:
+        return None
+    starts = []
+    at = 0
+    for text in texts:
+        starts.append(at)
+        at += len(text) + 1
+    masks = [0] * len(texts)
+    last = len(texts) - 1
+    for begin, end, mask in regions:
+        # every text the region touches, the line end on either side included
+        i = max(bisect.bisect_right(starts, begin) - 1, 0)
+        while i <= last and starts[i] <= end:
+            masks[i] |= mask
+            i += 1
+    return masks
 
 
 def personal_spans(text: str) -> list[tuple[str, int, int, str]]:

@@ -11,6 +11,7 @@ Dereg asks `dialect_for(engine)` and never the database's name. Checklist: docs/
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import date
 from typing import Any, ClassVar, Protocol
 
 import sqlalchemy as sa
@@ -78,6 +79,17 @@ class Dialect:
     schema_reader: str | None = None
     #: whether a full scan may read tables side by side in worker processes (`classify/parallel.py`)
     parallel_scan: bool = True
+
+    def born_by(
+        self, column: sa.ColumnElement, cutoff: date, *, resident_id: bool
+    ) -> sa.ColumnElement | None:
+        """A condition true only where `column` says its row's person was born on `cutoff` or
+        earlier, as the classifier would read it: a DATE column (`resident_id` False) or the birth
+        date inside an 18-character resident ID of ASCII digits (its last may be X; characters 7
+        to 14, compared as text; the ID's check digit aside). False or NULL where that cannot be
+        told on the server; None where the dialect cannot compare so (minors are then counted
+        from the rows read back, `classify.engine`)."""
+        return None
 
     def normalize_url(self, url: URL) -> URL:
         """`url` with the driver Dereg uses when it names none; otherwise unchanged."""
