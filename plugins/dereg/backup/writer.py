@@ -283,7 +283,9 @@ class ChunkStream(io.RawIOBase):
         self.name, self.backup_id, self.data_key = name, backup_id, data_key
         self.folder, self.aad = folder, aad
         self.uploader, self.location, self.chunk_bytes, self.lines = uploader, location, chunk_bytes, lines
-        self.digest = hashlib.sha256()
+        # a pack's whole stream is not hashed (each of its tables is, on its way in; the format has no
+        # hash of a pack)
+        self.digest = hashlib.sha256() if folder != "packs" else None
         self.size = 0
         self.newlines = 0
         self.chunks: list[str] = []
@@ -296,7 +298,8 @@ class ChunkStream(io.RawIOBase):
     def write(self, data) -> int:
         view = memoryview(data).cast("B")  # `data` may be a memoryview (from io.BufferedWriter)
         n = len(view)
-        self.digest.update(view)
+        if self.digest is not None:
+            self.digest.update(view)
         self.size += n
         # taken in chunk-sized steps, so one huge write (a 200 MB value) never sits whole in the buffer
         step = n if self.lines else self.chunk_bytes
@@ -338,6 +341,22 @@ class ChunkStream(io.RawIOBase):
         else:
             self._emit(bytes(self._buffer), last=True)
         self._pending, self._buffer = None, bytearray()
+
+
+def place_in_pack(entry: dict[str, Any], pack, start: int) -> None:
+    """Complete a packed table's manifest entry once its pack is finished: the pack chunks that
+    hold its `bytes` (none for an empty table), the first one's index in the pack, where its bytes
+    begin in that chunk and how many chunks the pack has (the last one is flagged as such)."""
+    size = pack.chunk_bytes
+    first = start // size
+    last = (start + entry["bytes"] - 1) // size if entry["bytes"] else first - 1
+    entry["chunks"] = pack.chunks[first : last + 1]
+    entry["pack"] = {
+        "name": pack.name,
+        "first": first,
+        "offset": start - first * size,
+        "count": len(pack.chunks),
+    }
 
 
 def _check_lock(client, location: S3Location, key: str, retain_until: dt.datetime) -> None:
@@ -500,7 +519,18 @@ def open_session(
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     retain_until = now + dt.timedelta(days=retention_days)
     backup_id = f"bk-{now:%Y%m%dT%H%M%SZ}-{reference_token()}"
-    client = None if early else location.client()  # early: made by start_session, off the reading thread
+    client = None if early else location.client()
+    making = None
+    if early:
+        # made in a thread from now on, not when the first rows are read: botocore's import and client
+        # (a few tenths of a second of Python) then overlap the source's connection, catalog reads and
+        # first COPY instead of delaying the first upload until after them (on a small database the
+        # rows are all read before that, and the uploads were left to the end)
+        from concurrent.futures import ThreadPoolExecutor
+
+        maker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dereg-s3-client")
+        making = maker.submit(location.client)
+        maker.shutdown(wait=False)
     lock = {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": retain_until} if object_lock else {}
     uploader = Uploader(client, location, lock)
     uploader.hold()
@@ -520,6 +550,8 @@ def open_session(
         uploader=uploader,
         context=dict(company_id=company_id, run_id=run_id, source_id=source_id, keyring=keyring),
     )
+    if making is not None:
+        session.context["client"] = making
     if not early:
         try:
             start_session(session, progress=progress)
@@ -537,7 +569,8 @@ def start_session(session: Session, *, progress=None) -> None:
     started = False
     try:
         if session.client is None:
-            session.client = uploader.client = location.client()
+            making = ctx.pop("client", None)
+            session.client = uploader.client = making.result() if making is not None else location.client()
         try:
             ensure_bucket(session.client, location, session.object_lock)
         except (BotoCoreError, ClientError) as exc:
