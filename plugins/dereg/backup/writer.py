@@ -544,18 +544,7 @@ def open_session(
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     retain_until = now + dt.timedelta(days=retention_days)
     backup_id = f"bk-{now:%Y%m%dT%H%M%SZ}-{reference_token()}"
-    client = None if early else location.client()
-    making = None
-    if early:
-        # made in a thread from now on, not when the first rows are read: botocore's import and client
-        # (a few tenths of a second of Python) then overlap the source's connection, catalog reads and
-        # first COPY instead of delaying the first upload until after them (on a small database the
-        # rows are all read before that, and the uploads were left to the end)
-        from concurrent.futures import ThreadPoolExecutor
-
-        maker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dereg-s3-client")
-        making = maker.submit(location.client)
-        maker.shutdown(wait=False)
+    client = None if early else location.client()  # early: made by start_session, off the reading thread
     lock = {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": retain_until} if object_lock else {}
     uploader = Uploader(client, location, lock)
     uploader.hold()
@@ -575,8 +564,6 @@ def open_session(
         uploader=uploader,
         context=dict(company_id=company_id, run_id=run_id, source_id=source_id, keyring=keyring),
     )
-    if making is not None:
-        session.context["client"] = making
     if not early:
         try:
             start_session(session, progress=progress)
@@ -594,8 +581,7 @@ def start_session(session: Session, *, progress=None) -> None:
     started = False
     try:
         if session.client is None:
-            making = ctx.pop("client", None)
-            session.client = uploader.client = making.result() if making is not None else location.client()
+            session.client = uploader.client = location.client()
         try:
             ensure_bucket(session.client, location, session.object_lock)
         except (BotoCoreError, ClientError) as exc:
