@@ -37,6 +37,8 @@ FORMAT_VERSION = 7
 READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
 #: the first version that may store small tables together in a pack (`tables.<name>.pack`)
 PACK_VERSION = 6
+#: the first version whose small `pg-copy-text` tables may be in packs too (pgcopy.py)
+PG_PACK_VERSION = 7
 #: the first version that may seal subject rows under per-subject keys (`subject_keys`, subjectkeys.py)
 SUBJECT_KEYS_VERSION = 5
 #: the first version whose sealed rows are AES-256-CTR without a tag of their own (version 5: AES-GCM

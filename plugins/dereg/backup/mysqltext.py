@@ -548,8 +548,10 @@ def dump_tables(
                     current[0] = f"(pack {pack.name})"
                     errors.append(exc)
                     return
+                from dereg.backup.writer import place_in_pack
+
                 for entry, start in packed:
-                    _place_in_pack(entry, pack, start)
+                    place_in_pack(entry, pack, start)
 
         threads = [threading.Thread(target=work, args=(c,), name="dereg-mysql") for c in conns[1:]]
         for t in threads:
@@ -570,22 +572,6 @@ def dump_tables(
                 pass
     ordered = {t.name: described[t.name] for t in tables}
     return ordered, {"mysql": {"snapshot": note, "settings": dict(SETTINGS)}}
-
-
-def _place_in_pack(entry: dict[str, Any], pack, start: int) -> None:
-    """Complete a packed table's manifest entry once its pack is finished: the pack chunks that
-    hold its `bytes` (none for an empty table), the first one's index in the pack, where its bytes
-    begin in that chunk and how many chunks the pack has (the last one is flagged as such)."""
-    size = pack.chunk_bytes
-    first = start // size
-    last = (start + entry["bytes"] - 1) // size if entry["bytes"] else first - 1
-    entry["chunks"] = pack.chunks[first : last + 1]
-    entry["pack"] = {
-        "name": pack.name,
-        "first": first,
-        "offset": start - first * size,
-        "count": len(pack.chunks),
-    }
 
 
 def table_digests(

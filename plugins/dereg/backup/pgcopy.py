@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from dereg.backup import schema as db_schema
-from dereg.backup.codec import describe_keys, kind_of, restored_result, whole_lines
+from dereg.backup.codec import PG_PACK_VERSION, describe_keys, kind_of, restored_result, whole_lines
 from dereg.dialects import normalize_url, type_text
 from dereg.errors import BackupError
 
@@ -218,6 +218,34 @@ def _copy_out(cur, qualified: str, relkind: str, columns: list[dict[str, Any]], 
     buffered = io.BufferedWriter(raw, buffer_size=READ_BLOCK)
     cur.copy_expert(_copy_sql(qualified, relkind, columns), buffered)
     buffered.flush()
+
+
+# Tables smaller than this (pg_total_relation_size) go into their connection's pack (format version
+# 7, docs/backup-format.md) instead of chunks of their own: pagila's twenty small tables then take two
+# or three uploads instead of one each (a PUT costs a few milliseconds of botocore's Python, and the
+# round trips of the last ones are on the backup's critical path). Sealed (per-subject) tables and a
+# partitioned table's parent never are.
+PACK_BELOW = 4 << 20
+
+
+class _PackedTable(io.RawIOBase):
+    """One small table's COPY text written on into its connection's pack, hashed and its lines
+    counted on the way (the table's own `sha256`, `rows` and `bytes`; the pack cuts and seals)."""
+
+    def __init__(self, pack):
+        super().__init__()
+        self.pack, self.start = pack, pack.size
+        self.digest, self.size, self.newlines = hashlib.sha256(), 0, 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        self.digest.update(view)
+        self.newlines += bytes(view).count(b"\n")
+        self.size += len(view)
+        return self.pack.write(view)
 
 
 # Tables at least this large (pg_total_relation_size) are copied out by a psql process when one is
@@ -465,6 +493,9 @@ def dump_tables(
         # the sealer reads the subjects and link maps first, as a job of its own: the other connection
         # reads a plain table meanwhile; a table the sealer may seal waits for it
         prepared, prepare_failed = threading.Event(), []
+        # each connection's pack of small tables (created at its first one) and what went into it
+        packs: dict[int, tuple[Any, list[tuple[dict[str, Any], int]]]] = {}
+        may_pack = session.version >= PG_PACK_VERSION
 
         def prepare(worker) -> None:
             try:
@@ -491,11 +522,19 @@ def dump_tables(
                 if prepare_failed:
                     return  # the backup fails with the sealer's error
             wcur = worker.driver_connection.cursor()
-            # a partitioned table's rows are its partitions': hashed here, stored there
-            stream = _Hasher() if relkind == "p" else session.stream(key)
             sealed = relkind != "p" and sealer is not None and sealer.seals(key)
             # a psql process for a large plain table only, sealed or not (see PSQL_COPY_BYTES)
             by_psql = psql is not None and relkind == "r" and pages >= PSQL_COPY_BYTES
+            packed = may_pack and relkind != "p" and not sealed and not by_psql and pages < PACK_BELOW
+            # a partitioned table's rows are its partitions': hashed here, stored there
+            if relkind == "p":
+                stream = _Hasher()
+            elif packed:
+                if id(worker) not in packs:
+                    packs[id(worker)] = (session.pack_stream(secrets.token_hex(6)), [])
+                stream = _PackedTable(packs[id(worker)][0])
+            else:
+                stream = session.stream(key)
             try:
                 if sealed:
                     plain_digest = sealer.copy_out(
@@ -510,6 +549,8 @@ def dump_tables(
                 raise
             if relkind == "p":
                 rows, digest, size, chunks = stream.lines, stream.digest.hexdigest(), None, []
+            elif packed:  # its chunks are known once the pack is finished (`place_in_pack`)
+                rows, digest, size, chunks = stream.newlines, stream.digest.hexdigest(), stream.size, []
             else:
                 stream.finish()
                 rows, digest, size, chunks = (
@@ -537,9 +578,13 @@ def dump_tables(
             }
             if sealed:  # the stored stream is sealed; `sha256` stays the plain rows' hash
                 described[key].update(sha256=plain_digest, **sealer.table_entry(key, stream))
+            if packed:
+                packs[id(worker)][1].append((described[key], stream.start))
             if progress:
                 if relkind == "p":
                     progress(f"backup {key}: partitioned, {rows} rows stored in its partitions")
+                elif packed:
+                    progress(f"backup {key}: {rows} rows in pack {stream.pack.name}")
                 else:  # (a sealed table's rows: the manifest's count, not only its stored stream's)
                     progress(f"backup {key}: {described[key]['rows']} rows in {len(chunks)} chunk(s)")
 
@@ -559,6 +604,13 @@ def dump_tables(
             [raw, *extra],
             dump,
         )
+        from dereg.backup.writer import place_in_pack
+
+        for pack, placed in packs.values():
+            current[0] = f"(pack {pack.name})"
+            pack.finish()
+            for entry, start in placed:
+                place_in_pack(entry, pack, start)
         if reflecting is not None:
             tables = reflecting.result()
             _same_tables(tables, [_key(*p[0]) for p in plans])

@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -240,6 +241,10 @@ class Uploader:
         for f in done:
             f.result()  # re-raises the upload's error
 
+    def later(self, work, *args):
+        """`work(*args)` on one of the upload threads (outside the queue's bounds); its future."""
+        return self._pool.submit(work, *args)
+
     def drain(self) -> None:
         """Wait until every chunk is stored; raise the first error."""
         with self._mutex:
@@ -283,7 +288,9 @@ class ChunkStream(io.RawIOBase):
         self.name, self.backup_id, self.data_key = name, backup_id, data_key
         self.folder, self.aad = folder, aad
         self.uploader, self.location, self.chunk_bytes, self.lines = uploader, location, chunk_bytes, lines
-        self.digest = hashlib.sha256()
+        # a pack's whole stream is not hashed (each of its tables is, on its way in; the format has no
+        # hash of a pack)
+        self.digest = hashlib.sha256() if folder != "packs" else None
         self.size = 0
         self.newlines = 0
         self.chunks: list[str] = []
@@ -296,7 +303,8 @@ class ChunkStream(io.RawIOBase):
     def write(self, data) -> int:
         view = memoryview(data).cast("B")  # `data` may be a memoryview (from io.BufferedWriter)
         n = len(view)
-        self.digest.update(view)
+        if self.digest is not None:
+            self.digest.update(view)
         self.size += n
         # taken in chunk-sized steps, so one huge write (a 200 MB value) never sits whole in the buffer
         step = n if self.lines else self.chunk_bytes
@@ -316,9 +324,18 @@ class ChunkStream(io.RawIOBase):
                     break  # a line longer than the chunk so far: wait for its end
             if self._pending is not None:
                 self._emit(self._pending, last=False)
-            with memoryview(self._buffer) as buffered:
-                self._pending = bytes(buffered[:cut])  # one copy, not a slice and then a copy
-            del self._buffer[:cut]
+            if len(self._buffer) - cut <= cut:
+                # the buffer becomes the chunk and only what follows the cut is copied (usually
+                # nothing: the large tables' COPY text comes in blocks that add up to a chunk)
+                pending = self._buffer
+                with memoryview(pending) as buffered:
+                    self._buffer = bytearray(buffered[cut:])
+                del pending[cut:]
+                self._pending = pending
+            else:
+                with memoryview(self._buffer) as buffered:
+                    self._pending = bytes(buffered[:cut])  # one copy, not a slice and then a copy
+                del self._buffer[:cut]
 
     def _emit(self, plaintext: bytes, last: bool) -> None:
         index = len(self.chunks)
@@ -338,6 +355,22 @@ class ChunkStream(io.RawIOBase):
         else:
             self._emit(bytes(self._buffer), last=True)
         self._pending, self._buffer = None, bytearray()
+
+
+def place_in_pack(entry: dict[str, Any], pack, start: int) -> None:
+    """Complete a packed table's manifest entry once its pack is finished: the pack chunks that
+    hold its `bytes` (none for an empty table), the first one's index in the pack, where its bytes
+    begin in that chunk and how many chunks the pack has (the last one is flagged as such)."""
+    size = pack.chunk_bytes
+    first = start // size
+    last = (start + entry["bytes"] - 1) // size if entry["bytes"] else first - 1
+    entry["chunks"] = pack.chunks[first : last + 1]
+    entry["pack"] = {
+        "name": pack.name,
+        "first": first,
+        "offset": start - first * size,
+        "count": len(pack.chunks),
+    }
 
 
 def _check_lock(client, location: S3Location, key: str, retain_until: dt.datetime) -> None:
@@ -431,19 +464,30 @@ class Session:
     def finish(self, manifest: dict[str, Any], described: dict[str, dict[str, Any]]) -> BackupRecord:
         """Every chunk stored, then the manifest, then the locks read back, then `complete`."""
         self.uploader.drain()
-        # the MAC binds the whole manifest (tables, chunk lists, retention) to this backup's data
-        # key: a new version of manifest.json written by anyone without that key is refused
-        manifest[MANIFEST_MAC] = manifest_mac(self.data_key, manifest)
-        self.uploader.put(
-            self.manifest_key,
-            json.dumps(manifest, indent=1, sort_keys=True).encode(),
-            content_type="application/json",
-        )
-        if self.object_lock:
-            _check_lock(self.client, self.location, self.manifest_key, self.retain_until)
-            first_chunk = next((t["chunks"][0] for t in described.values() if t["chunks"]), None)
-            if first_chunk:
-                _check_lock(self.client, self.location, first_chunk, self.retain_until)
+        # a stored chunk's lock is read back while the manifest is written (one round trip less
+        # at the end); the backup is complete only once both locks are read back as required
+        chunk_lock = None
+        first_chunk = next((t["chunks"][0] for t in described.values() if t["chunks"]), None)
+        if self.object_lock and first_chunk:
+            chunk_lock = self.uploader.later(
+                _check_lock, self.client, self.location, first_chunk, self.retain_until
+            )
+        try:
+            # the MAC binds the whole manifest (tables, chunk lists, retention) to this backup's data
+            # key: a new version of manifest.json written by anyone without that key is refused
+            manifest[MANIFEST_MAC] = manifest_mac(self.data_key, manifest)
+            self.uploader.put(
+                self.manifest_key,
+                json.dumps(manifest, indent=1, sort_keys=True).encode(),
+                content_type="application/json",
+            )
+            if self.object_lock:
+                _check_lock(self.client, self.location, self.manifest_key, self.retain_until)
+        finally:
+            if chunk_lock is not None:
+                futures_wait([chunk_lock])
+        if chunk_lock is not None:
+            chunk_lock.result()
         summary = {
             name: {"rows": t["rows"], "sha256": t["sha256"], "chunks": len(t["chunks"])}
             for name, t in described.items()

@@ -64,11 +64,13 @@ def test_a_failed_part_leaves_the_backup_incomplete_and_its_retry_completes_it(
     manifest = json.loads(s3_client.get_object(Bucket=bucket_name, Key=manifest_key)["Body"].read())
     assert manifest["table_order"] == ["guardians", "students", "payments"]
     assert "schema" in manifest or "schema_missing" in manifest
-    # the manifest names exactly the chunks the parts stored, and every one of them is locked
+    # the manifest names exactly the chunks the parts stored (small tables' in packs), and every
+    # one of them is locked
     stored = {
         o["Key"]
+        for folder in ("data", "packs")
         for page in s3_client.get_paginator("list_objects_v2").paginate(
-            Bucket=bucket_name, Prefix=location.key(backup_id, "data")
+            Bucket=bucket_name, Prefix=location.key(backup_id, folder)
         )
         for o in page.get("Contents", [])
     }

@@ -97,9 +97,10 @@ def test_copy_text_escaping_round_trips():
 def test_postgresql_backup_is_copy_text_and_restores_exactly_into_a_scratch_schema(
     pg_url, awkward_pg, take_backup, location, keyring, store, s3_client, bucket_name, monkeypatch
 ):
-    from dereg.backup import writer
+    from dereg.backup import pgcopy, writer
 
     monkeypatch.setattr(writer, "CHUNK_BYTES", 8192)  # no_key spans several chunks
+    monkeypatch.setattr(pgcopy, "PACK_BELOW", 0)  # every table in chunks of its own (packs: below)
     lines: list[str] = []
     record = take_backup(pg_url, object_lock=True, progress=lines.append)
     manifest = json.loads(s3_client.get_object(Bucket=bucket_name, Key=record.manifest_key)["Body"].read())
@@ -202,6 +203,9 @@ def test_a_restored_difference_is_a_mismatch(pg_url, awkward_pg, take_backup, lo
 def test_a_flipped_byte_is_named_and_the_scratch_schema_is_dropped_also_on_a_crash(
     pg_url, awkward_pg, take_backup, location, keyring, store, s3_client, bucket_name, monkeypatch
 ):
+    from dereg.backup import pgcopy
+
+    monkeypatch.setattr(pgcopy, "PACK_BELOW", 0)  # `awkward` in a chunk of its own (packs: below)
     record = take_backup(pg_url)
     key = location.key(record.backup_id, "data", "awkward", "000000.chunk")
     blob = bytearray(s3_client.get_object(Bucket=bucket_name, Key=key)["Body"].read())
@@ -227,6 +231,67 @@ def test_a_flipped_byte_is_named_and_the_scratch_schema_is_dropped_also_on_a_cra
         restore_and_verify(
             record.backup_id, location=location, keyring=keyring, store=store, scratch_url=pg_url
         )
+    assert _scratch_schemas(pg_url) == []
+
+
+def test_small_tables_go_into_packs_and_a_flipped_byte_names_the_tables_it_spoils(
+    pg_url, awkward_pg, take_backup, location, keyring, store, s3_client, bucket_name, monkeypatch
+):
+    """Tables under `PACK_BELOW` share their connection's pack (format 7): a few objects instead of
+    one each; each keeps its own rows and hash, an empty one has no chunk, the pack's chunks are
+    locked, and a restore reads every table back exactly. A larger table keeps chunks of its own."""
+    from dereg.backup import pgcopy, writer
+
+    monkeypatch.setattr(writer, "CHUNK_BYTES", 8192)  # the packs span several chunks
+    engine = sa.create_engine(pg_url)
+    with engine.connect() as conn:
+        size = conn.exec_driver_sql("SELECT pg_total_relation_size('no_key')").scalar_one()
+    monkeypatch.setattr(pgcopy, "PACK_BELOW", size)  # no_key and larger: chunks of their own
+    record = take_backup(pg_url, object_lock=True)
+    manifest = json.loads(s3_client.get_object(Bucket=bucket_name, Key=record.manifest_key)["Body"].read())
+    tables = manifest["tables"]
+    packed = {name for name, t in tables.items() if t.get("pack")}
+    assert {"awkward", "empty_one", "students", "guardians"} <= packed and "no_key" not in packed
+    assert tables["no_key"]["chunks"][0] == location.key(record.backup_id, "data", "no_key", "000000.chunk")
+    assert tables["empty_one"]["chunks"] == [] and tables["empty_one"]["bytes"] == 0
+    assert 1 <= len({tables[name]["pack"]["name"] for name in packed}) <= 2  # one per connection
+    pack_chunks = {c for name in packed for c in tables[name]["chunks"]}
+    assert all("/packs/" in c for c in pack_chunks)
+    stored = {
+        o["Key"]
+        for o in s3_client.list_objects_v2(
+            Bucket=bucket_name, Prefix=location.key(record.backup_id, "packs")
+        )["Contents"]
+    }
+    assert stored == pack_chunks  # nothing stored that no table names
+    retention = s3_client.get_object_retention(Bucket=bucket_name, Key=sorted(stored)[0])["Retention"]
+    assert retention["Mode"] == "COMPLIANCE"
+    # each packed table's own rows and hash, as erase's check computes them from the source again
+    again = table_digests(engine, [(None, name) for name in record.tables])
+    engine.dispose()
+    assert {n: list(v) for (_s, n), v in again.items()} == {
+        n: [t["rows"], t["sha256"]] for n, t in record.tables.items()
+    }
+    report = restore_and_verify(
+        record.backup_id, location=location, keyring=keyring, store=store, scratch_url=pg_url
+    )
+    assert report.ok, report.problems
+    assert report.tables["awkward"]["restored_rows"] == 5 and report.tables["students"]["ok"]
+
+    # a flipped byte in the pack chunk that holds `awkward`: named with its pack, and the tables
+    # that do not use that chunk still restore
+    key = tables["awkward"]["chunks"][0]
+    blob = bytearray(s3_client.get_object(Bucket=bucket_name, Key=key)["Body"].read())
+    blob[len(blob) // 2] ^= 0x04
+    s3_client.put_object(Bucket=bucket_name, Key=key, Body=bytes(blob))
+    report = restore_and_verify(
+        record.backup_id, location=location, keyring=keyring, store=store, scratch_url=pg_url
+    )
+    assert not report.ok and not report.tables["awkward"]["ok"]
+    assert [p for p in report.problems if p.startswith("awkward: chunk") and "fails authentication" in p]
+    assert report.tables["no_key"]["ok"]
+    spoiled = {name for name in packed if key in tables[name]["chunks"]}
+    assert all(report.tables[name]["ok"] for name in packed - spoiled if name in report.tables)
     assert _scratch_schemas(pg_url) == []
 
 
