@@ -22,12 +22,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_drill_restores_every_retained_backup_and_reports_failures(
-    tmp_path, seaweed, s3_client, bucket_name, smtp_sink, pg_url
+    tmp_path, seaweed, s3_client, bucket_name, smtp_sink, pg_url, monkeypatch
 ):
     """The source is PostgreSQL and its connection is known: each drill restores into a scratch
     schema on the source's own server, which is gone afterwards, also for the corrupted backup."""
     import sqlalchemy as sa
 
+    from dereg.backup import pgcopy
+
+    monkeypatch.setattr(pgcopy, "PACK_BELOW", 0)  # every table in chunks of its own: one is spoiled below
     source = pg_url
     planted = make_small_source(source)
     keyring = Keyring.create(tmp_path / "keyring.json")
