@@ -116,24 +116,8 @@ class AirflowSandbox:
         }
         self._migrate()
 
-    #: a metadata DB migrated once per test session; each sandbox starts from a copy of it (an
-    #: `airflow db migrate` costs 5-10 s, and every sandbox gets the same empty schema)
-    _migrated: Path | None = None
-
     def _migrate(self) -> None:
-        template = AirflowSandbox._migrated
-        if template is not None and template.exists():
-            shutil.copyfile(template, self.home / "airflow.db")
-            return
-        airflow = str(Path(sys.executable).parent / "airflow")
-        result = subprocess.run(
-            [airflow, "db", "migrate"], env=self.env, capture_output=True, text=True, timeout=300
-        )
-        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-        if "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in self.env:  # the default SQLite file in the home
-            template = Path(tempfile.mkdtemp(prefix="dereg-airflow-db-")) / "airflow.db"
-            shutil.copyfile(self.home / "airflow.db", template)
-            AirflowSandbox._migrated = template
+        migrate_metadata_db(self.home, self.env)
 
     def start_dag_test(self, dag_id: str, conf: dict) -> subprocess.Popen:
         log = open(self.home / f"dag_test_{dag_id}_{time.monotonic_ns()}.log", "w+")
@@ -189,6 +173,27 @@ class AirflowSandbox:
             if line.startswith("ANSWER_RESULT "):
                 return json.loads(line.removeprefix("ANSWER_RESULT "))
         raise AssertionError(f"approver process failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+
+
+#: a metadata DB migrated once per test session; each Airflow home starts from a copy of it (an
+#: `airflow db migrate` costs 5-10 s, and every home gets the same empty schema)
+_MIGRATED: list[Path] = []
+
+
+def migrate_metadata_db(home: Path, env: dict[str, str]) -> None:
+    """Give the Airflow home `home` (run with `env`) a migrated metadata DB: a copy of the SQLite DB
+    migrated first in this session, or `airflow db migrate` for the first home or another database."""
+    default_db = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in env  # the SQLite file in the home
+    if default_db and _MIGRATED and _MIGRATED[0].exists():
+        shutil.copyfile(_MIGRATED[0], home / "airflow.db")
+        return
+    airflow = str(Path(sys.executable).parent / "airflow")
+    result = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    if default_db and not _MIGRATED:
+        template = Path(tempfile.mkdtemp(prefix="dereg-airflow-db-")) / "airflow.db"
+        shutil.copyfile(home / "airflow.db", template)
+        _MIGRATED.append(template)
 
 
 def store_connections(seaweed, smtp_sink=None) -> dict[str, str]:
