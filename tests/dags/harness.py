@@ -28,6 +28,19 @@ _RUN_DAG = textwrap.dedent("""
         caller = sys._getframe(1).f_code.co_filename
         _sleep(0.1 if seconds == 1 and caller.endswith(os.path.join("sdk", "definitions", "dag.py")) else seconds)
     time.sleep = _poll_sleep
+    # The in-process Task Execution API: the task SDK in this process speaks only the newest API
+    # version, so Cadwyn builds the routes of that version alone (it builds every older version's on
+    # the first request otherwise: about 5 s of CPU per run). A request in an older version would get
+    # an error, not a silent pass. Routes that exist only in older versions go with them.
+    import airflow.api_fastapi.execution_api.versions as _versions
+    from cadwyn import Cadwyn, HeadVersion, Version, VersionBundle
+    _versions.bundle = VersionBundle(HeadVersion(), Version(_versions.bundle.versions[0].value))
+    _initialize = Cadwyn._cadwyn_initialize
+    def _newest_version_only(app):
+        routes = app._latest_version_router.routes
+        routes[:] = [r for r in routes if "_CADWYN_DELETED_ROUTE" not in getattr(r, "tags", ())]
+        _initialize(app)
+    Cadwyn._cadwyn_initialize = _newest_version_only
     from airflow.dag_processing.dagbag import DagBag
     dag_id, conf = sys.argv[1], json.loads(sys.argv[2])
     bag = DagBag(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
@@ -55,7 +68,7 @@ _ANSWER = textwrap.dedent("""
     from fastapi.testclient import TestClient
     from airflow.api_fastapi.app import create_app
     dag_id, task_id, user, password, option, timeout = sys.argv[1:7]
-    client = TestClient(create_app())
+    client = TestClient(create_app("core"))  # the public REST API; no Task Execution API needed here
     token = client.post("/auth/token", json={"username": user, "password": password}).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
     deadline = time.monotonic() + float(timeout)
@@ -73,7 +86,7 @@ _ANSWER = textwrap.dedent("""
             if run["state"] in ("success", "failed"):
                 print("ANSWER_RESULT " + json.dumps({"status": 0, "body": "run ended " + run["state"]}))
                 sys.exit(0)
-        time.sleep(1)
+        time.sleep(0.25)
     print("ANSWER_RESULT " + json.dumps({"status": -1, "body": "timed out"}))
 """)
 
@@ -103,24 +116,8 @@ class AirflowSandbox:
         }
         self._migrate()
 
-    #: a metadata DB migrated once per test session; each sandbox starts from a copy of it (an
-    #: `airflow db migrate` costs 5-10 s, and every sandbox gets the same empty schema)
-    _migrated: Path | None = None
-
     def _migrate(self) -> None:
-        template = AirflowSandbox._migrated
-        if template is not None and template.exists():
-            shutil.copyfile(template, self.home / "airflow.db")
-            return
-        airflow = str(Path(sys.executable).parent / "airflow")
-        result = subprocess.run(
-            [airflow, "db", "migrate"], env=self.env, capture_output=True, text=True, timeout=300
-        )
-        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-        if "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in self.env:  # the default SQLite file in the home
-            template = Path(tempfile.mkdtemp(prefix="dereg-airflow-db-")) / "airflow.db"
-            shutil.copyfile(self.home / "airflow.db", template)
-            AirflowSandbox._migrated = template
+        migrate_metadata_db(self.home, self.env)
 
     def start_dag_test(self, dag_id: str, conf: dict) -> subprocess.Popen:
         log = open(self.home / f"dag_test_{dag_id}_{time.monotonic_ns()}.log", "w+")
@@ -176,6 +173,27 @@ class AirflowSandbox:
             if line.startswith("ANSWER_RESULT "):
                 return json.loads(line.removeprefix("ANSWER_RESULT "))
         raise AssertionError(f"approver process failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+
+
+#: a metadata DB migrated once per test session; each Airflow home starts from a copy of it (an
+#: `airflow db migrate` costs 5-10 s, and every home gets the same empty schema)
+_MIGRATED: list[Path] = []
+
+
+def migrate_metadata_db(home: Path, env: dict[str, str]) -> None:
+    """Give the Airflow home `home` (run with `env`) a migrated metadata DB: a copy of the SQLite DB
+    migrated first in this session, or `airflow db migrate` for the first home or another database."""
+    default_db = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in env  # the SQLite file in the home
+    if default_db and _MIGRATED and _MIGRATED[0].exists():
+        shutil.copyfile(_MIGRATED[0], home / "airflow.db")
+        return
+    airflow = str(Path(sys.executable).parent / "airflow")
+    result = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    if default_db and not _MIGRATED:
+        template = Path(tempfile.mkdtemp(prefix="dereg-airflow-db-")) / "airflow.db"
+        shutil.copyfile(home / "airflow.db", template)
+        _MIGRATED.append(template)
 
 
 def store_connections(seaweed, smtp_sink=None) -> dict[str, str]:

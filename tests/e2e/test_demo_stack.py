@@ -100,7 +100,7 @@ def _wait_for(client, run_id: str, *, task_state: str | None = None, timeout: fl
         if run_state in ("success", "failed"):
             assert task_state is None, f"run ended {run_state} before approve was {task_state}: {states}"
             return {"run": run_state, **states}
-        time.sleep(2)
+        time.sleep(0.5)
     raise AssertionError(f"run {run_id} did not get there within {timeout:.0f} s: {states}")
 
 

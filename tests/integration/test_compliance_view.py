@@ -29,7 +29,7 @@ from dereg.manifest import load_manifest
 from dereg.notify import answers, records
 from dereg.operators.base import RunContext
 from devtools.stack.ports import free_port, wait_for_port
-from tests.dags.harness import ROOT
+from tests.dags.harness import ROOT, migrate_metadata_db
 
 pytestmark = pytest.mark.integration
 RUN = "manual__2026-11-20T09:00:00+00:00"
@@ -155,18 +155,7 @@ def server(tmp_path_factory):
         "NO_PROXY": "*",
         "PYTHONUNBUFFERED": "1",  # the access log is read while the server runs
     }
-    migrate = subprocess.run(
-        [
-            str(ROOT / ".venv/bin/airflow") if (ROOT / ".venv/bin/airflow").exists() else "airflow",
-            "db",
-            "migrate",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert migrate.returncode == 0, migrate.stdout[-2000:] + migrate.stderr[-2000:]
+    migrate_metadata_db(home, env)  # a copy of the session's migrated DB when a DAG test made one
     port = free_port()
     log = open(home / "api-server.log", "w+")
     proc = subprocess.Popen(
