@@ -71,9 +71,15 @@ def _key_set_turn(store, backup_id: str) -> Iterator[Any]:
     transactions take at BEGIN. Yields the connection to read and write the key set on."""
     from dereg.dialects import dialect_for
 
-    with store.begin() as conn:
-        dialect_for(conn).lock_name(conn, f"dereg-key-set|{backup_id}")
-        yield conn
+    name = f"dereg-key-set|{backup_id}"
+    with store.connect() as conn:
+        dialect = dialect_for(conn)
+        try:
+            with conn.begin():
+                dialect.lock_name(conn, name)
+                yield conn
+        finally:
+            dialect.unlock_name(conn, name)
 
 
 def _backup_context(store, location, keyring, record: dict[str, Any]) -> dict[str, Any]:
@@ -185,22 +191,27 @@ def rewrite_group_backup(store, ctx: dict[str, Any], company_id: str, ordinal: i
         return ordinal not in now.shredded or (old is not None and now.key == old.key)
 
     with _key_set_turn(store, backup_id) as conn:
+        # other shreds may have saved the key set since it was read above: of this group (saving
+        # ours would undo theirs: refused), or of other groups (theirs are kept: what is saved is
+        # the key set as it is now, which no other shred can change before this one has saved it
+        # and read it back, with only this group's entry replaced, or nothing replaced when the
+        # subject was already shredded, as when a run is repeated to finish an interrupted one)
+        with _s3(where, f"read the escrowed key set of backup {backup_id} again"):
+            now = subjectkeys.load_key_set_body(conn, client, where, company_id, backup_id)
+        fresh = groupkeys.GroupKeySet.from_json(now, data_key) if now else None
+        current = fresh.groups[group.group] if fresh else None
+        if current is None or (
+            (current.generation, current.key) != (old.generation, old.key)
+            if old is not None
+            else ordinal not in current.shredded
+        ):
+            raise BackupError(
+                f"backup {backup_id}: subject group {group.group} was changed by another shred while this "
+                "one ran; the subject is NOT recorded as shredded: run again (one shred at a time per company)"
+            )
         if old is not None:
-            # other shreds may have saved the key set while the block was written again: of this
-            # group (saving ours would undo theirs: refused), or of other groups (theirs are kept:
-            # only this group's entry is replaced, in the key set as it is now, which no other
-            # shred can change before this one has saved it and read it back)
-            with _s3(where, f"read the escrowed key set of backup {backup_id} again"):
-                now = subjectkeys.load_key_set_body(conn, client, where, company_id, backup_id)
-            fresh = groupkeys.GroupKeySet.from_json(now, data_key) if now else None
-            current = fresh.groups[group.group] if fresh else None
-            if current is None or (current.generation, current.key) != (old.generation, old.key):
-                raise BackupError(
-                    f"backup {backup_id}: subject group {group.group} was changed by another shred while this "
-                    "one ran; the subject is NOT recorded as shredded: run again (one shred at a time per company)"
-                )
             fresh.groups[group.group] = group
-            key_set = fresh
+        key_set = fresh
         deleted, problems = _replace_key_set(
             conn,
             ctx,

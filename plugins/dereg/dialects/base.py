@@ -241,8 +241,12 @@ class Dialect:
 
     def lock_name(self, conn: Connection, name: str) -> None:
         """Serialise the compliance-store transactions that take the lock `name` (inside `conn`'s
-        transaction, until it ends). By default nothing: SQLite's store transactions begin
-        IMMEDIATE, which already excludes any other writer."""
+        transaction, held until `unlock_name` after it ends). By default nothing: SQLite's store
+        transactions begin IMMEDIATE, which already excludes any other writer."""
+
+    def unlock_name(self, conn: Connection, name: str) -> None:
+        """Release what `lock_name` took once `conn`'s transaction has ended (a lock that outlives
+        its transaction: MySQL's). Never raises: a connection lost meanwhile took its locks along."""
 
     def lock_ledger_head(self, conn: Connection, query: sa.Select) -> sa.Select:
         """Serialise ledger writers inside `conn`'s transaction, also the very first one (no head

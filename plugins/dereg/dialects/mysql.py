@@ -62,6 +62,36 @@ class MySQL(Dialect):
     def lock_ledger_head(self, conn: Connection, query: sa.Select) -> sa.Select:
         return query.with_for_update()  # InnoDB locks the (possibly absent) key range
 
+    #: how long a compliance-store transaction waits for a named lock (`lock_name`), in seconds
+    NAMED_LOCK_WAIT = 600
+
+    @staticmethod
+    def _lock_key(name: str) -> str:
+        import hashlib
+
+        return "dereg-" + hashlib.sha256(name.encode()).hexdigest()[:40]  # GET_LOCK names: 64 at most
+
+    def lock_name(self, conn: Connection, name: str) -> None:
+        # a named lock of the server: held by the session until RELEASE_LOCK (`unlock_name`)
+        got = conn.execute(
+            sa.text("SELECT GET_LOCK(:key, :wait)"),
+            {"key": self._lock_key(name), "wait": self.NAMED_LOCK_WAIT},
+        ).scalar()
+        if got != 1:
+            from dereg.errors import DeregError
+
+            raise DeregError(
+                f"the compliance store did not grant the lock {name!r} within {self.NAMED_LOCK_WAIT} s "
+                "(another process holds it): nothing was changed; run again when it has finished"
+            )
+
+    def unlock_name(self, conn: Connection, name: str) -> None:
+        try:
+            conn.execute(sa.text("SELECT RELEASE_LOCK(:key)"), {"key": self._lock_key(name)})
+            conn.commit()
+        except sa.exc.SQLAlchemyError:
+            pass  # the connection is gone, and its locks with it
+
 
 DIALECT = MySQL()
 

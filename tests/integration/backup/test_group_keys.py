@@ -264,28 +264,32 @@ def test_a_shred_of_another_group_saved_meanwhile_is_kept(
 
 @pytest.fixture
 def store_url(request, tmp_path):
-    """The compliance store: a SQLite file (as everywhere), or with the parameter "postgresql" a
-    database of its own on the PostgreSQL server (dropped afterwards)."""
-    if getattr(request, "param", "sqlite") == "sqlite":
+    """The compliance store: a SQLite file (as everywhere), or with the parameter "postgresql" or
+    "mariadb" a database of its own on that server (dropped afterwards)."""
+    kind = getattr(request, "param", "sqlite")
+    if kind == "sqlite":
         yield f"sqlite:///{tmp_path / 'compliance.db'}"
         return
     import uuid
 
     import sqlalchemy as sa
 
-    from tests.conftest import PG_ADMIN_URL
+    from tests.conftest import MARIADB_ADMIN_URL, PG_ADMIN_URL
 
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    admin_url = PG_ADMIN_URL if kind == "postgresql" else MARIADB_ADMIN_URL
+    q = '"' if kind == "postgresql" else "`"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     name = f"dereg_store_{uuid.uuid4().hex[:10]}"
     with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+        conn.exec_driver_sql(f"CREATE DATABASE {q}{name}{q}")
+    yield admin_url.rsplit("/", 1)[0] + f"/{name}"
     with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        force = " WITH (FORCE)" if kind == "postgresql" else ""
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {q}{name}{q}{force}")
     admin.dispose()
 
 
-@pytest.mark.parametrize("store_url", ["sqlite", "postgresql"], indirect=True)
+@pytest.mark.parametrize("store_url", ["sqlite", "postgresql", "mariadb"], indirect=True)
 def test_two_shreds_of_one_backup_take_turns_saving_its_key_set(
     pg_url, store_url, take_backup, location, keyring, store, s3_client, monkeypatch, tmp_path
 ):
@@ -337,6 +341,41 @@ def test_two_shreds_of_one_backup_take_turns_saving_its_key_set(
     data_key = _data_key(store, keyring, record.backup_id)
     groups = groupkeys.GroupKeySet.from_json(
         load_key_set_body(store, s3_client, location, "school-gt", record.backup_id), data_key
+    ).groups
+    assert [(g.generation, len(g.shredded)) for g in groups] == [(1, 1), (1, 1)]
+    report = restore_and_verify(record.backup_id, location=location, keyring=keyring, store=store)
+    assert report.ok, report.problems
+    assert report.tables["students"]["shredded_rows"] == 2
+
+
+def test_a_repeated_shred_keeps_a_shred_of_another_group_saved_meanwhile(
+    pg_url, take_backup, location, keyring, store, s3_client, monkeypatch, tmp_path
+):
+    # running a shred again (to finish an interrupted one) finds its subject already shredded and
+    # saves the key set as it is now, not as it read it first: another group's shred saved
+    # meanwhile stays done
+    monkeypatch.setenv("DEREG_OUTPUT_DIR", str(tmp_path / "out"))
+    monkeypatch.setattr(certificate_doc, "render_pdf", _no_pdf)
+    monkeypatch.setattr(groupkeys, "GROUP_SIZE", 1)
+    make_small_source(pg_url)
+    record = take_backup(
+        pg_url, company_id="school-gr2", subjects=_spec(), object_lock=True, retention_days=30
+    )
+
+    def shred(ref: str):
+        return shred_subject(
+            store, location, keyring, company_id="school-gr2", subject_ref=ref, signing_keyring=keyring
+        )
+
+    shred(str(SHREDDED))
+    other = _another_shred_meanwhile(
+        monkeypatch, store, location, keyring, company_id="school-gr2", subject_ref="11"
+    )
+    again = shred(str(SHREDDED))
+    assert again["backups"][0]["key_was_already_gone"] and other[0]["backups"][0]["group"] == 1
+    data_key = _data_key(store, keyring, record.backup_id)
+    groups = groupkeys.GroupKeySet.from_json(
+        load_key_set_body(store, s3_client, location, "school-gr2", record.backup_id), data_key
     ).groups
     assert [(g.generation, len(g.shredded)) for g in groups] == [(1, 1), (1, 1)]
     report = restore_and_verify(record.backup_id, location=location, keyring=keyring, store=store)
