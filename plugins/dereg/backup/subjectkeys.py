@@ -725,6 +725,12 @@ def read_subject_refs(manifest: dict[str, Any], data_key: bytes, get) -> list[by
     return data.split(b"\n")[:-1] if data else []
 
 
+#: a backup that does not record its table numbers (see `Unsealer.number_for`): how many sealed
+#: rows decide a table's number, and how much of the table's first lines may be held to find them
+PROBE_ROWS = 16
+PROBE_HOLD_BYTES = 64 << 20
+
+
 class Unsealer:
     """Opens the sealed rows of a version 5 backup while it is restored: each subject row's personal
     fields decrypted under its subject's key, or NULL / the column's marker when the key was shredded."""
@@ -776,28 +782,33 @@ class Unsealer:
             )
         return ctr_crypt(self._cipher(n), row_nonce(number, line_no), binascii.a2b_base64(blob))
 
-    def number_for(self, name: str, lines: list[bytes], width: int, prefix: bytes, tagged: bool) -> int:
-        """The table number the sealed rows of `name` were sealed under, for a backup whose manifest
-        does not record it. Backups of versions 5 and 6 written before it was recorded numbered
-        the tables in the order they were read, which is `table_order` unless that order was
-        changed afterwards (it follows the foreign keys): the first sealed rows of `lines` (the
-        table's first rows) are opened under `table_order`'s number, and if they do not open,
-        under every other; a single number under which all open is taken. Version 5 rows carry a
-        tag, so a wrong number cannot open them; version 6 rows must give the column count in
-        valid UTF-8 (COPY's client encoding) for each of up to 16 rows."""
-        guess = self.table_number[name]
-        if self.recorded:
-            return guess
-        samples = []
-        for line_no, line in enumerate(lines):
+    def _samples(self, lines: list[bytes], start: int, wanted: int) -> list[tuple[int, int, bytes]]:
+        """Up to `wanted` sealed rows of `lines` (the table's lines from number `start`) whose
+        subject's key is present: (subject number, line number, sealed field)."""
+        found = []
+        for line_no, line in enumerate(lines, start):
+            if len(found) >= wanted:
+                break
             seal = line.rpartition(b"\t")[2]
             if seal != NULL:
                 ordinal, _, blob = seal.partition(b":")
                 n = int(ordinal)
                 if n < len(self.present) and self.present[n]:
-                    samples.append((n, line_no, blob))
-                    if len(samples) == 16:
-                        break
+                    found.append((n, line_no, blob))
+        return found
+
+    def number_for(
+        self, name: str, samples: list[tuple[int, int, bytes]], width: int, prefix: bytes, tagged: bool
+    ) -> int:
+        """The table number the sealed rows of `name` were sealed under, for a backup whose manifest
+        does not record it. Backups of versions 5 and 6 written before it was recorded numbered
+        the tables in the order they were read, which is `table_order` unless that order was
+        changed afterwards (it follows the foreign keys): the table's first sealed rows whose key
+        is present (`samples`, see `wrap`) are opened under `table_order`'s number, and if they do
+        not open, under every other; a single number under which all open is taken. Version 5
+        rows carry a tag, so a wrong number cannot open them; version 6 rows must give the column
+        count in valid UTF-8 (COPY's client encoding) for each of up to `PROBE_ROWS` rows."""
+        guess = self.table_number[name]
 
         def opens(number: int) -> bool:
             for n, line_no, blob in samples:
@@ -810,7 +821,7 @@ class Unsealer:
                     return False
             return True
 
-        if not samples or opens(guess):
+        if self.recorded or not samples or opens(guess):
             return guess
         fits = [n for n in range(len(self.manifest["table_order"])) if n != guess and opens(n)]
         return fits[0] if len(fits) == 1 else guess
@@ -822,7 +833,9 @@ class Unsealer:
         stream matches `sealed_sha256` and no subject of it was shredded, the output is exactly the
         source's rows (its hash is the manifest's `sha256`, checked by the restore as for any table);
         when some were, `spec["sha256"]` becomes the hash of what is restored (so the restore checks
-        the database against that), and the count is reported."""
+        the database against that), and the count is reported. For a backup that does not record
+        its table numbers, the first lines are held (up to `PROBE_HOLD_BYTES`) until `PROBE_ROWS`
+        sealed rows with a present key are found, to check the table's number on them first."""
         sealed = spec["sealed"]
         names = [c["name"] for c in spec["columns"]]
         positions = [names.index(c) for c in sealed["columns"]]
@@ -840,10 +853,9 @@ class Unsealer:
                 stored.update(piece)
                 yield piece
 
-        for _index, lines in whole_lines(hashed(pieces)):
+        def opened(lines: list[bytes]) -> bytes:
+            nonlocal line_no, shredded, bad
             out = []
-            if line_no == 0 and lines:
-                number = self.number_for(name, lines, len(positions), prefix, tagged)
             for line in lines:
                 body, _, seal = line.rpartition(b"\t")
                 if seal != NULL:
@@ -881,7 +893,26 @@ class Unsealer:
             out.append(b"")
             text = b"\n".join(out)
             produced.update(text)
-            yield text
+            return text
+
+        batches = (lines for _index, lines in whole_lines(hashed(pieces)))
+        if not self.recorded:
+            held: list[list[bytes]] = []
+            held_bytes = start = 0
+            samples: list[tuple[int, int, bytes]] = []
+            for lines in batches:  # left at the batch that decides; the rest is read below
+                held.append(lines)
+                held_bytes += sum(map(len, lines))
+                samples += self._samples(lines, start, PROBE_ROWS - len(samples))
+                start += len(lines)
+                if len(samples) >= PROBE_ROWS or held_bytes >= PROBE_HOLD_BYTES:
+                    break
+            number = self.number_for(name, samples, len(positions), prefix, tagged)
+            for lines in held:
+                yield opened(lines)
+            del held
+        for lines in batches:
+            yield opened(lines)
         if stored.hexdigest() != spec.get("sealed_sha256"):
             problems.append(f"{name}: the stored rows do not match the manifest's sealed_sha256")
         if bad:

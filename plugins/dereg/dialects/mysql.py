@@ -78,9 +78,7 @@ class MySQL(Dialect):
             {"key": self._lock_key(name), "wait": self.NAMED_LOCK_WAIT},
         ).scalar()
         if got != 1:
-            from dereg.errors import DeregError
-
-            raise DeregError(
+            raise TimeoutError(
                 f"the compliance store did not grant the lock {name!r} within {self.NAMED_LOCK_WAIT} s "
                 "(another process holds it): nothing was changed; run again when it has finished"
             )
