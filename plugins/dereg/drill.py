@@ -250,6 +250,7 @@ def finish_drill_parts(
         store=store,
         missing="did not record a result (see its drill task's log)",
         failed=lambda i, n, part: [f"part {i + 1}/{n}: {p}" for p in part.get("problems") or ["failed"]],
+        part_task="drill",
     )
     problems = [redact(p) for p in problems]
     result: dict[str, Any] = {

@@ -306,6 +306,7 @@ def finish_parts(
     store,
     missing: str,
     failed,
+    part_task: str = "restore_backup",
 ) -> tuple[list[str], dict[str, Any]]:
     """Check what spans the parts of `backup_id` restored in run `run_id` (`outcomes`: each part's
     recorded result, in part order, None where it recorded none): every part verified, every table
@@ -313,7 +314,8 @@ def finish_parts(
     parts' tables in the shared scratch schema; then drop that schema, however it ends. Returns the
     problems found (empty: the backup restores) and the figures to record (foreign keys checked).
     `missing`: the sentence for a part without a result; `failed(i, count, outcome)`: the lines
-    for a part that did not verify. Raises nothing the caller must clean up after."""
+    for a part that did not verify; `part_task`: the task that restores a part (what to clear).
+    Raises nothing the caller must clean up after."""
     from dereg.errors import DeregError
 
     count = len(outcomes)
@@ -341,7 +343,7 @@ def finish_parts(
                 if present != verified:
                     problems.append(
                         f"{len(verified - present)} table(s) are no longer in the scratch schema (an earlier "
-                        "finish dropped it): run every part of this backup again, then the finish"
+                        f"finish dropped it): clear every {part_task} task of this backup, then this one"
                     )
                 else:
                     found, keys, skipped = foreign_key_problems(scratch_url, schema, checked, present)
