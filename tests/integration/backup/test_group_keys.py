@@ -189,6 +189,21 @@ def _another_shred_meanwhile(monkeypatch, store, location, keyring, *, company_i
     return other
 
 
+def _both_groups_shredded(store, keyring, s3_client, location, company_id: str, backup_id: str) -> list:
+    """Both groups of a two-subject backup (a group each) show their shred in the saved key set
+    (generation 1, one subject shredded), and a restore verifies with both subjects' rows shredded.
+    Returns the groups."""
+    data_key = _data_key(store, keyring, backup_id)
+    groups = groupkeys.GroupKeySet.from_json(
+        load_key_set_body(store, s3_client, location, company_id, backup_id), data_key
+    ).groups
+    assert [(g.generation, len(g.shredded)) for g in groups] == [(1, 1), (1, 1)]
+    report = restore_and_verify(backup_id, location=location, keyring=keyring, store=store)
+    assert report.ok, report.problems
+    assert report.tables["students"]["shredded_rows"] == 2
+    return groups
+
+
 def test_a_shred_that_another_shred_of_its_group_overtook_is_refused_and_loses_nothing(
     pg_url, take_backup, location, keyring, store, s3_client, monkeypatch, tmp_path
 ):
@@ -251,15 +266,8 @@ def test_a_shred_of_another_group_saved_meanwhile_is_kept(
         store, location, keyring, company_id="school-g2", subject_ref=str(SHREDDED), signing_keyring=keyring
     )
     assert [e.event for e in Ledger(store).entries()[entries:]] == ["succeeded", "succeeded"]
-    data_key = _data_key(store, keyring, record.backup_id)
-    groups = groupkeys.GroupKeySet.from_json(
-        load_key_set_body(store, s3_client, location, "school-g2", record.backup_id), data_key
-    ).groups
-    assert [(g.generation, len(g.shredded)) for g in groups] == [(1, 1), (1, 1)]
+    groups = _both_groups_shredded(store, keyring, s3_client, location, "school-g2", record.backup_id)
     assert groups[1].block == other[0]["backups"][0]["group_block"]
-    report = restore_and_verify(record.backup_id, location=location, keyring=keyring, store=store)
-    assert report.ok, report.problems
-    assert report.tables["students"]["shredded_rows"] == 2
 
 
 @pytest.fixture
@@ -338,14 +346,7 @@ def test_two_shreds_of_one_backup_take_turns_saving_its_key_set(
     )
     other.join(timeout=120)
     assert len(outcome) == 1 and isinstance(outcome[0], dict), outcome
-    data_key = _data_key(store, keyring, record.backup_id)
-    groups = groupkeys.GroupKeySet.from_json(
-        load_key_set_body(store, s3_client, location, "school-gt", record.backup_id), data_key
-    ).groups
-    assert [(g.generation, len(g.shredded)) for g in groups] == [(1, 1), (1, 1)]
-    report = restore_and_verify(record.backup_id, location=location, keyring=keyring, store=store)
-    assert report.ok, report.problems
-    assert report.tables["students"]["shredded_rows"] == 2
+    _both_groups_shredded(store, keyring, s3_client, location, "school-gt", record.backup_id)
 
 
 def test_a_repeated_shred_keeps_a_shred_of_another_group_saved_meanwhile(
@@ -373,14 +374,7 @@ def test_a_repeated_shred_keeps_a_shred_of_another_group_saved_meanwhile(
     )
     again = shred(str(SHREDDED))
     assert again["backups"][0]["key_was_already_gone"] and other[0]["backups"][0]["group"] == 1
-    data_key = _data_key(store, keyring, record.backup_id)
-    groups = groupkeys.GroupKeySet.from_json(
-        load_key_set_body(store, s3_client, location, "school-gr2", record.backup_id), data_key
-    ).groups
-    assert [(g.generation, len(g.shredded)) for g in groups] == [(1, 1), (1, 1)]
-    report = restore_and_verify(record.backup_id, location=location, keyring=keyring, store=store)
-    assert report.ok, report.problems
-    assert report.tables["students"]["shredded_rows"] == 2
+    _both_groups_shredded(store, keyring, s3_client, location, "school-gr2", record.backup_id)
 
 
 def test_a_backup_that_fails_after_its_sealed_tables_leaves_no_group_writer_running(
