@@ -67,8 +67,9 @@ def _key_set_turn(store, backup_id: str) -> Iterator[Any]:
     """A transaction of the compliance store in which a shred reads a backup's key set (again),
     saves it and reads it back: two shreds of one backup take turns there, so that neither saves a
     key set read before the other saved its own (which would put back the key the other destroyed).
-    PostgreSQL: an advisory lock to the transaction's end; SQLite: the write lock its store
-    transactions take at BEGIN. Yields the connection to read and write the key set on."""
+    PostgreSQL: an advisory lock to the transaction's end; MySQL/MariaDB: a named lock (GET_LOCK)
+    released after it; SQLite: the write lock its store transactions take at BEGIN. Yields the
+    connection to read and write the key set on."""
     from dereg.dialects import dialect_for
 
     name = f"dereg-key-set|{backup_id}"
