@@ -46,7 +46,6 @@ from dereg.backup.codec import CHUNK_BYTES, GROUP_KEYS_VERSION, NONCE_BYTES, who
 from dereg.backup.subjectkeys import (
     NULL,
     SealSpec,
-    _qualified,
     _quote,
     finish_subjects,
     is_direct,
@@ -54,6 +53,7 @@ from dereg.backup.subjectkeys import (
     load_key_set_body,
     mapping_sql,
     own_link,
+    read_refs,
     scanned,
     sealed_columns,
 )
@@ -533,15 +533,7 @@ class GroupSealer:
         """Read the subjects' refs and link maps in the snapshot, decide per table which columns are
         sealed, and (with `qualified`: table key -> SQL name) how many subjects a group takes."""
         spec = self.spec
-        out = io.BytesIO()
-        key = _quote(spec.subject_key)
-        cur.copy_expert(
-            f"COPY (SELECT {key}::text FROM {_qualified(spec.subject_schema, spec.subject_name)} ORDER BY {key}) "
-            "TO STDOUT",
-            out,
-        )
-        data = out.getvalue()
-        self.refs = data.split(b"\n")[:-1] if data else []
+        self.refs = read_refs(cur, spec)
         ordinal = dict(zip(self.refs, range(len(self.refs)), strict=True))  # built in C
         self.table_order = list(table_keys)
         for name, table in spec.tables.items():

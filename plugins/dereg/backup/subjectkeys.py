@@ -441,6 +441,20 @@ def row_nonce(table_number: int, line: int) -> bytes:
     return struct.pack(">IQ", table_number, line)
 
 
+def read_refs(cur, spec: SealSpec) -> list[bytes]:
+    """The subjects' refs (the subject key as text) in key order, read on `cur` in the backup's
+    snapshot: subject number n is the n-th."""
+    out = io.BytesIO()
+    key = _quote(spec.subject_key)
+    cur.copy_expert(
+        f"COPY (SELECT {key}::text FROM {_qualified(spec.subject_schema, spec.subject_name)} ORDER BY {key}) "
+        "TO STDOUT",
+        out,
+    )
+    data = out.getvalue()
+    return data.split(b"\n")[:-1] if data else []
+
+
 class Sealer:
     """Seals a backup's subject rows (PostgreSQL COPY path); made by `pgcopy.dump_tables` when the
     session carries a `SealSpec`, inside the backup's snapshot. Writes format version 6 (version 7
@@ -473,12 +487,7 @@ class Sealer:
         import os
 
         spec = self.spec
-        out = io.BytesIO()
-        qualified = _qualified(spec.subject_schema, spec.subject_name)
-        key = _quote(spec.subject_key)
-        cur.copy_expert(f"COPY (SELECT {key}::text FROM {qualified} ORDER BY {key}) TO STDOUT", out)
-        data = out.getvalue()
-        self.refs = data.split(b"\n")[:-1] if data else []
+        self.refs = read_refs(cur, spec)
         self.ordinal = {r: i for i, r in enumerate(self.refs)}
         count = len(self.refs)
         depth = depth_for(count)
