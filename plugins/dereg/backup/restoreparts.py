@@ -41,7 +41,7 @@ from dereg.backup.restore import (
 )
 from dereg.connections import S3Location
 from dereg.dialects import dialect_for, normalize_url
-from dereg.errors import BackupError
+from dereg.errors import BackupError, DeregError
 
 SCHEMA_PREFIX = "dereg_scratch_"
 
@@ -62,7 +62,7 @@ def _engine(url: str) -> sa.Engine:
 
 def _locked(conn, schema: str) -> None:
     # one lock per schema name for the transaction: creating and dropping never interleave
-    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (schema,))
+    dialect_for(conn).lock_name(conn, schema)
 
 
 def open_scratch_schema(url: str, schema: str, tables: list[str]) -> None:
@@ -316,8 +316,6 @@ def finish_parts(
     `missing`: the sentence for a part without a result; `failed(i, count, outcome)`: the lines
     for a part that did not verify; `part_task`: the task that restores a part (what to clear).
     Raises nothing the caller must clean up after."""
-    from dereg.errors import DeregError
-
     count = len(outcomes)
     problems: list[str] = []
     figures: dict[str, Any] = {}
