@@ -160,6 +160,7 @@ def test_a_backup_killed_midway_is_abandoned_and_the_retry_completes_once(
     run destroys that attempt's key and finishes one complete backup. PostgreSQL: the COPY path,
     which starts reading before the store is checked."""
     import signal
+    import textwrap
     import time
 
     import sqlalchemy as sa
@@ -183,26 +184,51 @@ def test_a_backup_killed_midway_is_abandoned_and_the_retry_completes_once(
                 [{"i": i, "b": f"{i:08d}" * 40} for i in range(200_000)],
             )
     engine.dispose()
-    # every upload slowed down, so that the kill lands while chunks are still being stored (the
-    # readers go on while the store is checked, and the chunks sealed meanwhile then go at once:
-    # a backup of this size could otherwise end between two looks at the bucket)
-    code = (
-        "import sys, time, sqlalchemy as sa; from dereg.backup.archive import create_backup; from dereg.cli import _s3_location;"
-        "from dereg.backup import writer; put = writer.Uploader.put;"
-        "writer.Uploader.put = lambda self, *a, **k: (time.sleep(0.05), put(self, *a, **k))[1];"
+    # the first run stops for good once two objects of the backup are stored (it then drops a marker
+    # file) and is killed there: deterministic, whatever the machine's load; the retries run freely
+    marker = tmp_path / "two-stored"
+    backup = (
         "from dereg.evidence.store import open_store; from dereg.keys import Keyring;"
         f"create_backup(sa.create_engine({source_url!r}), company_id='c', run_id='r1', source_id='s',"
         f" location=_s3_location('s3://{bucket_name}/kill'), keyring=Keyring.load(), store=open_store(),"
         " retention_days=1, object_lock=True, progress=print)"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], env=cli_env, stdout=subprocess.PIPE, text=True)
+    code = (
+        "import sqlalchemy as sa; from dereg.backup.archive import create_backup; from dereg.cli import _s3_location;"
+        + backup
+    )
+    # a second chunk stored: the marker is dropped and every later upload stalls until the kill
+    stalled = (
+        textwrap.dedent(
+            f"""
+        import pathlib, threading, time
+        from dereg.backup import writer
+
+        put, lock, stored = writer.Uploader.put, threading.Lock(), []
+
+        def stalling(self, key, *args, **kwargs):
+            with lock:
+                if len(stored) >= 2:
+                    time.sleep(3600)
+            result = put(self, key, *args, **kwargs)
+            if key.startswith("kill/bk-"):
+                with lock:
+                    stored.append(key)
+                    if len(stored) == 2:
+                        pathlib.Path({str(marker)!r}).touch()
+            return result
+
+        writer.Uploader.put = stalling
+        """
+        )
+        + code
+    )
+    proc = subprocess.Popen([sys.executable, "-c", stalled], env=cli_env, stdout=subprocess.PIPE, text=True)
     store = open_store(cli_env["DEREG_STORE_URL"])
-    deadline = time.time() + 60
-    while time.time() < deadline:  # kill it once it has stored some chunks
-        listed = s3_client.list_objects_v2(Bucket=bucket_name, Prefix="kill/bk-").get("KeyCount", 0)
-        if listed >= 2:
-            break
+    deadline = time.time() + 120
+    while time.time() < deadline and not marker.exists() and proc.poll() is None:
         time.sleep(0.05)
+    assert marker.exists(), "the backup never stored two objects"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     started = catalog.list_backups(store, status="started")
