@@ -14,7 +14,8 @@ under GNU time (wall time and peak RSS of the largest process of the pipeline):
 - backup: `dereg backup URL --to s3://...` (schema by SHOW CREATE, rows as mysql-text through
   mysqlclient on two snapshot-sharing connections, small tables packed into shared objects, zstd,
   AES-256-GCM, Object Lock, catalog)
-  against `mysqldump --single-transaction --routines --triggers DB | restic backup --stdin`;
+  against `mysqldump --single-transaction --routines --triggers DB | restic backup --stdin` into a
+  fresh restic repository per round (a closure's backup is the company's first);
 - restore: `dereg restore ID --into <fresh database> --verify` (schema rebuilt, rows loaded by
   LOAD DATA LOCAL INFILE, every table read back and its hash compared with the manifest) against
   `restic dump latest | mysql <fresh database>` plus a row count of every table.
@@ -128,8 +129,6 @@ def _run_database(label: str, admin: str, database: str, rounds: int, env: dict,
     url = _url(admin, database)
     tables = sorted(_independent_view(url))
     source_view = _independent_view(url)
-    repo_env = {**env, "RESTIC_REPOSITORY": f"s3:{server.endpoint_url}/bench-restic/{database}"}
-    subprocess.run(["restic", "init"], env=repo_env, check=True, capture_output=True)
     best: dict[str, tuple[float, int]] = {}
     checks: dict[str, str] = {}
     runs: list[str] = []
@@ -138,7 +137,14 @@ def _run_database(label: str, admin: str, database: str, rounds: int, env: dict,
         runs.append(f"    {name:22s} {seconds:7.2f} s   peak RSS {peak / 1024:6.0f} MiB")
         best[name] = min(best.get(name, (1e9, 0)), (seconds, peak))
 
-    for _ in range(rounds):
+    for round_no in range(rounds):
+        # a repository of its own per round, initialised untimed (see benchmarks/backup.py: the same
+        # dump into the same repository again is deduplicated and stores nothing)
+        repo_env = {
+            **env,
+            "RESTIC_REPOSITORY": f"s3:{server.endpoint_url}/bench-restic/{database}-round{round_no}",
+        }
+        subprocess.run(["restic", "init"], env=repo_env, check=True, capture_output=True)
         seconds, peak, out = _timed(
             [dereg, "backup", url, "--to", f"s3://bench-dereg/{database}", "--company", "bench"]
             + ["--retention-days", "1"],
