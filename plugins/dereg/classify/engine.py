@@ -40,7 +40,7 @@ HINTED_SHARE = 0.10  # the same when the column's name agrees with the values
 STRONG_SHARE = 0.02  # the same for kinds that random numbers almost never pass (STRONG_CHECKS)
 STRONG_CHECKS = frozenset({"cn_resident_id", "email"})
 FREE_TEXT_LENGTH = 40  # mean length above which a column counts as free text
-SHAPE_SHARE = {"name": 0.9, "address": 0.8, "gender": 0.95}  # values alone, no name hint
+SHAPE_SHARE = {"name": 0.9, "address": 0.8, "gender": 0.95, "vehicle": 0.9}  # values alone, no name hint
 HINTED_SHAPE_SHARE = 0.5  # a hinted shape category needs this share of fitting values
 MAX_SAMPLE_CHARS = 200_000  # in a sample, a longer cell is scanned in its first characters only
 SCAN_BATCH = 2000
@@ -413,10 +413,11 @@ def _threshold(category: str, hinted: list[str]) -> float:
     return HINTED_SHARE if category in hinted else STRUCTURED_SHARE
 
 
-def _is_free_text(column_type: str | None, stats: _ColumnStats) -> bool:
+def _is_free_text(column_type: str | None, stats: _ColumnStats, column: str = "") -> bool:
     n = stats.nonempty
     return (
         bool(_FREE_TEXT_TYPE.search(column_type or ""))
+        or names.remark(column)
         or stats.mean_length > FREE_TEXT_LENGTH
         or stats.json_values >= 0.5 * n
         or (stats.prose >= 0.3 * n and stats.mean_length > 8)
@@ -436,7 +437,7 @@ def _conclude(table: str, column: str, column_type: str, stats: _ColumnStats) ->
             )
         return _finding(table, column, [], 0, 0, [], ["no non-empty values read; name says nothing"])
 
-    free_text = _is_free_text(column_type, stats)
+    free_text = _is_free_text(column_type, stats, column)
     categories: list[str] = []
     reasons: list[str] = []
     organisation = stats.containing.get("organisation_id", 0)
@@ -662,7 +663,12 @@ def _organisation_named(findings: list[ColumnFinding], stats: dict[str, _ColumnS
     mobile number, a person's name or an identifier beside it makes the record a person's too."""
     if not any(f.personal for f in findings):
         return None
-    if any(f.personal and not set(f.categories) <= _ORGANISATION_KINDS for f in findings):
+    if any(
+        f.personal
+        and not set(f.categories) <= _ORGANISATION_KINDS
+        and not _few_shaped_names(f, stats.get(f.column))
+        for f in findings
+    ):
         return None
     if any(_names_a_person(s, col) for col, s in stats.items()):
         return None
@@ -710,7 +716,7 @@ def _organisation_contacts(findings: list[ColumnFinding], stats: dict[str, _Colu
             continue
         if any(cat not in s.contact_values for cat in f.categories):
             continue
-        if named and not _is_free_text(f.type, s):
+        if named and not _is_free_text(f.type, s, f.column):
             continue
         distinct = sum(len(s.contact_values[cat]) for cat in f.categories)
         values = max(s.containing.get(cat, 0) for cat in f.categories)
@@ -733,18 +739,25 @@ def _organisation_contacts(findings: list[ColumnFinding], stats: dict[str, _Colu
     return cleared
 
 
+def _few_shaped_names(f: ColumnFinding, s: _ColumnStats | None) -> bool:
+    """A column called a name by its values' shape alone (no name hint, no context, no file
+    names) with fewer than FEW_NAMES distinct name-shaped values: a legal representative beside a
+    company's record, a CMS's surname-led titles; not by itself a record about people."""
+    return (
+        s is not None
+        and f.categories == ["name"]
+        and not names.hints(f.column)
+        and not s.context_names
+        and not s.file_found
+        and len(s.name_values) < FEW_NAMES
+    )
+
+
 def _few_names_no_people(findings: list[ColumnFinding], stats: dict[str, _ColumnStats]) -> None:
     """A column called a name by its values' shape alone (no name hint, no context) with only a few
     distinct values, in a table where nothing else is a person's, is not a list of people: a
     CMS's or an installer's rows whose titles happen to start with a common surname."""
-    few = []
-    for f in findings:
-        s = stats.get(f.column)
-        if s is None or f.categories != ["name"] or names.hints(f.column):
-            continue
-        if s.context_names or s.file_found or len(s.name_values) >= FEW_NAMES:
-            continue
-        few.append(f)
+    few = [f for f in findings if _few_shaped_names(f, stats.get(f.column))]
     if not few or any(f.personal and f not in few for f in findings):
         return
     for f in few:
@@ -796,7 +809,10 @@ def _person_table_address_parts(findings: list[ColumnFinding], stats: dict[str, 
     """A district, postcode, city or province beside a person's name or number is part of their
     address; the same column in a table of shops or cities is not."""
     person = any(
-        f.personal and _PERSON_MARKERS & set(f.categories) and not f.reason.startswith("free text")
+        f.personal
+        and _PERSON_MARKERS & set(f.categories)
+        and not f.reason.startswith("free text")
+        and not _few_shaped_names(f, stats.get(f.column))
         for f in findings
     )
     if not person:
@@ -1187,7 +1203,9 @@ def classify_table(
             continue
         column_type = next(c.type for c in info.columns if c.name == col)
         free_text = (
-            bool(_FREE_TEXT_TYPE.search(column_type or "")) or stats[col].mean_length > FREE_TEXT_LENGTH
+            bool(_FREE_TEXT_TYPE.search(column_type or ""))
+            or stats[col].mean_length > FREE_TEXT_LENGTH
+            or names.remark(col)
         )
         hinted = names.hints(col)
         new = []

@@ -294,6 +294,22 @@ _WHOLE: dict[str, set[str]] = {
     },
     # account ids issued by platforms to one person: WeChat openid/unionid, Weibo, Alipay, a device
     "device_id": {"device_id", "deviceid", "device_token", "imei", "idfa", "oaid", "android_id", "设备号"},
+    # a car's licence plate: its owner's (车牌号 chepai / cph)
+    "vehicle": {
+        "plate",
+        "plate_no",
+        "plate_number",
+        "license_plate",
+        "licence_plate",
+        "car_plate",
+        "vehicle_plate",
+        "chepai",
+        "chepaihao",
+        "cph",
+        "车牌",
+        "车牌号",
+        "车牌号码",
+    },
     "biometric_face": {
         "photo",
         "avatar",
@@ -364,6 +380,7 @@ _PART: dict[str, set[str]] = {
     "account": {"username", "yonghuming", "用户名", "账号"},
     "credential": {"password", "passwd", "mima", "密码"},
     "device_id": {"imei", "idfa", "oaid"},
+    "vehicle": {"chepai", "车牌"},
     "ip_address": {"ip", "ipaddr", "ip地址"},
     "biometric_face": {
         "photo",
@@ -406,6 +423,8 @@ _PAIRS: dict[tuple[str, str], str] = {
     ("open", "id"): "im_account",
     ("union", "id"): "im_account",
     ("device", "id"): "device_id",
+    ("plate", "no"): "vehicle",
+    ("license", "plate"): "vehicle",
     ("detail", "address"): "address",
     ("e", "mail"): "email",
     ("birth", "day"): "birth_date",
@@ -542,6 +561,34 @@ PROFILE_PARTS = frozenset(
 def profile_part(column: str) -> bool:
     """The column's name says it holds a person's school, class, employer or job."""
     return column.strip().lower() in PROFILE_PARTS
+
+
+# A remark is free text whatever its length: 备注 holding 有高血压 in one row of eight is a note
+# about that person, as a TEXT column's would be.
+_REMARKS = frozenset(
+    {
+        "remark",
+        "remarks",
+        "note",
+        "notes",
+        "memo",
+        "comment",
+        "comments",
+        "beizhu",
+        "bz",
+        "备注",
+        "说明",
+        "批注",
+    }
+)
+
+
+def remark(column: str) -> bool:
+    """The column's name says it holds remarks (remark, user_note, beizhu, 备注, 客服备注)."""
+    parts = split_name(column)
+    if parts[-1:] and parts[-1] in _REMARKS:
+        return True
+    return any(not w.isascii() and column.strip().endswith(w) for w in _REMARKS)
 
 
 # The name of the organisation a record is about: a CRM's account, a supplier, a merchant. A table

@@ -434,6 +434,13 @@ class Maker:
         alphabet = string.ascii_letters + string.digits + "./"
         return "$2a$10$" + "".join(self.pick(alphabet) for _ in range(53))
 
+    def plate(self) -> str:
+        """A car's plate: province, office letter, five of which at most two letters (GA 36)."""
+        tail = [self.pick(string.digits) for _ in range(5)]
+        for i in self.r.sample(range(5), self.r.randint(0, 2)):
+            tail[i] = self.pick("ABCDEFGHJKLMNPQRSTUVWXYZ")
+        return self.pick(PLATES) + self.pick("ABCDEF") + "".join(tail)
+
     def maybe(self, p: float, value):
         return value if self.r.random() < p else None
 
@@ -1513,7 +1520,221 @@ def crm(n: int = 2500) -> list[Table]:
     return [account, contact, lead, user, event, hook, plan, ticket]
 
 
-DATABASES = {"clinic": ("postgresql", clinic), "school": ("mariadb", school), "crm": ("postgresql", crm)}
+# ---------------------------------------------------------------------------------------------
+# hr (MariaDB): written after the rules above, scored once before any change (a held-out case)
+
+DEPARTMENTS = ["研发部", "市场部", "财务部", "人事部", "客服部", "行政部"]
+BANKS = ["招商银行深圳分行", "中国工商银行南山支行", "建设银行科技园支行"]
+PLATES = "京沪粤浙川鄂苏陕鲁"
+
+
+def hr(n: int = 1500) -> list[Table]:
+    m = Maker(SEED + 3)
+    emp = Table(
+        "员工",
+        [
+            ("id", "INT PRIMARY KEY", CLEAN),
+            ("工号", "VARCHAR(10)", DECOY),
+            ("姓名", "VARCHAR(20)", P("name", whose="staff")),
+            ("性别", "VARCHAR(2)", P("gender", whose="staff")),
+            ("出生日期", "DATE", P("birth_date", whose="staff")),
+            ("身份证号", "VARCHAR(18)", P("cn_resident_id", whose="staff")),
+            ("手机号", "VARCHAR(11)", P("cn_mobile", whose="staff")),
+            ("民族", "VARCHAR(10)", AMBIG("ethnic group")),
+            ("籍贯", "VARCHAR(20)", AMBIG("native place")),
+            ("部门", "VARCHAR(20)", CLEAN),
+            ("职位", "VARCHAR(20)", P("employment", whose="staff")),
+            ("入职日期", "DATE", AMBIG("hire date")),
+            ("银行卡号", "VARCHAR(19)", P("bank_card", whose="staff")),
+            ("开户行", "VARCHAR(40)", CLEAN),
+            ("紧急联系人", "VARCHAR(20)", P("name", whose="staff")),
+            ("紧急联系电话", "VARCHAR(11)", P("cn_mobile", whose="staff")),
+            ("家庭住址", "VARCHAR(200)", P("address", whose="staff")),
+            ("邮箱", "VARCHAR(80)", P("email", whose="staff")),
+            (
+                "备注",
+                "VARCHAR(255)",
+                P("health", "name", whose="staff", note="remarks: sick leave, a referee"),
+            ),
+        ],
+    )
+    for i in range(1, n + 1):
+        d = m.pick(DISTRICTS)
+        born = m.birth(1965, 2004)
+        note = m.pick(
+            [
+                None,
+                None,
+                "",
+                "试用期",
+                f"{m.cn_name()}推荐入职",
+                "有高血压，避免夜班",
+                "2025年度优秀员工",
+                "孕期，产检请假",
+            ]
+        )
+        emp.rows.append(
+            (
+                i,
+                f"E{i:05d}",
+                m.cn_name(),
+                m.pick(["男", "女"]),
+                born,
+                m.resident_id(born, d),
+                m.mobile(),
+                m.pick(["汉族", "汉族", "汉族", "回族", "壮族", "满族"]),
+                m.pick(["湖南长沙", "四川成都", "广东梅州", "河南信阳"]),
+                m.pick(DEPARTMENTS),
+                m.pick(["工程师", "高级工程师", "专员", "经理", "主管"]),
+                m.moment(2015).date(),
+                m.bank_card(),
+                m.pick(BANKS),
+                m.cn_name(),
+                m.mobile(),
+                m.address(d),
+                m.maybe(0.7, m.email()),
+                note,
+            )
+        )
+    pay = Table(
+        "工资条",
+        [
+            ("id", "INT PRIMARY KEY", CLEAN),
+            ("工号", "VARCHAR(10)", CLEAN),
+            ("月份", "VARCHAR(7)", CLEAN),
+            ("基本工资", "DECIMAL(10,2)", AMBIG("a salary: personal with the employee number")),
+            ("个税", "DECIMAL(10,2)", AMBIG("income tax")),
+            ("实发", "DECIMAL(10,2)", AMBIG("net pay")),
+        ],
+    )
+    for i in range(1, 2 * n + 1):
+        base = m.r.randint(50, 400) * 100
+        pay.rows.append(
+            (
+                i,
+                f"E{m.r.randint(1, n):05d}",
+                f"2026-{m.r.randint(1, 11):02d}",
+                base,
+                round(base * 0.05, 2),
+                round(base * 0.83, 2),
+            )
+        )
+    leave = Table(
+        "请假申请",
+        [
+            ("id", "INT PRIMARY KEY", CLEAN),
+            ("申请人", "VARCHAR(20)", P("name", whose="staff")),
+            ("事由", "VARCHAR(200)", P("health", whose="staff", note="sick leave reasons")),
+            ("开始", "DATE", CLEAN),
+            ("天数", "INT", CLEAN),
+            ("审批人", "VARCHAR(20)", P("name", whose="staff")),
+            ("审批意见", "VARCHAR(200)", CLEAN),
+        ],
+    )
+    for i in range(1, n + 1):
+        leave.rows.append(
+            (
+                i,
+                m.cn_name(),
+                m.pick(
+                    [
+                        "发烧，请病假",
+                        "家中有事",
+                        "孩子住院陪护",
+                        "年假旅游",
+                        "感冒就医",
+                        "婚假",
+                        "腰椎间盘突出复查",
+                    ]
+                ),
+                m.moment().date(),
+                m.r.randint(1, 5),
+                m.cn_name(),
+                m.pick(["同意", "同意，注意休息", "请补充病假条", "不同意"]),
+            )
+        )
+    dept = Table(
+        "部门",
+        [
+            ("id", "INT PRIMARY KEY", CLEAN),
+            ("名称", "VARCHAR(20)", CLEAN),
+            ("负责人", "VARCHAR(20)", P("name", whose="staff")),
+            ("电话", "VARCHAR(20)", CLEAN),
+        ],
+    )
+    for i, name in enumerate(DEPARTMENTS, 1):
+        dept.rows.append((i, name, m.cn_name(), f"0755-8632{i:04d}"))
+    company = Table(
+        "公司信息",
+        [
+            ("id", "INT PRIMARY KEY", CLEAN),
+            ("公司名称", "VARCHAR(60)", CLEAN),
+            ("统一社会信用代码", "VARCHAR(18)", DECOY),
+            ("注册地址", "VARCHAR(200)", CLEAN),
+            (
+                "法定代表人",
+                "VARCHAR(20)",
+                AMBIG("the legal representative: a person, on the public register"),
+            ),
+            ("联系电话", "VARCHAR(20)", CLEAN),
+        ],
+    )
+    company.rows.append(
+        (
+            1,
+            "深圳市某某信息技术有限公司",
+            m.uscc(),
+            "广东省深圳市南山区科技园南路88号某某大厦12楼",
+            m.cn_name(),
+            "0755-86320000",
+        )
+    )
+    resume = Table(
+        "招聘简历",
+        [
+            ("id", "INT PRIMARY KEY", CLEAN),
+            ("姓名", "VARCHAR(20)", P("name")),
+            ("手机", "VARCHAR(11)", P("cn_mobile")),
+            ("邮箱", "VARCHAR(80)", P("email")),
+            ("毕业院校", "VARCHAR(40)", P("employment", note="the applicant's university")),
+            ("简历文件", "VARCHAR(200)", P("name", note="file names")),
+            ("期望薪资", "VARCHAR(20)", CLEAN),
+        ],
+    )
+    for i in range(1, n + 1):
+        name = m.cn_name()
+        resume.rows.append(
+            (
+                i,
+                name,
+                m.mobile(),
+                m.email(),
+                m.pick(["深圳大学", "华南理工大学", "武汉大学", "电子科技大学"]),
+                f"/resume/{name}_简历_{m.pick(['Java', '产品', '会计'])}.pdf",
+                f"{m.r.randint(8, 30)}K",
+            )
+        )
+    car = Table(
+        "车辆登记",
+        [
+            ("id", "INT PRIMARY KEY", CLEAN),
+            ("车牌号", "VARCHAR(10)", P("vehicle", whose="staff", note="a licence plate")),
+            ("车主", "VARCHAR(20)", P("name", whose="staff")),
+            ("手机", "VARCHAR(11)", P("cn_mobile", whose="staff")),
+            ("车位", "VARCHAR(10)", CLEAN),
+        ],
+    )
+    for i in range(1, 301):
+        car.rows.append((i, m.plate(), m.cn_name(), m.mobile(), f"B2-{i:03d}"))
+    return [emp, pay, leave, dept, company, resume, car]
+
+
+DATABASES = {
+    "clinic": ("postgresql", clinic),
+    "school": ("mariadb", school),
+    "crm": ("postgresql", crm),
+    "hr": ("mariadb", hr),
+}
 
 
 def truth(db: str) -> dict:

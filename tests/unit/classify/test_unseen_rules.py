@@ -11,7 +11,7 @@ from datetime import date
 import pytest
 import sqlalchemy as sa
 
-from dereg.classify import address, health, landline, names, person_name, travel_document
+from dereg.classify import address, health, landline, names, person_name, travel_document, vehicle_plate
 from dereg.classify.engine import classify_source
 from dereg.inventory.sql import inventory_source
 
@@ -50,6 +50,20 @@ def test_organisation_names(column, organisation):
     assert names.organisation_name(column) is organisation
 
 
+@pytest.mark.parametrize(
+    "column, is_remark",
+    [("备注", True), ("客服备注", True), ("user_note", True), ("beizhu", True), ("notebook", False)],
+)
+def test_remarks_by_name(column, is_remark):
+    assert names.remark(column) is is_remark
+
+
+def test_licence_plates():
+    assert vehicle_plate.is_certain("粤B12345") and vehicle_plate.is_valid("京A D12345")
+    assert not vehicle_plate.is_valid("粤BABC12") and not vehicle_plate.is_valid("A123456")
+    assert "vehicle" in names.hints("车牌号") and "vehicle" in names.hints("plate_no")
+
+
 def test_pinyin_profile_parts():
     assert names.profile_part("xuexiao") and names.profile_part("banji")
     assert not names.profile_part("kecheng")
@@ -59,6 +73,7 @@ def test_one_character_surnames_and_names_before_a_greeting():
     assert person_name.is_plausible("张") and not person_name.is_valid("张")
     assert person_name.in_context("【某某口腔】张伟您好，您预约的复诊") == ["张伟"]
     assert person_name.in_context("【某某口腔】您好，您预约的复诊") == []
+    assert person_name.in_context("王芳推荐入职") == ["王芳"]
 
 
 def test_an_address_is_not_a_sentence_or_markup():
@@ -122,6 +137,27 @@ def found(tmp_path):
         ],
         "suppliers (id INTEGER PRIMARY KEY, supplier_name VARCHAR(40), contact_name VARCHAR(20), "
         "phone VARCHAR(30))": [(i, COMPANIES[i % 4], NAMES[i % 8], f"+1-408-555-{i:04d}") for i in range(40)],
+        "employees (id INTEGER PRIMARY KEY, name VARCHAR(20), mobile VARCHAR(20), remark VARCHAR(100), "
+        "plate VARCHAR(20))": [
+            (
+                i,
+                NAMES[i % 8],
+                f"1391234{i:04d}",
+                "有高血压，避免夜班" if i == 3 else "试用期",
+                f"粤B{i:03d}2{i % 10}",
+            )
+            for i in range(40)
+        ],
+        "parking (id INTEGER PRIMARY KEY, slot VARCHAR(10), car VARCHAR(10))": [
+            (i, f"B2-{i:03d}", f"浙A{i:03d}9{i % 10}") for i in range(40)
+        ],
+        "orders (id INTEGER PRIMARY KEY, remark VARCHAR(100))": [
+            (i, "加急" if i % 2 else "") for i in range(40)
+        ],
+        "company_profile (id INTEGER PRIMARY KEY, company_name VARCHAR(40), legal_rep VARCHAR(20), "
+        "registered_address VARCHAR(100), phone VARCHAR(20))": [
+            (1, COMPANIES[0], "张伟", "广东省深圳市南山区科技园南路88号某某大厦12楼", "0755-86320000")
+        ],
         "articles (id INTEGER PRIMARY KEY, title VARCHAR(40), body TEXT)": [
             (
                 i,
@@ -175,6 +211,23 @@ def test_a_record_about_an_organisation_holds_its_own_contacts(found):
     assert "record about the organisation" in found[("accounts", "main_phone")].reason
     # a named contact beside the supplier's name: the number is that person's
     assert found[("suppliers", "phone")].personal and found[("suppliers", "contact_name")].personal
+
+
+def test_one_health_term_makes_a_remark_personal_whatever_its_length(found):
+    assert "health" in found[("employees", "remark")].categories
+    assert not found[("orders", "remark")].personal
+
+
+def test_licence_plates_by_shape_and_by_name(found):
+    assert found[("employees", "plate")].categories == ["vehicle"]
+    assert found[("parking", "car")].categories == ["vehicle"]  # no hint: 90 % have the shape
+    assert not found[("parking", "slot")].personal
+
+
+def test_a_legal_representative_does_not_make_a_company_record_a_persons(found):
+    for column in ("company_name", "registered_address", "phone"):
+        f = found[("company_profile", column)]
+        assert not f.personal, (column, f.reason)
 
 
 def test_an_article_that_mentions_the_organisations_address_is_not_personal(found):
