@@ -1,4 +1,4 @@
-"""The unseen databases (generate.py: clinic and crm on PostgreSQL, school on MariaDB), each
+"""The unseen databases (generate.py: clinic and crm on PostgreSQL, school and hr on MariaDB), each
 generated with its fixed seed and loaded once per session into a uniquely named database, dropped
 afterwards."""
 

@@ -1,4 +1,4 @@
-"""Three databases Dereg's rules were not written against, with their ground truth (issue 16).
+"""Four databases Dereg's rules were not written against, with their ground truth (issue 16).
 
     python -m tests.integration.unseen.generate [--truth DIR]
 
@@ -13,6 +13,9 @@
 - `crm` (PostgreSQL): an English-named SaaS CRM. Companies (not people) with addresses and
   switchboards, contacts and leads with Latin names, street addresses and zip codes, users with
   JSONB settings, events with JSONB properties holding IPs, a webhook log with WeChat openids.
+- `hr` (MariaDB): an HR system with Chinese table and column names (员工, 身份证号, 银行卡号, 紧急联系人,
+  备注, 请假申请, 车辆登记...), a company-information table and departments. Written after the rules
+  the first three led to and scanned once before any change (a held-out case).
 
 Values are synthetic, from one seeded `random.Random` (no Faker, so no version drift): resident ID
 numbers with GB 11643 check digits, Luhn-valid UnionPay cards, mobiles, Chinese, pinyin and Latin
