@@ -26,6 +26,7 @@ from dereg.classify import (
     person_name,
     travel_document,
     uscc,
+    vehicle_plate,
 )
 
 # Searched inside free text, in priority order: a span claimed by an earlier detector is not
@@ -44,7 +45,7 @@ DETECTORS = (
     health,
 )
 #: every detector, including those that recognise only a whole value (names, addresses, dates)
-ALL_DETECTORS = (*DETECTORS, person_name, address, birth_date, gender, biometric, device_id)
+ALL_DETECTORS = (*DETECTORS, person_name, address, birth_date, gender, biometric, device_id, vehicle_plate)
 BY_CATEGORY = {d.CATEGORY: d for d in ALL_DETECTORS}
 
 __all__ = ["ALL_DETECTORS", "BY_CATEGORY", "DETECTORS"] + [

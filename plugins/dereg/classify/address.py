@@ -41,8 +41,14 @@ def _markers(text: str) -> int:
     return len(_MARKERS.findall(text))
 
 
+# an address is not written as a sentence or as markup: a paragraph that mentions one is not one
+_NOT_AN_ADDRESS = re.compile(r"[。！？；!?;]|<[A-Za-z/][^>]*>")
+
+
 def is_valid(text: str) -> bool:
     raw = str(text).strip()
+    if _NOT_AN_ADDRESS.search(raw):
+        return False
     address = compact(raw)
     if 6 <= len(address) <= 120 and re.search(r"[\u4e00-\u9fff]", address):
         return _markers(address) >= 2
@@ -57,14 +63,18 @@ def is_plausible(text: str) -> bool:
         return True
     address = compact(raw)
     return (
-        4 <= len(address) <= 120 and bool(re.search(r"[\u4e00-\u9fff]", address)) and _markers(address) >= 1
+        not _NOT_AN_ADDRESS.search(raw)
+        and 4 <= len(address) <= 120
+        and bool(re.search(r"[\u4e00-\u9fff]", address))
+        and _markers(address) >= 1
     )
 
 
 def is_certain(text: str) -> bool:
     address = compact(text)
     return (
-        8 <= len(address) <= 120
+        not _NOT_AN_ADDRESS.search(address)
+        and 8 <= len(address) <= 120
         and _markers(address) >= 3
         and bool(re.search(r"\d", address) or _markers(address) >= 4)
     )

@@ -23,7 +23,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from dereg.classify import cn_resident_id, email, im_account, names, parallel, person_name
+from dereg.classify import cn_resident_id, email, im_account, landline, names, parallel, person_name
 from dereg.classify.scanner import NOT_PERSONAL, digit_fields, personal_spans, span_masks, spans, stream_hits
 from dereg.classify.taxonomy import level_of
 from dereg.dialects import dialect_for
@@ -40,7 +40,7 @@ HINTED_SHARE = 0.10  # the same when the column's name agrees with the values
 STRONG_SHARE = 0.02  # the same for kinds that random numbers almost never pass (STRONG_CHECKS)
 STRONG_CHECKS = frozenset({"cn_resident_id", "email"})
 FREE_TEXT_LENGTH = 40  # mean length above which a column counts as free text
-SHAPE_SHARE = {"name": 0.9, "address": 0.8, "gender": 0.95}  # values alone, no name hint
+SHAPE_SHARE = {"name": 0.9, "address": 0.8, "gender": 0.95, "vehicle": 0.9}  # values alone, no name hint
 HINTED_SHAPE_SHARE = 0.5  # a hinted shape category needs this share of fitting values
 MAX_SAMPLE_CHARS = 200_000  # in a sample, a longer cell is scanned in its first characters only
 SCAN_BATCH = 2000
@@ -172,6 +172,8 @@ class _ColumnStats:
     def __post_init__(self) -> None:
         self._whole_detectors = _whole_value_detectors(self.hinted)
         self._date_detectors = tuple(d for d in self._whole_detectors if d.CATEGORY == "birth_date")
+        # under a phone or mobile column's name, numbers abroad in international form are phones
+        self._phones_abroad = bool({"phone", "cn_mobile"} & set(self.hinted))
         # what the detectors said of a text met before in this column (a sample repeats its
         # genders, statuses, schools and names): their verdicts depend on the text alone
         self._whole_seen: dict[str, tuple] = {}
@@ -244,6 +246,9 @@ class _ColumnStats:
                         self.file_found[cat] += 1
                         self.example(cat, mask(cat, found_in_file))
                 self._add_whole(text, self._whole_detectors)
+                if self._phones_abroad and text[0] == "+" and landline.is_international(text):
+                    self.whole["phone"] += 1
+                    self.example("phone", text[:3] + "*" * (len(text) - 5) + text[-2:])
             elif text.startswith(("data:image/", "/9j/", "iVBOR")):
                 self._add_whole(text, [d for d in self._whole_detectors if d.CATEGORY == "biometric_face"])
         elif isinstance(value, int):
@@ -408,10 +413,11 @@ def _threshold(category: str, hinted: list[str]) -> float:
     return HINTED_SHARE if category in hinted else STRUCTURED_SHARE
 
 
-def _is_free_text(column_type: str | None, stats: _ColumnStats) -> bool:
+def _is_free_text(column_type: str | None, stats: _ColumnStats, column: str = "") -> bool:
     n = stats.nonempty
     return (
         bool(_FREE_TEXT_TYPE.search(column_type or ""))
+        or names.remark(column)
         or stats.mean_length > FREE_TEXT_LENGTH
         or stats.json_values >= 0.5 * n
         or (stats.prose >= 0.3 * n and stats.mean_length > 8)
@@ -431,7 +437,7 @@ def _conclude(table: str, column: str, column_type: str, stats: _ColumnStats) ->
             )
         return _finding(table, column, [], 0, 0, [], ["no non-empty values read; name says nothing"])
 
-    free_text = _is_free_text(column_type, stats)
+    free_text = _is_free_text(column_type, stats, column)
     categories: list[str] = []
     reasons: list[str] = []
     organisation = stats.containing.get("organisation_id", 0)
@@ -506,6 +512,20 @@ def _conclude(table: str, column: str, column_type: str, stats: _ColumnStats) ->
             )
             matches = max(matches, fitting)
         elif (
+            cat == "name"
+            and stats.organisations
+            and stats.certain.get(cat, 0) >= min(3, n)
+            and stats.certain.get(cat, 0) / max(n - stats.organisations, 1) >= SHAPE_SHARE[cat]
+            and stats.text_values >= 0.9 * n
+        ):
+            # no name hint (a `title`): companies' names beside people's, the people's count
+            categories.append(cat)
+            reasons.append(
+                f"{stats.organisations} of {n} values name a company or institution, and "
+                f"{stats.certain.get(cat, 0)} of the other {n - stats.organisations} are people's names"
+            )
+            matches = max(matches, fitting)
+        elif (
             cat in SHAPE_SHARE
             and stats.certain.get(cat, 0) / n >= SHAPE_SHARE[cat]
             and stats.text_values >= 0.9 * n
@@ -530,7 +550,8 @@ def _conclude(table: str, column: str, column_type: str, stats: _ColumnStats) ->
             continue  # a mobile number is the more precise answer
         if mostly_identifiers:
             continue  # the values are identifiers of another kind
-        if cat in stats.whole or (_detector(cat) is not None and cat != "biometric_face"):
+        # health: the detector knows specific terms, a patient's complaint is in any words
+        if cat in stats.whole or (_detector(cat) is not None and cat not in ("biometric_face", "health")):
             # a detector for this shape exists and too few values fit it
             reasons.append(
                 f"{hint_text} contradicted: only {_pct(stats.whole.get(cat, 0), n)} of {n} values "
@@ -631,19 +652,58 @@ def _names_a_person(s: _ColumnStats, column: str) -> bool:
     return fitting >= HINTED_SHAPE_SHARE * s.nonempty
 
 
+# what a record about an organisation may hold of its own: a switchboard, an address, an e-mail
+_ORGANISATION_KINDS = frozenset({"phone", "email", "address"})
+
+
+def _organisation_named(findings: list[ColumnFinding], stats: dict[str, _ColumnStats]) -> str | None:
+    """The column naming the organisation a table's records are about (company_name, 企业名称,
+    whose values are not people's names), when every personal finding of the table is a
+    telephone, an address or an e-mail: a CRM's accounts, a supplier list. None otherwise; a
+    mobile number, a person's name or an identifier beside it makes the record a person's too."""
+    if not any(f.personal for f in findings):
+        return None
+    if any(
+        f.personal
+        and not set(f.categories) <= _ORGANISATION_KINDS
+        and not _few_shaped_names(f, stats.get(f.column))
+        for f in findings
+    ):
+        return None
+    if any(_names_a_person(s, col) for col, s in stats.items()):
+        return None
+    for col, s in stats.items():
+        if (
+            names.organisation_name(col)
+            and s.nonempty
+            and s.whole.get("name", 0) < HINTED_SHAPE_SHARE * s.nonempty
+        ):
+            return col
+    return None
+
+
 def _organisation_contacts(findings: list[ColumnFinding], stats: dict[str, _ColumnStats]) -> dict[str, set]:
     """The organisation's own contacts, reported as such and not as a customer's data:
     - a column whose only findings are role e-mail addresses (service@, hr@, noreply@);
     - a column whose only findings are a few mobiles, phones or e-mails repeated across many
       values (the school's hotline in every course summary), in a table where nothing else is a
       person's; a structured contact column beside a person's name (a named staff contact) stays
-      personal.
+      personal;
+    - the telephones, addresses and e-mails of a record about an organisation (`_organisation_named`).
     The finding is cleared and its reason says why; returns column -> the kinds so cleared (a full
     scan does not add them back)."""
     by_column = {f.column: f for f in findings}
     named = any(_names_a_person(s, col) for col, s in stats.items())
     candidates: dict[str, str] = {}
     repeated: set[str] = set()
+    organisation = _organisation_named(findings, stats)
+    if organisation:
+        for f in findings:
+            if f.personal:
+                candidates[f.column] = (
+                    f"the organisation's own contact, not a customer's: a record about the organisation "
+                    f"named in {organisation}, with nobody's name, mobile or identifier in it"
+                )
     for f in findings:
         s = stats.get(f.column)
         if s is None or not f.personal or not set(f.categories) <= _CONTACT_KINDS:
@@ -656,7 +716,7 @@ def _organisation_contacts(findings: list[ColumnFinding], stats: dict[str, _Colu
             continue
         if any(cat not in s.contact_values for cat in f.categories):
             continue
-        if named and not _is_free_text(f.type, s):
+        if named and not _is_free_text(f.type, s, f.column):
             continue
         distinct = sum(len(s.contact_values[cat]) for cat in f.categories)
         values = max(s.containing.get(cat, 0) for cat in f.categories)
@@ -679,18 +739,25 @@ def _organisation_contacts(findings: list[ColumnFinding], stats: dict[str, _Colu
     return cleared
 
 
+def _few_shaped_names(f: ColumnFinding, s: _ColumnStats | None) -> bool:
+    """A column called a name by its values' shape alone (no name hint, no context, no file
+    names) with fewer than FEW_NAMES distinct name-shaped values: a legal representative beside a
+    company's record, a CMS's surname-led titles; not by itself a record about people."""
+    return (
+        s is not None
+        and f.categories == ["name"]
+        and not names.hints(f.column)
+        and not s.context_names
+        and not s.file_found
+        and len(s.name_values) < FEW_NAMES
+    )
+
+
 def _few_names_no_people(findings: list[ColumnFinding], stats: dict[str, _ColumnStats]) -> None:
     """A column called a name by its values' shape alone (no name hint, no context) with only a few
     distinct values, in a table where nothing else is a person's, is not a list of people: a
     CMS's or an installer's rows whose titles happen to start with a common surname."""
-    few = []
-    for f in findings:
-        s = stats.get(f.column)
-        if s is None or f.categories != ["name"] or names.hints(f.column):
-            continue
-        if s.context_names or s.file_found or len(s.name_values) >= FEW_NAMES:
-            continue
-        few.append(f)
+    few = [f for f in findings if _few_shaped_names(f, stats.get(f.column))]
     if not few or any(f.personal and f not in few for f in findings):
         return
     for f in few:
@@ -742,7 +809,10 @@ def _person_table_address_parts(findings: list[ColumnFinding], stats: dict[str, 
     """A district, postcode, city or province beside a person's name or number is part of their
     address; the same column in a table of shops or cities is not."""
     person = any(
-        f.personal and _PERSON_MARKERS & set(f.categories) and not f.reason.startswith("free text")
+        f.personal
+        and _PERSON_MARKERS & set(f.categories)
+        and not f.reason.startswith("free text")
+        and not _few_shaped_names(f, stats.get(f.column))
         for f in findings
     )
     if not person:
@@ -771,7 +841,12 @@ def _person_table_address_parts(findings: list[ColumnFinding], stats: dict[str, 
                 f"a person's name or number; {s.nonempty} values"
             )
             continue
-        if not names.address_part(f.column):
+        if not names.address_part(f.column) and not (
+            # `state` is as often a status: a state only beside a city or postcode, and in words
+            names.split_name(f.column)[-1:] == ["state"]
+            and any(names.address_part(c) for c in stats if c != f.column)
+            and s.text_values >= 0.9 * s.nonempty
+        ):
             continue
         if s.mean_length > FREE_TEXT_LENGTH or s.any_hit >= 0.5 * s.nonempty:
             continue
@@ -1128,7 +1203,9 @@ def classify_table(
             continue
         column_type = next(c.type for c in info.columns if c.name == col)
         free_text = (
-            bool(_FREE_TEXT_TYPE.search(column_type or "")) or stats[col].mean_length > FREE_TEXT_LENGTH
+            bool(_FREE_TEXT_TYPE.search(column_type or ""))
+            or stats[col].mean_length > FREE_TEXT_LENGTH
+            or names.remark(col)
         )
         hinted = names.hints(col)
         new = []

@@ -67,6 +67,16 @@ TERMS_ZH = (
     "贫血",
     "湿疹",
     "鼻炎",
+    # a clinic's diagnoses (issue 16, a dental practice's records): acute/chronic conditions, caries
+    "急性",
+    "慢性",
+    "龋",
+    "牙髓炎",
+    "牙周炎",
+    "牙龈炎",
+    "龈炎",
+    "根管治疗",
+    "阻生",
 )
 TERMS_EN = (
     "allergy",

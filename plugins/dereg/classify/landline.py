@@ -98,6 +98,31 @@ def is_valid(text: str) -> bool:
     return len(subscriber) in (7, 8)
 
 
+# A number abroad in international form (+1-408-555-0199, +44 20 7946 0958): any country but China's
+# (+86 numbers are judged by the mainland shapes above), 8 to 15 digits in groups. Too loose to be
+# searched in text; believed as a whole value under a phone or mobile column's name only. Toll-free
+# numbers are a company's, as 400/800 are at home: North America's 800, 833-888 and the universal
+# +800 are not a person's.
+_INTERNATIONAL = re.compile(r"\+(?!86)[1-9]\d{0,2}(?:[ .\-]?\(?\d{1,5}\)?){1,6}")
+_TOLL_FREE = re.compile(r"\+(?:1[ .\-]?\(?8(?:00|33|44|55|66|77|88)\)?|800)(?!\d)")
+
+
+def is_international(text: str) -> bool:
+    """A telephone number abroad written in international form (a whole value).
+
+    >>> is_international("+1-408-555-0199"), is_international("+1 (408) 555-0199")
+    (True, True)
+    >>> is_international("+86 13812345678"), is_international("+1-800-555-0199")
+    (False, False)
+    """
+    raw = str(text).strip()
+    return (
+        bool(_INTERNATIONAL.fullmatch(raw))
+        and 8 <= sum(c.isdigit() for c in raw) <= 15
+        and not _TOLL_FREE.match(raw)
+    )
+
+
 def mask(text: str) -> str:
     number = compact(text)
     area = _area_length(number)

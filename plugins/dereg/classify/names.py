@@ -60,6 +60,15 @@ _WHOLE: dict[str, set[str]] = {
         "invoice_title",
         "invoice_header",
         "发票抬头",
+        # pinyin of the same: 发票抬头 fapiao_taitou / fptt, 付款人 fukuanren, 联系人 lianxiren
+        "fptt",
+        "fapiao_taitou",
+        "taitou",
+        "fukuanren",
+        "lianxiren",
+        "shouhuoren",
+        "shoujianren",
+        "xmpy",
     },
     "gender": {"gender", "sex", "xb", "xingbie", "性别"},
     "birth_date": {
@@ -71,6 +80,8 @@ _WHOLE: dict[str, set[str]] = {
         "born_on",
         "csrq",
         "chusheng_riqi",
+        "chushengriqi",
+        "shengri",
         "出生日期",
         "生日",
     },
@@ -104,11 +115,25 @@ _WHOLE: dict[str, set[str]] = {
         "sjh",
         "sjhm",
         "shouji",
+        "shoujihao",
+        "shoujihaoma",
         "手机",
         "手机号",
         "手机号码",
     },
-    "phone": {"phone", "phone_no", "telephone", "tel", "contact_phone", "lxdh", "dh", "联系电话", "电话"},
+    "phone": {
+        "phone",
+        "phone_no",
+        "telephone",
+        "tel",
+        "contact_phone",
+        "lxdh",
+        "dh",
+        "dianhua",
+        "lianxidianhua",
+        "联系电话",
+        "电话",
+    },
     "email": {
         "email",
         "e_mail",
@@ -130,6 +155,9 @@ _WHOLE: dict[str, set[str]] = {
         "zz",
         "dz",
         "dizhi",
+        "zhuzhi",
+        "jiatingzhuzhi",
+        "tongxundizhi",
         "家庭住址",
         "住址",
         "地址",
@@ -163,6 +191,25 @@ _WHOLE: dict[str, set[str]] = {
         "过敏",
         "过敏史",
         "病史",
+        # what a patient complains of and what the doctor found (主诉, 诊断, 症状, 病历)
+        "chief_complaint",
+        "complaint_of",
+        "diagnosis",
+        "symptom",
+        "symptoms",
+        "medical_history",
+        "medical_record",
+        "zhusu",
+        "zhenduan",
+        "zhengzhuang",
+        "bingli",
+        "bingshi",
+        "jiwangshi",
+        "主诉",
+        "诊断",
+        "症状",
+        "病历",
+        "既往史",
     },
     "passport": {
         "passport",
@@ -214,9 +261,24 @@ _WHOLE: dict[str, set[str]] = {
         "account_name",
         "用户名",
         "账号",
+        # pinyin: 用户名 yonghuming, 账号 zhanghao, 登录名 dengluming
+        "yonghuming",
+        "zhanghao",
+        "dengluming",
     },
     # a password or its hash is 鉴别信息: sensitive (GB/T 35273 Annex B)
-    "credential": {"password", "passwd", "pwd", "password_hash", "passwordhash", "pass_hash", "密码"},
+    "credential": {
+        "password",
+        "passwd",
+        "pwd",
+        "password_hash",
+        "passwordhash",
+        "pass_hash",
+        "password_digest",
+        "mima",
+        "denglumima",
+        "密码",
+    },
     # a person's job, employer or school, in their profile
     "employment": {
         "job",
@@ -225,11 +287,29 @@ _WHOLE: dict[str, set[str]] = {
         "employer",
         "work_unit",
         "gzdw",
+        "zhiye",
+        "gongzuodanwei",
         "职业",
         "工作单位",
     },
     # account ids issued by platforms to one person: WeChat openid/unionid, Weibo, Alipay, a device
     "device_id": {"device_id", "deviceid", "device_token", "imei", "idfa", "oaid", "android_id", "设备号"},
+    # a car's licence plate: its owner's (车牌号 chepai / cph)
+    "vehicle": {
+        "plate",
+        "plate_no",
+        "plate_number",
+        "license_plate",
+        "licence_plate",
+        "car_plate",
+        "vehicle_plate",
+        "chepai",
+        "chepaihao",
+        "cph",
+        "车牌",
+        "车牌号",
+        "车牌号码",
+    },
     "biometric_face": {
         "photo",
         "avatar",
@@ -260,16 +340,30 @@ for _who in ("jhr", "jz", "lxr", "xs", "fq", "mq"):
 
 # category -> parts that mean it anywhere in a longer name (payer_mobile, student_birthday, ...)
 _PART: dict[str, set[str]] = {
-    "name": {"xm", "姓名", "nickname", "昵称"},
+    "name": {"xm", "xingming", "姓名", "nickname", "昵称", "taitou", "抬头"},
     "gender": {"gender", "sex", "性别"},
-    "birth_date": {"birthday", "birthdate", "dob", "csrq", "出生日期", "生日"},
+    "birth_date": {"birthday", "birthdate", "dob", "csrq", "chushengriqi", "shengri", "出生日期", "生日"},
     "cn_resident_id": {"idcard", "sfzh", "sfz", "身份证"},
-    "cn_mobile": {"mobile", "cellphone", "sjh", "手机"},
+    "cn_mobile": {"mobile", "cellphone", "sjh", "shouji", "手机"},
     "phone": {"phone", "telephone", "tel", "lxdh", "电话"},
     "email": {"email", "邮箱"},
-    "address": {"address", "addr", "jtzz", "住址", "地址"},
+    "address": {"address", "addr", "jtzz", "dizhi", "zhuzhi", "住址", "地址"},
     "bank_card": {"yhkh", "bankcard", "银行卡"},
-    "health": {"health", "medical", "allergy", "allergies", "健康", "过敏"},
+    "health": {
+        "health",
+        "medical",
+        "allergy",
+        "allergies",
+        "diagnosis",
+        "symptom",
+        "symptoms",
+        "zhenduan",
+        "健康",
+        "过敏",
+        "诊断",
+        "症状",
+        "主诉",
+    },
     "passport": {"passport", "护照", "通行证"},
     "im_account": {
         "wechat",
@@ -283,9 +377,10 @@ _PART: dict[str, set[str]] = {
         "微博",
         "支付宝",
     },
-    "account": {"username", "用户名", "账号"},
-    "credential": {"password", "passwd", "密码"},
+    "account": {"username", "yonghuming", "用户名", "账号"},
+    "credential": {"password", "passwd", "mima", "密码"},
     "device_id": {"imei", "idfa", "oaid"},
+    "vehicle": {"chepai", "车牌"},
     "ip_address": {"ip", "ipaddr", "ip地址"},
     "biometric_face": {
         "photo",
@@ -328,8 +423,18 @@ _PAIRS: dict[tuple[str, str], str] = {
     ("open", "id"): "im_account",
     ("union", "id"): "im_account",
     ("device", "id"): "device_id",
+    ("plate", "no"): "vehicle",
+    ("license", "plate"): "vehicle",
     ("detail", "address"): "address",
     ("e", "mail"): "email",
+    ("birth", "day"): "birth_date",
+    ("chief", "complaint"): "health",
+    # a name written in pinyin or Latin letters beside the Chinese one: name_pinyin, xingming_pinyin
+    ("name", "pinyin"): "name",
+    ("pinyin", "name"): "name",
+    ("xingming", "pinyin"): "name",
+    ("english", "name"): "name",
+    ("name", "en"): "name",
 }
 
 
@@ -439,6 +544,16 @@ PROFILE_PARTS = frozenset(
         "职业",
         "职位",
         "岗位",
+        # pinyin: 学校 xuexiao, 就读学校 jiuduxuexiao, 班级 banji, 工作单位 gongzuodanwei, 职业 zhiye
+        "xuexiao",
+        "jiuduxuexiao",
+        "banji",
+        "gongsi",
+        "danwei",
+        "gongzuodanwei",
+        "zhiye",
+        "zhiwei",
+        "gangwei",
     }
 )
 
@@ -446,6 +561,69 @@ PROFILE_PARTS = frozenset(
 def profile_part(column: str) -> bool:
     """The column's name says it holds a person's school, class, employer or job."""
     return column.strip().lower() in PROFILE_PARTS
+
+
+# A remark is free text whatever its length: 备注 holding 有高血压 in one row of eight is a note
+# about that person, as a TEXT column's would be.
+_REMARKS = frozenset(
+    {
+        "remark",
+        "remarks",
+        "note",
+        "notes",
+        "memo",
+        "comment",
+        "comments",
+        "beizhu",
+        "bz",
+        "备注",
+        "说明",
+        "批注",
+    }
+)
+
+
+def remark(column: str) -> bool:
+    """The column's name says it holds remarks (remark, user_note, beizhu, 备注, 客服备注)."""
+    parts = split_name(column)
+    if parts[-1:] and parts[-1] in _REMARKS:
+        return True
+    return any(not w.isascii() and column.strip().endswith(w) for w in _REMARKS)
+
+
+# The name of the organisation a record is about: a CRM's account, a supplier, a merchant. A table
+# with such a column and nobody's name, number or identifier beside it is a record about an
+# organisation: its switchboard, address and e-mail are the organisation's.
+_ORGANISATION_WORDS = frozenset(
+    {
+        "company",
+        "corp",
+        "corporation",
+        "org",
+        "organization",
+        "organisation",
+        "enterprise",
+        "firm",
+        "business",
+        "merchant",
+        "supplier",
+        "vendor",
+        "gongsi",
+        "qiye",
+        "danwei",
+    }
+)
+_ORGANISATION_WHOLE = frozenset(
+    {"gsmc", "qymc", "dwmc", "公司名称", "企业名称", "单位名称", "商户名称", "供应商名称", "机构名称"}
+)
+
+
+def organisation_name(column: str) -> bool:
+    """The column's name says it holds an organisation's name (company_name, supplier_name, 企业名称)."""
+    parts = split_name(column)
+    if column.strip().lower() in _ORGANISATION_WHOLE:
+        return True
+    return len(parts) >= 2 and parts[-1] in ("name", "mc", "mingcheng") and parts[-2] in _ORGANISATION_WORDS
 
 
 #: names that say "name" without saying whose: a product's, a category's or a person's

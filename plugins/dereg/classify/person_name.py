@@ -128,13 +128,14 @@ def is_valid(text: str) -> bool:
 # O'Brien, Jean-Luc, zhang wei in pinyin), or a CJK name of 2-4 characters whatever its first one.
 _PLAUSIBLE = re.compile(
     r"[A-Za-z\u00c0-\u024f][A-Za-z\u00c0-\u024f'.\-]{0,24}(?: [A-Za-z\u00c0-\u024f][A-Za-z\u00c0-\u024f'.\-]{0,24}){0,2}"
-    r"|[\u4e00-\u9fff]{2,4}(?:·[\u4e00-\u9fff]{1,5})?"
+    r"|[\u4e00-\u9fff]{1,4}(?:·[\u4e00-\u9fff]{1,5})?"
 )
 
 
 def is_plausible(text: str) -> bool:
     """The shape of a name when the column's name already says it holds names: also a single
-    Latin-script or pinyin word in any case, and a Chinese name with a rarer surname."""
+    Latin-script or pinyin word in any case, a Chinese name with a rarer surname, and one CJK
+    character (a surname or a given name stored in a column of its own: surname, given_name)."""
     name = compact(text)
     return is_valid(name) or (bool(_PLAUSIBLE.fullmatch(name)) and not name.endswith(_NOT_NAMES))
 
@@ -147,7 +148,7 @@ _BEFORE = (
     r"客服|联系|致电|电话联系|告知|通知|转告|回复|提醒|姓名|户名|开户名|持卡人|收款人|Mr\.?|Ms\.?|Mrs\.?)[:：\s]?"
 )
 _AFTER = (
-    r"(?:先生|女士|小姐|同学|家长|老师|反馈|来电|投诉|表示|要求|申请|本人|的(?:电话|手机)|电话|手机"
+    r"(?:先生|女士|小姐|同学|家长|老师|您好|你好|推荐|介绍|反馈|来电|投诉|表示|要求|申请|本人|的(?:电话|手机)|电话|手机"
     r"|的(?:请假|作业|简历|报名|成绩|证件|照片|发票|退款|订单)|[:：\s]?1[3-9]\d{9})"
 )
 _IN_CONTEXT = re.compile(

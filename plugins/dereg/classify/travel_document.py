@@ -15,6 +15,7 @@ A letter and eight digits is also the shape of many business codes, most often d
 - without a label every PRC shape counts unless its digits open like a dated code: a year
   1990-2039 followed by a month and day (C20240315) or by a serial starting 0 (H20230001). About
   one real number in 1,800 opens so; those are still found after a label or under a column name.
+  Nor right after 准字: a drug's approval number (国药准字H12345678) has the permit's shape.
 
 `is_valid` accepts a whole value of any PRC shape (with or without its label), which the engine
 believes in a column whose name says passport or permit (护照, 通行证, passport, hzh, txz).
@@ -53,7 +54,7 @@ _BARE = rf"[EGC](?!{_DATED})\d{{8}}|[HM](?!{_DATED})\d{{8}}(?:\d{{2}})?|[EC][{_L
 # Each branch tests its first character before anything else: the scanner's combined pattern
 # tries every branch at every token start, and a failed one-character test is the cheapest.
 PATTERN = re.compile(
-    rf"(?=[EGCHM])(?<![0-9A-Za-z_])(?:{_BARE})(?![0-9A-Za-z_])"
+    rf"(?=[EGCHM])(?<![0-9A-Za-z_])(?<!准字)(?:{_BARE})(?![0-9A-Za-z_])"
     rf"|(?=[护通回台Pp])(?<![0-9A-Za-z_]){_LABEL}(?:{_SHAPES}|\d{{8}})(?![0-9A-Za-z_])"
 )
 _PRC = re.compile(_SHAPES)
