@@ -675,7 +675,7 @@ def build_parser() -> argparse.ArgumentParser:
     rot.add_argument("--path")
     rot.add_argument(
         "--grace-days",
-        type=int,
+        type=_days(0),
         help="days before the old key may be destroyed (policy: include/policy/keys.yaml)",
     )
     rot.add_argument(
@@ -782,7 +782,9 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_argument("source_url", metavar="SOURCE_URL")
     backup.add_argument("--to", required=True, metavar="s3://BUCKET/PREFIX")
     backup.add_argument("--company", default="cli", help="company id recorded with the backup (cli)")
-    backup.add_argument("--retention-days", type=int, default=3650, help="Object Lock retention (3650)")
+    backup.add_argument(
+        "--retention-days", type=_days(1), default=3650, help="Object Lock retention, at least 1 (3650)"
+    )
     backup.add_argument("--no-object-lock", action="store_true", help="accept a bucket without Object Lock")
     catalog = sub.add_parser("catalog", help="the backup catalog")
     csub = catalog.add_subparsers(dest="catalog_command", required=True)
@@ -912,6 +914,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="date on which ages are computed (default: today)",
     )
     return parser
+
+
+def _days(least: int):
+    """An argparse type: a whole number of days, at least `least`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{value} days: give at least {least}")
+        return value
+
+    return parse
 
 
 def _iso_date(text: str):
