@@ -459,7 +459,7 @@ def _shred_subject(args) -> int:
     from dereg.evidence.store import open_store
     from dereg.keys import Keyring
     from dereg.keys_kms import backup_key_provider
-    from dereg.subjectshred import shred_subject
+    from dereg.subjectshred import done_message, shred_subject
 
     if not args.yes:
         raise DeregError(
@@ -482,11 +482,7 @@ def _shred_subject(args) -> int:
             f"  WARNING backup {backup_id} has no per-subject keys ({why}): the subject's rows there go only "
             "with the whole backup"
         )
-    print(
-        f"subject {args.subject_ref} of {args.company} crypto-shredded in {len(result['backups'])} backup(s) "
-        f"({', '.join(b['backup_id'] for b in result['backups'])}); ledger entry {result['ledger_entry']}; "
-        f"certificate {result['certificate']}"
-    )
+    print(done_message(result))
     return 0
 
 

@@ -434,6 +434,27 @@ def shred_subject(
     }
 
 
+def done_message(result: dict[str, Any]) -> str:
+    """What `shred_subject` did, for a person: a repeated run (the key was already gone in a backup)
+    says so rather than claiming a new erasure."""
+    backups = result["backups"]
+    fresh = [b["backup_id"] for b in backups if not b.get("key_was_already_gone")]
+    again = [b["backup_id"] for b in backups if b.get("key_was_already_gone")]
+    parts = []
+    if fresh:
+        parts.append(f"crypto-shredded in {len(fresh)} backup(s) ({', '.join(fresh)})")
+    if again:
+        parts.append(
+            f"already shredded before in {len(again)} backup(s) ({', '.join(again)}): checked again, "
+            "every copy of its key is gone"
+        )
+    return (
+        f"subject {result['subject_ref']} of {result['company_id']} "
+        + "; ".join(parts or ["in no backup"])
+        + f"; ledger entry {result['ledger_entry']}; certificate {result['certificate']}"
+    )
+
+
 def _find(refs: list[bytes], ref: bytes) -> int | None:
     for n, r in enumerate(refs):
         if r == ref:
