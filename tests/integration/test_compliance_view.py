@@ -399,7 +399,7 @@ def test_a_failed_drill_a_dry_run_and_a_company_not_yet_closed(server):
         store, "other_co", "scheduled__sweep", "final_certificate", sign_certificate(final, server.keyring)
     )
     # one customer shredded inside the locked backups (twice for the same ref: one customer), with
-    # its own certificate, listed with a JSON download (the readable PDF is the closure's)
+    # its own certificate, listed with its readable PDF (its own title) and a JSON download
     for _ in range(2):
         lg.append(
             company_id="other_co",
@@ -417,14 +417,22 @@ def test_a_failed_drill_a_dry_run_and_a_company_not_yet_closed(server):
     other = _section(page, "other_co")
     assert "inside the locked backups: 1 (last 20" in other
     row = other[other.index("单个客户删除证明") :].split("</tr>")[0]
-    assert "shred-subject-1" in other and ".json' download" in row and ".pdf'" not in row
-    link = row.split("href='")[1].split("'")[0]
+    assert "shred-subject-1" in other and ".json' download" in row and ".pdf'>证明 PDF" in row
+    link = next(h.split("'")[0] for h in row.split("href='")[1:] if h.split("'")[0].endswith(".json"))
     cookies = {"_token": _token(server, "auditor")}
     assert (
         requests.get(server.base + link, cookies=cookies, timeout=30).json()["body"]["kind"]
         == "subject_shred"
     )
-    assert requests.get(server.base + link[:-5] + ".pdf", cookies=cookies, timeout=30).status_code == 404
+    readable = requests.get(server.base + link[:-5] + ".pdf", cookies=cookies, timeout=30)
+    assert readable.status_code == 200
+    if readable.headers["content-type"] == "application/pdf":
+        import io
+
+        import pypdf
+
+        first = pypdf.PdfReader(io.BytesIO(readable.content)).pages[0].extract_text()
+        assert first.startswith("单个个人信息主体的备份删除证明") and "dry run" not in first
     assert "approve: <b>requested</b>" in other  # waiting for the approval (a shred is not a closure stage)
     assert "<td class='notices-sent'>0</td>" in other
     assert "<td class='drill bad'>failed (" in other

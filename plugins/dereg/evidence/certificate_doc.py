@@ -25,6 +25,7 @@ from dereg import config
 
 log = logging.getLogger(__name__)
 
+KIND_ZH = {"subject_shred": "单个个人信息主体的备份删除证明", "final": "最终证明：客户数据已无任何副本"}
 ACTION_ZH = {"delete": "删除", "pseudonymize": "假名化", "keep": "保留", "crypto_shred": "密钥销毁"}
 
 
@@ -104,6 +105,8 @@ def _titles(body: dict[str, Any]) -> tuple[str, str]:
     if body.get("kind") and " / " in title:
         english, chinese = title.rsplit(" / ", 1)
         return chinese, english
+    if body.get("kind") in KIND_ZH:
+        return KIND_ZH[body["kind"]], title or body["kind"]
     return "个人信息删除证明", "Certificate of personal-data sanitization"
 
 

@@ -353,11 +353,10 @@ def render(report: ComplianceReport, user_name: str, base: str) -> str:
                     if cert.dry_run
                     else "certificate"
                 )
-                # the readable one-page document is the closure's (and the final) certificate's
+                # every certificate has its readable one-page document (a closure's, a final one, a
+                # subject shred's: each with its own title and media)
                 readable = (
-                    ""
-                    if cert.kind == "subject"
-                    else f"<a href='{_e(base)}/certificates/{cert.artifact_id}.pdf'>证明 PDF / readable PDF</a> · "
+                    f"<a href='{_e(base)}/certificates/{cert.artifact_id}.pdf'>证明 PDF / readable PDF</a> · "
                 )
                 rows.append(
                     f"<tr class='certificate'><td><code>{_e(cert.run_id)}</code></td><td>{kind}</td>"
@@ -438,7 +437,7 @@ def create_app() -> FastAPI:
         base = str(request.scope.get("root_path", "")).rstrip("/")
         return _page("Compliance — Dereg", render(report, user.get_name(), base))
 
-    def _certificate_row(artifact_id: int, *, readable: bool = False):
+    def _certificate_row(artifact_id: int):
         import sqlalchemy as sa
 
         from dereg.evidence.artifacts import artifacts
@@ -453,9 +452,7 @@ def create_app() -> FastAPI:
             return conn.execute(
                 sa.select(artifacts.c.company_id, artifacts.c.run_id, artifacts.c.body).where(
                     artifacts.c.id == artifact_id,
-                    artifacts.c.name.in_(
-                        (CERTIFICATE, FINAL) if readable else (CERTIFICATE, FINAL, SHRED_STAGE)
-                    ),
+                    artifacts.c.name.in_((CERTIFICATE, FINAL, SHRED_STAGE)),
                 )
             ).first()
 
@@ -494,7 +491,7 @@ def create_app() -> FastAPI:
 
         from dereg.evidence.certificate_doc import PdfUnavailable, render_document, render_pdf
 
-        row = _certificate_row(artifact_id, readable=True)
+        row = _certificate_row(artifact_id)
         if row is None:
             return _not_found(artifact_id)
         text = _signed_text(row)
