@@ -666,7 +666,8 @@ def build_parser() -> argparse.ArgumentParser:
         "destroyed), then re-wrap every live backup data key under the new one: a new version of its escrow "
         "object first, then the compliance store's row, then the escrow object's older versions deleted. "
         "Endpoint and keys of the store from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; "
-        "buckets and prefixes from the catalog. Run it again to finish an interrupted rotation.",
+        "buckets and prefixes from the catalog. Finish an interrupted rotation with --rewrap-only (without it, "
+        "each run makes yet another key).",
     )
     rot.add_argument("--path")
     rot.add_argument(
