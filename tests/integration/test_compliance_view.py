@@ -374,8 +374,14 @@ def test_a_failed_drill_a_dry_run_and_a_company_not_yet_closed(server):
     body = {"title": "Dry-run report", "dry_run": True, "company": {"id": "other_co"}, "finished_at": retain}
     put_artifact(store, "other_co", "manual__dry", "certificate", sign_certificate(body, server.keyring))
     # lifecycle entries (key rotation, the retention sweep) are not the latest closure stage
+    # a rotation whose re-wrap did not reach this company's backup (interrupted): said in red
     lg.append(
-        company_id="_deployment", run_id="rot", stage="key_rotation", event="rotated", actor="key_rotation"
+        company_id="_deployment",
+        run_id="rot",
+        stage="key_rotation",
+        event="rotated",
+        actor="key_rotation",
+        details={"new_kek": "kek-newer", "retired_kek": server.keyring.active_kek_id()},
     )
     lg.append(
         company_id="other_co", run_id="rot", stage="key_rotation", event="rewrapped", actor="key_rotation"
@@ -440,6 +446,7 @@ def test_a_failed_drill_a_dry_run_and_a_company_not_yet_closed(server):
     assert "dry-run report" in other and "<td class='verdict ok'>VALID</td>" in other
     assert "<td>最终证明 final certificate</td>" in other and "scheduled__sweep" in other
     assert "Backup keys re-wrapped under a new key" in other
+    assert "Key rotation unfinished: 1 backup key(s)" in other and "--rewrap-only" in other
     assert "id='company-_deployment'" not in page and "Key rotation: last 20" in page
     # a company with a manifest and nothing else yet
     quiet = _section(page, "quiet_shop")

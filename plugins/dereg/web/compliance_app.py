@@ -78,6 +78,9 @@ class CompanyStatus:
     #: customers crypto-shredded one by one inside the locked backups (`dereg shred-subject`)
     subject_shreds: int = 0
     subject_shred_at: str | None = None
+    #: complete backups whose data key is still wrapped under a keyring key older than the active one
+    #: (an interrupted rotation: `dereg keyring rotate --rewrap-only` finishes it)
+    rewrap_pending: int = 0
 
 
 @dataclass
@@ -227,6 +230,25 @@ def collect(store) -> ComplianceReport:
         for e in entries
         if e.company_id == DEPLOYMENT and e.stage == ROTATION_STAGE and e.event == "rotated"
     ]
+    latest = str(rotated[-1].details.get("new_kek") or "") if rotated else ""
+    if latest.startswith("kek-"):  # a keyring KEK (a KMS key keeps its id across rotations)
+        keys = catalog.backup_keys
+        with store.connect() as conn:
+            stale = {
+                r.backup_id
+                for r in conn.execute(
+                    sa.select(keys.c.backup_id).where(
+                        keys.c.destroyed_at.is_(None),
+                        keys.c.wrapped_key != "",
+                        keys.c.kek_id != latest,
+                        keys.c.kek_id.like("kek-%"),
+                    )
+                )
+            }
+        for status in report:
+            status.rewrap_pending = sum(
+                1 for b in status.backups if b.status == "complete" and b.backup_id in stale
+            )
     return ComplianceReport(
         key_rotated_at=rotated[-1].ts if rotated else None,
         companies=report,
@@ -333,6 +355,12 @@ def render(report: ComplianceReport, user_name: str, base: str) -> str:
             parts.append(
                 f"<p class='muted rewrapped'>备份密钥已重新封装 Backup keys re-wrapped under a new key: "
                 f"{_day(c.key_rewrapped_at)} UTC</p>"
+            )
+        if c.rewrap_pending:
+            parts.append(
+                f"<p class='bad rewrap-pending'>密钥轮换未完成 Key rotation unfinished: {c.rewrap_pending} backup "
+                "key(s) still wrapped under a retired key-encryption key; run <code>dereg keyring rotate "
+                "--rewrap-only</code> (or the key_rotation DAG with rotate off)</p>"
             )
         if c.subject_shreds:
             parts.append(
