@@ -348,15 +348,9 @@ def shred_subject(
         manifest = ctx["manifest"]
         if manifest.get("kind") == "objects":
             continue
-        entry = manifest.get("subject_keys") or {}
-        if not entry.get("enabled"):
-            old.append(
-                (
-                    record,
-                    entry.get("reason")
-                    or f"a version {manifest.get('version')} backup (before per-subject keys)",
-                )
-            )
+        why = without_subject_keys(manifest)
+        if why:
+            old.append((record, why))
             continue
         searched += 1
         with _s3(ctx["where"], f"read the subject list of backup {manifest['backup_id']}"):
@@ -432,6 +426,18 @@ def shred_subject(
         "html": str(html_path),
         "run_id": run_id,
     }
+
+
+def without_subject_keys(manifest: dict[str, Any]) -> str | None:
+    """Why a backup's manifest gives no per-subject keys to shred, or None when it has them."""
+    entry = manifest.get("subject_keys") or {}
+    if not entry.get("enabled"):
+        return entry.get("reason") or f"a version {manifest.get('version')} backup (before per-subject keys)"
+    if not any((t or {}).get("sealed") for t in (manifest.get("tables") or {}).values()):
+        # a MariaDB/MySQL or SQLite backup given a plan before that was recorded as "no keys": it says
+        # enabled, but no table went through the sealing COPY path
+        return "no table of it is sealed (its rows were not read through the PostgreSQL COPY path)"
+    return None
 
 
 def done_message(result: dict[str, Any]) -> str:
