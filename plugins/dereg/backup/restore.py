@@ -504,9 +504,9 @@ def restore_and_verify(
     record = catalog.get(store, backup_id)
     if record and record.get("status") in ("shredded", "destroyed", "abandoned"):
         raise BackupError(
-            f"backup {backup_id} of {record['company_id']} cannot be restored: the catalog marks it "
-            f"{record['status']} (every copy of its data key was destroyed; the ledger's retention_sweep or "
-            "shred entry says when). Nothing was restored."
+            f"backup {backup_id} of {record['company_id']} cannot be restored: it was crypto-shredded (the "
+            f"catalog marks it {record['status']}: every copy of its data key was destroyed; the ledger's "
+            "retention_sweep or shred entry says when). Nothing was restored."
         )
     client = location.client()
     manifest_key = record["manifest_key"] if record else location.key(backup_id, "manifest.json")
