@@ -459,7 +459,7 @@ def _shred_subject(args) -> int:
     from dereg.evidence.store import open_store
     from dereg.keys import Keyring
     from dereg.keys_kms import backup_key_provider
-    from dereg.subjectshred import shred_subject
+    from dereg.subjectshred import done_message, shred_subject
 
     if not args.yes:
         raise DeregError(
@@ -482,11 +482,7 @@ def _shred_subject(args) -> int:
             f"  WARNING backup {backup_id} has no per-subject keys ({why}): the subject's rows there go only "
             "with the whole backup"
         )
-    print(
-        f"subject {args.subject_ref} of {args.company} crypto-shredded in {len(result['backups'])} backup(s) "
-        f"({', '.join(b['backup_id'] for b in result['backups'])}); ledger entry {result['ledger_entry']}; "
-        f"certificate {result['certificate']}"
-    )
+    print(done_message(result))
     return 0
 
 
@@ -670,12 +666,13 @@ def build_parser() -> argparse.ArgumentParser:
         "destroyed), then re-wrap every live backup data key under the new one: a new version of its escrow "
         "object first, then the compliance store's row, then the escrow object's older versions deleted. "
         "Endpoint and keys of the store from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; "
-        "buckets and prefixes from the catalog. Run it again to finish an interrupted rotation.",
+        "buckets and prefixes from the catalog. Finish an interrupted rotation with --rewrap-only (without it, "
+        "each run makes yet another key).",
     )
     rot.add_argument("--path")
     rot.add_argument(
         "--grace-days",
-        type=int,
+        type=_days(0),
         help="days before the old key may be destroyed (policy: include/policy/keys.yaml)",
     )
     rot.add_argument(
@@ -782,7 +779,9 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_argument("source_url", metavar="SOURCE_URL")
     backup.add_argument("--to", required=True, metavar="s3://BUCKET/PREFIX")
     backup.add_argument("--company", default="cli", help="company id recorded with the backup (cli)")
-    backup.add_argument("--retention-days", type=int, default=3650, help="Object Lock retention (3650)")
+    backup.add_argument(
+        "--retention-days", type=_days(1), default=3650, help="Object Lock retention, at least 1 (3650)"
+    )
     backup.add_argument("--no-object-lock", action="store_true", help="accept a bucket without Object Lock")
     catalog = sub.add_parser("catalog", help="the backup catalog")
     csub = catalog.add_subparsers(dest="catalog_command", required=True)
@@ -912,6 +911,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="date on which ages are computed (default: today)",
     )
     return parser
+
+
+def _days(least: int):
+    """An argparse type: a whole number of days, at least `least`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{value} days: give at least {least}")
+        return value
+
+    return parse
 
 
 def _iso_date(text: str):

@@ -166,7 +166,16 @@ class Keyring:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(data, fh, indent=2)
+            # on disk before the rename: a crash right after a rotation must not leave an empty file
+            # where the only copy of every key-encryption key was
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, self.path)
+        directory = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the rename itself
+        finally:
+            os.close(directory)
 
     # --- rotation -----------------------------------------------------------------------
     def rotate(self, *, grace_days: int, now) -> tuple[str, str]:

@@ -309,8 +309,12 @@ def destroy_retired(
     if destroyed or refused:
         _ledger(store, "destroyed" if not refused else "refused", actor, {**result, "run_id": "key-rotation"})
     if refused:
+        # the keys destroyed in the same call are gone whatever follows: say so, or the operator reads
+        # the refusal as "nothing happened"
+        done = f"destroyed: {', '.join(destroyed)} (nothing depended on them); " if destroyed else ""
         raise KeyringError(
-            "retired key-encryption key(s) "
+            done
+            + "retired key-encryption key(s) "
             + "; ".join(f"{k} (still wraps the data key of {', '.join(v)})" for k, v in refused.items())
             + " not destroyed: run the re-wrap first (`dereg keyring rotate --rewrap-only`, or the key_rotation DAG)"
         )

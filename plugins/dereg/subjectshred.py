@@ -348,15 +348,9 @@ def shred_subject(
         manifest = ctx["manifest"]
         if manifest.get("kind") == "objects":
             continue
-        entry = manifest.get("subject_keys") or {}
-        if not entry.get("enabled"):
-            old.append(
-                (
-                    record,
-                    entry.get("reason")
-                    or f"a version {manifest.get('version')} backup (before per-subject keys)",
-                )
-            )
+        why = without_subject_keys(manifest)
+        if why:
+            old.append((record, why))
             continue
         searched += 1
         with _s3(ctx["where"], f"read the subject list of backup {manifest['backup_id']}"):
@@ -432,6 +426,39 @@ def shred_subject(
         "html": str(html_path),
         "run_id": run_id,
     }
+
+
+def without_subject_keys(manifest: dict[str, Any]) -> str | None:
+    """Why a backup's manifest gives no per-subject keys to shred, or None when it has them."""
+    entry = manifest.get("subject_keys") or {}
+    if not entry.get("enabled"):
+        return entry.get("reason") or f"a version {manifest.get('version')} backup (before per-subject keys)"
+    if not any((t or {}).get("sealed") for t in (manifest.get("tables") or {}).values()):
+        # a MariaDB/MySQL or SQLite backup given a plan before that was recorded as "no keys": it says
+        # enabled, but no table went through the sealing COPY path
+        return "no table of it is sealed (its rows were not read through the PostgreSQL COPY path)"
+    return None
+
+
+def done_message(result: dict[str, Any]) -> str:
+    """What `shred_subject` did, for a person: a repeated run (the key was already gone in a backup)
+    says so rather than claiming a new erasure."""
+    backups = result["backups"]
+    fresh = [b["backup_id"] for b in backups if not b.get("key_was_already_gone")]
+    again = [b["backup_id"] for b in backups if b.get("key_was_already_gone")]
+    parts = []
+    if fresh:
+        parts.append(f"crypto-shredded in {len(fresh)} backup(s) ({', '.join(fresh)})")
+    if again:
+        parts.append(
+            f"already shredded before in {len(again)} backup(s) ({', '.join(again)}): checked again, "
+            "every copy of its key is gone"
+        )
+    return (
+        f"subject {result['subject_ref']} of {result['company_id']} "
+        + "; ".join(parts or ["in no backup"])
+        + f"; ledger entry {result['ledger_entry']}; certificate {result['certificate']}"
+    )
 
 
 def _find(refs: list[bytes], ref: bytes) -> int | None:

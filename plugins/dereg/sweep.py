@@ -164,22 +164,44 @@ def _closure_certificate(store, company_id: str) -> dict[str, Any] | None:
     return None
 
 
-def companies_done(store, results: list[dict[str, Any]]) -> list[str]:
-    """Companies swept in this run none of whose backups is still readable (complete)."""
+def readable_backups(store, company_id: str | None = None) -> list[dict[str, Any]]:
+    """Backups (of `company_id`, or all) whose data key is alive: complete ones, and a failed or
+    unfinished attempt whose key was never destroyed (its chunks, if any were written, decrypt)."""
     from dereg.backup import catalog
 
+    return [
+        b
+        for b in catalog.list_backups(store, status=None)
+        if (company_id is None or b["company_id"] == company_id)
+        and b["status"] not in ("shredded", DESTROYED, "abandoned")
+        and catalog.wrapped_key(store, b["backup_id"]) is not None
+    ]
+
+
+def companies_done(store, results: list[dict[str, Any]]) -> list[str]:
+    """Companies swept in this run none of whose backups is still readable (a live data key)."""
     swept = {r["company_id"] for r in results if r.get("ok") and not r.get("skipped")}
-    readable = {b["company_id"] for b in catalog.list_backups(store, status="complete")}
+    readable = {b["company_id"] for b in readable_backups(store)}
     return sorted(swept - readable)
 
 
 def final_certificate(store, keyring, company_id: str, *, sweep_run_id: str) -> dict[str, Any]:
     """Sign and write the company's final certificate; returns where it is and its SHA-256."""
     from dereg.backup import catalog
+    from dereg.errors import BackupError
     from dereg.evidence.artifacts import put_artifact
     from dereg.evidence.certificate import sign_certificate, write_certificate
     from dereg.evidence.ledger import Ledger
 
+    left = readable_backups(store, company_id)
+    if left:
+        # the certificate states that no readable copy remains: never sign it while one does
+        raise BackupError(
+            f"no final certificate for {company_id}: "
+            + "; ".join(f"backup {b['backup_id']} ({b['status']}) still has a live data key" for b in left)
+            + ". A complete backup is destroyed by the retention sweep once its retention ends; a failed "
+            "attempt's key is destroyed with `dereg shred BACKUP_ID --from s3://BUCKET/PREFIX --yes`."
+        )
     ledger = Ledger(store)
     destroyed = []
     for b in catalog.list_backups(store, status=None):

@@ -374,8 +374,14 @@ def test_a_failed_drill_a_dry_run_and_a_company_not_yet_closed(server):
     body = {"title": "Dry-run report", "dry_run": True, "company": {"id": "other_co"}, "finished_at": retain}
     put_artifact(store, "other_co", "manual__dry", "certificate", sign_certificate(body, server.keyring))
     # lifecycle entries (key rotation, the retention sweep) are not the latest closure stage
+    # a rotation whose re-wrap did not reach this company's backup (interrupted): said in red
     lg.append(
-        company_id="_deployment", run_id="rot", stage="key_rotation", event="rotated", actor="key_rotation"
+        company_id="_deployment",
+        run_id="rot",
+        stage="key_rotation",
+        event="rotated",
+        actor="key_rotation",
+        details={"new_kek": "kek-newer", "retired_kek": server.keyring.active_kek_id()},
     )
     lg.append(
         company_id="other_co", run_id="rot", stage="key_rotation", event="rewrapped", actor="key_rotation"
@@ -399,7 +405,7 @@ def test_a_failed_drill_a_dry_run_and_a_company_not_yet_closed(server):
         store, "other_co", "scheduled__sweep", "final_certificate", sign_certificate(final, server.keyring)
     )
     # one customer shredded inside the locked backups (twice for the same ref: one customer), with
-    # its own certificate, listed with a JSON download (the readable PDF is the closure's)
+    # its own certificate, listed with its readable PDF (its own title) and a JSON download
     for _ in range(2):
         lg.append(
             company_id="other_co",
@@ -417,14 +423,22 @@ def test_a_failed_drill_a_dry_run_and_a_company_not_yet_closed(server):
     other = _section(page, "other_co")
     assert "inside the locked backups: 1 (last 20" in other
     row = other[other.index("单个客户删除证明") :].split("</tr>")[0]
-    assert "shred-subject-1" in other and ".json' download" in row and ".pdf'" not in row
-    link = row.split("href='")[1].split("'")[0]
+    assert "shred-subject-1" in other and ".json' download" in row and ".pdf'>证明 PDF" in row
+    link = next(h.split("'")[0] for h in row.split("href='")[1:] if h.split("'")[0].endswith(".json"))
     cookies = {"_token": _token(server, "auditor")}
     assert (
         requests.get(server.base + link, cookies=cookies, timeout=30).json()["body"]["kind"]
         == "subject_shred"
     )
-    assert requests.get(server.base + link[:-5] + ".pdf", cookies=cookies, timeout=30).status_code == 404
+    readable = requests.get(server.base + link[:-5] + ".pdf", cookies=cookies, timeout=30)
+    assert readable.status_code == 200
+    if readable.headers["content-type"] == "application/pdf":
+        import io
+
+        import pypdf
+
+        first = pypdf.PdfReader(io.BytesIO(readable.content)).pages[0].extract_text()
+        assert first.startswith("单个个人信息主体的备份删除证明") and "dry run" not in first
     assert "approve: <b>requested</b>" in other  # waiting for the approval (a shred is not a closure stage)
     assert "<td class='notices-sent'>0</td>" in other
     assert "<td class='drill bad'>failed (" in other
@@ -432,6 +446,7 @@ def test_a_failed_drill_a_dry_run_and_a_company_not_yet_closed(server):
     assert "dry-run report" in other and "<td class='verdict ok'>VALID</td>" in other
     assert "<td>最终证明 final certificate</td>" in other and "scheduled__sweep" in other
     assert "Backup keys re-wrapped under a new key" in other
+    assert "Key rotation unfinished: 1 backup key(s)" in other and "--rewrap-only" in other
     assert "id='company-_deployment'" not in page and "Key rotation: last 20" in page
     # a company with a manifest and nothing else yet
     quiet = _section(page, "quiet_shop")

@@ -116,3 +116,103 @@ def test_a_dry_run_says_so_first_and_values_are_escaped(keyring, tmp_path):
     text = html_path.read_text(encoding="utf-8")
     assert "<script>" not in text and "&lt;script&gt;" in text
     assert text.index("演练报告（非删除证明）") < text.index("NOT a certificate of erasure")
+
+
+def _subject_shred_body() -> dict:
+    """A subject shred's certificate as `dereg shred-subject` signs it: no stores, no approver, no
+    checkpoints; the backups it acted on and its residual risks at the top level."""
+    return {
+        "title": "Certificate of one subject's erasure from locked backups / 单个个人信息主体的备份删除证明",
+        "kind": "subject_shred",
+        "dry_run": False,
+        "company": {"id": "star_academy"},
+        "subject_ref": "42",
+        "statement": "Every copy of the key of subject 42 in the backups listed was destroyed.",
+        "backups_shredded_for_subject": [
+            {
+                "backup_id": "bk-20261231T000000Z-0a0b0c0d",
+                "source_id": "school_db",
+                "bucket": "offsite",
+                "retain_until": "2036-12-31T00:00:00+00:00",
+            }
+        ],
+        "backups_without_subject_keys": [],
+        "residual_risks": ["the subject's old group block stays locked as ciphertext"],
+        "run_id": "shred-subject-20261231T000000Z-0a0b0c0d",
+        "operator": "dereg shred-subject",
+        "approver": None,
+        "started_at": "2026-12-31T01:00:00+00:00",
+        "finished_at": "2026-12-31T01:00:00+00:00",
+        "stores": [],
+        "backup_kept": [],
+        "method": "crypto-shredding of one per-subject key",
+        "verification_method": "both copies of the key set read back",
+        "verification_result": "passed",
+        "ledger": {"head_hash": "cd" * 32, "entries": []},
+    }
+
+
+def _final_body() -> dict:
+    body = _subject_shred_body()
+    for key in ("subject_ref", "backups_shredded_for_subject", "method"):
+        body.pop(key)
+    return {
+        **body,
+        "title": "Final certificate: no copy of the customers' data remains / 最终证明：客户数据已无任何副本",
+        "kind": "final",
+        "statement": "Every backup of this company's customer data was destroyed.",
+        "closure_certificate": {"run_id": "manual__2026-01-01", "sha256": "ef" * 32, "issued_at": None},
+        "backups_destroyed": [
+            {
+                "backup_id": "bk-20160101T000000Z-01020304",
+                "source_id": "school_db",
+                "bucket": "offsite",
+                "retain_until": "2026-01-01T00:00:00+00:00",
+                "status": "destroyed",
+                "objects_left_locked": 0,
+            }
+        ],
+        "residual_risks": ["the object store's own replicas"],
+        "operator": "retention_sweep",
+    }
+
+
+@pytest.mark.parametrize("body", [_subject_shred_body(), _final_body()], ids=["subject_shred", "final"])
+def test_a_subject_shred_or_final_certificate_shows_its_own_title_backups_and_risks(body, keyring, tmp_path):
+    """The page is not the closure's with its fields empty: its own title, the backups it acted on
+    (the media), its residual risks, no "dry run" beside an absent approver, and a verify command
+    that `dereg` accepts as printed (no `--checkpoints` without a value)."""
+    import html as html_module
+    import re
+    import shlex
+
+    from dereg.cli import build_parser
+
+    pypdf = pytest.importorskip("pypdf")
+    cert = sign_certificate(body, keyring)
+    json_path, html_path = write_certificate(cert, tmp_path, "cert")
+    first = pypdf.PdfReader(str(tmp_path / "cert.pdf")).pages[0].extract_text()
+    flat = "".join(first.split())
+    zh, en = body["title"].rsplit(" / ", 1)[1], body["title"].rsplit(" / ", 1)[0]
+    assert first.index(zh) < first.index(en[:30])  # Chinese first
+    assert "个人信息删除证明" not in first.split("\n")[0]
+    backup = (body.get("backups_shredded_for_subject") or body.get("backups_destroyed"))[0]
+    for text in (
+        backup["backup_id"],
+        backup["bucket"],
+        "密钥销毁",
+        body["residual_risks"][0],
+        body["statement"],
+    ):
+        assert "".join(text.split()) in flat, text
+    assert "dry run" not in first and "演练" not in first
+    assert "Appendix" not in first  # one page, the appendix after it
+    if body["kind"] == "final":
+        assert body["closure_certificate"]["sha256"] in flat
+    else:
+        assert "42" in first
+    page = html_path.read_text(encoding="utf-8")
+    command = re.search(r"<code>(dereg verify-certificate [^<]*)</code>", page).group(1)
+    argv = shlex.split(html_module.unescape(command))[1:]
+    args = build_parser().parse_args(argv)
+    assert args.path == json_path.name and args.checkpoints is None

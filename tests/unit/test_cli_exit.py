@@ -32,3 +32,13 @@ def test_a_command_that_fails_exits_2_with_its_message(tmp_path):
     assert done.returncode == 2
     assert done.stderr.startswith("dereg: error: "), done.stderr
     assert done.stdout == ""
+
+
+def test_a_retention_of_no_days_is_refused_before_anything_is_written(tmp_path):
+    """`--retention-days 0` used to start the backup and fail at the first chunk with the store's
+    InvalidRequest, blamed on the bucket and credentials, leaving a failed backup in the catalog."""
+    for days in ("0", "-3", "ten"):
+        done = _dereg("backup", "sqlite:///x.db", "--to", "s3://b/p", "--retention-days", days, cwd=tmp_path)
+        assert done.returncode == 2 and "--retention-days" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    assert not list(tmp_path.iterdir())  # no store, no keyring, no database created

@@ -305,8 +305,9 @@ def create_backup(
         early=early,
     )
     backup_id = session.backup_id
+    # only the PostgreSQL COPY path seals; MariaDB's native text rows (also `early`) do not
     sealer, no_subject_keys = groupkeys.sealer_for(
-        subjects, backup_id, copy_text=early, engine=engine, scheme=subject_scheme
+        subjects, backup_id, copy_text=dialect_for(engine).copy_text, engine=engine, scheme=subject_scheme
     )
     if sealer is not None:
         session.context["sealer"] = sealer

@@ -501,15 +501,26 @@ def restore_and_verify(
 
     t0 = time.monotonic()
     report = RestoreReport(backup_id=backup_id, ok=False)
-    client = location.client()
     record = catalog.get(store, backup_id)
+    if record and record.get("status") in ("shredded", "destroyed", "abandoned"):
+        raise BackupError(
+            f"backup {backup_id} of {record['company_id']} cannot be restored: it was crypto-shredded (the "
+            f"catalog marks it {record['status']}: every copy of its data key was destroyed; the ledger's "
+            "retention_sweep or shred entry says when). Nothing was restored."
+        )
+    client = location.client()
     manifest_key = record["manifest_key"] if record else location.key(backup_id, "manifest.json")
     try:
         manifest = json.loads(_get(client, location, manifest_key))
     except ClientError as exc:
+        elsewhere = (
+            f"; the catalog has it in s3://{record['bucket']}/{record['prefix']}: pass that to --from"
+            if record and (record.get("bucket"), record.get("prefix")) != (location.bucket, location.prefix)
+            else ""
+        )
         raise BackupError(
             f"the manifest {manifest_key} of backup {backup_id} cannot be read from "
-            f"{location.describe()} ({exc.response['Error'].get('Code')})"
+            f"{location.describe()} ({exc.response['Error'].get('Code')}){elsewhere}"
         ) from None
     except BotoCoreError as exc:
         raise BackupError(f"S3 store {location.describe()} is unreachable ({type(exc).__name__})") from None

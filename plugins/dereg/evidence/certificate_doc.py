@@ -25,6 +25,7 @@ from dereg import config
 
 log = logging.getLogger(__name__)
 
+KIND_ZH = {"subject_shred": "单个个人信息主体的备份删除证明", "final": "最终证明：客户数据已无任何副本"}
 ACTION_ZH = {"delete": "删除", "pseudonymize": "假名化", "keep": "保留", "crypto_shred": "密钥销毁"}
 
 
@@ -86,11 +87,33 @@ def _inferred_links(body: dict[str, Any]) -> list[str]:
 
 
 def _risks(body: dict[str, Any]) -> list[str]:
+    """Residual risks per store (closure certificate), then the certificate's own (a subject shred's,
+    the final certificate's)."""
     seen: dict[str, None] = {}
+    for risk in body.get("residual_risks") or []:
+        seen.setdefault(str(risk), None)
     for store in body.get("stores") or []:
         for risk in store.get("residual_risks") or []:
             seen.setdefault(f"{store.get('source_id')}: {risk}", None)
     return list(seen)
+
+
+def _titles(body: dict[str, Any]) -> tuple[str, str]:
+    """Chinese and English title: a closure certificate's, or the one a subject shred's or the final
+    certificate's body carries as "English / 中文"."""
+    title = str(body.get("title") or "")
+    if body.get("kind") and " / " in title:
+        english, chinese = title.rsplit(" / ", 1)
+        return chinese, english
+    if body.get("kind") in KIND_ZH:
+        return KIND_ZH[body["kind"]], title or body["kind"]
+    return "个人信息删除证明", "Certificate of personal-data sanitization"
+
+
+def _backups(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The backups a subject shred or the final certificate acted on (their media, beside `stores`)."""
+    found = body.get("backups_shredded_for_subject") or body.get("backups_destroyed") or []
+    return [b for b in found if isinstance(b, dict)]
 
 
 def render_document(cert: dict[str, Any], *, json_name: str, sha256: str) -> str:
@@ -103,8 +126,12 @@ def render_document(cert: dict[str, Any], *, json_name: str, sha256: str) -> str
     env.filters["day"] = _day
     env.filters["count_of"] = _rows
     body = cert["body"]
+    title_zh, title_en = _titles(body)
     return env.get_template("certificate.html.j2").render(
         body=body,
+        title_zh=title_zh,
+        title_en=title_en,
+        backups=_backups(body),
         sig=cert.get("signature") or {},
         sha256=sha256,
         json_name=json_name,

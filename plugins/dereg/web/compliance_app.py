@@ -78,6 +78,9 @@ class CompanyStatus:
     #: customers crypto-shredded one by one inside the locked backups (`dereg shred-subject`)
     subject_shreds: int = 0
     subject_shred_at: str | None = None
+    #: complete backups whose data key is still wrapped under a keyring key older than the active one
+    #: (an interrupted rotation: `dereg keyring rotate --rewrap-only` finishes it)
+    rewrap_pending: int = 0
 
 
 @dataclass
@@ -227,6 +230,25 @@ def collect(store) -> ComplianceReport:
         for e in entries
         if e.company_id == DEPLOYMENT and e.stage == ROTATION_STAGE and e.event == "rotated"
     ]
+    latest = str(rotated[-1].details.get("new_kek") or "") if rotated else ""
+    if latest.startswith("kek-"):  # a keyring KEK (a KMS key keeps its id across rotations)
+        keys = catalog.backup_keys
+        with store.connect() as conn:
+            stale = {
+                r.backup_id
+                for r in conn.execute(
+                    sa.select(keys.c.backup_id).where(
+                        keys.c.destroyed_at.is_(None),
+                        keys.c.wrapped_key != "",
+                        keys.c.kek_id != latest,
+                        keys.c.kek_id.like("kek-%"),
+                    )
+                )
+            }
+        for status in report:
+            status.rewrap_pending = sum(
+                1 for b in status.backups if b.status == "complete" and b.backup_id in stale
+            )
     return ComplianceReport(
         key_rotated_at=rotated[-1].ts if rotated else None,
         companies=report,
@@ -334,6 +356,12 @@ def render(report: ComplianceReport, user_name: str, base: str) -> str:
                 f"<p class='muted rewrapped'>备份密钥已重新封装 Backup keys re-wrapped under a new key: "
                 f"{_day(c.key_rewrapped_at)} UTC</p>"
             )
+        if c.rewrap_pending:
+            parts.append(
+                f"<p class='bad rewrap-pending'>密钥轮换未完成 Key rotation unfinished: {c.rewrap_pending} backup "
+                "key(s) still wrapped under a retired key-encryption key; run <code>dereg keyring rotate "
+                "--rewrap-only</code> (or the key_rotation DAG with rotate off)</p>"
+            )
         if c.subject_shreds:
             parts.append(
                 f"<p class='muted subject-shreds'>单个客户删除 Customers shredded one by one inside the locked "
@@ -353,11 +381,10 @@ def render(report: ComplianceReport, user_name: str, base: str) -> str:
                     if cert.dry_run
                     else "certificate"
                 )
-                # the readable one-page document is the closure's (and the final) certificate's
+                # every certificate has its readable one-page document (a closure's, a final one, a
+                # subject shred's: each with its own title and media)
                 readable = (
-                    ""
-                    if cert.kind == "subject"
-                    else f"<a href='{_e(base)}/certificates/{cert.artifact_id}.pdf'>证明 PDF / readable PDF</a> · "
+                    f"<a href='{_e(base)}/certificates/{cert.artifact_id}.pdf'>证明 PDF / readable PDF</a> · "
                 )
                 rows.append(
                     f"<tr class='certificate'><td><code>{_e(cert.run_id)}</code></td><td>{kind}</td>"
@@ -438,7 +465,7 @@ def create_app() -> FastAPI:
         base = str(request.scope.get("root_path", "")).rstrip("/")
         return _page("Compliance — Dereg", render(report, user.get_name(), base))
 
-    def _certificate_row(artifact_id: int, *, readable: bool = False):
+    def _certificate_row(artifact_id: int):
         import sqlalchemy as sa
 
         from dereg.evidence.artifacts import artifacts
@@ -453,9 +480,7 @@ def create_app() -> FastAPI:
             return conn.execute(
                 sa.select(artifacts.c.company_id, artifacts.c.run_id, artifacts.c.body).where(
                     artifacts.c.id == artifact_id,
-                    artifacts.c.name.in_(
-                        (CERTIFICATE, FINAL) if readable else (CERTIFICATE, FINAL, SHRED_STAGE)
-                    ),
+                    artifacts.c.name.in_((CERTIFICATE, FINAL, SHRED_STAGE)),
                 )
             ).first()
 
@@ -494,7 +519,7 @@ def create_app() -> FastAPI:
 
         from dereg.evidence.certificate_doc import PdfUnavailable, render_document, render_pdf
 
-        row = _certificate_row(artifact_id, readable=True)
+        row = _certificate_row(artifact_id)
         if row is None:
             return _not_found(artifact_id)
         text = _signed_text(row)

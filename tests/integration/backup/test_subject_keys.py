@@ -239,6 +239,27 @@ def test_backups_before_subject_keys_are_refused_clearly(pg_url, take_backup, lo
     assert Ledger(store).entries() == []
 
 
+def test_a_mariadb_backup_given_a_plan_says_it_has_no_subject_keys(
+    mariadb_url, take_backup, location, keyring, store, s3_client
+):
+    """A MariaDB source with an erasure plan (a closure's backup stage) seals nothing: its rows go
+    through the server's text path, not COPY. Its manifest says so, and shred-subject refuses it as it
+    refuses a backup without per-subject keys (it used to claim keys for 0 subjects and answer that the
+    ref matched no subject)."""
+    make_small_source(mariadb_url)
+    record = take_backup(mariadb_url, company_id="school-maria", subjects=_spec())
+    manifest = json.loads(
+        s3_client.get_object(Bucket=location.bucket, Key=record.manifest_key)["Body"].read()
+    )
+    assert manifest["subject_keys"]["enabled"] is False
+    assert "COPY path" in manifest["subject_keys"]["reason"]
+    with pytest.raises(BackupError, match="no backup of school-maria has per-subject keys"):
+        shred_subject(
+            store, location, keyring, company_id="school-maria", subject_ref="10", signing_keyring=keyring
+        )
+    assert Ledger(store).entries() == []
+
+
 def test_shredding_the_whole_backup_destroys_the_subject_key_set_too(
     pg_url, take_backup, location, keyring, store, s3_client
 ):
