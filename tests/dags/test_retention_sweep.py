@@ -6,6 +6,7 @@ cites its closure certificate."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import shutil
@@ -64,7 +65,9 @@ def test_expired_backups_are_destroyed_held_ones_reported_and_a_final_certificat
             object_lock=True,
         )
 
-    expired, held, retained = backup("run-a", 3), backup("run-b", 3), backup("run-c", 86400)
+    # retentions long enough that a loaded machine still stores every chunk before its lock date
+    # (SeaweedFS refuses a retain-until already past), then waited out by the catalog's dates
+    expired, held, retained = backup("run-a", 12), backup("run-b", 12), backup("run-c", 86400)
     engine.dispose()
     manifest_key = location.key(held.backup_id, "manifest.json")
     s3_client.put_object_legal_hold(Bucket=bucket_name, Key=manifest_key, LegalHold={"Status": "ON"})
@@ -73,7 +76,10 @@ def test_expired_backups_are_destroyed_held_ones_reported_and_a_final_certificat
         {"title": "closure", "dry_run": False, "finished_at": "2026-12-31T00:00:00+00:00"}, keyring
     )
     put_artifact(store, "demo_academy", "closure-run", "certificate", closure)
-    time.sleep(4)  # the two short retentions end
+    ends = max(
+        dt.datetime.fromisoformat(catalog.get(store, b.backup_id)["retain_until"]) for b in (expired, held)
+    )
+    time.sleep(max((ends - dt.datetime.now(dt.UTC)).total_seconds(), 0) + 1)  # the two short retentions end
     assert {b["backup_id"] for b in expired_backups(store)} == {expired.backup_id, held.backup_id}
 
     companies = tmp_path / "companies"
