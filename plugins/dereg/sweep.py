@@ -3,12 +3,15 @@ a final certificate saying that no readable copy of its customers' data remains.
 
 The `retention_sweep` DAG runs daily. `expired_backups` lists the catalog's backups whose
 retain-until date has passed (complete ones, and shredded ones whose objects could not all be
-deleted yet). For each, `sweep_one`:
+deleted yet), and the attempts that will never complete (failed, or `started` for more than
+STALE_STARTED_DAYS), whose key no retention protects. For each, `sweep_one`:
 
 1. skips it, and reports it, when any of its objects is under a legal hold (a court or regulator
    froze it: nothing is destroyed while the hold is on);
 2. crypto-shreds it as `dereg shred` does (`catalog.crypto_shred`: every version of the escrowed
-   wrapped key deleted, the store's copy overwritten), unless that was done on an earlier sweep;
+   wrapped key deleted, the store's copy overwritten), unless that was done on an earlier sweep; an
+   attempt's key is destroyed the same way at once (`catalog.destroy_attempt_key`, status
+   `abandoned`), and the date its objects' last lock ends becomes its retain-until date;
 3. deletes every version and delete marker under the backup's prefix whose lock has expired; a
    version still locked (an Object Lock longer than the catalog's date) is counted with the date
    its lock ends, and the next sweep after that date deletes it;
@@ -49,19 +52,30 @@ RESIDUAL_RISKS = [
 ]
 
 
+#: a backup still `started` this many days after it began belongs to a worker that died and was
+#: never retried (a retry of its run abandons it at once): the sweep destroys its key
+STALE_STARTED_DAYS = 7
+
+
 def expired_backups(store, now: dt.datetime | None = None) -> list[dict[str, Any]]:
-    """Backups whose retention has ended: complete ones, and shredded ones with objects left."""
+    """What the sweep destroys: backups whose retention has ended (complete ones, and shredded ones
+    with objects left); attempts that will never complete (failed ones, and ones `started` more than
+    STALE_STARTED_DAYS ago), whose key nothing protects; abandoned attempts whose objects' locks have
+    ended (or were never looked at)."""
     from dereg.backup import catalog
 
     now = now or dt.datetime.now(dt.UTC)
+    stale = now - dt.timedelta(days=STALE_STARTED_DAYS)
     found = []
     for b in catalog.list_backups(store, status=None):
         until = b.get("retain_until")
-        if b["status"] not in ("complete", "shredded") or not until:
-            continue
-        if dt.datetime.fromisoformat(until) > now:
-            continue
-        found.append(catalog.task_ref(b))
+        status = b["status"]
+        if status == "failed" or (status == "started" and dt.datetime.fromisoformat(b["created_at"]) < stale):
+            found.append(catalog.task_ref(b))
+        elif status == "abandoned" and (not until or dt.datetime.fromisoformat(until) <= now):
+            found.append(catalog.task_ref(b))
+        elif status in ("complete", "shredded") and until and dt.datetime.fromisoformat(until) <= now:
+            found.append(catalog.task_ref(b))
     return found
 
 
@@ -100,6 +114,15 @@ def sweep_one(backup: dict[str, Any], *, location, store, sweep_run_id: str, now
         if backup["status"] == "complete":
             shred = catalog.crypto_shred(store, where, backup_id, now=now)
             result["escrow_versions_deleted"] = shred["escrow_versions_deleted"]
+        elif backup["status"] in ("failed", "started"):  # an attempt that never completed
+            result["attempt"] = backup["status"]
+            result["escrow_versions_deleted"] = catalog.destroy_attempt_key(
+                store,
+                where,
+                backup_id,
+                f"the attempt {'failed' if backup['status'] == 'failed' else 'never finished'}; its key was "
+                f"destroyed by the retention sweep {sweep_run_id}",
+            )
         erased = erase_objects(client, where.bucket, objects_prefix)
         check = verify_objects(client, where.bucket, objects_prefix)
         escrow_left = catalog._escrow_versions(
@@ -123,6 +146,10 @@ def sweep_one(backup: dict[str, Any], *, location, store, sweep_run_id: str, now
             event = "succeeded"
             if not check["remaining"]["locked"]:
                 catalog.set_status(store, backup_id, DESTROYED)
+            elif backup["status"] != "complete" and check["locked_until"]:
+                # an attempt has no retention date of its own: the sweep after its last lock ends
+                # deletes what is left
+                catalog.set_retain_until(store, backup_id, check["locked_until"])
     except DeregError as exc:
         result["problems"] = [redact(str(exc))]
     finally:
@@ -199,13 +226,13 @@ def final_certificate(store, keyring, company_id: str, *, sweep_run_id: str) -> 
         raise BackupError(
             f"no final certificate for {company_id}: "
             + "; ".join(f"backup {b['backup_id']} ({b['status']}) still has a live data key" for b in left)
-            + ". A complete backup is destroyed by the retention sweep once its retention ends; a failed "
-            "attempt's key is destroyed with `dereg shred BACKUP_ID --from s3://BUCKET/PREFIX --yes`."
+            + ". A complete backup is destroyed by the retention sweep once its retention ends; the sweep "
+            f"destroys the key of a failed attempt at once, and of one left `started` after {STALE_STARTED_DAYS} days."
         )
     ledger = Ledger(store)
     destroyed = []
     for b in catalog.list_backups(store, status=None):
-        if b["company_id"] != company_id or b["status"] not in ("shredded", DESTROYED):
+        if b["company_id"] != company_id or b["status"] not in ("shredded", "abandoned", DESTROYED):
             continue
         entries = [
             e for e in ledger.entries() if e.stage == STAGE and e.details.get("backup_id") == b["backup_id"]

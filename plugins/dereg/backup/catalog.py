@@ -28,7 +28,8 @@ backups = sa.Table(
     sa.Column("bucket", sa.String(255), nullable=False),
     sa.Column("prefix", sa.String(500), nullable=False),
     sa.Column("manifest_key", sa.String(800), nullable=False),
-    # started | complete | failed | shredded (key destroyed) | destroyed (key and every object gone)
+    # started | complete | failed | shredded (key destroyed) | abandoned (an attempt that never completed,
+    # key destroyed) | destroyed (key and every object gone)
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("tables_json", sa.Text, nullable=False, default="{}"),
     sa.Column("total_rows", sa.BigInteger, nullable=False, default=0),
@@ -433,25 +434,60 @@ def abandon_stale(store: Engine, location, company_id: str, run_id: str, source_
         ]
     if not stale:
         return []
-    client = location.client()
     for backup_id in stale:
-        escrow_key = location.key("_escrow", f"{backup_id}.json")
-        versions = client.list_object_versions(Bucket=location.bucket, Prefix=escrow_key)
-        for item in versions.get("Versions", []) + versions.get("DeleteMarkers", []):
-            if item["Key"] == escrow_key:
-                client.delete_object(Bucket=location.bucket, Key=escrow_key, VersionId=item["VersionId"])
-        with store.begin() as conn:
-            conn.execute(
-                backup_keys.update()
-                .where(backup_keys.c.backup_id == backup_id)
-                .values(wrapped_key="", destroyed_at=_now())
-            )
-            conn.execute(
-                backups.update()
-                .where(backups.c.backup_id == backup_id)
-                .values(
-                    status="abandoned",
-                    error="an earlier attempt died before finishing; its key was destroyed",
-                )
-            )
+        destroy_attempt_key(
+            store, location, backup_id, "an earlier attempt died before finishing; its key was destroyed"
+        )
     return stale
+
+
+def destroy_attempt_key(store: Engine, location, backup_id: str, reason: str) -> int:
+    """Destroy the data key of a backup attempt that will never complete (failed, or died while
+    `started`): every version of its escrow copies (the wrapped key, and a subject key set if one
+    was written) and the compliance store's copy; the attempt is marked `abandoned` with `reason`.
+    Its chunks, which Object Lock may keep for years, are then ciphertext nobody can decrypt. No
+    retention protects an attempt: the law's record is the complete backup, never a broken one.
+    `location` must point at the attempt's bucket and prefix. Returns the escrow versions deleted;
+    BackupError (the key NOT destroyed, the attempt not marked) when one cannot be deleted."""
+    client = location.client()
+    deleted = 0
+    for name in (f"{backup_id}.json", f"{backup_id}.subject-keys.json"):
+        escrow_key = location.key("_escrow", name)
+        for item in _escrow_versions(client, location.bucket, escrow_key):
+            try:
+                client.delete_object(Bucket=location.bucket, Key=escrow_key, VersionId=item["VersionId"])
+            except client.exceptions.ClientError as exc:
+                raise BackupError(
+                    f"escrow copy {escrow_key} (version {item['VersionId']}) of the unfinished backup "
+                    f"{backup_id} cannot be deleted ({exc.response['Error'].get('Code')}): a bucket default "
+                    "retention may lock it. The key is NOT destroyed; remove the default retention from "
+                    "the _escrow prefix and run again."
+                ) from None
+            deleted += 1
+        if _escrow_versions(client, location.bucket, escrow_key):
+            raise BackupError(
+                f"escrow copy {escrow_key} of the unfinished backup {backup_id} is still in "
+                f"{location.describe()} after deleting it; the key is NOT destroyed. Run again."
+            )
+    with store.begin() as conn:
+        conn.execute(
+            backup_keys.update()
+            .where(backup_keys.c.backup_id == backup_id)
+            .values(wrapped_key="", destroyed_at=_now())
+        )
+        conn.execute(
+            backups.update().where(backups.c.backup_id == backup_id).values(status="abandoned", error=reason)
+        )
+        conn.execute(
+            artifacts.delete().where(
+                artifacts.c.run_id == backup_id,
+                artifacts.c.name == "subject_keys",  # subjectkeys.KEY_SET_ARTIFACT
+            )
+        )
+    return deleted
+
+
+def set_retain_until(store: Engine, backup_id: str, until: str) -> None:
+    """Record when the objects left of a destroyed attempt can be deleted (their latest lock)."""
+    with store.begin() as conn:
+        conn.execute(backups.update().where(backups.c.backup_id == backup_id).values(retain_until=until))
