@@ -1671,14 +1671,37 @@ def text_columns(info: TableInfo) -> list[str]:
 # --- what worker processes run (module-level: they travel to the workers by name) ------------------
 
 
+#: characters a full scan reads per row besides its values (separators, the per-row work), and the
+#: width taken for a value whose type declares none: a long text, or a number or key of a few
+#: characters
+_ROW_CHARS = 32
+_UNBOUNDED_TEXT_CHARS = 256
+_OTHER_VALUE_CHARS = 16
+_DECLARED_LENGTH = re.compile(r"\((\d+)")
+
+
+def _value_chars(column_type: str) -> int:
+    """About how many characters a full scan reads of one value of `column_type`: its declared
+    length (capped at a long text's), a long text's when it declares none."""
+    declared = _DECLARED_LENGTH.search(column_type)
+    if declared and _TEXT_TYPE.search(column_type):
+        return min(int(declared.group(1)), _UNBOUNDED_TEXT_CHARS)
+    if _TEXT_TYPE.search(column_type) or _BINARY_TYPE.search(column_type):
+        return _UNBOUNDED_TEXT_CHARS
+    return _OTHER_VALUE_CHARS
+
+
 def _scan_weight(info: TableInfo) -> int:
-    """Rows times the columns a full scan reads: a long table of dates and flags is quick."""
+    """About how many characters a full scan of the table reads: rows times the widths of the
+    columns it reads (a TEXT column weighs more than a status code, a long table of dates and
+    flags little). Workers take the heaviest first, so the two end close together."""
     read_names = set(full_scan_columns(info))
-    columns = [c for c in info.columns if c.name in read_names]
     # integers too short for an identifier are not read where the dialect says so (`_full_hits`);
-    # counted here all the same, they would put a table of ids and dates first
-    read = [c for c in columns if not _TOO_SHORT_FOR_IDS.match(c.type or "")] or columns[:1]
-    return max(info.row_count, 0) * len(read)
+    # a table of such ids and dates costs its sample only
+    read = [c for c in info.columns if c.name in read_names and not _TOO_SHORT_FOR_IDS.match(c.type or "")]
+    if not read:
+        return 0
+    return max(info.row_count, 0) * (_ROW_CHARS + sum(_value_chars(c.type or "") for c in read))
 
 
 def _classify_table_task(
