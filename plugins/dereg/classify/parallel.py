@@ -11,8 +11,8 @@ sources (under PARALLEL_MIN_ROWS rows) and SQLite (one file, one writer, often i
 scanned in this process. Workers are forked from a clean server process (multiprocessing's
 forkserver, where fork is available, else spawned): never from the caller, so no thread, lock or
 pooled connection of the caller is inherited. The server imports the scan's modules once
-(`WORKER_MODULES`) and every worker starts with them imported; `start_server` starts it early,
-before the caller's own imports (`dereg scan --full`). A worker takes the caller's environment
+(`WORKER_MODULES`) and every worker starts with them imported; `dereg scan --full` starts it
+first thing, before its own imports (`dereg.scanworkers`). A worker takes the caller's environment
 as it is when the pool starts. A script that starts a scan needs the usual
 `if __name__ == "__main__":` guard.
 """
@@ -27,6 +27,10 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from dereg import scanworkers
+from dereg.scanworkers import WORKER_MODULES  # noqa: F401 - where the workers' modules are listed
+from dereg.scanworkers import context as _context
+
 if TYPE_CHECKING:  # imported where used: `start_server` runs before them
     import sqlalchemy as sa
 
@@ -39,20 +43,6 @@ PARALLEL_MIN_ROWS = 200_000
 
 _ENGINE: sa.Engine | None = None  # a worker's own engine
 
-#: imported once by the server process workers are forked from (a missing one is skipped)
-WORKER_MODULES = ["dereg.classify.engine", "numpy", "hyperscan", "psycopg2", "pymysql"]
-
-
-def _context() -> multiprocessing.context.BaseContext:
-    """Forked from a server process that has imported WORKER_MODULES, where fork is available;
-    else spawned."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(WORKER_MODULES)  # no effect once the server runs
-    return context
-
-
 #: the threads that join the workers of pools let go without waiting (`map_tables`)
 _JOINING: list = []
 
@@ -61,40 +51,15 @@ def stop_server() -> None:
     """Wait for the workers let go (each exits once its last table is done), then end the server
     they were forked from and wait for it: no process is left behind, and the caller's resource
     usage (GNU time's CPU and peak memory) includes theirs. Runs at exit too (`start_server`)."""
-    import signal
-    from multiprocessing import forkserver
-
     while _JOINING:
         _JOINING.pop().join()
-
-    server = forkserver._forkserver
-    stop = getattr(server, "_stop", None)  # what the standard library's own tests use
-    if stop is None:
-        return
-    pid = getattr(server, "_forkserver_pid", None)
-    if pid is not None:
-        # its workers are gone and it holds nothing to save: ended at once, not after a teardown
-        # of every module it imported (a fifth of a second), then waited for
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except OSError:
-            pass
-    stop()
+    scanworkers.stop_server()
 
 
 def start_server() -> None:
-    """Start the process workers are forked from, if not running: it imports WORKER_MODULES while
-    the caller goes on (a scan that then needs no workers has cost a process's imports); at exit
-    it is ended and waited for. Not with `DEREG_SCAN_WORKERS=1`."""
-    if os.environ.get("DEREG_SCAN_WORKERS") == "1":
-        return
-    if _context().get_start_method() == "forkserver":
-        import atexit
-        from multiprocessing import forkserver
-
-        forkserver.ensure_running()
-        atexit.unregister(stop_server)
-        atexit.register(stop_server)
+    """`scanworkers.start_server`: start the process workers are forked from, if not running; at
+    exit it is ended and waited for (`stop_server`). Not with `DEREG_SCAN_WORKERS=1`."""
+    scanworkers.start_server()
 
 
 @dataclass(frozen=True)
