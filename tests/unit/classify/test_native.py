@@ -249,3 +249,23 @@ def test_span_masks_leave_every_value_with_the_spans_it_has_alone():
             assert scanner.spans(text, mask=mask) == scanner.spans(text), text
             skipped += mask != -1 and mask.bit_count() < len(scanner.embedded_detectors())
     assert skipped > len(everything)  # the masks narrowed the search for most values
+
+
+def test_digits_beyond_ascii_are_found_in_the_utf8_bytes_as_by_python():
+    """The search over UTF-8 bytes finds a digit of OTHER_DIGIT_RANGES wherever `_OTHER_DIGIT`
+    does, and nowhere else: every code point beyond ASCII, alone and among others."""
+    search = native._other_digit_search()
+    assert search is not None
+    others = [chr(p) for p in range(0x80, 0x110000) if not 0xD800 <= p < 0xE000]
+    digits = [c for c in others if native._OTHER_DIGIT.match(c)]
+    assert len(digits) == sum(last - first + 1 for first, last in native.OTHER_DIGIT_RANGES)
+    plain = "".join(c for c in others if not native._OTHER_DIGIT.match(c))
+    assert not search(plain.encode("utf-8"))
+    for digit in digits:
+        assert search(("张三，电话" + digit + "号").encode("utf-8")), hex(ord(digit))
+    for text in _TRICKY:
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: such a text never reaches the search
+            continue
+        assert search(data) == (native._OTHER_DIGIT.search(text) is not None)
