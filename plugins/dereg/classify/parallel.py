@@ -99,15 +99,38 @@ def _most_workers(engine: sa.Engine) -> int:
 _EARLY: dict[str, tuple[object, list]] = {}
 
 
-def _early(engine: sa.Engine, *, take: bool) -> tuple[ProcessPoolExecutor, int] | None:
+def _early(
+    engine: sa.Engine, *, take: bool, meanwhile: Callable[[], bool] | None = None
+) -> tuple[ProcessPoolExecutor, int] | None:
     """The pool `start_early` started for `engine` once its thread is done (`take`: no longer
-    `start_early`'s to let go), or None."""
+    `start_early`'s to let go), or None. While the thread still starts it, `meanwhile()` is
+    called again and again until it returns False."""
     entry = _EARLY.pop(_url(engine), None) if take else _EARLY.get(_url(engine))
     if entry is None:
         return None
     thread, started = entry
+    while meanwhile is not None and thread.is_alive() and meanwhile():
+        pass
     thread.join()
     return started[0] if started else None
+
+
+#: while the workers start, the caller scans the lightest tables itself, up to this share of all
+#: the tables' weight (a table of weight 0, read for its sample only, always)
+HERE_WHILE_STARTING = 1 / 8
+
+
+def _light_first(order: list[int], weights: list[int]) -> list[int]:
+    """The indexes of `order` (heaviest first) the caller may scan while its workers start,
+    lightest last (taken from the end)."""
+    allowed = sum(weights) * HERE_WHILE_STARTING
+    light: list[int] = []
+    for i in reversed(order):
+        if weights[i] and weights[i] > allowed:
+            break
+        allowed -= weights[i]
+        light.append(i)
+    return light[::-1]
 
 
 def _url(engine: sa.Engine) -> str:
@@ -219,7 +242,21 @@ def map_tables(
     be read gives a TableFailure worded by `reason(exc)`; `weight(table)` orders the work, largest
     first. `task` and `reason` must be module-level functions (they go to a worker)."""
     workers = workers_for(engine, tables) if workers is None else workers
-    early = _early(engine, take=True)
+    weights = [weight(t) for t in tables]
+    largest_first = sorted(range(len(tables)), key=lambda i: -weights[i])
+    done_here: dict[int, object] = {}  # results of the tables scanned here while workers start
+    light = _light_first(largest_first, weights) if workers > 1 else []
+
+    def one_here() -> bool:
+        # the workers are not started yet (their server is still importing): the lightest table
+        # left is scanned here, in time that was spent waiting
+        if not light:
+            return False
+        i = light.pop()
+        done_here[i] = _guarded(task, engine, tables[i], args, reason)
+        return True
+
+    early = _early(engine, take=True, meanwhile=one_here)
     if early is not None and (workers <= 1 or early[1] != workers):
         early[0].shutdown(wait=False, cancel_futures=True)
         early = None
@@ -230,10 +267,11 @@ def map_tables(
     pool = early[0] if early is not None else _pool(engine, workers)
     finished = False
     try:
-        largest_first = sorted(range(len(tables)), key=lambda i: -weight(tables[i]))
-        futures = {i: pool.submit(_run, task, tables[i], args, reason) for i in largest_first}
+        futures = {
+            i: pool.submit(_run, task, tables[i], args, reason) for i in largest_first if i not in done_here
+        }
         for i in range(len(tables)):
-            result = futures[i].result()
+            result = done_here[i] if i in done_here else futures[i].result()
             finished = i == len(tables) - 1  # a caller need not ask past the last result
             yield result
     finally:
