@@ -99,20 +99,21 @@ def _most_workers(engine: sa.Engine) -> int:
 _EARLY: dict[str, tuple[object, list]] = {}
 
 
-def _early(
-    engine: sa.Engine, *, take: bool, meanwhile: Callable[[], bool] | None = None
-) -> tuple[ProcessPoolExecutor, int] | None:
+def _early(engine: sa.Engine, *, take: bool) -> tuple[ProcessPoolExecutor, int] | None:
     """The pool `start_early` started for `engine` once its thread is done (`take`: no longer
-    `start_early`'s to let go), or None. While the thread still starts it, `meanwhile()` is
-    called again and again until it returns False."""
+    `start_early`'s to let go), or None."""
     entry = _EARLY.pop(_url(engine), None) if take else _EARLY.get(_url(engine))
     if entry is None:
         return None
     thread, started = entry
-    while meanwhile is not None and thread.is_alive() and meanwhile():
-        pass
     thread.join()
     return started[0] if started else None
+
+
+def _starting(engine: sa.Engine) -> bool:
+    """Whether `start_early` is still starting the workers of `engine`."""
+    entry = _EARLY.get(_url(engine))
+    return entry is not None and entry[0].is_alive()
 
 
 #: while the workers start, the caller scans the lightest tables itself, up to this share of all
@@ -229,6 +230,56 @@ def _guarded(
         return TableFailure(reason(exc))
 
 
+class _Here:
+    """The lightest tables scanned in this process, in a thread, while the early workers start
+    (their server is still importing): time the caller spent waiting. Once they are started
+    (`stop`), the table being scanned here is finished and no other is begun."""
+
+    def __init__(
+        self, engine: sa.Engine, tables: Sequence[TableInfo], task: Callable, args: tuple, reason
+    ) -> None:
+        import threading
+
+        self._call = lambda i: _guarded(task, engine, tables[i], args, reason)
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._taken: list[int] = []
+        self._results: dict[int, tuple[bool, object]] = {}  # index -> (raised, result or exception)
+        self._thread: threading.Thread | None = None
+
+    def start(self, light: list[int]) -> None:
+        import threading
+
+        def scan() -> None:
+            while True:
+                with self._lock:
+                    if self._stopped or not light:
+                        return
+                    i = light.pop()  # the lightest left
+                    self._taken.append(i)
+                try:
+                    self._results[i] = (False, self._call(i))
+                except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+                    self._results[i] = (True, exc)
+
+        self._thread = threading.Thread(target=scan, name="dereg-scan-while-starting", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> set[int]:
+        """Begin no other table; the indexes of the tables taken here."""
+        with self._lock:
+            self._stopped = True
+            return set(self._taken)
+
+    def result(self, i: int) -> object:
+        if i not in self._results and self._thread is not None:
+            self._thread.join()
+        raised, outcome = self._results[i]
+        if raised:
+            raise outcome  # type: ignore[misc]
+        return outcome
+
+
 def map_tables(
     engine: sa.Engine,
     tables: Sequence[TableInfo],
@@ -244,34 +295,26 @@ def map_tables(
     workers = workers_for(engine, tables) if workers is None else workers
     weights = [weight(t) for t in tables]
     largest_first = sorted(range(len(tables)), key=lambda i: -weights[i])
-    done_here: dict[int, object] = {}  # results of the tables scanned here while workers start
-    light = _light_first(largest_first, weights) if workers > 1 else []
-
-    def one_here() -> bool:
-        # the workers are not started yet (their server is still importing): the lightest table
-        # left is scanned here, in time that was spent waiting
-        if not light:
-            return False
-        i = light.pop()
-        done_here[i] = _guarded(task, engine, tables[i], args, reason)
-        return True
-
-    early = _early(engine, take=True, meanwhile=one_here)
+    here = _Here(engine, tables, task, args, reason)
+    if workers > 1 and _starting(engine):
+        here.start(_light_first(largest_first, weights))
+    early = _early(engine, take=True)
+    taken = here.stop()  # the workers are started: the tables not taken here go to them
     if early is not None and (workers <= 1 or early[1] != workers):
         early[0].shutdown(wait=False, cancel_futures=True)
         early = None
     if workers <= 1:
-        for info in tables:
-            yield _guarded(task, engine, info, args, reason)
+        for i, info in enumerate(tables):
+            yield here.result(i) if i in taken else _guarded(task, engine, info, args, reason)
         return
     pool = early[0] if early is not None else _pool(engine, workers)
     finished = False
     try:
         futures = {
-            i: pool.submit(_run, task, tables[i], args, reason) for i in largest_first if i not in done_here
+            i: pool.submit(_run, task, tables[i], args, reason) for i in largest_first if i not in taken
         }
         for i in range(len(tables)):
-            result = done_here[i] if i in done_here else futures[i].result()
+            result = here.result(i) if i in taken else futures[i].result()
             finished = i == len(tables) - 1  # a caller need not ask past the last result
             yield result
     finally:
