@@ -3,9 +3,11 @@
 would share one.
 
 A pool of `workers_for(...)` processes (at most MAX_WORKERS, never more than the CPUs) takes the
-tables largest first (rows times scanned columns), each worker with its own database engine and
-the native search's compiled database handed over by the parent (`native.export`); results come
-back in the caller's order, so a report does not depend on which worker finished first.
+tables heaviest first (the caller's `weight`), each worker with its own database engine and
+the native search's compiled database handed over by the parent (`native.export`); while workers
+started early (`start_early`) are still starting, the caller scans the lightest tables itself.
+Results come back in the caller's order, so a report does not depend on which process finished
+first.
 Every worker streams its table as the single process does: memory stays flat in table size. Small
 sources (under PARALLEL_MIN_ROWS rows) and SQLite (one file, one writer, often in memory) are
 scanned in this process. Workers are forked from a clean server process (multiprocessing's
