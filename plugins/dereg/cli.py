@@ -250,9 +250,9 @@ def _verify_certificate(args) -> int:
 @command("scan")
 def _scan(args) -> int:
     if args.full and not args.source_url.startswith("s3://"):
-        from dereg.classify import parallel
+        from dereg import scanworkers  # not dereg.classify yet: the server starts sooner
 
-        parallel.start_server()  # the workers' imports, while this process makes its own
+        scanworkers.start_server()  # the workers' imports, while this process makes its own
     from dereg.classify.scan import print_summary, scan_url
 
     report = scan_url(

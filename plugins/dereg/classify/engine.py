@@ -1128,6 +1128,39 @@ def _non_null_counts(engine: sa.Engine, info: TableInfo, cols: list[str]) -> dic
     return dict(zip(cols, (int(v) for v in row), strict=True))
 
 
+def _side_by_side(engine: sa.Engine) -> bool:
+    """Whether work on a table may run on connections of its own beside its scan: the dialect reads
+    tables side by side and the engine's pool holds more than one connection."""
+    one_connection = (sa.pool.StaticPool, sa.pool.SingletonThreadPool, sa.pool.AssertionPool)
+    return dialect_for(engine).parallel_scan and not isinstance(engine.pool, one_connection)
+
+
+def _beside(work: Callable[[], object]) -> Callable[[], object]:
+    """`work()` started now in a thread (`_side_by_side` says when that is allowed); the returned
+    function waits for it and gives its result (or raises what it raised)."""
+    import threading
+
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append((False, work()))
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            outcome.append((True, exc))
+
+    thread = threading.Thread(target=run, name="dereg-beside-scan", daemon=True)
+    thread.start()
+
+    def result() -> object:
+        thread.join()
+        raised, value = outcome[0]
+        if raised:
+            raise value
+        return value
+
+    return result
+
+
 def _non_null_counts_beside(
     engine: sa.Engine, info: TableInfo, cols: list[str]
 ) -> Callable[[], dict[str, int]]:
@@ -1138,8 +1171,7 @@ def _non_null_counts_beside(
     what it raised)."""
     if not cols:
         return dict
-    one_connection = (sa.pool.StaticPool, sa.pool.SingletonThreadPool, sa.pool.AssertionPool)
-    if not dialect_for(engine).parallel_scan or isinstance(engine.pool, one_connection):
+    if not _side_by_side(engine):
         return lambda: _non_null_counts(engine, info, cols)
     import threading
 
@@ -1170,10 +1202,13 @@ def classify_table(
     sample_size: int = DEFAULT_SAMPLE_SIZE,
     full: bool = False,
     own_contacts: frozenset = frozenset(),
+    after_sample: Callable[[list[ColumnFinding]], None] | None = None,
 ) -> list[ColumnFinding]:
     """One finding per column of one table. A sample decides the shapes (names, dates, genders);
     with `full`, every value of every text and integer column is also scanned for identifiers and
-    the counts cover the whole table. `own_contacts` (`own_contact_values`) are never personal."""
+    the counts cover the whole table. `own_contacts` (`own_contact_values`) are never personal.
+    `after_sample(findings)` is called with the sample's findings before the full scan, which may
+    still change them."""
     cols = full_scan_columns(info) if full else []
     counted = _non_null_counts_beside(engine, info, cols)
     stats = _classify_table_sample(engine, info, sample_size, own_contacts)
@@ -1185,6 +1220,8 @@ def classify_table(
     _person_table_address_parts(findings, stats)
     if not full:
         return findings
+    if after_sample is not None:
+        after_sample(findings)
     hits, examples = _full_hits(engine, info, cols, own_contacts)
     counts = counted()
     by_column = {f.column: f for f in findings}
@@ -1495,6 +1532,17 @@ def _minors_of_own_rows(
     cannot be read (the caller then counts as before and reports the problem)."""
     result = ClassificationResult(source_id="", columns=findings)
     birth_col, id_col = _age_columns(result, info.qualified_name)
+    return _minors_by_columns(engine, info, birth_col, id_col, closure_date)
+
+
+def _minors_by_columns(
+    engine: sa.Engine,
+    info: TableInfo,
+    birth_col: ColumnFinding | None,
+    id_col: ColumnFinding | None,
+    closure_date: date,
+) -> MinorCount | None:
+    """`_minors_of_own_rows` with its age columns given (only their names count)."""
     if birth_col is None and id_col is None:
         return None
     # its rows alone: each is one subject, so its minors are counted by row, without reading keys
@@ -1748,14 +1796,37 @@ def text_columns(info: TableInfo) -> list[str]:
 # --- what worker processes run (module-level: they travel to the workers by name) ------------------
 
 
+#: characters a full scan reads per row besides its values (separators, the per-row work), and the
+#: width taken for a value whose type declares none: a long text, or a number or key of a few
+#: characters
+_ROW_CHARS = 32
+_UNBOUNDED_TEXT_CHARS = 256
+_OTHER_VALUE_CHARS = 16
+_DECLARED_LENGTH = re.compile(r"\((\d+)")
+
+
+def _value_chars(column_type: str) -> int:
+    """About how many characters a full scan reads of one value of `column_type`: its declared
+    length (capped at a long text's), a long text's when it declares none."""
+    declared = _DECLARED_LENGTH.search(column_type)
+    if declared and _TEXT_TYPE.search(column_type):
+        return min(int(declared.group(1)), _UNBOUNDED_TEXT_CHARS)
+    if _TEXT_TYPE.search(column_type) or _BINARY_TYPE.search(column_type):
+        return _UNBOUNDED_TEXT_CHARS
+    return _OTHER_VALUE_CHARS
+
+
 def _scan_weight(info: TableInfo) -> int:
-    """Rows times the columns a full scan reads: a long table of dates and flags is quick."""
+    """About how many characters a full scan of the table reads: rows times the widths of the
+    columns it reads (a TEXT column weighs more than a status code, a long table of dates and
+    flags little). Workers take the heaviest first, so the two end close together."""
     read_names = set(full_scan_columns(info))
-    columns = [c for c in info.columns if c.name in read_names]
     # integers too short for an identifier are not read where the dialect says so (`_full_hits`);
-    # counted here all the same, they would put a table of ids and dates first
-    read = [c for c in columns if not _TOO_SHORT_FOR_IDS.match(c.type or "")] or columns[:1]
-    return max(info.row_count, 0) * len(read)
+    # a table of such ids and dates costs its sample only
+    read = [c for c in info.columns if c.name in read_names and not _TOO_SHORT_FOR_IDS.match(c.type or "")]
+    if not read:
+        return 0
+    return max(info.row_count, 0) * (_ROW_CHARS + sum(_value_chars(c.type or "") for c in read))
 
 
 def _classify_table_task(
@@ -1763,10 +1834,44 @@ def _classify_table_task(
 ) -> tuple[list, MinorCount | None]:
     """The findings of one table, and its minors (`_minors_of_own_rows`) when `minors` =
     (tables counted by their worker, people's tables only, closure date) says so."""
-    findings = classify_table(engine, info, sample_size=sample_size, full=full, own_contacts=own_contacts)
     alone, people_only, closure_date = minors
-    if info.qualified_name not in alone or (people_only and not _is_person_table(findings)):
+    counted = info.qualified_name in alone
+    early: list = []  # (age column names, result) of the count started beside the full scan
+
+    def count_beside(sampled: list[ColumnFinding]) -> None:
+        # the sample's age columns are almost always the final ones: their minors are counted on
+        # a connection of their own while the table is scanned (the server's count was waited
+        # for after the scan, last of all in a worker's last table); used only if the final
+        # findings name the same columns, so the count is the one made afterwards
+        if not _side_by_side(engine) or people_only and not _is_person_table(sampled):
+            return
+        columns = _age_columns(ClassificationResult(source_id="", columns=sampled), info.qualified_name)
+        if columns == (None, None):
+            return
+        names = tuple(f.column if f else None for f in columns)
+        copies = [dataclasses.replace(f) if f else None for f in columns]  # the scan changes its own
+        early.append((names, _beside(lambda: _minors_by_columns(engine, info, *copies, closure_date))))
+
+    findings = classify_table(
+        engine,
+        info,
+        sample_size=sample_size,
+        full=full,
+        own_contacts=own_contacts,
+        after_sample=count_beside if counted else None,
+    )
+    beside = None  # (age column names, count) of the count made beside the scan, if it succeeded
+    if early:
+        names, count = early[0]
+        try:  # waited for in any case: no query is left running on its connection
+            beside = (names, count())
+        except Exception:  # noqa: BLE001 - counted again below, where a failure shows as before
+            beside = None
+    if not counted or (people_only and not _is_person_table(findings)):
         return findings, None
+    columns = _age_columns(ClassificationResult(source_id="", columns=findings), info.qualified_name)
+    if beside is not None and beside[0] == tuple(f.column if f else None for f in columns):
+        return findings, beside[1]
     return findings, _minors_of_own_rows(engine, info, findings, closure_date)
 
 

@@ -398,6 +398,65 @@ OTHER_DIGIT_RANGES = (
 )  # fmt: skip
 
 
+def _other_digit_expressions() -> list[bytes]:
+    """Hyperscan expressions, without its UTF-8 mode, for the UTF-8 bytes of OTHER_DIGIT_RANGES:
+    per leading bytes, the last bytes that complete a digit (`\\xd9[\\xa0-\\xa9]` for U+0660-0669).
+    A match in text encoded to UTF-8 starts at a character (a leading byte is never a
+    continuation byte), so there is one exactly where the text holds such a digit."""
+    last_bytes: dict[bytes, list[int]] = {}
+    for first, last in OTHER_DIGIT_RANGES:
+        for point in range(first, last + 1):
+            encoded = chr(point).encode("utf-8")
+            last_bytes.setdefault(encoded[:-1], []).append(encoded[-1])
+    return [
+        b"".join(b"\\x%02x" % byte for byte in lead) + b"[" + b"".join(b"\\x%02x" % x for x in ends) + b"]"
+        for lead, ends in last_bytes.items()
+    ]
+
+
+@lru_cache(maxsize=1)
+def _other_digit_search():
+    """A function UTF-8 bytes -> whether they hold a digit of OTHER_DIGIT_RANGES, by Hyperscan
+    over the bytes (a few ms per 10 MB: the text is not encoded again as code points); None when
+    it cannot be built (`_code_points` then decides). Compiled once per process, from the cache
+    folder when it is there."""
+    import hyperscan
+
+    expressions = _other_digit_expressions()
+    cache = _cache_file([e.decode("latin-1") for e in expressions])
+    cached = _cached(cache)
+    if cached is not None:
+        database = cached[0]
+    else:
+        try:
+            database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+            database.compile(
+                expressions=expressions,
+                ids=list(range(len(expressions))),
+                flags=[hyperscan.HS_FLAG_SINGLEMATCH] * len(expressions),
+            )
+            database.scratch = hyperscan.Scratch(database)
+        except Exception as exc:  # noqa: BLE001 - without it, the code points decide as before
+            log.info("digit search over bytes off (%s)", type(exc).__name__)
+            return None
+        _store(cache, database, ())
+
+    def holds_other_digit(data: bytes) -> bool:
+        found: list[bool] = []
+
+        def on_match(*_args) -> bool:
+            found.append(True)
+            return True  # the first one is enough: the scan stops
+
+        try:
+            database.scan(data, match_event_handler=on_match)
+        except hyperscan.ScanTerminated:
+            pass
+        return bool(found)
+
+    return holds_other_digit
+
+
 @lru_cache(maxsize=1)
 def _other_digit_table():
     """A table by code point: True for the digits of OTHER_DIGIT_RANGES; None without numpy."""
@@ -423,6 +482,15 @@ def _code_points(text: str, origin: int):
     return points, bool(table[points].any())
 
 
+def _other_digit(text: str, origin: int, data: bytes) -> bool:
+    """Whether text[origin:] (`data` in UTF-8) holds a digit beyond ASCII (`_OTHER_DIGIT`)."""
+    search = _other_digit_search()
+    if search is not None:
+        return search(data)
+    points, other_digit = _code_points(text, origin)
+    return other_digit if points is not None else _OTHER_DIGIT.search(text, origin) is not None
+
+
 def _char_offsets(points, bounds: list[int]) -> list[int]:
     """Character offsets of the UTF-8 byte offsets `bounds` (each at a character's start) in the
     text whose code points are `points`."""
@@ -443,11 +511,8 @@ def _finder(database, masks: tuple[int, ...]) -> RegionsFinder:
         except UnicodeEncodeError:  # a lone surrogate: not UTF-8, which Hyperscan's mode requires
             return None
         ascii_only = text.isascii()
-        points = None
-        if not ascii_only:
-            points, other_digit = _code_points(text, origin)
-            if other_digit if points is not None else _OTHER_DIGIT.search(text, origin) is not None:
-                return None
+        if not ascii_only and _other_digit(text, origin, data):
+            return None
         spans: list[tuple[int, int, int]] = []
         add = spans.append
 
@@ -469,7 +534,8 @@ def _finder(database, masks: tuple[int, ...]) -> RegionsFinder:
                 merged.append([begin, end, masks[expression]])
         if ascii_only:
             return [(origin + b, origin + e, m) for b, e, m in merged]
-        if points is not None and len(merged) > len(points) >> 7:
+        points = _code_points(text, origin)[0] if len(merged) > (len(text) - origin) >> 7 else None
+        if points is not None:
             # many ranges (a column of e-mail addresses): byte offsets to character offsets all at
             # once, for about 7 ns a character; the loop below costs about 1 µs a range
             offsets = _char_offsets(points, [bound for b, e, _ in merged for bound in (b, e)])

@@ -3,16 +3,18 @@
 would share one.
 
 A pool of `workers_for(...)` processes (at most MAX_WORKERS, never more than the CPUs) takes the
-tables largest first (rows times scanned columns), each worker with its own database engine and
-the native search's compiled database handed over by the parent (`native.export`); results come
-back in the caller's order, so a report does not depend on which worker finished first.
+tables heaviest first (the caller's `weight`), each worker with its own database engine and
+the native search's compiled database handed over by the parent (`native.export`); while workers
+started early (`start_early`) are still starting, the caller scans the lightest tables itself.
+Results come back in the caller's order, so a report does not depend on which process finished
+first.
 Every worker streams its table as the single process does: memory stays flat in table size. Small
 sources (under PARALLEL_MIN_ROWS rows) and SQLite (one file, one writer, often in memory) are
 scanned in this process. Workers are forked from a clean server process (multiprocessing's
 forkserver, where fork is available, else spawned): never from the caller, so no thread, lock or
 pooled connection of the caller is inherited. The server imports the scan's modules once
-(`WORKER_MODULES`) and every worker starts with them imported; `start_server` starts it early,
-before the caller's own imports (`dereg scan --full`). A worker takes the caller's environment
+(`WORKER_MODULES`) and every worker starts with them imported; `dereg scan --full` starts it
+first thing, before its own imports (`dereg.scanworkers`). A worker takes the caller's environment
 as it is when the pool starts. A script that starts a scan needs the usual
 `if __name__ == "__main__":` guard.
 """
@@ -27,6 +29,10 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from dereg import scanworkers
+from dereg.scanworkers import WORKER_MODULES  # noqa: F401 - where the workers' modules are listed
+from dereg.scanworkers import context as _context
+
 if TYPE_CHECKING:  # imported where used: `start_server` runs before them
     import sqlalchemy as sa
 
@@ -39,20 +45,6 @@ PARALLEL_MIN_ROWS = 200_000
 
 _ENGINE: sa.Engine | None = None  # a worker's own engine
 
-#: imported once by the server process workers are forked from (a missing one is skipped)
-WORKER_MODULES = ["dereg.classify.engine", "numpy", "hyperscan", "psycopg2", "pymysql"]
-
-
-def _context() -> multiprocessing.context.BaseContext:
-    """Forked from a server process that has imported WORKER_MODULES, where fork is available;
-    else spawned."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(WORKER_MODULES)  # no effect once the server runs
-    return context
-
-
 #: the threads that join the workers of pools let go without waiting (`map_tables`)
 _JOINING: list = []
 
@@ -61,40 +53,15 @@ def stop_server() -> None:
     """Wait for the workers let go (each exits once its last table is done), then end the server
     they were forked from and wait for it: no process is left behind, and the caller's resource
     usage (GNU time's CPU and peak memory) includes theirs. Runs at exit too (`start_server`)."""
-    import signal
-    from multiprocessing import forkserver
-
     while _JOINING:
         _JOINING.pop().join()
-
-    server = forkserver._forkserver
-    stop = getattr(server, "_stop", None)  # what the standard library's own tests use
-    if stop is None:
-        return
-    pid = getattr(server, "_forkserver_pid", None)
-    if pid is not None:
-        # its workers are gone and it holds nothing to save: ended at once, not after a teardown
-        # of every module it imported (a fifth of a second), then waited for
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except OSError:
-            pass
-    stop()
+    scanworkers.stop_server()
 
 
 def start_server() -> None:
-    """Start the process workers are forked from, if not running: it imports WORKER_MODULES while
-    the caller goes on (a scan that then needs no workers has cost a process's imports); at exit
-    it is ended and waited for. Not with `DEREG_SCAN_WORKERS=1`."""
-    if os.environ.get("DEREG_SCAN_WORKERS") == "1":
-        return
-    if _context().get_start_method() == "forkserver":
-        import atexit
-        from multiprocessing import forkserver
-
-        forkserver.ensure_running()
-        atexit.unregister(stop_server)
-        atexit.register(stop_server)
+    """`scanworkers.start_server`: start the process workers are forked from, if not running; at
+    exit it is ended and waited for (`stop_server`). Not with `DEREG_SCAN_WORKERS=1`."""
+    scanworkers.start_server()
 
 
 @dataclass(frozen=True)
@@ -143,6 +110,30 @@ def _early(engine: sa.Engine, *, take: bool) -> tuple[ProcessPoolExecutor, int] 
     thread, started = entry
     thread.join()
     return started[0] if started else None
+
+
+def _starting(engine: sa.Engine) -> bool:
+    """Whether `start_early` is still starting the workers of `engine`."""
+    entry = _EARLY.get(_url(engine))
+    return entry is not None and entry[0].is_alive()
+
+
+#: while the workers start, the caller scans the lightest tables itself, up to this share of all
+#: the tables' weight (a table of weight 0, read for its sample only, always)
+HERE_WHILE_STARTING = 1 / 8
+
+
+def _light_first(order: list[int], weights: list[int]) -> list[int]:
+    """The indexes of `order` (heaviest first) the caller may scan while its workers start,
+    lightest last (taken from the end)."""
+    allowed = sum(weights) * HERE_WHILE_STARTING
+    light: list[int] = []
+    for i in reversed(order):
+        if weights[i] and weights[i] > allowed:
+            break
+        allowed -= weights[i]
+        light.append(i)
+    return light[::-1]
 
 
 def _url(engine: sa.Engine) -> str:
@@ -241,6 +232,56 @@ def _guarded(
         return TableFailure(reason(exc))
 
 
+class _Here:
+    """The lightest tables scanned in this process, in a thread, while the early workers start
+    (their server is still importing): time the caller spent waiting. Once they are started
+    (`stop`), the table being scanned here is finished and no other is begun."""
+
+    def __init__(
+        self, engine: sa.Engine, tables: Sequence[TableInfo], task: Callable, args: tuple, reason
+    ) -> None:
+        import threading
+
+        self._call = lambda i: _guarded(task, engine, tables[i], args, reason)
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._taken: list[int] = []
+        self._results: dict[int, tuple[bool, object]] = {}  # index -> (raised, result or exception)
+        self._thread: threading.Thread | None = None
+
+    def start(self, light: list[int]) -> None:
+        import threading
+
+        def scan() -> None:
+            while True:
+                with self._lock:
+                    if self._stopped or not light:
+                        return
+                    i = light.pop()  # the lightest left
+                    self._taken.append(i)
+                try:
+                    self._results[i] = (False, self._call(i))
+                except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+                    self._results[i] = (True, exc)
+
+        self._thread = threading.Thread(target=scan, name="dereg-scan-while-starting", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> set[int]:
+        """Begin no other table; the indexes of the tables taken here."""
+        with self._lock:
+            self._stopped = True
+            return set(self._taken)
+
+    def result(self, i: int) -> object:
+        if i not in self._results and self._thread is not None:
+            self._thread.join()
+        raised, outcome = self._results[i]
+        if raised:
+            raise outcome  # type: ignore[misc]
+        return outcome
+
+
 def map_tables(
     engine: sa.Engine,
     tables: Sequence[TableInfo],
@@ -254,21 +295,28 @@ def map_tables(
     be read gives a TableFailure worded by `reason(exc)`; `weight(table)` orders the work, largest
     first. `task` and `reason` must be module-level functions (they go to a worker)."""
     workers = workers_for(engine, tables) if workers is None else workers
+    weights = [weight(t) for t in tables]
+    largest_first = sorted(range(len(tables)), key=lambda i: -weights[i])
+    here = _Here(engine, tables, task, args, reason)
+    if workers > 1 and _starting(engine):
+        here.start(_light_first(largest_first, weights))
     early = _early(engine, take=True)
+    taken = here.stop()  # the workers are started: the tables not taken here go to them
     if early is not None and (workers <= 1 or early[1] != workers):
         early[0].shutdown(wait=False, cancel_futures=True)
         early = None
     if workers <= 1:
-        for info in tables:
-            yield _guarded(task, engine, info, args, reason)
+        for i, info in enumerate(tables):
+            yield here.result(i) if i in taken else _guarded(task, engine, info, args, reason)
         return
     pool = early[0] if early is not None else _pool(engine, workers)
     finished = False
     try:
-        largest_first = sorted(range(len(tables)), key=lambda i: -weight(tables[i]))
-        futures = {i: pool.submit(_run, task, tables[i], args, reason) for i in largest_first}
+        futures = {
+            i: pool.submit(_run, task, tables[i], args, reason) for i in largest_first if i not in taken
+        }
         for i in range(len(tables)):
-            result = futures[i].result()
+            result = here.result(i) if i in taken else futures[i].result()
             finished = i == len(tables) - 1  # a caller need not ask past the last result
             yield result
     finally:

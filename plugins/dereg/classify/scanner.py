@@ -553,6 +553,13 @@ def _blank_digit_runs_by_column(
         detector_of[cn_mobile.CATEGORY],
     )
     blanked: list = []  # arrays of code point indexes to blank
+    blanked_runs: list = []  # (first code point indexes, length) of runs to blank
+
+    def windows(length: int):
+        # a read-only view of every run of `length` code points (row i starts at chars[i]): rows
+        # of it are copied whole, where an index per code point cost twice the time
+        return np.lib.stride_tricks.sliding_window_view(chars, length)
+
     hits: list[DigitHits] = []
     for index in columns:
         if index >= fields:
@@ -565,10 +572,9 @@ def _blank_digit_runs_by_column(
         filled = filled[(first >= 48) & (first <= 57)]  # a digit run starts with a digit
         one_by_one: list = []  # rows checked value by value
         column_hits: dict[object, list] = {}
-        for length in np.unique(lengths[filled]).tolist():
+        for length in _distinct(lengths[filled]).tolist():
             rows = filled[lengths[filled] == length]
-            at = starts[rows][:, None] + np.arange(length)
-            text = chars[at]
+            text = windows(length)[starts[rows]]  # row k: chars[starts[rows[k]] :][:length]
             digit = (text >= 48) & (text <= 57)
             if length == 1:
                 run = digit[:, 0]
@@ -578,10 +584,10 @@ def _blank_digit_runs_by_column(
                 all_digits = head & digit[:, -1]
                 run = all_digits | head & ((text[:, -1] == 88) | (text[:, -1] == 120))
             if not run.all():
-                rows, at, text, all_digits = rows[run], at[run], text[run], all_digits[run]
+                rows, text, all_digits = rows[run], text[run], all_digits[run]
             if not len(rows):
                 continue
-            blanked.append(at.ravel())
+            blanked_runs.append((starts[rows], length))
             if length == 18:
                 taken = digit_runs.resident_ids(text)
                 kind = resident_id
@@ -601,12 +607,12 @@ def _blank_digit_runs_by_column(
             if not taken.all():
                 one_by_one.append(rows[~taken])
         if one_by_one:
-            for row in np.sort(np.concatenate(one_by_one)).tolist():
+            for row in _in_order(one_by_one, lines).tolist():
                 found = _classify_digit_run(block[starts[row] : stops[row]])
                 if found is not None:
                     column_hits.setdefault(found[0], []).append(np.array([row]))
         for detector, parts in column_hits.items():
-            rows = np.sort(np.concatenate(parts))
+            rows = _in_order(parts, lines)
             hits.append(
                 DigitHits(index, detector, base + line_starts[rows], _Cut(block, starts[rows], stops[rows]))
             )
@@ -629,11 +635,39 @@ def _blank_digit_runs_by_column(
             hits.append(
                 DigitHits(index, mail, base + line_starts[rows], _Cut(block, starts[rows], stops[rows]))
             )
-    if not blanked:
+    if not blanked and not blanked_runs:
         return block, hits
     spaced = chars.copy()
-    spaced[np.concatenate(blanked)] = 32
+    if blanked:
+        spaced[np.concatenate(blanked)] = 32
+    for firsts, length in blanked_runs:
+        # every code point of the runs of `length` that start at `firsts`, through a writable
+        # view of overlapping windows: each is set to the same space
+        np.lib.stride_tricks.as_strided(
+            spaced, shape=(len(spaced) - length + 1, length), strides=(spaced.strides[0],) * 2
+        )[firsts] = 32
     return spaced.tobytes().decode("utf-32-le", "surrogatepass"), hits
+
+
+def _distinct(lengths):
+    """The distinct values of `lengths` (positive ints), ascending: `np.unique`, counted instead of
+    sorted (a tenth of the time for a block's lines) unless a value is very long."""
+    import numpy as np
+
+    if not len(lengths) or lengths.max() > 1 << 16:
+        return np.unique(lengths)
+    return np.flatnonzero(np.bincount(lengths))
+
+
+def _in_order(parts: list, lines: int):
+    """The rows of `parts` (arrays of distinct line numbers below `lines`, none in two parts), in
+    one ascending array: `np.sort(np.concatenate(parts))`, marked instead of sorted."""
+    import numpy as np
+
+    marked = np.zeros(lines, dtype=bool)
+    for rows in parts:
+        marked[rows] = True
+    return np.flatnonzero(marked)
 
 
 def _ranges(starts, lengths):

@@ -212,7 +212,8 @@ def test_the_compiled_search_is_cached_and_a_bad_cache_file_is_compiled_again(tm
     native.regions_finder.cache_clear()
     try:
         compiled = native.regions_finder(patterns)(text, 0)
-        (cached,) = (tmp_path / native.CACHE_FOLDER).iterdir()
+        cached = native._cache_file([native.hs_expression(p) for p in patterns])
+        assert cached.parent == tmp_path / native.CACHE_FOLDER and cached.exists()
         native.regions_finder.cache_clear()
         assert native.regions_finder(patterns)(text, 0) == compiled  # loaded from the file
         cached.write_bytes(b"[1, 2]\nnot a database")
@@ -249,3 +250,23 @@ def test_span_masks_leave_every_value_with_the_spans_it_has_alone():
             assert scanner.spans(text, mask=mask) == scanner.spans(text), text
             skipped += mask != -1 and mask.bit_count() < len(scanner.embedded_detectors())
     assert skipped > len(everything)  # the masks narrowed the search for most values
+
+
+def test_digits_beyond_ascii_are_found_in_the_utf8_bytes_as_by_python():
+    """The search over UTF-8 bytes finds a digit of OTHER_DIGIT_RANGES wherever `_OTHER_DIGIT`
+    does, and nowhere else: every code point beyond ASCII, alone and among others."""
+    search = native._other_digit_search()
+    assert search is not None
+    others = [chr(p) for p in range(0x80, 0x110000) if not 0xD800 <= p < 0xE000]
+    digits = [c for c in others if native._OTHER_DIGIT.match(c)]
+    assert len(digits) == sum(last - first + 1 for first, last in native.OTHER_DIGIT_RANGES)
+    plain = "".join(c for c in others if not native._OTHER_DIGIT.match(c))
+    assert not search(plain.encode("utf-8"))
+    for digit in digits:
+        assert search(("张三，电话" + digit + "号").encode("utf-8")), hex(ord(digit))
+    for text in _TRICKY:
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: such a text never reaches the search
+            continue
+        assert search(data) == (native._OTHER_DIGIT.search(text) is not None)

@@ -125,3 +125,29 @@ def test_no_worker_or_server_is_left_running_at_exit(tmp_path):
     assert len(pids) >= 2  # the workers and the server they were forked from
     for pid in pids:  # the workers were joined and their server ended and waited for
         assert not Path(f"/proc/{pid}").exists()
+
+
+def test_the_caller_scans_the_lightest_tables_while_its_early_workers_start():
+    import os
+    import threading
+    import time
+
+    engine = sa.create_engine("sqlite://")
+    started: list = []
+
+    def start() -> None:  # as `start_early` does, slowly: the caller does not wait idle
+        time.sleep(1)
+        started.append((parallel._pool(engine, 2), 2))
+
+    thread = threading.Thread(target=start, daemon=True)
+    parallel._EARLY[parallel._url(engine)] = (thread, started)
+    thread.start()
+    tables = [_table("heavy", 1000), _table("none", 0), _table("big", 900), _table("light", 10)]
+    out = list(
+        parallel.map_tables(
+            engine, tables, _pids_task, None, reason=_reason, weight=lambda t: t.row_count, workers=2
+        )
+    )
+    here = [t.name for t, (pid, _) in zip(tables, out, strict=True) if pid == os.getpid()]
+    assert here == ["none", "light"]  # at most an eighth of the weight; heavier ones go to workers
+    assert parallel._url(engine) not in parallel._EARLY
