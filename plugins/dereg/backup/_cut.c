@@ -1,0 +1,229 @@
+/* Format 7's row cut in C (module `_dereg_cut`): the loop of `groupkeys._GroupRouter.write`, which
+ * costs a few Python steps per sealed row, done without a Python object per row but the lookup key.
+ *
+ * cut(block, link, ordinal, group_size, first_line, groups, counts)
+ *     -> (end, rows, stored_rows, stored, plain)
+ *
+ * `block`'s whole lines (up to its last newline, `end` bytes) are COPY text rows. A row's link is
+ * its field `link` (an int), or (None) an extra field in front, taken off. The link is looked up in
+ * `ordinal` ({bytes: subject number}); a row whose link is not there goes, as it is, to `stored`;
+ * one of subject `n` is appended as `n\tline\trow\n` to the bytearray `groups[n // group_size]`
+ * (`line` counts from `first_line`) and counts one more entry in `counts` (an array('q') of one
+ * item per group). `plain` is the plain COPY text (with the front field taken off), or None when
+ * `link` is an int (the block's whole lines are that text). `groupkeys.cut_reference` is the same
+ * in Python; tests/unit/test_group_cut.py compares them.
+ *
+ * Errors never quote the data (it is personal): they name what is wrong only.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+/* n >= 0 as decimal digits at `out` (room for 20); returns how many */
+static Py_ssize_t
+put_decimal(char *out, unsigned long long n)
+{
+    char tmp[20];
+    Py_ssize_t k = 0;
+    do {
+        tmp[k++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n);
+    for (Py_ssize_t i = 0; i < k; i++)
+        out[i] = tmp[k - 1 - i];
+    return k;
+}
+
+static PyObject *
+cut(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    Py_buffer block = {0}, counts = {0};
+    PyObject *link_obj, *ordinal, *groups_list, *counts_obj;
+    Py_ssize_t group_size, link = -1, ngroups = 0, end = 0;
+    long long first_line;
+    PyObject **groups = NULL, *stored = NULL, *plain = NULL, *result = NULL;
+    char *stored_at, *plain_at = NULL;
+    long long rows = 0, stored_rows = 0;
+
+    if (!PyArg_ParseTuple(args, "y*OO!nLO!O", &block, &link_obj, &PyDict_Type, &ordinal, &group_size,
+                          &first_line, &PyList_Type, &groups_list, &counts_obj))
+        return NULL;
+    if (PyObject_GetBuffer(counts_obj, &counts, PyBUF_WRITABLE | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0)
+        goto done;
+    if (counts.itemsize != (Py_ssize_t)sizeof(long long) || counts.format == NULL ||
+        strcmp(counts.format, "q") != 0) {
+        PyErr_SetString(PyExc_TypeError, "cut: counts must be an array('q')");
+        goto done;
+    }
+    if (link_obj != Py_None) {
+        link = PyLong_AsSsize_t(link_obj);
+        if (link == -1 && PyErr_Occurred())
+            goto done;
+        if (link < 0) {
+            PyErr_SetString(PyExc_ValueError, "cut: link must be None or a field position >= 0");
+            goto done;
+        }
+    }
+    if (group_size <= 0) {
+        PyErr_SetString(PyExc_ValueError, "cut: group_size must be > 0");
+        goto done;
+    }
+    if (first_line < 0) {
+        PyErr_SetString(PyExc_ValueError, "cut: first_line must be >= 0");
+        goto done;
+    }
+    /* strong references: a lookup may run Python code (a key's __eq__) that changes the list */
+    ngroups = PyList_GET_SIZE(groups_list);
+    if (counts.len / counts.itemsize != ngroups) {
+        PyErr_SetString(PyExc_ValueError, "cut: counts must have one item per group");
+        goto done;
+    }
+    groups = PyMem_Calloc(ngroups ? (size_t)ngroups : 1, sizeof(PyObject *));
+    if (groups == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t g = 0; g < ngroups; g++) {
+        PyObject *item = PyList_GET_ITEM(groups_list, g);
+        if (!PyByteArray_CheckExact(item)) {
+            PyErr_SetString(PyExc_TypeError, "cut: groups must be a list of bytearray");
+            goto done;
+        }
+        Py_INCREF(item);
+        groups[g] = item;
+    }
+
+    const char *start = block.buf;
+    for (end = block.len; end > 0 && start[end - 1] != '\n'; end--)
+        ;
+    /* what goes to `stored` and `plain` is at most the block's whole lines */
+    stored = PyBytes_FromStringAndSize(NULL, end);
+    if (stored == NULL)
+        goto done;
+    stored_at = PyBytes_AS_STRING(stored);
+    if (link < 0) {
+        plain = PyBytes_FromStringAndSize(NULL, end);
+        if (plain == NULL)
+            goto done;
+        plain_at = PyBytes_AS_STRING(plain);
+    }
+    long long *count = counts.buf;
+    const char *at = start, *stop = start + end;
+    long long line_no = first_line;
+    while (at < stop) {
+        const char *eol = memchr(at, '\n', (size_t)(stop - at)); /* never NULL: stop follows a '\n' */
+        const char *ref, *ref_end, *row;
+        if (link < 0) {
+            const char *tab = memchr(at, '\t', (size_t)(eol - at));
+            ref = at;
+            ref_end = tab ? tab : eol;
+            row = tab ? tab + 1 : eol;
+            memcpy(plain_at, row, (size_t)(eol - row));
+            plain_at += eol - row;
+            *plain_at++ = '\n';
+        } else {
+            ref = at;
+            for (Py_ssize_t f = 0; f < link; f++) {
+                const char *tab = memchr(ref, '\t', (size_t)(eol - ref));
+                if (tab == NULL) {
+                    PyErr_Format(PyExc_ValueError, "cut: line %lld has no field %zd", line_no, link);
+                    goto done;
+                }
+                ref = tab + 1;
+            }
+            ref_end = memchr(ref, '\t', (size_t)(eol - ref));
+            if (ref_end == NULL)
+                ref_end = eol;
+            row = at;
+        }
+        PyObject *key = PyBytes_FromStringAndSize(ref, ref_end - ref);
+        if (key == NULL)
+            goto done;
+        PyObject *value = PyDict_GetItemWithError(ordinal, key);
+        Py_XINCREF(value);
+        Py_DECREF(key);
+        if (value == NULL || value == Py_None) {
+            Py_XDECREF(value);
+            if (PyErr_Occurred())
+                goto done;
+            memcpy(stored_at, row, (size_t)(eol - row));
+            stored_at += eol - row;
+            *stored_at++ = '\n';
+            stored_rows++;
+        } else {
+            Py_ssize_t n = PyLong_AsSsize_t(value);
+            Py_DECREF(value);
+            if (n == -1 && PyErr_Occurred())
+                goto done;
+            if (n < 0 || n / group_size >= ngroups) {
+                PyErr_Format(PyExc_ValueError, "cut: line %lld maps to a subject number out of range",
+                             line_no);
+                goto done;
+            }
+            Py_ssize_t g = n / group_size;
+            PyObject *buffer = groups[g];
+            Py_ssize_t row_len = eol - row, had = PyByteArray_GET_SIZE(buffer);
+            if (row_len > PY_SSIZE_T_MAX - had - 43) {
+                PyErr_SetString(PyExc_OverflowError, "cut: a subject group's buffer would overflow");
+                goto done;
+            }
+            /* n and the line number: 20 digits each at most, two tabs, the newline */
+            if (PyByteArray_Resize(buffer, had + row_len + 43) < 0)
+                goto done;
+            char *out = PyByteArray_AS_STRING(buffer) + had, *out0 = out;
+            out += put_decimal(out, (unsigned long long)n);
+            *out++ = '\t';
+            out += put_decimal(out, (unsigned long long)line_no);
+            *out++ = '\t';
+            memcpy(out, row, (size_t)row_len);
+            out += row_len;
+            *out++ = '\n';
+            /* a shrink within the allocation: no copy */
+            if (PyByteArray_Resize(buffer, had + (out - out0)) < 0)
+                goto done;
+            count[g]++;
+        }
+        rows++;
+        line_no++;
+        at = eol + 1;
+    }
+    if (_PyBytes_Resize(&stored, stored_at - PyBytes_AS_STRING(stored)) < 0)
+        goto done;
+    if (plain != NULL && _PyBytes_Resize(&plain, plain_at - PyBytes_AS_STRING(plain)) < 0)
+        goto done;
+    result = Py_BuildValue("nLLOO", end, rows, stored_rows, stored, plain ? plain : Py_None);
+
+done:
+    Py_XDECREF(stored);
+    Py_XDECREF(plain);
+    if (groups != NULL) {
+        for (Py_ssize_t g = 0; g < ngroups; g++)
+            Py_XDECREF(groups[g]);
+        PyMem_Free(groups);
+    }
+    if (counts.obj != NULL)
+        PyBuffer_Release(&counts);
+    PyBuffer_Release(&block);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"cut", cut, METH_VARARGS,
+     "cut(block, link, ordinal, group_size, first_line, groups, counts) -> (end, rows, stored_rows, "
+     "stored, plain): format 7's row cut (see groupkeys.cut_reference)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_dereg_cut",
+    .m_doc = "Format 7's row cut in C (dereg.backup.groupkeys).",
+    .m_size = -1,
+    .m_methods = methods,
+};
+
+PyMODINIT_FUNC
+PyInit__dereg_cut(void)
+{
+    return PyModule_Create(&module);
+}
