@@ -515,7 +515,7 @@ class GroupSealer:
     by `sealer_for`, prepared by `pgcopy.dump_tables` inside the backup's snapshot."""
 
     version = GROUP_KEYS_VERSION
-    #: what a sealed table costs against a plain one (its rows are cut here, in Python): pgcopy
+    #: what a sealed table costs against a plain one (its rows are cut here, in this process): pgcopy
     #: starts the sealed tables first by their size times this, so that the blocks go early
     read_weight = 2
 
