@@ -1,7 +1,7 @@
 /* Format 7's row cut in C (module `_dereg_cut`): the loop of `groupkeys._GroupRouter.write`, which
  * costs a few Python steps per sealed row, done without a Python object per row but the lookup key.
  *
- * cut(block, link, ordinal, group_size, first_line, groups, counts)
+ * cut(block, link, ordinal, group_size, first_line, groups, counts, keys=None)
  *     -> (end, rows, stored_rows, stored, plain)
  *
  * `block`'s whole lines (up to its last newline, `end` bytes) are COPY text rows. A row's link is
@@ -12,6 +12,12 @@
  * item per group). `plain` is the plain COPY text (with the front field taken off), or None when
  * `link` is an int (the block's whole lines are that text). `groupkeys.cut_reference` is the same
  * in Python; tests/unit/test_group_cut.py compares them.
+ *
+ * The lookup is most of the cost (a 200,000-entry dict: cache misses), and rows often come in
+ * subject order, so two guesses go first: the link of the row before (the same answer), and, with
+ * `keys` (a list with `ordinal[keys[m]] == m` for every m, i.e. `ordinal` is
+ * `dict(zip(keys, range(len(keys))))` of distinct keys), the key after the last one found. A guess
+ * is checked by comparing the bytes, so it never changes the answer; a wrong guess costs a compare.
  *
  * Errors never quote the data (it is personal): they name what is wrong only.
  */
@@ -38,16 +44,20 @@ static PyObject *
 cut(PyObject *Py_UNUSED(module), PyObject *args)
 {
     Py_buffer block = {0}, counts = {0};
-    PyObject *link_obj, *ordinal, *groups_list, *counts_obj;
+    PyObject *link_obj, *ordinal, *groups_list, *counts_obj, *keys = Py_None;
     Py_ssize_t group_size, link = -1, ngroups = 0, end = 0;
     long long first_line;
     PyObject **groups = NULL, *stored = NULL, *plain = NULL, *result = NULL;
     char *stored_at, *plain_at = NULL;
     long long rows = 0, stored_rows = 0;
 
-    if (!PyArg_ParseTuple(args, "y*OO!nLO!O", &block, &link_obj, &PyDict_Type, &ordinal, &group_size,
-                          &first_line, &PyList_Type, &groups_list, &counts_obj))
+    if (!PyArg_ParseTuple(args, "y*OO!nLO!O|O", &block, &link_obj, &PyDict_Type, &ordinal, &group_size,
+                          &first_line, &PyList_Type, &groups_list, &counts_obj, &keys))
         return NULL;
+    if (keys != Py_None && !PyList_CheckExact(keys)) {
+        PyErr_SetString(PyExc_TypeError, "cut: keys must be a list or None");
+        goto done;
+    }
     if (PyObject_GetBuffer(counts_obj, &counts, PyBUF_WRITABLE | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0)
         goto done;
     if (counts.itemsize != (Py_ssize_t)sizeof(long long) || counts.format == NULL ||
@@ -110,6 +120,9 @@ cut(PyObject *Py_UNUSED(module), PyObject *args)
     long long *count = counts.buf;
     const char *at = start, *stop = start + end;
     long long line_no = first_line;
+    /* the row before's link (inside `block`) and its subject number (-1: none) */
+    const char *last_ref = NULL;
+    Py_ssize_t last_len = 0, last_n = -1;
     while (at < stop) {
         const char *eol = memchr(at, '\n', (size_t)(stop - at)); /* never NULL: stop follows a '\n' */
         const char *ref, *ref_end, *row;
@@ -136,26 +149,49 @@ cut(PyObject *Py_UNUSED(module), PyObject *args)
                 ref_end = eol;
             row = at;
         }
-        PyObject *key = PyBytes_FromStringAndSize(ref, ref_end - ref);
-        if (key == NULL)
-            goto done;
-        PyObject *value = PyDict_GetItemWithError(ordinal, key);
-        Py_XINCREF(value);
-        Py_DECREF(key);
-        if (value == NULL || value == Py_None) {
-            Py_XDECREF(value);
-            if (PyErr_Occurred())
+        Py_ssize_t ref_len = ref_end - ref, n = -2; /* -2: not known yet, -1: no subject */
+        if (last_ref != NULL && ref_len == last_len && memcmp(ref, last_ref, (size_t)ref_len) == 0) {
+            n = last_n;
+        } else if (keys != Py_None && last_n >= 0 && last_n + 1 < PyList_GET_SIZE(keys)) {
+            PyObject *next = PyList_GET_ITEM(keys, last_n + 1);
+            if (PyBytes_CheckExact(next) && PyBytes_GET_SIZE(next) == ref_len &&
+                memcmp(PyBytes_AS_STRING(next), ref, (size_t)ref_len) == 0)
+                n = last_n + 1;
+        }
+        if (n == -2) {
+            PyObject *key = PyBytes_FromStringAndSize(ref, ref_len);
+            if (key == NULL)
                 goto done;
+            PyObject *value = PyDict_GetItemWithError(ordinal, key);
+            Py_XINCREF(value);
+            Py_DECREF(key);
+            if (value == NULL || value == Py_None) {
+                Py_XDECREF(value);
+                if (PyErr_Occurred())
+                    goto done;
+                n = -1;
+            } else {
+                n = PyLong_AsSsize_t(value);
+                Py_DECREF(value);
+                if (n == -1 && PyErr_Occurred())
+                    goto done;
+                if (n < 0) {
+                    PyErr_Format(PyExc_ValueError, "cut: line %lld maps to a subject number out of range",
+                                 line_no);
+                    goto done;
+                }
+            }
+        }
+        last_ref = ref;
+        last_len = ref_len;
+        last_n = n;
+        if (n == -1) {
             memcpy(stored_at, row, (size_t)(eol - row));
             stored_at += eol - row;
             *stored_at++ = '\n';
             stored_rows++;
         } else {
-            Py_ssize_t n = PyLong_AsSsize_t(value);
-            Py_DECREF(value);
-            if (n == -1 && PyErr_Occurred())
-                goto done;
-            if (n < 0 || n / group_size >= ngroups) {
+            if (n / group_size >= ngroups) {
                 PyErr_Format(PyExc_ValueError, "cut: line %lld maps to a subject number out of range",
                              line_no);
                 goto done;
@@ -209,7 +245,8 @@ done:
 
 static PyMethodDef methods[] = {
     {"cut", cut, METH_VARARGS,
-     "cut(block, link, ordinal, group_size, first_line, groups, counts) -> (end, rows, stored_rows, "
+     "cut(block, link, ordinal, group_size, first_line, groups, counts, keys=None) -> (end, rows, "
+     "stored_rows, "
      "stored, plain): format 7's row cut (see groupkeys.cut_reference)"},
     {NULL, NULL, 0, NULL},
 };

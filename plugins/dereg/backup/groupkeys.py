@@ -389,7 +389,14 @@ def link_map(pairs: bytes, ordinal: dict[bytes, int]) -> dict[bytes, int]:
 
 
 def cut_reference(
-    block, link: int | None, ordinal: dict[bytes, int], group_size: int, first_line: int, groups, counts
+    block,
+    link: int | None,
+    ordinal: dict[bytes, int],
+    group_size: int,
+    first_line: int,
+    groups,
+    counts,
+    keys: list[bytes] | None = None,
 ) -> tuple[int, int, int, bytes, bytes | None]:
     """The row cut in Python: what `_dereg_cut.cut` (C, which `_GroupRouter` uses) does, kept as its
     specification (tests/unit/test_group_cut.py compares the two on random blocks).
@@ -400,7 +407,8 @@ def cut_reference(
     `groups[n // group_size]` as `n\tline\trow\n` and counted in `counts` (an array('q'), one item
     per group); the others go, as they are, to `stored`. `plain` is the plain COPY text of those
     lines (None when `link` is a field: the block's whole lines are that text). Returns
-    (end, rows, stored rows, stored, plain)."""
+    (end, rows, stored rows, stored, plain). `keys` (`ordinal[keys[m]] == m` for every m) only lets
+    the C cut guess the next row's subject: it changes no answer, so here it is not used."""
     end = bytes(block).rfind(b"\n") + 1
     lines = bytes(block[:end]).split(b"\n")
     lines.pop()
@@ -449,9 +457,12 @@ class _GroupRouter(io.RawIOBase):
         groups: int,
         group_size: int,
         link: int | None = None,
+        keys: list[bytes] | None = None,
     ):
         super().__init__()
         self.sealer, self.table, self.raw, self.ordinal, self.link = sealer, table, raw, ordinal, link
+        #: `ordinal`'s keys in subject order when it is exactly {keys[m]: m}: the cut's guesses
+        self.keys = keys
         self.carry = b""
         self.group_size = group_size
         #: per group: its rows so far (`n\tline\trow\n` each), and how many
@@ -468,7 +479,7 @@ class _GroupRouter(io.RawIOBase):
     def write(self, data) -> int:
         block = self.carry + bytes(data) if self.carry else data
         end, rows, stored_rows, stored, plain = _cut(
-            block, self.link, self.ordinal, self.group_size, self.rows, self.buffers, self.entries
+            block, self.link, self.ordinal, self.group_size, self.rows, self.buffers, self.entries, self.keys
         )
         if end < len(block):
             self.carry = bytes(block[end:])
@@ -538,6 +549,8 @@ class GroupSealer:
         self.total_rows: dict[str, int] = {}
         #: per sealed table: its link value (as text) -> subject number
         self.maps: dict[str, dict[bytes, int]] = {}
+        #: {ref: subject number} (the map of a table that links to the subject directly)
+        self.ordinal: dict[bytes, int] = {}
         self.blocks: list[list[str]] | None = None
         self.writer: threading.Thread | None = None
         self.writer_error: BaseException | None = None
@@ -555,7 +568,7 @@ class GroupSealer:
         sealed, and (with `qualified`: table key -> SQL name) how many subjects a group takes."""
         spec = self.spec
         self.refs = read_refs(cur, spec)
-        ordinal = dict(zip(self.refs, range(len(self.refs)), strict=True))  # built in C
+        ordinal = self.ordinal = dict(zip(self.refs, range(len(self.refs)), strict=True))  # built in C
         self.table_order = list(table_keys)
         for name, table in spec.tables.items():
             if name not in columns_of:
@@ -605,8 +618,12 @@ class GroupSealer:
             else rows_sql(self.spec, hops, qualified, columns, relkind)
         )
         groups = -(-len(self.refs) // self.group_size)
+        ordinal = self.maps[key]
+        # the refs in subject order let the cut guess a row's subject from the row before's (rows
+        # often come in subject order), when the map is the refs' own and they are all distinct
+        keys = self.refs if len(ordinal) == len(self.refs) and ordinal is self.ordinal else None
         router = _GroupRouter(
-            self, key, raw, self.maps[key], groups=groups, group_size=self.group_size, link=link
+            self, key, raw, ordinal, groups=groups, group_size=self.group_size, link=link, keys=keys
         )
         if psql is not None:
             psql.copy_out(key, sql, router)
