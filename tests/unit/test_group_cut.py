@@ -91,6 +91,30 @@ def test_the_c_cut_is_the_reference_cut_byte_for_byte(seed):
     assert (plain is None) == (link is not None)
 
 
+@pytest.mark.parametrize("seed", range(30))
+def test_the_c_link_map_is_the_reference_link_map(seed):
+    rng = random.Random(seed)
+    refs, ordinal, _, _ = _setup(rng)
+    lines = []
+    for _ in range(rng.randrange(0, 500)):  # values seen again, `\N`, refs that are no subject
+        value = rng.choice([b"\\N", b"%d" % rng.randrange(50), _field(rng) + b"v"])
+        ref = rng.choice(refs) if rng.random() < 0.8 else b"%d?" % rng.randrange(9)
+        lines.append((value, ref))
+    if seed % 2:  # mapping_sql's order: subject descending, a few lines per subject
+        lines.sort(key=lambda pair: -ordinal.get(pair[1], -1))
+    pairs = b"".join(value + b"\t" + ref + b"\n" for value, ref in lines)
+    reference = gk.link_map_reference(pairs, ordinal)
+    assert _dereg_cut.link_map(pairs, ordinal) == reference
+    assert _dereg_cut.link_map(pairs, ordinal, refs) == reference
+
+
+def test_the_c_link_map_refuses_a_line_of_other_than_two_fields_without_quoting_it():
+    for pairs in (b"Secret\n", b"Secret\t1\t2\n", b"Secret\t1"):
+        with pytest.raises(ValueError) as caught:
+            _dereg_cut.link_map(pairs, {b"1": 0})
+        assert "Secret" not in str(caught.value)
+
+
 def test_the_c_cut_appends_to_what_the_groups_hold_and_takes_any_buffer():
     ordinal = {b"a": 0, b"b": 3}
     buffers = [bytearray(b"kept\n"), bytearray()]

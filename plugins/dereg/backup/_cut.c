@@ -243,11 +243,122 @@ done:
     return result;
 }
 
+/* link_map(pairs, ordinal, keys=None) -> dict: `groupkeys.link_map_reference` in C. `pairs` is
+ * COPY text of `value\tref` lines (`subjectkeys.mapping_sql`, lowest subject last); the result maps
+ * each value to the subject number of its last line's ref, without `\N` and without a value whose
+ * last ref is no subject. The refs come in subject order (descending), so with `keys` (as for
+ * `cut`) the ref before or after the last one found is tried before the lookup. */
+static PyObject *
+link_map(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    Py_buffer pairs = {0};
+    PyObject *ordinal, *keys = Py_None, *found = NULL;
+    if (!PyArg_ParseTuple(args, "y*O!|O", &pairs, &PyDict_Type, &ordinal, &keys))
+        return NULL;
+    if (keys != Py_None && !PyList_CheckExact(keys)) {
+        PyErr_SetString(PyExc_TypeError, "link_map: keys must be a list or None");
+        goto fail;
+    }
+    const char *at = pairs.buf, *stop = at + pairs.len;
+    if (pairs.len > 0 && stop[-1] != '\n') {
+        PyErr_SetString(PyExc_ValueError, "link_map: the COPY text does not end with a whole line");
+        goto fail;
+    }
+    found = PyDict_New();
+    if (found == NULL)
+        goto fail;
+    const char *last_ref = NULL;
+    Py_ssize_t last_len = 0, last_n = -1, line = 0;
+    while (at < stop) {
+        const char *eol = memchr(at, '\n', (size_t)(stop - at));
+        const char *tab = memchr(at, '\t', (size_t)(eol - at));
+        if (tab == NULL || memchr(tab + 1, '\t', (size_t)(eol - tab - 1)) != NULL) {
+            PyErr_Format(PyExc_ValueError, "link_map: line %zd does not hold exactly two fields", line);
+            goto fail;
+        }
+        const char *ref = tab + 1;
+        Py_ssize_t ref_len = eol - ref, n = -2; /* -2: not known yet, -1: no subject */
+        if (last_ref != NULL && ref_len == last_len && memcmp(ref, last_ref, (size_t)ref_len) == 0) {
+            n = last_n;
+        } else if (keys != Py_None && last_n >= 0) {
+            for (Py_ssize_t m = last_n - 1; m <= last_n + 1; m += 2) {
+                if (m < 0 || m >= PyList_GET_SIZE(keys))
+                    continue;
+                PyObject *guess = PyList_GET_ITEM(keys, m);
+                if (PyBytes_CheckExact(guess) && PyBytes_GET_SIZE(guess) == ref_len &&
+                    memcmp(PyBytes_AS_STRING(guess), ref, (size_t)ref_len) == 0) {
+                    n = m;
+                    break;
+                }
+            }
+        }
+        if (n == -2) {
+            PyObject *key = PyBytes_FromStringAndSize(ref, ref_len);
+            if (key == NULL)
+                goto fail;
+            PyObject *value = PyDict_GetItemWithError(ordinal, key);
+            Py_XINCREF(value);
+            Py_DECREF(key);
+            if (value == NULL || value == Py_None) {
+                Py_XDECREF(value);
+                if (PyErr_Occurred())
+                    goto fail;
+                n = -1;
+            } else {
+                n = PyLong_AsSsize_t(value);
+                Py_DECREF(value);
+                if (n == -1 && PyErr_Occurred())
+                    goto fail;
+                if (n < 0) {
+                    PyErr_Format(PyExc_ValueError, "link_map: line %zd maps to a negative subject number",
+                                 line);
+                    goto fail;
+                }
+            }
+        }
+        last_ref = ref;
+        last_len = ref_len;
+        last_n = n;
+        Py_ssize_t value_len = tab - at;
+        if (!(value_len == 2 && at[0] == '\\' && at[1] == 'N')) {
+            PyObject *value = PyBytes_FromStringAndSize(at, value_len);
+            if (value == NULL)
+                goto fail;
+            int failed;
+            if (n >= 0) {
+                PyObject *number = PyLong_FromSsize_t(n);
+                failed = number == NULL || PyDict_SetItem(found, value, number) < 0;
+                Py_XDECREF(number);
+            } else { /* the last line of a value wins, also when its ref is no subject */
+                failed = PyDict_DelItem(found, value) < 0;
+                if (failed && PyErr_ExceptionMatches(PyExc_KeyError)) {
+                    PyErr_Clear();
+                    failed = 0;
+                }
+            }
+            Py_DECREF(value);
+            if (failed)
+                goto fail;
+        }
+        line++;
+        at = eol + 1;
+    }
+    PyBuffer_Release(&pairs);
+    return found;
+
+fail:
+    Py_XDECREF(found);
+    PyBuffer_Release(&pairs);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"cut", cut, METH_VARARGS,
      "cut(block, link, ordinal, group_size, first_line, groups, counts, keys=None) -> (end, rows, "
      "stored_rows, "
      "stored, plain): format 7's row cut (see groupkeys.cut_reference)"},
+    {"link_map", link_map, METH_VARARGS,
+     "link_map(pairs, ordinal, keys=None) -> dict: a link map (see groupkeys.link_map_reference)"},
     {NULL, NULL, 0, NULL},
 };
 

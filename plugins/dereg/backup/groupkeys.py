@@ -62,6 +62,7 @@ from dereg.errors import BackupError
 
 try:  # format 7's row cut in C (plugins/dereg/backup/_cut.c), built by `pip install -e .` / `make venv`
     from _dereg_cut import cut as _cut
+    from _dereg_cut import link_map as _link_map
 except ImportError as exc:  # no fallback: the Python cut costs a backup about a third more time
     raise ImportError(
         "dereg: the C module _dereg_cut (format 7's row cut, plugins/dereg/backup/_cut.c) is not built "
@@ -374,11 +375,18 @@ def rows_sql(spec: SealSpec, hops, qualified: str, columns: list[dict[str, Any]]
     )
 
 
-def link_map(pairs: bytes, ordinal: dict[bytes, int]) -> dict[bytes, int]:
+def link_map(pairs: bytes, ordinal: dict[bytes, int], keys: list[bytes] | None = None) -> dict[bytes, int]:
     """{link value: subject number} of `mapping_sql`'s COPY text (`value\tref` lines, lowest subject
-    last, so it wins), without the NULL link and refs that are no subject. A raw tab or newline only
-    ever separates COPY fields and lines, so the text splits into alternating values and refs at once
-    (built in C, not a Python step per pair)."""
+    last, so it wins), without the NULL link and refs that are no subject: `link_map_reference` in C
+    (`_dereg_cut.link_map`), with `keys` (`ordinal[keys[m]] == m` for every m) to guess each ref from
+    the one before (they come in subject order)."""
+    return _link_map(pairs, ordinal, keys)
+
+
+def link_map_reference(pairs: bytes, ordinal: dict[bytes, int]) -> dict[bytes, int]:
+    """`link_map` in Python, its specification (tests/unit/test_group_cut.py compares them). A raw
+    tab or newline only ever separates COPY fields and lines, so the text splits into alternating
+    values and refs at once."""
     fields = pairs.replace(b"\n", b"\t").split(b"\t")
     fields.pop()  # after the last line's end
     found = dict(zip(fields[0::2], map(ordinal.get, fields[1::2]), strict=True))
@@ -582,7 +590,8 @@ class GroupSealer:
             else:  # link value -> subject number, read in the snapshot (a hash lookup per row)
                 out = io.BytesIO()
                 cur.copy_expert(mapping_sql(spec, table.hops), out)
-                self.maps[name] = link_map(out.getvalue(), ordinal)
+                keys = self.refs if len(ordinal) == len(self.refs) else None
+                self.maps[name] = link_map(out.getvalue(), ordinal, keys)
         if qualified is not None:
             names = [qualified[name] for name in self.sealed if name in qualified]
             self.group_size = min(self.group_size, estimate_group_size(cur, names, len(self.refs)))
