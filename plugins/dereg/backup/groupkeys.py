@@ -63,7 +63,7 @@ from dereg.errors import BackupError
 try:  # format 7's row cut in C (plugins/dereg/backup/_cut.c), built by `pip install -e .` / `make venv`
     from _dereg_cut import cut as _cut
     from _dereg_cut import link_map as _link_map
-except ImportError as exc:  # no fallback: the Python cut costs a backup about a third more time
+except ImportError as exc:  # no fallback: the Python cut costs a sealed backup about a third more CPU
     raise ImportError(
         "dereg: the C module _dereg_cut (format 7's row cut, plugins/dereg/backup/_cut.c) is not built "
         "for this Python: run `pip install --no-deps -e .` in the repository (make venv does), or build "
@@ -447,7 +447,8 @@ class _GroupRouter(io.RawIOBase):
     end), each row of no subject to the stored stream `raw`, and every row's plain COPY text hashed,
     as a plain backup hashes the table. The row's link is its field `link`, or (None) an extra field
     in front, taken off. The cut is C (`_dereg_cut.cut`, specified by `cut_reference`): a block of
-    lines at a time, one dict lookup per row and no other Python object per row. Memory: at most `FLUSH` rows per group, and about `HELD_BYTES` in all."""
+    lines at a time, at most one dict lookup per row and no other Python object per row. Memory: at
+    most `FLUSH` rows per group, and about `HELD_BYTES` in all."""
 
     FLUSH = 2048
     #: bytes held in all groups' buffers at most (about): past it every group is flushed, so that
@@ -485,7 +486,7 @@ class _GroupRouter(io.RawIOBase):
         return True
 
     def write(self, data) -> int:
-        block = self.carry + bytes(data) if self.carry else data
+        block = self.carry + data if self.carry else data  # data: bytes or a BufferedWriter's view
         end, rows, stored_rows, stored, plain = _cut(
             block, self.link, self.ordinal, self.group_size, self.rows, self.buffers, self.entries, self.keys
         )
