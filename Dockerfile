@@ -36,10 +36,25 @@ RUN pip install --no-cache-dir -r /opt/dereg-build/requirements.txt -c /opt/dere
     # Fail the build here rather than at the first task if one is missing.
     && python -c "import airflow.providers.celery, airflow.providers.postgres, airflow.providers.redis"
 
+# Format 7's row cut is C (module _dereg_cut, plugins/dereg/backup/_cut.c, built by setup.py;
+# docs/backup-format.md, "The cut in C"). plugins/ is mounted, never installed, so the module is built
+# here (build-essential above) into a folder of its own, on the PYTHONPATH after plugins/; without it
+# every backup fails at import, saying how to build it. The build copies what setup.py reads only and
+# keeps the module only (pip's --target also writes metadata and an empty dereg/). As root, for
+# /opt; PIP_USER=false because the image sets PIP_USER, which --target refuses.
+USER root
+COPY setup.py pyproject.toml /opt/dereg-build/native/
+COPY plugins/dereg/backup/_cut.c /opt/dereg-build/native/plugins/dereg/backup/
+RUN PIP_USER=false pip install --no-cache-dir --no-deps --target /opt/dereg-build/target /opt/dereg-build/native \
+    && mkdir -p /opt/dereg-native && mv /opt/dereg-build/target/_dereg_cut.*.so /opt/dereg-native/ \
+    && rm -rf /opt/dereg-build/target /opt/dereg-build/native \
+    && PYTHONPATH=/opt/dereg-native python -c "import _dereg_cut"
+USER airflow
+
 # Mount points of the named volumes, created here so that Docker copies their owner (airflow, group 0)
 # into a fresh volume. Group-writable because the containers may run as any AIRFLOW_UID in group 0.
 RUN mkdir -p /opt/airflow/dereg/state /opt/airflow/dereg/keyring /opt/airflow/dereg/output /opt/airflow/auth \
     && chmod -R g=u /opt/airflow/dereg /opt/airflow/auth
 
 # `import dereg` from the mounted plugins folder in every process, and `python -m dereg.cli ...`.
-ENV PYTHONPATH=/opt/airflow/plugins
+ENV PYTHONPATH=/opt/airflow/plugins:/opt/dereg-native

@@ -22,6 +22,7 @@ decrypt it. Layout, what is learnt from the bucket and the trade-off: docs/backu
 
 from __future__ import annotations
 
+import array
 import base64
 import dataclasses
 import hashlib
@@ -58,6 +59,16 @@ from dereg.backup.subjectkeys import (
     sealed_columns,
 )
 from dereg.errors import BackupError
+
+try:  # format 7's row cut in C (plugins/dereg/backup/_cut.c), built by `pip install -e .` / `make venv`
+    from _dereg_cut import cut as _cut
+    from _dereg_cut import link_map as _link_map
+except ImportError as exc:  # no fallback: the Python cut costs a sealed backup about a third more CPU
+    raise ImportError(
+        "dereg: the C module _dereg_cut (format 7's row cut, plugins/dereg/backup/_cut.c) is not built "
+        "for this Python: run `pip install --no-deps -e .` in the repository (make venv does), or build "
+        "the image again (Dockerfile); needs a C compiler and the Python headers"
+    ) from exc
 
 SCHEME = "group-blocks/zstd/aes-256-gcm"
 KEY_SET_FORMAT = "dereg-group-keys"
@@ -364,11 +375,18 @@ def rows_sql(spec: SealSpec, hops, qualified: str, columns: list[dict[str, Any]]
     )
 
 
-def link_map(pairs: bytes, ordinal: dict[bytes, int]) -> dict[bytes, int]:
+def link_map(pairs: bytes, ordinal: dict[bytes, int], keys: list[bytes] | None = None) -> dict[bytes, int]:
     """{link value: subject number} of `mapping_sql`'s COPY text (`value\tref` lines, lowest subject
-    last, so it wins), without the NULL link and refs that are no subject. A raw tab or newline only
-    ever separates COPY fields and lines, so the text splits into alternating values and refs at once
-    (built in C, not a Python step per pair)."""
+    last, so it wins), without the NULL link and refs that are no subject: `link_map_reference` in C
+    (`_dereg_cut.link_map`), with `keys` (`ordinal[keys[m]] == m` for every m) to guess each ref from
+    the one before (they come in subject order)."""
+    return _link_map(pairs, ordinal, keys)
+
+
+def link_map_reference(pairs: bytes, ordinal: dict[bytes, int]) -> dict[bytes, int]:
+    """`link_map` in Python, its specification (tests/unit/test_group_cut.py compares them). A raw
+    tab or newline only ever separates COPY fields and lines, so the text splits into alternating
+    values and refs at once."""
     fields = pairs.replace(b"\n", b"\t").split(b"\t")
     fields.pop()  # after the last line's end
     found = dict(zip(fields[0::2], map(ordinal.get, fields[1::2]), strict=True))
@@ -378,13 +396,59 @@ def link_map(pairs: bytes, ordinal: dict[bytes, int]) -> dict[bytes, int]:
     return found
 
 
+def cut_reference(
+    block,
+    link: int | None,
+    ordinal: dict[bytes, int],
+    group_size: int,
+    first_line: int,
+    groups,
+    counts,
+    keys: list[bytes] | None = None,
+) -> tuple[int, int, int, bytes, bytes | None]:
+    """The row cut in Python: what `_dereg_cut.cut` (C, which `_GroupRouter` uses) does, kept as its
+    specification (tests/unit/test_group_cut.py compares the two on random blocks).
+
+    `block`'s whole lines (up to its last newline: `end` bytes) are COPY rows, the first one line
+    `first_line` of the table. A row's link is its field `link`, or (None) an extra field in front,
+    taken off. A row whose link is in `ordinal` (subject number `n`) is appended to the bytearray
+    `groups[n // group_size]` as `n\tline\trow\n` and counted in `counts` (an array('q'), one item
+    per group); the others go, as they are, to `stored`. `plain` is the plain COPY text of those
+    lines (None when `link` is a field: the block's whole lines are that text). Returns
+    (end, rows, stored rows, stored, plain). `keys` (`ordinal[keys[m]] == m` for every m) only lets
+    the C cut guess the next row's subject: it changes no answer, so here it is not used."""
+    end = bytes(block).rfind(b"\n") + 1
+    lines = bytes(block[:end]).split(b"\n")
+    lines.pop()
+    stored: list[bytes] = []
+    plains: list[bytes] | None = [] if link is None else None
+    line_no = first_line
+    for line in lines:
+        if link is None:
+            ref, _, row = line.partition(b"\t")
+            plains.append(row)
+        else:
+            ref, row = line.split(b"\t", link + 1)[link], line
+        n = ordinal.get(ref)
+        if n is None:
+            stored.append(row)
+        else:
+            groups[n // group_size] += b"%d\t%d\t%b\n" % (n, line_no, row)
+            counts[n // group_size] += 1
+        line_no += 1
+    joined = b"".join(line + b"\n" for line in stored)
+    plain = None if plains is None else b"".join(row + b"\n" for row in plains)
+    return end, len(lines), len(stored), joined, plain
+
+
 class _GroupRouter(io.RawIOBase):
     """`rows_sql`'s COPY in (scan order), cut: each subject's row, as `n, line number, row`, into its
     group's buffer (compressed as one zstd frame and spooled once it holds `FLUSH` rows, and at the
     end), each row of no subject to the stored stream `raw`, and every row's plain COPY text hashed,
     as a plain backup hashes the table. The row's link is its field `link`, or (None) an extra field
-    in front, taken off. Runs under the GIL for every row of every sealed table: a row costs a
-    handful of C calls. Memory: at most `FLUSH` rows per group, and about `HELD_BYTES` in all."""
+    in front, taken off. The cut is C (`_dereg_cut.cut`, specified by `cut_reference`): a block of
+    lines at a time, at most one dict lookup per row and no other Python object per row. Memory: at
+    most `FLUSH` rows per group, and about `HELD_BYTES` in all."""
 
     FLUSH = 2048
     #: bytes held in all groups' buffers at most (about): past it every group is flushed, so that
@@ -402,12 +466,17 @@ class _GroupRouter(io.RawIOBase):
         groups: int,
         group_size: int,
         link: int | None = None,
+        keys: list[bytes] | None = None,
     ):
         super().__init__()
         self.sealer, self.table, self.raw, self.ordinal, self.link = sealer, table, raw, ordinal, link
+        #: `ordinal`'s keys in subject order when it is exactly {keys[m]: m}: the cut's guesses
+        self.keys = keys
         self.carry = b""
         self.group_size = group_size
-        self.buffers: list[list[bytes]] = [[] for _ in range(groups)]
+        #: per group: its rows so far (`n\tline\trow\n` each), and how many
+        self.buffers = [bytearray() for _ in range(groups)]
+        self.entries = array.array("q", bytes(8 * groups))
         self.plain = hashlib.sha256()
         self.rows = self.subject_rows = 0
         self.held = 0
@@ -417,70 +486,42 @@ class _GroupRouter(io.RawIOBase):
         return True
 
     def write(self, data) -> int:
-        block = self.carry + bytes(data)
-        cut = block.rfind(b"\n") + 1
-        self.carry = block[cut:]
-        if not cut:
+        block = self.carry + data if self.carry else data  # data: bytes or a BufferedWriter's view
+        end, rows, stored_rows, stored, plain = _cut(
+            block, self.link, self.ordinal, self.group_size, self.rows, self.buffers, self.entries, self.keys
+        )
+        if end < len(block):
+            self.carry = bytes(block[end:])
+        else:
+            self.carry = b""
+        if not end:
             return len(data)
-        lines = block[:cut].split(b"\n")
-        lines.pop()
-        buffers, size, ordinal, link = self.buffers, self.group_size, self.ordinal.get, self.link
-        stored: list[bytes] = []
-        stored_add = stored.append
-        line_no = self.rows
-        if link is None:  # the link in front: taken off, the rest is the plain row
-            plains: list[bytes] = []
-            plain_add = plains.append
-            for line in lines:
-                ref, _, row = line.partition(b"\t")
-                plain_add(row)
-                n = ordinal(ref)
-                if n is None:
-                    stored_add(row)
-                else:
-                    buffers[n // size].append(b"%d\t%d\t%b" % (n, line_no, row))
-                line_no += 1
-            plains.append(b"")
-            self.plain.update(b"\n".join(plains))
-        else:  # the plain backup's own COPY: hashed as it came
-            self.plain.update(block[:cut])
-            at = link + 1
-            for line in lines:
-                n = ordinal(line.split(b"\t", at)[link])
-                if n is None:
-                    stored_add(line)
-                else:
-                    buffers[n // size].append(b"%d\t%d\t%b" % (n, line_no, line))
-                line_no += 1
-        self.held += cut
+        self.plain.update(memoryview(block)[:end] if plain is None else plain)
+        self.held += end
         if stored:
-            stored_add(b"")
-            text = b"\n".join(stored)
-            self.raw.write(text)
-            self.held -= len(text)
-            self.subject_rows -= len(stored) - 1
-        self.subject_rows += line_no - self.rows
-        self.rows = line_no
+            self.raw.write(stored)
+            self.held -= len(stored)
+        self.subject_rows += rows - stored_rows
+        self.rows += rows
+        entries = self.entries
         if self.held > self.HELD_BYTES:
-            for group in range(len(buffers)):
+            for group in range(len(entries)):
                 self._flush(group)
             self.held = 0
         else:
             flush = self.FLUSH
-            for group, got in enumerate(buffers):
-                if len(got) >= flush:
+            for group, got in enumerate(entries):
+                if got >= flush:
                     self._flush(group)
         return len(data)
 
     def _flush(self, group: int) -> None:
-        lines = self.buffers[group]
-        if not lines:
+        entries = self.entries[group]
+        if not entries:
             return
-        self.buffers[group] = []
-        lines.append(b"")
-        self.sealer.spool_frame(
-            group, self.table, len(lines) - 1, self.compressor.compress(b"\n".join(lines)), more=True
-        )
+        text = self.buffers[group]
+        self.buffers[group], self.entries[group] = bytearray(), 0
+        self.sealer.spool_frame(group, self.table, entries, self.compressor.compress(text), more=True)
 
     def finish(self) -> None:
         if self.carry:
@@ -494,7 +535,7 @@ class GroupSealer:
     by `sealer_for`, prepared by `pgcopy.dump_tables` inside the backup's snapshot."""
 
     version = GROUP_KEYS_VERSION
-    #: what a sealed table costs against a plain one (its rows are cut here, in Python): pgcopy
+    #: what a sealed table costs against a plain one (its rows are cut here, in this process): pgcopy
     #: starts the sealed tables first by their size times this, so that the blocks go early
     read_weight = 2
 
@@ -517,6 +558,8 @@ class GroupSealer:
         self.total_rows: dict[str, int] = {}
         #: per sealed table: its link value (as text) -> subject number
         self.maps: dict[str, dict[bytes, int]] = {}
+        #: {ref: subject number} (the map of a table that links to the subject directly)
+        self.ordinal: dict[bytes, int] = {}
         self.blocks: list[list[str]] | None = None
         self.writer: threading.Thread | None = None
         self.writer_error: BaseException | None = None
@@ -534,7 +577,7 @@ class GroupSealer:
         sealed, and (with `qualified`: table key -> SQL name) how many subjects a group takes."""
         spec = self.spec
         self.refs = read_refs(cur, spec)
-        ordinal = dict(zip(self.refs, range(len(self.refs)), strict=True))  # built in C
+        ordinal = self.ordinal = dict(zip(self.refs, range(len(self.refs)), strict=True))  # built in C
         self.table_order = list(table_keys)
         for name, table in spec.tables.items():
             if name not in columns_of:
@@ -548,7 +591,8 @@ class GroupSealer:
             else:  # link value -> subject number, read in the snapshot (a hash lookup per row)
                 out = io.BytesIO()
                 cur.copy_expert(mapping_sql(spec, table.hops), out)
-                self.maps[name] = link_map(out.getvalue(), ordinal)
+                keys = self.refs if len(ordinal) == len(self.refs) else None
+                self.maps[name] = link_map(out.getvalue(), ordinal, keys)
         if qualified is not None:
             names = [qualified[name] for name in self.sealed if name in qualified]
             self.group_size = min(self.group_size, estimate_group_size(cur, names, len(self.refs)))
@@ -584,8 +628,12 @@ class GroupSealer:
             else rows_sql(self.spec, hops, qualified, columns, relkind)
         )
         groups = -(-len(self.refs) // self.group_size)
+        ordinal = self.maps[key]
+        # the refs in subject order let the cut guess a row's subject from the row before's (rows
+        # often come in subject order), when the map is the refs' own and they are all distinct
+        keys = self.refs if len(ordinal) == len(self.refs) and ordinal is self.ordinal else None
         router = _GroupRouter(
-            self, key, raw, self.maps[key], groups=groups, group_size=self.group_size, link=link
+            self, key, raw, ordinal, groups=groups, group_size=self.group_size, link=link, keys=keys
         )
         if psql is not None:
             psql.copy_out(key, sql, router)

@@ -588,7 +588,7 @@ def dump_tables(
                 else:  # (a sealed table's rows: the manifest's count, not only its stored stream's)
                     progress(f"backup {key}: {described[key]['rows']} rows in {len(chunks)} chunk(s)")
 
-        # largest first, a sealed table weighted (`read_weight`: its rows are cut in Python), so that
+        # largest first, a sealed table weighted (`read_weight`: its rows are cut in this process), so that
         # its group blocks are uploaded once the last of them is done, while other tables are read
         weight = getattr(sealer, "read_weight", 1)
         if before_reading is not None:

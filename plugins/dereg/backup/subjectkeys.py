@@ -443,12 +443,14 @@ def row_nonce(table_number: int, line: int) -> bytes:
 
 def read_refs(cur, spec: SealSpec) -> list[bytes]:
     """The subjects' refs (the subject key as text) in key order, read on `cur` in the backup's
-    snapshot: subject number n is the n-th."""
+    snapshot: subject number n is the n-th. The ORDER BY names the table's column: the bare name
+    would be the output column, the text, and sort as text (10 before 9) in a sort of its own, where
+    the key's order is its index's (`mapping_sql`'s order too)."""
     out = io.BytesIO()
     key = _quote(spec.subject_key)
     cur.copy_expert(
-        f"COPY (SELECT {key}::text FROM {_qualified(spec.subject_schema, spec.subject_name)} ORDER BY {key}) "
-        "TO STDOUT",
+        f"COPY (SELECT dereg_s.{key}::text FROM {_qualified(spec.subject_schema, spec.subject_name)} dereg_s "
+        f"ORDER BY dereg_s.{key}) TO STDOUT",
         out,
     )
     data = out.getvalue()

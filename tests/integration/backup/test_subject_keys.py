@@ -346,3 +346,25 @@ def _read_sealed_table_from_the_spec(s3, bucket: str, manifest: dict, data_key: 
                 fields[p] = value
         lines.append(b"\t".join(fields) + b"\n")
     return b"".join(lines)
+
+
+def test_subject_numbers_follow_the_keys_order_not_their_texts(pg_url):
+    """`read_refs` orders by the key column itself (its index), not by the key's text: 9 before 10."""
+    from dereg.backup.subjectkeys import read_refs
+
+    engine = sa.create_engine(pg_url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE IF EXISTS ref_order")
+            conn.exec_driver_sql("CREATE TABLE ref_order (id integer PRIMARY KEY)")
+            conn.exec_driver_sql("INSERT INTO ref_order VALUES (100), (9), (10), (2)")
+        raw = engine.raw_connection()
+        try:
+            spec = SealSpec("ref_order", None, "ref_order", "id", {})
+            assert read_refs(raw.cursor(), spec) == [b"2", b"9", b"10", b"100"]
+        finally:
+            raw.close()
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE ref_order")
+    finally:
+        engine.dispose()
