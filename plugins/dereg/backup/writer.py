@@ -346,7 +346,11 @@ class ChunkStream(io.RawIOBase):
         self.chunks.append(key)
 
     def finish(self) -> None:
-        """Emit what is left; the last chunk carries the last flag (an empty stream: one empty chunk)."""
+        """Emit what is left; the last chunk carries the last flag (an empty stream: one empty chunk,
+        except a pack: one that only empty tables went into stores nothing, as none of them names a
+        chunk, and its `chunks` stay empty)."""
+        if self.folder == "packs" and self.size == 0:
+            return
         if self._pending is not None and self._buffer:
             self._emit(self._pending, last=False)
             self._emit(bytes(self._buffer), last=True)

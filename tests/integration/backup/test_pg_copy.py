@@ -399,3 +399,27 @@ def test_the_scratch_server_comes_from_the_environment_first(monkeypatch, pg_url
     assert scratch_url("any_source_conn") == pg_url and scratch_url(None) == pg_url
     monkeypatch.delenv("DEREG_SCRATCH_PG_URL")
     assert scratch_url(None) is None  # no source connection known: scratch SQLite
+
+
+def test_packs_that_only_empty_tables_went_into_store_nothing(
+    pg_url, take_backup, location, keyring, store, s3_client, bucket_name
+):
+    """Every connection's pack holds only empty tables: no pack chunk is stored (none would be named
+    by a table), and the restore still gives back the empty tables."""
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as conn:
+        for name in ("first_empty", "second_empty", "third_empty"):
+            conn.exec_driver_sql(f"CREATE TABLE {name} (id integer PRIMARY KEY, note text)")
+    engine.dispose()
+    record = take_backup(pg_url, object_lock=True)
+    manifest = json.loads(s3_client.get_object(Bucket=bucket_name, Key=record.manifest_key)["Body"].read())
+    tables = manifest["tables"]
+    assert set(tables) == {"first_empty", "second_empty", "third_empty"}
+    assert all(t["pack"]["count"] == 0 and t["chunks"] == [] and t["rows"] == 0 for t in tables.values())
+    listed = s3_client.list_objects_v2(Bucket=bucket_name, Prefix=location.key(record.backup_id, "packs"))
+    assert listed.get("KeyCount", 0) == 0
+    report = restore_and_verify(
+        record.backup_id, location=location, keyring=keyring, store=store, scratch_url=pg_url
+    )
+    assert report.ok, report.problems
+    assert {name: t["restored_rows"] for name, t in report.tables.items()} == dict.fromkeys(tables, 0)
