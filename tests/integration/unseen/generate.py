@@ -523,7 +523,14 @@ def clinic(n: int = 2500) -> list[Table]:
         [
             ("id", "INTEGER PRIMARY KEY", CLEAN),
             ("patient_id", "INTEGER", CLEAN),
-            ("relation", "VARCHAR(10)", CLEAN),
+            (
+                "relation",
+                "VARCHAR(10)",
+                AMBIG(
+                    "the guardian's relation to the patient (母亲): 家庭关系 is personal basic information "
+                    "in GB/T 35273 Annex A; round 2 labels such columns personal"
+                ),
+            ),
             ("guardian_name", "VARCHAR(40)", P("name")),
             ("phone", "VARCHAR(20)", P("cn_mobile")),
             ("id_number", "VARCHAR(18)", P("cn_resident_id")),

@@ -392,7 +392,14 @@ def kindergarten(n: int = 900) -> list[Table]:
         ],
         key="n_id",
     )
-    titles = ["国庆节放假通知", "秋季运动会报名", "流感预防小贴士", "家长开放日安排", "校车路线调整", "体检通知"]
+    titles = [
+        "国庆节放假通知",
+        "秋季运动会报名",
+        "流感预防小贴士",
+        "家长开放日安排",
+        "校车路线调整",
+        "体检通知",
+    ]
     for i in range(1, 61):
         t = m.pick(titles)
         notice.rows.append(
@@ -626,7 +633,7 @@ def courier(n: int = 3000) -> list[Table]:
         key="waybill_no",
     )
     waybills = []
-    for i in range(1, n + 1):
+    for _i in range(1, n + 1):
         sp, sc, sd, _, _ = m.pick(DISTRICTS)
         rp, rc, rd, _, _ = m.pick(DISTRICTS)
         rname = m.cn_name()
@@ -799,7 +806,17 @@ def courier(n: int = 3000) -> list[Table]:
 
 GYM_HOTLINE = "400-012-3366"
 PLANS = ["月卡", "季卡", "年卡", "私教20节", "游泳年卡"]
-HEALTH_NOTES = ["", "", "", "高血压史，控制强度", "膝关节半月板术后", "腰椎间盘突出", "孕期", "哮喘", "糖尿病"]
+HEALTH_NOTES = [
+    "",
+    "",
+    "",
+    "高血压史，控制强度",
+    "膝关节半月板术后",
+    "腰椎间盘突出",
+    "孕期",
+    "哮喘",
+    "糖尿病",
+]
 ACTIONS = ["续卡", "退卡", "冻结", "转卡", "修改资料", "私教签到"]
 
 
@@ -978,7 +995,7 @@ def gym(n: int = 2000) -> list[Table]:
         ],
         key="CARD_NO",
     )
-    for i, (cid, _) in enumerate(custs, 1):
+    for _i, (cid, _) in enumerate(custs, 1):
         body = "8888" + m.digits(14)
         bad = str((int(luhn_digit(body)) + 1) % 10)
         opened = m.birth(2021, 2026)
@@ -1091,7 +1108,7 @@ def gym(n: int = 2000) -> list[Table]:
         ],
         key="ORD_NO",
     )
-    for i in range(1, n + 1):
+    for _i in range(1, n + 1):
         t = m.moment(2023)
         order.rows.append(
             (
@@ -1117,7 +1134,12 @@ def gym(n: int = 2000) -> list[Table]:
     )
     for i in range(1, 13):
         prod.rows.append(
-            (f"SKU-{i:04d}", m.pick(PLANS + ["蛋白粉", "运动水壶", "毛巾"]), m.pick([39, 299, 899]), m.ean13())
+            (
+                f"SKU-{i:04d}",
+                m.pick(PLANS + ["蛋白粉", "运动水壶", "毛巾"]),
+                m.pick([39, 299, 899]),
+                m.ean13(),
+            )
         )
 
     log = Table(
