@@ -632,8 +632,9 @@ def _conclude(table: str, column: str, column_type: str, stats: _ColumnStats) ->
             "birth_date": stats.date_like >= 0.5 * n,
             "gender": stats.text_values == 0 or stats.mean_length <= 8,
             "name": textual and stats.mean_length <= 40,
-            # images, paths of image files, or binary templates (a face's or fingerprint's features)
-            "biometric_face": stats.image_values + stats.image_refs + stats.undecodable >= 0.5 * n,
+            # images, or binary templates (a face's or fingerprint's features); paths of image
+            # files only in a table about a person (`_person_table_images`)
+            "biometric_face": stats.image_values + stats.undecodable >= 0.5 * n,
             "family": stats.kin_like >= 0.5 * n,
         }.get(cat, textual)
         if fits:
@@ -688,10 +689,29 @@ def _finding(
 
 
 def _person_table_images(findings: list[ColumnFinding], stats: dict[str, _ColumnStats]) -> None:
-    """Images in a table that also holds a person's name or identifiers are biometrics."""
+    """Images in a table that also holds a person's name or identifiers are biometrics; so are
+    paths or URLs of image files under a photo's or face's name (c_photo, FACE_IMG_URL) in a table
+    about a person (a name, a number, a CUST_ID): they lead to the person's picture. A product's
+    photo is in no such table."""
     personal = any(f.personal and "biometric_face" not in f.categories for f in findings)
+    about_person = personal or any(names.person_reference(f.column) for f in findings)
     for f in findings:
         s = stats.get(f.column)
+        if (
+            about_person
+            and s is not None
+            and not f.personal
+            and s.image_refs >= 0.5 * s.nonempty > 0
+            and "biometric_face" in names.hints(f.column)
+        ):
+            f.categories = ["biometric_face"]
+            f.level = level_of(f.categories)
+            f.matches = s.image_refs
+            f.reason = (
+                f"name hint {f.column}; {s.image_refs} of {s.nonempty} values are paths or URLs of image "
+                "files, in a table about a person (a photo of them)"
+            )
+            continue
         if not personal or s is None or f.personal or not s.image_values:
             continue
         if s.image_values >= 0.5 * s.nonempty:
