@@ -96,6 +96,7 @@ _KINSHIP_WORDS = frozenset(
     "father mother parent grandfather grandmother grandparent brother sister uncle aunt spouse "
     "husband wife son daughter guardian nanny self".split()
 )
+_DIGIT = re.compile(r"\d")
 BODY_TEMPERATURE = (34.0, 43.0)  # °C: every value of a body temperature column lies in it
 _DISTINCT_CAP = 64  # distinct values remembered per column and kind (to tell repeated from varied)
 _HINTED_ONLY = frozenset({"device_id"})  # whole-value shapes believed only under their column name
@@ -187,7 +188,7 @@ class _ColumnStats:
     image_refs: int = 0  # values that are a path or URL of an image file
     masked_mobiles: int = 0  # values that are wholly a masked mobile number (138****1234)
     kin_like: int = 0  # values that are kinship words (父亲, 外婆, mother)
-    with_digits: int = 0  # text values with a digit among their first 8 characters
+    with_digits: int = 0  # short text values (a postcode) with a digit among their first 8 characters
     typeless_text: bool = False  # read from SQLite, where TEXT is every string column's type
     numbers: int = 0  # values that are numbers (a measurement, an amount, a code)
     number_range: tuple = ()  # (lowest, highest) of them
@@ -242,14 +243,14 @@ class _ColumnStats:
         if isinstance(value, str):
             self.text_values += 1
             self.total_length += len(text)
-            if len(text) <= 500 and _IMAGE_REF.search(text):
+            if "." in text and len(text) <= 500 and _IMAGE_REF.search(text):
                 self.image_refs += 1
-            if len(text) == 11 and _MASKED_MOBILE.fullmatch(text):
+            if len(text) == 11 and text[3] in "*xX" and _MASKED_MOBILE.fullmatch(text):
                 self.masked_mobiles += 1
                 self.example("cn_mobile", text)
-            if text.lower() in _KINSHIP_WORDS:
+            if len(text) <= 12 and text.lower() in _KINSHIP_WORDS:
                 self.kin_like += 1
-            if any(c.isdigit() for c in text[:8]):
+            if len(text) <= 12 and _DIGIT.search(text, 0, 8):
                 self.with_digits += 1
             if _as_date(text) is not None:
                 self.date_like += 1
@@ -358,8 +359,10 @@ class _ColumnStats:
 
     def _add_number(self, number: float) -> None:
         self.numbers += 1
-        low, high = self.number_range or (number, number)
-        self.number_range = (min(low, number), max(high, number))
+        if not self.number_range:
+            self.number_range = (number, number)
+        elif not self.number_range[0] <= number <= self.number_range[1]:
+            self.number_range = (min(self.number_range[0], number), max(self.number_range[1], number))
 
     def _add_binary(self, blob: bytes) -> None:
         if not blob:

@@ -8,6 +8,7 @@ win, and uses a hint alone only for what values cannot prove (a name, an address
 
 from __future__ import annotations
 
+import functools
 import re
 
 # category -> names that mean it when they are the whole column name
@@ -527,6 +528,12 @@ def split_name(column: str) -> list[str]:
 
 def hints(column: str) -> list[str]:
     """Categories the column name suggests, most specific first; [] when the name says nothing."""
+    return list(_hints(column))
+
+
+@functools.lru_cache(maxsize=4096)
+def _hints(column: str) -> tuple[str, ...]:
+    # cached: a JSON column asks for every key of every document
     forms = _forms(column)
     found = [cat for cat, whole in _WHOLE.items() if any(f in whole for f in forms)]
     parts = _expanded(split_name(column))
@@ -541,7 +548,7 @@ def hints(column: str) -> list[str]:
             # Chinese words also count inside a part (学生身份证号), pinyin and English only whole
             if part in words or any(not w.isascii() and w in part for w in words):
                 found.append(cat)
-    return found
+    return tuple(found)
 
 
 def hint(column: str) -> str | None:
