@@ -64,8 +64,11 @@ DESCRIPTIONS = {
 }
 # kinds whose values prove or disprove them: a name hint alone never outweighs values that contradict it
 _PROVABLE = frozenset({"cn_resident_id", "cn_mobile", "phone", "email", "bank_card", "ip_address"})
+# kinds whose digits a document's number may have by chance (an invoice code 0xx-xxxxxxxx)
+_DOCUMENT_LOOKALIKES = frozenset({"cn_mobile", "phone", "bank_card"})
 _TEXT_TYPE = re.compile(r"CHAR|TEXT|CLOB|STRING|JSON|ENUM|NULL|UUID", re.I)
 _FREE_TEXT_TYPE = re.compile(r"TEXT|CLOB|JSON", re.I)
+_BARE_TEXT = re.compile(r"\s*TEXT\s*", re.I)
 _SKIP_IN_FULL_SCAN = re.compile(
     r"^(BOOL|DATE|TIME|FLOAT|REAL|DOUBLE|NUMERIC\(\d+, *[1-9]|DECIMAL\(\d+, *[1-9])", re.I
 )
@@ -81,6 +84,20 @@ _PROSE = re.compile(
     r"[\u4e00-\u9fff][，。！？；、：,!?;]|[，。！？；、：][\u4e00-\u9fff]|[\u4e00-\u9fff]\s+\S"
 )
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"RIFF")
+# a path or URL of an image file: /upload/child/2026/1234.jpg, https://img.example.cn/face/1.png?x=1
+_IMAGE_REF = re.compile(r"\.(?:jpe?g|png|gif|bmp|webp|heic|tiff?)(?:[?#][^\s]*)?$", re.I)
+# a mobile number with its middle digits masked (138****1234): with the name and address beside
+# it, still a way to the person (courier labels, order lists)
+_MASKED_MOBILE = re.compile(r"1[3-9]\d(?:\*{4}|x{4}|X{4})\d{4}")
+# a person's relation to another, as a family or a school records it
+_KINSHIP_WORDS = frozenset(
+    "父亲 母亲 爸爸 妈妈 父 母 爷爷 奶奶 外公 外婆 姥姥 姥爷 祖父 祖母 外祖父 外祖母 哥哥 姐姐 弟弟 妹妹 "
+    "叔叔 阿姨 伯伯 姑姑 舅舅 姨妈 配偶 丈夫 妻子 儿子 女儿 子女 亲属 保姆 本人 "
+    "father mother parent grandfather grandmother grandparent brother sister uncle aunt spouse "
+    "husband wife son daughter guardian nanny self".split()
+)
+_DIGIT = re.compile(r"\d")
+BODY_TEMPERATURE = (34.0, 43.0)  # °C: every value of a body temperature column lies in it
 _DISTINCT_CAP = 64  # distinct values remembered per column and kind (to tell repeated from varied)
 _HINTED_ONLY = frozenset({"device_id"})  # whole-value shapes believed only under their column name
 _PLATFORM_ID_LENGTHS = frozenset({16, 28})  # an Alipay user id, a WeChat openid or unionid
@@ -168,6 +185,13 @@ class _ColumnStats:
     own_contacts: frozenset = frozenset()  # (category, value) of the organisation's own contacts
     platform_ids: int = 0  # values that are wholly a WeChat openid/unionid or an Alipay user id
     own_contact_values: int = 0  # values holding one of them (not counted as personal)
+    image_refs: int = 0  # values that are a path or URL of an image file
+    masked_mobiles: int = 0  # values that are wholly a masked mobile number (138****1234)
+    kin_like: int = 0  # values that are kinship words (父亲, 外婆, mother)
+    with_digits: int = 0  # short text values (a postcode) with a digit among their first 8 characters
+    typeless_text: bool = False  # read from SQLite, where TEXT is every string column's type
+    numbers: int = 0  # values that are numbers (a measurement, an amount, a code)
+    number_range: tuple = ()  # (lowest, highest) of them
 
     def __post_init__(self) -> None:
         self._whole_detectors = _whole_value_detectors(self.hinted)
@@ -199,6 +223,8 @@ class _ColumnStats:
             return
         if isinstance(value, bool | float | Decimal):
             self.nonempty += 1
+            if not isinstance(value, bool):
+                self._add_number(float(value))
             return
         if isinstance(value, dict | list):  # a JSON column the driver already decoded
             self.nonempty += 1
@@ -217,6 +243,15 @@ class _ColumnStats:
         if isinstance(value, str):
             self.text_values += 1
             self.total_length += len(text)
+            if "." in text and len(text) <= 500 and _IMAGE_REF.search(text):
+                self.image_refs += 1
+            if len(text) == 11 and text[3] in "*xX" and _MASKED_MOBILE.fullmatch(text):
+                self.masked_mobiles += 1
+                self.example("cn_mobile", text)
+            if len(text) <= 12 and text.lower() in _KINSHIP_WORDS:
+                self.kin_like += 1
+            if len(text) <= 12 and _DIGIT.search(text, 0, 8):
+                self.with_digits += 1
             if _as_date(text) is not None:
                 self.date_like += 1
             if text.lower() in _GENDER_WORDS:
@@ -252,6 +287,7 @@ class _ColumnStats:
             elif text.startswith(("data:image/", "/9j/", "iVBOR")):
                 self._add_whole(text, [d for d in self._whole_detectors if d.CATEGORY == "biometric_face"])
         elif isinstance(value, int):
+            self._add_number(float(value))
             self._add_whole(text, self._whole_detectors)  # a gender code, a QQ number under its name
         if len(text) in _PLATFORM_ID_LENGTHS and im_account.is_platform_id(text):
             self.platform_ids += 1
@@ -320,6 +356,13 @@ class _ColumnStats:
                 seen = self.contact_values.setdefault(cat, Counter())
                 if raw in seen or len(seen) < _DISTINCT_CAP:
                     seen[raw] += 1
+
+    def _add_number(self, number: float) -> None:
+        self.numbers += 1
+        if not self.number_range:
+            self.number_range = (number, number)
+        elif not self.number_range[0] <= number <= self.number_range[1]:
+            self.number_range = (min(self.number_range[0], number), max(self.number_range[1], number))
 
     def _add_binary(self, blob: bytes) -> None:
         if not blob:
@@ -413,10 +456,19 @@ def _threshold(category: str, hinted: list[str]) -> float:
     return HINTED_SHARE if category in hinted else STRUCTURED_SHARE
 
 
+def _free_text_type(column_type: str | None, stats: _ColumnStats) -> bool:
+    """The column's type says free text (TEXT, CLOB, JSON). In SQLite a bare TEXT says nothing: it
+    is what every string column is declared as (a store's telephone, a setting's value), so there
+    the values' length, sentences or a remark's name decide."""
+    if not _FREE_TEXT_TYPE.search(column_type or ""):
+        return False
+    return not (stats.typeless_text and _BARE_TEXT.fullmatch(column_type or ""))
+
+
 def _is_free_text(column_type: str | None, stats: _ColumnStats, column: str = "") -> bool:
     n = stats.nonempty
     return (
-        bool(_FREE_TEXT_TYPE.search(column_type or ""))
+        _free_text_type(column_type, stats)
         or names.remark(column)
         or stats.mean_length > FREE_TEXT_LENGTH
         or stats.json_values >= 0.5 * n
@@ -460,6 +512,26 @@ def _conclude(table: str, column: str, column_type: str, stats: _ColumnStats) ->
                 f"{_pct(containing, n)} of {n} values are valid {description}"
                 + (f"; {hint_text}" if cat in hinted else "")
             )
+    if names.document_number(column):
+        # an invoice code or an order number may have a telephone's or card's digits: it numbers
+        # a document (resident IDs and e-mails, checked beyond chance, still count)
+        dropped = [c for c in categories if c in _DOCUMENT_LOOKALIKES]
+        if dropped:
+            categories = [c for c in categories if c not in dropped]
+            reasons = [r for r in reasons if not any(DESCRIPTIONS.get(c, c) in r for c in dropped)]
+            reasons.append(
+                f"name {column} says a document's number: {', '.join(dropped)} shapes in it are not counted"
+            )
+    if (
+        "cn_mobile" not in categories
+        and {"cn_mobile", "phone"} & set(hinted)
+        and stats.masked_mobiles >= HINTED_SHAPE_SHARE * n
+    ):
+        categories.append("cn_mobile")
+        reasons.append(
+            f"{hint_text}; {_pct(stats.masked_mobiles, n)} of {n} values are masked mobile numbers "
+            "(138****1234): with the name and address beside them they still lead to the person"
+        )
     for cat, documents in stats.json_found.items():
         if cat not in categories:
             categories.append(cat)
@@ -563,7 +635,10 @@ def _conclude(table: str, column: str, column_type: str, stats: _ColumnStats) ->
             "birth_date": stats.date_like >= 0.5 * n,
             "gender": stats.text_values == 0 or stats.mean_length <= 8,
             "name": textual and stats.mean_length <= 40,
-            "biometric_face": stats.image_values >= 0.5 * n,
+            # images, or binary templates (a face's or fingerprint's features); paths of image
+            # files only in a table about a person (`_person_table_images`)
+            "biometric_face": stats.image_values + stats.undecodable >= 0.5 * n,
+            "family": stats.kin_like >= 0.5 * n,
         }.get(cat, textual)
         if fits:
             categories.append(cat)
@@ -617,10 +692,29 @@ def _finding(
 
 
 def _person_table_images(findings: list[ColumnFinding], stats: dict[str, _ColumnStats]) -> None:
-    """Images in a table that also holds a person's name or identifiers are biometrics."""
+    """Images in a table that also holds a person's name or identifiers are biometrics; so are
+    paths or URLs of image files under a photo's or face's name (c_photo, FACE_IMG_URL) in a table
+    about a person (a name, a number, a CUST_ID): they lead to the person's picture. A product's
+    photo is in no such table."""
     personal = any(f.personal and "biometric_face" not in f.categories for f in findings)
+    about_person = personal or any(names.person_reference(f.column) for f in findings)
     for f in findings:
         s = stats.get(f.column)
+        if (
+            about_person
+            and s is not None
+            and not f.personal
+            and s.image_refs >= 0.5 * s.nonempty > 0
+            and "biometric_face" in names.hints(f.column)
+        ):
+            f.categories = ["biometric_face"]
+            f.level = level_of(f.categories)
+            f.matches = s.image_refs
+            f.reason = (
+                f"name hint {f.column}; {s.image_refs} of {s.nonempty} values are paths or URLs of image "
+                "files, in a table about a person (a photo of them)"
+            )
+            continue
         if not personal or s is None or f.personal or not s.image_values:
             continue
         if s.image_values >= 0.5 * s.nonempty:
@@ -850,6 +944,8 @@ def _person_table_address_parts(findings: list[ColumnFinding], stats: dict[str, 
             continue
         if s.mean_length > FREE_TEXT_LENGTH or s.any_hit >= 0.5 * s.nonempty:
             continue
+        if names.postcode(f.column) and s.text_values and s.with_digits < 0.5 * s.text_values:
+            continue  # POST_CD holding COACH, SALES: a job's post, not a postcode
         f.categories = ["address"]
         f.level = level_of(f.categories)
         f.matches = s.nonempty
@@ -857,6 +953,102 @@ def _person_table_address_parts(findings: list[ColumnFinding], stats: dict[str, 
             f"name {f.column} says part of an address, in a table that holds a person's name or number; "
             f"{s.nonempty} values"
         )
+
+
+def _person_table_body_measures(findings: list[ColumnFinding], stats: dict[str, _ColumnStats]) -> None:
+    """Height, weight, blood pressure, body fat or temperature of a person are health information:
+    in a table that refers to a person (a name, a number, a child_id or CUST_ID column) and holds two
+    body measurements or more, or one body temperature whose values all lie in a human body's range
+    (a morning check). A parcel's weight beside its sender's name is one measurement, not health."""
+    person = any(
+        f.personal and _PERSON_MARKERS & set(f.categories) and not f.reason.startswith("free text")
+        for f in findings
+    ) or any(names.person_reference(f.column) for f in findings)
+    if not person:
+        return
+    measures = {}
+    for f in findings:
+        s = stats.get(f.column)
+        kind = names.body_measure(f.column)
+        if kind and s is not None and s.nonempty and not f.personal and s.mean_length <= FREE_TEXT_LENGTH:
+            measures[f.column] = kind
+    low, high = BODY_TEMPERATURE
+    by_column = {f.column: f for f in findings}
+    for column, kind in measures.items():
+        s = stats[column]
+        body_temperature = (
+            "temperature" in kind
+            and s.numbers == s.nonempty
+            and low <= s.number_range[0]
+            and s.number_range[1] <= high
+        )
+        if len(set(measures.values())) < 2 and not body_temperature:
+            continue
+        f = by_column[column]
+        f.categories = ["health"]
+        f.level = level_of(f.categories)
+        f.matches = s.nonempty
+        f.reason = (
+            f"name {column} says a body measurement ({kind}), in a table about a person that "
+            + (
+                f"holds {len(set(measures.values()))} of them"
+                if not body_temperature
+                else f"holds body temperatures ({s.nonempty} values within {low:g}-{high:g} °C)"
+            )
+            + f"; {s.nonempty} values"
+        )
+
+
+def _place_own_contacts(table: str, findings: list[ColumnFinding]) -> dict[str, set]:
+    """A telephone, address or e-mail column named after the place its table lists (STORE_TEL in
+    STORE_INFO, depot_addr in t_depot) is that place's own contact, even beside its manager's name.
+    A mobile number stays personal: a shop's mobile is often its keeper's."""
+    cleared = {}
+    for f in findings:
+        if not f.personal or not set(f.categories) <= _ORGANISATION_KINDS:
+            continue
+        if not names.place_own_column(table, f.column):
+            continue
+        cleared[f.column] = set(f.categories)
+        f.reason = (
+            f"the organisation's own contact, not a person's: {f.column} is named after the place "
+            f"its table lists (detectors said: {f.reason})"
+        )
+        f.categories, f.level, f.matches, f.masked_examples = [], None, 0, []
+    return cleared
+
+
+def _health_terms_no_people(findings: list[ColumnFinding], stats: dict[str, _ColumnStats]) -> list[str]:
+    """Health terms in the free text of a table that holds nothing else of a person, beside the
+    organisation's few contacts repeated in every value (a notice about flu season signed with the
+    school's telephone), are about no one: dropped, so that the contacts are judged on their own. A
+    diagnosis's findings (health terms alone) stay. Returns the columns so cleared (a full scan
+    does not add the terms back)."""
+    if any(names.person_reference(f.column) for f in findings):
+        return []  # a record about a person (CUST_ID, child_id): its notes are theirs
+    cleared = []
+    for f in findings:
+        s = stats.get(f.column)
+        if s is None or "health" not in f.categories or "health" in names.hints(f.column):
+            continue
+        if s.context_names or any(
+            g.personal and g is not f and not set(g.categories) <= {"health"} for g in findings
+        ):
+            continue
+        contacts = set(f.categories) - {"health"}
+        if not contacts or not contacts <= _CONTACT_KINDS or any(c not in s.contact_values for c in contacts):
+            continue
+        distinct = sum(len(s.contact_values[c]) for c in contacts)
+        values = max(s.containing.get(c, 0) for c in contacts)
+        if distinct > ORGANISATION_CONTACT_MAX or values < ORGANISATION_CONTACT_REPEAT * distinct:
+            continue  # not the organisation's few contacts repeated: not its notice
+        f.categories = [c for c in f.categories if c != "health"]
+        f.level = level_of(f.categories) if f.categories else None
+        f.reason += "; health terms in a table that holds nothing of a person are not counted"
+        cleared.append(f.column)
+        if not f.categories:
+            f.matches, f.masked_examples = 0, []
+    return cleared
 
 
 # --- reading tables ------------------------------------------------------------------------------
@@ -1212,12 +1404,21 @@ def classify_table(
     cols = full_scan_columns(info) if full else []
     counted = _non_null_counts_beside(engine, info, cols)
     stats = _classify_table_sample(engine, info, sample_size, own_contacts)
+    if engine.dialect.name == "sqlite":
+        for s in stats.values():
+            s.typeless_text = True
     table = info.qualified_name
     findings = [_conclude(table, c.name, c.type, stats[c.name]) for c in info.columns]
+    no_people = _health_terms_no_people(findings, stats)
     organisation_contacts = _organisation_contacts(findings, stats)
+    for column in no_people:
+        organisation_contacts.setdefault(column, set()).add("health")
+    for column, kinds in _place_own_contacts(table, findings).items():
+        organisation_contacts.setdefault(column, set()).update(kinds)
     _few_names_no_people(findings, stats)
     _person_table_images(findings, stats)
     _person_table_address_parts(findings, stats)
+    _person_table_body_measures(findings, stats)
     if not full:
         return findings
     if after_sample is not None:
@@ -1231,7 +1432,10 @@ def classify_table(
         found = {
             cat: k
             for cat, k in hits[col].items()
-            if cat not in NOT_PERSONAL and cat != "_any" and cat not in organisation_contacts.get(col, ())
+            if cat not in NOT_PERSONAL
+            and cat != "_any"
+            and cat not in organisation_contacts.get(col, ())
+            and not (cat in _DOCUMENT_LOOKALIKES and names.document_number(col))
         }
         sampled, f.values_checked = f.values_checked, n
         if not found:
@@ -1240,7 +1444,7 @@ def classify_table(
             continue
         column_type = next(c.type for c in info.columns if c.name == col)
         free_text = (
-            bool(_FREE_TEXT_TYPE.search(column_type or ""))
+            _free_text_type(column_type, stats[col])
             or stats[col].mean_length > FREE_TEXT_LENGTH
             or names.remark(col)
         )

@@ -8,6 +8,7 @@ win, and uses a hint alone only for what values cannot prove (a name, an address
 
 from __future__ import annotations
 
+import functools
 import re
 
 # category -> names that mean it when they are the whole column name
@@ -210,6 +211,26 @@ _WHOLE: dict[str, set[str]] = {
         "症状",
         "病历",
         "既往史",
+        # a blood type is a medical fact about its holder (血型 xuexing)
+        "blood_type",
+        "blood_group",
+        "xuexing",
+        "血型",
+    },
+    # a person's relation to another (父亲, 母亲, 外婆 of a child): 家庭关系, listed among personal
+    # basic information by GB/T 35273 Annex A; concluded only when the values are kinship words
+    "family": {
+        "relation",
+        "relationship",
+        "kinship",
+        "guanxi",
+        "yxsgx",
+        "jzgx",
+        "关系",
+        "亲属关系",
+        "与学生关系",
+        "与本人关系",
+        "家庭关系",
     },
     "passport": {
         "passport",
@@ -435,7 +456,68 @@ _PAIRS: dict[tuple[str, str], str] = {
     ("xingming", "pinyin"): "name",
     ("english", "name"): "name",
     ("name", "en"): "name",
+    ("en", "name"): "name",
+    # who signed for a parcel, who sent it: a person named by their role
+    ("sign", "name"): "name",
+    ("signer", "name"): "name",
+    ("sender", "name"): "name",
+    ("blood", "type"): "health",
+    ("blood", "group"): "health",
 }
+
+# Abbreviated parts of UPPER_CASE schemas (CUST_NM, MOB_NO, BIRTH_DT, GNDR_CD, PWD_HASH, FP_TMPL,
+# ZIP_CD) and of courier or banking ones (snd_, rcv_): each is read as the word it stands for before
+# the parts are matched, so BIRTH_DT is birth_date and LOGIN_NM login_name.
+_ABBREVIATIONS = {
+    "nm": "name",
+    "mob": "mobile",
+    "mbl": "mobile",
+    "dt": "date",
+    "gndr": "gender",
+    "brth": "birth",
+    "cntct": "contact",
+    "emer": "emergency",
+    "emerg": "emergency",
+    "occup": "occupation",
+    "tmpl": "template",
+    "fp": "fingerprint",
+    "pwd": "password",
+    "pswd": "password",
+    "passwd": "password",
+    "cust": "customer",
+    "mbr": "member",
+    "snd": "sender",
+    "rcv": "receiver",
+    "recv": "receiver",
+    "dist": "district",
+    "prov": "province",
+    "cd": "code",
+    "eml": "email",
+    "hlth": "health",
+    "rmk": "remark",
+    "rmks": "remarks",
+}
+
+
+def _expanded(parts: list[str]) -> list[str]:
+    return [_ABBREVIATIONS.get(p, p) for p in parts]
+
+
+def _unprefixed(parts: list[str]) -> list[str]:
+    """Parts without a one-letter table prefix (c_name, g_mobile, t_login in a schema that
+    prefixes every column with its table's initial); the parts unchanged otherwise."""
+    if len(parts) >= 2 and len(parts[0]) == 1 and parts[0].isascii() and parts[0].isalpha():
+        return parts[1:]
+    return parts
+
+
+def _forms(column: str) -> list[str]:
+    """The whole-name forms of a column: as written, abbreviations expanded, a one-letter prefix
+    dropped (BIRTH_DT -> birth_date, c_name -> name, LOGIN_NM -> login_name)."""
+    whole = column.strip().lower()
+    parts = _expanded(split_name(column))
+    forms = [whole, "_".join(parts), "_".join(_unprefixed(parts))]
+    return list(dict.fromkeys(f for f in forms if f))
 
 
 def split_name(column: str) -> list[str]:
@@ -446,8 +528,15 @@ def split_name(column: str) -> list[str]:
 
 def hints(column: str) -> list[str]:
     """Categories the column name suggests, most specific first; [] when the name says nothing."""
-    found = [cat for cat, whole in _WHOLE.items() if column.strip().lower() in whole]
-    parts = split_name(column)
+    return list(_hints(column))
+
+
+@functools.lru_cache(maxsize=4096)
+def _hints(column: str) -> tuple[str, ...]:
+    # cached: a JSON column asks for every key of every document
+    forms = _forms(column)
+    found = [cat for cat, whole in _WHOLE.items() if any(f in whole for f in forms)]
+    parts = _expanded(split_name(column))
     for pair in zip(parts, parts[1:], strict=False):
         cat = _PAIRS.get(pair)
         if cat and cat not in found:
@@ -459,7 +548,7 @@ def hints(column: str) -> list[str]:
             # Chinese words also count inside a part (学生身份证号), pinyin and English only whole
             if part in words or any(not w.isascii() and w in part for w in words):
                 found.append(cat)
-    return found
+    return tuple(found)
 
 
 def hint(column: str) -> str | None:
@@ -500,13 +589,23 @@ ADDRESS_PARTS = frozenset(
 def address_part(column: str) -> bool:
     """The column's name says it holds one part of an address (a district, a postcode, a city),
     alone or after an owner (receiver_city)."""
-    parts = split_name(column)
-    whole = column.strip().lower()
-    if whole in ADDRESS_PARTS:
+    parts = _unprefixed(_expanded(split_name(column)))
+    if any(f in ADDRESS_PARTS for f in _forms(column)):
         return True
     if len(parts) >= 2 and ("_".join(parts[-2:]) in ADDRESS_PARTS or parts[-1] in ADDRESS_PARTS):
         return True
     return False
+
+
+_POSTCODES = frozenset(
+    {"postal_code", "postalcode", "post_code", "postcode", "zip", "zipcode", "zip_code", "邮编", "邮政编码"}
+)
+
+
+def postcode(column: str) -> bool:
+    """The column's name says a postcode (ZIP_CD, post_code, 邮编); POST_CD may also be a job's post."""
+    parts = _unprefixed(_expanded(split_name(column)))
+    return any(f in _POSTCODES for f in _forms(column)) or "_".join(parts[-2:]) in _POSTCODES
 
 
 # A person's school, class, employer or job: personal (general) in a record about a person (a
@@ -560,7 +659,10 @@ PROFILE_PARTS = frozenset(
 
 def profile_part(column: str) -> bool:
     """The column's name says it holds a person's school, class, employer or job."""
-    return column.strip().lower() in PROFILE_PARTS
+    forms = _forms(column)
+    # OCCUP_NM, job_name: the name of the job is the job
+    forms += [f.removesuffix("_name") for f in forms]
+    return any(f in PROFILE_PARTS for f in forms)
 
 
 # A remark is free text whatever its length: 备注 holding 有高血压 in one row of eight is a note
@@ -584,8 +686,8 @@ _REMARKS = frozenset(
 
 
 def remark(column: str) -> bool:
-    """The column's name says it holds remarks (remark, user_note, beizhu, 备注, 客服备注)."""
-    parts = split_name(column)
+    """The column's name says it holds remarks (remark, user_note, RMK, beizhu, 备注, 客服备注)."""
+    parts = _expanded(split_name(column))
     if parts[-1:] and parts[-1] in _REMARKS:
         return True
     return any(not w.isascii() and column.strip().endswith(w) for w in _REMARKS)
@@ -632,4 +734,190 @@ GENERIC_NAMES = frozenset({"name", "名称", "名字"})
 
 def is_generic_name(column: str) -> bool:
     """The column is called just `name`: a person's name only in a record about a person."""
-    return column.strip().lower() in GENERIC_NAMES
+    return any(f in GENERIC_NAMES for f in _forms(column))
+
+
+# Body measurements: a person's height, weight, body fat, blood pressure or temperature is health
+# information about them; a parcel's weight or a room's temperature is not. The engine counts these
+# as health in a record about a person that holds two of them or more (a body-measurement record),
+# or one body temperature whose values are all in a human body's range.
+BODY_MEASURES = frozenset(
+    {
+        "height",
+        "ht",
+        "weight",
+        "wt",
+        "bmi",
+        "body_fat",
+        "bfr",
+        "fat_rate",
+        "waist",
+        "hip",
+        "blood_pressure",
+        "bp",
+        "systolic",
+        "diastolic",
+        "heart_rate",
+        "pulse",
+        "temperature",
+        "body_temperature",
+        "vision",
+        "shengao",
+        "tizhong",
+        "tiwen",
+        "xueya",
+        "shili",
+        "yaowei",
+        "tizhilv",
+        "身高",
+        "体重",
+        "体温",
+        "血压",
+        "视力",
+        "腰围",
+        "心率",
+        "脉搏",
+        "体脂",
+        "体脂率",
+    }
+)
+_UNITS = frozenset(
+    {"cm", "mm", "m", "kg", "g", "jin", "pct", "percent", "rate", "val", "value", "sys", "dia"}
+)
+
+
+def body_measure(column: str) -> str | None:
+    """The body measurement the column's name says it holds (h_height_cm -> height, BP_SYS -> bp),
+    or None."""
+    parts = [p for p in _unprefixed(split_name(column)) if p not in _UNITS] or _unprefixed(split_name(column))
+    for form in ("_".join(parts), *parts, *("_".join(pair) for pair in zip(parts, parts[1:], strict=False))):
+        if form in BODY_MEASURES:
+            return form
+    whole = column.strip()
+    return next((w for w in BODY_MEASURES if not w.isascii() and w in whole), None)
+
+
+# A column that refers to a person by their key: child_id, CUST_ID, member_no, h_child_id
+_PERSON_WORDS = frozenset(
+    {
+        "customer",
+        "cust",
+        "member",
+        "mbr",
+        "child",
+        "kid",
+        "student",
+        "stu",
+        "pupil",
+        "patient",
+        "user",
+        "employee",
+        "emp",
+        "staff",
+        "person",
+        "athlete",
+        "guest",
+        "client",
+        "xuesheng",
+        "huiyuan",
+        "学生",
+        "会员",
+        "患者",
+        "客户",
+        "员工",
+        "幼儿",
+    }
+)
+
+
+def person_reference(column: str) -> bool:
+    """The column's name says it holds a person's key (child_id, CUST_ID, member_no)."""
+    parts = _unprefixed(split_name(column))
+    return len(parts) >= 2 and parts[-1] in ("id", "no") and any(p in _PERSON_WORDS for p in parts[:-1])
+
+
+# Places and organisations whose own telephone, address or e-mail a column may hold: STORE_TEL in
+# a table of stores, depot_addr in a table of depots. Named after the table's own subject, such a
+# column is the place's contact, even beside its manager's name.
+_PLACE_WORDS = frozenset(
+    {
+        "store",
+        "shop",
+        "depot",
+        "branch",
+        "outlet",
+        "warehouse",
+        "site",
+        "station",
+        "office",
+        "campus",
+        "school",
+        "hospital",
+        "clinic",
+        "dept",
+        "department",
+        "company",
+        "corp",
+        "org",
+        "merchant",
+        "supplier",
+        "vendor",
+        "venue",
+        "club",
+        "hall",
+        "wangdian",
+        "mendian",
+        "cangku",
+        "xiaoqu",
+    }
+)
+_TABLE_NOISE = frozenset(
+    {"t", "tb", "tbl", "info", "mst", "master", "list", "base", "dim", "ods", "dwd", "sys"}
+)
+
+
+def place_own_column(table: str, column: str) -> bool:
+    """The column is named after the place or organisation its table lists (STORE_TEL in
+    STORE_INFO, depot_addr in t_depot): that place's own contact."""
+    subject = {p for p in split_name(table.rsplit(".", 1)[-1]) if p not in _TABLE_NOISE}
+    parts = split_name(column)
+    return len(parts) >= 2 and parts[0] in subject and parts[0] in _PLACE_WORDS
+
+
+# Numbers of documents: an invoice's, an order's, a payment's. Their digits may have a telephone's or
+# a card's shape (an invoice code 0xx...), but they number a document, not a person's line or card.
+_DOCUMENT_WORDS = frozenset(
+    {
+        "invoice",
+        "order",
+        "trade",
+        "transaction",
+        "trx",
+        "txn",
+        "bill",
+        "waybill",
+        "tracking",
+        "serial",
+        "receipt",
+        "voucher",
+        "ticket",
+        "contract",
+        "batch",
+        "fapiao",
+        "dingdan",
+        "liushui",
+        "fph",
+        "fpdm",
+    }
+)
+
+
+def document_number(column: str) -> bool:
+    """The column's name says it numbers a document (invoice_no, f_trade_no, ORD_NO, waybill_no)."""
+    parts = _unprefixed(split_name(column))
+    parts = ["order" if p == "ord" else p for p in parts]
+    return (
+        len(parts) >= 2
+        and parts[-1] in ("no", "number", "num", "code", "sn", "id", "hao", "haoma")
+        and any(p in _DOCUMENT_WORDS for p in parts[:-1])
+    )

@@ -141,11 +141,12 @@ def is_plausible(text: str) -> bool:
 
 
 # Inside free text a name is believed only with context that says a person is meant: a word
-# before it (联系人, 收货人, 已联系, 致电, 客服, 用户, 家长, Mr) or after it (先生, 女士, 同学, 家长,
+# before it (联系人, 收货人, 已联系, 致电, 客服, 用户, 家长, 签收人, 快递员, 教练, Mr) or after it (先生, 女士, 同学, 家长,
 # 反馈, 来电, 投诉), or a phone number right after it.
 _BEFORE = (
     r"(?:联系人|收货人|收件人|寄件人|付款人|经办人|申请人|负责人|监护人|家长|学生|学员|客户|用户|会员|顾客|"
-    r"客服|联系|致电|电话联系|告知|通知|转告|回复|提醒|姓名|户名|开户名|持卡人|收款人|Mr\.?|Ms\.?|Mrs\.?)[:：\s]?"
+    r"客服|联系|致电|电话联系|告知|通知|转告|回复|提醒|姓名|户名|开户名|持卡人|收款人|签收人|代收人|本人|"
+    r"快递员|派件员|配送员|骑手|司机|教练|Mr\.?|Ms\.?|Mrs\.?)[:：\s]?"
 )
 _AFTER = (
     r"(?:先生|女士|小姐|同学|家长|老师|您好|你好|推荐|介绍|反馈|来电|投诉|表示|要求|申请|本人|的(?:电话|手机)|电话|手机"

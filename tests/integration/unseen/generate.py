@@ -523,7 +523,14 @@ def clinic(n: int = 2500) -> list[Table]:
         [
             ("id", "INTEGER PRIMARY KEY", CLEAN),
             ("patient_id", "INTEGER", CLEAN),
-            ("relation", "VARCHAR(10)", CLEAN),
+            (
+                "relation",
+                "VARCHAR(10)",
+                AMBIG(
+                    "the guardian's relation to the patient (母亲): 家庭关系 is personal basic information "
+                    "in GB/T 35273 Annex A; round 2 labels such columns personal"
+                ),
+            ),
             ("guardian_name", "VARCHAR(40)", P("name")),
             ("phone", "VARCHAR(20)", P("cn_mobile")),
             ("id_number", "VARCHAR(18)", P("cn_resident_id")),
@@ -1743,17 +1750,22 @@ DATABASES = {
 def truth(db: str) -> dict:
     """The ground truth of one database, in the realworld packs' format."""
     dbms, build = DATABASES[db]
+    return describe(f"unseen-{db}", dbms, SEED, build())
+
+
+def describe(case: str, dbms: str, seed: int, tables: list[Table]) -> dict:
+    """The ground truth of `tables` (their labels), in the realworld packs' format."""
     out: dict = {
-        "case": f"unseen-{db}",
+        "case": case,
         "dbms": dbms,
-        "seed": SEED,
+        "seed": seed,
         "truth": {},
         "ambiguous": {},
         "clean": {},
         "decoys": {},
         "rows": {},
     }
-    for table in build():
+    for table in tables:
         out["rows"][table.name] = len(table.rows)
         for column, _type, label in table.columns:
             if label.kind in ("personal", "empty"):
@@ -1778,19 +1790,26 @@ def truth(db: str) -> dict:
 
 def load(db: str, url: str) -> None:
     """Create the tables of `db` in the (empty) database at `url` and insert the rows."""
+    dbms, build = DATABASES[db]
+    load_tables(dbms, url, build())
+
+
+def load_tables(dbms: str, url: str, tables: list[Table]) -> None:
+    """Create `tables` in the (empty) database at `url` (PostgreSQL, MariaDB or SQLite) and insert
+    their rows."""
     import sqlalchemy as sa
 
-    dbms, build = DATABASES[db]
     engine = sa.create_engine(url)
-    q = '"' if dbms == "postgresql" else "`"
+    q = "`" if dbms == "mariadb" else '"'
+    mark = "?" if dbms == "sqlite" else "%s"
     try:
         with engine.begin() as conn:
-            for table in build():
+            for table in tables:
                 cols = ", ".join(f"{q}{c}{q} {t}" for c, t, _ in table.columns)
                 tail = " DEFAULT CHARSET=utf8mb4" if dbms == "mariadb" else ""
                 conn.exec_driver_sql(f"CREATE TABLE {q}{table.name}{q} ({cols}){tail}")
                 if table.rows:
-                    marks = ", ".join(["%s"] * len(table.columns))
+                    marks = ", ".join([mark] * len(table.columns))
                     names = ", ".join(f"{q}{c}{q}" for c, _, _ in table.columns)
                     conn.exec_driver_sql(
                         f"INSERT INTO {q}{table.name}{q} ({names}) VALUES ({marks})", table.rows
