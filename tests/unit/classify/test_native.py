@@ -270,3 +270,31 @@ def test_digits_beyond_ascii_are_found_in_the_utf8_bytes_as_by_python():
         except UnicodeEncodeError:  # a lone surrogate: such a text never reaches the search
             continue
         assert search(data) == (native._OTHER_DIGIT.search(text) is not None)
+
+
+@pytest.mark.skipif(not _HAVE_HYPERSCAN, reason="needs the hyperscan package")
+def test_scan_values_counts_the_same_with_and_without_the_batch_search(monkeypatch):
+    """`scan_values` skips the values its batch's native search finds no candidate in: the counts
+    are those of searching every value, on the labelled corpus, the tricky texts and batches cut
+    anywhere (and it did skip values)."""
+    corpus = build_corpus(rows=600, seed=23)
+    values = (
+        [v for t in corpus.tables for c in t.columns for v in c.values] + _TRICKY + [None, "", 13812345678]
+    )
+    skipped = []
+    masks_of = scanner.span_masks
+
+    def counting(texts):
+        masks = masks_of(texts)
+        skipped.append(sum(1 for m in masks or () if not m))
+        return masks
+
+    monkeypatch.setattr(scanner, "span_masks", counting)
+    for batch in (4096, 7, 1):
+        monkeypatch.setattr(scanner, "SCAN_VALUES_BATCH", batch)
+        together = scanner.scan_values(values)
+        with monkeypatch.context() as m:
+            m.setattr(scanner, "span_masks", lambda texts: None)
+            alone = scanner.scan_values(values)
+        assert together == alone and together["_values"] > 1000
+    assert sum(skipped) > len(values)
