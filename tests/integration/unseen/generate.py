@@ -1747,10 +1747,11 @@ DATABASES = {
 }
 
 
-def truth(db: str) -> dict:
-    """The ground truth of one database, in the realworld packs' format."""
-    dbms, build = DATABASES[db]
-    return describe(f"unseen-{db}", dbms, SEED, build())
+def truth(db: str, databases: dict | None = None, seed: int = SEED) -> dict:
+    """The ground truth of one database of `databases` (this module's by default), in the
+    realworld packs' format."""
+    dbms, build = (databases or DATABASES)[db]
+    return describe(f"unseen-{db}", dbms, seed, build())
 
 
 def describe(case: str, dbms: str, seed: int, tables: list[Table]) -> dict:
@@ -1788,9 +1789,10 @@ def describe(case: str, dbms: str, seed: int, tables: list[Table]) -> dict:
     return out
 
 
-def load(db: str, url: str) -> None:
-    """Create the tables of `db` in the (empty) database at `url` and insert the rows."""
-    dbms, build = DATABASES[db]
+def load(db: str, url: str, databases: dict | None = None) -> None:
+    """Create the tables of `db` (of `databases`, this module's by default) in the (empty) database
+    at `url` and insert the rows."""
+    dbms, build = (databases or DATABASES)[db]
     load_tables(dbms, url, build())
 
 
@@ -1818,15 +1820,16 @@ def load_tables(dbms: str, url: str, tables: list[Table]) -> None:
         engine.dispose()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(databases: dict | None = None, seed: int = SEED, doc: str | None = None) -> None:
+    """Write each database's truth file (of `databases`, this module's by default)."""
+    parser = argparse.ArgumentParser(description=(doc or __doc__).split("\n\n")[0])
     parser.add_argument(
         "--truth", type=Path, default=Path(__file__).resolve().parent, help="folder for DB.truth.json"
     )
     args = parser.parse_args()
-    for db in DATABASES:
+    for db in databases or DATABASES:
         (args.truth / f"{db}.truth.json").write_text(
-            json.dumps(truth(db), ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
+            json.dumps(truth(db, databases, seed), ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
         )
 
 

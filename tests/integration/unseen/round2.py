@@ -25,12 +25,11 @@ column before any scan.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import string
-from pathlib import Path
 
+from tests.integration.unseen import generate
 from tests.integration.unseen.generate import (
     AMBIG,
     CLEAN,
@@ -44,8 +43,6 @@ from tests.integration.unseen.generate import (
     Maker,
     P,
     Table,
-    describe,
-    load_tables,
 )
 
 SEED = 2611
@@ -1212,26 +1209,12 @@ DATABASES = {
 
 
 def truth(db: str) -> dict:
-    dbms, build = DATABASES[db]
-    return describe(f"unseen-{db}", dbms, SEED, build())
+    return generate.truth(db, DATABASES, SEED)
 
 
 def load(db: str, url: str) -> None:
-    dbms, build = DATABASES[db]
-    load_tables(dbms, url, build())
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--truth", type=Path, default=Path(__file__).resolve().parent, help="folder for DB.truth.json"
-    )
-    args = parser.parse_args()
-    for db in DATABASES:
-        (args.truth / f"{db}.truth.json").write_text(
-            json.dumps(truth(db), ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
-        )
+    generate.load(db, url, DATABASES)
 
 
 if __name__ == "__main__":
-    main()
+    generate.main(DATABASES, SEED, __doc__)
