@@ -405,10 +405,24 @@ def shred_subject(
             actor=ACTOR,
             details=details,
         )
-    cert = _certificate(company_id, subject_ref, done, old, entry, ledger, run_id)
+    from dereg.evidence.checkpoints import anchor_certificate_ledger
     from dereg.keys import Keyring
 
-    signed = sign_certificate(cert, signing_keyring or Keyring.load())
+    signer = signing_keyring or Keyring.load()
+    # the ledger's head, with this erasure's entry, anchored off-site beside the first backup shredded
+    first = matched[0][0]
+    checkpoints = anchor_certificate_ledger(
+        store,
+        first["where"],
+        signer,
+        company_id=company_id,
+        run_id=run_id,
+        stage=STAGE,
+        object_lock=bool(first["manifest"].get("object_lock")),
+        warn=progress,
+    )
+    cert = _certificate(company_id, subject_ref, done, old, entry, ledger, run_id, checkpoints)
+    signed = sign_certificate(cert, signer)
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in run_id)
     json_path, html_path = write_certificate(
         signed, config.output_dir() / company_id / safe, "subject-shred-certificate"
@@ -468,7 +482,9 @@ def _find(refs: list[bytes], ref: bytes) -> int | None:
     return None
 
 
-def _certificate(company_id, subject_ref, done, old, entry, ledger, run_id) -> dict[str, Any]:
+def _certificate(
+    company_id, subject_ref, done, old, entry, ledger, run_id, checkpoints=None
+) -> dict[str, Any]:
     head = ledger.head()
     now = dt.datetime.now(dt.UTC).isoformat()
     return {
@@ -505,5 +521,7 @@ def _certificate(company_id, subject_ref, done, old, entry, ledger, run_id) -> d
         "ledger": {
             "head_hash": head.hash if head else None,
             "entries": [{"entry_id": entry.entry_id, "hash": entry.hash, "stage": STAGE}],
+            # where its signed checkpoint is (dereg verify-certificate --checkpoints); none if not written
+            **({"checkpoints": checkpoints} if checkpoints else {}),
         },
     }

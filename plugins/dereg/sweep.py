@@ -212,8 +212,12 @@ def companies_done(store, results: list[dict[str, Any]]) -> list[str]:
     return sorted(swept - readable)
 
 
-def final_certificate(store, keyring, company_id: str, *, sweep_run_id: str) -> dict[str, Any]:
-    """Sign and write the company's final certificate; returns where it is and its SHA-256."""
+def final_certificate(
+    store, keyring, company_id: str, *, sweep_run_id: str, location_of=None, progress=None
+) -> dict[str, Any]:
+    """Sign and write the company's final certificate; returns where it is and its SHA-256.
+    `location_of(bucket, prefix)` (an S3Location with credentials): the ledger's head is first
+    anchored by a signed checkpoint beside the company's latest backup, named in the certificate."""
     from dereg.backup import catalog
     from dereg.errors import BackupError
     from dereg.evidence.artifacts import put_artifact
@@ -251,6 +255,22 @@ def final_certificate(store, keyring, company_id: str, *, sweep_run_id: str) -> 
                 "ledger_entry": {"entry_id": last.entry_id, "hash": last.hash} if last else None,
             }
         )
+    checkpoints = None
+    ours = [b for b in catalog.list_backups(store, status=None) if b["company_id"] == company_id]
+    if location_of is not None and ours:
+        from dereg.evidence.checkpoints import anchor_certificate_ledger
+
+        latest = max(ours, key=lambda b: b["created_at"])
+        checkpoints = anchor_certificate_ledger(
+            store,
+            location_of(latest["bucket"], latest["prefix"]),
+            keyring,
+            company_id=company_id,
+            run_id=sweep_run_id,
+            stage=FINAL,
+            object_lock=bool(latest["object_lock"]),
+            warn=progress,
+        )
     head = ledger.head()
     now = dt.datetime.now(dt.UTC).isoformat()
     closure = _closure_certificate(store, company_id)
@@ -281,6 +301,8 @@ def final_certificate(store, keyring, company_id: str, *, sweep_run_id: str) -> 
         "ledger": {
             "head_hash": head.hash if head else None,
             "entries": [d["ledger_entry"] | {"stage": STAGE} for d in destroyed if d["ledger_entry"]],
+            # where its signed checkpoint is (dereg verify-certificate --checkpoints); none if not written
+            **({"checkpoints": checkpoints} if checkpoints else {}),
         },
     }
     cert = sign_certificate(body, keyring)

@@ -70,7 +70,7 @@ def build_sweep_dag() -> DAG:
 
         @task(task_id="final_certificates", trigger_rule="all_done", retries=0)
         def finish(backups: list[dict], **context) -> dict:
-            from dereg.connections import smtp_hook
+            from dereg.connections import s3_location, smtp_hook
             from dereg.evidence.ledger import Ledger
             from dereg.evidence.store import open_store
             from dereg.keys import Keyring
@@ -97,7 +97,16 @@ def build_sweep_dag() -> DAG:
             issued = []
             for company in companies_done(store, results):
                 issued.append(
-                    final_certificate(store, Keyring.load(), company, sweep_run_id=context["run_id"])
+                    final_certificate(
+                        store,
+                        Keyring.load(),
+                        company,
+                        sweep_run_id=context["run_id"],
+                        location_of=lambda bucket, prefix: s3_location(
+                            context["params"]["s3_conn_id"], bucket=bucket, prefix=prefix
+                        ),
+                        progress=print,
+                    )
                 )
                 print(f"final certificate for {company}: {issued[-1]['path']}")
             sent = alert(

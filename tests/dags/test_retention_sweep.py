@@ -149,7 +149,15 @@ def test_expired_backups_are_destroyed_held_ones_reported_and_a_final_certificat
             .where(catalog.backups.c.backup_id == retained.backup_id)
             .values(company_id="other_co")
         )
-    issued = final_certificate(store, keyring, "demo_academy", sweep_run_id="sweep-2")
+    issued = final_certificate(
+        store,
+        keyring,
+        "demo_academy",
+        sweep_run_id="sweep-2",
+        location_of=lambda bucket, prefix: S3Location(
+            seaweed.endpoint_url, seaweed.access_key, seaweed.secret_key, "cn-north-1", bucket, prefix
+        ),
+    )
     assert issued["backups"] == 2
     cert = get_artifact(store, "demo_academy", "sweep-2", FINAL)
     body = cert["body"]
@@ -159,7 +167,23 @@ def test_expired_backups_are_destroyed_held_ones_reported_and_a_final_certificat
     assert body["residual_risks"] and "no readable copy" in body["statement"]
     pem = tmp_path / "signing.pem"
     pem.write_text(public_key_pem(keyring.public_key()))
-    assert (
-        dereg_cli(["verify-certificate", issued["path"], "--store", store_url, "--public-key", str(pem)]) == 0
-    )
+    # its ledger is anchored off-site: a signed checkpoint beside the backups, locked, that matches
+    assert body["ledger"]["checkpoints"] == f"s3://{bucket_name}/{prefix}"
+    (anchor,) = s3_client.list_objects_v2(Bucket=bucket_name, Prefix=f"{prefix}/_ledger/checkpoints/")[
+        "Contents"
+    ]
+    lock = s3_client.get_object_retention(Bucket=bucket_name, Key=anchor["Key"])["Retention"]
+    assert lock["Mode"] == "COMPLIANCE" and lock["RetainUntilDate"].year >= dt.datetime.now(dt.UTC).year + 3
+    for env_name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(
+            env_name,
+            {
+                "AWS_ENDPOINT_URL": seaweed.endpoint_url,
+                "AWS_ACCESS_KEY_ID": seaweed.access_key,
+                "AWS_SECRET_ACCESS_KEY": seaweed.secret_key,
+            }[env_name],
+        )
+    verify = ["verify-certificate", issued["path"], "--store", store_url, "--public-key", str(pem)]
+    assert dereg_cli(verify) == 0
+    assert dereg_cli([*verify, "--checkpoints", body["ledger"]["checkpoints"]]) == 0
     store.dispose()

@@ -258,3 +258,45 @@ def compare_with_checkpoints(
         )
     result.ok = not result.problems
     return result
+
+
+#: how long the checkpoint anchoring a subject-shred or final certificate stays locked: PIPL Art. 56
+#: keeps the records of processing (the erasure's evidence among them) for at least three years
+EVIDENCE_RETENTION_DAYS = 3 * 366
+
+
+def anchor_certificate_ledger(
+    store: Engine,
+    location: S3Location | None,
+    keyring,
+    *,
+    company_id: str,
+    run_id: str,
+    stage: str,
+    object_lock: bool,
+    warn=None,
+) -> str | None:
+    """Write a checkpoint of the ledger's head for a certificate issued outside a closure run (a
+    subject shred, the final certificate) beside the backups (locked for EVIDENCE_RETENTION_DAYS
+    where their bucket has Object Lock: `object_lock`). Returns where the
+    checkpoints are (`s3://bucket/prefix`, for the certificate's `ledger.checkpoints`), or None when
+    there is no location or the write failed (`warn` is told why: the certificate is still issued,
+    and `dereg verify-certificate` says its ledger was not compared off-site)."""
+    if location is None:
+        return None
+    try:
+        write_checkpoint(
+            store,
+            location,
+            keyring,
+            company_id=company_id,
+            run_id=run_id,
+            stage=stage,
+            retention_days=EVIDENCE_RETENTION_DAYS,
+            object_lock=object_lock,
+        )
+    except DeregError as exc:
+        if warn is not None:
+            warn(f"WARNING: {exc}")
+        return None
+    return f"s3://{location.bucket}/{location.prefix}"

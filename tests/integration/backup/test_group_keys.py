@@ -96,7 +96,12 @@ def test_one_subject_shredded_from_its_group_block_inside_a_locked_backup(
     )
     done = result["backups"][0]
     assert done["backup_id"] == record.backup_id and (done["group"], done["group_generation"]) == (0, 1)
-    assert verify_certificate(load_certificate(Path(result["certificate"])), store=store).ok
+    cert = load_certificate(Path(result["certificate"]))
+    assert verify_certificate(cert, store=store).ok
+    # the ledger's head with this erasure's entry is anchored off-site beside the backup, and matches
+    assert cert["body"]["ledger"]["checkpoints"] == f"s3://{location.bucket}/{location.prefix}"
+    anchored = verify_certificate(cert, store=store, checkpoints=[location])
+    assert anchored.ok, anchored.problems
     escrow = escrow_key(location, record.backup_id)
     assert len(s3_client.list_object_versions(Bucket=location.bucket, Prefix=escrow).get("Versions", [])) == 1
     # the old block is still there, locked; the key set holds only the new key of group 0, under which
