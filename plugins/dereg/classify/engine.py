@@ -1404,7 +1404,7 @@ def classify_table(
     cols = full_scan_columns(info) if full else []
     counted = _non_null_counts_beside(engine, info, cols)
     stats = _classify_table_sample(engine, info, sample_size, own_contacts)
-    if engine.dialect.name == "sqlite":
+    if dialect_for(engine).typeless_text:
         for s in stats.values():
             s.typeless_text = True
     table = info.qualified_name

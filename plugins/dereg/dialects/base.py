@@ -72,6 +72,9 @@ class Dialect:
     narrow_integers: ClassVar[bool] = True
     #: whole-table deletes may go as one TRUNCATE (`referrers` and `truncate` are implemented)
     truncates: ClassVar[bool] = False
+    #: a bare TEXT column type says nothing of its content (SQLite gives every string column that
+    #: type): the classifier does not take it for free text (`classify.engine`)
+    typeless_text: ClassVar[bool] = False
 
     # --- URLs and connections ---------------------------------------------------------------
     #: which reader of `backup/schema.py` (STATEMENT_READERS) captures this dialect's schema as

@@ -30,6 +30,7 @@ class SQLite(Dialect):
     loads_copy_text_rows = True
     insertion_order = "rowid"
     narrow_integers = False  # INTEGER always holds 8 bytes: a mobile number fits
+    typeless_text = True  # every string column is TEXT, whatever it holds
 
     def delete_rules(self, conn: Connection, table: TableIdent) -> dict[tuple[str, ...], str]:
         # SQLAlchemy reads ON DELETE only from table constraints, not from a column's REFERENCES
