@@ -365,47 +365,9 @@ def crypto_shred(
             f"until {locked.isoformat()} (Object Lock), later than the catalog says ({until}); the catalog "
             "may have been rebuilt from an altered manifest. Nothing was destroyed."
         )
-    escrow_key = where.key("_escrow", f"{backup_id}.json")
-    deleted = 0
-    for item in _escrow_versions(client, where.bucket, escrow_key):
-        try:
-            client.delete_object(Bucket=where.bucket, Key=escrow_key, VersionId=item["VersionId"])
-        except client.exceptions.ClientError as exc:
-            raise BackupError(
-                f"escrow copy {escrow_key} (version {item['VersionId']}) of backup {backup_id} cannot be "
-                f"deleted ({exc.response['Error'].get('Code')}): a bucket default retention may lock it. "
-                "The key is NOT destroyed yet; remove the default retention from the _escrow prefix's "
-                "bucket and run again."
-            ) from None
-        deleted += 1
-    # the per-subject key set (format version 5) is wrapped under the data key, so it dies with it;
-    # its copies are deleted too, so nothing key-like of the backup is left
-    subject_keys = where.key("_escrow", f"{backup_id}.subject-keys.json")
-    for item in _escrow_versions(client, where.bucket, subject_keys):
-        client.delete_object(Bucket=where.bucket, Key=subject_keys, VersionId=item["VersionId"])
-    left = _escrow_versions(client, where.bucket, escrow_key) + _escrow_versions(
-        client, where.bucket, subject_keys
+    deleted = _destroy_key(
+        store, where, client, backup_id, status="shredded", company_id=record["company_id"]
     )
-    if left:
-        raise BackupError(
-            f"{len(left)} version(s) of the escrow copies {escrow_key} (and its subject key set) of backup "
-            f"{backup_id} are still in {where.describe()} after deleting them; the backup is NOT marked "
-            "shredded. Run again."
-        )
-    with store.begin() as conn:
-        conn.execute(
-            backup_keys.update()
-            .where(backup_keys.c.backup_id == backup_id)
-            .values(wrapped_key="", destroyed_at=_now())
-        )
-        conn.execute(backups.update().where(backups.c.backup_id == backup_id).values(status="shredded"))
-        conn.execute(
-            artifacts.delete().where(
-                artifacts.c.company_id == record["company_id"],
-                artifacts.c.run_id == backup_id,
-                artifacts.c.name == "subject_keys",  # subjectkeys.KEY_SET_ARTIFACT
-            )
-        )
     return {
         "backup_id": backup_id,
         "escrow_versions_deleted": deleted,
@@ -449,26 +411,50 @@ def destroy_attempt_key(store: Engine, location, backup_id: str, reason: str) ->
     retention protects an attempt: the law's record is the complete backup, never a broken one.
     `location` must point at the attempt's bucket and prefix. Returns the escrow versions deleted;
     BackupError (the key NOT destroyed, the attempt not marked) when one cannot be deleted."""
-    client = location.client()
+    return _destroy_key(store, location, location.client(), backup_id, status="abandoned", error=reason)
+
+
+def set_retain_until(store: Engine, backup_id: str, until: str) -> None:
+    """Record when the objects left of a destroyed attempt can be deleted (their latest lock)."""
+    with store.begin() as conn:
+        conn.execute(backups.update().where(backups.c.backup_id == backup_id).values(retain_until=until))
+
+
+def _destroy_key(
+    store: Engine, where, client, backup_id: str, *, status: str, error: str | None = None, company_id=None
+) -> int:
+    """Delete every version of the backup's escrow copies (its wrapped data key, and the subject key
+    set, which is wrapped under it and so dies with it), check that none is left, then overwrite the
+    store's copy and mark the backup `status` (with `error`) and drop its key-set artifact. Returns
+    the versions of the key's escrow copy deleted. BackupError, before the store is touched, when a
+    version cannot be deleted or is still there: the key is NOT destroyed, nothing is marked."""
+    escrow_key = where.key("_escrow", f"{backup_id}.json")
+    subject_keys = where.key("_escrow", f"{backup_id}.subject-keys.json")
     deleted = 0
-    for name in (f"{backup_id}.json", f"{backup_id}.subject-keys.json"):
-        escrow_key = location.key("_escrow", name)
-        for item in _escrow_versions(client, location.bucket, escrow_key):
+    for key in (escrow_key, subject_keys):
+        for item in _escrow_versions(client, where.bucket, key):
             try:
-                client.delete_object(Bucket=location.bucket, Key=escrow_key, VersionId=item["VersionId"])
+                client.delete_object(Bucket=where.bucket, Key=key, VersionId=item["VersionId"])
             except client.exceptions.ClientError as exc:
                 raise BackupError(
-                    f"escrow copy {escrow_key} (version {item['VersionId']}) of the unfinished backup "
-                    f"{backup_id} cannot be deleted ({exc.response['Error'].get('Code')}): a bucket default "
-                    "retention may lock it. The key is NOT destroyed; remove the default retention from "
-                    "the _escrow prefix and run again."
+                    f"escrow copy {key} (version {item['VersionId']}) of backup {backup_id} cannot be "
+                    f"deleted ({exc.response['Error'].get('Code')}): a bucket default retention may lock it. "
+                    "The key is NOT destroyed yet; remove the default retention from the _escrow prefix's "
+                    "bucket and run again."
                 ) from None
-            deleted += 1
-        if _escrow_versions(client, location.bucket, escrow_key):
-            raise BackupError(
-                f"escrow copy {escrow_key} of the unfinished backup {backup_id} is still in "
-                f"{location.describe()} after deleting it; the key is NOT destroyed. Run again."
-            )
+            deleted += key == escrow_key
+    left = _escrow_versions(client, where.bucket, escrow_key) + _escrow_versions(
+        client, where.bucket, subject_keys
+    )
+    if left:
+        raise BackupError(
+            f"{len(left)} version(s) of the escrow copies {escrow_key} (and its subject key set) of backup "
+            f"{backup_id} are still in {where.describe()} after deleting them; the backup is NOT marked "
+            f"{status}. Run again."
+        )
+    artifact = artifacts.c.run_id == backup_id
+    if company_id is not None:
+        artifact = sa.and_(artifact, artifacts.c.company_id == company_id)
     with store.begin() as conn:
         conn.execute(
             backup_keys.update()
@@ -476,18 +462,10 @@ def destroy_attempt_key(store: Engine, location, backup_id: str, reason: str) ->
             .values(wrapped_key="", destroyed_at=_now())
         )
         conn.execute(
-            backups.update().where(backups.c.backup_id == backup_id).values(status="abandoned", error=reason)
+            backups.update()
+            .where(backups.c.backup_id == backup_id)
+            .values(status=status, **({"error": error} if error is not None else {}))
         )
-        conn.execute(
-            artifacts.delete().where(
-                artifacts.c.run_id == backup_id,
-                artifacts.c.name == "subject_keys",  # subjectkeys.KEY_SET_ARTIFACT
-            )
-        )
+        # the per-subject key set (subjectkeys.KEY_SET_ARTIFACT) is wrapped under the data key
+        conn.execute(artifacts.delete().where(artifact, artifacts.c.name == "subject_keys"))
     return deleted
-
-
-def set_retain_until(store: Engine, backup_id: str, until: str) -> None:
-    """Record when the objects left of a destroyed attempt can be deleted (their latest lock)."""
-    with store.begin() as conn:
-        conn.execute(backups.update().where(backups.c.backup_id == backup_id).values(retain_until=until))
