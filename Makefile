@@ -10,6 +10,10 @@ CHROMIUM := /usr/bin/chromium
 
 ## make venv: create .venv with the runtime and the development requirements under their locks, dereg and devtools (other targets do it when needed)
 venv: $(STAMP) $(NATIVE)
+	@# byte-compiled where PYTHONDONTWRITEBYTECODE is set too: every process importing dereg would
+	@# otherwise compile its modules again (a tenth of a second of CPU each, twice per full scan);
+	@# a module changed since is compiled again in memory, as without these files
+	@$(BIN)/python -m compileall -q plugins/dereg dags devtools
 
 # Format 7's row cut is C (plugins/dereg/backup/_cut.c, module _dereg_cut, built in place by setup.py
 # through the editable install): built again when its source changes.
