@@ -113,6 +113,11 @@ def test_the_c_link_map_refuses_a_line_of_other_than_two_fields_without_quoting_
         with pytest.raises(ValueError) as caught:
             _dereg_cut.link_map(pairs, {b"1": 0})
         assert "Secret" not in str(caught.value)
+    with pytest.raises(ValueError, match="line 1 maps to a negative subject number") as caught:
+        _dereg_cut.link_map(b"Secret\t1\nSecret\t2\n", {b"1": 0, b"2": -4})
+    assert "Secret" not in str(caught.value)
+    with pytest.raises(TypeError):
+        _dereg_cut.link_map(b"Secret\t1\n", {b"1": "0"})
 
 
 def test_the_c_cut_appends_to_what_the_groups_hold_and_takes_any_buffer():

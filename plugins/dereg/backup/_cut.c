@@ -25,6 +25,31 @@
 #include <Python.h>
 #include <string.h>
 
+/* What `ordinal` says of a ref: its subject number (>= 0), -1 when it maps to no subject (absent, or
+ * None), FAILED with an exception set, NEGATIVE (no exception yet: the caller says which line) when
+ * the number is below zero. */
+#define FAILED (-2)
+#define NEGATIVE (-3)
+static Py_ssize_t
+subject_of(PyObject *ordinal, const char *ref, Py_ssize_t ref_len)
+{
+    PyObject *key = PyBytes_FromStringAndSize(ref, ref_len);
+    if (key == NULL)
+        return FAILED;
+    PyObject *value = PyDict_GetItemWithError(ordinal, key);
+    Py_XINCREF(value); /* a borrowed reference: the dict may change once the key is let go */
+    Py_DECREF(key);
+    if (value == NULL || value == Py_None) {
+        Py_XDECREF(value);
+        return PyErr_Occurred() ? FAILED : -1;
+    }
+    Py_ssize_t n = PyLong_AsSsize_t(value);
+    Py_DECREF(value);
+    if (n == -1 && PyErr_Occurred())
+        return FAILED;
+    return n < 0 ? NEGATIVE : n;
+}
+
 /* n >= 0 as decimal digits at `out` (room for 20); returns how many */
 static Py_ssize_t
 put_decimal(char *out, unsigned long long n)
@@ -159,28 +184,11 @@ cut(PyObject *Py_UNUSED(module), PyObject *args)
                 n = last_n + 1;
         }
         if (n == -2) {
-            PyObject *key = PyBytes_FromStringAndSize(ref, ref_len);
-            if (key == NULL)
+            n = subject_of(ordinal, ref, ref_len);
+            if (n == NEGATIVE)
+                PyErr_Format(PyExc_ValueError, "cut: line %lld maps to a subject number out of range", line_no);
+            if (n < -1)
                 goto done;
-            PyObject *value = PyDict_GetItemWithError(ordinal, key);
-            Py_XINCREF(value);
-            Py_DECREF(key);
-            if (value == NULL || value == Py_None) {
-                Py_XDECREF(value);
-                if (PyErr_Occurred())
-                    goto done;
-                n = -1;
-            } else {
-                n = PyLong_AsSsize_t(value);
-                Py_DECREF(value);
-                if (n == -1 && PyErr_Occurred())
-                    goto done;
-                if (n < 0) {
-                    PyErr_Format(PyExc_ValueError, "cut: line %lld maps to a subject number out of range",
-                                 line_no);
-                    goto done;
-                }
-            }
         }
         last_ref = ref;
         last_len = ref_len;
@@ -293,28 +301,11 @@ link_map(PyObject *Py_UNUSED(module), PyObject *args)
             }
         }
         if (n == -2) {
-            PyObject *key = PyBytes_FromStringAndSize(ref, ref_len);
-            if (key == NULL)
+            n = subject_of(ordinal, ref, ref_len);
+            if (n == NEGATIVE)
+                PyErr_Format(PyExc_ValueError, "link_map: line %zd maps to a negative subject number", line);
+            if (n < -1)
                 goto fail;
-            PyObject *value = PyDict_GetItemWithError(ordinal, key);
-            Py_XINCREF(value);
-            Py_DECREF(key);
-            if (value == NULL || value == Py_None) {
-                Py_XDECREF(value);
-                if (PyErr_Occurred())
-                    goto fail;
-                n = -1;
-            } else {
-                n = PyLong_AsSsize_t(value);
-                Py_DECREF(value);
-                if (n == -1 && PyErr_Occurred())
-                    goto fail;
-                if (n < 0) {
-                    PyErr_Format(PyExc_ValueError, "link_map: line %zd maps to a negative subject number",
-                                 line);
-                    goto fail;
-                }
-            }
         }
         last_ref = ref;
         last_len = ref_len;
