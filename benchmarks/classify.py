@@ -46,6 +46,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from benchmarks import own_peak_mib
 from dereg.config import state_dir
 from devtools.demo.seed import NOTE_TEXTS, bank_card, mobile, resident_id
 
@@ -792,7 +793,7 @@ def huge_cell_child(url: str) -> int:
     findings = classify_table(engine, info, full=True)
     took = time.perf_counter() - started
     hits = sum(f.matches for f in findings if f.personal)
-    print(f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} {took:.1f} {hits}")
+    print(f"{own_peak_mib()} {took:.1f} {hits}")
     return 0
 
 

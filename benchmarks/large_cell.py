@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import secrets
 import subprocess
 import sys
@@ -24,6 +23,8 @@ import time
 from pathlib import Path
 
 import sqlalchemy as sa
+
+from benchmarks import own_peak_mib
 
 PG_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 
@@ -65,7 +66,7 @@ def _phase(spec: dict) -> dict:
         )
         result = {"ok": report.ok, "problems": report.problems}
     result["seconds"] = round(time.perf_counter() - started, 1)
-    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    result["peak_rss_mb"] = own_peak_mib()  # not ru_maxrss: it holds the parent's RSS at the fork
     return result
 
 
