@@ -298,3 +298,61 @@ def test_scan_values_counts_the_same_with_and_without_the_batch_search(monkeypat
             alone = scanner.scan_values(values)
         assert together == alone and together["_values"] > 1000
     assert sum(skipped) > len(values)
+
+
+@pytest.mark.skipif(not _HAVE_HYPERSCAN, reason="needs the hyperscan package")
+def test_the_detectors_search_in_byte_mode():
+    # every detector's expression is spelled in bytes (Chinese text is searched about twice as fast)
+    assert scanner._regions_finder().lead_bytes
+    for detector in scanner.embedded_detectors():
+        pattern = getattr(detector, "CANDIDATE", None) or detector.PATTERN
+        assert native._byte_expression(native.hs_expression(pattern)).isascii()
+
+
+_BYTE_CASES = [
+    # a repeat after a character beyond ASCII repeats the whole character; classes of both kinds
+    (
+        r"(?<![0-9A-Za-z_])微信号?[:：\s]*[A-Za-z][-_A-Za-z0-9]{3,8}(?![0-9A-Za-z_])",
+        ["微信：ab12", "微信号 abc_9", "联系微信号：：xyz12 谢谢", "a微信号:abcd"],
+    ),
+    (r"(?<![0-9A-Za-z_])[甲乙丙丁Ⅰ-Ⅻ]{1,3}(?:号|號)[0-9]{2,4}", ["房间甲乙号12和丙號345", "丁丁丁丁号1234", "第Ⅳ号56"]),
+    (
+        r"(?<![0-9A-Za-z_])[^0-9A-Za-z_ ]{2}先生(?![A-Za-z])",
+        ["联系王五先生，或李四先生x", "é先生 ab先生 张三先生"],
+    ),
+    (r"(?<![0-9A-Za-z_])\d{3}(?![0-9])", ["编号：123，ＡＢ456 789"]),
+]
+
+
+@pytest.mark.skipif(not _HAVE_HYPERSCAN, reason="needs the hyperscan package")
+@pytest.mark.parametrize("pattern, texts", _BYTE_CASES)
+def test_byte_mode_ranges_hold_every_match(pattern, texts):
+    """In byte mode a range starts at the character holding the lead's byte: every match at a
+    token start lies inside a range, after its first character unless at the text's start, as in
+    UTF-8 mode."""
+    compiled = re.compile(pattern)
+    database, masks, lead_bytes = native._compiled([native.hs_expression(compiled)])
+    assert lead_bytes
+    finder = native._finder(database, masks, lead_bytes)
+    at_token_start = re.compile(scanner._TOKEN_START + pattern)
+    matched = 0
+    for text in texts:
+        regions = finder(text, 0)
+        found = list(at_token_start.finditer(text))
+        matched += len(found)
+        for m in found:
+            assert any(r[0] <= m.start() and m.end() <= r[1] for r in regions), (text, m.group())
+            assert all(r[0] < m.start() or m.start() == 0 for r in regions if r[0] <= m.start() < r[1])
+        assert all(a[1] < b[0] for a, b in zip(regions, regions[1:], strict=False))  # apart, in order
+    assert matched >= len(texts) - 1
+
+
+@pytest.mark.skipif(not _HAVE_HYPERSCAN, reason="needs the hyperscan package")
+def test_a_pattern_byte_mode_cannot_spell_keeps_the_utf8_mode():
+    pattern = re.compile(r"(?<![0-9A-Za-z_])[^，。]{2}先生")  # a negated class beyond ASCII
+    with pytest.raises(native.Untranslatable):
+        native._byte_expression(native.hs_expression(pattern))
+    database, masks, lead_bytes = native._compiled([native.hs_expression(pattern)])
+    assert not lead_bytes
+    (region,) = native._finder(database, masks, lead_bytes)("，王五先生。", 0)
+    assert region[0] <= 1 and region[1] >= 5
