@@ -535,15 +535,18 @@ def _blank_digit_runs_by_column(
 
     from dereg.classify import cn_mobile, digit_runs
 
-    chars = np.frombuffer(block.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    ends = np.flatnonzero(chars == 10)
+    chars = _code_units(block)
+    # tabs and line ends in one pass (few characters are below 11)
+    breaks = np.flatnonzero(chars < 11)
+    kinds = chars[breaks]
+    ends = breaks[kinds == 10]
     if not len(ends) or ends[-1] != len(chars) - 1:
         return None
     lines = len(ends)
     line_starts = np.empty(lines, dtype=np.int64)
     line_starts[0] = 0
     line_starts[1:] = ends[:-1] + 1
-    tabs = np.flatnonzero(chars == 9)
+    tabs = breaks[kinds == 9]
     if len(tabs) % lines:
         return None
     fields = len(tabs) // lines + 1
@@ -580,7 +583,7 @@ def _blank_digit_runs_by_column(
         for length in _distinct(lengths[filled]).tolist():
             rows = filled[lengths[filled] == length]
             text = windows(length)[starts[rows]]  # row k: chars[starts[rows[k]] :][:length]
-            digit = (text >= 48) & (text <= 57)
+            digit = np.subtract(text, 48, dtype=text.dtype) <= 9  # unsigned: below 48 wraps round
             if length == 1:
                 run = digit[:, 0]
                 all_digits = run
@@ -651,7 +654,31 @@ def _blank_digit_runs_by_column(
         np.lib.stride_tricks.as_strided(
             spaced, shape=(len(spaced) - length + 1, length), strides=(spaced.strides[0],) * 2
         )[firsts] = 32
-    return spaced.tobytes().decode("utf-32-le", "surrogatepass"), hits
+    return _text_of(spaced, len(block)), hits
+
+
+def _code_units(text: str):
+    """`text` as an array of one number per character: UTF-16 code units (half the bytes of
+    UTF-32 to encode, compare, copy and decode) when every character is in the Basic
+    Multilingual Plane, else code points."""
+    import numpy as np
+
+    units = text.encode("utf-16-le", "surrogatepass")
+    if len(units) == 2 * len(text):  # no character needed two units
+        return np.frombuffer(units, dtype=np.uint16)
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+def _text_of(chars, length: int) -> str:
+    """The text of `length` characters that `chars` (from `_code_units`) holds."""
+    import numpy as np
+
+    if chars.dtype == np.uint32:
+        return chars.tobytes().decode("utf-32-le", "surrogatepass")
+    text = chars.tobytes().decode("utf-16-le", "surrogatepass")
+    if len(text) != length:  # a lone high surrogate before a lone low one read as one character
+        text = chars.astype(np.uint32).tobytes().decode("utf-32-le", "surrogatepass")
+    return text
 
 
 def _distinct(lengths):
