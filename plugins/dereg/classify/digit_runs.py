@@ -33,12 +33,17 @@ _ID_CHECK = np.array([ord(c) for c in cn_resident_id._CHECK], dtype=np.uint32)
 _PROVINCE = np.zeros(100, dtype=bool)
 _PROVINCE[[int(p) for p in cn_resident_id.PROVINCES]] = True
 _MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
-_LUHN_DOUBLED = np.array([0, 2, 4, 6, 8, 1, 3, 5, 7, 9], dtype=np.uint8)
 #: the two-digit card prefixes `bank_card.PREFIXES` knows, by value
 _KNOWN_TWO = np.zeros(100, dtype=bool)
 _KNOWN_TWO[[int(p) for p in bank_card.PREFIXES if len(p) == 2]] = True
 #: the number of bits set in each 10-bit mask (of the digits a card number holds)
 _BITS_SET = np.array([bin(m).count("1") for m in range(1 << 10)], dtype=np.uint8)
+
+
+def _digit_rows(chars: np.ndarray) -> np.ndarray:
+    """The digits of `chars` (n x k ASCII digits), one byte each, one row per position: each step
+    of a check is then one pass over contiguous rows of the whole column."""
+    return np.subtract(chars.T, _ZERO, dtype=np.uint8, casting="unsafe", order="C")
 
 
 def _number(digits: np.ndarray) -> np.ndarray:
@@ -53,8 +58,7 @@ def _number(digits: np.ndarray) -> np.ndarray:
 def resident_ids(chars: np.ndarray) -> np.ndarray:
     """Which rows of `chars` (n x 18 code points: 17 ASCII digits and a digit, X or x) are valid
     resident IDs, as `cn_resident_id.is_valid` says."""
-    # one byte per digit, one row per digit position (each step is a pass over contiguous rows)
-    digits = np.ascontiguousarray((chars[:, :17] - _ZERO).astype(np.uint8).T)
+    digits = _digit_rows(chars[:, :17])
     last = chars[:, 17]
     last = np.where(last == ord("x"), ord("X"), last)
     total = np.zeros(len(chars), dtype=np.int16)
@@ -84,9 +88,7 @@ def bank_cards(chars: np.ndarray) -> np.ndarray:
     length = chars.shape[1]
     if length not in (16, 17, 19):
         raise ValueError("bank_cards takes 16, 17 or 19 digits")
-    # one byte per digit, one row per digit position: each step below is one pass over
-    # contiguous rows of the whole column
-    digits = np.ascontiguousarray((chars - _ZERO).astype(np.uint8).T)
+    digits = _digit_rows(chars)
     first = digits[0]
     two = first.astype(np.int16) * 10 + digits[1]
     four = two * 100 + digits[2] * 10 + digits[3]
@@ -95,8 +97,10 @@ def bank_cards(chars: np.ndarray) -> np.ndarray:
     known = _KNOWN_TWO[two] | visa
     ok = np.where(mastercard, length == 16, known & ~(visa & (length in (17, 18))))
     # Luhn from the right: every second digit doubled
+    # (a doubled digit d adds 2d, less 9 from 5 up)
+    doubled = digits[length - 2 :: -2]
     total = digits[length - 1 :: -2].sum(axis=0, dtype=np.int16)
-    total += _LUHN_DOUBLED[digits[length - 2 :: -2]].sum(axis=0, dtype=np.int16)
+    total += doubled.sum(axis=0, dtype=np.int16) * 2 - (doubled >= 5).sum(axis=0, dtype=np.int16) * 9
     ok &= total % 10 == 0
     # more than two distinct digits: the bits of the digits present, counted
     present = np.bitwise_or.reduce(np.left_shift(np.uint16(1), digits, dtype=np.uint16), axis=0)

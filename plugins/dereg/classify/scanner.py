@@ -26,6 +26,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
+from itertools import compress, repeat
 
 from dereg.classify import DETECTORS, bank_card, cn_resident_id
 
@@ -381,10 +382,21 @@ def _digit_run(value: str) -> bool:
     return value.isascii() and (value.isdigit() or value[-1:] in ("X", "x") and value[:-1].isdigit())
 
 
+def _probe_lines(block: str) -> list[str]:
+    """The first DIGIT_COLUMN_PROBE lines of `block`, as `block.split("\n")` gives them, without
+    a copy of the rest of the block (which `split` with a count returns as its last part)."""
+    end = -1
+    for _ in range(DIGIT_COLUMN_PROBE):
+        end = block.find("\n", end + 1)
+        if end < 0:
+            return block.split("\n")
+    return block[:end].split("\n")
+
+
 def _digit_columns(block: str) -> tuple[int, ...]:
     """Indexes of the fields that, in the first lines of `block`, mostly hold digit runs at least
     as long as the shortest identifier."""
-    lines = block.split("\n", DIGIT_COLUMN_PROBE)[:DIGIT_COLUMN_PROBE]
+    lines = _probe_lines(block)
     runs: Counter = Counter()
     filled: Counter = Counter()
     for line in lines:
@@ -445,7 +457,7 @@ _PLAIN_EMAIL = re.compile(
 def _email_columns(block: str) -> tuple[int, ...]:
     """Indexes of the fields that, in the first lines of `block`, mostly hold plain e-mail
     addresses (`_PLAIN_EMAIL`)."""
-    lines = block.split("\n", DIGIT_COLUMN_PROBE)[:DIGIT_COLUMN_PROBE]
+    lines = _probe_lines(block)
     plain: Counter = Counter()
     filled: Counter = Counter()
     for line in lines:
@@ -566,7 +578,7 @@ def _blank_digit_runs_by_column(
     def windows(length: int):
         # a read-only view of every run of `length` code points (row i starts at chars[i]): rows
         # of it are copied whole, where an index per code point cost twice the time
-        return np.lib.stride_tricks.sliding_window_view(chars, length)
+        return _runs_view(chars, length)
 
     hits: list[DigitHits] = []
     for index in columns:
@@ -603,9 +615,12 @@ def _blank_digit_runs_by_column(
                 taken = all_digits & digit_runs.mobiles(text)
                 kind = mobile
             elif length in (16, 17, 19):
-                taken = all_digits.copy()
-                if taken.any():
-                    taken[taken] = digit_runs.bank_cards(text[taken])
+                if all_digits.all():  # the usual card column: no copy of its rows
+                    taken = digit_runs.bank_cards(text)
+                else:
+                    taken = all_digits.copy()
+                    if taken.any():
+                        taken[taken] = digit_runs.bank_cards(text[taken])
                 kind = bank
             else:
                 taken = np.zeros(len(rows), dtype=bool)
@@ -634,9 +649,10 @@ def _blank_digit_runs_by_column(
         stops = ends if index == fields - 1 else tabs[:, index]
         first = chars[starts]
         rows = np.flatnonzero((stops - starts >= 6) & (first >= 97) & (first <= 122) & (first != 112))
-        begin, end = starts[rows].tolist(), stops[rows].tolist()
-        plain = _PLAIN_EMAIL.fullmatch  # a plain address it takes passes `mail.is_valid`
-        taken = [row for row, b, e in zip(rows.tolist(), begin, end, strict=True) if plain(block[b:e])]
+        # a plain address `_PLAIN_EMAIL` takes passes `mail.is_valid`; each value is matched in
+        # place (its end is the pattern's string end), not cut out
+        matched = map(_PLAIN_EMAIL.fullmatch, repeat(block), starts[rows].tolist(), stops[rows].tolist())
+        taken = list(compress(rows.tolist(), matched))
         if taken:
             rows = np.array(taken, dtype=np.int64)
             blanked.append(_ranges(starts[rows], stops[rows] - starts[rows]))
@@ -651,10 +667,20 @@ def _blank_digit_runs_by_column(
     for firsts, length in blanked_runs:
         # every code point of the runs of `length` that start at `firsts`, through a writable
         # view of overlapping windows: each is set to the same space
-        np.lib.stride_tricks.as_strided(
-            spaced, shape=(len(spaced) - length + 1, length), strides=(spaced.strides[0],) * 2
-        )[firsts] = 32
+        _runs_view(spaced, length)[firsts] = 32
     return _text_of(spaced, len(block)), hits
+
+
+def _runs_view(chars, length: int):
+    """A view of `chars` (one-dimensional, contiguous) with a row for every run of `length` items,
+    row i starting at chars[i]; writable when `chars` is (the rows overlap: what is written
+    through one row is seen in the others). `sliding_window_view`, without its checks (their
+    cost counted where a block has many columns and lengths)."""
+    import numpy as np
+
+    return np.ndarray(
+        (len(chars) - length + 1, length), chars.dtype, chars, strides=(chars.itemsize, chars.itemsize)
+    )
 
 
 def _code_units(text: str):
