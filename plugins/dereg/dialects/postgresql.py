@@ -175,11 +175,13 @@ def _copy_blocks(engine: Engine, clause: sa.TableClause, cols: list[str], block_
                     continue
                 cut = _escape_safe_cut(data)
             pending = data[cut + 1 :]
-            yield _unescape(decoder.decode(data[: cut + 1]))
+            piece = data[: cut + 1]
             data = b""
+            yield _unescape(decoder.decode(piece), piece)
+            piece = b""
         tail = decoder.decode(pending, final=True)
         if tail:
-            yield _unescape(tail)
+            yield _unescape(tail, pending)
         for ctid, index in huge_cells:
             yield "\t" * index
             yield from _cell_slices(raw.driver_connection, table, quoted[index], ctid)
@@ -259,13 +261,34 @@ def _escape_safe_cut(data: bytes) -> int:
     return cut - 1 if backslashes % 2 else cut
 
 
-def _unescape(block: str) -> str:
+def _unescape(block: str, raw: bytes | None = None) -> str:
+    """COPY text's escapes of backslash, tab and line ends blanked to two spaces. `raw`: the bytes
+    `block` was decoded from, if at hand (the same backslashes, each before the same character:
+    a decoder never joins an ASCII byte to another)."""
     # most blocks hold no escape but NULLs (\N): when every backslash opens one, the four
     # replaces (a search of the whole block each, slowed by every backslash) would change nothing
-    backslashes = block.count("\\")
-    if not backslashes or backslashes == block.count("\\N"):
-        return block
+    if raw is not None:
+        if _nulls_only(raw):
+            return block
+    else:
+        backslashes = block.count("\\")
+        if not backslashes or backslashes == block.count("\\N"):
+            return block
     return block.replace("\\\\", "  ").replace("\\t", "  ").replace("\\n", "  ").replace("\\r", "  ")
+
+
+def _nulls_only(raw: bytes) -> bool:
+    """Whether every backslash of `raw` opens a NULL (\\N): one pass of numpy over the bytes, where
+    counting backslashes and NULLs in the text took two searches of it."""
+    import numpy as np
+
+    codes = np.frombuffer(raw, dtype=np.uint8)
+    at = np.flatnonzero(codes == 92)
+    if not len(at):
+        return True
+    if at[-1] == len(codes) - 1:
+        return False
+    return bool((codes[at + 1] == 78).all())
 
 
 class _CopyReader:
