@@ -396,16 +396,36 @@ def _probe_lines(block: str) -> list[str]:
 def _digit_columns(block: str) -> tuple[int, ...]:
     """Indexes of the fields that, in the first lines of `block`, mostly hold digit runs at least
     as long as the shortest identifier."""
-    lines = _probe_lines(block)
-    runs: Counter = Counter()
-    filled: Counter = Counter()
-    for line in lines:
-        for i, value in enumerate(line.split("\t")):
-            if value and value != "\\N":
-                filled[i] += 1
-                if len(value) >= _IDENTIFIER_DIGITS and _digit_run(value):
-                    runs[i] += 1
-    return tuple(sorted(i for i, n in runs.items() if n >= DIGIT_COLUMN_SHARE * filled[i]))
+    return _columns_mostly(block, _digit_runs_in)
+
+
+def _digit_runs_in(values) -> int:
+    return sum(map(_digit_run, [v for v in values if len(v) >= _IDENTIFIER_DIGITS]))
+
+
+def _columns_mostly(block: str, count: Callable) -> tuple[int, ...]:
+    """Indexes of the fields that, in the first lines of `block`, hold at least one value of a
+    kind and at least DIGIT_COLUMN_SHARE of their values that are not empty or NULL; `count`
+    (a sequence of values) -> how many are of the kind (an empty value or a NULL never is)."""
+    rows = [line.split("\t") for line in _probe_lines(block) if line]  # an empty line holds nothing
+    if not rows:
+        return ()
+    width = len(rows[0])
+    if any(len(row) != width for row in rows):  # lines of different lengths: value by value
+        kind: Counter = Counter()
+        filled: Counter = Counter()
+        for row in rows:
+            for i, value in enumerate(row):
+                if value and value != "\\N":
+                    filled[i] += 1
+                    kind[i] += count((value,))
+        return tuple(sorted(i for i, n in kind.items() if n and n >= DIGIT_COLUMN_SHARE * filled[i]))
+    found = []
+    for i, values in enumerate(zip(*rows, strict=True)):  # a column at a time
+        n = count(values)
+        if n and n >= DIGIT_COLUMN_SHARE * (len(values) - values.count("") - values.count("\\N")):
+            found.append(i)
+    return tuple(found)
 
 
 class DigitHits:
@@ -457,16 +477,11 @@ _PLAIN_EMAIL = re.compile(
 def _email_columns(block: str) -> tuple[int, ...]:
     """Indexes of the fields that, in the first lines of `block`, mostly hold plain e-mail
     addresses (`_PLAIN_EMAIL`)."""
-    lines = _probe_lines(block)
-    plain: Counter = Counter()
-    filled: Counter = Counter()
-    for line in lines:
-        for i, value in enumerate(line.split("\t")):
-            if value and value != "\\N":
-                filled[i] += 1
-                if "@" in value and _PLAIN_EMAIL.fullmatch(value):
-                    plain[i] += 1
-    return tuple(sorted(i for i, n in plain.items() if n >= DIGIT_COLUMN_SHARE * filled[i]))
+    return _columns_mostly(block, _plain_emails_in)
+
+
+def _plain_emails_in(values) -> int:
+    return len(list(filter(None, map(_PLAIN_EMAIL.fullmatch, [v for v in values if "@" in v]))))
 
 
 def digit_fields(pieces: Iterable[str], on_hits: Callable[[list[DigitHits]], None]) -> Iterator[str]:
