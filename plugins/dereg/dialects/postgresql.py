@@ -298,45 +298,41 @@ class _CopyReader:
         self.connection, self.sql, self.block_chars = connection, sql, block_chars
 
     def __iter__(self) -> Iterator[bytes]:
+        import io
         import queue
         import threading
 
         chunks: queue.Queue = queue.Queue(maxsize=8)
         failure: list[BaseException] = []
 
-        class _Sink:
-            # psycopg2 writes one row at a time: hand over ~1 MiB at once, not one row per
-            # queue round trip (the lock traffic cost more than reading the rows)
-            def __init__(self) -> None:
-                self.pending = bytearray()
+        class _Handover(io.RawIOBase):
+            # psycopg2 writes one row at a time: io.BufferedWriter gathers the rows (in C, where a
+            # Python write per row cost more than the copy) and hands over ~1 MiB at once here,
+            # not one row per queue round trip (the lock traffic cost more than reading the rows)
+            handing_over = True  # not once the copy is over
+
+            def writable(self) -> bool:
+                return True
 
             def write(self, data) -> int:
-                if len(data) > 1 << 20:
-                    # one huge row: hand it over in pieces, never copied whole again
-                    self.flush()
-                    view = memoryview(data)
-                    for at in range(0, len(view), 1 << 20):
+                view = memoryview(data)  # the writer's own buffer: copied before it is reused
+                if self.handing_over:
+                    for at in range(0, len(view), 1 << 20):  # one huge row in pieces, never whole
                         chunks.put(bytes(view[at : at + (1 << 20)]))
-                    return len(data)
-                self.pending += data
-                if len(self.pending) >= 1 << 20:
-                    self.flush()
-                return len(data)
-
-            def flush(self) -> None:
-                if self.pending:
-                    chunks.put(bytes(self.pending))
-                    self.pending = bytearray()
+                return len(view)
 
         def pump() -> None:
+            handover = _Handover()
             try:
-                sink = _Sink()
+                sink = io.BufferedWriter(handover, buffer_size=1 << 20)
                 with self.connection.cursor() as cur:
                     cur.copy_expert(self.sql, sink, size=1 << 20)
                 sink.flush()
             except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
                 failure.append(exc)
             finally:
+                # a failed copy's rows left in the writer are not handed over when it is collected
+                handover.handing_over = False
                 chunks.put(None)
 
         thread = threading.Thread(target=pump, daemon=True)
