@@ -10,6 +10,7 @@ ledger's writers queue on a table lock.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable, Iterator
 from datetime import date
 
@@ -261,6 +262,10 @@ def _escape_safe_cut(data: bytes) -> int:
     return cut - 1 if backslashes % 2 else cut
 
 
+#: a backslash that opens no NULL (\N)
+_NOT_NULL_ESCAPE = re.compile(rb"\\(?!N)")
+
+
 def _unescape(block: str, raw: bytes | None = None) -> str:
     """COPY text's escapes of backslash, tab and line ends blanked to two spaces. `raw`: the bytes
     `block` was decoded from, if at hand (the same backslashes, each before the same character:
@@ -268,27 +273,13 @@ def _unescape(block: str, raw: bytes | None = None) -> str:
     # most blocks hold no escape but NULLs (\N): when every backslash opens one, the four
     # replaces (a search of the whole block each, slowed by every backslash) would change nothing
     if raw is not None:
-        if _nulls_only(raw):
+        if _NOT_NULL_ESCAPE.search(raw) is None:  # one search of the bytes, no count of the text
             return block
     else:
         backslashes = block.count("\\")
         if not backslashes or backslashes == block.count("\\N"):
             return block
     return block.replace("\\\\", "  ").replace("\\t", "  ").replace("\\n", "  ").replace("\\r", "  ")
-
-
-def _nulls_only(raw: bytes) -> bool:
-    """Whether every backslash of `raw` opens a NULL (\\N): one pass of numpy over the bytes, where
-    counting backslashes and NULLs in the text took two searches of it."""
-    import numpy as np
-
-    codes = np.frombuffer(raw, dtype=np.uint8)
-    at = np.flatnonzero(codes == 92)
-    if not len(at):
-        return True
-    if at[-1] == len(codes) - 1:
-        return False
-    return bool((codes[at + 1] == 78).all())
 
 
 class _CopyReader:
@@ -298,7 +289,6 @@ class _CopyReader:
         self.connection, self.sql, self.block_chars = connection, sql, block_chars
 
     def __iter__(self) -> Iterator[bytes]:
-        import io
         import queue
         import threading
 
