@@ -133,6 +133,24 @@ def test_column_at_a_time_finds_what_line_by_line_finds(seed):
     assert len(_hits(groups)) > 2500
 
 
+@pytest.mark.parametrize("other", ["😀 13812345678", "\ud800", "\udc00\ud800", "\ud800\udc00", "张三"])
+def test_column_at_a_time_with_any_character_between(other):
+    """The block is read as UTF-16 code units when each character is one (UTF-32 otherwise): a
+    character outside the Basic Multilingual Plane, or lone surrogates that UTF-16 would read back
+    as one character, change neither the offsets nor the text given back."""
+    rng = random.Random(7)
+    lines = [
+        "\t".join([str(k), _digit_value(rng), other if k % 7 == 3 else "", _digit_value(rng)])
+        for k in range(500)
+    ]
+    block = "\n".join(lines) + "\n"
+    text, groups = scanner._blank_digit_runs_by_column(block, 7, (1, 3))
+    expected_text, expected_groups = scanner._blank_digit_runs_by_line(block, 7, (1, 3))
+    assert text == expected_text
+    assert _hits(groups) == _hits(expected_groups)
+    assert len(_hits(groups)) > 300
+
+
 def test_lines_with_different_numbers_of_fields_go_line_by_line():
     block = "1\t13812345678\n2\t13812345678\textra\n"
     assert scanner._blank_digit_runs_by_column(block, 0, (1,)) is None
