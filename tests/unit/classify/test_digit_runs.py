@@ -191,3 +191,15 @@ def test_minors_a_batch_at_a_time_as_row_by_row(closure):
         got = engine._minor_rows(shaped, 1, birth_col, id_col, closure)
         assert sorted(got) == sorted(expected)
         assert len(expected) > 100
+
+
+def test_digit_and_email_columns_probed_with_lines_of_any_length():
+    """The probe counts a column at a time when the first lines have the same fields, value by
+    value otherwise: the same columns either way (empty values and NULLs count as absent)."""
+    even = "1\t13812345678\ta@example.com\t\\N\n2\t\t\\N\tx\n3\t11010519491231002X\tb@example.com\t\n\n"
+    ragged = even + "4\t13812345678\n"
+    for block in (even, ragged):
+        assert scanner._digit_columns(block) == (1,)
+        assert scanner._email_columns(block) == (2,)
+    assert scanner._digit_columns("1\tabc\n2\t13812345678\n3\tdef\n") == ()
+    assert scanner._digit_columns("1\tabc\n2\t13812345678\n3\t\\N\n") == (1,)
