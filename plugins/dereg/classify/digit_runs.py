@@ -1,9 +1,10 @@
 """Whole columns of digit runs checked at once with numpy: the full scan's fast path for ID, card
 and mobile number columns (`scanner.digit_fields`).
 
-A block of tab-separated rows (as a full scan reads them) is turned into an array of code points;
-the fields of the digit-run columns are cut out by the positions of tabs and line ends, and the
-three kinds that fill such columns are checked for all values of one length at once:
+A block of tab-separated rows (as a full scan reads them) is turned into an array of one number
+per character (`scanner._code_units`: UTF-16 code units, code points where a character needs two
+units); the fields of the digit-run columns are cut out by the positions of tabs and line ends,
+and the three kinds that fill such columns are checked for all values of one length at once:
 
 - 18 characters, 17 digits and a digit or X: a resident ID (`cn_resident_id.is_valid`: province,
   region not 0000, a real birth date from 1900 to today, ISO 7064 MOD 11-2 check digit);
@@ -56,7 +57,7 @@ def _number(digits: np.ndarray) -> np.ndarray:
 
 
 def resident_ids(chars: np.ndarray) -> np.ndarray:
-    """Which rows of `chars` (n x 18 code points: 17 ASCII digits and a digit, X or x) are valid
+    """Which rows of `chars` (n x 18 characters' numbers: 17 ASCII digits and a digit, X or x) are valid
     resident IDs, as `cn_resident_id.is_valid` says."""
     digits = _digit_rows(chars[:, :17])
     last = chars[:, 17]

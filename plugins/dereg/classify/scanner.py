@@ -587,12 +587,12 @@ def _blank_digit_runs_by_column(
         detector_of[bank_card.CATEGORY],
         detector_of[cn_mobile.CATEGORY],
     )
-    blanked: list = []  # arrays of code point indexes to blank
-    blanked_runs: list = []  # (first code point indexes, length) of runs to blank
+    blanked: list = []  # arrays of character indexes to blank
+    blanked_runs: list = []  # (first character indexes, length) of runs to blank
 
     def windows(length: int):
-        # a read-only view of every run of `length` code points (row i starts at chars[i]): rows
-        # of it are copied whole, where an index per code point cost twice the time
+        # a read-only view of every run of `length` characters (row i starts at chars[i]): rows
+        # of it are copied whole, where an index per character cost twice the time
         return _runs_view(chars, length)
 
     hits: list[DigitHits] = []
@@ -680,7 +680,7 @@ def _blank_digit_runs_by_column(
     if blanked:
         spaced[np.concatenate(blanked)] = 32
     for firsts, length in blanked_runs:
-        # every code point of the runs of `length` that start at `firsts`, through a writable
+        # every character of the runs of `length` that start at `firsts`, through a writable
         # view of overlapping windows: each is set to the same space
         _runs_view(spaced, length)[firsts] = 32
     return _text_of(spaced, len(block)), hits
