@@ -167,7 +167,8 @@ def test_nothing_outside_dialects_branches_on_the_database_name():
 
 def test_copy_text_unescaped_as_by_the_four_replaces():
     """`_unescape` skips its replaces when every backslash opens a NULL (`\\N`): the same text as
-    the four replaces on every mix of escapes, NULLs and backslashes before N."""
+    the four replaces on every mix of escapes, NULLs and backslashes before N, whether it looks
+    at the text or at the bytes it was decoded from."""
     import random
 
     from dereg.dialects.postgresql import _unescape
@@ -181,3 +182,4 @@ def test_copy_text_unescaped_as_by_the_four_replaces():
     blocks += ["".join(rng.choice(pieces) for _ in range(rng.randrange(1, 12))) for _ in range(5000)]
     for block in blocks:
         assert _unescape(block) == replaced(block), block
+        assert _unescape(block, block.encode()) == replaced(block), block

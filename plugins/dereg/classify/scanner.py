@@ -26,6 +26,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
+from itertools import compress, repeat
 
 from dereg.classify import DETECTORS, bank_card, cn_resident_id
 
@@ -381,19 +382,50 @@ def _digit_run(value: str) -> bool:
     return value.isascii() and (value.isdigit() or value[-1:] in ("X", "x") and value[:-1].isdigit())
 
 
+def _probe_lines(block: str) -> list[str]:
+    """The first DIGIT_COLUMN_PROBE lines of `block`, as `block.split("\n")` gives them, without
+    a copy of the rest of the block (which `split` with a count returns as its last part)."""
+    end = -1
+    for _ in range(DIGIT_COLUMN_PROBE):
+        end = block.find("\n", end + 1)
+        if end < 0:
+            return block.split("\n")
+    return block[:end].split("\n")
+
+
 def _digit_columns(block: str) -> tuple[int, ...]:
     """Indexes of the fields that, in the first lines of `block`, mostly hold digit runs at least
     as long as the shortest identifier."""
-    lines = block.split("\n", DIGIT_COLUMN_PROBE)[:DIGIT_COLUMN_PROBE]
-    runs: Counter = Counter()
-    filled: Counter = Counter()
-    for line in lines:
-        for i, value in enumerate(line.split("\t")):
-            if value and value != "\\N":
-                filled[i] += 1
-                if len(value) >= _IDENTIFIER_DIGITS and _digit_run(value):
-                    runs[i] += 1
-    return tuple(sorted(i for i, n in runs.items() if n >= DIGIT_COLUMN_SHARE * filled[i]))
+    return _columns_mostly(block, _digit_runs_in)
+
+
+def _digit_runs_in(values) -> int:
+    return sum(map(_digit_run, [v for v in values if len(v) >= _IDENTIFIER_DIGITS]))
+
+
+def _columns_mostly(block: str, count: Callable) -> tuple[int, ...]:
+    """Indexes of the fields that, in the first lines of `block`, hold at least one value of a
+    kind and at least DIGIT_COLUMN_SHARE of their values that are not empty or NULL; `count`
+    (a sequence of values) -> how many are of the kind (an empty value or a NULL never is)."""
+    rows = [line.split("\t") for line in _probe_lines(block) if line]  # an empty line holds nothing
+    if not rows:
+        return ()
+    width = len(rows[0])
+    if any(len(row) != width for row in rows):  # lines of different lengths: value by value
+        kind: Counter = Counter()
+        filled: Counter = Counter()
+        for row in rows:
+            for i, value in enumerate(row):
+                if value and value != "\\N":
+                    filled[i] += 1
+                    kind[i] += count((value,))
+        return tuple(sorted(i for i, n in kind.items() if n and n >= DIGIT_COLUMN_SHARE * filled[i]))
+    found = []
+    for i, values in enumerate(zip(*rows, strict=True)):  # a column at a time
+        n = count(values)
+        if n and n >= DIGIT_COLUMN_SHARE * (len(values) - values.count("") - values.count("\\N")):
+            found.append(i)
+    return tuple(found)
 
 
 class DigitHits:
@@ -445,16 +477,11 @@ _PLAIN_EMAIL = re.compile(
 def _email_columns(block: str) -> tuple[int, ...]:
     """Indexes of the fields that, in the first lines of `block`, mostly hold plain e-mail
     addresses (`_PLAIN_EMAIL`)."""
-    lines = block.split("\n", DIGIT_COLUMN_PROBE)[:DIGIT_COLUMN_PROBE]
-    plain: Counter = Counter()
-    filled: Counter = Counter()
-    for line in lines:
-        for i, value in enumerate(line.split("\t")):
-            if value and value != "\\N":
-                filled[i] += 1
-                if "@" in value and _PLAIN_EMAIL.fullmatch(value):
-                    plain[i] += 1
-    return tuple(sorted(i for i, n in plain.items() if n >= DIGIT_COLUMN_SHARE * filled[i]))
+    return _columns_mostly(block, _plain_emails_in)
+
+
+def _plain_emails_in(values) -> int:
+    return len(list(filter(None, map(_PLAIN_EMAIL.fullmatch, [v for v in values if "@" in v]))))
 
 
 def digit_fields(pieces: Iterable[str], on_hits: Callable[[list[DigitHits]], None]) -> Iterator[str]:
@@ -535,15 +562,18 @@ def _blank_digit_runs_by_column(
 
     from dereg.classify import cn_mobile, digit_runs
 
-    chars = np.frombuffer(block.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    ends = np.flatnonzero(chars == 10)
+    chars = _code_units(block)
+    # tabs and line ends in one pass (few characters are below 11)
+    breaks = np.flatnonzero(chars < 11)
+    kinds = chars[breaks]
+    ends = breaks[kinds == 10]
     if not len(ends) or ends[-1] != len(chars) - 1:
         return None
     lines = len(ends)
     line_starts = np.empty(lines, dtype=np.int64)
     line_starts[0] = 0
     line_starts[1:] = ends[:-1] + 1
-    tabs = np.flatnonzero(chars == 9)
+    tabs = breaks[kinds == 9]
     if len(tabs) % lines:
         return None
     fields = len(tabs) // lines + 1
@@ -557,13 +587,13 @@ def _blank_digit_runs_by_column(
         detector_of[bank_card.CATEGORY],
         detector_of[cn_mobile.CATEGORY],
     )
-    blanked: list = []  # arrays of code point indexes to blank
-    blanked_runs: list = []  # (first code point indexes, length) of runs to blank
+    blanked: list = []  # arrays of character indexes to blank
+    blanked_runs: list = []  # (first character indexes, length) of runs to blank
 
     def windows(length: int):
-        # a read-only view of every run of `length` code points (row i starts at chars[i]): rows
-        # of it are copied whole, where an index per code point cost twice the time
-        return np.lib.stride_tricks.sliding_window_view(chars, length)
+        # a read-only view of every run of `length` characters (row i starts at chars[i]): rows
+        # of it are copied whole, where an index per character cost twice the time
+        return _runs_view(chars, length)
 
     hits: list[DigitHits] = []
     for index in columns:
@@ -580,7 +610,7 @@ def _blank_digit_runs_by_column(
         for length in _distinct(lengths[filled]).tolist():
             rows = filled[lengths[filled] == length]
             text = windows(length)[starts[rows]]  # row k: chars[starts[rows[k]] :][:length]
-            digit = (text >= 48) & (text <= 57)
+            digit = np.subtract(text, 48, dtype=text.dtype) <= 9  # unsigned: below 48 wraps round
             if length == 1:
                 run = digit[:, 0]
                 all_digits = run
@@ -600,9 +630,12 @@ def _blank_digit_runs_by_column(
                 taken = all_digits & digit_runs.mobiles(text)
                 kind = mobile
             elif length in (16, 17, 19):
-                taken = all_digits.copy()
-                if taken.any():
-                    taken[taken] = digit_runs.bank_cards(text[taken])
+                if all_digits.all():  # the usual card column: no copy of its rows
+                    taken = digit_runs.bank_cards(text)
+                else:
+                    taken = all_digits.copy()
+                    if taken.any():
+                        taken[taken] = digit_runs.bank_cards(text[taken])
                 kind = bank
             else:
                 taken = np.zeros(len(rows), dtype=bool)
@@ -631,9 +664,10 @@ def _blank_digit_runs_by_column(
         stops = ends if index == fields - 1 else tabs[:, index]
         first = chars[starts]
         rows = np.flatnonzero((stops - starts >= 6) & (first >= 97) & (first <= 122) & (first != 112))
-        begin, end = starts[rows].tolist(), stops[rows].tolist()
-        plain = _PLAIN_EMAIL.fullmatch  # a plain address it takes passes `mail.is_valid`
-        taken = [row for row, b, e in zip(rows.tolist(), begin, end, strict=True) if plain(block[b:e])]
+        # a plain address `_PLAIN_EMAIL` takes passes `mail.is_valid`; each value is matched in
+        # place (its end is the pattern's string end), not cut out
+        matched = map(_PLAIN_EMAIL.fullmatch, repeat(block), starts[rows].tolist(), stops[rows].tolist())
+        taken = list(compress(rows.tolist(), matched))
         if taken:
             rows = np.array(taken, dtype=np.int64)
             blanked.append(_ranges(starts[rows], stops[rows] - starts[rows]))
@@ -646,12 +680,46 @@ def _blank_digit_runs_by_column(
     if blanked:
         spaced[np.concatenate(blanked)] = 32
     for firsts, length in blanked_runs:
-        # every code point of the runs of `length` that start at `firsts`, through a writable
+        # every character of the runs of `length` that start at `firsts`, through a writable
         # view of overlapping windows: each is set to the same space
-        np.lib.stride_tricks.as_strided(
-            spaced, shape=(len(spaced) - length + 1, length), strides=(spaced.strides[0],) * 2
-        )[firsts] = 32
-    return spaced.tobytes().decode("utf-32-le", "surrogatepass"), hits
+        _runs_view(spaced, length)[firsts] = 32
+    return _text_of(spaced, len(block)), hits
+
+
+def _runs_view(chars, length: int):
+    """A view of `chars` (one-dimensional, contiguous) with a row for every run of `length` items,
+    row i starting at chars[i]; writable when `chars` is (the rows overlap: what is written
+    through one row is seen in the others). `sliding_window_view`, without its checks (their
+    cost counted where a block has many columns and lengths)."""
+    import numpy as np
+
+    return np.ndarray(
+        (len(chars) - length + 1, length), chars.dtype, chars, strides=(chars.itemsize, chars.itemsize)
+    )
+
+
+def _code_units(text: str):
+    """`text` as an array of one number per character: UTF-16 code units (half the bytes of
+    UTF-32 to encode, compare, copy and decode) when every character is in the Basic
+    Multilingual Plane, else code points."""
+    import numpy as np
+
+    units = text.encode("utf-16-le", "surrogatepass")
+    if len(units) == 2 * len(text):  # no character needed two units
+        return np.frombuffer(units, dtype=np.uint16)
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+def _text_of(chars, length: int) -> str:
+    """The text of `length` characters that `chars` (from `_code_units`) holds."""
+    import numpy as np
+
+    if chars.dtype == np.uint32:
+        return chars.tobytes().decode("utf-32-le", "surrogatepass")
+    text = chars.tobytes().decode("utf-16-le", "surrogatepass")
+    if len(text) != length:  # a lone high surrogate before a lone low one read as one character
+        text = chars.astype(np.uint32).tobytes().decode("utf-32-le", "surrogatepass")
+    return text
 
 
 def _distinct(lengths):

@@ -10,6 +10,7 @@ ledger's writers queue on a table lock.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable, Iterator
 from datetime import date
 
@@ -175,11 +176,13 @@ def _copy_blocks(engine: Engine, clause: sa.TableClause, cols: list[str], block_
                     continue
                 cut = _escape_safe_cut(data)
             pending = data[cut + 1 :]
-            yield _unescape(decoder.decode(data[: cut + 1]))
+            piece = data[: cut + 1]
             data = b""
+            yield _unescape(decoder.decode(piece), piece)
+            piece = b""
         tail = decoder.decode(pending, final=True)
         if tail:
-            yield _unescape(tail)
+            yield _unescape(tail, pending)
         for ctid, index in huge_cells:
             yield "\t" * index
             yield from _cell_slices(raw.driver_connection, table, quoted[index], ctid)
@@ -259,12 +262,23 @@ def _escape_safe_cut(data: bytes) -> int:
     return cut - 1 if backslashes % 2 else cut
 
 
-def _unescape(block: str) -> str:
+#: a backslash that opens no NULL (\N)
+_NOT_NULL_ESCAPE = re.compile(rb"\\(?!N)")
+
+
+def _unescape(block: str, raw: bytes | None = None) -> str:
+    """COPY text's escapes of backslash, tab and line ends blanked to two spaces. `raw`: the bytes
+    `block` was decoded from, if at hand (the same backslashes, each before the same character:
+    a decoder never joins an ASCII byte to another)."""
     # most blocks hold no escape but NULLs (\N): when every backslash opens one, the four
     # replaces (a search of the whole block each, slowed by every backslash) would change nothing
-    backslashes = block.count("\\")
-    if not backslashes or backslashes == block.count("\\N"):
-        return block
+    if raw is not None:
+        if _NOT_NULL_ESCAPE.search(raw) is None:  # one search of the bytes, no count of the text
+            return block
+    else:
+        backslashes = block.count("\\")
+        if not backslashes or backslashes == block.count("\\N"):
+            return block
     return block.replace("\\\\", "  ").replace("\\t", "  ").replace("\\n", "  ").replace("\\r", "  ")
 
 
@@ -281,39 +295,34 @@ class _CopyReader:
         chunks: queue.Queue = queue.Queue(maxsize=8)
         failure: list[BaseException] = []
 
-        class _Sink:
-            # psycopg2 writes one row at a time: hand over ~1 MiB at once, not one row per
-            # queue round trip (the lock traffic cost more than reading the rows)
-            def __init__(self) -> None:
-                self.pending = bytearray()
+        class _Handover(io.RawIOBase):
+            # psycopg2 writes one row at a time: io.BufferedWriter gathers the rows (in C, where a
+            # Python write per row cost more than the copy) and hands over ~1 MiB at once here,
+            # not one row per queue round trip (the lock traffic cost more than reading the rows)
+            handing_over = True  # not once the copy is over
+
+            def writable(self) -> bool:
+                return True
 
             def write(self, data) -> int:
-                if len(data) > 1 << 20:
-                    # one huge row: hand it over in pieces, never copied whole again
-                    self.flush()
-                    view = memoryview(data)
-                    for at in range(0, len(view), 1 << 20):
+                view = memoryview(data)  # the writer's own buffer: copied before it is reused
+                if self.handing_over:
+                    for at in range(0, len(view), 1 << 20):  # one huge row in pieces, never whole
                         chunks.put(bytes(view[at : at + (1 << 20)]))
-                    return len(data)
-                self.pending += data
-                if len(self.pending) >= 1 << 20:
-                    self.flush()
-                return len(data)
-
-            def flush(self) -> None:
-                if self.pending:
-                    chunks.put(bytes(self.pending))
-                    self.pending = bytearray()
+                return len(view)
 
         def pump() -> None:
+            handover = _Handover()
             try:
-                sink = _Sink()
+                sink = io.BufferedWriter(handover, buffer_size=1 << 20)
                 with self.connection.cursor() as cur:
                     cur.copy_expert(self.sql, sink, size=1 << 20)
                 sink.flush()
             except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
                 failure.append(exc)
             finally:
+                # a failed copy's rows left in the writer are not handed over when it is collected
+                handover.handing_over = False
                 chunks.put(None)
 
         thread = threading.Thread(target=pump, daemon=True)

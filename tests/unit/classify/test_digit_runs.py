@@ -133,6 +133,24 @@ def test_column_at_a_time_finds_what_line_by_line_finds(seed):
     assert len(_hits(groups)) > 2500
 
 
+@pytest.mark.parametrize("other", ["😀 13812345678", "\ud800", "\udc00\ud800", "\ud800\udc00", "张三"])
+def test_column_at_a_time_with_any_character_between(other):
+    """The block is read as UTF-16 code units when each character is one (UTF-32 otherwise): a
+    character outside the Basic Multilingual Plane, or lone surrogates that UTF-16 would read back
+    as one character, change neither the offsets nor the text given back."""
+    rng = random.Random(7)
+    lines = [
+        "\t".join([str(k), _digit_value(rng), other if k % 7 == 3 else "", _digit_value(rng)])
+        for k in range(500)
+    ]
+    block = "\n".join(lines) + "\n"
+    text, groups = scanner._blank_digit_runs_by_column(block, 7, (1, 3))
+    expected_text, expected_groups = scanner._blank_digit_runs_by_line(block, 7, (1, 3))
+    assert text == expected_text
+    assert _hits(groups) == _hits(expected_groups)
+    assert len(_hits(groups)) > 300
+
+
 def test_lines_with_different_numbers_of_fields_go_line_by_line():
     block = "1\t13812345678\n2\t13812345678\textra\n"
     assert scanner._blank_digit_runs_by_column(block, 0, (1,)) is None
@@ -173,3 +191,15 @@ def test_minors_a_batch_at_a_time_as_row_by_row(closure):
         got = engine._minor_rows(shaped, 1, birth_col, id_col, closure)
         assert sorted(got) == sorted(expected)
         assert len(expected) > 100
+
+
+def test_digit_and_email_columns_probed_with_lines_of_any_length():
+    """The probe counts a column at a time when the first lines have the same fields, value by
+    value otherwise: the same columns either way (empty values and NULLs count as absent)."""
+    even = "1\t13812345678\ta@example.com\t\\N\n2\t\t\\N\tx\n3\t11010519491231002X\tb@example.com\t\n\n"
+    ragged = even + "4\t13812345678\n"
+    for block in (even, ragged):
+        assert scanner._digit_columns(block) == (1,)
+        assert scanner._email_columns(block) == (2,)
+    assert scanner._digit_columns("1\tabc\n2\t13812345678\n3\tdef\n") == ()
+    assert scanner._digit_columns("1\tabc\n2\t13812345678\n3\t\\N\n") == (1,)
