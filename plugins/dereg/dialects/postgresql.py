@@ -163,6 +163,11 @@ def _copy_blocks(engine: Engine, clause: sa.TableClause, cols: list[str], block_
             for i, q in enumerate(quoted)
         )
         pending = b""
+        with raw.driver_connection.cursor() as cur:
+            # a scan of a large table beside another one would start where that one is reading
+            # (synchronized sequential scans), and the first examples found would change from run
+            # to run; in the COPY's own transaction only
+            cur.execute("SET LOCAL synchronize_seqscans = off")
         reader = _CopyReader(
             raw.driver_connection, f"COPY (SELECT {select} FROM {table}) TO STDOUT", block_chars
         )

@@ -72,3 +72,23 @@ def test_a_cell_over_the_threshold_is_read_in_slices_with_the_same_hits(pg_url, 
     findings = {f.column: f for f in classify_table(engine, info, full=True)}
     assert findings["remark"].values_checked == 2 and findings["remark"].matches == 2
     engine.dispose()
+
+
+def test_a_scan_reads_a_table_from_its_start_whatever_runs_beside(pg_url):
+    """PostgreSQL starts a sequential scan of a large table where another scan of it is reading
+    (synchronize_seqscans): the scan's COPY turns that off in its own transaction, so the first
+    examples it reports do not depend on what else reads the table; the pooled connection gets
+    the server's setting back."""
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE VIEW probe AS SELECT 1 AS id, current_setting('synchronize_seqscans') AS sync"
+        )
+    table = sa.table("probe", sa.column("id"), sa.column("sync"))
+    blocks = list(
+        dialect_for(engine).text_blocks(engine, table, ["id", "sync"], block_chars=1 << 20, batch=10)
+    )
+    assert blocks == ["1\toff\n"]
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SHOW synchronize_seqscans").scalar_one() == "on"
+    engine.dispose()
