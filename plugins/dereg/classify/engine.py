@@ -213,28 +213,30 @@ class _ColumnStats:
             examples.append(masked)
 
     def add(self, value) -> None:
-        if value is None:
-            return
-        if isinstance(value, bytes | bytearray | memoryview):
-            self._add_binary(bytes(value))
-            return
-        if isinstance(value, date):  # date and datetime
-            self.nonempty += 1
-            self.date_like += 1
-            self._add_whole(value, self._date_checks)
-            return
-        if isinstance(value, bool | float | Decimal):
-            self.nonempty += 1
-            if not isinstance(value, bool):
-                self._add_number(float(value))
-            return
-        if isinstance(value, dict | list):  # a JSON column the driver already decoded
-            self.nonempty += 1
-            self.json_values += 1
-            text = json.dumps(value, ensure_ascii=False)
-            self._add_json(value)
-            self._add_spans(text)
-            return
+        is_text = isinstance(value, str)
+        if not is_text:  # a string is none of these kinds: the common case skips their tests
+            if value is None:
+                return
+            if isinstance(value, bytes | bytearray | memoryview):
+                self._add_binary(bytes(value))
+                return
+            if isinstance(value, date):  # date and datetime
+                self.nonempty += 1
+                self.date_like += 1
+                self._add_whole(value, self._date_checks)
+                return
+            if isinstance(value, bool | float | Decimal):
+                self.nonempty += 1
+                if not isinstance(value, bool):
+                    self._add_number(float(value))
+                return
+            if isinstance(value, dict | list):  # a JSON column the driver already decoded
+                self.nonempty += 1
+                self.json_values += 1
+                text = json.dumps(value, ensure_ascii=False)
+                self._add_json(value)
+                self._add_spans(text)
+                return
         text = str(value).strip()
         if not text:
             return
@@ -242,7 +244,7 @@ class _ColumnStats:
         if len(text) > MAX_SAMPLE_CHARS:
             self.truncated += 1
             text = text[:MAX_SAMPLE_CHARS]
-        if isinstance(value, str):
+        if is_text:
             self.text_values += 1
             self.total_length += len(text)
             if "." in text and len(text) <= 500 and _IMAGE_REF.search(text):
@@ -250,14 +252,17 @@ class _ColumnStats:
             if len(text) == 11 and text[3] in "*xX" and _MASKED_MOBILE.fullmatch(text):
                 self.masked_mobiles += 1
                 self.example("cn_mobile", text)
-            if len(text) <= 12 and text.lower() in _KINSHIP_WORDS:
-                self.kin_like += 1
-            if len(text) <= 12 and _DIGIT.search(text, 0, 8):
-                self.with_digits += 1
+            if len(text) <= 12:
+                # kinship and gender words are short (lower case is never shorter than a text)
+                lowered = text.lower()
+                if lowered in _KINSHIP_WORDS:
+                    self.kin_like += 1
+                if lowered in _GENDER_WORDS:
+                    self.gender_like += 1
+                if _DIGIT.search(text, 0, 8):
+                    self.with_digits += 1
             if _as_date(text) is not None:
                 self.date_like += 1
-            if text.lower() in _GENDER_WORDS:
-                self.gender_like += 1
             if text[0] in "{[":
                 try:
                     document = json.loads(text)
@@ -266,9 +271,10 @@ class _ColumnStats:
                 if isinstance(document, dict | list):
                     self.json_values += 1
                     self._add_json(document)
-            if len(text) >= 6 and not text.isascii() and _PROSE.search(text):
+            ascii_text = text.isascii()
+            if len(text) >= 6 and not ascii_text and _PROSE.search(text):
                 self.prose += 1
-            if len(text) > 4 and not text.isascii():
+            if len(text) > 4 and not ascii_text:
                 found = person_name.in_context(text[:2000])
                 if found:
                     self.context_names += 1

@@ -39,6 +39,9 @@ def compact(text) -> str:
 
 
 def is_valid(text) -> bool:
+    text = str(text)
+    if text.isascii():  # a plate starts with its province's Chinese character
+        return False
     plate = compact(text)
     return bool(PATTERN.fullmatch(plate)) and sum(c.isdigit() for c in plate[2:]) >= 3
 
