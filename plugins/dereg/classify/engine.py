@@ -1183,6 +1183,9 @@ def _classify_table_sample(
 def _sample_text(value) -> str | None:
     """The text `_ColumnStats.add` searches for identifiers in a plain value (a string, a number
     other than bool, float and Decimal), or None."""
+    if type(value) is str:  # the common case, without the tests below
+        text = value.strip()
+        return text[:MAX_SAMPLE_CHARS] if text else None
     if value is None or isinstance(
         value, bytes | bytearray | memoryview | date | bool | float | Decimal | dict | list
     ):
