@@ -241,18 +241,20 @@ class _ColumnStats:
         if not text:
             return
         self.nonempty += 1
-        if len(text) > MAX_SAMPLE_CHARS:
+        size = len(text)
+        if size > MAX_SAMPLE_CHARS:
             self.truncated += 1
             text = text[:MAX_SAMPLE_CHARS]
+            size = MAX_SAMPLE_CHARS
         if is_text:
             self.text_values += 1
-            self.total_length += len(text)
-            if "." in text and len(text) <= 500 and _IMAGE_REF.search(text):
+            self.total_length += size
+            if "." in text and size <= 500 and _IMAGE_REF.search(text):
                 self.image_refs += 1
-            if len(text) == 11 and text[3] in "*xX" and _MASKED_MOBILE.fullmatch(text):
+            if size == 11 and text[3] in "*xX" and _MASKED_MOBILE.fullmatch(text):
                 self.masked_mobiles += 1
                 self.example("cn_mobile", text)
-            if len(text) <= 12:
+            if size <= 12:
                 # kinship and gender words are short (lower case is never shorter than a text)
                 lowered = text.lower()
                 if lowered in _KINSHIP_WORDS:
@@ -261,7 +263,7 @@ class _ColumnStats:
                     self.gender_like += 1
                 if _DIGIT.search(text, 0, 8):
                     self.with_digits += 1
-            if _as_date(text) is not None:
+            if 8 <= size <= 26 and _as_date(text) is not None:  # the lengths _as_date reads
                 self.date_like += 1
             if text[0] in "{[":
                 try:
@@ -271,17 +273,16 @@ class _ColumnStats:
                 if isinstance(document, dict | list):
                     self.json_values += 1
                     self._add_json(document)
-            ascii_text = text.isascii()
-            if len(text) >= 6 and not ascii_text and _PROSE.search(text):
-                self.prose += 1
-            if len(text) > 4 and not ascii_text:
+            if size > 4 and not text.isascii():
+                if size >= 6 and _PROSE.search(text):
+                    self.prose += 1
                 found = person_name.in_context(text[:2000])
                 if found:
                     self.context_names += 1
                     self.example("name", person_name.mask(found[0]))
             if self.generic_name and person_name.is_plausible(text):
                 self.plausible_names += 1
-            if len(text) <= 200:
+            if size <= 200:
                 if person_name.is_organisation(text):
                     self.organisations += 1
                 if "." in text:
@@ -291,13 +292,13 @@ class _ColumnStats:
                 self._add_whole(text, self._whole_checks)
                 if self._phones_abroad and text[0] == "+" and landline.is_international(text):
                     self.whole["phone"] += 1
-                    self.example("phone", text[:3] + "*" * (len(text) - 5) + text[-2:])
+                    self.example("phone", text[:3] + "*" * (size - 5) + text[-2:])
             elif text.startswith(("data:image/", "/9j/", "iVBOR")):
                 self._add_whole(text, self._face_checks)
         elif isinstance(value, int):
             self._add_number(float(value))
             self._add_whole(text, self._whole_checks)  # a gender code, a QQ number under its name
-        if len(text) in _PLATFORM_ID_LENGTHS and im_account.is_platform_id(text):
+        if size in _PLATFORM_ID_LENGTHS and im_account.is_platform_id(text):
             self.platform_ids += 1
             self.example("im_account", im_account.mask(text))
         self._add_spans(text)
@@ -359,12 +360,18 @@ class _ColumnStats:
             found = kept
         if not found:
             return
-        if any(s[0] not in NOT_PERSONAL for s in found):
-            self.any_hit += 1
-        for cat in dict.fromkeys(
-            s[0] for s in found
-        ):  # in text order, not a set's: the same in every process
+        if len(found) == 1:  # the common case, one hit (an ID, a mobile number)
+            cat = found[0][0]
+            if cat not in NOT_PERSONAL:
+                self.any_hit += 1
             self.containing[cat] += 1
+        else:
+            if any(s[0] not in NOT_PERSONAL for s in found):
+                self.any_hit += 1
+            for cat in dict.fromkeys(
+                s[0] for s in found
+            ):  # in text order, not a set's: the same in every process
+                self.containing[cat] += 1
         for cat, _, _, raw in found:
             if len(self.examples.get(cat, ())) < 3:  # masked only while examples are wanted
                 self.example(cat, mask(cat, raw))
