@@ -79,6 +79,9 @@ def spans(text: str, *, searched: bool = False, mask: int = -1) -> list[tuple[st
             return []
     taken: list[tuple[int, int]] = []
     found = []
+    # in a run of digits (an ID, a card or a mobile number) a hit starts at the first character
+    # (`_digit_run`): once one detector has taken it, the later ones could take nothing more
+    one_hit = _digit_run(text)
     for i, detector in enumerate(embedded_detectors()):
         if not mask >> i & 1:
             continue
@@ -87,6 +90,8 @@ def spans(text: str, *, searched: bool = False, mask: int = -1) -> list[tuple[st
                 continue
             taken.append((start, end))
             found.append((detector.CATEGORY, start, end, value))
+        if one_hit and found:
+            break
     found.sort(key=lambda f: f[1])
     return found
 
