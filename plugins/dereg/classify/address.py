@@ -18,6 +18,7 @@ from dereg.classify.base import find_with, whole_value
 CATEGORY = "address"
 LEVEL = "general"
 EMBEDDED = False
+PLAIN_DIGITS = False  # never takes a run of plain digits: an address has words as well as numbers
 
 _MARKERS = re.compile(
     r"省|自治区|特别行政区|市|自治州|地区|盟|区|县|旗|镇|乡|街道|村|社区|路|街|大道|巷|胡同|弄|里|号院|号楼|号|栋|幢|座|单元|楼|层|室|小区|花园|公寓|大厦"

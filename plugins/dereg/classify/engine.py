@@ -198,6 +198,9 @@ class _ColumnStats:
         self._whole_checks = self._checks(self._whole_detectors)
         self._date_checks = tuple(c for c in self._whole_checks if c[0] == "birth_date")
         self._face_checks = tuple(c for c in self._whole_checks if c[0] == "biometric_face")
+        # a run of plain digits (an id, an amount, an ID number) is not asked of the detectors
+        # that never take one (a name, an address)
+        self._digit_checks = tuple(c for c in self._whole_checks if getattr(c[3], "PLAIN_DIGITS", True))
         # under a phone or mobile column's name, numbers abroad in international form are phones
         self._phones_abroad = bool({"phone", "cn_mobile"} & set(self.hinted))
         # what the detectors said of a text met before in this column (a sample repeats its
@@ -289,7 +292,7 @@ class _ColumnStats:
                     for cat, found_in_file in person_name.in_file_name(text).items():
                         self.file_found[cat] += 1
                         self.example(cat, mask(cat, found_in_file))
-                self._add_whole(text, self._whole_checks)
+                self._add_whole(text, self._digit_checks if _plain_digits(text) else self._whole_checks)
                 if self._phones_abroad and text[0] == "+" and landline.is_international(text):
                     self.whole["phone"] += 1
                     self.example("phone", text[:3] + "*" * (size - 5) + text[-2:])
@@ -297,14 +300,15 @@ class _ColumnStats:
                 self._add_whole(text, self._face_checks)
         elif isinstance(value, int):
             self._add_number(float(value))
-            self._add_whole(text, self._whole_checks)  # a gender code, a QQ number under its name
+            # a gender code, a QQ number under its name
+            self._add_whole(text, self._digit_checks if _plain_digits(text) else self._whole_checks)
         if size in _PLATFORM_ID_LENGTHS and im_account.is_platform_id(text):
             self.platform_ids += 1
             self.example("im_account", im_account.mask(text))
         self._add_spans(text)
 
     def _add_whole(self, value, checks) -> None:
-        remembered = checks is self._whole_checks and isinstance(value, str)
+        remembered = (checks is self._whole_checks or checks is self._digit_checks) and isinstance(value, str)
         verdicts = self._whole_seen.get(value) if remembered else None
         if verdicts is None:
             verdicts = self._whole_verdicts(value, checks)
@@ -422,6 +426,10 @@ class _ColumnStats:
     @property
     def mean_length(self) -> float:
         return self.total_length / self.text_values if self.text_values else 0.0
+
+
+def _plain_digits(text: str) -> bool:
+    return text.isdigit() and text.isascii()
 
 
 def _safe_call(check, value) -> bool:

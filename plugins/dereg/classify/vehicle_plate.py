@@ -24,6 +24,7 @@ from dereg.classify.base import find_with, whole_value
 CATEGORY = "vehicle"
 LEVEL = "general"
 EMBEDDED = False
+PLAIN_DIGITS = False  # never takes a run of plain digits: a plate starts with its province's character
 
 _PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
 _ALNUM = "A-HJ-NP-Z0-9"
