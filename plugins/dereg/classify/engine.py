@@ -380,7 +380,9 @@ class _ColumnStats:
             if len(self.examples.get(cat, ())) < 3:  # masked only while examples are wanted
                 self.example(cat, mask(cat, raw))
             if cat in _CONTACT_KINDS:
-                seen = self.contact_values.setdefault(cat, Counter())
+                seen = self.contact_values.get(cat)
+                if seen is None:  # (setdefault would build a Counter for every value)
+                    seen = self.contact_values[cat] = Counter()
                 if raw in seen or len(seen) < _DISTINCT_CAP:
                     seen[raw] += 1
 
