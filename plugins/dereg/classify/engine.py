@@ -434,13 +434,6 @@ def _plain_digits(text: str) -> bool:
     return text.isdigit() and text.isascii()
 
 
-def _safe_call(check, value) -> bool:
-    try:
-        return bool(check(value))
-    except Exception:  # noqa: BLE001 - a detector never stops a scan; odd input is simply not a match
-        return False
-
-
 def _safe_valid(detector, value) -> bool:
     if detector is None:
         return False

@@ -163,7 +163,9 @@ def test_a_digit_run_holds_one_hit_at_its_start():
     rng = random.Random(9)
     runs = [v for v in _IN_DIGIT_COLUMNS if scanner._digit_run(v)]
     runs += ["".join(rng.choice("0123456789") for _ in range(rng.randint(1, 24))) for _ in range(3000)]
-    runs += ["1" + rng.choice("3456789") + "".join(rng.choice("0123456789") for _ in range(9)) for _ in range(300)]
+    runs += [
+        "1" + rng.choice("3456789") + "".join(rng.choice("0123456789") for _ in range(9)) for _ in range(300)
+    ]
     runs += [r[:-1] + "X" for r in runs[:500] if len(r) > 1]
     for run in runs:
         for detector in scanner.embedded_detectors():
