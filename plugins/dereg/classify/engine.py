@@ -1193,9 +1193,11 @@ def _classify_table_sample(
 def _sample_text(value) -> str | None:
     """The text `_ColumnStats.add` searches for identifiers in a plain value (a string, a number
     other than bool, float and Decimal), or None."""
-    if type(value) is str:  # the common case, without the tests below
+    if type(value) is str:  # the common cases, without the tests below
         text = value.strip()
         return text[:MAX_SAMPLE_CHARS] if text else None
+    if type(value) is int:  # (not a bool): digits, no spaces
+        return str(value)
     if value is None or isinstance(
         value, bytes | bytearray | memoryview | date | bool | float | Decimal | dict | list
     ):
