@@ -217,7 +217,7 @@ class _ColumnStats:
 
     def add(self, value) -> None:
         is_text = isinstance(value, str)
-        if not is_text:  # a string is none of these kinds: the common case skips their tests
+        if not is_text and type(value) is not int:  # the common cases are none of these kinds
             if value is None:
                 return
             if isinstance(value, bytes | bytearray | memoryview):
