@@ -86,13 +86,14 @@ def spans(text: str, *, searched: bool = False, mask: int = -1) -> list[tuple[st
         if not mask >> i & 1:
             continue
         for start, end, value in detector.finditer(text):
-            if any(start < e and s < end for s, e in taken):
+            if taken and any(start < e and s < end for s, e in taken):
                 continue
             taken.append((start, end))
             found.append((detector.CATEGORY, start, end, value))
         if one_hit and found:
             break
-    found.sort(key=lambda f: f[1])
+    if len(found) > 1:
+        found.sort(key=lambda f: f[1])
     return found
 
 
