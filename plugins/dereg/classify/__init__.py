@@ -1,7 +1,8 @@
 """Classification: which columns hold personal information, of which category and level.
 
 One module per detector, each with the same surface: CATEGORY, LEVEL, EMBEDDED, PATTERN, compact,
-is_valid, mask, finditer, find (some add is_certain: valid beyond doubt without a column name).
+is_valid, mask, finditer, find (some add is_certain: valid beyond doubt without a column name;
+some whole-value ones PLAIN_DIGITS = False: they never take a run of plain digits).
 A detector writes what its data looks like; its finditer and find are built by `base` from that.
 `names` turns column names into hints, `taxonomy` gives each category its level and display names,
 `scanner` runs the embedded detectors over text, `engine` concludes per column.

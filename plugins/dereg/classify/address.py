@@ -18,6 +18,7 @@ from dereg.classify.base import find_with, whole_value
 CATEGORY = "address"
 LEVEL = "general"
 EMBEDDED = False
+PLAIN_DIGITS = False  # never takes a run of plain digits: an address has words as well as numbers
 
 _MARKERS = re.compile(
     r"省|自治区|特别行政区|市|自治州|地区|盟|区|县|旗|镇|乡|街道|村|社区|路|街|大道|巷|胡同|弄|里|号院|号楼|号|栋|幢|座|单元|楼|层|室|小区|花园|公寓|大厦"
@@ -33,8 +34,12 @@ _PLAUSIBLE = re.compile(r"\d{1,6}[A-Za-z]?[, ]+\S.{1,80}|.{1,80}\S[, ]+(?:No\.? 
 PATTERN = re.compile(r"[\u4e00-\u9fff0-9A-Za-z\-]{4,60}")
 
 
+_SPACES = re.compile(r"\s+")
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
 def compact(text: str) -> str:
-    return re.sub(r"\s+", "", str(text))
+    return _SPACES.sub("", str(text))
 
 
 def _markers(text: str) -> int:
@@ -49,10 +54,18 @@ def is_valid(text: str) -> bool:
     raw = str(text).strip()
     if _NOT_AN_ADDRESS.search(raw):
         return False
+    if raw.isascii():  # no Chinese character (most values): only an English address can be one
+        return _english(raw)
     address = compact(raw)
-    if 6 <= len(address) <= 120 and re.search(r"[\u4e00-\u9fff]", address):
+    if 6 <= len(address) <= 120 and _CJK.search(address):
         return _markers(address) >= 2
-    return bool(_ENGLISH.search(raw))
+    return _english(raw)
+
+
+def _english(raw: str) -> bool:
+    # its number and street name are apart: without a space the search is skipped (over a long
+    # run of digits, an ID or a card number, it tries every split of the run)
+    return " " in raw and bool(_ENGLISH.search(raw))
 
 
 def is_plausible(text: str) -> bool:
@@ -65,7 +78,7 @@ def is_plausible(text: str) -> bool:
     return (
         not _NOT_AN_ADDRESS.search(raw)
         and 4 <= len(address) <= 120
-        and bool(re.search(r"[\u4e00-\u9fff]", address))
+        and bool(_CJK.search(address))
         and _markers(address) >= 1
     )
 

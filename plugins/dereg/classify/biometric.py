@@ -23,6 +23,7 @@ from dereg.classify.base import find_with, whole_value
 CATEGORY = "biometric_face"
 LEVEL = "sensitive"
 EMBEDDED = False
+PLAIN_DIGITS = False  # never takes a run of plain digits: image text starts with a header
 
 MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a")
 FINGERPRINT = (b"FMR\x00", b"FIR\x00")

@@ -21,6 +21,7 @@ from dereg.classify.base import find_with, whole_value
 CATEGORY = "name"
 LEVEL = "general"
 EMBEDDED = False
+PLAIN_DIGITS = False  # never takes a run of plain digits: a name is written in letters
 
 # The most common surnames (about 90 % of the population) and the compound ones still in use.
 SURNAMES = frozenset(

@@ -80,15 +80,21 @@ def spans(text: str, *, searched: bool = False, mask: int = -1) -> list[tuple[st
             return []
     taken: list[tuple[int, int]] = []
     found = []
+    # in a run of digits (an ID, a card or a mobile number) a hit starts at the first character
+    # (`_digit_run`): once one detector has taken it, the later ones could take nothing more
+    one_hit = _digit_run(text)
     for i, detector in enumerate(embedded_detectors()):
         if not mask >> i & 1:
             continue
         for start, end, value in detector.finditer(text):
-            if any(start < e and s < end for s, e in taken):
+            if taken and any(start < e and s < end for s, e in taken):
                 continue
             taken.append((start, end))
             found.append((detector.CATEGORY, start, end, value))
-    found.sort(key=lambda f: f[1])
+        if one_hit and found:
+            break
+    if len(found) > 1:
+        found.sort(key=lambda f: f[1])
     return found
 
 

@@ -24,6 +24,7 @@ from dereg.classify.base import find_with, whole_value
 CATEGORY = "vehicle"
 LEVEL = "general"
 EMBEDDED = False
+PLAIN_DIGITS = False  # never takes a run of plain digits: a plate starts with its province's character
 
 _PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
 _ALNUM = "A-HJ-NP-Z0-9"
@@ -39,6 +40,9 @@ def compact(text) -> str:
 
 
 def is_valid(text) -> bool:
+    text = str(text)
+    if text.isascii():  # a plate starts with its province's Chinese character
+        return False
     plate = compact(text)
     return bool(PATTERN.fullmatch(plate)) and sum(c.isdigit() for c in plate[2:]) >= 3
 

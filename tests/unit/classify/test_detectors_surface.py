@@ -54,3 +54,19 @@ def test_masks_never_show_a_whole_corpus_value():
                         shown.append((table.name, column.name, category))
     assert shown == []
     assert len(checked) >= 12, checked
+
+
+@pytest.mark.parametrize(
+    "module", [m for m in ALL_DETECTORS if not getattr(m, "PLAIN_DIGITS", True)], ids=lambda m: m.__name__
+)
+def test_plain_digits_false_means_no_run_of_digits_is_taken(module):
+    # the engine does not ask such a detector about a run of plain digits (`_ColumnStats.add`)
+    import random
+
+    rng = random.Random(4)
+    runs = [str(n) for n in range(1000)] + ["0" * n for n in range(1, 30)]
+    runs += ["".join(rng.choice("0123456789") for _ in range(rng.randint(1, 40))) for _ in range(5000)]
+    for run in runs:
+        for check in ("is_valid", "is_plausible", "is_certain"):
+            if hasattr(module, check):
+                assert not getattr(module, check)(run), (check, run)

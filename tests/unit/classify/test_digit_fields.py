@@ -145,3 +145,30 @@ def test_a_plain_address_is_a_valid_one():
     assert all(
         email.is_valid(v) == bool(scanner._PLAIN_EMAIL.fullmatch(v)) for v in values if shaped.fullmatch(v)
     )
+
+
+def _every_detector_spans(text: str) -> list:
+    # `scanner.spans` without its stop at a digit run's first hit: every detector tried
+    taken, found = [], []
+    for detector in scanner.embedded_detectors():
+        for start, end, value in detector.finditer(text):
+            if not any(start < e and s < end for s, e in taken):
+                taken.append((start, end))
+                found.append((detector.CATEGORY, start, end, value))
+    return sorted(found, key=lambda f: f[1])
+
+
+def test_a_digit_run_holds_one_hit_at_its_start():
+    # `spans` stops at the first hit in a digit run: no embedded pattern matches inside one
+    rng = random.Random(9)
+    runs = [v for v in _IN_DIGIT_COLUMNS if scanner._digit_run(v)]
+    runs += ["".join(rng.choice("0123456789") for _ in range(rng.randint(1, 24))) for _ in range(3000)]
+    runs += [
+        "1" + rng.choice("3456789") + "".join(rng.choice("0123456789") for _ in range(9)) for _ in range(300)
+    ]
+    runs += [r[:-1] + "X" for r in runs[:500] if len(r) > 1]
+    for run in runs:
+        for detector in scanner.embedded_detectors():
+            assert all(m.start() == 0 for m in detector.PATTERN.finditer(run)), (detector.CATEGORY, run)
+        assert scanner.spans(run) == _every_detector_spans(run), run
+        assert len(scanner.spans(run)) <= 1
