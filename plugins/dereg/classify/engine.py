@@ -409,7 +409,7 @@ class _ColumnStats:
         self._add_spans(text)
 
     def _add_json(self, document) -> None:
-        found: set[str] = set()
+        found: dict[str, None] = {}  # in the document's order, not a set's: the same in every process
         for key, leaf in _json_leaves(document):
             if not isinstance(leaf, str | int) or isinstance(leaf, bool):
                 continue
@@ -419,7 +419,7 @@ class _ColumnStats:
                 if cat in _PROVABLE:
                     continue  # identifiers are found by their values anywhere in the document
                 if detector is None or _safe_valid(detector, text):
-                    found.add(cat)
+                    found[cat] = None
                     if detector is not None:
                         self.example(cat, detector.mask(text))
         for cat in found:
