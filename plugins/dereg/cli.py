@@ -250,9 +250,9 @@ def _verify_certificate(args) -> int:
 @command("scan")
 def _scan(args) -> int:
     if args.full and not args.source_url.startswith("s3://"):
-        from dereg import scanworkers  # not dereg.classify yet: the server starts sooner
+        from dereg import scanworkers
 
-        scanworkers.start_server()  # the workers' imports, while this process makes its own
+        scanworkers.start_server(here=True)  # forked once the workers' modules are imported here
     from dereg.classify.scan import print_summary, scan_url
 
     report = scan_url(

@@ -1,9 +1,11 @@
-"""The process a full scan's worker processes are forked from (multiprocessing's forkserver),
-started before the command imports anything of the scan: the server's own imports
-(`WORKER_MODULES`, half a second of CPU) are what the workers' first table waits for, and
-importing `dereg.classify` first (every detector) would start them a tenth of a second later.
-`dereg.classify.parallel` forks its workers from this server; at exit the server is ended and
-waited for (`dereg.classify.parallel.stop_server` first waits for the workers)."""
+"""The process a full scan's worker processes are forked from (multiprocessing's forkserver).
+Started by multiprocessing, it is a new interpreter that imports `WORKER_MODULES` (half a second
+of CPU, which the workers' first table waits for). `dereg scan --full` starts it otherwise: once
+the command has made those imports itself, and before it starts any thread or connection, the
+server is the command's process forked (`start_server(here=True)`): nothing is imported twice and
+the workers can start half a second sooner. `dereg.classify.parallel` forks its workers from this
+server; at exit the server is ended and waited for (`dereg.classify.parallel.stop_server` first
+waits for the workers)."""
 
 from __future__ import annotations
 
@@ -25,19 +27,75 @@ def context() -> multiprocessing.context.BaseContext:
     return forked
 
 
-def start_server() -> None:
+def start_server(*, here: bool = False) -> None:
     """Start the process workers are forked from, if not running: it imports WORKER_MODULES while
     the caller goes on (a scan that then needs no workers has cost a process's imports); at exit
-    it is ended and waited for. Not with `DEREG_SCAN_WORKERS=1`."""
+    it is ended and waited for. Not with `DEREG_SCAN_WORKERS=1`.
+
+    `here`: this process imports WORKER_MODULES and the server is this process forked (`_fork_server`)
+    instead of a new interpreter making the same imports again (half a second of CPU, and the
+    workers waited for it); only while this process runs no other thread, else as without."""
     if os.environ.get("DEREG_SCAN_WORKERS") == "1":
         return
     if context().get_start_method() == "forkserver":
         import atexit
         from multiprocessing import forkserver
 
-        forkserver.ensure_running()
+        if not (here and _fork_server()):
+            forkserver.ensure_running()
         atexit.unregister(_stop_at_exit)
         atexit.register(_stop_at_exit)
+
+
+def _fork_server() -> bool:
+    """Make WORKER_MODULES' imports here, then start multiprocessing's fork server as a fork of this
+    process (its loop, `forkserver.main`, with nothing left to import); False when a server runs
+    already or this process runs another thread (a fork would copy a lock that thread may hold)."""
+    import importlib
+    import inspect
+    import socket
+    import threading
+    from multiprocessing import connection, forkserver, resource_tracker, util
+
+    server = forkserver._forkserver
+    if server._forkserver_pid is not None:
+        return False
+    if "authkey_r" in inspect.signature(forkserver.main).parameters:
+        return False  # a later Python's server authenticates its clients: started as it does it
+    for module in WORKER_MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pass
+    if threading.active_count() > 1:
+        return False
+    resource_tracker.ensure_running()  # its descriptor is handed to every worker, as by the server
+    address = connection.arbitrary_address("AF_UNIX")
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(address)
+        if not util.is_abstract_socket_namespace(address):
+            os.chmod(address, 0o600)
+        listener.listen()
+        # every client holds the write end of the "alive" pipe; the server ends when all are gone
+        alive_r, alive_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the server: multiprocessing's own loop, until the pipe's end
+            code = 0
+            try:
+                os.close(alive_w)
+                forkserver.main(listener.fileno(), alive_r, [])
+            except SystemExit:
+                pass
+            except BaseException:  # noqa: BLE001 - reported, and the server ends
+                sys.excepthook(*sys.exc_info())
+                code = 1
+            finally:
+                os._exit(code)  # never this process's exit handlers (they would stop the server)
+        os.close(alive_r)
+    server._forkserver_address = address
+    server._forkserver_alive_fd = alive_w
+    server._forkserver_pid = pid
+    return True
 
 
 def _stop_at_exit() -> None:

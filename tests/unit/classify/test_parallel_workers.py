@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 
+import pytest
 import sqlalchemy as sa
 
 from dereg.classify import parallel
@@ -101,26 +102,39 @@ from dereg.model import ColumnInfo, TableInfo
 from tests.unit.classify.test_parallel_workers import _pids_task, _reason
 
 if __name__ == "__main__":
-    parallel.start_server()
+    from dereg import scanworkers
+    from multiprocessing import forkserver
+
+    scanworkers.start_server(here=HERE)
+    server = forkserver._forkserver._forkserver_pid
+    with open(f"/proc/{server}/cmdline", "rb") as theirs, open("/proc/self/cmdline", "rb") as mine:
+        print("forked" if theirs.read() == mine.read() else "spawned")
     tables = [TableInfo(name=n, schema=None, columns=[ColumnInfo(name="r", type="TEXT")], primary_key=[], row_count=1) for n in "ab"]
     out = parallel.map_tables(sa.create_engine("sqlite://"), tables, _pids_task, None, reason=_reason, weight=lambda t: 0, workers=2)
     print(" ".join(str(pid) for pids in out for pid in pids))
 """
 
 
-def test_no_worker_or_server_is_left_running_at_exit(tmp_path):
+@pytest.mark.parametrize("here", [False, True])
+def test_no_worker_or_server_is_left_running_at_exit(tmp_path, here):
+    """The server workers are forked from is a new interpreter importing the scan's modules, or
+    (`here`, as `dereg scan --full` starts it) this process forked once they are imported; either
+    way the workers and the server are gone when the caller exits."""
     import os
     import subprocess
     import sys
     from pathlib import Path
 
     script = tmp_path / "scan_at_exit.py"
-    script.write_text(_AT_EXIT)
+    script.write_text(_AT_EXIT.replace("HERE", repr(here)))
     root = Path(__file__).resolve().parents[3]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "plugins")])}
+    env.pop("DEREG_SCAN_WORKERS", None)
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    pids = {int(p) for p in done.stdout.split()}
+    how, *listed = done.stdout.split()
+    assert how == ("forked" if here else "spawned")
+    pids = {int(p) for p in listed}
     assert pids and os.getpid() not in pids
     assert len(pids) >= 2  # the workers and the server they were forked from
     for pid in pids:  # the workers were joined and their server ended and waited for
