@@ -214,7 +214,11 @@ def _start_worker(url: str, exported, environment: dict[str, str]) -> None:
     os.environ.update(environment)
 
     native.preload(exported)
-    _ENGINE = sa.create_engine(url, hide_parameters=True, poolclass=sa.pool.NullPool)
+    # a small pool: a table's sample, its COPY and its counts beside reuse the connections of the
+    # tables before (one connection each cost the server a new backend, 25 for seven tables)
+    _ENGINE = sa.create_engine(
+        url, hide_parameters=True, poolclass=sa.pool.QueuePool, pool_size=3, max_overflow=2
+    )
 
 
 def _run(task: Callable, info: TableInfo, args: tuple, reason: Callable[[BaseException], str]):

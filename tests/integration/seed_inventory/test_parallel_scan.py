@@ -79,3 +79,36 @@ def test_workers_started_before_the_inventory_are_used_or_let_go(pg_url, monkeyp
     finally:
         engine.dispose()
     assert pooled == alone and alone[("people", "remark")] == 300
+
+
+def test_workers_reuse_their_connections_across_tables(pg_url, monkeypatch):
+    """Each worker keeps a few connections for all its tables: a new one per query (a backend
+    started by the server each time) was three per table."""
+    engine = sa.create_engine(pg_url)
+    database = sa.make_url(pg_url).database
+    sessions = sa.text("SELECT sessions FROM pg_stat_database WHERE datname = :d")
+
+    def started() -> int:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
+            return int(conn.execute(sessions, {"d": database}).scalar_one())
+
+    try:
+        with engine.begin() as conn:
+            for i in range(8):
+                conn.exec_driver_sql(f"CREATE TABLE t{i} (id int PRIMARY KEY, remark text)")
+                conn.exec_driver_sql(
+                    f"INSERT INTO t{i} SELECT g, '手机1381234' || lpad(g::text, 4, '0') FROM generate_series(1, 100) g"
+                )
+        inventory = inventory_source(engine, "s")
+        monkeypatch.setenv("DEREG_SCAN_WORKERS", "2")
+        before = started()
+        result = classify_source(
+            engine, inventory, closure_date=dt.date(2026, 1, 1), subject_table=None, full=True
+        )
+        after = started()
+    finally:
+        engine.dispose()
+    assert [f.matches for f in result.columns if f.column == "remark"] == [100] * 8
+    # two workers, a few connections each (three new ones per table and worker before)
+    assert after - before <= 2 * 5, after - before
