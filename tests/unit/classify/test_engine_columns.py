@@ -203,24 +203,13 @@ def test_minors_counted_by_the_worker_are_those_read_afterwards(engine):
 def test_json_findings_come_in_the_same_order_in_every_process():
     """The kinds found under a JSON document's keys are counted in the document's order: a set's
     order (it follows the hash seed) put "name" and "gender" in either order in a report."""
-    import os
-    import subprocess
-    import sys
+    from tests.unit.classify.seeds import printed_under_seeds
 
     script = (
         "import json; from dereg.classify.engine import _ColumnStats; s = _ColumnStats(); "
         "[s.add(json.dumps({'name': '张伟', 'gender': '男', 'remark': 'x', 'mobile': '13812345678', 'address': '北京市海淀区中关村大街1号'}, ensure_ascii=False)) for _ in range(3)]; "
         "print(list(s.json_found))"
     )
-    seen = {
-        subprocess.run(
-            [sys.executable, "-c", script],
-            env={**os.environ, "PYTHONHASHSEED": seed},
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        for seed in ("1", "2", "3", "4", "5", "6")
-    }
+    seen = printed_under_seeds(script, ("1", "2", "3", "4", "5", "6"))
     assert len(seen) == 1
     assert "name" in next(iter(seen))
