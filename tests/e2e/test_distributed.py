@@ -200,21 +200,25 @@ def test_demo_closure_on_the_distributed_topology(dist_env):
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "VALID" in verify.stdout and "cited ledger entries are in the ledger" in verify.stdout
 
-    # Both Celery workers ran tasks of the run (each takes one task at a time), and both wrote parts
-    # of the backup, which is complete (the certificate cites it, restore_verify restored it).
+    # Both Celery workers ran tasks of the run (each takes one task at a time), and the backup
+    # written in parts is complete (the certificate cites it, restore_verify restored it).
     data = ops._call("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances", params={"limit": 200})
     succeeded = [ti for ti in data["task_instances"] if ti["state"] == "success"]
     ran = {ti["task_id"]: ti["hostname"] for ti in succeeded}
     assert len(ran) >= 15
     assert {ti["hostname"] for ti in succeeded} == set(WORKERS), ran
     parts = [(ti["map_index"], ti["hostname"]) for ti in succeeded if ti["task_id"] == "backup_part"]
-    assert len(parts) >= 2 and {host for _, host in parts} == set(WORKERS), parts
+    assert len(parts) >= 2 and {host for _, host in parts} <= set(WORKERS), parts
     assert len(ops.xcom(DAG_ID, run_id, "backup_prepare")) == len(parts)
     assert ops.xcom(DAG_ID, run_id, "backup_prepare", key="summary")["parts"] == len(parts)
-    # the backup taken in parts is restored and verified in parts, on both workers too; then
-    # restore_verify completed it (approve and erase ran on its outcome)
+    # the backup taken in parts is restored and verified in parts; then restore_verify completed it
+    # (approve and erase ran on its outcome). Each worker takes one task at a time, so which one
+    # runs a phase's parts depends on what the other is doing (once, under load, all seven
+    # restores ran on one): the parts of both phases ran on both workers, so parts written on one
+    # were read on the other
     restores = [(ti["map_index"], ti["hostname"]) for ti in succeeded if ti["task_id"] == "restore_backup"]
-    assert len(restores) >= 2 and {host for _, host in restores} == set(WORKERS), restores
+    assert len(restores) >= 2 and {host for _, host in restores} <= set(WORKERS), restores
+    assert {host for _, host in parts + restores} == set(WORKERS), (parts, restores)
     assert ops.xcom(DAG_ID, run_id, "backup", key="summary")["restore_units"] == len(restores)
     assert " part " in str(ops.xcom(DAG_ID, run_id, "backup"))
 
