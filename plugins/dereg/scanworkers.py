@@ -78,6 +78,9 @@ def _fork_server() -> bool:
         listener.listen()
         # every client holds the write end of the "alive" pipe; the server ends when all are gone
         alive_r, alive_w = os.pipe()
+        for stream in (sys.stdout, sys.stderr):  # the workers flush their copies as they end
+            if stream is not None:
+                stream.flush()
         pid = os.fork()
         if pid == 0:  # the server: multiprocessing's own loop, until the pipe's end
             code = 0

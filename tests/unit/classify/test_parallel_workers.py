@@ -105,6 +105,7 @@ if __name__ == "__main__":
     from dereg import scanworkers
     from multiprocessing import forkserver
 
+    print("marker")  # still in this process's buffer (a pipe) when the server starts
     scanworkers.start_server(here=HERE)
     server = forkserver._forkserver._forkserver_pid
     with open(f"/proc/{server}/cmdline", "rb") as theirs, open("/proc/self/cmdline", "rb") as mine:
@@ -132,7 +133,8 @@ def test_no_worker_or_server_is_left_running_at_exit(tmp_path, here):
     env.pop("DEREG_SCAN_WORKERS", None)
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    how, *listed = done.stdout.split()
+    marker, how, *listed = done.stdout.split()
+    assert marker == "marker" and done.stdout.count("marker") == 1  # not printed by every copy
     assert how == ("forked" if here else "spawned")
     pids = {int(p) for p in listed}
     assert pids and os.getpid() not in pids
