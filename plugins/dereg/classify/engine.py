@@ -364,18 +364,13 @@ class _ColumnStats:
             found = kept
         if not found:
             return
-        if len(found) == 1:  # the common case, one hit (an ID, a mobile number)
-            cat = found[0][0]
-            if cat not in NOT_PERSONAL:
-                self.any_hit += 1
+        # each kind once, in text order (not a set's: the same in every process); one hit, the
+        # common case (an ID, a mobile number), without a generator or a dict
+        kinds = (found[0][0],) if len(found) == 1 else tuple(dict.fromkeys(s[0] for s in found))
+        if any(cat not in NOT_PERSONAL for cat in kinds):
+            self.any_hit += 1
+        for cat in kinds:
             self.containing[cat] += 1
-        else:
-            if any(s[0] not in NOT_PERSONAL for s in found):
-                self.any_hit += 1
-            for cat in dict.fromkeys(
-                s[0] for s in found
-            ):  # in text order, not a set's: the same in every process
-                self.containing[cat] += 1
         for cat, _, _, raw in found:
             if len(self.examples.get(cat, ())) < 3:  # masked only while examples are wanted
                 self.example(cat, mask(cat, raw))
