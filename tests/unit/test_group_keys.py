@@ -307,3 +307,16 @@ def test_a_block_past_the_gcm_limit_is_refused_naming_its_largest_table(monkeypa
         gk.seal_block(os.urandom(32), "bk-7", 3, 0, sections, [])
     blob = gk.seal_block(os.urandom(32), "bk-7", 3, 0, sections[1:], [])  # 800 bytes: sealed
     assert len(blob) > 800
+
+
+def test_the_spool_names_the_table_holding_most_of_a_group_whatever_table_was_read_last():
+    # tables are read in parallel: the one whose read ends when the group passes the limit may hold
+    # little of it
+    sealer = gk.GroupSealer(SealSpec("students", None, "students", "id", {}), "bk-7")
+    sealer.spool_frame(0, "payments", 1, b"p" * 100)
+    sealer.spool_frame(0, "students", 1, b"s" * 600)
+    sealer.spool_frame(0, "students", 1, b"s" * 600, more=True)
+    sealer.spool_frame(0, "payments", 1, b"p" * 900, more=True)
+    sealer.spool_frame(1, "notes", 1, b"n" * 5000)
+    assert sealer._largest_table(0) == "students"  # 1,200 bytes against payments' 1,000
+    assert sealer._largest_table(1) == "notes"

@@ -611,6 +611,15 @@ class GroupSealer:
             self.group_bytes[group] = self.group_bytes.get(group, 0) + len(frame)
             self.frames.setdefault((group, table), []).append((entries, offset, len(frame)))
 
+    def _largest_table(self, group: int) -> str:
+        """The table with the most spooled bytes in `group` (call with the lock held)."""
+        sizes = {
+            table: sum(length for _, _, length in frames)
+            for (g, table), frames in self.frames.items()
+            if g == group
+        }
+        return max(sorted(sizes), key=sizes.__getitem__)
+
     def copy_out(
         self, cur, key: str, qualified: str, columns: list[dict[str, Any]], raw, relkind: str = "r", psql=None
     ) -> tuple[int, str]:
@@ -644,8 +653,11 @@ class GroupSealer:
         router.finish()
         with self.lock:
             over = max(self.group_bytes.items(), key=lambda item: item[1], default=(0, 0))
+            # the table named is the one holding most of the group's bytes, not the one whose read
+            # happened to end last: tables are read in parallel, so that one may hold little of it
+            largest = self._largest_table(over[0]) if over[1] > BLOCK_LIMIT else key
         if over[1] > BLOCK_LIMIT:  # fail now, not when the block is sealed
-            raise _block_too_large(self.backup_id, over[0], over[1], key, self.group_size)
+            raise _block_too_large(self.backup_id, over[0], over[1], largest, self.group_size)
         self.sealed[key]["rows"] = router.subject_rows
         self.total_rows[key] = router.rows
         writer = None
