@@ -13,8 +13,10 @@ import multiprocessing
 import os
 import sys
 
+#: the database drivers a server imports when it is not told its source (`start_server(url=...)`)
+DRIVER_MODULES = ("psycopg2", "pymysql")
 #: imported once by the server process workers are forked from (a missing one is skipped)
-WORKER_MODULES = ["dereg.classify.engine", "numpy", "hyperscan", "psycopg2", "pymysql"]
+WORKER_MODULES = ["dereg.classify.engine", "numpy", "hyperscan", *DRIVER_MODULES]
 
 
 def context() -> multiprocessing.context.BaseContext:
@@ -27,27 +29,30 @@ def context() -> multiprocessing.context.BaseContext:
     return forked
 
 
-def start_server(*, here: bool = False) -> None:
+def start_server(*, here: bool = False, url: str | None = None) -> None:
     """Start the process workers are forked from, if not running: it imports WORKER_MODULES while
     the caller goes on (a scan that then needs no workers has cost a process's imports); at exit
     it is ended and waited for. Not with `DEREG_SCAN_WORKERS=1`.
 
     `here`: this process imports WORKER_MODULES and the server is this process forked (`_fork_server`)
     instead of a new interpreter making the same imports again (half a second of CPU, and the
-    workers waited for it); only while this process runs no other thread, else as without."""
+    workers waited for it); only while this process runs no other thread, else as without. With
+    `url` (the source's SQLAlchemy URL) it imports that URL's driver instead of every one of
+    DRIVER_MODULES (PyMySQL and the cryptography it loads cost a PostgreSQL scan a tenth of a second
+    before its workers could start)."""
     if os.environ.get("DEREG_SCAN_WORKERS") == "1":
         return
     if context().get_start_method() == "forkserver":
         import atexit
         from multiprocessing import forkserver
 
-        if not (here and _fork_server()):
+        if not (here and _fork_server(url)):
             forkserver.ensure_running()
         atexit.unregister(_stop_at_exit)
         atexit.register(_stop_at_exit)
 
 
-def _fork_server() -> bool:
+def _fork_server(url: str | None = None) -> bool:
     """Make WORKER_MODULES' imports here, then start multiprocessing's fork server as a fork of this
     process (its loop, `forkserver.main`, with nothing left to import); False when a server runs
     already or this process runs another thread (a fork would copy a lock that thread may hold)."""
@@ -62,7 +67,7 @@ def _fork_server() -> bool:
         return False
     if "authkey_r" in inspect.signature(forkserver.main).parameters:
         return False  # a later Python's server authenticates its clients: started as it does it
-    for module in WORKER_MODULES:
+    for module in _drivers_left_out(url, WORKER_MODULES):
         try:
             importlib.import_module(module)
         except ImportError:
@@ -99,6 +104,21 @@ def _fork_server() -> bool:
     server._forkserver_alive_fd = alive_w
     server._forkserver_pid = pid
     return True
+
+
+def _drivers_left_out(url: str | None, modules: list[str]) -> list[str]:
+    """`modules` less DRIVER_MODULES once `url`'s own driver is imported here (by its SQLAlchemy
+    dialect); all of `modules` when there is no URL or its driver does not load (the scan then
+    reports that itself)."""
+    if url is None:
+        return modules
+    import sqlalchemy as sa
+
+    try:
+        sa.engine.make_url(url).get_dialect().import_dbapi()
+    except Exception:  # noqa: BLE001 - any failure: the scan's own connection reports it
+        return modules
+    return [m for m in modules if m not in DRIVER_MODULES]
 
 
 def _stop_at_exit() -> None:

@@ -167,3 +167,42 @@ def test_the_caller_scans_the_lightest_tables_while_its_early_workers_start():
     here = [t.name for t, (pid, _) in zip(tables, out, strict=True) if pid == os.getpid()]
     assert here == ["none", "light"]  # at most an eighth of the weight; heavier ones go to workers
     assert parallel._url(engine) not in parallel._EARLY
+
+
+_DRIVERS = """
+import sys
+from dereg import scanworkers
+
+if __name__ == "__main__":
+    scanworkers.start_server(here=True, url=URL)
+    print(" ".join(sorted(m for m in scanworkers.DRIVER_MODULES if m in sys.modules)) or "none")
+"""
+
+
+@pytest.mark.parametrize(
+    "url, imported",
+    [
+        ("sqlite://", "none"),  # its driver is the standard library's
+        ("postgresql+psycopg2://nobody@127.0.0.1:1/none", "psycopg2"),
+        ("mysql+pymysql://nobody@127.0.0.1:1/none", "pymysql"),
+        ("nosuchdialect://x", "psycopg2 pymysql"),  # not known here: every driver, as without a URL
+        (None, "psycopg2 pymysql"),
+    ],
+)
+def test_a_forked_server_imports_only_the_driver_of_its_source(tmp_path, url, imported):
+    """`dereg scan --full` forks the server from itself once it has made the workers' imports: the
+    driver of the source's URL, not every driver (a PostgreSQL scan loaded PyMySQL and the
+    cryptography it imports before its workers could start). Nothing is connected to."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "drivers.py"
+    script.write_text(_DRIVERS.replace("URL", repr(url)))
+    root = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "plugins")])}
+    env.pop("DEREG_SCAN_WORKERS", None)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[0] == imported
