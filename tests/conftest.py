@@ -110,7 +110,7 @@ def seaweed(tmp_path_factory):
     else:
         pytest.fail("could not start SeaweedFS on free ports")
     yield server
-    server.stop()
+    server.stop(grace=0)  # scratch data; see SeaweedS3.stop
 
 
 @pytest.fixture
