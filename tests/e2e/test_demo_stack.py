@@ -22,6 +22,7 @@ import pytest
 
 from devtools.stack.demo import DAG_ID
 from devtools.stack.ports import free_port
+from tests.e2e.stacks import FAST_AIRFLOW, kill_scratch_store
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -60,10 +61,12 @@ def stack_env(tmp_path):
         "DEREG_SMTP_PORT": str(free_port()),
         "DEREG_WORKER_LOG_PORT": str(free_port()),
         "DEREG_TRIGGER_LOG_PORT": str(free_port()),
+        **FAST_AIRFLOW,
     }
     for k in ("DEREG_STORE_URL", "DEREG_KEYRING", "DEREG_OUTPUT_DIR", "AIRFLOW_HOME"):
         env.pop(k, None)
     yield env
+    kill_scratch_store(Path(env["DEREG_STATE_DIR"]))
     subprocess.run([sys.executable, "-m", "devtools.stack.embedded", "down"], env=env, cwd=ROOT, timeout=120)
 
 

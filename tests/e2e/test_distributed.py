@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from devtools.stack.distributed import CELERY_TABLES, WORKERS
 from devtools.stack.ports import free_port
+from tests.e2e.stacks import FAST_AIRFLOW, kill_scratch_store
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG_ID = "closure__demo_academy"
@@ -104,6 +105,7 @@ def dist_env(tmp_path):
         "DEREG_WORKER2_LOG_PORT": str(free_port()),
         "DEREG_TRIGGER_LOG_PORT": str(free_port()),
         "DEREG_SCHEDULER_HEALTH_PORT": str(free_port()),
+        **FAST_AIRFLOW,
     }
     for k in (
         "DEREG_STORE_URL",
@@ -114,6 +116,7 @@ def dist_env(tmp_path):
     ):
         env.pop(k, None)
     yield env
+    kill_scratch_store(Path(env["DEREG_STATE_DIR"]) / "distributed")
     subprocess.run(
         [sys.executable, "-m", "devtools.stack.distributed", "down"], env=env, cwd=ROOT, timeout=180
     )
@@ -138,7 +141,7 @@ def _wait_for(client, run_id: str, predicate, what: str, timeout: float):
             return states
         if client.run_state(DAG_ID, run_id) == "failed":
             pytest.fail(f"run failed while waiting for {what}: {states}")
-        time.sleep(1)
+        time.sleep(0.5)
     pytest.fail(f"timed out waiting for {what}: {client.task_states(DAG_ID, run_id)}")
 
 
@@ -185,7 +188,7 @@ def test_demo_closure_on_the_distributed_topology(dist_env):
     _wait_for(ops, run_id, lambda s: s.get("certificate") == "success", "the certificate", 300)
     deadline = time.monotonic() + 60
     while ops.run_state(DAG_ID, run_id) != "success" and time.monotonic() < deadline:
-        time.sleep(1)
+        time.sleep(0.5)
     assert ops.run_state(DAG_ID, run_id) == "success"
 
     # The certificate verifies, against the ledger in the compliance store's PostgreSQL database.
