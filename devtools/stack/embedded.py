@@ -244,7 +244,7 @@ def _wait_healthy(port: int, timeout: float) -> None:
                 return
         except requests.RequestException:
             pass
-        time.sleep(1)
+        time.sleep(0.5)
     raise DeregError(
         f"Airflow on port {port} did not become healthy within {timeout:.0f} s; "
         f"see {config.state_dir() / 'logs' / 'airflow.log'}"
