@@ -42,11 +42,13 @@ _RUN_DAG = textwrap.dedent("""
         _initialize(app)
     Cadwyn._cadwyn_initialize = _newest_version_only
     from airflow.dag_processing.dagbag import DagBag
-    dag_id, conf = sys.argv[1], json.loads(sys.argv[2])
+    dag_id, conf, hold = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3] == "hold"
     bag = DagBag(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     if bag.import_errors:
         print("IMPORT_ERRORS", json.dumps({k: v[-500:] for k, v in bag.import_errors.items()}))
     dag = bag.get_dag(dag_id)
+    if hold:  # imported and parsed; the run starts when the test says so (a line on stdin)
+        sys.stdin.readline()
     run = dag.test(run_conf=conf)
     tis = run.get_task_instances()
     states = {}
@@ -91,39 +93,46 @@ _ANSWER = textwrap.dedent("""
 """)
 
 
+def _home_env(home: Path, dags_folder: Path = ROOT / "dags") -> dict[str, str]:
+    """The environment of the Airflow home `home` (created, with its users' passwords file)."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "passwords.json").write_text(json.dumps(PASSWORDS))
+    return {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:user" for u in PASSWORDS),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__API_AUTH__JWT_SECRET": "dereg-test-jwt-secret-" + "x" * 48,
+        "AIRFLOW__API__SECRET_KEY": "dereg-test-secret-key",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        "NO_PROXY": "*",
+        # a stage that fails in a test is retried at once, not after the closure DAG's 30 s
+        "DEREG_RETRY_DELAY_SECONDS": "1",
+    }
+
+
 class AirflowSandbox:
     """An AIRFLOW_HOME with a migrated SQLite metadata DB, and the environment to run DAGs in it."""
 
     def __init__(self, home: Path, *, dags_folder: Path = ROOT / "dags", env: dict[str, str] | None = None):
         self.home = home
-        home.mkdir(parents=True, exist_ok=True)
-        (home / "passwords.json").write_text(json.dumps(PASSWORDS))
-        self.env = {
-            **os.environ,
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:user" for u in PASSWORDS),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
-            "AIRFLOW__API_AUTH__JWT_SECRET": "dereg-test-jwt-secret-" + "x" * 48,
-            "AIRFLOW__API__SECRET_KEY": "dereg-test-secret-key",
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-            "NO_PROXY": "*",
-            # a stage that fails in a test is retried at once, not after the closure DAG's 30 s
-            "DEREG_RETRY_DELAY_SECONDS": "1",
-            **(env or {}),
-        }
+        self.env = {**_home_env(home, dags_folder), **(env or {})}
         self._migrate()
 
     def _migrate(self) -> None:
         migrate_metadata_db(self.home, self.env)
 
-    def start_dag_test(self, dag_id: str, conf: dict) -> subprocess.Popen:
+    def start_dag_test(self, dag_id: str, conf: dict, *, hold: bool = False) -> subprocess.Popen:
+        """Start `dag.test()` of `dag_id` in a child process. With `hold`, the child imports Airflow
+        and parses the DAGs (seconds of CPU), then waits for `release` before it starts the run."""
         log = open(self.home / f"dag_test_{dag_id}_{time.monotonic_ns()}.log", "w+")
         proc = subprocess.Popen(
-            [sys.executable, "-c", _RUN_DAG, dag_id, json.dumps(conf)],
+            [sys.executable, "-c", _RUN_DAG, dag_id, json.dumps(conf), "hold" if hold else "go"],
             env=self.env,
+            stdin=subprocess.PIPE if hold else None,
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
@@ -131,6 +140,12 @@ class AirflowSandbox:
         )
         proc.log_file = log  # type: ignore[attr-defined]
         return proc
+
+    @staticmethod
+    def release(proc: subprocess.Popen) -> None:
+        """Let a process started with `hold` start its run."""
+        proc.stdin.write("go\n")
+        proc.stdin.close()
 
     @staticmethod
     def finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[dict, str]:
