@@ -193,12 +193,57 @@ class AirflowSandbox:
 #: a metadata DB migrated once per test session; each Airflow home starts from a copy of it (an
 #: `airflow db migrate` costs 5-10 s, and every home gets the same empty schema)
 _MIGRATED: list[Path] = []
+#: that migration when started ahead (`start_template_migration`): (process, its home)
+_PENDING: list[tuple[subprocess.Popen, Path]] = []
+
+
+def start_template_migration() -> None:
+    """Start migrating the session's template metadata DB in a home of its own, in the background:
+    the suite runs serially, so the migration takes the other core while the first tests set up,
+    and the first Airflow home copies its result instead of migrating."""
+    if _MIGRATED or _PENDING:
+        return
+    home = Path(tempfile.mkdtemp(prefix="dereg-airflow-db-"))
+    airflow = str(Path(sys.executable).parent / "airflow")
+    env = {**_home_env(home), "DEREG_STATE_DIR": str(home / "state")}  # before _isolated_state
+    for key in ("DEREG_STORE_URL", "DEREG_KEYRING"):
+        env.pop(key, None)
+    log = open(home / "migrate.log", "w")
+    proc = subprocess.Popen([airflow, "db", "migrate"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    log.close()  # the child has its own descriptor
+    _PENDING.append((proc, home))
+
+
+def stop_template_migration() -> None:
+    """End a template migration no test waited for (the session ends)."""
+    while _PENDING:
+        proc, _ = _PENDING.pop()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def _await_template() -> None:
+    """The migration started ahead becomes the template when it succeeded; else the first home
+    migrates itself, and says why if it fails too."""
+    while _PENDING:
+        proc, home = _PENDING.pop()
+        try:
+            code = proc.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            continue
+        if code == 0 and (home / "airflow.db").exists() and not _MIGRATED:
+            _MIGRATED.append(home / "airflow.db")
 
 
 def migrate_metadata_db(home: Path, env: dict[str, str]) -> None:
     """Give the Airflow home `home` (run with `env`) a migrated metadata DB: a copy of the SQLite DB
     migrated first in this session, or `airflow db migrate` for the first home or another database."""
     default_db = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in env  # the SQLite file in the home
+    if default_db:
+        _await_template()
     if default_db and _MIGRATED and _MIGRATED[0].exists():
         shutil.copyfile(_MIGRATED[0], home / "airflow.db")
         return
