@@ -172,17 +172,29 @@ def test_demo_closure_on_the_distributed_topology(dist_env):
     assert started.returncode == 0, started.stdout + started.stderr
     root = Path(dist_env["DEREG_STATE_DIR"]) / "distributed"
     info = json.loads((root / "distributed.json").read_text())
-    status = _cli(dist_env, "status")
-    assert status.returncode == 0, status.stdout + status.stderr
+    # `status` right after `up`, in a process of its own beside the seeding and the trigger
+    status = subprocess.Popen(
+        [sys.executable, "-m", "devtools.stack.distributed", "status"],
+        env=dist_env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        seed(f"sqlite:///{root / 'demo_academy.db'}", students=40)
+        passwords = json.loads((root / "airflow" / "passwords.json").read_text())
+        base = f"http://127.0.0.1:{dist_env['DEREG_AIRFLOW_PORT']}"
+        ops = AirflowClient(base, "ops", passwords["ops"])
+        ops.wait_for_dag(DAG_ID)
+        run_id = ops.trigger(DAG_ID, DEMO_CONF)
+        status_out, status_err = status.communicate(timeout=60)
+    finally:
+        if status.poll() is None:
+            status.kill()
+    assert status.returncode == 0, status_out + status_err
     for name in ("api-server", "scheduler", "dag-processor", "triggerer", *WORKERS):
-        assert f"{name}" in status.stdout
-
-    seed(f"sqlite:///{root / 'demo_academy.db'}", students=40)
-    passwords = json.loads((root / "airflow" / "passwords.json").read_text())
-    base = f"http://127.0.0.1:{dist_env['DEREG_AIRFLOW_PORT']}"
-    ops = AirflowClient(base, "ops", passwords["ops"])
-    ops.wait_for_dag(DAG_ID)
-    run_id = ops.trigger(DAG_ID, DEMO_CONF)
+        assert f"{name}" in status_out
     _wait_for(ops, run_id, lambda s: s.get("approve") == "awaiting_input", "the approval", 300)
     AirflowClient(base, "approver", passwords["approver"]).answer_approval(DAG_ID, run_id)
     _wait_for(ops, run_id, lambda s: s.get("certificate") == "success", "the certificate", 300)
