@@ -215,12 +215,15 @@ def start_template_migration() -> None:
 
 
 def stop_template_migration() -> None:
-    """End a template migration no test waited for (the session ends)."""
+    """The session ends: end a template migration no test waited for, and delete the template."""
     while _PENDING:
-        proc, _ = _PENDING.pop()
+        proc, home = _PENDING.pop()
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+        shutil.rmtree(home, ignore_errors=True)
+    while _MIGRATED:
+        shutil.rmtree(_MIGRATED.pop().parent, ignore_errors=True)
 
 
 def _await_template() -> None:
