@@ -7,6 +7,7 @@ skipping it.
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from pathlib import Path
 
@@ -26,6 +27,26 @@ def _unavailable(what: str, exc: Exception):
     if REQUIRE_SERVICES:
         pytest.fail(message + " and DEREG_REQUIRE_SERVICES=1", pytrace=False)
     pytest.skip(message)
+
+
+def pytest_collection_finish(session) -> None:
+    """When DAG tests (or others making Airflow homes) are to run, migrate the metadata DB their homes
+    copy in the background from now on (tests.dags.harness.start_template_migration)."""
+
+    def makes_homes(item) -> bool:
+        module = getattr(item, "module", None)
+        return hasattr(module, "AirflowSandbox") or hasattr(module, "migrate_metadata_db")
+
+    if any(makes_homes(item) for item in session.items):
+        from tests.dags.harness import start_template_migration
+
+        start_template_migration()
+
+
+def pytest_sessionfinish(session) -> None:
+    harness = sys.modules.get("tests.dags.harness")
+    if harness is not None:
+        harness.stop_template_migration()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -110,7 +131,7 @@ def seaweed(tmp_path_factory):
     else:
         pytest.fail("could not start SeaweedFS on free ports")
     yield server
-    server.stop()
+    server.stop(grace=0)  # scratch data; see SeaweedS3.stop
 
 
 @pytest.fixture

@@ -442,7 +442,7 @@ def wait_healthy(info: dict, procs: dict[str, subprocess.Popen], timeout: float)
         ready = _component_health(info)
         if all(ready.values()):
             return
-        time.sleep(2)
+        time.sleep(0.5)
     waiting = [name for name, ok in ready.items() if not ok]
     raise DeregError(
         f"not healthy within {timeout:.0f} s: "

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from dereg import config
@@ -149,15 +150,19 @@ def _spawn(name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
     return proc
 
 
+def _require_store_ports(p: dict[str, int]) -> None:
+    require_free(p["s3"], "the S3 store (SeaweedFS)", "DEREG_S3_PORT")
+    require_free(p["s3"] + 10000, "SeaweedFS S3 gRPC", "DEREG_S3_PORT")
+    for offset in (1, 2, 3):
+        require_free(p["s3"] + offset, "SeaweedFS internals", "DEREG_S3_PORT")
+        require_free(p["s3"] + offset + 10000, "SeaweedFS gRPC", "DEREG_S3_PORT")
+
+
 def start_store_and_mail(p: dict[str, int], env: dict[str, str]) -> None:
     """SeaweedFS (the off-site S3 store, Object Lock) and the SMTP sink, unless they already run."""
     state = config.state_dir()
     if not _running("seaweedfs"):
-        require_free(p["s3"], "the S3 store (SeaweedFS)", "DEREG_S3_PORT")
-        require_free(p["s3"] + 10000, "SeaweedFS S3 gRPC", "DEREG_S3_PORT")
-        for offset in (1, 2, 3):
-            require_free(p["s3"] + offset, "SeaweedFS internals", "DEREG_S3_PORT")
-            require_free(p["s3"] + offset + 10000, "SeaweedFS gRPC", "DEREG_S3_PORT")
+        _require_store_ports(p)
         from devtools.stack.seaweed import start_seaweedfs
 
         logs = state / "logs"
@@ -201,24 +206,31 @@ def up(timeout: float = 240) -> None:
             require_free(p[key], what, var)
     if not _running("smtp"):
         require_free(p["smtp"], "the SMTP sink", "DEREG_SMTP_PORT")
+    if not _running("seaweedfs"):
+        _require_store_ports(p)
     Keyring.load_or_create(config.keyring_path())
-    start_store_and_mail(p, env)
-    if not _running("airflow"):
-        require_free(p["airflow"], "Airflow", "DEREG_AIRFLOW_PORT")
-        require_free(p["worker_logs"], "Airflow's task log server", "DEREG_WORKER_LOG_PORT")
-        require_free(p["trigger_logs"], "Airflow's triggerer log server", "DEREG_TRIGGER_LOG_PORT")
+    if _running("airflow"):
+        start_store_and_mail(p, env)
+        return
+    require_free(p["airflow"], "Airflow", "DEREG_AIRFLOW_PORT")
+    require_free(p["worker_logs"], "Airflow's task log server", "DEREG_WORKER_LOG_PORT")
+    require_free(p["trigger_logs"], "Airflow's triggerer log server", "DEREG_TRIGGER_LOG_PORT")
+    # SeaweedFS takes a few seconds to elect its master and register its volume, mostly waiting:
+    # start it and the SMTP sink beside the migration (CPU), and Airflow once both are done, since
+    # its scheduled DAGs reach the store as soon as it runs.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        store_and_mail = pool.submit(start_store_and_mail, p, env)
         airflow = str(Path(sys.executable).parent / "airflow")
         migrate = subprocess.run(
             [airflow, "db", "migrate"], env={**os.environ, **env}, capture_output=True, text=True
         )
-        if migrate.returncode != 0:
-            raise DeregError(
-                f"`airflow db migrate` failed:\n{migrate.stdout[-2000:]}\n{migrate.stderr[-2000:]}"
-            )
-        proc = _spawn("airflow", [airflow, "standalone"], env)
-        wait_for_port(p["airflow"], timeout, "Airflow standalone", proc=proc)
-        _wait_healthy(p["airflow"], timeout)
-        print(f"  Airflow         http://127.0.0.1:{p['airflow']}  (logs: {state / 'logs' / 'airflow.log'})")
+        store_and_mail.result()
+    if migrate.returncode != 0:
+        raise DeregError(f"`airflow db migrate` failed:\n{migrate.stdout[-2000:]}\n{migrate.stderr[-2000:]}")
+    proc = _spawn("airflow", [airflow, "standalone"], env)
+    wait_for_port(p["airflow"], timeout, "Airflow standalone", proc=proc)
+    _wait_healthy(p["airflow"], timeout)
+    print(f"  Airflow         http://127.0.0.1:{p['airflow']}  (logs: {state / 'logs' / 'airflow.log'})")
 
 
 def _wait_healthy(port: int, timeout: float) -> None:
@@ -232,7 +244,7 @@ def _wait_healthy(port: int, timeout: float) -> None:
                 return
         except requests.RequestException:
             pass
-        time.sleep(1)
+        time.sleep(0.5)
     raise DeregError(
         f"Airflow on port {port} did not become healthy within {timeout:.0f} s; "
         f"see {config.state_dir() / 'logs' / 'airflow.log'}"

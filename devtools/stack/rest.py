@@ -67,7 +67,7 @@ class AirflowClient:
                     f"DAG {dag_id} did not appear in Airflow within {timeout:.0f} s; "
                     "check the dag-processor log and `airflow dags list-import-errors`"
                 )
-            time.sleep(2)
+            time.sleep(0.5)
 
     def import_errors(self) -> list[dict]:
         return self._call("GET", "/importErrors").get("import_errors", [])

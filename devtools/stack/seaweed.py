@@ -26,14 +26,20 @@ class SeaweedS3:
     secret_key: str
     process: subprocess.Popen | None = None
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 5) -> None:
+        """SIGTERM, then SIGKILL after `grace` s; at once with grace=0, for a store of scratch data:
+        `weed server` does not exit on SIGTERM (its filer's graceful gRPC stop waits for the stream of
+        its own S3 gateway), so the grace always runs out."""
         if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            if grace > 0:
+                self.process.terminate()
+                try:
+                    self.process.wait(timeout=grace)
+                    return
+                except subprocess.TimeoutExpired:
+                    pass
+            self.process.kill()
+            self.process.wait()
 
 
 def weed_binary() -> str:

@@ -42,11 +42,13 @@ _RUN_DAG = textwrap.dedent("""
         _initialize(app)
     Cadwyn._cadwyn_initialize = _newest_version_only
     from airflow.dag_processing.dagbag import DagBag
-    dag_id, conf = sys.argv[1], json.loads(sys.argv[2])
+    dag_id, conf, hold = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3] == "hold"
     bag = DagBag(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     if bag.import_errors:
         print("IMPORT_ERRORS", json.dumps({k: v[-500:] for k, v in bag.import_errors.items()}))
     dag = bag.get_dag(dag_id)
+    if hold:  # imported and parsed; the run starts when the test says so (a line on stdin)
+        sys.stdin.readline()
     run = dag.test(run_conf=conf)
     tis = run.get_task_instances()
     states = {}
@@ -91,39 +93,46 @@ _ANSWER = textwrap.dedent("""
 """)
 
 
+def _home_env(home: Path, dags_folder: Path = ROOT / "dags") -> dict[str, str]:
+    """The environment of the Airflow home `home` (created, with its users' passwords file)."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "passwords.json").write_text(json.dumps(PASSWORDS))
+    return {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:user" for u in PASSWORDS),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__API_AUTH__JWT_SECRET": "dereg-test-jwt-secret-" + "x" * 48,
+        "AIRFLOW__API__SECRET_KEY": "dereg-test-secret-key",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        "NO_PROXY": "*",
+        # a stage that fails in a test is retried at once, not after the closure DAG's 30 s
+        "DEREG_RETRY_DELAY_SECONDS": "1",
+    }
+
+
 class AirflowSandbox:
     """An AIRFLOW_HOME with a migrated SQLite metadata DB, and the environment to run DAGs in it."""
 
     def __init__(self, home: Path, *, dags_folder: Path = ROOT / "dags", env: dict[str, str] | None = None):
         self.home = home
-        home.mkdir(parents=True, exist_ok=True)
-        (home / "passwords.json").write_text(json.dumps(PASSWORDS))
-        self.env = {
-            **os.environ,
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:user" for u in PASSWORDS),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
-            "AIRFLOW__API_AUTH__JWT_SECRET": "dereg-test-jwt-secret-" + "x" * 48,
-            "AIRFLOW__API__SECRET_KEY": "dereg-test-secret-key",
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-            "NO_PROXY": "*",
-            # a stage that fails in a test is retried at once, not after the closure DAG's 30 s
-            "DEREG_RETRY_DELAY_SECONDS": "1",
-            **(env or {}),
-        }
+        self.env = {**_home_env(home, dags_folder), **(env or {})}
         self._migrate()
 
     def _migrate(self) -> None:
         migrate_metadata_db(self.home, self.env)
 
-    def start_dag_test(self, dag_id: str, conf: dict) -> subprocess.Popen:
+    def start_dag_test(self, dag_id: str, conf: dict, *, hold: bool = False) -> subprocess.Popen:
+        """Start `dag.test()` of `dag_id` in a child process. With `hold`, the child imports Airflow
+        and parses the DAGs (seconds of CPU), then waits for `release` before it starts the run."""
         log = open(self.home / f"dag_test_{dag_id}_{time.monotonic_ns()}.log", "w+")
         proc = subprocess.Popen(
-            [sys.executable, "-c", _RUN_DAG, dag_id, json.dumps(conf)],
+            [sys.executable, "-c", _RUN_DAG, dag_id, json.dumps(conf), "hold" if hold else "go"],
             env=self.env,
+            stdin=subprocess.PIPE if hold else None,
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
@@ -131,6 +140,12 @@ class AirflowSandbox:
         )
         proc.log_file = log  # type: ignore[attr-defined]
         return proc
+
+    @staticmethod
+    def release(proc: subprocess.Popen) -> None:
+        """Let a process started with `hold` start its run."""
+        proc.stdin.write("go\n")
+        proc.stdin.close()
 
     @staticmethod
     def finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[dict, str]:
@@ -178,12 +193,60 @@ class AirflowSandbox:
 #: a metadata DB migrated once per test session; each Airflow home starts from a copy of it (an
 #: `airflow db migrate` costs 5-10 s, and every home gets the same empty schema)
 _MIGRATED: list[Path] = []
+#: that migration when started ahead (`start_template_migration`): (process, its home)
+_PENDING: list[tuple[subprocess.Popen, Path]] = []
+
+
+def start_template_migration() -> None:
+    """Start migrating the session's template metadata DB in a home of its own, in the background:
+    the suite runs serially, so the migration takes the other core while the first tests set up,
+    and the first Airflow home copies its result instead of migrating."""
+    if _MIGRATED or _PENDING:
+        return
+    home = Path(tempfile.mkdtemp(prefix="dereg-airflow-db-"))
+    airflow = str(Path(sys.executable).parent / "airflow")
+    env = {**_home_env(home), "DEREG_STATE_DIR": str(home / "state")}  # before _isolated_state
+    for key in ("DEREG_STORE_URL", "DEREG_KEYRING"):
+        env.pop(key, None)
+    log = open(home / "migrate.log", "w")
+    proc = subprocess.Popen([airflow, "db", "migrate"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    log.close()  # the child has its own descriptor
+    _PENDING.append((proc, home))
+
+
+def stop_template_migration() -> None:
+    """The session ends: end a template migration no test waited for, and delete the template."""
+    while _PENDING:
+        proc, home = _PENDING.pop()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        shutil.rmtree(home, ignore_errors=True)
+    while _MIGRATED:
+        shutil.rmtree(_MIGRATED.pop().parent, ignore_errors=True)
+
+
+def _await_template() -> None:
+    """The migration started ahead becomes the template when it succeeded; else the first home
+    migrates itself, and says why if it fails too."""
+    while _PENDING:
+        proc, home = _PENDING.pop()
+        try:
+            code = proc.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            continue
+        if code == 0 and (home / "airflow.db").exists() and not _MIGRATED:
+            _MIGRATED.append(home / "airflow.db")
 
 
 def migrate_metadata_db(home: Path, env: dict[str, str]) -> None:
     """Give the Airflow home `home` (run with `env`) a migrated metadata DB: a copy of the SQLite DB
     migrated first in this session, or `airflow db migrate` for the first home or another database."""
     default_db = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in env  # the SQLite file in the home
+    if default_db:
+        _await_template()
     if default_db and _MIGRATED and _MIGRATED[0].exists():
         shutil.copyfile(_MIGRATED[0], home / "airflow.db")
         return

@@ -373,7 +373,7 @@ def test_answers_through_the_page_and_csv_stop_the_erase_until_fulfilled(closure
     deadline = time.monotonic() + 300
     while not [e for e in ledger.entries() if e.stage == "fulfil_requests" and e.event == "succeeded"]:
         assert time.monotonic() < deadline and proc.poll() is None, "fulfil_requests never succeeded"
-        time.sleep(1)
+        time.sleep(0.2)
     run_id = next(e.run_id for e in ledger.entries() if e.stage == "fulfil_requests")
     notices = closure.smtp.messages()
     text = notices[0].get_body(preferencelist=("plain",)).get_content()

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -42,23 +43,30 @@ MANIFESTS = ROOT / "tests" / "data" / "realworld"
 KINDS = {"pagila": ("postgres", "postgresql", 5432), "mall": ("mysql", "mysql", 3306)}
 
 
-def _fresh(pack: str) -> tuple[sa.URL, dict]:
-    """The pack loaded by its own load.sh into a new database (the session fixtures' copies are
-    read by other tests and must not be erased)."""
+def _fresh_url(pack: str) -> sa.URL:
+    """Where `_load_fresh` loads the pack: a new database (the session fixtures' copies are read by
+    other tests and must not be erased)."""
+    admin = PG_ADMIN_URL if pack == "pagila" else MARIADB_ADMIN_URL
+    return sa.make_url(admin).set(database=f"closure_{pack}_{uuid.uuid4().hex[:8]}")
+
+
+def _load_fresh(pack: str, url: sa.URL) -> dict:
+    """The pack loaded by its own load.sh into the new database `url`; its truth.json."""
     here = _pack(pack)
-    name = f"closure_{pack}_{uuid.uuid4().hex[:8]}"
     if pack == "pagila":
-        url = sa.make_url(PG_ADMIN_URL)
-        _load(here / "load.sh", name, {"PGHOST": url.host or "127.0.0.1", "PGPORT": str(url.port or 5432)})
+        _load(
+            here / "load.sh",
+            url.database,
+            {"PGHOST": url.host or "127.0.0.1", "PGPORT": str(url.port or 5432)},
+        )
     else:
-        url = sa.make_url(MARIADB_ADMIN_URL)
         env = {
             "PYTHON": sys.executable,
             "MYSQL_HOST": url.host or "127.0.0.1",
             "MYSQL_TCP_PORT": str(url.port or 3306),
         }
-        _load(here / "load.sh", name, env)
-    return url.set(database=name), json.loads((here / "truth.json").read_text(encoding="utf-8"))
+        _load(here / "load.sh", url.database, env)
+    return json.loads((here / "truth.json").read_text(encoding="utf-8"))
 
 
 def _drop(url: sa.URL) -> None:
@@ -143,9 +151,12 @@ def test_a_real_database_is_closed_correctly(pack, tmp_path, seaweed, smtp_sink,
     from dereg.cli import main as dereg_cli
 
     conn_type, backend, port = KINDS[pack]
-    url, truth = _fresh(pack)
+    url = _fresh_url(pack)
     engine = sa.create_engine(url, hide_parameters=True)  # a failing check never prints a canary
+    pool = ThreadPoolExecutor(max_workers=1)
     try:
+        # the pack loads (a process of its own) while the Airflow home is made and the connection added
+        loading = pool.submit(_load_fresh, pack, url)
         manifest = yaml.safe_load((MANIFESTS / f"{pack}.yaml").read_text(encoding="utf-8"))
         prefix = f"{manifest['backup']['prefix']}/{tmp_path.name}"
         manifest["backup"]["prefix"] = prefix
@@ -166,6 +177,7 @@ def test_a_real_database_is_closed_correctly(pack, tmp_path, seaweed, smtp_sink,
         sandbox = AirflowSandbox(tmp_path / "airflow", env=env)
         source = manifest["sources"][0]
         _add_connection(sandbox, source["conn_id"], conn_type, url)
+        truth = loading.result()
 
         with engine.connect() as conn:
             tables = _tables(conn)
@@ -271,6 +283,7 @@ def test_a_real_database_is_closed_correctly(pack, tmp_path, seaweed, smtp_sink,
             subject = source["subject_table"].rsplit(".", 1)[-1]
             assert subject in {n.rsplit(".", 1)[-1] for n in sealed} and len(sealed) > 1, sealed
     finally:
+        pool.shutdown()  # a load still running ends before its database is dropped
         engine.dispose()
         _drop(url)
 

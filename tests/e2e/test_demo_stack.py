@@ -22,6 +22,7 @@ import pytest
 
 from devtools.stack.demo import DAG_ID
 from devtools.stack.ports import free_port
+from tests.e2e.stacks import FAST_AIRFLOW, kill_scratch_store
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -60,15 +61,18 @@ def stack_env(tmp_path):
         "DEREG_SMTP_PORT": str(free_port()),
         "DEREG_WORKER_LOG_PORT": str(free_port()),
         "DEREG_TRIGGER_LOG_PORT": str(free_port()),
+        **FAST_AIRFLOW,
     }
     for k in ("DEREG_STORE_URL", "DEREG_KEYRING", "DEREG_OUTPUT_DIR", "AIRFLOW_HOME"):
         env.pop(k, None)
     yield env
+    kill_scratch_store(Path(env["DEREG_STATE_DIR"]))
     subprocess.run([sys.executable, "-m", "devtools.stack.embedded", "down"], env=env, cwd=ROOT, timeout=120)
 
 
-def _ops_tries_to_approve(env) -> str | None:
-    """The user who triggered the run answers the approval: Airflow must refuse (not an assigned user)."""
+def _ops_tries_to_approve(env) -> subprocess.Popen:
+    """The user who triggered the run answers the approval: Airflow must refuse (not an assigned user).
+    Started, not waited for: it runs while the browser goes on (the run waits for the approval)."""
     code = (
         "import sys; from devtools.stack import demo, embedded; from devtools.stack.rest import AirflowClient\n"
         "c = AirflowClient(demo._base_url(), 'ops', embedded.passwords()['ops'])\n"
@@ -76,10 +80,35 @@ def _ops_tries_to_approve(env) -> str | None:
         "try:\n    c.answer_approval(demo.DAG_ID, run)\n    print('ANSWERED')\n"
         "except Exception as exc:\n    print('REFUSED', exc)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    return result.stdout + result.stderr
+
+
+def _prepare_again(env) -> subprocess.Popen:
+    """`make demo-ui` (or `make demo`) again while the run waits; started, not waited for."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "devtools.stack.demo", "prepare", "--students", "40"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _finished(proc: subprocess.Popen, timeout: float) -> tuple[int, str, str]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, out, err
 
 
 def _screenshot_dir(tmp_path: Path) -> Path:
@@ -159,22 +188,12 @@ def test_browser_closure_to_a_verified_certificate(stack_env, tmp_path):
             assert run["conf"]["dry_run"] is False and run["conf"]["notice_window_days"] == 0
             assert run["triggering_user_name"] == "ops"
             _wait_for(ops, run_id, task_state="awaiting_input")
+            # while the run waits for the approval, and beside the browser (both are checked before
+            # approver answers): ops answering, and `make demo-ui` again, are both refused
+            ops_answers, again = _ops_tries_to_approve(stack_env), _prepare_again(stack_env)
             page.goto(f"{base}/dags/{DAG_ID}")
             page.get_by_role("button", name="Required Actions").wait_for()
             page.screenshot(path=shots / "grid.png")
-            refused_self = _ops_tries_to_approve(stack_env)
-            assert "HTTP 403" in refused_self, refused_self
-            # `make demo-ui` (or `make demo`) again while the run waits: refused, nothing reseeded
-            again = subprocess.run(
-                [sys.executable, "-m", "devtools.stack.demo", "prepare", "--students", "40"],
-                env=stack_env,
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
-            assert again.returncode == 2 and "still has a run in progress" in again.stderr, again.stderr
-            assert run_id in again.stderr and "Seeding" not in again.stdout
 
             # approver: Required Actions, read the plan, Approve
             page = _sign_in(browser, base, "approver", passwords["approver"], f"/dags/{DAG_ID}")
@@ -182,6 +201,12 @@ def test_browser_closure_to_a_verified_certificate(stack_env, tmp_path):
             page.get_by_role("button", name="Required Actions").click()
             page.get_by_text("Approve erasure / 批准删除").wait_for()
             page.screenshot(path=shots / "approval.png")
+            _, out, err = _finished(ops_answers, 120)
+            assert "HTTP 403" in out + err, out + err
+            # `make demo-ui` again while the run waits: refused, nothing reseeded
+            code, out, err = _finished(again, 300)
+            assert code == 2 and "still has a run in progress" in err, err
+            assert run_id in err and "Seeding" not in out
             # Airflow 3.3 race (see AirflowClient.answer_approval): let the pause settle before answering
             started = ops._call("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/approve")["start_date"]
             age = (
