@@ -157,3 +157,11 @@ def test_docs_manifest_md_documents_every_field_of_the_schema():
     assert "sources[].classify.overrides[].reason" in paths and "approval.approvers[].id" in paths
     missing = [p for p in paths if f"`{p}`" not in doc]
     assert not missing, f"docs/manifest.md does not document {missing}"
+
+
+def test_a_manifest_that_is_not_yaml_is_refused_with_where_it_breaks(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("company:\n  id: broken\n  name: [unclosed\n", encoding="utf-8")
+    with pytest.raises(ManifestError) as refused:
+        load_manifest(path)
+    assert "(document): not valid YAML at line 4, column 1" in str(refused.value)
