@@ -94,6 +94,23 @@ def test_workers_take_the_environment_of_the_caller_when_the_pool_starts(monkeyp
     assert all(pid != __import__("os").getpid() for *_, pid in out)
 
 
+def _run_script(script, text: str):
+    """`text` written to `script` and run by this Python with the project on its path and the
+    workers not turned off; its completed process (it must have succeeded)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script.write_text(text)
+    root = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "plugins")])}
+    env.pop("DEREG_SCAN_WORKERS", None)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
 _AT_EXIT = """
 import os
 import sqlalchemy as sa
@@ -122,17 +139,9 @@ def test_no_worker_or_server_is_left_running_at_exit(tmp_path, here):
     (`here`, as `dereg scan --full` starts it) this process forked once they are imported; either
     way the workers and the server are gone when the caller exits."""
     import os
-    import subprocess
-    import sys
     from pathlib import Path
 
-    script = tmp_path / "scan_at_exit.py"
-    script.write_text(_AT_EXIT.replace("HERE", repr(here)))
-    root = Path(__file__).resolve().parents[3]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "plugins")])}
-    env.pop("DEREG_SCAN_WORKERS", None)
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = _run_script(tmp_path / "scan_at_exit.py", _AT_EXIT.replace("HERE", repr(here)))
     marker, how, *listed = done.stdout.split()
     assert marker == "marker" and done.stdout.count("marker") == 1  # not printed by every copy
     assert how == ("forked" if here else "spawned")
@@ -193,16 +202,5 @@ def test_a_forked_server_imports_only_the_driver_of_its_source(tmp_path, url, im
     """`dereg scan --full` forks the server from itself once it has made the workers' imports: the
     driver of the source's URL, not every driver (a PostgreSQL scan loaded PyMySQL and the
     cryptography it imports before its workers could start). Nothing is connected to."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    script = tmp_path / "drivers.py"
-    script.write_text(_DRIVERS.replace("URL", repr(url)))
-    root = Path(__file__).resolve().parents[3]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "plugins")])}
-    env.pop("DEREG_SCAN_WORKERS", None)
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = _run_script(tmp_path / "drivers.py", _DRIVERS.replace("URL", repr(url)))
     assert done.stdout.split("\n")[0] == imported
