@@ -136,14 +136,18 @@ def scan_values(values: Iterable[object]) -> Counter:
     tagged = _tagged_pattern()
     if tagged is None:
         quick = candidate_pattern()
-        categories = lambda text: {s[0] for s in spans(text)} if quick is None or quick.search(text) else ()  # noqa: E731
+        categories = lambda text, mask=None: (
+            {s[0] for s in spans(text)} if quick is None or quick.search(text) else ()
+        )  # noqa: E731
     else:
-        search = tagged.search
         detector_of = _group_detectors()
         chains = _fallback_chains()
 
-        def categories(text: str) -> set[str]:
-            # one tagged search per candidate; most values have none and cost one search
+        def categories(text: str, mask: int | None = None) -> set[str]:
+            # one tagged search per candidate; most values have none and cost one search. With
+            # `mask` (the native search's detectors that may match in the text), the pattern of
+            # those detectors alone: it finds what the whole pattern finds there
+            search = tagged.search if mask is None else _tagged_subset(mask).search
             found: set[str] = set()
             pos = 0
             while (m := search(text, pos)) is not None:
@@ -173,7 +177,7 @@ def scan_values(values: Iterable[object]) -> Counter:
         for i, text in enumerate(batch):
             if masks is not None and not masks[i]:
                 continue
-            for category in categories(text):
+            for category in categories(text, masks[i] if masks is not None else None):
                 if category not in NOT_PERSONAL:
                     counts[category] += 1
     counts["_values"] = len(texts)

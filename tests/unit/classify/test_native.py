@@ -263,9 +263,10 @@ def test_digits_beyond_ascii_are_found_in_the_utf8_bytes_as_by_python():
 
 @pytest.mark.skipif(not _HAVE_HYPERSCAN, reason="needs the hyperscan package")
 def test_scan_values_counts_the_same_with_and_without_the_batch_search(monkeypatch):
-    """`scan_values` skips the values its batch's native search finds no candidate in: the counts
-    are those of searching every value, on the labelled corpus, the tricky texts and batches cut
-    anywhere (and it did skip values)."""
+    """`scan_values` skips the values its batch's native search finds no candidate in, and searches
+    the others with the pattern of the detectors the search names for them: the counts are those
+    of searching every value with the whole pattern, on the labelled corpus, the tricky texts and
+    batches cut anywhere (and it did skip values)."""
     corpus = build_corpus(rows=600, seed=23)
     values = (
         [v for t in corpus.tables for c in t.columns for v in c.values] + _TRICKY + [None, "", 13812345678]
