@@ -58,10 +58,3 @@ RUN mkdir -p /opt/airflow/dereg/state /opt/airflow/dereg/keyring /opt/airflow/de
 
 # `import dereg` from the mounted plugins folder in every process, and `python -m dereg.cli ...`.
 ENV PYTHONPATH=/opt/airflow/plugins:/opt/dereg-native
-# plugins/ is mounted read-only, so Python cannot keep dereg's compiled modules beside their source:
-# every task process (and every scan worker's server) would compile the 43 modules again, about a
-# tenth of a second of CPU each time. They are kept in a folder of the container's own instead,
-# writable by any AIRFLOW_UID in group 0; an empty PYTHONDONTWRITEBYTECODE lets Python write them
-# whatever the base image sets.
-ENV PYTHONPYCACHEPREFIX=/opt/airflow/pycache PYTHONDONTWRITEBYTECODE=
-RUN mkdir -p /opt/airflow/pycache && chmod g=u /opt/airflow/pycache
