@@ -35,12 +35,15 @@ def test_broken_manifest_gets_a_visible_dag(tmp_path, monkeypatch):
     companies.mkdir()
     (companies / "good.yaml").write_text((ROOT / "include/companies/demo-academy.yaml").read_text())
     (companies / "bad-shop.yaml").write_text("company_id: bad_shop\nsources: []\n")
+    # saved in GBK by an editor: a broken DAG of its own, not an import error hiding the others
+    (companies / "gbk-shop.yaml").write_bytes("company_id: gbk_shop\nname_zh: 某某培训学校\n".encode("gbk"))
     monkeypatch.setenv("DEREG_COMPANIES_DIR", str(companies))
     from dereg.dagfactory import build_all
 
     dags = build_all()
-    assert set(dags) == {"closure__demo_academy", "closure__bad_shop"}
+    assert set(dags) == {"closure__demo_academy", "closure__bad_shop", "closure__gbk_shop"}
     assert "broken-manifest" in dags["closure__bad_shop"].tags
+    assert "broken-manifest" in dags["closure__gbk_shop"].tags
     assert os.environ["DEREG_COMPANIES_DIR"] == str(companies)
 
 

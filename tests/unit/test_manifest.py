@@ -165,3 +165,12 @@ def test_a_manifest_that_is_not_yaml_is_refused_with_where_it_breaks(tmp_path):
     with pytest.raises(ManifestError) as refused:
         load_manifest(path)
     assert "(document): not valid YAML at line 4, column 1" in str(refused.value)
+
+
+def test_a_manifest_that_is_not_utf8_is_refused_saying_so(tmp_path):
+    path = tmp_path / "gbk.yaml"
+    path.write_bytes("company_id: gbk_shop\nname_zh: 某某培训学校\n".encode("gbk"))
+    with pytest.raises(ManifestError) as refused:
+        load_manifest(path)
+    assert str(path) in str(refused.value)
+    assert "(document): not UTF-8 text at line 2: save the file as UTF-8" in str(refused.value)

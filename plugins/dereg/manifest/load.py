@@ -52,6 +52,13 @@ def load_manifest(path: Path | str) -> Manifest:
         ) from None
     except OSError as exc:
         raise ManifestError(str(path), [f"(document): cannot be read: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        # a manifest saved by an editor in GBK: refused as this file's problem, so the DAG factory
+        # shows it as a broken DAG instead of failing the whole DAG file (every company's closure)
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise ManifestError(
+            str(path), [f"(document): not UTF-8 text at line {line}: save the file as UTF-8"]
+        ) from None
     return parse_manifest(data, str(path))
 
 
