@@ -1343,18 +1343,28 @@ def _full_hits(
 
 
 def _non_null_counts(engine: sa.Engine, info: TableInfo, cols: list[str]) -> dict[str, int]:
-    """Per column of `cols`, the rows where it is not NULL, in one statement. A column declared
-    NOT NULL is counted as the rows themselves (`count(*)`, once for all of them): the server then
-    need not take that column out of every row (a table of two million rows of NOT NULL keys took
-    a sixth of a second more for nothing)."""
+    """Per column of `cols`, the values that are neither NULL nor, in a text column, the empty
+    string (as the sample counts them: an empty value holds nothing, and a share of the sample
+    scaled to the column must not count it), in one statement. Any other column declared NOT NULL
+    is counted as the rows themselves (`count(*)`, once for all of them): the server then need not
+    take that column out of every row (a table of two million rows of NOT NULL keys took a sixth
+    of a second more for nothing)."""
+    types = {c.name: c.type for c in info.columns}
+    text = [c for c in cols if _PLAIN_TEXT_TYPE.search(types.get(c) or "")]
     declared = {c.name for c in info.columns if not c.nullable}
-    nullable = [c for c in cols if c not in declared]
-    t = _table_clause(info, nullable)
+    counted = [c for c in cols if c in text or c not in declared]
+    t = _table_clause(info, counted)
+
+    def count(name: str) -> sa.ColumnElement:
+        if name in text:  # cast first: a reflected VARCHAR may be an enum or a domain
+            return sa.func.count(sa.func.nullif(sa.cast(t.c[name], sa.Text), ""))
+        return sa.func.count(t.c[name])
+
     with engine.connect() as conn:
         rows, *row = conn.execute(
-            sa.select(sa.func.count(), *[sa.func.count(t.c[c]) for c in nullable]).select_from(t)
+            sa.select(sa.func.count(), *[count(c) for c in counted]).select_from(t)
         ).one()
-    counts = dict(zip(nullable, (int(v) for v in row), strict=True))
+    counts = dict(zip(counted, (int(v) for v in row), strict=True))
     return {c: counts.get(c, int(rows)) for c in cols}
 
 

@@ -161,16 +161,24 @@ def test_mobile_numbers_stored_as_integers_are_found(tmp_path):
 
 
 def test_a_full_scan_counts_the_values_of_not_null_and_nullable_columns(tmp_path):
-    # a column declared NOT NULL is counted as the rows themselves; a nullable one by its values
+    # a NOT NULL column that is no text is counted as the rows themselves; a nullable one by its
+    # values; in a text column, NULL or not, an empty string is no value (as in the sample)
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'counts.db'}")
     with engine.begin() as conn:
         conn.exec_driver_sql(
-            "CREATE TABLE members (id INTEGER PRIMARY KEY, code TEXT NOT NULL, note TEXT, phone TEXT)"
+            "CREATE TABLE members (id INTEGER PRIMARY KEY, code TEXT NOT NULL, note TEXT, phone TEXT,"
+            " points INTEGER NOT NULL)"
         )
         conn.exec_driver_sql(
-            "INSERT INTO members (id, code, note, phone) VALUES (?, ?, ?, ?)",
+            "INSERT INTO members (id, code, note, phone, points) VALUES (?, ?, ?, ?, ?)",
             [
-                (i, f"c{i}", None if i % 3 else f"n{i}", None if i % 4 else f"1380013{i:04d}")
+                (
+                    i,
+                    "" if i % 5 == 0 else f"c{i}",
+                    None if i % 3 else f"n{i}",
+                    None if i % 4 else f"1380013{i:04d}",
+                    i,
+                )
                 for i in range(120)
             ],
         )
@@ -179,4 +187,4 @@ def test_a_full_scan_counts_the_values_of_not_null_and_nullable_columns(tmp_path
         engine, inventory, sample_size=50, closure_date=date(2026, 1, 1), subject_table="members", full=True
     )
     checked = {c.column: c.values_checked for c in result.columns}
-    assert checked == {"id": 120, "code": 120, "note": 40, "phone": 30}
+    assert checked == {"id": 120, "code": 96, "note": 40, "phone": 30, "points": 120}
