@@ -136,9 +136,10 @@ def scan_values(values: Iterable[object]) -> Counter:
     tagged = _tagged_pattern()
     if tagged is None:
         quick = candidate_pattern()
-        categories = lambda text, mask=None: (
-            {s[0] for s in spans(text)} if quick is None or quick.search(text) else ()
-        )  # noqa: E731
+
+        def categories(text: str, mask: int | None = None) -> set[str]:
+            # no tagged pattern: every detector's spans, where the candidate pattern finds one
+            return {s[0] for s in spans(text)} if quick is None or quick.search(text) else set()
     else:
         detector_of = _group_detectors()
         chains = _fallback_chains()
