@@ -252,9 +252,8 @@ def _scan(args) -> int:
     if args.full and not args.source_url.startswith("s3://"):
         from dereg import scanworkers
 
-        scanworkers.start_server(
-            here=True, url=args.source_url
-        )  # forked once the workers' modules are imported here
+        # forked once the workers' modules (and the source's driver) are imported here
+        scanworkers.start_server(here=True, url=args.source_url)
     from dereg.classify.scan import print_summary, scan_url
 
     report = scan_url(
