@@ -652,12 +652,12 @@ class GroupSealer:
             buffered.flush()
         router.finish()
         with self.lock:
-            over = max(self.group_bytes.items(), key=lambda item: item[1], default=(0, 0))
-            # the table named is the one holding most of the group's bytes, not the one whose read
-            # happened to end last: tables are read in parallel, so that one may hold little of it
-            largest = self._largest_table(over[0]) if over[1] > BLOCK_LIMIT else key
-        if over[1] > BLOCK_LIMIT:  # fail now, not when the block is sealed
-            raise _block_too_large(self.backup_id, over[0], over[1], largest, self.group_size)
+            group, size = max(self.group_bytes.items(), key=lambda item: item[1], default=(0, 0))
+            if size > BLOCK_LIMIT:  # fail now, not when the block is sealed
+                # named: the table holding most of the group's bytes, not the one whose read
+                # happened to end last (tables are read in parallel: it may hold little of it)
+                largest = self._largest_table(group)
+                raise _block_too_large(self.backup_id, group, size, largest, self.group_size)
         self.sealed[key]["rows"] = router.subject_rows
         self.total_rows[key] = router.rows
         writer = None
